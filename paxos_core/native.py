@@ -1,0 +1,28 @@
+"""Which modules are compiled, and a check that the compiled ones really loaded."""
+import importlib
+import importlib.machinery
+
+# Every module paxos-core builds with Cython. `paxos-core info` and the tests read this list.
+NATIVE_MODULES = (
+    "paxos_core.wire.checksum",
+    "paxos_core.wire.message",
+)
+
+
+def module_status(name):
+    """(name, compiled?, file) for one native module."""
+    module = importlib.import_module(name)
+    path = getattr(module, "__file__", "") or ""
+    compiled = path.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+    return name, compiled, path
+
+
+def all_status():
+    return [module_status(name) for name in NATIVE_MODULES]
+
+
+def require_compiled():
+    """Raise ImportError unless every native module is the compiled extension."""
+    missing = [name for name, compiled, _ in all_status() if not compiled]
+    if missing:
+        raise ImportError("paxos-core native modules are not compiled: " + ", ".join(missing))

@@ -1,0 +1,33 @@
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+
+# Message kinds (the wire value of Message.kind).
+cpdef enum Kind:
+    PREPARE = 1        # proposer -> acceptors: promise `ballot` for every instance >= `instance`
+    PROMISE = 2        # acceptor -> proposer: promised `ballot`; aux = acceptor's chosen-next; value = entries
+    ACCEPT = 3         # proposer -> acceptors: accept `value` at (`instance`, `ballot`)
+    ACCEPTED = 4       # acceptor -> proposer: accepted (`instance`, `ballot`)
+    REJECT = 5         # acceptor -> proposer: `ballot` is the higher promise; aux = the rejected ballot
+    CHOSEN = 6         # proposer -> learners: every instance < `mark` is chosen (ballot = sender's ballot)
+    CATCHUP_REQ = 7    # learner -> peer: send chosen values from `instance`; aux = how many at most
+    CATCHUP_REPLY = 8  # peer -> learner: value = entries of chosen values starting at `instance`
+    FORWARD = 9        # non-leader -> leader: value = a batch of proposals to put in the log
+    KIND_MAX = 9
+
+# Message flags.
+cpdef enum MessageFlag:
+    FLAG_NONE = 0
+
+cdef class Message:
+    cdef public uint8_t kind
+    cdef public uint8_t flags
+    cdef public uint16_t src       # sending node id (filled from the frame header on decode)
+    cdef public uint32_t group     # global group id
+    cdef public uint64_t instance
+    cdef public uint64_t ballot
+    cdef public uint64_t mark      # the sender's "chosen up to" mark: every instance < mark is chosen
+    cdef public uint64_t aux       # kind-specific number (see Kind)
+    cdef public uint32_t chain     # the sender's checksum chain over chosen values < mark
+    cdef public bytes value
+
+cdef Message make_message(uint8_t kind, uint32_t group, uint64_t instance, uint64_t ballot,
+                          uint64_t mark, uint64_t aux, uint32_t chain, bytes value)
