@@ -6,6 +6,7 @@ import importlib.machinery
 NATIVE_MODULES = (
     "paxos_core.wire.checksum",
     "paxos_core.wire.message",
+    "paxos_core.wire.codec",
 )
 
 

@@ -6,7 +6,8 @@ cpdef enum Kind:
     PROMISE = 2        # acceptor -> proposer: promised `ballot`; aux = acceptor's chosen-next; value = entries
     ACCEPT = 3         # proposer -> acceptors: accept `value` at (`instance`, `ballot`)
     ACCEPTED = 4       # acceptor -> proposer: accepted (`instance`, `ballot`)
-    REJECT = 5         # acceptor -> proposer: `ballot` is the higher promise; aux = the rejected ballot
+    REJECT = 5         # acceptor -> proposer: `ballot` is the higher promise; aux = the rejected ballot;
+                       # mark/chain = the acceptor's own
     CHOSEN = 6         # proposer -> learners: every instance < `mark` is chosen (ballot = sender's ballot)
     CATCHUP_REQ = 7    # learner -> peer: send chosen values from `instance`; aux = how many at most
     CATCHUP_REPLY = 8  # peer -> learner: value = entries of chosen values starting at `instance`

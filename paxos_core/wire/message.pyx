@@ -63,3 +63,8 @@ cdef Message make_message(uint8_t kind, uint32_t group, uint64_t instance, uint6
     m.chain = chain
     m.value = value
     return m
+
+
+from paxos_core._enums import export_members
+
+export_members(globals(), Kind)

@@ -1,0 +1,76 @@
+"""Configuration of the protocol core: who the members are and the protocol's knobs.
+
+Times are in ticks: logical time, advanced by whoever drives the core (the runtime's clock, or the
+simulator). The core never reads a clock.
+"""
+from dataclasses import dataclass, field, fields
+
+from ..errors import ConfigError
+
+PLANTS = ("ignore-promise", "reply-before-sync", "promise-not-persisted", "learn-without-quorum")
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    node_id: int
+    members: tuple                      # node ids of every voting member, this node included
+    n_groups: int = 1                   # how many groups this core hosts
+    group_offset: int = 0               # hosted group ids are offset + k * stride, k = 0 .. n_groups-1
+    group_stride: int = 1
+    window: int = 8                     # instances in flight per group (1 = strict PhxPaxos behaviour)
+    max_batch_count: int = 4096         # proposals packed into one instance at most
+    max_batch_bytes: int = 1 << 20      # bytes of proposals packed into one instance at most
+    max_value_bytes: int = 1 << 20      # one proposal's payload at most
+    retransmit_ticks: int = 4           # resend an unanswered Accept/Prepare after this long
+    max_retransmits: int = 4            # then give up the ballot and prepare a new one
+    election_backoff_ticks: tuple = (2, 12)   # random wait before retrying a lost election
+    leader_timeout_ticks: int = 20      # a leader not heard from for this long is presumed gone
+    forward_timeout_ticks: int = 12     # forwarded proposals not chosen by then are proposed here
+    idle_chosen_ticks: int = 1          # an idle leader tells learners its chosen mark after this long
+    catchup_interval_ticks: int = 3     # at most one catch-up request per group per interval
+    catchup_max_instances: int = 256    # instances per catch-up reply at most
+    proposal_timeout_ticks: int = 200   # a proposal not chosen by then is reported expired (unknown outcome)
+    plant: str = ""                     # planted bug for testing the tests (never in production)
+
+    def __post_init__(self):
+        def bad(name, why):
+            raise ConfigError("core config field %r: %s" % (name, why))
+
+        members = tuple(int(m) for m in self.members)
+        object.__setattr__(self, "members", members)
+        if not members:
+            bad("members", "at least one member is required")
+        if len(set(members)) != len(members):
+            bad("members", "node ids must be distinct, got %r" % (members,))
+        for m in members:
+            if not 1 <= m <= 0xFFFE:
+                bad("members", "node id %d out of range 1..65534" % m)
+        if len(members) > 63:
+            bad("members", "at most 63 voting members")
+        if self.node_id not in members:
+            bad("node_id", "%d is not one of members %r" % (self.node_id, members))
+        positive = ("n_groups", "group_stride", "window", "max_batch_count", "max_batch_bytes",
+                    "max_value_bytes", "retransmit_ticks", "max_retransmits", "leader_timeout_ticks",
+                    "forward_timeout_ticks", "idle_chosen_ticks", "catchup_interval_ticks",
+                    "catchup_max_instances", "proposal_timeout_ticks")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                bad(name, "must be a positive integer, got %r" % (value,))
+        if self.group_offset < 0 or self.group_offset >= self.group_stride:
+            bad("group_offset", "must be in 0..group_stride-1, got %r" % (self.group_offset,))
+        lo_hi = tuple(self.election_backoff_ticks)
+        if len(lo_hi) != 2 or not 0 <= lo_hi[0] <= lo_hi[1]:
+            bad("election_backoff_ticks", "must be (low, high) with 0 <= low <= high, got %r" % (lo_hi,))
+        object.__setattr__(self, "election_backoff_ticks", lo_hi)
+        if self.plant and self.plant not in PLANTS:
+            bad("plant", "unknown plant %r; known: %s" % (self.plant, ", ".join(PLANTS)))
+
+    @property
+    def quorum(self):
+        return len(self.members) // 2 + 1
+
+    def replace(self, **changes):
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return CoreConfig(**values)

@@ -1,0 +1,130 @@
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+
+from paxos_core.core.acceptor cimport AcceptorState
+from paxos_core.core.learner cimport LearnerState
+from paxos_core.core.proposer cimport ProposerGroup, ProposerState
+from paxos_core.wire.message cimport Message
+
+cpdef enum GroupStatus:
+    GROUP_OK = 0
+    GROUP_REPAIRING = 1   # recovered with damaged records: learns from peers, takes no acceptor part
+    GROUP_STOPPED = 2     # diverged or unrepairable: refuses to serve
+    GROUP_ABSENT = 3      # slot not hosted (removed, or never added)
+
+cdef enum:  # counter indexes (names in engine.COUNTER_NAMES)
+    C_MSG_IN = 0
+    C_MSG_OUT = 1
+    C_RECORDS = 2
+    C_PROPOSALS = 3
+    C_INSTANCES_PROPOSED = 4
+    C_CHOSEN = 5
+    C_ACKS = 6
+    C_EXPIRED = 7
+    C_PREPARES = 8
+    C_ELECTIONS_WON = 9
+    C_STEP_DOWNS = 10
+    C_REJECTS_SENT = 11
+    C_RETRANSMITS = 12
+    C_CATCHUP_REQUESTS = 13
+    C_CATCHUP_LEARNED = 14
+    C_FORWARDS = 15
+    C_DIVERGENCES = 16
+    C_DROPPED_UNKNOWN_GROUP = 17
+    C_PROMISES_SENT = 18
+    C_ACCEPTS_SENT = 19
+    C_ACCEPTED_SENT = 20
+    C_CHOSEN_SENT = 21
+    C_BATCHED_PROPOSALS = 22
+    C_COUNT = 23
+
+cdef class Effects:
+    cdef public list records        # record tuples to persist, in order (see paxos_core.storage.records)
+    cdef public list send_now       # [(dest, Message)] may leave before the records are durable
+    cdef public list send_after     # [(dest, Message)] must wait until every record so far is durable
+    cdef public list chosen         # [(group, instance, value)] in instance order per group
+    cdef public list acks           # [(tag, group, instance)] proposals made here that are chosen
+    cdef public list expired        # [(tag, group, reason)] proposals given up (outcome unknown)
+    cdef public list serve          # [(dest, group, first, end)] send chosen values [first, end) from storage
+    cdef public list stopped        # [(group, reason)] groups that stopped themselves
+    cdef public list self_votes     # [(group, instance, ballot)] our own acceptor's votes as our proposer counts them (for observers)
+    cdef public long token          # pass to Engine.persisted() once the records are durable
+
+cdef class Engine:
+    cdef readonly object config
+    cdef readonly int node_id
+    cdef readonly tuple members
+    cdef readonly tuple peers
+    cdef dict member_index
+    cdef int quorum
+    cdef object rng
+    cdef readonly AcceptorState acceptor
+    cdef readonly LearnerState learner
+    cdef readonly ProposerState proposer
+    cdef public object status_array
+    cdef uint8_t[::1] status
+    cdef readonly dict stop_reasons
+    cdef public object counters_array
+    cdef int64_t[::1] counters
+    cdef readonly int64_t now
+    cdef readonly Py_ssize_t n_slots
+    cdef uint32_t group_offset
+    cdef uint32_t group_stride
+    cdef dict active
+    cdef list self_queue
+    cdef list self_after
+    cdef Effects fx
+    cdef long token
+    cdef uint64_t seq
+    # configuration copied into C fields for the hot paths
+    cdef uint64_t window
+    cdef Py_ssize_t max_batch_count
+    cdef Py_ssize_t max_batch_bytes
+    cdef Py_ssize_t max_value_bytes
+    cdef int64_t retransmit_ticks
+    cdef int max_retransmits
+    cdef int64_t backoff_lo
+    cdef int64_t backoff_hi
+    cdef int64_t leader_timeout
+    cdef int64_t forward_timeout
+    cdef int64_t catchup_interval
+    cdef uint64_t catchup_max
+    cdef int64_t proposal_timeout
+    cdef bint plant_reply_before_sync
+    cdef bint plant_promise_not_persisted
+    cdef bint plant_learn_without_quorum
+
+    cdef Py_ssize_t slot_of(self, uint32_t group) except -2
+    cdef inline uint32_t group_of(self, Py_ssize_t slot)
+    cdef void _send(self, int dest, Message m, bint after)
+    cdef void _broadcast(self, Message m, bint after)
+    cdef void _record(self, tuple record)
+    cdef void _reply(self, int dest, Message m)
+    cdef void _dispatch(self, Message m)
+    cdef void _drain(self)
+    cdef void _on_prepare(self, Py_ssize_t slot, Message m, int src)
+    cdef void _on_promise(self, Py_ssize_t slot, Message m, int src)
+    cdef void _on_accept(self, Py_ssize_t slot, Message m, int src)
+    cdef void _on_accepted(self, Py_ssize_t slot, Message m, int src)
+    cdef void _on_reject(self, Py_ssize_t slot, Message m, int src)
+    cdef void _on_chosen(self, Py_ssize_t slot, Message m, int src)
+    cdef void _on_catchup_req(self, Py_ssize_t slot, Message m, int src)
+    cdef void _on_catchup_reply(self, Py_ssize_t slot, Message m, int src)
+    cdef void _on_forward(self, Py_ssize_t slot, Message m, int src)
+    cdef void _promise_raised(self, Py_ssize_t slot)
+    cdef void _see_ballot(self, Py_ssize_t slot, uint64_t ballot)
+    cdef void _start_prepare(self, Py_ssize_t slot)
+    cdef void _finish_prepare(self, Py_ssize_t slot)
+    cdef void _step_down(self, Py_ssize_t slot, bint vouch)
+    cdef void _requeue_own(self, Py_ssize_t slot, ProposerGroup pg, bytes value)
+    cdef void _send_accept(self, Py_ssize_t slot, uint64_t instance, bytes value)
+    cdef void _fill(self, Py_ssize_t slot)
+    cdef void _route_follower(self, Py_ssize_t slot)
+    cdef void _decide(self, Py_ssize_t slot, uint64_t instance, bytes value)
+    cdef void _learn(self, Py_ssize_t slot, bytes value)
+    cdef void _learn_one(self, Py_ssize_t slot, bytes value)
+    cdef void _learn_by_mark(self, Py_ssize_t slot, uint64_t ballot, uint64_t mark, int src)
+    cdef void _request_catchup(self, Py_ssize_t slot)
+    cdef void _serve(self, int dest, Py_ssize_t slot, uint64_t first)
+    cdef void _check_chain(self, Py_ssize_t slot, uint64_t mark, uint32_t chain, int src)
+    cdef void _stop(self, Py_ssize_t slot, str reason)
+    cdef bint _tick_group(self, Py_ssize_t slot)

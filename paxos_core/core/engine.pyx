@@ -1,0 +1,993 @@
+# cython: language_level=3
+"""The sans-I/O Multi-Paxos engine of one node: proposer, acceptor and learner for many groups.
+
+Inputs:  ``receive(messages)``, ``propose(group, payload, tag)``, ``tick(now)``, ``persisted(token)``.
+Output:  ``take_effects()`` returns one :class:`Effects` batch for everything since the previous call.
+
+The engine never touches a socket, a disk, a clock, a thread or global randomness: the caller passes
+logical time in ``tick`` and a seeded ``random.Random``. Whoever drives it (the worker runtime, or the
+simulator) must honour the effect contract:
+
+1. send ``send_now`` messages whenever it likes (they depend on nothing unsynced);
+2. persist ``records`` (in order, atomically per batch) and make them durable;
+3. only then send ``send_after`` messages, and call ``persisted(token)``;
+4. ``serve`` asks the caller to read chosen values from its storage and send them as CATCHUP_REPLY
+   (the engine keeps no chosen values in memory).
+
+Steady state (a leader whose ballot nobody has beaten): one ACCEPT to each peer and one ACCEPTED back per
+instance, one record per acceptor per instance, no Prepare. Accepts leave before the leader's own record is
+durable; the leader counts its own vote only after ``persisted``. Followers learn a chosen value from their
+own accepted record when the leader's mark says it is chosen and the ballots match, with no second write.
+"""
+import logging
+
+import numpy as np
+
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+
+from paxos_core.core.acceptor cimport AcceptorState, REJECTED, PROMISED, PROMISED_AGAIN, ACCEPTED
+from paxos_core.core.ballot cimport ballot_node, ballot_round, make_ballot
+from paxos_core.core.learner cimport LearnerState
+from paxos_core.core.proposer cimport FOLLOWER, LEADING, PREPARING, InFlight, ProposerGroup, ProposerState
+from paxos_core.wire.message cimport (ACCEPT, ACCEPTED as MSG_ACCEPTED, CATCHUP_REPLY, CATCHUP_REQ, CHOSEN,
+                                      FORWARD, Message, PREPARE, PROMISE, REJECT, make_message)
+
+from paxos_core.errors import ConfigError, GroupStopped, PaxosError, ValueTooLarge
+from paxos_core.storage.records cimport INSTANCE_RECORD, PROMISE_RECORD, RECORD_CHOSEN
+from paxos_core.wire.codec import decode_batch, decode_entries, encode_batch, encode_entries
+
+log = logging.getLogger("paxos_core.core")
+
+cdef extern from *:
+    int __builtin_popcountll(unsigned long long) nogil
+
+cdef bytes NOOP = b""
+
+COUNTER_NAMES = (
+    "msg_in", "msg_out", "records", "proposals", "instances_proposed", "chosen", "acks", "expired",
+    "prepares", "elections_won", "step_downs", "rejects_sent", "retransmits", "catchup_requests",
+    "catchup_learned", "forwards", "divergences", "dropped_unknown_group", "promises_sent", "accepts_sent",
+    "accepted_sent", "chosen_sent", "batched_proposals",
+)
+
+
+class UnknownGroup(PaxosError, KeyError):
+    """The group is not hosted by this engine."""
+
+
+cdef class Effects:
+    def __init__(self):
+        self.records = []
+        self.send_now = []
+        self.send_after = []
+        self.chosen = []
+        self.acks = []
+        self.expired = []
+        self.serve = []
+        self.stopped = []
+        self.self_votes = []
+        self.token = 0
+
+    def __bool__(self):
+        return bool(self.records or self.send_now or self.send_after or self.chosen or self.acks
+                    or self.expired or self.serve or self.stopped)
+
+    def __repr__(self):
+        return ("Effects(token=%d records=%d now=%d after=%d chosen=%d acks=%d expired=%d serve=%d stopped=%d)"
+                % (self.token, len(self.records), len(self.send_now), len(self.send_after), len(self.chosen),
+                   len(self.acks), len(self.expired), len(self.serve), len(self.stopped)))
+
+
+cdef class Engine:
+    """One node's Paxos state for every group it hosts. See the module docstring for the contract."""
+
+    def __init__(self, config, rng, recovered=None, int64_t now=0):
+        self.config = config
+        self.node_id = config.node_id
+        self.members = tuple(config.members)
+        self.peers = tuple(m for m in self.members if m != self.node_id)
+        self.member_index = {m: k for k, m in enumerate(self.members)}
+        self.quorum = config.quorum
+        self.rng = rng
+        self.n_slots = config.n_groups
+        self.group_offset = config.group_offset
+        self.group_stride = config.group_stride
+        plant = config.plant
+        self.acceptor = AcceptorState(self.n_slots, plant == "ignore-promise")
+        self.learner = LearnerState(self.n_slots)
+        self.proposer = ProposerState(self.n_slots)
+        self.status_array = np.zeros(self.n_slots, np.uint8)
+        self.status = self.status_array
+        self.stop_reasons = {}
+        self.counters_array = np.zeros(C_COUNT, np.int64)
+        self.counters = self.counters_array
+        self.now = now          # logical time; the caller's tick counter, which survives restarts
+        self.active = {}
+        self.self_queue = []
+        self.self_after = []
+        self.fx = Effects()
+        self.token = 1
+        # Proposal sequence numbers must not repeat across restarts (they identify our own proposals in
+        # chosen batches), so they start at a random point drawn from the caller's seeded generator.
+        self.seq = (<uint64_t>rng.getrandbits(40)) << 20
+        self.window = config.window
+        self.max_batch_count = config.max_batch_count
+        self.max_batch_bytes = config.max_batch_bytes
+        self.max_value_bytes = config.max_value_bytes
+        self.retransmit_ticks = config.retransmit_ticks
+        self.max_retransmits = config.max_retransmits
+        self.backoff_lo, self.backoff_hi = config.election_backoff_ticks
+        self.leader_timeout = config.leader_timeout_ticks
+        self.forward_timeout = config.forward_timeout_ticks
+        self.catchup_interval = config.catchup_interval_ticks
+        self.catchup_max = config.catchup_max_instances
+        self.proposal_timeout = config.proposal_timeout_ticks
+        self.plant_reply_before_sync = plant == "reply-before-sync"
+        self.plant_promise_not_persisted = plant == "promise-not-persisted"
+        self.plant_learn_without_quorum = plant == "learn-without-quorum"
+        if recovered:
+            for group, state in recovered.items():
+                self.restore_group(group, state)
+
+    # ------------------------------------------------------------------ groups and slots
+
+    cdef Py_ssize_t slot_of(self, uint32_t group) except -2:
+        """The slot of a hosted group, or -1."""
+        if group < self.group_offset:
+            return -1
+        cdef uint32_t d = group - self.group_offset
+        if d % self.group_stride:
+            return -1
+        cdef Py_ssize_t slot = d // self.group_stride
+        if slot >= self.n_slots or self.status[slot] == GROUP_ABSENT:
+            return -1
+        return slot
+
+    cdef inline uint32_t group_of(self, Py_ssize_t slot):
+        return <uint32_t>(self.group_offset + slot * self.group_stride)
+
+    def hosts(self, uint32_t group):
+        return self.slot_of(group) >= 0
+
+    def groups(self):
+        """Every hosted group id."""
+        return [self.group_of(s) for s in range(self.n_slots) if self.status[s] != GROUP_ABSENT]
+
+    def add_group(self, uint32_t group):
+        """Start hosting `group` (its state starts empty, as for a new group)."""
+        if group < self.group_offset or (group - self.group_offset) % self.group_stride:
+            raise ConfigError("group %d does not belong to this engine (offset %d, stride %d)"
+                              % (group, self.group_offset, self.group_stride))
+        cdef Py_ssize_t slot = (group - self.group_offset) // self.group_stride
+        if slot >= self.n_slots:
+            n = max(slot + 1, self.n_slots * 2)
+            self.acceptor.resize(n)
+            self.learner.resize(n)
+            self.proposer.resize(n)
+            extra = np.full(n - self.n_slots, GROUP_ABSENT, np.uint8)
+            self.status_array = np.concatenate([self.status_array, extra])
+            self.status = self.status_array
+            self.n_slots = n
+        if self.status[slot] == GROUP_ABSENT:
+            self.status[slot] = GROUP_OK
+        return slot
+
+    def remove_group(self, uint32_t group):
+        """Stop hosting `group`: its in-memory state is dropped; queued proposals expire."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            raise UnknownGroup(group)
+        self._forget_slot(slot, "group removed")
+        self.status[slot] = GROUP_ABSENT
+
+    def _forget_slot(self, Py_ssize_t slot, str reason):
+        cdef uint32_t group = self.group_of(slot)
+        out = self.learner.outstanding.pop(slot, None)
+        if out:
+            for seq, entry in out.items():
+                self.fx.expired.append((entry[0], group, reason))
+                self.counters[C_EXPIRED] += 1
+        self.proposer.groups.pop(slot, None)
+        self.acceptor.accepted.pop(slot, None)
+        self.learner.decided.pop(slot, None)
+        self.active.pop(slot, None)
+        self.proposer.role[slot] = FOLLOWER
+
+    def restore_group(self, uint32_t group, state):
+        """Load one group's recovered state (see paxos_core.storage.recovery.RecoveredGroup)."""
+        cdef Py_ssize_t slot = self.add_group(group)
+        self.acceptor.restore(slot, state.promised, state.top, state.accepted)
+        self.learner.restore(slot, state.chosen_next, state.chain, state.known_mark, state.repair_upto)
+        self.proposer.seen_round[slot] = ballot_round(state.promised)
+        if state.stop_reason:
+            self.status[slot] = GROUP_STOPPED
+            self.stop_reasons[group] = state.stop_reason
+        elif state.repair_upto > state.chosen_next:
+            self.status[slot] = GROUP_REPAIRING
+            self.stop_reasons[group] = "repairing: damaged records below instance %d" % state.repair_upto
+            self.active[slot] = True
+        if state.known_mark > state.chosen_next:
+            self.active[slot] = True
+
+    # ------------------------------------------------------------------ inputs
+
+    def propose(self, uint32_t group, bytes payload, tag=None):
+        """Queue a proposal. Its tag comes back in Effects.acks once it is chosen (or in expired)."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            raise UnknownGroup("group %d is not hosted on node %d" % (group, self.node_id))
+        if len(payload) > self.max_value_bytes:
+            raise ValueTooLarge("proposal of %d bytes exceeds max_value_bytes=%d"
+                                % (len(payload), self.max_value_bytes))
+        if self.status[slot] == GROUP_STOPPED:
+            raise GroupStopped("group %d is stopped: %s" % (group, self.stop_reasons.get(group)))
+        self.seq += 1
+        cdef uint64_t seq = self.seq
+        out = self.learner.outstanding.get(slot)
+        if out is None:
+            out = {}
+            self.learner.outstanding[slot] = out
+        out[seq] = (tag, self.now + self.proposal_timeout)
+        cdef ProposerGroup pg = self.proposer.group(slot)
+        pg.pending.append((self.node_id, seq, payload))
+        pg.pending_bytes += len(payload)
+        self.counters[C_PROPOSALS] += 1
+        self.active[slot] = True
+        cdef int role = self.proposer.role[slot]
+        if role == LEADING:
+            self._fill(slot)
+        elif role == FOLLOWER:
+            self._route_follower(slot)
+        self._drain()
+        return seq
+
+    def receive(self, messages):
+        """Handle messages from peers (any groups, any order)."""
+        cdef Message m
+        for m in messages:
+            self.counters[C_MSG_IN] += 1
+            self._dispatch(m)
+        self._drain()
+
+    def tick(self, int64_t now):
+        """Advance logical time; only groups with pending work are visited."""
+        if now > self.now:
+            self.now = now
+        cdef Py_ssize_t slot
+        for slot in list(self.active):
+            if not self._tick_group(slot):
+                self.active.pop(slot, None)
+        self._drain()
+
+    def persisted(self, long token):
+        """Every record of effect batches up to `token` is durable."""
+        cdef list ready = []
+        cdef list keep = []
+        for item in self.self_after:
+            if item[0] <= token:
+                ready.append(item[1])
+            else:
+                keep.append(item)
+        self.self_after = keep
+        self.self_queue.extend(ready)
+        self._drain()
+
+    def take_effects(self):
+        """Everything the engine wants done since the last call, as one batch."""
+        cdef Effects fx = self.fx
+        fx.token = self.token
+        self.token += 1
+        self.fx = Effects()
+        return fx
+
+    # ------------------------------------------------------------------ plumbing
+
+    cdef void _send(self, int dest, Message m, bint after):
+        if dest == self.node_id:
+            local = make_message(m.kind, m.group, m.instance, m.ballot, m.mark, m.aux, m.chain, m.value)
+            local.src = self.node_id
+            if after:
+                self.self_after.append((self.token, local))
+            else:
+                self.self_queue.append(local)
+            return
+        self.counters[C_MSG_OUT] += 1
+        if after:
+            self.fx.send_after.append((dest, m))
+        else:
+            self.fx.send_now.append((dest, m))
+
+    cdef void _broadcast(self, Message m, bint after):
+        cdef int p
+        for p in self.peers:
+            self._send(p, m, after)
+
+    cdef void _reply(self, int dest, Message m):
+        """A reply that vouches for persisted state: it waits for the records (unless the plant says not)."""
+        self._send(dest, m, not self.plant_reply_before_sync)
+
+    cdef void _record(self, tuple record):
+        self.counters[C_RECORDS] += 1
+        self.fx.records.append(record)
+
+    cdef void _drain(self):
+        cdef Message m
+        while self.self_queue:
+            batch = self.self_queue
+            self.self_queue = []
+            for m in batch:
+                self._dispatch(m)
+
+    cdef void _dispatch(self, Message m):
+        cdef Py_ssize_t slot = self.slot_of(m.group)
+        if slot < 0:
+            self.counters[C_DROPPED_UNKNOWN_GROUP] += 1
+            return
+        if self.status[slot] == GROUP_STOPPED:
+            return
+        cdef int src = m.src
+        cdef int kind = m.kind
+        if kind == ACCEPT:
+            self._on_accept(slot, m, src)
+        elif kind == MSG_ACCEPTED:
+            self._on_accepted(slot, m, src)
+        elif kind == CHOSEN:
+            self._on_chosen(slot, m, src)
+        elif kind == PREPARE:
+            self._on_prepare(slot, m, src)
+        elif kind == PROMISE:
+            self._on_promise(slot, m, src)
+        elif kind == REJECT:
+            self._on_reject(slot, m, src)
+        elif kind == CATCHUP_REQ:
+            self._on_catchup_req(slot, m, src)
+        elif kind == CATCHUP_REPLY:
+            self._on_catchup_reply(slot, m, src)
+        elif kind == FORWARD:
+            self._on_forward(slot, m, src)
+
+    cdef void _see_ballot(self, Py_ssize_t slot, uint64_t ballot):
+        cdef uint64_t r = ballot_round(ballot)
+        if r > self.proposer.seen_round[slot]:
+            self.proposer.seen_round[slot] = r
+
+    # ------------------------------------------------------------------ acceptor side
+
+    cdef void _on_prepare(self, Py_ssize_t slot, Message m, int src):
+        if self.status[slot] != GROUP_OK:
+            return   # a repairing acceptor does not vouch for anything
+        self._see_ballot(slot, m.ballot)
+        cdef int verdict = self.acceptor.on_prepare(slot, m.ballot)
+        cdef uint64_t promised = self.acceptor.promised[slot]
+        cdef uint32_t group = m.group
+        if verdict == REJECTED:
+            self.counters[C_REJECTS_SENT] += 1
+            self._send(src, make_message(REJECT, group, m.instance, promised, self.learner.chosen_next[slot],
+                                         m.ballot, self.learner.chain[slot], NOOP), False)
+            return
+        if verdict == PROMISED:
+            if not self.plant_promise_not_persisted:
+                self._record((PROMISE_RECORD, group, 0, 0, promised, 0, 0, 0, NOOP))
+            if src != self.node_id:
+                self._promise_raised(slot)
+        self.proposer.leader_heard[slot] = self.now
+        cdef uint64_t chosen_next = self.learner.chosen_next[slot]
+        cdef uint64_t first = m.instance if m.instance > chosen_next else chosen_next
+        entries = self.acceptor.entries_from(slot, first)
+        self.counters[C_PROMISES_SENT] += 1
+        self._reply(src, make_message(PROMISE, group, m.instance, m.ballot, chosen_next, 0,
+                                      self.learner.chain[slot], encode_entries(entries) if entries else NOOP))
+        if m.instance < chosen_next and src != self.node_id:
+            self._serve(src, slot, m.instance)
+
+    cdef void _on_accept(self, Py_ssize_t slot, Message m, int src):
+        if self.status[slot] != GROUP_OK:
+            # Still learn what the leader says is chosen: that is how a repairing node catches up.
+            if self.status[slot] == GROUP_REPAIRING:
+                self._learn_by_mark(slot, m.ballot, m.mark, src)
+            return
+        self._see_ballot(slot, m.ballot)
+        cdef uint64_t instance = m.instance
+        cdef uint32_t group = m.group
+        if instance < self.learner.chosen_next[slot]:
+            # Already learned here; the sender is behind or retransmitting. Send it the chosen value.
+            if src != self.node_id:
+                self._serve(src, slot, instance)
+            return
+        cdef uint64_t old_promise = self.acceptor.promised[slot]
+        cdef int verdict = self.acceptor.on_accept(slot, instance, m.ballot, m.value)
+        cdef uint64_t promised = self.acceptor.promised[slot]
+        if verdict == REJECTED:
+            self.counters[C_REJECTS_SENT] += 1
+            self._send(src, make_message(REJECT, group, instance, promised, self.learner.chosen_next[slot],
+                                         m.ballot, self.learner.chain[slot], NOOP), False)
+            # A beaten leader's mark is still true: learn what it says is chosen.
+            self._learn_by_mark(slot, m.ballot, m.mark, src)
+            return
+        if src != self.node_id:
+            if promised > old_promise:
+                self._promise_raised(slot)
+            if m.ballot == promised:
+                self.proposer.leader_heard[slot] = self.now
+            self._learn_by_mark(slot, m.ballot, m.mark, src)
+            if self.status[slot] == GROUP_STOPPED:
+                return
+        cdef uint64_t chosen_next = self.learner.chosen_next[slot]
+        cdef uint32_t chain = self.learner.chain[slot]
+        self._record((INSTANCE_RECORD, group, instance, 0, promised, m.ballot, chosen_next, chain, m.value))
+        self.counters[C_ACCEPTED_SENT] += 1
+        self._reply(src, make_message(MSG_ACCEPTED, group, instance, m.ballot, chosen_next, 0, chain, NOOP))
+        if src != self.node_id:
+            self._check_chain(slot, m.mark, m.chain, src)
+
+    cdef void _promise_raised(self, Py_ssize_t slot):
+        """Our acceptor promised someone else's higher ballot: our own proposer can no longer lead."""
+        cdef uint64_t promised = self.acceptor.promised[slot]
+        self.proposer.leader_heard[slot] = self.now
+        if self.proposer.role[slot] != FOLLOWER and promised > self.proposer.ballot[slot]:
+            self._step_down(slot, True)
+
+    # ------------------------------------------------------------------ proposer side
+
+    cdef void _start_prepare(self, Py_ssize_t slot):
+        if self.status[slot] != GROUP_OK:
+            return
+        cdef uint64_t r = ballot_round(self.acceptor.promised[slot])
+        if ballot_round(self.proposer.ballot[slot]) > r:
+            r = ballot_round(self.proposer.ballot[slot])
+        if self.proposer.seen_round[slot] > r:
+            r = self.proposer.seen_round[slot]
+        r += 1
+        cdef uint64_t ballot = make_ballot(r, self.node_id)
+        self.proposer.ballot[slot] = ballot
+        self.proposer.seen_round[slot] = r
+        self.proposer.role[slot] = PREPARING
+        self.proposer.timer[slot] = self.now + self.retransmit_ticks
+        cdef ProposerGroup pg = self.proposer.group(slot)
+        pg.inflight.clear()
+        pg.promises = {}
+        pg.retries = 0
+        cdef uint64_t chosen_next = self.learner.chosen_next[slot]
+        pg.prepare_from = chosen_next
+        self.counters[C_PREPARES] += 1
+        self.active[slot] = True
+        m = make_message(PREPARE, self.group_of(slot), chosen_next, ballot, chosen_next, 0,
+                         self.learner.chain[slot], NOOP)
+        # Our own promise first: its record joins this batch, and the Prepare leaves only once it is
+        # durable, so a restarted node can never reuse a ballot that peers have seen.
+        self._on_prepare(slot, m, self.node_id)
+        self._broadcast(m, True)
+
+    cdef void _on_promise(self, Py_ssize_t slot, Message m, int src):
+        if self.proposer.role[slot] != PREPARING or m.ballot != self.proposer.ballot[slot]:
+            return
+        cdef ProposerGroup pg = self.proposer.groups.get(slot)
+        if pg is None or pg.promises is None:
+            return
+        pg.promises[src] = (m.mark, decode_entries(m.value) if m.value else [])
+        if len(pg.promises) >= self.quorum:
+            self._finish_prepare(slot)
+
+    cdef void _finish_prepare(self, Py_ssize_t slot):
+        cdef ProposerGroup pg = self.proposer.groups.get(slot)
+        cdef uint64_t highest = 0
+        cdef int ahead = 0
+        for node, promise in pg.promises.items():
+            if promise[0] > highest:
+                highest = promise[0]
+                ahead = node
+        cdef uint64_t chosen_next = self.learner.chosen_next[slot]
+        if chosen_next < highest:
+            # Some acceptor has learned further than we have: learn those instances first, then lead.
+            if self.learner.known_mark[slot] < highest:
+                self.learner.known_mark[slot] = highest
+            self.learner.catchup_src[slot] = ahead
+            self._request_catchup(slot)
+            return
+        cdef dict merged = {}
+        cdef uint64_t top = chosen_next
+        for node, promise in pg.promises.items():
+            for instance, ballot, value in promise[1]:
+                if instance < chosen_next:
+                    continue
+                prev = merged.get(instance)
+                if prev is None or ballot > prev[0]:
+                    merged[instance] = (ballot, value)
+                if instance + 1 > top:
+                    top = instance + 1
+        pg.promises = None
+        pg.retries = 0
+        self.proposer.role[slot] = LEADING
+        self.proposer.leader_heard[slot] = self.now
+        self.counters[C_ELECTIONS_WON] += 1
+        decided = self.learner.decided.get(slot, {})
+        cdef uint64_t i
+        self.proposer.next_instance[slot] = top
+        for i in range(chosen_next, top):
+            # Re-propose whatever a quorum may have accepted; fill gaps with no-ops.
+            if i in decided:
+                value = decided[i]
+            elif i in merged:
+                value = merged[i][1]
+            else:
+                value = NOOP
+            self._send_accept(slot, i, value)
+        self._fill(slot)
+
+    cdef void _send_accept(self, Py_ssize_t slot, uint64_t instance, bytes value):
+        cdef ProposerGroup pg = self.proposer.group(slot)
+        pg.inflight[instance] = InFlight(value, self.now)
+        cdef uint64_t chosen_next = self.learner.chosen_next[slot]
+        m = make_message(ACCEPT, self.group_of(slot), instance, self.proposer.ballot[slot], chosen_next, 0,
+                         self.learner.chain[slot], value)
+        self.counters[C_ACCEPTS_SENT] += 1
+        self.counters[C_INSTANCES_PROPOSED] += 1
+        # Peers first, before our own record is even written (it overlaps their work with our fsync).
+        self._broadcast(m, False)
+        if chosen_next > self.proposer.mark_sent[slot]:
+            self.proposer.mark_sent[slot] = chosen_next
+        self._on_accept(slot, m, self.node_id)
+
+    cdef void _fill(self, Py_ssize_t slot):
+        """Put queued proposals into new instances while the window has room (adaptive batching)."""
+        if self.proposer.role[slot] != LEADING:
+            return
+        cdef ProposerGroup pg = self.proposer.groups.get(slot)
+        if pg is None or not pg.pending:
+            return
+        cdef dict out = self.learner.outstanding.get(slot)
+        cdef Py_ssize_t count, nbytes, k, n
+        cdef list batch
+        cdef uint64_t instance
+        while pg.pending and self.proposer.next_instance[slot] - self.learner.chosen_next[slot] < self.window:
+            batch = []
+            nbytes = 0
+            k = 0
+            n = len(pg.pending)
+            removed = 0
+            while k < n and len(batch) < self.max_batch_count:
+                entry = pg.pending[k]
+                size = len(<bytes>entry[2])
+                if batch and nbytes + size > self.max_batch_bytes:
+                    break
+                k += 1
+                removed += size
+                if entry[0] == self.node_id and (out is None or entry[1] not in out):
+                    continue   # our own proposal that is already chosen or given up
+                batch.append(entry)
+                nbytes += size
+            del pg.pending[:k]
+            pg.pending_bytes -= removed
+            if not batch:
+                continue
+            self.counters[C_BATCHED_PROPOSALS] += len(batch)
+            instance = self.proposer.next_instance[slot]
+            self.proposer.next_instance[slot] = instance + 1
+            self._send_accept(slot, instance, encode_batch(batch))
+        if not pg.pending:
+            pg.pending_bytes = 0
+
+    cdef void _on_accepted(self, Py_ssize_t slot, Message m, int src):
+        if src == self.node_id:
+            self.fx.self_votes.append((m.group, m.instance, m.ballot))
+        if self.proposer.role[slot] != LEADING or m.ballot != self.proposer.ballot[slot]:
+            return
+        cdef ProposerGroup pg = self.proposer.groups.get(slot)
+        if pg is None:
+            return
+        cdef InFlight inf = pg.inflight.get(m.instance)
+        if inf is None:
+            return
+        idx = self.member_index.get(src)
+        if idx is None:
+            return
+        inf.votes |= (<uint64_t>1) << <int>idx
+        cdef int need = 1 if self.plant_learn_without_quorum else self.quorum
+        if __builtin_popcountll(inf.votes) >= need:
+            del pg.inflight[m.instance]
+            self._decide(slot, m.instance, inf.value)
+        if src != self.node_id:
+            self._check_chain(slot, m.mark, m.chain, src)
+
+    cdef void _on_reject(self, Py_ssize_t slot, Message m, int src):
+        self._see_ballot(slot, m.ballot)
+        if (self.proposer.role[slot] != FOLLOWER and m.aux == self.proposer.ballot[slot]
+                and m.ballot > self.proposer.ballot[slot]):
+            self._step_down(slot, True)
+        if m.mark > self.learner.known_mark[slot]:
+            # The rejecting acceptor has learned further than we have.
+            self.learner.known_mark[slot] = m.mark
+            self.learner.catchup_src[slot] = src
+            self._request_catchup(slot)
+
+    cdef void _requeue_own(self, Py_ssize_t slot, ProposerGroup pg, bytes value):
+        """Put our own still-unanswered proposals from a value that may never be chosen back in the queue.
+
+        If that value is chosen after all (a later leader may re-propose it), the proposal appears twice in the
+        log; the first occurrence is the one acknowledged. The core is at-least-once; request ids in the state
+        machine make client requests exactly-once.
+        """
+        cdef dict out = self.learner.outstanding.get(slot)
+        if not out or not value:
+            return
+        back = [e for e in decode_batch(value) if e[0] == self.node_id and e[1] in out]
+        if back:
+            pg.pending[:0] = back
+            for e in back:
+                pg.pending_bytes += len(<bytes>e[2])
+
+    cdef void _step_down(self, Py_ssize_t slot, bint vouch):
+        """Stop proposing. With `vouch`, a leader first tells the learners its chosen mark (under its ballot
+        every value it learned is the one it proposed, so the mark is safe to send); without it (our ballot
+        lost an instance to another value) the mark is not sent."""
+        cdef uint64_t chosen_next = self.learner.chosen_next[slot]
+        if vouch and self.proposer.role[slot] == LEADING and self.proposer.mark_sent[slot] < chosen_next:
+            self.proposer.mark_sent[slot] = chosen_next
+            self.counters[C_CHOSEN_SENT] += 1
+            self._broadcast(make_message(CHOSEN, self.group_of(slot), 0, self.proposer.ballot[slot], chosen_next,
+                                         0, self.learner.chain[slot], NOOP), False)
+        self.proposer.role[slot] = FOLLOWER
+        self.counters[C_STEP_DOWNS] += 1
+        cdef int64_t wait = self.rng.randint(self.backoff_lo, self.backoff_hi) if self.backoff_hi else 0
+        self.proposer.timer[slot] = self.now + wait
+        cdef ProposerGroup pg = self.proposer.groups.get(slot)
+        cdef InFlight inf
+        if pg is not None:
+            for inf in pg.inflight.values():
+                self._requeue_own(slot, pg, inf.value)
+            pg.inflight.clear()
+            pg.promises = None
+            pg.retries = 0
+            if pg.pending:
+                self._route_follower(slot)
+        self.active[slot] = True
+
+    cdef void _route_follower(self, Py_ssize_t slot):
+        """A follower with queued proposals: forward them to a live leader, or try to become leader."""
+        cdef ProposerGroup pg = self.proposer.groups.get(slot)
+        if pg is None or not pg.pending:
+            return
+        cdef int leader = ballot_node(self.acceptor.promised[slot])
+        if (leader != 0 and leader != self.node_id and self.status[slot] == GROUP_OK
+                and self.now - self.proposer.leader_heard[slot] <= self.leader_timeout):
+            if not pg.forwarded:
+                pg.forwarded_at = self.now
+            self.counters[C_FORWARDS] += 1
+            self._send(leader, make_message(FORWARD, self.group_of(slot), 0, self.acceptor.promised[slot], 0, 0,
+                                            0, encode_batch(pg.pending)), False)
+            pg.forwarded.extend(pg.pending)
+            pg.pending = []
+            pg.pending_bytes = 0
+        elif self.now >= self.proposer.timer[slot]:
+            self._start_prepare(slot)
+
+    cdef void _on_forward(self, Py_ssize_t slot, Message m, int src):
+        cdef int role = self.proposer.role[slot]
+        if role == FOLLOWER:
+            return   # not the leader (any more): the origin re-routes after its forward timeout
+        cdef ProposerGroup pg = self.proposer.group(slot)
+        entries = decode_batch(m.value)
+        for entry in entries:
+            pg.pending.append(entry)
+            pg.pending_bytes += len(<bytes>entry[2])
+        self.active[slot] = True
+        if role == LEADING:
+            self._fill(slot)
+
+    # ------------------------------------------------------------------ learner side
+
+    cdef void _decide(self, Py_ssize_t slot, uint64_t instance, bytes value):
+        """A quorum accepted `value` at `instance` under our ballot: it is chosen."""
+        cdef uint64_t chosen_next = self.learner.chosen_next[slot]
+        if instance < chosen_next:
+            return
+        cdef dict decided
+        if instance == chosen_next:
+            self._learn(slot, value)
+        else:
+            decided = self.learner.decided.get(slot)
+            if decided is None:
+                decided = {}
+                self.learner.decided[slot] = decided
+            decided[instance] = value
+        self._fill(slot)
+
+    cdef void _learn(self, Py_ssize_t slot, bytes value):
+        """Learn `value` as the chosen value of the slot's next instance, then any decided ones after it."""
+        self._learn_one(slot, value)
+        cdef dict decided = self.learner.decided.get(slot)
+        if decided:
+            decided.pop(self.learner.chosen_next[slot] - 1, None)
+            while self.learner.chosen_next[slot] in decided and self.status[slot] != GROUP_STOPPED:
+                self._learn_one(slot, decided.pop(self.learner.chosen_next[slot]))
+            if not decided:
+                self.learner.decided.pop(slot, None)
+
+    cdef void _learn_one(self, Py_ssize_t slot, bytes value):
+        """Learn `value` as the chosen value of the slot's next instance, and deliver it."""
+        cdef uint64_t instance = self.learner.chosen_next[slot]
+        cdef uint32_t group = self.group_of(slot)
+        self.learner.advance(slot, value)
+        self.acceptor.forget(slot, instance)
+        self.fx.chosen.append((group, instance, value))
+        self.counters[C_CHOSEN] += 1
+        cdef ProposerGroup pg
+        cdef InFlight inf
+        if self.proposer.role[slot] != FOLLOWER:
+            pg = self.proposer.groups.get(slot)
+            if pg is not None:
+                inf = pg.inflight.pop(instance, None)
+                if inf is not None and inf.value != value:
+                    # Someone else's value was chosen where our ballot had proposed: our ballot is beaten,
+                    # and keeping it would let our later marks vouch for a value that lost.
+                    self._requeue_own(slot, pg, inf.value)
+                    self._step_down(slot, False)
+        cdef dict out = self.learner.outstanding.get(slot)
+        if out and value:
+            for origin, seq, payload in decode_batch(value):
+                if origin == self.node_id:
+                    entry = out.pop(seq, None)
+                    if entry is not None:
+                        self.fx.acks.append((entry[0], group, instance))
+                        self.counters[C_ACKS] += 1
+            if not out:
+                del self.learner.outstanding[slot]
+        if self.status[slot] == GROUP_REPAIRING and self.learner.chosen_next[slot] >= self.learner.repair_upto[slot]:
+            self.status[slot] = GROUP_OK
+            self.stop_reasons.pop(group, None)
+            log.warning("group %d repaired from peers up to instance %d", group, self.learner.chosen_next[slot])
+
+    cdef void _learn_by_mark(self, Py_ssize_t slot, uint64_t ballot, uint64_t mark, int src):
+        """The sender, leading with `ballot`, says every instance below `mark` is chosen.
+
+        An instance we accepted under that same ballot holds the very value that sender proposed, which is
+        therefore the chosen one; learn it from our own record. Anything else must come by catch-up.
+        """
+        cdef uint64_t i
+        cdef tuple entry
+        while self.learner.chosen_next[slot] < mark:
+            i = self.learner.chosen_next[slot]
+            entry = self.acceptor.get(slot, i)
+            if entry is None or entry[0] != ballot:
+                break
+            self._learn(slot, <bytes>entry[1])
+        if self.learner.chosen_next[slot] < mark:
+            if self.learner.known_mark[slot] < mark:
+                self.learner.known_mark[slot] = mark
+            self.learner.catchup_src[slot] = src
+            self._request_catchup(slot)
+
+    cdef void _on_chosen(self, Py_ssize_t slot, Message m, int src):
+        if m.ballot == self.acceptor.promised[slot]:
+            self.proposer.leader_heard[slot] = self.now
+        self._learn_by_mark(slot, m.ballot, m.mark, src)
+        self._check_chain(slot, m.mark, m.chain, src)
+
+    cdef void _request_catchup(self, Py_ssize_t slot):
+        self.active[slot] = True
+        if self.now - self.learner.catchup_at[slot] < self.catchup_interval:
+            return
+        cdef int src = self.learner.catchup_src[slot]
+        if src == 0 or src == self.node_id or src not in self.member_index:
+            if not self.peers:
+                return
+            src = self.peers[self.rng.randrange(len(self.peers))]
+        self.learner.catchup_at[slot] = self.now
+        self.counters[C_CATCHUP_REQUESTS] += 1
+        self._send(src, make_message(CATCHUP_REQ, self.group_of(slot), self.learner.chosen_next[slot], 0, 0,
+                                     self.catchup_max, 0, NOOP), False)
+
+    cdef void _serve(self, int dest, Py_ssize_t slot, uint64_t first):
+        cdef uint64_t end = self.learner.chosen_next[slot]
+        if first >= end:
+            return
+        if end - first > self.catchup_max:
+            end = first + self.catchup_max
+        self.fx.serve.append((dest, self.group_of(slot), first, end))
+
+    cdef void _on_catchup_req(self, Py_ssize_t slot, Message m, int src):
+        cdef uint64_t first = m.instance
+        cdef uint64_t end = self.learner.chosen_next[slot]
+        if first >= end:
+            return
+        cdef uint64_t limit = m.aux if 0 < m.aux < self.catchup_max else self.catchup_max
+        if end - first > limit:
+            end = first + limit
+        self.fx.serve.append((src, m.group, first, end))
+
+    cdef void _on_catchup_reply(self, Py_ssize_t slot, Message m, int src):
+        cdef uint64_t before = self.learner.chosen_next[slot]
+        cdef uint64_t instance
+        cdef uint32_t group = m.group
+        for instance, ballot, value in (decode_entries(m.value) if m.value else []):
+            if instance < self.learner.chosen_next[slot]:
+                continue
+            if instance > self.learner.chosen_next[slot]:
+                break
+            self._learn(slot, <bytes>value)
+            self.counters[C_CATCHUP_LEARNED] += 1
+            # Keep the learned value (and the mark that says so) so that it survives a restart.
+            self._record((INSTANCE_RECORD, group, instance, RECORD_CHOSEN, self.acceptor.promised[slot], ballot,
+                          self.learner.chosen_next[slot], self.learner.chain[slot], value))
+            if self.status[slot] == GROUP_STOPPED:
+                return
+        if m.mark > self.learner.known_mark[slot]:
+            self.learner.known_mark[slot] = m.mark
+            self.learner.catchup_src[slot] = src
+        cdef uint64_t now_next = self.learner.chosen_next[slot]
+        if now_next > before:
+            self._check_chain(slot, m.mark, m.chain, src)
+            self.learner.catchup_at[slot] = -(1 << 62)     # progress: ask again at once if still behind
+        if now_next < self.learner.known_mark[slot]:
+            self._request_catchup(slot)
+        cdef ProposerGroup pg
+        if self.proposer.role[slot] == PREPARING:
+            pg = self.proposer.groups.get(slot)
+            if pg is not None and pg.promises is not None and len(pg.promises) >= self.quorum:
+                self._finish_prepare(slot)
+
+    cdef void _check_chain(self, Py_ssize_t slot, uint64_t mark, uint32_t chain, int src):
+        if mark != 0 and mark == self.learner.chosen_next[slot] and chain != self.learner.chain[slot]:
+            self._stop(slot, "diverged: node %d's chain at instance %d is %08x, ours is %08x"
+                       % (src, mark, chain, self.learner.chain[slot]))
+
+    cdef void _stop(self, Py_ssize_t slot, str reason):
+        cdef uint32_t group = self.group_of(slot)
+        if self.status[slot] == GROUP_STOPPED:
+            return
+        log.error("group %d STOPPED on node %d: %s", group, self.node_id, reason)
+        self.status[slot] = GROUP_STOPPED
+        self.stop_reasons[group] = reason
+        self.counters[C_DIVERGENCES] += 1
+        self.fx.stopped.append((group, reason))
+        self._forget_slot(slot, "group stopped: " + reason)
+
+    # ------------------------------------------------------------------ timers
+
+    cdef bint _tick_group(self, Py_ssize_t slot):
+        """Per-tick work of one active group; False when the group has gone idle."""
+        if self.status[slot] == GROUP_STOPPED or self.status[slot] == GROUP_ABSENT:
+            return False
+        cdef int64_t now = self.now
+        cdef int role = self.proposer.role[slot]
+        cdef ProposerGroup pg = self.proposer.groups.get(slot)
+        cdef InFlight inf
+        cdef uint32_t group = self.group_of(slot)
+        cdef uint64_t chosen_next = self.learner.chosen_next[slot]
+        cdef bint restart = False
+        if role == LEADING and pg is not None and pg.inflight:
+            for instance in sorted(pg.inflight):
+                inf = pg.inflight[instance]
+                if now - inf.sent_at < self.retransmit_ticks:
+                    continue
+                if inf.retries >= self.max_retransmits:
+                    restart = True   # no quorum answers: maybe a higher ballot we never heard of
+                    break
+                inf.retries += 1
+                inf.sent_at = now
+                self.counters[C_RETRANSMITS] += 1
+                m = make_message(ACCEPT, group, instance, self.proposer.ballot[slot], chosen_next, 0,
+                                 self.learner.chain[slot], inf.value)
+                for p in self.peers:
+                    if not (inf.votes >> <int>self.member_index[p]) & 1:
+                        self._send(p, m, False)
+            if restart:
+                self._start_prepare(slot)
+                role = self.proposer.role[slot]
+        elif role == PREPARING and pg is not None and now >= self.proposer.timer[slot]:
+            pg.retries += 1
+            if pg.retries > self.max_retransmits:
+                self._start_prepare(slot)
+            else:
+                self.proposer.timer[slot] = now + self.retransmit_ticks
+                self.counters[C_RETRANSMITS] += 1
+                m = make_message(PREPARE, group, pg.prepare_from, self.proposer.ballot[slot], pg.prepare_from, 0,
+                                 0, NOOP)
+                for p in self.peers:
+                    if pg.promises is None or p not in pg.promises:
+                        self._send(p, m, True)
+        elif role == FOLLOWER and pg is not None:
+            if pg.forwarded and now - pg.forwarded_at >= self.forward_timeout:
+                # The leader did not get our proposals chosen in time: take them back.
+                out = self.learner.outstanding.get(slot)
+                back = [e for e in pg.forwarded if out is not None and e[1] in out]
+                pg.forwarded = []
+                pg.pending[:0] = back
+                self.proposer.leader_heard[slot] = -(1 << 62)
+            if pg.pending:
+                self._route_follower(slot)
+        role = self.proposer.role[slot]
+        if role == LEADING and (pg is None or not pg.inflight) and self.proposer.mark_sent[slot] < chosen_next:
+            self.proposer.mark_sent[slot] = chosen_next
+            self.counters[C_CHOSEN_SENT] += 1
+            self._broadcast(make_message(CHOSEN, group, 0, self.proposer.ballot[slot], chosen_next, 0,
+                                         self.learner.chain[slot], NOOP), False)
+        if self.learner.known_mark[slot] > self.learner.chosen_next[slot]:
+            self._request_catchup(slot)
+        out = self.learner.outstanding.get(slot)
+        if out:
+            expired = [seq for seq, entry in out.items() if entry[1] <= now]
+            for seq in expired:
+                entry = out.pop(seq)
+                self.fx.expired.append((entry[0], group, "timeout"))
+                self.counters[C_EXPIRED] += 1
+            if not out:
+                del self.learner.outstanding[slot]
+        # Still active?
+        pg = self.proposer.groups.get(slot)
+        if pg is not None and pg.is_idle():
+            del self.proposer.groups[slot]
+            pg = None
+        role = self.proposer.role[slot]
+        return (pg is not None or slot in self.learner.outstanding or role == PREPARING
+                or self.learner.known_mark[slot] > self.learner.chosen_next[slot]
+                or (role == LEADING and self.proposer.mark_sent[slot] < self.learner.chosen_next[slot])
+                or self.status[slot] == GROUP_REPAIRING)
+
+    # ------------------------------------------------------------------ views (tests, simulator, status)
+
+    def counters_dict(self):
+        return {name: int(self.counters[k]) for k, name in enumerate(COUNTER_NAMES)}
+
+    def group_view(self, uint32_t group):
+        """A snapshot of one group's state, for status pages, tests and the simulator's checks."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            raise UnknownGroup(group)
+        pg = self.proposer.groups.get(slot)
+        return {
+            "group": group,
+            "status": ("ok", "repairing", "stopped", "absent")[self.status[slot]],
+            "stop_reason": self.stop_reasons.get(group),
+            "promised": int(self.acceptor.promised[slot]),
+            "top": int(self.acceptor.top[slot]),
+            "accepted": dict(self.acceptor.accepted.get(slot, {})),
+            "chosen_next": int(self.learner.chosen_next[slot]),
+            "chain": int(self.learner.chain[slot]),
+            "known_mark": int(self.learner.known_mark[slot]),
+            "role": ("follower", "preparing", "leading")[self.proposer.role[slot]],
+            "ballot": int(self.proposer.ballot[slot]),
+            "next_instance": int(self.proposer.next_instance[slot]),
+            "inflight": len(pg.inflight) if pg is not None else 0,
+            "pending": len(pg.pending) if pg is not None else 0,
+            "outstanding": len(self.learner.outstanding.get(slot, ())),
+            "active": slot in self.active,
+        }
+
+    def learned(self, uint32_t group):
+        """(chosen_next, chain) of a hosted group."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            raise UnknownGroup(group)
+        return self.learner.chosen_next[slot], self.learner.chain[slot]
+
+    def leader_of(self, uint32_t group):
+        """The node this one believes leads `group` (from its promise), or 0."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            raise UnknownGroup(group)
+        return ballot_node(self.acceptor.promised[slot])
+
+    def is_leading(self, uint32_t group):
+        cdef Py_ssize_t slot = self.slot_of(group)
+        return slot >= 0 and self.proposer.role[slot] == LEADING
+
+    def active_groups(self):
+        return len(self.active)
+
+    def idle_bytes_per_group(self):
+        """Bytes of per-group array state (what an idle group costs)."""
+        total = 0
+        for arr in (self.acceptor.promised_array, self.acceptor.top_array, self.learner.chosen_next_array,
+                    self.learner.chain_array, self.learner.known_mark_array, self.learner.repair_upto_array,
+                    self.learner.catchup_at_array, self.learner.catchup_src_array, self.proposer.ballot_array,
+                    self.proposer.role_array, self.proposer.next_instance_array, self.proposer.seen_round_array,
+                    self.proposer.timer_array, self.proposer.mark_sent_array, self.proposer.leader_heard_array,
+                    self.status_array):
+            total += arr.itemsize
+        return total
+
+
+from paxos_core._enums import export_members
+
+export_members(globals(), GroupStatus)

@@ -1,0 +1,21 @@
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+
+cdef uint32_t chain_step(uint32_t chain, uint64_t instance, bytes value)
+
+cdef class LearnerState:
+    cdef public object chosen_next_array    # numpy uint64: every instance below it is learned, per slot
+    cdef uint64_t[::1] chosen_next
+    cdef public object chain_array          # numpy uint32: checksum chain over the learned values
+    cdef uint32_t[::1] chain
+    cdef public object known_mark_array     # numpy uint64: highest chosen mark heard from anyone
+    cdef uint64_t[::1] known_mark
+    cdef public object repair_upto_array    # numpy uint64: acceptor suspended until chosen_next reaches it
+    cdef uint64_t[::1] repair_upto
+    cdef public object catchup_at_array     # numpy int64: tick of the last catch-up request
+    cdef int64_t[::1] catchup_at
+    cdef public object catchup_src_array    # numpy int32: the node to ask for missing chosen values
+    cdef int[::1] catchup_src
+    cdef public dict decided                # slot -> {instance: value} chosen but not yet contiguous
+    cdef public dict outstanding            # slot -> {seq: [tag, deadline]} proposals made on this node
+
+    cdef uint32_t advance(self, Py_ssize_t slot, bytes value)

@@ -1,0 +1,41 @@
+from libc.stdint cimport int64_t, uint8_t, uint64_t
+
+cpdef enum ProposerRole:
+    FOLLOWER = 0
+    PREPARING = 1
+    LEADING = 2
+
+cdef class InFlight:
+    cdef public bytes value
+    cdef public uint64_t votes         # bit per member index
+    cdef public int64_t sent_at
+    cdef public int retries
+
+cdef class ProposerGroup:
+    cdef public list pending           # [(origin, seq, payload)] waiting for an instance
+    cdef public Py_ssize_t pending_bytes
+    cdef public dict inflight          # instance -> InFlight
+    cdef public dict promises          # node -> (acceptor chosen-next, entries) while preparing
+    cdef public uint64_t prepare_from
+    cdef public int retries
+    cdef public list forwarded         # [(origin, seq, payload)] sent to the leader, not yet seen chosen
+    cdef public int64_t forwarded_at
+
+cdef class ProposerState:
+    cdef public object ballot_array        # numpy uint64: our ballot per slot (0 = none)
+    cdef uint64_t[::1] ballot
+    cdef public object role_array          # numpy uint8: FOLLOWER / PREPARING / LEADING
+    cdef uint8_t[::1] role
+    cdef public object next_instance_array # numpy uint64: next instance a leader assigns
+    cdef uint64_t[::1] next_instance
+    cdef public object seen_round_array    # numpy uint64: highest ballot round seen anywhere
+    cdef uint64_t[::1] seen_round
+    cdef public object timer_array         # numpy int64: tick when the proposer next has to act
+    cdef int64_t[::1] timer
+    cdef public object mark_sent_array     # numpy uint64: highest chosen mark sent to the learners
+    cdef uint64_t[::1] mark_sent
+    cdef public object leader_heard_array  # numpy int64: tick we last heard from the promised leader
+    cdef int64_t[::1] leader_heard
+    cdef public dict groups                # slot -> ProposerGroup, only while the group has proposer work
+
+    cdef ProposerGroup group(self, Py_ssize_t slot)

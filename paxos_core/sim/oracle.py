@@ -1,0 +1,131 @@
+"""The simulator's global view: what is really chosen, and the invariants every run must keep.
+
+The oracle sees every Accept a proposer sends and every vote an acceptor releases (an ACCEPTED reply leaving
+the node, or a leader counting its own). A value is chosen at (group, instance) the moment a majority of
+acceptors have released votes for the same ballot; the value is the one the ballot's proposer sent.
+
+Invariants (each violation is recorded with the simulated time):
+  * at most one value is chosen per (group, instance), and a chosen value never changes;
+  * a proposer never sends two different values under one ballot for one instance;
+  * a node learns only the chosen value, in instance order, so learned logs are prefixes of one another;
+  * promised and accepted ballots never go backwards across a restart (against the synced records and
+    against every reply the node had released);
+  * every acknowledged proposal is in the chosen log.
+"""
+from ..wire.codec import decode_batch
+
+
+class Violation(Exception):
+    pass
+
+
+class Oracle:
+    def __init__(self, n_nodes):
+        self.majority = n_nodes // 2 + 1
+        self.values = {}          # (group, instance, ballot) -> value sent by the ballot's proposer
+        self.votes = {}           # (group, instance, ballot) -> set of acceptor ids
+        self.chosen = {}          # (group, instance) -> value
+        self.learned = {}         # (node, group) -> [next instance, rolling log fingerprint]
+        self.logs = {}            # group -> list of chosen values in order, as learned (for prefix checks)
+        self.replied_promise = {}     # (node, group) -> highest ballot the node vouched for in a reply
+        self.replied_accept = {}      # (node, group, instance) -> ballot of the node's released vote
+        self.acked = 0
+        self.violations = []
+        self.now = 0
+
+    def violate(self, text):
+        self.violations.append("t=%dus %s" % (self.now, text))
+
+    # -------------------------------------------------------------- proposer side
+    def on_accept_sent(self, group, instance, ballot, value):
+        key = (group, instance, ballot)
+        known = self.values.get(key)
+        if known is None:
+            self.values[key] = value
+        elif known != value:
+            self.violate("ballot %d proposed two values for group %d instance %d" % (ballot, group, instance))
+
+    # -------------------------------------------------------------- acceptor side
+    def on_vote(self, node, group, instance, ballot):
+        """An acceptor released its vote for (instance, ballot)."""
+        key = (group, instance, ballot)
+        prev = self.replied_accept.get((node, group, instance), 0)
+        if ballot > prev:
+            self.replied_accept[(node, group, instance)] = ballot
+        self.on_promise_reply(node, group, ballot)
+        voters = self.votes.get(key)
+        if voters is None:
+            voters = self.votes[key] = set()
+        voters.add(node)
+        if len(voters) >= self.majority:
+            value = self.values.get(key)
+            if value is None:
+                self.violate("votes for group %d instance %d ballot %d that no proposer sent"
+                             % (group, instance, ballot))
+                return
+            chosen = self.chosen.get((group, instance))
+            if chosen is None:
+                self.chosen[(group, instance)] = value
+            elif chosen != value:
+                self.violate("TWO VALUES CHOSEN for group %d instance %d (%r then %r at ballot %d)"
+                             % (group, instance, chosen[:40], value[:40], ballot))
+
+    def on_promise_reply(self, node, group, ballot):
+        if ballot > self.replied_promise.get((node, group), 0):
+            self.replied_promise[(node, group)] = ballot
+
+    # -------------------------------------------------------------- learner side
+    def on_learn(self, node, group, instance, value):
+        state = self.learned.get((node, group))
+        if state is None:
+            state = self.learned[(node, group)] = [0]
+        if instance != state[0]:
+            self.violate("node %d learned group %d instance %d out of order (expected %d)"
+                         % (node, group, instance, state[0]))
+        state[0] = instance + 1
+        chosen = self.chosen.get((group, instance))
+        if chosen is None:
+            self.violate("node %d learned group %d instance %d, which no quorum chose" % (node, group, instance))
+        elif chosen != value:
+            self.violate("node %d learned a value for group %d instance %d that differs from the chosen one"
+                         % (node, group, instance))
+        log = self.logs.setdefault(group, [])
+        if instance < len(log):
+            if log[instance] != value:
+                self.violate("learned logs of group %d are not prefixes of one another at instance %d"
+                             % (group, instance))
+        elif instance == len(log):
+            log.append(value)
+
+    def on_restart_state(self, node, group, promised, accepted, chosen_next):
+        """Right after a restart: nothing the node vouched for may be forgotten."""
+        replied = self.replied_promise.get((node, group), 0)
+        if promised < replied:
+            self.violate("node %d group %d: promise went back from %d to %d across a restart"
+                         % (node, group, replied, promised))
+        for (n, g, instance), ballot in self.replied_accept.items():
+            if n != node or g != group or instance < chosen_next:
+                continue
+            entry = accepted.get(instance)
+            if entry is None or entry[0] < ballot:
+                self.violate("node %d group %d instance %d: accepted ballot went back from %d to %s across a "
+                             "restart" % (node, group, instance, ballot, entry[0] if entry else "nothing"))
+
+    def forget_learned(self, node):
+        """A restarted node learns its log again from the start of what it recovered."""
+        for key in [k for k in self.learned if k[0] == node]:
+            del self.learned[key]
+
+    def set_learned_start(self, node, group, chosen_next):
+        self.learned[(node, group)] = [chosen_next]
+
+    # -------------------------------------------------------------- clients
+    def on_ack(self, node, group, instance, payload):
+        self.acked += 1
+        chosen = self.chosen.get((group, instance))
+        if chosen is None:
+            self.violate("acknowledged proposal at group %d instance %d, which is not chosen" % (group, instance))
+            return
+        if not any(entry[2] == payload for entry in decode_batch(chosen)):
+            self.violate("acknowledged proposal %r is not in the chosen value of group %d instance %d"
+                         % (payload[:40], group, instance))

@@ -1,0 +1,73 @@
+"""Run many simulator seeds (in parallel processes) and summarise them."""
+import hashlib
+import itertools
+import multiprocessing
+import os
+import sys
+import time
+
+from .simulation import FAULT_KINDS, SimConfig, run_seed
+
+
+def plan(seeds, seed_base=0, nodes=(3,), groups=(1,), faults=FAULT_KINDS, plant="", ops=None, window=None):
+    """One SimConfig per seed; seeds cycle through every (nodes, groups) combination."""
+    combos = list(itertools.product(nodes, groups))
+    configs = []
+    for k in range(seeds):
+        n, g = combos[k % len(combos)]
+        cfg = SimConfig(seed=seed_base + k, nodes=n, groups=g, faults=tuple(faults), plant=plant)
+        if ops is not None:
+            cfg.ops = ops
+        elif g > 1:
+            cfg.ops = max(cfg.ops, 3 * g)
+        if window is not None:
+            cfg.window = window
+        configs.append(cfg)
+    return configs
+
+
+def _describe(cfg):
+    return "nodes=%d groups=%d faults=%s%s" % (cfg.nodes, cfg.groups, ",".join(cfg.faults),
+                                               " plant=%s" % cfg.plant if cfg.plant else "")
+
+
+def run_many(configs, jobs=None, fail_fast=False, out=sys.stdout, progress=False):
+    """Run every config; print failures as they come and the summary line last. Returns (results, hash)."""
+    jobs = jobs or min(len(configs), os.cpu_count() or 1)
+    results = []
+    started = time.monotonic()
+    if jobs <= 1:
+        iterator = map(run_seed, configs)
+        pool = None
+    else:
+        pool = multiprocessing.get_context("spawn").Pool(jobs)
+        iterator = pool.imap(run_seed, configs, chunksize=4)
+    by_seed = {cfg.seed: cfg for cfg in configs}
+    try:
+        for result in iterator:
+            results.append(result)
+            if not result.ok:
+                cfg = by_seed[result.seed]
+                print("seed=%d FAILED (%s) trace=%s" % (result.seed, _describe(cfg), result.trace), file=out)
+                for line in result.violations[:5]:
+                    print("    " + line, file=out)
+                print("    reproduce: paxos-core sim --seeds 1 --seed-base %d --nodes %d --groups %d --faults %s%s"
+                      % (result.seed, cfg.nodes, cfg.groups, ",".join(cfg.faults),
+                         " --plant " + cfg.plant if cfg.plant else ""), file=out)
+                if fail_fast:
+                    break
+            elif progress and len(results) % 50 == 0:
+                print("  %d/%d seeds, %.0fs" % (len(results), len(configs), time.monotonic() - started), file=out)
+    finally:
+        if pool is not None:
+            pool.terminate()
+    results.sort(key=lambda r: r.seed)
+    digest = hashlib.blake2b(digest_size=16)
+    for r in results:
+        digest.update(b"%d:%s;" % (r.seed, r.trace.encode()))
+    return results, digest.hexdigest()
+
+
+def summary_line(results, trace):
+    violations = sum(len(r.violations) for r in results)
+    return "seeds=%d violations=%d trace=%s" % (len(results), violations, trace)

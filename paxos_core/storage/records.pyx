@@ -1,0 +1,265 @@
+# cython: language_level=3
+"""The storage record format: fixed-width binary keys and checksummed values.
+
+Keys (14 bytes, big-endian so that byte order is numeric order and one group's records are contiguous):
+
+    b"G" | group u32 | record type u8 | instance u64      group records (types 0, 1, 2)
+    b"N" | 13 zero bytes                                   the node record (type 3)
+
+Values (little-endian), every one ending in a crc32c computed over the KEY and the value bytes before it,
+so a record that is damaged, torn, or found under the wrong key is detected:
+
+    PROMISE_RECORD   ver u8=1 | type u8 | flags u8 | 0 u8 | promised u64 | crc u32
+    INSTANCE_RECORD  ver u8=1 | type u8 | flags u8 | 0 u8 | promised u64 | ballot u64 | mark u64 | chain u32
+                     | value length u32 | value | crc u32
+    LOW_RECORD       ver u8=1 | type u8 | 0 u8 | 0 u8 | low u64 | chain at low u32 | crc u32
+    NODE_RECORD      ver u8=1 | type u8 | 0 u8 | 0 u8 | node id u32 | cluster id u64 | crc u32
+
+An INSTANCE_RECORD's `mark` and `chain` are the writer's learned mark (every instance below it was chosen and
+its value is in this node's records) and the checksum chain over the values below that mark, at the time of
+the write. Recovery takes the highest mark and re-computes the chain to verify it.
+
+The in-memory record tuple the core emits is
+``(type, group, instance, flags, promised, ballot, mark, chain, value)``.
+"""
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.string cimport memcpy
+
+from paxos_core.wire.checksum cimport crc32c_buf
+
+from paxos_core.errors import RecordCorrupt, UnknownVersion
+
+FORMAT_VERSION = 1
+KEY_SIZE = 14
+NODE_KEY = b"N" + bytes(13)
+MAX_INSTANCE = (1 << 64) - 1
+
+cdef int _PROMISE_SIZE = 4 + 8 + 4
+cdef int _INSTANCE_FIXED = 4 + 8 + 8 + 8 + 4 + 4 + 4
+cdef int _LOW_SIZE = 4 + 8 + 4 + 4
+cdef int _NODE_SIZE = 4 + 4 + 8 + 4
+
+
+cdef inline void _put_u32be(unsigned char *p, uint32_t v) noexcept nogil:
+    p[0] = (v >> 24) & 0xFF
+    p[1] = (v >> 16) & 0xFF
+    p[2] = (v >> 8) & 0xFF
+    p[3] = v & 0xFF
+
+
+cdef inline void _put_u64be(unsigned char *p, uint64_t v) noexcept nogil:
+    cdef int k
+    for k in range(8):
+        p[k] = (v >> (56 - 8 * k)) & 0xFF
+
+
+cdef inline uint32_t _get_u32be(const unsigned char *p) noexcept nogil:
+    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | <uint32_t>p[3]
+
+
+cdef inline uint64_t _get_u64be(const unsigned char *p) noexcept nogil:
+    cdef uint64_t v = 0
+    cdef int k
+    for k in range(8):
+        v = (v << 8) | p[k]
+    return v
+
+
+cdef inline void _put_u32(unsigned char *p, uint32_t v) noexcept nogil:
+    memcpy(p, &v, 4)
+
+
+cdef inline void _put_u64(unsigned char *p, uint64_t v) noexcept nogil:
+    memcpy(p, &v, 8)
+
+
+cdef inline uint32_t _get_u32(const unsigned char *p) noexcept nogil:
+    cdef uint32_t v
+    memcpy(&v, p, 4)
+    return v
+
+
+cdef inline uint64_t _get_u64(const unsigned char *p) noexcept nogil:
+    cdef uint64_t v
+    memcpy(&v, p, 8)
+    return v
+
+
+cpdef bytes group_key(int rtype, uint32_t group, uint64_t instance):
+    """The key of a group record."""
+    cdef bytes key = PyBytes_FromStringAndSize(NULL, 14)
+    cdef unsigned char *p = <unsigned char *>PyBytes_AS_STRING(key)
+    p[0] = 0x47  # "G"
+    _put_u32be(p + 1, group)
+    p[5] = <unsigned char>rtype
+    _put_u64be(p + 6, instance)
+    return key
+
+
+def parse_key(key):
+    """(type, group, instance) of a key; RecordCorrupt if it is not a paxos-core key."""
+    cdef const unsigned char[::1] k = key
+    if k.shape[0] != 14:
+        raise RecordCorrupt("key of %d bytes, expected 14" % k.shape[0])
+    if k[0] == 0x4E:  # "N"
+        return NODE_RECORD, 0, 0
+    if k[0] != 0x47 or k[5] > LOW_RECORD:
+        raise RecordCorrupt("unknown key prefix %r" % bytes(key[:6]))
+    return k[5], _get_u32be(&k[1]), _get_u64be(&k[6])
+
+
+def group_range(uint32_t group, int rtype=INSTANCE_RECORD, uint64_t start=0, end=None):
+    """[begin, end) keys covering a group's records of one type with instance in [start, end)."""
+    begin = group_key(rtype, group, start)
+    if end is None:
+        return begin, group_key(rtype + 1, group, 0)
+    return begin, group_key(rtype, group, end)
+
+
+cdef inline void _seal(bytes key, unsigned char *value, Py_ssize_t body):
+    cdef uint32_t crc = crc32c_buf(<const unsigned char *>PyBytes_AS_STRING(key), 14, 0)
+    crc = crc32c_buf(value, body, crc)
+    _put_u32(value + body, crc)
+
+
+cpdef tuple encode_record(tuple record):
+    """(key, value) bytes of one record tuple (see the module docstring)."""
+    cdef int rtype = record[0]
+    cdef uint32_t group = record[1]
+    cdef uint64_t instance = record[2]
+    cdef bytes key
+    cdef bytes out
+    cdef bytes value
+    cdef unsigned char *p
+    cdef Py_ssize_t n
+    if rtype == INSTANCE_RECORD:
+        value = record[8]
+        n = len(value)
+        key = group_key(rtype, group, instance)
+        out = PyBytes_FromStringAndSize(NULL, _INSTANCE_FIXED + n)
+        p = <unsigned char *>PyBytes_AS_STRING(out)
+        p[0] = FORMAT_VERSION
+        p[1] = INSTANCE_RECORD
+        p[2] = <uint8_t>record[3]
+        p[3] = 0
+        _put_u64(p + 4, record[4])
+        _put_u64(p + 12, record[5])
+        _put_u64(p + 20, record[6])
+        _put_u32(p + 28, record[7])
+        _put_u32(p + 32, <uint32_t>n)
+        if n:
+            memcpy(p + 36, PyBytes_AS_STRING(value), n)
+        _seal(key, p, 36 + n)
+        return key, out
+    if rtype == PROMISE_RECORD:
+        key = group_key(rtype, group, 0)
+        out = PyBytes_FromStringAndSize(NULL, _PROMISE_SIZE)
+        p = <unsigned char *>PyBytes_AS_STRING(out)
+        p[0] = FORMAT_VERSION
+        p[1] = PROMISE_RECORD
+        p[2] = 0
+        p[3] = 0
+        _put_u64(p + 4, record[4])
+        _seal(key, p, 12)
+        return key, out
+    if rtype == LOW_RECORD:
+        key = group_key(rtype, group, 0)
+        out = PyBytes_FromStringAndSize(NULL, _LOW_SIZE)
+        p = <unsigned char *>PyBytes_AS_STRING(out)
+        p[0] = FORMAT_VERSION
+        p[1] = LOW_RECORD
+        p[2] = 0
+        p[3] = 0
+        _put_u64(p + 4, record[6])
+        _put_u32(p + 12, record[7])
+        _seal(key, p, 16)
+        return key, out
+    if rtype == NODE_RECORD:
+        key = NODE_KEY
+        out = PyBytes_FromStringAndSize(NULL, _NODE_SIZE)
+        p = <unsigned char *>PyBytes_AS_STRING(out)
+        p[0] = FORMAT_VERSION
+        p[1] = NODE_RECORD
+        p[2] = 0
+        p[3] = 0
+        _put_u32(p + 4, record[1])      # node id travels in the group slot of the tuple
+        _put_u64(p + 8, record[2])      # cluster id travels in the instance slot
+        _seal(key, p, 16)
+        return key, out
+    raise ValueError("unknown record type %r" % rtype)
+
+
+def promise_record(uint32_t group, uint64_t promised):
+    return (PROMISE_RECORD, group, 0, 0, promised, 0, 0, 0, b"")
+
+
+def low_record(uint32_t group, uint64_t low, uint32_t chain):
+    return (LOW_RECORD, group, 0, 0, 0, 0, low, chain, b"")
+
+
+def node_record(uint32_t node_id, uint64_t cluster_id):
+    return (NODE_RECORD, node_id, cluster_id, 0, 0, 0, 0, 0, b"")
+
+
+def decode_record(key, value):
+    """The record tuple stored under `key`.
+
+    Raises RecordCorrupt when the checksum, the length or the key does not fit, and UnknownVersion for a
+    format version this build does not know. A record that raises is never to be used.
+    """
+    cdef const unsigned char[::1] k = key
+    cdef const unsigned char[::1] v = value
+    cdef Py_ssize_t n = v.shape[0]
+    cdef uint32_t crc, stored
+    cdef int rtype
+    if k.shape[0] != 14:
+        raise RecordCorrupt("key of %d bytes, expected 14" % k.shape[0])
+    if n < 8:
+        raise RecordCorrupt("record of %d bytes is too short" % n)
+    crc = crc32c_buf(&k[0], 14, 0)
+    crc = crc32c_buf(&v[0], n - 4, crc)
+    stored = _get_u32(&v[n - 4])
+    if crc != stored:
+        raise RecordCorrupt("checksum mismatch under key %s (stored %08x, computed %08x)"
+                            % (bytes(key).hex(), stored, crc))
+    if v[0] != FORMAT_VERSION:
+        raise UnknownVersion("record format version %d under key %s; this build reads version %d"
+                             % (v[0], bytes(key).hex(), FORMAT_VERSION))
+    rtype = v[1]
+    if k[0] == 0x4E:
+        if rtype != NODE_RECORD or n != _NODE_SIZE:
+            raise RecordCorrupt("malformed node record")
+        return (NODE_RECORD, _get_u32(&v[4]), _get_u64(&v[8]), 0, 0, 0, 0, 0, b"")
+    if k[0] != 0x47 or k[5] != rtype:
+        raise RecordCorrupt("record type %d does not match its key %s" % (rtype, bytes(key).hex()))
+    cdef uint32_t group = _get_u32be(&k[1])
+    cdef uint64_t instance = _get_u64be(&k[6])
+    cdef uint32_t vlen
+    if rtype == INSTANCE_RECORD:
+        if n < _INSTANCE_FIXED:
+            raise RecordCorrupt("instance record of %d bytes is too short" % n)
+        vlen = _get_u32(&v[32])
+        if <Py_ssize_t>vlen != n - _INSTANCE_FIXED:
+            raise RecordCorrupt("instance record value length %d does not fit its size %d" % (vlen, n))
+        return (INSTANCE_RECORD, group, instance, v[2], _get_u64(&v[4]), _get_u64(&v[12]), _get_u64(&v[20]),
+                _get_u32(&v[28]), bytes(v[36:36 + vlen]))
+    if rtype == PROMISE_RECORD:
+        if n != _PROMISE_SIZE:
+            raise RecordCorrupt("promise record of %d bytes, expected %d" % (n, _PROMISE_SIZE))
+        return (PROMISE_RECORD, group, 0, 0, _get_u64(&v[4]), 0, 0, 0, b"")
+    if rtype == LOW_RECORD:
+        if n != _LOW_SIZE:
+            raise RecordCorrupt("low record of %d bytes, expected %d" % (n, _LOW_SIZE))
+        return (LOW_RECORD, group, 0, 0, 0, 0, _get_u64(&v[4]), _get_u32(&v[12]), b"")
+    raise RecordCorrupt("unknown record type %d" % rtype)
+
+
+def encode_records(list records):
+    """[(key, value)] of many record tuples, in order."""
+    return [encode_record(r) for r in records]
+
+
+from paxos_core._enums import export_members
+
+export_members(globals(), RecordType, RecordFlag)

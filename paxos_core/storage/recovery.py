@@ -1,0 +1,177 @@
+"""Rebuild every group's protocol state from its stored records.
+
+One function for every storage backend (RocksDB in production, the simulator's disk in tests): it reads
+``(key, value)`` pairs in key order and returns, per group, what the engine needs to resume.
+
+Damaged records (bad checksum, torn, unknown version, wrong key) are reported and never used:
+
+* a damaged record below the learned mark held a chosen value: the node re-learns it from its peers
+  (the group is REPAIRING until it has);
+* a damaged record at or above the learned mark may have been a vote: the acceptor cannot know what it
+  voted, so it takes no acceptor part in the group (REPAIRING) until the instance is learned from peers;
+* a damaged promise or truncation record cannot be repaired: the group is STOPPED, and says why.
+"""
+import logging
+from dataclasses import dataclass, field
+
+from ..errors import RecordCorrupt, UnknownVersion
+from ..core.learner import chain_next
+from .records import (
+    INSTANCE_RECORD,
+    LOW_RECORD,
+    NODE_RECORD,
+    PROMISE_RECORD,
+    RECORD_CHOSEN,
+    decode_record,
+    parse_key,
+)
+
+log = logging.getLogger("paxos_core.storage")
+
+# Ballot under which a value known to be chosen is reported in a Promise: above every real ballot, so a
+# proposer always re-proposes a chosen value rather than some older accepted one.
+CHOSEN_BALLOT = (1 << 64) - 1
+
+
+@dataclass
+class RecoveredGroup:
+    promised: int = 0            # highest promise found in any record
+    top: int = 0                 # 1 + highest instance with a record
+    accepted: list = field(default_factory=list)   # [(instance, ballot, value)] at instances >= chosen_next
+    chosen_next: int = 0         # instances below are learned, and their values are on disk
+    chain: int = 0               # checksum chain over the learned values
+    known_mark: int = 0          # highest learned mark any record carried
+    low: int = 0                 # records below were truncated
+    repair_upto: int = 0         # acceptor suspended until chosen_next reaches this
+    stop_reason: str = ""        # non-empty: the group cannot be served
+    corrupt: list = field(default_factory=list)    # [(instance or None, reason)]
+
+
+@dataclass
+class Recovery:
+    groups: dict = field(default_factory=dict)      # group id -> RecoveredGroup
+    node_id: int = 0
+    cluster_id: int = 0
+    corrupt_records: int = 0
+    records: int = 0
+
+    def problems(self):
+        """[(group, instance, reason)] of every damaged record."""
+        return [(g, i, why) for g, state in sorted(self.groups.items()) for i, why in state.corrupt]
+
+
+class _GroupScan:
+    __slots__ = ("promised", "low", "low_chain", "instances", "corrupt", "stop")
+
+    def __init__(self):
+        self.promised = 0
+        self.low = 0
+        self.low_chain = 0
+        self.instances = []     # decoded instance records, key order = instance order
+        self.corrupt = []       # [(instance, reason)]
+        self.stop = ""
+
+
+def recover(items):
+    """Scan ``(key, value)`` pairs (in key order) and rebuild the state of every group found."""
+    result = Recovery()
+    scans = {}
+    for key, value in items:
+        result.records += 1
+        try:
+            rtype, group, instance = parse_key(key)
+        except RecordCorrupt as exc:
+            result.corrupt_records += 1
+            log.error("unreadable storage key %r: %s", bytes(key)[:16], exc)
+            continue
+        if rtype == NODE_RECORD:
+            try:
+                record = decode_record(key, value)
+            except (RecordCorrupt, UnknownVersion) as exc:
+                result.corrupt_records += 1
+                log.error("node record damaged: %s", exc)
+                continue
+            result.node_id, result.cluster_id = record[1], record[2]
+            continue
+        scan = scans.get(group)
+        if scan is None:
+            scan = scans[group] = _GroupScan()
+        try:
+            record = decode_record(key, value)
+        except (RecordCorrupt, UnknownVersion) as exc:
+            result.corrupt_records += 1
+            if rtype == INSTANCE_RECORD:
+                scan.corrupt.append((instance, str(exc)))
+            else:
+                name = "promise" if rtype == PROMISE_RECORD else "truncation"
+                scan.corrupt.append((None, "%s record: %s" % (name, exc)))
+                scan.stop = "the %s record is damaged and cannot be repaired: %s" % (name, exc)
+            log.error("group %d: damaged record (type %d, instance %d): %s", group, rtype, instance, exc)
+            continue
+        if rtype == PROMISE_RECORD:
+            scan.promised = max(scan.promised, record[4])
+        elif rtype == LOW_RECORD:
+            scan.low, scan.low_chain = record[6], record[7]
+        else:
+            scan.instances.append(record)
+    for group, scan in scans.items():
+        result.groups[group] = _rebuild(group, scan)
+    return result
+
+
+def _rebuild(group, scan):
+    state = RecoveredGroup(promised=scan.promised, low=scan.low, corrupt=list(scan.corrupt),
+                           stop_reason=scan.stop)
+    by_instance = {}
+    known_mark = scan.low
+    marks = {}                                  # mark -> chain the writer recorded at that mark
+    for rec in scan.instances:
+        instance = rec[2]
+        if instance < scan.low:
+            continue                            # left over from a truncation
+        by_instance[instance] = rec
+        state.promised = max(state.promised, rec[4])
+        state.top = max(state.top, instance + 1)
+        mark = rec[6]
+        if mark > known_mark:
+            known_mark = mark
+        if mark > scan.low:
+            marks[mark] = rec[7]
+    state.top = max(state.top, scan.low)
+    # Walk the learned prefix: every instance below the highest mark was chosen, and our record holds it.
+    chain = scan.low_chain
+    instance = scan.low
+    while instance < known_mark:
+        rec = by_instance.get(instance)
+        if rec is None:
+            break
+        expected = marks.get(instance)
+        if expected is not None and expected != chain:
+            state.stop_reason = state.stop_reason or (
+                "stored chain at instance %d is %08x but the records give %08x" % (instance, expected, chain))
+        chain = chain_next(chain, instance, rec[8])
+        instance += 1
+    expected = marks.get(instance)
+    if expected is not None and expected != chain and not state.stop_reason:
+        state.stop_reason = "stored chain at instance %d is %08x but the records give %08x" % (
+            instance, expected, chain)
+    state.chosen_next = instance
+    state.chain = chain
+    state.known_mark = known_mark
+    for inst, rec in sorted(by_instance.items()):
+        if inst < instance:
+            continue
+        ballot = CHOSEN_BALLOT if rec[3] & RECORD_CHOSEN else rec[5]
+        state.accepted.append((inst, ballot, rec[8]))
+    repair = 0
+    if instance < known_mark:
+        repair = known_mark
+    for inst, _ in scan.corrupt:
+        if inst is not None and inst >= instance:
+            repair = max(repair, inst + 1)
+    state.repair_upto = repair
+    if repair:
+        log.warning("group %d recovered with damaged or missing records: learned up to %d of %d; "
+                    "it re-learns from peers and takes no acceptor part until instance %d",
+                    group, instance, known_mark, repair)
+    return state

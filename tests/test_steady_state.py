@@ -1,0 +1,63 @@
+"""What one instance costs on a stable leader: one Accept round, one record per acceptor, no Prepare."""
+from paxos_core.sim.loopback import LoopbackCluster
+from paxos_core.wire.message import Kind
+
+
+def test_stable_leader_one_accept_round_and_one_record_per_acceptor_per_instance():
+    cluster = LoopbackCluster(nodes=3, groups=1, window=1)
+    cluster.propose(1, 0, b"first")          # the first proposal elects node 1 (Prepare round)
+    assert cluster.engines[1].is_leading(0)
+    assert len(cluster.acks) == 1
+    sent_before = dict(cluster.sent)
+    records_before = dict(cluster.records)
+
+    instances = 50
+    for k in range(instances):
+        cluster.propose(1, 0, b"value-%d" % k)
+        assert len(cluster.acks) == k + 2, "each proposal is chosen before the next is made"
+
+    sent = {kind: cluster.sent.get(kind, 0) - sent_before.get(kind, 0) for kind in cluster.sent}
+    peers = 2
+    assert sent.get(Kind.PREPARE, 0) == 0 and sent.get(Kind.PROMISE, 0) == 0
+    assert sent.get(Kind.ACCEPT, 0) == instances * peers
+    assert sent.get(Kind.ACCEPTED, 0) == instances * peers
+    assert sum(sent.values()) == 2 * instances * peers, sent
+    for node in (1, 2, 3):
+        assert cluster.records[node] - records_before[node] == instances
+
+    # Followers learned every instance but the last from the marks on later Accepts, with no extra write;
+    # an idle tick tells them about the last one.
+    leader_chosen = [v for _, _, v in cluster.chosen[1]]
+    assert len(leader_chosen) == instances + 1
+    cluster.tick()
+    assert cluster.sent.get(Kind.CHOSEN, 0) == peers
+    for node in (2, 3):
+        assert [v for _, _, v in cluster.chosen[node]] == leader_chosen
+        assert cluster.records[node] - records_before[node] == instances
+
+
+def test_pipelined_window_batches_queued_proposals_and_applies_in_order():
+    cluster = LoopbackCluster(nodes=3, groups=1, window=4)
+    engine = cluster.engines[1]
+    for k in range(200):
+        engine.propose(0, b"p%03d" % k, k)
+    cluster.settle()
+    cluster.tick()
+    assert sorted(tag for tag, _, _ in cluster.acks) == list(range(200))
+    instances = [i for _, i, _ in cluster.chosen[1]]
+    assert instances == list(range(len(instances)))
+    assert len(instances) < 200, "queued proposals share instances"
+    for node in (2, 3):
+        assert cluster.chosen[node] == cluster.chosen[1]
+
+
+def test_idle_groups_cost_bytes_not_objects():
+    cluster = LoopbackCluster(nodes=3, groups=1000, window=1)
+    for group in range(0, 1000, 7):
+        cluster.propose(1, group, b"x")
+    cluster.tick(3)
+    for engine in cluster.engines.values():
+        assert engine.active_groups() == 0
+        assert len(engine.proposer.groups) == 0
+        assert len(engine.acceptor.accepted) == 0
+        assert engine.idle_bytes_per_group() <= 128
