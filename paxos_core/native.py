@@ -7,6 +7,12 @@ NATIVE_MODULES = (
     "paxos_core.wire.checksum",
     "paxos_core.wire.message",
     "paxos_core.wire.codec",
+    "paxos_core.storage.records",
+    "paxos_core.core.ballot",
+    "paxos_core.core.acceptor",
+    "paxos_core.core.proposer",
+    "paxos_core.core.learner",
+    "paxos_core.core.engine",
 )
 
 

@@ -713,7 +713,10 @@ cdef class Engine:
         self.counters[C_CHOSEN] += 1
         cdef ProposerGroup pg
         cdef InFlight inf
-        if self.proposer.role[slot] != FOLLOWER:
+        if self.proposer.role[slot] == LEADING and instance >= self.proposer.next_instance[slot]:
+            # Chosen beyond anything our ballot proposed: another proposer with a higher ballot did it.
+            self._step_down(slot, False)
+        elif self.proposer.role[slot] != FOLLOWER:
             pg = self.proposer.groups.get(slot)
             if pg is not None:
                 inf = pg.inflight.pop(instance, None)
@@ -897,6 +900,8 @@ cdef class Engine:
             if pg.pending:
                 self._route_follower(slot)
         role = self.proposer.role[slot]
+        if role == LEADING and pg is not None and pg.pending:
+            self._fill(slot)       # the window may have opened without a decision of ours (catch-up)
         if role == LEADING and (pg is None or not pg.inflight) and self.proposer.mark_sent[slot] < chosen_next:
             self.proposer.mark_sent[slot] = chosen_next
             self.counters[C_CHOSEN_SENT] += 1

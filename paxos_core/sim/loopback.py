@@ -7,19 +7,22 @@ smallest example of the effect contract.
 import random
 
 from ..core.config import CoreConfig
+from ..storage.recovery import recover
 from ..core.engine import Engine
-from ..storage.records import encode_records
+from ..storage.records import encode_records, read_chosen
+from ..wire.codec import encode_entries
+from ..wire.message import CATCHUP_REPLY, Message
 
 
 class LoopbackCluster:
     def __init__(self, nodes=3, groups=1, seed=0, **config):
         self.node_ids = tuple(range(1, nodes + 1))
-        rng = random.Random(seed)
-        self.engines = {
-            n: Engine(CoreConfig(node_id=n, members=self.node_ids, n_groups=groups, **config),
-                      random.Random(rng.getrandbits(64)))
-            for n in self.node_ids
-        }
+        self.rng = random.Random(seed)
+        self.configs = {n: CoreConfig(node_id=n, members=self.node_ids, n_groups=groups, **config)
+                        for n in self.node_ids}
+        self.engines = {n: Engine(self.configs[n], random.Random(self.rng.getrandbits(64))) for n in self.node_ids}
+        self.down = set()
+        self.recoveries = {}
         self.stores = {n: {} for n in self.node_ids}
         self.inbox = {n: [] for n in self.node_ids}
         self.sent = {}           # message kind -> count
@@ -44,6 +47,9 @@ class LoopbackCluster:
         for _ in range(limit):
             moved = False
             for n, engine in self.engines.items():
+                if n in self.down:
+                    self.inbox[n] = []
+                    continue
                 fx = engine.take_effects()
                 if not fx and not self.inbox[n]:
                     continue
@@ -55,6 +61,8 @@ class LoopbackCluster:
                 self._route(n, fx.send_after)
                 self.chosen[n].extend(fx.chosen)
                 self.acks.extend(fx.acks)
+                for dest, group, first, end in fx.serve:
+                    self._serve(n, dest, group, first, end)
                 engine.persisted(fx.token)
                 if self.inbox[n]:
                     batch, self.inbox[n] = self.inbox[n], []
@@ -63,8 +71,32 @@ class LoopbackCluster:
                 return
         raise RuntimeError("loopback cluster did not settle")
 
+    def crash(self, node):
+        """Stop a node; its store keeps what was persisted (here: everything written)."""
+        self.down.add(node)
+        self.inbox[node] = []
+
+    def restart(self, node):
+        """Rebuild a node from its store only, with the real recovery code."""
+        recovery = recover(sorted(self.stores[node].items()))
+        self.recoveries[node] = recovery
+        self.engines[node] = Engine(self.configs[node], random.Random(self.rng.getrandbits(64)),
+                                    recovered=recovery.groups, now=self.now)
+        self.down.discard(node)
+        self.chosen[node] = []
+        return recovery
+
+    def _serve(self, n, dest, group, first, end):
+        entries = read_chosen(self.stores[n].get, group, first, end)
+        if entries:
+            chosen_next, chain = self.engines[n].learned(group)
+            reply = Message(CATCHUP_REPLY, group, first, 0, chosen_next, 0, chain, encode_entries(entries))
+            self._route(n, [(dest, reply)])
+
     def _route(self, src, messages):
         for dest, msg in messages:
+            if dest in self.down:
+                continue
             self.sent[msg.kind] = self.sent.get(msg.kind, 0) + 1
             copy = type(msg)(msg.kind, msg.group, msg.instance, msg.ballot, msg.mark, msg.aux, msg.chain,
                              msg.value, msg.flags, src)

@@ -19,7 +19,7 @@ def plan(seeds, seed_base=0, nodes=(3,), groups=(1,), faults=FAULT_KINDS, plant=
         if ops is not None:
             cfg.ops = ops
         elif g > 1:
-            cfg.ops = max(cfg.ops, 3 * g)
+            cfg.ops = max(cfg.ops, 6 * g)
         if window is not None:
             cfg.window = window
         configs.append(cfg)

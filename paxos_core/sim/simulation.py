@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from ..core.config import CoreConfig
 from ..core.engine import Engine
 from ..errors import FrameError, GroupStopped
-from ..storage.records import INSTANCE_RECORD, decode_record, encode_records, group_key
+from ..storage.records import INSTANCE_RECORD, decode_record, encode_records, read_chosen
 from ..storage.recovery import recover
 from ..wire.codec import decode_frame, encode_entries, encode_frame
 from ..wire.message import Message
@@ -47,11 +47,11 @@ class SimConfig:
     nodes: int = 3
     groups: int = 1
     faults: tuple = FAULT_KINDS
-    ops: int = 150                 # client proposals during the fault phase
-    fault_ms: int = 1500           # faults happen in [0, fault_ms); then everything heals
+    ops: int = 300                 # client proposals during the fault phase
+    fault_ms: int = 3000           # faults happen in [0, fault_ms); then everything heals
     heal_ms: int = 2500            # after the heal every group must make progress within this
     tick_us: int = 10_000          # nominal tick period (each node's differs with skew)
-    window: int = 4
+    window: int = 0                # instances in flight per group; 0 = drawn from the seed (1, 2, 4 or 8)
     plant: str = ""
     stop_on_violation: bool = True
 
@@ -125,8 +125,9 @@ class Simulation:
         self.healed = False
         self.stats = {"expired": 0, "stopped": 0, "frames": 0, "messages": 0, "torn_batches": 0,
                       "frame_errors": 0, "repairs": 0, "serve_short": 0}
+        self.window = cfg.window or r.choice((1, 2, 4, 8))
         self.core_config = CoreConfig(
-            node_id=1, members=self.node_ids, n_groups=cfg.groups, window=cfg.window, plant=cfg.plant,
+            node_id=1, members=self.node_ids, n_groups=cfg.groups, window=self.window, plant=cfg.plant,
             retransmit_ticks=4, max_retransmits=3, election_backoff_ticks=(1, 8), leader_timeout_ticks=15,
             forward_timeout_ticks=10, catchup_interval_ticks=2, catchup_max_instances=64,
             proposal_timeout_ticks=120,
@@ -261,15 +262,9 @@ class Simulation:
 
     def _serve(self, node, dest, group, first, end):
         """Read chosen values [first, end) from this node's storage and send them (a serve effect)."""
-        entries = []
-        for instance in range(first, end):
-            key = group_key(INSTANCE_RECORD, group, instance)
-            value = node.disk.get(key)
-            if value is None:
-                self.stats["serve_short"] += 1
-                break
-            rec = decode_record(key, value)
-            entries.append((instance, rec[5], rec[8]))
+        entries = read_chosen(node.disk.get, group, first, end)
+        if len(entries) < end - first:
+            self.stats["serve_short"] += 1
         if not entries:
             return
         chosen_next, chain = node.engine.learned(group)
@@ -309,14 +304,14 @@ class Simulation:
             group = r.choice(self.group_ids)
             self.at(t, PROPOSE, node, data=(group, b"s%d-op%d" % (cfg.seed, k)))
         if "crash" in self.faults or "torn" in self.faults:
-            for _ in range(r.randint(1, 2 + cfg.nodes)):
+            for _ in range(r.randint(1, 2 * cfg.nodes)):
                 t = r.randint(0, fault_end)
                 node = r.choice(self.node_ids)
                 tear = "torn" in self.faults and r.random() < 0.7
                 self.at(t, CRASH, node, data=tear)
                 self.at(min(t + r.randint(20_000, 600_000), fault_end), RESTART, node)
         if "partition" in self.faults:
-            for _ in range(r.randint(1, 4)):
+            for _ in range(r.randint(1, 6)):
                 t = r.randint(0, fault_end)
                 node = r.choice(self.node_ids)
                 mode = r.choice((None, "in", "out", "pair"))

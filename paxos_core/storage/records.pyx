@@ -260,6 +260,29 @@ def encode_records(list records):
     return [encode_record(r) for r in records]
 
 
+
+def read_chosen(get, uint32_t group, uint64_t first, uint64_t end):
+    """[(instance, ballot, value)] of the stored values at instances first, first+1, ... < end.
+
+    `get(key)` reads one key (None if absent). Stops at the first missing or damaged record, so the result
+    is always a gap-free run; the caller serves only instances below its learned mark, whose records hold
+    chosen values.
+    """
+    entries = []
+    cdef uint64_t instance
+    for instance in range(first, end):
+        key = group_key(INSTANCE_RECORD, group, instance)
+        value = get(key)
+        if value is None:
+            break
+        try:
+            rec = decode_record(key, value)
+        except (RecordCorrupt, UnknownVersion):
+            break
+        entries.append((instance, rec[5], rec[8]))
+    return entries
+
+
 from paxos_core._enums import export_members
 
 export_members(globals(), RecordType, RecordFlag)
