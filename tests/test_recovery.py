@@ -1,8 +1,11 @@
 """Recovery from stored records: what is rebuilt, and what happens to damaged records."""
+import pytest
+
 from paxos_core.core.learner import chain_of
+from paxos_core.errors import GroupStopped
 from paxos_core.sim.loopback import LoopbackCluster
-from paxos_core.storage.records import (INSTANCE_RECORD, PROMISE_RECORD, RECORD_CHOSEN, decode_record, group_key,
-                                       parse_key)
+from paxos_core.storage.records import (INSTANCE_RECORD, PROMISE_RECORD, RECORD_CHOSEN, decode_record,
+                                       encode_record, group_key, parse_key)
 from paxos_core.storage.recovery import recover
 
 
@@ -110,3 +113,32 @@ def test_unknown_key_and_truncated_values_are_counted_not_fatal():
     recovery = recover(sorted(items))
     assert recovery.corrupt_records == 2
     assert parse_key(key)[0] == INSTANCE_RECORD
+
+
+def test_divergence_stops_the_group_loudly(caplog):
+    """A follower whose stored vote was altered (with a valid checksum, as a bug would) learns a different
+    value; the next message whose mark equals its own carries a different chain, and the group stops."""
+    cluster = LoopbackCluster(nodes=3, groups=1, window=1)
+    for k in range(5):
+        cluster.propose(1, 0, b"v%d" % k)
+    # Node 3 holds the vote for instance 4 but has not learned it yet (no later mark reached it).
+    assert cluster.engines[3].learned(0)[0] == 4
+    cluster.crash(3)
+    key = group_key(INSTANCE_RECORD, 0, 4)
+    rec = list(decode_record(key, cluster.stores[3][key]))
+    rec[8] = b"something else"
+    cluster.stores[3][key] = encode_record(tuple(rec))[1]
+    cluster.restart(3)
+    with caplog.at_level("ERROR"):
+        cluster.propose(1, 0, b"v5")
+        cluster.tick(2)
+    view = cluster.engines[3].group_view(0)
+    assert view["status"] == "stopped" and view["stop_reason"].startswith("diverged")
+    assert cluster.engines[3].counters_dict()["divergences"] == 1
+    assert any("STOPPED" in r.getMessage() for r in caplog.records)
+    # It stays stopped: it learns nothing more and refuses proposals.
+    before = cluster.engines[3].learned(0)
+    cluster.propose(1, 0, b"v6")
+    assert cluster.engines[3].learned(0) == before
+    with pytest.raises(GroupStopped):
+        cluster.engines[3].propose(0, b"x", b"x")

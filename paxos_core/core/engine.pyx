@@ -258,6 +258,17 @@ cdef class Engine:
             if not self._tick_group(slot):
                 self.active.pop(slot, None)
         self._drain()
+        if now % 256 == 0:
+            self._compact()
+
+    def _compact(self):
+        """Re-pack the per-group dicts: a Python dict keeps its peak size after deletions, so after a burst
+        over many groups the empty tables would go on costing memory (and iteration time for `active`)."""
+        self.active = dict(self.active)
+        self.proposer.groups = dict(self.proposer.groups)
+        self.acceptor.accepted = dict(self.acceptor.accepted)
+        self.learner.decided = dict(self.learner.decided)
+        self.learner.outstanding = dict(self.learner.outstanding)
 
     def persisted(self, long token):
         """Every record of effect batches up to `token` is durable."""
