@@ -58,6 +58,19 @@ def cmd_sim(args):
     return 0 if all(r.ok for r in results) and len(results) == len(configs) else 1
 
 
+def cmd_bench(args):
+    if args.what == "storage":
+        from ..bench import storage
+
+        groups = args.groups or storage.QUICK_GROUPS
+        seconds = args.seconds if args.seconds is not None else (0.3 if args.quick else 1.0)
+        repeat = args.repeat if args.repeat is not None else (3 if args.quick else 5)
+        storage.run(groups, seconds, repeat, args.value_size, args.dir)
+        return 0
+    print("paxos-core bench: %r is not available yet" % args.what, file=sys.stderr)
+    return 2
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="paxos-core", description="Multi-Paxos for Python.")
     parser.add_argument("--version", action="version", version="paxos-core " + __version__)
@@ -81,6 +94,17 @@ def build_parser():
     p.add_argument("--progress", action="store_true", help="print progress every 50 seeds")
     p.add_argument("-v", "--verbose", action="store_true", help="one line per seed")
     p.set_defaults(func=cmd_sim)
+
+    p = sub.add_parser("bench", help="benchmarks", description="Benchmarks. `storage`: group commit against "
+                       "one synced write per record; the last line is a JSON summary.")
+    p.add_argument("what", nargs="?", default="storage", choices=["storage"], help="which benchmark")
+    p.add_argument("--quick", action="store_true", help="short measurements (well under a minute)")
+    p.add_argument("--groups", type=_int_list, default=None, help="groups per worker, e.g. 1,16,256,4096")
+    p.add_argument("--seconds", type=float, default=None, help="seconds per measurement")
+    p.add_argument("--repeat", type=int, default=None, help="measurements per figure (the median is shown)")
+    p.add_argument("--value-size", type=int, default=100, help="bytes per value (default 100)")
+    p.add_argument("--dir", default=None, help="where the temporary databases go (default: the temp dir)")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

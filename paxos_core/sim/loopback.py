@@ -1,35 +1,43 @@
-"""A fault-free, synchronous cluster of engines in one process.
+"""A fault-free cluster of engines in one process, each behind the real effect cycle.
 
-Messages are delivered at once and in order, records are "persisted" at once; nothing is lost. Useful to
-drive the protocol step by step in tests (and to count exactly what one proposal costs), and as the
-smallest example of the effect contract.
+Messages are delivered in order and nothing is lost. Each node's records go to a log (MemoryLog by default,
+or any object with the RocksLog interface, e.g. a real RocksLog), through the same ``run_cycle`` the worker
+runtime uses. Useful to drive the protocol step by step in tests, to count exactly what one proposal costs,
+and as the smallest example of the effect contract.
 """
 import random
 
 from ..core.config import CoreConfig
-from ..storage.recovery import recover
 from ..core.engine import Engine
-from ..storage.records import encode_records, read_chosen
-from ..wire.codec import encode_entries
-from ..wire.message import CATCHUP_REPLY, Message
+from ..runtime.cycle import run_cycle
+from ..storage.memory import MemoryLog
 
 
 class LoopbackCluster:
-    def __init__(self, nodes=3, groups=1, seed=0, **config):
+    def __init__(self, nodes=3, groups=1, seed=0, log_factory=None, **config):
         self.node_ids = tuple(range(1, nodes + 1))
         self.rng = random.Random(seed)
+        self.log_factory = log_factory or (lambda node: MemoryLog(node))
         self.configs = {n: CoreConfig(node_id=n, members=self.node_ids, n_groups=groups, **config)
                         for n in self.node_ids}
-        self.engines = {n: Engine(self.configs[n], random.Random(self.rng.getrandbits(64))) for n in self.node_ids}
-        self.down = set()
+        self.logs = {n: self.log_factory(n) for n in self.node_ids}
+        self.engines = {}
+        self.down = set(self.node_ids)
         self.recoveries = {}
-        self.stores = {n: {} for n in self.node_ids}
         self.inbox = {n: [] for n in self.node_ids}
         self.sent = {}           # message kind -> count
         self.records = {n: 0 for n in self.node_ids}
-        self.chosen = {n: [] for n in self.node_ids}    # [(group, instance, value)]
+        self.chosen = {n: [] for n in self.node_ids}    # [(group, instance, value)] since the last (re)start
         self.acks = []
+        self.expired = []
         self.now = 0
+        for n in self.node_ids:
+            self.restart(n)
+
+    @property
+    def stores(self):
+        """node -> dict of the MemoryLog (tests that edit stored bytes use this)."""
+        return {n: log.store for n, log in self.logs.items()}
 
     def propose(self, node, group, payload, tag=None):
         self.engines[node].propose(group, payload, tag if tag is not None else payload)
@@ -38,60 +46,48 @@ class LoopbackCluster:
     def tick(self, ticks=1):
         for _ in range(ticks):
             self.now += 1
-            for engine in self.engines.values():
-                engine.tick(self.now)
+            for n, engine in self.engines.items():
+                if n not in self.down:
+                    engine.tick(self.now)
             self.settle()
 
     def settle(self, limit=100_000):
-        """Run effects and deliveries until nothing moves."""
+        """Run cycles and deliveries until nothing moves."""
         for _ in range(limit):
             moved = False
             for n, engine in self.engines.items():
                 if n in self.down:
                     self.inbox[n] = []
                     continue
-                fx = engine.take_effects()
-                if not fx and not self.inbox[n]:
-                    continue
-                moved = True
-                self._route(n, fx.send_now)
-                for key, value in encode_records(fx.records):
-                    self.stores[n][key] = value
-                self.records[n] += len(fx.records)
-                self._route(n, fx.send_after)
-                self.chosen[n].extend(fx.chosen)
-                self.acks.extend(fx.acks)
-                for dest, group, first, end in fx.serve:
-                    self._serve(n, dest, group, first, end)
-                engine.persisted(fx.token)
                 if self.inbox[n]:
                     batch, self.inbox[n] = self.inbox[n], []
                     engine.receive(batch)
+                    moved = True
+                fx = run_cycle(engine, self.logs[n], lambda msgs, n=n: self._route(n, msgs))
+                if fx:
+                    moved = True
+                self.records[n] += len(fx.records)
+                self.chosen[n].extend(fx.chosen)
+                self.acks.extend(fx.acks)
+                self.expired.extend(fx.expired)
             if not moved:
                 return
         raise RuntimeError("loopback cluster did not settle")
 
     def crash(self, node):
-        """Stop a node; its store keeps what was persisted (here: everything written)."""
+        """Stop a node; its log keeps what was written."""
         self.down.add(node)
         self.inbox[node] = []
 
     def restart(self, node):
-        """Rebuild a node from its store only, with the real recovery code."""
-        recovery = recover(sorted(self.stores[node].items()))
+        """Rebuild a node from its log only, with the real recovery code."""
+        recovery = self.logs[node].recover()
         self.recoveries[node] = recovery
         self.engines[node] = Engine(self.configs[node], random.Random(self.rng.getrandbits(64)),
                                     recovered=recovery.groups, now=self.now)
         self.down.discard(node)
         self.chosen[node] = []
         return recovery
-
-    def _serve(self, n, dest, group, first, end):
-        entries = read_chosen(self.stores[n].get, group, first, end)
-        if entries:
-            chosen_next, chain = self.engines[n].learned(group)
-            reply = Message(CATCHUP_REPLY, group, first, 0, chosen_next, 0, chain, encode_entries(entries))
-            self._route(n, [(dest, reply)])
 
     def _route(self, src, messages):
         for dest, msg in messages:

@@ -1,0 +1,1 @@
+"""Running engines against real storage and transports (the effect contract, carried out)."""

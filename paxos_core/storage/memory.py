@@ -1,0 +1,64 @@
+"""A log kept in a dict: the RocksLog interface without a disk, for tests and examples.
+
+It has no crash semantics of its own (everything written is "durable"); the simulator's SimDisk models
+crashes, and RocksLog is the real thing.
+"""
+from .records import (INSTANCE_RECORD, LOW_RECORD, decode_record, encode_record, group_key, read_chosen)
+from .recovery import recover
+
+
+class MemoryLog:
+    def __init__(self, node_id=0, cluster_id=0):
+        self.node_id = node_id
+        self.cluster_id = cluster_id
+        self.store = {}
+        self.syncs = 0
+        self.writes = 0
+        self.records_written = 0
+
+    def write(self, records):
+        if not records:
+            return 0
+        for record in records:
+            key, value = encode_record(record)
+            self.store[key] = value
+        self.writes += 1
+        self.syncs += 1
+        self.records_written += len(records)
+        return len(records)
+
+    def get(self, key):
+        return self.store.get(key)
+
+    def read_chosen(self, group, first, end):
+        return read_chosen(self.store.get, group, first, end)
+
+    def items(self):
+        return sorted(self.store.items())
+
+    def recover(self):
+        return recover(self.items())
+
+    def truncate(self, group, below):
+        from ..core.learner import chain_next
+
+        low_key = group_key(LOW_RECORD, group, 0)
+        low, chain = 0, 0
+        if low_key in self.store:
+            rec = decode_record(low_key, self.store[low_key])
+            low, chain = rec[6], rec[7]
+        if below <= low:
+            return 0
+        entries = self.read_chosen(group, low, below)
+        if len(entries) != below - low:
+            raise ValueError("group %d: cannot truncate below %d, the records stop at %d"
+                             % (group, below, low + len(entries)))
+        for instance, _, value in entries:
+            chain = chain_next(chain, instance, value)
+            del self.store[group_key(INSTANCE_RECORD, group, instance)]
+        key, value = encode_record((LOW_RECORD, group, 0, 0, 0, 0, below, chain, b""))
+        self.store[key] = value
+        return below - low
+
+    def close(self):
+        pass
