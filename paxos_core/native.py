@@ -8,6 +8,7 @@ NATIVE_MODULES = (
     "paxos_core.wire.message",
     "paxos_core.wire.codec",
     "paxos_core.storage.records",
+    "paxos_core.storage.log",
     "paxos_core.core.ballot",
     "paxos_core.core.acceptor",
     "paxos_core.core.proposer",
