@@ -11,7 +11,26 @@ from .errors import (
     ValueTooLarge,
 )
 
+
+
+def __getattr__(name):
+    # The runtime pulls in ZeroMQ and RocksDB: import it only when asked for.
+    if name == "Node":
+        from .node import Node
+        return Node
+    if name == "Client":
+        from .client import Client
+        return Client
+    if name == "KV":
+        from .kv import KV
+        return KV
+    raise AttributeError(name)
+
+
 __all__ = [
+    "Node",
+    "Client",
+    "KV",
     "__version__",
     "ConfigError",
     "FrameError",

@@ -71,12 +71,48 @@ def cmd_bench(args):
     return 2
 
 
+def cmd_init(args):
+    """`paxos-core init`: write a ready-to-run cluster's node files, data dirs and CURVE keys."""
+    from ..config import write_cluster
+    from ..errors import ConfigError
+
+    try:
+        files = write_cluster(args.dir, nodes=args.nodes, workers=args.workers, groups=args.groups,
+                              host=args.host, base_port=args.base_port, curve=not args.no_curve,
+                              cluster_id=args.cluster_id)
+    except ConfigError as e:
+        print("paxos-core init: %s" % e, file=sys.stderr)
+        return 2
+    from ..config import load_config
+
+    first = load_config(files[0])
+    print("wrote cluster %d: %d nodes x %d workers, %d groups, CURVE %s"
+          % (first.cluster_id, len(files), first.workers, first.groups,
+             "keys in %s" % first.keys_dir if first.keys_dir else "off (no encryption)"))
+    for path in files:
+        cfg = load_config(path)
+        me = cfg.me
+        print("  %s  node %d  peer %s:%d  client %s:%d  metrics %s:%d  data %s"
+              % (path, me.id, me.host, me.peer_port, me.host, me.client_port, me.host, me.metrics_port,
+                 cfg.data_dir))
+    if cfg.workers > 1:
+        print("  (worker i of a node listens on each port + i)")
+    print("next steps: start every node, each in its own terminal:")
+    for path in files:
+        print("  paxos-core node %s" % path)
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="paxos-core", description="Multi-Paxos for Python.")
     parser.add_argument("--version", action="version", version="paxos-core " + __version__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("info", help="print the version and which native modules are compiled")
     p.set_defaults(func=cmd_info)
+
+    from . import cluster
+
+    cluster.register(sub)
 
     p = sub.add_parser("sim", help="run the deterministic cluster simulator over many seeds",
                        description="Run seeds S..S+N-1 of the deterministic simulator. Exits 0 only if no "
@@ -105,6 +141,22 @@ def build_parser():
     p.add_argument("--value-size", type=int, default=100, help="bytes per value (default 100)")
     p.add_argument("--dir", default=None, help="where the temporary databases go (default: the temp dir)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("init", help="write the node files, data dirs and CURVE keys of a new cluster",
+                       description="Write DIR/node<id>.toml for ids 1..N, data directories DIR/data/node<id> "
+                                   "and (unless --no-curve) CURVE keys in DIR/keys. Refuses a DIR that already "
+                                   "holds *.toml files.")
+    p.add_argument("dir", metavar="DIR", help="directory to write the cluster into (created if missing)")
+    p.add_argument("--nodes", type=int, default=3, help="number of nodes (default 3)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes per node (default 2)")
+    p.add_argument("--groups", type=int, default=16, help="Paxos groups at start (default 16)")
+    p.add_argument("--host", default="127.0.0.1", help="address of every node (default 127.0.0.1)")
+    p.add_argument("--base-port", type=int, default=None,
+                   help="first port; node k uses base+300k (peer), +100 (client), +200 (metrics), worker i "
+                        "each + i (default: a random base at which every port is free)")
+    p.add_argument("--no-curve", action="store_true", help="no CURVE keys: traffic unencrypted, unauthenticated")
+    p.add_argument("--cluster-id", type=int, default=None, help="cluster id (default: random)")
+    p.set_defaults(func=cmd_init)
     return parser
 
 

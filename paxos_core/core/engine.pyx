@@ -283,6 +283,10 @@ cdef class Engine:
         self.self_queue.extend(ready)
         self._drain()
 
+    def has_effects(self):
+        """True when effects are waiting for take_effects() (e.g. produced by persisted())."""
+        return bool(self.fx)
+
     def take_effects(self):
         """Everything the engine wants done since the last call, as one batch."""
         cdef Effects fx = self.fx

@@ -37,12 +37,23 @@ log = logging.getLogger("paxos_core.storage")
 DURABILITY_MODES = ("sync", "unsafe-no-sync")
 
 
+# Column families besides the log's (default) one: "sm" holds the state machine's data, written unsynced
+# each cycle; the log's synced write that follows makes it durable (one WAL, one fsync).
+COLUMN_FAMILIES = ("sm",)
+
+
 def _options(mode):
     opts = rocksdict.Options(raw_mode=True)
     opts.create_if_missing(True)
+    opts.create_missing_column_families(True)
     opts.set_paranoid_checks(True)
     opts.set_wal_recovery_mode(mode)
     return opts
+
+
+def _open(path, mode):
+    families = {name: rocksdict.Options(raw_mode=True) for name in COLUMN_FAMILIES}
+    return rocksdict.Rdict(path, _options(mode), column_families=families)
 
 
 cdef class RocksLog:
@@ -74,14 +85,14 @@ cdef class RocksLog:
         self.open_report = ""
         os.makedirs(self.path, exist_ok=True)
         try:
-            self.db = rocksdict.Rdict(self.path, _options(rocksdict.DBRecoveryMode.absolute_consistency()))
+            self.db = _open(self.path, rocksdict.DBRecoveryMode.absolute_consistency())
         except Exception as exc:
             if "Corruption" not in str(exc):
                 raise
             self.wal_tail_damaged = True
             self.open_report = "write-ahead log tail damaged (%s); the partial write was dropped" % exc
             log.warning("log %s: %s", self.path, self.open_report)
-            self.db = rocksdict.Rdict(self.path, _options(rocksdict.DBRecoveryMode.point_in_time()))
+            self.db = _open(self.path, rocksdict.DBRecoveryMode.point_in_time())
         self.write_opts = rocksdict.WriteOptions()
         self.write_opts.sync = durability == "sync"
         if durability != "sync":
@@ -214,6 +225,20 @@ cdef class RocksLog:
         if self.write_opts.sync:
             self.syncs += 1
         return below - low
+
+    @property
+    def rdict(self):
+        """The open rocksdict.Rdict (for the state machine's column family; see statemachine.store)."""
+        return self.db
+
+    def delete_group(self, uint32_t group):
+        """Delete every record of a group (it was removed from this node), in one synced batch."""
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        batch.delete_range(group_key(0, group, 0), group_key(0, group + 1, 0))
+        self.db.write(batch, self.write_opts)
+        self.writes += 1
+        if self.write_opts.sync:
+            self.syncs += 1
 
     def put_raw(self, key, value):
         """Store raw bytes under a key (synced). For corruption tests and repair tools only."""

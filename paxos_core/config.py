@@ -1,0 +1,812 @@
+"""Node configuration: one TOML file per node, its validation, and `paxos-core init` (write_cluster).
+
+Layout of a node's file (paths are relative to the file's own directory)::
+
+    [cluster]
+    id = 1234567            # u64 cluster id, > 0
+    groups = 16             # Paxos groups that exist at start: ids 0 .. groups-1
+    workers = 2             # worker processes per node; the same on every node (worker i talks to worker i)
+    keys_dir = "keys"       # CURVE keys; "" = no encryption/authentication
+
+    [[cluster.nodes]]       # every member, identical in every node's file
+    id = 1
+    host = "127.0.0.1"
+    peer_port = 47100       # worker i listens for its peers on peer_port + i
+    client_port = 47200     # worker i listens for clients (facade, CLI) on client_port + i
+    metrics_port = 47300    # worker i serves Prometheus metrics on metrics_port + i; 0 = off (the default)
+
+    [node]
+    id = 1                  # which of cluster.nodes this file is for
+    data_dir = "data/node1"
+
+    [paxos]                 # all optional, defaults shown
+    window = 8
+    max_batch_count = 4096
+    max_batch_bytes = 1048576
+    max_value_bytes = 1048576
+    tick_ms = 10
+    lease_ticks = 300       # master lease, in ticks
+    lease_margin = 0.3      # fraction of the lease the master gives up for clock-rate differences
+    proposal_timeout_ticks = 500
+
+    [storage]               # optional
+    durability = "sync"     # or "unsafe-no-sync" (tests only)
+
+    [limits]                # optional, defaults shown
+    max_pending = 20000     # proposals queued per worker before new ones fail with Overloaded
+    max_frame_bytes = 67108864
+
+Required: ``cluster.id``, ``cluster.groups``, ``cluster.workers``, ``cluster.keys_dir``, ``cluster.nodes``
+(each with ``id``, ``host``, ``peer_port``, ``client_port``), ``node.id``, ``node.data_dir``.
+
+Every problem raises :class:`~paxos_core.errors.ConfigError` with a message of the form
+``<file>: <dotted.field>: <what is wrong>``, e.g. ``node1.toml: cluster.workers: must be an integer >= 1,
+got 0``. Entries of ``cluster.nodes`` are named by their 0-based position in the file:
+``cluster.nodes[2].peer_port``. Unknown keys are errors (a typo never silently falls back to a default).
+
+Sharding: group ``g`` lives on worker ``g % workers`` on every node (:meth:`NodeConfig.worker_of`).
+
+CURVE keys are found by convention in ``keys_dir``: node N's public key is ``node<N>.key`` and its secret key
+``node<N>.key_secret`` (the files ``zmq.auth.create_certificates(keys_dir, "node<N>")`` writes). A node
+needs every member's public key and its own secret key; the secret key file must not be readable by group or
+others.
+"""
+import difflib
+import errno
+import ipaddress
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from .core.config import CoreConfig
+from .errors import ConfigError
+
+__all__ = [
+    "NodeAddress",
+    "NodeConfig",
+    "load_config",
+    "load_cluster",
+    "write_cluster",
+    "DURABILITY_MODES",
+    "DEFAULTS",
+]
+
+DURABILITY_MODES = ("sync", "unsafe-no-sync")    # the same strings storage.log.RocksLog accepts
+
+U64_MAX = (1 << 64) - 1
+U32_MAX = (1 << 32) - 1
+MAX_NODE_ID = 0xFFFE            # ballots keep the node id in 16 bits; 0xFFFF is reserved
+MAX_MEMBERS = 63                # CoreConfig's limit on voting members
+MAX_WORKERS = 64
+MAX_GROUPS = 1 << 32            # group ids are u32 on the wire and on disk
+
+# Wire overheads used to check that one full instance fits in a frame (see wire/codec.pyx).
+_FRAME_HEADER = 28
+_MESSAGE_HEADER = 48
+_BATCH_HEADER = 5               # u8 version, u32 count
+_BATCH_ENTRY_HEADER = 14        # u16 origin, u64 seq, u32 length
+
+# Optional settings and their defaults, by table.
+DEFAULTS = {
+    "paxos": {
+        "window": 8,
+        "max_batch_count": 4096,
+        "max_batch_bytes": 1 << 20,
+        "max_value_bytes": 1 << 20,
+        "tick_ms": 10,
+        "lease_ticks": 300,
+        "lease_margin": 0.3,
+        "proposal_timeout_ticks": 500,
+    },
+    "storage": {
+        "durability": "sync",
+    },
+    "limits": {
+        "max_pending": 20000,
+        "max_frame_bytes": 64 << 20,
+    },
+}
+
+_TOP_KEYS = ("cluster", "node", "paxos", "storage", "limits")
+_CLUSTER_KEYS = ("id", "groups", "workers", "keys_dir", "nodes")
+_NODE_ENTRY_KEYS = ("id", "host", "peer_port", "client_port", "metrics_port")
+_NODE_KEYS = ("id", "data_dir")
+
+# write_cluster's port layout: node k (0-based) uses base + 300*k + {0: peer, 100: client, 200: metrics}.
+_PORT_BLOCK = 100
+_PORT_KINDS = ("peer", "client", "metrics")
+_RANDOM_BASE_RANGE = (20000, 50000)
+_RANDOM_BASE_TRIES = 200
+
+_WILDCARD_HOSTS = ("*", "0.0.0.0", "::", "[::]", "")
+
+
+# ---------------------------------------------------------------------------------------------- addresses
+
+
+def _endpoint_host(host):
+    """Host as it goes inside tcp://HOST:PORT (IPv6 literals in brackets)."""
+    if ":" in host and not host.startswith("["):
+        return "[%s]" % host
+    return host
+
+
+def _bind_host(host):
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+@dataclass(frozen=True)
+class NodeAddress:
+    """Where one member's workers listen. Worker i uses each port + i."""
+
+    id: int
+    host: str
+    peer_port: int
+    client_port: int
+    metrics_port: int = 0           # 0 = no metrics endpoint
+
+    def peer_endpoint(self, worker):
+        """ZeroMQ endpoint on which worker ``worker`` of this node listens for its peers."""
+        return "tcp://%s:%d" % (_endpoint_host(self.host), self.peer_port + worker)
+
+    def client_endpoint(self, worker):
+        """ZeroMQ endpoint on which worker ``worker`` of this node listens for clients (facade, CLI)."""
+        return "tcp://%s:%d" % (_endpoint_host(self.host), self.client_port + worker)
+
+    def metrics_address(self, worker):
+        """``(host, port)`` of worker ``worker``'s Prometheus endpoint, or None when metrics are off."""
+        if not self.metrics_port:
+            return None
+        return (_bind_host(self.host), self.metrics_port + worker)
+
+
+# ---------------------------------------------------------------------------------------------- validation
+
+
+_TOML_TYPES = ((bool, "boolean"), (int, "integer"), (float, "float"), (str, "string"), (dict, "table"),
+               (list, "array"))
+
+
+def _type_name(value):
+    for py_type, name in _TOML_TYPES:
+        if isinstance(value, py_type):
+            return name
+    return type(value).__name__      # dates and times
+
+
+def _show(value):
+    return "%r (%s)" % (value, _type_name(value))
+
+
+class _Checker:
+    """Reads one node's settings, raising ConfigError('<file>: <dotted>: <why>') on the first problem."""
+
+    def __init__(self, label):
+        self.label = label
+
+    def fail(self, dotted, why):
+        if self.label:
+            raise ConfigError("%s: %s: %s" % (self.label, dotted, why))
+        raise ConfigError("%s: %s" % (dotted, why))
+
+    def table(self, parent, key, dotted, allowed, required=True):
+        """The sub-table parent[key] (checked for unknown keys), or {} when optional and absent."""
+        if key not in parent:
+            if required:
+                self.fail(dotted, "required table is missing")
+            return {}
+        value = parent[key]
+        if not isinstance(value, dict):
+            self.fail(dotted, "must be a table, got %s" % _show(value))
+        self.known_keys(value, dotted, allowed)
+        return value
+
+    def known_keys(self, table, dotted, allowed):
+        for key in table:
+            if key not in allowed:
+                where = "%s.%s" % (dotted, key) if dotted else str(key)
+                hint = difflib.get_close_matches(str(key), allowed, n=1)
+                why = "unknown key"
+                if hint:
+                    why += " (did you mean %r?)" % hint[0]
+                why += "; known keys%s: %s" % (" of [%s]" % dotted if dotted else "", ", ".join(allowed))
+                self.fail(where, why)
+
+    def get(self, table, key, dotted, default):
+        if key in table:
+            return table[key]
+        if default is _REQUIRED:
+            self.fail(dotted, "required key is missing")
+        return default
+
+    def integer(self, table, key, dotted, lo, hi=None, default=None):
+        value = self.get(table, key, dotted, _REQUIRED if default is None else default)
+        if not isinstance(value, int) or isinstance(value, bool):
+            rng = "in %d..%d" % (lo, hi) if hi is not None else ">= %d" % lo
+            self.fail(dotted, "must be an integer %s, got %s" % (rng, _show(value)))
+        if value < lo:
+            self.fail(dotted, "must be an integer >= %d, got %d" % (lo, value))
+        if hi is not None and value > hi:
+            self.fail(dotted, "must be an integer <= %d, got %d" % (hi, value))
+        return value
+
+    def port(self, table, key, dotted, workers, default=None, allow_off=False):
+        """A base port: worker i uses port + i, so port + workers - 1 must still be a port."""
+        value = self.get(table, key, dotted, _REQUIRED if default is None else default)
+        if allow_off and isinstance(value, int) and not isinstance(value, bool) and value == 0:
+            return 0
+        what = "a port number in 1..65535" + (" or 0 (off)" if allow_off else "")
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
+            self.fail(dotted, "must be %s, got %s" % (what, _show(value)))
+        if value + workers - 1 > 65535:
+            self.fail(dotted, "worker i uses port %d + i, so with cluster.workers = %d the last port %d is "
+                              "above 65535" % (value, workers, value + workers - 1))
+        return value
+
+    def string(self, table, key, dotted, default=None, allow_empty=False):
+        value = self.get(table, key, dotted, _REQUIRED if default is None else default)
+        if not isinstance(value, str):
+            self.fail(dotted, "must be a string, got %s" % _show(value))
+        if not allow_empty and not value.strip():
+            self.fail(dotted, "must not be empty")
+        if "\x00" in value:
+            self.fail(dotted, "must not contain a NUL character")
+        return value
+
+
+_REQUIRED = object()
+
+
+def _resolve(base_dir, value):
+    path = Path(os.path.expanduser(value))
+    if not path.is_absolute():
+        path = Path(base_dir) / path
+    return Path(os.path.normpath(os.path.abspath(path)))
+
+
+def _host_problem(host):
+    """Why ``host`` cannot be a node's address, or None."""
+    if not host or host != host.strip() or any(ch.isspace() for ch in host) or "/" in host:
+        return "must be a host name or IP address, got %r" % (host,)
+    if host in _WILDCARD_HOSTS:
+        return "must be an address the other nodes can connect to, not the wildcard %r" % host
+    bare = _bind_host(host)
+    if ":" in bare:
+        try:
+            ipaddress.IPv6Address(bare)
+        except ValueError:
+            return "must be a host name or IP address (ports go in the *_port keys), got %r" % host
+    return None
+
+
+def _same_host_key(host):
+    host = _bind_host(host).lower().rstrip(".")
+    return "127.0.0.1" if host == "localhost" else host
+
+
+def _check_port_overlaps(c, nodes_in_file_order, workers):
+    """No two listeners (peer/client/metrics ranges of any node) may share a host:port."""
+    ranges = []     # (host key, first, last, dotted, description)
+    for index, n in enumerate(nodes_in_file_order):
+        for kind in _PORT_KINDS:
+            port = getattr(n, kind + "_port")
+            if not port:
+                continue
+            ranges.append((_same_host_key(n.host), port, port + workers - 1,
+                           "cluster.nodes[%d].%s_port" % (index, kind),
+                           "node %d %s ports %d..%d" % (n.id, kind, port, port + workers - 1)))
+    for i, (host_a, lo_a, hi_a, dotted_a, what_a) in enumerate(ranges):
+        for host_b, lo_b, hi_b, dotted_b, what_b in ranges[:i]:
+            if host_a == host_b and lo_a <= hi_b and lo_b <= hi_a:
+                c.fail(dotted_a, "%s on %s overlap %s (%s); every worker's peer, client and metrics port "
+                                 "must be distinct on a host" % (what_a, host_a, dotted_b, what_b))
+
+
+def _check_keys(c, keys_dir, members, node_id):
+    import zmq.auth
+
+    dotted = "cluster.keys_dir"
+    if not keys_dir.is_dir():
+        c.fail(dotted, "%s is not a directory (use \"\" to run without CURVE encryption)" % keys_dir)
+    publics = {}
+    for m in members:
+        public_file = keys_dir / ("node%d.key" % m)
+        if not public_file.is_file():
+            c.fail(dotted, "public key of node %d is missing: %s" % (m, public_file))
+        try:
+            public, _ = zmq.auth.load_certificate(public_file)
+        except (OSError, ValueError) as e:
+            c.fail(dotted, "cannot read the public key of node %d from %s: %s" % (m, public_file, e))
+        if len(public) != 40:
+            c.fail(dotted, "%s does not hold a 40-character z85 CURVE public key" % public_file)
+        publics[m] = public
+    secret_file = keys_dir / ("node%d.key_secret" % node_id)
+    if not secret_file.is_file():
+        c.fail(dotted, "secret key of this node (%d) is missing: %s" % (node_id, secret_file))
+    if os.name == "posix":
+        mode = secret_file.stat().st_mode & 0o777
+        if mode & 0o077:
+            c.fail(dotted, "secret key file %s is accessible by other users (mode %04o); "
+                           "run chmod 600 on it" % (secret_file, mode))
+    try:
+        public, secret = zmq.auth.load_certificate(secret_file)
+    except (OSError, ValueError) as e:
+        c.fail(dotted, "cannot read the secret key from %s: %s" % (secret_file, e))
+    if secret is None or len(secret) != 40:
+        c.fail(dotted, "%s does not hold a 40-character z85 CURVE secret key" % secret_file)
+    if public != publics[node_id]:
+        c.fail(dotted, "%s and %s hold different public keys" % (secret_file, keys_dir / ("node%d.key" % node_id)))
+
+
+# ---------------------------------------------------------------------------------------------- NodeConfig
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """One node's configuration, every setting a flat attribute.
+
+    Build it with :func:`load_config` or :meth:`from_dict`, which validate; the constructor trusts its input.
+    """
+
+    node_id: int
+    cluster_id: int
+    groups: int                     # groups that exist at start: ids 0 .. groups-1
+    workers: int
+    keys_dir: object                # absolute pathlib.Path, or None = no CURVE
+    nodes: tuple                    # NodeAddress of every member, sorted by id
+    data_dir: object                # absolute pathlib.Path
+    window: int = DEFAULTS["paxos"]["window"]
+    max_batch_count: int = DEFAULTS["paxos"]["max_batch_count"]
+    max_batch_bytes: int = DEFAULTS["paxos"]["max_batch_bytes"]
+    max_value_bytes: int = DEFAULTS["paxos"]["max_value_bytes"]
+    tick_ms: int = DEFAULTS["paxos"]["tick_ms"]
+    lease_ticks: int = DEFAULTS["paxos"]["lease_ticks"]
+    lease_margin: float = DEFAULTS["paxos"]["lease_margin"]
+    proposal_timeout_ticks: int = DEFAULTS["paxos"]["proposal_timeout_ticks"]
+    durability: str = DEFAULTS["storage"]["durability"]
+    max_pending: int = DEFAULTS["limits"]["max_pending"]
+    max_frame_bytes: int = DEFAULTS["limits"]["max_frame_bytes"]
+    path: object = None             # the file it was loaded from (pathlib.Path), or None
+
+    # ---------------------------------------------------------------- membership
+
+    @property
+    def me(self):
+        """This node's NodeAddress."""
+        for n in self.nodes:
+            if n.id == self.node_id:
+                return n
+        raise ConfigError("node %d is not one of cluster.nodes" % self.node_id)
+
+    @property
+    def members(self):
+        """Node ids of every member, ascending."""
+        return tuple(n.id for n in self.nodes)
+
+    @property
+    def peers(self):
+        """NodeAddress of every other member, ascending by id."""
+        return tuple(n for n in self.nodes if n.id != self.node_id)
+
+    def address(self, node_id):
+        """NodeAddress of member ``node_id``."""
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise ConfigError("node %r is not one of cluster.nodes %r" % (node_id, self.members))
+
+    # ---------------------------------------------------------------- sharding
+
+    def worker_of(self, group):
+        """The worker (on every node) that hosts ``group``: ``group % workers``. THE sharding function."""
+        if group < 0:
+            raise ValueError("group ids are >= 0, got %r" % (group,))
+        return group % self.workers
+
+    def worker_groups(self, worker):
+        """Ids of the groups worker ``worker`` hosts at start (ascending; empty if worker >= groups)."""
+        self._check_worker(worker)
+        return list(range(worker, self.groups, self.workers))
+
+    def core_config(self, worker):
+        """The CoreConfig of worker ``worker``'s engine: it hosts groups worker + k * workers."""
+        self._check_worker(worker)
+        n_groups = len(range(worker, self.groups, self.workers))
+        return CoreConfig(
+            node_id=self.node_id,
+            members=self.members,
+            n_groups=max(1, n_groups),
+            group_offset=worker,
+            group_stride=self.workers,
+            window=self.window,
+            max_batch_count=self.max_batch_count,
+            max_batch_bytes=self.max_batch_bytes,
+            max_value_bytes=self.max_value_bytes,
+            proposal_timeout_ticks=self.proposal_timeout_ticks,
+        )
+
+    def worker_data_dir(self, worker):
+        """Where worker ``worker`` keeps its log: ``data_dir/worker-<i>``."""
+        self._check_worker(worker)
+        return Path(self.data_dir) / ("worker-%d" % worker)
+
+    def _check_worker(self, worker):
+        if isinstance(worker, bool) or not isinstance(worker, int) or not 0 <= worker < self.workers:
+            raise ValueError("worker must be in 0..%d, got %r" % (self.workers - 1, worker))
+
+    # ---------------------------------------------------------------- CURVE
+
+    def curve_public_key(self, node_id):
+        """Member ``node_id``'s CURVE public key (z85 bytes, as zmq uses it), or None without keys_dir."""
+        if self.keys_dir is None:
+            return None
+        self.address(node_id)
+        return self._load_key(Path(self.keys_dir) / ("node%d.key" % node_id), 0)
+
+    def curve_secret_key(self):
+        """This node's CURVE secret key (z85 bytes), or None without keys_dir."""
+        if self.keys_dir is None:
+            return None
+        return self._load_key(Path(self.keys_dir) / ("node%d.key_secret" % self.node_id), 1)
+
+    def _load_key(self, filename, which):
+        import zmq.auth
+
+        try:
+            key = zmq.auth.load_certificate(filename)[which]
+        except (OSError, ValueError) as e:
+            raise ConfigError("%s: cannot read CURVE key: %s" % (filename, e)) from None
+        if key is None:
+            raise ConfigError("%s: holds no CURVE secret key" % filename)
+        return key
+
+    # ---------------------------------------------------------------- parsing
+
+    @classmethod
+    def from_dict(cls, d, base_dir, path=None):
+        """Validate a parsed node file ``d``; relative paths are taken from ``base_dir``.
+
+        ``path`` (the file, if any) is stored and names the file in error messages.
+        """
+        c = _Checker(os.fspath(path) if path is not None else None)
+        if not isinstance(d, dict):
+            c.fail("(top level)", "must be a table, got %s" % _show(d))
+        c.known_keys(d, "", _TOP_KEYS)
+
+        cluster = c.table(d, "cluster", "cluster", _CLUSTER_KEYS)
+        cluster_id = c.integer(cluster, "id", "cluster.id", 1, U64_MAX)
+        groups = c.integer(cluster, "groups", "cluster.groups", 1, MAX_GROUPS)
+        workers = c.integer(cluster, "workers", "cluster.workers", 1, MAX_WORKERS)
+        keys_value = c.string(cluster, "keys_dir", "cluster.keys_dir", allow_empty=True)
+
+        raw_nodes = c.get(cluster, "nodes", "cluster.nodes", _REQUIRED)
+        if not isinstance(raw_nodes, list) or not all(isinstance(n, dict) for n in raw_nodes):
+            c.fail("cluster.nodes", "must be an array of tables ([[cluster.nodes]]), got %s" % _show(raw_nodes))
+        if not raw_nodes:
+            c.fail("cluster.nodes", "must list at least one node")
+        if len(raw_nodes) > MAX_MEMBERS:
+            c.fail("cluster.nodes", "at most %d members, got %d" % (MAX_MEMBERS, len(raw_nodes)))
+        nodes = []
+        seen = {}
+        for index, entry in enumerate(raw_nodes):
+            where = "cluster.nodes[%d]" % index
+            c.known_keys(entry, where, _NODE_ENTRY_KEYS)
+            node_id = c.integer(entry, "id", where + ".id", 1, MAX_NODE_ID)
+            if node_id in seen:
+                c.fail(where + ".id", "node id %d is already used by cluster.nodes[%d]" % (node_id, seen[node_id]))
+            seen[node_id] = index
+            host = c.string(entry, "host", where + ".host")
+            if _host_problem(host):
+                c.fail(where + ".host", _host_problem(host))
+            nodes.append(NodeAddress(
+                id=node_id,
+                host=host,
+                peer_port=c.port(entry, "peer_port", where + ".peer_port", workers),
+                client_port=c.port(entry, "client_port", where + ".client_port", workers),
+                metrics_port=c.port(entry, "metrics_port", where + ".metrics_port", workers, default=0,
+                                    allow_off=True),
+            ))
+        _check_port_overlaps(c, nodes, workers)
+
+        node = c.table(d, "node", "node", _NODE_KEYS)
+        node_id = c.integer(node, "id", "node.id", 1, MAX_NODE_ID)
+        if node_id not in seen:
+            c.fail("node.id", "%d is not one of cluster.nodes (ids %s)"
+                   % (node_id, ", ".join(str(n.id) for n in sorted(nodes, key=lambda n: n.id))))
+        data_value = c.string(node, "data_dir", "node.data_dir")
+
+        p = DEFAULTS["paxos"]
+        paxos = c.table(d, "paxos", "paxos", tuple(p), required=False)
+        window = c.integer(paxos, "window", "paxos.window", 1, default=p["window"])
+        max_batch_count = c.integer(paxos, "max_batch_count", "paxos.max_batch_count", 1, U32_MAX,
+                                    default=p["max_batch_count"])
+        max_batch_bytes = c.integer(paxos, "max_batch_bytes", "paxos.max_batch_bytes", 1, U32_MAX,
+                                    default=p["max_batch_bytes"])
+        max_value_bytes = c.integer(paxos, "max_value_bytes", "paxos.max_value_bytes", 1, U32_MAX,
+                                    default=p["max_value_bytes"])
+        tick_ms = c.integer(paxos, "tick_ms", "paxos.tick_ms", 1, default=p["tick_ms"])
+        lease_ticks = c.integer(paxos, "lease_ticks", "paxos.lease_ticks", 1, default=p["lease_ticks"])
+        lease_margin = c.get(paxos, "lease_margin", "paxos.lease_margin", p["lease_margin"])
+        if (not isinstance(lease_margin, (int, float)) or isinstance(lease_margin, bool)
+                or not (0 < lease_margin < 1)):
+            c.fail("paxos.lease_margin", "must be a number with 0 < lease_margin < 1, got %s" % _show(lease_margin))
+        lease_margin = float(lease_margin)
+        proposal_timeout_ticks = c.integer(paxos, "proposal_timeout_ticks", "paxos.proposal_timeout_ticks", 1,
+                                           default=p["proposal_timeout_ticks"])
+
+        storage = c.table(d, "storage", "storage", tuple(DEFAULTS["storage"]), required=False)
+        durability = c.string(storage, "durability", "storage.durability",
+                              default=DEFAULTS["storage"]["durability"])
+        if durability not in DURABILITY_MODES:
+            c.fail("storage.durability", "must be one of %s, got %r"
+                   % (", ".join(repr(m) for m in DURABILITY_MODES), durability))
+
+        lim = DEFAULTS["limits"]
+        limits = c.table(d, "limits", "limits", tuple(lim), required=False)
+        max_pending = c.integer(limits, "max_pending", "limits.max_pending", 1, default=lim["max_pending"])
+        max_frame_bytes = c.integer(limits, "max_frame_bytes", "limits.max_frame_bytes", 1, U32_MAX,
+                                    default=lim["max_frame_bytes"])
+        # One Accept carrying a full instance must fit in a frame: a batch holds up to max_batch_count
+        # proposals and max_batch_bytes of payload (or one proposal of max_value_bytes, whichever is larger).
+        needed = (_FRAME_HEADER + _MESSAGE_HEADER + _BATCH_HEADER + _BATCH_ENTRY_HEADER * max_batch_count
+                  + max(max_batch_bytes, max_value_bytes))
+        if max_frame_bytes < needed:
+            c.fail("limits.max_frame_bytes", "must be at least %d to carry one full instance (frame and message "
+                                             "headers, paxos.max_batch_count = %d proposals, max(paxos."
+                                             "max_batch_bytes, paxos.max_value_bytes) = %d payload bytes), got %d"
+                   % (needed, max_batch_count, max(max_batch_bytes, max_value_bytes), max_frame_bytes))
+
+        base = Path(os.path.abspath(base_dir))
+        keys_dir = _resolve(base, keys_value) if keys_value != "" else None
+        members = tuple(sorted(seen))
+        if keys_dir is not None:
+            _check_keys(c, keys_dir, members, node_id)
+
+        config = cls(
+            node_id=node_id,
+            cluster_id=cluster_id,
+            groups=groups,
+            workers=workers,
+            keys_dir=keys_dir,
+            nodes=tuple(sorted(nodes, key=lambda n: n.id)),
+            data_dir=_resolve(base, data_value),
+            window=window,
+            max_batch_count=max_batch_count,
+            max_batch_bytes=max_batch_bytes,
+            max_value_bytes=max_value_bytes,
+            tick_ms=tick_ms,
+            lease_ticks=lease_ticks,
+            lease_margin=lease_margin,
+            proposal_timeout_ticks=proposal_timeout_ticks,
+            durability=durability,
+            max_pending=max_pending,
+            max_frame_bytes=max_frame_bytes,
+            path=Path(os.path.abspath(path)) if path is not None else None,
+        )
+        # Backstop: every worker's core config must be acceptable to the core itself.
+        for worker in range(workers):
+            try:
+                config.core_config(worker)
+            except ConfigError as e:
+                c.fail("(core config of worker %d)" % worker, str(e))
+        return config
+
+    def to_dict(self):
+        """The settings as a node file's dict (absolute paths; load with from_dict(d, any_dir))."""
+        d = {
+            "cluster": {
+                "id": self.cluster_id,
+                "groups": self.groups,
+                "workers": self.workers,
+                "keys_dir": str(self.keys_dir) if self.keys_dir is not None else "",
+                "nodes": [{"id": n.id, "host": n.host, "peer_port": n.peer_port, "client_port": n.client_port,
+                           "metrics_port": n.metrics_port} for n in self.nodes],
+            },
+            "node": {"id": self.node_id, "data_dir": str(self.data_dir)},
+        }
+        for table, defaults in DEFAULTS.items():
+            d[table] = {key: getattr(self, key) for key in defaults}
+        return d
+
+
+def load_config(path):
+    """Read and validate one node's TOML file. Raises ConfigError naming the file and the field."""
+    import tomllib
+
+    label = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("%s: not valid TOML: %s" % (label, e)) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError("%s: not valid TOML (not UTF-8): %s" % (label, e)) from None
+    except OSError as e:
+        raise ConfigError("%s: cannot read: %s" % (label, e.strerror or e)) from None
+    return NodeConfig.from_dict(data, os.path.dirname(os.path.abspath(path)), path=path)
+
+
+def load_cluster(directory):
+    """Load every ``*.toml`` in ``directory`` (sorted by node id); they must describe one cluster."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ConfigError("%s: not a directory" % directory)
+    files = sorted(directory.glob("*.toml"))
+    if not files:
+        raise ConfigError("%s: holds no node files (*.toml)" % directory)
+    configs = [load_config(f) for f in files]
+    first = configs[0]
+    by_id = {}
+    for cfg, f in zip(configs, files):
+        for attr, dotted in (("cluster_id", "cluster.id"), ("nodes", "cluster.nodes"),
+                             ("workers", "cluster.workers"), ("groups", "cluster.groups")):
+            mine, theirs = getattr(cfg, attr), getattr(first, attr)
+            if mine != theirs:
+                if attr == "nodes":
+                    why = "differs from %s; every node's file must list the same members and addresses" % files[0]
+                else:
+                    why = "%r differs from %s (%r); every node's file must agree" % (mine, files[0], theirs)
+                raise ConfigError("%s: %s: %s" % (f, dotted, why))
+        if cfg.node_id in by_id:
+            raise ConfigError("%s: node.id: %d is also the node of %s" % (f, cfg.node_id, by_id[cfg.node_id]))
+        by_id[cfg.node_id] = f
+    return sorted(configs, key=lambda cfg: cfg.node_id)
+
+
+# ---------------------------------------------------------------------------------------------- write_cluster
+
+
+def _cluster_ports(base, nodes, workers):
+    """Node k (0-based) gets peer/client/metrics bases base + 300*k + 0/100/200."""
+    return [{kind: base + _PORT_BLOCK * (len(_PORT_KINDS) * k + j) for j, kind in enumerate(_PORT_KINDS)}
+            for k in range(nodes)]
+
+
+def _ports_free(host, ports):
+    """True if every TCP port can be bound on host now (SO_REUSEADDR, as ZeroMQ binds). None if host is
+    not an address of this machine (nothing can be checked)."""
+    try:
+        infos = socket.getaddrinfo(_bind_host(host), None, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return None
+    # IPv4 first: that is what ZeroMQ resolves a name to unless IPv6 is switched on.
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)
+    family, _, _, _, sockaddr = infos[0]
+    for port in ports:
+        s = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((sockaddr[0], port) + tuple(sockaddr[2:]))
+        except OSError as e:
+            if e.errno == errno.EADDRNOTAVAIL:
+                return None
+            return False
+        finally:
+            s.close()
+    return True
+
+
+def _arg_int(name, value, lo, hi):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError("%s: must be an integer in %d..%d, got %s" % (name, lo, hi, _show(value)))
+    if value < lo:
+        raise ConfigError("%s: must be an integer >= %d, got %d" % (name, lo, value))
+    if value > hi:
+        raise ConfigError("%s: must be an integer <= %d, got %d" % (name, hi, value))
+    return value
+
+
+def write_cluster(directory, nodes=3, workers=2, groups=16, host="127.0.0.1", base_port=None, curve=True,
+                  cluster_id=None, durability="sync"):
+    """Write a ready-to-run cluster of ``nodes`` nodes into ``directory``; returns the node files written.
+
+    Files: ``<dir>/node<id>.toml`` (ids 1..nodes), data dirs ``<dir>/data/node<id>``, and when ``curve`` is
+    true ``<dir>/keys/node<id>.key`` (public) and ``node<id>.key_secret`` (secret, mode 0600; the keys
+    directory is mode 0700). Ports: node k (0-based) uses peer/client/metrics bases ``base + 300*k +
+    0/100/200``, worker i each base + i. ``base_port`` None picks a random base in [20000, 50000) at which
+    every one of those ports is free on ``host`` now (checked by binding; not checked when ``host`` is not an
+    address of this machine, nor when ``base_port`` is given). ``cluster_id`` None draws a random id in
+    1..2**63-1 (a u64 that every TOML parser accepts).
+
+    Refuses (ConfigError) a directory that already holds ``*.toml`` files, a data directory that is not
+    empty and key files that already exist. The result is loaded back with :func:`load_cluster` as a check.
+    """
+    import tomli_w
+
+    nodes = _arg_int("nodes", nodes, 1, MAX_MEMBERS)
+    workers = _arg_int("workers", workers, 1, MAX_WORKERS)
+    groups = _arg_int("groups", groups, 1, MAX_GROUPS)
+    if not isinstance(host, str) or _host_problem(host):
+        raise ConfigError("host: %s" % (_host_problem(host) if isinstance(host, str) else
+                                        "must be a string, got %s" % _show(host)))
+    if durability not in DURABILITY_MODES:
+        raise ConfigError("durability: must be one of %s, got %r"
+                          % (", ".join(repr(m) for m in DURABILITY_MODES), durability))
+    if cluster_id is None:
+        cluster_id = secrets.randbelow((1 << 63) - 1) + 1
+    cluster_id = _arg_int("cluster_id", cluster_id, 1, U64_MAX)
+
+    span = _PORT_BLOCK * (len(_PORT_KINDS) * (nodes - 1) + len(_PORT_KINDS) - 1) + workers   # ports base..base+span-1
+    if base_port is not None:
+        base_port = _arg_int("base_port", base_port, 1, 65536 - span)
+    else:
+        lo, hi = _RANDOM_BASE_RANGE
+        hi = min(hi, 65536 - span)
+        for _ in range(_RANDOM_BASE_TRIES):
+            candidate = lo + secrets.randbelow(hi - lo)
+            ports = [p + w for node in _cluster_ports(candidate, nodes, workers) for p in node.values()
+                     for w in range(workers)]
+            if _ports_free(host, ports) is not False:
+                base_port = candidate
+                break
+        else:
+            raise ConfigError("base_port: found no base in [%d, %d) at which all %d ports are free on %s; "
+                              "pass one explicitly" % (lo, hi, nodes * workers * len(_PORT_KINDS), host))
+    layout = _cluster_ports(base_port, nodes, workers)
+
+    directory = Path(directory)
+    ids = range(1, nodes + 1)
+    keys_dir = directory / "keys"
+    # Refuse before creating anything.
+    if directory.exists():
+        if not directory.is_dir():
+            raise ConfigError("%s: exists and is not a directory" % directory)
+        existing = sorted(directory.glob("*.toml"))
+        if existing:
+            raise ConfigError("%s: already holds node files (%s); refusing to overwrite a cluster"
+                              % (directory, ", ".join(p.name for p in existing)))
+    for node_id in ids:
+        data = directory / "data" / ("node%d" % node_id)
+        if data.exists() and (not data.is_dir() or any(data.iterdir())):
+            raise ConfigError("%s: data directory exists and is not empty (state of another cluster?)" % data)
+        if curve:
+            for suffix in (".key", ".key_secret"):
+                key_file = keys_dir / ("node%d%s" % (node_id, suffix))
+                if key_file.exists():
+                    raise ConfigError("%s: key file already exists; refusing to replace it" % key_file)
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for node_id in ids:
+            (directory / "data" / ("node%d" % node_id)).mkdir(parents=True, exist_ok=True)
+        if curve:
+            import zmq.auth
+
+            keys_dir.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(keys_dir, 0o700)
+            for node_id in ids:
+                public_file, secret_file = zmq.auth.create_certificates(keys_dir, "node%d" % node_id)
+                os.chmod(secret_file, 0o600)
+                os.chmod(public_file, 0o644)
+
+        members = [{"id": node_id, "host": host, "peer_port": layout[k]["peer"],
+                    "client_port": layout[k]["client"], "metrics_port": layout[k]["metrics"]}
+                   for k, node_id in enumerate(ids)]
+        written = []
+        for node_id in ids:
+            header = ("# paxos-core node %d of cluster %d (%d nodes x %d workers, %d groups), written by "
+                      "paxos-core init.\n# Paths are relative to this file's directory. Every node's file must "
+                      "have the same [cluster] table.\n\n" % (node_id, cluster_id, nodes, workers, groups))
+            cluster = {"id": cluster_id, "groups": groups, "workers": workers, "keys_dir": "keys" if curve else ""}
+            rest = {
+                "node": {"id": node_id, "data_dir": "data/node%d" % node_id},
+                "paxos": dict(DEFAULTS["paxos"]),
+                "storage": {"durability": durability},
+                "limits": dict(DEFAULTS["limits"]),
+            }
+            # [[cluster.nodes]] blocks written by hand: tomli_w would pick inline tables for short entries.
+            text = header + tomli_w.dumps({"cluster": cluster})
+            for member in members:
+                text += "\n[[cluster.nodes]]\n" + tomli_w.dumps(member)
+            text += "\n" + tomli_w.dumps(rest)
+            path = directory / ("node%d.toml" % node_id)
+            with open(path, "x", encoding="utf-8") as f:
+                f.write(text)
+            written.append(path)
+    except OSError as e:
+        raise ConfigError("%s: cannot write the cluster: %s" % (directory, e)) from None
+
+    load_cluster(directory)
+    return written

@@ -1,0 +1,102 @@
+"""`paxos_core.Node`: run a node inside your process and use its groups.
+
+    node = paxos_core.Node("cluster/node1.toml")       # starts the worker processes
+    result = node.propose(group, op)                   # blocking; node.propose_async() for asyncio
+    node.kv.put(b"key", b"value"); node.kv.get(b"key")
+    node.close()
+
+The calling process is the node's supervisor: it starts the workers (spawned processes, one per shard of
+the groups), restarts any that dies, and stops them on close(). Requests go through a Client to the
+worker of the group; proposals made here for a group mastered elsewhere are forwarded to its master.
+"""
+import logging
+import time
+
+from . import errors
+from .client import Client
+from .config import NodeConfig, load_config
+from .kv import KV
+from .runtime.supervisor import Supervisor
+
+log = logging.getLogger("paxos_core.node")
+
+
+class Node:
+    def __init__(self, config, start=True, log_level=logging.INFO, ready_timeout=30.0, **client_options):
+        if isinstance(config, NodeConfig):
+            self.config = config
+            source = config.to_dict()
+        else:
+            self.config = load_config(config)
+            source = str(config)
+        self.supervisor = Supervisor(self.config, source, log_level)
+        self.client = Client.from_config(self.config, prefer=self.config.node_id, **client_options)
+        self.kv = KV(self.client, self.config.groups)
+        self._started = False
+        if start:
+            self.start(ready_timeout)
+
+    def start(self, ready_timeout=30.0):
+        self.supervisor.start()
+        self._started = True
+        self.wait_ready(ready_timeout)
+
+    def wait_ready(self, timeout=30.0):
+        """Block until every local worker answers."""
+        deadline = time.monotonic() + timeout
+        while True:
+            statuses = self.client.status(self.config.node_id, timeout=1.0)
+            if all("error" not in s for s in statuses):
+                return statuses
+            if time.monotonic() > deadline:
+                raise errors.Timeout("node %d: workers not ready after %.0fs: %s"
+                                     % (self.config.node_id, timeout, statuses))
+            time.sleep(0.1)
+
+    # ------------------------------------------------------------------ the facade
+    def propose(self, group, value, timeout=None, request_id=None):
+        """Propose `value` (a state-machine command) to `group`; blocks until chosen AND applied.
+
+        Returns ProposeResult(group, instance, result, request_id). Raises Timeout (outcome unknown: retry
+        with the same request_id), NotMaster, ValueTooLarge, Overloaded, GroupStopped.
+        """
+        return self.client.propose(group, value, timeout, request_id)
+
+    async def propose_async(self, group, value, timeout=None, request_id=None):
+        return await self.client.propose_async(group, value, timeout, request_id)
+
+    def read(self, group, query, mode="lease", timeout=None):
+        return self.client.read(group, query, mode, timeout)
+
+    async def read_async(self, group, query, mode="lease", timeout=None):
+        return await self.client.read_async(group, query, mode, timeout)
+
+    def read_stale(self, group, query):
+        """This node's state, possibly behind the others: no master, no log round."""
+        return self.client.read_stale(group, query, node=self.config.node_id)
+
+    def on_master_change(self, callback):
+        """`callback(group, master, epoch)` on every master change seen by any node's workers."""
+        self.client.on_master_change(callback)
+
+    def add_group(self, group, cluster_wide=True):
+        """Create a group while running (on every node by default)."""
+        self.client.add_group(group, None if cluster_wide else [self.config.node_id])
+
+    def remove_group(self, group, cluster_wide=True):
+        self.client.remove_group(group, None if cluster_wide else [self.config.node_id])
+
+    def status(self):
+        return self.client.status(self.config.node_id)
+
+    def close(self):
+        self.client.close()
+        if self._started:
+            self.supervisor.stop()
+            self._started = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,103 @@
+"""Apply chosen values: system entries (claims, barriers) to the master table, client commands to the
+state machine, in instance order, with fencing; report the outcome of every entry this node proposed.
+
+    outcome kinds (for entries whose origin is this node, keyed by the engine's proposal seq):
+      APPLIED  data = the state machine's result bytes
+      FENCED   data = the master to ask instead (0 if unknown): the command was NOT applied
+      CLAIMED  data = True if the claim made us master (or renewed us), False if it lost
+      BARRIER  data = None: every entry before it is applied, so a local read now is linearizable
+
+Determinism: what gets applied depends only on the log (origin, epoch, claim versions), never on clocks.
+Master state is stored next to the state machine's data so that replay after a restart sees the same
+fencing decisions as the first time.
+"""
+import struct
+
+from ..wire.codec import decode_batch
+from . import envelope
+
+APPLIED, FENCED, CLAIMED, BARRIER = "applied", "fenced", "claimed", "barrier"
+_MASTER_STATE = struct.Struct("<iQQQ")
+
+
+def master_key(group):
+    return b"\xffM" + group.to_bytes(4, "big")
+
+
+class Applier:
+    def __init__(self, node_id, sm, masters, store, slot_of):
+        """`slot_of(group)` maps a group to its slot in the master table; `store` holds master state."""
+        self.node_id = node_id
+        self.sm = sm
+        self.masters = masters
+        self.store = store
+        self.slot_of = slot_of
+        self.fenced = 0
+        self.applied_commands = 0
+
+    def restore(self, group, now):
+        raw = self.store.get(master_key(group))
+        if raw is not None:
+            self.masters.restore(self.slot_of(group), *_MASTER_STATE.unpack(raw), now)
+
+    def apply(self, chosen, now):
+        """Apply [(group, instance, value)] (in order per group). Returns (outcomes, master_changes).
+
+        outcomes: [(group, seq, kind, data, instance)] for entries this node proposed;
+        master_changes: [(group, master, epoch)].
+        """
+        outcomes = []
+        changes = []
+        me = self.node_id
+        masters = self.masters
+        k = 0
+        n = len(chosen)
+        dirty = set()
+        while k < n:
+            group = chosen[k][0]
+            slot = self.slot_of(group)
+            applied_next = self.sm.applied_next(group)
+            batch = []
+            while k < n and chosen[k][0] == group:
+                _, instance, value = chosen[k]
+                k += 1
+                commands = []
+                mine = []        # (seq, index in commands) for our own client entries
+                for origin, seq, payload in (decode_batch(value) if value else ()):
+                    kind = payload[0] if payload else 0
+                    if kind == envelope.CLIENT:
+                        epoch, client_id, request_seq, op = envelope.decode_client(payload)
+                        if origin == masters.master[slot] and epoch == masters.epoch[slot]:
+                            if origin == me:
+                                mine.append((seq, len(commands)))
+                            commands.append((client_id, request_seq, op))
+                        else:
+                            self.fenced += 1
+                            if origin == me:
+                                outcomes.append((group, seq, FENCED, masters.known_master(slot, now), instance))
+                    elif kind == envelope.CLAIM:
+                        node, version, lease = envelope.decode_claim(payload)
+                        before = int(masters.version[slot])
+                        if instance >= masters.next_claim_instance[slot]:
+                            dirty.add(group)
+                        if masters.apply_claim(slot, instance, node, version, lease, now):
+                            changes.append((group, node, int(masters.epoch[slot])))
+                        if origin == me:
+                            outcomes.append((group, seq, CLAIMED, bool(masters.version[slot] != before
+                                                                     and node == me), instance))
+                    elif kind == envelope.BARRIER:
+                        if origin == me:
+                            outcomes.append((group, seq, BARRIER, None, instance))
+                if instance < applied_next:
+                    continue     # the state machine has it already (replay after a restart)
+                batch.append((instance, commands, mine))
+            if batch:
+                results = self.sm.apply_batch(group, [(i, c) for i, c, _ in batch])
+                for (instance, commands, mine), res in zip(batch, results):
+                    self.applied_commands += len(commands)
+                    for seq, index in mine:
+                        outcomes.append((group, seq, APPLIED, res[index], instance))
+        if dirty:
+            puts = [(master_key(g), _MASTER_STATE.pack(*self.masters.state(self.slot_of(g)))) for g in sorted(dirty)]
+            self.store.write(puts, [])
+        return outcomes, changes

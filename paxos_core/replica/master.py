@@ -1,0 +1,121 @@
+"""The master of each group: elected through the group's own log, holding a lease counted in ticks.
+
+A node becomes master by getting a CLAIM chosen. Claims compare-and-set a per-group version, so of two
+concurrent claims only the first in log order succeeds, and every node, applying the same log, agrees on
+who is master (deterministic part: master, epoch, version). A successful claim by a new node starts a new
+epoch; client commands carry the epoch of the master that proposed them and are applied only if it is still
+current (fencing).
+
+The lease is local (not in the log):
+  * another node's master holds its lease until `apply tick + lease_ticks` on this node's clock, and this
+    node does not claim before then;
+  * our own lease runs from the tick we PROPOSED the claim, for `lease_ticks * (1 - margin)`.
+Since a claim is applied everywhere after it was proposed, the master's own lease ends before anyone else's
+view of it does, as long as tick rates differ by less than the margin. Only the master with an unexpired
+lease serves lease reads. A restarted node trusts no lease it cannot date: a master it learns of from
+storage is given a full lease from the restart, and its own mastership from before the restart has no lease
+until it renews.
+
+Idle groups are quiet: the master renews only while it has work (`claim_due`), so an idle group lets its
+lease lapse and the next request claims again.
+"""
+import numpy as np
+
+from . import envelope
+
+
+class MasterTable:
+    def __init__(self, node_id, n_slots, lease_ticks, margin, claim_timeout_ticks=None):
+        if not 0 < margin < 1:
+            raise ValueError("margin must be in (0, 1)")
+        self.node_id = node_id
+        self.lease_ticks = int(lease_ticks)
+        self.own_lease = int(lease_ticks * (1.0 - margin))
+        self.claim_timeout = int(claim_timeout_ticks or max(4, lease_ticks // 4))
+        self.master = np.zeros(n_slots, np.int32)
+        self.epoch = np.zeros(n_slots, np.uint64)
+        self.version = np.zeros(n_slots, np.uint64)
+        self.lease_until = np.zeros(n_slots, np.int64)
+        self.next_claim_instance = np.zeros(n_slots, np.uint64)   # claims below were applied already
+        self.pending = {}        # slot -> (expected_version, tick we proposed it)
+
+    def resize(self, n_slots):
+        old = len(self.master)
+        if n_slots <= old:
+            return
+        extra = n_slots - old
+        self.master = np.concatenate([self.master, np.zeros(extra, np.int32)])
+        self.epoch = np.concatenate([self.epoch, np.zeros(extra, np.uint64)])
+        self.version = np.concatenate([self.version, np.zeros(extra, np.uint64)])
+        self.lease_until = np.concatenate([self.lease_until, np.zeros(extra, np.int64)])
+        self.next_claim_instance = np.concatenate([self.next_claim_instance, np.zeros(extra, np.uint64)])
+
+    # -------------------------------------------------------------- durable part
+    def state(self, slot):
+        """(master, epoch, version, next_claim_instance): what must be stored with the state machine."""
+        return (int(self.master[slot]), int(self.epoch[slot]), int(self.version[slot]),
+                int(self.next_claim_instance[slot]))
+
+    def restore(self, slot, master, epoch, version, next_claim_instance, now):
+        self.master[slot] = master
+        self.epoch[slot] = epoch
+        self.version[slot] = version
+        self.next_claim_instance[slot] = next_claim_instance
+        # A lease we cannot date: another master gets a full lease from now, our own none at all.
+        self.lease_until[slot] = now + self.lease_ticks if master and master != self.node_id else 0
+        self.pending.pop(slot, None)
+
+    def apply_claim(self, slot, instance, node, expected_version, lease_ticks, now):
+        """Apply a chosen claim. Returns True if the group's master changed."""
+        if instance < self.next_claim_instance[slot]:
+            return False                     # replayed after a restart: already counted
+        self.next_claim_instance[slot] = instance + 1
+        pending = self.pending.get(slot)
+        if expected_version != self.version[slot]:
+            if node == self.node_id and pending and pending[0] == expected_version:
+                del self.pending[slot]       # our claim lost the race
+            return False
+        self.version[slot] += 1
+        changed = self.master[slot] != node
+        if changed:
+            self.epoch[slot] += 1
+            self.master[slot] = node
+        if node == self.node_id:
+            if pending and pending[0] == expected_version:
+                self.lease_until[slot] = pending[1] + self.own_lease
+                del self.pending[slot]
+            else:
+                self.lease_until[slot] = 0   # ours, but we cannot date it (proposed before a restart)
+        else:
+            self.lease_until[slot] = now + lease_ticks
+        return bool(changed)
+
+    # -------------------------------------------------------------- local views
+    def is_master(self, slot):
+        return self.master[slot] == self.node_id
+
+    def has_lease(self, slot, now):
+        return self.master[slot] == self.node_id and now < self.lease_until[slot]
+
+    def known_master(self, slot, now):
+        """The master to send requests to, or 0 when there is none we can trust."""
+        m = int(self.master[slot])
+        if m == self.node_id or (m and now < self.lease_until[slot]):
+            return m
+        return 0
+
+    def claim_due(self, slot, now):
+        """Should this node propose a claim now (to become master, or to renew its lease)?"""
+        pending = self.pending.get(slot)
+        if pending is not None and now - pending[1] < self.claim_timeout:
+            return False
+        m = self.master[slot]
+        if m == self.node_id:
+            return now >= self.lease_until[slot] - self.own_lease // 2
+        return m == 0 or now >= self.lease_until[slot]
+
+    def make_claim(self, slot, now):
+        """The payload of a claim for the slot's current version; remembers when we proposed it."""
+        version = int(self.version[slot])
+        self.pending[slot] = (version, now)
+        return envelope.claim(self.node_id, version, self.lease_ticks)

@@ -1,0 +1,503 @@
+"""A worker process: the groups `g % workers == i` of one node, one event loop, one log.
+
+Each turn of the loop:
+  1. poll ZeroMQ (peer frames and client requests), at most until the next tick;
+  2. step the engine with every message and request (any number of groups);
+  3-5. one effect cycle (runtime/cycle.py): send what may leave early, ONE synced write of every group's
+     records, send what had to wait, tell the engine;
+  6. apply the chosen values (state machine and master table, one store batch) and answer the clients.
+
+Client requests reach the master of their group: a worker that is master (by the log) proposes client
+commands stamped with its epoch; one that knows another live master answers NotMaster with a redirect (the
+facade follows it); one that knows none claims mastership and holds the request until the claim is decided.
+"""
+import heapq
+import json
+import logging
+import os
+import random
+import signal
+import time
+
+import numpy as np
+import zmq
+
+from ..config import NodeConfig, load_config
+from ..core.engine import Engine
+from ..errors import GroupStopped, ValueTooLarge
+from ..replica import envelope
+from ..replica.applier import APPLIED, BARRIER, CLAIMED, FENCED, Applier
+from ..replica.master import MasterTable
+from ..replica.staged import StagedStore
+from ..statemachine.kv import KVStateMachine
+from ..statemachine.store import RocksStore
+from ..storage.log import RocksLog
+from . import rpc
+from .cycle import run_cycle
+from .metrics import BATCH_BUCKETS, LATENCY_BUCKETS, Histogram, WorkerCollector
+from .transport import PeerTransport
+
+log = logging.getLogger("paxos_core.worker")
+
+GROUPS_KEY_PREFIX = b"\xffG"          # in the state machine's column family: groups added (+) / removed (-)
+
+
+class Request:
+    __slots__ = ("identity", "req_id", "op", "group", "deadline", "started", "client_id", "request_seq", "payload",
+                 "mode", "seq")
+
+    def __init__(self, identity, req_id, op, group, deadline, started):
+        self.identity = identity
+        self.req_id = req_id
+        self.op = op
+        self.group = group
+        self.deadline = deadline
+        self.started = started
+        self.seq = None
+
+
+class Worker:
+    def __init__(self, config, index, state_machine_factory=None):
+        self.config = config
+        self.index = index
+        self.node_id = config.node_id
+        self.workers = config.workers
+        self.stopping = False
+        self.ticks = 0
+        self.stats = {"proposals": 0, "timeouts": 0, "overloaded": 0, "requests": 0}
+        self.latency = Histogram(LATENCY_BUCKETS)
+        self.batch_sizes = Histogram(BATCH_BUCKETS)
+        self.ctx = zmq.Context()
+        os.makedirs(config.worker_data_dir(index), exist_ok=True)
+        self.log = RocksLog(str(config.worker_data_dir(index)), config.node_id, config.cluster_id, config.durability)
+        self.store = StagedStore(RocksStore(self.log.rdict, "sm"))
+        self.sm = (state_machine_factory or KVStateMachine)(self.store)
+        self._open_groups()
+        self.transport = PeerTransport(self.ctx, config, index)
+        self.client = self.ctx.socket(zmq.ROUTER)
+        self.client.linger = 0
+        self.client.rcvhwm = config.max_pending
+        self.client.sndhwm = config.max_pending
+        self.client.bind(config.me.client_endpoint(index))
+        self.subscribers = set()
+        self.waiting = {}                 # (group, engine seq) -> Request
+        self.parked = {}                  # group -> [Request] waiting for a master
+        self.deadlines = []               # heap of (deadline tick, counter, Request)
+        self._heap_counter = 0
+        self.metrics_server = None
+        address = config.me.metrics_address(index)
+        if address:
+            self._start_metrics(address)
+        log.info("node %d worker %d up: %d groups, log %s", self.node_id, index, len(self.hosted),
+                 config.worker_data_dir(index))
+
+    # ------------------------------------------------------------------ start-up
+    def slot_of(self, group):
+        return (group - self.index) // self.workers
+
+    def _open_groups(self):
+        cfg = self.config
+        hosted = set(cfg.worker_groups(self.index))
+        for key, value in self.store.scan(GROUPS_KEY_PREFIX):
+            group = int.from_bytes(key[2:6], "big")
+            if value == b"+":
+                hosted.add(group)
+            else:
+                hosted.discard(group)
+        self.hosted = hosted
+        core = cfg.core_config(self.index)
+        self.engine = Engine(core, random.Random(int.from_bytes(os.urandom(8), "little")))
+        for group in self.engine.groups():
+            if group not in hosted:
+                self.engine.remove_group(group)
+        for group in sorted(hosted):
+            self.engine.add_group(group)
+        recovery = self.log.recover()
+        if recovery.corrupt_records:
+            log.error("node %d worker %d: %d damaged records found at start: %s", self.node_id, self.index,
+                      recovery.corrupt_records, recovery.problems()[:10])
+        for group, state in recovery.groups.items():
+            if group in hosted:
+                self.engine.restore_group(group, state)
+        self.masters = MasterTable(self.node_id, self.engine.n_slots, cfg.lease_ticks, cfg.lease_margin)
+        self.last_activity = np.full(self.engine.n_slots, -(1 << 40), np.int64)
+        self.applier = Applier(self.node_id, self.sm, self.masters, self.store, self.slot_of)
+        replayed = 0
+        for group in sorted(hosted):
+            self.applier.restore(group, 0)
+            start = self.sm.applied_next(group)
+            end = self.engine.learned(group)[0]
+            if start < end:
+                entries = self.log.read_chosen(group, start, end)
+                self.applier.apply([(group, i, v) for i, _, v in entries], 0)
+                replayed += len(entries)
+        self.sm.flush()
+        self.store.commit()
+        if replayed:
+            log.info("node %d worker %d replayed %d chosen instances into the state machine", self.node_id,
+                     self.index, replayed)
+
+    def _start_metrics(self, address):
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        registry = CollectorRegistry()
+        registry.register(WorkerCollector(self))
+        try:
+            self.metrics_server = start_http_server(address[1], addr=address[0], registry=registry)
+        except OSError as exc:
+            log.error("metrics endpoint %s:%d not started: %s", address[0], address[1], exc)
+
+    # ------------------------------------------------------------------ the loop
+    def run(self):
+        tick_s = self.config.tick_ms / 1000.0
+        next_tick = time.monotonic() + tick_s
+        poller = zmq.Poller()
+        poller.register(self.transport.pull, zmq.POLLIN)
+        poller.register(self.client, zmq.POLLIN)
+        while not self.stopping:
+            if self.engine.has_effects():
+                timeout = 0
+            else:
+                timeout = max(0.0, (next_tick - time.monotonic()) * 1000.0)
+            poller.poll(timeout)
+            messages = self.transport.receive()
+            if messages:
+                self.engine.receive(messages)
+            self._client_requests()
+            now = time.monotonic()
+            if now >= next_tick:
+                elapsed = int((now - next_tick) / tick_s) + 1
+                self.ticks += elapsed
+                next_tick += elapsed * tick_s
+                self.engine.tick(self.ticks)
+                self._on_tick()
+            self._cycle()
+        self.close()
+
+    def _cycle(self):
+        fx = run_cycle(self.engine, self.log, self.transport.send)
+        if fx.chosen:
+            outcomes, changes = self.applier.apply(fx.chosen, self.ticks)
+            self.sm.flush()
+            self.store.commit()
+            observe = self.batch_sizes.observe
+            for _, _, value in fx.chosen:
+                observe(int.from_bytes(value[1:5], "little") if len(value) >= 5 else 0)
+            for change in changes:
+                self._master_changed(*change)
+            for group, seq, kind, data, instance in outcomes:
+                self._outcome(group, seq, kind, data, instance)
+        for tag, group, reason in fx.expired:
+            if isinstance(tag, Request) and self.waiting.pop((group, tag.seq), None) is tag:
+                self._reply_error(tag, rpc.TIMEOUT, "not chosen in time (%s): the outcome is unknown" % reason)
+        for group, reason in fx.stopped:
+            log.error("node %d worker %d: group %d stopped: %s", self.node_id, self.index, group, reason)
+            for req in self.parked.pop(group, []):
+                self._reply_error(req, rpc.GROUP_STOPPED, reason)
+
+    # ------------------------------------------------------------------ client requests
+    def _client_requests(self, limit=10000):
+        sock = self.client
+        for _ in range(limit):
+            try:
+                identity, frame = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except ValueError:
+                continue
+            self.stats["requests"] += 1
+            try:
+                request = rpc.decode_request(frame)
+            except rpc.BadRequest as exc:
+                self._send(identity, rpc.error_reply(rpc.BAD_REQUEST, 0, str(exc)))
+                continue
+            op, req_id = request[0], request[1]
+            if op == rpc.PROPOSE:
+                self._on_propose(identity, req_id, *request[2:])
+            elif op == rpc.READ:
+                self._on_read(identity, req_id, *request[2:])
+            elif op == rpc.STATUS:
+                self._send(identity, rpc.reply(rpc.OK, req_id, json.dumps(self.status()).encode()))
+            elif op == rpc.ADD_GROUP:
+                self._on_add_group(identity, req_id, request[2])
+            elif op == rpc.REMOVE_GROUP:
+                self._on_remove_group(identity, req_id, request[2])
+            elif op == rpc.SUBSCRIBE:
+                self.subscribers.add(identity)
+                self._send(identity, rpc.reply(rpc.OK, req_id))
+
+    def _new_request(self, identity, req_id, op, group, timeout_ms):
+        ticks = max(1, -(-int(timeout_ms) // self.config.tick_ms)) if timeout_ms else self.config.proposal_timeout_ticks
+        req = Request(identity, req_id, op, group, self.ticks + ticks, time.monotonic())
+        self._heap_counter += 1
+        heapq.heappush(self.deadlines, (req.deadline, self._heap_counter, req))
+        return req
+
+    def _check_group(self, identity, req_id, group):
+        if group not in self.hosted:
+            worker = group % self.workers
+            where = "" if worker == self.index else " (group %d lives on worker %d)" % (group, worker)
+            self._send(identity, rpc.error_reply(rpc.UNKNOWN_GROUP, req_id, "no group %d here%s" % (group, where)))
+            return False
+        if self.engine.group_view(group)["status"] == "stopped":
+            self._send(identity, rpc.error_reply(rpc.GROUP_STOPPED, req_id, "group %d is stopped: %s"
+                                                 % (group, self.engine.stop_reasons.get(group))))
+            return False
+        return True
+
+    def pending_count(self):
+        return len(self.waiting) + sum(len(v) for v in self.parked.values())
+
+    def _on_propose(self, identity, req_id, group, timeout_ms, client_id, request_seq, op):
+        if not self._check_group(identity, req_id, group):
+            return
+        if len(op) > self.config.max_value_bytes:
+            self._send(identity, rpc.error_reply(rpc.VALUE_TOO_LARGE, req_id, "value of %d bytes exceeds "
+                                                 "max_value_bytes=%d" % (len(op), self.config.max_value_bytes)))
+            return
+        if self.pending_count() >= self.config.max_pending:
+            self.stats["overloaded"] += 1
+            self._send(identity, rpc.error_reply(rpc.OVERLOADED, req_id, "worker has %d requests pending"
+                                                 % self.pending_count()))
+            return
+        req = self._new_request(identity, req_id, rpc.PROPOSE, group, timeout_ms)
+        req.client_id, req.request_seq, req.payload = client_id, request_seq, op
+        self._route(req)
+
+    def _on_read(self, identity, req_id, group, mode, timeout_ms, query):
+        if not self._check_group(identity, req_id, group):
+            return
+        if mode == rpc.READ_STALE:
+            self._send(identity, rpc.reply(rpc.OK, req_id, self.sm.read(group, query)))
+            return
+        req = self._new_request(identity, req_id, rpc.READ, group, timeout_ms)
+        req.mode, req.payload = mode, query
+        if mode == rpc.READ_LINEARIZABLE:
+            self._propose_entry(req, envelope.barrier())
+        else:
+            self._route(req)
+
+    def _route(self, req):
+        """Send a proposal or lease read where it can be served: here, to the master, or wait for one."""
+        slot = self.slot_of(req.group)
+        self.last_activity[slot] = self.ticks
+        masters = self.masters
+        if masters.is_master(slot) and (req.op == rpc.PROPOSE or masters.has_lease(slot, self.ticks)):
+            self._serve(req, slot)
+            if masters.claim_due(slot, self.ticks):
+                self._claim(req.group)
+            return
+        master = masters.known_master(slot, self.ticks)
+        if master and master != self.node_id:
+            self._send(req.identity, rpc.not_master(req.req_id, master))
+            return
+        self.parked.setdefault(req.group, []).append(req)
+        if masters.claim_due(slot, self.ticks):
+            self._claim(req.group)
+
+    def _serve(self, req, slot):
+        if req.op == rpc.PROPOSE:
+            payload = envelope.client(int(self.masters.epoch[slot]), req.client_id, req.request_seq, req.payload)
+            self.stats["proposals"] += 1
+            self._propose_entry(req, payload)
+        else:
+            self._send(req.identity, rpc.reply(rpc.OK, req.req_id, self.sm.read(req.group, req.payload)))
+            self.latency.observe(time.monotonic() - req.started)
+
+    def _propose_entry(self, req, payload):
+        try:
+            req.seq = self.engine.propose(req.group, payload, req)
+        except GroupStopped as exc:
+            self._reply_error(req, rpc.GROUP_STOPPED, str(exc))
+            return
+        except ValueTooLarge as exc:
+            self._reply_error(req, rpc.VALUE_TOO_LARGE, str(exc))
+            return
+        self.waiting[(req.group, req.seq)] = req
+
+    def _claim(self, group):
+        slot = self.slot_of(group)
+        payload = self.masters.make_claim(slot, self.ticks)
+        try:
+            self.engine.propose(group, payload, ("claim", group))
+        except GroupStopped:
+            pass
+
+    def _outcome(self, group, seq, kind, data, instance):
+        req = self.waiting.pop((group, seq), None)
+        if kind == CLAIMED:
+            self._release_parked(group)
+            return
+        if req is None:
+            return                         # answered already (timeout), or a duplicate
+        if kind == APPLIED:
+            self._send(req.identity, rpc.propose_ok(req.req_id, instance, data))
+            self.latency.observe(time.monotonic() - req.started)
+        elif kind == FENCED:
+            self._send(req.identity, rpc.not_master(req.req_id, data))
+        elif kind == BARRIER:
+            self._send(req.identity, rpc.reply(rpc.OK, req.req_id, self.sm.read(group, req.payload)))
+            self.latency.observe(time.monotonic() - req.started)
+
+    def _release_parked(self, group):
+        """The group's mastership was decided: serve, redirect or keep waiting the parked requests."""
+        parked = self.parked.pop(group, None)
+        if not parked:
+            return
+        slot = self.slot_of(group)
+        for req in parked:
+            if req.deadline >= self.ticks:
+                if self.masters.is_master(slot) and not self.masters.has_lease(slot, self.ticks) and req.op == rpc.READ:
+                    self.parked.setdefault(group, []).append(req)      # lease read: wait for the renewal
+                else:
+                    self._route(req)
+
+    def _master_changed(self, group, master, epoch):
+        log.info("node %d worker %d: group %d master is now node %d (epoch %d)", self.node_id, self.index, group,
+                 master, epoch)
+        event = rpc.master_event(group, master, epoch)
+        for identity in list(self.subscribers):
+            self._send(identity, event)
+        self._release_parked(group)
+
+    # ------------------------------------------------------------------ timers
+    def _on_tick(self):
+        now = self.ticks
+        # Requests past their deadline: the outcome is unknown (a proposal may still be chosen later).
+        while self.deadlines and self.deadlines[0][0] < now:
+            _, _, req = heapq.heappop(self.deadlines)
+            if req.seq is not None and self.waiting.get((req.group, req.seq)) is req:
+                del self.waiting[(req.group, req.seq)]
+                self._reply_error(req, rpc.TIMEOUT, "no decision within the timeout: the outcome is unknown")
+            elif req.seq is None:
+                parked = self.parked.get(req.group)
+                if parked and req in parked:
+                    parked.remove(req)
+                    self._reply_error(req, rpc.TIMEOUT, "no master for group %d within the timeout" % req.group)
+        # Groups waiting for a master: claim again when the last claim is overdue.
+        for group in list(self.parked):
+            slot = self.slot_of(group)
+            if self.masters.claim_due(slot, now):
+                self._claim(group)
+            elif self.masters.has_lease(slot, now) or self.masters.known_master(slot, now) not in (0, self.node_id):
+                self._release_parked(group)
+        # Masters renew their lease while their group is busy; idle groups let it lapse (no traffic).
+        lease = self.config.lease_ticks
+        for group in self._busy_mastered_groups(now - lease // 2):
+            slot = self.slot_of(group)
+            if self.masters.claim_due(slot, now):
+                self._claim(group)
+
+    def _busy_mastered_groups(self, since):
+        slots = np.nonzero((self.masters.master[: len(self.last_activity)] == self.node_id)
+                           & (self.last_activity >= since))[0]
+        return [int(s) * self.workers + self.index for s in slots]
+
+    # ------------------------------------------------------------------ groups at run time
+    def _on_add_group(self, identity, req_id, group):
+        if group % self.workers != self.index:
+            self._send(identity, rpc.error_reply(rpc.BAD_REQUEST, req_id, "group %d belongs to worker %d"
+                                                 % (group, group % self.workers)))
+            return
+        if group not in self.hosted:
+            self.engine.add_group(group)
+            self.masters.resize(self.engine.n_slots)
+            if len(self.last_activity) < self.engine.n_slots:
+                extra = self.engine.n_slots - len(self.last_activity)
+                self.last_activity = np.concatenate([self.last_activity, np.full(extra, -(1 << 40), np.int64)])
+            self.hosted.add(group)
+            self.store.write([(GROUPS_KEY_PREFIX + group.to_bytes(4, "big"), b"+")], [])
+            self.store.commit()
+            log.info("node %d worker %d: group %d added", self.node_id, self.index, group)
+        self._send(identity, rpc.reply(rpc.OK, req_id))
+
+    def _on_remove_group(self, identity, req_id, group):
+        if group in self.hosted:
+            self.engine.remove_group(group)
+            self.hosted.discard(group)
+            self.sm.drop_group(group)
+            self.sm.flush()
+            self.store.write([(GROUPS_KEY_PREFIX + group.to_bytes(4, "big"), b"-")], [])
+            self.store.commit()
+            self.log.delete_group(group)
+            self.masters.restore(self.slot_of(group), 0, 0, 0, 0, self.ticks)
+            for req in self.parked.pop(group, []):
+                self._reply_error(req, rpc.UNKNOWN_GROUP, "group %d was removed" % group)
+            log.info("node %d worker %d: group %d removed", self.node_id, self.index, group)
+        self._send(identity, rpc.reply(rpc.OK, req_id))
+
+    # ------------------------------------------------------------------ status and replies
+    def masters_held(self):
+        return int(np.count_nonzero(self.masters.master == self.node_id))
+
+    def status(self, max_groups=64):
+        groups = []
+        max_lag = 0
+        for group in sorted(self.hosted):
+            view = self.engine.group_view(group)
+            applied = self.sm.applied_next(group)
+            lag = max(0, view["known_mark"] - applied)
+            max_lag = max(max_lag, lag)
+            if len(groups) < max_groups:
+                slot = self.slot_of(group)
+                groups.append({"group": group, "master": int(self.masters.master[slot]),
+                               "epoch": int(self.masters.epoch[slot]), "chosen": view["chosen_next"],
+                               "applied": applied, "lag": lag, "role": view["role"], "status": view["status"]})
+        return {
+            "node": self.node_id, "worker": self.index, "ticks": self.ticks, "groups": len(self.hosted),
+            "masters": self.masters_held(), "max_lag": max_lag, "group_detail": groups,
+            "counters": self.engine.counters_dict(), "log": self.log.stats(),
+            "transport": {"sent_frames": self.transport.sent_frames, "dropped_frames": self.transport.dropped_frames,
+                          "received_frames": self.transport.received_frames, "rejected": dict(self.transport.rejected),
+                          "auth_denied": self.transport.auth_denied()},
+            "requests": dict(self.stats), "pending": self.pending_count(), "fenced": self.applier.fenced,
+            "latency": self.latency.snapshot(), "batch_size": self.batch_sizes.snapshot(),
+        }
+
+    def _reply_error(self, req, status, message):
+        if status == rpc.TIMEOUT:
+            self.stats["timeouts"] += 1
+        self._send(req.identity, rpc.error_reply(status, req.req_id, message))
+
+    def _send(self, identity, frame):
+        try:
+            self.client.send_multipart([identity, frame], zmq.NOBLOCK)
+        except zmq.Again:
+            pass            # the client is gone or not reading; it times out on its side
+        except zmq.ZMQError as exc:
+            log.debug("reply not sent: %s", exc)
+
+    def close(self):
+        if self.metrics_server is not None:
+            server = self.metrics_server[0] if isinstance(self.metrics_server, tuple) else self.metrics_server
+            try:
+                server.shutdown()
+            except Exception:
+                pass
+        self.transport.close()
+        self.client.close(0)
+        self.sm.flush()
+        self.store.commit()
+        self.store.close()
+        self.log.close()
+        self.ctx.term()
+
+
+def worker_main(config_source, index, log_level=logging.INFO):
+    """Entry point of a worker process (started with multiprocessing 'spawn').
+
+    `config_source` is a node config file path, or the dict of NodeConfig.to_dict().
+    """
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s[w" + str(index) + "]: %(message)s")
+    if isinstance(config_source, dict):
+        config = NodeConfig.from_dict(config_source, "/")
+    else:
+        config = load_config(config_source)
+    worker = Worker(config, index)
+
+    def stop(signum, frame):
+        worker.stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    worker.run()

@@ -1,0 +1,597 @@
+"""The replicated key-value store: a :class:`StateMachine` of put, get, delete and compare-and-set.
+
+Operations (client side: ``encode_*``; every integer big-endian)::
+
+    put     01 | klen u32 | key | vlen u32 | value
+    get     02 | klen u32 | key
+    delete  03 | klen u32 | key
+    cas     04 | klen u32 | key | elen u32 | expected | nlen u32 | new
+            elen = 0xFFFFFFFF: no expected bytes follow, the key must be absent
+            nlen = 0xFFFFFFFF: no new bytes follow, the key is deleted
+
+Keys are at most 64 KiB; a field is at most 0xFFFFFFFE bytes (the Paxos layer's value limit is far lower).
+An op that does not decode exactly (unknown type, truncated, trailing bytes, key too long) gets an ERROR
+result and changes nothing, not even the client's session.
+
+Results: one status byte, ``0x80`` set when a value follows (so an empty value and no value differ)::
+
+    OK          put, delete, cas done; get: the value
+    NOT_FOUND   get or delete of an absent key
+    CAS_FAILED  the current value (none if absent)
+    ERROR       malformed op; the value is a message
+    STALE       request_seq older than the client's latest; nothing applied
+
+``decode_result(result)`` returns ``KVResult(status, value)``.
+
+Exactly-once: for each (group, client_id != 0) the latest request_seq and its result are kept (a session).
+A command with that same seq is a retry: it is not applied again and returns the remembered result; a smaller
+seq returns STALE. A command applied, or a retry answered, counts as a use of the session; at most
+``max_sessions`` sessions per group are kept, and a new one beyond that evicts the least recently used: the
+smallest (instance, position of the command in the instance, client_id), identical on every node.
+
+Storage layout (one :class:`Store`; group = u32 big-endian, so a group's keys are contiguous)::
+
+    group | "d" | user key                 -> value
+    group | "s" | client_id u64            -> instance u64 | position u32 | request_seq u64 | result
+    group | "m"                            -> version u8 (1) | applied_next u64
+
+Every cycle's changes of every group (data, sessions, applied_next) go to the store in ONE ``write`` at
+``flush()``; until then they live in an overlay in memory that reads and applies consult first. A group
+without a meta record has no records at all; ``drop_group`` is one range delete.
+
+Snapshot of a group (self-describing, big-endian, crc32c at the end)::
+
+    "PXKV" | version u8 (1) | source group u32 | applied_next u64 | n_data u64 | n_sessions u64
+    n_data     x  ( klen u32 | key | vlen u32 | value )          in key order
+    n_sessions x  ( client_id u64 | slen u32 | session record )  in client_id order
+    crc32c u32 over every byte before it
+
+Equal group states give byte-identical snapshots.
+"""
+import collections
+import heapq
+import operator
+import struct
+
+from ..errors import RecordCorrupt, UnknownVersion, ValueTooLarge
+from ..wire.checksum import crc32c
+from .base import ApplyOrderError, StateMachine
+
+OK = 0
+NOT_FOUND = 1
+CAS_FAILED = 2
+ERROR = 3
+STALE = 4
+STATUS_NAMES = {OK: "OK", NOT_FOUND: "NOT_FOUND", CAS_FAILED: "CAS_FAILED", ERROR: "ERROR", STALE: "STALE"}
+
+OP_PUT = 1
+OP_GET = 2
+OP_DELETE = 3
+OP_CAS = 4
+
+MAX_KEY_BYTES = 64 * 1024
+DEFAULT_MAX_SESSIONS = 100_000
+ABSENT = 0xFFFFFFFF
+_U64_MAX = (1 << 64) - 1
+_HAS_VALUE = 0x80
+
+KVResult = collections.namedtuple("KVResult", "status value")
+
+_U32 = struct.Struct(">I")
+_HDR = struct.Struct(">BI")            # op type, key length
+_META = struct.Struct(">BQ")           # version, applied_next
+_SESSION = struct.Struct(">QIQ")       # instance, position, request_seq (then the result)
+_SNAP_HEAD = struct.Struct(">4sBIQQQ")
+_SNAP_MAGIC = b"PXKV"
+_SNAP_VERSION = 1
+_META_VERSION = 1
+_U64 = struct.Struct(">Q")
+_U32_u = _U32.unpack_from
+_HDR_u = _HDR.unpack_from
+
+_TAG_DATA = b"d"
+_TAG_SESSION = b"s"
+_TAG_META = b"m"
+
+# Results that carry no value are shared constants (no allocation per op).
+R_OK = bytes([OK])
+R_NOT_FOUND = bytes([NOT_FOUND])
+R_STALE = bytes([STALE])
+R_CAS_FAILED_ABSENT = bytes([CAS_FAILED])
+_GET_OK = bytes([OK | _HAS_VALUE])
+_CAS_FAILED_VALUE = bytes([CAS_FAILED | _HAS_VALUE])
+_ERROR_TAG = ERROR | _HAS_VALUE
+
+
+def _error(message):
+    return bytes([_ERROR_TAG]) + message
+
+
+E_COMMAND = _error(b"malformed command: expected (client_id u64, request_seq u64, op bytes)")
+E_EMPTY = _error(b"malformed op: empty")
+E_UNKNOWN = _error(b"malformed op: unknown operation type")
+E_TRUNCATED = _error(b"malformed op: truncated")
+E_TRAILING = _error(b"malformed op: trailing bytes")
+E_KEY_TOO_LONG = _error(b"malformed op: key longer than 65536 bytes")
+E_NOT_A_GET = _error(b"malformed query: a read takes an encoded get")
+
+
+# --- client side -----------------------------------------------------------------------------------------
+
+
+def _field(data, what):
+    data = bytes(data)
+    if len(data) >= ABSENT:
+        raise ValueTooLarge("%s of %d bytes is too large" % (what, len(data)))
+    return _U32.pack(len(data)) + data
+
+
+def _key(key):
+    key = bytes(key)
+    if len(key) > MAX_KEY_BYTES:
+        raise ValueTooLarge("key of %d bytes is longer than %d" % (len(key), MAX_KEY_BYTES))
+    return key
+
+
+def encode_put(key, value):
+    key = _key(key)
+    return _HDR.pack(OP_PUT, len(key)) + key + _field(value, "value")
+
+
+def encode_get(key):
+    key = _key(key)
+    return _HDR.pack(OP_GET, len(key)) + key
+
+
+def encode_delete(key):
+    key = _key(key)
+    return _HDR.pack(OP_DELETE, len(key)) + key
+
+
+def encode_cas(key, expected, new):
+    """Set ``key`` to ``new`` if its value is ``expected``. None as expected: absent; None as new: delete."""
+    key = _key(key)
+    exp = _U32.pack(ABSENT) if expected is None else _field(expected, "expected value")
+    new = _U32.pack(ABSENT) if new is None else _field(new, "new value")
+    return _HDR.pack(OP_CAS, len(key)) + key + exp + new
+
+
+def decode_result(result):
+    """``KVResult(status, value)`` of a result; value is None when the result carries none."""
+    if not result:
+        raise RecordCorrupt("a key-value result is at least one byte")
+    head = result[0]
+    status = head & 0x7F
+    if status not in STATUS_NAMES:
+        raise RecordCorrupt("unknown key-value result status %d" % status)
+    if head & _HAS_VALUE:
+        return KVResult(status, bytes(result[1:]))
+    if len(result) != 1:
+        raise RecordCorrupt("a key-value result without a value is one byte")
+    return KVResult(status, None)
+
+
+# --- the state machine -----------------------------------------------------------------------------------
+
+_MISSING = object()
+
+
+def _group_id(group):
+    group = operator.index(group)
+    if not 0 <= group <= 0xFFFFFFFF:
+        raise ValueError("group %d is out of range 0..2**32-1" % group)
+    return group
+
+
+def _group_range(group):
+    prefix = _U32.pack(group)
+    end = _U32.pack(group + 1) if group < 0xFFFFFFFF else b"\xff\xff\xff\xff\xff"
+    return prefix, end
+
+
+class _Group:
+    __slots__ = ("group", "prefix", "dprefix", "sprefix", "mkey", "applied_next", "sessions", "heap",
+                 "fresh")
+
+    def __init__(self, group):
+        self.group = group
+        self.prefix = prefix = _U32.pack(group)
+        self.dprefix = prefix + _TAG_DATA
+        self.sprefix = prefix + _TAG_SESSION
+        self.mkey = prefix + _TAG_META
+        self.applied_next = 0
+        # client_id -> [use order (instance << 32 | position), request_seq, session key]
+        self.sessions = {}
+        # (use order, client_id) min-heap with stale entries; built once the sessions first overflow
+        self.heap = None
+        # True while the store holds nothing valid of this group (never written, or dropped this cycle)
+        self.fresh = False
+
+
+class KVStateMachine(StateMachine):
+    """A replicated key-value map per group, with exactly-once client sessions. See the module docstring."""
+
+    def __init__(self, store, max_sessions=DEFAULT_MAX_SESSIONS):
+        if operator.index(max_sessions) < 1:
+            raise ValueError("max_sessions must be at least 1")
+        self._store = store
+        self._store_get = store.get
+        self.max_sessions = int(max_sessions)
+        self._groups = {}       # group -> _Group (loaded groups; the overlay holds keys of these only)
+        self._pending = {}      # store key -> value, or None for a delete: this cycle's changes
+        self._drops = {}        # group -> (begin, end): range deletes for this cycle
+        self._fresh = []        # groups whose `fresh` flag ends with this cycle's write
+
+    # --- loading ---
+
+    def _group(self, group):
+        g = self._groups.get(group)
+        if g is not None:
+            return g
+        group = _group_id(group)
+        g = self._groups.get(group)
+        if g is not None:
+            return g
+        g = _Group(group)
+        meta = None if group in self._drops else self._store_get(g.mkey)
+        if meta is None:
+            g.fresh = True
+            self._fresh.append(g)
+        else:
+            g.applied_next = _decode_meta(meta)
+            sessions = g.sessions
+            for key, value in self._store.scan(g.sprefix):
+                if len(key) != 13 or len(value) < 20:
+                    raise RecordCorrupt("group %d: damaged session record %r" % (group, key))
+                instance, position, seq = _SESSION.unpack_from(value)
+                sessions[int.from_bytes(key[5:], "big")] = [instance << 32 | position, seq, key]
+        self._groups[group] = g
+        return g
+
+    def _data_get(self, g, key):
+        value = self._pending.get(key, _MISSING)
+        if value is _MISSING:
+            if g.fresh:
+                return None
+            return self._store_get(key)
+        return value
+
+    # --- StateMachine ---
+
+    def applied_next(self, group):
+        g = self._groups.get(group)
+        if g is not None:
+            return g.applied_next
+        group = _group_id(group)
+        if group in self._drops:
+            return 0
+        meta = self._store_get(_U32.pack(group) + _TAG_META)
+        return 0 if meta is None else _decode_meta(meta)
+
+    def apply_batch(self, group, batch):
+        g = self._group(group)
+        if not batch:
+            return []
+        first = nxt = g.applied_next
+        for entry in batch:
+            if entry[0] != nxt:
+                raise ApplyOrderError("group %d: expected instance %d, got %r (batch starts at %r)"
+                                      % (g.group, nxt, entry[0], batch[0][0]))
+            nxt += 1
+
+        pending = self._pending
+        sessions = g.sessions
+        dprefix = g.dprefix
+        out = []
+        instance = first
+        for _, commands in batch:
+            results = []
+            append = results.append
+            order = instance << 32
+            for cmd in commands:
+                try:
+                    cid, seq, op = cmd
+                except (TypeError, ValueError):
+                    append(E_COMMAND)
+                    order += 1
+                    continue
+                if type(op) is not bytes:
+                    if isinstance(op, (bytearray, memoryview)):
+                        op = bytes(op)
+                    else:
+                        append(E_COMMAND)
+                        order += 1
+                        continue
+                session = None
+                if cid:
+                    if (type(cid) is not int or type(seq) is not int or cid < 0 or cid > _U64_MAX
+                            or seq < 0 or seq > _U64_MAX):
+                        append(E_COMMAND)
+                        order += 1
+                        continue
+                    session = sessions.get(cid)
+                    if session is not None:
+                        last = session[1]
+                        if seq == last:
+                            append(self._retry(g, cid, session, order))
+                            order += 1
+                            continue
+                        if seq < last:
+                            append(R_STALE)
+                            order += 1
+                            continue
+
+                # --- the op itself (put inline: it is the common case) ---
+                try:
+                    kind, klen = _HDR_u(op)
+                    if kind == OP_PUT and klen <= MAX_KEY_BYTES:
+                        vstart = 9 + klen
+                        if vstart + _U32_u(op, 5 + klen)[0] == len(op):
+                            pending[dprefix + op[5:5 + klen]] = op[vstart:]
+                            result = R_OK
+                        else:
+                            result = E_TRUNCATED if vstart + _U32_u(op, 5 + klen)[0] > len(op) else E_TRAILING
+                    else:
+                        result = self._exec(g, kind, klen, op)
+                except struct.error:
+                    result = E_TRUNCATED if op else E_EMPTY
+                append(result)
+
+                if cid and result[0] != _ERROR_TAG:
+                    if session is None:
+                        session = sessions[cid] = [order, seq, g.sprefix + _U64.pack(cid)]
+                        if len(sessions) > self.max_sessions:
+                            self._evict(g)
+                    else:
+                        session[0] = order
+                        session[1] = seq
+                    if g.heap is not None:
+                        heapq.heappush(g.heap, (order, cid))
+                    pending[session[2]] = _SESSION.pack(instance, order & 0xFFFFFFFF, seq) + result
+                order += 1
+            out.append(results)
+            instance += 1
+
+        g.applied_next = nxt
+        pending[g.mkey] = _META.pack(_META_VERSION, nxt)
+        return out
+
+    def _exec(self, g, kind, klen, op):
+        """Every op but a well-formed put. Raises struct.error on a truncated op."""
+        if klen > MAX_KEY_BYTES:
+            return E_KEY_TOO_LONG
+        n = len(op)
+        end = 5 + klen
+        if kind == OP_PUT:      # malformed: the inline path took every well-formed put
+            return E_TRUNCATED if end + 4 > n else E_TRAILING
+        if kind == OP_GET or kind == OP_DELETE:
+            if end != n:
+                return E_TRUNCATED if end > n else E_TRAILING
+            key = g.dprefix + op[5:end]
+            current = self._data_get(g, key)
+            if current is None:
+                return R_NOT_FOUND
+            if kind == OP_GET:
+                return _GET_OK + current
+            self._pending[key] = None
+            return R_OK
+        if kind == OP_CAS:
+            if end > n:
+                return E_TRUNCATED
+            elen = _U32_u(op, end)[0]
+            p = end + 4
+            if elen == ABSENT:
+                expected = None
+            else:
+                expected = op[p:p + elen]
+                p += elen
+            nlen = _U32_u(op, p)[0]
+            p += 4
+            if nlen == ABSENT:
+                new = None
+            else:
+                new = op[p:p + nlen]
+                p += nlen
+            if p != n:
+                return E_TRUNCATED if p > n else E_TRAILING
+            key = g.dprefix + op[5:end]
+            current = self._data_get(g, key)
+            if current != expected:
+                return R_CAS_FAILED_ABSENT if current is None else _CAS_FAILED_VALUE + current
+            if new is not None:
+                self._pending[key] = new
+            elif current is not None:
+                self._pending[key] = None
+            return R_OK
+        return E_UNKNOWN
+
+    def _retry(self, g, cid, session, order):
+        """The remembered result of the session's latest request; refreshes the session's last use."""
+        key = session[2]
+        value = self._pending.get(key, _MISSING)
+        if value is _MISSING:
+            value = None if g.fresh else self._store_get(key)
+        if value is None or len(value) < 20:
+            raise RecordCorrupt("group %d: session record of client %d is missing or damaged" % (g.group, cid))
+        result = value[20:]
+        session[0] = order
+        if g.heap is not None:
+            heapq.heappush(g.heap, (order, cid))
+        self._pending[key] = _SESSION.pack(order >> 32, order & 0xFFFFFFFF, session[1]) + result
+        return result
+
+    def _evict(self, g):
+        sessions = g.sessions
+        heap = g.heap
+        if heap is None or len(heap) > 2 * len(sessions) + 64:
+            heap = g.heap = [(s[0], cid) for cid, s in sessions.items()]
+            heapq.heapify(heap)
+        pending = self._pending
+        while len(sessions) > self.max_sessions:
+            order, cid = heapq.heappop(heap)
+            session = sessions.get(cid)
+            if session is not None and session[0] == order:
+                del sessions[cid]
+                pending[session[2]] = None
+
+    def read(self, group, query):
+        if type(query) is not bytes:
+            if not isinstance(query, (bytearray, memoryview)):
+                return E_NOT_A_GET
+            query = bytes(query)
+        n = len(query)
+        if n < 5 or query[0] != OP_GET:
+            return E_NOT_A_GET
+        klen = _U32_u(query, 1)[0]
+        if klen > MAX_KEY_BYTES:
+            return E_KEY_TOO_LONG
+        if 5 + klen != n:
+            return E_TRUNCATED if 5 + klen > n else E_TRAILING
+        g = self._groups.get(group)
+        if g is not None:
+            value = self._data_get(g, g.dprefix + query[5:])
+        else:
+            group = _group_id(group)
+            if group in self._drops:
+                value = None
+            else:
+                value = self._store_get(_U32.pack(group) + _TAG_DATA + query[5:])
+        return R_NOT_FOUND if value is None else _GET_OK + value
+
+    def _merged_scan(self, g, prefix):
+        """(key, value) of the group under prefix, store and overlay merged, in key order."""
+        items = {} if g.fresh else dict(self._store.scan(prefix))
+        for key, value in self._pending.items():
+            if key.startswith(prefix):
+                if value is None:
+                    items.pop(key, None)
+                else:
+                    items[key] = value
+        return sorted(items.items())
+
+    def snapshot(self, group):
+        g = self._group(group)
+        data = self._merged_scan(g, g.dprefix)
+        sessions = self._merged_scan(g, g.sprefix)
+        parts = [_SNAP_HEAD.pack(_SNAP_MAGIC, _SNAP_VERSION, g.group, g.applied_next, len(data), len(sessions))]
+        append = parts.append
+        pack = _U32.pack
+        for key, value in data:
+            append(pack(len(key) - 5))
+            append(key[5:])
+            append(pack(len(value)))
+            append(value)
+        for key, value in sessions:
+            append(key[5:])
+            append(pack(len(value)))
+            append(value)
+        body = b"".join(parts)
+        return body + pack(crc32c(body))
+
+    def restore(self, group, snapshot):
+        group = _group_id(group)
+        applied_next, data, sessions = _decode_snapshot(snapshot)
+        self.drop_group(group)
+        g = _Group(group)
+        g.fresh = True
+        self._fresh.append(g)
+        g.applied_next = applied_next
+        pending = self._pending
+        dprefix, sprefix = g.dprefix, g.sprefix
+        for key, value in data:
+            pending[dprefix + key] = value
+        gsessions = g.sessions
+        for cid, record in sessions:
+            key = sprefix + cid
+            pending[key] = record
+            instance, position, seq = _SESSION.unpack_from(record)
+            gsessions[int.from_bytes(cid, "big")] = [instance << 32 | position, seq, key]
+        pending[g.mkey] = _META.pack(_META_VERSION, applied_next)
+        self._groups[group] = g
+        if len(gsessions) > self.max_sessions:
+            self._evict(g)
+
+    def drop_group(self, group):
+        group = _group_id(group)
+        self._groups.pop(group, None)
+        prefix, end = _group_range(group)
+        pending = self._pending
+        for key in [k for k in pending if k.startswith(prefix)]:
+            del pending[key]
+        self._drops[group] = (prefix, end)
+
+    def flush(self):
+        pending = self._pending
+        if not pending and not self._drops:
+            return
+        puts = [(k, v) for k, v in pending.items() if v is not None]
+        deletes = [k for k, v in pending.items() if v is None]
+        self._store.write(puts, deletes, list(self._drops.values()))
+        pending.clear()
+        self._drops.clear()
+        for g in self._fresh:
+            g.fresh = False
+        self._fresh.clear()
+
+    # --- introspection ---
+
+    def session_count(self, group):
+        """How many client sessions the group keeps."""
+        return len(self._group(group).sessions)
+
+
+def _decode_meta(meta):
+    if len(meta) != _META.size:
+        raise RecordCorrupt("state machine meta record has %d bytes, expected %d" % (len(meta), _META.size))
+    version, applied_next = _META.unpack(meta)
+    if version != _META_VERSION:
+        raise UnknownVersion("state machine meta record version %d" % version)
+    return applied_next
+
+
+def _decode_snapshot(snapshot):
+    """(applied_next, [(user key, value)], [(client id bytes, session record)]); raises, never half-way."""
+    if type(snapshot) is not bytes:
+        snapshot = bytes(snapshot)
+    n = len(snapshot)
+    if n < _SNAP_HEAD.size + 4:
+        raise RecordCorrupt("snapshot of %d bytes is shorter than its header" % n)
+    body = memoryview(snapshot)[:n - 4]
+    if crc32c(body) != _U32.unpack_from(snapshot, n - 4)[0]:
+        raise RecordCorrupt("snapshot checksum mismatch")
+    magic, version, _source, applied_next, n_data, n_sessions = _SNAP_HEAD.unpack_from(snapshot)
+    if magic != _SNAP_MAGIC:
+        raise RecordCorrupt("not a key-value snapshot (magic %r)" % magic)
+    if version != _SNAP_VERSION:
+        raise UnknownVersion("key-value snapshot version %d" % version)
+    end = n - 4
+    p = _SNAP_HEAD.size
+    data = []
+    sessions = []
+    try:
+        for _ in range(n_data):
+            klen = _U32_u(snapshot, p)[0]
+            p += 4
+            key = snapshot[p:p + klen]
+            p += klen
+            vlen = _U32_u(snapshot, p)[0]
+            p += 4
+            value = snapshot[p:p + vlen]
+            p += vlen
+            if p > end or klen > MAX_KEY_BYTES:
+                raise RecordCorrupt("snapshot data entry out of bounds")
+            data.append((key, value))
+        for _ in range(n_sessions):
+            cid = snapshot[p:p + 8]
+            slen = _U32_u(snapshot, p + 8)[0]
+            p += 12
+            record = snapshot[p:p + slen]
+            p += slen
+            if p > end or slen < _SESSION.size or cid == b"\0" * 8:
+                raise RecordCorrupt("snapshot session entry out of bounds")
+            sessions.append((cid, record))
+    except struct.error:
+        raise RecordCorrupt("snapshot truncated") from None
+    if p != end:
+        raise RecordCorrupt("snapshot has %d bytes after its last entry" % (end - p))
+    return applied_next, data, sessions
