@@ -89,6 +89,8 @@ class Client:
         self._pending = {}
         self._req_ids = itertools.count(1)
         self._sessions = {}                # group -> [(client id, next seq)] free sessions
+        self._master_hint = {}             # group -> node that last served it as master (I/O thread only)
+        self._epoch_hint = {}              # group -> highest master epoch a node told us of (I/O thread only)
         self._lock = threading.Lock()
         self._callbacks = []
         self._subscribed = set()
@@ -128,8 +130,8 @@ class Client:
         client_id, seq = request_id if request_id is not None else self._take_session(group)
         future = concurrent.futures.Future()
 
-        def body(req_id, remaining_ms):
-            return rpc.propose_request(req_id, group, remaining_ms, client_id, seq, op)
+        def body(req_id, remaining_ms, min_epoch):
+            return rpc.propose_request(req_id, group, remaining_ms, client_id, seq, op, min_epoch)
 
         req = _Request(future, rpc.PROPOSE, group, body, time.monotonic() + timeout, node)
         req.session = (client_id, seq)
@@ -150,8 +152,8 @@ class Client:
         code = rpc.READ_MODES[mode]
         future = concurrent.futures.Future()
 
-        def body(req_id, remaining_ms):
-            return rpc.read_request(req_id, group, code, remaining_ms, query)
+        def body(req_id, remaining_ms, min_epoch):
+            return rpc.read_request(req_id, group, code, remaining_ms, query, min_epoch)
 
         self._submit(_Request(future, rpc.READ, group, body, time.monotonic() + timeout, node))
         return future
@@ -174,7 +176,7 @@ class Client:
     def _admin(self, op, node, worker, group=None, timeout=5.0):
         future = concurrent.futures.Future()
 
-        def body(req_id, remaining_ms):
+        def body(req_id, remaining_ms, min_epoch):
             return rpc.simple_request(op, req_id, group)
 
         req = _Request(future, op, group if group is not None else worker, body, time.monotonic() + timeout, node)
@@ -259,6 +261,9 @@ class Client:
             return req.node                       # admin requests are for one node only
         if req.node is not None and req.node not in req.tried:
             return req.node
+        hint = self._master_hint.get(req.group)
+        if hint is not None and hint not in req.tried:
+            return hint
         order = [self.prefer] + [n for n in self.nodes if n != self.prefer]
         for n in order:
             if n not in req.tried:
@@ -277,7 +282,7 @@ class Client:
         req.req_id = next(self._req_ids)
         req.sent_at = now
         self._pending[req.req_id] = req
-        frame = req.body(req.req_id, max(1, int(remaining * 1000)))
+        frame = req.body(req.req_id, max(1, int(remaining * 1000)), self._epoch_hint.get(req.group, 0))
         try:
             self._socket(node, self._worker_of(req)).send(frame, zmq.NOBLOCK)
         except zmq.Again:                 # no connection to that node (yet): try another one soon
@@ -321,6 +326,7 @@ class Client:
             return            # a late answer to an attempt we gave up on
         if status == rpc.OK:
             if req.kind == rpc.PROPOSE:
+                self._master_hint[req.group] = req.node
                 instance, result = rpc.decode_propose_ok(body)
                 self._finish(req, ProposeResult(req.group, instance, result, req.session))
             elif req.kind == rpc.STATUS:
@@ -329,7 +335,13 @@ class Client:
                 self._finish(req, body if req.kind == rpc.READ else None)
             return
         if status == rpc.NOT_MASTER and req.kind in (rpc.PROPOSE, rpc.READ):
-            master = rpc.decode_not_master(body)
+            master, epoch = rpc.decode_not_master(body)
+            if epoch > self._epoch_hint.get(req.group, 0):
+                self._epoch_hint[req.group] = epoch
+            if master:
+                self._master_hint[req.group] = master
+            else:
+                self._master_hint.pop(req.group, None)
             req.hops += 1
             if req.hops <= MAX_REDIRECTS:
                 if master and master in self.endpoints and master != req.node:
@@ -386,6 +398,8 @@ class Client:
                         self._fail_timeout(req)
                     elif now - req.sent_at >= self.attempt_timeout and req.kind in (rpc.PROPOSE, rpc.READ):
                         del self._pending[req_id]        # that node is silent: try another
+                        if self._master_hint.get(req.group) == req.node:
+                            del self._master_hint[req.group]
                         req.tried.add(req.node)
                         req.node = None
                         self._send(req)

@@ -3,11 +3,13 @@
 Times are in ticks: logical time, advanced by whoever drives the core (the runtime's clock, or the
 simulator). The core never reads a clock.
 """
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 from ..errors import ConfigError
 
-PLANTS = ("ignore-promise", "reply-before-sync", "promise-not-persisted", "learn-without-quorum")
+# Planted bugs: the first four are in the protocol core, the last two in the replica layer (masters).
+PLANTS = ("ignore-promise", "reply-before-sync", "promise-not-persisted", "learn-without-quorum", "lease-overrun",
+          "no-fencing")
 
 
 @dataclass(frozen=True)

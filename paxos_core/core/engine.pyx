@@ -241,6 +241,16 @@ cdef class Engine:
         self._drain()
         return seq
 
+    def poke(self, uint32_t group):
+        """Ask a peer for chosen values beyond ours (a caller has seen evidence that we are behind)."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            raise UnknownGroup(group)
+        cdef int leader = ballot_node(self.acceptor.promised[slot])
+        if leader != self.node_id:
+            self.learner.catchup_src[slot] = leader
+        self._request_catchup(slot)
+
     def receive(self, messages):
         """Handle messages from peers (any groups, any order)."""
         cdef Message m

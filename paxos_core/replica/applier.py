@@ -25,8 +25,9 @@ def master_key(group):
 
 
 class Applier:
-    def __init__(self, node_id, sm, masters, store, slot_of):
+    def __init__(self, node_id, sm, masters, store, slot_of, plant=""):
         """`slot_of(group)` maps a group to its slot in the master table; `store` holds master state."""
+        self.no_fencing = plant == "no-fencing"      # planted bug: apply commands of deposed masters too
         self.node_id = node_id
         self.sm = sm
         self.masters = masters
@@ -67,7 +68,7 @@ class Applier:
                     kind = payload[0] if payload else 0
                     if kind == envelope.CLIENT:
                         epoch, client_id, request_seq, op = envelope.decode_client(payload)
-                        if origin == masters.master[slot] and epoch == masters.epoch[slot]:
+                        if (origin == masters.master[slot] and epoch == masters.epoch[slot]) or self.no_fencing:
                             if origin == me:
                                 mine.append((seq, len(commands)))
                             commands.append((client_id, request_seq, op))
@@ -76,11 +77,11 @@ class Applier:
                             if origin == me:
                                 outcomes.append((group, seq, FENCED, masters.known_master(slot, now), instance))
                     elif kind == envelope.CLAIM:
-                        node, version, lease = envelope.decode_claim(payload)
+                        node, version, lease, nonce = envelope.decode_claim(payload)
                         before = int(masters.version[slot])
                         if instance >= masters.next_claim_instance[slot]:
                             dirty.add(group)
-                        if masters.apply_claim(slot, instance, node, version, lease, now):
+                        if masters.apply_claim(slot, instance, node, version, lease, now, nonce):
                             changes.append((group, node, int(masters.epoch[slot])))
                         if origin == me:
                             outcomes.append((group, seq, CLAIMED, bool(masters.version[slot] != before

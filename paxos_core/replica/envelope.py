@@ -1,7 +1,7 @@
 """What one proposal (one entry of an instance's batch) carries.
 
     CLIENT   b"\\x01" | epoch u64 | client_id u64 | request_seq u64 | op ...    a state-machine command
-    CLAIM    b"\\x02" | node u16 | expected_version u64 | lease_ticks u32       a master claim (system)
+    CLAIM    b"\\x02" | node u16 | expected_version u64 | lease_ticks u32 | nonce u64   a master claim
     BARRIER  b"\\x03"                                                          a read barrier (system)
 
 Integers are little-endian. `epoch` is the master epoch the proposing master held: a client command is
@@ -17,15 +17,15 @@ CLAIM = 2
 BARRIER = 3
 
 _CLIENT = struct.Struct("<BQQQ")
-_CLAIM = struct.Struct("<BHQI")
+_CLAIM = struct.Struct("<BHQIQ")
 
 
 def client(epoch, client_id, request_seq, op):
     return _CLIENT.pack(CLIENT, epoch, client_id, request_seq) + op
 
 
-def claim(node, expected_version, lease_ticks):
-    return _CLAIM.pack(CLAIM, node, expected_version, lease_ticks)
+def claim(node, expected_version, lease_ticks, nonce):
+    return _CLAIM.pack(CLAIM, node, expected_version, lease_ticks, nonce)
 
 
 def barrier():
@@ -45,8 +45,8 @@ def decode_client(payload):
 
 
 def decode_claim(payload):
-    """(node, expected_version, lease_ticks)."""
+    """(node, expected_version, lease_ticks, nonce)."""
     if len(payload) != _CLAIM.size:
         raise MalformedFrame("claim entry of %d bytes, expected %d" % (len(payload), _CLAIM.size))
-    _, node, version, lease = _CLAIM.unpack(payload)
-    return node, version, lease
+    _, node, version, lease, nonce = _CLAIM.unpack(payload)
+    return node, version, lease, nonce

@@ -9,7 +9,9 @@ current (fencing).
 The lease is local (not in the log):
   * another node's master holds its lease until `apply tick + lease_ticks` on this node's clock, and this
     node does not claim before then;
-  * our own lease runs from the tick we PROPOSED the claim, for `lease_ticks * (1 - margin)`.
+  * our own lease runs from the tick we PROPOSED the claim, for `lease_ticks * (1 - margin)`. Every claim
+    carries a nonce, so the proposer knows exactly which of its proposals was chosen (a claim proposed
+    before a restart, or a retry, is never dated with the tick of another).
 Since a claim is applied everywhere after it was proposed, the master's own lease ends before anyone else's
 view of it does, as long as tick rates differ by less than the margin. Only the master with an unexpired
 lease serves lease reads. A restarted node trusts no lease it cannot date: a master it learns of from
@@ -25,19 +27,23 @@ from . import envelope
 
 
 class MasterTable:
-    def __init__(self, node_id, n_slots, lease_ticks, margin, claim_timeout_ticks=None):
+    def __init__(self, node_id, n_slots, lease_ticks, margin, claim_timeout_ticks=None, plant="", nonce_base=0):
         if not 0 < margin < 1:
             raise ValueError("margin must be in (0, 1)")
         self.node_id = node_id
         self.lease_ticks = int(lease_ticks)
         self.own_lease = int(lease_ticks * (1.0 - margin))
+        if plant == "lease-overrun":          # planted bug: the master trusts its lease past everyone's view
+            self.own_lease = int(lease_ticks * 1.5)
         self.claim_timeout = int(claim_timeout_ticks or max(4, lease_ticks // 4))
         self.master = np.zeros(n_slots, np.int32)
         self.epoch = np.zeros(n_slots, np.uint64)
         self.version = np.zeros(n_slots, np.uint64)
         self.lease_until = np.zeros(n_slots, np.int64)
         self.next_claim_instance = np.zeros(n_slots, np.uint64)   # claims below were applied already
-        self.pending = {}        # slot -> (expected_version, tick we proposed it)
+        self.pending = {}        # slot -> {nonce: tick we proposed it} for claims of this incarnation
+        self.last_claim = {}     # slot -> tick of our latest claim (to pace retries)
+        self._nonce = nonce_base
 
     def resize(self, n_slots):
         old = len(self.master)
@@ -64,16 +70,22 @@ class MasterTable:
         # A lease we cannot date: another master gets a full lease from now, our own none at all.
         self.lease_until[slot] = now + self.lease_ticks if master and master != self.node_id else 0
         self.pending.pop(slot, None)
+        self.last_claim.pop(slot, None)
 
-    def apply_claim(self, slot, instance, node, expected_version, lease_ticks, now):
+    def apply_claim(self, slot, instance, node, expected_version, lease_ticks, now, nonce=0):
         """Apply a chosen claim. Returns True if the group's master changed."""
         if instance < self.next_claim_instance[slot]:
             return False                     # replayed after a restart: already counted
         self.next_claim_instance[slot] = instance + 1
-        pending = self.pending.get(slot)
+        proposed_at = None
+        if node == self.node_id:
+            mine = self.pending.get(slot)
+            if mine:
+                proposed_at = mine.pop(nonce, None)
+                if proposed_at is not None and expected_version == self.version[slot]:
+                    self.pending.pop(slot, None)     # decided: our other copies will lose the version check
+                    self.last_claim.pop(slot, None)
         if expected_version != self.version[slot]:
-            if node == self.node_id and pending and pending[0] == expected_version:
-                del self.pending[slot]       # our claim lost the race
             return False
         self.version[slot] += 1
         changed = self.master[slot] != node
@@ -81,13 +93,12 @@ class MasterTable:
             self.epoch[slot] += 1
             self.master[slot] = node
         if node == self.node_id:
-            if pending and pending[0] == expected_version:
-                self.lease_until[slot] = pending[1] + self.own_lease
-                del self.pending[slot]
-            else:
-                self.lease_until[slot] = 0   # ours, but we cannot date it (proposed before a restart)
+            # Ours: the lease runs from when we proposed this very claim; one we cannot date gives none.
+            self.lease_until[slot] = proposed_at + self.own_lease if proposed_at is not None else 0
         else:
             self.lease_until[slot] = now + lease_ticks
+            self.pending.pop(slot, None)
+            self.last_claim.pop(slot, None)
         return bool(changed)
 
     # -------------------------------------------------------------- local views
@@ -106,8 +117,8 @@ class MasterTable:
 
     def claim_due(self, slot, now):
         """Should this node propose a claim now (to become master, or to renew its lease)?"""
-        pending = self.pending.get(slot)
-        if pending is not None and now - pending[1] < self.claim_timeout:
+        last = self.last_claim.get(slot)
+        if last is not None and now - last < self.claim_timeout:
             return False
         m = self.master[slot]
         if m == self.node_id:
@@ -116,6 +127,10 @@ class MasterTable:
 
     def make_claim(self, slot, now):
         """The payload of a claim for the slot's current version; remembers when we proposed it."""
-        version = int(self.version[slot])
-        self.pending[slot] = (version, now)
-        return envelope.claim(self.node_id, version, self.lease_ticks)
+        self._nonce += 1
+        mine = self.pending.get(slot)
+        if mine is None:
+            mine = self.pending[slot] = {}
+        mine[self._nonce] = now
+        self.last_claim[slot] = now
+        return envelope.claim(self.node_id, int(self.version[slot]), self.lease_ticks, self._nonce)

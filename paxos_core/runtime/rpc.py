@@ -3,15 +3,17 @@
 One ZeroMQ frame per request and per reply; little-endian integers.
 
     request  u8 op | u64 request id | body
-      PROPOSE       u32 group | u32 timeout ms | u64 client id | u64 request seq | op bytes
-      READ          u32 group | u8 mode | u32 timeout ms | query bytes
+      PROPOSE       u32 group | u32 timeout ms | u64 client id | u64 request seq | u64 min epoch | op bytes
+      READ          u32 group | u8 mode | u32 timeout ms | u64 min epoch | query bytes
+                    (min epoch: the highest master epoch the client has been told of; a node that knows only
+                    an older one is behind, and catches up before it answers)
       STATUS        -
       ADD_GROUP     u32 group
       REMOVE_GROUP  u32 group
       SUBSCRIBE     -            (master-change events are then pushed to this client)
     reply    u8 status | u64 request id | body
       OK            PROPOSE: u64 instance | result;  READ: result;  STATUS: JSON;  others: empty
-      NOT_MASTER    u16 master to ask instead (0: unknown)
+      NOT_MASTER    u16 master to ask instead (0: unknown) | u64 its epoch
       EVENT         u8 kind (1 = master change) | u32 group | u16 master | u64 epoch   (request id 0)
       other errors  a UTF-8 message
 """
@@ -27,11 +29,11 @@ OK, TIMEOUT, NOT_MASTER, VALUE_TOO_LARGE, OVERLOADED, GROUP_STOPPED, UNKNOWN_GRO
 EVENT_MASTER_CHANGE = 1
 
 _HEAD = struct.Struct("<BQ")
-_PROPOSE = struct.Struct("<IIQQ")
-_READ = struct.Struct("<IBI")
+_PROPOSE = struct.Struct("<IIQQQ")
+_READ = struct.Struct("<IBIQ")
 _GROUP = struct.Struct("<I")
 _INSTANCE = struct.Struct("<Q")
-_MASTER = struct.Struct("<H")
+_MASTER = struct.Struct("<HQ")
 _EVENT = struct.Struct("<BIHQ")
 
 
@@ -44,12 +46,12 @@ class UnknownGroupError(errors.ProposalError, KeyError):
 
 
 # ---------------------------------------------------------------- requests
-def propose_request(req_id, group, timeout_ms, client_id, request_seq, op):
-    return _HEAD.pack(PROPOSE, req_id) + _PROPOSE.pack(group, timeout_ms, client_id, request_seq) + op
+def propose_request(req_id, group, timeout_ms, client_id, request_seq, op, min_epoch=0):
+    return _HEAD.pack(PROPOSE, req_id) + _PROPOSE.pack(group, timeout_ms, client_id, request_seq, min_epoch) + op
 
 
-def read_request(req_id, group, mode, timeout_ms, query):
-    return _HEAD.pack(READ, req_id) + _READ.pack(group, mode, timeout_ms) + query
+def read_request(req_id, group, mode, timeout_ms, query, min_epoch=0):
+    return _HEAD.pack(READ, req_id) + _READ.pack(group, mode, timeout_ms, min_epoch) + query
 
 
 def simple_request(op, req_id, group=None):
@@ -64,13 +66,13 @@ def decode_request(frame):
     body = frame[_HEAD.size:]
     try:
         if op == PROPOSE:
-            group, timeout_ms, client_id, seq = _PROPOSE.unpack_from(body)
-            return op, req_id, group, timeout_ms, client_id, seq, bytes(body[_PROPOSE.size:])
+            group, timeout_ms, client_id, seq, min_epoch = _PROPOSE.unpack_from(body)
+            return op, req_id, group, timeout_ms, client_id, seq, min_epoch, bytes(body[_PROPOSE.size:])
         if op == READ:
-            group, mode, timeout_ms = _READ.unpack_from(body)
+            group, mode, timeout_ms, min_epoch = _READ.unpack_from(body)
             if mode not in (READ_STALE, READ_LEASE, READ_LINEARIZABLE):
                 raise BadRequest("unknown read mode %d" % mode)
-            return op, req_id, group, mode, timeout_ms, bytes(body[_READ.size:])
+            return op, req_id, group, mode, timeout_ms, min_epoch, bytes(body[_READ.size:])
         if op in (ADD_GROUP, REMOVE_GROUP):
             (group,) = _GROUP.unpack_from(body)
             return op, req_id, group
@@ -90,8 +92,8 @@ def propose_ok(req_id, instance, result):
     return _HEAD.pack(OK, req_id) + _INSTANCE.pack(instance) + result
 
 
-def not_master(req_id, master):
-    return _HEAD.pack(NOT_MASTER, req_id) + _MASTER.pack(master or 0)
+def not_master(req_id, master, epoch=0):
+    return _HEAD.pack(NOT_MASTER, req_id) + _MASTER.pack(master or 0, epoch)
 
 
 def error_reply(status, req_id, message):
@@ -116,7 +118,10 @@ def decode_propose_ok(body):
 
 
 def decode_not_master(body):
-    return _MASTER.unpack_from(body)[0] if len(body) >= 2 else 0
+    """(master or 0, its epoch)."""
+    if len(body) >= _MASTER.size:
+        return _MASTER.unpack_from(body)
+    return 0, 0
 
 
 def decode_event(body):
@@ -131,7 +136,7 @@ def raise_for(status, body, request_id=None):
         exc.request_id = request_id
         raise exc
     if status == NOT_MASTER:
-        master = decode_not_master(body)
+        master = decode_not_master(body)[0]
         raise errors.NotMaster("not the master%s" % (" (ask node %d)" % master if master else ""), master or None)
     if status == VALUE_TOO_LARGE:
         raise errors.ValueTooLarge(body.decode("utf-8", "replace"))

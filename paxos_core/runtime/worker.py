@@ -44,7 +44,7 @@ GROUPS_KEY_PREFIX = b"\xffG"          # in the state machine's column family: gr
 
 class Request:
     __slots__ = ("identity", "req_id", "op", "group", "deadline", "started", "client_id", "request_seq", "payload",
-                 "mode", "seq")
+                 "mode", "seq", "min_epoch")
 
     def __init__(self, identity, req_id, op, group, deadline, started):
         self.identity = identity
@@ -63,6 +63,7 @@ class Worker:
         self.node_id = config.node_id
         self.workers = config.workers
         self.stopping = False
+        self.parent = os.getppid()
         self.ticks = 0
         self.stats = {"proposals": 0, "timeouts": 0, "overloaded": 0, "requests": 0}
         self.latency = Histogram(LATENCY_BUCKETS)
@@ -119,7 +120,8 @@ class Worker:
         for group, state in recovery.groups.items():
             if group in hosted:
                 self.engine.restore_group(group, state)
-        self.masters = MasterTable(self.node_id, self.engine.n_slots, cfg.lease_ticks, cfg.lease_margin)
+        self.masters = MasterTable(self.node_id, self.engine.n_slots, cfg.lease_ticks, cfg.lease_margin,
+                                   nonce_base=int.from_bytes(os.urandom(6), "little") << 16)
         self.last_activity = np.full(self.engine.n_slots, -(1 << 40), np.int64)
         self.applier = Applier(self.node_id, self.sm, self.masters, self.store, self.slot_of)
         replayed = 0
@@ -248,7 +250,7 @@ class Worker:
     def pending_count(self):
         return len(self.waiting) + sum(len(v) for v in self.parked.values())
 
-    def _on_propose(self, identity, req_id, group, timeout_ms, client_id, request_seq, op):
+    def _on_propose(self, identity, req_id, group, timeout_ms, client_id, request_seq, min_epoch, op):
         if not self._check_group(identity, req_id, group):
             return
         if len(op) > self.config.max_value_bytes:
@@ -261,17 +263,17 @@ class Worker:
                                                  % self.pending_count()))
             return
         req = self._new_request(identity, req_id, rpc.PROPOSE, group, timeout_ms)
-        req.client_id, req.request_seq, req.payload = client_id, request_seq, op
+        req.client_id, req.request_seq, req.payload, req.min_epoch = client_id, request_seq, op, min_epoch
         self._route(req)
 
-    def _on_read(self, identity, req_id, group, mode, timeout_ms, query):
+    def _on_read(self, identity, req_id, group, mode, timeout_ms, min_epoch, query):
         if not self._check_group(identity, req_id, group):
             return
         if mode == rpc.READ_STALE:
             self._send(identity, rpc.reply(rpc.OK, req_id, self.sm.read(group, query)))
             return
         req = self._new_request(identity, req_id, rpc.READ, group, timeout_ms)
-        req.mode, req.payload = mode, query
+        req.mode, req.payload, req.min_epoch = mode, query, min_epoch
         if mode == rpc.READ_LINEARIZABLE:
             self._propose_entry(req, envelope.barrier())
         else:
@@ -282,6 +284,11 @@ class Worker:
         slot = self.slot_of(req.group)
         self.last_activity[slot] = self.ticks
         masters = self.masters
+        if req.min_epoch > masters.epoch[slot]:
+            # The client was told of a newer master than we know: we are behind. Catch up first.
+            self.parked.setdefault(req.group, []).append(req)
+            self.engine.poke(req.group)
+            return
         if masters.is_master(slot) and (req.op == rpc.PROPOSE or masters.has_lease(slot, self.ticks)):
             self._serve(req, slot)
             if masters.claim_due(slot, self.ticks):
@@ -289,7 +296,7 @@ class Worker:
             return
         master = masters.known_master(slot, self.ticks)
         if master and master != self.node_id:
-            self._send(req.identity, rpc.not_master(req.req_id, master))
+            self._send(req.identity, rpc.not_master(req.req_id, master, int(masters.epoch[slot])))
             return
         self.parked.setdefault(req.group, []).append(req)
         if masters.claim_due(slot, self.ticks):
@@ -334,7 +341,7 @@ class Worker:
             self._send(req.identity, rpc.propose_ok(req.req_id, instance, data))
             self.latency.observe(time.monotonic() - req.started)
         elif kind == FENCED:
-            self._send(req.identity, rpc.not_master(req.req_id, data))
+            self._send(req.identity, rpc.not_master(req.req_id, data, int(self.masters.epoch[self.slot_of(group)])))
         elif kind == BARRIER:
             self._send(req.identity, rpc.reply(rpc.OK, req.req_id, self.sm.read(group, req.payload)))
             self.latency.observe(time.monotonic() - req.started)
@@ -363,6 +370,9 @@ class Worker:
     # ------------------------------------------------------------------ timers
     def _on_tick(self):
         now = self.ticks
+        if now % 32 == 0 and os.getppid() != self.parent:
+            log.error("node %d worker %d: the supervisor is gone; stopping", self.node_id, self.index)
+            self.stopping = True
         # Requests past their deadline: the outcome is unknown (a proposal may still be chosen later).
         while self.deadlines and self.deadlines[0][0] < now:
             _, _, req = heapq.heappop(self.deadlines)
@@ -377,7 +387,10 @@ class Worker:
         # Groups waiting for a master: claim again when the last claim is overdue.
         for group in list(self.parked):
             slot = self.slot_of(group)
-            if self.masters.claim_due(slot, now):
+            if any(req.min_epoch > self.masters.epoch[slot] for req in self.parked[group]):
+                if now % 8 == 0:
+                    self.engine.poke(group)          # still behind the epoch a client told us of
+            elif self.masters.claim_due(slot, now):
                 self._claim(group)
             elif self.masters.has_lease(slot, now) or self.masters.known_master(slot, now) not in (0, self.node_id):
                 self._release_parked(group)
@@ -444,7 +457,8 @@ class Worker:
                                "epoch": int(self.masters.epoch[slot]), "chosen": view["chosen_next"],
                                "applied": applied, "lag": lag, "role": view["role"], "status": view["status"]})
         return {
-            "node": self.node_id, "worker": self.index, "ticks": self.ticks, "groups": len(self.hosted),
+            "node": self.node_id, "worker": self.index, "pid": os.getpid(), "ticks": self.ticks,
+            "groups": len(self.hosted),
             "masters": self.masters_held(), "max_lag": max_lag, "group_detail": groups,
             "counters": self.engine.counters_dict(), "log": self.log.stats(),
             "transport": {"sent_frames": self.transport.sent_frames, "dropped_frames": self.transport.dropped_frames,

@@ -19,6 +19,7 @@ import random
 from dataclasses import dataclass
 
 from ..core.config import CoreConfig
+from ..replica.applier import APPLIED, CLAIMED, FENCED
 from ..core.engine import Engine
 from ..errors import FrameError, GroupStopped
 from ..storage.records import INSTANCE_RECORD, decode_record, encode_records, read_chosen
@@ -28,6 +29,7 @@ from ..wire.message import Message
 from .disk import SimDisk
 from .network import NetworkFaults, SimNetwork
 from .oracle import Oracle
+from .replica import ClientOp, SimReplica
 
 FAULT_KINDS = ("loss", "duplicate", "delay", "reorder", "partition", "crash", "torn", "skew")
 CLUSTER_ID = 0x5349_4D55_4C41_5445    # "SIMULATE"
@@ -38,7 +40,9 @@ ACCEPT_KIND = 3
 CATCHUP_REPLY_KIND = 8
 
 # Event kinds, ordered only for readability of traces.
-TICK, DELIVER, SYNC_DONE, PROPOSE, CRASH, RESTART, PARTITION, UNPARTITION, HEAL, PROBE = range(10)
+TICK, DELIVER, SYNC_DONE, PROPOSE, CRASH, RESTART, PARTITION, UNPARTITION, HEAL, PROBE, CLIENT_OP, LEASE_CHECK = \
+    range(12)
+MAX_HOPS = 40
 
 
 @dataclass
@@ -54,6 +58,8 @@ class SimConfig:
     window: int = 0                # instances in flight per group; 0 = drawn from the seed (1, 2, 4 or 8)
     plant: str = ""
     stop_on_violation: bool = True
+    masters: int = -1              # 1: client ops go through masters and leases; 0: raw proposals; -1: by seed
+    lease_ticks: int = 30
 
 
 @dataclass
@@ -85,6 +91,7 @@ class SimNode:
         self.unsynced_tokens = []    # effect tokens of the batches written and not yet synced
         self.sync_busy = False
         self.durable_token = 0
+        self.replica = None
 
     @property
     def up(self):
@@ -112,6 +119,15 @@ class Simulation:
         )
         self.long_delay = r.uniform(0.0, 0.02) if "delay" in faults else 0.0
         self.net = SimNetwork(self.rng, self.net_faults)
+        self.masters_on = bool(cfg.masters if cfg.masters >= 0 else r.random() < 0.5)
+        if cfg.plant in ("lease-overrun", "no-fencing"):
+            self.masters_on = True          # these plants live in the master layer
+        self.lease_margin = 0.3
+        self.acked_writes = {}       # group -> [(key, value)] acknowledged to clients (masters mode)
+        self.lease_checks = 0
+        self.lease_verified = {}     # (group, node, incarnation) -> acknowledged writes verified there
+        self.fenced = 0
+        self.redirects = 0
         self.oracle = Oracle(cfg.nodes)
         self.queue = []
         self.seq = 0
@@ -133,7 +149,9 @@ class Simulation:
             proposal_timeout_ticks=120,
         )
         for node in self.nodes.values():
-            skew = r.uniform(0.6, 1.6) if "skew" in faults else 1.0
+            # Leases assume tick rates differ by less than the lease margin; without masters the skew is wider.
+            lo, hi = (0.85, 1.15) if self.masters_on else (0.6, 1.6)
+            skew = r.uniform(lo, hi) if "skew" in faults else 1.0
             node.tick_us = int(cfg.tick_us * skew)
 
     # ------------------------------------------------------------------ event queue
@@ -154,6 +172,12 @@ class Simulation:
             if state is not None:
                 engine.restore_group(group, state)
         node.engine = engine
+        node.replica = None
+        if self.masters_on:
+            node.replica = SimReplica(node.id, self.cfg.groups, self.cfg.lease_ticks, self.lease_margin, self.cfg.plant,
+                                      self.rng.getrandbits(48) << 16)
+            node.replica.replay({g: read_chosen(node.disk.get, g, 0, engine.learned(g)[0]) for g in self.group_ids},
+                                node.ticks)
         node.incarnation += 1
         node.waiting = []
         node.unsynced_tokens = []
@@ -213,10 +237,23 @@ class Simulation:
                 self.oracle.on_vote(node.id, group, instance, ballot)
             for group, instance, value in fx.chosen:
                 self.oracle.on_learn(node.id, group, instance, value)
-            for tag, group, instance in fx.acks:
-                self.oracle.on_ack(node.id, group, instance, tag)
-                if self.probes.get(group) == tag:
-                    self.probe_acked.add(group)
+            if node.replica is None:
+                for tag, group, instance in fx.acks:
+                    self.oracle.on_ack(node.id, group, instance, tag)
+                    if self.probes.get(group) == tag:
+                        self.probe_acked.add(group)
+            else:
+                if fx.chosen:
+                    outcomes, changes = node.replica.applier.apply(fx.chosen, node.ticks)
+                    node.replica.sm.flush()
+                    for group, seq, kind, data, instance in outcomes:
+                        self._outcome(node, group, seq, kind, data, instance)
+                    if changes:
+                        self._check_leases()
+                for tag, group, reason in fx.expired:
+                    op = node.replica.pending.pop((group, tag.seq_e), None) if isinstance(tag, ClientOp) else None
+                    if op is not None:
+                        self._retry_op(node, op, 2000)
             self.stats["expired"] += len(fx.expired)
             for group, reason in fx.stopped:
                 self.stats["stopped"] += 1
@@ -320,6 +357,8 @@ class Simulation:
                 self.at(min(t + r.randint(50_000, 800_000), fault_end), UNPARTITION, node, data=(mode, other))
         self.at(fault_end, HEAL)
         self.at(fault_end + 1, PROBE)
+        if self.masters_on:
+            self.at(r.randint(0, 5000), LEASE_CHECK)
 
     def _heal(self):
         self.healed = True
@@ -341,7 +380,134 @@ class Simulation:
             self.probes[group] = payload
             self._propose(node, group, payload)
 
+    # ------------------------------------------------------------------ client ops through masters
+    def _client_op(self, node, op):
+        """Serve a client op at `node` the way a worker does (masters mode)."""
+        if not node.up:
+            self._retry_op(node, op, 5000)
+            return
+        rep = node.replica
+        group = op.group
+        now = node.ticks
+        rep.last_activity[group] = now
+        masters = rep.masters
+        if op.min_epoch > masters.epoch[group]:
+            # A redirect said a newer master exists: this node is behind. Catch up, then serve or redirect.
+            rep.parked.setdefault(group, []).append(op)
+            node.engine.poke(group)
+            self.flush(node)
+            return
+        if masters.is_master(group):
+            op.payload = rep.client_payload(op)
+            try:
+                op.seq_e = node.engine.propose(group, op.payload, op)
+            except GroupStopped:
+                self.stats["stopped"] += 1
+                return
+            rep.pending[(group, op.seq_e)] = op
+            if masters.claim_due(group, now):
+                self._claim(node, group)
+            self.flush(node)
+            return
+        master = masters.known_master(group, now)
+        if master and master != node.id:
+            self.redirects += 1
+            op.min_epoch = max(op.min_epoch, int(masters.epoch[group]))
+            self._retry_op(self.nodes[master], op, self.rng.randint(100, 1500))
+            return
+        rep.parked.setdefault(group, []).append(op)
+        if masters.claim_due(group, now):
+            self._claim(node, group)
+            self.flush(node)
+
+    def _retry_op(self, node, op, delay_us):
+        op.hops += 1
+        if op.hops > MAX_HOPS:
+            self.stats["ops_abandoned"] = self.stats.get("ops_abandoned", 0) + 1
+            return
+        target = node if node.up else self.nodes[self.rng.choice(self.node_ids)]
+        self.at(self.now + delay_us, CLIENT_OP, target.id, data=op)
+
+    def _claim(self, node, group):
+        payload = node.replica.masters.make_claim(group, node.ticks)
+        try:
+            node.engine.propose(group, payload, None)
+        except GroupStopped:
+            pass
+
+    def _outcome(self, node, group, seq, kind, data, instance):
+        rep = node.replica
+        op = rep.pending.pop((group, seq), None)
+        if kind == CLAIMED:
+            self._release_parked(node, group)
+            return
+        if op is None:
+            return
+        if kind == APPLIED:
+            self.oracle.on_ack(node.id, group, instance, op.payload)
+            self.acked_writes.setdefault(group, []).append((op.key, op.value))
+            if op.probe:
+                self.probe_acked.add(group)
+        elif kind == FENCED:
+            self.fenced += 1
+            op.min_epoch = max(op.min_epoch, int(rep.masters.epoch[group]))
+            target = self.nodes[data] if data else node
+            self._retry_op(target, op, self.rng.randint(100, 2000))
+
+    def _release_parked(self, node, group):
+        parked = node.replica.parked.pop(group, None)
+        for op in parked or ():
+            self._client_op(node, op)
+
+    def _replica_tick(self, node):
+        rep = node.replica
+        now = node.ticks
+        masters = rep.masters
+        for group in list(rep.parked):
+            behind = any(op.min_epoch > masters.epoch[group] for op in rep.parked[group])
+            if behind:
+                if now % 8 == 0:
+                    node.engine.poke(group)
+                    for op in rep.parked[group]:
+                        if op.min_epoch > masters.epoch[group]:
+                            op.hops += 1
+                    rep.parked[group] = [op for op in rep.parked[group] if op.hops <= MAX_HOPS]
+            elif masters.is_master(group) or masters.known_master(group, now):
+                self._release_parked(node, group)
+            elif masters.claim_due(group, now):
+                self._claim(node, group)
+        for group, last in rep.last_activity.items():
+            if masters.is_master(group) and now - last < self.cfg.lease_ticks // 2 and masters.claim_due(group, now):
+                self._claim(node, group)
+
+    def _check_leases(self):
+        """At most one node holds a group's lease, and the holder has applied every acknowledged write."""
+        self.lease_checks += 1
+        for group in self.group_ids:
+            holders = [n for n in self.nodes.values() if n.up and n.replica.has_lease(group, n.ticks)]
+            if len(holders) > 1:
+                self.oracle.violate("group %d: nodes %s hold the master lease at once"
+                                    % (group, [n.id for n in holders]))
+            if not holders:
+                continue
+            holder = holders[0]
+            acked = self.acked_writes.get(group, ())
+            key = (group, holder.id, holder.incarnation)
+            start = self.lease_verified.get(key, 0)     # writes already seen there stay there (no deletes)
+            for k in range(start, len(acked)):
+                akey, value = acked[k]
+                if holder.replica.read(group, akey) != value:
+                    self.oracle.violate("group %d: a lease read on master %d would miss acknowledged write %r"
+                                        % (group, holder.id, akey))
+                    return
+            self.lease_verified[key] = len(acked)
+
     def _propose(self, node, group, payload):
+        if self.masters_on:
+            self.proposed += 1
+            self._client_op(node, ClientOp(group, payload, b"v-" + payload, self.rng.getrandbits(62) + 1, 1,
+                                           probe=payload in self.probes.values()))
+            return
         if not node.up:
             return
         self.proposed += 1
@@ -372,6 +538,8 @@ class Simulation:
                 node.ticks += 1
                 self._trace(time_us, kind, node_id, node.ticks)
                 node.engine.tick(node.ticks)
+                if node.replica is not None:
+                    self._replica_tick(node)
                 self.flush(node)
                 self.at(time_us + node.tick_us, TICK, node_id, inc=inc)
             elif kind == DELIVER:
@@ -414,6 +582,13 @@ class Simulation:
                                 apply(node_id, peer)
                             if mode in (None, "in"):
                                 apply(peer, node_id)
+            elif kind == CLIENT_OP:
+                op = data
+                self._trace(time_us, kind, node_id, op.key, op.hops)
+                self._client_op(node, op)
+            elif kind == LEASE_CHECK:
+                self._check_leases()
+                self.at(time_us + 5000, LEASE_CHECK)
             elif kind == HEAL:
                 self._trace(time_us, kind)
                 self._heal()

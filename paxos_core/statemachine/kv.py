@@ -346,7 +346,7 @@ class KVStateMachine(StateMachine):
                         session[0] = order
                         session[1] = seq
                     if g.heap is not None:
-                        heapq.heappush(g.heap, (order, cid))
+                        self._push(g, order, cid)
                     pending[session[2]] = _SESSION.pack(instance, order & 0xFFFFFFFF, seq) + result
                 order += 1
             out.append(results)
@@ -416,14 +416,21 @@ class KVStateMachine(StateMachine):
         result = value[20:]
         session[0] = order
         if g.heap is not None:
-            heapq.heappush(g.heap, (order, cid))
+            self._push(g, order, cid)
         self._pending[key] = _SESSION.pack(order >> 32, order & 0xFFFFFFFF, session[1]) + result
         return result
+
+    @staticmethod
+    def _push(g, order, cid):
+        heap = g.heap
+        heapq.heappush(heap, (order, cid))
+        if len(heap) > 2 * len(g.sessions) + 64:
+            g.heap = None       # mostly stale entries: rebuilt from the sessions at the next eviction
 
     def _evict(self, g):
         sessions = g.sessions
         heap = g.heap
-        if heap is None or len(heap) > 2 * len(sessions) + 64:
+        if heap is None:
             heap = g.heap = [(s[0], cid) for cid, s in sessions.items()]
             heapq.heapify(heap)
         pending = self._pending
@@ -506,7 +513,8 @@ class KVStateMachine(StateMachine):
             pending[key] = record
             instance, position, seq = _SESSION.unpack_from(record)
             gsessions[int.from_bytes(cid, "big")] = [instance << 32 | position, seq, key]
-        pending[g.mkey] = _META.pack(_META_VERSION, applied_next)
+        if applied_next or data or sessions:     # an empty group has no records at all, as if dropped
+            pending[g.mkey] = _META.pack(_META_VERSION, applied_next)
         self._groups[group] = g
         if len(gsessions) > self.max_sessions:
             self._evict(g)
