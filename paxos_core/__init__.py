@@ -24,6 +24,9 @@ def __getattr__(name):
     if name == "KV":
         from .kv import KV
         return KV
+    if name == "kv_ops":
+        from .statemachine import kv as kv_ops
+        return kv_ops
     raise AttributeError(name)
 
 

@@ -91,6 +91,7 @@ class Client:
         self._sessions = {}                # group -> [(client id, next seq)] free sessions
         self._master_hint = {}             # group -> node that last served it as master (I/O thread only)
         self._epoch_hint = {}              # group -> highest master epoch a node told us of (I/O thread only)
+        self._events_seen = {}             # group -> epoch of the last master change reported to callbacks
         self._lock = threading.Lock()
         self._callbacks = []
         self._subscribed = set()
@@ -208,7 +209,9 @@ class Client:
             f.result()
 
     def on_master_change(self, callback):
-        """Call `callback(group, master_node, epoch)` whenever a group's master changes (from the I/O thread)."""
+        """Call `callback(group, master_node, epoch)` once per master change of any group (from the I/O thread).
+
+        Changes that happened before the subscription are not reported."""
         self._callbacks.append(callback)
         for n in self.nodes:
             for w in range(self.workers):
@@ -315,6 +318,12 @@ class Client:
         status, req_id, body = rpc.decode_reply(frame)
         if status == rpc.EVENT:
             kind, group, master, epoch = rpc.decode_event(body)
+            if epoch <= self._events_seen.get(group, 0):
+                return            # every node reports the same change: call back once per epoch
+            self._events_seen[group] = epoch
+            if epoch > self._epoch_hint.get(group, 0):
+                self._epoch_hint[group] = epoch
+            self._master_hint[group] = master
             for cb in list(self._callbacks):
                 try:
                     cb(group, master, epoch)

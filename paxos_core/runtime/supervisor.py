@@ -1,17 +1,23 @@
-"""The supervisor: starts a node's worker processes (multiprocessing 'spawn'), restarts any that dies.
+"""The supervisor: starts a node's worker processes and restarts any that dies.
+
+Workers are spawned, never forked: each is a fresh interpreter (`python -m paxos_core.runtime.worker`),
+started with subprocess, so no RocksDB handle or thread of the parent leaks into it (a fork after RocksDB
+is open makes children hang), and a program that embeds a Node needs no `if __name__ == "__main__"` guard.
 
 A worker that exits without being asked to is reported (log line, restart counter) and started again after
 a short backoff; it recovers its groups from its log. Stopping sends SIGTERM to every worker, which finishes
-its cycle, closes its log and exits; one that does not within the grace period is killed.
+its cycle, closes its log and exits; one that does not within the grace period is killed. Workers also stop
+by themselves when the supervisor disappears.
 """
+import json
 import logging
-import multiprocessing
 import os
 import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
-
-from .worker import worker_main
 
 log = logging.getLogger("paxos_core.supervisor")
 
@@ -19,9 +25,16 @@ log = logging.getLogger("paxos_core.supervisor")
 class Supervisor:
     def __init__(self, config, config_source, log_level=logging.INFO):
         self.config = config
-        self.config_source = config_source          # a path, or NodeConfig.to_dict()
         self.log_level = log_level
-        self.context = multiprocessing.get_context("spawn")
+        if isinstance(config_source, dict):
+            fd, path = tempfile.mkstemp(prefix="paxos-node%d-" % config.node_id, suffix=".json")
+            with os.fdopen(fd, "w") as f:
+                json.dump(config_source, f)
+            self._temp_config = path
+            self.config_path = path
+        else:
+            self._temp_config = None
+            self.config_path = str(config_source)
         self.processes = {}
         self.restarts = {i: 0 for i in range(config.workers)}
         self._stopping = threading.Event()
@@ -34,9 +47,9 @@ class Supervisor:
         self._thread.start()
 
     def _start_worker(self, index):
-        proc = self.context.Process(target=worker_main, args=(self.config_source, index, self.log_level),
-                                    name="paxos-node%d-worker%d" % (self.config.node_id, index), daemon=False)
-        proc.start()
+        argv = [sys.executable, "-m", "paxos_core.runtime.worker", self.config_path, str(index),
+                logging.getLevelName(self.log_level)]
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, close_fds=True)
         self.processes[index] = proc
         log.info("node %d: worker %d started (pid %d)", self.config.node_id, index, proc.pid)
 
@@ -44,11 +57,11 @@ class Supervisor:
         backoff = {i: 0.2 for i in self.processes}
         while not self._stopping.wait(0.2):
             for index, proc in list(self.processes.items()):
-                if proc.is_alive() or self._stopping.is_set():
+                if proc.poll() is None or self._stopping.is_set():
                     continue
                 self.restarts[index] += 1
                 log.error("node %d: worker %d (pid %d) died with exit code %s; restarting it (restart #%d)",
-                          self.config.node_id, index, proc.pid, proc.exitcode, self.restarts[index])
+                          self.config.node_id, index, proc.pid, proc.returncode, self.restarts[index])
                 time.sleep(backoff[index])
                 backoff[index] = min(backoff[index] * 2, 5.0)
                 if not self._stopping.is_set():
@@ -59,18 +72,24 @@ class Supervisor:
 
     def stop(self, grace=10.0):
         self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
         for proc in self.processes.values():
-            if proc.is_alive():
+            if proc.poll() is None:
                 try:
-                    os.kill(proc.pid, signal.SIGTERM)
+                    proc.send_signal(signal.SIGTERM)
                 except ProcessLookupError:
                     pass
         deadline = time.monotonic() + grace
         for index, proc in self.processes.items():
-            proc.join(max(0.0, deadline - time.monotonic()))
-            if proc.is_alive():
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
                 log.error("node %d: worker %d did not stop in %.0fs; killing it", self.config.node_id, index, grace)
                 proc.kill()
-                proc.join(5)
-        if self._thread is not None:
-            self._thread.join(timeout=2)
+                proc.wait(5)
+        if self._temp_config:
+            try:
+                os.unlink(self._temp_config)
+            except OSError:
+                pass

@@ -40,15 +40,22 @@ class ZapHandler(threading.Thread):
         self.socket.bind(ZAP_ENDPOINT)
         self.accepted = 0
         self.denied = 0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self):
+        try:
+            self._serve()
+        finally:
+            # This thread owns the socket: it must close it, or the context's term() waits for it forever.
+            self.socket.close(0)
+
+    def _serve(self):
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
-        while not self._stop.is_set():
-            if not poller.poll(100):
-                continue
+        while not self._halt.is_set():
             try:
+                if not poller.poll(100):
+                    continue
                 frames = self.socket.recv_multipart()
             except zmq.ZMQError:
                 break
@@ -67,10 +74,12 @@ class ZapHandler(threading.Thread):
                 self.socket.send_multipart(reply)
             except zmq.ZMQError:
                 break
-        self.socket.close(0)
 
     def stop(self):
-        self._stop.set()
+        """Ask the thread to end and wait for it (it closes its socket), so that the context can terminate."""
+        self._halt.set()
+        if self.is_alive():
+            self.join(timeout=5)
 
 
 class PeerTransport:

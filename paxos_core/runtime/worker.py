@@ -497,16 +497,17 @@ class Worker:
         self.ctx.term()
 
 
-def worker_main(config_source, index, log_level=logging.INFO):
-    """Entry point of a worker process (started with multiprocessing 'spawn').
+def worker_main(config_path, index, log_level=logging.INFO):
+    """Entry point of a worker process: `python -m paxos_core.runtime.worker CONFIG INDEX [LEVEL]`.
 
-    `config_source` is a node config file path, or the dict of NodeConfig.to_dict().
+    CONFIG is a node's TOML file, or a JSON file of NodeConfig.to_dict() (written by the supervisor).
     """
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s[w" + str(index) + "]: %(message)s")
-    if isinstance(config_source, dict):
-        config = NodeConfig.from_dict(config_source, "/")
+    if str(config_path).endswith(".json"):
+        with open(config_path) as f:
+            config = NodeConfig.from_dict(json.load(f), "/")
     else:
-        config = load_config(config_source)
+        config = load_config(config_path)
     worker = Worker(config, index)
 
     def stop(signum, frame):
@@ -515,3 +516,9 @@ def worker_main(config_source, index, log_level=logging.INFO):
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     worker.run()
+
+
+if __name__ == "__main__":
+    import sys
+
+    worker_main(sys.argv[1], int(sys.argv[2]), logging.getLevelName(sys.argv[3]) if len(sys.argv) > 3 else logging.INFO)
