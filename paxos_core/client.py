@@ -46,7 +46,7 @@ class ProposeResult:
 
 class _Request:
     __slots__ = ("future", "kind", "group", "body", "deadline", "node", "tried", "req_id", "sent_at", "hops",
-                 "session", "retry_at")
+                 "session", "own_session", "retry_at")
 
     def __init__(self, future, kind, group, body, deadline, node):
         self.future = future
@@ -60,6 +60,7 @@ class _Request:
         self.sent_at = 0.0
         self.hops = 0
         self.session = None
+        self.own_session = False    # session taken from this client's pool (returned to it on success)
         self.retry_at = 0.0
 
 
@@ -136,8 +137,39 @@ class Client:
 
         req = _Request(future, rpc.PROPOSE, group, body, time.monotonic() + timeout, node)
         req.session = (client_id, seq)
+        # Only a session this client handed out goes back to its pool: a request id of the caller's own (a
+        # retry) is the caller's to manage, and pooling it would let two requests share one (client id, seq).
+        req.own_session = request_id is None
         self._submit(req)
         return future
+
+    def propose_batch_future(self, group, ops, timeout=None, request_id=None, node=None):
+        """Submit many operations of one group in one request; a Future of [ProposeResult] in order.
+
+        The operations share one session with consecutive sequence numbers (`request_id` names the first),
+        so a retry of the whole batch applies each at most once; an operation that an earlier attempt had
+        already applied comes back with the state machine's "stale" result instead of its first result.
+        """
+        ops = list(ops)
+        timeout = self.default_timeout if timeout is None else timeout
+        client_id, first = request_id if request_id is not None else self._take_session(group)
+        future = concurrent.futures.Future()
+
+        def body(req_id, remaining_ms, min_epoch):
+            return rpc.propose_batch_request(req_id, group, remaining_ms, client_id, first, ops, min_epoch)
+
+        req = _Request(future, rpc.PROPOSE_BATCH, group, body, time.monotonic() + timeout, node)
+        req.session = (client_id, first + max(len(ops), 1) - 1)
+        req.own_session = request_id is None
+        self._submit(req)
+        return future
+
+    def propose_batch(self, group, ops, timeout=None, request_id=None, node=None):
+        """Propose many operations to one group in one request (they may share Paxos instances)."""
+        return self.propose_batch_future(group, ops, timeout, request_id, node).result()
+
+    async def propose_batch_async(self, group, ops, timeout=None, request_id=None, node=None):
+        return await asyncio.wrap_future(self.propose_batch_future(group, ops, timeout, request_id, node))
 
     def propose(self, group, op, timeout=None, request_id=None, node=None):
         """Propose `op` to `group`; blocks until it is chosen and applied. Returns ProposeResult."""
@@ -260,7 +292,7 @@ class Client:
         return req.group % self.workers
 
     def _pick_node(self, req):
-        if req.kind not in (rpc.PROPOSE, rpc.READ):
+        if req.kind not in (rpc.PROPOSE, rpc.PROPOSE_BATCH, rpc.READ):
             return req.node                       # admin requests are for one node only
         if req.node is not None and req.node not in req.tried:
             return req.node
@@ -290,7 +322,7 @@ class Client:
             self._socket(node, self._worker_of(req)).send(frame, zmq.NOBLOCK)
         except zmq.Again:                 # no connection to that node (yet): try another one soon
             del self._pending[req.req_id]
-            if req.kind in (rpc.PROPOSE, rpc.READ):
+            if req.kind in (rpc.PROPOSE, rpc.PROPOSE_BATCH, rpc.READ):
                 req.tried.add(node)
                 req.node = None
             req.retry_at = now + 0.02
@@ -310,12 +342,16 @@ class Client:
                 exc.request_id = req.session
             req.future.set_exception(exc)
         else:
-            if req.session is not None:
+            if req.own_session:
                 self._return_session(req.group, *req.session)
             req.future.set_result(value)
 
     def _on_reply(self, frame):
         status, req_id, body = rpc.decode_reply(frame)
+        if status == rpc.BATCH:
+            for frame in rpc.split_reply_batch(body):
+                self._on_reply(frame)
+            return
         if status == rpc.EVENT:
             kind, group, master, epoch = rpc.decode_event(body)
             if epoch <= self._events_seen.get(group, 0):
@@ -338,12 +374,19 @@ class Client:
                 self._master_hint[req.group] = req.node
                 instance, result = rpc.decode_propose_ok(body)
                 self._finish(req, ProposeResult(req.group, instance, result, req.session))
+            elif req.kind == rpc.PROPOSE_BATCH:
+                self._master_hint[req.group] = req.node
+                client_id, last = req.session
+                items = rpc.decode_propose_batch_ok(body)
+                first = last - len(items) + 1
+                self._finish(req, [ProposeResult(req.group, instance, result, (client_id, first + k))
+                                   for k, (instance, result) in enumerate(items)])
             elif req.kind == rpc.STATUS:
                 self._finish(req, json.loads(body))
             else:
                 self._finish(req, body if req.kind == rpc.READ else None)
             return
-        if status == rpc.NOT_MASTER and req.kind in (rpc.PROPOSE, rpc.READ):
+        if status == rpc.NOT_MASTER and req.kind in (rpc.PROPOSE, rpc.PROPOSE_BATCH, rpc.READ):
             master, epoch = rpc.decode_not_master(body)
             if epoch > self._epoch_hint.get(req.group, 0):
                 self._epoch_hint[req.group] = epoch
@@ -405,7 +448,8 @@ class Client:
                     if now >= req.deadline:
                         del self._pending[req_id]
                         self._fail_timeout(req)
-                    elif now - req.sent_at >= self.attempt_timeout and req.kind in (rpc.PROPOSE, rpc.READ):
+                    elif (now - req.sent_at >= self.attempt_timeout
+                          and req.kind in (rpc.PROPOSE, rpc.PROPOSE_BATCH, rpc.READ)):
                         del self._pending[req_id]        # that node is silent: try another
                         if self._master_hint.get(req.group) == req.node:
                             del self._master_hint[req.group]

@@ -1,6 +1,8 @@
 """The `paxos-core` command line."""
 import argparse
+import json
 import sys
+import time
 
 from .._version import __version__
 
@@ -65,10 +67,59 @@ def cmd_bench(args):
         groups = args.groups or storage.QUICK_GROUPS
         seconds = args.seconds if args.seconds is not None else (0.3 if args.quick else 1.0)
         repeat = args.repeat if args.repeat is not None else (3 if args.quick else 5)
-        storage.run(groups, seconds, repeat, args.value_size, args.dir)
+        storage.run(groups, seconds, repeat, args.value_size[0], args.dir)
         return 0
-    print("paxos-core bench: %r is not available yet" % args.what, file=sys.stderr)
-    return 2
+    if args.what == "idle":
+        from ..bench import idle
+
+        idle.run(args.groups or (10000, 100000), args.seconds or 10.0, args.dir, json_path=args.json)
+        return 0
+    from ..bench import cluster
+
+    if args.full:
+        points = cluster.full_sweep(args.duration)
+    else:
+        if args.quick:
+            args.duration = min(args.duration, 4.0)
+            args.warmup = min(args.warmup, 1.0)
+        args.groups = args.groups or (64,)
+        points = cluster.points_from(args)
+    results = []
+    started = time.monotonic()
+    for k, point in enumerate(points, 1):
+        label = "groups=%d workers=%d value=%d batching=%s clients=%d" % (
+            point.groups, point.workers, point.value_size, point.batching, point.clients)
+
+        def progress(what, k=k, label=label):
+            bar = "#" * int(30 * (k - 1) / len(points))
+            sys.stderr.write("\r[%-30s] %d/%d %s: %s (%.0fs)\x1b[K" % (bar, k, len(points), label, what,
+                                                                       time.monotonic() - started))
+            sys.stderr.flush()
+
+        progress("starting cluster")
+        results.append(cluster.run_point(point, args.dir, progress))
+    sys.stderr.write("\r[%s] %d/%d done in %.0fs\x1b[K\n" % ("#" * 30, len(points), len(points),
+                                                              time.monotonic() - started))
+    print(cluster.table(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+        print("all figures written to %s" % args.json)
+    if args.plot:
+        for path in cluster.plot(results, args.plot):
+            print("chart written to %s" % path)
+    print(cluster.summary_json(results))
+    return 0
+
+
+def _word_list(choices):
+    def parse(text):
+        words = tuple(w for w in text.split(",") if w)
+        bad = [w for w in words if w not in choices]
+        if bad or not words:
+            raise argparse.ArgumentTypeError("expected a comma list of %s, got %r" % ("/".join(choices), text))
+        return words
+    return parse
 
 
 def cmd_init(args):
@@ -131,15 +182,32 @@ def build_parser():
     p.add_argument("-v", "--verbose", action="store_true", help="one line per seed")
     p.set_defaults(func=cmd_sim)
 
-    p = sub.add_parser("bench", help="benchmarks", description="Benchmarks. `storage`: group commit against "
-                       "one synced write per record; the last line is a JSON summary.")
-    p.add_argument("what", nargs="?", default="storage", choices=["storage"], help="which benchmark")
-    p.add_argument("--quick", action="store_true", help="short measurements (well under a minute)")
-    p.add_argument("--groups", type=_int_list, default=None, help="groups per worker, e.g. 1,16,256,4096")
-    p.add_argument("--seconds", type=float, default=None, help="seconds per measurement")
-    p.add_argument("--repeat", type=int, default=None, help="measurements per figure (the median is shown)")
-    p.add_argument("--value-size", type=int, default=100, help="bytes per value (default 100)")
-    p.add_argument("--dir", default=None, help="where the temporary databases go (default: the temp dir)")
+    p = sub.add_parser("bench", help="benchmarks (the main job: a local 3-replica cluster under load)",
+                       description="cluster (default): start a local cluster of 3 replicas (real processes, fsync "
+                       "on, temporary storage) and drive it with client processes; comma lists sweep. storage: "
+                       "group commit against one synced write per record. idle: memory and CPU of idle groups. "
+                       "The last line of output is a JSON summary.")
+    p.add_argument("what", nargs="?", default="cluster", choices=["cluster", "storage", "idle"])
+    p.add_argument("--quick", action="store_true", help="short run (well under a minute)")
+    p.add_argument("--full", action="store_true", help="the full sweep reported in docs/BENCHMARKS.md")
+    p.add_argument("--groups", type=_int_list, default=None, help="groups, e.g. 1,64,10000 (default 64)")
+    p.add_argument("--workers", type=_int_list, default=(2,), help="worker processes per node, e.g. 1,2")
+    p.add_argument("--value-size", type=_int_list, default=(100,), help="bytes per value, e.g. 16,100,1024")
+    p.add_argument("--batching", type=_word_list(("on", "off")), default=("on",),
+                   help="on: adaptive batching; off: one client op per Paxos instance; on,off sweeps")
+    p.add_argument("--clients", type=_int_list, default=(2,), help="client processes")
+    p.add_argument("--concurrency", type=int, default=128, help="operations in flight per client process")
+    p.add_argument("--batch", type=int, default=0, help="operations per client request (0: 32 if batching)")
+    p.add_argument("--mode", choices=("closed", "open"), default="closed", help="closed or open loop")
+    p.add_argument("--rate", type=float, default=0.0, help="open loop: offered ops/s in total")
+    p.add_argument("--duration", type=float, default=8.0, help="measured seconds per point")
+    p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each measurement")
+    p.add_argument("--curve", action="store_true", help="encrypt node-to-node traffic (CURVE)")
+    p.add_argument("--json", default=None, help="write every figure to this file")
+    p.add_argument("--plot", default=None, help="write PNG charts into this directory")
+    p.add_argument("--seconds", type=float, default=None, help="storage/idle: seconds per measurement")
+    p.add_argument("--repeat", type=int, default=None, help="storage: measurements per figure")
+    p.add_argument("--dir", default=None, help="where temporary clusters/databases go (default: temp dir)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("init", help="write the node files, data dirs and CURVE keys of a new cluster",

@@ -984,6 +984,13 @@ cdef class Engine:
             "active": slot in self.active,
         }
 
+    def group_status(self, uint32_t group):
+        """GROUP_OK / GROUP_REPAIRING / GROUP_STOPPED, or GROUP_ABSENT for a group not hosted (cheap)."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            return GROUP_ABSENT
+        return self.status[slot]
+
     def learned(self, uint32_t group):
         """(chosen_next, chain) of a hosted group."""
         cdef Py_ssize_t slot = self.slot_of(group)

@@ -8,27 +8,34 @@ One ZeroMQ frame per request and per reply; little-endian integers.
                     (min epoch: the highest master epoch the client has been told of; a node that knows only
                     an older one is behind, and catches up before it answers)
       STATUS        -
+      PROPOSE_BATCH u32 group | u32 timeout ms | u64 client id | u64 first seq | u64 min epoch | u32 count
+                    | count x (u32 length | op)        (op k gets request seq first seq + k)
       ADD_GROUP     u32 group
       REMOVE_GROUP  u32 group
       SUBSCRIBE     -            (master-change events are then pushed to this client)
     reply    u8 status | u64 request id | body
-      OK            PROPOSE: u64 instance | result;  READ: result;  STATUS: JSON;  others: empty
+      OK            PROPOSE: u64 instance | result;  READ: result;  STATUS: JSON;  others: empty;
+                    PROPOSE_BATCH: u32 count | count x (u64 instance | u32 length | result)
       NOT_MASTER    u16 master to ask instead (0: unknown) | u64 its epoch
       EVENT         u8 kind (1 = master change) | u32 group | u16 master | u64 epoch   (request id 0)
+      BATCH         u32 count | count x (u32 length | reply)   several replies for one client in one frame
+                    (request id 0): a worker sends each client at most one frame per loop turn
       other errors  a UTF-8 message
 """
 import struct
 
 from .. import errors
 
-PROPOSE, READ, STATUS, ADD_GROUP, REMOVE_GROUP, SUBSCRIBE = 1, 2, 3, 4, 5, 6
+PROPOSE, READ, STATUS, ADD_GROUP, REMOVE_GROUP, SUBSCRIBE, PROPOSE_BATCH = 1, 2, 3, 4, 5, 6, 7
 READ_STALE, READ_LEASE, READ_LINEARIZABLE = 0, 1, 2
 READ_MODES = {"stale": READ_STALE, "lease": READ_LEASE, "linearizable": READ_LINEARIZABLE}
 
-OK, TIMEOUT, NOT_MASTER, VALUE_TOO_LARGE, OVERLOADED, GROUP_STOPPED, UNKNOWN_GROUP, BAD_REQUEST, EVENT = range(9)
+OK, TIMEOUT, NOT_MASTER, VALUE_TOO_LARGE, OVERLOADED, GROUP_STOPPED, UNKNOWN_GROUP, BAD_REQUEST, EVENT, BATCH = range(10)
 EVENT_MASTER_CHANGE = 1
 
 _HEAD = struct.Struct("<BQ")
+_U32 = struct.Struct("<I")
+_BATCH_ITEM = struct.Struct("<QI")
 _PROPOSE = struct.Struct("<IIQQQ")
 _READ = struct.Struct("<IBIQ")
 _GROUP = struct.Struct("<I")
@@ -48,6 +55,34 @@ class UnknownGroupError(errors.ProposalError, KeyError):
 # ---------------------------------------------------------------- requests
 def propose_request(req_id, group, timeout_ms, client_id, request_seq, op, min_epoch=0):
     return _HEAD.pack(PROPOSE, req_id) + _PROPOSE.pack(group, timeout_ms, client_id, request_seq, min_epoch) + op
+
+
+def propose_batch_request(req_id, group, timeout_ms, client_id, first_seq, ops, min_epoch=0):
+    parts = [_HEAD.pack(PROPOSE_BATCH, req_id), _PROPOSE.pack(group, timeout_ms, client_id, first_seq, min_epoch),
+             _U32.pack(len(ops))]
+    for op in ops:
+        parts.append(_U32.pack(len(op)))
+        parts.append(op)
+    return b"".join(parts)
+
+
+def _split(body, count, what):
+    """count x (u32 length | bytes) from body."""
+    out = []
+    pos = 0
+    n = len(body)
+    for _ in range(count):
+        if pos + 4 > n:
+            raise BadRequest("%s truncated" % what)
+        (length,) = _U32.unpack_from(body, pos)
+        pos += 4
+        if pos + length > n:
+            raise BadRequest("%s truncated" % what)
+        out.append(bytes(body[pos:pos + length]))
+        pos += length
+    if pos != n:
+        raise BadRequest("%s has %d trailing bytes" % (what, n - pos))
+    return out
 
 
 def read_request(req_id, group, mode, timeout_ms, query, min_epoch=0):
@@ -73,6 +108,11 @@ def decode_request(frame):
             if mode not in (READ_STALE, READ_LEASE, READ_LINEARIZABLE):
                 raise BadRequest("unknown read mode %d" % mode)
             return op, req_id, group, mode, timeout_ms, min_epoch, bytes(body[_READ.size:])
+        if op == PROPOSE_BATCH:
+            group, timeout_ms, client_id, first_seq, min_epoch = _PROPOSE.unpack_from(body)
+            (count,) = _U32.unpack_from(body, _PROPOSE.size)
+            ops = _split(memoryview(body)[_PROPOSE.size + 4:], count, "batch request")
+            return op, req_id, group, timeout_ms, client_id, first_seq, min_epoch, ops
         if op in (ADD_GROUP, REMOVE_GROUP):
             (group,) = _GROUP.unpack_from(body)
             return op, req_id, group
@@ -90,6 +130,40 @@ def reply(status, req_id, body=b""):
 
 def propose_ok(req_id, instance, result):
     return _HEAD.pack(OK, req_id) + _INSTANCE.pack(instance) + result
+
+
+def propose_batch_ok(req_id, results):
+    """results: [(instance, result bytes)]."""
+    parts = [_HEAD.pack(OK, req_id), _U32.pack(len(results))]
+    for instance, result in results:
+        parts.append(_BATCH_ITEM.pack(instance, len(result)))
+        parts.append(result)
+    return b"".join(parts)
+
+
+def decode_propose_batch_ok(body):
+    (count,) = _U32.unpack_from(body)
+    pos = 4
+    out = []
+    for _ in range(count):
+        instance, length = _BATCH_ITEM.unpack_from(body, pos)
+        pos += _BATCH_ITEM.size
+        out.append((instance, bytes(body[pos:pos + length])))
+        pos += length
+    return out
+
+
+def reply_batch(frames):
+    parts = [_HEAD.pack(BATCH, 0), _U32.pack(len(frames))]
+    for frame in frames:
+        parts.append(_U32.pack(len(frame)))
+        parts.append(frame)
+    return b"".join(parts)
+
+
+def split_reply_batch(body):
+    (count,) = _U32.unpack_from(body)
+    return _split(memoryview(body)[4:], count, "reply batch")
 
 
 def not_master(req_id, master, epoch=0):

@@ -23,7 +23,7 @@ import numpy as np
 import zmq
 
 from ..config import NodeConfig, load_config
-from ..core.engine import Engine
+from ..core.engine import GROUP_STOPPED, Engine
 from ..errors import GroupStopped, ValueTooLarge
 from ..replica import envelope
 from ..replica.applier import APPLIED, BARRIER, CLAIMED, FENCED, Applier
@@ -44,7 +44,7 @@ GROUPS_KEY_PREFIX = b"\xffG"          # in the state machine's column family: gr
 
 class Request:
     __slots__ = ("identity", "req_id", "op", "group", "deadline", "started", "client_id", "request_seq", "payload",
-                 "mode", "seq", "min_epoch")
+                 "mode", "seq", "min_epoch", "batch", "index")
 
     def __init__(self, identity, req_id, op, group, deadline, started):
         self.identity = identity
@@ -54,6 +54,22 @@ class Request:
         self.deadline = deadline
         self.started = started
         self.seq = None
+        self.min_epoch = 0
+        self.batch = None          # the Batch this request is one operation of, or None
+        self.index = 0
+
+
+class Batch:
+    """A PROPOSE_BATCH request: its operations are proposed one by one and answered together."""
+
+    __slots__ = ("identity", "req_id", "results", "remaining", "done")
+
+    def __init__(self, identity, req_id, count):
+        self.identity = identity
+        self.req_id = req_id
+        self.results = [None] * count
+        self.remaining = count
+        self.done = False
 
 
 class Worker:
@@ -81,6 +97,10 @@ class Worker:
         self.client.sndhwm = config.max_pending
         self.client.bind(config.me.client_endpoint(index))
         self.subscribers = set()
+        # Replies of one loop turn are sent as one frame per client (rpc.BATCH); PAXOS_CORE_COALESCE_REPLIES=0
+        # sends every reply on its own (kept to measure what coalescing gains).
+        self.coalesce = os.environ.get("PAXOS_CORE_COALESCE_REPLIES", "1") != "0"
+        self.outbox = {}
         self.waiting = {}                 # (group, engine seq) -> Request
         self.parked = {}                  # group -> [Request] waiting for a master
         self.deadlines = []               # heap of (deadline tick, counter, Request)
@@ -174,6 +194,8 @@ class Worker:
                 self.engine.tick(self.ticks)
                 self._on_tick()
             self._cycle()
+            if self.outbox:
+                self._flush_replies()
         self.close()
 
     def _cycle(self):
@@ -216,6 +238,8 @@ class Worker:
             op, req_id = request[0], request[1]
             if op == rpc.PROPOSE:
                 self._on_propose(identity, req_id, *request[2:])
+            elif op == rpc.PROPOSE_BATCH:
+                self._on_propose_batch(identity, req_id, *request[2:])
             elif op == rpc.READ:
                 self._on_read(identity, req_id, *request[2:])
             elif op == rpc.STATUS:
@@ -241,7 +265,7 @@ class Worker:
             where = "" if worker == self.index else " (group %d lives on worker %d)" % (group, worker)
             self._send(identity, rpc.error_reply(rpc.UNKNOWN_GROUP, req_id, "no group %d here%s" % (group, where)))
             return False
-        if self.engine.group_view(group)["status"] == "stopped":
+        if self.engine.group_status(group) == GROUP_STOPPED:
             self._send(identity, rpc.error_reply(rpc.GROUP_STOPPED, req_id, "group %d is stopped: %s"
                                                  % (group, self.engine.stop_reasons.get(group))))
             return False
@@ -265,6 +289,30 @@ class Worker:
         req = self._new_request(identity, req_id, rpc.PROPOSE, group, timeout_ms)
         req.client_id, req.request_seq, req.payload, req.min_epoch = client_id, request_seq, op, min_epoch
         self._route(req)
+
+    def _on_propose_batch(self, identity, req_id, group, timeout_ms, client_id, first_seq, min_epoch, ops):
+        if not self._check_group(identity, req_id, group):
+            return
+        too_big = [len(op) for op in ops if len(op) > self.config.max_value_bytes]
+        if too_big:
+            self._send(identity, rpc.error_reply(rpc.VALUE_TOO_LARGE, req_id, "value of %d bytes exceeds "
+                                                 "max_value_bytes=%d" % (too_big[0], self.config.max_value_bytes)))
+            return
+        if not ops:
+            self._send(identity, rpc.propose_batch_ok(req_id, []))
+            return
+        if self.pending_count() + len(ops) > self.config.max_pending:
+            self.stats["overloaded"] += len(ops)
+            self._send(identity, rpc.error_reply(rpc.OVERLOADED, req_id, "worker has %d requests pending"
+                                                 % self.pending_count()))
+            return
+        batch = Batch(identity, req_id, len(ops))
+        first = self._new_request(identity, req_id, rpc.PROPOSE, group, timeout_ms)
+        for k, op in enumerate(ops):
+            req = first if k == 0 else Request(identity, req_id, rpc.PROPOSE, group, first.deadline, first.started)
+            req.client_id, req.request_seq, req.payload, req.min_epoch = client_id, first_seq + k, op, min_epoch
+            req.batch, req.index = batch, k
+            self._route(req)
 
     def _on_read(self, identity, req_id, group, mode, timeout_ms, min_epoch, query):
         if not self._check_group(identity, req_id, group):
@@ -296,7 +344,7 @@ class Worker:
             return
         master = masters.known_master(slot, self.ticks)
         if master and master != self.node_id:
-            self._send(req.identity, rpc.not_master(req.req_id, master, int(masters.epoch[slot])))
+            self._reply_frame(req, rpc.not_master(req.req_id, master, int(masters.epoch[slot])))
             return
         self.parked.setdefault(req.group, []).append(req)
         if masters.claim_due(slot, self.ticks):
@@ -338,10 +386,19 @@ class Worker:
         if req is None:
             return                         # answered already (timeout), or a duplicate
         if kind == APPLIED:
-            self._send(req.identity, rpc.propose_ok(req.req_id, instance, data))
-            self.latency.observe(time.monotonic() - req.started)
+            batch = req.batch
+            if batch is None:
+                self._send(req.identity, rpc.propose_ok(req.req_id, instance, data))
+                self.latency.observe(time.monotonic() - req.started)
+            elif not batch.done:
+                batch.results[req.index] = (instance, data)
+                batch.remaining -= 1
+                if batch.remaining == 0:
+                    batch.done = True
+                    self._send(batch.identity, rpc.propose_batch_ok(batch.req_id, batch.results))
+                    self.latency.observe(time.monotonic() - req.started)
         elif kind == FENCED:
-            self._send(req.identity, rpc.not_master(req.req_id, data, int(self.masters.epoch[self.slot_of(group)])))
+            self._reply_frame(req, rpc.not_master(req.req_id, data, int(self.masters.epoch[self.slot_of(group)])))
         elif kind == BARRIER:
             self._send(req.identity, rpc.reply(rpc.OK, req.req_id, self.sm.read(group, req.payload)))
             self.latency.observe(time.monotonic() - req.started)
@@ -471,9 +528,33 @@ class Worker:
     def _reply_error(self, req, status, message):
         if status == rpc.TIMEOUT:
             self.stats["timeouts"] += 1
-        self._send(req.identity, rpc.error_reply(status, req.req_id, message))
+        self._reply_frame(req, rpc.error_reply(status, req.req_id, message))
+
+    def _reply_frame(self, req, frame):
+        """Answer a request with an error or redirect; for an operation of a batch, the whole batch."""
+        batch = req.batch
+        if batch is None:
+            self._send(req.identity, frame)
+        elif not batch.done:
+            batch.done = True
+            self._send(batch.identity, frame)
 
     def _send(self, identity, frame):
+        if self.coalesce:
+            frames = self.outbox.get(identity)
+            if frames is None:
+                self.outbox[identity] = [frame]
+            else:
+                frames.append(frame)
+            return
+        self._send_now(identity, frame)
+
+    def _flush_replies(self):
+        outbox, self.outbox = self.outbox, {}
+        for identity, frames in outbox.items():
+            self._send_now(identity, frames[0] if len(frames) == 1 else rpc.reply_batch(frames))
+
+    def _send_now(self, identity, frame):
         try:
             self.client.send_multipart([identity, frame], zmq.NOBLOCK)
         except zmq.Again:

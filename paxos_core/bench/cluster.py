@@ -1,0 +1,367 @@
+"""`paxos-core bench`: a local 3-replica cluster under load, measured.
+
+Every point of a sweep starts a fresh cluster of 3 nodes (real processes, fsync on, storage in a temporary
+directory deleted afterwards), elects a master for every group, then starts client processes
+(paxos_core.bench.loadgen) that drive KV puts for `duration` seconds after a warm-up. It reports committed
+ops/s, latency percentiles, fsyncs and messages per op (summed over the 3 replicas), CPU seconds per op by
+role (replica workers; the node supervisors/facades; the client processes, which include the facade's
+client library), and peak memory per replica.
+"""
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import tomli_w
+
+from ..client import Client
+from ..config import load_cluster, write_cluster
+from ..errors import PaxosError
+from ..statemachine import kv
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Point:
+    groups: int = 64
+    workers: int = 2
+    value_size: int = 100
+    batching: str = "on"          # "on": adaptive batching (and batch requests); "off": one op per instance
+    clients: int = 2              # client processes
+    concurrency: int = 128        # coroutines per client process (closed loop)
+    batch: int = 0                # operations per request; 0 = 32 when batching is on, 1 when off
+    mode: str = "closed"
+    rate: float = 0.0             # open loop: total ops/s over all clients
+    duration: float = 5.0
+    warmup: float = 1.0
+    curve: bool = False
+
+    def request_batch(self):
+        if self.batch:
+            return self.batch
+        return 32 if self.batching == "on" else 1
+
+
+# ---------------------------------------------------------------------------------------------- /proc
+def cpu_seconds(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def peak_rss(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def rss(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- cluster
+class BenchCluster:
+    """Three nodes on loopback in a temporary directory, stopped and deleted on close()."""
+
+    def __init__(self, point, base_dir=None):
+        self.point = point
+        self.dir = tempfile.mkdtemp(prefix="paxos-bench-", dir=base_dir)
+        self.procs = {}
+        self.logs = {}
+        self.client = None
+        cluster_dir = os.path.join(self.dir, "cluster")
+        write_cluster(cluster_dir, nodes=3, workers=point.workers, groups=point.groups, curve=point.curve)
+        self.cluster_dir = cluster_dir
+        for path in sorted(p for p in os.listdir(cluster_dir) if p.endswith(".toml")):
+            full = os.path.join(cluster_dir, path)
+            with open(full, "rb") as f:
+                doc = tomllib.load(f)
+            paxos = doc.setdefault("paxos", {})
+            if point.batching == "off":
+                paxos["max_batch_count"] = 1
+            if point.value_size > 512 * 1024:
+                paxos["max_value_bytes"] = point.value_size + 1024
+                paxos["max_batch_bytes"] = point.value_size + 1024
+            doc.setdefault("limits", {})["max_pending"] = max(20000, point.clients * point.concurrency
+                                                              * point.request_batch() * 2)
+            with open(full, "wb") as f:
+                f.write(tomli_w.dumps(doc).encode())
+        self.configs = load_cluster(cluster_dir)
+
+    def start(self, timeout=60.0):
+        for cfg in self.configs:
+            log = open(os.path.join(self.dir, "node%d.log" % cfg.node_id), "wb")
+            self.logs[cfg.node_id] = log
+            self.procs[cfg.node_id] = subprocess.Popen(
+                [sys.executable, "-m", "paxos_core", "node", str(cfg.path), "--log-level", "warning"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.client = Client.from_config(self.configs[0], default_timeout=10.0)
+        deadline = time.monotonic() + timeout
+        while True:
+            statuses = self.client.status(timeout=1.0)
+            if all("error" not in s for s in statuses):
+                break
+            if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs.values()):
+                problems = [s for s in statuses if "error" in s]
+                logs = []
+                for node_id in self.logs:
+                    self.logs[node_id].flush()
+                    with open(os.path.join(self.dir, "node%d.log" % node_id), "rb") as f:
+                        logs.append("--- node %d log:\n%s" % (node_id, f.read()[-3000:].decode(errors="replace")))
+                raise RuntimeError("bench cluster did not start: %s\n%s" % (problems, "\n".join(logs)))
+            time.sleep(0.2)
+        return self
+
+    def elect(self, concurrency=256):
+        """One put per group, so that every group has a master before the measurement."""
+        pending = []
+        for g in range(self.point.groups):
+            pending.append(self.client.propose_future(g, kv.encode_put(b"warm", b"up"), timeout=30.0))
+            if len(pending) >= concurrency:
+                pending.pop(0).result()
+        for f in pending:
+            f.result()
+
+    def worker_stats(self):
+        statuses = self.client.status(timeout=10.0)
+        return statuses
+
+    def pids(self):
+        roles = {"workers": [], "supervisors": [p.pid for p in self.procs.values()]}
+        per_node = {n: [p.pid] for n, p in self.procs.items()}
+        for s in self.worker_stats():
+            if "pid" in s:
+                roles["workers"].append(s["pid"])
+                per_node[s["node"]].append(s["pid"])
+        return roles, per_node
+
+    def close(self):
+        if self.client is not None:
+            self.client.close()
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        for log in self.logs.values():
+            log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _sum_stat(statuses, *path):
+    total = 0
+    for s in statuses:
+        v = s
+        for key in path:
+            v = v.get(key, 0) if isinstance(v, dict) else 0
+        total += v or 0
+    return total
+
+
+# ---------------------------------------------------------------------------------------------- one point
+def run_point(point, base_dir=None, progress=None):
+    cluster = BenchCluster(point, base_dir)
+    clients = []
+    try:
+        cluster.start()
+        if progress:
+            progress("electing masters for %d groups" % point.groups)
+        cluster.elect()
+        roles, per_node = cluster.pids()
+        out_prefix = os.path.join(cluster.dir, "client")
+        per_client_rate = point.rate / point.clients if point.rate else 0
+        for k in range(point.clients):
+            argv = [sys.executable, "-m", "paxos_core.bench.loadgen", "--cluster", cluster.cluster_dir,
+                    "--out", "%s%d" % (out_prefix, k), "--groups", str(point.groups),
+                    "--concurrency", str(point.concurrency), "--value-size", str(point.value_size),
+                    "--batch", str(point.request_batch()), "--mode", point.mode,
+                    "--rate", str(per_client_rate or 1000), "--warmup", str(point.warmup),
+                    "--duration", str(point.duration)]
+            clients.append(subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                            stderr=subprocess.DEVNULL, text=True))
+        for proc in clients:
+            line = proc.stdout.readline()
+            if line.strip() != "ready":
+                raise RuntimeError("bench client did not start")
+        for proc in clients:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        client_pids = [p.pid for p in clients]
+        time.sleep(point.warmup)
+        before_stats = cluster.worker_stats()
+        before_cpu = {role: sum(cpu_seconds(p) for p in pids) for role, pids in roles.items()}
+        before_cpu["clients"] = sum(cpu_seconds(p) for p in client_pids)
+        t0 = time.monotonic()
+        if progress:
+            progress("measuring for %.0fs" % point.duration)
+        time.sleep(point.duration)
+        elapsed = time.monotonic() - t0
+        after_cpu = {role: sum(cpu_seconds(p) for p in pids) for role, pids in roles.items()}
+        after_cpu["clients"] = sum(cpu_seconds(p) for p in client_pids)
+        after_stats = cluster.worker_stats()
+        for proc in clients:
+            proc.wait(timeout=point.duration + 60)
+        ops = 0
+        errors = {}
+        rates = []
+        lat = []
+        for k in range(point.clients):
+            with open("%s%d.json" % (out_prefix, k)) as f:
+                summary = json.load(f)
+            ops += summary["ops"]
+            rates.append(summary["ops"] / summary["window"])
+            for name, n in summary["errors"].items():
+                errors[name] = errors.get(name, 0) + n
+            lat.append(np.load("%s%d.npy" % (out_prefix, k)))
+        latencies = np.concatenate(lat) if lat else np.zeros(0)
+        ops_per_sec = sum(rates)
+        measured_ops = max(1, ops_per_sec * elapsed)
+        fsyncs = _sum_stat(after_stats, "log", "syncs") - _sum_stat(before_stats, "log", "syncs")
+        messages = (_sum_stat(after_stats, "counters", "msg_out") - _sum_stat(before_stats, "counters", "msg_out"))
+        instances = (_sum_stat(after_stats, "counters", "chosen") - _sum_stat(before_stats, "counters", "chosen")) / 3
+        cpu = {role: (after_cpu[role] - before_cpu[role]) / measured_ops * 1e6 for role in after_cpu}
+        peak = max(sum(peak_rss(p) for p in pids) for pids in per_node.values())
+        pct = (lambda q: float(np.percentile(latencies, q) * 1000)) if len(latencies) else (lambda q: None)
+        return {
+            "point": asdict(point),
+            "groups": point.groups, "workers": point.workers, "value_size": point.value_size,
+            "batching": point.batching, "clients": point.clients, "concurrency": point.concurrency,
+            "mode": point.mode, "offered_rate": point.rate or None,
+            "ops_per_sec": round(ops_per_sec, 1),
+            "p50_ms": pct(50), "p99_ms": pct(99), "p999_ms": pct(99.9),
+            "fsyncs_per_op": fsyncs / measured_ops, "messages_per_op": messages / measured_ops,
+            "ops_per_instance": measured_ops / instances if instances else None,
+            "cpu_us_per_op": cpu, "peak_rss_mb_per_replica": peak / 2 ** 20,
+            "errors": errors, "duration": elapsed,
+        }
+    finally:
+        for proc in clients:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        cluster.close()
+
+
+# ---------------------------------------------------------------------------------------------- sweeps
+def points_from(args):
+    grid = itertools.product(args.groups, args.workers, args.value_size, args.batching, args.clients)
+    out = []
+    for groups, workers, value, batching, clients in grid:
+        out.append(Point(groups=groups, workers=workers, value_size=value, batching=batching, clients=clients,
+                         concurrency=args.concurrency, batch=args.batch, mode=args.mode,
+                         rate=args.rate, duration=args.duration, warmup=args.warmup, curve=args.curve))
+    return out
+
+
+def full_sweep(duration=5.0):
+    """The sweep docs/BENCHMARKS.md reports: groups x batching, then workers, then value sizes."""
+    pts = []
+    for batching in ("off", "on"):
+        for g in (1, 4, 16, 64, 256, 1024, 10000):
+            pts.append(Point(groups=g, batching=batching, duration=duration))
+        for w in (1,):
+            pts.append(Point(groups=64, workers=w, batching=batching, duration=duration))
+        for v in (16, 1024, 100 * 1024):
+            pts.append(Point(groups=64, value_size=v, batching=batching, duration=duration,
+                             concurrency=16 if v > 10000 else 128))
+    return pts
+
+
+def table(results):
+    head = ("%7s %3s %7s %5s %9s %8s %8s %8s %7s %7s %8s %8s %8s %7s"
+            % ("groups", "wrk", "value", "batch", "ops/s", "p50ms", "p99ms", "p999ms", "fsync/op", "msg/op",
+               "cpu-w", "cpu-f", "cpu-c", "MB/rep"))
+    lines = [head, "-" * len(head)]
+    for r in results:
+        c = r["cpu_us_per_op"]
+        lines.append("%7d %3d %7d %5s %9.0f %8.2f %8.2f %8.2f %7.3f %7.2f %8.1f %8.1f %8.1f %7.0f" % (
+            r["groups"], r["workers"], r["value_size"], r["batching"], r["ops_per_sec"], r["p50_ms"] or 0,
+            r["p99_ms"] or 0, r["p999_ms"] or 0, r["fsyncs_per_op"], r["messages_per_op"], c["workers"],
+            c["supervisors"], c["clients"], r["peak_rss_mb_per_replica"]))
+    lines.append("cpu-w/f/c: CPU microseconds per op of the replica workers / node supervisors / client "
+                 "processes, summed over the 3 replicas")
+    return "\n".join(lines)
+
+
+def summary_json(results):
+    keys = ("ops_per_sec", "p50_ms", "p99_ms", "p999_ms", "fsyncs_per_op", "messages_per_op", "groups",
+            "workers", "value_size", "batching")
+    rows = [{k: (round(r[k], 4) if isinstance(r[k], float) else r[k]) for k in keys} for r in results]
+    return json.dumps(rows[0] if len(rows) == 1 else rows)
+
+
+def plot(results, directory):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(directory, exist_ok=True)
+    files = []
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for batching in ("off", "on"):
+        rows = sorted((r for r in results if r["batching"] == batching and r["value_size"] == 100
+                       and r["workers"] == 2 and r["mode"] == "closed"), key=lambda r: r["groups"])
+        if rows:
+            ax.plot([r["groups"] / 2 for r in rows], [r["ops_per_sec"] for r in rows], marker="o",
+                    label="batching %s" % batching)
+    ax.set_xscale("log")
+    ax.set_xlabel("groups per core (3 replicas on one 2-core machine)")
+    ax.set_ylabel("committed ops/s")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    ax.set_title("paxos-core: throughput against groups per core")
+    path = os.path.join(directory, "ops_vs_groups.png")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    files.append(path)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for batching in ("off", "on"):
+        rows = sorted((r for r in results if r["batching"] == batching and r["p99_ms"] is not None),
+                      key=lambda r: r["ops_per_sec"])
+        if rows:
+            ax.plot([r["ops_per_sec"] for r in rows], [r["p99_ms"] for r in rows], marker="o", linestyle="",
+                    label="p99, batching %s" % batching)
+            ax.plot([r["ops_per_sec"] for r in rows], [r["p50_ms"] for r in rows], marker="x", linestyle="",
+                    label="p50, batching %s" % batching)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("committed ops/s")
+    ax.set_ylabel("latency (ms)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    ax.set_title("paxos-core: latency against throughput")
+    path = os.path.join(directory, "latency_vs_throughput.png")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    files.append(path)
+    plt.close(fig)
+    return files
