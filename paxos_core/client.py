@@ -425,7 +425,7 @@ class Client:
             while self._inbox:
                 self._send(self._inbox.popleft())
             for sock, _ in events.items():
-                if sock is self._wake_r:
+                if sock == self._wake_r:          # an int fd: compare by value (`is` fails above 256)
                     continue
                 while True:
                     try:

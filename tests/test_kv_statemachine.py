@@ -784,3 +784,19 @@ def test_store_layout_is_documented():
     assert data[prefix + b"s" + struct.pack(">Q", 9)] == struct.pack(">QIQ", 0, 0, 3) + b"\x00"
     assert len(data) == 3
     assert "group | \"d\" | user key" in kvmod.__doc__
+
+
+def test_idle_groups_are_unloaded_and_reload_with_their_sessions():
+    store = MemoryStore()
+    sm = KVStateMachine(store, max_loaded_groups=3)
+    kv = kvmod
+    for group in range(10):
+        sm.apply_batch(group, [(0, [(77, 1, kv.encode_put(b"k", b"v%d" % group))])])
+        sm.flush()
+    assert len(sm._groups) == 3
+    # A group unloaded long ago still knows its session: a retry is answered, not applied again.
+    result = sm.apply_batch(0, [(1, [(77, 1, kv.encode_put(b"k", b"other"))])])
+    assert kv.decode_result(result[0][0]).status == kv.OK
+    sm.flush()
+    assert kv.decode_result(sm.read(0, kv.encode_get(b"k"))).value == b"v0"
+    assert sm.applied_next(0) == 2 and sm.applied_next(9) == 1

@@ -140,7 +140,7 @@ class PeerTransport:
             count = enc.count
             frame = enc.finish()
             try:
-                self.push[dest].send(frame, zmq.NOBLOCK, copy=len(frame) < 65536)
+                self.push[dest].send(frame, zmq.NOBLOCK)
                 self.sent_frames += 1
                 self.sent_messages += count
             except zmq.Again:

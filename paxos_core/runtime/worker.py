@@ -484,6 +484,11 @@ class Worker:
     def _on_remove_group(self, identity, req_id, group):
         if group in self.hosted:
             self.engine.remove_group(group)
+            # The engine may already hold effects of this group (records to write, chosen values to apply):
+            # carry them out now, while the group still exists, so that none lands after its data is deleted
+            # (records written after delete_group would come back at the next start; a chosen value applied
+            # after drop_group is out of order for the emptied state machine and kills the worker).
+            self._cycle()
             self.hosted.discard(group)
             self.sm.drop_group(group)
             self.sm.flush()

@@ -71,6 +71,7 @@ OP_CAS = 4
 
 MAX_KEY_BYTES = 64 * 1024
 DEFAULT_MAX_SESSIONS = 100_000
+DEFAULT_MAX_LOADED_GROUPS = 4096
 ABSENT = 0xFFFFFFFF
 _U64_MAX = (1 << 64) - 1
 _HAS_VALUE = 0x80
@@ -211,13 +212,18 @@ class _Group:
 class KVStateMachine(StateMachine):
     """A replicated key-value map per group, with exactly-once client sessions. See the module docstring."""
 
-    def __init__(self, store, max_sessions=DEFAULT_MAX_SESSIONS):
+    def __init__(self, store, max_sessions=DEFAULT_MAX_SESSIONS, max_loaded_groups=DEFAULT_MAX_LOADED_GROUPS):
         if operator.index(max_sessions) < 1:
             raise ValueError("max_sessions must be at least 1")
+        if operator.index(max_loaded_groups) < 1:
+            raise ValueError("max_loaded_groups must be at least 1")
+        # Groups used recently stay loaded (their session index in memory); beyond this many, the least
+        # recently used are unloaded after a flush, so idle groups cost the store, not memory.
+        self.max_loaded_groups = int(max_loaded_groups)
         self._store = store
         self._store_get = store.get
         self.max_sessions = int(max_sessions)
-        self._groups = {}       # group -> _Group (loaded groups; the overlay holds keys of these only)
+        self._groups = collections.OrderedDict()   # group -> _Group, least recently used first
         self._pending = {}      # store key -> value, or None for a delete: this cycle's changes
         self._drops = {}        # group -> (begin, end): range deletes for this cycle
         self._fresh = []        # groups whose `fresh` flag ends with this cycle's write
@@ -227,6 +233,7 @@ class KVStateMachine(StateMachine):
     def _group(self, group):
         g = self._groups.get(group)
         if g is not None:
+            self._groups.move_to_end(group)
             return g
         group = _group_id(group)
         g = self._groups.get(group)
@@ -540,6 +547,9 @@ class KVStateMachine(StateMachine):
         for g in self._fresh:
             g.fresh = False
         self._fresh.clear()
+        groups = self._groups
+        while len(groups) > self.max_loaded_groups:
+            groups.popitem(last=False)      # clean after the write above; reloaded from the store on use
 
     # --- introspection ---
 
