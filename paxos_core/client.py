@@ -32,7 +32,7 @@ from .runtime import rpc
 
 log = logging.getLogger("paxos_core.client")
 
-MAX_REDIRECTS = 8
+REDIRECT_PAUSE_EVERY = 4         # after this many redirects in a row, wait a little before following more
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class ProposeResult:
 
 class _Request:
     __slots__ = ("future", "kind", "group", "body", "deadline", "node", "tried", "req_id", "sent_at", "hops",
-                 "session", "own_session", "retry_at")
+                 "session", "own_session", "retry_at", "pinned")
 
     def __init__(self, future, kind, group, body, deadline, node):
         self.future = future
@@ -61,6 +61,7 @@ class _Request:
         self.hops = 0
         self.session = None
         self.own_session = False    # session taken from this client's pool (returned to it on success)
+        self.pinned = False         # only ever sent to `node` (a stale read of that node)
         self.retry_at = 0.0
 
 
@@ -179,6 +180,7 @@ class Client:
         return await asyncio.wrap_future(self.propose_future(group, op, timeout, request_id, node))
 
     def read_future(self, group, query, mode="lease", timeout=None, node=None):
+        """A stale read with `node` given reads that node only (its state is what was asked for)."""
         if mode not in rpc.READ_MODES:
             raise ValueError("read mode must be one of %s, got %r" % (", ".join(rpc.READ_MODES), mode))
         timeout = self.default_timeout if timeout is None else timeout
@@ -188,7 +190,9 @@ class Client:
         def body(req_id, remaining_ms, min_epoch):
             return rpc.read_request(req_id, group, code, remaining_ms, query, min_epoch)
 
-        self._submit(_Request(future, rpc.READ, group, body, time.monotonic() + timeout, node))
+        req = _Request(future, rpc.READ, group, body, time.monotonic() + timeout, node)
+        req.pinned = mode == "stale" and node is not None
+        self._submit(req)
         return future
 
     def read(self, group, query, mode="lease", timeout=None, node=None):
@@ -292,8 +296,8 @@ class Client:
         return req.group % self.workers
 
     def _pick_node(self, req):
-        if req.kind not in (rpc.PROPOSE, rpc.PROPOSE_BATCH, rpc.READ):
-            return req.node                       # admin requests are for one node only
+        if req.pinned or req.kind not in (rpc.PROPOSE, rpc.PROPOSE_BATCH, rpc.READ):
+            return req.node                       # admin requests and pinned reads are for one node only
         if req.node is not None and req.node not in req.tried:
             return req.node
         hint = self._master_hint.get(req.group)
@@ -322,7 +326,7 @@ class Client:
             self._socket(node, self._worker_of(req)).send(frame, zmq.NOBLOCK)
         except zmq.Again:                 # no connection to that node (yet): try another one soon
             del self._pending[req.req_id]
-            if req.kind in (rpc.PROPOSE, rpc.PROPOSE_BATCH, rpc.READ):
+            if req.kind in (rpc.PROPOSE, rpc.PROPOSE_BATCH, rpc.READ) and not req.pinned:
                 req.tried.add(node)
                 req.node = None
             req.retry_at = now + 0.02
@@ -394,25 +398,51 @@ class Client:
                 self._master_hint[req.group] = master
             else:
                 self._master_hint.pop(req.group, None)
+            # Keep following redirects until the request's own deadline: a master that just died is still
+            # named by the others until its lease runs out, and a new one is elected soon after. Pause now
+            # and then so that a redirect loop between lagging nodes does not spin.
             req.hops += 1
-            if req.hops <= MAX_REDIRECTS:
-                if master and master in self.endpoints and master != req.node:
-                    self._send(req, master)
-                else:
-                    req.tried.add(req.node)
-                    req.node = None
-                    req.retry_at = time.monotonic() + 0.05
+            pause = 0.0 if req.hops % REDIRECT_PAUSE_EVERY else 0.05
+            if master and master in self.endpoints and master != req.node and master not in req.tried:
+                if pause:
+                    req.node = master
+                    req.retry_at = time.monotonic() + pause
                     self._retry.append(req)
-                return
+                else:
+                    self._send(req, master)
+            else:
+                req.tried.add(req.node)
+                req.node = None
+                req.retry_at = time.monotonic() + max(pause, 0.02)
+                self._retry.append(req)
+            return
         try:
             rpc.raise_for(status, body, req.session)
         except errors.PaxosError as exc:
             self._finish(req, exc=exc)
 
     def _io_loop(self):
+        """The I/O thread. An unexpected error fails the requests in flight (instead of leaving their
+        callers waiting forever), is logged, and the loop carries on."""
         self._poller = zmq.Poller()
         self._poller.register(self._wake_r, zmq.POLLIN)
         self._retry = []
+        while True:
+            try:
+                self._io_loop_body()
+                return
+            except Exception as exc:         # a bug: never leave callers hanging
+                log.exception("paxos-core client I/O thread error; failing the requests in flight")
+                failed = list(self._pending.values()) + self._retry
+                self._pending.clear()
+                self._retry = []
+                for req in failed:
+                    if not req.future.done():
+                        req.future.set_exception(errors.PaxosError("client I/O error: %r" % (exc,)))
+                if self._closed:
+                    return
+
+    def _io_loop_body(self):
         last_scan = 0.0
         while not self._closed:
             events = dict(self._poller.poll(10))
@@ -448,7 +478,7 @@ class Client:
                     if now >= req.deadline:
                         del self._pending[req_id]
                         self._fail_timeout(req)
-                    elif (now - req.sent_at >= self.attempt_timeout
+                    elif (now - req.sent_at >= self.attempt_timeout and not req.pinned
                           and req.kind in (rpc.PROPOSE, rpc.PROPOSE_BATCH, rpc.READ)):
                         del self._pending[req_id]        # that node is silent: try another
                         if self._master_hint.get(req.group) == req.node:

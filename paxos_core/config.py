@@ -117,7 +117,9 @@ _NODE_KEYS = ("id", "data_dir")
 # write_cluster's port layout: node k (0-based) uses base + 300*k + {0: peer, 100: client, 200: metrics}.
 _PORT_BLOCK = 100
 _PORT_KINDS = ("peer", "client", "metrics")
-_RANDOM_BASE_RANGE = (20000, 50000)
+# Random bases stay below Linux's ephemeral port range (32768-60999): a port there can be taken by an
+# outgoing connection (a node reconnecting to a peer) between the check and the bind.
+_RANDOM_BASE_RANGE = (10000, 32768)
 _RANDOM_BASE_TRIES = 200
 
 _WILDCARD_HOSTS = ("*", "0.0.0.0", "::", "[::]", "")
@@ -705,7 +707,7 @@ def write_cluster(directory, nodes=3, workers=2, groups=16, host="127.0.0.1", ba
     Files: ``<dir>/node<id>.toml`` (ids 1..nodes), data dirs ``<dir>/data/node<id>``, and when ``curve`` is
     true ``<dir>/keys/node<id>.key`` (public) and ``node<id>.key_secret`` (secret, mode 0600; the keys
     directory is mode 0700). Ports: node k (0-based) uses peer/client/metrics bases ``base + 300*k +
-    0/100/200``, worker i each base + i. ``base_port`` None picks a random base in [20000, 50000) at which
+    0/100/200``, worker i each base + i. ``base_port`` None picks a random base in [10000, 32768 - span) at which
     every one of those ports is free on ``host`` now (checked by binding; not checked when ``host`` is not an
     address of this machine, nor when ``base_port`` is given). ``cluster_id`` None draws a random id in
     1..2**63-1 (a u64 that every TOML parser accepts).
@@ -733,7 +735,7 @@ def write_cluster(directory, nodes=3, workers=2, groups=16, host="127.0.0.1", ba
         base_port = _arg_int("base_port", base_port, 1, 65536 - span)
     else:
         lo, hi = _RANDOM_BASE_RANGE
-        hi = min(hi, 65536 - span)
+        hi = hi - span
         for _ in range(_RANDOM_BASE_TRIES):
             candidate = lo + secrets.randbelow(hi - lo)
             ports = [p + w for node in _cluster_ports(candidate, nodes, workers) for p in node.values()

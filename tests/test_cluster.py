@@ -408,6 +408,43 @@ def test_groups_added_at_runtime_survive_a_restart_and_can_be_removed(cluster_fa
         assert "Traceback" not in open(cluster.procs[node].stderr, errors="replace").read()
 
 
+def test_a_group_removed_and_added_again_starts_empty_and_works(cluster_factory):
+    cluster = cluster_factory(nodes=3, workers=2, groups=GROUPS)
+    client = cluster.client(prefer=1)
+    new = GROUPS + 5
+    client.add_group(new)
+    for i in range(20):
+        client.propose(new, ops.encode_put(b"old%d" % i, b"x"))
+    client.remove_group(new)
+    assert cluster.restart(1) == 0
+    client.add_group(new)
+    result = client.propose(new, ops.encode_put(b"fresh", b"y"), timeout=10.0)
+    assert ops.decode_result(result.result).status == ops.OK
+    assert ops.decode_result(client.read(new, ops.encode_get(b"fresh"), mode="linearizable")) == (ops.OK, b"y")
+    assert ops.decode_result(client.read(new, ops.encode_get(b"old3"), mode="linearizable")).status == ops.NOT_FOUND
+
+
+def test_a_restarted_node_catches_up_on_groups_nobody_writes_to_any_more(cluster_factory):
+    cluster = cluster_factory(nodes=3, workers=2, groups=GROUPS)
+    kv = cluster.kv(prefer=1)
+    by_group = keys_for_groups(b"idle", GROUPS, 2)
+    keys = [k for g in sorted(by_group) for k in by_group[g]]
+    for key in keys[: len(keys) // 2]:
+        kv.put(key, b"before")
+    wait_for(lambda: cluster.converged(groups=range(GROUPS)), 20, message="converged before the kill")
+    cluster.kill(3)
+    for key in keys[len(keys) // 2:]:
+        kv.put(key, b"while-down")
+    cluster.start(3)
+    # No more writes: node 3 must still learn everything it missed, by itself.
+    wait_for(lambda: cluster.converged(nodes=[1, 2, 3], groups=range(GROUPS)), 30,
+             message="node 3 caught up on idle groups")
+    client = cluster.client(prefer=3)
+    for key in keys[len(keys) // 2:]:
+        raw = client.read(key_group(key, GROUPS), ops.encode_get(key), mode="stale", node=3)
+        assert ops.decode_result(raw) == (ops.OK, b"while-down"), key
+
+
 # ---------------------------------------------------------------------------------------------- 7
 
 

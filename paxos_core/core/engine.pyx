@@ -169,8 +169,33 @@ cdef class Engine:
             self.status = self.status_array
             self.n_slots = n
         if self.status[slot] == GROUP_ABSENT:
+            self._reset_slot(slot)
             self.status[slot] = GROUP_OK
         return slot
+
+    def _reset_slot(self, Py_ssize_t slot):
+        """Empty state for a slot that (re)starts hosting a group."""
+        self.acceptor.promised[slot] = 0
+        self.acceptor.top[slot] = 0
+        self.acceptor.accepted.pop(slot, None)
+        self.learner.chosen_next[slot] = 0
+        self.learner.chain[slot] = 0
+        self.learner.known_mark[slot] = 0
+        self.learner.repair_upto[slot] = 0
+        self.learner.catchup_at[slot] = -(1 << 62)
+        self.learner.catchup_src[slot] = 0
+        self.learner.decided.pop(slot, None)
+        self.learner.outstanding.pop(slot, None)
+        self.proposer.ballot[slot] = 0
+        self.proposer.role[slot] = FOLLOWER
+        self.proposer.next_instance[slot] = 0
+        self.proposer.seen_round[slot] = 0
+        self.proposer.timer[slot] = 0
+        self.proposer.mark_sent[slot] = 0
+        self.proposer.leader_heard[slot] = -(1 << 62)
+        self.proposer.groups.pop(slot, None)
+        self.active.pop(slot, None)
+        self.stop_reasons.pop(self.group_of(slot), None)
 
     def remove_group(self, uint32_t group):
         """Stop hosting `group`: its in-memory state is dropped; queued proposals expire."""

@@ -142,7 +142,12 @@ class Worker:
                 self.engine.restore_group(group, state)
         self.masters = MasterTable(self.node_id, self.engine.n_slots, cfg.lease_ticks, cfg.lease_margin,
                                    nonce_base=int.from_bytes(os.urandom(6), "little") << 16)
-        self.last_activity = np.full(self.engine.n_slots, -(1 << 40), np.int64)
+        self.recent = {}          # slot -> tick of the last client request (masters renew busy groups only)
+        # After a restart this node may be behind on groups that nobody writes to any more: ask peers for what
+        # we miss, a few groups per tick, in a few passes (the first may go out before the connections to the
+        # peers are up). A restart costs a few small messages per group, not a timer.
+        self.catchup_passes = [50, 300, 1500] if recovery.groups else []
+        self.catchup_queue = []
         self.applier = Applier(self.node_id, self.sm, self.masters, self.store, self.slot_of)
         replayed = 0
         for group in sorted(hosted):
@@ -179,6 +184,8 @@ class Worker:
         while not self.stopping:
             if self.engine.has_effects():
                 timeout = 0
+            elif self._idle():
+                timeout = 1000.0
             else:
                 timeout = max(0.0, (next_tick - time.monotonic()) * 1000.0)
             poller.poll(timeout)
@@ -330,7 +337,7 @@ class Worker:
     def _route(self, req):
         """Send a proposal or lease read where it can be served: here, to the master, or wait for one."""
         slot = self.slot_of(req.group)
-        self.last_activity[slot] = self.ticks
+        self.recent[slot] = self.ticks
         masters = self.masters
         if req.min_epoch > masters.epoch[slot]:
             # The client was told of a newer master than we know: we are behind. Catch up first.
@@ -427,6 +434,14 @@ class Worker:
     # ------------------------------------------------------------------ timers
     def _on_tick(self):
         now = self.ticks
+        if self.catchup_passes and now >= self.catchup_passes[0]:
+            self.catchup_passes.pop(0)
+            self.catchup_queue = sorted(self.hosted)
+        if self.catchup_queue:
+            for group in self.catchup_queue[-64:]:
+                if group in self.hosted:
+                    self.engine.poke(group)
+            del self.catchup_queue[-64:]
         if now % 32 == 0 and os.getppid() != self.parent:
             log.error("node %d worker %d: the supervisor is gone; stopping", self.node_id, self.index)
             self.stopping = True
@@ -459,9 +474,19 @@ class Worker:
                 self._claim(group)
 
     def _busy_mastered_groups(self, since):
-        slots = np.nonzero((self.masters.master[: len(self.last_activity)] == self.node_id)
-                           & (self.last_activity >= since))[0]
-        return [int(s) * self.workers + self.index for s in slots]
+        """Groups we are master of that had client requests since tick `since` (forgets older ones)."""
+        out = []
+        for slot, last in list(self.recent.items()):
+            if last < since:
+                del self.recent[slot]
+            elif self.masters.master[slot] == self.node_id:
+                out.append(slot * self.workers + self.index)
+        return out
+
+    def _idle(self):
+        """Nothing for timers to do: sleep until a message arrives (idle groups cost no CPU)."""
+        return (not self.engine.active_groups() and not self.waiting and not self.parked and not self.recent
+                and not self.catchup_queue and not self.catchup_passes)
 
     # ------------------------------------------------------------------ groups at run time
     def _on_add_group(self, identity, req_id, group):
@@ -472,9 +497,6 @@ class Worker:
         if group not in self.hosted:
             self.engine.add_group(group)
             self.masters.resize(self.engine.n_slots)
-            if len(self.last_activity) < self.engine.n_slots:
-                extra = self.engine.n_slots - len(self.last_activity)
-                self.last_activity = np.concatenate([self.last_activity, np.full(extra, -(1 << 40), np.int64)])
             self.hosted.add(group)
             self.store.write([(GROUPS_KEY_PREFIX + group.to_bytes(4, "big"), b"+")], [])
             self.store.commit()
