@@ -1,7 +1,8 @@
 """The client side of the facade: talks to the workers' client sockets of any node.
 
-One background I/O thread owns every ZeroMQ socket; callers (any thread, or asyncio) submit requests and get
-``concurrent.futures.Future`` objects, so the blocking and the asyncio APIs share one implementation.
+One background I/O thread owns every ZeroMQ socket; callers (any thread, or asyncio) submit requests; the
+blocking API waits on ``concurrent.futures.Future`` objects, the asyncio API on loop futures that the I/O
+thread completes in bursts (one wake-up of the loop per burst), so both share one implementation.
 
 What the client does for you:
   * sends a request to the worker that hosts its group (`group % workers`) on a preferred node;
@@ -23,6 +24,7 @@ import os
 import secrets
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 
 import zmq
@@ -32,7 +34,10 @@ from .runtime import rpc
 
 log = logging.getLogger("paxos_core.client")
 
-REDIRECT_PAUSE_EVERY = 4         # after this many redirects in a row, wait a little before following more
+REDIRECT_PAUSE_EVERY = 4
+# PAXOS_CORE_CLIENT_LOOP_BRIDGE=0 completes asyncio callers with asyncio.wrap_future, one loop wake-up per
+# result (kept to measure what the bridge gains).
+_LOOP_BRIDGE = os.environ.get("PAXOS_CORE_CLIENT_LOOP_BRIDGE", "1") != "0"         # after this many redirects in a row, wait a little before following more
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,59 @@ class ProposeResult:
     instance: int
     result: bytes
     request_id: tuple
+
+
+class _LoopBridge:
+    """Hands results from the I/O thread to one asyncio loop: one wake-up of the loop per burst of results,
+    not one per result (asyncio.wrap_future costs a thread-safe call - a pipe write - for every future)."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.lock = threading.Lock()
+        self.items = []
+
+    def post(self, future, value, exc):
+        with self.lock:
+            first = not self.items
+            self.items.append((future, value, exc))
+        if first:
+            try:
+                self.loop.call_soon_threadsafe(self.drain)
+            except RuntimeError:       # the loop is closed: nobody is waiting any more
+                pass
+
+    def drain(self):
+        with self.lock:
+            items, self.items = self.items, []
+        for future, value, exc in items:
+            if future.done():
+                continue               # cancelled by the caller
+            if exc is not None:
+                future.set_exception(exc)
+            else:
+                future.set_result(value)
+
+
+class _AsyncSlot:
+    """What the I/O thread completes for an asyncio caller (the Future interface it uses)."""
+
+    __slots__ = ("future", "bridge", "_done")
+
+    def __init__(self, future, bridge):
+        self.future = future
+        self.bridge = bridge
+        self._done = False
+
+    def done(self):
+        return self._done
+
+    def set_result(self, value):
+        self._done = True
+        self.bridge.post(self.future, value, None)
+
+    def set_exception(self, exc):
+        self._done = True
+        self.bridge.post(self.future, None, exc)
 
 
 class _Request:
@@ -96,6 +154,7 @@ class Client:
         self._events_seen = {}             # group -> epoch of the last master change reported to callbacks
         self._lock = threading.Lock()
         self._callbacks = []
+        self._bridges = weakref.WeakKeyDictionary()     # asyncio loop -> _LoopBridge
         self._subscribed = set()
         self._closed = False
         self._thread = threading.Thread(target=self._io_loop, name="paxos-client-io", daemon=True)
@@ -127,11 +186,11 @@ class Client:
             self._sessions.setdefault(group, []).append((client_id, seq + 1))
 
     # ------------------------------------------------------------------ public API
-    def propose_future(self, group, op, timeout=None, request_id=None, node=None):
+    def propose_future(self, group, op, timeout=None, request_id=None, node=None, _future=None):
         """Submit a proposal; a Future of ProposeResult."""
         timeout = self.default_timeout if timeout is None else timeout
         client_id, seq = request_id if request_id is not None else self._take_session(group)
-        future = concurrent.futures.Future()
+        future = _future or concurrent.futures.Future()
 
         def body(req_id, remaining_ms, min_epoch):
             return rpc.propose_request(req_id, group, remaining_ms, client_id, seq, op, min_epoch)
@@ -144,7 +203,7 @@ class Client:
         self._submit(req)
         return future
 
-    def propose_batch_future(self, group, ops, timeout=None, request_id=None, node=None):
+    def propose_batch_future(self, group, ops, timeout=None, request_id=None, node=None, _future=None):
         """Submit many operations of one group in one request; a Future of [ProposeResult] in order.
 
         The operations share one session with consecutive sequence numbers (`request_id` names the first),
@@ -154,7 +213,7 @@ class Client:
         ops = list(ops)
         timeout = self.default_timeout if timeout is None else timeout
         client_id, first = request_id if request_id is not None else self._take_session(group)
-        future = concurrent.futures.Future()
+        future = _future or concurrent.futures.Future()
 
         def body(req_id, remaining_ms, min_epoch):
             return rpc.propose_batch_request(req_id, group, remaining_ms, client_id, first, ops, min_epoch)
@@ -170,22 +229,30 @@ class Client:
         return self.propose_batch_future(group, ops, timeout, request_id, node).result()
 
     async def propose_batch_async(self, group, ops, timeout=None, request_id=None, node=None):
-        return await asyncio.wrap_future(self.propose_batch_future(group, ops, timeout, request_id, node))
+        if not _LOOP_BRIDGE:
+            return await asyncio.wrap_future(self.propose_batch_future(group, ops, timeout, request_id, node))
+        slot = self._async_slot()
+        self.propose_batch_future(group, ops, timeout, request_id, node, _future=slot)
+        return await slot.future
 
     def propose(self, group, op, timeout=None, request_id=None, node=None):
         """Propose `op` to `group`; blocks until it is chosen and applied. Returns ProposeResult."""
         return self.propose_future(group, op, timeout, request_id, node).result()
 
     async def propose_async(self, group, op, timeout=None, request_id=None, node=None):
-        return await asyncio.wrap_future(self.propose_future(group, op, timeout, request_id, node))
+        if not _LOOP_BRIDGE:
+            return await asyncio.wrap_future(self.propose_future(group, op, timeout, request_id, node))
+        slot = self._async_slot()
+        self.propose_future(group, op, timeout, request_id, node, _future=slot)
+        return await slot.future
 
-    def read_future(self, group, query, mode="lease", timeout=None, node=None):
+    def read_future(self, group, query, mode="lease", timeout=None, node=None, _future=None):
         """A stale read with `node` given reads that node only (its state is what was asked for)."""
         if mode not in rpc.READ_MODES:
             raise ValueError("read mode must be one of %s, got %r" % (", ".join(rpc.READ_MODES), mode))
         timeout = self.default_timeout if timeout is None else timeout
         code = rpc.READ_MODES[mode]
-        future = concurrent.futures.Future()
+        future = _future or concurrent.futures.Future()
 
         def body(req_id, remaining_ms, min_epoch):
             return rpc.read_request(req_id, group, code, remaining_ms, query, min_epoch)
@@ -204,7 +271,19 @@ class Client:
         return self.read_future(group, query, mode, timeout, node).result()
 
     async def read_async(self, group, query, mode="lease", timeout=None, node=None):
-        return await asyncio.wrap_future(self.read_future(group, query, mode, timeout, node))
+        if not _LOOP_BRIDGE:
+            return await asyncio.wrap_future(self.read_future(group, query, mode, timeout, node))
+        slot = self._async_slot()
+        self.read_future(group, query, mode, timeout, node, _future=slot)
+        return await slot.future
+
+    def _async_slot(self):
+        """A result slot the I/O thread fills for an asyncio caller (see _LoopBridge)."""
+        loop = asyncio.get_running_loop()
+        bridge = self._bridges.get(loop)
+        if bridge is None:
+            bridge = self._bridges[loop] = _LoopBridge(loop)
+        return _AsyncSlot(loop.create_future(), bridge)
 
     def read_stale(self, group, query, node=None, timeout=None):
         """A local read of possibly old state (no master, no log): cheap, and named for what it is."""

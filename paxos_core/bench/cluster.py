@@ -43,6 +43,8 @@ class Point:
     duration: float = 5.0
     warmup: float = 1.0
     curve: bool = False
+    env: dict = field(default_factory=dict)    # environment of the node processes (e.g. an optimisation off)
+    label: str = ""
 
     def request_batch(self):
         if self.batch:
@@ -115,9 +117,11 @@ class BenchCluster:
         for cfg in self.configs:
             log = open(os.path.join(self.dir, "node%d.log" % cfg.node_id), "wb")
             self.logs[cfg.node_id] = log
+            env = dict(os.environ)
+            env.update(self.point.env)
             self.procs[cfg.node_id] = subprocess.Popen(
                 [sys.executable, "-m", "paxos_core", "node", str(cfg.path), "--log-level", "warning"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         self.client = Client.from_config(self.configs[0], default_timeout=10.0)
         deadline = time.monotonic() + timeout
         while True:
@@ -204,8 +208,10 @@ def run_point(point, base_dir=None, progress=None):
                     "--batch", str(point.request_batch()), "--mode", point.mode,
                     "--rate", str(per_client_rate or 1000), "--warmup", str(point.warmup),
                     "--duration", str(point.duration)]
+            env = dict(os.environ)
+            env.update(point.env)
             clients.append(subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                            stderr=subprocess.DEVNULL, text=True))
+                                            stderr=subprocess.DEVNULL, text=True, env=env))
         for proc in clients:
             line = proc.stdout.readline()
             if line.strip() != "ready":
@@ -253,7 +259,7 @@ def run_point(point, base_dir=None, progress=None):
             "point": asdict(point),
             "groups": point.groups, "workers": point.workers, "value_size": point.value_size,
             "batching": point.batching, "clients": point.clients, "concurrency": point.concurrency,
-            "mode": point.mode, "offered_rate": point.rate or None,
+            "mode": point.mode, "offered_rate": point.rate or None, "variant": point.label or "default",
             "ops_per_sec": round(ops_per_sec, 1),
             "p50_ms": pct(50), "p99_ms": pct(99), "p999_ms": pct(99.9),
             "fsyncs_per_op": fsyncs / measured_ops, "messages_per_op": messages / measured_ops,
@@ -272,11 +278,43 @@ def run_point(point, base_dir=None, progress=None):
 # ---------------------------------------------------------------------------------------------- sweeps
 def points_from(args):
     grid = itertools.product(args.groups, args.workers, args.value_size, args.batching, args.clients)
+    env = dict(kv.split("=", 1) for kv in (args.env or ()))
     out = []
     for groups, workers, value, batching, clients in grid:
-        out.append(Point(groups=groups, workers=workers, value_size=value, batching=batching, clients=clients,
-                         concurrency=args.concurrency, batch=args.batch, mode=args.mode,
-                         rate=args.rate, duration=args.duration, warmup=args.warmup, curve=args.curve))
+        variants = [("default", env)]
+        if args.compare:
+            changed = dict(env)
+            changed.update(dict(kv.split("=", 1) for kv in args.compare))
+            variants.append((",".join(args.compare), changed))
+        for _ in range(args.repeat or 1):
+            for label, variant_env in variants:       # alternate, so both see the same machine noise
+                out.append(Point(groups=groups, workers=workers, value_size=value, batching=batching,
+                                 clients=clients, concurrency=args.concurrency, batch=args.batch, mode=args.mode,
+                                 rate=args.rate, duration=args.duration, warmup=args.warmup, curve=args.curve,
+                                 env=dict(variant_env), label=label))
+    return out
+
+
+def medians(results):
+    """One row per (point, variant): the median of its repeated runs (figures only; first run's settings)."""
+    groups = {}
+    for r in results:
+        p = r["point"]
+        key = (p["groups"], p["workers"], p["value_size"], p["batching"], p["clients"], p["mode"], p["rate"],
+               r["variant"])
+        groups.setdefault(key, []).append(r)
+    out = []
+    for runs in groups.values():
+        row = dict(runs[0])
+        row["runs"] = len(runs)
+        row["ops_per_sec_runs"] = [x["ops_per_sec"] for x in runs]
+        for k in ("ops_per_sec", "p50_ms", "p99_ms", "p999_ms", "fsyncs_per_op", "messages_per_op",
+                  "peak_rss_mb_per_replica"):
+            vals = [x[k] for x in runs if x[k] is not None]
+            row[k] = float(np.median(vals)) if vals else None
+        row["cpu_us_per_op"] = {role: float(np.median([x["cpu_us_per_op"][role] for x in runs]))
+                                for role in runs[0]["cpu_us_per_op"]}
+        out.append(row)
     return out
 
 
@@ -295,16 +333,17 @@ def full_sweep(duration=5.0):
 
 
 def table(results):
-    head = ("%7s %3s %7s %5s %9s %8s %8s %8s %7s %7s %8s %8s %8s %7s"
+    head = ("%7s %3s %7s %5s %9s %8s %8s %8s %7s %7s %8s %8s %8s %7s  %s"
             % ("groups", "wrk", "value", "batch", "ops/s", "p50ms", "p99ms", "p999ms", "fsync/op", "msg/op",
-               "cpu-w", "cpu-f", "cpu-c", "MB/rep"))
+               "cpu-w", "cpu-f", "cpu-c", "MB/rep", "variant"))
     lines = [head, "-" * len(head)]
     for r in results:
         c = r["cpu_us_per_op"]
-        lines.append("%7d %3d %7d %5s %9.0f %8.2f %8.2f %8.2f %7.3f %7.2f %8.1f %8.1f %8.1f %7.0f" % (
+        lines.append("%7d %3d %7d %5s %9.0f %8.2f %8.2f %8.2f %7.3f %7.2f %8.1f %8.1f %8.1f %7.0f  %s%s" % (
             r["groups"], r["workers"], r["value_size"], r["batching"], r["ops_per_sec"], r["p50_ms"] or 0,
             r["p99_ms"] or 0, r["p999_ms"] or 0, r["fsyncs_per_op"], r["messages_per_op"], c["workers"],
-            c["supervisors"], c["clients"], r["peak_rss_mb_per_replica"]))
+            c["supervisors"], c["clients"], r["peak_rss_mb_per_replica"], r.get("variant", "default"),
+            " (median of %d)" % r["runs"] if r.get("runs", 1) > 1 else ""))
     lines.append("cpu-w/f/c: CPU microseconds per op of the replica workers / node supervisors / client "
                  "processes, summed over the 3 replicas")
     return "\n".join(lines)

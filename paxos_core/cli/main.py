@@ -100,15 +100,25 @@ def cmd_bench(args):
         results.append(cluster.run_point(point, args.dir, progress))
     sys.stderr.write("\r[%s] %d/%d done in %.0fs\x1b[K\n" % ("#" * 30, len(points), len(points),
                                                               time.monotonic() - started))
-    print(cluster.table(results))
+    rows = cluster.medians(results)
+    print(cluster.table(rows))
+    if args.compare:
+        base = {k: r for r in rows if r["variant"] == "default"
+                for k in [(r["groups"], r["workers"], r["value_size"], r["batching"], r["clients"])]}
+        for r in rows:
+            key = (r["groups"], r["workers"], r["value_size"], r["batching"], r["clients"])
+            if r["variant"] != "default" and key in base and r["ops_per_sec"]:
+                print("same run: default %.0f ops/s vs %s %.0f ops/s: x%.2f" % (
+                    base[key]["ops_per_sec"], r["variant"], r["ops_per_sec"],
+                    base[key]["ops_per_sec"] / r["ops_per_sec"]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
         print("all figures written to %s" % args.json)
     if args.plot:
-        for path in cluster.plot(results, args.plot):
+        for path in cluster.plot(rows, args.plot):
             print("chart written to %s" % path)
-    print(cluster.summary_json(results))
+    print(cluster.summary_json(rows))
     return 0
 
 
@@ -203,10 +213,15 @@ def build_parser():
     p.add_argument("--duration", type=float, default=8.0, help="measured seconds per point")
     p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each measurement")
     p.add_argument("--curve", action="store_true", help="encrypt node-to-node traffic (CURVE)")
+    p.add_argument("--env", action="append", default=None, metavar="KEY=VALUE",
+                   help="environment of the node processes (e.g. PAXOS_CORE_GC_TUNING=0)")
+    p.add_argument("--compare", action="append", default=None, metavar="KEY=VALUE",
+                   help="also run every point with this environment, alternating in the same run")
     p.add_argument("--json", default=None, help="write every figure to this file")
     p.add_argument("--plot", default=None, help="write PNG charts into this directory")
     p.add_argument("--seconds", type=float, default=None, help="storage/idle: seconds per measurement")
-    p.add_argument("--repeat", type=int, default=None, help="storage: measurements per figure")
+    p.add_argument("--repeat", type=int, default=None, help="runs per point (the median is shown); storage: "
+                   "measurements per figure")
     p.add_argument("--dir", default=None, help="where temporary clusters/databases go (default: temp dir)")
     p.set_defaults(func=cmd_bench)
 

@@ -2,7 +2,7 @@
 state machine, in instance order, with fencing; report the outcome of every entry this node proposed.
 
     outcome kinds (for entries whose origin is this node, keyed by the engine's proposal seq):
-      APPLIED  data = the state machine's result bytes
+      APPLIED  data = the state machine's result bytes (for a CLIENT_BATCH entry: the list of results)
       FENCED   data = the master to ask instead (0 if unknown): the command was NOT applied
       CLAIMED  data = True if the claim made us master (or renewed us), False if it lost
       BARRIER  data = None: every entry before it is applied, so a local read now is linearizable
@@ -70,10 +70,20 @@ class Applier:
                         epoch, client_id, request_seq, op = envelope.decode_client(payload)
                         if (origin == masters.master[slot] and epoch == masters.epoch[slot]) or self.no_fencing:
                             if origin == me:
-                                mine.append((seq, len(commands)))
+                                mine.append((seq, len(commands), 0))
                             commands.append((client_id, request_seq, op))
                         else:
                             self.fenced += 1
+                            if origin == me:
+                                outcomes.append((group, seq, FENCED, masters.known_master(slot, now), instance))
+                    elif kind == envelope.CLIENT_BATCH:
+                        epoch, client_id, first_seq, ops = envelope.decode_client_batch(payload)
+                        if (origin == masters.master[slot] and epoch == masters.epoch[slot]) or self.no_fencing:
+                            if origin == me:
+                                mine.append((seq, -len(commands) - 1, len(ops)))
+                            commands.extend([(client_id, first_seq + k, op) for k, op in enumerate(ops)])
+                        else:
+                            self.fenced += len(ops)
                             if origin == me:
                                 outcomes.append((group, seq, FENCED, masters.known_master(slot, now), instance))
                     elif kind == envelope.CLAIM:
@@ -96,8 +106,12 @@ class Applier:
                 results = self.sm.apply_batch(group, [(i, c) for i, c, _ in batch])
                 for (instance, commands, mine), res in zip(batch, results):
                     self.applied_commands += len(commands)
-                    for seq, index in mine:
-                        outcomes.append((group, seq, APPLIED, res[index], instance))
+                    for seq, index, count in mine:
+                        if index >= 0:
+                            outcomes.append((group, seq, APPLIED, res[index], instance))
+                        else:                # a client batch: its results, in order
+                            start = -index - 1
+                            outcomes.append((group, seq, APPLIED, res[start:start + count], instance))
         if dirty:
             puts = [(master_key(g), _MASTER_STATE.pack(*self.masters.state(self.slot_of(g)))) for g in sorted(dirty)]
             self.store.write(puts, [])

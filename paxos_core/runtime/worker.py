@@ -11,7 +11,7 @@ Client requests reach the master of their group: a worker that is master (by the
 commands stamped with its epoch; one that knows another live master answers NotMaster with a redirect (the
 facade follows it); one that knows none claims mastership and holds the request until the claim is decided.
 """
-import heapq
+import gc
 import json
 import logging
 import os
@@ -44,7 +44,7 @@ GROUPS_KEY_PREFIX = b"\xffG"          # in the state machine's column family: gr
 
 class Request:
     __slots__ = ("identity", "req_id", "op", "group", "deadline", "started", "client_id", "request_seq", "payload",
-                 "mode", "seq", "min_epoch", "batch", "index")
+                 "mode", "seq", "min_epoch", "batch", "index", "ops")
 
     def __init__(self, identity, req_id, op, group, deadline, started):
         self.identity = identity
@@ -57,6 +57,7 @@ class Request:
         self.min_epoch = 0
         self.batch = None          # the Batch this request is one operation of, or None
         self.index = 0
+        self.ops = None            # a PROPOSE_BATCH proposed as one CLIENT_BATCH entry: its operations
 
 
 class Batch:
@@ -100,11 +101,13 @@ class Worker:
         # Replies of one loop turn are sent as one frame per client (rpc.BATCH); PAXOS_CORE_COALESCE_REPLIES=0
         # sends every reply on its own (kept to measure what coalescing gains).
         self.coalesce = os.environ.get("PAXOS_CORE_COALESCE_REPLIES", "1") != "0"
+        # A PROPOSE_BATCH becomes ONE proposal (a CLIENT_BATCH entry) when it fits in a value;
+        # PAXOS_CORE_BATCH_ENVELOPE=0 proposes its operations one by one (kept to measure the difference).
+        self.batch_envelope = os.environ.get("PAXOS_CORE_BATCH_ENVELOPE", "1") != "0"
         self.outbox = {}
         self.waiting = {}                 # (group, engine seq) -> Request
         self.parked = {}                  # group -> [Request] waiting for a master
-        self.deadlines = []               # heap of (deadline tick, counter, Request)
-        self._heap_counter = 0
+        self.next_expiry_scan = 0         # tick of the next scan for requests past their deadline
         self.metrics_server = None
         address = config.me.metrics_address(index)
         if address:
@@ -262,8 +265,6 @@ class Worker:
     def _new_request(self, identity, req_id, op, group, timeout_ms):
         ticks = max(1, -(-int(timeout_ms) // self.config.tick_ms)) if timeout_ms else self.config.proposal_timeout_ticks
         req = Request(identity, req_id, op, group, self.ticks + ticks, time.monotonic())
-        self._heap_counter += 1
-        heapq.heappush(self.deadlines, (req.deadline, self._heap_counter, req))
         return req
 
     def _check_group(self, identity, req_id, group):
@@ -313,6 +314,11 @@ class Worker:
             self._send(identity, rpc.error_reply(rpc.OVERLOADED, req_id, "worker has %d requests pending"
                                                  % self.pending_count()))
             return
+        if self.batch_envelope and sum(len(op) + 4 for op in ops) + 64 <= self.config.max_value_bytes:
+            req = self._new_request(identity, req_id, rpc.PROPOSE_BATCH, group, timeout_ms)
+            req.client_id, req.request_seq, req.ops, req.min_epoch = client_id, first_seq, ops, min_epoch
+            self._route(req)
+            return
         batch = Batch(identity, req_id, len(ops))
         first = self._new_request(identity, req_id, rpc.PROPOSE, group, timeout_ms)
         for k, op in enumerate(ops):
@@ -344,7 +350,7 @@ class Worker:
             self.parked.setdefault(req.group, []).append(req)
             self.engine.poke(req.group)
             return
-        if masters.is_master(slot) and (req.op == rpc.PROPOSE or masters.has_lease(slot, self.ticks)):
+        if masters.is_master(slot) and (req.op != rpc.READ or masters.has_lease(slot, self.ticks)):
             self._serve(req, slot)
             if masters.claim_due(slot, self.ticks):
                 self._claim(req.group)
@@ -358,7 +364,11 @@ class Worker:
             self._claim(req.group)
 
     def _serve(self, req, slot):
-        if req.op == rpc.PROPOSE:
+        if req.op == rpc.PROPOSE_BATCH:
+            payload = envelope.client_batch(int(self.masters.epoch[slot]), req.client_id, req.request_seq, req.ops)
+            self.stats["proposals"] += len(req.ops)
+            self._propose_entry(req, payload)
+        elif req.op == rpc.PROPOSE:
             payload = envelope.client(int(self.masters.epoch[slot]), req.client_id, req.request_seq, req.payload)
             self.stats["proposals"] += 1
             self._propose_entry(req, payload)
@@ -394,7 +404,10 @@ class Worker:
             return                         # answered already (timeout), or a duplicate
         if kind == APPLIED:
             batch = req.batch
-            if batch is None:
+            if req.ops is not None:
+                self._send(req.identity, rpc.propose_batch_ok(req.req_id, [(instance, r) for r in data]))
+                self.latency.observe(time.monotonic() - req.started)
+            elif batch is None:
                 self._send(req.identity, rpc.propose_ok(req.req_id, instance, data))
                 self.latency.observe(time.monotonic() - req.started)
             elif not batch.done:
@@ -445,17 +458,22 @@ class Worker:
         if now % 32 == 0 and os.getppid() != self.parent:
             log.error("node %d worker %d: the supervisor is gone; stopping", self.node_id, self.index)
             self.stopping = True
-        # Requests past their deadline: the outcome is unknown (a proposal may still be chosen later).
-        while self.deadlines and self.deadlines[0][0] < now:
-            _, _, req = heapq.heappop(self.deadlines)
-            if req.seq is not None and self.waiting.get((req.group, req.seq)) is req:
-                del self.waiting[(req.group, req.seq)]
+        # Requests past their deadline: the outcome is unknown (a proposal may still be chosen later). Only
+        # requests still waiting are looked at (answered ones are not kept anywhere), every few ticks.
+        if now >= self.next_expiry_scan:
+            self.next_expiry_scan = now + 5
+            expired = [key for key, req in self.waiting.items() if req.deadline < now]
+            for key in expired:
+                req = self.waiting.pop(key)
                 self._reply_error(req, rpc.TIMEOUT, "no decision within the timeout: the outcome is unknown")
-            elif req.seq is None:
-                parked = self.parked.get(req.group)
-                if parked and req in parked:
-                    parked.remove(req)
-                    self._reply_error(req, rpc.TIMEOUT, "no master for group %d within the timeout" % req.group)
+            for group, parked in list(self.parked.items()):
+                late = [req for req in parked if req.deadline < now]
+                if late:
+                    self.parked[group] = [req for req in parked if req.deadline >= now]
+                    if not self.parked[group]:
+                        del self.parked[group]
+                    for req in late:
+                        self._reply_error(req, rpc.TIMEOUT, "no master for group %d within the timeout" % group)
         # Groups waiting for a master: claim again when the last claim is overdue.
         for group in list(self.parked):
             slot = self.slot_of(group)
@@ -611,12 +629,20 @@ def worker_main(config_path, index, log_level=logging.INFO):
     CONFIG is a node's TOML file, or a JSON file of NodeConfig.to_dict() (written by the supervisor).
     """
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s[w" + str(index) + "]: %(message)s")
+    if os.environ.get("PAXOS_CORE_GC_TUNING", "1") != "0":
+        # The loop allocates many short-lived objects; the default thresholds run a collection every 700
+        # allocations, scanning everything long-lived each time. Objects alive after start-up are frozen
+        # out of the collector, and young collections run 100x less often.
+        gc.set_threshold(70_000, 20, 100)
     if str(config_path).endswith(".json"):
         with open(config_path) as f:
             config = NodeConfig.from_dict(json.load(f), "/")
     else:
         config = load_config(config_path)
     worker = Worker(config, index)
+    if os.environ.get("PAXOS_CORE_GC_TUNING", "1") != "0":
+        gc.collect()
+        gc.freeze()
 
     def stop(signum, frame):
         worker.stopping = True
