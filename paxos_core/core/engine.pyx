@@ -149,6 +149,10 @@ cdef class Engine:
     def hosts(self, uint32_t group):
         return self.slot_of(group) >= 0
 
+    def group_count(self):
+        """How many groups are hosted."""
+        return int(np.count_nonzero(self.status_array != GROUP_ABSENT))
+
     def groups(self):
         """Every hosted group id."""
         return [self.group_of(s) for s in range(self.n_slots) if self.status[s] != GROUP_ABSENT]

@@ -80,7 +80,7 @@ class WorkerCollector:
         yield counter("divergences", "groups stopped because their log diverged", c["divergences"])
         yield counter("timeouts", "client requests answered with Timeout", w.stats["timeouts"])
         yield counter("overloaded", "client requests refused with Overloaded", w.stats["overloaded"])
-        yield gauge("groups", "groups hosted", len(w.hosted))
+        yield gauge("groups", "groups hosted", w.group_count())
         yield gauge("masters", "groups this worker is master of", w.masters_held())
         yield gauge("active_groups", "groups with protocol work in progress", w.engine.active_groups())
         yield gauge("pending_requests", "client requests waiting for an outcome", w.pending_count())

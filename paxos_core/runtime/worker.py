@@ -112,7 +112,7 @@ class Worker:
         address = config.me.metrics_address(index)
         if address:
             self._start_metrics(address)
-        log.info("node %d worker %d up: %d groups, log %s", self.node_id, index, len(self.hosted),
+        log.info("node %d worker %d up: %d groups, log %s", self.node_id, index, self.group_count(),
                  config.worker_data_dir(index))
 
     # ------------------------------------------------------------------ start-up
@@ -128,7 +128,8 @@ class Worker:
                 hosted.add(group)
             else:
                 hosted.discard(group)
-        self.hosted = hosted
+        # From here on the engine is the one record of which groups this worker hosts (a status per slot in
+        # an array: no Python set of every group id).
         core = cfg.core_config(self.index)
         self.engine = Engine(core, random.Random(int.from_bytes(os.urandom(8), "little")))
         for group in self.engine.groups():
@@ -268,7 +269,7 @@ class Worker:
         return req
 
     def _check_group(self, identity, req_id, group):
-        if group not in self.hosted:
+        if not self.engine.hosts(group):
             worker = group % self.workers
             where = "" if worker == self.index else " (group %d lives on worker %d)" % (group, worker)
             self._send(identity, rpc.error_reply(rpc.UNKNOWN_GROUP, req_id, "no group %d here%s" % (group, where)))
@@ -449,10 +450,10 @@ class Worker:
         now = self.ticks
         if self.catchup_passes and now >= self.catchup_passes[0]:
             self.catchup_passes.pop(0)
-            self.catchup_queue = sorted(self.hosted)
+            self.catchup_queue = self.engine.groups()
         if self.catchup_queue:
             for group in self.catchup_queue[-64:]:
-                if group in self.hosted:
+                if self.engine.hosts(group):
                     self.engine.poke(group)
             del self.catchup_queue[-64:]
         if now % 32 == 0 and os.getppid() != self.parent:
@@ -512,24 +513,22 @@ class Worker:
             self._send(identity, rpc.error_reply(rpc.BAD_REQUEST, req_id, "group %d belongs to worker %d"
                                                  % (group, group % self.workers)))
             return
-        if group not in self.hosted:
+        if not self.engine.hosts(group):
             self.engine.add_group(group)
             self.masters.resize(self.engine.n_slots)
-            self.hosted.add(group)
             self.store.write([(GROUPS_KEY_PREFIX + group.to_bytes(4, "big"), b"+")], [])
             self.store.commit()
             log.info("node %d worker %d: group %d added", self.node_id, self.index, group)
         self._send(identity, rpc.reply(rpc.OK, req_id))
 
     def _on_remove_group(self, identity, req_id, group):
-        if group in self.hosted:
+        if self.engine.hosts(group):
             self.engine.remove_group(group)
             # The engine may already hold effects of this group (records to write, chosen values to apply):
             # carry them out now, while the group still exists, so that none lands after its data is deleted
             # (records written after delete_group would come back at the next start; a chosen value applied
             # after drop_group is out of order for the emptied state machine and kills the worker).
             self._cycle()
-            self.hosted.discard(group)
             self.sm.drop_group(group)
             self.sm.flush()
             self.store.write([(GROUPS_KEY_PREFIX + group.to_bytes(4, "big"), b"-")], [])
@@ -542,13 +541,16 @@ class Worker:
         self._send(identity, rpc.reply(rpc.OK, req_id))
 
     # ------------------------------------------------------------------ status and replies
+    def group_count(self):
+        return self.engine.group_count()
+
     def masters_held(self):
         return int(np.count_nonzero(self.masters.master == self.node_id))
 
     def status(self, max_groups=64):
         groups = []
         max_lag = 0
-        for group in sorted(self.hosted):
+        for group in self.engine.groups():
             view = self.engine.group_view(group)
             applied = self.sm.applied_next(group)
             lag = max(0, view["known_mark"] - applied)
@@ -560,7 +562,7 @@ class Worker:
                                "applied": applied, "lag": lag, "role": view["role"], "status": view["status"]})
         return {
             "node": self.node_id, "worker": self.index, "pid": os.getpid(), "ticks": self.ticks,
-            "groups": len(self.hosted),
+            "groups": self.group_count(),
             "masters": self.masters_held(), "max_lag": max_lag, "group_detail": groups,
             "counters": self.engine.counters_dict(), "log": self.log.stats(),
             "transport": {"sent_frames": self.transport.sent_frames, "dropped_frames": self.transport.dropped_frames,
