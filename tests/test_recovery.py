@@ -13,7 +13,7 @@ def _cluster_with_history(instances=20):
     cluster = LoopbackCluster(nodes=3, groups=2, window=1)
     for k in range(instances):
         cluster.propose(1, 0, b"v%02d" % k)
-    cluster.tick()
+    cluster.tick(3)
     return cluster
 
 
@@ -33,7 +33,7 @@ def test_restart_rebuilds_promise_learned_prefix_and_chain():
     assert after["accepted"][after["chosen_next"]][1] == cluster.chosen[1][-1][2]
     # The restarted node keeps serving: new proposals are chosen and learned everywhere.
     cluster.propose(1, 0, b"after-restart")
-    cluster.tick()
+    cluster.tick(3)
     assert cluster.engines[2].learned(0) == cluster.engines[1].learned(0)
 
 

@@ -26,10 +26,10 @@ def test_stable_leader_one_accept_round_and_one_record_per_acceptor_per_instance
         assert cluster.records[node] - records_before[node] == instances
 
     # Followers learned every instance but the last from the marks on later Accepts, with no extra write;
-    # an idle tick tells them about the last one.
+    # once the leader has been idle for idle_chosen_ticks it tells them about the last one.
     leader_chosen = [v for _, _, v in cluster.chosen[1]]
     assert len(leader_chosen) == instances + 1
-    cluster.tick()
+    cluster.tick(3)                          # idle_chosen_ticks
     assert cluster.sent.get(Kind.CHOSEN, 0) == peers
     for node in (2, 3):
         assert [v for _, _, v in cluster.chosen[node]] == leader_chosen
@@ -42,7 +42,7 @@ def test_pipelined_window_batches_queued_proposals_and_applies_in_order():
     for k in range(200):
         engine.propose(0, b"p%03d" % k, k)
     cluster.settle()
-    cluster.tick()
+    cluster.tick(3)
     assert sorted(tag for tag, _, _ in cluster.acks) == list(range(200))
     instances = [i for _, i, _ in cluster.chosen[1]]
     assert instances == list(range(len(instances)))

@@ -70,7 +70,7 @@ def _cluster(tmp_path, **kw):
 def _history(cluster, n=12):
     for k in range(n):
         cluster.propose(1, 0, b"val-%02d" % k)
-    cluster.tick()
+    cluster.tick(3)
 
 
 def _mutate(log, key, how):
@@ -221,7 +221,7 @@ def test_truncation_deletes_a_prefix_and_keeps_the_chain(tmp_path):
     assert state.low == 20 and state.stop_reason == ""
     assert (state.chosen_next, state.chain) == before or state.chosen_next == before[0] - 1
     cluster.propose(1, 0, b"after-truncation")
-    cluster.tick()
+    cluster.tick(3)
     assert cluster.engines[1].learned(0) == cluster.engines[2].learned(0)
     payloads = [p for _, _, v in log.read_chosen(0, 20, cluster.engines[1].learned(0)[0]) for _, _, p in decode_batch(v)]
     assert b"after-truncation" in payloads

@@ -322,12 +322,11 @@ def full_sweep(duration=5.0):
     """The sweep docs/BENCHMARKS.md reports: groups x batching, then workers, then value sizes."""
     pts = []
     for batching in ("off", "on"):
-        for g in (1, 4, 16, 64, 256, 1024, 10000):
+        for g in (1, 4, 16, 64, 100, 256, 1024, 10000):
             pts.append(Point(groups=g, batching=batching, duration=duration))
-        for w in (1,):
-            pts.append(Point(groups=64, workers=w, batching=batching, duration=duration))
+        pts.append(Point(groups=100, workers=1, batching=batching, duration=duration))
         for v in (16, 1024, 100 * 1024):
-            pts.append(Point(groups=64, value_size=v, batching=batching, duration=duration,
+            pts.append(Point(groups=100, value_size=v, batching=batching, duration=duration,
                              concurrency=16 if v > 10000 else 128))
     return pts
 

@@ -28,7 +28,8 @@ class CoreConfig:
     election_backoff_ticks: tuple = (2, 12)   # random wait before retrying a lost election
     leader_timeout_ticks: int = 20      # a leader not heard from for this long is presumed gone
     forward_timeout_ticks: int = 12     # forwarded proposals not chosen by then are proposed here
-    idle_chosen_ticks: int = 1          # an idle leader tells learners its chosen mark after this long
+    idle_chosen_ticks: int = 3          # a leader idle this long tells learners its chosen mark (a busy one
+                                        # carries it on its next Accept instead)
     catchup_interval_ticks: int = 3     # at most one catch-up request per group per interval
     catchup_max_instances: int = 256    # instances per catch-up reply at most
     proposal_timeout_ticks: int = 200   # a proposal not chosen by then is reported expired (unknown outcome)

@@ -87,6 +87,7 @@ cdef class Engine:
     cdef int64_t leader_timeout
     cdef int64_t forward_timeout
     cdef int64_t catchup_interval
+    cdef int64_t idle_chosen
     cdef uint64_t catchup_max
     cdef int64_t proposal_timeout
     cdef bint plant_reply_before_sync

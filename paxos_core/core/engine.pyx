@@ -121,6 +121,7 @@ cdef class Engine:
         self.forward_timeout = config.forward_timeout_ticks
         self.catchup_interval = config.catchup_interval_ticks
         self.catchup_max = config.catchup_max_instances
+        self.idle_chosen = config.idle_chosen_ticks
         self.proposal_timeout = config.proposal_timeout_ticks
         self.plant_reply_before_sync = plant == "reply-before-sync"
         self.plant_promise_not_persisted = plant == "promise-not-persisted"
@@ -197,6 +198,7 @@ cdef class Engine:
         self.proposer.timer[slot] = 0
         self.proposer.mark_sent[slot] = 0
         self.proposer.leader_heard[slot] = -(1 << 62)
+        self.proposer.last_accept[slot] = 0
         self.proposer.groups.pop(slot, None)
         self.active.pop(slot, None)
         self.stop_reasons.pop(self.group_of(slot), None)
@@ -576,6 +578,7 @@ cdef class Engine:
                          self.learner.chain[slot], value)
         self.counters[C_ACCEPTS_SENT] += 1
         self.counters[C_INSTANCES_PROPOSED] += 1
+        self.proposer.last_accept[slot] = self.now
         # Peers first, before our own record is even written (it overlaps their work with our fsync).
         self._broadcast(m, False)
         if chosen_next > self.proposer.mark_sent[slot]:
@@ -956,7 +959,8 @@ cdef class Engine:
         role = self.proposer.role[slot]
         if role == LEADING and pg is not None and pg.pending:
             self._fill(slot)       # the window may have opened without a decision of ours (catch-up)
-        if role == LEADING and (pg is None or not pg.inflight) and self.proposer.mark_sent[slot] < chosen_next:
+        if (role == LEADING and (pg is None or not pg.inflight) and self.proposer.mark_sent[slot] < chosen_next
+                and now - self.proposer.last_accept[slot] >= self.idle_chosen):
             self.proposer.mark_sent[slot] = chosen_next
             self.counters[C_CHOSEN_SENT] += 1
             self._broadcast(make_message(CHOSEN, group, 0, self.proposer.ballot[slot], chosen_next, 0,
@@ -1049,6 +1053,7 @@ cdef class Engine:
                     self.learner.catchup_at_array, self.learner.catchup_src_array, self.proposer.ballot_array,
                     self.proposer.role_array, self.proposer.next_instance_array, self.proposer.seen_round_array,
                     self.proposer.timer_array, self.proposer.mark_sent_array, self.proposer.leader_heard_array,
+                    self.proposer.last_accept_array,
                     self.status_array):
             total += arr.itemsize
         return total

@@ -36,6 +36,8 @@ cdef class ProposerState:
     cdef uint64_t[::1] mark_sent
     cdef public object leader_heard_array  # numpy int64: tick we last heard from the promised leader
     cdef int64_t[::1] leader_heard
+    cdef public object last_accept_array   # numpy int64: tick a leader last sent an Accept
+    cdef int64_t[::1] last_accept
     cdef public dict groups                # slot -> ProposerGroup, only while the group has proposer work
 
     cdef ProposerGroup group(self, Py_ssize_t slot)

@@ -42,6 +42,7 @@ cdef class ProposerState:
         self.timer_array = np.zeros(n_slots, np.int64)
         self.mark_sent_array = np.zeros(n_slots, np.uint64)
         self.leader_heard_array = np.full(n_slots, -(1 << 62), np.int64)
+        self.last_accept_array = np.zeros(n_slots, np.int64)
         self._bind()
         self.groups = {}
 
@@ -53,6 +54,7 @@ cdef class ProposerState:
         self.timer = self.timer_array
         self.mark_sent = self.mark_sent_array
         self.leader_heard = self.leader_heard_array
+        self.last_accept = self.last_accept_array
 
     def resize(self, Py_ssize_t n_slots):
         cdef Py_ssize_t old = self.ballot_array.shape[0]
@@ -66,6 +68,7 @@ cdef class ProposerState:
         self.timer_array = np.concatenate([self.timer_array, np.zeros(extra, np.int64)])
         self.mark_sent_array = np.concatenate([self.mark_sent_array, np.zeros(extra, np.uint64)])
         self.leader_heard_array = np.concatenate([self.leader_heard_array, np.full(extra, -(1 << 62), np.int64)])
+        self.last_accept_array = np.concatenate([self.last_accept_array, np.zeros(extra, np.int64)])
         self._bind()
 
     cdef ProposerGroup group(self, Py_ssize_t slot):

@@ -62,13 +62,18 @@ class Applier:
             while k < n and chosen[k][0] == group:
                 _, instance, value = chosen[k]
                 k += 1
+                if instance < masters.next_claim_instance[slot]:
+                    continue     # applied before a restart (master state and state machine are stored together)
+                masters.next_claim_instance[slot] = instance + 1
+                dirty.add(group)
                 commands = []
-                mine = []        # (seq, index in commands) for our own client entries
+                mine = []        # (seq, index in commands, count) for our own client entries
                 for origin, seq, payload in (decode_batch(value) if value else ()):
                     kind = payload[0] if payload else 0
                     if kind == envelope.CLIENT:
                         epoch, client_id, request_seq, op = envelope.decode_client(payload)
                         if (origin == masters.master[slot] and epoch == masters.epoch[slot]) or self.no_fencing:
+                            masters.note_activity(slot, origin, now)
                             if origin == me:
                                 mine.append((seq, len(commands), 0))
                             commands.append((client_id, request_seq, op))
@@ -79,9 +84,10 @@ class Applier:
                     elif kind == envelope.CLIENT_BATCH:
                         epoch, client_id, first_seq, ops = envelope.decode_client_batch(payload)
                         if (origin == masters.master[slot] and epoch == masters.epoch[slot]) or self.no_fencing:
+                            masters.note_activity(slot, origin, now)
                             if origin == me:
                                 mine.append((seq, -len(commands) - 1, len(ops)))
-                            commands.extend([(client_id, first_seq + k, op) for k, op in enumerate(ops)])
+                            commands.extend([(client_id, first_seq + j, op) for j, op in enumerate(ops)])
                         else:
                             self.fenced += len(ops)
                             if origin == me:
@@ -89,9 +95,7 @@ class Applier:
                     elif kind == envelope.CLAIM:
                         node, version, lease, nonce = envelope.decode_claim(payload)
                         before = int(masters.version[slot])
-                        if instance >= masters.next_claim_instance[slot]:
-                            dirty.add(group)
-                        if masters.apply_claim(slot, instance, node, version, lease, now, nonce):
+                        if masters.apply_claim(slot, node, version, lease, now, nonce):
                             changes.append((group, node, int(masters.epoch[slot])))
                         if origin == me:
                             outcomes.append((group, seq, CLAIMED, bool(masters.version[slot] != before
@@ -100,7 +104,7 @@ class Applier:
                         if origin == me:
                             outcomes.append((group, seq, BARRIER, None, instance))
                 if instance < applied_next:
-                    continue     # the state machine has it already (replay after a restart)
+                    continue     # the state machine has it already
                 batch.append((instance, commands, mine))
             if batch:
                 results = self.sm.apply_batch(group, [(i, c) for i, c, _ in batch])

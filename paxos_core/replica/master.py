@@ -4,7 +4,8 @@ A node becomes master by getting a CLAIM chosen. Claims compare-and-set a per-gr
 concurrent claims only the first in log order succeeds, and every node, applying the same log, agrees on
 who is master (deterministic part: master, epoch, version). A successful claim by a new node starts a new
 epoch; client commands carry the epoch of the master that proposed them and are applied only if it is still
-current (fencing).
+current (fencing). The version also counts every applied command of the master: a claim succeeds only if
+its proposer had seen all of the master's activity, which is what lets activity renew the lease (below).
 
 The lease is local (not in the log):
   * another node's master holds its lease until `apply tick + lease_ticks` on this node's clock, and this
@@ -18,8 +19,10 @@ lease serves lease reads. A restarted node trusts no lease it cannot date: a mas
 storage is given a full lease from the restart, and its own mastership from before the restart has no lease
 until it renews.
 
-Idle groups are quiet: the master renews only while it has work (`claim_due`), so an idle group lets its
-lease lapse and the next request claims again.
+Every applied command of the master renews its lease like a claim does: the others extend their view to
+`apply tick + lease_ticks`, the master its own to `proposal tick + lease_ticks * (1 - margin)`. A busy
+group therefore needs no renewal claims; a master that only serves lease reads claims again when its lease
+runs low. Idle groups are quiet: nothing renews, the lease lapses, and the next request claims again.
 """
 import numpy as np
 
@@ -40,7 +43,7 @@ class MasterTable:
         self.epoch = np.zeros(n_slots, np.uint64)
         self.version = np.zeros(n_slots, np.uint64)
         self.lease_until = np.zeros(n_slots, np.int64)
-        self.next_claim_instance = np.zeros(n_slots, np.uint64)   # claims below were applied already
+        self.next_claim_instance = np.zeros(n_slots, np.uint64)   # instances below were applied to this table
         self.pending = {}        # slot -> {nonce: tick we proposed it} for claims of this incarnation
         self.last_claim = {}     # slot -> tick of our latest claim (to pace retries)
         self._nonce = nonce_base
@@ -72,11 +75,9 @@ class MasterTable:
         self.pending.pop(slot, None)
         self.last_claim.pop(slot, None)
 
-    def apply_claim(self, slot, instance, node, expected_version, lease_ticks, now, nonce=0):
-        """Apply a chosen claim. Returns True if the group's master changed."""
-        if instance < self.next_claim_instance[slot]:
-            return False                     # replayed after a restart: already counted
-        self.next_claim_instance[slot] = instance + 1
+    def apply_claim(self, slot, node, expected_version, lease_ticks, now, nonce=0):
+        """Apply a chosen claim (once: the applier skips instances below next_claim_instance, the mark of
+        what this table has applied). Returns True if the group's master changed."""
         proposed_at = None
         if node == self.node_id:
             mine = self.pending.get(slot)
@@ -100,6 +101,21 @@ class MasterTable:
             self.pending.pop(slot, None)
             self.last_claim.pop(slot, None)
         return bool(changed)
+
+    def note_activity(self, slot, origin, now):
+        """A command of the current master was applied (deterministic: the version counts it)."""
+        self.version[slot] += 1
+        if origin != self.node_id:
+            until = now + self.lease_ticks
+            if until > self.lease_until[slot]:
+                self.lease_until[slot] = until
+
+    def extend_own(self, slot, proposed_tick):
+        """One of our own commands, proposed at `proposed_tick` in this incarnation, was applied."""
+        if self.master[slot] == self.node_id:
+            until = proposed_tick + self.own_lease
+            if until > self.lease_until[slot]:
+                self.lease_until[slot] = until
 
     # -------------------------------------------------------------- local views
     def is_master(self, slot):

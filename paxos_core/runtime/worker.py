@@ -44,7 +44,7 @@ GROUPS_KEY_PREFIX = b"\xffG"          # in the state machine's column family: gr
 
 class Request:
     __slots__ = ("identity", "req_id", "op", "group", "deadline", "started", "client_id", "request_seq", "payload",
-                 "mode", "seq", "min_epoch", "batch", "index", "ops")
+                 "mode", "seq", "min_epoch", "batch", "index", "ops", "proposed_tick")
 
     def __init__(self, identity, req_id, op, group, deadline, started):
         self.identity = identity
@@ -58,6 +58,7 @@ class Request:
         self.batch = None          # the Batch this request is one operation of, or None
         self.index = 0
         self.ops = None            # a PROPOSE_BATCH proposed as one CLIENT_BATCH entry: its operations
+        self.proposed_tick = 0
 
 
 class Batch:
@@ -378,6 +379,7 @@ class Worker:
             self.latency.observe(time.monotonic() - req.started)
 
     def _propose_entry(self, req, payload):
+        req.proposed_tick = self.ticks
         try:
             req.seq = self.engine.propose(req.group, payload, req)
         except GroupStopped as exc:
@@ -404,6 +406,7 @@ class Worker:
         if req is None:
             return                         # answered already (timeout), or a duplicate
         if kind == APPLIED:
+            self.masters.extend_own(self.slot_of(group), req.proposed_tick)   # our command renews our lease
             batch = req.batch
             if req.ops is not None:
                 self._send(req.identity, rpc.propose_batch_ok(req.req_id, [(instance, r) for r in data]))

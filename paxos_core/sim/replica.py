@@ -16,7 +16,8 @@ from ..statemachine.store import MemoryStore
 class ClientOp:
     """One client put: unique key and value, a session id and sequence number (kept across retries)."""
 
-    __slots__ = ("group", "key", "value", "client_id", "seq", "hops", "payload", "probe", "seq_e", "min_epoch")
+    __slots__ = ("group", "key", "value", "client_id", "seq", "hops", "payload", "probe", "seq_e", "min_epoch",
+                 "proposed_tick")
 
     def __init__(self, group, key, value, client_id, seq, probe=False):
         self.group = group
@@ -29,6 +30,7 @@ class ClientOp:
         self.probe = probe
         self.seq_e = None
         self.min_epoch = 0        # the highest master epoch a redirect told the client about
+        self.proposed_tick = 0
 
 
 class SimReplica:

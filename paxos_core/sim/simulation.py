@@ -399,6 +399,7 @@ class Simulation:
             return
         if masters.is_master(group):
             op.payload = rep.client_payload(op)
+            op.proposed_tick = now
             try:
                 op.seq_e = node.engine.propose(group, op.payload, op)
             except GroupStopped:
@@ -444,6 +445,7 @@ class Simulation:
         if op is None:
             return
         if kind == APPLIED:
+            rep.masters.extend_own(group, op.proposed_tick)
             self.oracle.on_ack(node.id, group, instance, op.payload)
             self.acked_writes.setdefault(group, []).append((op.key, op.value))
             if op.probe:
