@@ -49,7 +49,9 @@ class Point:
     def request_batch(self):
         if self.batch:
             return self.batch
-        return 32 if self.batching == "on" else 1
+        if self.batching != "on" or self.value_size >= 16 * 1024:
+            return 1                  # large values: one per request (a request of 32 would be megabytes)
+        return 32
 
 
 # ---------------------------------------------------------------------------------------------- /proc
