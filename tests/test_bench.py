@@ -41,3 +41,13 @@ def test_idle_bench_reports_bytes_and_cpu_per_idle_group():
     lines = run("idle", "--groups", "200", "--seconds", "1")
     rows = json.loads(lines[-1])["idle"]
     assert rows[0]["groups"] == 200 and "bytes_per_group" in rows[0] and "cpu_percent" in rows[0]
+
+
+def test_fsync_probe_reports_latency_and_stalls(tmp_path):
+    lines = run("fsync", "--seconds", "0.5", "--parallel", "2", "--dir", str(tmp_path))
+    rows = json.loads(lines[-1])["fsync"]
+    assert len(rows) == 2
+    for row in rows:
+        assert row["fsyncs"] > 0 and row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
+        assert 0.0 <= row["stall_time_share"] <= 1.0
+    assert list(tmp_path.iterdir()) == []            # the probe files are removed

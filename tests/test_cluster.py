@@ -607,6 +607,10 @@ def test_prometheus_endpoint(shared):
             assert fsyncs and fsyncs[0] > 0
             chosen = [float(m["value"]) for m in samples if m["name"] == "paxos_instances_chosen_total"]
             assert chosen and chosen[0] > 0
+            # every synced write is timed: as many observations as fsyncs (give or take the scrape's race)
+            writes = [float(m["value"]) for m in samples if m["name"] == "paxos_log_write_seconds_count"]
+            assert writes and 0 < writes[0] <= fsyncs[0]
+            assert any(m["name"] == "paxos_slow_writes_total" for m in samples)
 
 
 # ---------------------------------------------------------------------------------------------- 12

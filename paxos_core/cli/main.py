@@ -69,6 +69,12 @@ def cmd_bench(args):
         repeat = args.repeat if args.repeat is not None else (3 if args.quick else 5)
         storage.run(groups, seconds, repeat, args.value_size[0], args.dir)
         return 0
+    if args.what == "fsync":
+        from ..bench import fsync
+
+        seconds = args.seconds if args.seconds is not None else (5.0 if args.quick else 20.0)
+        fsync.run(seconds, args.parallel, args.dir, json_path=args.json)
+        return 0
     if args.what == "idle":
         from ..bench import idle
 
@@ -196,8 +202,8 @@ def build_parser():
                        description="cluster (default): start a local cluster of 3 replicas (real processes, fsync "
                        "on, temporary storage) and drive it with client processes; comma lists sweep. storage: "
                        "group commit against one synced write per record. idle: memory and CPU of idle groups. "
-                       "The last line of output is a JSON summary.")
-    p.add_argument("what", nargs="?", default="cluster", choices=["cluster", "storage", "idle"])
+                       "fsync: this disk's synced-append latency and stalls. The last line of output is a JSON summary.")
+    p.add_argument("what", nargs="?", default="cluster", choices=["cluster", "storage", "idle", "fsync"])
     p.add_argument("--quick", action="store_true", help="short run (well under a minute)")
     p.add_argument("--full", action="store_true", help="the full sweep reported in docs/BENCHMARKS.md")
     p.add_argument("--groups", type=_int_list, default=None, help="groups, e.g. 1,64,10000 (default 64)")
@@ -219,9 +225,10 @@ def build_parser():
                    help="also run every point with this environment, alternating in the same run")
     p.add_argument("--json", default=None, help="write every figure to this file")
     p.add_argument("--plot", default=None, help="write PNG charts into this directory")
-    p.add_argument("--seconds", type=float, default=None, help="storage/idle: seconds per measurement")
+    p.add_argument("--seconds", type=float, default=None, help="storage/idle/fsync: seconds per measurement")
     p.add_argument("--repeat", type=int, default=None, help="runs per point (the median is shown); storage: "
                    "measurements per figure")
+    p.add_argument("--parallel", type=int, default=1, help="fsync: probe processes at once")
     p.add_argument("--dir", default=None, help="where temporary clusters/databases go (default: temp dir)")
     p.set_defaults(func=cmd_bench)
 

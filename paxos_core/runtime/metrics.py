@@ -64,6 +64,7 @@ class WorkerCollector:
         yield counter("instances_chosen", "Paxos instances learned", c["chosen"])
         yield counter("instances_proposed", "Paxos instances this worker proposed", c["instances_proposed"])
         yield counter("fsyncs", "synced writes of the Paxos log", w.log.syncs)
+        yield counter("slow_writes", "synced log writes that took 100 ms or more", w.slow_writes)
         yield counter("records_written", "log records written", w.log.records_written)
         yield counter("messages_sent", "protocol messages sent to peers", w.transport.sent_messages)
         yield counter("frames_sent", "frames sent to peers", w.transport.sent_frames)
@@ -85,7 +86,9 @@ class WorkerCollector:
         yield gauge("active_groups", "groups with protocol work in progress", w.engine.active_groups())
         yield gauge("pending_requests", "client requests waiting for an outcome", w.pending_count())
         for name, doc, hist in (("latency_seconds", "client request latency", w.latency),
-                                ("batch_size", "client commands per chosen instance", w.batch_sizes)):
+                                ("batch_size", "client commands per chosen instance", w.batch_sizes),
+                                ("log_write_seconds", "duration of each cycle's synced write (one per cycle)",
+                                 w.write_seconds)):
             m = HistogramMetricFamily("paxos_" + name, doc, labels=labels)
             m.add_metric(values, hist.cumulative(), hist.total)
             yield m

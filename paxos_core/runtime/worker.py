@@ -39,6 +39,7 @@ from .transport import PeerTransport
 
 log = logging.getLogger("paxos_core.worker")
 
+SLOW_WRITE_SECONDS = 0.1             # a synced write this long is counted and reported
 GROUPS_KEY_PREFIX = b"\xffG"          # in the state machine's column family: groups added (+) / removed (-)
 
 
@@ -86,6 +87,9 @@ class Worker:
         self.stats = {"proposals": 0, "timeouts": 0, "overloaded": 0, "requests": 0}
         self.latency = Histogram(LATENCY_BUCKETS)
         self.batch_sizes = Histogram(BATCH_BUCKETS)
+        self.write_seconds = Histogram(LATENCY_BUCKETS)     # each cycle's synced write
+        self.slow_writes = 0
+        self.slow_write_warned = -1e9
         self.ctx = zmq.Context()
         os.makedirs(config.worker_data_dir(index), exist_ok=True)
         self.log = RocksLog(str(config.worker_data_dir(index)), config.node_id, config.cluster_id, config.durability)
@@ -212,6 +216,8 @@ class Worker:
 
     def _cycle(self):
         fx = run_cycle(self.engine, self.log, self.transport.send)
+        if fx.records:
+            self._observe_write(self.log.last_write_seconds)
         if fx.chosen:
             outcomes, changes = self.applier.apply(fx.chosen, self.ticks)
             self.sm.flush()
@@ -230,6 +236,20 @@ class Worker:
             log.error("node %d worker %d: group %d stopped: %s", self.node_id, self.index, group, reason)
             for req in self.parked.pop(group, []):
                 self._reply_error(req, rpc.GROUP_STOPPED, reason)
+
+    def _observe_write(self, seconds):
+        """A synced write that takes long holds up every reply of the worker: count it, and say so (at most
+        once a minute), since the cause is the disk, not paxos-core."""
+        self.write_seconds.observe(seconds)
+        if seconds >= SLOW_WRITE_SECONDS:
+            self.slow_writes += 1
+            now = time.monotonic()
+            if now - self.slow_write_warned >= 60.0:
+                self.slow_write_warned = now
+                log.warning("node %d worker %d: a synced write of the log took %.0f ms (%d such writes so far); "
+                            "every reply of this worker waited for it. The disk's fsync latency bounds the "
+                            "latency of paxos-core (see `paxos-core bench fsync`).",
+                            self.node_id, self.index, seconds * 1e3, self.slow_writes)
 
     # ------------------------------------------------------------------ client requests
     def _client_requests(self, limit=10000):
@@ -573,6 +593,7 @@ class Worker:
                           "auth_denied": self.transport.auth_denied()},
             "requests": dict(self.stats), "pending": self.pending_count(), "fenced": self.applier.fenced,
             "latency": self.latency.snapshot(), "batch_size": self.batch_sizes.snapshot(),
+            "write_seconds": self.write_seconds.snapshot(), "slow_writes": self.slow_writes,
         }
 
     def _reply_error(self, req, status, message):

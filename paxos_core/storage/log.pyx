@@ -25,6 +25,7 @@ import os
 import rocksdict
 
 from libc.stdint cimport uint32_t, uint64_t
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from paxos_core.storage.records cimport INSTANCE_RECORD, LOW_RECORD, NODE_RECORD, encode_record, group_key
 
@@ -71,6 +72,12 @@ def _open(path, mode):
     return rocksdict.Rdict(path, _options(mode), column_families=families)
 
 
+cdef inline double _monotonic() noexcept:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
 cdef class RocksLog:
     """The records of every group of one worker, in one RocksDB."""
 
@@ -86,6 +93,7 @@ cdef class RocksLog:
     cdef readonly long long writes
     cdef readonly long long records_written
     cdef readonly long long bytes_written
+    cdef readonly double last_write_seconds     # how long the last write() took (the synced write itself)
 
     def __init__(self, path, int node_id, uint64_t cluster_id, str durability="sync"):
         if durability not in DURABILITY_MODES:
@@ -96,6 +104,7 @@ cdef class RocksLog:
         self.cluster_id = cluster_id
         self.durability = durability
         self.syncs = self.writes = self.records_written = self.bytes_written = 0
+        self.last_write_seconds = 0.0
         self.wal_tail_damaged = False
         self.open_report = ""
         os.makedirs(self.path, exist_ok=True)
@@ -158,7 +167,9 @@ cdef class RocksLog:
             pair = encode_record(<tuple>record)
             batch.put(pair[0], pair[1])
             nbytes += len(<bytes>pair[1])
+        cdef double started = _monotonic()
         self.db.write(batch, self.write_opts)
+        self.last_write_seconds = _monotonic() - started
         self.writes += 1
         if self.write_opts.sync:
             self.syncs += 1

@@ -15,6 +15,7 @@ class MemoryLog:
         self.syncs = 0
         self.writes = 0
         self.records_written = 0
+        self.last_write_seconds = 0.0       # no disk: writes take no time worth measuring
 
     def write(self, records):
         if not records:
