@@ -320,8 +320,13 @@ def medians(results):
     return out
 
 
+OPEN_RATES_ONE_OP = (1000, 2500, 5000, 7500, 10000)
+OPEN_RATES_BATCHED = (10000, 20000, 40000, 60000, 80000)
+
+
 def full_sweep(duration=5.0):
-    """The sweep docs/BENCHMARKS.md reports: groups x batching, then workers, then value sizes."""
+    """The sweep docs/BENCHMARKS.md reports: groups x batching, then workers, then value sizes, then open-loop
+    rates (the latency-throughput curve)."""
     pts = []
     for batching in ("off", "on"):
         for g in (1, 4, 16, 64, 100, 256, 1024, 10000):
@@ -330,6 +335,10 @@ def full_sweep(duration=5.0):
         for v in (16, 1024, 100 * 1024):
             pts.append(Point(groups=100, value_size=v, batching=batching, duration=duration,
                              concurrency=16 if v > 10000 else 128))
+    # Latency against throughput: open loop at fixed offered rates, 100 groups, up to past the closed-loop peak.
+    for batching, rates in (("off", OPEN_RATES_ONE_OP), ("on", OPEN_RATES_BATCHED)):
+        for rate in rates:
+            pts.append(Point(groups=100, batching=batching, mode="open", rate=rate, duration=duration))
     return pts
 
 
@@ -344,7 +353,8 @@ def table(results):
             r["groups"], r["workers"], r["value_size"], r["batching"], r["ops_per_sec"], r["p50_ms"] or 0,
             r["p99_ms"] or 0, r["p999_ms"] or 0, r["fsyncs_per_op"], r["messages_per_op"], c["workers"],
             c["supervisors"], c["clients"], r["peak_rss_mb_per_replica"], r.get("variant", "default"),
-            " (median of %d)" % r["runs"] if r.get("runs", 1) > 1 else ""))
+            (" open loop @%d/s" % r["offered_rate"] if r.get("mode") == "open" else "")
+            + (" (median of %d)" % r["runs"] if r.get("runs", 1) > 1 else "")))
     lines.append("cpu-w/f/c: CPU microseconds per op of the replica workers / node supervisors / client "
                  "processes, summed over the 3 replicas")
     return "\n".join(lines)
@@ -387,7 +397,14 @@ def plot(results, directory):
     for batching in ("off", "on"):
         rows = sorted((r for r in results if r["batching"] == batching and r["p99_ms"] is not None),
                       key=lambda r: r["ops_per_sec"])
-        if rows:
+        curve = [r for r in rows if r["mode"] == "open"]
+        if curve:
+            # open-loop runs at fixed offered rates: a latency-throughput curve
+            ax.plot([r["ops_per_sec"] for r in curve], [r["p99_ms"] for r in curve], marker="o",
+                    label="p99, batching %s (open loop)" % batching)
+            ax.plot([r["ops_per_sec"] for r in curve], [r["p50_ms"] for r in curve], marker="x", linestyle="--",
+                    label="p50, batching %s (open loop)" % batching)
+        elif rows:
             ax.plot([r["ops_per_sec"] for r in rows], [r["p99_ms"] for r in rows], marker="o", linestyle="",
                     label="p99, batching %s" % batching)
             ax.plot([r["ops_per_sec"] for r in rows], [r["p50_ms"] for r in rows], marker="x", linestyle="",
