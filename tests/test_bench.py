@@ -49,5 +49,5 @@ def test_fsync_probe_reports_latency_and_stalls(tmp_path):
     assert len(rows) == 2
     for row in rows:
         assert row["fsyncs"] > 0 and row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
-        assert 0.0 <= row["stall_time_share"] <= 1.0
+        assert 0.0 <= row["stall_time_share"] <= 1.0 and row["cpu_us_per_fsync"] > 0
     assert list(tmp_path.iterdir()) == []            # the probe files are removed
