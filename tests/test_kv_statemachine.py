@@ -800,3 +800,23 @@ def test_idle_groups_are_unloaded_and_reload_with_their_sessions():
     sm.flush()
     assert kv.decode_result(sm.read(0, kv.encode_get(b"k"))).value == b"v0"
     assert sm.applied_next(0) == 2 and sm.applied_next(9) == 1
+
+
+def test_unload_all_leaves_no_loaded_group_and_loses_nothing():
+    store = MemoryStore()
+    sm = KVStateMachine(store)
+    kv = kvmod
+    for group in range(5):
+        sm.apply_batch(group, [(0, [(77, 1, kv.encode_put(b"k", b"v%d" % group))])])
+    sm.unload_all()                                   # not flushed yet: nothing may be dropped
+    assert len(sm._groups) == 5
+    sm.flush()
+    sm.unload_all()
+    assert len(sm._groups) == 0
+    for group in range(5):
+        assert kv.decode_result(sm.read(group, kv.encode_get(b"k"))).value == b"v%d" % group
+        assert sm.applied_next(group) == 1
+    # sessions came back from the store too: a retry of (client 77, seq 1) is not applied again
+    sm.apply_batch(3, [(1, [(77, 1, kv.encode_put(b"k", b"again"))])])
+    sm.flush()
+    assert kv.decode_result(sm.read(3, kv.encode_get(b"k"))).value == b"v3"

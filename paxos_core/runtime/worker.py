@@ -88,6 +88,7 @@ class Worker:
         self.latency = Histogram(LATENCY_BUCKETS)
         self.batch_sizes = Histogram(BATCH_BUCKETS)
         self.write_seconds = Histogram(LATENCY_BUCKETS)     # each cycle's synced write
+        self.unloaded = False         # the state machine's groups were unloaded when the worker went idle
         self.slow_writes = 0
         self.slow_write_warned = -1e9
         self.ctx = zmq.Context()
@@ -199,8 +200,12 @@ class Worker:
                 timeout = 0
             elif self._idle():
                 timeout = 1000.0
+                if not self.unloaded:
+                    self.sm.unload_all()         # idle groups keep no Python objects of the state machine
+                    self.unloaded = True
             else:
                 timeout = max(0.0, (next_tick - time.monotonic()) * 1000.0)
+                self.unloaded = False
             poller.poll(timeout)
             messages = self.transport.receive()
             if messages:

@@ -69,3 +69,7 @@ class StateMachine(abc.ABC):
     @abc.abstractmethod
     def flush(self) -> None:
         """Hand this cycle's changes, of all groups, to the store as ONE atomic write."""
+
+    def unload_all(self) -> None:
+        """The worker has gone idle: drop whatever per-group state is kept in memory only as a cache (all of it
+        is in the store after ``flush``), so that idle groups cost no Python objects. Optional."""

@@ -551,6 +551,11 @@ class KVStateMachine(StateMachine):
         while len(groups) > self.max_loaded_groups:
             groups.popitem(last=False)      # clean after the write above; reloaded from the store on use
 
+    def unload_all(self):
+        """Unload every group (they reload from the store on use); only between cycles, when all is flushed."""
+        if not self._pending and not self._drops:
+            self._groups.clear()
+
     # --- introspection ---
 
     def session_count(self, group):
