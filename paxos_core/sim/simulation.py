@@ -92,6 +92,7 @@ class SimNode:
         self.sync_busy = False
         self.durable_token = 0
         self.replica = None
+        self.flushing = False        # inside flush(): a nested call leaves the new effects to the running loop
 
     @property
     def up(self):
@@ -228,6 +229,21 @@ class Simulation:
 
     # ------------------------------------------------------------------ the effect contract
     def flush(self, node):
+        """Carry out the node's effects until none are left (the effect contract, as a worker's cycle does).
+
+        Not re-entrant: applying chosen values can serve parked client ops, which propose; their effects are
+        taken by the loop already running. A nested loop would take a later batch, register its token and
+        write its records before the running loop has written the earlier batch, and the durable mark
+        computed from the oldest unsynced token would then cover a batch that is not synced."""
+        if node.flushing:
+            return
+        node.flushing = True
+        try:
+            self._flush(node)
+        finally:
+            node.flushing = False
+
+    def _flush(self, node):
         engine = node.engine
         for step in range(10_000):
             fx = engine.take_effects()
@@ -273,7 +289,7 @@ class Simulation:
                 engine.persisted(durable)
                 if fx or step == 0:
                     continue        # persisted() may have produced effects of its own
-            if not fx:
+            if not fx and not engine.has_effects():
                 return
         raise RuntimeError("effects did not settle")
 
