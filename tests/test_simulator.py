@@ -59,6 +59,15 @@ def test_run_is_reproducible_in_process_and_does_real_work():
     assert a.crashes >= 1
 
 
+def test_flush_is_not_reentrant_a_nested_flush_cannot_mark_an_unsynced_batch_durable():
+    # Seed found by a 20,000-seed soak: applying a claim served a parked client op whose proposal was flushed
+    # inside the running flush; the earlier batch was then reported durable before it was synced, and a crash
+    # lost a vote that had been counted (the oracle saw the accepted ballot go back across the restart).
+    code, lines, err = run_cli("--seeds", "1", "--seed-base", "1000683", "--nodes", "5", "--groups", "64",
+                               "--faults", "all")
+    assert code == 0 and SUMMARY.match(lines[-1]).group(2) == "0", "\n".join(lines[-20:]) + err
+
+
 def test_failing_seed_is_printed_with_a_reproduce_command():
     code, lines, _ = run_cli("--seeds", "50", "--plant", "learn-without-quorum", "--fail-fast", "--jobs", "1")
     assert code == 1
