@@ -34,10 +34,13 @@ from .runtime import rpc
 
 log = logging.getLogger("paxos_core.client")
 
-REDIRECT_PAUSE_EVERY = 4
+REDIRECT_PAUSE_EVERY = 4         # after this many redirects in a row, wait a little before following more
 # PAXOS_CORE_CLIENT_LOOP_BRIDGE=0 completes asyncio callers with asyncio.wrap_future, one loop wake-up per
 # result (kept to measure what the bridge gains).
-_LOOP_BRIDGE = os.environ.get("PAXOS_CORE_CLIENT_LOOP_BRIDGE", "1") != "0"         # after this many redirects in a row, wait a little before following more
+_LOOP_BRIDGE = os.environ.get("PAXOS_CORE_CLIENT_LOOP_BRIDGE", "1") != "0"
+# PAXOS_CORE_CLIENT_WAKE_COALESCE=0 writes a wake-up byte to the I/O thread for every request (kept to measure
+# the difference).
+_WAKE_COALESCE = os.environ.get("PAXOS_CORE_CLIENT_WAKE_COALESCE", "1") != "0"
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,7 @@ class Client:
         self._ctx = zmq.Context()
         self._sockets = {}
         self._inbox = collections.deque()
+        self._wake_pending = False        # a wake-up byte is on its way to the I/O thread: no need for another
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._pending = {}
@@ -353,7 +357,11 @@ class Client:
         if self._closed:
             raise errors.PaxosError("client is closed")
         self._inbox.append(req)
-        os.write(self._wake_w, b"x")
+        # One wake-up per burst, not per request: the I/O thread clears the flag BEFORE it drains the inbox,
+        # so a request appended after the drain always finds the flag clear and wakes it again.
+        if not self._wake_pending or not _WAKE_COALESCE:
+            self._wake_pending = True
+            os.write(self._wake_w, b"x")
 
     def _socket(self, node, worker):
         key = (node, worker)
@@ -525,6 +533,7 @@ class Client:
         last_scan = 0.0
         while not self._closed:
             events = dict(self._poller.poll(10))
+            self._wake_pending = False
             if self._wake_r in events:
                 try:
                     while os.read(self._wake_r, 4096):
