@@ -64,26 +64,24 @@ def cpu_seconds(pid):
         return 0.0
 
 
-def peak_rss(pid):
+def _status_bytes(pid, field):
+    """A "kB" field of /proc/PID/status in bytes (0 if the process is gone)."""
     try:
         with open("/proc/%d/status" % pid) as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
     return 0
+
+
+def peak_rss(pid):
+    return _status_bytes(pid, "VmHWM:")
 
 
 def rss(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return _status_bytes(pid, "VmRSS:")
 
 
 # ---------------------------------------------------------------------------------------------- cluster
