@@ -233,22 +233,14 @@ class Client:
         return self.propose_batch_future(group, ops, timeout, request_id, node).result()
 
     async def propose_batch_async(self, group, ops, timeout=None, request_id=None, node=None):
-        if not _LOOP_BRIDGE:
-            return await asyncio.wrap_future(self.propose_batch_future(group, ops, timeout, request_id, node))
-        slot = self._async_slot()
-        self.propose_batch_future(group, ops, timeout, request_id, node, _future=slot)
-        return await slot.future
+        return await self._await(self.propose_batch_future, group, ops, timeout, request_id, node)
 
     def propose(self, group, op, timeout=None, request_id=None, node=None):
         """Propose `op` to `group`; blocks until it is chosen and applied. Returns ProposeResult."""
         return self.propose_future(group, op, timeout, request_id, node).result()
 
     async def propose_async(self, group, op, timeout=None, request_id=None, node=None):
-        if not _LOOP_BRIDGE:
-            return await asyncio.wrap_future(self.propose_future(group, op, timeout, request_id, node))
-        slot = self._async_slot()
-        self.propose_future(group, op, timeout, request_id, node, _future=slot)
-        return await slot.future
+        return await self._await(self.propose_future, group, op, timeout, request_id, node)
 
     def read_future(self, group, query, mode="lease", timeout=None, node=None, _future=None):
         """A stale read with `node` given reads that node only (its state is what was asked for)."""
@@ -275,10 +267,15 @@ class Client:
         return self.read_future(group, query, mode, timeout, node).result()
 
     async def read_async(self, group, query, mode="lease", timeout=None, node=None):
+        return await self._await(self.read_future, group, query, mode, timeout, node)
+
+    async def _await(self, make_future, *args):
+        """Run a *_future call for an asyncio caller: its result arrives through the loop's bridge (one
+        wake-up per burst of results), or, with the bridge switched off, through asyncio.wrap_future."""
         if not _LOOP_BRIDGE:
-            return await asyncio.wrap_future(self.read_future(group, query, mode, timeout, node))
+            return await asyncio.wrap_future(make_future(*args))
         slot = self._async_slot()
-        self.read_future(group, query, mode, timeout, node, _future=slot)
+        make_future(*args, _future=slot)
         return await slot.future
 
     def _async_slot(self):

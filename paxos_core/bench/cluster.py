@@ -383,14 +383,8 @@ def plot(results, directory):
     ax.set_xscale("log")
     ax.set_xlabel("groups per core (3 replicas on one 2-core machine)")
     ax.set_ylabel("committed ops/s")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    ax.set_title("paxos-core: throughput against groups per core")
-    path = os.path.join(directory, "ops_vs_groups.png")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    files.append(path)
-    plt.close(fig)
+    files.append(_save(plt, fig, ax, "paxos-core: throughput against groups per core",
+                       os.path.join(directory, "ops_vs_groups.png")))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for batching in ("off", "on"):
         rows = sorted((r for r in results if r["batching"] == batching and r["p99_ms"] is not None),
@@ -411,12 +405,17 @@ def plot(results, directory):
     ax.set_yscale("log")
     ax.set_xlabel("committed ops/s")
     ax.set_ylabel("latency (ms)")
+    files.append(_save(plt, fig, ax, "paxos-core: latency against throughput",
+                       os.path.join(directory, "latency_vs_throughput.png")))
+    return files
+
+
+def _save(plt, fig, ax, title, path):
+    """Grid, legend and title, then the PNG; returns its path."""
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    ax.set_title("paxos-core: latency against throughput")
-    path = os.path.join(directory, "latency_vs_throughput.png")
+    ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    files.append(path)
     plt.close(fig)
-    return files
+    return path
