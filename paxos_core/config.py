@@ -427,6 +427,9 @@ class NodeConfig:
             max_batch_bytes=self.max_batch_bytes,
             max_value_bytes=self.max_value_bytes,
             proposal_timeout_ticks=self.proposal_timeout_ticks,
+            # While the master leads, its acceptors refuse other leaders for as long as the master lease lasts:
+            # nobody can get a value chosen behind the back of a master serving lease reads.
+            sticky_ticks=self.lease_ticks,
         )
 
     def worker_data_dir(self, worker):

@@ -58,9 +58,10 @@ def test_damaged_chosen_record_is_reported_never_used_and_relearned_from_peers()
         view = cluster.engines[2].group_view(0)
         assert view["chosen_next"] == 5, "learning stops at the damaged record"
         assert view["status"] == "repairing"
-        # It takes no acceptor part while repairing, and learns the missing values from its peers.
+        # It takes no acceptor part while repairing: it waits out the vote lifetime, asks its peers, and
+        # learns the missing values from them.
         cluster.propose(1, 0, b"next")
-        cluster.tick(5)
+        cluster.tick(cluster.configs[2].repair_wait_ticks + 10)
         view = cluster.engines[2].group_view(0)
         assert view["status"] == "ok"
         assert cluster.engines[2].learned(0) == cluster.engines[1].learned(0)
@@ -69,19 +70,26 @@ def test_damaged_chosen_record_is_reported_never_used_and_relearned_from_peers()
         assert rewritten[3] & RECORD_CHOSEN
 
 
-def test_damaged_promise_record_stops_the_group_with_a_reason():
+def test_damaged_promise_record_makes_the_group_rebuild_from_its_peers():
     cluster = _cluster_with_history()
     cluster.crash(3)
     key = group_key(PROMISE_RECORD, 0, 0)
     _flip(cluster.stores[3], key, 5)
-    recovery = cluster.restart(3)
+    cluster.restart(3)
     view = cluster.engines[3].group_view(0)
-    assert view["status"] == "stopped"
+    assert view["status"] == "repairing"
     assert "promise record is damaged" in view["stop_reason"]
     assert cluster.engines[3].group_view(1)["status"] == "ok", "other groups are unaffected"
     # The other two nodes still make progress without it.
     cluster.propose(1, 0, b"without-3")
     assert cluster.acks[-1][0] == b"without-3"
+    # After the wait it takes the highest promise its peers report as its floor, and votes again.
+    cluster.tick(cluster.configs[3].repair_wait_ticks + 10)
+    view = cluster.engines[3].group_view(0)
+    assert view["status"] == "ok"
+    assert view["promised"] >= cluster.engines[1].group_view(0)["promised"]
+    rewritten = decode_record(key, cluster.stores[3][key])
+    assert rewritten[4] == view["promised"], "the floor is stored over the damaged record"
 
 
 def test_damaged_vote_above_the_learned_mark_suspends_the_acceptor():

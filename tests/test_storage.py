@@ -108,7 +108,7 @@ def test_damaged_record_is_detected_never_applied_and_repaired_from_peers(tmp_pa
     assert any(g == 0 and i in (4, 5) for g, i, _ in recovery.problems())
     assert cluster.engines[2].group_view(0)["status"] == "repairing"
     cluster.propose(1, 0, b"after")
-    cluster.tick(4)
+    cluster.tick(cluster.configs[2].repair_wait_ticks + 10)
     # Never applied: everything node 2 learned after the restart is exactly what the leader chose.
     for g, i, v in cluster.chosen[2]:
         if g == 0 and i in leader_values:

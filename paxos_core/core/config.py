@@ -7,9 +7,16 @@ from dataclasses import dataclass, fields
 
 from ..errors import ConfigError
 
-# Planted bugs: the first four are in the protocol core, the last two in the replica layer (masters).
+# Planted bugs, to show that the simulator's checks can fail. Protocol core: ignore-promise, reply-before-sync,
+# promise-not-persisted, learn-without-quorum, requeue-reverse (a leader that steps down re-queues its proposals
+# in reverse), amnesia-votes (a node that lost synced state votes at once, without rebuilding). Replica layer
+# and its loop: lease-overrun, no-fencing, serve-before-write (catch-up read from the log before the cycle's
+# records are written), stale-lease-clock (lease decisions use the clock read before the poll). Storage:
+# wal-rollback (damaged synced data silently recovered point-in-time). Groups: readd-amnesia (a removed group
+# re-added with the same incarnation, as an acceptor with no memory).
 PLANTS = ("ignore-promise", "reply-before-sync", "promise-not-persisted", "learn-without-quorum", "lease-overrun",
-          "no-fencing")
+          "no-fencing", "serve-before-write", "stale-lease-clock", "wal-rollback", "requeue-reverse",
+          "readd-amnesia", "amnesia-votes")
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,13 @@ class CoreConfig:
     catchup_interval_ticks: int = 3     # at most one catch-up request per group per interval
     catchup_max_instances: int = 256    # instances per catch-up reply at most
     proposal_timeout_ticks: int = 200   # a proposal not chosen by then is reported expired (unknown outcome)
+    sticky_ticks: int = 0               # an acceptor that took an Accept from its leader refuses other nodes'
+                                        # Prepares for this long (0: never). Set to the master lease: while
+                                        # the master leads, nobody else can get a value chosen behind its back
+    vote_ttl_ticks: int = 0             # promises and votes count only this long after the Prepare/Accept was
+                                        # first sent (0: 4 x (max_retransmits + 1) x retransmit_ticks)
+    repair_wait_ticks: int = 0          # a rebuilding node waits this long before it asks its peers
+                                        # (0: 2 x vote_ttl_ticks; must exceed vote_ttl under clock drift)
     plant: str = ""                     # planted bug for testing the tests (never in production)
 
     def __post_init__(self):
@@ -52,10 +66,18 @@ class CoreConfig:
             bad("members", "at most 63 voting members")
         if self.node_id not in members:
             bad("node_id", "%d is not one of members %r" % (self.node_id, members))
+        ints = all(isinstance(getattr(self, n), int) and not isinstance(getattr(self, n), bool)
+                   for n in ("max_retransmits", "retransmit_ticks", "vote_ttl_ticks", "repair_wait_ticks"))
+        if ints and not self.vote_ttl_ticks:
+            object.__setattr__(self, "vote_ttl_ticks", 4 * (self.max_retransmits + 1) * self.retransmit_ticks)
+        if ints and not self.repair_wait_ticks:
+            object.__setattr__(self, "repair_wait_ticks", 2 * self.vote_ttl_ticks)
+        if self.sticky_ticks < 0:
+            bad("sticky_ticks", "must be >= 0, got %r" % (self.sticky_ticks,))
         positive = ("n_groups", "group_stride", "window", "max_batch_count", "max_batch_bytes",
                     "max_value_bytes", "retransmit_ticks", "max_retransmits", "leader_timeout_ticks",
                     "forward_timeout_ticks", "idle_chosen_ticks", "catchup_interval_ticks",
-                    "catchup_max_instances", "proposal_timeout_ticks")
+                    "catchup_max_instances", "proposal_timeout_ticks", "vote_ttl_ticks", "repair_wait_ticks")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -66,6 +88,12 @@ class CoreConfig:
         if len(lo_hi) != 2 or not 0 <= lo_hi[0] <= lo_hi[1]:
             bad("election_backoff_ticks", "must be (low, high) with 0 <= low <= high, got %r" % (lo_hi,))
         object.__setattr__(self, "election_backoff_ticks", lo_hi)
+        if self.catchup_max_instances < 64:
+            bad("catchup_max_instances", "must be at least 64 (a reply ends at a chain record), got %r"
+                % (self.catchup_max_instances,))
+        if self.repair_wait_ticks <= self.vote_ttl_ticks:
+            bad("repair_wait_ticks", "must exceed vote_ttl_ticks (%d), got %r"
+                % (self.vote_ttl_ticks, self.repair_wait_ticks))
         if self.plant and self.plant not in PLANTS:
             bad("plant", "unknown plant %r; known: %s" % (self.plant, ", ".join(PLANTS)))
 

@@ -35,7 +35,13 @@ cdef enum:  # counter indexes (names in engine.COUNTER_NAMES)
     C_ACCEPTED_SENT = 20
     C_CHOSEN_SENT = 21
     C_BATCHED_PROPOSALS = 22
-    C_COUNT = 23
+    C_CATCHUP_REJECTED = 23
+    C_STICKY_REJECTS = 24
+    C_RESIGNS = 25
+    C_REPAIRS_STARTED = 26
+    C_REPAIRS_DONE = 27
+    C_STALE_VOTES = 28
+    C_COUNT = 29
 
 cdef class Effects:
     cdef public list records        # record tuples to persist, in order (see paxos_core.storage.records)
@@ -44,7 +50,9 @@ cdef class Effects:
     cdef public list chosen         # [(group, instance, value)] in instance order per group
     cdef public list acks           # [(tag, group, instance)] proposals made here that are chosen
     cdef public list expired        # [(tag, group, reason)] proposals given up (outcome unknown)
-    cdef public list serve          # [(dest, group, first, end)] send chosen values [first, end) from storage
+    cdef public list serve          # [(dest, group, first, end, chain)] send the chosen values [first, end)
+                                    # from DURABLE storage, with our chain at `end` (-1: read it from the
+                                    # CHAIN record at `end`), as one CATCHUP_REPLY
     cdef public list stopped        # [(group, reason)] groups that stopped themselves
     cdef public list self_votes     # [(group, instance, ballot)] our own acceptor's votes as our proposer counts them (for observers)
     cdef public long token          # pass to Engine.persisted() once the records are durable
@@ -90,6 +98,12 @@ cdef class Engine:
     cdef int64_t idle_chosen
     cdef uint64_t catchup_max
     cdef int64_t proposal_timeout
+    cdef int64_t sticky
+    cdef int64_t vote_ttl
+    cdef int64_t repair_wait
+    cdef readonly dict repairs      # slot -> Repair, only while a group rebuilds
+    cdef bint plant_requeue_reverse
+    cdef bint plant_amnesia_votes
     cdef bint plant_reply_before_sync
     cdef bint plant_promise_not_persisted
     cdef bint plant_learn_without_quorum
@@ -111,12 +125,17 @@ cdef class Engine:
     cdef void _on_catchup_req(self, Py_ssize_t slot, Message m, int src)
     cdef void _on_catchup_reply(self, Py_ssize_t slot, Message m, int src)
     cdef void _on_forward(self, Py_ssize_t slot, Message m, int src)
+    cdef void _on_state_req(self, Py_ssize_t slot, Message m, int src)
+    cdef void _on_state_reply(self, Py_ssize_t slot, Message m, int src)
+    cdef void _repair_tick(self, Py_ssize_t slot)
+    cdef void _repair_progress(self, Py_ssize_t slot)
     cdef void _promise_raised(self, Py_ssize_t slot)
     cdef void _see_ballot(self, Py_ssize_t slot, uint64_t ballot)
     cdef void _start_prepare(self, Py_ssize_t slot)
     cdef void _finish_prepare(self, Py_ssize_t slot)
-    cdef void _step_down(self, Py_ssize_t slot, bint vouch)
-    cdef void _requeue_own(self, Py_ssize_t slot, ProposerGroup pg, bytes value)
+    cdef void _step_down(self, Py_ssize_t slot, bint vouch, list first_back)
+    cdef list _own_unanswered(self, Py_ssize_t slot, bytes value)
+    cdef void _requeue_front(self, ProposerGroup pg, list back)
     cdef void _send_accept(self, Py_ssize_t slot, uint64_t instance, bytes value)
     cdef void _fill(self, Py_ssize_t slot)
     cdef void _route_follower(self, Py_ssize_t slot)
@@ -125,7 +144,7 @@ cdef class Engine:
     cdef void _learn_one(self, Py_ssize_t slot, bytes value)
     cdef void _learn_by_mark(self, Py_ssize_t slot, uint64_t ballot, uint64_t mark, int src)
     cdef void _request_catchup(self, Py_ssize_t slot)
-    cdef void _serve(self, int dest, Py_ssize_t slot, uint64_t first)
+    cdef void _serve(self, int dest, Py_ssize_t slot, uint64_t first, uint64_t limit=*)
     cdef void _check_chain(self, Py_ssize_t slot, uint64_t mark, uint32_t chain, int src)
     cdef void _stop(self, Py_ssize_t slot, str reason)
     cdef bint _tick_group(self, Py_ssize_t slot)

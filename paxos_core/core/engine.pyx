@@ -27,13 +27,15 @@ from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 
 from paxos_core.core.acceptor cimport AcceptorState, REJECTED, PROMISED, PROMISED_AGAIN, ACCEPTED
 from paxos_core.core.ballot cimport ballot_node, ballot_round, make_ballot
-from paxos_core.core.learner cimport LearnerState
+from paxos_core.core.learner cimport LearnerState, chain_step
 from paxos_core.core.proposer cimport FOLLOWER, LEADING, PREPARING, InFlight, ProposerGroup, ProposerState
 from paxos_core.wire.message cimport (ACCEPT, ACCEPTED as MSG_ACCEPTED, CATCHUP_REPLY, CATCHUP_REQ, CHOSEN,
-                                      FORWARD, Message, PREPARE, PROMISE, REJECT, make_message)
+                                      FLAG_RESIGN, FLAG_STICKY, FORWARD, Message, PREPARE, PROMISE, REJECT,
+                                      STATE_REPLY, STATE_REQ, make_message)
 
 from paxos_core.errors import ConfigError, GroupStopped, PaxosError, ValueTooLarge
-from paxos_core.storage.records cimport INSTANCE_RECORD, PROMISE_RECORD, RECORD_CHOSEN
+from paxos_core.storage.records cimport (CHAIN_EVERY, CHAIN_RECORD, INSTANCE_RECORD, PROMISE_RECORD, RECORD_CHOSEN,
+                                         REPAIR_PENDING, REPAIR_RECORD)
 from paxos_core.wire.codec import decode_batch, decode_entries, encode_batch, encode_entries
 
 log = logging.getLogger("paxos_core.core")
@@ -47,8 +49,30 @@ COUNTER_NAMES = (
     "msg_in", "msg_out", "records", "proposals", "instances_proposed", "chosen", "acks", "expired",
     "prepares", "elections_won", "step_downs", "rejects_sent", "retransmits", "catchup_requests",
     "catchup_learned", "forwards", "divergences", "dropped_unknown_group", "promises_sent", "accepts_sent",
-    "accepted_sent", "chosen_sent", "batched_proposals",
+    "accepted_sent", "chosen_sent", "batched_proposals", "catchup_rejected", "sticky_rejects", "resigns",
+    "repairs_started", "repairs_done", "stale_votes",
 )
+
+# Phases of a group's rebuild (see Engine.begin_repair).
+REPAIR_WAIT, REPAIR_QUERY, REPAIR_LEARN = 0, 1, 2
+
+
+cdef class Repair:
+    """A group rebuilding after its node lost (or may have lost) synced promises or votes."""
+    cdef public int phase
+    cdef public int64_t wait_until      # REPAIR_WAIT: ask the peers from this tick on
+    cdef public int64_t asked_at        # REPAIR_QUERY: when STATE_REQ last went out
+    cdef public dict replies            # node -> (promised, top, chosen_next), from nodes not rebuilding
+    cdef public uint64_t target         # REPAIR_LEARN: learn every instance below this before voting
+    cdef public str reason
+
+    def __init__(self, str reason, int64_t wait_until, uint64_t target):
+        self.phase = REPAIR_WAIT
+        self.wait_until = wait_until
+        self.asked_at = -(1 << 62)
+        self.replies = {}
+        self.target = target
+        self.reason = reason
 
 
 class UnknownGroup(PaxosError, KeyError):
@@ -123,6 +147,12 @@ cdef class Engine:
         self.catchup_max = config.catchup_max_instances
         self.idle_chosen = config.idle_chosen_ticks
         self.proposal_timeout = config.proposal_timeout_ticks
+        self.sticky = config.sticky_ticks
+        self.vote_ttl = config.vote_ttl_ticks
+        self.repair_wait = config.repair_wait_ticks
+        self.repairs = {}
+        self.plant_requeue_reverse = plant == "requeue-reverse"
+        self.plant_amnesia_votes = plant == "amnesia-votes"
         self.plant_reply_before_sync = plant == "reply-before-sync"
         self.plant_promise_not_persisted = plant == "promise-not-persisted"
         self.plant_learn_without_quorum = plant == "learn-without-quorum"
@@ -199,8 +229,11 @@ cdef class Engine:
         self.proposer.mark_sent[slot] = 0
         self.proposer.leader_heard[slot] = -(1 << 62)
         self.proposer.last_accept[slot] = 0
+        self.proposer.accept_heard[slot] = -(1 << 62)
+        self.proposer.preferred[slot] = 0
         self.proposer.groups.pop(slot, None)
         self.active.pop(slot, None)
+        self.repairs.pop(slot, None)
         self.stop_reasons.pop(self.group_of(slot), None)
 
     def remove_group(self, uint32_t group):
@@ -222,6 +255,7 @@ cdef class Engine:
         self.acceptor.accepted.pop(slot, None)
         self.learner.decided.pop(slot, None)
         self.active.pop(slot, None)
+        self.repairs.pop(slot, None)
         self.proposer.role[slot] = FOLLOWER
 
     def restore_group(self, uint32_t group, state):
@@ -233,12 +267,94 @@ cdef class Engine:
         if state.stop_reason:
             self.status[slot] = GROUP_STOPPED
             self.stop_reasons[group] = state.stop_reason
-        elif state.repair_upto > state.chosen_next:
-            self.status[slot] = GROUP_REPAIRING
-            self.stop_reasons[group] = "repairing: damaged records below instance %d" % state.repair_upto
-            self.active[slot] = True
+        elif state.repair:
+            self._begin_repair(slot, state.repair_reason, state.repair_upto)
         if state.known_mark > state.chosen_next:
             self.active[slot] = True
+
+    def begin_repair(self, uint32_t group, str reason):
+        """The group's node lost (or may have lost) synced promises or votes: rebuild before voting again.
+
+        Used for a worker whose storage was wiped or found damaged as a whole; recovery starts the rebuild of a
+        group by itself when its own records show damage."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            raise UnknownGroup(group)
+        if self.status[slot] != GROUP_STOPPED:
+            self._begin_repair(slot, reason, self.learner.repair_upto[slot])
+            self._drain()
+
+    def _begin_repair(self, Py_ssize_t slot, str reason, uint64_t target):
+        """The rebuild rule (safety argument in docs/architecture.md, "Damaged storage"):
+
+        1. REPAIRING: the acceptor answers no Prepare and no Accept and this node does not lead; the learner
+           goes on learning (from marks that match its own records, and by catch-up).
+        2. Wait repair_wait ticks (> vote_ttl under bounded clock drift): every promise or vote this node gave
+           before it lost its memory has by then either been counted by its proposer (proposers count them
+           only within vote_ttl of sending), or never will be.
+        3. Ask every peer (STATE_REQ) until nodes that are not rebuilding themselves, forming a majority of
+           the whole membership without this node, have answered with their promise, top instance and
+           chosen mark. A ballot any counted promise of ours helped was promised by one of them, and an
+           instance any counted vote of ours helped choose was accepted by one of them.
+        4. Promise the highest ballot they report (durably), and learn every instance below the highest top
+           they report. Then vote again.
+        A REPAIR record keeps the rebuild pending across restarts until it completes."""
+        cdef uint32_t group = self.group_of(slot)
+        if self.plant_amnesia_votes:
+            return          # planted bug: a node that lost its memory votes at once
+        self.status[slot] = GROUP_REPAIRING
+        self.stop_reasons[group] = "repairing: " + reason
+        if target > self.learner.repair_upto[slot]:
+            self.learner.repair_upto[slot] = target
+        if self.proposer.role[slot] != FOLLOWER:
+            self._step_down(slot, False, None)
+        self.repairs[slot] = Repair(reason, self.now + self.repair_wait, self.learner.repair_upto[slot])
+        self._record((REPAIR_RECORD, group, 0, REPAIR_PENDING, 0, 0, 0, 0, NOOP))
+        self.counters[C_REPAIRS_STARTED] += 1
+        self.active[slot] = True
+
+    def prefer(self, uint32_t group, int node):
+        """Who should lead the group: its live master (leadership follows mastership), or 0 for nobody known.
+
+        A leader told that another node should lead resigns (its acceptors then stop holding their promise to
+        it); a node told that it should lead prepares at once (lease reads need it to lead)."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            raise UnknownGroup(group)
+        self.proposer.preferred[slot] = node
+        cdef int role = self.proposer.role[slot]
+        cdef uint64_t mark
+        if node != 0 and node != self.node_id and role != FOLLOWER:
+            mark = self.learner.chosen_next[slot] if role == LEADING else 0
+            m = make_message(CHOSEN, group, 0, self.proposer.ballot[slot], mark, 0,
+                             self.learner.chain[slot] if mark else 0, NOOP)
+            m.flags = FLAG_RESIGN
+            if mark > self.proposer.mark_sent[slot]:
+                self.proposer.mark_sent[slot] = mark
+            self.counters[C_RESIGNS] += 1
+            self._broadcast(m, False)
+            self._step_down(slot, False, None)
+        elif (node == self.node_id and role == FOLLOWER and self.status[slot] == GROUP_OK
+              and self.now >= self.proposer.timer[slot]):
+            self._start_prepare(slot)
+        self._drain()
+
+    def repair_waiting(self):
+        """Rebuilding groups that wait to learn instances up to their target (someone must drive them)."""
+        cdef Repair rep
+        out = []
+        for slot, rep in self.repairs.items():
+            if rep.phase == REPAIR_LEARN and self.learner.chosen_next[slot] < rep.target:
+                out.append(self.group_of(slot))
+        return out
+
+    def ballot_of(self, uint32_t group):
+        """(our proposer's ballot, True if it leads or is preparing with it). A master dates its lease only by
+        its own proposals made under the ballot it still leads with."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            raise UnknownGroup(group)
+        return self.proposer.ballot[slot], self.proposer.role[slot] != FOLLOWER
 
     # ------------------------------------------------------------------ inputs
 
@@ -401,6 +517,10 @@ cdef class Engine:
             self._on_catchup_reply(slot, m, src)
         elif kind == FORWARD:
             self._on_forward(slot, m, src)
+        elif kind == STATE_REQ:
+            self._on_state_req(slot, m, src)
+        elif kind == STATE_REPLY:
+            self._on_state_reply(slot, m, src)
 
     cdef void _see_ballot(self, Py_ssize_t slot, uint64_t ballot):
         cdef uint64_t r = ballot_round(ballot)
@@ -413,9 +533,21 @@ cdef class Engine:
         if self.status[slot] != GROUP_OK:
             return   # a repairing acceptor does not vouch for anything
         self._see_ballot(slot, m.ballot)
-        cdef int verdict = self.acceptor.on_prepare(slot, m.ballot)
         cdef uint64_t promised = self.acceptor.promised[slot]
         cdef uint32_t group = m.group
+        if (self.sticky > 0 and m.ballot > promised and promised != 0
+                and ballot_node(m.ballot) != ballot_node(promised)
+                and self.now - self.proposer.accept_heard[slot] < self.sticky):
+            # Our leader is active: nobody else may take over (and get a value chosen behind the back of a
+            # master that serves lease reads) until it has been quiet for sticky_ticks or resigns.
+            self.counters[C_STICKY_REJECTS] += 1
+            r = make_message(REJECT, group, m.instance, promised, self.learner.chosen_next[slot], m.ballot,
+                             self.learner.chain[slot], NOOP)
+            r.flags = FLAG_STICKY
+            self._send(src, r, False)
+            return
+        cdef int verdict = self.acceptor.on_prepare(slot, m.ballot)
+        promised = self.acceptor.promised[slot]
         if verdict == REJECTED:
             self.counters[C_REJECTS_SENT] += 1
             self._send(src, make_message(REJECT, group, m.instance, promised, self.learner.chosen_next[slot],
@@ -460,6 +592,8 @@ cdef class Engine:
             # A beaten leader's mark is still true: learn what it says is chosen.
             self._learn_by_mark(slot, m.ballot, m.mark, src)
             return
+        if m.ballot == promised:
+            self.proposer.accept_heard[slot] = self.now
         if src != self.node_id:
             if promised > old_promise:
                 self._promise_raised(slot)
@@ -481,7 +615,7 @@ cdef class Engine:
         cdef uint64_t promised = self.acceptor.promised[slot]
         self.proposer.leader_heard[slot] = self.now
         if self.proposer.role[slot] != FOLLOWER and promised > self.proposer.ballot[slot]:
-            self._step_down(slot, True)
+            self._step_down(slot, True, None)
 
     # ------------------------------------------------------------------ proposer side
 
@@ -503,6 +637,7 @@ cdef class Engine:
         pg.inflight.clear()
         pg.promises = {}
         pg.retries = 0
+        pg.prepare_started = self.now
         cdef uint64_t chosen_next = self.learner.chosen_next[slot]
         pg.prepare_from = chosen_next
         self.counters[C_PREPARES] += 1
@@ -519,6 +654,12 @@ cdef class Engine:
             return
         cdef ProposerGroup pg = self.proposer.groups.get(slot)
         if pg is None or pg.promises is None:
+            return
+        if self.now - pg.prepare_started > self.vote_ttl:
+            # Too late to count (a pause, a stall): a promise given before its giver lost its memory must never
+            # count once that node may have rebuilt (see _begin_repair). Start over with a new ballot.
+            self.counters[C_STALE_VOTES] += 1
+            self._start_prepare(slot)
             return
         pg.promises[src] = (m.mark, decode_entries(m.value) if m.value else [])
         if len(pg.promises) >= self.quorum:
@@ -638,6 +779,11 @@ cdef class Engine:
         idx = self.member_index.get(src)
         if idx is None:
             return
+        if self.now - inf.first_sent > self.vote_ttl:
+            # Votes count only within vote_ttl of the first Accept (the rebuild rule relies on it).
+            self.counters[C_STALE_VOTES] += 1
+            self._start_prepare(slot)
+            return
         inf.votes |= (<uint64_t>1) << <int>idx
         cdef int need = 1 if self.plant_learn_without_quorum else self.quorum
         if __builtin_popcountll(inf.votes) >= need:
@@ -648,35 +794,44 @@ cdef class Engine:
 
     cdef void _on_reject(self, Py_ssize_t slot, Message m, int src):
         self._see_ballot(slot, m.ballot)
-        if (self.proposer.role[slot] != FOLLOWER and m.aux == self.proposer.ballot[slot]
-                and m.ballot > self.proposer.ballot[slot]):
-            self._step_down(slot, True)
+        if self.proposer.role[slot] != FOLLOWER and m.aux == self.proposer.ballot[slot]:
+            if m.ballot > self.proposer.ballot[slot]:
+                self._step_down(slot, True, None)
+            elif m.flags & FLAG_STICKY and self.proposer.role[slot] == PREPARING:
+                # The acceptor's leader is active: back off longer than an election race would.
+                self._step_down(slot, False, None)
+                self.proposer.timer[slot] = self.now + self.sticky // 4 + self.rng.randint(0, self.backoff_hi)
         if m.mark > self.learner.known_mark[slot]:
             # The rejecting acceptor has learned further than we have.
             self.learner.known_mark[slot] = m.mark
             self.learner.catchup_src[slot] = src
             self._request_catchup(slot)
 
-    cdef void _requeue_own(self, Py_ssize_t slot, ProposerGroup pg, bytes value):
-        """Put our own still-unanswered proposals from a value that may never be chosen back in the queue.
+    cdef list _own_unanswered(self, Py_ssize_t slot, bytes value):
+        """Our own still-unanswered proposals in a value that may never be chosen (to be re-queued).
 
-        If that value is chosen after all (a later leader may re-propose it), the proposal appears twice in the
+        If that value is chosen after all (a later leader may re-propose it), a proposal appears twice in the
         log; the first occurrence is the one acknowledged. The core is at-least-once; request ids in the state
-        machine make client requests exactly-once.
+        machine make client requests exactly-once, which is why re-queued proposals keep their order.
         """
         cdef dict out = self.learner.outstanding.get(slot)
         if not out or not value:
-            return
-        back = [e for e in decode_batch(value) if e[0] == self.node_id and e[1] in out]
+            return []
+        return [e for e in decode_batch(value) if e[0] == self.node_id and e[1] in out]
+
+    cdef void _requeue_front(self, ProposerGroup pg, list back):
+        """Put entries back at the head of the queue, in the order given (they were proposed before it)."""
         if back:
             pg.pending[:0] = back
             for e in back:
                 pg.pending_bytes += len(<bytes>e[2])
 
-    cdef void _step_down(self, Py_ssize_t slot, bint vouch):
+    cdef void _step_down(self, Py_ssize_t slot, bint vouch, list first_back):
         """Stop proposing. With `vouch`, a leader first tells the learners its chosen mark (under its ballot
         every value it learned is the one it proposed, so the mark is safe to send); without it (our ballot
-        lost an instance to another value) the mark is not sent."""
+        lost an instance to another value) the mark is not sent. Our unanswered proposals go back to the
+        queue in instance order (`first_back`, from an instance already taken out, ahead of the rest), so the
+        operations of one client session stay in the order they were proposed."""
         cdef uint64_t chosen_next = self.learner.chosen_next[slot]
         if vouch and self.proposer.role[slot] == LEADING and self.proposer.mark_sent[slot] < chosen_next:
             self.proposer.mark_sent[slot] = chosen_next
@@ -689,9 +844,16 @@ cdef class Engine:
         self.proposer.timer[slot] = self.now + wait
         cdef ProposerGroup pg = self.proposer.groups.get(slot)
         cdef InFlight inf
+        cdef list back
         if pg is not None:
-            for inf in pg.inflight.values():
-                self._requeue_own(slot, pg, inf.value)
+            back = list(first_back) if first_back else []
+            instances = sorted(pg.inflight)
+            if self.plant_requeue_reverse:
+                instances.reverse()      # planted bug: same-session operations come back out of order
+            for instance in instances:
+                inf = pg.inflight[instance]
+                back.extend(self._own_unanswered(slot, inf.value))
+            self._requeue_front(pg, back)
             pg.inflight.clear()
             pg.promises = None
             pg.retries = 0
@@ -700,27 +862,54 @@ cdef class Engine:
         self.active[slot] = True
 
     cdef void _route_follower(self, Py_ssize_t slot):
-        """A follower with queued proposals: forward them to a live leader, or try to become leader."""
+        """A follower with queued proposals: forward them to whoever should lead, or lead.
+
+        Leadership follows mastership: with a preferred leader (the group's live master, set by the replica
+        layer) proposals go there and no other node prepares, so leaders do not churn; the master itself
+        prepares. With none known, a live leader gets them, or this node tries to lead. A rebuilding node never
+        leads: it forwards."""
         cdef ProposerGroup pg = self.proposer.groups.get(slot)
         if pg is None or not pg.pending:
             return
         cdef int leader = ballot_node(self.acceptor.promised[slot])
-        if (leader != 0 and leader != self.node_id and self.status[slot] == GROUP_OK
-                and self.now - self.proposer.leader_heard[slot] <= self.leader_timeout):
-            if not pg.forwarded:
-                pg.forwarded_at = self.now
-            self.counters[C_FORWARDS] += 1
-            self._send(leader, make_message(FORWARD, self.group_of(slot), 0, self.acceptor.promised[slot], 0, 0,
-                                            0, encode_batch(pg.pending)), False)
-            pg.forwarded.extend(pg.pending)
-            pg.pending = []
-            pg.pending_bytes = 0
+        cdef int preferred = self.proposer.preferred[slot]
+        cdef bint leader_live = (leader != 0 and leader != self.node_id
+                                 and self.now - self.proposer.leader_heard[slot] <= self.leader_timeout)
+        cdef int dest = 0
+        if self.status[slot] == GROUP_REPAIRING:
+            if preferred != 0 and preferred != self.node_id:
+                dest = preferred
+            elif leader != 0 and leader != self.node_id:
+                dest = leader
+            elif self.peers:
+                dest = self.peers[self.rng.randrange(len(self.peers))]
+        elif preferred == self.node_id:
+            if self.now >= self.proposer.timer[slot]:
+                self._start_prepare(slot)
+                return
+            if leader_live:
+                dest = leader              # backing off after a refused Prepare: the active leader serves meanwhile
+        elif preferred != 0:
+            dest = preferred
+        elif leader_live:
+            dest = leader
         elif self.now >= self.proposer.timer[slot]:
             self._start_prepare(slot)
+            return
+        if dest == 0:
+            return
+        if not pg.forwarded:
+            pg.forwarded_at = self.now
+        self.counters[C_FORWARDS] += 1
+        self._send(dest, make_message(FORWARD, self.group_of(slot), 0, self.acceptor.promised[slot], 0, 0,
+                                      0, encode_batch(pg.pending)), False)
+        pg.forwarded.extend(pg.pending)
+        pg.pending = []
+        pg.pending_bytes = 0
 
     cdef void _on_forward(self, Py_ssize_t slot, Message m, int src):
         cdef int role = self.proposer.role[slot]
-        if role == FOLLOWER:
+        if role == FOLLOWER and (self.proposer.preferred[slot] != self.node_id or self.status[slot] != GROUP_OK):
             return   # not the leader (any more): the origin re-routes after its forward timeout
         cdef ProposerGroup pg = self.proposer.group(slot)
         entries = decode_batch(m.value)
@@ -730,6 +919,8 @@ cdef class Engine:
         self.active[slot] = True
         if role == LEADING:
             self._fill(slot)
+        elif role == FOLLOWER:
+            self._route_follower(slot)      # we are the master but not leading yet: prepare
 
     # ------------------------------------------------------------------ learner side
 
@@ -764,15 +955,18 @@ cdef class Engine:
         """Learn `value` as the chosen value of the slot's next instance, and deliver it."""
         cdef uint64_t instance = self.learner.chosen_next[slot]
         cdef uint32_t group = self.group_of(slot)
-        self.learner.advance(slot, value)
+        cdef uint32_t chain = self.learner.advance(slot, value)
         self.acceptor.forget(slot, instance)
         self.fx.chosen.append((group, instance, value))
         self.counters[C_CHOSEN] += 1
+        if (instance + 1) % CHAIN_EVERY == 0:
+            # Every CHAIN_EVERY instances the chain is kept, so a catch-up reply ending here carries it.
+            self._record((CHAIN_RECORD, group, instance + 1, 0, 0, 0, 0, chain, NOOP))
         cdef ProposerGroup pg
         cdef InFlight inf
         if self.proposer.role[slot] == LEADING and instance >= self.proposer.next_instance[slot]:
             # Chosen beyond anything our ballot proposed: another proposer with a higher ballot did it.
-            self._step_down(slot, False)
+            self._step_down(slot, False, None)
         elif self.proposer.role[slot] != FOLLOWER:
             pg = self.proposer.groups.get(slot)
             if pg is not None:
@@ -780,8 +974,7 @@ cdef class Engine:
                 if inf is not None and inf.value != value:
                     # Someone else's value was chosen where our ballot had proposed: our ballot is beaten,
                     # and keeping it would let our later marks vouch for a value that lost.
-                    self._requeue_own(slot, pg, inf.value)
-                    self._step_down(slot, False)
+                    self._step_down(slot, False, self._own_unanswered(slot, inf.value))
         cdef dict out = self.learner.outstanding.get(slot)
         if out and value:
             for origin, seq, payload in decode_batch(value):
@@ -792,10 +985,8 @@ cdef class Engine:
                         self.counters[C_ACKS] += 1
             if not out:
                 del self.learner.outstanding[slot]
-        if self.status[slot] == GROUP_REPAIRING and self.learner.chosen_next[slot] >= self.learner.repair_upto[slot]:
-            self.status[slot] = GROUP_OK
-            self.stop_reasons.pop(group, None)
-            log.warning("group %d repaired from peers up to instance %d", group, self.learner.chosen_next[slot])
+        if self.status[slot] == GROUP_REPAIRING:
+            self._repair_progress(slot)
 
     cdef void _learn_by_mark(self, Py_ssize_t slot, uint64_t ballot, uint64_t mark, int src):
         """The sender, leading with `ballot`, says every instance below `mark` is chosen.
@@ -819,7 +1010,13 @@ cdef class Engine:
 
     cdef void _on_chosen(self, Py_ssize_t slot, Message m, int src):
         if m.ballot == self.acceptor.promised[slot]:
-            self.proposer.leader_heard[slot] = self.now
+            if m.flags & FLAG_RESIGN:
+                # Our leader stepped down for the group's master: stop holding the promise to it.
+                self.proposer.leader_heard[slot] = -(1 << 62)
+                self.proposer.accept_heard[slot] = -(1 << 62)
+            else:
+                self.proposer.leader_heard[slot] = self.now
+                self.proposer.accept_heard[slot] = self.now
         self._learn_by_mark(slot, m.ballot, m.mark, src)
         self._check_chain(slot, m.mark, m.chain, src)
 
@@ -837,33 +1034,67 @@ cdef class Engine:
         self._send(src, make_message(CATCHUP_REQ, self.group_of(slot), self.learner.chosen_next[slot], 0, 0,
                                      self.catchup_max, 0, NOOP), False)
 
-    cdef void _serve(self, int dest, Py_ssize_t slot, uint64_t first):
+    cdef void _serve(self, int dest, Py_ssize_t slot, uint64_t first, uint64_t limit=0):
+        """Ask the caller to send chosen values from `first`, read from durable storage after this cycle's
+        write (a value learned in this very cycle is in the batch being written; the vote the log held before
+        may differ). The reply ends where our chain is known, so it can carry it: at our chosen mark, or at a
+        CHAIN record (every CHAIN_EVERY instances) when the range is capped."""
         cdef uint64_t end = self.learner.chosen_next[slot]
         if first >= end:
             return
-        if end - first > self.catchup_max:
-            end = first + self.catchup_max
-        self.fx.serve.append((dest, self.group_of(slot), first, end))
+        if limit == 0 or limit > self.catchup_max:
+            limit = self.catchup_max
+        cdef long long chain = self.learner.chain[slot]
+        if end - first > limit:
+            end = (first + limit) // CHAIN_EVERY * CHAIN_EVERY     # > first, since limit >= CHAIN_EVERY
+            if end <= first:
+                end = first - first % CHAIN_EVERY + CHAIN_EVERY
+            chain = -1
+        self.fx.serve.append((dest, self.group_of(slot), first, end, chain))
 
     cdef void _on_catchup_req(self, Py_ssize_t slot, Message m, int src):
-        cdef uint64_t first = m.instance
-        cdef uint64_t end = self.learner.chosen_next[slot]
-        if first >= end:
-            return
-        cdef uint64_t limit = m.aux if 0 < m.aux < self.catchup_max else self.catchup_max
-        if end - first > limit:
-            end = first + limit
-        self.fx.serve.append((src, m.group, first, end))
+        self._serve(src, slot, m.instance, m.aux)
 
     cdef void _on_catchup_reply(self, Py_ssize_t slot, Message m, int src):
+        """Chosen values [m.instance, m.mark) with the sender's chain at m.mark and its chosen mark in aux.
+
+        Nothing is learned unless the values, chained onto our own chain, give the sender's chain at the end:
+        a value that is not the chosen one (a vote served by mistake, a damaged record, a diverged sender) is
+        refused whole, and we ask another peer."""
         cdef uint64_t before = self.learner.chosen_next[slot]
-        cdef uint64_t instance
+        cdef uint64_t end = m.mark
         cdef uint32_t group = m.group
-        for instance, ballot, value in (decode_entries(m.value) if m.value else []):
-            if instance < self.learner.chosen_next[slot]:
-                continue
-            if instance > self.learner.chosen_next[slot]:
-                break
+        if m.aux > self.learner.known_mark[slot]:
+            self.learner.known_mark[slot] = m.aux
+            self.learner.catchup_src[slot] = src
+        cdef list fresh = []
+        cdef uint64_t expect = before
+        cdef uint32_t chain = self.learner.chain[slot]
+        if end > before:
+            for instance, ballot, value in (decode_entries(m.value) if m.value else []):
+                if instance < expect:
+                    continue
+                if instance != expect or instance >= end:
+                    break
+                chain = chain_step(chain, instance, <bytes>value)
+                fresh.append((instance, ballot, value))
+                expect += 1
+            if expect != end or chain != m.chain:
+                self.counters[C_CATCHUP_REJECTED] += 1
+                log.warning("group %d: refused a catch-up reply from node %d for [%d, %d): %s", group, src,
+                            m.instance, end, "its values do not give its chain %08x (we get %08x)" % (m.chain, chain)
+                            if expect == end else "it does not continue at our mark %d" % before)
+                others = [p for p in self.peers if p != src]
+                if others:
+                    self.learner.catchup_src[slot] = others[self.rng.randrange(len(others))]
+                self.learner.catchup_at[slot] = -(1 << 62)
+                self._request_catchup(slot)
+                return
+        elif end == before:
+            self._check_chain(slot, end, m.chain, src)
+        for instance, ballot, value in fresh:
+            if instance != self.learner.chosen_next[slot]:
+                continue        # learned meanwhile (a decided value of ours pulled in by the one before)
             self._learn(slot, <bytes>value)
             self.counters[C_CATCHUP_LEARNED] += 1
             # Keep the learned value (and the mark that says so) so that it survives a restart.
@@ -871,12 +1102,8 @@ cdef class Engine:
                           self.learner.chosen_next[slot], self.learner.chain[slot], value))
             if self.status[slot] == GROUP_STOPPED:
                 return
-        if m.mark > self.learner.known_mark[slot]:
-            self.learner.known_mark[slot] = m.mark
-            self.learner.catchup_src[slot] = src
         cdef uint64_t now_next = self.learner.chosen_next[slot]
         if now_next > before:
-            self._check_chain(slot, m.mark, m.chain, src)
             self.learner.catchup_at[slot] = -(1 << 62)     # progress: ask again at once if still behind
         if now_next < self.learner.known_mark[slot]:
             self._request_catchup(slot)
@@ -900,7 +1127,78 @@ cdef class Engine:
         self.stop_reasons[group] = reason
         self.counters[C_DIVERGENCES] += 1
         self.fx.stopped.append((group, reason))
+        # Nothing of the group that this batch learned is applied or acknowledged: the stop is handled first.
+        self.fx.chosen = [c for c in self.fx.chosen if c[0] != group]
+        self.fx.acks = [a for a in self.fx.acks if a[1] != group]
         self._forget_slot(slot, "group stopped: " + reason)
+
+    # ------------------------------------------------------------------ rebuild after lost storage
+
+    cdef void _on_state_req(self, Py_ssize_t slot, Message m, int src):
+        """A rebuilding peer asks what we hold. Reporting a promise or top that is not durable yet only makes
+        its floor higher, so the reply need not wait for the sync."""
+        self._send(src, make_message(STATE_REPLY, m.group, self.acceptor.top[slot], self.acceptor.promised[slot],
+                                     self.learner.chosen_next[slot], 0 if self.status[slot] == GROUP_OK else 1,
+                                     0, NOOP), False)
+
+    cdef void _on_state_reply(self, Py_ssize_t slot, Message m, int src):
+        cdef Repair rep = self.repairs.get(slot)
+        if rep is None or rep.phase != REPAIR_QUERY or m.aux != 0 or src == self.node_id:
+            return
+        rep.replies[src] = (m.ballot, m.instance, m.mark)
+        if len(rep.replies) < self.quorum:
+            return
+        # A majority of the membership without us: every counted promise or vote of ours is reflected here.
+        cdef uint64_t floor = 0
+        cdef uint64_t top = rep.target
+        cdef uint64_t mark = 0
+        for promised, their_top, their_mark in rep.replies.values():
+            floor = max(floor, promised)
+            top = max(top, their_top, their_mark)
+            mark = max(mark, their_mark)
+        if floor > self.acceptor.promised[slot]:
+            self.acceptor.promised[slot] = floor
+        self._see_ballot(slot, floor)
+        self._record((PROMISE_RECORD, m.group, 0, 0, self.acceptor.promised[slot], 0, 0, 0, NOOP))
+        rep.target = top
+        if top > self.learner.repair_upto[slot]:
+            self.learner.repair_upto[slot] = top
+        if mark > self.learner.known_mark[slot]:
+            self.learner.known_mark[slot] = mark
+        rep.phase = REPAIR_LEARN
+        self._repair_progress(slot)
+
+    cdef void _repair_tick(self, Py_ssize_t slot):
+        cdef Repair rep = self.repairs.get(slot)
+        if rep is None:
+            return
+        if rep.phase == REPAIR_WAIT and self.now >= rep.wait_until:
+            rep.phase = REPAIR_QUERY
+        if rep.phase == REPAIR_QUERY and self.now - rep.asked_at >= self.retransmit_ticks:
+            rep.asked_at = self.now
+            self._broadcast(make_message(STATE_REQ, self.group_of(slot), 0, 0, 0, 0, 0, NOOP), False)
+        elif rep.phase == REPAIR_LEARN:
+            if self.learner.chosen_next[slot] < rep.target:
+                if self.learner.known_mark[slot] > self.learner.chosen_next[slot]:
+                    self._request_catchup(slot)
+            self._repair_progress(slot)
+
+    cdef void _repair_progress(self, Py_ssize_t slot):
+        """Finish the rebuild once every instance below the target is learned: vote again."""
+        cdef Repair rep = self.repairs.get(slot)
+        if rep is None or rep.phase != REPAIR_LEARN or self.learner.chosen_next[slot] < rep.target:
+            return
+        cdef uint32_t group = self.group_of(slot)
+        del self.repairs[slot]
+        self.status[slot] = GROUP_OK
+        self.stop_reasons.pop(group, None)
+        self.learner.repair_upto[slot] = 0
+        self.counters[C_REPAIRS_DONE] += 1
+        self._record((PROMISE_RECORD, group, 0, 0, self.acceptor.promised[slot], 0, 0, 0, NOOP))
+        self._record((REPAIR_RECORD, group, 0, 0, 0, 0, 0, 0, NOOP))
+        log.warning("group %d rebuilt from its peers on node %d (%s): learned up to %d, promise floor %d; "
+                    "it votes again", group, self.node_id, rep.reason, self.learner.chosen_next[slot],
+                    self.acceptor.promised[slot])
 
     # ------------------------------------------------------------------ timers
 
@@ -908,6 +1206,8 @@ cdef class Engine:
         """Per-tick work of one active group; False when the group has gone idle."""
         if self.status[slot] == GROUP_STOPPED or self.status[slot] == GROUP_ABSENT:
             return False
+        if self.status[slot] == GROUP_REPAIRING:
+            self._repair_tick(slot)
         cdef int64_t now = self.now
         cdef int role = self.proposer.role[slot]
         cdef ProposerGroup pg = self.proposer.groups.get(slot)
@@ -1009,6 +1309,12 @@ cdef class Engine:
             "chain": int(self.learner.chain[slot]),
             "known_mark": int(self.learner.known_mark[slot]),
             "role": ("follower", "preparing", "leading")[self.proposer.role[slot]],
+            "preferred": int(self.proposer.preferred[slot]),
+            "repair": (None if slot not in self.repairs else
+                       {"phase": ("wait", "query", "learn")[(<Repair>self.repairs[slot]).phase],
+                        "target": int((<Repair>self.repairs[slot]).target),
+                        "replies": len((<Repair>self.repairs[slot]).replies),
+                        "reason": (<Repair>self.repairs[slot]).reason}),
             "ballot": int(self.proposer.ballot[slot]),
             "next_instance": int(self.proposer.next_instance[slot]),
             "inflight": len(pg.inflight) if pg is not None else 0,
@@ -1053,7 +1359,7 @@ cdef class Engine:
                     self.learner.catchup_at_array, self.learner.catchup_src_array, self.proposer.ballot_array,
                     self.proposer.role_array, self.proposer.next_instance_array, self.proposer.seen_round_array,
                     self.proposer.timer_array, self.proposer.mark_sent_array, self.proposer.leader_heard_array,
-                    self.proposer.last_accept_array,
+                    self.proposer.last_accept_array, self.proposer.accept_heard_array, self.proposer.preferred_array,
                     self.status_array):
             total += arr.itemsize
         return total

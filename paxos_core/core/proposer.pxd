@@ -1,4 +1,4 @@
-from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint64_t
 
 cpdef enum ProposerRole:
     FOLLOWER = 0
@@ -9,6 +9,7 @@ cdef class InFlight:
     cdef public bytes value
     cdef public uint64_t votes         # bit per member index
     cdef public int64_t sent_at
+    cdef public int64_t first_sent     # votes count only within vote_ttl of this tick (see engine: rebuild rule)
     cdef public int retries
 
 cdef class ProposerGroup:
@@ -17,6 +18,7 @@ cdef class ProposerGroup:
     cdef public dict inflight          # instance -> InFlight
     cdef public dict promises          # node -> (acceptor chosen-next, entries) while preparing
     cdef public uint64_t prepare_from
+    cdef public int64_t prepare_started  # promises count only within vote_ttl of this tick
     cdef public int retries
     cdef public list forwarded         # [(origin, seq, payload)] sent to the leader, not yet seen chosen
     cdef public int64_t forwarded_at
@@ -38,6 +40,10 @@ cdef class ProposerState:
     cdef int64_t[::1] leader_heard
     cdef public object last_accept_array   # numpy int64: tick a leader last sent an Accept
     cdef int64_t[::1] last_accept
+    cdef public object accept_heard_array  # numpy int64: tick our acceptor last took an Accept (or Chosen) from
+    cdef int64_t[::1] accept_heard         # its promised leader: it refuses other Prepares for sticky_ticks
+    cdef public object preferred_array     # numpy uint16: the node that should lead (the group's live master),
+    cdef uint16_t[::1] preferred           # 0 = none known (any node may try)
     cdef public dict groups                # slot -> ProposerGroup, only while the group has proposer work
 
     cdef ProposerGroup group(self, Py_ssize_t slot)

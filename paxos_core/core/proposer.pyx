@@ -7,7 +7,7 @@ The protocol steps that use this state are in engine.pyx.
 """
 import numpy as np
 
-from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint64_t
 
 
 cdef class InFlight:
@@ -15,6 +15,7 @@ cdef class InFlight:
         self.value = value
         self.votes = 0
         self.sent_at = sent_at
+        self.first_sent = sent_at
         self.retries = 0
 
 
@@ -25,6 +26,7 @@ cdef class ProposerGroup:
         self.inflight = {}
         self.promises = None
         self.prepare_from = 0
+        self.prepare_started = 0
         self.retries = 0
         self.forwarded = []
         self.forwarded_at = 0
@@ -43,6 +45,8 @@ cdef class ProposerState:
         self.mark_sent_array = np.zeros(n_slots, np.uint64)
         self.leader_heard_array = np.full(n_slots, -(1 << 62), np.int64)
         self.last_accept_array = np.zeros(n_slots, np.int64)
+        self.accept_heard_array = np.full(n_slots, -(1 << 62), np.int64)
+        self.preferred_array = np.zeros(n_slots, np.uint16)
         self._bind()
         self.groups = {}
 
@@ -55,6 +59,8 @@ cdef class ProposerState:
         self.mark_sent = self.mark_sent_array
         self.leader_heard = self.leader_heard_array
         self.last_accept = self.last_accept_array
+        self.accept_heard = self.accept_heard_array
+        self.preferred = self.preferred_array
 
     def resize(self, Py_ssize_t n_slots):
         cdef Py_ssize_t old = self.ballot_array.shape[0]
@@ -69,6 +75,8 @@ cdef class ProposerState:
         self.mark_sent_array = np.concatenate([self.mark_sent_array, np.zeros(extra, np.uint64)])
         self.leader_heard_array = np.concatenate([self.leader_heard_array, np.full(extra, -(1 << 62), np.int64)])
         self.last_accept_array = np.concatenate([self.last_accept_array, np.zeros(extra, np.int64)])
+        self.accept_heard_array = np.concatenate([self.accept_heard_array, np.full(extra, -(1 << 62), np.int64)])
+        self.preferred_array = np.concatenate([self.preferred_array, np.zeros(extra, np.uint16)])
         self._bind()
 
     cdef ProposerGroup group(self, Py_ssize_t slot):

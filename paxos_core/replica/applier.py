@@ -25,8 +25,11 @@ def master_key(group):
 
 
 class Applier:
-    def __init__(self, node_id, sm, masters, store, slot_of, plant=""):
-        """`slot_of(group)` maps a group to its slot in the master table; `store` holds master state."""
+    def __init__(self, node_id, sm, masters, store, slot_of, plant="", leading_ballot=None):
+        """`slot_of(group)` maps a group to its slot in the master table; `store` holds master state;
+        `leading_ballot(group)` is the Paxos ballot this node leads the group with (0 if none): our claims
+        give us a lease only if we proposed them under it."""
+        self.leading_ballot = leading_ballot or (lambda group: 0)
         self.no_fencing = plant == "no-fencing"      # planted bug: apply commands of deposed masters too
         self.node_id = node_id
         self.sm = sm
@@ -95,7 +98,8 @@ class Applier:
                     elif kind == envelope.CLAIM:
                         node, version, lease, nonce = envelope.decode_claim(payload)
                         before = int(masters.version[slot])
-                        if masters.apply_claim(slot, node, version, lease, now, nonce):
+                        if masters.apply_claim(slot, node, version, lease, now, nonce,
+                                               self.leading_ballot(group) if node == me else 0):
                             changes.append((group, node, int(masters.epoch[slot])))
                         if origin == me:
                             outcomes.append((group, seq, CLAIMED, bool(masters.version[slot] != before

@@ -12,7 +12,10 @@ The lease is local (not in the log):
     node does not claim before then;
   * our own lease runs from the tick we PROPOSED the claim, for `lease_ticks * (1 - margin)`. Every claim
     carries a nonce, so the proposer knows exactly which of its proposals was chosen (a claim proposed
-    before a restart, or a retry, is never dated with the tick of another).
+    before a restart, or a retry, is never dated with the tick of another). It counts only if we proposed it
+    under the Paxos ballot we still lead with when it is applied: then our own Accept carried it, and the
+    acceptors that took it refuse any other leader for lease_ticks (engine: sticky_ticks), so nobody else
+    can get a value chosen, and announced, that we have not applied.
 Since a claim is applied everywhere after it was proposed, the master's own lease ends before anyone else's
 view of it does, as long as tick rates differ by less than the margin. Only the master with an unexpired
 lease serves lease reads. A restarted node trusts no lease it cannot date: a master it learns of from
@@ -44,7 +47,7 @@ class MasterTable:
         self.version = np.zeros(n_slots, np.uint64)
         self.lease_until = np.zeros(n_slots, np.int64)
         self.next_claim_instance = np.zeros(n_slots, np.uint64)   # instances below were applied to this table
-        self.pending = {}        # slot -> {nonce: tick we proposed it} for claims of this incarnation
+        self.pending = {}        # slot -> {nonce: (tick we proposed it, Paxos ballot we led with or 0)}
         self.last_claim = {}     # slot -> tick of our latest claim (to pace retries)
         self._nonce = nonce_base
 
@@ -75,15 +78,18 @@ class MasterTable:
         self.pending.pop(slot, None)
         self.last_claim.pop(slot, None)
 
-    def apply_claim(self, slot, node, expected_version, lease_ticks, now, nonce=0):
+    def apply_claim(self, slot, node, expected_version, lease_ticks, now, nonce=0, leading_ballot=0):
         """Apply a chosen claim (once: the applier skips instances below next_claim_instance, the mark of
-        what this table has applied). Returns True if the group's master changed."""
+        what this table has applied). `leading_ballot`: the Paxos ballot this node leads the group with now
+        (0 if it does not lead). Returns True if the group's master changed."""
         proposed_at = None
         if node == self.node_id:
             mine = self.pending.get(slot)
             if mine:
-                proposed_at = mine.pop(nonce, None)
-                if proposed_at is not None and expected_version == self.version[slot]:
+                proposal = mine.pop(nonce, None)
+                if proposal is not None and proposal[1] and proposal[1] == leading_ballot:
+                    proposed_at = proposal[0]
+                if proposal is not None and expected_version == self.version[slot]:
                     self.pending.pop(slot, None)     # decided: our other copies will lose the version check
                     self.last_claim.pop(slot, None)
         if expected_version != self.version[slot]:
@@ -111,11 +117,19 @@ class MasterTable:
                 self.lease_until[slot] = until
 
     def extend_own(self, slot, proposed_tick):
-        """One of our own commands, proposed at `proposed_tick` in this incarnation, was applied."""
+        """One of our own commands, proposed at `proposed_tick` in this incarnation under the Paxos ballot we
+        still lead with (the caller checks), was applied."""
         if self.master[slot] == self.node_id:
             until = proposed_tick + self.own_lease
             if until > self.lease_until[slot]:
                 self.lease_until[slot] = until
+
+    def drop_own_leases(self):
+        """Forget every lease we hold (we resumed late: a pause we cannot measure may have outlived them)."""
+        mine = self.master == self.node_id
+        dropped = int(np.count_nonzero(self.lease_until[mine] > 0))
+        self.lease_until[mine] = 0
+        return dropped
 
     # -------------------------------------------------------------- local views
     def is_master(self, slot):
@@ -141,12 +155,13 @@ class MasterTable:
             return now >= self.lease_until[slot] - self.own_lease // 2
         return m == 0 or now >= self.lease_until[slot]
 
-    def make_claim(self, slot, now):
-        """The payload of a claim for the slot's current version; remembers when we proposed it."""
+    def make_claim(self, slot, now, ballot=0):
+        """The payload of a claim for the slot's current version; remembers when we proposed it, and under
+        which Paxos ballot we led (0: we did not lead, the claim gives no lease)."""
         self._nonce += 1
         mine = self.pending.get(slot)
         if mine is None:
             mine = self.pending[slot] = {}
-        mine[self._nonce] = now
+        mine[self._nonce] = (now, ballot)
         self.last_claim[slot] = now
         return envelope.claim(self.node_id, int(self.version[slot]), self.lease_ticks, self._nonce)

@@ -1,24 +1,39 @@
-"""A simulated disk with the failure behaviour of a write-ahead-logged key-value store.
+"""A simulated disk with the failure behaviour of a RocksDB: a write-ahead log, flushed tables, a marker file.
 
-Writes arrive as atomic batches (like a RocksDB WriteBatch). A batch is durable only once a sync has
-completed after it was written. A crash loses every batch not yet synced; the oldest of those may be torn
-(partly on the medium). Like RocksDB's WAL replay, the disk finds a torn batch by its checksum and drops it
-whole, so a torn write never half-applies.
+Writes arrive as atomic batches (a WriteBatch). A batch is durable once a sync completes after it was
+written; a sync covers every batch before it (one write-ahead log). Reads see unsynced writes too, as a
+memtable does. Now and then synced batches are flushed into the table (an SST), as RocksDB flushes memtables.
 
-Reads see unsynced writes too (as a memtable does), which is what a live node reads.
+Failures, each as RocksDB (with paranoid checks) and our open policy (storage/log.pyx) meet them:
+
+* ``crash(tear)``: a power cut. Unsynced batches are lost; with `tear`, the first of them reached the medium
+  damaged. That torn tail was never synced, so opening drops it whole (never half-applied).
+* ``damage_wal()``: one bit flipped in a SYNCED batch of the write-ahead log. Opening finds it; the data
+  after it cannot be trusted to be complete, so the node must not recover point-in-time over it: the open
+  reports synced damage (``open() -> (items, "...")``) and the node rebuilds from its peers.
+* ``damage_table()``: one bit flipped in a flushed record's value: the record's own checksum catches it when
+  recovery decodes it (the group rebuilds from its peers).
+* ``damage_block()``: a table block no longer reads (RocksDB's block checksum): synced damage, as above.
+* ``lose_file()``: a table file vanished: synced damage, as above.
+* ``wipe()``: the whole data directory is gone, its identity marker with it.
+
+With the planted bug "wal-rollback" a damaged synced batch is instead recovered point-in-time: it and every
+batch after it are silently dropped.
 """
-
 from ..wire.checksum import crc32c
-
 
 DELETE_RANGE = object()
 
 
 class SimDisk:
     def __init__(self):
-        self.durable = {}          # key -> value, as a restart would find it
+        self.table = {}            # flushed records (key -> value)
+        self.wal = []              # [batch]: synced batches not yet flushed (in order)
+        self.damaged_wal = None    # index in self.wal of a batch with a flipped bit
         self.unsynced = []         # [(batch, checksum)] written, not yet synced
-        self.view = {}             # what reads see: durable + unsynced
+        self.view = {}             # what reads see: table + wal + unsynced
+        self.marker = True         # the identity marker `paxos-core init` writes
+        self.broken = ""           # damage that opening will find (synced damage)
         self.syncs = 0
         self.batches = 0
         self.records = 0
@@ -32,59 +47,114 @@ class SimDisk:
         self.unsynced.append((batch, _batch_crc(batch)))
         _apply(self.view, batch)
 
-    def pending_batches(self):
-        return len(self.unsynced)
-
-    def sync(self, count=None):
-        """Make the first `count` unsynced batches (default: all) durable."""
-        if count is None:
-            count = len(self.unsynced)
-        for batch, _ in self.unsynced[:count]:
-            _apply(self.durable, batch)
-        del self.unsynced[:count]
+    def sync(self):
+        """Make every batch written so far durable."""
+        for batch, _ in self.unsynced:
+            self.wal.append(batch)
+        self.unsynced = []
         self.syncs += 1
+
+    def flush(self):
+        """Move the synced write-ahead log into the table (a memtable flush)."""
+        if self.damaged_wal is not None:
+            return               # a damaged log is found at the next open, not flushed over
+        for batch in self.wal:
+            _apply(self.table, batch)
+        self.wal = []
 
     # -------------------------------------------------------------- failures
     def crash(self, tear=False, rng=None):
-        """Power cut: unsynced batches are lost; with `tear`, the first of them was partly written.
-
-        The torn batch reaches the medium with damaged bytes; replay (as RocksDB's WAL recovery does) checks
-        each batch's checksum and drops the damaged one, so it never applies. Returns how many batches were
-        lost.
-        """
+        """Power cut: unsynced batches are lost; with `tear`, the first of them was partly written (and is
+        dropped at open, being an incomplete tail). Returns how many batches were lost."""
         lost = len(self.unsynced)
         if tear and self.unsynced:
             batch, crc = self.unsynced[0]
-            damaged = _tear(batch, rng)
-            if _batch_crc(damaged) == crc:      # the tear happened to leave it intact: it is durable
-                _apply(self.durable, batch)
+            if _batch_crc(_tear(batch, rng)) == crc:    # the tear left it intact: it made it to the medium
+                self.wal.append(batch)
                 lost -= 1
             else:
                 self.torn_batches += 1
         self.unsynced = []
-        self.view = dict(self.durable)
+        self._rebuild_view()
         return lost
+
+    def damage_wal(self, rng):
+        """Flip a bit in a synced, unflushed batch. False if there is none."""
+        if not self.wal:
+            return False
+        self.damaged_wal = rng.randrange(len(self.wal))
+        return True
+
+    def damage_table(self, rng, accept=lambda key: True):
+        """Flip a bit in a flushed record whose key `accept`s. Returns the key, or None."""
+        keys = sorted(k for k in self.table if accept(k))
+        if not keys:
+            return None
+        key = keys[rng.randrange(len(keys))]
+        value = bytearray(self.table[key])
+        if not value:
+            return None
+        value[rng.randrange(len(value))] ^= 1 << rng.randrange(8)
+        self.table[key] = bytes(value)
+        self._rebuild_view()
+        return key
+
+    def damage_block(self):
+        self.broken = "a table block fails its checksum"
+
+    def lose_file(self):
+        self.broken = "a table file is missing"
+
+    def wipe(self):
+        self.__init__()
+        self.marker = False
+
+    # -------------------------------------------------------------- opening
+    def open(self, plant=""):
+        """What a node finds when it opens its storage: the durable records, and one line about synced
+        damage ("" when none). With synced damage the node sets the old data aside and starts empty, as the
+        real log does (storage/log.pyx); with the plant "wal-rollback" it silently keeps what lies before the
+        damaged batch instead."""
+        damage = self.broken
+        if self.damaged_wal is not None:
+            if plant == "wal-rollback":
+                del self.wal[self.damaged_wal:]
+                self.damaged_wal = None
+                self._rebuild_view()
+            else:
+                damage = damage or "a synced write-ahead log batch fails its checksum"
+        if damage:
+            # The old data is set aside; until the rebuild is on record (the node's first synced write) the
+            # marker stays away, so a crash before then finds the same amnesia again.
+            self.__init__()
+            self.marker = False
+            return damage
+        return ""
 
     # -------------------------------------------------------------- reads
     def get(self, key):
         return self.view.get(key)
 
     def items(self, durable=False):
-        """All (key, value) pairs in key order."""
-        source = self.durable if durable else self.view
-        return sorted(source.items())
+        """All (key, value) pairs in key order (durable: as a restart would find them)."""
+        if durable:
+            store = dict(self.table)
+            for batch in self.wal:
+                _apply(store, batch)
+            return sorted(store.items())
+        return sorted(self.view.items())
 
     def range(self, begin, end):
         """(key, value) pairs with begin <= key < end, in key order, from the live view."""
         return sorted((k, v) for k, v in self.view.items() if begin <= k < end)
 
-    def damage(self, key, position, xor=0xFF):
-        """Flip bits of a durable record in place (bit rot): for corruption tests."""
-        value = bytearray(self.durable[key])
-        value[position % len(value)] ^= xor
-        self.durable[key] = bytes(value)
-        if not self.unsynced:
-            self.view[key] = self.durable[key]
+    def _rebuild_view(self):
+        view = dict(self.table)
+        for batch in self.wal:
+            _apply(view, batch)
+        for batch, _ in self.unsynced:
+            _apply(view, batch)
+        self.view = view
 
 
 def _apply(store, batch):

@@ -9,7 +9,7 @@ import random
 
 from ..core.config import CoreConfig
 from ..core.engine import Engine
-from ..runtime.cycle import run_cycle
+from ..replica.cycle import run_cycle
 from ..storage.memory import MemoryLog
 
 
@@ -63,7 +63,7 @@ class LoopbackCluster:
                     batch, self.inbox[n] = self.inbox[n], []
                     engine.receive(batch)
                     moved = True
-                fx = run_cycle(engine, self.logs[n], lambda msgs, n=n: self._route(n, msgs))
+                fx, _ = run_cycle(engine, self.logs[n], lambda msgs, n=n: self._route(n, msgs))
                 if fx:
                     moved = True
                 self.records[n] += len(fx.records)

@@ -70,6 +70,16 @@ class Oracle:
                 self.violate("TWO VALUES CHOSEN for group %d instance %d (%r then %r at ballot %d)"
                              % (group, instance, chosen[:40], value[:40], ballot))
 
+    def on_served(self, node, group, instance, value):
+        """A node sent `value` as the chosen value of (group, instance) in a catch-up reply."""
+        chosen = self.chosen.get((group, instance))
+        if chosen is None:
+            self.violate("node %d served group %d instance %d as chosen, but no quorum chose it"
+                         % (node, group, instance))
+        elif chosen != value:
+            self.violate("node %d served a value for group %d instance %d that is not the chosen one (a vote?)"
+                         % (node, group, instance))
+
     def on_promise_reply(self, node, group, ballot):
         if ballot > self.replied_promise.get((node, group), 0):
             self.replied_promise[(node, group)] = ballot

@@ -1,15 +1,31 @@
 """Deterministic simulation of a paxos-core cluster: N nodes x G groups, one seeded RNG, many faults.
 
-Each simulated node runs the real engine (paxos_core.core.engine) behind the same effect contract as the
-production worker: send the early messages, write the records as one atomic batch, sync, then release the
-messages that waited for the sync and tell the engine. Frames go through the real wire codec; records go
-through the real storage format; a restart rebuilds the node with the real recovery code from its
-simulated disk only.
+Every node runs the PRODUCTION replica loop (replica/loop.py), the same object a worker process runs, behind
+simulated ports (sim/node.py): frames through the real wire codec, records through the real storage format
+and recovery, client requests and replies through the real client protocol. What differs from a worker is
+only where input comes from and where time goes:
+
+* delivery in bursts: a node's turn takes every frame and request that arrived since its last turn, as one
+  poll of a worker does (while a synced write or a pause holds the node, input piles up);
+* the clock is read where production reads it (the loop reads it; each node's clock has its own rate and
+  offset);
+* time passes inside a turn: synced writes take the disk's latency and sometimes stall; a paused process
+  stops between any two calls into its ports and resumes with a full inbox and a late clock; a crash can
+  strike in the middle of a synced write.
 
 Faults (``FAULT_KINDS``): message loss, duplication, long delays, reordering (jitter), partitions (one-way and
-both ways, healed later), crashes that lose unsynced writes and may tear the last one, and clock skew
-(nodes tick at different rates). At ``fault_ms`` every fault heals; from then on each group must make
-progress within ``heal_ms``.
+both ways), crashes that lose unsynced writes and may tear the last one, clock skew (bounded rate drift),
+process pauses longer than the lease, fsync stalls, damage to synced data (a flipped bit in the write-ahead
+log or in a table, an unreadable block, a lost file), and wiped data directories (amnesia). At ``fault_ms``
+everything heals; then every group must accept a write, every node must converge, and every rebuild finish,
+within ``heal_ms``.
+
+Invariants (sim/oracle.py and paxos_core.check): at most one value chosen per instance; learned logs are
+prefixes of the chosen one; promises and votes never go back across a restart unless the node knows it lost
+them and rebuilds; a rebuilding node never votes; a catch-up reply carries only chosen values; every
+acknowledged write is in the chosen log; every read (lease and linearizable; stale reads more weakly) is
+linearizable against the log and real time; every command applied at most once; no operation a client is
+still waiting for is refused as stale; at most one node holds a group's lease at any instant.
 
 The same seed gives the same trace: every event feeds a running hash, which ``run()`` returns.
 """
@@ -19,30 +35,28 @@ import random
 from dataclasses import dataclass
 
 from ..core.config import CoreConfig
-from ..replica.applier import APPLIED, CLAIMED, FENCED
-from ..core.engine import Engine
-from ..errors import FrameError, GroupStopped
-from ..storage.records import INSTANCE_RECORD, decode_record, encode_records, read_chosen
-from ..storage.recovery import recover
-from ..wire.codec import decode_frame, encode_entries, encode_frame
-from ..wire.message import Message
-from .disk import SimDisk
+from ..errors import FrameError
+from ..replica import envelope
+from ..replica.applier import Applier
+from ..replica.loop import LoopSettings, ReplicaLoop
+from ..replica.master import MasterTable
+from ..runtime import rpc
+from ..statemachine import kv
+from ..statemachine.store import MemoryStore
+from ..wire.codec import decode_batch, decode_entries, decode_frame, encode_frame
+from ..wire.message import ACCEPT, ACCEPTED, CATCHUP_REPLY, PROMISE
+from .clients import _UNSEEN, KEYS_PER_GROUP, HistoryOp, Operation, SimClient
 from .network import NetworkFaults, SimNetwork
+from .node import SimCrash, SimLog, SimNode, SimStore
 from .oracle import Oracle
-from .replica import ClientOp, SimReplica
 
-FAULT_KINDS = ("loss", "duplicate", "delay", "reorder", "partition", "crash", "torn", "skew")
+FAULT_KINDS = ("loss", "duplicate", "delay", "reorder", "partition", "crash", "torn", "skew", "pause", "stall",
+               "damage", "amnesia")
 CLUSTER_ID = 0x5349_4D55_4C41_5445    # "SIMULATE"
 
-ACCEPTED_KIND = 4
-PROMISE_KIND = 2
-ACCEPT_KIND = 3
-CATCHUP_REPLY_KIND = 8
-
-# Event kinds, ordered only for readability of traces.
-TICK, DELIVER, SYNC_DONE, PROPOSE, CRASH, RESTART, PARTITION, UNPARTITION, HEAL, PROBE, CLIENT_OP, LEASE_CHECK = \
-    range(12)
-MAX_HOPS = 40
+(WAKE, DELIVER, CLIENT_DELIVER, CLIENT_REPLY, CLIENT_TIMER, CLIENT_RETRY, CLIENT_START, CRASH, RESTART, PARTITION,
+ UNPARTITION, PAUSE, DAMAGE, HEAL, PROBE, LEASE_CHECK) = range(16)
+INF = float("inf")
 
 
 @dataclass
@@ -51,15 +65,15 @@ class SimConfig:
     nodes: int = 3
     groups: int = 1
     faults: tuple = FAULT_KINDS
-    ops: int = 300                 # client proposals during the fault phase
+    clients: int = 6               # clients issuing operations during the fault phase
     fault_ms: int = 3000           # faults happen in [0, fault_ms); then everything heals
-    heal_ms: int = 2500            # after the heal every group must make progress within this
-    tick_us: int = 10_000          # nominal tick period (each node's differs with skew)
+    heal_ms: int = 4000            # after the heal every group must serve and every node converge in this time
+    tick_us: int = 10_000          # nominal tick period (each node's clock has its own rate with skew)
     window: int = 0                # instances in flight per group; 0 = drawn from the seed (1, 2, 4 or 8)
     plant: str = ""
     stop_on_violation: bool = True
-    masters: int = -1              # 1: client ops go through masters and leases; 0: raw proposals; -1: by seed
     lease_ticks: int = 30
+    ops: int = 0                   # unused (kept for callers of the earlier simulator)
 
 
 @dataclass
@@ -79,24 +93,33 @@ class SimResult:
         return not self.violations
 
 
-class SimNode:
-    def __init__(self, node_id):
-        self.id = node_id
-        self.disk = SimDisk()
-        self.engine = None
-        self.incarnation = 0
-        self.tick_us = 10_000
-        self.ticks = 0
-        self.waiting = []            # [(token, [(dest, msg)])] released once durable
-        self.unsynced_tokens = []    # effect tokens of the batches written and not yet synced
-        self.sync_busy = False
-        self.durable_token = 0
-        self.replica = None
-        self.flushing = False        # inside flush(): a nested call leaves the new effects to the running loop
+class ProbeClient(SimClient):
+    """After the heal: a write to its group, then a linearizable read of every key (liveness and the final
+    state). Probes retry until the end of the run."""
 
-    @property
-    def up(self):
-        return self.engine is not None
+    def __init__(self, sim, index, rng, group):
+        super().__init__(sim, index, rng)
+        self.group = group
+        self.script = ["write"] + ["read-%d" % k for k in range(KEYS_PER_GROUP)]
+        self.batch_sessions = False
+
+    def next_operation(self, now):
+        if not self.script:
+            return
+        step = self.script.pop(0)
+        self.seq += 1
+        group = self.group
+        if step == "write":
+            value = b"probe-%d-%d" % (group, self.seq)
+            op = HistoryOp((self.client_id, self.seq), group, b"k0", "write", value=value, invoke=now)
+            frame_for = self._propose_frame(group, self.seq, kv.encode_put(b"k0", value))
+            self.sim.probe_ops[group] = op
+        else:
+            key = b"k%s" % step.split("-")[1].encode()
+            op = HistoryOp((self.client_id, self.seq), group, key, "read", mode="linearizable", invoke=now)
+            frame_for = self._read_frame(group, rpc.READ_LINEARIZABLE, kv.encode_get(key))
+        self.op = Operation([op], group, frame_for, now)
+        self._send(now)
 
 
 class Simulation:
@@ -104,7 +127,7 @@ class Simulation:
         self.cfg = cfg
         self.rng = random.Random(cfg.seed)
         self.node_ids = tuple(range(1, cfg.nodes + 1))
-        self.nodes = {n: SimNode(n) for n in self.node_ids}
+        self.nodes = {n: SimNode(self, n) for n in self.node_ids}
         self.group_ids = list(range(cfg.groups))
         faults = set(cfg.faults)
         unknown = faults - set(FAULT_KINDS)
@@ -119,224 +142,182 @@ class Simulation:
             jitter_us=r.randint(0, 8000) if "reorder" in faults else 0,
         )
         self.long_delay = r.uniform(0.0, 0.02) if "delay" in faults else 0.0
+        self.stall_rate = r.uniform(0.0, 0.03) if "stall" in faults else 0.0
         self.net = SimNetwork(self.rng, self.net_faults)
-        self.masters_on = bool(cfg.masters if cfg.masters >= 0 else r.random() < 0.5)
-        if cfg.plant in ("lease-overrun", "no-fencing"):
-            self.masters_on = True          # these plants live in the master layer
         self.lease_margin = 0.3
-        self.acked_writes = {}       # group -> [(key, value)] acknowledged to clients (masters mode)
-        self.lease_checks = 0
-        self.lease_verified = {}     # (group, node, incarnation) -> acknowledged writes verified there
-        self.fenced = 0
-        self.redirects = 0
         self.oracle = Oracle(cfg.nodes)
         self.queue = []
         self.seq = 0
         self.now = 0
         self.hash = hashlib.blake2b(digest_size=16)
         self.events = 0
-        self.proposed = 0
         self.crashes = 0
-        self.probes = {}             # group -> payload
-        self.probe_acked = set()
         self.healed = False
-        self.stats = {"expired": 0, "stopped": 0, "frames": 0, "messages": 0, "torn_batches": 0,
-                      "frame_errors": 0, "repairs": 0, "serve_short": 0}
+        self.ending = False
+        self.history = []
+        self.last_seen = {}
+        self.probe_ops = {}
+        self.lease_checks = 0
+        self.stats = {"frames": 0, "messages": 0, "torn_batches": 0, "frame_errors": 0, "pauses": 0, "stalls": 0,
+                      "damage": 0, "amnesia": 0, "turns": 0, "acked": 0, "ops": 0}
         self.window = cfg.window or r.choice((1, 2, 4, 8))
+        self.batch_envelope = r.random() < 0.5
         self.core_config = CoreConfig(
             node_id=1, members=self.node_ids, n_groups=cfg.groups, window=self.window, plant=cfg.plant,
             retransmit_ticks=4, max_retransmits=3, election_backoff_ticks=(1, 8), leader_timeout_ticks=15,
             forward_timeout_ticks=10, catchup_interval_ticks=2, catchup_max_instances=64,
-            proposal_timeout_ticks=120,
+            proposal_timeout_ticks=120, sticky_ticks=cfg.lease_ticks,
         )
         for node in self.nodes.values():
-            # Leases assume tick rates differ by less than the lease margin; without masters the skew is wider.
-            lo, hi = (0.85, 1.15) if self.masters_on else (0.6, 1.6)
-            skew = r.uniform(lo, hi) if "skew" in faults else 1.0
-            node.tick_us = int(cfg.tick_us * skew)
+            skew = r.uniform(0.87, 1.15) if "skew" in faults else 1.0
+            node.rate = skew
+            node.offset = r.uniform(0, 1000)
+        self.clients = {}
+        for k in range(cfg.clients):
+            client = SimClient(self, k, random.Random(r.getrandbits(64)))
+            self.clients[client.identity] = client
 
     # ------------------------------------------------------------------ event queue
-    def at(self, time_us, kind, node=0, data=None, inc=None):
+    def at(self, time_us, kind, node=0, data=None):
         self.seq += 1
-        heapq.heappush(self.queue, (time_us, self.seq, kind, node, inc, data))
+        heapq.heappush(self.queue, (time_us, self.seq, kind, node, data))
 
     def _trace(self, *parts):
         self.hash.update(repr(parts).encode())
 
-    # ------------------------------------------------------------------ node lifecycle
-    def start_node(self, node):
-        recovery = recover(node.disk.items(durable=True))
-        cfg = self.core_config.replace(node_id=node.id)
-        engine = Engine(cfg, random.Random(self.rng.getrandbits(64)), now=node.ticks)
-        for group in self.group_ids:
-            state = recovery.groups.get(group)
-            if state is not None:
-                engine.restore_group(group, state)
-        node.engine = engine
-        node.replica = None
-        if self.masters_on:
-            node.replica = SimReplica(node.id, self.cfg.groups, self.cfg.lease_ticks, self.lease_margin, self.cfg.plant,
-                                      self.rng.getrandbits(48) << 16)
-            node.replica.replay({g: read_chosen(node.disk.get, g, 0, engine.learned(g)[0]) for g in self.group_ids},
-                                node.ticks)
+    # ------------------------------------------------------------------ node life cycle
+    def start_node(self, node, at):
         node.incarnation += 1
-        node.waiting = []
-        node.unsynced_tokens = []
-        node.sync_busy = False
-        node.durable_token = 0
-        if node.incarnation > 1:
-            self._check_restart(node, recovery)
+        node.local_now = at
+        node.pause = None
+        node.busy_until = node.local_now
+        node.inbox = []
+        node.client_inbox = []
+        node.next_wake = None
+        node.down_since = None
+        damage = node.disk.open(self.cfg.plant)
+        amnesia = damage or ("" if node.disk.marker else "the data directory lacks its identity marker")
+        node.marker_pending = bool(amnesia)
+        log = SimLog(node)
+        recovery = log.recover()
+        settings = LoopSettings(node_id=node.id, tick_s=self.cfg.tick_us / 1e6, lease_ticks=self.cfg.lease_ticks,
+                                lease_margin=self.lease_margin, max_pending=100_000,
+                                request_timeout_ticks=self.core_config.proposal_timeout_ticks,
+                                batch_envelope=self.batch_envelope, plant=self.cfg.plant)
+        try:
+            loop = ReplicaLoop(settings, self.core_config.replace(node_id=node.id), clock=node.clock, log=log,
+                               store=SimStore(node), send=node.send, hosted=self.group_ids, recovery=recovery,
+                               rng=random.Random(self.rng.getrandbits(64)), amnesia=amnesia)
+        except SimCrash:
+            self._crashed(node)
+            return
+        loop.effects_hook = lambda fx, node=node: self._observe(node, fx)
+        node.loop = loop
+        self._trace("start", node.id, node.incarnation, amnesia)
         for group in self.group_ids:
-            self.oracle.set_learned_start(node.id, group, engine.learned(group)[0])
-        self.at(self.now + self.rng.randint(0, node.tick_us), TICK, node.id, inc=node.incarnation)
+            self.oracle.set_learned_start(node.id, group, loop.engine.learned(group)[0])
+        if node.incarnation > 1:
+            self._check_restart(node)
+        self._wake(node, node.local_now)
 
-    def _check_restart(self, node, recovery):
-        engine = node.engine
-        synced_promise = {}
-        synced_accept = {}
-        for key, value in node.disk.items(durable=True):
-            rec = decode_record(key, value)
-            if rec[0] in (0, 1):
-                g = rec[1]
-                synced_promise[g] = max(synced_promise.get(g, 0), rec[4])
-            if rec[0] == INSTANCE_RECORD and not rec[3] & 1:
-                synced_accept[(rec[1], rec[2])] = rec[5]
+    def _check_restart(self, node):
+        engine = node.loop.engine
         for group in self.group_ids:
             view = engine.group_view(group)
+            if view["status"] == "repairing":
+                continue          # it knows it may have lost state: it rebuilds before voting (checked on send)
             if view["status"] == "stopped":
                 self.oracle.violate("node %d group %d stopped after restart: %s"
                                     % (node.id, group, view["stop_reason"]))
                 continue
-            if view["promised"] < synced_promise.get(group, 0):
-                self.oracle.violate("node %d group %d: recovered promise %d is below the synced %d"
-                                    % (node.id, group, view["promised"], synced_promise[group]))
-            for (g, instance), ballot in synced_accept.items():
-                if g == group and instance >= view["chosen_next"]:
-                    entry = view["accepted"].get(instance)
-                    if entry is None or entry[0] < ballot:
-                        self.oracle.violate("node %d group %d instance %d: recovered vote is below the synced one"
-                                            % (node.id, group, instance))
             self.oracle.on_restart_state(node.id, group, view["promised"], view["accepted"], view["chosen_next"])
 
-    def crash(self, node, tear):
-        if not node.up:
+    def _crashed(self, node, tear=None):
+        """The node's process is dead (a planned crash struck, maybe inside a write)."""
+        if node.crash_times and node.crash_times[0] <= max(node.local_now, self.now):
+            node.crash_times.pop(0)
+        if node.loop is None and node.down_since is not None:
             return
         self.crashes += 1
-        node.engine = None
+        node.loop = None
+        node.pause = None            # the process is gone, and with it whatever stopped it
+        node.down_since = self.now
+        node.next_wake = None
+        node.inbox = []
+        node.client_inbox = []
+        if tear is None:
+            tear = "torn" in self.faults and self.rng.random() < 0.7
         lost = node.disk.crash(tear=tear, rng=self.rng)
         self.stats["torn_batches"] = sum(n.disk.torn_batches for n in self.nodes.values())
         self._trace("crash", node.id, lost)
 
-    # ------------------------------------------------------------------ the effect contract
-    def flush(self, node):
-        """Carry out the node's effects until none are left (the effect contract, as a worker's cycle does).
-
-        Not re-entrant: applying chosen values can serve parked client ops, which propose; their effects are
-        taken by the loop already running. A nested loop would take a later batch, register its token and
-        write its records before the running loop has written the earlier batch, and the durable mark
-        computed from the oldest unsynced token would then cover a batch that is not synced."""
-        if node.flushing:
+    # ------------------------------------------------------------------ turns
+    def _wake(self, node, when):
+        when = max(when, node.busy_until)
+        if node.next_wake is not None and node.next_wake <= when:
             return
-        node.flushing = True
+        node.next_wake = when
+        self.at(when, WAKE, node.id, node.incarnation)
+
+    def _turn(self, node):
+        node.next_wake = None
+        node.local_now = max(self.now, node.busy_until)
+        frames, node.inbox = node.inbox, []
+        requests, node.client_inbox = node.client_inbox, []
+        messages = []
+        for frame in frames:
+            try:
+                messages.extend(decode_frame(frame, CLUSTER_ID, node.id)[1])
+            except FrameError:
+                self.stats["frame_errors"] += 1
+        self.stats["turns"] += 1
+        self._trace("turn", node.id, node.local_now, len(messages), len(requests))
+        loop = node.loop
         try:
-            self._flush(node)
-        finally:
-            node.flushing = False
-
-    def _flush(self, node):
-        engine = node.engine
-        for step in range(10_000):
-            fx = engine.take_effects()
-            token = fx.token
-            self._send(node, fx.send_now)
-            for group, instance, ballot in fx.self_votes:
-                self.oracle.on_vote(node.id, group, instance, ballot)
-            for group, instance, value in fx.chosen:
-                self.oracle.on_learn(node.id, group, instance, value)
-            if node.replica is None:
-                for tag, group, instance in fx.acks:
-                    self.oracle.on_ack(node.id, group, instance, tag)
-                    if self.probes.get(group) == tag:
-                        self.probe_acked.add(group)
-            else:
-                if fx.chosen:
-                    outcomes, changes = node.replica.applier.apply(fx.chosen, node.ticks)
-                    node.replica.sm.flush()
-                    for group, seq, kind, data, instance in outcomes:
-                        self._outcome(node, group, seq, kind, data, instance)
-                    if changes:
-                        self._check_leases()
-                for tag, group, reason in fx.expired:
-                    op = node.replica.pending.pop((group, tag.seq_e), None) if isinstance(tag, ClientOp) else None
-                    if op is not None:
-                        self._retry_op(node, op, 2000)
-            self.stats["expired"] += len(fx.expired)
-            for group, reason in fx.stopped:
-                self.stats["stopped"] += 1
-                self.oracle.violate("node %d stopped group %d: %s" % (node.id, group, reason))
-            for dest, group, first, end in fx.serve:
-                self._serve(node, dest, group, first, end)
-            if fx.records:
-                node.disk.write(encode_records(fx.records))
-                node.unsynced_tokens.append(token)
-                self._start_sync(node)
-            if fx.send_after:
-                node.waiting.append((token, fx.send_after))
-            durable = token if not node.unsynced_tokens else node.unsynced_tokens[0] - 1
-            if durable > node.durable_token:
-                node.durable_token = durable
-                self._release(node)
-                engine.persisted(durable)
-                if fx or step == 0:
-                    continue        # persisted() may have produced effects of its own
-            if not fx and not engine.has_effects():
-                return
-        raise RuntimeError("effects did not settle")
-
-    def _release(self, node):
-        ready = [item for item in node.waiting if item[0] <= node.durable_token]
-        node.waiting = [item for item in node.waiting if item[0] > node.durable_token]
-        for _, messages in ready:
-            self._send(node, messages)
-
-    def _start_sync(self, node):
-        if node.sync_busy or not node.unsynced_tokens:
+            loop.turn(messages, requests)
+            replies = loop.take_replies()
+            for identity, frame in replies:
+                self._to_client(node, identity, frame)
+            timeout = loop.poll_timeout()
+        except SimCrash:
+            self._crashed(node)
             return
-        node.sync_busy = True
-        count = len(node.unsynced_tokens)
-        self.at(self.now + self.rng.randint(50, 1500), SYNC_DONE, node.id, data=count, inc=node.incarnation)
+        node.busy_until = node.local_now
+        if node.lost_state and not loop.engine.repairs:
+            node.lost_state = False
+        if timeout <= 0:
+            self._wake(node, node.busy_until)
+        else:
+            self._wake(node, node.busy_until + int(timeout * 1e6 / node.rate) + 1)
 
-    def _sync_done(self, node, count):
-        node.sync_busy = False
-        node.disk.sync(count)
-        del node.unsynced_tokens[:count]
-        self._start_sync(node)
-        self.flush(node)
+    def fsync_latency(self):
+        if self.stall_rate and not self.healed and self.rng.random() < self.stall_rate:
+            self.stats["stalls"] += 1
+            return self.rng.randint(20_000, 400_000)
+        return self.rng.randint(50, 1500)
 
-    def _serve(self, node, dest, group, first, end):
-        """Read chosen values [first, end) from this node's storage and send them (a serve effect)."""
-        entries = read_chosen(node.disk.get, group, first, end)
-        if len(entries) < end - first:
-            self.stats["serve_short"] += 1
-        if not entries:
-            return
-        chosen_next, chain = node.engine.learned(group)
-        reply = Message(CATCHUP_REPLY_KIND, group, first, 0, chosen_next, 0, chain, encode_entries(entries))
-        self._send(node, [(dest, reply)])
-
-    def _send(self, node, messages):
-        if not messages:
-            return
+    # ------------------------------------------------------------------ the network and what the oracle sees
+    def transmit(self, node, messages):
         per_dest = {}
+        oracle = self.oracle
+        engine = node.loop.engine if node.loop is not None else None
         for dest, msg in messages:
             per_dest.setdefault(dest, []).append(msg)
             kind = msg.kind
-            if kind == ACCEPTED_KIND:
-                self.oracle.on_vote(node.id, msg.group, msg.instance, msg.ballot)
-            elif kind == PROMISE_KIND:
-                self.oracle.on_promise_reply(node.id, msg.group, msg.ballot)
-            elif kind == ACCEPT_KIND:
-                self.oracle.on_accept_sent(msg.group, msg.instance, msg.ballot, msg.value)
+            if kind == ACCEPTED or kind == PROMISE:
+                if engine is not None and engine.group_status(msg.group) != 0:
+                    oracle.violate("node %d sent %s for group %d while it was not a voter (%s)"
+                                   % (node.id, "a vote" if kind == ACCEPTED else "a promise", msg.group,
+                                      engine.group_view(msg.group)["status"]))
+                if kind == ACCEPTED:
+                    oracle.on_vote(node.id, msg.group, msg.instance, msg.ballot)
+                else:
+                    oracle.on_promise_reply(node.id, msg.group, msg.ballot)
+            elif kind == ACCEPT:
+                oracle.on_accept_sent(msg.group, msg.instance, msg.ballot, msg.value)
+            elif kind == CATCHUP_REPLY:
+                for instance, _, value in decode_entries(msg.value) if msg.value else ():
+                    oracle.on_served(node.id, msg.group, instance, value)
         for dest, msgs in per_dest.items():
             frame = encode_frame(CLUSTER_ID, node.id, dest, msgs)
             self.stats["frames"] += 1
@@ -344,37 +325,121 @@ class Simulation:
             for delay in self.net.deliveries(node.id, dest):
                 if self.long_delay and self.rng.random() < self.long_delay:
                     delay += self.rng.randint(20_000, 250_000)
-                self.at(self.now + delay, DELIVER, dest, data=frame)
+                self.at(node.local_now + delay, DELIVER, dest, frame)
+
+    def _observe(self, node, fx):
+        for group, instance, ballot in fx.self_votes:
+            self.oracle.on_vote(node.id, group, instance, ballot)
+        for group, instance, value in fx.chosen:
+            self.oracle.on_learn(node.id, group, instance, value)
+
+    # ------------------------------------------------------------------ clients
+    def client_send(self, client, node_id, frame):
+        self.at(self.now + self.rng.randint(50, 500), CLIENT_DELIVER, node_id, (client.identity, frame))
+
+    def _to_client(self, node, identity, frame):
+        self.at(node.local_now + self.rng.randint(50, 500), CLIENT_REPLY, node.id, (identity, frame))
+
+    def client_timer(self, client, req_id, when):
+        self.at(when, CLIENT_TIMER, 0, (client.identity, req_id))
+
+    def client_retry(self, client, when, node):
+        self.at(when, CLIENT_RETRY, node or 0, client.identity)
+
+    def client_idle(self, client, now):
+        if self.ending:
+            return
+        if isinstance(client, ProbeClient):
+            self.at(now + 1000, CLIENT_START, 0, client.identity)
+        elif now < (self.cfg.fault_ms + self.cfg.heal_ms // 2) * 1000:
+            self.at(now + self.rng.randint(500, 20_000), CLIENT_START, 0, client.identity)
+
+    def on_acknowledged(self, hop, instance, status):
+        """A client got an answer to a write: it must come from the chosen log at that instance."""
+        chosen = self.oracle.chosen.get((hop.group, instance))
+        client_id, seq = hop.id
+        if chosen is None or not _holds_command(chosen, client_id, seq):
+            self.oracle.violate("client %d seq %d got an answer from group %d instance %d, which does not hold "
+                                "its command" % (client_id, seq, hop.group, instance))
+        if status == kv.STALE:
+            self.oracle.violate("client %d seq %d (group %d) was refused as STALE while the client still waited "
+                                "for it: operations of one session were applied out of order"
+                                % (client_id, seq, hop.group))
+        self.stats["acked"] += 1
 
     # ------------------------------------------------------------------ faults and workload
     def _plan(self):
         cfg = self.cfg
         r = self.rng
         fault_end = cfg.fault_ms * 1000
-        for k in range(cfg.ops):
-            t = r.randint(0, fault_end)
-            node = r.choice(self.node_ids)
-            group = r.choice(self.group_ids)
-            self.at(t, PROPOSE, node, data=(group, b"s%d-op%d" % (cfg.seed, k)))
+        for identity in self.clients:
+            self.at(r.randint(0, 50_000), CLIENT_START, 0, identity)
         if "crash" in self.faults or "torn" in self.faults:
             for _ in range(r.randint(1, 2 * cfg.nodes)):
                 t = r.randint(0, fault_end)
-                node = r.choice(self.node_ids)
-                tear = "torn" in self.faults and r.random() < 0.7
-                self.at(t, CRASH, node, data=tear)
-                self.at(min(t + r.randint(20_000, 600_000), fault_end), RESTART, node)
+                node = self.nodes[r.choice(self.node_ids)]
+                node.crash_times.append(t)
+                self.at(t, CRASH, node.id)
+                self.at(min(t + r.randint(20_000, 600_000), fault_end), RESTART, node.id)
+        if "pause" in self.faults:
+            for _ in range(r.randint(1, 2 * cfg.nodes)):
+                t = r.randint(0, fault_end)
+                length = r.randint(5_000, 3 * cfg.lease_ticks * cfg.tick_us)
+                self.at(t, PAUSE, r.choice(self.node_ids), length)
+        damage_kinds = [k for k in ("damage", "amnesia") if k in self.faults]
+        if damage_kinds:
+            for _ in range(r.randint(1, cfg.nodes)):
+                t = r.randint(100_000, fault_end - 50_000)
+                kind = r.choice(damage_kinds)
+                node = self.nodes[r.choice(self.node_ids)]
+                node.crash_times.append(t)
+                self.at(t, DAMAGE, node.id, kind)
+                self.at(min(t + r.randint(20_000, 400_000), fault_end), RESTART, node.id)
+        for node in self.nodes.values():
+            node.crash_times.sort()
         if "partition" in self.faults:
             for _ in range(r.randint(1, 6)):
                 t = r.randint(0, fault_end)
                 node = r.choice(self.node_ids)
                 mode = r.choice((None, "in", "out", "pair"))
                 other = r.choice([n for n in self.node_ids if n != node])
-                self.at(t, PARTITION, node, data=(mode, other))
-                self.at(min(t + r.randint(50_000, 800_000), fault_end), UNPARTITION, node, data=(mode, other))
+                self.at(t, PARTITION, node, (mode, other))
+                self.at(min(t + r.randint(50_000, 800_000), fault_end), UNPARTITION, node, (mode, other))
         self.at(fault_end, HEAL)
         self.at(fault_end + 1, PROBE)
-        if self.masters_on:
-            self.at(r.randint(0, 5000), LEASE_CHECK)
+        self.at(r.randint(0, 5000), LEASE_CHECK)
+
+    def _may_lose_memory(self, node):
+        """Storage damage may strike a node only while every other node that lost state has rebuilt, or a
+        minority is in that state: a majority that lost its memory at once may have lost chosen values, and
+        then the cluster must stop rather than go on (no liveness can be asked of it)."""
+        forgetful = {n.id for n in self.nodes.values() if n.lost_state}
+        forgetful.add(node.id)
+        return len(forgetful) <= (len(self.node_ids) - 1) // 2
+
+    def _damage(self, node, kind):
+        """Kill the node, then damage its storage (it restarts later)."""
+        self._crashed(node, tear=False)
+        disk = node.disk
+        node.lost_state = True
+        if kind == "amnesia":
+            disk.wipe()
+            self.stats["amnesia"] += 1
+            self._trace("wipe", node.id)
+            return
+        choice = self.rng.random()
+        if choice < 0.4 and disk.damage_wal(self.rng):
+            what = "wal"
+        elif choice < 0.8 and disk.damage_table(self.rng, accept=lambda k: k[:1] == b"G"):
+            what = "table"
+        elif choice < 0.9:
+            disk.damage_block()
+            what = "block"
+        else:
+            disk.lose_file()
+            what = "file"
+        self.stats["damage"] += 1
+        self._trace("damage", node.id, what)
 
     def _heal(self):
         self.healed = True
@@ -384,209 +449,98 @@ class Simulation:
         self.net_faults.jitter_us = 0
         self.long_delay = 0.0
         for node in self.nodes.values():
+            node.crash_times = []
+            node.pause = None
             if not node.up:
-                self.start_node(node)
-                self.flush(node)
+                self.start_node(node, self.now)
 
     def _probe(self):
-        r = self.rng
         for group in self.group_ids:
-            node = self.nodes[r.choice(self.node_ids)]
-            payload = b"s%d-probe%d" % (self.cfg.seed, group)
-            self.probes[group] = payload
-            self._propose(node, group, payload)
+            client = ProbeClient(self, 10_000 + group, random.Random(self.rng.getrandbits(64)), group)
+            self.clients[client.identity] = client
+            self.at(self.now + self.rng.randint(0, 20_000), CLIENT_START, 0, client.identity)
 
-    # ------------------------------------------------------------------ client ops through masters
-    def _client_op(self, node, op):
-        """Serve a client op at `node` the way a worker does (masters mode)."""
-        if not node.up:
-            self._retry_op(node, op, 5000)
-            return
-        rep = node.replica
-        group = op.group
-        now = node.ticks
-        rep.last_activity[group] = now
-        masters = rep.masters
-        if op.min_epoch > masters.epoch[group]:
-            # A redirect said a newer master exists: this node is behind. Catch up, then serve or redirect.
-            rep.parked.setdefault(group, []).append(op)
-            node.engine.poke(group)
-            self.flush(node)
-            return
-        if masters.is_master(group):
-            op.payload = rep.client_payload(op)
-            op.proposed_tick = now
-            try:
-                op.seq_e = node.engine.propose(group, op.payload, op)
-            except GroupStopped:
-                self.stats["stopped"] += 1
-                return
-            rep.pending[(group, op.seq_e)] = op
-            if masters.claim_due(group, now):
-                self._claim(node, group)
-            self.flush(node)
-            return
-        master = masters.known_master(group, now)
-        if master and master != node.id:
-            self.redirects += 1
-            op.min_epoch = max(op.min_epoch, int(masters.epoch[group]))
-            self._retry_op(self.nodes[master], op, self.rng.randint(100, 1500))
-            return
-        rep.parked.setdefault(group, []).append(op)
-        if masters.claim_due(group, now):
-            self._claim(node, group)
-            self.flush(node)
-
-    def _retry_op(self, node, op, delay_us):
-        op.hops += 1
-        if op.hops > MAX_HOPS:
-            self.stats["ops_abandoned"] = self.stats.get("ops_abandoned", 0) + 1
-            return
-        target = node if node.up else self.nodes[self.rng.choice(self.node_ids)]
-        self.at(self.now + delay_us, CLIENT_OP, target.id, data=op)
-
-    def _claim(self, node, group):
-        payload = node.replica.masters.make_claim(group, node.ticks)
-        try:
-            node.engine.propose(group, payload, None)
-        except GroupStopped:
-            pass
-
-    def _outcome(self, node, group, seq, kind, data, instance):
-        rep = node.replica
-        op = rep.pending.pop((group, seq), None)
-        if kind == CLAIMED:
-            self._release_parked(node, group)
-            return
-        if op is None:
-            return
-        if kind == APPLIED:
-            rep.masters.extend_own(group, op.proposed_tick)
-            self.oracle.on_ack(node.id, group, instance, op.payload)
-            self.acked_writes.setdefault(group, []).append((op.key, op.value))
-            if op.probe:
-                self.probe_acked.add(group)
-        elif kind == FENCED:
-            self.fenced += 1
-            op.min_epoch = max(op.min_epoch, int(rep.masters.epoch[group]))
-            target = self.nodes[data] if data else node
-            self._retry_op(target, op, self.rng.randint(100, 2000))
-
-    def _release_parked(self, node, group):
-        parked = node.replica.parked.pop(group, None)
-        for op in parked or ():
-            self._client_op(node, op)
-
-    def _replica_tick(self, node):
-        rep = node.replica
-        now = node.ticks
-        masters = rep.masters
-        for group in list(rep.parked):
-            behind = any(op.min_epoch > masters.epoch[group] for op in rep.parked[group])
-            if behind:
-                if now % 8 == 0:
-                    node.engine.poke(group)
-                    for op in rep.parked[group]:
-                        if op.min_epoch > masters.epoch[group]:
-                            op.hops += 1
-                    rep.parked[group] = [op for op in rep.parked[group] if op.hops <= MAX_HOPS]
-            elif masters.is_master(group) or masters.known_master(group, now):
-                self._release_parked(node, group)
-            elif masters.claim_due(group, now):
-                self._claim(node, group)
-        for group, last in rep.last_activity.items():
-            if masters.is_master(group) and now - last < self.cfg.lease_ticks // 2 and masters.claim_due(group, now):
-                self._claim(node, group)
-
+    # ------------------------------------------------------------------ leases
     def _check_leases(self):
-        """At most one node holds a group's lease, and the holder has applied every acknowledged write."""
+        """At most one node holds a group's master lease at any instant (by each node's own clock)."""
         self.lease_checks += 1
         for group in self.group_ids:
-            holders = [n for n in self.nodes.values() if n.up and n.replica.has_lease(group, n.ticks)]
+            holders = []
+            for node in self.nodes.values():
+                loop = node.loop
+                if loop is None:
+                    continue
+                ticks = int((node.clock_at(self.now) - loop.origin) / loop.settings.tick_s)
+                if loop.masters.has_lease(loop.slot_of(group), ticks):
+                    holders.append(node.id)
             if len(holders) > 1:
-                self.oracle.violate("group %d: nodes %s hold the master lease at once"
-                                    % (group, [n.id for n in holders]))
-            if not holders:
-                continue
-            holder = holders[0]
-            acked = self.acked_writes.get(group, ())
-            key = (group, holder.id, holder.incarnation)
-            start = self.lease_verified.get(key, 0)     # writes already seen there stay there (no deletes)
-            for k in range(start, len(acked)):
-                akey, value = acked[k]
-                if holder.replica.read(group, akey) != value:
-                    self.oracle.violate("group %d: a lease read on master %d would miss acknowledged write %r"
-                                        % (group, holder.id, akey))
-                    return
-            self.lease_verified[key] = len(acked)
-
-    def _propose(self, node, group, payload):
-        if self.masters_on:
-            self.proposed += 1
-            self._client_op(node, ClientOp(group, payload, b"v-" + payload, self.rng.getrandbits(62) + 1, 1,
-                                           probe=payload in self.probes.values()))
-            return
-        if not node.up:
-            return
-        self.proposed += 1
-        try:
-            node.engine.propose(group, payload, payload)
-        except GroupStopped:
-            self.stats["stopped"] += 1
-            return
-        self.flush(node)
+                self.oracle.violate("group %d: nodes %s hold the master lease at once" % (group, holders))
 
     # ------------------------------------------------------------------ main loop
     def run(self):
         cfg = self.cfg
         for node in self.nodes.values():
-            self.start_node(node)
+            self.start_node(node, 0)
         self._plan()
         end = (cfg.fault_ms + cfg.heal_ms) * 1000
         while self.queue:
-            time_us, _, kind, node_id, inc, data = heapq.heappop(self.queue)
+            time_us, _, kind, node_id, data = heapq.heappop(self.queue)
             if time_us > end:
                 break
             self.now = self.oracle.now = time_us
             self.events += 1
             node = self.nodes.get(node_id)
-            if kind == TICK:
-                if not node.up or inc != node.incarnation:
-                    continue
-                node.ticks += 1
-                self._trace(time_us, kind, node_id, node.ticks)
-                node.engine.tick(node.ticks)
-                if node.replica is not None:
-                    self._replica_tick(node)
-                self.flush(node)
-                self.at(time_us + node.tick_us, TICK, node_id, inc=inc)
+            if kind == WAKE:
+                if node.up and data == node.incarnation and node.next_wake == time_us:
+                    self._turn(node)
             elif kind == DELIVER:
-                self._trace(time_us, kind, node_id, data)
-                if not node.up:
-                    continue
-                try:
-                    _, msgs = decode_frame(data, CLUSTER_ID, node_id)
-                except FrameError:
-                    self.stats["frame_errors"] += 1
-                    continue
-                node.engine.receive(msgs)
-                self.flush(node)
-            elif kind == SYNC_DONE:
-                if not node.up or inc != node.incarnation:
-                    continue
-                self._trace(time_us, kind, node_id, data)
-                self._sync_done(node, data)
-            elif kind == PROPOSE:
-                self._trace(time_us, kind, node_id, data)
-                self._propose(node, data[0], data[1])
+                self._trace(time_us, kind, node_id, len(data))
+                if node.up:
+                    node.inbox.append(data)
+                    self._wake(node, time_us)
+            elif kind == CLIENT_DELIVER:
+                if node.up:
+                    node.client_inbox.append(data)
+                    self._wake(node, time_us)
+            elif kind == CLIENT_REPLY:
+                identity, frame = data
+                self.clients[identity].on_reply(frame, time_us, node_id)
+            elif kind == CLIENT_TIMER:
+                identity, req_id = data
+                self.clients[identity].on_timer(req_id, time_us)
+            elif kind == CLIENT_RETRY:
+                self.clients[data].retry_now(time_us, node_id or None)
+            elif kind == CLIENT_START:
+                client = self.clients[data]
+                if client.op is None and not self.ending:
+                    client.next_operation(time_us)
+                    if client.op is not None:
+                        self.history.extend(client.op.ops)
+                        self.stats["ops"] += len(client.op.ops)
             elif kind == CRASH:
+                self._trace(time_us, kind, node_id)
+                if node.up and node.busy_until <= time_us:
+                    node.local_now = time_us
+                    self._crashed(node)
+            elif kind == DAMAGE:
                 self._trace(time_us, kind, node_id, data)
-                self.crash(node, data)
+                if node.crash_times and node.crash_times[0] <= time_us:
+                    node.crash_times.pop(0)
+                if self._may_lose_memory(node):
+                    self._damage(node, data)
+                else:
+                    self.stats["damage_skipped"] = self.stats.get("damage_skipped", 0) + 1
+                    if node.up and node.busy_until <= time_us:
+                        node.local_now = time_us
+                        self._crashed(node)
             elif kind == RESTART:
                 self._trace(time_us, kind, node_id)
                 if not node.up and not self.healed:
-                    self.start_node(node)
-                    self.flush(node)
+                    self.start_node(node, time_us)
+            elif kind == PAUSE:
+                self._trace(time_us, kind, node_id, data)
+                if node.up:
+                    node.pause = (time_us, data)
             elif kind == PARTITION or kind == UNPARTITION:
                 self._trace(time_us, kind, node_id, data)
                 mode, other = data
@@ -600,10 +554,6 @@ class Simulation:
                                 apply(node_id, peer)
                             if mode in (None, "in"):
                                 apply(peer, node_id)
-            elif kind == CLIENT_OP:
-                op = data
-                self._trace(time_us, kind, node_id, op.key, op.hops)
-                self._client_op(node, op)
             elif kind == LEASE_CHECK:
                 self._check_leases()
                 self.at(time_us + 5000, LEASE_CHECK)
@@ -615,24 +565,139 @@ class Simulation:
                 self._probe()
             if self.oracle.violations and cfg.stop_on_violation:
                 break
+        self.ending = True
         if not self.oracle.violations:
-            self._check_liveness()
-        chosen = len(self.oracle.chosen)
+            self._check_end()
         self.hash.update(b"end")
-        return SimResult(cfg.seed, self.hash.hexdigest(), list(self.oracle.violations), self.events, chosen,
-                         self.oracle.acked, self.proposed, self.crashes, dict(self.stats))
+        return SimResult(cfg.seed, self.hash.hexdigest(), list(self.oracle.violations), self.events,
+                         len(self.oracle.chosen), self.stats["acked"], self.stats["ops"], self.crashes,
+                         dict(self.stats))
 
-    def _check_liveness(self):
+    # ------------------------------------------------------------------ end of run
+    def _check_end(self):
+        oracle = self.oracle
         for group in self.group_ids:
-            if group not in self.probe_acked:
-                self.oracle.violate("liveness: group %d's probe was not chosen within %d ms of the heal"
-                                    % (group, self.cfg.heal_ms))
+            probe = self.probe_ops.get(group)
+            if probe is None or probe.outcome != "ok":
+                states = {n.id: (n.loop.engine.group_view(group) if n.up else "down") for n in self.nodes.values()}
+                oracle.violate("liveness: group %d accepted no write within %d ms of the heal; nodes: %s"
+                               % (group, self.cfg.heal_ms, _brief(states)))
                 continue
-            marks = {n.id: n.engine.learned(group)[0] for n in self.nodes.values()}
+            marks = {n.id: n.loop.engine.learned(group)[0] for n in self.nodes.values() if n.up}
             if len(set(marks.values())) != 1:
-                self.oracle.violate("liveness: group %d's nodes did not converge after the heal: %r"
-                                    % (group, marks))
+                oracle.violate("liveness: group %d's nodes did not converge after the heal: %r" % (group, marks))
+            for n in self.nodes.values():
+                status = n.loop.engine.group_view(group)["status"] if n.up else "down"
+                if status != "ok":
+                    oracle.violate("liveness: group %d is %s on node %d at the end" % (group, status, n.id))
+        if oracle.violations:
+            return
+        self._check_history()
+
+    def _check_history(self):
+        """Every operation against the log: linearizable reads and writes, exactly-once, no lost write."""
+        from ..check.history import NOT_OBSERVED, Op
+        from ..check.logorder import check_log_order
+
+        applied = applied_changes(self.oracle.logs, self.cfg.groups, self.cfg.lease_ticks, self.lease_margin)
+        ops = []
+        for hop in self.history:
+            if hop.outcome == "fail" and hop.kind == "read":
+                continue
+            ops.append(Op(id=hop.id, key=(hop.group, hop.key), kind=hop.kind, value=hop.value, expected=hop.expected,
+                          invoke=hop.invoke, complete=hop.complete if hop.outcome == "ok" else None,
+                          outcome=hop.outcome, result=hop.result, stale=hop.mode == "stale",
+                          observed=hop.observed if hop.observed is not _UNSEEN else NOT_OBSERVED,
+                          client=hop.id[0]))
+        result = check_log_order(ops, applied)
+        for anomaly in result.anomalies[:5]:
+            self.oracle.violate("history: %s" % anomaly)
+
+
+def _brief(states):
+    out = {}
+    for node, view in states.items():
+        if isinstance(view, str):
+            out[node] = view
+        else:
+            out[node] = "%s %s chosen=%d known=%d promised=%x ballot=%x pref=%d%s" % (
+                view["status"], view["role"], view["chosen_next"], view["known_mark"], view["promised"],
+                view["ballot"], view["preferred"], " repair=%s" % view["repair"] if view["repair"] else "")
+    return out
+
+
+def _holds_command(value, client_id, seq):
+    for _, _, payload in decode_batch(value) if value else ():
+        kind = envelope.kind(payload)
+        if kind == envelope.CLIENT:
+            _, cid, s, _ = envelope.decode_client(payload)
+            if cid == client_id and s == seq:
+                return True
+        elif kind == envelope.CLIENT_BATCH:
+            _, cid, first, ops = envelope.decode_client_batch(payload)
+            if cid == client_id and first <= seq < first + len(ops):
+                return True
+    return False
+
+
+class _RecordingKV(kv.KVStateMachine):
+    """The KV state machine, noting every state change it applies (for the history check)."""
+
+    def __init__(self, store):
+        super().__init__(store)
+        self.changes = {}        # (group, key) -> [(op id, new value)]
+        self.retried = set()     # orders (instance << 32 | position) answered from a session, not applied
+
+    def _retry(self, g, cid, session, order):
+        self.retried.add(order)
+        return super()._retry(g, cid, session, order)
+
+    def apply_batch(self, group, batch):
+        self.retried = set()
+        results = super().apply_batch(group, batch)
+        for (instance, commands), res in zip(batch, results):
+            for position, ((client_id, seq, op), result) in enumerate(zip(commands, res)):
+                status = kv.decode_result(result).status
+                if status != kv.OK or not op or (instance << 32 | position) in self.retried:
+                    continue
+                kind = op[0]
+                key = op[5:5 + int.from_bytes(op[1:5], "big")]
+                if kind == kv.OP_PUT:
+                    start = 9 + len(key)
+                    new = op[start:]
+                elif kind == kv.OP_CAS:
+                    pos = 5 + len(key)
+                    elen = int.from_bytes(op[pos:pos + 4], "big")
+                    pos += 4 + (0 if elen == kv.ABSENT else elen)
+                    nlen = int.from_bytes(op[pos:pos + 4], "big")
+                    new = None if nlen == kv.ABSENT else op[pos + 4:pos + 4 + nlen]
+                elif kind == kv.OP_DELETE:
+                    new = None
+                else:
+                    continue
+                self.changes.setdefault((group, key), []).append(((client_id, seq), new))
+        return results
+
+
+def applied_changes(logs, n_groups, lease_ticks, margin):
+    """Replay the chosen log of every group through the real applier (fencing included) and a recording KV
+    state machine: the state changes in the order every replica applies them."""
+    store = MemoryStore()
+    sm = _RecordingKV(store)
+    masters = MasterTable(0xFFFF, n_groups, lease_ticks, margin)
+    applier = Applier(0xFFFF, sm, masters, store, lambda g: g)
+    for group in sorted(logs):
+        values = logs[group]
+        if values:
+            applier.apply([(group, i, v) for i, v in enumerate(values)], 0)
+    return sm.changes
 
 
 def run_seed(cfg):
-    return Simulation(cfg).run()
+    import logging
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)      # a run logs what a cluster would: thousands of lines per seed
+    try:
+        return Simulation(cfg).run()
+    finally:
+        logging.disable(previous)

@@ -27,7 +27,8 @@ import rocksdict
 from libc.stdint cimport uint32_t, uint64_t
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
-from paxos_core.storage.records cimport INSTANCE_RECORD, LOW_RECORD, NODE_RECORD, encode_record, group_key
+from paxos_core.storage.records cimport (CHAIN_RECORD, INSTANCE_RECORD, LOW_RECORD, NODE_RECORD, RECORD_VOID,
+                                         encode_record, group_key)
 
 from paxos_core.errors import ConfigError, RecordCorrupt, UnknownVersion
 from paxos_core.storage.records import NODE_KEY, decode_record, node_record
@@ -207,11 +208,22 @@ cdef class RocksLog:
                 rec = decode_record(key, value)
             except (RecordCorrupt, UnknownVersion):
                 break
-            if rec[2] != expected:
+            if rec[2] != expected or rec[3] & RECORD_VOID:
                 break
             entries.append((rec[2], rec[5], rec[8]))
             expected += 1
         return entries
+
+    def read_chain(self, uint32_t group, uint64_t instance):
+        """The chain recorded at `instance` (a CHAIN record), or None if absent or damaged."""
+        key = group_key(CHAIN_RECORD, group, instance)
+        value = self.db.get(key)
+        if value is None:
+            return None
+        try:
+            return decode_record(key, value)[7]
+        except (RecordCorrupt, UnknownVersion):
+            return None
 
     def items(self):
         """Every (key, value) in key order."""

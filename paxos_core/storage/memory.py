@@ -3,7 +3,8 @@
 It has no crash semantics of its own (everything written is "durable"); the simulator's SimDisk models
 crashes, and RocksLog is the real thing.
 """
-from .records import (INSTANCE_RECORD, LOW_RECORD, decode_record, encode_record, group_key, read_chosen)
+from .records import (INSTANCE_RECORD, LOW_RECORD, decode_record, encode_record, group_key, read_chain,
+                      read_chosen)
 from .recovery import recover
 
 
@@ -33,6 +34,9 @@ class MemoryLog:
 
     def read_chosen(self, group, first, end):
         return read_chosen(self.store.get, group, first, end)
+
+    def read_chain(self, group, instance):
+        return read_chain(self.store.get, group, instance)
 
     def items(self):
         return sorted(self.store.items())

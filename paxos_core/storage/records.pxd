@@ -5,9 +5,18 @@ cpdef enum RecordType:
     INSTANCE_RECORD = 1     # per (group, instance): what the acceptor accepted, or the chosen value
     LOW_RECORD = 2          # per group: records below `low` were truncated; the chain at `low`
     NODE_RECORD = 3         # per node: node id, cluster id, storage format
+    CHAIN_RECORD = 4        # per (group, instance multiple of CHAIN_EVERY): the chain over the values below it
+    REPAIR_RECORD = 5       # per group: the group lost (or may have lost) synced state and must rebuild
 
 cpdef enum RecordFlag:
     RECORD_CHOSEN = 1       # the value is known chosen (learned by catch-up)
+    RECORD_VOID = 2         # no vote here: written over a damaged vote once the group has rebuilt
+    REPAIR_PENDING = 1      # REPAIR_RECORD flag: the rebuild has not finished
+
+# Every CHAIN_EVERY instances a learner records its chain, so a catch-up reply that ends there can carry the
+# sender's chain at its end (see core/engine.pyx, _serve).
+cdef enum:
+    CHAIN_EVERY = 64
 
 cpdef bytes group_key(int rtype, uint32_t group, uint64_t instance)
 cpdef tuple encode_record(tuple record)

@@ -3,7 +3,7 @@
 
 Keys (14 bytes, big-endian so that byte order is numeric order and one group's records are contiguous):
 
-    b"G" | group u32 | record type u8 | instance u64      group records (types 0, 1, 2)
+    b"G" | group u32 | record type u8 | instance u64      group records (types 0, 1, 2, 4, 5)
     b"N" | 13 zero bytes                                   the node record (type 3)
 
 Values (little-endian), every one ending in a crc32c computed over the KEY and the value bytes before it,
@@ -14,6 +14,8 @@ so a record that is damaged, torn, or found under the wrong key is detected:
                      | value length u32 | value | crc u32
     LOW_RECORD       ver u8=1 | type u8 | 0 u8 | 0 u8 | low u64 | chain at low u32 | crc u32
     NODE_RECORD      ver u8=1 | type u8 | 0 u8 | 0 u8 | node id u32 | cluster id u64 | crc u32
+    CHAIN_RECORD     ver u8=1 | type u8 | 0 u8 | 0 u8 | chain u32 | crc u32      (key instance: where it holds)
+    REPAIR_RECORD    ver u8=1 | type u8 | flags u8 | 0 u8 | crc u32             (flags: REPAIR_PENDING)
 
 An INSTANCE_RECORD's `mark` and `chain` are the writer's learned mark (every instance below it was chosen and
 its value is in this node's records) and the checksum chain over the values below that mark, at the time of
@@ -39,6 +41,9 @@ cdef int _PROMISE_SIZE = 4 + 8 + 4
 cdef int _INSTANCE_FIXED = 4 + 8 + 8 + 8 + 4 + 4 + 4
 cdef int _LOW_SIZE = 4 + 8 + 4 + 4
 cdef int _NODE_SIZE = 4 + 4 + 8 + 4
+cdef int _CHAIN_SIZE = 4 + 4 + 4
+cdef int _REPAIR_SIZE = 4 + 4
+CHAIN_INTERVAL = CHAIN_EVERY
 
 
 cdef inline void _put_u32be(unsigned char *p, uint32_t v) noexcept nogil:
@@ -104,7 +109,7 @@ def parse_key(key):
         raise RecordCorrupt("key of %d bytes, expected 14" % k.shape[0])
     if k[0] == 0x4E:  # "N"
         return NODE_RECORD, 0, 0
-    if k[0] != 0x47 or k[5] > LOW_RECORD:
+    if k[0] != 0x47 or k[5] == NODE_RECORD or k[5] > REPAIR_RECORD:
         raise RecordCorrupt("unknown key prefix %r" % bytes(key[:6]))
     return k[5], _get_u32be(&k[1]), _get_u64be(&k[6])
 
@@ -187,7 +192,36 @@ cpdef tuple encode_record(tuple record):
         _put_u64(p + 8, record[2])      # cluster id travels in the instance slot
         _seal(key, p, 16)
         return key, out
+    if rtype == CHAIN_RECORD:
+        key = group_key(rtype, group, instance)
+        out = PyBytes_FromStringAndSize(NULL, _CHAIN_SIZE)
+        p = <unsigned char *>PyBytes_AS_STRING(out)
+        p[0] = FORMAT_VERSION
+        p[1] = CHAIN_RECORD
+        p[2] = 0
+        p[3] = 0
+        _put_u32(p + 4, record[7])
+        _seal(key, p, 8)
+        return key, out
+    if rtype == REPAIR_RECORD:
+        key = group_key(rtype, group, 0)
+        out = PyBytes_FromStringAndSize(NULL, _REPAIR_SIZE)
+        p = <unsigned char *>PyBytes_AS_STRING(out)
+        p[0] = FORMAT_VERSION
+        p[1] = REPAIR_RECORD
+        p[2] = <uint8_t>record[3]
+        p[3] = 0
+        _seal(key, p, 4)
+        return key, out
     raise ValueError("unknown record type %r" % rtype)
+
+
+def chain_record(uint32_t group, uint64_t instance, uint32_t chain):
+    return (CHAIN_RECORD, group, instance, 0, 0, 0, 0, chain, b"")
+
+
+def repair_record(uint32_t group, bint pending):
+    return (REPAIR_RECORD, group, 0, REPAIR_PENDING if pending else 0, 0, 0, 0, 0, b"")
 
 
 def promise_record(uint32_t group, uint64_t promised):
@@ -252,6 +286,14 @@ def decode_record(key, value):
         if n != _LOW_SIZE:
             raise RecordCorrupt("low record of %d bytes, expected %d" % (n, _LOW_SIZE))
         return (LOW_RECORD, group, 0, 0, 0, 0, _get_u64(&v[4]), _get_u32(&v[12]), b"")
+    if rtype == CHAIN_RECORD:
+        if n != _CHAIN_SIZE:
+            raise RecordCorrupt("chain record of %d bytes, expected %d" % (n, _CHAIN_SIZE))
+        return (CHAIN_RECORD, group, instance, 0, 0, 0, 0, _get_u32(&v[4]), b"")
+    if rtype == REPAIR_RECORD:
+        if n != _REPAIR_SIZE:
+            raise RecordCorrupt("repair record of %d bytes, expected %d" % (n, _REPAIR_SIZE))
+        return (REPAIR_RECORD, group, 0, v[2], 0, 0, 0, 0, b"")
     raise RecordCorrupt("unknown record type %d" % rtype)
 
 
@@ -264,9 +306,9 @@ def encode_records(list records):
 def read_chosen(get, uint32_t group, uint64_t first, uint64_t end):
     """[(instance, ballot, value)] of the stored values at instances first, first+1, ... < end.
 
-    `get(key)` reads one key (None if absent). Stops at the first missing or damaged record, so the result
-    is always a gap-free run; the caller serves only instances below its learned mark, whose records hold
-    chosen values.
+    `get(key)` reads one key (None if absent). Stops at the first missing, damaged or void record, so the
+    result is always a gap-free run; the caller serves only instances below its learned mark, whose records
+    hold chosen values.
     """
     entries = []
     cdef uint64_t instance
@@ -279,8 +321,22 @@ def read_chosen(get, uint32_t group, uint64_t first, uint64_t end):
             rec = decode_record(key, value)
         except (RecordCorrupt, UnknownVersion):
             break
+        if rec[3] & RECORD_VOID:
+            break
         entries.append((instance, rec[5], rec[8]))
     return entries
+
+
+def read_chain(get, uint32_t group, uint64_t instance):
+    """The chain recorded at `instance` (a CHAIN record), or None if absent or damaged."""
+    key = group_key(CHAIN_RECORD, group, instance)
+    value = get(key)
+    if value is None:
+        return None
+    try:
+        return decode_record(key, value)[7]
+    except (RecordCorrupt, UnknownVersion):
+        return None
 
 
 from paxos_core._enums import export_members

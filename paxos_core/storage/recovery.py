@@ -3,13 +3,18 @@
 One function for every storage backend (RocksDB in production, the simulator's disk in tests): it reads
 ``(key, value)`` pairs in key order and returns, per group, what the engine needs to resume.
 
-Damaged records (bad checksum, torn, unknown version, wrong key) are reported and never used:
+Damaged records (bad checksum, torn, unknown version, wrong key) are reported and never used. Any damage
+that may have lost a promise or a vote, and a pending REPAIR record (the worker found its storage damaged
+or wiped), makes the group REPAIRING: it rebuilds from its peers before it votes again (the rebuild rule is
+in core/engine.pyx and docs/architecture.md):
 
-* a damaged record below the learned mark held a chosen value: the node re-learns it from its peers
-  (the group is REPAIRING until it has);
+* a damaged record below the learned mark held a chosen value: the node re-learns it from its peers;
 * a damaged record at or above the learned mark may have been a vote: the acceptor cannot know what it
-  voted, so it takes no acceptor part in the group (REPAIRING) until the instance is learned from peers;
-* a damaged promise or truncation record cannot be repaired: the group is STOPPED, and says why.
+  voted;
+* a damaged promise record: the acceptor cannot know what it promised;
+* a damaged truncation record cannot be repaired (the values below it are gone): the group is STOPPED;
+* a chain that the records do not reproduce (a stored chain at a mark, or a CHAIN record) means the stored
+  log is inconsistent: STOPPED.
 """
 import logging
 from dataclasses import dataclass, field
@@ -17,11 +22,15 @@ from dataclasses import dataclass, field
 from ..errors import RecordCorrupt, UnknownVersion
 from ..core.learner import chain_next
 from .records import (
+    CHAIN_RECORD,
     INSTANCE_RECORD,
     LOW_RECORD,
     NODE_RECORD,
     PROMISE_RECORD,
     RECORD_CHOSEN,
+    RECORD_VOID,
+    REPAIR_PENDING,
+    REPAIR_RECORD,
     decode_record,
     parse_key,
 )
@@ -42,7 +51,10 @@ class RecoveredGroup:
     chain: int = 0               # checksum chain over the learned values
     known_mark: int = 0          # highest learned mark any record carried
     low: int = 0                 # records below were truncated
-    repair_upto: int = 0         # acceptor suspended until chosen_next reaches this
+    repair_upto: int = 0         # the rebuild learns at least up to this instance (a known mark, a damaged vote)
+    repair: bool = False         # promises or votes may be lost: rebuild from peers before voting again
+    repair_reason: str = ""
+    void: list = field(default_factory=list)       # damaged vote records to overwrite (VOID) once rebuilt
     stop_reason: str = ""        # non-empty: the group cannot be served
     corrupt: list = field(default_factory=list)    # [(instance or None, reason)]
 
@@ -54,6 +66,8 @@ class Recovery:
     cluster_id: int = 0
     corrupt_records: int = 0
     records: int = 0
+    amnesia: bool = False       # the storage lost synced state as a whole (set by the storage layer)
+    report: str = ""            # one line about it
 
     def problems(self):
         """[(group, instance, reason)] of every damaged record."""
@@ -61,7 +75,7 @@ class Recovery:
 
 
 class _GroupScan:
-    __slots__ = ("promised", "low", "low_chain", "instances", "corrupt", "stop")
+    __slots__ = ("promised", "low", "low_chain", "instances", "corrupt", "stop", "chains", "repair")
 
     def __init__(self):
         self.promised = 0
@@ -70,6 +84,8 @@ class _GroupScan:
         self.instances = []     # decoded instance records, key order = instance order
         self.corrupt = []       # [(instance, reason)]
         self.stop = ""
+        self.chains = {}        # instance -> chain recorded there (CHAIN records)
+        self.repair = ""        # why the group must rebuild, if it must
 
 
 def recover(items):
@@ -102,17 +118,27 @@ def recover(items):
             result.corrupt_records += 1
             if rtype == INSTANCE_RECORD:
                 scan.corrupt.append((instance, str(exc)))
+            elif rtype == LOW_RECORD:
+                scan.corrupt.append((None, "truncation record: %s" % exc))
+                scan.stop = "the truncation record is damaged and cannot be repaired: %s" % exc
+            elif rtype == CHAIN_RECORD:
+                scan.corrupt.append((None, "chain record at %d: %s" % (instance, exc)))
             else:
-                name = "promise" if rtype == PROMISE_RECORD else "truncation"
+                name = "promise" if rtype == PROMISE_RECORD else "repair"
                 scan.corrupt.append((None, "%s record: %s" % (name, exc)))
-                scan.stop = "the %s record is damaged and cannot be repaired: %s" % (name, exc)
+                scan.repair = scan.repair or "the %s record is damaged" % name
             log.error("group %d: damaged record (type %d, instance %d): %s", group, rtype, instance, exc)
             continue
         if rtype == PROMISE_RECORD:
             scan.promised = max(scan.promised, record[4])
         elif rtype == LOW_RECORD:
             scan.low, scan.low_chain = record[6], record[7]
-        else:
+        elif rtype == CHAIN_RECORD:
+            scan.chains[record[2]] = record[7]
+        elif rtype == REPAIR_RECORD:
+            if record[3] & REPAIR_PENDING:
+                scan.repair = scan.repair or "a rebuild from peers was pending"
+        elif not record[3] & RECORD_VOID:
             scan.instances.append(record)
     for group, scan in scans.items():
         result.groups[group] = _rebuild(group, scan)
@@ -141,20 +167,21 @@ def _rebuild(group, scan):
     # Walk the learned prefix: every instance below the highest mark was chosen, and our record holds it.
     chain = scan.low_chain
     instance = scan.low
-    while instance < known_mark:
+    chains = scan.chains
+    while True:
+        expected = marks.get(instance)
+        if expected is None:
+            expected = chains.get(instance)
+        if expected is not None and expected != chain and not state.stop_reason:
+            state.stop_reason = "stored chain at instance %d is %08x but the records give %08x" % (
+                instance, expected, chain)
+        if instance >= known_mark:
+            break
         rec = by_instance.get(instance)
         if rec is None:
             break
-        expected = marks.get(instance)
-        if expected is not None and expected != chain:
-            state.stop_reason = state.stop_reason or (
-                "stored chain at instance %d is %08x but the records give %08x" % (instance, expected, chain))
         chain = chain_next(chain, instance, rec[8])
         instance += 1
-    expected = marks.get(instance)
-    if expected is not None and expected != chain and not state.stop_reason:
-        state.stop_reason = "stored chain at instance %d is %08x but the records give %08x" % (
-            instance, expected, chain)
     state.chosen_next = instance
     state.chain = chain
     state.known_mark = known_mark
@@ -164,14 +191,19 @@ def _rebuild(group, scan):
         ballot = CHOSEN_BALLOT if rec[3] & RECORD_CHOSEN else rec[5]
         state.accepted.append((inst, ballot, rec[8]))
     repair = 0
+    reason = scan.repair
     if instance < known_mark:
         repair = known_mark
+        reason = reason or "records below the learned mark %d are missing or damaged" % known_mark
     for inst, _ in scan.corrupt:
         if inst is not None and inst >= instance:
             repair = max(repair, inst + 1)
+            state.void.append(inst)
+            reason = reason or "a record at or above the learned mark is damaged (maybe a vote)"
     state.repair_upto = repair
-    if repair:
-        log.warning("group %d recovered with damaged or missing records: learned up to %d of %d; "
-                    "it re-learns from peers and takes no acceptor part until instance %d",
-                    group, instance, known_mark, repair)
+    state.repair = bool(reason)
+    state.repair_reason = reason
+    if state.repair:
+        log.warning("group %d must rebuild from its peers before it votes again: %s (learned up to %d)",
+                    group, reason, instance)
     return state

@@ -12,11 +12,18 @@ cpdef enum Kind:
     CATCHUP_REQ = 7    # learner -> peer: send chosen values from `instance`; aux = how many at most
     CATCHUP_REPLY = 8  # peer -> learner: value = entries of chosen values starting at `instance`
     FORWARD = 9        # non-leader -> leader: value = a batch of proposals to put in the log
-    KIND_MAX = 9
+    STATE_REQ = 10     # repairing node -> peers: what is your promise, your top instance, your chosen-next?
+    STATE_REPLY = 11   # peer -> repairing node: ballot = promise, instance = top, mark = chosen-next,
+                       # aux = 1 if the replier is repairing itself (its answer does not count)
+    KIND_MAX = 11
 
 # Message flags.
 cpdef enum MessageFlag:
     FLAG_NONE = 0
+    FLAG_RESIGN = 1    # on CHOSEN: the sender stops leading (another node is the group's master); acceptors
+                       # stop holding their promise to it (no stickiness)
+    FLAG_STICKY = 2    # on REJECT: refused because the acceptor's leader is active (not a higher ballot);
+                       # the proposer backs off and forwards to that leader
 
 cdef class Message:
     cdef public uint8_t kind

@@ -1,0 +1,797 @@
+"""The replica loop: everything one worker does per turn, sans-I/O, driven by the worker process AND the simulator.
+
+A worker hosts the groups ``g % workers == index`` of one node. Each turn, its driver hands the loop what
+arrived during one poll (every peer message, every client request) and the loop:
+
+  1. reads the clock and ticks the engine (timers, retransmissions) BEFORE it counts any reply; a turn that
+     starts much later than the poll was meant to last (a pause, a stall) drops this node's own leases;
+  2. steps the engine with every peer message of the poll, in one receive;
+  3. handles the client requests: proposals and barriers go to the engine when this node is the group's
+     master (a barrier from any node), others are redirected or held until a master is known; lease reads
+     are only queued here;
+  4. runs the replica layer's timers when the tick advanced (claims, request deadlines, catch-up);
+  5. runs ONE effect cycle (replica/cycle.py: send early, ONE synced write, send late, serve catch-up from
+     the now durable log, persisted), then handles groups that stopped (before anything of theirs is
+     applied), applies the chosen values (master table and state machine, one store batch) and answers what
+     they complete: a write is acknowledged only once chosen AND applied;
+  6. answers the queued lease reads: the clock is read again at this decision, and the master answers only
+     while it holds its lease, leads the group's Paxos (so no other node can get a value chosen behind its
+     back) and has applied every instance it knows chosen, i.e. every one it may have announced;
+  7. the driver then takes the replies (``take_replies``): lease replies are checked against a fresh clock
+     read once more just before they leave.
+
+The loop touches no socket, file, thread or global randomness. Its constructor takes the ports: ``clock()``
+(monotonic seconds), ``log`` (``write`` durable on return, ``read_chosen``, ``read_chain``, ``recover``,
+``delete_group``), ``store`` (the state machine's Store, written unsynced: the next synced log write makes it
+durable) and ``send(list of (dest, Message))``. ``runtime/worker.py`` brings ZeroMQ, RocksDB and the real
+clock; ``sim/simulation.py`` brings its network, disk and clock, so it tests the production order of
+operations, not a model of it.
+"""
+import json
+import logging
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core.engine import GROUP_OK, GROUP_REPAIRING, GROUP_STOPPED, Engine
+from ..errors import GroupStopped, ValueTooLarge
+from ..runtime import rpc
+from ..runtime.metrics import BATCH_BUCKETS, LATENCY_BUCKETS, Histogram
+from ..statemachine.kv import KVStateMachine
+from . import envelope
+from .applier import APPLIED, BARRIER, CLAIMED, FENCED, Applier
+from .cycle import run_cycle
+from .master import MasterTable
+from .staged import StagedStore
+
+log = logging.getLogger("paxos_core.worker")
+
+GROUPS_KEY_PREFIX = b"\xffG"          # in the state machine's store: groups added (+) / removed (-) at run time
+SLOW_WRITE_SECONDS = 0.1              # a synced write this long is counted and reported
+
+
+@dataclass
+class LoopSettings:
+    """What the loop needs to know besides the protocol core's CoreConfig (times in ticks)."""
+    node_id: int
+    index: int = 0                   # this worker's index: it hosts groups g % workers == index
+    workers: int = 1
+    tick_s: float = 0.01             # one tick of the clock, in seconds
+    lease_ticks: int = 300           # the master lease as other nodes count it
+    lease_margin: float = 0.3        # the part of the lease the master gives up for clock-rate differences
+    max_pending: int = 20000         # requests waiting per worker before new ones get Overloaded
+    max_value_bytes: int = 1 << 20
+    request_timeout_ticks: int = 500     # a request's deadline when the client gives none
+    batch_envelope: bool = True      # a PROPOSE_BATCH is ONE proposal (CLIENT_BATCH) when it fits
+    renew_on_write: bool = False     # also claim to renew leases of written groups (old behaviour, to compare)
+    coalesce_replies: bool = True    # replies of one turn to one client go out as one frame
+    plant: str = ""                  # planted bug (tests of the tests only)
+
+
+class Request:
+    __slots__ = (
+        "identity",       # the client's socket identity (where the reply goes)
+        "req_id",         # the client's request id, echoed in the reply
+        "op",             # rpc.PROPOSE / PROPOSE_BATCH / READ
+        "group",
+        "deadline",       # tick after which the client is told Timeout
+        "started",        # clock() when it arrived (latency histogram)
+        "client_id",      # the client session (exactly-once) ...
+        "request_seq",    # ... and the request's sequence number in it
+        "payload",        # the state machine op (PROPOSE) or query (READ)
+        "mode",           # READ: rpc.READ_LEASE / READ_LINEARIZABLE
+        "seq",            # the engine's proposal sequence number, once proposed
+        "min_epoch",      # the newest master epoch the client was told of
+        "batch",          # the Batch this request is one operation of (PROPOSE_BATCH proposed one by one)
+        "index",          # its position in that batch
+        "ops",            # PROPOSE_BATCH proposed as ONE CLIENT_BATCH entry: its operations
+        "proposed_tick",  # when we proposed it (a master's applied command renews its lease from here)
+        "lease_ballot",   # the Paxos ballot we led with when we proposed it (0: none; no lease credit)
+    )
+
+    def __init__(self, identity, req_id, op, group, deadline, started):
+        self.identity = identity
+        self.req_id = req_id
+        self.op = op
+        self.group = group
+        self.deadline = deadline
+        self.started = started
+        self.client_id = 0
+        self.request_seq = 0
+        self.payload = b""
+        self.mode = 0
+        self.seq = None
+        self.min_epoch = 0
+        self.batch = None
+        self.index = 0
+        self.ops = None
+        self.proposed_tick = 0
+        self.lease_ballot = 0
+
+
+class Batch:
+    """A PROPOSE_BATCH request whose operations are proposed one by one and answered together."""
+
+    __slots__ = ("identity", "req_id", "results", "remaining", "done")
+
+    def __init__(self, identity, req_id, count):
+        self.identity = identity
+        self.req_id = req_id
+        self.results = [None] * count
+        self.remaining = count
+        self.done = False
+
+
+class ReplicaLoop:
+    """One worker's replica logic. See the module docstring for the turn and the ports."""
+
+    def __init__(self, settings, core_config, *, clock, log, store, send, hosted, recovery, rng,
+                 state_machine_factory=None, amnesia=""):
+        """`hosted`: the groups configured for this worker; `recovery`: ``log.recover()``; `rng`: a seeded
+        random.Random; `amnesia`: non-empty when this worker's storage lost synced state as a whole (wiped, or
+        damaged and set aside): every group then rebuilds from its peers before it votes again."""
+        self.settings = s = settings
+        self.node_id = s.node_id
+        self.index = s.index
+        self.workers = s.workers
+        self.plant = s.plant
+        self.clock = clock
+        self.log = log
+        self.send = send
+        self.rng = rng
+        self.stats = {"proposals": 0, "timeouts": 0, "overloaded": 0, "requests": 0, "late_resumes": 0,
+                      "leases_dropped": 0, "lease_replies_withdrawn": 0}
+        self.latency = Histogram(LATENCY_BUCKETS)
+        self.batch_sizes = Histogram(BATCH_BUCKETS)
+        self.write_seconds = Histogram(LATENCY_BUCKETS)
+        self.slow_writes = 0
+        self.slow_write_warned = -1e9
+        self.serve_misses = 0
+        self.store = StagedStore(store)
+        self.sm = (state_machine_factory or KVStateMachine)(self.store)
+        self.outbox = {}
+        self.lease_outbox = []            # [(Request, frame, slot)]: lease replies, re-checked as they leave
+        self.waiting = {}                 # (group, engine seq) -> Request
+        self.parked = {}                  # group -> [Request] waiting for a master (or to catch up)
+        self.lease_reads = []             # lease reads to answer in step 6
+        self.subscribers = set()
+        self.next_expiry_scan = 0
+        self.recent_reads = {}            # slot -> tick of the last lease read (renewal claims for read groups)
+        self.effects_hook = None          # observers (the simulator's oracle) see each cycle's Effects
+        # Clock: ticks are whole tick_s periods since the loop started.
+        self.origin = clock()
+        self.ticks = 0
+        self.turn_ticks = 0               # ticks at the start of this turn (before the poll: plant only)
+        self.ticked = False
+        self.turn_ended = None            # clock() at the end of the last turn
+        self.expected_sleep = 0.0         # how long the driver was asked to poll after it
+        # A turn starting this much later than its poll should have ended means the process was paused (or
+        # its disk stalled): half the lease margin, in seconds.
+        self.resume_slack = s.lease_ticks * s.lease_margin * s.tick_s / 2
+        self._open(core_config, hosted, recovery, amnesia)
+
+    # ------------------------------------------------------------------ start-up
+    def slot_of(self, group):
+        return (group - self.index) // self.workers
+
+    def _open(self, core_config, hosted, recovery, amnesia):
+        s = self.settings
+        hosted = set(hosted)
+        for key, value in self.store.scan(GROUPS_KEY_PREFIX):
+            group = int.from_bytes(key[2:6], "big")
+            if value == b"+":
+                hosted.add(group)
+            else:
+                hosted.discard(group)
+        # From here on the engine is the one record of which groups this worker hosts.
+        self.engine = engine = Engine(core_config, random.Random(self.rng.getrandbits(64)))
+        for group in engine.groups():
+            if group not in hosted:
+                engine.remove_group(group)
+        for group in sorted(hosted):
+            engine.add_group(group)
+        if recovery.corrupt_records:
+            log.error("node %d worker %d: %d damaged records found at start: %s", self.node_id, self.index,
+                      recovery.corrupt_records, recovery.problems()[:10])
+        for group, state in recovery.groups.items():
+            if group in hosted:
+                engine.restore_group(group, state)
+        if amnesia:
+            log.error("node %d worker %d: %s; its %d groups rebuild from their peers before they vote again",
+                      self.node_id, self.index, amnesia, len(hosted))
+            for group in sorted(hosted):
+                engine.begin_repair(group, amnesia)
+        self.preferred = np.zeros(engine.n_slots, np.uint16)     # what we told engine.prefer, per slot
+        self.masters = MasterTable(self.node_id, engine.n_slots, s.lease_ticks, s.lease_margin, plant=s.plant,
+                                   nonce_base=self.rng.getrandbits(48) << 16)
+        self.applier = Applier(self.node_id, self.sm, self.masters, self.store, self.slot_of, plant=s.plant,
+                               leading_ballot=self._leading_ballot)
+        # After a restart this node may be behind on groups nobody writes to any more: ask peers for what we
+        # miss, a few groups per tick, in a few passes (the first may leave before the peers are connected).
+        self.catchup_passes = [50, 300, 1500] if recovery.groups else []
+        self.catchup_queue = []
+        replayed = 0
+        for group in sorted(hosted):
+            self.applier.restore(group, 0)
+            start = self.sm.applied_next(group)
+            end = engine.learned(group)[0]
+            if start < end:
+                entries = self.log.read_chosen(group, start, end)
+                self.applier.apply([(group, i, v) for i, _, v in entries], 0)
+                replayed += len(entries)
+        self.sm.flush()
+        self.store.commit()
+        if replayed:
+            log.info("node %d worker %d replayed %d chosen instances into the state machine", self.node_id,
+                     self.index, replayed)
+
+    def _leading_ballot(self, group):
+        ballot, active = self.engine.ballot_of(group)
+        return ballot if active and self.engine.is_leading(group) else 0
+
+    # ------------------------------------------------------------------ the turn
+    def turn(self, messages=(), client_frames=()):
+        """One turn: see the module docstring. `messages`: decoded peer Messages of one poll; `client_frames`:
+        [(identity, request frame)] of the same poll."""
+        self._start_turn()                                   # 1
+        if messages:
+            self.engine.receive(messages)                    # 2
+        for identity, frame in client_frames:                # 3
+            self._on_frame(identity, frame)
+        if self.ticked:
+            self._on_tick()                                  # 4
+        self._cycle()                                        # 5
+        if self.lease_reads:
+            self._answer_lease_reads()                       # 6
+        self.turn_ended = self.clock()
+
+    def _start_turn(self):
+        now = self.clock()
+        if self.turn_ended is not None:
+            late = now - self.turn_ended - self.expected_sleep
+            if late > self.resume_slack:
+                self._resumed_late(late)
+        self.turn_ticks = self.ticks
+        ticks = int((now - self.origin) / self.settings.tick_s)
+        self.ticked = ticks > self.ticks
+        if self.ticked:
+            self.ticks = ticks
+            self.engine.tick(ticks)
+
+    def _resumed_late(self, late):
+        """The process stood still (a pause, a VM freeze, a stall) for longer than the poll: whatever it
+        believed about its leases may be stale, so it holds none until it renews them."""
+        self.stats["late_resumes"] += 1
+        if self.plant == "stale-lease-clock":
+            return
+        dropped = self.masters.drop_own_leases()
+        self.stats["leases_dropped"] += dropped
+        if dropped:
+            log.warning("node %d worker %d resumed %.0f ms late; dropped %d leases until they are renewed",
+                        self.node_id, self.index, late * 1e3, dropped)
+
+    def now_ticks(self):
+        """The current tick, from a fresh clock read (for decisions that depend on time: leases)."""
+        if self.plant == "stale-lease-clock":
+            return self.turn_ticks       # planted bug: the tick read before the poll and the last fsync
+        return int((self.clock() - self.origin) / self.settings.tick_s)
+
+    def poll_timeout(self):
+        """How long the driver may wait for input before the next turn, in seconds (0: turn again at once)."""
+        if self.engine.has_effects():
+            timeout = 0.0
+        elif self._idle():
+            timeout = 1.0
+            self.sm.unload_all()          # idle groups keep no Python objects of the state machine
+        else:
+            next_tick = self.origin + (self.ticks + 1) * self.settings.tick_s
+            timeout = max(0.0, next_tick - self.clock())
+        self.expected_sleep = timeout
+        return timeout
+
+    def _idle(self):
+        return (not self.engine.active_groups() and not self.waiting and not self.parked and not self.recent_reads
+                and not self.lease_reads and not self.catchup_queue and not self.catchup_passes)
+
+    # ------------------------------------------------------------------ step 5: the cycle, then apply
+    def _cycle(self):
+        fx, short = run_cycle(self.engine, self.log, self.send, serve_before_write=self.plant == "serve-before-write",
+                              observe=self.effects_hook)
+        self.serve_misses += short
+        if fx.records:
+            self._observe_write(getattr(self.log, "last_write_seconds", 0.0))
+        for group, reason in fx.stopped:
+            # Before anything is applied: the engine already withheld this batch's values of the group.
+            log.error("node %d worker %d: group %d stopped: %s", self.node_id, self.index, group, reason)
+            for req in self.parked.pop(group, []):
+                self._reply_error(req, rpc.GROUP_STOPPED, reason)
+            stuck = [r for r in self.lease_reads if r.group == group]
+            if stuck:
+                self.lease_reads = [r for r in self.lease_reads if r.group != group]
+                for req in stuck:
+                    self._reply_error(req, rpc.GROUP_STOPPED, reason)
+        if fx.chosen:
+            outcomes, changes = self.applier.apply(fx.chosen, self.ticks)
+            self.sm.flush()
+            self.store.commit()
+            observe = self.batch_sizes.observe
+            for _, _, value in fx.chosen:
+                observe(int.from_bytes(value[1:5], "little") if len(value) >= 5 else 0)
+            for change in changes:
+                self._master_changed(*change)
+            for group, seq, kind, data, instance in outcomes:
+                self._outcome(group, seq, kind, data, instance)
+        for tag, group, reason in fx.expired:
+            if isinstance(tag, Request) and self.waiting.pop((group, tag.seq), None) is tag:
+                self._reply_error(tag, rpc.TIMEOUT, "not chosen in time (%s): the outcome is unknown" % reason)
+
+    def _observe_write(self, seconds):
+        """A synced write that takes long holds up every reply of the worker: count it, and say so (at most
+        once a minute), since the cause is the disk, not paxos-core."""
+        self.write_seconds.observe(seconds)
+        if seconds >= SLOW_WRITE_SECONDS:
+            self.slow_writes += 1
+            now = self.clock()
+            if now - self.slow_write_warned >= 60.0:
+                self.slow_write_warned = now
+                log.warning("node %d worker %d: a synced write of the log took %.0f ms (%d such writes so far); "
+                            "every reply of this worker waited for it. The disk's fsync latency bounds the "
+                            "latency of paxos-core (see `paxos-core bench fsync`).",
+                            self.node_id, self.index, seconds * 1e3, self.slow_writes)
+
+    # ------------------------------------------------------------------ step 3: client requests
+    def _on_frame(self, identity, frame):
+        self.stats["requests"] += 1
+        try:
+            request = rpc.decode_request(frame)
+        except rpc.BadRequest as exc:
+            self._send(identity, rpc.error_reply(rpc.BAD_REQUEST, 0, str(exc)))
+            return
+        op, req_id = request[0], request[1]
+        if op == rpc.PROPOSE:
+            self._on_propose(identity, req_id, *request[2:])
+        elif op == rpc.PROPOSE_BATCH:
+            self._on_propose_batch(identity, req_id, *request[2:])
+        elif op == rpc.READ:
+            self._on_read(identity, req_id, *request[2:])
+        elif op == rpc.STATUS:
+            self._send(identity, rpc.reply(rpc.OK, req_id, json.dumps(self.status_hook()).encode()))
+        elif op == rpc.ADD_GROUP:
+            self._on_add_group(identity, req_id, request[2])
+        elif op == rpc.REMOVE_GROUP:
+            self._on_remove_group(identity, req_id, request[2])
+        elif op == rpc.SUBSCRIBE:
+            self.subscribers.add(identity)
+            self._send(identity, rpc.reply(rpc.OK, req_id))
+
+    def status_hook(self):
+        """The STATUS reply; the worker replaces it with one that adds its process and transport facts."""
+        return self.status()
+
+    def _new_request(self, identity, req_id, op, group, timeout_ms):
+        tick_ms = self.settings.tick_s * 1000.0
+        ticks = max(1, int(-(-int(timeout_ms) // tick_ms))) if timeout_ms else self.settings.request_timeout_ticks
+        return Request(identity, req_id, op, group, self.ticks + ticks, self.clock())
+
+    def _check_group(self, identity, req_id, group):
+        if not self.engine.hosts(group):
+            worker = group % self.workers
+            where = "" if worker == self.index else " (group %d lives on worker %d)" % (group, worker)
+            self._send(identity, rpc.error_reply(rpc.UNKNOWN_GROUP, req_id, "no group %d here%s" % (group, where)))
+            return False
+        if self.engine.group_status(group) == GROUP_STOPPED:
+            self._send(identity, rpc.error_reply(rpc.GROUP_STOPPED, req_id, "group %d is stopped here: %s"
+                                                 % (group, self.engine.stop_reasons.get(group))))
+            return False
+        return True
+
+    def pending_count(self):
+        return len(self.waiting) + sum(len(v) for v in self.parked.values()) + len(self.lease_reads)
+
+    def _on_propose(self, identity, req_id, group, timeout_ms, client_id, request_seq, min_epoch, op):
+        if not self._check_group(identity, req_id, group):
+            return
+        if len(op) > self.settings.max_value_bytes:
+            self._send(identity, rpc.error_reply(rpc.VALUE_TOO_LARGE, req_id, "value of %d bytes exceeds "
+                                                 "max_value_bytes=%d" % (len(op), self.settings.max_value_bytes)))
+            return
+        if self.pending_count() >= self.settings.max_pending:
+            self.stats["overloaded"] += 1
+            self._send(identity, rpc.error_reply(rpc.OVERLOADED, req_id, "worker has %d requests pending"
+                                                 % self.pending_count()))
+            return
+        req = self._new_request(identity, req_id, rpc.PROPOSE, group, timeout_ms)
+        req.client_id, req.request_seq, req.payload, req.min_epoch = client_id, request_seq, op, min_epoch
+        self._route(req)
+
+    def _on_propose_batch(self, identity, req_id, group, timeout_ms, client_id, first_seq, min_epoch, ops):
+        if not self._check_group(identity, req_id, group):
+            return
+        limit = self.settings.max_value_bytes
+        too_big = [len(op) for op in ops if len(op) > limit]
+        if too_big:
+            self._send(identity, rpc.error_reply(rpc.VALUE_TOO_LARGE, req_id, "value of %d bytes exceeds "
+                                                 "max_value_bytes=%d" % (too_big[0], limit)))
+            return
+        if not ops:
+            self._send(identity, rpc.propose_batch_ok(req_id, []))
+            return
+        if self.pending_count() + len(ops) > self.settings.max_pending:
+            self.stats["overloaded"] += len(ops)
+            self._send(identity, rpc.error_reply(rpc.OVERLOADED, req_id, "worker has %d requests pending"
+                                                 % self.pending_count()))
+            return
+        if self.settings.batch_envelope and sum(len(op) + 4 for op in ops) + 64 <= limit:
+            req = self._new_request(identity, req_id, rpc.PROPOSE_BATCH, group, timeout_ms)
+            req.client_id, req.request_seq, req.ops, req.min_epoch = client_id, first_seq, ops, min_epoch
+            self._route(req)
+            return
+        batch = Batch(identity, req_id, len(ops))
+        first = self._new_request(identity, req_id, rpc.PROPOSE, group, timeout_ms)
+        for k, op in enumerate(ops):
+            req = first if k == 0 else Request(identity, req_id, rpc.PROPOSE, group, first.deadline, first.started)
+            req.client_id, req.request_seq, req.payload, req.min_epoch = client_id, first_seq + k, op, min_epoch
+            req.batch, req.index = batch, k
+            self._route(req)
+
+    def _on_read(self, identity, req_id, group, mode, timeout_ms, min_epoch, query):
+        if not self._check_group(identity, req_id, group):
+            return
+        if mode == rpc.READ_STALE:
+            self._send(identity, rpc.reply(rpc.OK, req_id, self.sm.read(group, query)))
+            return
+        req = self._new_request(identity, req_id, rpc.READ, group, timeout_ms)
+        req.mode, req.payload, req.min_epoch = mode, query, min_epoch
+        if mode == rpc.READ_LINEARIZABLE:
+            self._sync_preference(group, self.slot_of(group))
+            self._propose_entry(req, envelope.barrier())
+        else:
+            self._route(req)
+
+    def _sync_preference(self, group, slot):
+        """Leadership follows mastership: tell the engine who should lead (the live master, or nobody)."""
+        want = self.masters.known_master(slot, self.ticks)
+        if self.preferred[slot] != want:
+            self.preferred[slot] = want
+            self.engine.prefer(group, want)
+
+    def _route(self, req):
+        """Send a proposal or lease read where it can be served: here, to the master, or wait for one."""
+        group = req.group
+        slot = self.slot_of(group)
+        renews = req.op == rpc.READ or self.settings.renew_on_write
+        if renews:
+            self.recent_reads[slot] = self.ticks
+        masters = self.masters
+        if req.min_epoch > masters.epoch[slot]:
+            # The client was told of a newer master than we know: we are behind. Catch up first.
+            self.parked.setdefault(group, []).append(req)
+            self.engine.poke(group)
+            return
+        self._sync_preference(group, slot)
+        if masters.is_master(slot):
+            if req.op == rpc.READ:
+                self.lease_reads.append(req)        # answered in step 6, after this turn's applies
+            else:
+                self._serve(req, slot)
+            if renews and masters.claim_due(slot, self.ticks):
+                self._claim(group)                  # keep the lease of a group being read
+            return
+        master = masters.known_master(slot, self.ticks)
+        if master and master != self.node_id:
+            self._reply_frame(req, rpc.not_master(req.req_id, master, int(masters.epoch[slot])))
+            return
+        self.parked.setdefault(group, []).append(req)
+        if masters.claim_due(slot, self.ticks):
+            self._claim(group)
+
+    def _serve(self, req, slot):
+        epoch = int(self.masters.epoch[slot])
+        if req.op == rpc.PROPOSE_BATCH:
+            self.stats["proposals"] += len(req.ops)
+            self._propose_entry(req, envelope.client_batch(epoch, req.client_id, req.request_seq, req.ops))
+        else:
+            self.stats["proposals"] += 1
+            self._propose_entry(req, envelope.client(epoch, req.client_id, req.request_seq, req.payload))
+
+    def _propose_entry(self, req, payload):
+        req.proposed_tick = self.ticks
+        req.lease_ballot = self._proposal_ballot(req.group)
+        try:
+            req.seq = self.engine.propose(req.group, payload, req)
+        except GroupStopped as exc:
+            self._reply_error(req, rpc.GROUP_STOPPED, str(exc))
+            return
+        except ValueTooLarge as exc:
+            self._reply_error(req, rpc.VALUE_TOO_LARGE, str(exc))
+            return
+        self.waiting[(req.group, req.seq)] = req
+
+    def _proposal_ballot(self, group):
+        """The ballot our own Accept will carry this proposal under (0 if we do not lead: it is forwarded)."""
+        ballot, active = self.engine.ballot_of(group)
+        return ballot if active else 0
+
+    def _claim(self, group):
+        slot = self.slot_of(group)
+        self._sync_preference(group, slot)
+        payload = self.masters.make_claim(slot, self.ticks, self._proposal_ballot(group))
+        try:
+            self.engine.propose(group, payload, ("claim", group))
+        except GroupStopped:
+            pass
+
+    # ------------------------------------------------------------------ step 5: outcomes
+    def _outcome(self, group, seq, kind, data, instance):
+        req = self.waiting.pop((group, seq), None)
+        if kind == CLAIMED:
+            self._release_parked(group)
+            return
+        if req is None:
+            return                         # answered already (timeout), or a duplicate
+        if kind == APPLIED:
+            slot = self.slot_of(group)
+            if req.lease_ballot and req.lease_ballot == self._leading_ballot(group):
+                self.masters.extend_own(slot, req.proposed_tick)   # our command renews our lease
+            batch = req.batch
+            if req.ops is not None:
+                self._send(req.identity, rpc.propose_batch_ok(req.req_id, [(instance, r) for r in data]))
+                self.latency.observe(self.clock() - req.started)
+            elif batch is None:
+                self._send(req.identity, rpc.propose_ok(req.req_id, instance, data))
+                self.latency.observe(self.clock() - req.started)
+            elif not batch.done:
+                batch.results[req.index] = (instance, data)
+                batch.remaining -= 1
+                if batch.remaining == 0:
+                    batch.done = True
+                    self._send(batch.identity, rpc.propose_batch_ok(batch.req_id, batch.results))
+                    self.latency.observe(self.clock() - req.started)
+        elif kind == FENCED:
+            self._reply_frame(req, rpc.not_master(req.req_id, data, int(self.masters.epoch[self.slot_of(group)])))
+        elif kind == BARRIER:
+            # Every entry before the barrier is applied: a local read now is linearizable.
+            self._send(req.identity, rpc.reply(rpc.OK, req.req_id, self.sm.read(group, req.payload)))
+            self.latency.observe(self.clock() - req.started)
+
+    def _release_parked(self, group):
+        """The group's mastership was decided: serve, redirect or keep waiting the parked requests."""
+        parked = self.parked.pop(group, None)
+        if not parked:
+            return
+        for req in parked:
+            if req.deadline >= self.ticks:
+                self._route(req)
+
+    def _master_changed(self, group, master, epoch):
+        log.info("node %d worker %d: group %d master is now node %d (epoch %d)", self.node_id, self.index, group,
+                 master, epoch)
+        event = rpc.master_event(group, master, epoch)
+        for identity in list(self.subscribers):
+            self._send(identity, event)
+        self._sync_preference(group, self.slot_of(group))
+        self._release_parked(group)
+
+    # ------------------------------------------------------------------ step 6: lease reads
+    def _answer_lease_reads(self):
+        """Answer lease reads at the master, now that this turn's chosen values are applied.
+
+        The clock is read at this decision. A read is answered only if this node is the master, holds its
+        lease, leads the group's Paxos (no other node can then get a value chosen) and has applied every
+        instance it knows chosen (so everything it may have announced, or acknowledged, is in the answer).
+        Otherwise it waits (leadership and applies come within a few turns) or is routed again.
+        """
+        reads, self.lease_reads = self.lease_reads, []
+        now = self.now_ticks()
+        masters = self.masters
+        engine = self.engine
+        for req in reads:
+            group = req.group
+            slot = self.slot_of(group)
+            if req.deadline < self.ticks:
+                self._reply_error(req, rpc.TIMEOUT, "no lease read within the timeout")
+                continue
+            if not masters.is_master(slot):
+                self._route(req)
+                continue
+            if (masters.has_lease(slot, now) and engine.is_leading(group)
+                    and self.sm.applied_next(group) >= engine.learned(group)[0]):
+                frame = rpc.reply(rpc.OK, req.req_id, self.sm.read(group, req.payload))
+                self.lease_outbox.append((req, frame, slot))
+                self.latency.observe(self.clock() - req.started)
+                continue
+            self._sync_preference(group, slot)          # the master leads: it prepares if it does not yet
+            if masters.claim_due(slot, self.ticks):
+                self._claim(group)                      # renew the lease under the ballot we lead with
+            self.lease_reads.append(req)
+
+    # ------------------------------------------------------------------ step 4: timers
+    def _on_tick(self):
+        now = self.ticks
+        if self.catchup_passes and now >= self.catchup_passes[0]:
+            self.catchup_passes.pop(0)
+            self.catchup_queue = self.engine.groups()
+        if self.catchup_queue:
+            for group in self.catchup_queue[-64:]:
+                if self.engine.hosts(group):
+                    self.engine.poke(group)
+            del self.catchup_queue[-64:]
+        # Requests past their deadline: the outcome is unknown (a proposal may still be chosen later). Only
+        # requests still waiting are looked at (answered ones are not kept anywhere), every few ticks.
+        if now >= self.next_expiry_scan:
+            self.next_expiry_scan = now + 5
+            expired = [key for key, req in self.waiting.items() if req.deadline < now]
+            for key in expired:
+                req = self.waiting.pop(key)
+                self._reply_error(req, rpc.TIMEOUT, "no decision within the timeout: the outcome is unknown")
+            for group, parked in list(self.parked.items()):
+                late = [req for req in parked if req.deadline < now]
+                if late:
+                    self.parked[group] = [req for req in parked if req.deadline >= now]
+                    if not self.parked[group]:
+                        del self.parked[group]
+                    for req in late:
+                        self._reply_error(req, rpc.TIMEOUT, "no master for group %d within the timeout" % group)
+        # Groups waiting for a master: claim again when the last claim is overdue.
+        for group in list(self.parked):
+            slot = self.slot_of(group)
+            if any(req.min_epoch > self.masters.epoch[slot] for req in self.parked[group]):
+                if now % 8 == 0:
+                    self.engine.poke(group)          # still behind the epoch a client told us of
+            elif self.masters.claim_due(slot, now):
+                self._claim(group)
+            elif self.masters.has_lease(slot, now) or self.masters.known_master(slot, now) not in (0, self.node_id):
+                self._release_parked(group)
+        # Masters renew their lease while their group is being read (writes renew it by themselves); idle
+        # groups let it lapse (no traffic).
+        lease = self.settings.lease_ticks
+        for group in self._read_mastered_groups(now - lease // 2):
+            slot = self.slot_of(group)
+            if self.masters.claim_due(slot, now):
+                self._claim(group)
+        # A rebuilding group waits for instances nobody may be driving: nudge its master with a barrier.
+        if now % 16 == 0:
+            for group in self.engine.repair_waiting():
+                try:
+                    self.engine.propose(group, envelope.barrier(), ("nudge", group))
+                except GroupStopped:
+                    pass
+
+    def _read_mastered_groups(self, since):
+        """Groups we are master of that had lease reads since tick `since` (forgets older ones)."""
+        out = []
+        for slot, last in list(self.recent_reads.items()):
+            if last < since:
+                del self.recent_reads[slot]
+            elif self.masters.master[slot] == self.node_id:
+                out.append(slot * self.workers + self.index)
+        return out
+
+    # ------------------------------------------------------------------ groups at run time
+    def _on_add_group(self, identity, req_id, group):
+        if group % self.workers != self.index:
+            self._send(identity, rpc.error_reply(rpc.BAD_REQUEST, req_id, "group %d belongs to worker %d"
+                                                 % (group, group % self.workers)))
+            return
+        if not self.engine.hosts(group):
+            self.engine.add_group(group)
+            self._resize()
+            self.store.write([(GROUPS_KEY_PREFIX + group.to_bytes(4, "big"), b"+")], [])
+            self.store.commit()
+            log.info("node %d worker %d: group %d added", self.node_id, self.index, group)
+        self._send(identity, rpc.reply(rpc.OK, req_id))
+
+    def _resize(self):
+        n = self.engine.n_slots
+        self.masters.resize(n)
+        if len(self.preferred) < n:
+            self.preferred = np.concatenate([self.preferred, np.zeros(n - len(self.preferred), np.uint16)])
+
+    def _on_remove_group(self, identity, req_id, group):
+        if self.engine.hosts(group):
+            self.engine.remove_group(group)
+            # The engine may already hold effects of this group (records to write, chosen values to apply):
+            # carry them out now, while the group still exists, so that none lands after its data is deleted.
+            self._cycle()
+            self.sm.drop_group(group)
+            self.sm.flush()
+            self.store.write([(GROUPS_KEY_PREFIX + group.to_bytes(4, "big"), b"-")], [])
+            self.store.commit()
+            self.log.delete_group(group)
+            slot = self.slot_of(group)
+            self.masters.restore(slot, 0, 0, 0, 0, self.ticks)
+            self.preferred[slot] = 0
+            for req in self.parked.pop(group, []):
+                self._reply_error(req, rpc.UNKNOWN_GROUP, "group %d was removed" % group)
+            log.info("node %d worker %d: group %d removed", self.node_id, self.index, group)
+        self._send(identity, rpc.reply(rpc.OK, req_id))
+
+    # ------------------------------------------------------------------ status and replies
+    def group_count(self):
+        return self.engine.group_count()
+
+    def masters_held(self):
+        return int(np.count_nonzero(self.masters.master == self.node_id))
+
+    def status(self, max_groups=64):
+        groups = []
+        max_lag = 0
+        repairing = 0
+        for group in self.engine.groups():
+            status = self.engine.group_status(group)
+            if status == GROUP_REPAIRING:
+                repairing += 1
+            view = None
+            if len(groups) < max_groups or status != GROUP_OK:
+                view = self.engine.group_view(group)
+            applied = self.sm.applied_next(group)
+            known = view["known_mark"] if view else self.engine.learned(group)[0]
+            lag = max(0, known - applied)
+            max_lag = max(max_lag, lag)
+            if view is not None and (len(groups) < max_groups or status != GROUP_OK):
+                slot = self.slot_of(group)
+                groups.append({"group": group, "master": int(self.masters.master[slot]),
+                               "epoch": int(self.masters.epoch[slot]), "chosen": view["chosen_next"],
+                               "applied": applied, "lag": lag, "role": view["role"], "status": view["status"],
+                               "reason": view["stop_reason"], "repair": view["repair"]})
+        return {
+            "node": self.node_id, "worker": self.index, "ticks": self.ticks, "groups": self.group_count(),
+            "repairing": repairing, "masters": self.masters_held(), "max_lag": max_lag, "group_detail": groups,
+            "counters": self.engine.counters_dict(), "requests": dict(self.stats), "pending": self.pending_count(),
+            "fenced": self.applier.fenced, "latency": self.latency.snapshot(),
+            "batch_size": self.batch_sizes.snapshot(), "write_seconds": self.write_seconds.snapshot(),
+            "slow_writes": self.slow_writes, "serve_misses": self.serve_misses,
+        }
+
+    def _reply_error(self, req, status, message):
+        if status == rpc.TIMEOUT:
+            self.stats["timeouts"] += 1
+        self._reply_frame(req, rpc.error_reply(status, req.req_id, message))
+
+    def _reply_frame(self, req, frame):
+        """Answer a request with an error or redirect; for an operation of a batch, the whole batch."""
+        batch = req.batch
+        if batch is None:
+            self._send(req.identity, frame)
+        elif not batch.done:
+            batch.done = True
+            self._send(batch.identity, frame)
+
+    def _send(self, identity, frame):
+        frames = self.outbox.get(identity)
+        if frames is None:
+            self.outbox[identity] = [frame]
+        else:
+            frames.append(frame)
+
+    def take_replies(self):
+        """[(identity, frame)] to send now: one frame per client (several replies coalesced) unless
+        coalescing is off. Lease replies are checked once more against the clock as they leave: one whose lease
+        ran out meanwhile is withdrawn (the client asks again)."""
+        if self.lease_outbox:
+            pending, self.lease_outbox = self.lease_outbox, []
+            now = self.now_ticks()
+            for req, frame, slot in pending:
+                if self.masters.has_lease(slot, now):
+                    self._send(req.identity, frame)
+                else:
+                    self.stats["lease_replies_withdrawn"] += 1
+                    self._send(req.identity, rpc.not_master(req.req_id, 0, int(self.masters.epoch[slot])))
+        if not self.outbox:
+            return []
+        outbox, self.outbox = self.outbox, {}
+        if not self.settings.coalesce_replies:
+            return [(identity, frame) for identity, frames in outbox.items() for frame in frames]
+        return [(identity, frames[0] if len(frames) == 1 else rpc.reply_batch(frames))
+                for identity, frames in outbox.items()]
+
+    def close(self):
+        self.sm.flush()
+        self.store.commit()
+
+
+def default_rng():
+    """A random.Random seeded from the OS (the worker's; the simulator passes its own seeded one)."""
+    return random.Random(int.from_bytes(os.urandom(8), "little"))

@@ -1,0 +1,283 @@
+"""Simulated clients: real request frames (runtime/rpc.py) to the nodes' loops, and a history of every operation.
+
+Each client runs one operation at a time against the replicated key-value store, as a service's request
+handler would: it picks a node, follows NotMaster redirects, tries another node when one does not answer
+in time or says it cannot serve the group, and gives up at the operation's deadline. Every operation is
+recorded with its invoke and complete times on the simulation's one clock and its outcome (ok, fail, or
+unknown), for the linearizability check.
+
+Operations: put (a value unique in the run), compare-and-set, reads in the three modes (lease,
+linearizable, stale), and batches of puts of one session (one PROPOSE_BATCH; the worker proposes them as
+one entry or, with batch envelopes off, as consecutive entries of the session).
+"""
+from dataclasses import dataclass, field
+
+from ..runtime import rpc
+from ..statemachine import kv
+
+ATTEMPT_US = 400_000          # an attempt with no reply is given up and tried at another node
+DEADLINE_US = 2_500_000       # the operation's deadline (outcome unknown after it, for a write)
+KEYS_PER_GROUP = 3
+_UNSEEN = object()             # a failed cas that reported no current value
+
+
+@dataclass
+class HistoryOp:
+    id: tuple                 # (client id, request seq): unique
+    group: int
+    key: bytes
+    kind: str                 # "write" | "cas" | "read"
+    value: bytes = None       # write / cas: the value written
+    expected: bytes = None    # cas: the value expected (None: absent)
+    mode: str = ""            # read: "lease" | "linearizable" | "stale"
+    invoke: int = 0           # µs
+    complete: float = float("inf")
+    outcome: str = "unknown"  # "ok" | "fail" | "unknown"
+    result: object = None     # read: the value returned (None: absent); cas: True if it swapped
+    observed: object = _UNSEEN   # cas that did not swap: the value it saw
+    node: int = 0             # the node that answered
+    notes: list = field(default_factory=list)
+
+
+class Attempt:
+    __slots__ = ("req_id", "node", "sent_at", "retry")
+
+    def __init__(self, req_id, node, sent_at, retry):
+        self.req_id = req_id
+        self.node = node
+        self.sent_at = sent_at
+        self.retry = retry          # an earlier attempt may have been proposed
+
+
+class Operation:
+    """One request of a client (one op, or a batch of puts of one session) and its attempts."""
+
+    def __init__(self, ops, group, frame_for, started):
+        self.ops = ops                  # [HistoryOp]
+        self.group = group
+        self.frame_for = frame_for      # (req_id, timeout_ms, min_epoch, retry) -> frame
+        self.started = started
+        self.attempts = {}              # req_id -> Attempt
+        self.tried = set()
+        self.min_epoch = 0
+        self.proposed = False           # an attempt may have been proposed: later sends are retries
+        self.done = False
+        self.current = None             # the req_id of the attempt in flight
+
+
+class SimClient:
+    def __init__(self, sim, index, rng):
+        self.sim = sim
+        self.index = index
+        self.identity = b"client-%d" % index
+        self.client_id = rng.getrandbits(62) + 1
+        self.seq = 0
+        self.rng = rng
+        self.op = None
+        self.next_req = 1
+        self.master_hint = {}           # group -> node
+        self.batch_sessions = rng.random() < 0.5
+
+    # -------------------------------------------------------------- issuing
+    def next_operation(self, now):
+        """Start the client's next operation (called when the previous one finished and it has thought)."""
+        sim = self.sim
+        r = self.rng
+        group = r.choice(sim.group_ids)
+        key = b"k%d" % r.randrange(KEYS_PER_GROUP)
+        roll = r.random()
+        if roll < 0.35:
+            self.seq += 1
+            value = b"v-%d-%d" % (self.index, self.seq)
+            op = HistoryOp((self.client_id, self.seq), group, key, "write", value=value, invoke=now)
+            payload = kv.encode_put(key, value)
+            frame_for = self._propose_frame(group, self.seq, payload)
+            ops = [op]
+        elif roll < 0.45:
+            self.seq += 1
+            value = b"v-%d-%d" % (self.index, self.seq)
+            expected = sim.last_seen.get((group, key))
+            op = HistoryOp((self.client_id, self.seq), group, key, "cas", value=value, expected=expected, invoke=now)
+            payload = kv.encode_cas(key, expected, value)
+            frame_for = self._propose_frame(group, self.seq, payload)
+            ops = [op]
+        elif roll < 0.55 and self.batch_sessions:
+            count = r.randint(2, 4)
+            first = self.seq + 1
+            ops = []
+            payloads = []
+            for k in range(count):
+                self.seq += 1
+                kk = b"k%d" % r.randrange(KEYS_PER_GROUP)
+                value = b"v-%d-%d" % (self.index, self.seq)
+                ops.append(HistoryOp((self.client_id, self.seq), group, kk, "write", value=value, invoke=now))
+                payloads.append(kv.encode_put(kk, value))
+            frame_for = self._batch_frame(group, first, payloads)
+        else:
+            mode = "stale" if roll > 0.95 else ("linearizable" if roll > 0.78 else "lease")
+            self.seq += 1          # reads carry no session; the id only needs to be unique
+            op = HistoryOp((self.client_id, self.seq), group, key, "read", mode=mode, invoke=now)
+            query = kv.encode_get(key)
+            frame_for = self._read_frame(group, rpc.READ_MODES[mode], query)
+            ops = [op]
+        self.op = Operation(ops, group, frame_for, now)
+        self._send(now)
+
+    def _propose_frame(self, group, seq, payload):
+        client_id = self.client_id
+
+        def frame(req_id, timeout_ms, min_epoch, retry):
+            return rpc.propose_request(req_id, group, timeout_ms, client_id, seq, payload, min_epoch)
+        return frame
+
+    def _batch_frame(self, group, first, payloads):
+        client_id = self.client_id
+
+        def frame(req_id, timeout_ms, min_epoch, retry):
+            return rpc.propose_batch_request(req_id, group, timeout_ms, client_id, first, payloads, min_epoch)
+        return frame
+
+    def _read_frame(self, group, mode, query):
+        def frame(req_id, timeout_ms, min_epoch, retry):
+            return rpc.read_request(req_id, group, mode, timeout_ms, query, min_epoch)
+        return frame
+
+    def _pick_node(self, op):
+        hint = self.master_hint.get(op.group)
+        if hint and hint not in op.tried:
+            return hint
+        fresh = [n for n in self.sim.node_ids if n not in op.tried]
+        return self.rng.choice(fresh or list(self.sim.node_ids))
+
+    def _send(self, now, node=None):
+        op = self.op
+        remaining = op.started + DEADLINE_US - now
+        if remaining <= 0:
+            self._finish_unknown(now, "deadline")
+            return
+        node = node or self._pick_node(op)
+        op.tried.add(node)
+        req_id = self.next_req
+        self.next_req += 1
+        op.attempts[req_id] = Attempt(req_id, node, now, op.proposed)
+        op.current = req_id
+        frame = op.frame_for(req_id, max(1, remaining // 1000), op.min_epoch, op.proposed)
+        if op.ops[0].kind != "read":
+            op.proposed = True
+        self.sim.client_send(self, node, frame)
+        self.sim.client_timer(self, req_id, now + min(ATTEMPT_US, remaining))
+
+    # -------------------------------------------------------------- replies
+    def on_timer(self, req_id, now):
+        op = self.op
+        if op is None or op.done or op.current != req_id:
+            return
+        if now - op.started >= DEADLINE_US:
+            self._finish_unknown(now, "deadline")
+            return
+        if len(op.tried) >= len(self.sim.node_ids):
+            op.tried = set()
+        self._send(now)
+
+    def on_reply(self, frame, now, node):
+        status, req_id, body = rpc.decode_reply(frame)
+        if status == rpc.BATCH:
+            for inner in rpc.split_reply_batch(body):
+                self.on_reply(inner, now, node)
+            return
+        if status == rpc.EVENT:
+            return
+        op = self.op
+        if op is None or op.done or req_id not in op.attempts:
+            return                      # a late answer to an operation already finished
+        first = op.ops[0]
+        if status == rpc.OK:
+            if first.kind == "read":
+                self._finish_read(first, body, now, node)
+            else:
+                retry = op.attempts[req_id].retry
+                if len(op.ops) > 1:
+                    results = rpc.decode_propose_batch_ok(body)
+                else:
+                    results = [rpc.decode_propose_ok(body)]
+                for hop, (instance, result) in zip(op.ops, results):
+                    self._finish_write(hop, instance, result, now, node, retry)
+                self._done(now)
+            return
+        if req_id != op.current:
+            return                      # an error from an attempt we already moved on from
+        if status == rpc.NOT_MASTER:
+            master, epoch = rpc.decode_not_master(body)
+            op.min_epoch = max(op.min_epoch, epoch)
+            if master:
+                self.master_hint[op.group] = master
+                op.tried.discard(master)
+            self.sim.client_retry(self, now + self.rng.randint(200, 2000), master or None)
+            return
+        # Timeout (outcome unknown), a stopped or unknown group on that node, overload: try another node.
+        if status == rpc.TIMEOUT:
+            op.proposed = True
+        self.master_hint.pop(op.group, None)
+        self.sim.client_retry(self, now + self.rng.randint(1000, 5000), None)
+
+    def retry_now(self, now, node):
+        op = self.op
+        if op is None or op.done:
+            return
+        if len(op.tried) >= len(self.sim.node_ids):
+            op.tried = set()
+        self._send(now, node)
+
+    def _finish_read(self, hop, body, now, node):
+        result = kv.decode_result(body)
+        hop.complete = now
+        hop.node = node
+        if result.status == kv.OK:
+            hop.outcome, hop.result = "ok", result.value
+        elif result.status == kv.NOT_FOUND:
+            hop.outcome, hop.result = "ok", None
+        else:
+            hop.outcome = "fail"
+            hop.notes.append("status %d" % result.status)
+        if hop.outcome == "ok":
+            self.sim.last_seen[(hop.group, hop.key)] = hop.result
+        self._done(now)
+
+    def _finish_write(self, hop, instance, result, now, node, retry):
+        status = kv.decode_result(result).status
+        if status == kv.STALE and retry:
+            # A retry of a command an earlier attempt may have applied (the session has moved past it): this
+            # attempt applied nothing, the earlier one may have. The outcome is unknown; the log decides.
+            hop.notes.append("stale retry")
+            return
+        hop.complete = now
+        hop.node = node
+        self.sim.on_acknowledged(hop, instance, status)
+        if status == kv.OK:
+            hop.outcome = "ok"
+            hop.result = True if hop.kind == "cas" else None
+            self.sim.last_seen[(hop.group, hop.key)] = hop.value
+        elif status == kv.CAS_FAILED and hop.kind == "cas":
+            hop.outcome = "ok"
+            hop.result = False
+            hop.observed = kv.decode_result(result).value
+        else:
+            # STALE (or any other refusal) for an operation this client is still waiting for: nothing was
+            # applied. The simulator treats it as a violation (its clients never send an old request).
+            hop.outcome = "fail"
+            hop.notes.append("status %d" % status)
+
+    def _finish_unknown(self, now, why):
+        op = self.op
+        for hop in op.ops:
+            if hop.outcome == "unknown":
+                hop.notes.append(why)
+                if hop.kind == "read":
+                    hop.outcome = "fail"        # a read that never answered tells nothing
+        self._done(now)
+
+    def _done(self, now):
+        op = self.op
+        op.done = True
+        self.op = None
+        self.sim.client_idle(self, now)
