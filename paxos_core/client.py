@@ -8,11 +8,39 @@ What the client does for you:
   * sends a request to the worker that hosts its group (`group % workers`) on a preferred node;
   * follows NotMaster redirects to the group's master (a few hops at most);
   * when a node does not answer within `attempt_timeout`, or answers "no master yet", tries another node;
+  * when a node answers that the group is stopped there, or that it has no such group (it may be behind),
+    tries the other nodes until the deadline, and steers later requests of the group away from a node that
+    said "stopped"; GroupStopped is raised only when every node said so (UnknownGroupError: when every node
+    said it has no such group);
   * gives every proposal a request id (session id, sequence number) so that a retry - its own or yours - is
     applied at most once (the state machine remembers each session's latest result).
 
 A Timeout means the OUTCOME IS UNKNOWN. The exception carries ``request_id``; pass it back as
 ``propose(..., request_id=...)`` to retry the same request: it is applied at most once.
+
+Results that applied nothing are never returned as a success (with the KV state machine; see
+``session_refusal`` below): STALE raises :class:`~paxos_core.errors.StaleRequest` (the session already
+applied a newer request; nothing was applied for this one), SESSION_UNKNOWN raises
+:class:`~paxos_core.errors.SessionExpired` (a Timeout: the session expired or never started, nothing was
+applied by this attempt, an earlier attempt's outcome is unknown).
+
+The retry flag (bit 63 of the request seq on the wire, ``statemachine.kv.RETRY_FLAG``). It tells the state
+machine "an earlier attempt of this request may have been proposed", so that a retry of a session it no longer
+knows is refused (SESSION_UNKNOWN) instead of applied a second time. The rule:
+  * the first attempt of a request goes without the flag;
+  * so does a re-send after an answer that proves the attempt was refused without being proposed: NotMaster
+    (a redirect, or a fenced entry, which is decided but never applied), GroupStopped and UnknownGroupError
+    (the node refuses before it proposes), or a send that never left this process (no connection);
+  * once an attempt MAY have been proposed - no answer within ``attempt_timeout`` (a slow, partitioned or
+    dead node may still hold it, or have proposed it) - every later attempt of the request carries the flag;
+  * a request id passed by the caller is a retry (``retry=None`` means True then): its earlier attempt is
+    the caller's, and its outcome unknown to this client. A caller that names its own ids for a FIRST attempt
+    passes ``retry=False``; a new session must start at seq 1.
+The price of the flag: a flagged re-send of a session's FIRST request (seq 1) whose earlier attempt has not
+landed is refused (SessionExpired) rather than applied, since the state machine cannot tell it from the retry
+of an expired session. An unflagged attempt of a pooled session that got SESSION_UNKNOWN (the group evicted the
+idle session, or its first request was malformed and never started it) applied nothing and has no other attempt
+that could land: the client re-sends it once under a fresh session.
 """
 import asyncio
 import collections
@@ -31,10 +59,14 @@ import zmq
 
 from . import errors
 from .runtime import rpc
+from .statemachine import kv as kv_ops
 
 log = logging.getLogger("paxos_core.client")
 
 REDIRECT_PAUSE_EVERY = 4         # after this many redirects in a row, wait a little before following more
+STOPPED_AVOID_SECONDS = 5.0      # a node that said "group stopped" is asked last, for this long
+ROUND_PAUSE = 0.05               # every node refused the request: wait this long before asking them again
+_REFUSALS = (rpc.GROUP_STOPPED, rpc.UNKNOWN_GROUP)
 # PAXOS_CORE_CLIENT_LOOP_BRIDGE=0 completes asyncio callers with asyncio.wrap_future, one loop wake-up per
 # result (kept to measure what the bridge gains).
 _LOOP_BRIDGE = os.environ.get("PAXOS_CORE_CLIENT_LOOP_BRIDGE", "1") != "0"
@@ -107,30 +139,45 @@ class _AsyncSlot:
 
 class _Request:
     __slots__ = ("future", "kind", "group", "body", "deadline", "node", "tried", "req_id", "sent_at", "hops",
-                 "session", "own_session", "retry_at", "pinned")
+                 "session", "count", "own_session", "retry", "renewed", "refusals", "retry_at", "pinned")
 
     def __init__(self, future, kind, group, body, deadline, node):
         self.future = future
         self.kind = kind
         self.group = group
-        self.body = body            # function (req_id, remaining_ms) -> request frame
+        self.body = body            # function (req, req_id, remaining_ms, min_epoch) -> request frame
         self.deadline = deadline
         self.node = node
         self.tried = set()
         self.req_id = 0
         self.sent_at = 0.0
         self.hops = 0
-        self.session = None
+        self.session = None         # proposals: the request id (client id, first seq), without the retry flag
+        self.count = 1              # how many seqs the request uses (a batch: one per operation)
         self.own_session = False    # session taken from this client's pool (returned to it on success)
+        self.retry = False          # an earlier attempt may have been proposed: send with the retry flag
+        self.renewed = False        # already re-sent once under a fresh session
+        self.refusals = None        # node -> (status, message) of its latest GROUP_STOPPED / UNKNOWN_GROUP
         self.pinned = False         # only ever sent to `node` (a stale read of that node)
         self.retry_at = 0.0
+
+    def wire_seq(self):
+        """The request seq to send: the session's seq, with the retry flag when it applies."""
+        seq = self.session[1]
+        return seq | kv_ops.RETRY_FLAG if self.retry else seq
 
 
 class Client:
     """A connection to a paxos-core cluster. Thread-safe; usable from asyncio too. Close it when done."""
 
-    def __init__(self, endpoints, workers, groups=None, prefer=None, default_timeout=5.0, attempt_timeout=1.0):
-        """`endpoints`: {node id: [client endpoint of worker 0, worker 1, ...]}."""
+    def __init__(self, endpoints, workers, groups=None, prefer=None, default_timeout=5.0, attempt_timeout=1.0,
+                 session_refusal=kv_ops.session_refusal):
+        """`endpoints`: {node id: [client endpoint of worker 0, worker 1, ...]}.
+
+        `session_refusal(result)`: the exception class for a state-machine result that applied nothing for a
+        session reason, else None (default: the KV store's STALE and SESSION_UNKNOWN). A cluster running a
+        state machine of its own passes a function for its results, or None to take every result as it is.
+        """
         if not endpoints:
             raise errors.ConfigError("client: no node endpoints given")
         self.endpoints = {int(n): list(eps) for n, eps in endpoints.items()}
@@ -155,6 +202,8 @@ class Client:
         self._sessions = {}                # group -> [(client id, next seq)] free sessions
         self._master_hint = {}             # group -> node that last served it as master (I/O thread only)
         self._epoch_hint = {}              # group -> highest master epoch a node told us of (I/O thread only)
+        self._stopped_at = {}              # group -> {node: when it said the group is stopped} (I/O thread only)
+        self._session_refusal = session_refusal
         self._events_seen = {}             # group -> epoch of the last master change reported to callbacks
         self._lock = threading.Lock()
         self._callbacks = []
@@ -183,64 +232,91 @@ class Client:
             free = self._sessions.get(group)
             if free:
                 return free.pop()
+        return self._fresh_session()
+
+    @staticmethod
+    def _fresh_session():
+        """A new session: a random client id, first seq 1 (a state machine starts a session only there)."""
         return (secrets.randbits(63) | 1, 1)
 
-    def _return_session(self, group, client_id, seq):
+    def _return_session(self, group, client_id, next_seq):
         with self._lock:
-            self._sessions.setdefault(group, []).append((client_id, seq + 1))
+            self._sessions.setdefault(group, []).append((client_id, next_seq))
+
+    @staticmethod
+    def _caller_request(request_id, retry):
+        """(client id, seq, retry flag) of a request id the caller passed; its seq without the flag bit."""
+        client_id, seq = request_id
+        return int(client_id), int(seq) & kv_ops.SEQ_MASK, True if retry is None else bool(retry)
 
     # ------------------------------------------------------------------ public API
-    def propose_future(self, group, op, timeout=None, request_id=None, node=None, _future=None):
-        """Submit a proposal; a Future of ProposeResult."""
+    def _proposal(self, kind, group, body, timeout, request_id, retry, node, future):
+        """A proposal request with its session: the caller's request id, or one from this client's pool."""
         timeout = self.default_timeout if timeout is None else timeout
-        client_id, seq = request_id if request_id is not None else self._take_session(group)
-        future = _future or concurrent.futures.Future()
+        req = _Request(future or concurrent.futures.Future(), kind, group, body, time.monotonic() + timeout, node)
+        if request_id is None:
+            if retry:
+                raise ValueError("retry=True needs the request_id of the earlier attempt")
+            req.session = self._take_session(group)
+            # Only a session this client handed out goes back to its pool: a request id of the caller's own
+            # is the caller's to manage, and pooling it would let two requests share one (client id, seq).
+            req.own_session = True
+        else:
+            client_id, seq, req.retry = self._caller_request(request_id, retry)
+            req.session = (client_id, seq)
+        return req
 
-        def body(req_id, remaining_ms, min_epoch):
-            return rpc.propose_request(req_id, group, remaining_ms, client_id, seq, op, min_epoch)
+    def propose_future(self, group, op, timeout=None, request_id=None, node=None, retry=None, _future=None):
+        """Submit a proposal; a Future of ProposeResult. See propose()."""
 
-        req = _Request(future, rpc.PROPOSE, group, body, time.monotonic() + timeout, node)
-        req.session = (client_id, seq)
-        # Only a session this client handed out goes back to its pool: a request id of the caller's own (a
-        # retry) is the caller's to manage, and pooling it would let two requests share one (client id, seq).
-        req.own_session = request_id is None
+        def body(req, req_id, remaining_ms, min_epoch):
+            return rpc.propose_request(req_id, group, remaining_ms, req.session[0], req.wire_seq(), op, min_epoch)
+
+        req = self._proposal(rpc.PROPOSE, group, body, timeout, request_id, retry, node, _future)
         self._submit(req)
-        return future
+        return req.future
 
-    def propose_batch_future(self, group, ops, timeout=None, request_id=None, node=None, _future=None):
+    def propose_batch_future(self, group, ops, timeout=None, request_id=None, node=None, retry=None,
+                             _future=None):
         """Submit many operations of one group in one request; a Future of [ProposeResult] in order.
 
         The operations share one session with consecutive sequence numbers (`request_id` names the first),
-        so a retry of the whole batch applies each at most once; an operation that an earlier attempt had
-        already applied comes back with the state machine's "stale" result instead of its first result.
+        so a retry of the whole batch applies each at most once. If any operation applied nothing for a
+        session reason - the first ones of a re-sent batch whose earlier attempt had applied them come back
+        STALE - the batch raises StaleRequest (or SessionExpired if any came back SESSION_UNKNOWN) with
+        ``results``: every operation's ProposeResult, so the caller sees which ones did apply.
         """
         ops = list(ops)
-        timeout = self.default_timeout if timeout is None else timeout
-        client_id, first = request_id if request_id is not None else self._take_session(group)
-        future = _future or concurrent.futures.Future()
 
-        def body(req_id, remaining_ms, min_epoch):
-            return rpc.propose_batch_request(req_id, group, remaining_ms, client_id, first, ops, min_epoch)
+        def body(req, req_id, remaining_ms, min_epoch):
+            return rpc.propose_batch_request(req_id, group, remaining_ms, req.session[0], req.wire_seq(), ops,
+                                             min_epoch)
 
-        req = _Request(future, rpc.PROPOSE_BATCH, group, body, time.monotonic() + timeout, node)
-        req.session = (client_id, first + max(len(ops), 1) - 1)
-        req.own_session = request_id is None
+        req = self._proposal(rpc.PROPOSE_BATCH, group, body, timeout, request_id, retry, node, _future)
+        req.count = len(ops)
         self._submit(req)
-        return future
+        return req.future
 
-    def propose_batch(self, group, ops, timeout=None, request_id=None, node=None):
+    def propose_batch(self, group, ops, timeout=None, request_id=None, node=None, retry=None):
         """Propose many operations to one group in one request (they may share Paxos instances)."""
-        return self.propose_batch_future(group, ops, timeout, request_id, node).result()
+        return self.propose_batch_future(group, ops, timeout, request_id, node, retry).result()
 
-    async def propose_batch_async(self, group, ops, timeout=None, request_id=None, node=None):
-        return await self._await(self.propose_batch_future, group, ops, timeout, request_id, node)
+    async def propose_batch_async(self, group, ops, timeout=None, request_id=None, node=None, retry=None):
+        return await self._await(self.propose_batch_future, group, ops, timeout, request_id, node, retry)
 
-    def propose(self, group, op, timeout=None, request_id=None, node=None):
-        """Propose `op` to `group`; blocks until it is chosen and applied. Returns ProposeResult."""
-        return self.propose_future(group, op, timeout, request_id, node).result()
+    def propose(self, group, op, timeout=None, request_id=None, node=None, retry=None):
+        """Propose `op` to `group`; blocks until it is chosen and applied. Returns ProposeResult.
 
-    async def propose_async(self, group, op, timeout=None, request_id=None, node=None):
-        return await self._await(self.propose_future, group, op, timeout, request_id, node)
+        `request_id` (client id, seq): retry a request (from a Timeout's ``request_id``); it is then sent with
+        the retry flag, unless `retry=False` says that no attempt under this id was ever sent (a caller's own
+        id for a first attempt; a new session starts at seq 1). Raises Timeout or SessionExpired (outcome
+        unknown), StaleRequest (nothing applied), GroupStopped (every node has the group stopped), NotMaster,
+        Overloaded, ValueTooLarge.
+        """
+        return self.propose_future(group, op, timeout, request_id, node, retry).result()
+
+    async def propose_async(self, group, op, timeout=None, request_id=None, node=None, retry=None):
+        return await self._await(self.propose_future, group, op, timeout, request_id, node, retry)
 
     def read_future(self, group, query, mode="lease", timeout=None, node=None, _future=None):
         """A stale read with `node` given reads that node only (its state is what was asked for)."""
@@ -250,7 +326,7 @@ class Client:
         code = rpc.READ_MODES[mode]
         future = _future or concurrent.futures.Future()
 
-        def body(req_id, remaining_ms, min_epoch):
+        def body(req, req_id, remaining_ms, min_epoch):
             return rpc.read_request(req_id, group, code, remaining_ms, query, min_epoch)
 
         req = _Request(future, rpc.READ, group, body, time.monotonic() + timeout, node)
@@ -293,7 +369,7 @@ class Client:
     def _admin(self, op, node, worker, group=None, timeout=5.0):
         future = concurrent.futures.Future()
 
-        def body(req_id, remaining_ms, min_epoch):
+        def body(req, req_id, remaining_ms, min_epoch):
             return rpc.simple_request(op, req_id, group)
 
         req = _Request(future, op, group if group is not None else worker, body, time.monotonic() + timeout, node)
@@ -379,20 +455,43 @@ class Client:
             return req.group
         return req.group % self.workers
 
+    @staticmethod
+    def _routed(req):
+        """A request the client may send to any node (proposals, and reads not pinned to one node)."""
+        return not req.pinned and req.kind in (rpc.PROPOSE, rpc.PROPOSE_BATCH, rpc.READ)
+
+    def _stopped_nodes(self, group):
+        """Nodes that said recently that `group` is stopped there: asked last."""
+        stopped = self._stopped_at.get(group)
+        if not stopped:
+            return ()
+        now = time.monotonic()
+        for node in [n for n, at in stopped.items() if now - at >= STOPPED_AVOID_SECONDS]:
+            del stopped[node]
+        if not stopped:
+            del self._stopped_at[group]
+        return stopped
+
     def _pick_node(self, req):
-        if req.pinned or req.kind not in (rpc.PROPOSE, rpc.PROPOSE_BATCH, rpc.READ):
+        if not self._routed(req):
             return req.node                       # admin requests and pinned reads are for one node only
-        if req.node is not None and req.node not in req.tried:
+        # The node asked for, then the last known master, then the preferred node and the rest; a node that
+        # said lately that the group is stopped there only when no other is left.
+        tried = req.tried
+        avoid = self._stopped_nodes(req.group)
+        if req.node is not None and req.node not in tried and req.node not in avoid:
             return req.node
         hint = self._master_hint.get(req.group)
-        if hint is not None and hint not in req.tried:
+        if hint is not None and hint not in tried and hint not in avoid:
             return hint
         order = [self.prefer] + [n for n in self.nodes if n != self.prefer]
-        for n in order:
-            if n not in req.tried:
+        if all(n in tried for n in order):
+            tried.clear()              # every node tried: go round again
+        candidates = [n for n in order if n not in tried]
+        for n in candidates:
+            if n not in avoid:
                 return n
-        req.tried.clear()          # every node tried: go round again
-        return order[0]
+        return candidates[0]
 
     def _send(self, req, node=None):
         now = time.monotonic()
@@ -405,34 +504,106 @@ class Client:
         req.req_id = next(self._req_ids)
         req.sent_at = now
         self._pending[req.req_id] = req
-        frame = req.body(req.req_id, max(1, int(remaining * 1000)), self._epoch_hint.get(req.group, 0))
+        frame = req.body(req, req.req_id, max(1, int(remaining * 1000)), self._epoch_hint.get(req.group, 0))
         try:
             self._socket(node, self._worker_of(req)).send(frame, zmq.NOBLOCK)
         except zmq.Again:                 # no connection to that node (yet): try another one soon
             del self._pending[req.req_id]
-            if req.kind in (rpc.PROPOSE, rpc.PROPOSE_BATCH, rpc.READ) and not req.pinned:
+            if self._routed(req):
                 req.tried.add(node)
                 req.node = None
             req.retry_at = now + 0.02
             self._retry.append(req)
 
     def _fail_timeout(self, req):
-        exc = errors.Timeout("group %s: no answer in time: the outcome is unknown" % req.group)
-        exc.request_id = req.session
-        if not req.future.done():
-            req.future.set_exception(exc)
+        exc = self._refused_everywhere(req, final=True)
+        if exc is None:
+            exc = errors.Timeout("group %s: no answer in time: the outcome is unknown" % req.group)
+        self._finish(req, exc=exc)
+
+    def _refused_everywhere(self, req, final=False):
+        """The error to raise when every node's latest answer refused the request because of the group, else None.
+
+        All "stopped": GroupStopped; all "no such group": UnknownGroupError. A mix of the two (some nodes may
+        just be behind) is raised as GroupStopped only at the deadline (`final`)."""
+        if not req.refusals or any(n not in req.refusals for n in self.nodes):
+            return None
+        statuses = {status for status, _ in req.refusals.values()}
+        if len(statuses) > 1 and not final:
+            return None
+        answers = "; ".join("node %d: %s" % (n, msg) for n, (_, msg) in sorted(req.refusals.items()))
+        if statuses == {rpc.UNKNOWN_GROUP}:
+            return rpc.UnknownGroupError("group %d is not known to any node (%s)" % (req.group, answers))
+        return errors.GroupStopped("group %d is served by no node (%s)" % (req.group, answers))
 
     def _finish(self, req, value=None, exc=None):
         if req.future.done():
             return
         if exc is not None:
-            if isinstance(exc, errors.Timeout):
-                exc.request_id = req.session
+            if req.session is not None:
+                exc.request_id = req.session       # the request id to retry with (a batch: its first seq)
+                if req.retry and not isinstance(exc, errors.Timeout) and exc.args and isinstance(exc.args[0], str):
+                    # This answer refused one attempt, but an earlier one may have been proposed: say so.
+                    exc.args = ("%s (an earlier attempt may have been applied: the outcome is unknown; retry "
+                                "with request_id=%r)" % (exc.args[0], req.session),) + exc.args[1:]
             req.future.set_exception(exc)
         else:
             if req.own_session:
-                self._return_session(req.group, *req.session)
+                self._return_session(req.group, req.session[0], req.session[1] + req.count)
             req.future.set_result(value)
+
+    def _session_outcome(self, req, results):
+        """Finish a proposal whose state-machine results arrived; results that applied nothing for a session
+        reason raise (never a success). `results` is [ProposeResult]; one for a single proposal."""
+        check = self._session_refusal
+        refusals = [check(r.result) for r in results] if check is not None else ()
+        if not any(refusals):
+            self._finish(req, results[0] if req.kind == rpc.PROPOSE else results)
+            return
+        if (all(r is errors.SessionExpired for r in refusals) and not req.retry and req.own_session
+                and not req.renewed):
+            # This attempt was refused whole and no other attempt may have been proposed: nothing of the
+            # request can be applied under this session any more, so re-send it under a fresh one.
+            req.renewed = True
+            req.session = self._fresh_session()
+            self._send(req, req.node)
+            return
+        client_id, seq = req.session
+        if errors.SessionExpired in refusals:
+            earlier = ("whether an earlier attempt was applied is unknown" if req.retry
+                       else "no earlier attempt was sent by this client")
+            exc = errors.SessionExpired(
+                "group %d: the session of request (%d, %d) is not known to the group (it expired, or never "
+                "started): nothing was applied by this attempt; %s" % (req.group, client_id, seq, earlier))
+        else:
+            exc = errors.StaleRequest(
+                "group %d: the session of request (%d, %d) has applied a newer request: nothing was applied for "
+                "this one, and an earlier attempt's result is no longer known" % (req.group, client_id, seq))
+        if req.kind == rpc.PROPOSE_BATCH:
+            exc.results = results
+        self._finish(req, exc=exc)
+
+    def _on_refusal(self, req, status, body):
+        """GROUP_STOPPED or UNKNOWN_GROUP from one node: the others may serve the group (that node may have
+        stopped it over local damage, or be behind). Nothing was proposed: ask the next node."""
+        now = time.monotonic()
+        node = req.node
+        if req.refusals is None:
+            req.refusals = {}
+        req.refusals[node] = (status, body.decode("utf-8", "replace"))
+        if status == rpc.GROUP_STOPPED:
+            self._stopped_at.setdefault(req.group, {})[node] = now
+        if self._master_hint.get(req.group) == node:
+            del self._master_hint[req.group]
+        exc = self._refused_everywhere(req)
+        if exc is not None:
+            self._finish(req, exc=exc)
+            return
+        req.tried.add(node)
+        req.node = None
+        untried = any(n not in req.tried for n in self.nodes)
+        req.retry_at = now + (0.0 if untried else ROUND_PAUSE)
+        self._retry.append(req)
 
     def _on_reply(self, frame):
         status, req_id, body = rpc.decode_reply(frame)
@@ -457,18 +628,23 @@ class Client:
         req = self._pending.pop(req_id, None)
         if req is None:
             return            # a late answer to an attempt we gave up on
+        if req.refusals:
+            req.refusals.pop(req.node, None)       # that node's latest answer is this one
         if status == rpc.OK:
             if req.kind == rpc.PROPOSE:
                 self._master_hint[req.group] = req.node
                 instance, result = rpc.decode_propose_ok(body)
-                self._finish(req, ProposeResult(req.group, instance, result, req.session))
+                answer = ProposeResult(req.group, instance, result, req.session)
+                if self._session_refusal is None or self._session_refusal(result) is None:
+                    self._finish(req, answer)          # the common case, kept short
+                else:
+                    self._session_outcome(req, [answer])
             elif req.kind == rpc.PROPOSE_BATCH:
                 self._master_hint[req.group] = req.node
-                client_id, last = req.session
+                client_id, first = req.session
                 items = rpc.decode_propose_batch_ok(body)
-                first = last - len(items) + 1
-                self._finish(req, [ProposeResult(req.group, instance, result, (client_id, first + k))
-                                   for k, (instance, result) in enumerate(items)])
+                self._session_outcome(req, [ProposeResult(req.group, instance, result, (client_id, first + k))
+                                            for k, (instance, result) in enumerate(items)])
             elif req.kind == rpc.STATUS:
                 self._finish(req, json.loads(body))
             else:
@@ -499,6 +675,9 @@ class Client:
                 req.node = None
                 req.retry_at = time.monotonic() + max(pause, 0.02)
                 self._retry.append(req)
+            return
+        if status in _REFUSALS and self._routed(req):
+            self._on_refusal(req, status, body)
             return
         try:
             rpc.raise_for(status, body, req.session)
@@ -563,11 +742,14 @@ class Client:
                     if now >= req.deadline:
                         del self._pending[req_id]
                         self._fail_timeout(req)
-                    elif (now - req.sent_at >= self.attempt_timeout and not req.pinned
-                          and req.kind in (rpc.PROPOSE, rpc.PROPOSE_BATCH, rpc.READ)):
+                    elif now - req.sent_at >= self.attempt_timeout and self._routed(req):
                         del self._pending[req_id]        # that node is silent: try another
                         if self._master_hint.get(req.group) == req.node:
                             del self._master_hint[req.group]
+                        # It may have proposed the request, or still may: every later attempt is a retry.
+                        req.retry = req.kind != rpc.READ
+                        if req.refusals:
+                            req.refusals.pop(req.node, None)
                         req.tried.add(req.node)
                         req.node = None
                         self._send(req)

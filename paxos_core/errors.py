@@ -79,3 +79,24 @@ class Overloaded(ProposalError):
 
 class GroupStopped(ProposalError):
     """The group stopped itself (divergence or unrepairable corruption) and refuses to serve."""
+
+
+class SessionExpired(Timeout):
+    """The state machine does not know the request's session (any more): NOTHING was applied by this attempt.
+
+    The session expired (a group keeps a bounded number of sessions, least recently used go first), or it
+    never started: the request was a retry whose earlier attempt had not landed when this one was decided.
+    Either way an EARLIER ATTEMPT of the request may or may not have been applied (or may still be, if it is in
+    flight): as with a Timeout, the OUTCOME IS UNKNOWN. It is a Timeout for that reason, so code that handles
+    "outcome unknown" handles it too. Retrying with the same ``request_id`` cannot apply the request any more;
+    it returns the remembered result only if an earlier attempt has landed meanwhile. ``request_id`` names it.
+    """
+
+
+class StaleRequest(ProposalError):
+    """The session has already applied a newer request than this one: NOTHING was applied for this request.
+
+    The state machine keeps only each session's latest result, so what an earlier attempt of this request did
+    (if there was one) is not known from this answer. Seen when a request id is reused after a newer request of
+    the same session, or for the first operations of a re-sent batch. ``request_id`` names the request.
+    """

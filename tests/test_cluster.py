@@ -555,7 +555,8 @@ def test_exactly_once_with_an_explicit_request_id(shared):
     key = b"t10-key"
     group = key_group(key, GROUPS)
     rid = (12345, 1)
-    first = client.propose(group, ops.encode_cas(key, None, b"a"), request_id=rid)
+    # A request id of the caller's own is a retry unless it says otherwise: this is its first attempt.
+    first = client.propose(group, ops.encode_cas(key, None, b"a"), request_id=rid, retry=False)
     assert ops.decode_result(first.result) == (ops.OK, None)
     assert first.request_id == rid
     again = client.propose(group, ops.encode_cas(key, None, b"a"), request_id=rid)
@@ -573,6 +574,28 @@ def test_exactly_once_with_an_explicit_request_id(shared):
     for i in range(20):
         raw = client.read(group, ops.encode_get(b"t10-%d" % i), mode="linearizable")
         assert ops.decode_result(raw) == (ops.OK, b"%d" % i), i
+
+
+def test_retry_flag_travels_to_the_state_machine_and_refuses_unknown_sessions(shared):
+    """The retry flag (bit 63 of the request seq) crosses rpc, worker, envelope and applier unchanged."""
+    client = shared.client(prefer=2)
+    kv = shared.kv(client=client)
+    key = b"t10b-key"
+    group = key_group(key, GROUPS)
+    # A caller retry of a session no node knows: refused everywhere, nothing applied.
+    with pytest.raises(errors.SessionExpired):
+        client.propose(group, ops.encode_put(key, b"x"), request_id=(777001, 1))
+    with pytest.raises(errors.SessionExpired):
+        client.propose_batch(group, [ops.encode_put(key, b"y"), ops.encode_put(key, b"z")], request_id=(777002, 1))
+    assert kv.get(key, mode="linearizable") is None
+    # A flagged retry of a known session gets the remembered result; a flagged older one is STALE.
+    first = client.propose(group, ops.encode_cas(key, None, b"1"), request_id=(777003, 1), retry=False)
+    second = client.propose(group, ops.encode_cas(key, b"1", b"2"), request_id=(777003, 2), retry=False)
+    again = client.propose(group, ops.encode_cas(key, b"1", b"2"), request_id=(777003, 2))
+    assert again.result == second.result and ops.decode_result(again.result) == (ops.OK, None)
+    with pytest.raises(errors.StaleRequest):
+        client.propose(group, ops.encode_cas(key, None, b"1"), request_id=first.request_id)
+    assert kv.get(key, mode="linearizable") == b"2"
 
 
 # ---------------------------------------------------------------------------------------------- 11

@@ -29,6 +29,7 @@ from paxos_core.statemachine import (
     open_rocks_with_sm,
 )
 from paxos_core.statemachine import kv as kvmod
+from paxos_core.statemachine.kv import RETRY_FLAG, SEQ_MASK, SESSION_UNKNOWN
 from paxos_core.wire.checksum import crc32c
 
 
@@ -229,7 +230,10 @@ def test_malformed_commands_and_queries_never_raise():
 def test_exactly_once_across_flush_and_reopen():
     store = MemoryStore()
     m = KVStateMachine(store)
-    first = m.apply_batch(0, [(0, [(5, 10, encode_cas(b"c", None, b"1"))])])
+    # a session starts at seq 1 (an unknown session's later seq is refused); then seq 10 is its latest
+    out = m.apply_batch(0, [(0, [(5, 1, encode_get(b"c")), (5, 10, encode_cas(b"c", None, b"1"))])])
+    assert status(out[0][0]) == NOT_FOUND
+    first = [out[0][1:]]
     assert status(first[0][0]) == OK
     # a retry in the same cycle
     retry = m.apply_batch(0, [(1, [(5, 10, encode_cas(b"c", None, b"1"))])])
@@ -312,6 +316,147 @@ def test_session_eviction_heap_stays_bounded():
     assert len(g.sessions) == 10 and 1000 + 199 not in g.sessions and 5000 in g.sessions
 
 
+# --- exactly-once past the session bound (eviction) --------------------------------------------------------
+
+
+def session_records(store):
+    return {k: v for k, v in store.data.items() if k[4:5] == b"s"}
+
+
+def evict_client_1(m, instance):
+    """Client 1 puts a=1 (seq 1) and a=2 (seq 2); client 9 then puts a=other; clients 2 and 3 evict client 1
+    (max_sessions=2). Returns the next instance."""
+    m.apply_batch(0, [(instance, [put(1, 1, b"a", b"1")]), (instance + 1, [put(1, 2, b"a", b"2")]),
+                      (instance + 2, [put(9, 1, b"a", b"other")]),
+                      (instance + 3, [put(2, 1, b"x", b"")]), (instance + 4, [put(3, 1, b"y", b"")])])
+    assert 1 not in m._groups[0].sessions
+    return instance + 5
+
+
+@pytest.mark.parametrize("flush_between", [False, True])
+def test_evicted_session_late_retry_is_refused_not_applied_twice(flush_between):
+    store = MemoryStore()
+    m = KVStateMachine(store, max_sessions=2)
+    instance = evict_client_1(m, 0)
+    if flush_between:
+        m.flush()
+        m = KVStateMachine(store, max_sessions=2)
+    m.flush()
+    sessions_before = session_records(store)
+    # the late retry of client 1's seq 2, with or without the retry flag: refused, nothing applied
+    out = m.apply_batch(0, [(instance, [put(1, 2, b"a", b"2"), put(1, 2 | RETRY_FLAG, b"a", b"2"),
+                                        put(1, 7, b"a", b"2")])])
+    assert [decode_result(r) for r in out[0]] == [(SESSION_UNKNOWN, None)] * 3
+    assert value_of(m, 0, b"a") == b"other"
+    # not even the session table changed (no session created, none evicted, no last use refreshed)
+    assert m.session_count(0) == 2 and 1 not in m._groups[0].sessions
+    m.flush()
+    assert session_records(store) == sessions_before
+    assert m.applied_next(0) == instance + 1
+
+
+def test_evicted_session_retry_flagged_first_request_is_refused():
+    m = KVStateMachine(MemoryStore(), max_sessions=1)
+    m.apply_batch(0, [(0, [put(1, 1, b"a", b"1")]), (1, [put(9, 1, b"a", b"other")])])      # evicts client 1
+    out = m.apply_batch(0, [(2, [put(1, 1 | RETRY_FLAG, b"a", b"1")])])
+    assert decode_result(out[0][0]) == (SESSION_UNKNOWN, None)
+    assert value_of(m, 0, b"a") == b"other" and m.session_count(0) == 1
+    # a flagged first request of a session never seen at all is refused the same way
+    out = m.apply_batch(0, [(3, [put(5, 1 | RETRY_FLAG, b"a", b"5"), put(6, 0 | RETRY_FLAG, b"a", b"6")])])
+    assert [status(r) for r in out[0]] == [SESSION_UNKNOWN, SESSION_UNKNOWN]
+    assert value_of(m, 0, b"a") == b"other"
+
+
+def test_unknown_session_first_request_without_flag_is_applied():
+    m = KVStateMachine(MemoryStore())
+    out = m.apply_batch(0, [(0, [put(1, 1, b"a", b"1"), put(2, 0, b"b", b"2"), put(3, 2, b"c", b"3")])])
+    assert [status(r) for r in out[0]] == [OK, OK, SESSION_UNKNOWN]
+    assert value_of(m, 0, b"a") == b"1" and value_of(m, 0, b"b") == b"2" and value_of(m, 0, b"c") is None
+    assert m.session_count(0) == 2
+    # the session started: its next request, and a flagged retry of it, behave as usual
+    out = m.apply_batch(0, [(1, [put(1, 2, b"a", b"x"), put(1, 2 | RETRY_FLAG, b"a", b"y"), put(1, 1, b"a", b"z")])])
+    assert [status(r) for r in out[0]] == [OK, OK, STALE]
+    assert value_of(m, 0, b"a") == b"x"
+
+
+def test_retry_flag_is_masked_off_and_never_stored():
+    store = MemoryStore()
+    m = KVStateMachine(store)
+    assert status(m.apply_batch(0, [(0, [put(1, 1, b"a", b"1")])])[0][0]) == OK
+    # a flagged request newer than the session's latest is applied; the session keeps the seq without the flag
+    out = m.apply_batch(0, [(1, [(1, 2 | RETRY_FLAG, encode_cas(b"a", b"1", b"2"))])])
+    assert status(out[0][0]) == OK
+    assert m._groups[0].sessions[1][1] == 2
+    m.flush()
+    record = store.data[b"\x00\x00\x00\x00s" + struct.pack(">Q", 1)]
+    assert struct.unpack_from(">QIQ", record)[2] == 2
+    snap = m.snapshot(0)
+    assert struct.pack(">Q", 2 | RETRY_FLAG) not in snap
+    # flag or not, the same seq gets the remembered result, an older one STALE
+    out = m.apply_batch(0, [(2, [(1, 2, encode_cas(b"a", b"1", b"2")), (1, 2 | RETRY_FLAG, encode_put(b"a", b"no")),
+                                 (1, 1 | RETRY_FLAG, encode_put(b"a", b"no"))])])
+    assert [status(r) for r in out[0]] == [OK, OK, STALE]
+    assert value_of(m, 0, b"a") == b"2"
+    # restored from a snapshot, the session answers the same way
+    other = KVStateMachine(MemoryStore())
+    other.restore(0, m.snapshot(0))
+    out = other.apply_batch(0, [(3, [(1, 2 | RETRY_FLAG, encode_put(b"a", b"no"))])])
+    assert status(out[0][0]) == OK and value_of(other, 0, b"a") == b"2"
+
+
+def test_session_refusals_are_deterministic_across_nodes():
+    """Two nodes fed the same log, with different flush points and a restart on one, decide every command
+    (evictions, refusals, flags) identically and end with identical snapshots."""
+    rng = random.Random(7)
+    log = []
+    latest = {}
+    for instance in range(300):
+        cmds = []
+        for _ in range(rng.randrange(1, 5)):
+            cid = rng.randrange(1, 12)
+            seq = latest.get(cid, 0)
+            r = rng.random()
+            if r < 0.6:
+                seq += 1
+                latest[cid] = seq
+            elif r < 0.7:
+                seq = rng.randrange(0, seq + 2)
+            flag = RETRY_FLAG if rng.random() < 0.3 else 0
+            cmds.append((cid, seq | flag, encode_put(b"k%d" % rng.randrange(4), b"%d" % instance)))
+        log.append((instance, cmds))
+    a_store, b_store = MemoryStore(), MemoryStore()
+    a = KVStateMachine(a_store, max_sessions=4)
+    b = KVStateMachine(b_store, max_sessions=4)
+    ra, rb = [], []
+    for instance, cmds in log:
+        ra.extend(a.apply_batch(0, [(instance, cmds)]))
+        if instance % 10 == 0:
+            a.flush()
+    for start in range(0, len(log), 37):
+        rb.extend(b.apply_batch(0, log[start:start + 37]))
+        b.flush()
+        if start % 2:
+            b = KVStateMachine(b_store, max_sessions=4)        # a restart
+    a.flush()
+    assert ra == rb
+    assert a.snapshot(0) == b.snapshot(0)
+    assert a_store.data == b_store.data
+    statuses = {status(r) for res in ra for r in res}
+    assert {OK, STALE, SESSION_UNKNOWN} <= statuses
+
+
+def test_session_refusal_names_the_client_exceptions():
+    from paxos_core.errors import SessionExpired, StaleRequest, Timeout
+
+    assert decode_result(kvmod.R_SESSION_UNKNOWN) == (SESSION_UNKNOWN, None)
+    assert kvmod.STATUS_NAMES[SESSION_UNKNOWN] == "SESSION_UNKNOWN"
+    assert kvmod.session_refusal(kvmod.R_STALE) is StaleRequest
+    assert kvmod.session_refusal(kvmod.R_SESSION_UNKNOWN) is SessionExpired
+    assert issubclass(SessionExpired, Timeout) and issubclass(StaleRequest, PaxosError)
+    for other in (kvmod.R_OK, kvmod.R_NOT_FOUND, kvmod.E_TRUNCATED, b"\x80" + kvmod.R_STALE, b"\x84x"):
+        assert kvmod.session_refusal(other) is None
+
+
 # --- model-based (hypothesis) -----------------------------------------------------------------------------
 
 KEYS = [b"", b"a", b"b", b"key"]
@@ -355,8 +500,13 @@ class Model:
 
     def command(self, order, cid, seq, op):
         if cid:
+            retry = seq & RETRY_FLAG
+            seq &= SEQ_MASK
             s = self.sessions.get(cid)
-            if s is not None:
+            if s is None:
+                if retry or seq > 1:
+                    return (SESSION_UNKNOWN, None)
+            else:
                 if seq == s[1]:
                     s[0] = order
                     return s[2]
@@ -429,18 +579,18 @@ class KVMachineTest(RuleBasedStateMachine):
             self.queue[group].append((cid, seq, op))
 
     @precondition(lambda self: self.last)
-    @rule(data=st.data())
-    def retried_request(self, data):
+    @rule(data=st.data(), flag=st.sampled_from([0, RETRY_FLAG]))
+    def retried_request(self, data, flag):
         group, cid = data.draw(st.sampled_from(sorted(self.last)))
         seq, op = self.last[(group, cid)]
-        self.queue[group].append((cid, seq, op))
+        self.queue[group].append((cid, seq | flag, op))
 
     @precondition(lambda self: any(s > 1 for s, _ in self.last.values()))
-    @rule(data=st.data(), op=ops)
-    def old_request(self, data, op):
+    @rule(data=st.data(), op=ops, flag=st.sampled_from([0, RETRY_FLAG]))
+    def old_request(self, data, op, flag):
         group, cid = data.draw(st.sampled_from(sorted(k for k, v in self.last.items() if v[0] > 1)))
         seq = data.draw(st.integers(0, self.last[(group, cid)][0] - 1))
-        self.queue[group].append((cid, seq, op))
+        self.queue[group].append((cid, seq | flag, op))
 
     @rule(group=st.sampled_from(GROUPS), sizes=st.lists(st.integers(0, 6), min_size=1, max_size=4))
     def commit(self, group, sizes):
@@ -521,6 +671,8 @@ def random_instances(rng, n_instances, groups=(0, 1, 2)):
             elif r < 0.8 and seq > 0:
                 seq -= 1
             seqs[(group, cid)] = max(seq, seqs.get((group, cid), 0))
+            if r >= 0.7 and rng.random() < 0.5:
+                seq |= RETRY_FLAG          # a flagged retry (or old request)
             key = rng.choice([b"a", b"b", b"c", b"d"])
             val = bytes(rng.randrange(256) for _ in range(rng.randrange(4)))
             op = rng.choice([
@@ -564,7 +716,7 @@ def test_determinism_same_batches_same_results_and_store():
     assert a._store.data == b._store.data
     assert all(a.snapshot(g) == b.snapshot(g) for g in (0, 1, 2))
     statuses = {status(r) for out in ra.values() for res in out for r in res}
-    assert statuses == {OK, NOT_FOUND, CAS_FAILED, ERROR, STALE}
+    assert statuses == {OK, NOT_FOUND, CAS_FAILED, ERROR, STALE, SESSION_UNKNOWN}
 
 
 def test_determinism_whatever_the_batching_and_flush_points():
@@ -582,7 +734,7 @@ def test_determinism_whatever_the_batching_and_flush_points():
 
 def make_machine_with_state(store=None):
     m = KVStateMachine(store or MemoryStore())
-    m.apply_batch(4, [(0, [put(1, 1, b"a", b"1"), put(2, 5, b"b", b"")]), (1, []),
+    m.apply_batch(4, [(0, [put(1, 1, b"a", b"1"), put(2, 1, b"b", b"")]), (1, []),
                       (2, [put(0, 0, b"c", b"x" * 1000), (2, 6, encode_cas(b"b", b"nope", None))])])
     m.apply_batch(5, [(0, [put(1, 1, b"other", b"group")])])
     return m
@@ -775,13 +927,13 @@ def test_bad_group_numbers_are_refused():
 
 def test_store_layout_is_documented():
     m = KVStateMachine(MemoryStore())
-    m.apply_batch(0x01020304, [(0, [put(9, 3, b"key", b"val")])])
+    m.apply_batch(0x01020304, [(0, [put(9, 1, b"key", b"val")])])
     m.flush()
     data = m._store.data
     prefix = b"\x01\x02\x03\x04"
     assert data[prefix + b"d" + b"key"] == b"val"
     assert data[prefix + b"m"] == b"\x01" + struct.pack(">Q", 1)
-    assert data[prefix + b"s" + struct.pack(">Q", 9)] == struct.pack(">QIQ", 0, 0, 3) + b"\x00"
+    assert data[prefix + b"s" + struct.pack(">Q", 9)] == struct.pack(">QIQ", 0, 0, 1) + b"\x00"
     assert len(data) == 3
     assert "group | \"d\" | user key" in kvmod.__doc__
 

@@ -21,6 +21,14 @@ One ZeroMQ frame per request and per reply; little-endian integers.
       BATCH         u32 count | count x (u32 length | reply)   several replies for one client in one frame
                     (request id 0): a worker sends each client at most one frame per loop turn
       other errors  a UTF-8 message
+
+The request seq is an opaque u64 to the worker, the envelope and the applier; they carry it unchanged (a batch's
+op k gets first seq + k). Its bit 63 is the client's retry flag (see statemachine.kv, RETRY_FLAG).
+
+What an error reply tells the client about a proposal (its retry flag relies on it): NOT_MASTER, GROUP_STOPPED,
+UNKNOWN_GROUP, OVERLOADED, VALUE_TOO_LARGE and BAD_REQUEST answer a request that was NOT proposed, or (NOT_MASTER
+for a fenced entry) was decided but is never applied; a proposal whose outcome is not known is answered TIMEOUT,
+or not at all.
 """
 import struct
 

@@ -15,19 +15,40 @@ result and changes nothing, not even the client's session.
 
 Results: one status byte, ``0x80`` set when a value follows (so an empty value and no value differ)::
 
-    OK          put, delete, cas done; get: the value
-    NOT_FOUND   get or delete of an absent key
-    CAS_FAILED  the current value (none if absent)
-    ERROR       malformed op; the value is a message
-    STALE       request_seq older than the client's latest; nothing applied
+    OK               put, delete, cas done; get: the value
+    NOT_FOUND        get or delete of an absent key
+    CAS_FAILED       the current value (none if absent)
+    ERROR            malformed op; the value is a message
+    STALE            request_seq older than the session's latest: NOTHING was applied for this command
+    SESSION_UNKNOWN  the session is not known here: it expired (was evicted), or never started; NOTHING was
+                     applied, and nothing changed, not even the session table
 
 ``decode_result(result)`` returns ``KVResult(status, value)``.
 
-Exactly-once: for each (group, client_id != 0) the latest request_seq and its result are kept (a session).
-A command with that same seq is a retry: it is not applied again and returns the remembered result; a smaller
-seq returns STALE. A command applied, or a retry answered, counts as a use of the session; at most
-``max_sessions`` sessions per group are kept, and a new one beyond that evicts the least recently used: the
-smallest (instance, position of the command in the instance, client_id), identical on every node.
+Exactly-once sessions. A command is ``(client_id u64, request_seq u64, op)``; ``client_id`` 0 has no session
+(always applied). For each (group, client_id != 0) the group keeps the latest request_seq applied and its
+result (a session). ``request_seq`` is 63 bits: bit 63 is the RETRY FLAG (``RETRY_FLAG``), set by a client
+that re-sends a request an earlier attempt of which may have been proposed. The layers below treat the seq as
+an opaque u64 and carry the flag unchanged; here it is masked off (a session stores the seq without it) and
+only decides what happens to a command of an unknown session. What a command of a session gets:
+
+    session known, seq == latest          the remembered result; not applied again (flag or not)
+    session known, seq <  latest          STALE; nothing applied
+    session known, seq >  latest          applied; it becomes the session's latest
+    session unknown, seq <= 1, no flag    applied; the session starts (the first request of a new session)
+    session unknown, seq > 1              SESSION_UNKNOWN; nothing applied (a late retry of an evicted session)
+    session unknown, retry flag           SESSION_UNKNOWN; nothing applied (even seq 1: the first request of
+                                          an evicted session, or one whose first attempt never landed)
+
+THE BOUND: a group keeps at most ``max_sessions`` sessions (default 100,000). A command applied, or a retry
+answered, counts as a use of its session; a new session beyond the bound evicts the least recently used one:
+the smallest (instance, position of the command in the instance, client_id), identical on every node. So a
+retry is answered exactly-once as long as fewer than ``max_sessions`` other sessions of the group were used
+since its session's last use; after that it gets SESSION_UNKNOWN (outcome of the earlier attempt unknown to
+this state machine) instead of being applied a second time. The one command an evicted session can still
+have applied twice is an unflagged seq <= 1: a caller must flag every re-send of a session's first request.
+Every decision depends on the log alone (the commands, in order, and the state they built), so every node
+decides identically. A malformed op (ERROR) changes nothing, not even the client's session.
 
 Storage layout (one :class:`Store`; group = u32 big-endian, so a group's keys are contiguous)::
 
@@ -53,7 +74,7 @@ import heapq
 import operator
 import struct
 
-from ..errors import RecordCorrupt, UnknownVersion, ValueTooLarge
+from ..errors import RecordCorrupt, SessionExpired, StaleRequest, UnknownVersion, ValueTooLarge
 from ..wire.checksum import crc32c
 from .base import ApplyOrderError, StateMachine
 
@@ -62,7 +83,13 @@ NOT_FOUND = 1
 CAS_FAILED = 2
 ERROR = 3
 STALE = 4
-STATUS_NAMES = {OK: "OK", NOT_FOUND: "NOT_FOUND", CAS_FAILED: "CAS_FAILED", ERROR: "ERROR", STALE: "STALE"}
+SESSION_UNKNOWN = 5
+STATUS_NAMES = {OK: "OK", NOT_FOUND: "NOT_FOUND", CAS_FAILED: "CAS_FAILED", ERROR: "ERROR", STALE: "STALE",
+                SESSION_UNKNOWN: "SESSION_UNKNOWN"}
+
+# Bit 63 of request_seq: "an earlier attempt of this request may have been proposed" (see the docstring).
+RETRY_FLAG = 1 << 63
+SEQ_MASK = RETRY_FLAG - 1
 
 OP_PUT = 1
 OP_GET = 2
@@ -98,6 +125,7 @@ _TAG_META = b"m"
 R_OK = bytes([OK])
 R_NOT_FOUND = bytes([NOT_FOUND])
 R_STALE = bytes([STALE])
+R_SESSION_UNKNOWN = bytes([SESSION_UNKNOWN])
 R_CAS_FAILED_ABSENT = bytes([CAS_FAILED])
 _GET_OK = bytes([OK | _HAS_VALUE])
 _CAS_FAILED_VALUE = bytes([CAS_FAILED | _HAS_VALUE])
@@ -170,6 +198,17 @@ def decode_result(result):
     if len(result) != 1:
         raise RecordCorrupt("a key-value result without a value is one byte")
     return KVResult(status, None)
+
+
+def session_refusal(result):
+    """The exception class for a result that refused its command for a session reason (STALE:
+    :class:`StaleRequest`, SESSION_UNKNOWN: :class:`SessionExpired`), None for any other result. Nothing was
+    applied for such a command, so a client must never report it as a success."""
+    if result == R_STALE:
+        return StaleRequest
+    if result == R_SESSION_UNKNOWN:
+        return SessionExpired
+    return None
 
 
 # --- the state machine -----------------------------------------------------------------------------------
@@ -316,8 +355,17 @@ class KVStateMachine(StateMachine):
                         append(E_COMMAND)
                         order += 1
                         continue
+                    retry = seq & RETRY_FLAG
+                    seq &= SEQ_MASK
                     session = sessions.get(cid)
-                    if session is not None:
+                    if session is None:
+                        # Without a record this may be a late retry of an evicted session: applying it could
+                        # apply it twice. Only an unflagged first request can safely start a session.
+                        if retry or seq > 1:
+                            append(R_SESSION_UNKNOWN)
+                            order += 1
+                            continue
+                    else:
                         last = session[1]
                         if seq == last:
                             append(self._retry(g, cid, session, order))
