@@ -421,7 +421,7 @@ class _KeyCheck:
             if item is not None and item.id not in names:
                 names.append(item.id)
         self.report("time-order", "%s cannot take effect by its completion: it must follow %s, invoked at %s "
-                    "(order forced: %s)" % (describe(op), "op %s" % cause.id if cause is not None else "?",
+                    "(order forced: %s)" % (describe(op), "op %s" % (cause.id,) if cause is not None else "?",
                                             show_time(forced), " < ".join(str(n) for n in names)), chain)
 
     def report_late_writes(self):
