@@ -26,8 +26,9 @@ MESSAGE_HEADER = struct.Struct("<BBHIQQQQII")
 # ------------------------------------------------------------------------------------------------ helpers
 
 def reference_message(kind, group=0, instance=0, ballot=0, mark=0, aux=0, chain=0, value=b"", flags=0,
-                      reserved=0, value_len=None):
-    """A message encoded independently of the codec (struct), with knobs to break it."""
+                      reserved=1, value_len=None):
+    """A message encoded independently of the codec (struct), with knobs to break it. `reserved` is the u16
+    at offset 2: the group incarnation (1 for a group never removed)."""
     vlen = len(value) if value_len is None else value_len
     return MESSAGE_HEADER.pack(kind, flags, reserved, group, instance, ballot, mark, aux, chain, vlen) + value
 
@@ -67,8 +68,8 @@ def with_src(messages, src):
     out = []
     for m in messages:
         t = list(m.as_tuple())
-        kind, flags, _, group, instance, ballot, mark, aux, chain, value = t
-        out.append(Message(kind, group, instance, ballot, mark, aux, chain, value, flags=flags, src=src))
+        kind, flags, _, group, instance, ballot, mark, aux, chain, value, inc = t
+        out.append(Message(kind, group, instance, ballot, mark, aux, chain, value, flags=flags, src=src, inc=inc))
     return out
 
 
@@ -126,7 +127,7 @@ def test_encoding_matches_the_documented_layout():
     assert frame == expected
     assert frame[:4] == b"PX\x01\x00"
     assert frame[4:12] == bytes([8, 7, 6, 5, 4, 3, 2, 1])
-    assert frame[28] == Kind.PROMISE and frame[29] == 0x61 and frame[30:32] == b"\0\0"
+    assert frame[28] == Kind.PROMISE and frame[29] == 0x61 and frame[30:32] == b"\x01\0"   # incarnation 1
     assert frame[32:36] == bytes([4, 3, 2, 1])
     assert struct.unpack_from("<I", frame, 24)[0] == crc32c(frame[28:], crc32c(frame[:24]))
 
@@ -495,11 +496,13 @@ def test_default_value_limit():
     raises_exactly(FrameTooLarge, decode_frame, frame, CLUSTER)
 
 
-@pytest.mark.parametrize("reserved", [1, 0x100, U16])
-def test_nonzero_reserved(reserved):
-    body = reference_message(Kind.ACCEPT, reserved=reserved)
-    err = raises_exactly(MalformedFrame, decode_frame, reference_frame(body, 1), CLUSTER)
-    assert "reserved" in str(err)
+@pytest.mark.parametrize("inc", [1, 0x100, U16])
+def test_group_incarnation_round_trips(inc):
+    body = reference_message(Kind.ACCEPT, reserved=inc)
+    _, [m] = decode_frame(reference_frame(body, 1), CLUSTER)
+    assert m.inc == inc
+    again = encode_frame(CLUSTER, 1, 0, [m])
+    assert decode_frame(again, CLUSTER)[1][0].inc == inc
 
 
 def test_count_larger_than_messages():

@@ -50,11 +50,11 @@ def cmd_sim(args):
         if n < 1 or n > 9:
             print("paxos-core sim: --nodes must be between 1 and 9, got %d" % n, file=sys.stderr)
             return 2
-    configs = plan(args.seeds, args.seed_base, args.nodes, args.groups, faults, args.plant, args.ops, args.window)
+    configs = plan(args.seeds, args.seed_base, args.nodes, args.groups, faults, args.plant, args.clients, args.window)
     results, trace = run_many(configs, jobs=args.jobs, fail_fast=args.fail_fast, progress=args.progress)
     if args.verbose:
         for r in results:
-            print("seed=%d %s events=%d chosen=%d acked=%d/%d crashes=%d trace=%s"
+            print("seed=%d %s events=%d chosen=%d acked=%d/%d ops crashes=%d trace=%s"
                   % (r.seed, "ok" if r.ok else "FAILED", r.events, r.chosen, r.acked, r.proposed, r.crashes, r.trace))
     print(summary_line(results, trace))
     return 0 if all(r.ok for r in results) and len(results) == len(configs) else 1
@@ -190,7 +190,8 @@ def build_parser():
     p.add_argument("--groups", type=_int_list, default=(1,), help="group counts, e.g. 1,64 (seeds cycle)")
     p.add_argument("--faults", default="all", help="'all', 'none' or a comma list of fault kinds")
     p.add_argument("--plant", default="", help="switch on a planted bug (the run must then fail)")
-    p.add_argument("--ops", type=int, default=None, help="client proposals per seed")
+    p.add_argument("--clients", type=int, default=None, help="clients issuing operations during the faults "
+                                                              "(default 6)")
     p.add_argument("--window", type=int, default=None, help="instances in flight per group")
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default: CPU count)")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failing seed")

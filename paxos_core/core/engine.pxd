@@ -1,4 +1,4 @@
-from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 from paxos_core.core.acceptor cimport AcceptorState
 from paxos_core.core.learner cimport LearnerState
@@ -41,7 +41,8 @@ cdef enum:  # counter indexes (names in engine.COUNTER_NAMES)
     C_REPAIRS_STARTED = 26
     C_REPAIRS_DONE = 27
     C_STALE_VOTES = 28
-    C_COUNT = 29
+    C_WRONG_INCARNATION = 29
+    C_COUNT = 30
 
 cdef class Effects:
     cdef public list records        # record tuples to persist, in order (see paxos_core.storage.records)
@@ -70,6 +71,8 @@ cdef class Engine:
     cdef readonly ProposerState proposer
     cdef public object status_array
     cdef uint8_t[::1] status
+    cdef public object inc_array            # numpy uint16: each hosted group's incarnation
+    cdef uint16_t[::1] inc
     cdef readonly dict stop_reasons
     cdef public object counters_array
     cdef int64_t[::1] counters
@@ -104,6 +107,7 @@ cdef class Engine:
     cdef readonly dict repairs      # slot -> Repair, only while a group rebuilds
     cdef bint plant_requeue_reverse
     cdef bint plant_amnesia_votes
+    cdef bint plant_readd_amnesia
     cdef bint plant_reply_before_sync
     cdef bint plant_promise_not_persisted
     cdef bint plant_learn_without_quorum

@@ -23,7 +23,7 @@ import logging
 
 import numpy as np
 
-from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 from paxos_core.core.acceptor cimport AcceptorState, REJECTED, PROMISED, PROMISED_AGAIN, ACCEPTED
 from paxos_core.core.ballot cimport ballot_node, ballot_round, make_ballot
@@ -50,7 +50,7 @@ COUNTER_NAMES = (
     "prepares", "elections_won", "step_downs", "rejects_sent", "retransmits", "catchup_requests",
     "catchup_learned", "forwards", "divergences", "dropped_unknown_group", "promises_sent", "accepts_sent",
     "accepted_sent", "chosen_sent", "batched_proposals", "catchup_rejected", "sticky_rejects", "resigns",
-    "repairs_started", "repairs_done", "stale_votes",
+    "repairs_started", "repairs_done", "stale_votes", "wrong_incarnation",
 )
 
 # Phases of a group's rebuild (see Engine.begin_repair).
@@ -122,6 +122,8 @@ cdef class Engine:
         self.proposer = ProposerState(self.n_slots)
         self.status_array = np.zeros(self.n_slots, np.uint8)
         self.status = self.status_array
+        self.inc_array = np.ones(self.n_slots, np.uint16)
+        self.inc = self.inc_array
         self.stop_reasons = {}
         self.counters_array = np.zeros(C_COUNT, np.int64)
         self.counters = self.counters_array
@@ -153,6 +155,7 @@ cdef class Engine:
         self.repairs = {}
         self.plant_requeue_reverse = plant == "requeue-reverse"
         self.plant_amnesia_votes = plant == "amnesia-votes"
+        self.plant_readd_amnesia = plant == "readd-amnesia"
         self.plant_reply_before_sync = plant == "reply-before-sync"
         self.plant_promise_not_persisted = plant == "promise-not-persisted"
         self.plant_learn_without_quorum = plant == "learn-without-quorum"
@@ -188,8 +191,14 @@ cdef class Engine:
         """Every hosted group id."""
         return [self.group_of(s) for s in range(self.n_slots) if self.status[s] != GROUP_ABSENT]
 
-    def add_group(self, uint32_t group):
-        """Start hosting `group` (its state starts empty, as for a new group)."""
+    def add_group(self, uint32_t group, int incarnation=1):
+        """Start hosting `group` (its state starts empty, as for a new group) in `incarnation`.
+
+        A group id removed and added again is a new incarnation: its messages carry it, and a node drops every
+        message of another incarnation, so a re-added acceptor (which remembers nothing) never meets the votes
+        and promises of the earlier one."""
+        if self.plant_readd_amnesia:
+            incarnation = 1          # planted bug: a re-added group is the same incarnation as before
         if group < self.group_offset or (group - self.group_offset) % self.group_stride:
             raise ConfigError("group %d does not belong to this engine (offset %d, stride %d)"
                               % (group, self.group_offset, self.group_stride))
@@ -202,11 +211,20 @@ cdef class Engine:
             extra = np.full(n - self.n_slots, GROUP_ABSENT, np.uint8)
             self.status_array = np.concatenate([self.status_array, extra])
             self.status = self.status_array
+            self.inc_array = np.concatenate([self.inc_array, np.ones(n - self.n_slots, np.uint16)])
+            self.inc = self.inc_array
             self.n_slots = n
         if self.status[slot] == GROUP_ABSENT:
             self._reset_slot(slot)
             self.status[slot] = GROUP_OK
+            self.inc[slot] = incarnation
         return slot
+
+    def incarnation_of(self, uint32_t group):
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            raise UnknownGroup(group)
+        return self.inc[slot]
 
     def _reset_slot(self, Py_ssize_t slot):
         """Empty state for a slot that (re)starts hosting a group."""
@@ -260,7 +278,7 @@ cdef class Engine:
 
     def restore_group(self, uint32_t group, state):
         """Load one group's recovered state (see paxos_core.storage.recovery.RecoveredGroup)."""
-        cdef Py_ssize_t slot = self.add_group(group)
+        cdef Py_ssize_t slot = self.add_group(group, state.incarnation)
         self.acceptor.restore(slot, state.promised, state.top, state.accepted)
         self.learner.restore(slot, state.chosen_next, state.chain, state.known_mark, state.repair_upto)
         self.proposer.seen_round[slot] = ballot_round(state.promised)
@@ -455,6 +473,9 @@ cdef class Engine:
     # ------------------------------------------------------------------ plumbing
 
     cdef void _send(self, int dest, Message m, bint after):
+        cdef Py_ssize_t slot = self.slot_of(m.group)
+        if slot >= 0:
+            m.inc = self.inc[slot]
         if dest == self.node_id:
             local = make_message(m.kind, m.group, m.instance, m.ballot, m.mark, m.aux, m.chain, m.value)
             local.src = self.node_id
@@ -497,6 +518,9 @@ cdef class Engine:
             return
         if self.status[slot] == GROUP_STOPPED:
             return
+        if m.inc != self.inc[slot] and m.src != self.node_id:
+            self.counters[C_WRONG_INCARNATION] += 1
+            return              # another incarnation of the group id: a different group
         cdef int src = m.src
         cdef int kind = m.kind
         if kind == ACCEPT:
@@ -1300,6 +1324,7 @@ cdef class Engine:
         pg = self.proposer.groups.get(slot)
         return {
             "group": group,
+            "incarnation": int(self.inc[slot]),
             "status": ("ok", "repairing", "stopped", "absent")[self.status[slot]],
             "stop_reason": self.stop_reasons.get(group),
             "promised": int(self.acceptor.promised[slot]),
@@ -1360,7 +1385,7 @@ cdef class Engine:
                     self.proposer.role_array, self.proposer.next_instance_array, self.proposer.seen_round_array,
                     self.proposer.timer_array, self.proposer.mark_sent_array, self.proposer.leader_heard_array,
                     self.proposer.last_accept_array, self.proposer.accept_heard_array, self.proposer.preferred_array,
-                    self.status_array):
+                    self.status_array, self.inc_array):
             total += arr.itemsize
         return total
 

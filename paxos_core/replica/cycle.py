@@ -38,7 +38,7 @@ def serve_messages(engine, log, serve):
                 continue
         chosen_next = engine.learned(group)[0]
         out.append((dest, Message(CATCHUP_REPLY, group, first, 0, end, chosen_next, chain,
-                                  encode_entries(entries))))
+                                  encode_entries(entries), inc=engine.incarnation_of(group))))
     return out, short
 
 

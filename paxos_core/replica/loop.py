@@ -9,11 +9,12 @@ arrived during one poll (every peer message, every client request) and the loop:
   3. handles the client requests: proposals and barriers go to the engine when this node is the group's
      master (a barrier from any node), others are redirected or held until a master is known; lease reads
      are only queued here;
-  4. runs the replica layer's timers when the tick advanced (claims, request deadlines, catch-up);
+  4. runs the replica layer's timers when the tick advanced (claims, catch-up);
   5. runs ONE effect cycle (replica/cycle.py: send early, ONE synced write, send late, serve catch-up from
      the now durable log, persisted), then handles groups that stopped (before anything of theirs is
      applied), applies the chosen values (master table and state machine, one store batch) and answers what
-     they complete: a write is acknowledged only once chosen AND applied;
+     they complete: a write is acknowledged only once chosen AND applied; only then are requests past their
+     deadline told Timeout (one whose value this very cycle applied gets its result instead);
   6. answers the queued lease reads: the clock is read again at this decision, and the master answers only
      while it holds its lease, leads the group's Paxos (so no other node can get a value chosen behind its
      back) and has applied every instance it knows chosen, i.e. every one it may have announced;
@@ -40,15 +41,15 @@ from ..errors import GroupStopped, ValueTooLarge
 from ..runtime import rpc
 from ..runtime.metrics import BATCH_BUCKETS, LATENCY_BUCKETS, Histogram
 from ..statemachine.kv import KVStateMachine
+from ..storage.records import group_record
 from . import envelope
-from .applier import APPLIED, BARRIER, CLAIMED, FENCED, Applier
+from .applier import APPLIED, BARRIER, CLAIMED, FENCED, Applier, master_key
 from .cycle import run_cycle
 from .master import MasterTable
 from .staged import StagedStore
 
 log = logging.getLogger("paxos_core.worker")
 
-GROUPS_KEY_PREFIX = b"\xffG"          # in the state machine's store: groups added (+) / removed (-) at run time
 SLOW_WRITE_SECONDS = 0.1              # a synced write this long is counted and reported
 
 
@@ -176,22 +177,24 @@ class ReplicaLoop:
     def slot_of(self, group):
         return (group - self.index) // self.workers
 
-    def _open(self, core_config, hosted, recovery, amnesia):
+    def _open(self, core_config, configured, recovery, amnesia):
         s = self.settings
-        hosted = set(hosted)
-        for key, value in self.store.scan(GROUPS_KEY_PREFIX):
-            group = int.from_bytes(key[2:6], "big")
-            if value == b"+":
-                hosted.add(group)
-            else:
-                hosted.discard(group)
-        # From here on the engine is the one record of which groups this worker hosts.
+        # Hosted: the configured groups and those added at run time (they have a GROUP record), less those
+        # removed here (a tombstone: re-adding one makes a newer incarnation). From here on the engine is the
+        # one record of which groups this worker hosts, in which incarnation.
+        incarnations = {group: 1 for group in configured}
+        for group, state in recovery.groups.items():
+            incarnations[group] = state.incarnation
+        self.tombstones = dict(recovery.removed)
+        for group in self.tombstones:
+            incarnations.pop(group, None)
+        hosted = set(incarnations)
         self.engine = engine = Engine(core_config, random.Random(self.rng.getrandbits(64)))
         for group in engine.groups():
-            if group not in hosted:
+            if group not in hosted or incarnations[group] != 1:
                 engine.remove_group(group)
         for group in sorted(hosted):
-            engine.add_group(group)
+            engine.add_group(group, incarnations[group])
         if recovery.corrupt_records:
             log.error("node %d worker %d: %d damaged records found at start: %s", self.node_id, self.index,
                       recovery.corrupt_records, recovery.problems()[:10])
@@ -243,6 +246,8 @@ class ReplicaLoop:
         if self.ticked:
             self._on_tick()                                  # 4
         self._cycle()                                        # 5
+        if self.ticked:
+            self._expire()
         if self.lease_reads:
             self._answer_lease_reads()                       # 6
         self.turn_ended = self.clock()
@@ -286,8 +291,14 @@ class ReplicaLoop:
             timeout = 1.0
             self.sm.unload_all()          # idle groups keep no Python objects of the state machine
         else:
-            next_tick = self.origin + (self.ticks + 1) * self.settings.tick_s
-            timeout = max(0.0, next_tick - self.clock())
+            elapsed = self.clock() - self.origin
+            tick_s = self.settings.tick_s
+            if int(elapsed / tick_s) > self.ticks:
+                timeout = 0.0                # a tick is due now
+            else:
+                # Until the next tick; never 0 while the tick computed from the clock has not advanced (float
+                # rounding at the boundary would otherwise turn the loop without time passing).
+                timeout = max((self.ticks + 1) * tick_s - elapsed, tick_s / 100)
         self.expected_sleep = timeout
         return timeout
 
@@ -618,22 +629,6 @@ class ReplicaLoop:
                 if self.engine.hosts(group):
                     self.engine.poke(group)
             del self.catchup_queue[-64:]
-        # Requests past their deadline: the outcome is unknown (a proposal may still be chosen later). Only
-        # requests still waiting are looked at (answered ones are not kept anywhere), every few ticks.
-        if now >= self.next_expiry_scan:
-            self.next_expiry_scan = now + 5
-            expired = [key for key, req in self.waiting.items() if req.deadline < now]
-            for key in expired:
-                req = self.waiting.pop(key)
-                self._reply_error(req, rpc.TIMEOUT, "no decision within the timeout: the outcome is unknown")
-            for group, parked in list(self.parked.items()):
-                late = [req for req in parked if req.deadline < now]
-                if late:
-                    self.parked[group] = [req for req in parked if req.deadline >= now]
-                    if not self.parked[group]:
-                        del self.parked[group]
-                    for req in late:
-                        self._reply_error(req, rpc.TIMEOUT, "no master for group %d within the timeout" % group)
         # Groups waiting for a master: claim again when the last claim is overdue.
         for group in list(self.parked):
             slot = self.slot_of(group)
@@ -659,6 +654,26 @@ class ReplicaLoop:
                 except GroupStopped:
                     pass
 
+    def _expire(self):
+        """Requests past their deadline: the outcome is unknown (a proposal may still be chosen later). Only
+        requests still waiting are looked at (answered ones are not kept anywhere), every few ticks."""
+        now = self.ticks
+        if now < self.next_expiry_scan:
+            return
+        self.next_expiry_scan = now + 5
+        expired = [key for key, req in self.waiting.items() if req.deadline < now]
+        for key in expired:
+            req = self.waiting.pop(key)
+            self._reply_error(req, rpc.TIMEOUT, "no decision within the timeout: the outcome is unknown")
+        for group, parked in list(self.parked.items()):
+            late = [req for req in parked if req.deadline < now]
+            if late:
+                self.parked[group] = [req for req in parked if req.deadline >= now]
+                if not self.parked[group]:
+                    del self.parked[group]
+                for req in late:
+                    self._reply_error(req, rpc.TIMEOUT, "no master for group %d within the timeout" % group)
+
     def _read_mastered_groups(self, since):
         """Groups we are master of that had lease reads since tick `since` (forgets older ones)."""
         out = []
@@ -675,13 +690,20 @@ class ReplicaLoop:
             self._send(identity, rpc.error_reply(rpc.BAD_REQUEST, req_id, "group %d belongs to worker %d"
                                                  % (group, group % self.workers)))
             return
-        if not self.engine.hosts(group):
-            self.engine.add_group(group)
-            self._resize()
-            self.store.write([(GROUPS_KEY_PREFIX + group.to_bytes(4, "big"), b"+")], [])
-            self.store.commit()
-            log.info("node %d worker %d: group %d added", self.node_id, self.index, group)
+        self.add_group(group)
         self._send(identity, rpc.reply(rpc.OK, req_id))
+
+    def add_group(self, group):
+        """Host `group`: a new incarnation, newer than any this node removed (its GROUP record is durable before
+        the group takes part in anything). Returns the incarnation."""
+        if self.engine.hosts(group):
+            return self.engine.incarnation_of(group)
+        incarnation = self.tombstones.pop(group, 0) + 1
+        self.engine.add_group(group, incarnation)
+        self._resize()
+        self.log.write([group_record(group, self.engine.incarnation_of(group))])
+        log.info("node %d worker %d: group %d added (incarnation %d)", self.node_id, self.index, group, incarnation)
+        return incarnation
 
     def _resize(self):
         n = self.engine.n_slots
@@ -690,23 +712,36 @@ class ReplicaLoop:
             self.preferred = np.concatenate([self.preferred, np.zeros(n - len(self.preferred), np.uint16)])
 
     def _on_remove_group(self, identity, req_id, group):
-        if self.engine.hosts(group):
-            self.engine.remove_group(group)
-            # The engine may already hold effects of this group (records to write, chosen values to apply):
-            # carry them out now, while the group still exists, so that none lands after its data is deleted.
-            self._cycle()
-            self.sm.drop_group(group)
-            self.sm.flush()
-            self.store.write([(GROUPS_KEY_PREFIX + group.to_bytes(4, "big"), b"-")], [])
-            self.store.commit()
-            self.log.delete_group(group)
-            slot = self.slot_of(group)
-            self.masters.restore(slot, 0, 0, 0, 0, self.ticks)
-            self.preferred[slot] = 0
-            for req in self.parked.pop(group, []):
-                self._reply_error(req, rpc.UNKNOWN_GROUP, "group %d was removed" % group)
-            log.info("node %d worker %d: group %d removed", self.node_id, self.index, group)
+        self.remove_group(group)
         self._send(identity, rpc.reply(rpc.OK, req_id))
+
+    def remove_group(self, group):
+        """Stop hosting `group` and delete its data. Its tombstone (the incarnation removed) is durable first,
+        so a crash half-way never brings the group back as an acceptor that forgot its votes."""
+        if not self.engine.hosts(group):
+            return
+        incarnation = self.engine.incarnation_of(group)
+        self.engine.remove_group(group)
+        # The engine may already hold effects of this group (records to write, chosen values to apply):
+        # carry them out now, while the group still exists, so that none lands after its data is deleted.
+        self._cycle()
+        self.log.write([group_record(group, incarnation, True)])
+        self.tombstones[group] = incarnation
+        self.sm.drop_group(group)
+        self.sm.flush()
+        self.store.write([], [master_key(group)])        # the master table's state of the group goes with it
+        self.store.commit()
+        self.log.delete_group(group)
+        slot = self.slot_of(group)
+        self.masters.restore(slot, 0, 0, 0, 0, self.ticks)
+        self.preferred[slot] = 0
+        for req in self.parked.pop(group, []):
+            self._reply_error(req, rpc.UNKNOWN_GROUP, "group %d was removed" % group)
+        for req in [r for r in self.lease_reads if r.group == group]:
+            self.lease_reads.remove(req)
+            self._reply_error(req, rpc.UNKNOWN_GROUP, "group %d was removed" % group)
+        log.info("node %d worker %d: group %d removed (incarnation %d)", self.node_id, self.index, group,
+                 incarnation)
 
     # ------------------------------------------------------------------ status and replies
     def group_count(self):

@@ -60,7 +60,8 @@ class Operation:
         self.attempts = {}              # req_id -> Attempt
         self.tried = set()
         self.min_epoch = 0
-        self.proposed = False           # an attempt may have been proposed: later sends are retries
+        self.proposed = False           # an attempt may have been proposed (it went unanswered, or timed out):
+                                        # later sends are retries (the Client's rule)
         self.done = False
         self.current = None             # the req_id of the attempt in flight
 
@@ -127,15 +128,39 @@ class SimClient:
         client_id = self.client_id
 
         def frame(req_id, timeout_ms, min_epoch, retry):
-            return rpc.propose_request(req_id, group, timeout_ms, client_id, seq, payload, min_epoch)
+            # A re-send after an attempt that may have been proposed carries the retry flag (as the Client's).
+            wire_seq = seq | kv.RETRY_FLAG if retry else seq
+            return rpc.propose_request(req_id, group, timeout_ms, client_id, wire_seq, payload, min_epoch)
         return frame
 
     def _batch_frame(self, group, first, payloads):
         client_id = self.client_id
 
         def frame(req_id, timeout_ms, min_epoch, retry):
-            return rpc.propose_batch_request(req_id, group, timeout_ms, client_id, first, payloads, min_epoch)
+            wire_first = first | kv.RETRY_FLAG if retry else first
+            return rpc.propose_batch_request(req_id, group, timeout_ms, client_id, wire_first, payloads, min_epoch)
         return frame
+
+    def _new_session(self, op):
+        """The session is not known to the group (its earlier operation was never applied, and no attempt of
+        this one was proposed): start a fresh session and send the operation again under it, as the Client
+        does. Nothing was applied under the old ids."""
+        self.client_id = self.rng.getrandbits(62) + 1
+        self.seq = 0
+        payloads = []
+        for hop in op.ops:
+            self.seq += 1
+            hop.id = (self.client_id, self.seq)
+        first = op.ops[0].id[1]
+        if len(op.ops) > 1:
+            payloads = [kv.encode_put(h.key, h.value) for h in op.ops]
+            op.frame_for = self._batch_frame(op.group, first, payloads)
+        else:
+            hop = op.ops[0]
+            payload = (kv.encode_cas(hop.key, hop.expected, hop.value) if hop.kind == "cas"
+                       else kv.encode_put(hop.key, hop.value))
+            op.frame_for = self._propose_frame(op.group, first, payload)
+        op.tried = set()
 
     def _read_frame(self, group, mode, query):
         def frame(req_id, timeout_ms, min_epoch, retry):
@@ -162,8 +187,6 @@ class SimClient:
         op.attempts[req_id] = Attempt(req_id, node, now, op.proposed)
         op.current = req_id
         frame = op.frame_for(req_id, max(1, remaining // 1000), op.min_epoch, op.proposed)
-        if op.ops[0].kind != "read":
-            op.proposed = True
         self.sim.client_send(self, node, frame)
         self.sim.client_timer(self, req_id, now + min(ATTEMPT_US, remaining))
 
@@ -175,6 +198,7 @@ class SimClient:
         if now - op.started >= DEADLINE_US:
             self._finish_unknown(now, "deadline")
             return
+        op.proposed = True              # the attempt went unanswered: it may have been proposed
         if len(op.tried) >= len(self.sim.node_ids):
             op.tried = set()
         self._send(now)
@@ -200,6 +224,11 @@ class SimClient:
                     results = rpc.decode_propose_batch_ok(body)
                 else:
                     results = [rpc.decode_propose_ok(body)]
+                statuses = [kv.decode_result(result).status for _, result in results]
+                if kv.SESSION_UNKNOWN in statuses and not retry:
+                    self._new_session(op)
+                    self.sim.client_retry(self, now + self.rng.randint(100, 1000), None)
+                    return
                 for hop, (instance, result) in zip(op.ops, results):
                     self._finish_write(hop, instance, result, now, node, retry)
                 self._done(now)
@@ -245,10 +274,10 @@ class SimClient:
 
     def _finish_write(self, hop, instance, result, now, node, retry):
         status = kv.decode_result(result).status
-        if status == kv.STALE and retry:
-            # A retry of a command an earlier attempt may have applied (the session has moved past it): this
-            # attempt applied nothing, the earlier one may have. The outcome is unknown; the log decides.
-            hop.notes.append("stale retry")
+        if status in (kv.STALE, kv.SESSION_UNKNOWN) and retry:
+            # A retry of a command an earlier attempt may have applied (the session moved past it, or was
+            # forgotten): this attempt applied nothing, the earlier one may have. Unknown; the log decides.
+            hop.notes.append("refused retry (%d)" % status)
             return
         hop.complete = now
         hop.node = node

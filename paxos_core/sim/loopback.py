@@ -95,5 +95,5 @@ class LoopbackCluster:
                 continue
             self.sent[msg.kind] = self.sent.get(msg.kind, 0) + 1
             copy = type(msg)(msg.kind, msg.group, msg.instance, msg.ballot, msg.mark, msg.aux, msg.chain,
-                             msg.value, msg.flags, src)
+                             msg.value, msg.flags, src, msg.inc)
             self.inbox[dest].append(copy)

@@ -14,7 +14,7 @@ Ports given to the loop (the same ones the worker gives it, simulated):
   send(messages)    frames through the real codec into the simulated network
 """
 from ..statemachine.store import Store
-from ..storage.records import encode_records, group_key, read_chain, read_chosen
+from ..storage.records import GROUP_RECORD, encode_records, group_key, read_chain, read_chosen
 from ..storage.recovery import recover
 from .disk import DELETE_RANGE
 
@@ -43,6 +43,7 @@ class SimNode:
         self.down_since = None
         self.marker_pending = False  # the identity marker is written back after the first synced write
         self.lost_state = False      # its storage was damaged or wiped and it has not rebuilt yet
+        self.regroup_ops = []        # admin operations for it: ("remove" | "add", group), done at its next turn
         from .disk import SimDisk
         self.disk = SimDisk()
 
@@ -124,8 +125,9 @@ class SimLog:
         return recover([(k, v) for k, v in self.disk.items(durable=True) if not k.startswith(STORE_PREFIX)])
 
     def delete_group(self, group):
+        """Every record of the group but its GROUP record (the tombstone), as RocksLog.delete_group."""
         begin = group_key(0, group, 0)
-        end = group_key(0, group + 1, 0) if group < 0xFFFFFFFF else b"H"
+        end = group_key(GROUP_RECORD, group, 0)
         self.node.step()
         self.disk.write([(DELETE_RANGE, begin, end)])
         self._sync()

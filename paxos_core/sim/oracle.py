@@ -4,6 +4,8 @@ The oracle sees every Accept a proposer sends and every vote an acceptor release
 the node, or a leader counting its own). A value is chosen at (group, instance) the moment a majority of
 acceptors have released votes for the same ballot; the value is the one the ballot's proposer sent.
 
+Groups are keyed by ``group_key(group, incarnation)``: a group id removed and added again is another group.
+
 Invariants (each violation is recorded with the simulated time):
   * at most one value is chosen per (group, instance), and a chosen value never changes;
   * a proposer never sends two different values under one ballot for one instance;
@@ -17,6 +19,11 @@ from ..wire.codec import decode_batch
 
 class Violation(Exception):
     pass
+
+
+def group_key(group, incarnation):
+    """The oracle's name for one incarnation of a group: the id itself for the first one."""
+    return group if incarnation == 1 else "%d@%d" % (group, incarnation)
 
 
 class Oracle:
@@ -43,7 +50,7 @@ class Oracle:
         if known is None:
             self.values[key] = value
         elif known != value:
-            self.violate("ballot %d proposed two values for group %d instance %d" % (ballot, group, instance))
+            self.violate("ballot %d proposed two values for group %s instance %d" % (ballot, group, instance))
 
     # -------------------------------------------------------------- acceptor side
     def on_vote(self, node, group, instance, ballot):
@@ -60,24 +67,24 @@ class Oracle:
         if len(voters) >= self.majority:
             value = self.values.get(key)
             if value is None:
-                self.violate("votes for group %d instance %d ballot %d that no proposer sent"
+                self.violate("votes for group %s instance %d ballot %d that no proposer sent"
                              % (group, instance, ballot))
                 return
             chosen = self.chosen.get((group, instance))
             if chosen is None:
                 self.chosen[(group, instance)] = value
             elif chosen != value:
-                self.violate("TWO VALUES CHOSEN for group %d instance %d (%r then %r at ballot %d)"
+                self.violate("TWO VALUES CHOSEN for group %s instance %d (%r then %r at ballot %d)"
                              % (group, instance, chosen[:40], value[:40], ballot))
 
     def on_served(self, node, group, instance, value):
         """A node sent `value` as the chosen value of (group, instance) in a catch-up reply."""
         chosen = self.chosen.get((group, instance))
         if chosen is None:
-            self.violate("node %d served group %d instance %d as chosen, but no quorum chose it"
+            self.violate("node %d served group %s instance %d as chosen, but no quorum chose it"
                          % (node, group, instance))
         elif chosen != value:
-            self.violate("node %d served a value for group %d instance %d that is not the chosen one (a vote?)"
+            self.violate("node %d served a value for group %s instance %d that is not the chosen one (a vote?)"
                          % (node, group, instance))
 
     def on_promise_reply(self, node, group, ballot):
@@ -90,19 +97,19 @@ class Oracle:
         if state is None:
             state = self.learned[(node, group)] = [0]
         if instance != state[0]:
-            self.violate("node %d learned group %d instance %d out of order (expected %d)"
+            self.violate("node %d learned group %s instance %d out of order (expected %d)"
                          % (node, group, instance, state[0]))
         state[0] = instance + 1
         chosen = self.chosen.get((group, instance))
         if chosen is None:
-            self.violate("node %d learned group %d instance %d, which no quorum chose" % (node, group, instance))
+            self.violate("node %d learned group %s instance %d, which no quorum chose" % (node, group, instance))
         elif chosen != value:
-            self.violate("node %d learned a value for group %d instance %d that differs from the chosen one"
+            self.violate("node %d learned a value for group %s instance %d that differs from the chosen one"
                          % (node, group, instance))
         log = self.logs.setdefault(group, [])
         if instance < len(log):
             if log[instance] != value:
-                self.violate("learned logs of group %d are not prefixes of one another at instance %d"
+                self.violate("learned logs of group %s are not prefixes of one another at instance %d"
                              % (group, instance))
         elif instance == len(log):
             log.append(value)
@@ -111,14 +118,14 @@ class Oracle:
         """Right after a restart: nothing the node vouched for may be forgotten."""
         replied = self.replied_promise.get((node, group), 0)
         if promised < replied:
-            self.violate("node %d group %d: promise went back from %d to %d across a restart"
+            self.violate("node %d group %s: promise went back from %d to %d across a restart"
                          % (node, group, replied, promised))
         for (n, g, instance), ballot in self.replied_accept.items():
             if n != node or g != group or instance < chosen_next:
                 continue
             entry = accepted.get(instance)
             if entry is None or entry[0] < ballot:
-                self.violate("node %d group %d instance %d: accepted ballot went back from %d to %s across a "
+                self.violate("node %d group %s instance %d: accepted ballot went back from %d to %s across a "
                              "restart" % (node, group, instance, ballot, entry[0] if entry else "nothing"))
 
     def forget_learned(self, node):
@@ -134,8 +141,8 @@ class Oracle:
         self.acked += 1
         chosen = self.chosen.get((group, instance))
         if chosen is None:
-            self.violate("acknowledged proposal at group %d instance %d, which is not chosen" % (group, instance))
+            self.violate("acknowledged proposal at group %s instance %d, which is not chosen" % (group, instance))
             return
         if not any(entry[2] == payload for entry in decode_batch(chosen)):
-            self.violate("acknowledged proposal %r is not in the chosen value of group %d instance %d"
+            self.violate("acknowledged proposal %r is not in the chosen value of group %s instance %d"
                          % (payload[:40], group, instance))

@@ -9,17 +9,15 @@ import time
 from .simulation import FAULT_KINDS, SimConfig, run_seed
 
 
-def plan(seeds, seed_base=0, nodes=(3,), groups=(1,), faults=FAULT_KINDS, plant="", ops=None, window=None):
+def plan(seeds, seed_base=0, nodes=(3,), groups=(1,), faults=FAULT_KINDS, plant="", clients=None, window=None):
     """One SimConfig per seed; seeds cycle through every (nodes, groups) combination."""
     combos = list(itertools.product(nodes, groups))
     configs = []
     for k in range(seeds):
         n, g = combos[k % len(combos)]
         cfg = SimConfig(seed=seed_base + k, nodes=n, groups=g, faults=tuple(faults), plant=plant)
-        if ops is not None:
-            cfg.ops = ops
-        elif g > 1:
-            cfg.ops = max(cfg.ops, 6 * g)
+        if clients is not None:
+            cfg.clients = clients
         if window is not None:
             cfg.window = window
         configs.append(cfg)
@@ -51,9 +49,10 @@ def run_many(configs, jobs=None, fail_fast=False, out=sys.stdout, progress=False
                 print("seed=%d FAILED (%s) trace=%s" % (result.seed, _describe(cfg), result.trace), file=out)
                 for line in result.violations[:5]:
                     print("    " + line, file=out)
-                print("    reproduce: paxos-core sim --seeds 1 --seed-base %d --nodes %d --groups %d --faults %s%s"
+                print("    reproduce: paxos-core sim --seeds 1 --seed-base %d --nodes %d --groups %d --faults %s%s%s"
                       % (result.seed, cfg.nodes, cfg.groups, ",".join(cfg.faults),
-                         " --plant " + cfg.plant if cfg.plant else ""), file=out)
+                         " --plant " + cfg.plant if cfg.plant else "",
+                         " --clients %d" % cfg.clients if cfg.clients != SimConfig.clients else ""), file=out)
                 if fail_fast:
                     break
             elif progress and len(results) % 50 == 0:

@@ -16,7 +16,8 @@ only where input comes from and where time goes:
 Faults (``FAULT_KINDS``): message loss, duplication, long delays, reordering (jitter), partitions (one-way and
 both ways), crashes that lose unsynced writes and may tear the last one, clock skew (bounded rate drift),
 process pauses longer than the lease, fsync stalls, damage to synced data (a flipped bit in the write-ahead
-log or in a table, an unreadable block, a lost file), and wiped data directories (amnesia). At ``fault_ms``
+log or in a table, an unreadable block, a lost file), wiped data directories (amnesia), and a group removed
+and added again on some nodes first and the others later (regroup). At ``fault_ms``
 everything heals; then every group must accept a write, every node must converge, and every rebuild finish,
 within ``heal_ms``.
 
@@ -32,6 +33,8 @@ The same seed gives the same trace: every event feeds a running hash, which ``ru
 import hashlib
 import heapq
 import random
+
+import numpy as np
 from dataclasses import dataclass
 
 from ..core.config import CoreConfig
@@ -48,14 +51,14 @@ from ..wire.message import ACCEPT, ACCEPTED, CATCHUP_REPLY, PROMISE
 from .clients import _UNSEEN, KEYS_PER_GROUP, HistoryOp, Operation, SimClient
 from .network import NetworkFaults, SimNetwork
 from .node import SimCrash, SimLog, SimNode, SimStore
-from .oracle import Oracle
+from .oracle import Oracle, group_key
 
 FAULT_KINDS = ("loss", "duplicate", "delay", "reorder", "partition", "crash", "torn", "skew", "pause", "stall",
-               "damage", "amnesia")
+               "damage", "amnesia", "regroup")
 CLUSTER_ID = 0x5349_4D55_4C41_5445    # "SIMULATE"
 
 (WAKE, DELIVER, CLIENT_DELIVER, CLIENT_REPLY, CLIENT_TIMER, CLIENT_RETRY, CLIENT_START, CRASH, RESTART, PARTITION,
- UNPARTITION, PAUSE, DAMAGE, HEAL, PROBE, LEASE_CHECK) = range(16)
+ UNPARTITION, PAUSE, DAMAGE, HEAL, PROBE, LEASE_CHECK, REGROUP) = range(17)
 INF = float("inf")
 
 
@@ -73,7 +76,6 @@ class SimConfig:
     plant: str = ""
     stop_on_violation: bool = True
     lease_ticks: int = 30
-    ops: int = 0                   # unused (kept for callers of the earlier simulator)
 
 
 @dataclass
@@ -104,6 +106,13 @@ class ProbeClient(SimClient):
         self.batch_sessions = False
 
     def next_operation(self, now):
+        probe = self.sim.probe_ops.get(self.group)
+        if probe is not None and probe.outcome != "ok" and self.script and not self.script[0] == "write":
+            # The write's outcome is unknown (e.g. its retry was refused: its session had not started): write
+            # again under a fresh session.
+            self.client_id = self.rng.getrandbits(62) + 1
+            self.seq = 0
+            self.script.insert(0, "write")
         if not self.script:
             return
         step = self.script.pop(0)
@@ -157,6 +166,7 @@ class Simulation:
         self.history = []
         self.last_seen = {}
         self.probe_ops = {}
+        self.regrouped = set()      # groups removed and added again (their data restarts: not history-checked)
         self.lease_checks = 0
         self.stats = {"frames": 0, "messages": 0, "torn_batches": 0, "frame_errors": 0, "pauses": 0, "stalls": 0,
                       "damage": 0, "amnesia": 0, "turns": 0, "acked": 0, "ops": 0}
@@ -214,15 +224,16 @@ class Simulation:
         loop.effects_hook = lambda fx, node=node: self._observe(node, fx)
         node.loop = loop
         self._trace("start", node.id, node.incarnation, amnesia)
-        for group in self.group_ids:
-            self.oracle.set_learned_start(node.id, group, loop.engine.learned(group)[0])
+        for group in loop.engine.groups():
+            self.oracle.set_learned_start(node.id, group_key(group, loop.engine.incarnation_of(group)),
+                                          loop.engine.learned(group)[0])
         if node.incarnation > 1:
             self._check_restart(node)
         self._wake(node, node.local_now)
 
     def _check_restart(self, node):
         engine = node.loop.engine
-        for group in self.group_ids:
+        for group in engine.groups():
             view = engine.group_view(group)
             if view["status"] == "repairing":
                 continue          # it knows it may have lost state: it rebuilds before voting (checked on send)
@@ -230,7 +241,8 @@ class Simulation:
                 self.oracle.violate("node %d group %d stopped after restart: %s"
                                     % (node.id, group, view["stop_reason"]))
                 continue
-            self.oracle.on_restart_state(node.id, group, view["promised"], view["accepted"], view["chosen_next"])
+            self.oracle.on_restart_state(node.id, group_key(group, view["incarnation"]), view["promised"],
+                                         view["accepted"], view["chosen_next"])
 
     def _crashed(self, node, tear=None):
         """The node's process is dead (a planned crash struck, maybe inside a write)."""
@@ -264,6 +276,19 @@ class Simulation:
         node.local_now = max(self.now, node.busy_until)
         frames, node.inbox = node.inbox, []
         requests, node.client_inbox = node.client_inbox, []
+        loop = node.loop
+        try:
+            while node.regroup_ops:
+                what, group = node.regroup_ops[0]
+                self._trace("regroup", node.id, what, group)
+                if what == "remove":
+                    loop.remove_group(group)
+                else:
+                    loop.add_group(group)
+                node.regroup_ops.pop(0)       # done (a crash half-way leaves it to do again: both are idempotent)
+        except SimCrash:
+            self._crashed(node)
+            return
         messages = []
         for frame in frames:
             try:
@@ -272,7 +297,6 @@ class Simulation:
                 self.stats["frame_errors"] += 1
         self.stats["turns"] += 1
         self._trace("turn", node.id, node.local_now, len(messages), len(requests))
-        loop = node.loop
         try:
             loop.turn(messages, requests)
             replies = loop.take_replies()
@@ -283,12 +307,28 @@ class Simulation:
             self._crashed(node)
             return
         node.busy_until = node.local_now
+        self._check_queue_order(node)
         if node.lost_state and not loop.engine.repairs:
             node.lost_state = False
         if timeout <= 0:
             self._wake(node, node.busy_until)
         else:
             self._wake(node, node.busy_until + int(timeout * 1e6 / node.rate) + 1)
+
+    def _check_queue_order(self, node):
+        """A proposer keeps its own proposals in the order they were made (a leader that steps down re-queues
+        them in instance order): operations of one client session then reach the log in session order."""
+        engine = node.loop.engine
+        for slot, pg in engine.proposer.groups.items():
+            last = -1
+            for origin, seq, _ in pg.pending:
+                if origin != node.id:
+                    continue
+                if seq < last:
+                    self.oracle.violate("node %d group %d: its own proposals are queued out of order (seq %d after "
+                                        "%d)" % (node.id, slot, seq, last))
+                    return
+                last = seq
 
     def fsync_latency(self):
         if self.stall_rate and not self.healed and self.rng.random() < self.stall_rate:
@@ -304,20 +344,21 @@ class Simulation:
         for dest, msg in messages:
             per_dest.setdefault(dest, []).append(msg)
             kind = msg.kind
+            group = group_key(msg.group, msg.inc)
             if kind == ACCEPTED or kind == PROMISE:
                 if engine is not None and engine.group_status(msg.group) != 0:
-                    oracle.violate("node %d sent %s for group %d while it was not a voter (%s)"
-                                   % (node.id, "a vote" if kind == ACCEPTED else "a promise", msg.group,
+                    oracle.violate("node %d sent %s for group %s while it was not a voter (%s)"
+                                   % (node.id, "a vote" if kind == ACCEPTED else "a promise", group,
                                       engine.group_view(msg.group)["status"]))
                 if kind == ACCEPTED:
-                    oracle.on_vote(node.id, msg.group, msg.instance, msg.ballot)
+                    oracle.on_vote(node.id, group, msg.instance, msg.ballot)
                 else:
-                    oracle.on_promise_reply(node.id, msg.group, msg.ballot)
+                    oracle.on_promise_reply(node.id, group, msg.ballot)
             elif kind == ACCEPT:
-                oracle.on_accept_sent(msg.group, msg.instance, msg.ballot, msg.value)
+                oracle.on_accept_sent(group, msg.instance, msg.ballot, msg.value)
             elif kind == CATCHUP_REPLY:
                 for instance, _, value in decode_entries(msg.value) if msg.value else ():
-                    oracle.on_served(node.id, msg.group, instance, value)
+                    oracle.on_served(node.id, group, instance, value)
         for dest, msgs in per_dest.items():
             frame = encode_frame(CLUSTER_ID, node.id, dest, msgs)
             self.stats["frames"] += 1
@@ -328,10 +369,16 @@ class Simulation:
                 self.at(node.local_now + delay, DELIVER, dest, frame)
 
     def _observe(self, node, fx):
+        engine = node.loop.engine if node.loop is not None else None
+        if engine is None:
+            return
+        incarnation = engine.incarnation_of
         for group, instance, ballot in fx.self_votes:
-            self.oracle.on_vote(node.id, group, instance, ballot)
+            if engine.hosts(group):
+                self.oracle.on_vote(node.id, group_key(group, incarnation(group)), instance, ballot)
         for group, instance, value in fx.chosen:
-            self.oracle.on_learn(node.id, group, instance, value)
+            if engine.hosts(group):
+                self.oracle.on_learn(node.id, group_key(group, incarnation(group)), instance, value)
 
     # ------------------------------------------------------------------ clients
     def client_send(self, client, node_id, frame):
@@ -356,16 +403,15 @@ class Simulation:
 
     def on_acknowledged(self, hop, instance, status):
         """A client got an answer to a write: it must come from the chosen log at that instance."""
+        self.stats["acked"] += 1
+        if hop.group in self.regrouped:
+            return                  # which incarnation answered is not known here; the oracle checks agreement
         chosen = self.oracle.chosen.get((hop.group, instance))
         client_id, seq = hop.id
         if chosen is None or not _holds_command(chosen, client_id, seq):
             self.oracle.violate("client %d seq %d got an answer from group %d instance %d, which does not hold "
                                 "its command" % (client_id, seq, hop.group, instance))
-        if status == kv.STALE:
-            self.oracle.violate("client %d seq %d (group %d) was refused as STALE while the client still waited "
-                                "for it: operations of one session were applied out of order"
-                                % (client_id, seq, hop.group))
-        self.stats["acked"] += 1
+
 
     # ------------------------------------------------------------------ faults and workload
     def _plan(self):
@@ -387,6 +433,20 @@ class Simulation:
                 length = r.randint(5_000, 3 * cfg.lease_ticks * cfg.tick_us)
                 self.at(t, PAUSE, r.choice(self.node_ids), length)
         damage_kinds = [k for k in ("damage", "amnesia") if k in self.faults]
+        if "regroup" in self.faults and (not damage_kinds or r.random() < 0.3):
+            # A node whose storage is lost forgets groups changed at run time (their registry lives with the
+            # data), so a seed does one or the other.
+            damage_kinds = []
+            group = r.choice(self.group_ids)
+            first = [n for n in self.node_ids if r.random() < 0.6] or [r.choice(self.node_ids)]
+            rest = [n for n in self.node_ids if n not in first]
+            t = r.randint(0, fault_end // 2)
+            self.at(t, REGROUP, 0, ("remove", group, first))
+            self.at(t + r.randint(5_000, 300_000), REGROUP, 0, ("add", group, first))
+            t2 = t + r.randint(100_000, fault_end // 2)
+            if rest:
+                self.at(t2, REGROUP, 0, ("remove", group, rest))
+                self.at(t2 + r.randint(5_000, 300_000), REGROUP, 0, ("add", group, rest))
         if damage_kinds:
             for _ in range(r.randint(1, cfg.nodes)):
                 t = r.randint(100_000, fault_end - 50_000)
@@ -401,10 +461,15 @@ class Simulation:
             for _ in range(r.randint(1, 6)):
                 t = r.randint(0, fault_end)
                 node = r.choice(self.node_ids)
-                mode = r.choice((None, "in", "out", "pair"))
+                mode = r.choice((None, "in", "out", "pair", "master"))
                 other = r.choice([n for n in self.node_ids if n != node])
-                self.at(t, PARTITION, node, (mode, other))
-                self.at(min(t + r.randint(50_000, 800_000), fault_end), UNPARTITION, node, (mode, other))
+                end = min(t + r.randint(50_000, 800_000), fault_end)
+                if mode == "master":
+                    # Cut off whichever node is then the master of a group (decided when it happens).
+                    self.at(t, PARTITION, 0, (mode, (r.choice(self.group_ids), end)))
+                else:
+                    self.at(t, PARTITION, node, (mode, other))
+                    self.at(end, UNPARTITION, node, (mode, other))
         self.at(fault_end, HEAL)
         self.at(fault_end + 1, PROBE)
         self.at(r.randint(0, 5000), LEASE_CHECK)
@@ -464,17 +529,29 @@ class Simulation:
     def _check_leases(self):
         """At most one node holds a group's master lease at any instant (by each node's own clock)."""
         self.lease_checks += 1
-        for group in self.group_ids:
-            holders = []
-            for node in self.nodes.values():
-                loop = node.loop
-                if loop is None:
-                    continue
-                ticks = int((node.clock_at(self.now) - loop.origin) / loop.settings.tick_s)
-                if loop.masters.has_lease(loop.slot_of(group), ticks):
-                    holders.append(node.id)
-            if len(holders) > 1:
-                self.oracle.violate("group %d: nodes %s hold the master lease at once" % (group, holders))
+        count = None
+        holding = {}
+        for node in self.nodes.values():
+            loop = node.loop
+            if loop is None:
+                continue
+            ticks = int((node.clock_at(self.now) - loop.origin) / loop.settings.tick_s)
+            masters = loop.masters
+            n = len(self.group_ids)
+            held = ((masters.master[:n] == node.id) & (masters.lease_until[:n] > ticks))   # slot = group
+            holding[node.id] = (held, loop.engine.inc_array[:n])
+            count = held.astype(np.int32) if count is None else count + held
+        if count is None or count.max(initial=0) <= 1:
+            return
+        for slot in np.nonzero(count > 1)[0]:
+            by_incarnation = {}
+            for node_id, (held, inc) in holding.items():
+                if held[slot]:
+                    by_incarnation.setdefault(int(inc[slot]), []).append(node_id)
+            for incarnation, holders in by_incarnation.items():
+                if len(holders) > 1:
+                    self.oracle.violate("group %s: nodes %s hold the master lease at once"
+                                        % (group_key(int(slot), incarnation), holders))
 
     # ------------------------------------------------------------------ main loop
     def run(self):
@@ -541,6 +618,14 @@ class Simulation:
                 self._trace(time_us, kind, node_id, data)
                 if node.up:
                     node.pause = (time_us, data)
+            elif kind == PARTITION and data[0] == "master":
+                group, until = data[1]
+                masters = [int(n.loop.masters.master[group]) for n in self.nodes.values() if n.up]
+                master = max(set(masters), key=masters.count) if masters else 0
+                self._trace(time_us, kind, master, data)
+                if master:
+                    self.net.isolate(master, self.node_ids)
+                    self.at(max(until, time_us + 1), UNPARTITION, master, (None, 0))
             elif kind == PARTITION or kind == UNPARTITION:
                 self._trace(time_us, kind, node_id, data)
                 mode, other = data
@@ -554,6 +639,15 @@ class Simulation:
                                 apply(node_id, peer)
                             if mode in (None, "in"):
                                 apply(peer, node_id)
+            elif kind == REGROUP:
+                what, group, targets = data
+                self._trace(time_us, kind, what, group, targets)
+                self.regrouped.add(group)
+                for n in targets:
+                    target = self.nodes[n]
+                    target.regroup_ops.append((what, group))
+                    if target.up:
+                        self._wake(target, time_us)
             elif kind == LEASE_CHECK:
                 self._check_leases()
                 self.at(time_us + 5000, LEASE_CHECK)
@@ -579,15 +673,17 @@ class Simulation:
         for group in self.group_ids:
             probe = self.probe_ops.get(group)
             if probe is None or probe.outcome != "ok":
-                states = {n.id: (n.loop.engine.group_view(group) if n.up else "down") for n in self.nodes.values()}
+                states = {n.id: (n.loop.engine.group_view(group) if n.up and n.loop.engine.hosts(group) else "absent")
+                          for n in self.nodes.values()}
                 oracle.violate("liveness: group %d accepted no write within %d ms of the heal; nodes: %s"
                                % (group, self.cfg.heal_ms, _brief(states)))
                 continue
-            marks = {n.id: n.loop.engine.learned(group)[0] for n in self.nodes.values() if n.up}
+            marks = {n.id: (n.loop.engine.learned(group)[0], n.loop.engine.incarnation_of(group))
+                     if n.loop.engine.hosts(group) else "absent" for n in self.nodes.values() if n.up}
             if len(set(marks.values())) != 1:
                 oracle.violate("liveness: group %d's nodes did not converge after the heal: %r" % (group, marks))
             for n in self.nodes.values():
-                status = n.loop.engine.group_view(group)["status"] if n.up else "down"
+                status = n.loop.engine.group_view(group)["status"] if n.up and n.loop.engine.hosts(group) else "down"
                 if status != "ok":
                     oracle.violate("liveness: group %d is %s on node %d at the end" % (group, status, n.id))
         if oracle.violations:
@@ -599,10 +695,11 @@ class Simulation:
         from ..check.history import NOT_OBSERVED, Op
         from ..check.logorder import check_log_order
 
-        applied = applied_changes(self.oracle.logs, self.cfg.groups, self.cfg.lease_ticks, self.lease_margin)
+        logs = {g: self.oracle.logs.get(g, []) for g in self.group_ids if g not in self.regrouped}
+        applied = applied_changes(logs, self.cfg.groups, self.cfg.lease_ticks, self.lease_margin)
         ops = []
         for hop in self.history:
-            if hop.outcome == "fail" and hop.kind == "read":
+            if hop.outcome == "fail" and hop.kind == "read" or hop.group in self.regrouped:
                 continue
             ops.append(Op(id=hop.id, key=(hop.group, hop.key), kind=hop.kind, value=hop.value, expected=hop.expected,
                           invoke=hop.invoke, complete=hop.complete if hop.outcome == "ok" else None,
@@ -631,10 +728,11 @@ def _holds_command(value, client_id, seq):
         kind = envelope.kind(payload)
         if kind == envelope.CLIENT:
             _, cid, s, _ = envelope.decode_client(payload)
-            if cid == client_id and s == seq:
+            if cid == client_id and s & kv.SEQ_MASK == seq:
                 return True
         elif kind == envelope.CLIENT_BATCH:
             _, cid, first, ops = envelope.decode_client_batch(payload)
+            first &= kv.SEQ_MASK
             if cid == client_id and first <= seq < first + len(ops):
                 return True
     return False
@@ -675,7 +773,7 @@ class _RecordingKV(kv.KVStateMachine):
                     new = None
                 else:
                     continue
-                self.changes.setdefault((group, key), []).append(((client_id, seq), new))
+                self.changes.setdefault((group, key), []).append(((client_id, seq & kv.SEQ_MASK), new))
         return results
 
 

@@ -27,8 +27,8 @@ import rocksdict
 from libc.stdint cimport uint32_t, uint64_t
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
-from paxos_core.storage.records cimport (CHAIN_RECORD, INSTANCE_RECORD, LOW_RECORD, NODE_RECORD, RECORD_VOID,
-                                         encode_record, group_key)
+from paxos_core.storage.records cimport (CHAIN_RECORD, GROUP_RECORD, INSTANCE_RECORD, LOW_RECORD, NODE_RECORD,
+                                         RECORD_VOID, encode_record, group_key)
 
 from paxos_core.errors import ConfigError, RecordCorrupt, UnknownVersion
 from paxos_core.storage.records import NODE_KEY, decode_record, node_record
@@ -270,9 +270,10 @@ cdef class RocksLog:
         return self.db
 
     def delete_group(self, uint32_t group):
-        """Delete every record of a group (it was removed from this node), in one synced batch."""
+        """Delete every record of a group (it was removed from this node) but its GROUP record (the tombstone
+        the caller wrote first), in one synced batch."""
         batch = rocksdict.WriteBatch(raw_mode=True)
-        batch.delete_range(group_key(0, group, 0), group_key(0, group + 1, 0))
+        batch.delete_range(group_key(0, group, 0), group_key(GROUP_RECORD, group, 0))
         self.db.write(batch, self.write_opts)
         self.writes += 1
         if self.write_opts.sync:

@@ -3,7 +3,7 @@
 It has no crash semantics of its own (everything written is "durable"); the simulator's SimDisk models
 crashes, and RocksLog is the real thing.
 """
-from .records import (INSTANCE_RECORD, LOW_RECORD, decode_record, encode_record, group_key, read_chain,
+from .records import (GROUP_RECORD, INSTANCE_RECORD, LOW_RECORD, decode_record, encode_record, group_key, read_chain,
                       read_chosen)
 from .recovery import recover
 
@@ -64,6 +64,14 @@ class MemoryLog:
         key, value = encode_record((LOW_RECORD, group, 0, 0, 0, 0, below, chain, b""))
         self.store[key] = value
         return below - low
+
+    def delete_group(self, group):
+        """Every record of the group but its GROUP record (the tombstone the caller wrote first)."""
+        begin, end = group_key(0, group, 0), group_key(GROUP_RECORD, group, 0)
+        for key in [k for k in self.store if begin <= k < end]:
+            del self.store[key]
+        self.writes += 1
+        self.syncs += 1
 
     def close(self):
         pass

@@ -7,11 +7,13 @@ cpdef enum RecordType:
     NODE_RECORD = 3         # per node: node id, cluster id, storage format
     CHAIN_RECORD = 4        # per (group, instance multiple of CHAIN_EVERY): the chain over the values below it
     REPAIR_RECORD = 5       # per group: the group lost (or may have lost) synced state and must rebuild
+    GROUP_RECORD = 6        # per group: its incarnation; with GROUP_REMOVED, the tombstone of a removed one
 
 cpdef enum RecordFlag:
     RECORD_CHOSEN = 1       # the value is known chosen (learned by catch-up)
     RECORD_VOID = 2         # no vote here: written over a damaged vote once the group has rebuilt
     REPAIR_PENDING = 1      # REPAIR_RECORD flag: the rebuild has not finished
+    GROUP_REMOVED = 1       # GROUP_RECORD flag: the incarnation was removed here (a re-add must be newer)
 
 # Every CHAIN_EVERY instances a learner records its chain, so a catch-up reply that ends there can carry the
 # sender's chain at its end (see core/engine.pyx, _serve).

@@ -3,7 +3,7 @@
 
 Keys (14 bytes, big-endian so that byte order is numeric order and one group's records are contiguous):
 
-    b"G" | group u32 | record type u8 | instance u64      group records (types 0, 1, 2, 4, 5)
+    b"G" | group u32 | record type u8 | instance u64      group records (types 0, 1, 2, 4, 5, 6)
     b"N" | 13 zero bytes                                   the node record (type 3)
 
 Values (little-endian), every one ending in a crc32c computed over the KEY and the value bytes before it,
@@ -16,6 +16,8 @@ so a record that is damaged, torn, or found under the wrong key is detected:
     NODE_RECORD      ver u8=1 | type u8 | 0 u8 | 0 u8 | node id u32 | cluster id u64 | crc u32
     CHAIN_RECORD     ver u8=1 | type u8 | 0 u8 | 0 u8 | chain u32 | crc u32      (key instance: where it holds)
     REPAIR_RECORD    ver u8=1 | type u8 | flags u8 | 0 u8 | crc u32             (flags: REPAIR_PENDING)
+    GROUP_RECORD     ver u8=1 | type u8 | flags u8 | 0 u8 | incarnation u16 | 0 u16 | crc u32
+                     (flags: GROUP_REMOVED; the record tuple carries the incarnation in its promised slot)
 
 An INSTANCE_RECORD's `mark` and `chain` are the writer's learned mark (every instance below it was chosen and
 its value is in this node's records) and the checksum chain over the values below that mark, at the time of
@@ -43,6 +45,7 @@ cdef int _LOW_SIZE = 4 + 8 + 4 + 4
 cdef int _NODE_SIZE = 4 + 4 + 8 + 4
 cdef int _CHAIN_SIZE = 4 + 4 + 4
 cdef int _REPAIR_SIZE = 4 + 4
+cdef int _GROUP_SIZE = 4 + 4 + 4
 CHAIN_INTERVAL = CHAIN_EVERY
 
 
@@ -109,7 +112,7 @@ def parse_key(key):
         raise RecordCorrupt("key of %d bytes, expected 14" % k.shape[0])
     if k[0] == 0x4E:  # "N"
         return NODE_RECORD, 0, 0
-    if k[0] != 0x47 or k[5] == NODE_RECORD or k[5] > REPAIR_RECORD:
+    if k[0] != 0x47 or k[5] == NODE_RECORD or k[5] > GROUP_RECORD:
         raise RecordCorrupt("unknown key prefix %r" % bytes(key[:6]))
     return k[5], _get_u32be(&k[1]), _get_u64be(&k[6])
 
@@ -213,7 +216,22 @@ cpdef tuple encode_record(tuple record):
         p[3] = 0
         _seal(key, p, 4)
         return key, out
+    if rtype == GROUP_RECORD:
+        key = group_key(rtype, group, 0)
+        out = PyBytes_FromStringAndSize(NULL, _GROUP_SIZE)
+        p = <unsigned char *>PyBytes_AS_STRING(out)
+        p[0] = FORMAT_VERSION
+        p[1] = GROUP_RECORD
+        p[2] = <uint8_t>record[3]
+        p[3] = 0
+        _put_u32(p + 4, <uint32_t>(<uint64_t>record[4] & 0xFFFF))
+        _seal(key, p, 8)
+        return key, out
     raise ValueError("unknown record type %r" % rtype)
+
+
+def group_record(uint32_t group, int incarnation, bint removed=False):
+    return (GROUP_RECORD, group, 0, GROUP_REMOVED if removed else 0, incarnation, 0, 0, 0, b"")
 
 
 def chain_record(uint32_t group, uint64_t instance, uint32_t chain):
@@ -294,6 +312,10 @@ def decode_record(key, value):
         if n != _REPAIR_SIZE:
             raise RecordCorrupt("repair record of %d bytes, expected %d" % (n, _REPAIR_SIZE))
         return (REPAIR_RECORD, group, 0, v[2], 0, 0, 0, 0, b"")
+    if rtype == GROUP_RECORD:
+        if n != _GROUP_SIZE:
+            raise RecordCorrupt("group record of %d bytes, expected %d" % (n, _GROUP_SIZE))
+        return (GROUP_RECORD, group, 0, v[2], _get_u32(&v[4]) & 0xFFFF, 0, 0, 0, b"")
     raise RecordCorrupt("unknown record type %d" % rtype)
 
 

@@ -23,6 +23,8 @@ from ..errors import RecordCorrupt, UnknownVersion
 from ..core.learner import chain_next
 from .records import (
     CHAIN_RECORD,
+    GROUP_RECORD,
+    GROUP_REMOVED,
     INSTANCE_RECORD,
     LOW_RECORD,
     NODE_RECORD,
@@ -54,7 +56,7 @@ class RecoveredGroup:
     repair_upto: int = 0         # the rebuild learns at least up to this instance (a known mark, a damaged vote)
     repair: bool = False         # promises or votes may be lost: rebuild from peers before voting again
     repair_reason: str = ""
-    void: list = field(default_factory=list)       # damaged vote records to overwrite (VOID) once rebuilt
+    incarnation: int = 1         # the group's incarnation (GROUP record; 1 when there is none)
     stop_reason: str = ""        # non-empty: the group cannot be served
     corrupt: list = field(default_factory=list)    # [(instance or None, reason)]
 
@@ -66,6 +68,7 @@ class Recovery:
     cluster_id: int = 0
     corrupt_records: int = 0
     records: int = 0
+    removed: dict = field(default_factory=dict)     # group id -> incarnation removed here (tombstones)
     amnesia: bool = False       # the storage lost synced state as a whole (set by the storage layer)
     report: str = ""            # one line about it
 
@@ -75,9 +78,12 @@ class Recovery:
 
 
 class _GroupScan:
-    __slots__ = ("promised", "low", "low_chain", "instances", "corrupt", "stop", "chains", "repair")
+    __slots__ = ("promised", "low", "low_chain", "instances", "corrupt", "stop", "chains", "repair",
+                 "incarnation", "removed")
 
     def __init__(self):
+        self.incarnation = 1
+        self.removed = False
         self.promised = 0
         self.low = 0
         self.low_chain = 0
@@ -123,6 +129,9 @@ def recover(items):
                 scan.stop = "the truncation record is damaged and cannot be repaired: %s" % exc
             elif rtype == CHAIN_RECORD:
                 scan.corrupt.append((None, "chain record at %d: %s" % (instance, exc)))
+            elif rtype == GROUP_RECORD:
+                scan.corrupt.append((None, "group record: %s" % exc))
+                scan.stop = "the group record (its incarnation) is damaged: %s" % exc
             else:
                 name = "promise" if rtype == PROMISE_RECORD else "repair"
                 scan.corrupt.append((None, "%s record: %s" % (name, exc)))
@@ -135,11 +144,16 @@ def recover(items):
             scan.low, scan.low_chain = record[6], record[7]
         elif rtype == CHAIN_RECORD:
             scan.chains[record[2]] = record[7]
+        elif rtype == GROUP_RECORD:
+            scan.incarnation = record[4]
+            scan.removed = bool(record[3] & GROUP_REMOVED)
         elif rtype == REPAIR_RECORD:
             if record[3] & REPAIR_PENDING:
                 scan.repair = scan.repair or "a rebuild from peers was pending"
         elif not record[3] & RECORD_VOID:
             scan.instances.append(record)
+    for group in [g for g, scan in scans.items() if scan.removed]:
+        result.removed[group] = scans.pop(group).incarnation
     for group, scan in scans.items():
         result.groups[group] = _rebuild(group, scan)
     return result
@@ -147,7 +161,7 @@ def recover(items):
 
 def _rebuild(group, scan):
     state = RecoveredGroup(promised=scan.promised, low=scan.low, corrupt=list(scan.corrupt),
-                           stop_reason=scan.stop)
+                           stop_reason=scan.stop, incarnation=scan.incarnation)
     by_instance = {}
     known_mark = scan.low
     marks = {}                                  # mark -> chain the writer recorded at that mark
@@ -198,7 +212,6 @@ def _rebuild(group, scan):
     for inst, _ in scan.corrupt:
         if inst is not None and inst >= instance:
             repair = max(repair, inst + 1)
-            state.void.append(inst)
             reason = reason or "a record at or above the learned mark is damaged (maybe a vote)"
     state.repair_upto = repair
     state.repair = bool(reason)

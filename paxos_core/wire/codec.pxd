@@ -35,8 +35,8 @@ cdef class FrameEncoder:
     cpdef bytes finish(self)
     cpdef reset(self)
     # Append one message given as fields (no Message object needed); flags and the value are copied.
-    cdef int add_fields(self, uint8_t kind, uint8_t flags, uint32_t group, uint64_t instance, uint64_t ballot,
-                        uint64_t mark, uint64_t aux, uint32_t chain, const unsigned char *value,
+    cdef int add_fields(self, uint8_t kind, uint8_t flags, uint16_t inc, uint32_t group, uint64_t instance,
+                        uint64_t ballot, uint64_t mark, uint64_t aux, uint32_t chain, const unsigned char *value,
                         size_t value_len) except -1
 
 

@@ -21,7 +21,7 @@ One frame carries any number of messages, possibly of many groups, from one node
 
 Message (inside the body): a fixed 48-byte header, then the value::
 
-    0   1  kind (u8, 1..KIND_MAX)      1  1  flags (u8)      2  2  reserved (u16) = 0
+    0   1  kind (u8, 1..KIND_MAX)      1  1  flags (u8)      2  2  group incarnation (u16)
     4   4  group (u32)
     8   8  instance (u64)
     16  8  ballot (u64)
@@ -56,7 +56,7 @@ raised and nothing is. Decoders raise only :class:`~paxos_core.errors.FrameError
 ``MalformedFrame``
     The input is internally inconsistent: bad magic, trailing bytes after the body, a frame addressed to
     another node, non-zero frame flags, and, inside a checksum-valid body, a message header or value that
-    runs past the end of the body, an unknown message kind, a non-zero reserved field, a message count that
+    runs past the end of the body, an unknown message kind, a message count that
     does not match the body, or leftover body bytes. Entry lists and batches raise it for truncation,
     trailing bytes and count mismatches.
 ``UnknownVersion``
@@ -203,13 +203,12 @@ cdef inline int check_kind(uint8_t kind) except -1:
     return 0
 
 
-cdef inline void write_message_header(unsigned char *q, uint8_t kind, uint8_t flags, uint32_t group,
-                                      uint64_t instance, uint64_t ballot, uint64_t mark, uint64_t aux,
-                                      uint32_t chain, uint32_t value_len) noexcept nogil:
+cdef inline void write_message_header(unsigned char *q, uint8_t kind, uint8_t flags, uint16_t inc,
+                                      uint32_t group, uint64_t instance, uint64_t ballot, uint64_t mark,
+                                      uint64_t aux, uint32_t chain, uint32_t value_len) noexcept nogil:
     q[0] = kind
     q[1] = flags
-    q[2] = 0
-    q[3] = 0
+    st16(q + 2, inc)
     st32(q + 4, group)
     st64(q + 8, instance)
     st64(q + 16, ballot)
@@ -281,8 +280,8 @@ cdef class FrameEncoder:
         return "FrameEncoder(cluster=%d, %d -> %d, %d messages, %d bytes)" % (
             self.cluster_id, self.sender, self.dest, self.n, self.buf.length)
 
-    cdef int add_fields(self, uint8_t kind, uint8_t flags, uint32_t group, uint64_t instance, uint64_t ballot,
-                        uint64_t mark, uint64_t aux, uint32_t chain, const unsigned char *value,
+    cdef int add_fields(self, uint8_t kind, uint8_t flags, uint16_t inc, uint32_t group, uint64_t instance,
+                        uint64_t ballot, uint64_t mark, uint64_t aux, uint32_t chain, const unsigned char *value,
                         size_t value_len) except -1:
         check_kind(kind)
         if value_len > U32_MAX:
@@ -296,7 +295,7 @@ cdef class FrameEncoder:
             raise FrameTooLarge("a frame holds at most %d messages" % U32_MAX)
         gb_reserve(&self.buf, size)
         cdef unsigned char *q = self.buf.data + self.buf.length
-        write_message_header(q, kind, flags, group, instance, ballot, mark, aux, chain, <uint32_t>value_len)
+        write_message_header(q, kind, flags, inc, group, instance, ballot, mark, aux, chain, <uint32_t>value_len)
         if value_len:
             memcpy(q + CODEC_MESSAGE_HEADER_SIZE, value, value_len)
         self.buf.length += size
@@ -310,7 +309,7 @@ cdef class FrameEncoder:
         cdef bytes value = m.value
         if value is None:
             raise TypeError("cannot encode a message whose value is None (use b\"\")")
-        self.add_fields(m.kind, m.flags, m.group, m.instance, m.ballot, m.mark, m.aux, m.chain,
+        self.add_fields(m.kind, m.flags, m.inc, m.group, m.instance, m.ballot, m.mark, m.aux, m.chain,
                         <const unsigned char *>PyBytes_AS_STRING(value), <size_t>PyBytes_GET_SIZE(value))
 
     cpdef bytes finish(self):
@@ -366,7 +365,7 @@ cpdef bytes encode_frame(uint64_t cluster_id, int sender, int dest, messages):
         vlen = <size_t>PyBytes_GET_SIZE(value)
         if vlen > total - off or CODEC_MESSAGE_HEADER_SIZE > total - off - vlen:
             raise RuntimeError("the message list changed while it was being encoded")
-        write_message_header(p + off, m.kind, m.flags, m.group, m.instance, m.ballot, m.mark, m.aux, m.chain,
+        write_message_header(p + off, m.kind, m.flags, m.inc, m.group, m.instance, m.ballot, m.mark, m.aux, m.chain,
                              <uint32_t>vlen)
         off += CODEC_MESSAGE_HEADER_SIZE
         if vlen:
@@ -452,13 +451,11 @@ cdef tuple decode_frame_ptr(const unsigned char *data, size_t length, uint64_t e
         if vlen > max_value_bytes:
             raise FrameTooLarge("message %d at body offset %d: value of %d bytes exceeds the limit of %d bytes"
                                 % (i, off, vlen, max_value_bytes))
-        if q[2] != 0 or q[3] != 0:
-            raise MalformedFrame("message %d at body offset %d: reserved field is 0x%04x, expected 0"
-                                 % (i, off, ld16(q + 2)))
         m = make_message(kind, ld32(q + 4), ld64(q + 8), ld64(q + 16), ld64(q + 24), ld64(q + 32), ld32(q + 40),
                          PyBytes_FromStringAndSize(<const char *>(q + CODEC_MESSAGE_HEADER_SIZE),
                                                    <Py_ssize_t>vlen))
         m.flags = q[1]
+        m.inc = ld16(q + 2)
         m.src = sender
         messages.append(m)
         off += CODEC_MESSAGE_HEADER_SIZE + vlen

@@ -29,6 +29,7 @@ cdef class Message:
     cdef public uint8_t kind
     cdef public uint8_t flags
     cdef public uint16_t src       # sending node id (filled from the frame header on decode)
+    cdef public uint16_t inc       # the group's incarnation: a message for another incarnation is dropped
     cdef public uint32_t group     # global group id
     cdef public uint64_t instance
     cdef public uint64_t ballot

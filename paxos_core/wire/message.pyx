@@ -20,10 +20,11 @@ def kind_name(int kind):
 cdef class Message:
     def __init__(self, int kind=0, uint32_t group=0, uint64_t instance=0, uint64_t ballot=0,
                  uint64_t mark=0, uint64_t aux=0, uint32_t chain=0, bytes value=b"", int flags=0,
-                 int src=0):
+                 int src=0, int inc=1):
         self.kind = kind
         self.flags = flags
         self.src = src
+        self.inc = inc
         self.group = group
         self.instance = instance
         self.ballot = ballot
@@ -33,8 +34,8 @@ cdef class Message:
         self.value = value
 
     def __repr__(self):
-        return ("Message(%s src=%d group=%d instance=%d ballot=%d mark=%d aux=%d chain=%d flags=%d value=%d B)"
-                % (kind_name(self.kind), self.src, self.group, self.instance, self.ballot, self.mark,
+        return ("Message(%s src=%d group=%d/%d instance=%d ballot=%d mark=%d aux=%d chain=%d flags=%d value=%d B)"
+                % (kind_name(self.kind), self.src, self.group, self.inc, self.instance, self.ballot, self.mark,
                    self.aux, self.chain, self.flags, len(self.value)))
 
     def __eq__(self, other):
@@ -42,12 +43,13 @@ cdef class Message:
             return NotImplemented
         cdef Message o = <Message>other
         return (self.kind == o.kind and self.flags == o.flags and self.src == o.src and self.group == o.group
+                and self.inc == o.inc
                 and self.instance == o.instance and self.ballot == o.ballot and self.mark == o.mark
                 and self.aux == o.aux and self.chain == o.chain and self.value == o.value)
 
     def as_tuple(self):
         return (self.kind, self.flags, self.src, self.group, self.instance, self.ballot, self.mark, self.aux,
-                self.chain, self.value)
+                self.chain, self.value, self.inc)
 
 
 cdef Message make_message(uint8_t kind, uint32_t group, uint64_t instance, uint64_t ballot,
@@ -56,6 +58,7 @@ cdef Message make_message(uint8_t kind, uint32_t group, uint64_t instance, uint6
     m.kind = kind
     m.flags = 0
     m.src = 0
+    m.inc = 1
     m.group = group
     m.instance = instance
     m.ballot = ballot

@@ -1,0 +1,332 @@
+"""One regression test per safety finding against 1cd0ad7 (issue 9), named after it.
+
+Each test drives the production code (the engine behind the real effect cycle, or the replica loop the worker
+runs) into the situation that broke, and checks the fixed behaviour. Where the old behaviour is kept as a
+planted bug, the test also switches it on and sees the failure, so it cannot pass by not looking.
+"""
+import random
+
+import pytest
+
+from paxos_core.core.ballot import pack
+from paxos_core.core.config import CoreConfig
+from paxos_core.core.engine import GROUP_OK, Engine
+from paxos_core.core.learner import chain_of
+from paxos_core.errors import GroupStopped
+from paxos_core.replica.cycle import run_cycle
+from paxos_core.replica.loop import LoopSettings, ReplicaLoop
+from paxos_core.runtime import rpc
+from paxos_core.sim.loopback import LoopbackCluster
+from paxos_core.statemachine import kv
+from paxos_core.statemachine.store import MemoryStore
+from paxos_core.storage.memory import MemoryLog
+from paxos_core.storage.records import GROUP_REMOVED, INSTANCE_RECORD, decode_record, group_key
+from paxos_core.wire.codec import decode_entries, encode_batch, encode_entries
+from paxos_core.wire.message import Kind, Message
+
+
+def _engine(node_id=2, members=(1, 2, 3), **config):
+    return Engine(CoreConfig(node_id=node_id, members=members, n_groups=1, **config), random.Random(node_id))
+
+
+def _sent(messages, kind):
+    return [(dest, m) for dest, m in messages if m.kind == kind]
+
+
+class _Capture:
+    def __init__(self):
+        self.messages = []
+
+    def __call__(self, messages):
+        self.messages.extend(messages)
+
+
+# ---------------------------------------------------------------------------------------------------- 1
+def test_finding_1_catchup_served_in_the_cycle_that_learned_it_sends_the_chosen_value_not_the_old_vote():
+    """Node 2 voted for a value that lost at instance 0, then learns the chosen one by catch-up in the same
+    poll in which node 3 asks it for instance 0. The reply must carry the chosen value (the old worker read the
+    log before writing the cycle's records, and served the losing vote as chosen)."""
+    for serve_before_write in (False, True):
+        engine = _engine()
+        log = MemoryLog(2)
+        capture = _Capture()
+        losing = encode_batch([(1, 1, b"loses")])
+        chosen = encode_batch([(3, 7, b"wins")])
+        engine.receive([Message(Kind.ACCEPT, 0, 0, pack(1, 1), 0, 0, 0, losing, src=1)])
+        run_cycle(engine, log, capture)
+        assert decode_record(group_key(INSTANCE_RECORD, 0, 0), log.store[group_key(INSTANCE_RECORD, 0, 0)])[8] == losing
+        # One poll: the chosen value (with the sender's chain at the end of its range) and node 3's request.
+        reply = Message(Kind.CATCHUP_REPLY, 0, 0, 0, 1, 1, chain_of([chosen]), encode_entries([(0, pack(2, 3), chosen)]),
+                        src=3)
+        request = Message(Kind.CATCHUP_REQ, 0, 0, 0, 0, 64, 0, b"", src=3)
+        engine.receive([reply, request])
+        capture.messages = []
+        run_cycle(engine, log, capture, serve_before_write=serve_before_write)
+        served = _sent(capture.messages, Kind.CATCHUP_REPLY)
+        values = [v for _, m in served for _, _, v in decode_entries(m.value)]
+        if serve_before_write:
+            assert values != [chosen], "the planted old order must show the bug this test is about"
+        else:
+            assert values == [chosen]
+            assert served[0][1].chain == chain_of([chosen]), "the reply carries the sender's chain at its end"
+
+
+def test_finding_1_a_catchup_reply_whose_values_do_not_give_the_senders_chain_is_refused_whole():
+    engine = _engine()
+    log = MemoryLog(2)
+    good = [encode_batch([(1, k, b"v%d" % k)]) for k in range(3)]
+    bad = list(good)
+    bad[1] = encode_batch([(1, 9, b"a vote that lost")])
+    entries = [(i, pack(1, 1), v) for i, v in enumerate(bad)]
+    engine.receive([Message(Kind.CATCHUP_REPLY, 0, 0, 0, 3, 3, chain_of(good), encode_entries(entries), src=1)])
+    fx, _ = run_cycle(engine, log, _Capture())
+    assert not fx.chosen, "nothing of a reply that fails its chain is learned"
+    assert engine.learned(0)[0] == 0
+    assert engine.counters_dict()["catchup_rejected"] == 1
+    entries = [(i, pack(1, 1), v) for i, v in enumerate(good)]
+    engine.receive([Message(Kind.CATCHUP_REPLY, 0, 0, 0, 3, 3, chain_of(good), encode_entries(entries), src=3)])
+    fx, _ = run_cycle(engine, log, _Capture())
+    assert [v for _, _, v in fx.chosen] == good
+
+
+def test_finding_1_a_group_that_stops_in_a_cycle_applies_and_acknowledges_nothing_of_that_cycle():
+    """A divergence found in the same batch that learned values: the stop is handled first, so none of them
+    reaches the state machine or a client."""
+    cluster = LoopbackCluster(nodes=3, groups=1, window=1)
+    for k in range(3):
+        cluster.propose(1, 0, b"v%d" % k)
+    engine = cluster.engines[3]
+    chosen_next, _ = engine.learned(0)
+    view = engine.group_view(0)
+    assert chosen_next in view["accepted"], "node 3 holds the last vote, not yet learned"
+    # A leader's Accept whose mark says that instance is chosen, with a chain that is not ours at the mark:
+    # learning it (from our own vote) and the chain check happen in the same receive.
+    value = encode_batch([(1, 99, b"next")])
+    engine.receive([Message(Kind.ACCEPT, 0, chosen_next + 1, view["promised"], chosen_next + 1, 0, 0xDEADBEEF,
+                            value, src=1)])
+    fx = engine.take_effects()
+    assert fx.stopped and fx.stopped[0][0] == 0
+    assert engine.learned(0)[0] == chosen_next + 1, "it did learn the instance in this very batch"
+    assert not [c for c in fx.chosen if c[0] == 0] and not [a for a in fx.acks if a[1] == 0]
+    with pytest.raises(GroupStopped):
+        engine.propose(0, b"x", b"x")
+
+
+# ---------------------------------------------------------------------------------------------------- 2
+class _Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+def _one_node_loop(clock, plant=""):
+    core = CoreConfig(node_id=1, members=(1,), n_groups=1, sticky_ticks=30, plant=plant if plant in (
+        "requeue-reverse", "amnesia-votes", "readd-amnesia") else "")
+    settings = LoopSettings(node_id=1, tick_s=0.01, lease_ticks=30, lease_margin=0.3, plant=plant)
+    log = MemoryLog(1)
+    return ReplicaLoop(settings, core, clock=clock, log=log, store=MemoryStore(), send=lambda m: None,
+                       hosted=[0], recovery=log.recover(), rng=random.Random(7))
+
+
+def _turns(loop, clock, frames=(), n=1, step=0.01):
+    replies = []
+    for k in range(n):
+        loop.poll_timeout()
+        clock.t += step
+        loop.turn((), list(frames) if k == 0 else ())
+        replies.extend(loop.take_replies())
+    out = []
+    for _, frame in replies:
+        status, req_id, body = rpc.decode_reply(frame)
+        if status == rpc.BATCH:
+            for inner in rpc.split_reply_batch(body):
+                out.append(rpc.decode_reply(inner))
+        else:
+            out.append((status, req_id, body))
+    return out
+
+
+class _StallingLog(MemoryLog):
+    """A log whose next synced write takes `stall` seconds of the loop's clock (an fsync stall)."""
+
+    def __init__(self, clock):
+        super().__init__(1)
+        self.clock = clock
+        self.stall = 0.0
+
+    def write(self, records):
+        self.clock.t += self.stall
+        self.stall = 0.0
+        return super().write(records)
+
+
+def _lease_read_during_a_stall(plant):
+    """(instances chosen since the stall when the lease read was answered, the loop)."""
+    clock = _Clock()
+    loop = _one_node_loop(clock, plant)
+    log = _StallingLog(clock)
+    loop = ReplicaLoop(loop.settings, loop.engine.config, clock=clock, log=log, store=MemoryStore(),
+                       send=lambda m: None, hosted=[0], recovery=log.recover(), rng=random.Random(7))
+    put = rpc.propose_request(1, 0, 1000, 77, 1, kv.encode_put(b"k", b"v1"))
+    assert [r[0] for r in _turns(loop, clock, [(b"c", put)], n=20)] == [rpc.OK]
+    # One poll brings a write and a lease read; the cycle's synced write stalls for 5 s (the lease is 0.3 s).
+    # The turn started with a valid lease; by the time the read is decided, it has long run out.
+    log.stall = 5.0
+    put = rpc.propose_request(2, 0, 20000, 77, 2, kv.encode_put(b"k", b"v2"))
+    read = rpc.read_request(3, 0, rpc.READ_LEASE, 20000, kv.encode_get(b"k"))
+    chosen_before = loop.engine.counters_dict()["chosen"]
+    frames = [(b"c", put), (b"c", read)]
+    for _ in range(10):
+        loop.poll_timeout()
+        clock.t += 0.01
+        loop.turn((), frames)
+        frames = ()
+        answered = dict(item for _, f in loop.take_replies() for item in _reply_ids(f))
+        if 3 in answered:
+            assert answered[3] == rpc.OK
+            return loop.engine.counters_dict()["chosen"] - chosen_before, loop
+    raise AssertionError("the lease read was never answered")
+
+
+def _reply_ids(frame):
+    """[(req_id, status)] of a reply frame (a batch of replies, or one)."""
+    status, req_id, body = rpc.decode_reply(frame)
+    if status == rpc.BATCH:
+        return [rpc.decode_reply(inner)[1::-1] for inner in rpc.split_reply_batch(body)]
+    return [(req_id, status)]
+
+
+def test_finding_2_a_lease_read_is_decided_on_the_clock_read_at_the_decision_not_before_the_poll():
+    # The write of the stalled poll is one instance; the lease is renewed by a claim, a second one, and only
+    # then is the read answered.
+    since, loop = _lease_read_during_a_stall("")
+    assert since >= 2
+    assert loop.masters.has_lease(0, loop.now_ticks())
+    # (The planted old behaviour, deciding on the tick read before the poll, is caught by the simulator:
+    # tests/test_simulator.py runs the plant "stale-lease-clock".)
+
+
+def test_finding_2_a_worker_that_resumes_late_drops_its_leases():
+    clock = _Clock()
+    loop = _one_node_loop(clock)
+    put = rpc.propose_request(1, 0, 1000, 77, 1, kv.encode_put(b"k", b"v1"))
+    _turns(loop, clock, [(b"c", put)], n=20)
+    read = rpc.read_request(2, 0, rpc.READ_LEASE, 1000, kv.encode_get(b"k"))
+    assert [r[0] for r in _turns(loop, clock, [(b"c", read)], n=3)] == [rpc.OK]
+    assert loop.masters.has_lease(0, loop.now_ticks())
+    loop.poll_timeout()            # the poll is meant to last a tick ...
+    clock.t += 0.2                 # ... and the process resumes 200 ms later (within the lease, by its clock)
+    loop.turn((), ())
+    assert loop.stats["late_resumes"] == 1 and loop.stats["leases_dropped"] == 1
+    assert not loop.masters.has_lease(0, loop.now_ticks())
+
+
+def test_finding_2_a_lease_reply_is_withdrawn_if_the_lease_ran_out_before_it_left():
+    clock = _Clock()
+    loop = _one_node_loop(clock)
+    put = rpc.propose_request(1, 0, 1000, 77, 1, kv.encode_put(b"k", b"v1"))
+    _turns(loop, clock, [(b"c", put)], n=20)
+    read = rpc.read_request(2, 0, rpc.READ_LEASE, 1000, kv.encode_get(b"k"))
+    frames = [(b"c", read)]
+    for _ in range(10):
+        loop.poll_timeout()
+        clock.t += 0.01
+        loop.turn((), frames)
+        frames = ()
+        if loop.lease_outbox:
+            break                        # decided: the answer waits to leave
+        assert not loop.take_replies()
+    clock.t += 5.0                       # paused after the decision, before the reply left
+    replies = loop.take_replies()
+    assert len(replies) == 1 and rpc.decode_reply(replies[0][1])[0] == rpc.NOT_MASTER
+    assert loop.stats["lease_replies_withdrawn"] == 1
+
+
+# ---------------------------------------------------------------------------------------------------- 3
+def test_finding_3_lease_reads_mixed_with_linearizable_reads_are_linearizable_without_faults():
+    """The simulator runs the production loop with clients mixing lease, linearizable and stale reads with
+    writes, and checks every operation against the chosen log and real time."""
+    from paxos_core.sim.simulation import SimConfig, run_seed
+
+    for seed in range(8):
+        result = run_seed(SimConfig(seed=900 + seed, nodes=3, groups=2, faults=(), clients=8))
+        assert result.ok, result.violations[:3]
+        assert result.acked > 1000
+
+
+# ---------------------------------------------------------------------------------------------------- 5
+def test_finding_5_a_leader_that_steps_down_requeues_one_sessions_operations_in_instance_order():
+    for plant in ("", "requeue-reverse"):
+        engine = _engine(node_id=1, window=4, max_batch_count=1, plant=plant)
+        ops = [b"op%d" % k for k in range(4)]
+        for op in ops:
+            engine.propose(0, op, op)
+        ballot = engine.group_view(0)["ballot"]
+        engine.persisted(engine.take_effects().token)
+        engine.receive([Message(Kind.PROMISE, 0, 0, ballot, 0, 0, 0, b"", src=2)])
+        engine.persisted(engine.take_effects().token)
+        assert engine.group_view(0)["inflight"] == 4
+        # Node 2 has promised a higher ballot: it rejects the first Accept, and the leader steps down.
+        engine.receive([Message(Kind.REJECT, 0, 0, ballot + (1 << 16), 0, ballot, 0, b"", src=2)])
+        pending = engine.proposer.groups[0].pending
+        order = [payload for _, _, payload in pending]
+        if plant:
+            assert order != ops, "the planted bug must reorder them"
+        else:
+            assert order == ops
+
+
+# ---------------------------------------------------------------------------------------------------- 6
+def test_finding_6_a_group_removed_and_added_again_is_a_new_incarnation_that_ignores_the_old_one():
+    cluster = LoopbackCluster(nodes=3, groups=1, window=1)
+    for k in range(5):
+        cluster.propose(1, 0, b"v%d" % k)
+    old = cluster.engines[2]
+    # Node 1 removes the group and adds it again: it remembers nothing of it, as a new incarnation.
+    engine = cluster.engines[1]
+    engine.remove_group(0)
+    engine.add_group(0, 2)
+    assert engine.incarnation_of(0) == 2 and engine.learned(0)[0] == 0
+    # Its messages are not for the old incarnation (and the old one's are not for it): no vote of the forgetful
+    # acceptor can join a quorum of the old incarnation, nor the other way round.
+    before = old.counters_dict()["wrong_incarnation"]
+    engine.propose(0, b"new", b"new")
+    fx = engine.take_effects()
+    prepares = [m for _, m in fx.send_after if m.kind == Kind.PREPARE]
+    assert prepares and all(m.inc == 2 for m in prepares)
+    old.receive([Message(m.kind, m.group, m.instance, m.ballot, m.mark, m.aux, m.chain, m.value, src=1, inc=m.inc)
+                 for m in prepares])
+    assert old.counters_dict()["wrong_incarnation"] == before + len(prepares)
+    assert not old.take_effects().send_after, "the old incarnation answers nothing to the new one"
+
+
+def test_finding_6_the_loop_keeps_a_durable_tombstone_and_re_adds_a_newer_incarnation():
+    clock = _Clock()
+    loop = _one_node_loop(clock)
+    put = rpc.propose_request(1, 0, 1000, 77, 1, kv.encode_put(b"k", b"v1"))
+    _turns(loop, clock, [(b"c", put)], n=20)
+    log = loop.log
+    loop.remove_group(0)
+    tomb = decode_record(group_key(6, 0, 0), log.store[group_key(6, 0, 0)])
+    assert tomb[3] & GROUP_REMOVED and tomb[4] == 1
+    recovery = log.recover()
+    assert recovery.removed == {0: 1} and 0 not in recovery.groups
+    assert loop.add_group(0) == 2
+    again = ReplicaLoop(loop.settings, loop.engine.config, clock=clock, log=log, store=MemoryStore(),
+                        send=lambda m: None, hosted=[0], recovery=log.recover(), rng=random.Random(8))
+    assert again.engine.incarnation_of(0) == 2 and again.engine.learned(0)[0] == 0
+
+
+# ---------------------------------------------------------------------------------------------------- 7
+def test_finding_7_exactly_once_holds_past_the_session_bound_a_late_retry_is_refused_not_applied():
+    sm = kv.KVStateMachine(MemoryStore(), max_sessions=3)
+    sm.apply_batch(0, [(0, [(1, 1, kv.encode_put(b"a", b"1")), (1, 2, kv.encode_put(b"a", b"2"))])])
+    # Three newer sessions evict session 1.
+    sm.apply_batch(0, [(1, [(c, 1, kv.encode_put(b"x", b"%d" % c)) for c in (2, 3, 4)])])
+    late = sm.apply_batch(0, [(2, [(1, 2 | kv.RETRY_FLAG, kv.encode_put(b"a", b"2")),
+                                   (1, 1 | kv.RETRY_FLAG, kv.encode_put(b"a", b"1")),
+                                   (1, 2, kv.encode_put(b"a", b"2"))])])[0]
+    assert [kv.decode_result(r).status for r in late] == [kv.SESSION_UNKNOWN] * 3
+    assert kv.decode_result(sm.read(0, kv.encode_get(b"a"))).value == b"2"
