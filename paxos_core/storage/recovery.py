@@ -54,6 +54,8 @@ class Recovery:
     cluster_id: int = 0
     corrupt_records: int = 0
     records: int = 0
+    amnesia: bool = False        # the log's synced state was damaged and replaced by an empty log
+    report: str = ""             # then: one line on what was found and where the damaged log now is
 
     def problems(self):
         """[(group, instance, reason)] of every damaged record."""
