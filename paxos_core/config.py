@@ -707,7 +707,8 @@ def write_cluster(directory, nodes=3, workers=2, groups=16, host="127.0.0.1", ba
                   cluster_id=None, durability="sync"):
     """Write a ready-to-run cluster of ``nodes`` nodes into ``directory``; returns the node files written.
 
-    Files: ``<dir>/node<id>.toml`` (ids 1..nodes), data dirs ``<dir>/data/node<id>``, and when ``curve`` is
+    Files: ``<dir>/node<id>.toml`` (ids 1..nodes), data dirs ``<dir>/data/node<id>`` each holding the node's
+    identity marker (``IDENTITY``, see storage/identity.py), and when ``curve`` is
     true ``<dir>/keys/node<id>.key`` (public) and ``node<id>.key_secret`` (secret, mode 0600; the keys
     directory is mode 0700). Ports: node k (0-based) uses peer/client/metrics bases ``base + 300*k +
     0/100/200``, worker i each base + i. ``base_port`` None picks a random base in [10000, 32768 - span) at which
@@ -719,6 +720,8 @@ def write_cluster(directory, nodes=3, workers=2, groups=16, host="127.0.0.1", ba
     empty and key files that already exist. The result is loaded back with :func:`load_cluster` as a check.
     """
     import tomli_w
+
+    from .storage.identity import write_marker
 
     nodes = _arg_int("nodes", nodes, 1, MAX_MEMBERS)
     workers = _arg_int("workers", workers, 1, MAX_WORKERS)
@@ -775,7 +778,9 @@ def write_cluster(directory, nodes=3, workers=2, groups=16, host="127.0.0.1", ba
     try:
         directory.mkdir(parents=True, exist_ok=True)
         for node_id in ids:
-            (directory / "data" / ("node%d" % node_id)).mkdir(parents=True, exist_ok=True)
+            data = directory / "data" / ("node%d" % node_id)
+            data.mkdir(parents=True, exist_ok=True)
+            write_marker(data, node_id, cluster_id)
         if curve:
             import zmq.auth
 

@@ -206,6 +206,11 @@ class ReplicaLoop:
                       self.node_id, self.index, amnesia, len(hosted))
             for group in sorted(hosted):
                 engine.begin_repair(group, amnesia)
+            # Put the rebuild on record now (one synced write of every group's REPAIR record): from here on a
+            # restart finds it in the log itself, and the caller may put its markers back.
+            fx = engine.take_effects()
+            self.log.write(fx.records)
+            engine.persisted(fx.token)
         self.preferred = np.zeros(engine.n_slots, np.uint16)     # what we told engine.prefer, per slot
         self.masters = MasterTable(self.node_id, engine.n_slots, s.lease_ticks, s.lease_margin, plant=s.plant,
                                    nonce_base=self.rng.getrandbits(48) << 16)

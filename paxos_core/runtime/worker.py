@@ -18,6 +18,7 @@ import zmq
 from ..config import NodeConfig, load_config
 from ..replica.loop import LoopSettings, ReplicaLoop, default_rng
 from ..statemachine.store import RocksStore
+from ..storage import identity
 from ..storage.log import RocksLog
 from .metrics import WorkerCollector
 from .transport import PeerTransport
@@ -37,6 +38,21 @@ def monotonic_clock():
     return time.monotonic
 
 
+def lost_state_reason(data_dir, index, log, recovery):
+    """One line saying why this worker's log may have lost synced promises or votes, or "" if it did not."""
+    if log.amnesia or recovery.amnesia:
+        return log.open_report or recovery.report or "the log lost synced state"
+    if identity.rebuilding(data_dir, index):
+        return "a rebuild from peers was interrupted before it was on record"
+    state = identity.worker_log_state(data_dir, index, log.created)
+    if state == identity.WIPED:
+        if identity.read_marker(data_dir) is None:
+            return "the data directory %s lacks its identity marker (lost, or never set up by paxos-core init)" % (
+                data_dir,)
+        return "worker %d's log under %s is gone although the worker had created it before" % (index, data_dir)
+    return ""
+
+
 class Worker:
     def __init__(self, config, index, state_machine_factory=None):
         self.config = config
@@ -45,12 +61,16 @@ class Worker:
         self.stopping = False
         self.parent = os.getppid()
         self.ctx = zmq.Context()
+        data_dir = config.data_dir
         os.makedirs(config.worker_data_dir(index), exist_ok=True)
+        identity.check_marker(data_dir, config.node_id, config.cluster_id)      # another node's data: refuse
         self.log = RocksLog(str(config.worker_data_dir(index)), config.node_id, config.cluster_id, config.durability)
         recovery = self.log.recover()
-        amnesia = ""
-        if getattr(self.log, "amnesia", False) or getattr(recovery, "amnesia", False):
-            amnesia = getattr(self.log, "open_report", "") or recovery.report or "the log lost synced state"
+        amnesia = lost_state_reason(data_dir, index, self.log, recovery)
+        if amnesia:
+            # Until the rebuild is on record, a restart must find it again (the flag goes after the loop has
+            # durably marked every group as rebuilding).
+            identity.mark_rebuilding(data_dir, index)
         settings = LoopSettings(
             node_id=config.node_id, index=index, workers=config.workers, tick_s=config.tick_ms / 1000.0,
             lease_ticks=config.lease_ticks, lease_margin=config.lease_margin, max_pending=config.max_pending,
@@ -67,6 +87,10 @@ class Worker:
                                 hosted=config.worker_groups(index), recovery=recovery, rng=default_rng(),
                                 state_machine_factory=state_machine_factory, amnesia=amnesia)
         self.loop.status_hook = self.status
+        if amnesia:
+            identity.restore_marker(data_dir, config.node_id, config.cluster_id)
+            identity.write_worker_flag(data_dir, index)
+            identity.clear_rebuilding(data_dir, index)
         self.transport = PeerTransport(self.ctx, config, index)
         self.client = self.ctx.socket(zmq.ROUTER)
         self.client.linger = 0

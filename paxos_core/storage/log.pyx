@@ -11,16 +11,86 @@ Durability settings:
 * ``"unsafe-no-sync"``: writes are not synced. A crash can lose acknowledged state and break Paxos safety.
   For tests only; opening a log this way logs a warning.
 
-Opening checks the write-ahead log strictly first. If its tail is damaged (a torn write at a crash), the
-damage is reported (log line, ``wal_tail_damaged``) and the log is reopened with point-in-time recovery,
-which drops the damaged tail whole: a partly written batch is never applied. Synced writes are complete on a
-disk that honours fsync, so what is dropped was never acknowledged; anything the node loses that its peers
-hold (its learned marks, chosen values) is learned again from them.
-
 Every record carries its own crc32c (see records.pyx); recovery reports damaged ones and never uses them.
+
+Damage found by RocksDB
+-----------------------
+The rule: never recover point-in-time over synced data. Opening sets ``damage``:
+
+* ``None``: the DB opened with ``absolute_consistency``.
+* ``"torn-tail"``: the only problem is a record cut short at the very end of the write-ahead log (no
+  complete record after it in any later WAL file): the write in progress at a crash, never acknowledged.
+  It is dropped (``tolerate_corrupted_tail_records``) and reported in one warning line (``open_report``).
+* ``"synced"``: anything else. The DB directory is renamed to ``<path>.damaged-<UTC YYYYmmddTHHMMSSZ>``
+  (never deleted), an empty DB is created at ``<path>``, ``amnesia`` is set, and ``open_report`` says what was
+  found and where the old DB is (one ERROR line). The node must rebuild its groups from peers before it
+  votes again. A damaged table block is found only when it is read: opening therefore runs the recovery
+  scan (kept for :meth:`RocksLog.recover`), and a scan that RocksDB fails is synced damage too; ``recover()``
+  then returns an empty Recovery with ``amnesia`` set. It never raises on damaged stored data.
+
+``created`` says whether the DB at ``<path>`` was created by this open (a first start, a lost directory, or
+the empty DB that replaces a damaged one); see identity.py for how a worker tells the first from the others.
+
+What RocksDB 9.8.4 (rocksdict 0.3.29) does, measured with tools/rocksdb_damage_probe.py on a DB of 40 synced
+WriteBatches ("n/40": batches back after the open; "fails": the open raises, naming the damage):
+
+================================  ===========  =============  =============  ===========  ==============
+damage                            absolute     tolerate-tail  point-in-time  skip-any     RocksLog
+================================  ===========  =============  =============  ===========  ==============
+a  last WAL record cut short      fails        39/40          39/40          39/40        torn-tail
+a' ... cut inside its header      fails        39/40          39/40          39/40        torn-tail
+b  zeros appended                 40/40        40/40          40/40          40/40        None
+b' garbage appended               fails        40/40          40/40          40/40        torn-tail
+b" full-length record, bad crc    fails        fails          40/40          40/40        synced
+c  bit flip, last WAL record      fails        fails          39/40 silent   39/40        synced
+d  bit flip, middle WAL record    fails        fails          20/40 silent   20/40        synced
+e  bit flip, SST data block       read fails*  read fails*    read fails*    read fails*  synced
+e' bit flip, SST footer           fails        fails          fails          fails        synced
+f  SST deleted                    fails        fails          fails          fails        synced
+g  CURRENT deleted                fails**      fails**        fails**        fails**      synced
+g' CURRENT names no MANIFEST      fails***     fails***       fails***       fails***     synced
+g" MANIFEST bit flip              fails        fails          fails          fails        synced
+g3 MANIFEST last record cut       40/40        40/40          40/40          40/40        synced
+g4 MANIFEST cut in a flush edit   30/40 silent 30/40 silent   30/40 silent   30/40 silent synced
+h  older WAL cut, newer intact    fails        40/40 + HOLE   fails****      40/40 + HOLE synced
+================================  ===========  =============  =============  ===========  ==============
+
+\*  the DB opens; a read of the damaged block fails: ``get`` raises, and rocksdict's ``items()`` STOPS
+   SILENTLY as if the data ended there (the iterator's ``status()`` holds the error). RocksLog finds it in
+   the recovery scan it runs at open.
+\** "While creating a new Db, wal_dir contains existing log file". \*** an IO error, "No such file or
+directory". \**** "SST file is ahead of WALs". HOLE: the second column family lost batch 19 while
+batches 20-39 came back.
+
+What follows:
+
+* ``tolerate_corrupted_tail_records`` is the mode that tells a torn write from damage in the WAL: it drops
+  a record cut short at the end of a WAL file (a-b') and refuses a complete record whose checksum fails
+  (b", c, d). ``point_in_time`` silently drops everything from the first bad record on (c, d), synced
+  promises and votes included; ``skip_any_corrupted_records`` lost as much here.
+* But it drops a cut-short record at the end of ANY WAL file, also an older one with later WAL files after it
+  (h: two column families keep an older WAL alive). That leaves a hole. So the classification checks the
+  WAL files' record structure itself (``_wal_tear``): only a cut at the end with nothing complete after it
+  is a torn tail.
+* RocksDB cannot tell a bit flip in the last complete WAL record (c) from a torn write that left a
+  full-length record with wrong bytes (b"): both are a complete record with a bad checksum. We treat both as
+  synced damage: the safe side for a flipped bit, and a false alarm (one node rebuilds) for such a torn
+  write. File systems that order data before size updates (xfs, ext4 data=ordered) leave a torn append as a
+  shorter file (a), not as a full-length record with wrong bytes. Treating every torn tail as synced damage
+  is no option: after a whole-cluster power cut every node would rebuild from peers and none could answer.
+* RocksDB reads a MANIFEST's tail leniently in every mode (g3, g4) and deletes the orphaned SST at open.
+  A MANIFEST ending in a cut-short record is therefore classified synced before RocksDB opens it; the
+  moved-aside directory keeps the SST. (A crash inside a MANIFEST write is rare: flushes and compactions.)
+* CURRENT missing with table or WAL files present is synced damage; with table files alone RocksDB would
+  create a new DB over them and delete them.
+* Every scan here uses the iterator and checks its status, never ``items()`` (see \* above).
+* Not detected: a WAL or MANIFEST shortened exactly at a record boundary, and an SST block that no scan
+  reads (the state machine's column family is read only by the state machine).
 """
+import gc
 import logging
 import os
+import time
 
 import rocksdict
 
@@ -32,11 +102,14 @@ from paxos_core.storage.records cimport (CHAIN_RECORD, GROUP_RECORD, INSTANCE_RE
 
 from paxos_core.errors import ConfigError, RecordCorrupt, UnknownVersion
 from paxos_core.storage.records import NODE_KEY, decode_record, node_record
-from paxos_core.storage.recovery import recover
+from paxos_core.storage.recovery import Recovery, recover
 
 log = logging.getLogger("paxos_core.storage")
 
 DURABILITY_MODES = ("sync", "unsafe-no-sync")
+
+TORN_TAIL = "torn-tail"
+SYNCED = "synced"
 
 
 # Column families besides the log's (default) one: "sm" holds the state machine's data, written unsynced
@@ -57,20 +130,201 @@ def _family_options():
     return opts
 
 
-def _options(mode):
+def _options(mode, create):
     opts = rocksdict.Options(raw_mode=True)
-    opts.create_if_missing(True)
+    opts.create_if_missing(create)
     opts.create_missing_column_families(True)
     opts.set_paranoid_checks(True)
     opts.set_wal_recovery_mode(mode)
+    # A recycled WAL makes a bit flip look like the end of the log in tolerate_corrupted_tail_records mode.
+    opts.set_recycle_log_file_num(0)
     opts.set_write_buffer_size(WRITE_BUFFER_BYTES)
     opts.set_db_write_buffer_size(DB_WRITE_BUFFER_BYTES)
     return opts
 
 
-def _open(path, mode):
+def _open(path, mode, create=False):
     families = {name: _family_options() for name in COLUMN_FAMILIES}
-    return rocksdict.Rdict(path, _options(mode), column_families=families)
+    return rocksdict.Rdict(path, _options(mode, create), column_families=families)
+
+
+def _is_damage(exc):
+    """True for RocksDB errors that mean stored state is damaged or missing (not a lock, permission or
+    disk-full error, which say nothing about the data and are raised as they are)."""
+    text = str(exc)
+    return "Corruption" in text or ("IO error" in text and "No such file or directory" in text)
+
+
+def _one_line(exc):
+    return " ".join(str(exc).split())
+
+
+# ------------------------------------------------------------------------------------------ WAL tails
+#
+# RocksDB's WAL: 32 KiB blocks; a physical record is crc32c u32 | length u16 | type u8 | payload and never
+# crosses a block (a block tail too short for a header is padding). A logical record (one WriteBatch) is one
+# FULL record or FIRST, MIDDLE..., LAST. Only the shape is checked here; RocksDB checks the checksums.
+
+WAL_BLOCK = 32 * 1024
+WAL_HEADER = 7
+_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
+
+
+def _wal_files(path):
+    """[(number, file path)] of the DB's WAL files, oldest first."""
+    found = []
+    for name in os.listdir(path):
+        stem, dot, ext = name.partition(".")
+        if ext == "log" and stem.isdigit():
+            found.append((int(stem), os.path.join(path, name)))
+    return sorted(found)
+
+
+def _wal_shape(filename):
+    """(complete logical records, offset of an incomplete record at the end of the file or None, offset of a
+    misshapen record or None) of one WAL file."""
+    cdef Py_ssize_t pos, n, end
+    complete = 0
+    fragment_at = None
+    offset = 0
+    with open(filename, "rb") as f:
+        while True:
+            block = f.read(WAL_BLOCK)
+            n = len(block)
+            if not n:
+                break
+            last = n < WAL_BLOCK            # RocksDB's end of file: a short block
+            pos = 0
+            while pos < n:
+                if n - pos < WAL_HEADER:
+                    if last:
+                        return complete, offset + pos, None      # a header cut short
+                    break                                        # block padding
+                length = block[pos + 4] | block[pos + 5] << 8
+                rtype = block[pos + 6]
+                if rtype == 0 and length == 0:
+                    break                                        # zeros: RocksDB skips the rest of the block
+                end = pos + WAL_HEADER + length
+                if end > n:
+                    if last:
+                        return complete, offset + pos, None      # a payload cut short
+                    return complete, None, offset + pos
+                if rtype == _FULL:
+                    complete += 1
+                    fragment_at = None
+                elif rtype == _FIRST:
+                    fragment_at = offset + pos
+                elif rtype == _LAST and fragment_at is not None:
+                    complete += 1
+                    fragment_at = None
+                pos = end
+            offset += n
+            if last:
+                break
+    return complete, fragment_at, None
+
+
+def _wal_tear(path):
+    """(WAL file name, offset) of a torn write at the very end of the write-ahead log, else None.
+
+    A torn write is a record cut short at the end of a WAL file with no complete record in any later WAL
+    file: the last thing written, and never acknowledged (an acknowledged write was synced, so complete, and
+    a later write could only start after it). A record cut short with complete records after it is synced
+    data lost in the middle; tolerate_corrupted_tail_records would skip it silently and leave a hole.
+    """
+    tear = None
+    for number, filename in _wal_files(path):
+        complete, cut_at, misshapen_at = _wal_shape(filename)
+        if misshapen_at is not None:
+            return None
+        if tear is not None and complete:
+            return None
+        if cut_at is not None and tear is None:
+            tear = (os.path.basename(filename), cut_at)
+    return tear
+
+
+def _manifest_cut(path):
+    """A one-line finding if the MANIFEST that CURRENT names ends in a record cut short, else "".
+
+    RocksDB reads a MANIFEST's tail leniently in every recovery mode: the last change to the set of files is
+    dropped without a word, and the table it added is deleted as obsolete. After a flush whose WAL was
+    already deleted, that loses synced data. (Missing or unreadable CURRENT/MANIFEST: RocksDB reports it.)
+    """
+    try:
+        with open(os.path.join(path, "CURRENT")) as f:
+            name = f.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    manifest = os.path.join(path, name)
+    if not name.startswith("MANIFEST-") or not os.path.isfile(manifest):
+        return ""
+    complete, cut_at, misshapen_at = _wal_shape(manifest)
+    if cut_at is not None:
+        return "%s ends in a record cut short at offset %d" % (name, cut_at)
+    return ""
+
+
+# ------------------------------------------------------------------------------------------ the DB lock
+
+def _lock_held(path):
+    """True while this process still holds the RocksDB LOCK of `path` (the DB is really open)."""
+    try:
+        st = os.stat(os.path.join(path, "LOCK"))
+        with open("/proc/locks") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return False
+    file_id = "%02x:%02x:%d" % (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    pid = str(os.getpid())
+    return any(pid in fields and file_id in fields for fields in (line.split() for line in lines))
+
+
+def _aside_path(path):
+    base = "%s.damaged-%s" % (os.path.normpath(path), time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+    candidate, n = base, 1
+    while os.path.lexists(candidate):
+        n += 1
+        candidate = "%s-%d" % (base, n)
+    return candidate
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _ReadFailed(Exception):
+    """RocksDB reported an error while iterating (a block checksum mismatch, a missing file)."""
+
+
+def _scan(db, from_key=None, fill_cache=True):
+    """(key, value) in key order from `from_key`; raises _ReadFailed at the end if the iteration stopped on an
+    error. (rocksdict's items() ends silently at a damaged block, as if the data ended there.)"""
+    read_opts = rocksdict.ReadOptions()
+    read_opts.fill_cache(fill_cache)
+    it = db.iter(read_opts)
+    if from_key is None:
+        it.seek_to_first()
+    else:
+        it.seek(from_key)
+    valid, key, value, step = it.valid, it.key, it.value, it.next
+    while valid():
+        yield key(), value()
+        step()
+    error = None
+    try:
+        it.status()
+    except Exception as exc:
+        error = exc
+    del valid, key, value, step, it         # drop the iterator: it keeps the DB open
+    if error is not None:
+        if not _is_damage(error):
+            raise error
+        raise _ReadFailed(_one_line(error))
 
 
 cdef inline double _monotonic() noexcept:
@@ -88,13 +342,17 @@ cdef class RocksLog:
     cdef readonly int node_id
     cdef readonly uint64_t cluster_id
     cdef readonly str durability
-    cdef readonly bint wal_tail_damaged
-    cdef readonly str open_report
+    cdef readonly object damage            # None, "torn-tail" or "synced" (see the module docstring)
+    cdef readonly bint amnesia             # synced state was lost: this log starts empty
+    cdef readonly bint created             # the DB at `path` was created by this object (empty at start)
+    cdef readonly str open_report          # one line on what was found, "" if nothing
+    cdef readonly long long read_errors    # reads that RocksDB stopped with a damage error
     cdef readonly long long syncs
     cdef readonly long long writes
     cdef readonly long long records_written
     cdef readonly long long bytes_written
     cdef readonly double last_write_seconds     # how long the last write() took (the synced write itself)
+    cdef object _recovery                  # the recovery scan made at open, until recover() takes it or a write
 
     def __init__(self, path, int node_id, uint64_t cluster_id, str durability="sync"):
         if durability not in DURABILITY_MODES:
@@ -105,28 +363,105 @@ cdef class RocksLog:
         self.cluster_id = cluster_id
         self.durability = durability
         self.syncs = self.writes = self.records_written = self.bytes_written = 0
+        self.read_errors = 0
         self.last_write_seconds = 0.0
-        self.wal_tail_damaged = False
+        self.damage = None
+        self.amnesia = False
+        self.created = False
         self.open_report = ""
-        os.makedirs(self.path, exist_ok=True)
-        try:
-            self.db = _open(self.path, rocksdict.DBRecoveryMode.absolute_consistency())
-        except Exception as exc:
-            if "Corruption" not in str(exc):
-                raise
-            self.wal_tail_damaged = True
-            self.open_report = "write-ahead log tail damaged (%s); the partial write was dropped" % exc
-            log.warning("log %s: %s", self.path, self.open_report)
-            self.db = _open(self.path, rocksdict.DBRecoveryMode.point_in_time())
         self.write_opts = rocksdict.WriteOptions()
         self.write_opts.sync = durability == "sync"
+        os.makedirs(self.path, exist_ok=True)
+        self.db = self._open_checked()
         if durability != "sync":
             log.warning("log %s opened with durability=%r: writes are NOT synced; a crash can lose "
                         "acknowledged writes and break safety. Use only in tests.", self.path, durability)
         self._check_node_record()
+        # Scanned now, before anyone holds a handle on the DB: damage found here can still be moved aside.
+        self._recovery = self._recover_scan()
+        if self.amnesia:
+            self._recovery.amnesia, self._recovery.report = True, self.open_report
+
+    @property
+    def wal_tail_damaged(self):
+        """True if a torn write at the end of the write-ahead log was dropped at open."""
+        return self.damage == TORN_TAIL
+
+    def _open_checked(self):
+        """Open the DB, classify any damage (module docstring), and return the open DB."""
+        path = self.path
+        if not os.path.exists(os.path.join(path, "CURRENT")):
+            tables = [n for n in os.listdir(path) if n.endswith(".sst")]
+            wals = _wal_files(path)
+            if tables or wals:
+                # RocksDB would create a new DB over them (or refuse, if a WAL is there).
+                return self._replace_damaged("CURRENT is missing but %d table and %d WAL files are there"
+                                             % (len(tables), len(wals)))
+            self.created = True
+            return _open(path, rocksdict.DBRecoveryMode.absolute_consistency(), create=True)
+        manifest_problem = _manifest_cut(path)
+        if manifest_problem:
+            return self._replace_damaged(manifest_problem)
+        try:
+            return _open(path, rocksdict.DBRecoveryMode.absolute_consistency())
+        except Exception as exc:
+            if not _is_damage(exc):
+                raise
+            strict_error = _one_line(exc)
+        tear = _wal_tear(path)
+        if tear is None:
+            return self._replace_damaged(strict_error)
+        try:
+            db = _open(path, rocksdict.DBRecoveryMode.tolerate_corrupted_tail_records())
+        except Exception as exc:
+            if not _is_damage(exc):
+                raise
+            return self._replace_damaged("%s; beyond the torn write at the end of %s: %s"
+                                         % (strict_error, tear[0], _one_line(exc)))
+        self.damage = TORN_TAIL
+        self.open_report = ("write-ahead log tail torn (%s: an incomplete record at offset %d, a write never "
+                            "acknowledged); the partial write was dropped" % tear)
+        log.warning("log %s: %s", path, self.open_report)
+        return db
+
+    def _replace_damaged(self, finding):
+        """Synced state is damaged: move the DB directory aside (never deleted), start a fresh empty DB at
+        `path`, and report it in one line. Returns the fresh DB."""
+        path = self.path
+        self._release()
+        aside = _aside_path(path)
+        os.rename(os.path.normpath(path), aside)
+        _fsync_dir(os.path.dirname(os.path.abspath(aside)))
+        os.makedirs(path)
+        db = _open(path, rocksdict.DBRecoveryMode.absolute_consistency(), create=True)
+        self.created = True
+        self.amnesia = True
+        self.damage = SYNCED
+        self.open_report = ("synced state damaged: %s; the damaged log was moved to %s and an empty one started "
+                            "in its place: this node's groups must be rebuilt from peers before it votes"
+                            % (finding, aside))
+        log.error("log %s: %s", path, self.open_report)
+        return db
+
+    def _release(self):
+        """Close the DB for good; refuse (RuntimeError) if another handle keeps it open."""
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+        gc.collect()
+        if _lock_held(self.path):
+            raise RuntimeError("log %s is damaged but cannot be moved aside: it is still open through another "
+                               "handle (a column family, iterator or snapshot of .rdict); close those first"
+                               % self.path)
 
     def _check_node_record(self):
-        raw = self.db.get(NODE_KEY)
+        try:
+            raw = self.db.get(NODE_KEY)
+        except Exception as exc:
+            if not _is_damage(exc):
+                raise
+            self.db = self._replace_damaged("reading the node record: %s" % _one_line(exc))
+            raw = None
         if raw is None:
             key, value = encode_record(node_record(self.node_id, self.cluster_id))
             self._put_batch([(key, value)])
@@ -145,6 +480,7 @@ cdef class RocksLog:
                               % (self.path, record[1], record[2], self.node_id, self.cluster_id))
 
     cdef _put_batch(self, list pairs):
+        self._recovery = None
         batch = rocksdict.WriteBatch(raw_mode=True)
         cdef Py_ssize_t nbytes = 0
         for key, value in pairs:
@@ -161,6 +497,7 @@ cdef class RocksLog:
         """Persist record tuples of any groups as ONE batch with ONE synced write; returns how many."""
         if not records:
             return 0
+        self._recovery = None
         batch = rocksdict.WriteBatch(raw_mode=True)
         cdef Py_ssize_t nbytes = 0
         cdef tuple pair
@@ -181,6 +518,7 @@ cdef class RocksLog:
     def write_each(self, list records):
         """One synced write PER RECORD: the baseline that group commit is measured against."""
         cdef tuple pair
+        self._recovery = None
         for record in records:
             pair = encode_record(<tuple>record)
             self.db.put(pair[0], pair[1], self.write_opts)
@@ -195,23 +533,35 @@ cdef class RocksLog:
         return self.db.get(key)
 
     def read_chosen(self, uint32_t group, uint64_t first, uint64_t end):
-        """[(instance, ballot, value)] stored at first, first+1, ... < end; stops at a gap or damage."""
+        """[(instance, ballot, value)] stored at first, first+1, ... < end; stops at a gap or damage.
+
+        A damaged record stops it there; so does a read that RocksDB fails with a damage error (counted in
+        read_errors).
+        """
         entries = []
         if first >= end:
             return entries
         cdef uint64_t expected = first
         end_key = group_key(INSTANCE_RECORD, group, end)
-        for key, value in self.db.items(from_key=group_key(INSTANCE_RECORD, group, first)):
-            if key >= end_key:
-                break
-            try:
-                rec = decode_record(key, value)
-            except (RecordCorrupt, UnknownVersion):
-                break
-            if rec[2] != expected or rec[3] & RECORD_VOID:
-                break
-            entries.append((rec[2], rec[5], rec[8]))
-            expected += 1
+        scan = _scan(self.db, group_key(INSTANCE_RECORD, group, first))
+        try:
+            for key, value in scan:
+                if key >= end_key:
+                    break
+                try:
+                    rec = decode_record(key, value)
+                except (RecordCorrupt, UnknownVersion):
+                    break
+                if rec[2] != expected or rec[3] & RECORD_VOID:
+                    break
+                entries.append((rec[2], rec[5], rec[8]))
+                expected += 1
+        except _ReadFailed as exc:
+            self.read_errors += 1
+            log.error("log %s: reading group %d from instance %d stopped at %d: %s (read errors: %d)",
+                      self.path, group, first, expected, exc, self.read_errors)
+        finally:
+            scan.close()
         return entries
 
     def read_chain(self, uint32_t group, uint64_t instance):
@@ -226,12 +576,38 @@ cdef class RocksLog:
             return None
 
     def items(self):
-        """Every (key, value) in key order."""
-        return self.db.items()
+        """Every (key, value) in key order. RecordCorrupt if RocksDB cannot read part of it."""
+        try:
+            yield from _scan(self.db)
+        except _ReadFailed as exc:
+            raise RecordCorrupt("log %s: %s" % (self.path, exc)) from None
 
     def recover(self):
-        """Rebuild every group's state from the stored records (see recovery.py)."""
-        return recover(self.db.items())
+        """Rebuild every group's state from the stored records (see recovery.py).
+
+        Never raises on damaged stored data. The records are scanned at open (the result is kept until this
+        call or the next write); if RocksDB fails the scan (a damaged table block), that is synced damage:
+        the DB is moved aside and replaced by an empty one (``rdict`` is then a new object). The first
+        Recovery after synced damage found at open, and one whose own scan found it, is empty and has
+        ``amnesia`` set and the one-line ``report``. A scan after writes that finds damage while another
+        handle keeps the DB open raises RuntimeError (see _release).
+        """
+        result, self._recovery = self._recovery, None
+        if result is None:
+            result = self._recover_scan()
+        return result
+
+    def _recover_scan(self):
+        failure = None
+        try:
+            result = recover(_scan(self.db, fill_cache=False))
+        except _ReadFailed as exc:
+            failure = "recovery scan: %s" % exc
+        if failure is None:
+            return result
+        self.db = self._replace_damaged(failure)
+        self._check_node_record()
+        return Recovery(node_id=self.node_id, cluster_id=self.cluster_id, amnesia=True, report=self.open_report)
 
     def truncate(self, uint32_t group, uint64_t below):
         """Delete the group's records below instance `below` (which must be learned), in one synced batch.
@@ -247,6 +623,7 @@ cdef class RocksLog:
             low, chain = rec[6], rec[7]
         if below <= low:
             return 0
+        self._recovery = None
         from paxos_core.core.learner import chain_next
         cdef uint64_t expected = low
         for instance, ballot, value in self.read_chosen(group, low, below):
@@ -272,6 +649,7 @@ cdef class RocksLog:
     def delete_group(self, uint32_t group):
         """Delete every record of a group (it was removed from this node) but its GROUP record (the tombstone
         the caller wrote first), in one synced batch."""
+        self._recovery = None
         batch = rocksdict.WriteBatch(raw_mode=True)
         batch.delete_range(group_key(0, group, 0), group_key(GROUP_RECORD, group, 0))
         self.db.write(batch, self.write_opts)
@@ -281,16 +659,20 @@ cdef class RocksLog:
 
     def put_raw(self, key, value):
         """Store raw bytes under a key (synced). For corruption tests and repair tools only."""
+        self._recovery = None
         self.db.put(key, value, self.write_opts)
 
     def delete_raw(self, key):
+        self._recovery = None
         self.db.delete(key, self.write_opts)
 
     def stats(self):
         return {"syncs": self.syncs, "writes": self.writes, "records": self.records_written,
-                "bytes": self.bytes_written, "wal_tail_damaged": int(self.wal_tail_damaged)}
+                "bytes": self.bytes_written, "wal_tail_damaged": int(self.wal_tail_damaged),
+                "amnesia": int(self.amnesia), "read_errors": self.read_errors}
 
     def close(self):
+        self._recovery = None
         if self.db is not None:
             self.db.close()
             self.db = None

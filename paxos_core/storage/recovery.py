@@ -69,8 +69,8 @@ class Recovery:
     corrupt_records: int = 0
     records: int = 0
     removed: dict = field(default_factory=dict)     # group id -> incarnation removed here (tombstones)
-    amnesia: bool = False       # the storage lost synced state as a whole (set by the storage layer)
-    report: str = ""            # one line about it
+    amnesia: bool = False        # the log's synced state was damaged and replaced by an empty log
+    report: str = ""             # then: one line on what was found and where the damaged log now is
 
     def problems(self):
         """[(group, instance, reason)] of every damaged record."""

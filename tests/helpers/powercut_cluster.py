@@ -53,6 +53,7 @@ def verify(directory, groups, out):
     cluster = make_cluster(directory, groups, 12345)
     problems = []
     report = {"wal_tail_damaged": [n for n, log in cluster.logs.items() if log.wal_tail_damaged],
+              "synced_damage": {n: log.open_report for n, log in cluster.logs.items() if log.amnesia},
               "corrupt_records": {n: r.corrupt_records for n, r in cluster.recoveries.items()}}
     probes = {}
     for g in range(groups):
