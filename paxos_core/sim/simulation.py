@@ -321,9 +321,11 @@ class Simulation:
         engine = node.loop.engine
         for slot, pg in engine.proposer.groups.items():
             last = -1
+            seen = set()
             for origin, seq, _ in pg.pending:
-                if origin != node.id:
-                    continue
+                if origin != node.id or seq in seen:
+                    continue      # another node's, or a copy of ours a former leader forwarded back
+                seen.add(seq)
                 if seq < last:
                     self.oracle.violate("node %d group %d: its own proposals are queued out of order (seq %d after "
                                         "%d)" % (node.id, slot, seq, last))
