@@ -58,7 +58,7 @@ from dataclasses import dataclass
 import zmq
 
 from . import errors
-from .runtime import rpc
+from .wire import rpc
 from .statemachine import kv as kv_ops
 
 log = logging.getLogger("paxos_core.client")

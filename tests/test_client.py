@@ -15,7 +15,7 @@ import zmq
 from paxos_core import errors
 from paxos_core.client import Client
 from paxos_core.kv import KV
-from paxos_core.runtime import rpc
+from paxos_core.wire import rpc
 from paxos_core.statemachine import KVStateMachine, MemoryStore
 from paxos_core.statemachine import kv as ops
 

@@ -15,7 +15,7 @@ from paxos_core.core.learner import chain_of
 from paxos_core.errors import GroupStopped
 from paxos_core.replica.cycle import run_cycle
 from paxos_core.replica.loop import LoopSettings, ReplicaLoop
-from paxos_core.runtime import rpc
+from paxos_core.wire import rpc
 from paxos_core.sim.loopback import LoopbackCluster
 from paxos_core.statemachine import kv
 from paxos_core.statemachine.store import MemoryStore

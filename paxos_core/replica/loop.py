@@ -38,8 +38,8 @@ import numpy as np
 
 from ..core.engine import GROUP_OK, GROUP_REPAIRING, GROUP_STOPPED, Engine
 from ..errors import GroupStopped, ValueTooLarge
-from ..runtime import rpc
-from ..runtime.metrics import BATCH_BUCKETS, LATENCY_BUCKETS, Histogram
+from ..wire import rpc
+from ..histogram import BATCH_BUCKETS, LATENCY_BUCKETS, Histogram
 from ..statemachine.kv import KVStateMachine
 from ..storage.records import group_record
 from . import envelope

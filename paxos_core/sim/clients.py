@@ -1,4 +1,4 @@
-"""Simulated clients: real request frames (runtime/rpc.py) to the nodes' loops, and a history of every operation.
+"""Simulated clients: real request frames (wire/rpc.py) to the nodes' loops, and a history of every operation.
 
 Each client runs one operation at a time against the replicated key-value store, as a service's request
 handler would: it picks a node, follows NotMaster redirects, tries another node when one does not answer
@@ -12,7 +12,7 @@ one entry or, with batch envelopes off, as consecutive entries of the session).
 """
 from dataclasses import dataclass, field
 
-from ..runtime import rpc
+from ..wire import rpc
 from ..statemachine import kv
 
 ATTEMPT_US = 400_000          # an attempt with no reply is given up and tried at another node

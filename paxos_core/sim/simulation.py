@@ -43,7 +43,7 @@ from ..replica import envelope
 from ..replica.applier import Applier
 from ..replica.loop import LoopSettings, ReplicaLoop
 from ..replica.master import MasterTable
-from ..runtime import rpc
+from ..wire import rpc
 from ..statemachine import kv
 from ..statemachine.store import MemoryStore
 from ..wire.codec import decode_batch, decode_entries, decode_frame, encode_frame
