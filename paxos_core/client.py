@@ -388,17 +388,70 @@ class Client:
                 out.append({"node": n, "worker": w, "error": str(exc)})
         return out
 
+    def group_info(self, group, node, timeout=5.0):
+        """What `node` holds of `group` (a dict: hosted, incarnation, removed, status)."""
+        return self._admin(rpc.GROUP_INFO, node, None, group, timeout).result()
+
     def add_group(self, group, nodes=None, timeout=5.0):
-        """Create `group` on every node (or the given ones). Idempotent."""
-        targets = nodes or self.nodes
-        for f in [self._admin(rpc.ADD_GROUP, n, None, group, timeout) for n in targets]:
+        """Create `group` on every node, in one incarnation newer than any a node holds or removed. Idempotent.
+
+        Refused (ConfigError) if a node cannot be asked or still hosts an earlier incarnation: a group id is
+        never added again where an earlier incarnation may live on (remove it there first). `nodes` limits
+        the nodes asked and changed (an operator's repair tool; every node of the group should be listed)."""
+        targets = list(nodes or self.nodes)
+        infos = self._group_infos(group, targets, timeout)
+        hosted = {n: i["incarnation"] for n, i in infos.items() if i["hosted"]}
+        if len(set(hosted.values())) > 1:
+            raise errors.ConfigError("group %d: nodes host different incarnations of it (%s); remove the group "
+                                     "everywhere first" % (group, hosted))
+        if hosted:
+            incarnation = next(iter(hosted.values()))
+            removed = sorted(n for n, i in infos.items() if i["removed"] >= incarnation)
+            if removed:
+                raise errors.ConfigError(
+                    "group %d: node(s) %s removed incarnation %d, which node(s) %s still host an earlier or equal "
+                    "incarnation of; adding it back there would make an acceptor that forgot its votes. Remove "
+                    "the group everywhere first" % (group, ", ".join(map(str, removed)), incarnation,
+                                                     ", ".join(map(str, sorted(hosted)))))
+            if len(hosted) == len(targets):
+                return incarnation                               # already everywhere: idempotent
+            # else: an add that was interrupted: finish it at the same incarnation
+        else:
+            incarnation = max(i["removed"] for i in infos.values()) + 1
+        futures = [self._admin_add(n, group, incarnation, timeout) for n in targets if n not in hosted]
+        for f in futures:
             f.result()
+        return incarnation
 
     def remove_group(self, group, nodes=None, timeout=5.0):
-        """Delete `group` and its data on every node (or the given ones). Idempotent."""
-        targets = nodes or self.nodes
+        """Delete `group` and its data on every node. Idempotent; two phases: every node is asked first (any
+        node that cannot be asked refuses the removal, ConfigError), then every node removes it (a node that
+        fails leaves the removal to be run again; the group is added back only once no node holds it)."""
+        targets = list(nodes or self.nodes)
+        self._group_infos(group, targets, timeout)
         for f in [self._admin(rpc.REMOVE_GROUP, n, None, group, timeout) for n in targets]:
             f.result()
+
+    def _group_infos(self, group, nodes, timeout):
+        futures = {n: self._admin(rpc.GROUP_INFO, n, None, group, timeout) for n in nodes}
+        infos = {}
+        for n, f in futures.items():
+            try:
+                infos[n] = f.result()
+            except errors.PaxosError as exc:
+                raise errors.ConfigError("group %d: node %d cannot be asked (%s); nothing was changed"
+                                         % (group, n, exc)) from None
+        return infos
+
+    def _admin_add(self, node, group, incarnation, timeout):
+        future = concurrent.futures.Future()
+
+        def body(req, req_id, remaining_ms, min_epoch):
+            return rpc.add_group_request(req_id, group, incarnation)
+
+        req = _Request(future, rpc.ADD_GROUP, group, body, time.monotonic() + timeout, node)
+        self._submit(req)
+        return future
 
     def on_master_change(self, callback):
         """Call `callback(group, master_node, epoch)` once per master change of any group (from the I/O thread).
@@ -645,7 +698,7 @@ class Client:
                 items = rpc.decode_propose_batch_ok(body)
                 self._session_outcome(req, [ProposeResult(req.group, instance, result, (client_id, first + k))
                                             for k, (instance, result) in enumerate(items)])
-            elif req.kind == rpc.STATUS:
+            elif req.kind in (rpc.STATUS, rpc.GROUP_INFO):
                 self._finish(req, json.loads(body))
             else:
                 self._finish(req, body if req.kind == rpc.READ else None)

@@ -424,6 +424,29 @@ def test_a_group_removed_and_added_again_starts_empty_and_works(cluster_factory)
     assert ops.decode_result(client.read(new, ops.encode_get(b"old3"), mode="linearizable")).status == ops.NOT_FOUND
 
 
+def test_a_group_is_never_added_again_where_an_earlier_incarnation_lives_on(cluster_factory):
+    """Finding 6 on real processes: removing a group on one node only and adding it back there would give an
+    acceptor with no memory next to the old incarnation. The cluster-wide add refuses; once the group is gone
+    everywhere, it comes back as a newer incarnation on every node."""
+    cluster = cluster_factory(nodes=3, workers=1, groups=GROUPS)
+    client = cluster.client(prefer=1)
+    new = GROUPS + 7
+    assert client.add_group(new) == 1
+    client.propose(new, ops.encode_put(b"k", b"v1"))
+    client.remove_group(new, nodes=[3])
+    assert client.group_info(new, 3) == {"group": new, "hosted": False, "incarnation": 0, "removed": 1,
+                                         "status": "absent"}
+    with pytest.raises(errors.ConfigError, match="removed incarnation 1"):
+        client.add_group(new)
+    assert not client.group_info(new, 3)["hosted"], "nothing was changed"
+    client.remove_group(new)
+    assert client.add_group(new) == 2
+    assert {client.group_info(new, n)["incarnation"] for n in cluster.node_ids} == {2}
+    result = client.propose(new, ops.encode_put(b"k", b"v2"), timeout=10.0)
+    assert ops.decode_result(result.result).status == ops.OK
+    assert ops.decode_result(client.read(new, ops.encode_get(b"k"), mode="linearizable")) == (ops.OK, b"v2")
+
+
 def test_a_restarted_node_catches_up_on_groups_nobody_writes_to_any_more(cluster_factory):
     cluster = cluster_factory(nodes=3, workers=2, groups=GROUPS)
     kv = cluster.kv(prefer=1)

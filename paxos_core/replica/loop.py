@@ -236,6 +236,8 @@ class ReplicaLoop:
                      self.index, replayed)
 
     def _leading_ballot(self, group):
+        if not self.engine.hosts(group):
+            return 0                      # being removed: its last values are applied, nobody leads it here
         ballot, active = self.engine.ballot_of(group)
         return ballot if active and self.engine.is_leading(group) else 0
 
@@ -375,9 +377,11 @@ class ReplicaLoop:
         elif op == rpc.STATUS:
             self._send(identity, rpc.reply(rpc.OK, req_id, json.dumps(self.status_hook()).encode()))
         elif op == rpc.ADD_GROUP:
-            self._on_add_group(identity, req_id, request[2])
+            self._on_add_group(identity, req_id, request[2], request[3])
         elif op == rpc.REMOVE_GROUP:
             self._on_remove_group(identity, req_id, request[2])
+        elif op == rpc.GROUP_INFO:
+            self._send(identity, rpc.reply(rpc.OK, req_id, json.dumps(self.group_info(request[2])).encode()))
         elif op == rpc.SUBSCRIBE:
             self.subscribers.add(identity)
             self._send(identity, rpc.reply(rpc.OK, req_id))
@@ -690,20 +694,43 @@ class ReplicaLoop:
         return out
 
     # ------------------------------------------------------------------ groups at run time
-    def _on_add_group(self, identity, req_id, group):
+    def _on_add_group(self, identity, req_id, group, incarnation):
         if group % self.workers != self.index:
             self._send(identity, rpc.error_reply(rpc.BAD_REQUEST, req_id, "group %d belongs to worker %d"
                                                  % (group, group % self.workers)))
             return
-        self.add_group(group)
+        try:
+            self.add_group(group, incarnation)
+        except ValueError as exc:
+            self._send(identity, rpc.error_reply(rpc.BAD_REQUEST, req_id, str(exc)))
+            return
         self._send(identity, rpc.reply(rpc.OK, req_id))
 
-    def add_group(self, group):
-        """Host `group`: a new incarnation, newer than any this node removed (its GROUP record is durable before
-        the group takes part in anything). Returns the incarnation."""
+    def group_info(self, group):
+        """What this node holds of `group`: hosted (and its incarnation, status) or removed (which one)."""
         if self.engine.hosts(group):
-            return self.engine.incarnation_of(group)
-        incarnation = self.tombstones.pop(group, 0) + 1
+            return {"group": group, "hosted": True, "incarnation": self.engine.incarnation_of(group),
+                    "removed": 0, "status": self.engine.group_view(group)["status"]}
+        return {"group": group, "hosted": False, "incarnation": 0, "removed": self.tombstones.get(group, 0),
+                "status": "absent"}
+
+    def add_group(self, group, incarnation=0):
+        """Host `group` in `incarnation` (0: one newer than any this node removed); its GROUP record is durable
+        before the group takes part in anything. A group id is never added back at an incarnation this node
+        removed or holds (ValueError). Returns the incarnation."""
+        if self.engine.hosts(group):
+            current = self.engine.incarnation_of(group)
+            if incarnation and incarnation != current:
+                raise ValueError("group %d is hosted here in incarnation %d, not %d: remove it first"
+                                 % (group, current, incarnation))
+            return current
+        removed = self.tombstones.get(group, 0)
+        if not incarnation:
+            incarnation = removed + 1
+        if incarnation <= removed or incarnation > 0xFFFF:
+            raise ValueError("group %d: incarnation %d was removed here already (last removed: %d)"
+                             % (group, incarnation, removed))
+        self.tombstones.pop(group, None)
         self.engine.add_group(group, incarnation)
         self._resize()
         self.log.write([group_record(group, self.engine.incarnation_of(group))])

@@ -321,7 +321,9 @@ class Simulation:
         engine = node.loop.engine
         for slot, pg in engine.proposer.groups.items():
             last = -1
-            seen = set()
+            # Entries forwarded to a leader are in flight there; a copy of one that comes back (a former
+            # leader forwards what it had queued) is not a reordering of our queue.
+            seen = {seq for origin, seq, _ in pg.forwarded if origin == node.id}
             for origin, seq, _ in pg.pending:
                 if origin != node.id or seq in seen:
                     continue      # another node's, or a copy of ours a former leader forwarded back
@@ -795,9 +797,19 @@ def applied_changes(logs, n_groups, lease_ticks, margin):
 
 def run_seed(cfg):
     import logging
+    import traceback
+
     previous = logging.root.manager.disable
     logging.disable(logging.CRITICAL)      # a run logs what a cluster would: thousands of lines per seed
+    sim = Simulation(cfg)
     try:
-        return Simulation(cfg).run()
+        return sim.run()
+    except Exception as exc:
+        # A crash of the code under test is a failure of the seed, reported with where it happened.
+        where = traceback.extract_tb(exc.__traceback__)[-3:]
+        sim.oracle.violate("exception %s: %s at %s" % (type(exc).__name__, exc, " <- ".join(
+            "%s:%d %s" % (f.filename.rsplit("/", 1)[-1], f.lineno, f.name) for f in reversed(where))))
+        return SimResult(cfg.seed, sim.hash.hexdigest(), list(sim.oracle.violations), sim.events,
+                         len(sim.oracle.chosen), sim.stats["acked"], sim.stats["ops"], sim.crashes, dict(sim.stats))
     finally:
         logging.disable(previous)

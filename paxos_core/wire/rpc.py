@@ -10,8 +10,9 @@ One ZeroMQ frame per request and per reply; little-endian integers.
       STATUS        -
       PROPOSE_BATCH u32 group | u32 timeout ms | u64 client id | u64 first seq | u64 min epoch | u32 count
                     | count x (u32 length | op)        (op k gets request seq first seq + k)
-      ADD_GROUP     u32 group
+      ADD_GROUP     u32 group [| u16 incarnation]   (0 or absent: one newer than any this node removed)
       REMOVE_GROUP  u32 group
+      GROUP_INFO    u32 group     (reply: JSON {"hosted", "incarnation", "removed", "status"})
       SUBSCRIBE     -            (master-change events are then pushed to this client)
     reply    u8 status | u64 request id | body
       OK            PROPOSE: u64 instance | result;  READ: result;  STATUS: JSON;  others: empty;
@@ -34,7 +35,7 @@ import struct
 
 from .. import errors
 
-PROPOSE, READ, STATUS, ADD_GROUP, REMOVE_GROUP, SUBSCRIBE, PROPOSE_BATCH = 1, 2, 3, 4, 5, 6, 7
+PROPOSE, READ, STATUS, ADD_GROUP, REMOVE_GROUP, SUBSCRIBE, PROPOSE_BATCH, GROUP_INFO = 1, 2, 3, 4, 5, 6, 7, 8
 READ_STALE, READ_LEASE, READ_LINEARIZABLE = 0, 1, 2
 READ_MODES = {"stale": READ_STALE, "lease": READ_LEASE, "linearizable": READ_LINEARIZABLE}
 
@@ -47,6 +48,7 @@ _BATCH_ITEM = struct.Struct("<QI")
 _PROPOSE = struct.Struct("<IIQQQ")
 _READ = struct.Struct("<IBIQ")
 _GROUP = struct.Struct("<I")
+_INC = struct.Struct("<H")
 _INSTANCE = struct.Struct("<Q")
 _MASTER = struct.Struct("<HQ")
 _EVENT = struct.Struct("<BIHQ")
@@ -101,6 +103,10 @@ def simple_request(op, req_id, group=None):
     return _HEAD.pack(op, req_id) + (b"" if group is None else _GROUP.pack(group))
 
 
+def add_group_request(req_id, group, incarnation=0):
+    return _HEAD.pack(ADD_GROUP, req_id) + _GROUP.pack(group) + _INC.pack(incarnation)
+
+
 def decode_request(frame):
     """(op, req_id, fields...) or BadRequest."""
     if len(frame) < _HEAD.size:
@@ -121,7 +127,11 @@ def decode_request(frame):
             (count,) = _U32.unpack_from(body, _PROPOSE.size)
             ops = _split(memoryview(body)[_PROPOSE.size + 4:], count, "batch request")
             return op, req_id, group, timeout_ms, client_id, first_seq, min_epoch, ops
-        if op in (ADD_GROUP, REMOVE_GROUP):
+        if op == ADD_GROUP:
+            (group,) = _GROUP.unpack_from(body)
+            incarnation = _INC.unpack_from(body, _GROUP.size)[0] if len(body) >= _GROUP.size + _INC.size else 0
+            return op, req_id, group, incarnation
+        if op in (REMOVE_GROUP, GROUP_INFO):
             (group,) = _GROUP.unpack_from(body)
             return op, req_id, group
         if op in (STATUS, SUBSCRIBE):
