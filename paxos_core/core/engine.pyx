@@ -245,6 +245,7 @@ cdef class Engine:
         self.proposer.seen_round[slot] = 0
         self.proposer.timer[slot] = 0
         self.proposer.mark_sent[slot] = 0
+        self.proposer.mark_notices[slot] = 0
         self.proposer.leader_heard[slot] = -(1 << 62)
         self.proposer.last_accept[slot] = 0
         self.proposer.accept_heard[slot] = -(1 << 62)
@@ -1286,6 +1287,16 @@ cdef class Engine:
         if (role == LEADING and (pg is None or not pg.inflight) and self.proposer.mark_sent[slot] < chosen_next
                 and now - self.proposer.last_accept[slot] >= self.idle_chosen):
             self.proposer.mark_sent[slot] = chosen_next
+            self.proposer.mark_notices[slot] = 1
+            self.proposer.last_accept[slot] = now
+            self.counters[C_CHOSEN_SENT] += 1
+            self._broadcast(make_message(CHOSEN, group, 0, self.proposer.ballot[slot], chosen_next, 0,
+                                         self.learner.chain[slot], NOOP), False)
+        elif (role == LEADING and (pg is None or not pg.inflight) and self.proposer.mark_notices[slot] == 1
+                and self.proposer.mark_sent[slot] == chosen_next
+                and now - self.proposer.last_accept[slot] >= 16 * self.idle_chosen):
+            # Once more, in case the notice was lost: then the group is quiet until it has work.
+            self.proposer.mark_notices[slot] = 2
             self.counters[C_CHOSEN_SENT] += 1
             self._broadcast(make_message(CHOSEN, group, 0, self.proposer.ballot[slot], chosen_next, 0,
                                          self.learner.chain[slot], NOOP), False)
@@ -1308,7 +1319,8 @@ cdef class Engine:
         role = self.proposer.role[slot]
         return (pg is not None or slot in self.learner.outstanding or role == PREPARING
                 or self.learner.known_mark[slot] > self.learner.chosen_next[slot]
-                or (role == LEADING and self.proposer.mark_sent[slot] < self.learner.chosen_next[slot])
+                or (role == LEADING and (self.proposer.mark_sent[slot] < self.learner.chosen_next[slot]
+                                         or self.proposer.mark_notices[slot] == 1))
                 or self.status[slot] == GROUP_REPAIRING)
 
     # ------------------------------------------------------------------ views (tests, simulator, status)
@@ -1383,7 +1395,8 @@ cdef class Engine:
                     self.learner.chain_array, self.learner.known_mark_array, self.learner.repair_upto_array,
                     self.learner.catchup_at_array, self.learner.catchup_src_array, self.proposer.ballot_array,
                     self.proposer.role_array, self.proposer.next_instance_array, self.proposer.seen_round_array,
-                    self.proposer.timer_array, self.proposer.mark_sent_array, self.proposer.leader_heard_array,
+                    self.proposer.timer_array, self.proposer.mark_sent_array, self.proposer.mark_notices_array,
+                    self.proposer.leader_heard_array,
                     self.proposer.last_accept_array, self.proposer.accept_heard_array, self.proposer.preferred_array,
                     self.status_array, self.inc_array):
             total += arr.itemsize

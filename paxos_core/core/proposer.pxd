@@ -36,6 +36,8 @@ cdef class ProposerState:
     cdef int64_t[::1] timer
     cdef public object mark_sent_array     # numpy uint64: highest chosen mark sent to the learners
     cdef uint64_t[::1] mark_sent
+    cdef public object mark_notices_array  # numpy uint8: idle CHOSEN notices sent for that mark (a lost one is
+    cdef uint8_t[::1] mark_notices         # sent once more, later; then the group is quiet)
     cdef public object leader_heard_array  # numpy int64: tick we last heard from the promised leader
     cdef int64_t[::1] leader_heard
     cdef public object last_accept_array   # numpy int64: tick a leader last sent an Accept

@@ -43,6 +43,7 @@ cdef class ProposerState:
         self.seen_round_array = np.zeros(n_slots, np.uint64)
         self.timer_array = np.zeros(n_slots, np.int64)
         self.mark_sent_array = np.zeros(n_slots, np.uint64)
+        self.mark_notices_array = np.zeros(n_slots, np.uint8)
         self.leader_heard_array = np.full(n_slots, -(1 << 62), np.int64)
         self.last_accept_array = np.zeros(n_slots, np.int64)
         self.accept_heard_array = np.full(n_slots, -(1 << 62), np.int64)
@@ -57,6 +58,7 @@ cdef class ProposerState:
         self.seen_round = self.seen_round_array
         self.timer = self.timer_array
         self.mark_sent = self.mark_sent_array
+        self.mark_notices = self.mark_notices_array
         self.leader_heard = self.leader_heard_array
         self.last_accept = self.last_accept_array
         self.accept_heard = self.accept_heard_array
@@ -73,6 +75,7 @@ cdef class ProposerState:
         self.seen_round_array = np.concatenate([self.seen_round_array, np.zeros(extra, np.uint64)])
         self.timer_array = np.concatenate([self.timer_array, np.zeros(extra, np.int64)])
         self.mark_sent_array = np.concatenate([self.mark_sent_array, np.zeros(extra, np.uint64)])
+        self.mark_notices_array = np.concatenate([self.mark_notices_array, np.zeros(extra, np.uint8)])
         self.leader_heard_array = np.concatenate([self.leader_heard_array, np.full(extra, -(1 << 62), np.int64)])
         self.last_accept_array = np.concatenate([self.last_accept_array, np.zeros(extra, np.int64)])
         self.accept_heard_array = np.concatenate([self.accept_heard_array, np.full(extra, -(1 << 62), np.int64)])

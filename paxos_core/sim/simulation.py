@@ -166,6 +166,8 @@ class Simulation:
         self.history = []
         self.last_seen = {}
         self.probe_ops = {}
+        # No operation starts in the last second: the nodes must then converge on what was chosen.
+        self.quiet_at = (cfg.fault_ms + cfg.heal_ms - 1000) * 1000
         self.regrouped = set()      # groups removed and added again (their data restarts: not history-checked)
         self.lease_checks = 0
         self.stats = {"frames": 0, "messages": 0, "torn_batches": 0, "frame_errors": 0, "pauses": 0, "stalls": 0,
@@ -321,12 +323,14 @@ class Simulation:
         engine = node.loop.engine
         for slot, pg in engine.proposer.groups.items():
             last = -1
-            # Entries forwarded to a leader are in flight there; a copy of one that comes back (a former
-            # leader forwards what it had queued) is not a reordering of our queue.
+            # Only our proposals still waiting for an outcome count (a former leader may forward back copies
+            # of ours, even from before a restart; the proposer skips those). Entries forwarded to a leader
+            # are in flight there, and a copy of one that comes back is not a reordering of our queue.
+            outstanding = engine.learner.outstanding.get(slot, {})
             seen = {seq for origin, seq, _ in pg.forwarded if origin == node.id}
             for origin, seq, _ in pg.pending:
-                if origin != node.id or seq in seen:
-                    continue      # another node's, or a copy of ours a former leader forwarded back
+                if origin != node.id or seq in seen or seq not in outstanding:
+                    continue
                 seen.add(seq)
                 if seq < last:
                     self.oracle.violate("node %d group %d: its own proposals are queued out of order (seq %d after "
@@ -593,7 +597,7 @@ class Simulation:
                 self.clients[data].retry_now(time_us, node_id or None)
             elif kind == CLIENT_START:
                 client = self.clients[data]
-                if client.op is None and not self.ending:
+                if client.op is None and not self.ending and time_us < self.quiet_at:
                     client.next_operation(time_us)
                     if client.op is not None:
                         self.history.extend(client.op.ops)
