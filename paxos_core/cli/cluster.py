@@ -97,8 +97,8 @@ def cmd_status(args):
 
         print(json.dumps(rows, indent=1))
         return 0
-    print("%4s %6s %7s %8s %9s %9s %8s %8s %8s" % ("node", "worker", "groups", "masters", "chosen", "applied",
-                                                   "max-lag", "fsyncs", "pending"))
+    print("%4s %6s %7s %8s %9s %9s %8s %8s %8s %9s" % ("node", "worker", "groups", "masters", "chosen",
+                                                       "applied", "max-lag", "fsyncs", "pending", "repairing"))
     down = 0
     for r in rows:
         if "error" in r:
@@ -107,8 +107,16 @@ def cmd_status(args):
             continue
         chosen = sum(g["chosen"] for g in r["group_detail"])
         applied = sum(g["applied"] for g in r["group_detail"])
-        print("%4d %6d %7d %8d %9d %9d %8d %8d %8d" % (r["node"], r["worker"], r["groups"], r["masters"], chosen,
-                                                       applied, r["max_lag"], r["log"]["syncs"], r["pending"]))
+        print("%4d %6d %7d %8d %9d %9d %8d %8d %8d %9d" % (r["node"], r["worker"], r["groups"], r["masters"],
+                                                           chosen, applied, r["max_lag"], r["log"]["syncs"],
+                                                           r["pending"], r.get("repairing", 0)))
+    unwell = [(r["node"], g) for r in rows for g in r.get("group_detail", []) if g.get("status", "ok") != "ok"]
+    for node, g in unwell:
+        repair = g.get("repair") or {}
+        print("node %d group %d is %s: %s%s" % (
+            node, g["group"], g["status"], g.get("reason") or "",
+            " (rebuild phase %s, learning up to %d; it finishes by itself)" % (repair["phase"], repair["target"])
+            if repair else ""))
     if args.groups:
         print()
         print("%4s %6s %6s %7s %6s %9s %9s %6s %10s" % ("node", "worker", "group", "master", "epoch", "chosen",
