@@ -330,3 +330,104 @@ def test_finding_7_exactly_once_holds_past_the_session_bound_a_late_retry_is_ref
                                    (1, 2, kv.encode_put(b"a", b"2"))])])[0]
     assert [kv.decode_result(r).status for r in late] == [kv.SESSION_UNKNOWN] * 3
     assert kv.decode_result(sm.read(0, kv.encode_get(b"a"))).value == b"2"
+
+
+# ---------------------------------------------------------------------------------------------------- 4, 8
+def _worker_start(data_dir, clock):
+    """What a worker does at start (runtime/worker.py), minus its sockets: open the log, decide whether its
+    state was lost, build the replica loop. Returns (loop, log, reason)."""
+    from paxos_core.runtime.worker import lost_state_reason
+    from paxos_core.statemachine.store import RocksStore
+    from paxos_core.storage import identity
+    from paxos_core.storage.log import RocksLog
+
+    identity.check_marker(data_dir, 1, CLUSTER)
+    log = RocksLog(str(data_dir / "worker-0"), 1, CLUSTER)
+    recovery = log.recover()
+    reason = lost_state_reason(data_dir, 0, log, recovery)
+    core = CoreConfig(node_id=1, members=(1, 2, 3), n_groups=4)
+    settings = LoopSettings(node_id=1, tick_s=0.01, lease_ticks=30)
+    loop = ReplicaLoop(settings, core, clock=clock, log=log, store=RocksStore(log.rdict, "sm"),
+                       send=lambda m: None, hosted=range(4), recovery=recovery, rng=random.Random(3),
+                       amnesia=reason)
+    if reason:
+        identity.restore_marker(data_dir, 1, CLUSTER)
+        identity.write_worker_flag(data_dir, 0)
+    return loop, log, reason
+
+
+CLUSTER = 0xC0FFEE
+
+
+def _history_on_disk(tmp_path):
+    """A node's worker log holding promises and votes: node 1 votes for 40 instances of 4 groups, proposed
+    by node 2 (ballot round 9), and flushes part of them into a table."""
+    from paxos_core.storage import identity
+
+    data_dir = tmp_path / "node1"
+    identity.write_marker(data_dir, 1, CLUSTER)
+    clock = _Clock()
+    loop, log, reason = _worker_start(data_dir, clock)
+    assert not reason
+    ballot = pack(9, 2)
+    for i in range(40):
+        messages = [Message(Kind.ACCEPT, g, i, ballot, 0, 0, 0, b"value-%d-%d" % (g, i), src=2) for g in range(4)]
+        clock.t += 0.01
+        loop.turn(messages, ())
+        if i == 20:
+            log.rdict.flush(True)
+    promised = {g: loop.engine.group_view(g)["promised"] for g in range(4)}
+    assert set(promised.values()) == {ballot}
+    # What a crash leaves on disk right after the last synced write (a clean close would flush the WAL).
+    import shutil
+
+    from tests.helpers import rocks_damage
+
+    crashed = tmp_path / "crashed"
+    shutil.copytree(data_dir, crashed, ignore=shutil.ignore_patterns("worker-0"))
+    rocks_damage.crash_copy(str(data_dir / "worker-0"), str(crashed / "worker-0"))
+    loop.close()
+    loop.store.close()
+    log.close()
+    return crashed, clock, ballot
+
+
+def test_finding_4_damaged_synced_wal_makes_the_groups_rebuild_never_rolls_back_promises_or_votes(tmp_path):
+    from tests.helpers import rocks_damage
+
+    data_dir, clock, ballot = _history_on_disk(tmp_path)
+    rocks_damage.flip_in_middle_record(str(data_dir / "worker-0"))
+    loop, log, reason = _worker_start(data_dir, clock)
+    assert log.damage == "synced" and reason, reason
+    # Nothing of the damaged log is used, and no group answers as if nothing happened (1cd0ad7 recovered
+    # point-in-time: the promise went back and the group reported OK).
+    for g in range(4):
+        view = loop.engine.group_view(g)
+        assert view["status"] == "repairing", view
+        assert view["promised"] < ballot
+    # It answers no Prepare and no Accept while it rebuilds.
+    loop.turn([Message(Kind.PREPARE, 0, 0, pack(5, 3), 0, 0, 0, b"", src=3),
+               Message(Kind.ACCEPT, 1, 0, pack(5, 3), 0, 0, 0, b"x", src=3)], ())
+    # The rebuild is on record: a restart (before it finishes) rebuilds again.
+    loop.close()
+    loop.store.close()
+    log.close()
+    loop, log, reason = _worker_start(data_dir, clock)
+    assert not reason, "the log itself now says so"
+    assert {loop.engine.group_view(g)["status"] for g in range(4)} == {"repairing"}
+    log.close()
+
+
+def test_finding_8_a_flipped_bit_in_an_sst_makes_the_worker_rebuild_not_crash_loop(tmp_path):
+    from tests.helpers import rocks_damage
+
+    data_dir, clock, ballot = _history_on_disk(tmp_path)
+    rocks_damage.flip_in_sst_data_block(str(data_dir / "worker-0"))
+    for attempt in range(2):          # and again: no crash loop
+        loop, log, reason = _worker_start(data_dir, clock)
+        assert {loop.engine.group_view(g)["status"] for g in range(4)} == {"repairing"}
+        if attempt == 0:
+            assert log.amnesia and reason
+        loop.close()
+        loop.store.close()
+        log.close()
