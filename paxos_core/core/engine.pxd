@@ -140,6 +140,7 @@ cdef class Engine:
     cdef void _step_down(self, Py_ssize_t slot, bint vouch, list first_back)
     cdef list _own_unanswered(self, Py_ssize_t slot, bytes value)
     cdef void _requeue_front(self, ProposerGroup pg, list back)
+    cdef void _take_back(self, Py_ssize_t slot, ProposerGroup pg, list back)
     cdef void _send_accept(self, Py_ssize_t slot, uint64_t instance, bytes value)
     cdef void _fill(self, Py_ssize_t slot)
     cdef void _route_follower(self, Py_ssize_t slot)

@@ -659,6 +659,13 @@ cdef class Engine:
         self.proposer.role[slot] = PREPARING
         self.proposer.timer[slot] = self.now + self.retransmit_ticks
         cdef ProposerGroup pg = self.proposer.group(slot)
+        if pg.inflight:
+            # Our proposals in flight under the old ballot go back to the queue (in proposal order): the new
+            # phase 1 re-proposes those some acceptor took, the rest would otherwise wait for their timeout.
+            back = []
+            for instance in sorted(pg.inflight):
+                back.extend(self._own_unanswered(slot, (<InFlight>pg.inflight[instance]).value))
+            self._take_back(slot, pg, back)
         pg.inflight.clear()
         pg.promises = {}
         pg.retries = 0
@@ -851,6 +858,27 @@ cdef class Engine:
             for e in back:
                 pg.pending_bytes += len(<bytes>e[2])
 
+    cdef void _take_back(self, Py_ssize_t slot, ProposerGroup pg, list back):
+        """Queue again our unanswered proposals `back` (from instances we led, or forwarded ones), with what
+        we had forwarded and what is queued: our own in the order we proposed them (seq order), once each,
+        then other nodes' (forwarded to us) in their order. A proposal can reach here by two ways (forwarded
+        by us, then re-proposed by a new leader from the votes it found, and given up by it), and putting
+        the copies in whatever order they came would reorder one session's operations."""
+        cdef dict out = self.learner.outstanding.get(slot)
+        cdef dict own = {}
+        cdef list others = []
+        for e in back + pg.forwarded + pg.pending:
+            if e[0] == self.node_id:
+                if out is not None and e[1] in out and e[1] not in own:
+                    own[e[1]] = e
+            else:
+                others.append(e)
+        pg.pending = [own[seq] for seq in sorted(own)] + others
+        pg.forwarded = []
+        pg.pending_bytes = 0
+        for e in pg.pending:
+            pg.pending_bytes += len(<bytes>e[2])
+
     cdef void _step_down(self, Py_ssize_t slot, bint vouch, list first_back):
         """Stop proposing. With `vouch`, a leader first tells the learners its chosen mark (under its ballot
         every value it learned is the one it proposed, so the mark is safe to send); without it (our ballot
@@ -878,7 +906,10 @@ cdef class Engine:
             for instance in instances:
                 inf = pg.inflight[instance]
                 back.extend(self._own_unanswered(slot, inf.value))
-            self._requeue_front(pg, back)
+            if self.plant_requeue_reverse:
+                self._requeue_front(pg, back)
+            else:
+                self._take_back(slot, pg, back)
             pg.inflight.clear()
             pg.promises = None
             pg.retries = 0
@@ -1274,10 +1305,7 @@ cdef class Engine:
         elif role == FOLLOWER and pg is not None:
             if pg.forwarded and now - pg.forwarded_at >= self.forward_timeout:
                 # The leader did not get our proposals chosen in time: take them back.
-                out = self.learner.outstanding.get(slot)
-                back = [e for e in pg.forwarded if out is not None and e[1] in out]
-                pg.forwarded = []
-                pg.pending[:0] = back
+                self._take_back(slot, pg, [])
                 self.proposer.leader_heard[slot] = -(1 << 62)
             if pg.pending:
                 self._route_follower(slot)

@@ -177,7 +177,7 @@ class SimClient:
     def _send(self, now, node=None):
         op = self.op
         remaining = op.started + DEADLINE_US - now
-        if remaining <= 0:
+        if remaining <= 0 or now >= self.sim.quiet_at:
             self._finish_unknown(now, "deadline")
             return
         node = node or self._pick_node(op)
