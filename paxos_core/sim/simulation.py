@@ -175,6 +175,9 @@ class Simulation:
                       "damage": 0, "amnesia": 0, "turns": 0, "acked": 0, "ops": 0}
         self.window = cfg.window or r.choice((1, 2, 4, 8))
         self.batch_envelope = r.random() < 0.5
+        # Busy clients in most seeds; in some, sparse ones: workers then go idle (a poll of a second) between
+        # operations, and masters' leases lapse and move, as in a quiet service.
+        self.think_us = (500, 20_000) if r.random() < 0.7 else (50_000, 600_000)
         self.core_config = CoreConfig(
             node_id=1, members=self.node_ids, n_groups=cfg.groups, window=self.window, plant=cfg.plant,
             retransmit_ticks=4, max_retransmits=3, election_backoff_ticks=(1, 8), leader_timeout_ticks=15,
@@ -329,6 +332,8 @@ class Simulation:
             # are in flight there, and a copy of one that comes back is not a reordering of our queue.
             outstanding = engine.learner.outstanding.get(slot, {})
             seen = {seq for origin, seq, _ in pg.forwarded if origin == node.id}
+            for inflight in pg.inflight.values():       # in an instance we lead: a queued copy is redundant
+                seen.update(seq for origin, seq, _ in decode_batch(inflight.value) if origin == node.id)
             for origin, seq, _ in pg.pending:
                 if origin != node.id or seq in seen or seq not in outstanding:
                     continue
@@ -408,7 +413,7 @@ class Simulation:
         if isinstance(client, ProbeClient):
             self.at(now + 1000, CLIENT_START, 0, client.identity)
         elif now < (self.cfg.fault_ms + self.cfg.heal_ms // 2) * 1000:
-            self.at(now + self.rng.randint(500, 20_000), CLIENT_START, 0, client.identity)
+            self.at(now + self.rng.randint(*self.think_us), CLIENT_START, 0, client.identity)
 
     def on_acknowledged(self, hop, instance, status):
         """A client got an answer to a write: it must come from the chosen log at that instance."""
@@ -440,7 +445,11 @@ class Simulation:
             for _ in range(r.randint(1, 2 * cfg.nodes)):
                 t = r.randint(0, fault_end)
                 length = r.randint(5_000, 3 * cfg.lease_ticks * cfg.tick_us)
-                self.at(t, PAUSE, r.choice(self.node_ids), length)
+                if r.random() < 0.5:
+                    self.at(t, PAUSE, r.choice(self.node_ids), length)
+                else:
+                    # Stop whichever node is then a group's master (SIGSTOP of a master with clients on it).
+                    self.at(t, PAUSE, 0, (length, r.choice(self.group_ids)))
         damage_kinds = [k for k in ("damage", "amnesia") if k in self.faults]
         if "regroup" in self.faults and (not damage_kinds or r.random() < 0.3):
             # A node whose storage is lost forgets groups changed at run time (their registry lives with the
@@ -491,6 +500,11 @@ class Simulation:
         forgetful = {n.id for n in self.nodes.values() if n.lost_state}
         forgetful.add(node.id)
         return len(forgetful) <= (len(self.node_ids) - 1) // 2
+
+    def _master_of(self, group):
+        """The node most up nodes take for the group's master now (0: none)."""
+        masters = [int(n.loop.masters.master[group]) for n in self.nodes.values() if n.up]
+        return max(sorted(set(masters)), key=masters.count) if masters else 0
 
     def _damage(self, node, kind):
         """Kill the node, then damage its storage (it restarts later)."""
@@ -626,12 +640,15 @@ class Simulation:
                     self.start_node(node, time_us)
             elif kind == PAUSE:
                 self._trace(time_us, kind, node_id, data)
-                if node.up:
+                if not node_id:
+                    length, group = data
+                    node_id = self._master_of(group)
+                    node, data = self.nodes.get(node_id), length
+                if node is not None and node.up:
                     node.pause = (time_us, data)
             elif kind == PARTITION and data[0] == "master":
                 group, until = data[1]
-                masters = [int(n.loop.masters.master[group]) for n in self.nodes.values() if n.up]
-                master = max(set(masters), key=masters.count) if masters else 0
+                master = self._master_of(group)
                 self._trace(time_us, kind, master, data)
                 if master:
                     self.net.isolate(master, self.node_ids)
