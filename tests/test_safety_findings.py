@@ -319,6 +319,26 @@ def test_finding_6_the_loop_keeps_a_durable_tombstone_and_re_adds_a_newer_incarn
     assert again.engine.incarnation_of(0) == 2 and again.engine.learned(0)[0] == 0
 
 
+def test_finding_6_a_removal_that_crashed_after_its_tombstone_never_hands_old_records_to_a_new_incarnation():
+    from paxos_core.storage.records import group_record
+
+    clock = _Clock()
+    loop = _one_node_loop(clock)
+    put = rpc.propose_request(1, 0, 1000, 77, 1, kv.encode_put(b"k", b"v1"))
+    _turns(loop, clock, [(b"c", put)], n=20)
+    log = loop.log
+    assert loop.engine.learned(0)[0] > 0
+    log.write([group_record(0, 1, True)])      # the removal's first step, then the process died
+    restart = lambda: ReplicaLoop(loop.settings, loop.engine.config, clock=clock, log=log, store=MemoryStore(),
+                                  send=lambda m: None, hosted=[0], recovery=log.recover(), rng=random.Random(9))
+    again = restart()
+    assert not again.engine.hosts(0), "the tombstone wins over the records it left"
+    assert again.add_group(0) == 2
+    third = restart()
+    assert third.engine.incarnation_of(0) == 2 and third.engine.learned(0)[0] == 0, \
+        "the new incarnation starts empty: the old records were deleted before it was recorded"
+
+
 # ---------------------------------------------------------------------------------------------------- 7
 def test_finding_7_exactly_once_holds_past_the_session_bound_a_late_retry_is_refused_not_applied():
     sm = kv.KVStateMachine(MemoryStore(), max_sessions=3)

@@ -730,6 +730,10 @@ class ReplicaLoop:
         if incarnation <= removed or incarnation > 0xFFFF:
             raise ValueError("group %d: incarnation %d was removed here already (last removed: %d)"
                              % (group, incarnation, removed))
+        if group in self.tombstones:
+            # A removal that crashed after its tombstone may have left the old incarnation's records: they go
+            # before the new GROUP record, so the new incarnation can never find them as its own.
+            self.log.delete_group(group)
         self.tombstones.pop(group, None)
         self.engine.add_group(group, incarnation)
         self._resize()
