@@ -87,14 +87,14 @@ class SimClient:
         group = r.choice(sim.group_ids)
         key = b"k%d" % r.randrange(KEYS_PER_GROUP)
         roll = r.random()
-        if roll < 0.35:
+        if roll < 0.30:
             self.seq += 1
             value = b"v-%d-%d" % (self.index, self.seq)
             op = HistoryOp((self.client_id, self.seq), group, key, "write", value=value, invoke=now)
             payload = kv.encode_put(key, value)
             frame_for = self._propose_frame(group, self.seq, payload)
             ops = [op]
-        elif roll < 0.45:
+        elif roll < 0.38:
             self.seq += 1
             value = b"v-%d-%d" % (self.index, self.seq)
             expected = sim.last_seen.get((group, key))
@@ -102,7 +102,7 @@ class SimClient:
             payload = kv.encode_cas(key, expected, value)
             frame_for = self._propose_frame(group, self.seq, payload)
             ops = [op]
-        elif roll < 0.55 and self.batch_sessions:
+        elif roll < 0.48 and self.batch_sessions:
             count = r.randint(2, 4)
             first = self.seq + 1
             ops = []
@@ -115,7 +115,7 @@ class SimClient:
                 payloads.append(kv.encode_put(kk, value))
             frame_for = self._batch_frame(group, first, payloads)
         else:
-            mode = "stale" if roll > 0.95 else ("linearizable" if roll > 0.78 else "lease")
+            mode = "stale" if roll > 0.95 else ("linearizable" if roll > 0.83 else "lease")
             self.seq += 1          # reads carry no session; the id only needs to be unique
             op = HistoryOp((self.client_id, self.seq), group, key, "read", mode=mode, invoke=now)
             query = kv.encode_get(key)

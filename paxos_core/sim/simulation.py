@@ -483,6 +483,7 @@ class Simulation:
                 other = r.choice([n for n in self.node_ids if n != node])
                 end = min(t + r.randint(50_000, 800_000), fault_end)
                 if mode == "master":
+                    end = min(t + r.randint(500_000, 2_000_000), fault_end)     # long enough for a takeover
                     # Cut off whichever node is then the master of a group (decided when it happens).
                     self.at(t, PARTITION, 0, (mode, (r.choice(self.group_ids), end)))
                 else:
@@ -653,6 +654,11 @@ class Simulation:
                 if master:
                     self.net.isolate(master, self.node_ids)
                     self.at(max(until, time_us + 1), UNPARTITION, master, (None, 0))
+                    if "pause" in self.faults and self.rng.random() < 0.5 and self.nodes[master].up:
+                        # A frozen VM that also lost its network: it resumes late, still cut off, believing
+                        # whatever it believed (its clients can still reach it).
+                        span = until - time_us
+                        self.nodes[master].pause = (time_us, self.rng.randint(span * 6 // 10, span * 95 // 100 + 1))
             elif kind == PARTITION or kind == UNPARTITION:
                 self._trace(time_us, kind, node_id, data)
                 mode, other = data
