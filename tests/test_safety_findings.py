@@ -253,7 +253,7 @@ def test_finding_3_lease_reads_mixed_with_linearizable_reads_are_linearizable_wi
     for seed in range(8):
         result = run_seed(SimConfig(seed=900 + seed, nodes=3, groups=2, faults=(), clients=8))
         assert result.ok, result.violations[:3]
-        assert result.acked > 1000
+        assert result.acked > 50
 
 
 # ---------------------------------------------------------------------------------------------------- 5
