@@ -200,6 +200,44 @@ def test_kill_9_of_a_node_under_load(cluster_factory):
         assert ops.decode_result(raw) == (ops.OK, value), key
 
 
+def test_a_node_whose_data_directory_was_wiped_rebuilds_before_it_votes_and_shows_it(cluster_factory):
+    """A node the cluster knows comes back with nothing: no identity marker, no logs. Every group of it
+    rebuilds from the other two (status says repairing, with the reason) and finishes by itself; meanwhile the
+    cluster serves, and afterwards node 3 holds every acknowledged value."""
+    import shutil
+
+    cluster = cluster_factory(nodes=3, workers=2, groups=GROUPS)
+    kv = cluster.kv(prefer=1)
+    acked = {}
+    for i in range(60):
+        key = b"w%d" % i
+        kv.put(key, b"v%d" % i)
+        acked[key] = b"v%d" % i
+    wait_for(lambda: cluster.converged(groups=range(GROUPS)), 20, message="converged before the wipe")
+    cluster.kill(3)
+    data_dir = cluster.config(3).data_dir
+    shutil.rmtree(data_dir)
+    os.makedirs(data_dir)
+    cluster.start(3)
+    rows = cluster.status(3)
+    assert sum(r.get("repairing", 0) for r in rows) > 0, "a wiped node starts every group rebuilding"
+    detail = [g for r in rows for g in r["group_detail"] if g["status"] != "ok"]
+    assert detail and all("identity marker" in (g["reason"] or "") for g in detail), detail[:2]
+    for i in range(20):                        # the other two serve meanwhile
+        key = b"x%d" % i
+        kv.put(key, b"y%d" % i)
+        acked[key] = b"y%d" % i
+    wait_for(lambda: sum(r.get("repairing", 0) for r in cluster.status(3)) == 0, 60,
+             message="node 3's groups rebuilt")
+    wait_for(lambda: cluster.converged(nodes=[1, 2, 3], groups=range(GROUPS)), 60,
+             message="node 3 caught up on every group")
+    client = cluster.client(prefer=3)
+    for key, value in acked.items():
+        raw = client.read(key_group(key, GROUPS), ops.encode_get(key), mode="stale", node=3)
+        assert ops.decode_result(raw) == (ops.OK, value), key
+    assert os.path.exists(os.path.join(data_dir, "IDENTITY")), "the marker is back once the rebuild is on record"
+
+
 # ---------------------------------------------------------------------------------------------- 3
 
 
