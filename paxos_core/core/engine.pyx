@@ -1,7 +1,9 @@
 # cython: language_level=3
 """The sans-I/O Multi-Paxos engine of one node: proposer, acceptor and learner for many groups.
 
-Inputs:  ``receive(messages)``, ``propose(group, payload, tag)``, ``tick(now)``, ``persisted(token)``.
+Inputs:  ``receive(messages)``, ``propose(group, payload, tag)``, ``tick(now)``, ``persisted(token)``; from the
+         replica layer, ``prefer(group, node)`` (who should lead: the live master) and
+         ``begin_repair(group, reason)`` (the node's storage lost synced state: rebuild before voting).
 Output:  ``take_effects()`` returns one :class:`Effects` batch for everything since the previous call.
 
 The engine never touches a socket, a disk, a clock, a thread or global randomness: the caller passes
@@ -11,8 +13,9 @@ simulator) must honour the effect contract:
 1. send ``send_now`` messages whenever it likes (they depend on nothing unsynced);
 2. persist ``records`` (in order, atomically per batch) and make them durable;
 3. only then send ``send_after`` messages, and call ``persisted(token)``;
-4. ``serve`` asks the caller to read chosen values from its storage and send them as CATCHUP_REPLY
-   (the engine keeps no chosen values in memory).
+4. ``serve`` asks the caller to read chosen values from its storage, AFTER this batch's records are
+   durable, and send them as CATCHUP_REPLY with the chain given (the engine keeps no chosen values in
+   memory).
 
 Steady state (a leader whose ballot nobody has beaten): one ACCEPT to each peer and one ACCEPTED back per
 instance, one record per acceptor per instance, no Prepare. Accepts leave before the leader's own record is
