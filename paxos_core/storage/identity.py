@@ -56,7 +56,8 @@ def worker_flag_path(data_dir, worker_index):
     return os.path.join(os.fspath(data_dir), "worker-%d.created" % worker_index)
 
 
-def _fsync_dir(path):
+def fsync_dir(path):
+    """Make a directory's entries durable (a rename or a new file in it)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -77,7 +78,7 @@ def _write_atomically(path, data):
     finally:
         os.close(fd)
     os.rename(tmp, path)
-    _fsync_dir(directory)
+    fsync_dir(directory)
 
 
 def encode_marker(node_id, cluster_id):
@@ -203,4 +204,4 @@ def clear_rebuilding(data_dir, worker_index):
         os.unlink(path)
     except FileNotFoundError:
         return
-    _fsync_dir(os.path.dirname(path))
+    fsync_dir(os.path.dirname(path))

@@ -101,6 +101,7 @@ from paxos_core.storage.records cimport (CHAIN_RECORD, GROUP_RECORD, INSTANCE_RE
                                          RECORD_VOID, encode_record, group_key)
 
 from paxos_core.errors import ConfigError, RecordCorrupt, UnknownVersion
+from paxos_core.storage.identity import fsync_dir
 from paxos_core.storage.records import NODE_KEY, decode_record, node_record
 from paxos_core.storage.recovery import Recovery, recover
 
@@ -289,14 +290,6 @@ def _aside_path(path):
     return candidate
 
 
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class _ReadFailed(Exception):
     """RocksDB reported an error while iterating (a block checksum mismatch, a missing file)."""
 
@@ -431,7 +424,7 @@ cdef class RocksLog:
         self._release()
         aside = _aside_path(path)
         os.rename(os.path.normpath(path), aside)
-        _fsync_dir(os.path.dirname(os.path.abspath(aside)))
+        fsync_dir(os.path.dirname(os.path.abspath(aside)))
         os.makedirs(path)
         db = _open(path, rocksdict.DBRecoveryMode.absolute_consistency(), create=True)
         self.created = True
