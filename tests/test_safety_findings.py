@@ -14,7 +14,7 @@ from paxos_core.core.engine import GROUP_OK, Engine
 from paxos_core.core.learner import chain_of
 from paxos_core.errors import GroupStopped
 from paxos_core.replica.cycle import run_cycle
-from paxos_core.replica.loop import LoopSettings, ReplicaLoop
+from paxos_core.replica.loop import LoopSettings, ReplicaLoop, Request
 from paxos_core.wire import rpc
 from paxos_core.sim.loopback import LoopbackCluster
 from paxos_core.statemachine import kv
@@ -451,3 +451,61 @@ def test_finding_8_a_flipped_bit_in_an_sst_makes_the_worker_rebuild_not_crash_lo
         loop.close()
         loop.store.close()
         log.close()
+
+
+# ---------------------------------------------------------------------------------------------------- 9
+class _ProposeRecorder:
+    """The loop's engine, with every propose() call recorded as (turn, request seq of each op proposed)."""
+
+    def __init__(self, engine):
+        self._engine = engine
+        self.turn = 0
+        self.calls = []
+
+    def propose(self, group, payload, tag):
+        if isinstance(tag, Request):
+            seqs = ([tag.request_seq + k for k in range(len(tag.ops))] if tag.ops is not None
+                    else [tag.request_seq])
+            self.calls.append((self.turn, seqs))
+        return self._engine.propose(group, payload, tag)
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+
+@pytest.mark.parametrize("envelope", [False, True])
+def test_soak_finding_a_batch_of_several_entries_is_proposed_one_entry_after_another(envelope):
+    """Found by the 100,000-seed soak (seed 1000272, batch envelopes off): a PROPOSE_BATCH proposed as several
+    entries at once had them chosen out of order (a pipelined window across a leader change). Its session's
+    second command was refused SESSION_UNKNOWN ahead of the first, then applied after it by a duplicate of
+    itself: the client was told "nothing applied" for a command that was applied. Each entry is now proposed
+    once the one before it is applied here, so no copy of entry k+1 exists before entry k landed."""
+    for plant in ("", "batch-together"):
+        clock = _Clock()
+        core = CoreConfig(node_id=1, members=(1,), n_groups=1, sticky_ticks=30, window=8)
+        # With envelopes on, entries of at most max_value_bytes: ~3 ops of 400 bytes per entry here.
+        settings = LoopSettings(node_id=1, tick_s=0.01, lease_ticks=30, lease_margin=0.3, plant=plant,
+                                batch_envelope=envelope, max_value_bytes=1400)
+        log = MemoryLog(1)
+        loop = ReplicaLoop(settings, core, clock=clock, log=log, store=MemoryStore(), send=lambda m: None,
+                           hosted=[0], recovery=log.recover(), rng=random.Random(7))
+        recorder = loop.engine = _ProposeRecorder(loop.engine)
+        ops = [kv.encode_put(b"k%d" % k, b"%03d" % k * 130) for k in range(8)]
+        frame = rpc.propose_batch_request(1, 0, 5000, 77, 1, ops)
+        replies = []
+        for turn in range(60):
+            recorder.turn = turn
+            replies += _turns(loop, clock, [(b"c", frame)] if turn == 0 else ())
+        assert [r[0] for r in replies] == [rpc.OK]
+        results = rpc.decode_propose_batch_ok(replies[0][2])
+        assert [kv.decode_result(r).status for _, r in results] == [kv.OK] * 8
+        proposed = [seq for _, seqs in recorder.calls for seq in seqs]
+        assert proposed == list(range(1, 9)), "every op proposed once, in order"
+        turns = [turn for turn, _ in recorder.calls]
+        assert len(turns) > (2 if envelope else 7), "several entries"
+        if plant:
+            assert len(set(turns)) == 1, "the planted bug proposes them all at once"
+        else:
+            assert len(set(turns)) == len(turns), "one entry per turn at most: each after the one before applied"
+            instances = [instance for instance, _ in results]
+            assert instances == sorted(instances)

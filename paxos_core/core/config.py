@@ -11,12 +11,13 @@ from ..errors import ConfigError
 # promise-not-persisted, learn-without-quorum, requeue-reverse (a leader that steps down re-queues its proposals
 # in reverse), amnesia-votes (a node that lost synced state votes at once, without rebuilding). Replica layer
 # and its loop: lease-overrun, no-fencing, serve-before-write (catch-up read from the log before the cycle's
-# records are written), stale-lease-clock (lease decisions use the clock read before the poll). Storage:
+# records are written), stale-lease-clock (lease decisions use the clock read before the poll), batch-together
+# (a batch too big for one entry proposed as all its entries at once, not one after another). Storage:
 # wal-rollback (damaged synced data silently recovered point-in-time). Groups: readd-amnesia (a removed group
 # re-added with the same incarnation, as an acceptor with no memory).
 PLANTS = ("ignore-promise", "reply-before-sync", "promise-not-persisted", "learn-without-quorum", "lease-overrun",
           "no-fencing", "serve-before-write", "stale-lease-clock", "wal-rollback", "requeue-reverse",
-          "readd-amnesia", "amnesia-votes")
+          "readd-amnesia", "amnesia-votes", "batch-together")
 
 
 @dataclass(frozen=True)

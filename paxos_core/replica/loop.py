@@ -113,16 +113,29 @@ class Request:
 
 
 class Batch:
-    """A PROPOSE_BATCH request whose operations are proposed one by one and answered together."""
+    """A PROPOSE_BATCH request too big for one entry (or with batch envelopes off), proposed as several
+    entries, answered together.
 
-    __slots__ = ("identity", "req_id", "results", "remaining", "done")
+    The entries are proposed ONE AFTER ANOTHER: chunk k+1 only once chunk k is applied here. Entries proposed
+    together can be chosen out of order (a pipelined window across a leader change), and entries of one
+    session chosen out of order break exactly-once: the session's later commands would be refused
+    SESSION_UNKNOWN ("nothing applied") ahead of its first command, and then applied after all by a duplicate
+    of themselves (a proposer re-proposes what it did not see chosen). Proposed in order, every copy of chunk
+    k+1 lands after chunk k's first application."""
 
-    def __init__(self, identity, req_id, count):
+    __slots__ = ("identity", "req_id", "results", "chunks", "next_chunk", "done", "template")
+
+    def __init__(self, identity, req_id, count, chunks, template):
         self.identity = identity
         self.req_id = req_id
         self.results = [None] * count
-        self.remaining = count
+        self.chunks = chunks            # [(index of its first operation, [ops])]
+        self.next_chunk = 0
         self.done = False
+        self.template = template        # the first chunk's Request: client id, first seq, deadline, start
+
+    def applied_any(self):
+        return self.next_chunk > 1
 
 
 class ReplicaLoop:
@@ -448,13 +461,45 @@ class ReplicaLoop:
             req.client_id, req.request_seq, req.ops, req.min_epoch = client_id, first_seq, ops, min_epoch
             self._route(req)
             return
-        batch = Batch(identity, req_id, len(ops))
-        first = self._new_request(identity, req_id, rpc.PROPOSE, group, timeout_ms)
+        template = self._new_request(identity, req_id, rpc.PROPOSE_BATCH, group, timeout_ms)
+        template.client_id, template.request_seq, template.min_epoch = client_id, first_seq, min_epoch
+        batch = Batch(identity, req_id, len(ops), self._chunks(ops, limit), template)
+        self._next_chunk(batch)
+        while self.plant == "batch-together" and batch.next_chunk < len(batch.chunks):
+            self._next_chunk(batch)         # planted bug: every chunk proposed at once (they may be chosen
+                                            # out of order)
+
+    def _chunks(self, ops, limit):
+        """[(index of the first op, ops)]: envelopes of at most `limit` bytes (one op each with envelopes
+        off)."""
+        if not self.settings.batch_envelope:
+            return [(k, [op]) for k, op in enumerate(ops)]
+        chunks, start, size = [], 0, 64
         for k, op in enumerate(ops):
-            req = first if k == 0 else Request(identity, req_id, rpc.PROPOSE, group, first.deadline, first.started)
-            req.client_id, req.request_seq, req.payload, req.min_epoch = client_id, first_seq + k, op, min_epoch
-            req.batch, req.index = batch, k
-            self._route(req)
+            if k > start and size + len(op) + 4 > limit:
+                chunks.append((start, ops[start:k]))
+                start, size = k, 64
+            size += len(op) + 4
+        chunks.append((start, ops[start:]))
+        return chunks
+
+    def _next_chunk(self, batch):
+        """Propose the batch's next chunk (its first one, or the one after a chunk just applied)."""
+        first, ops = batch.chunks[batch.next_chunk]
+        batch.next_chunk += 1
+        t = batch.template
+        if batch.next_chunk == 1:
+            req = t
+        else:
+            req = Request(t.identity, t.req_id, rpc.PROPOSE_BATCH, t.group, t.deadline, t.started)
+            req.client_id, req.min_epoch = t.client_id, t.min_epoch
+        req.request_seq = t.request_seq + first
+        req.batch, req.index = batch, first
+        if len(ops) == 1 and not self.settings.batch_envelope:
+            req.op, req.payload = rpc.PROPOSE, ops[0]
+        else:
+            req.ops = ops
+        self._route(req)
 
     def _on_read(self, identity, req_id, group, mode, timeout_ms, min_epoch, query):
         if not self._check_group(identity, req_id, group):
@@ -556,19 +601,22 @@ class ReplicaLoop:
             if req.lease_ballot and req.lease_ballot == self._leading_ballot(group):
                 self.masters.extend_own(slot, req.proposed_tick)   # our command renews our lease
             batch = req.batch
-            if req.ops is not None:
+            if batch is not None:
+                if not batch.done:
+                    results = data if req.ops is not None else [data]
+                    batch.results[req.index:req.index + len(results)] = [(instance, r) for r in results]
+                    if batch.next_chunk < len(batch.chunks):
+                        self._next_chunk(batch)
+                    elif None not in batch.results:
+                        batch.done = True
+                        self._send(batch.identity, rpc.propose_batch_ok(batch.req_id, batch.results))
+                        self.latency.observe(self.clock() - req.started)
+            elif req.ops is not None:
                 self._send(req.identity, rpc.propose_batch_ok(req.req_id, [(instance, r) for r in data]))
                 self.latency.observe(self.clock() - req.started)
-            elif batch is None:
+            else:
                 self._send(req.identity, rpc.propose_ok(req.req_id, instance, data))
                 self.latency.observe(self.clock() - req.started)
-            elif not batch.done:
-                batch.results[req.index] = (instance, data)
-                batch.remaining -= 1
-                if batch.remaining == 0:
-                    batch.done = True
-                    self._send(batch.identity, rpc.propose_batch_ok(batch.req_id, batch.results))
-                    self.latency.observe(self.clock() - req.started)
         elif kind == FENCED:
             self._reply_frame(req, rpc.not_master(req.req_id, data, int(self.masters.epoch[self.slot_of(group)])))
         elif kind == BARRIER:
@@ -828,6 +876,13 @@ class ReplicaLoop:
             self._send(req.identity, frame)
         elif not batch.done:
             batch.done = True
+            if batch.applied_any() and rpc.decode_reply(frame)[0] != rpc.TIMEOUT:
+                # Part of the batch is applied: a redirect or refusal ("nothing was proposed") would be
+                # untrue for the request as a whole. Its outcome is partly known: the client retries it
+                # (flagged), and the sessions answer what was applied.
+                frame = rpc.error_reply(rpc.TIMEOUT, batch.req_id, "%d of the batch's %d operations were applied, "
+                                        "then the rest was refused (status %d): retry the request"
+                                        % (req.index, len(batch.results), rpc.decode_reply(frame)[0]))
             self._send(batch.identity, frame)
 
     def _send(self, identity, frame):

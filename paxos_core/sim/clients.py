@@ -161,6 +161,7 @@ class SimClient:
                        else kv.encode_put(hop.key, hop.value))
             op.frame_for = self._propose_frame(op.group, first, payload)
         op.tried = set()
+        op.attempts = {}                # nothing of the old session can answer for the new ids
 
     def _read_frame(self, group, mode, query):
         def frame(req_id, timeout_ms, min_epoch, retry):
@@ -225,7 +226,8 @@ class SimClient:
                 else:
                     results = [rpc.decode_propose_ok(body)]
                 statuses = [kv.decode_result(result).status for _, result in results]
-                if kv.SESSION_UNKNOWN in statuses and not retry:
+                if all(s == kv.SESSION_UNKNOWN for s in statuses) and not retry:
+                    # Refused whole, and no other attempt may have been proposed (the Client's rule).
                     self._new_session(op)
                     self.sim.client_retry(self, now + self.rng.randint(100, 1000), None)
                     return
@@ -308,5 +310,11 @@ class SimClient:
     def _done(self, now):
         op = self.op
         op.done = True
+        if op.ops[0].kind != "read" and any(h.outcome != "ok" for h in op.ops):
+            # As the Client's session pool: a session goes on only after a success. After an unknown outcome
+            # an attempt of it may still land; a later request of the same session could then be refused
+            # SESSION_UNKNOWN ahead of it and applied after it by a duplicate of itself.
+            self.client_id = self.rng.getrandbits(62) + 1
+            self.seq = 0
         self.op = None
         self.sim.client_idle(self, now)

@@ -731,12 +731,34 @@ class Simulation:
             return
         self._check_history()
 
+    def _check_session_order(self, logs):
+        """A session's commands first reach the log in the order of their seqs. A client sends a session's
+        next request only after the previous one was applied, and a worker proposes a batch's entries one
+        after another, so a command can only be chosen again (a duplicate, a retry) after its first time, never
+        ahead of an earlier command. Out of order, exactly-once breaks: the later command is refused
+        (SESSION_UNKNOWN, "nothing applied") and then applied by a copy of itself."""
+        for group, values in logs.items():
+            seen, latest = set(), {}        # a duplicate of an older command is allowed
+            for instance, value in enumerate(values):
+                for cid, seq in _session_commands(value):
+                    if (cid, seq) in seen:
+                        continue
+                    seen.add((cid, seq))
+                    last = latest.get(cid)
+                    if last is not None and seq < last[0]:
+                        self.oracle.violate("group %d: session %d's command %d first chosen at instance %d, after its "
+                                            "command %d (instance %d): one session's commands out of order"
+                                            % (group, cid, seq, instance, last[0], last[1]))
+                        return
+                    latest[cid] = (seq, instance)
+
     def _check_history(self):
         """Every operation against the log: linearizable reads and writes, exactly-once, no lost write."""
         from ..check.history import NOT_OBSERVED, Op
         from ..check.logorder import check_log_order
 
         logs = {g: self.oracle.logs.get(g, []) for g in self.group_ids if g not in self.regrouped}
+        self._check_session_order(logs)
         applied = applied_changes(logs, self.cfg.groups, self.cfg.lease_ticks, self.lease_margin)
         ops = []
         for hop in self.history:
@@ -750,6 +772,23 @@ class Simulation:
         result = check_log_order(ops, applied)
         for anomaly in result.anomalies[:5]:
             self.oracle.violate("history: %s" % anomaly)
+
+
+def _session_commands(value):
+    """[(client id, seq)] of the session commands in a chosen value, in log order (seq without the flag)."""
+    out = []
+    for _, _, payload in decode_batch(value) if value else ():
+        kind = envelope.kind(payload)
+        if kind == envelope.CLIENT:
+            _, cid, s, _ = envelope.decode_client(payload)
+            if cid:
+                out.append((cid, s & kv.SEQ_MASK))
+        elif kind == envelope.CLIENT_BATCH:
+            _, cid, first, ops = envelope.decode_client_batch(payload)
+            if cid:
+                first &= kv.SEQ_MASK
+                out.extend((cid, first + k) for k in range(len(ops)))
+    return out
 
 
 def _brief(states):

@@ -29,7 +29,8 @@ op k gets first seq + k). Its bit 63 is the client's retry flag (see statemachin
 What an error reply tells the client about a proposal (its retry flag relies on it): NOT_MASTER, GROUP_STOPPED,
 UNKNOWN_GROUP, OVERLOADED, VALUE_TOO_LARGE and BAD_REQUEST answer a request that was NOT proposed, or (NOT_MASTER
 for a fenced entry) was decided but is never applied; a proposal whose outcome is not known is answered TIMEOUT,
-or not at all.
+or not at all. A PROPOSE_BATCH proposed as several entries (one after another) that is refused after some of
+them were applied is answered TIMEOUT too: its outcome is partly known, and a flagged retry learns the rest.
 """
 import struct
 
