@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import tomllib
@@ -23,7 +22,7 @@ import tomli_w
 
 from ..client import Client
 from ..config import load_cluster, write_cluster
-from ..errors import PaxosError
+from ..runtime import spawn
 from ..statemachine import kv
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -117,11 +116,9 @@ class BenchCluster:
         for cfg in self.configs:
             log = open(os.path.join(self.dir, "node%d.log" % cfg.node_id), "wb")
             self.logs[cfg.node_id] = log
-            env = dict(os.environ)
-            env.update(self.point.env)
             self.procs[cfg.node_id] = subprocess.Popen(
-                [sys.executable, "-m", "paxos_core", "node", str(cfg.path), "--log-level", "warning"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+                spawn.python_command("paxos_core", "node", cfg.path, "--log-level", "warning"),
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=spawn.environment(self.point.env))
         self.client = Client.from_config(self.configs[0], default_timeout=10.0)
         deadline = time.monotonic() + timeout
         while True:
@@ -202,16 +199,13 @@ def run_point(point, base_dir=None, progress=None):
         out_prefix = os.path.join(cluster.dir, "client")
         per_client_rate = point.rate / point.clients if point.rate else 0
         for k in range(point.clients):
-            argv = [sys.executable, "-m", "paxos_core.bench.loadgen", "--cluster", cluster.cluster_dir,
-                    "--out", "%s%d" % (out_prefix, k), "--groups", str(point.groups),
-                    "--concurrency", str(point.concurrency), "--value-size", str(point.value_size),
-                    "--batch", str(point.request_batch()), "--mode", point.mode,
-                    "--rate", str(per_client_rate or 1000), "--warmup", str(point.warmup),
-                    "--duration", str(point.duration)]
-            env = dict(os.environ)
-            env.update(point.env)
+            argv = spawn.python_command(
+                "paxos_core.bench.loadgen", "--cluster", cluster.cluster_dir, "--out", "%s%d" % (out_prefix, k),
+                "--groups", point.groups, "--concurrency", point.concurrency, "--value-size", point.value_size,
+                "--batch", point.request_batch(), "--mode", point.mode, "--rate", per_client_rate or 1000,
+                "--warmup", point.warmup, "--duration", point.duration)
             clients.append(subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                            stderr=subprocess.DEVNULL, text=True, env=env))
+                                            stderr=subprocess.DEVNULL, text=True, env=spawn.environment(point.env)))
         for proc in clients:
             line = proc.stdout.readline()
             if line.strip() != "ready":
