@@ -4,7 +4,7 @@ current directory), and tests needing system tools that skip with what to instal
 
 The sdist and the wheel are built once for this module (no build isolation: the build tools come with the
 [test] extra), compiled with PAXOS_CORE_OPT="-O0 -g0" to stay quick; the wheel goes into a venv that sees
-the dependencies of this interpreter (--system-site-packages), so nothing is downloaded.
+the dependencies of this interpreter's site-packages, so nothing is downloaded.
 """
 import importlib.machinery
 import json
@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import site
 import subprocess
 import sys
 import tarfile
@@ -159,9 +160,14 @@ def built(tmp_path_factory):
     assert wheel.returncode == 0, wheel.stdout[-2000:] + wheel.stderr[-3000:]
     (wheel_path,) = (tmp / "wheels").glob("*.whl")
     venv = tmp / "venv"
-    made = run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv])
+    made = run([sys.executable, "-m", "venv", "--without-pip", venv])
     assert made.returncode == 0, made.stderr
     python = venv / "bin" / "python"
+    # The dependencies (and pip) from this interpreter's site-packages, after the venv's own: listed in a .pth
+    # rather than --system-site-packages, which would give the base interpreter's when this one is a venv.
+    venv_site = run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]).stdout.strip()
+    parent = site.getsitepackages() + ([site.getusersitepackages()] if site.ENABLE_USER_SITE else [])
+    Path(venv_site, "parent_site_packages.pth").write_text("\n".join(parent) + "\n")
     installed = run([python, "-m", "pip", "install", "--no-deps", "--no-index", wheel_path], cwd=tmp)
     assert installed.returncode == 0, installed.stdout[-2000:] + installed.stderr[-3000:]
     return sdist_path, wheel_path, python
@@ -186,12 +192,12 @@ def test_wheel_built_from_the_sdist_has_every_compiled_module(built, tmp_path):
     result = run([python, "-c", probe], cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     package, *files = json.loads(result.stdout)
-    site = Path(python).parent.parent
-    assert Path(package).is_relative_to(site), package        # the wheel's copy, not this tree's
+    venv_root = Path(python).parent.parent
+    assert Path(package).is_relative_to(venv_root), package        # the wheel's copy, not this tree's
     suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
     for module, path in zip(modules, files):
         assert path.endswith(suffixes) and path.endswith(".so"), (module, path)
-        assert Path(path).is_relative_to(site), (module, path)
+        assert Path(path).is_relative_to(venv_root), (module, path)
 
 
 # ---------------------------------------------------------------------------------------------- child processes
