@@ -4,7 +4,7 @@ Every point of a sweep starts a fresh cluster of 3 nodes (real processes, fsync 
 directory deleted afterwards), elects a master for every group, then starts client processes
 (paxos_core.bench.loadgen) that drive key-value puts for `duration` seconds after a warm-up. Closed loop,
 each client process keeps `concurrency` requests in flight, and a request carries `request_batch()`
-operations: 32 with batching on (`Client.propose_batch`, proposed as one instance), 1 with it off
+operations: 32 with batching on (`Client.propose_batch`, proposed as one value), 1 with it off
 (`Client.propose`), so 2 clients x 128 requests x 32 = 8,192 operations are in flight by default.
 
 It reports committed ops/s, latency percentiles (per operation), fsyncs and messages per op (summed over the
@@ -227,6 +227,8 @@ def run_point(point, base_dir=None, progress=None):
             progress("electing masters for %d groups" % point.groups)
         cluster.elect()
         roles, per_node = cluster.pids()
+        if len(roles["workers"]) != 3 * point.workers:     # a figure must not silently leave a worker out
+            raise RuntimeError("bench: %d of %d workers told their pid" % (len(roles["workers"]), 3 * point.workers))
         out_prefix = os.path.join(cluster.dir, "client")
         per_client_rate = point.rate / point.clients if point.rate else 0
         for k in range(point.clients):
