@@ -2,9 +2,15 @@
 
 Every ``.pyx`` file under ``paxos_core/`` becomes one extension module. Extern-only C declarations live in
 ``pxd/`` and the C sources they describe in ``csrc/``. Set ``PAXOS_CORE_PROFILE=1`` to build with Cython
-profiling hooks (for cProfile / py-spy attribution), which slows the hot paths down.
+profiling hooks (for cProfile / py-spy attribution), which slows the hot paths down, and e.g.
+``PAXOS_CORE_OPT="-O0 -g0"`` to compile faster into slower code (tests/test_packaging.py does, to stay quick).
+
+An sdist ships the ``.pyx``/``.pxd`` files, ``pxd/`` and ``csrc/`` (MANIFEST.in) but not the generated C: building
+from it runs Cython (a build requirement in pyproject.toml). A tree with no ``.pyx`` file stops the build with
+an error rather than produce a package with no compiled modules.
 """
 import os
+import sys
 from pathlib import Path
 
 import numpy
@@ -17,11 +23,20 @@ C_SOURCES = {
     "paxos_core.wire.checksum": ["csrc/crc32c.c"],
 }
 PROFILE = os.environ.get("PAXOS_CORE_PROFILE") == "1"
+OPT = os.environ.get("PAXOS_CORE_OPT", "-O2").split()
 
 
 def extensions():
+    pyx_files = sorted((ROOT / "paxos_core").rglob("*.pyx"))
+    if not pyx_files:
+        sys.exit("paxos-core setup.py: no .pyx file under %s: this source tree is incomplete (an sdist must ship "
+                 "paxos_core/**/*.pyx, *.pxd, pxd/ and csrc/, see MANIFEST.in); refusing to build a package "
+                 "without its compiled modules" % (ROOT / "paxos_core"))
+    missing = [src for srcs in C_SOURCES.values() for src in srcs if not (ROOT / src).is_file()]
+    if missing:
+        sys.exit("paxos-core setup.py: C sources missing from %s: %s (see MANIFEST.in)" % (ROOT, ", ".join(missing)))
     exts = []
-    for pyx in sorted((ROOT / "paxos_core").rglob("*.pyx")):
+    for pyx in pyx_files:
         rel = pyx.relative_to(ROOT)
         module = ".".join(rel.with_suffix("").parts)
         sources = [str(rel)] + C_SOURCES.get(module, [])
@@ -34,7 +49,7 @@ def extensions():
                 sources=sources,
                 include_dirs=[numpy.get_include(), "csrc"],
                 define_macros=macros,
-                extra_compile_args=["-O2", "-Wno-unused-function", "-Wno-unreachable-code"],
+                extra_compile_args=OPT + ["-Wno-unused-function", "-Wno-unreachable-code"],
             )
         )
     return exts

@@ -57,6 +57,7 @@ import ipaddress
 import os
 import secrets
 import socket
+import tomllib                  # Python 3.11+ (requires-python in pyproject.toml)
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -618,8 +619,6 @@ class NodeConfig:
 
 def load_config(path):
     """Read and validate one node's TOML file. Raises ConfigError naming the file and the field."""
-    import tomllib
-
     label = os.fspath(path)
     try:
         with open(path, "rb") as f:

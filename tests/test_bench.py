@@ -18,9 +18,24 @@ def test_cluster_bench_quick_reports_a_json_summary_last(tmp_path):
         assert key in summary
     assert summary["groups"] == 8 and summary["batching"] == "on"
     assert summary["ops_per_sec"] > 0 and summary["fsyncs_per_op"] > 0
+    # in flight: 2 client processes x 128 requests x 32 operations, in the JSON and in the table
+    assert (summary["requests_in_flight"], summary["ops_per_request"], summary["ops_in_flight"]) == (256, 32, 8192)
+    assert any("2x128x32" in line for line in lines[:-1])
+    # CPU and memory, as the README says: by role, and per replica (supervisor + workers, from /proc)
+    roles = {"workers", "supervisors", "clients"}
+    assert set(summary["cpu_us_per_op"]) == roles and set(summary["cpu_cores"]) == roles
+    assert all(summary["cpu_us_per_op"][role] > 0 and summary["cpu_cores"][role] > 0 for role in roles)
+    assert set(summary["replicas"]) == {"1", "2", "3"}
+    for replica in summary["replicas"].values():
+        assert replica["cpu_seconds"] > 0 and replica["cpu_cores"] > 0
+        assert 0 < replica["pss_mb"] <= replica["rss_mb"] <= replica["peak_rss_mb"]
+    assert summary["peak_rss_mb_per_replica"] == max(r["peak_rss_mb"] for r in summary["replicas"].values())
     full = json.load(open(tmp_path / "r.json"))
-    assert set(full[0]["cpu_us_per_op"]) == {"workers", "supervisors", "clients"}
+    assert set(full[0]["cpu_us_per_op"]) == roles
     assert full[0]["peak_rss_mb_per_replica"] > 0
+    # every process measured by pid: 3 supervisors, 3 x 2 workers, 2 clients
+    counts = {role: sum(p["role"] == role for p in full[0]["processes"]) for role in roles}
+    assert counts == {"supervisors": 3, "workers": 6, "clients": 2}
 
 
 def test_cluster_bench_sweeps_comma_lists_and_plots(tmp_path):

@@ -2,17 +2,23 @@
 
 Every point of a sweep starts a fresh cluster of 3 nodes (real processes, fsync on, storage in a temporary
 directory deleted afterwards), elects a master for every group, then starts client processes
-(paxos_core.bench.loadgen) that drive KV puts for `duration` seconds after a warm-up. It reports committed
-ops/s, latency percentiles, fsyncs and messages per op (summed over the 3 replicas), CPU seconds per op by
-role (replica workers; the node supervisors/facades; the client processes, which include the facade's
-client library), and peak memory per replica.
+(paxos_core.bench.loadgen) that drive key-value puts for `duration` seconds after a warm-up. Closed loop,
+each client process keeps `concurrency` requests in flight, and a request carries `request_batch()`
+operations: 32 with batching on (`Client.propose_batch`, proposed as one value), 1 with it off
+(`Client.propose`), so 2 clients x 128 requests x 32 = 8,192 operations are in flight by default.
+
+It reports committed ops/s, latency percentiles (per operation), fsyncs and messages per op (summed over the
+3 replicas), and, read from /proc at the start and end of the measured window for every process by pid:
+CPU microseconds per op and CPU in cores by role (replica workers; the node supervisors/facades; the
+client processes, which include the facade's client library), and per replica (its supervisor and
+workers) CPU seconds and cores, RSS, PSS (shared pages split between processes) and the sum of its
+processes' peak RSS. A figure that would miss a process that did not live through the window is None.
 """
 import itertools
 import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import tomllib
@@ -23,7 +29,7 @@ import tomli_w
 
 from ..client import Client
 from ..config import load_cluster, write_cluster
-from ..errors import PaxosError
+from ..runtime import spawn
 from ..statemachine import kv
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -36,7 +42,7 @@ class Point:
     value_size: int = 100
     batching: str = "on"          # "on": adaptive batching (and batch requests); "off": one op per instance
     clients: int = 2              # client processes
-    concurrency: int = 128        # coroutines per client process (closed loop)
+    concurrency: int = 128        # requests in flight per client process (closed loop), of request_batch() ops
     batch: int = 0                # operations per request; 0 = 32 when batching is on, 1 when off
     mode: str = "closed"
     rate: float = 0.0             # open loop: total ops/s over all clients
@@ -56,32 +62,51 @@ class Point:
 
 # ---------------------------------------------------------------------------------------------- /proc
 def cpu_seconds(pid):
+    """User + system CPU seconds the process has used so far (/proc/PID/stat), or None if it is gone."""
     try:
         with open("/proc/%d/stat" % pid) as f:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLK_TCK
     except (OSError, IndexError, ValueError):
-        return 0.0
+        return None
 
 
-def _status_bytes(pid, field):
-    """A "kB" field of /proc/PID/status in bytes (0 if the process is gone)."""
+def _kb_field(path, field):
+    """A "kB" field of a /proc file in bytes (None if the process is gone or the field is missing)."""
     try:
-        with open("/proc/%d/status" % pid) as f:
+        with open(path) as f:
             for line in f:
                 if line.startswith(field):
                     return int(line.split()[1]) * 1024
-    except OSError:
+    except (OSError, ValueError, IndexError):
         pass
-    return 0
+    return None
 
 
 def peak_rss(pid):
-    return _status_bytes(pid, "VmHWM:")
+    """The highest resident set size the process has had (VmHWM)."""
+    return _kb_field("/proc/%d/status" % pid, "VmHWM:")
 
 
 def rss(pid):
-    return _status_bytes(pid, "VmRSS:")
+    """Resident set size now (VmRSS): shared pages (libraries) count in every process that maps them."""
+    return _kb_field("/proc/%d/status" % pid, "VmRSS:")
+
+
+def pss(pid):
+    """Proportional set size now: each shared page split between the processes that map it, so that sums
+    over processes count it once (/proc/PID/smaps_rollup, Linux 4.14+)."""
+    return _kb_field("/proc/%d/smaps_rollup" % pid, "Pss:")
+
+
+def _total(values):
+    """Sum, or None if any value is None (a process gone: a sum without it would be too low)."""
+    values = list(values)
+    return None if any(v is None for v in values) else sum(values)
+
+
+def _mb(n):
+    return None if n is None else n / 2 ** 20
 
 
 # ---------------------------------------------------------------------------------------------- cluster
@@ -117,11 +142,9 @@ class BenchCluster:
         for cfg in self.configs:
             log = open(os.path.join(self.dir, "node%d.log" % cfg.node_id), "wb")
             self.logs[cfg.node_id] = log
-            env = dict(os.environ)
-            env.update(self.point.env)
             self.procs[cfg.node_id] = subprocess.Popen(
-                [sys.executable, "-m", "paxos_core", "node", str(cfg.path), "--log-level", "warning"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+                spawn.python_command("paxos_core", "node", cfg.path, "--log-level", "warning"),
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=spawn.environment(self.point.env))
         self.client = Client.from_config(self.configs[0], default_timeout=10.0)
         deadline = time.monotonic() + timeout
         while True:
@@ -179,6 +202,11 @@ class BenchCluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def _max(values):
+    values = [v for v in values if v is not None]
+    return max(values) if values else None
+
+
 def _sum_stat(statuses, *path):
     total = 0
     for s in statuses:
@@ -199,19 +227,18 @@ def run_point(point, base_dir=None, progress=None):
             progress("electing masters for %d groups" % point.groups)
         cluster.elect()
         roles, per_node = cluster.pids()
+        if len(roles["workers"]) != 3 * point.workers:     # a figure must not silently leave a worker out
+            raise RuntimeError("bench: %d of %d workers told their pid" % (len(roles["workers"]), 3 * point.workers))
         out_prefix = os.path.join(cluster.dir, "client")
         per_client_rate = point.rate / point.clients if point.rate else 0
         for k in range(point.clients):
-            argv = [sys.executable, "-m", "paxos_core.bench.loadgen", "--cluster", cluster.cluster_dir,
-                    "--out", "%s%d" % (out_prefix, k), "--groups", str(point.groups),
-                    "--concurrency", str(point.concurrency), "--value-size", str(point.value_size),
-                    "--batch", str(point.request_batch()), "--mode", point.mode,
-                    "--rate", str(per_client_rate or 1000), "--warmup", str(point.warmup),
-                    "--duration", str(point.duration)]
-            env = dict(os.environ)
-            env.update(point.env)
+            argv = spawn.python_command(
+                "paxos_core.bench.loadgen", "--cluster", cluster.cluster_dir, "--out", "%s%d" % (out_prefix, k),
+                "--groups", point.groups, "--concurrency", point.concurrency, "--value-size", point.value_size,
+                "--batch", point.request_batch(), "--mode", point.mode, "--rate", per_client_rate or 1000,
+                "--warmup", point.warmup, "--duration", point.duration)
             clients.append(subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                            stderr=subprocess.DEVNULL, text=True, env=env))
+                                            stderr=subprocess.DEVNULL, text=True, env=spawn.environment(point.env)))
         for proc in clients:
             line = proc.stdout.readline()
             if line.strip() != "ready":
@@ -219,19 +246,21 @@ def run_point(point, base_dir=None, progress=None):
         for proc in clients:
             proc.stdin.write("go\n")
             proc.stdin.flush()
-        client_pids = [p.pid for p in clients]
+        roles["clients"] = [p.pid for p in clients]
+        every_pid = [pid for pids in roles.values() for pid in pids]
         time.sleep(point.warmup)
         before_stats = cluster.worker_stats()
-        before_cpu = {role: sum(cpu_seconds(p) for p in pids) for role, pids in roles.items()}
-        before_cpu["clients"] = sum(cpu_seconds(p) for p in client_pids)
+        before_cpu = {pid: cpu_seconds(pid) for pid in every_pid}
         t0 = time.monotonic()
         if progress:
             progress("measuring for %.0fs" % point.duration)
         time.sleep(point.duration)
         elapsed = time.monotonic() - t0
-        after_cpu = {role: sum(cpu_seconds(p) for p in pids) for role, pids in roles.items()}
-        after_cpu["clients"] = sum(cpu_seconds(p) for p in client_pids)
+        after_cpu = {pid: cpu_seconds(pid) for pid in every_pid}
+        memory = {pid: (rss(pid), pss(pid), peak_rss(pid)) for pid in every_pid}
         after_stats = cluster.worker_stats()
+        for proc in clients:
+            proc.stdin.close()              # the clients wait for this to exit: alive while measured above
         for proc in clients:
             proc.wait(timeout=point.duration + 60)
         ops = 0
@@ -252,19 +281,46 @@ def run_point(point, base_dir=None, progress=None):
         fsyncs = _sum_stat(after_stats, "log", "syncs") - _sum_stat(before_stats, "log", "syncs")
         messages = (_sum_stat(after_stats, "counters", "msg_out") - _sum_stat(before_stats, "counters", "msg_out"))
         instances = (_sum_stat(after_stats, "counters", "chosen") - _sum_stat(before_stats, "counters", "chosen")) / 3
-        cpu = {role: (after_cpu[role] - before_cpu[role]) / measured_ops * 1e6 for role in after_cpu}
-        peak = max(sum(peak_rss(p) for p in pids) for pids in per_node.values())
+
+        def used(pids):
+            """CPU seconds of `pids` in the measured window (None if one of them did not live through it)."""
+            return _total(None if before_cpu[p] is None or after_cpu[p] is None else after_cpu[p] - before_cpu[p]
+                          for p in pids)
+
+        role_cpu = {role: used(pids) for role, pids in roles.items()}
+        replicas = {}
+        for node, pids in sorted(per_node.items()):
+            seconds = used(pids)
+            replicas[str(node)] = {
+                "cpu_seconds": seconds, "cpu_cores": None if seconds is None else seconds / elapsed,
+                "rss_mb": _mb(_total(memory[p][0] for p in pids)), "pss_mb": _mb(_total(memory[p][1] for p in pids)),
+                "peak_rss_mb": _mb(_total(memory[p][2] for p in pids))}
+        processes = [{"pid": pid, "role": role, "cpu_seconds": used([pid]), "rss_mb": _mb(memory[pid][0]),
+                      "pss_mb": _mb(memory[pid][1]), "peak_rss_mb": _mb(memory[pid][2])}
+                     for role, pids in roles.items() for pid in pids]
         pct = (lambda q: float(np.percentile(latencies, q) * 1000)) if len(latencies) else (lambda q: None)
+        closed = point.mode == "closed"
         return {
             "point": asdict(point),
             "groups": point.groups, "workers": point.workers, "value_size": point.value_size,
             "batching": point.batching, "clients": point.clients, "concurrency": point.concurrency,
             "mode": point.mode, "offered_rate": point.rate or None, "variant": point.label or "default",
+            # closed loop: each client process keeps `concurrency` requests outstanding, each of
+            # `ops_per_request` operations (Client.propose_batch when > 1)
+            "ops_per_request": point.request_batch(),
+            "requests_in_flight": point.clients * point.concurrency if closed else None,
+            "ops_in_flight": point.clients * point.concurrency * point.request_batch() if closed else None,
             "ops_per_sec": round(ops_per_sec, 1),
             "p50_ms": pct(50), "p99_ms": pct(99), "p999_ms": pct(99.9),
             "fsyncs_per_op": fsyncs / measured_ops, "messages_per_op": messages / measured_ops,
             "ops_per_instance": measured_ops / instances if instances else None,
-            "cpu_us_per_op": cpu, "peak_rss_mb_per_replica": peak / 2 ** 20,
+            "cpu_us_per_op": {role: None if t is None else t / measured_ops * 1e6 for role, t in role_cpu.items()},
+            "cpu_cores": {role: None if t is None else t / elapsed for role, t in role_cpu.items()},
+            "replicas": replicas,
+            "rss_mb_per_replica": _max(r["rss_mb"] for r in replicas.values()),
+            "pss_mb_per_replica": _max(r["pss_mb"] for r in replicas.values()),
+            "peak_rss_mb_per_replica": _max(r["peak_rss_mb"] for r in replicas.values()),
+            "processes": processes,
             "errors": errors, "duration": elapsed,
         }
     finally:
@@ -309,13 +365,20 @@ def medians(results):
         row["runs"] = len(runs)
         row["ops_per_sec_runs"] = [x["ops_per_sec"] for x in runs]
         for k in ("ops_per_sec", "p50_ms", "p99_ms", "p999_ms", "fsyncs_per_op", "messages_per_op",
-                  "peak_rss_mb_per_replica"):
-            vals = [x[k] for x in runs if x[k] is not None]
-            row[k] = float(np.median(vals)) if vals else None
-        row["cpu_us_per_op"] = {role: float(np.median([x["cpu_us_per_op"][role] for x in runs]))
-                                for role in runs[0]["cpu_us_per_op"]}
+                  "rss_mb_per_replica", "pss_mb_per_replica", "peak_rss_mb_per_replica"):
+            row[k] = _median(x[k] for x in runs)
+        for k in ("cpu_us_per_op", "cpu_cores"):
+            row[k] = {role: _median(x[k][role] for x in runs) for role in runs[0][k]}
+        row["replicas"] = {node: {k: _median(x["replicas"][node][k] for x in runs) for k in figures}
+                           for node, figures in runs[0]["replicas"].items()}
         out.append(row)
     return out
+
+
+def _median(values):
+    """The median of the values that are not None (None if none is)."""
+    values = [v for v in values if v is not None]
+    return float(np.median(values)) if values else None
 
 
 OPEN_RATES_ONE_OP = (1000, 2500, 5000, 7500, 10000)
@@ -340,28 +403,60 @@ def full_sweep(duration=5.0):
     return pts
 
 
+def in_flight(r):
+    """E.g. "2x128x32": client processes x requests in flight each x operations per request (or "open")."""
+    if r.get("mode") != "closed":
+        return "open"
+    return "%dx%dx%d" % (r["clients"], r["concurrency"], r["ops_per_request"])
+
+
+def _f(value, form):
+    return "-" if value is None else form % value
+
+
 def table(results):
-    head = ("%7s %3s %7s %5s %9s %8s %8s %8s %7s %7s %8s %8s %8s %7s  %s"
-            % ("groups", "wrk", "value", "batch", "ops/s", "p50ms", "p99ms", "p999ms", "fsync/op", "msg/op",
-               "cpu-w", "cpu-f", "cpu-c", "MB/rep", "variant"))
+    head = ("%7s %3s %7s %5s %10s %9s %8s %8s %8s %7s %7s %8s %8s %8s %6s %7s %7s  %s"
+            % ("groups", "wrk", "value", "batch", "in-flight", "ops/s", "p50ms", "p99ms", "p999ms", "fsync/op",
+               "msg/op", "cpu-w", "cpu-f", "cpu-c", "cores", "PSS/rep", "MB/rep", "variant"))
     lines = [head, "-" * len(head)]
     for r in results:
         c = r["cpu_us_per_op"]
-        lines.append("%7d %3d %7d %5s %9.0f %8.2f %8.2f %8.2f %7.3f %7.2f %8.1f %8.1f %8.1f %7.0f  %s%s" % (
-            r["groups"], r["workers"], r["value_size"], r["batching"], r["ops_per_sec"], r["p50_ms"] or 0,
-            r["p99_ms"] or 0, r["p999_ms"] or 0, r["fsyncs_per_op"], r["messages_per_op"], c["workers"],
-            c["supervisors"], c["clients"], r["peak_rss_mb_per_replica"], r.get("variant", "default"),
+        cores = _total(r["cpu_cores"][role] for role in ("workers", "supervisors"))
+        lines.append("%7d %3d %7d %5s %10s %9.0f %8s %8s %8s %7.3f %7.2f %8s %8s %8s %6s %7s %7s  %s%s" % (
+            r["groups"], r["workers"], r["value_size"], r["batching"], in_flight(r), r["ops_per_sec"],
+            _f(r["p50_ms"], "%.2f"), _f(r["p99_ms"], "%.2f"), _f(r["p999_ms"], "%.2f"), r["fsyncs_per_op"],
+            r["messages_per_op"], _f(c["workers"], "%.1f"), _f(c["supervisors"], "%.1f"), _f(c["clients"], "%.1f"),
+            _f(cores, "%.2f"), _f(r["pss_mb_per_replica"], "%.0f"), _f(r["peak_rss_mb_per_replica"], "%.0f"),
+            r.get("variant", "default"),
             (" open loop @%d/s" % r["offered_rate"] if r.get("mode") == "open" else "")
             + (" (median of %d)" % r["runs"] if r.get("runs", 1) > 1 else "")))
+    lines.append("in-flight: client processes x requests in flight per process (--concurrency) x operations per "
+                 "request (--batch; 32 with batching on) = operations in flight")
     lines.append("cpu-w/f/c: CPU microseconds per op of the replica workers / node supervisors / client "
-                 "processes, summed over the 3 replicas")
+                 "processes, summed over the 3 replicas; cores: CPU of the 3 replicas (workers + supervisors) "
+                 "in cores busy over the measurement")
+    lines.append("PSS/rep: memory of the largest replica (supervisor + workers, shared pages split) at the end; "
+                 "MB/rep: the sum of its processes' peak RSS")
     return "\n".join(lines)
 
 
+SUMMARY_KEYS = ("ops_per_sec", "p50_ms", "p99_ms", "p999_ms", "fsyncs_per_op", "messages_per_op", "groups",
+                "workers", "value_size", "batching", "clients", "concurrency", "ops_per_request",
+                "requests_in_flight", "ops_in_flight", "cpu_us_per_op", "cpu_cores", "rss_mb_per_replica",
+                "pss_mb_per_replica", "peak_rss_mb_per_replica", "replicas")
+
+
+def _rounded(value):
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
+
+
 def summary_json(results):
-    keys = ("ops_per_sec", "p50_ms", "p99_ms", "p999_ms", "fsyncs_per_op", "messages_per_op", "groups",
-            "workers", "value_size", "batching")
-    rows = [{k: (round(r[k], 4) if isinstance(r[k], float) else r[k]) for k in keys} for r in results]
+    """The last line of `paxos-core bench`: one object per point (an object alone for one point)."""
+    rows = [{k: _rounded(r[k]) for k in SUMMARY_KEYS} for r in results]
     return json.dumps(rows[0] if len(rows) == 1 else rows)
 
 

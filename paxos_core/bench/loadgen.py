@@ -1,14 +1,19 @@
-"""A benchmark client process: drives KV puts against a cluster and records every latency.
+"""A benchmark client process: drives key-value puts against a cluster and records every latency.
 
     python -m paxos_core.bench.loadgen --cluster DIR --out PREFIX [--concurrency 64] [--groups 16]
         [--value-size 100] [--batch 1] [--mode closed|open] [--rate OPS_PER_S] [--warmup 1] [--duration 5]
 
 It connects, prints "ready", waits for a line on stdin ("go"), runs `warmup` seconds unrecorded and
-`duration` seconds recorded, then writes PREFIX.npy (latencies in seconds, float64) and PREFIX.json
-(operation and error counts, the measured window). Closed loop: `concurrency` coroutines each wait for
-their operation before the next. Open loop: operations start on a fixed schedule of `rate` per second
-whatever the answers; latency is measured from the scheduled start, so queueing counts.
-With --batch B > 1 each request carries B operations of one group (Client.propose_batch).
+`duration` seconds recorded, then writes PREFIX.npy (latencies in seconds, float64, one per operation) and
+PREFIX.json (operation and error counts, the measured window), and exits when stdin closes (the bench reads
+its CPU time in /proc until then).
+
+A request is one call of the client API on one group: with --batch 1, `Client.propose_async` of one encoded
+put; with --batch B > 1, `Client.propose_batch_async` of B encoded puts, which the master proposes as one
+Paxos instance (what `KV.put` does not do: it sends one operation per request). Closed loop: `concurrency`
+coroutines each wait for their request before sending the next, so concurrency x B operations are in
+flight. Open loop: requests start on a fixed schedule of `rate` operations per second whatever the answers;
+latency is measured from the scheduled start, so queueing counts.
 """
 import argparse
 import asyncio
@@ -123,6 +128,7 @@ async def run(args):
     with open(args.out + ".json", "w") as f:
         json.dump({"ops": rec.ops, "errors": rec.errors, "window": window}, f)
     client.close()
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)     # until the bench closes stdin
 
 
 def main(argv=None):

@@ -203,7 +203,9 @@ def build_parser():
                        description="cluster (default): start a local cluster of 3 replicas (real processes, fsync "
                        "on, temporary storage) and drive it with client processes; comma lists sweep. storage: "
                        "group commit against one synced write per record. idle: memory and CPU of idle groups. "
-                       "fsync: this disk's synced-append latency and stalls. The last line of output is a JSON summary.")
+                       "fsync: this disk's synced-append latency and stalls. The last line of output is a JSON summary "
+                       "(cluster: ops/s, latency, fsyncs, operations in flight, CPU per op and in cores by role, "
+                       "memory per replica).")
     p.add_argument("what", nargs="?", default="cluster", choices=["cluster", "storage", "idle", "fsync"])
     p.add_argument("--quick", action="store_true", help="short run (well under a minute)")
     p.add_argument("--full", action="store_true", help="the full sweep reported in docs/BENCHMARKS.md")
@@ -213,8 +215,11 @@ def build_parser():
     p.add_argument("--batching", type=_word_list(("on", "off")), default=("on",),
                    help="on: adaptive batching; off: one client op per Paxos instance; on,off sweeps")
     p.add_argument("--clients", type=_int_list, default=(2,), help="client processes")
-    p.add_argument("--concurrency", type=int, default=128, help="operations in flight per client process")
-    p.add_argument("--batch", type=int, default=0, help="operations per client request (0: 32 if batching)")
+    p.add_argument("--concurrency", type=int, default=128,
+                   help="closed loop: requests in flight per client process; each carries --batch operations, "
+                        "so operations in flight = clients x concurrency x batch (default 2 x 128 x 32 = 8192)")
+    p.add_argument("--batch", type=int, default=0,
+                   help="operations per client request (Client.propose_batch); 0: 32 with batching on, 1 off")
     p.add_argument("--mode", choices=("closed", "open"), default="closed", help="closed or open loop")
     p.add_argument("--rate", type=float, default=0.0, help="open loop: offered ops/s in total")
     p.add_argument("--duration", type=float, default=8.0, help="measured seconds per point")

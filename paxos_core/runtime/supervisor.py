@@ -14,10 +14,11 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
+
+from . import spawn
 
 log = logging.getLogger("paxos_core.supervisor")
 
@@ -47,9 +48,10 @@ class Supervisor:
         self._thread.start()
 
     def _start_worker(self, index):
-        argv = [sys.executable, "-m", "paxos_core.runtime.worker", self.config_path, str(index),
-                logging.getLevelName(self.log_level)]
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, close_fds=True)
+        # spawn.py: the worker imports this very paxos_core, whatever its current directory holds.
+        argv = spawn.python_command("paxos_core.runtime.worker", self.config_path, index,
+                                    logging.getLevelName(self.log_level))
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, close_fds=True, env=spawn.environment())
         self.processes[index] = proc
         log.info("node %d: worker %d started (pid %d)", self.config.node_id, index, proc.pid)
 
