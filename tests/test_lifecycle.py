@@ -209,6 +209,20 @@ def test_node_against_a_running_node_raises_and_leaves_nothing(cluster, strays):
     cluster.status(1)
 
 
+def test_readiness_counts_only_answers_from_the_workers_this_node_started(cluster, strays):
+    node = Node(cluster.config_path(1), ready_timeout=60)
+    try:
+        pids = node.supervisor.pids()
+        strays.update(pids.values())
+        assert {r["worker"]: r["pid"] for r in node.wait_ready(10)} == pids
+        # As if the workers answering on these ports were some other node's: not ready.
+        node.supervisor.pids = lambda: {i: pid + 100000 for i, pid in pids.items()}
+        with pytest.raises(errors.StartError, match="which this node did not start"):
+            node.wait_ready(1)
+    finally:
+        node.close()
+
+
 def test_a_worker_that_keeps_failing_to_restart_stops_the_node_with_one_line(cluster):
     cluster.start(1)
     cfg = cluster.config(1)

@@ -126,9 +126,10 @@ class Supervisor:
             while not self._stopping.is_set():
                 self._pump(0.1)
                 self._check()
-        except BaseException:
+        except BaseException as exc:
             log.exception("node %d: the supervisor failed; stopping the workers", self.config.node_id)
-            self._fail("the supervisor failed (see the log)", log_it=False)
+            self._fail("node %d: the supervisor failed: %s: %s" % (
+                self.config.node_id, type(exc).__name__, " ".join(str(exc).split())), log_it=False)
         finally:
             self._shutdown(self._grace)
             self._up.set()
