@@ -197,15 +197,18 @@ def test_node_against_a_running_node_raises_and_leaves_nothing(cluster, strays):
     cluster.start(1)
     running = set(cluster.worker_pids(1).values()) | {cluster.procs[1].pid}
     before = set(descendants(os.getpid()))
+    threads = set(threading.enumerate())
+    fds = set(os.listdir("/proc/self/fd"))
     with pytest.raises(errors.StartError) as info:
         Node(cluster.config_path(1), ready_timeout=60)
+    assert set(threading.enumerate()) - threads == set()        # no supervisor thread, no client I/O thread
+    assert set(os.listdir("/proc/self/fd")) - fds == set()      # sockets, channels and contexts closed
     assert isinstance(info.value, errors.PaxosError)
     assert str(info.value).startswith("address in use: 127.0.0.1:"), str(info.value)
     assert "\n" not in str(info.value)
     strays.update(set(descendants(os.getpid())) - before)
     assert set(descendants(os.getpid())) - before == set()
     assert set(processes_with(str(cluster.config_path(1)))) <= running
-    assert not [t for t in threading.enumerate() if t.name == "paxos-supervisor"]
     cluster.status(1)
 
 

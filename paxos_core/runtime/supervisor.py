@@ -132,6 +132,7 @@ class Supervisor:
                 self.config.node_id, type(exc).__name__, " ".join(str(exc).split())), log_it=False)
         finally:
             self._shutdown(self._grace)
+            self._selector.close()
             self._up.set()
 
     def _start_worker(self, index):

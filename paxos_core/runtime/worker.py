@@ -169,7 +169,7 @@ class Worker:
                 self.log.close()
             except Exception:
                 pass
-        self.ctx.term()
+        self.ctx.destroy(linger=0)
 
     # Views the metrics collector and the tests read.
     @property
@@ -306,7 +306,7 @@ def worker_main(config_path, index, log_level=logging.INFO):
     is the channel to the supervisor (runtime/channel.py): log records, "ready" or why the start failed go
     up it, and its end of file stops the worker. Run by hand (stdin not a socket), the worker logs to stderr.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)       # Ctrl-C reaches the whole process group: the supervisor decides
+    signal.signal(signal.SIGINT, signal.SIG_IGN)       # Ctrl-C reaches the process group: the supervisor decides
     parent = ParentChannel.from_stdin()
     if parent is not None:
         set_parent_death_signal(signal.SIGTERM)
