@@ -6,8 +6,12 @@
     node.close()
 
 The calling process is the node's supervisor: it starts the workers (spawned processes, one per shard of
-the groups), restarts any that dies, and stops them on close(). Requests go through a Client to the
-worker of the group; proposals made here for a group mastered elsewhere are forwarded to its master.
+the groups), restarts any that dies, and stops them on close(). Node() returns once every worker is up and
+answers from the pid the supervisor started; a start that fails raises StartError (one line, e.g. "address
+in use: 127.0.0.1:15167") after stopping whatever it started. The workers' log records are re-emitted
+through this process's `logging`, and the workers stop by themselves if this process dies
+(runtime/supervisor.py). Requests go through a Client to the worker of the group; proposals made here for a
+group mastered elsewhere are forwarded to its master.
 """
 import logging
 import time

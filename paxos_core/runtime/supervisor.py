@@ -14,12 +14,12 @@ Start: `start()` returns once every worker said it is ready. A worker that fails
 the node: every worker started is stopped and `start()` raises StartError with that worker's one line
 ("address in use: 127.0.0.1:15167", "data directory /x is in use by another process (pid N)").
 Running: a worker that exits without being asked to is reported (log line, restart counter) and started
-again after a backoff (0.2 s doubling to 5 s); it recovers its groups from its log. A worker that fails
-`restart_limit` times in a row (a failed start, or a crash within `stable_s` of being up) stops the node:
-`failure` holds the reason, `failed` is set and `on_failure(reason)` is called. Stopping sends SIGTERM to
-every worker, which finishes its cycle, closes its log and exits; one that does not within the grace period
-is killed. Workers stop by themselves within moments when the supervisor process dies (channel end of
-file; on Linux also SIGTERM from the kernel).
+again after a backoff (0.2 s doubling to 5 s); it recovers its groups from its log. It is restarted at most
+`restart_limit` times in a row without staying up `stable_s` seconds: when the last of those restarts fails
+too (it does not start, or crashes soon), the node stops: `failure` holds the one line, `failed` is set and
+`on_failure(reason)` is called. Stopping sends SIGTERM to every worker, which finishes its cycle, closes its
+log and exits; one that does not within the grace period is killed. Workers stop by themselves within
+moments when the supervisor process dies (channel end of file; on Linux also SIGTERM from the kernel).
 """
 import json
 import logging
@@ -122,7 +122,8 @@ class Supervisor:
     def _run(self):
         try:
             for index in self._workers:
-                self._start_worker(index)
+                if not self._stopping.is_set():
+                    self._start_worker(index)
             while not self._stopping.is_set():
                 self._pump(0.1)
                 self._check()
