@@ -144,6 +144,38 @@ def test_a_worker_stops_when_the_channel_from_its_supervisor_ends(cluster, stray
     assert not any(alive(p) for p in before.values())
 
 
+GRANDCHILD = """
+import sys, time
+from paxos_core.runtime.channel import set_parent_death_signal
+assert set_parent_death_signal()
+print("armed", flush=True)
+time.sleep(120)
+"""
+
+CHILD = """
+import subprocess, sys, time
+grandchild = subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdout=subprocess.PIPE, text=True)
+assert grandchild.stdout.readline().strip() == "armed"
+print(grandchild.pid, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_the_parent_death_signal_alone_stops_a_process_whose_parent_is_killed(strays):
+    """The second mechanism on its own (no channel): what a worker asks the kernel for at start."""
+    child = subprocess.Popen([sys.executable, "-c", CHILD, GRANDCHILD], stdout=subprocess.PIPE, text=True,
+                             env=package_env())
+    strays.add(child.pid)
+    grandchild = int(child.stdout.readline())
+    strays.add(grandchild)
+    assert alive(grandchild)
+    child.kill()
+    child.wait(10)
+    child.stdout.close()
+    wait_for(lambda: not alive(grandchild), 5, message="the grandchild got SIGTERM when its parent died")
+
+
 def test_a_node_started_from_a_thread_that_ends_keeps_its_workers(cluster, strays):
     """The parent-death signal follows the thread that spawned a worker: the README's
     asyncio.to_thread(Node, ...) must not lose its workers when that thread goes."""
