@@ -7,6 +7,7 @@ from .errors import (
     NotMaster,
     Overloaded,
     PaxosError,
+    StartError,
     Timeout,
     ValueTooLarge,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "NotMaster",
     "Overloaded",
     "PaxosError",
+    "StartError",
     "Timeout",
     "ValueTooLarge",
 ]

@@ -47,6 +47,12 @@ class ConfigError(PaxosError, ValueError):
     """A configuration value is invalid. The message names the field."""
 
 
+class StartError(PaxosError):
+    """A node did not start: one of its workers could not come up (an address in use, a data directory held by
+    another process, ...). The message is one line saying why; nothing the failed start began is left running.
+    """
+
+
 class ValueTooLarge(PaxosError, ValueError):
     """A proposed value is larger than the configured maximum."""
 

@@ -6,8 +6,12 @@
     node.close()
 
 The calling process is the node's supervisor: it starts the workers (spawned processes, one per shard of
-the groups), restarts any that dies, and stops them on close(). Requests go through a Client to the
-worker of the group; proposals made here for a group mastered elsewhere are forwarded to its master.
+the groups), restarts any that dies, and stops them on close(). Node() returns once every worker is up and
+answers from the pid the supervisor started; a start that fails raises StartError (one line, e.g. "address
+in use: 127.0.0.1:15167") after stopping whatever it started. The workers' log records are re-emitted
+through this process's `logging`, and the workers stop by themselves if this process dies
+(runtime/supervisor.py). Requests go through a Client to the worker of the group; proposals made here for a
+group mastered elsewhere are forwarded to its master.
 """
 import logging
 import time
@@ -29,28 +33,53 @@ class Node:
         else:
             self.config = load_config(config)
             source = str(config)
-        self.supervisor = Supervisor(self.config, source, log_level)
-        self.client = Client.from_config(self.config, prefer=self.config.node_id, **client_options)
-        self.kv = KV(self.client, self.config.groups)
         self._started = False
+        self.supervisor = Supervisor(self.config, source, log_level)
+        try:
+            self.client = Client.from_config(self.config, prefer=self.config.node_id, **client_options)
+        except BaseException:
+            self.supervisor.stop()
+            raise
+        self.kv = KV(self.client, self.config.groups)
         if start:
-            self.start(ready_timeout)
+            try:
+                self.start(ready_timeout)
+            except BaseException:
+                self.close()
+                raise
 
     def start(self, ready_timeout=30.0):
-        self.supervisor.start()
+        """Start the workers; return once every one is up and answering. On failure (StartError, one line:
+        e.g. "address in use: 127.0.0.1:15167"), every worker started is stopped before it raises."""
+        deadline = time.monotonic() + ready_timeout
         self._started = True
-        self.wait_ready(ready_timeout)
+        try:
+            self.supervisor.start(ready_timeout)
+            self.wait_ready(max(1.0, deadline - time.monotonic()))
+        except BaseException:
+            self.supervisor.stop()
+            self._started = False
+            raise
 
     def wait_ready(self, timeout=30.0):
-        """Block until every local worker answers."""
+        """Block until every local worker answers a status request from the process this node started (a
+        worker's answer carries its pid). StartError if that does not happen within `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while True:
+            if self.supervisor.failure is not None:
+                raise errors.StartError(self.supervisor.failure)
             statuses = self.client.status(self.config.node_id, timeout=1.0)
-            if all("error" not in s for s in statuses):
+            ours = self.supervisor.pids()
+            wrong = [s for s in statuses if "error" in s or s.get("pid") != ours.get(s.get("worker"))]
+            if not wrong:
                 return statuses
             if time.monotonic() > deadline:
-                raise errors.Timeout("node %d: workers not ready after %.0fs: %s"
-                                     % (self.config.node_id, timeout, statuses))
+                s = wrong[0]
+                raise errors.StartError("node %d worker %s: %s" % (
+                    self.config.node_id, s.get("worker"),
+                    "no answer (%s)" % s["error"] if "error" in s else
+                    "answered by pid %s, which this node did not start (pid %s)" % (s.get("pid"),
+                                                                                   ours.get(s.get("worker")))))
             time.sleep(0.1)
 
     # ------------------------------------------------------------------ the facade
@@ -90,10 +119,10 @@ class Node:
         return self.client.status(self.config.node_id)
 
     def close(self):
+        """Stop the workers (SIGTERM; each finishes its cycle and closes its log) and the client."""
         self.client.close()
-        if self._started:
-            self.supervisor.stop()
-            self._started = False
+        self.supervisor.stop()
+        self._started = False
 
     def __enter__(self):
         return self

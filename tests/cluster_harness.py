@@ -35,6 +35,17 @@ STOP_GRACE = 10.0
 PORT_RANGE = (10000, 32000)
 
 
+def package_env(env=None):
+    """The environment for a `python -m paxos_core` subprocess that imports the paxos_core this test process
+    imported (the checkout under test), whatever its cwd and whatever else is installed."""
+    import paxos_core
+
+    env = dict(os.environ if env is None else env)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(paxos_core.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return env
+
+
 def _ephemeral_low():
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
@@ -231,7 +242,8 @@ class LocalCluster:
         stdout, stderr = str(stem) + ".out", str(stem) + ".err"
         with open(stdout, "wb") as out, open(stderr, "wb") as err:
             popen = subprocess.Popen(self.command + ["node", str(self.config_path(node)), "--log-level", "info"],
-                                     stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=str(self.tmp))
+                                     stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=str(self.tmp),
+                                     env=package_env())
         self.known_pids.add(popen.pid)
         proc = NodeProcess(node, popen, stdout, stderr)
         self.procs[node] = proc

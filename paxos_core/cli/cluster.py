@@ -8,26 +8,55 @@ from ..errors import ConfigError, PaxosError
 
 
 def cmd_node(args):
-    """Run one node in the foreground until SIGTERM or SIGINT, then stop cleanly."""
+    """Run one node in the foreground until SIGTERM or SIGINT, then stop cleanly.
+
+    Log lines go to stderr (the workers' too: they reach this process through the supervisor). While the node
+    starts they are held back: a start that fails prints one line, the reason, and exits 1 (with
+    --log-level debug the held lines come first); "running" is printed only once every worker is up.
+    """
+    import logging.handlers
+
+    from ..errors import StartError
     from ..node import Node
 
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = getattr(logging, args.log_level.upper())
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"))
+    held = logging.handlers.MemoryHandler(capacity=100000, flushLevel=logging.CRITICAL + 1, target=console,
+                                          flushOnClose=False)
+    root = logging.getLogger()
+    root.setLevel(level)
+    root.addHandler(held)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop.set())
     try:
-        node = Node(args.config, log_level=getattr(logging, args.log_level.upper()))
-    except ConfigError as exc:
+        node = Node(args.config, log_level=level)
+    except (ConfigError, StartError) as exc:
+        root.removeHandler(held)
+        if level <= logging.DEBUG:
+            held.flush()
+        held.close()
         print("paxos-core node: %s" % exc, file=sys.stderr)
-        return 2
+        return 2 if isinstance(exc, ConfigError) else 1
+    root.removeHandler(held)
+    root.addHandler(console)
+    held.flush()
+    held.close()
+    node.supervisor.on_failure = lambda reason: stop.set()
     cfg = node.config
     print("node %d of cluster %d running: %d workers, %d groups, clients on %s:%d..%d (pids %s)"
           % (cfg.node_id, cfg.cluster_id, cfg.workers, cfg.groups, cfg.me.host, cfg.me.client_port,
              cfg.me.client_port + cfg.workers - 1, node.supervisor.pids()), flush=True)
-    stop.wait()
-    print("node %d stopping" % cfg.node_id, flush=True)
+    if node.supervisor.failure is None:
+        stop.wait()
+    failure = node.supervisor.failure
+    if failure is None:
+        print("node %d stopping" % cfg.node_id, flush=True)
     node.close()
+    if failure is not None:
+        print("paxos-core node: %s" % failure, file=sys.stderr)
+        return 1
     return 0
 
 

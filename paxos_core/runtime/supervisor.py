@@ -1,32 +1,67 @@
-"""The supervisor: starts a node's worker processes and restarts any that dies.
+"""The supervisor: starts a node's worker processes, waits until each is up, and restarts any that dies.
 
 Workers are spawned, never forked: each is a fresh interpreter (`python -m paxos_core.runtime.worker`),
 started with subprocess, so no RocksDB handle or thread of the parent leaks into it (a fork after RocksDB
 is open makes children hang), and a program that embeds a Node needs no `if __name__ == "__main__"` guard.
 
-A worker that exits without being asked to is reported (log line, restart counter) and started again after
-a short backoff; it recovers its groups from its log. Stopping sends SIGTERM to every worker, which finishes
-its cycle, closes its log and exits; one that does not within the grace period is killed. Workers also stop
-by themselves when the supervisor disappears.
+Every worker gets a private channel to the supervisor as its stdin (runtime/channel.py): its log records
+come up it and are re-emitted here through `logging` (the embedding program's configuration applies), and
+so do "ready" and, for a worker that cannot start, the one line saying why. One thread, the supervisor's
+own, spawns every worker (a parent-death signal follows the thread that spawned), reads the channels and
+watches the processes.
+
+Start: `start()` returns once every worker said it is ready. A worker that fails before it is up stops
+the node: every worker started is stopped and `start()` raises StartError with that worker's one line
+("address in use: 127.0.0.1:15167", "data directory /x is in use by another process (pid N)").
+Running: a worker that exits without being asked to is reported (log line, restart counter) and started
+again after a backoff (0.2 s doubling to 5 s); it recovers its groups from its log. It is restarted at most
+`restart_limit` times in a row without staying up `stable_s` seconds: when the last of those restarts fails
+too (it does not start, or crashes soon), the node stops: `failure` holds the one line, `failed` is set and
+`on_failure(reason)` is called. Stopping sends SIGTERM to every worker, which finishes its cycle, closes its
+log and exits; one that does not within the grace period is killed. Workers stop by themselves within
+moments when the supervisor process dies (channel end of file; on Linux also SIGTERM from the kernel).
 """
 import json
 import logging
 import os
+import selectors
 import signal
 import subprocess
 import tempfile
 import threading
 import time
 
-from . import spawn
+from ..errors import StartError
+from . import channel, spawn
 
 log = logging.getLogger("paxos_core.supervisor")
 
+FIRST_BACKOFF = 0.2
+MAX_BACKOFF = 5.0
+
+
+class _Worker:
+    """The supervisor's view of one worker slot (one process at a time)."""
+
+    def __init__(self, index):
+        self.index = index
+        self.proc = None             # Popen of the current process
+        self.sock = None             # the supervisor's end of its channel
+        self.reader = None
+        self.ready = False           # the current process said it is up
+        self.up_since = 0.0
+        self.reason = ""             # why the current process could not start (its own line)
+        self.failures = 0            # failed starts and early crashes in a row
+        self.backoff = FIRST_BACKOFF
+        self.restart_at = None       # monotonic time of a scheduled restart
+
 
 class Supervisor:
-    def __init__(self, config, config_source, log_level=logging.INFO):
+    def __init__(self, config, config_source, log_level=logging.INFO, restart_limit=5, stable_s=30.0):
         self.config = config
         self.log_level = log_level
+        self.restart_limit = restart_limit
+        self.stable_s = stable_s
         if isinstance(config_source, dict):
             fd, path = tempfile.mkstemp(prefix="paxos-node%d-" % config.node_id, suffix=".json")
             with os.fdopen(fd, "w") as f:
@@ -36,62 +71,200 @@ class Supervisor:
         else:
             self._temp_config = None
             self.config_path = str(config_source)
-        self.processes = {}
+        self.processes = {}                  # index -> Popen of the worker's current process
         self.restarts = {i: 0 for i in range(config.workers)}
+        self.failure = None                  # one line, once the node has failed (it is then stopped)
+        self.failed = threading.Event()
+        self.on_failure = None               # called with the failure line from the supervisor's thread
+        self._workers = {i: _Worker(i) for i in range(config.workers)}
+        self._selector = selectors.DefaultSelector()
+        self._up = threading.Event()         # every worker ready, or the start failed
         self._stopping = threading.Event()
+        self._grace = 10.0
         self._thread = None
 
-    def start(self):
-        for i in range(self.config.workers):
-            self._start_worker(i)
-        self._thread = threading.Thread(target=self._watch, name="paxos-supervisor", daemon=True)
+    # ------------------------------------------------------------------ the caller's side
+    def start(self, timeout=30.0):
+        """Spawn every worker and wait until each says it is up (at most `timeout` seconds). Raises
+        StartError (one line) after stopping everything it started if a worker fails or is not up in time."""
+        self._thread = threading.Thread(target=self._run, name="paxos-supervisor", daemon=True)
         self._thread.start()
-
-    def _start_worker(self, index):
-        # spawn.py: the worker imports this very paxos_core, whatever its current directory holds.
-        argv = spawn.python_command("paxos_core.runtime.worker", self.config_path, index,
-                                    logging.getLevelName(self.log_level))
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, close_fds=True, env=spawn.environment())
-        self.processes[index] = proc
-        log.info("node %d: worker %d started (pid %d)", self.config.node_id, index, proc.pid)
-
-    def _watch(self):
-        backoff = {i: 0.2 for i in self.processes}
-        while not self._stopping.wait(0.2):
-            for index, proc in list(self.processes.items()):
-                if proc.poll() is None or self._stopping.is_set():
-                    continue
-                self.restarts[index] += 1
-                log.error("node %d: worker %d (pid %d) died with exit code %s; restarting it (restart #%d)",
-                          self.config.node_id, index, proc.pid, proc.returncode, self.restarts[index])
-                time.sleep(backoff[index])
-                backoff[index] = min(backoff[index] * 2, 5.0)
-                if not self._stopping.is_set():
-                    self._start_worker(index)
+        if not self._up.wait(timeout):
+            late = sorted(w.index for w in self._workers.values() if not w.ready)
+            self.stop()
+            raise StartError("node %d: worker%s %s not up after %.0fs" % (
+                self.config.node_id, "s" if len(late) > 1 else "", ", ".join(map(str, late)), timeout))
+        if self.failure is not None:
+            self.stop()
+            raise StartError(self.failure)
 
     def pids(self):
         return {i: p.pid for i, p in self.processes.items()}
 
     def stop(self, grace=10.0):
+        """Stop every worker (SIGTERM, SIGKILL after `grace` seconds) and wait for them."""
+        self._grace = grace
         self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-        for proc in self.processes.values():
-            if proc.poll() is None:
-                try:
-                    proc.send_signal(signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + grace
-        for index, proc in self.processes.items():
-            try:
-                proc.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log.error("node %d: worker %d did not stop in %.0fs; killing it", self.config.node_id, index, grace)
-                proc.kill()
-                proc.wait(5)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(grace + 10)
+            if thread.is_alive():
+                log.error("node %d: the supervisor thread did not end", self.config.node_id)
         if self._temp_config:
             try:
                 os.unlink(self._temp_config)
             except OSError:
                 pass
+            self._temp_config = None
+
+    # ------------------------------------------------------------------ the supervisor's thread
+    def _run(self):
+        try:
+            for index in self._workers:
+                if not self._stopping.is_set():
+                    self._start_worker(index)
+            while not self._stopping.is_set():
+                self._pump(0.1)
+                self._check()
+        except BaseException as exc:
+            log.exception("node %d: the supervisor failed; stopping the workers", self.config.node_id)
+            self._fail("node %d: the supervisor failed: %s: %s" % (
+                self.config.node_id, type(exc).__name__, " ".join(str(exc).split())), log_it=False)
+        finally:
+            self._shutdown(self._grace)
+            self._selector.close()
+            self._up.set()
+
+    def _start_worker(self, index):
+        w = self._workers[index]
+        sock, child = channel.pair()
+        # spawn.py: the worker imports this very paxos_core, whatever its current directory holds.
+        argv = spawn.python_command("paxos_core.runtime.worker", self.config_path, index,
+                                    logging.getLevelName(self.log_level))
+        try:
+            proc = subprocess.Popen(argv, stdin=child.fileno(), close_fds=True, env=spawn.environment())
+        finally:
+            child.close()
+        sock.setblocking(False)
+        w.proc, w.sock, w.reader = proc, sock, channel.MessageReader()
+        w.ready, w.reason, w.restart_at = False, "", None
+        self._selector.register(sock, selectors.EVENT_READ, w)
+        self.processes[index] = proc
+        log.debug("node %d: worker %d started (pid %d)", self.config.node_id, index, proc.pid)
+
+    def _pump(self, timeout):
+        """Read what the channels hold (waiting up to `timeout` seconds for something) and act on it."""
+        for key, _ in self._selector.select(timeout):
+            self._read(key.data)
+
+    def _read(self, w):
+        """Everything the worker's channel holds now; at end of file the channel is closed."""
+        while w.sock is not None:
+            try:
+                data = w.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._selector.unregister(w.sock)
+                w.sock.close()
+                w.sock = None
+                return
+            for message in w.reader.feed(data):
+                self._on_message(w, message)
+
+    def _on_message(self, w, message):
+        kind = message.get("kind")
+        if kind == "log":
+            channel.forward_record(message.get("record") or {}, self.config.node_id, w.index)
+        elif kind == "ready" and message.get("pid") == w.proc.pid:
+            w.ready = True
+            w.up_since = time.monotonic()
+            if all(x.ready for x in self._workers.values()):
+                self._up.set()
+        elif kind == "failed":
+            w.reason = str(message.get("reason") or "")
+
+    def _check(self):
+        now = time.monotonic()
+        for w in self._workers.values():
+            if w.proc is not None and w.proc.poll() is not None and not self._stopping.is_set():
+                self._read(w)                # what it said before it exited
+                self._on_exit(w)
+                if self.failure is not None:
+                    return
+            if w.restart_at is not None and now >= w.restart_at and not self._stopping.is_set():
+                self._start_worker(w.index)
+
+    def _on_exit(self, w):
+        node, proc = self.config.node_id, w.proc
+        self._close_channel(w)
+        w.proc = None
+        if not self._up.is_set():
+            # The node is starting: it does not run without this worker.
+            self._fail(w.reason or "worker %d (pid %d) exited with code %s before it was up"
+                       % (w.index, proc.pid, proc.returncode))
+            return
+        if w.ready and time.monotonic() - w.up_since >= self.stable_s:
+            w.failures, w.backoff = 0, FIRST_BACKOFF
+        w.failures += 1
+        self.restarts[w.index] += 1
+        what = ("could not start again: %s" % w.reason if w.reason else
+                "(pid %d) died with exit code %s" % (proc.pid, proc.returncode))
+        if w.failures > self.restart_limit:
+            self._fail("worker %d %s (%d failures in a row; giving up)" % (w.index, what, w.failures))
+            return
+        log.error("node %d: worker %d %s; restarting it in %.1fs (restart #%d)", node, w.index, what, w.backoff,
+                  self.restarts[w.index])
+        w.restart_at = time.monotonic() + w.backoff
+        w.backoff = min(w.backoff * 2, MAX_BACKOFF)
+
+    def _fail(self, reason, log_it=True):
+        """The node cannot run: remember why (one line) and stop every worker."""
+        if self.failure is not None:
+            return
+        self.failure = reason
+        if log_it and self._up.is_set():
+            log.error("node %d stops: %s", self.config.node_id, reason)
+        self._stopping.set()
+        self._shutdown(self._grace)
+        self.failed.set()
+        self._up.set()
+        if self.on_failure is not None:
+            try:
+                self.on_failure(reason)
+            except Exception:
+                log.exception("node %d: on_failure callback failed", self.config.node_id)
+
+    def _shutdown(self, grace):
+        """SIGTERM to every live worker; forward their last log records; SIGKILL what is left after `grace`."""
+        live = [w for w in self._workers.values() if w.proc is not None and w.proc.poll() is None]
+        for w in live:
+            try:
+                w.proc.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while any(w.proc.poll() is None for w in live) and time.monotonic() < deadline:
+            self._pump(0.05)
+        for w in live:
+            if w.proc.poll() is None:
+                log.error("node %d: worker %d did not stop in %.0fs; killing it", self.config.node_id, w.index,
+                          grace)
+                w.proc.kill()
+            try:
+                w.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        for w in self._workers.values():
+            if w.sock is not None:
+                self._read(w)
+            self._close_channel(w)
+            w.restart_at = None
+
+    def _close_channel(self, w):
+        if w.sock is not None:
+            self._selector.unregister(w.sock)
+            w.sock.close()
+            w.sock = None

@@ -12,13 +12,14 @@ members' public keys: a process without the cluster's keys cannot deliver a fram
 Every frame also carries the cluster id and a crc32c; frames from another cluster or damaged ones are
 refused and counted by reason.
 """
+import errno
 import logging
 import threading
 
 import zmq
 from zmq.utils import z85
 
-from ..errors import FrameError
+from ..errors import FrameError, StartError
 from ..wire.codec import FrameEncoder, decode_frame
 
 log = logging.getLogger("paxos_core.transport")
@@ -27,6 +28,17 @@ SEND_HWM = 2000
 RECV_HWM = 20000
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 ZAP_DOMAIN = b"paxos-core"
+
+
+def bind(sock, endpoint):
+    """Bind `sock` to `endpoint`; StartError with one line ("address in use: 127.0.0.1:15167") if it cannot."""
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        address = endpoint.split("://", 1)[-1]
+        if exc.errno == errno.EADDRINUSE:
+            raise StartError("address in use: %s" % address) from None
+        raise StartError("cannot listen on %s: %s" % (address, exc.strerror)) from None
 
 
 class ZapHandler(threading.Thread):
@@ -96,6 +108,8 @@ class PeerTransport:
         self.received_frames = 0
         self.rejected = {}            # reason -> frames refused
         self.zap = None
+        self.push = {}
+        self.encoders = {}
         secret = config.curve_secret_key()
         public = config.curve_public_key(self.node_id) if secret else None
         if secret:
@@ -109,9 +123,11 @@ class PeerTransport:
             self.pull.curve_secretkey = secret
             self.pull.curve_publickey = public
             self.pull.zap_domain = ZAP_DOMAIN
-        self.pull.bind(config.me.peer_endpoint(worker))
-        self.push = {}
-        self.encoders = {}
+        try:
+            bind(self.pull, config.me.peer_endpoint(worker))
+        except StartError:
+            self.close()
+            raise
         for peer in config.peers:
             sock = ctx.socket(zmq.PUSH)
             sock.sndhwm = SEND_HWM

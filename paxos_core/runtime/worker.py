@@ -11,17 +11,20 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
 
 import zmq
 
 from ..config import NodeConfig, load_config
+from ..errors import PaxosError, StartError
 from ..replica.loop import LoopSettings, ReplicaLoop, default_rng
 from ..statemachine.store import RocksStore
 from ..storage import identity
 from ..storage.log import RocksLog
+from .channel import EXIT_START_FAILED, ParentChannel, ParentLogHandler, set_parent_death_signal
 from .metrics import WorkerCollector
-from .transport import PeerTransport
+from .transport import PeerTransport, bind
 
 log = logging.getLogger("paxos_core.worker")
 
@@ -53,18 +56,77 @@ def lost_state_reason(data_dir, index, log, recovery):
     return ""
 
 
+def lock_holder(path):
+    """Pid of the process holding the RocksDB LOCK of the database at `path` (from /proc/locks), or None."""
+    try:
+        st = os.stat(os.path.join(path, "LOCK"))
+        with open("/proc/locks") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    file_id = "%02x:%02x:%d" % (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    for fields in (line.split() for line in lines):
+        if file_id in fields:
+            try:
+                return int(fields[fields.index(file_id) - 1])
+            except (ValueError, IndexError):
+                return None
+    return None
+
+
+def open_log(config, index):
+    """The worker's RocksLog; StartError with one line if another process has the database open."""
+    path = str(config.worker_data_dir(index))
+    try:
+        return RocksLog(path, config.node_id, config.cluster_id, config.durability)
+    except Exception as exc:
+        if "lock" not in str(exc).lower() or not os.path.exists(os.path.join(path, "LOCK")):
+            raise
+        pid = lock_holder(path)
+        raise StartError("data directory %s is in use by another process%s" % (
+            config.data_dir, " (pid %d)" % pid if pid else "")) from None
+
+
+def start_failure_reason(exc, index):
+    """One line saying why worker `index` could not start."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, PaxosError):
+        return text
+    if isinstance(exc, OSError):
+        return "worker %d: %s" % (index, text)
+    return "worker %d failed to start: %s: %s" % (index, type(exc).__name__, text)
+
+
 class Worker:
     def __init__(self, config, index, state_machine_factory=None):
         self.config = config
         self.index = index
         self.node_id = config.node_id
         self.stopping = False
-        self.parent = os.getppid()
         self.ctx = zmq.Context()
+        self.transport = self.client = self.log = None
+        try:
+            self._start(state_machine_factory)
+        except BaseException:
+            self._close_partial()
+            raise
+        log.info("node %d worker %d up: %d groups, log %s", self.node_id, index, self.loop.group_count(),
+                 config.worker_data_dir(index))
+
+    def _start(self, state_machine_factory):
+        config, index = self.config, self.index
+        # The sockets first: a node already running with these ports is refused ("address in use") before
+        # anything touches the data directory.
+        self.transport = PeerTransport(self.ctx, config, index)
+        self.client = self.ctx.socket(zmq.ROUTER)
+        self.client.linger = 0
+        self.client.rcvhwm = config.max_pending
+        self.client.sndhwm = config.max_pending
+        bind(self.client, config.me.client_endpoint(index))
         data_dir = config.data_dir
         os.makedirs(config.worker_data_dir(index), exist_ok=True)
         identity.check_marker(data_dir, config.node_id, config.cluster_id)      # another node's data: refuse
-        self.log = RocksLog(str(config.worker_data_dir(index)), config.node_id, config.cluster_id, config.durability)
+        self.log = open_log(config, index)
         recovery = self.log.recover()
         amnesia = lost_state_reason(data_dir, index, self.log, recovery)
         if amnesia:
@@ -91,18 +153,23 @@ class Worker:
             identity.restore_marker(data_dir, config.node_id, config.cluster_id)
             identity.write_worker_flag(data_dir, index)
             identity.clear_rebuilding(data_dir, index)
-        self.transport = PeerTransport(self.ctx, config, index)
-        self.client = self.ctx.socket(zmq.ROUTER)
-        self.client.linger = 0
-        self.client.rcvhwm = config.max_pending
-        self.client.sndhwm = config.max_pending
-        self.client.bind(config.me.client_endpoint(index))
         self.metrics_server = None
         address = config.me.metrics_address(index)
         if address:
             self._start_metrics(address)
-        log.info("node %d worker %d up: %d groups, log %s", self.node_id, index, self.loop.group_count(),
-                 config.worker_data_dir(index))
+
+    def _close_partial(self):
+        """After a failed start: close whatever _start opened, so the process can exit at once."""
+        if self.transport is not None:
+            self.transport.close()
+        if self.client is not None:
+            self.client.close(0)
+        if self.log is not None:
+            try:
+                self.log.close()
+            except Exception:
+                pass
+        self.ctx.destroy(linger=0)
 
     # Views the metrics collector and the tests read.
     @property
@@ -161,24 +228,24 @@ class Worker:
             log.error("metrics endpoint %s:%d not started: %s", address[0], address[1], exc)
 
     # ------------------------------------------------------------------ the loop
-    def run(self):
+    def run(self, parent=None):
+        """Serve until asked to stop (SIGTERM sets `stopping`) or until `parent`, the channel to the
+        supervisor (runtime/channel.py), reaches end of file: the supervisor is gone."""
         poller = zmq.Poller()
         poller.register(self.transport.pull, zmq.POLLIN)
         poller.register(self.client, zmq.POLLIN)
+        if parent is not None:
+            poller.register(parent.fileno(), zmq.POLLIN)
         loop = self.loop
-        checked_parent = time.monotonic()
         while not self.stopping:
-            poller.poll(loop.poll_timeout() * 1000.0)
+            ready = poller.poll(loop.poll_timeout() * 1000.0)
+            if parent is not None and any(item[0] == parent.fileno() for item in ready) and parent.parent_gone():
+                log.error("node %d worker %d: the supervisor is gone; stopping", self.node_id, self.index)
+                break
             loop.turn(self.transport.receive(), self._client_frames())
             replies = loop.take_replies()
             if replies:
                 self._send_replies(replies)
-            now = time.monotonic()
-            if now - checked_parent >= 0.5:
-                checked_parent = now
-                if os.getppid() != self.parent:
-                    log.error("node %d worker %d: the supervisor is gone; stopping", self.node_id, self.index)
-                    self.stopping = True
         self.close()
 
     def _client_frames(self, limit=10000):
@@ -235,20 +302,45 @@ class Worker:
 def worker_main(config_path, index, log_level=logging.INFO):
     """Entry point of a worker process: `python -m paxos_core.runtime.worker CONFIG INDEX [LEVEL]`.
 
-    CONFIG is a node's TOML file, or a JSON file of NodeConfig.to_dict() (written by the supervisor).
+    CONFIG is a node's TOML file, or a JSON file of NodeConfig.to_dict() (written by the supervisor). Stdin
+    is the channel to the supervisor (runtime/channel.py): log records, "ready" or why the start failed go
+    up it, and its end of file stops the worker. Run by hand (stdin not a socket), the worker logs to stderr.
     """
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s[w" + str(index) + "]: %(message)s")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)       # Ctrl-C reaches the process group: the supervisor decides
+    parent = ParentChannel.from_stdin()
+    if parent is not None:
+        set_parent_death_signal(signal.SIGTERM)
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        root.addHandler(ParentLogHandler(parent))
+        root.setLevel(log_level)
+    else:
+        logging.basicConfig(level=log_level,
+                            format="%(asctime)s %(levelname)s %(name)s[w" + str(index) + "]: %(message)s")
     if os.environ.get("PAXOS_CORE_GC_TUNING", "1") != "0":
         # The loop allocates many short-lived objects; the default thresholds run a collection every 700
         # allocations, scanning everything long-lived each time. Objects alive after start-up are frozen
         # out of the collector, and young collections run 100x less often.
         gc.set_threshold(70_000, 20, 100)
-    if str(config_path).endswith(".json"):
-        with open(config_path) as f:
-            config = NodeConfig.from_dict(json.load(f), "/")
-    else:
-        config = load_config(config_path)
-    worker = Worker(config, index)
+    try:
+        if str(config_path).endswith(".json"):
+            with open(config_path) as f:
+                config = NodeConfig.from_dict(json.load(f), "/")
+        else:
+            config = load_config(config_path)
+        worker = Worker(config, index)
+    except Exception as exc:
+        # One line for the supervisor (it stops the node with it); the traceback only at debug level.
+        reason = start_failure_reason(exc, index)
+        if not isinstance(exc, PaxosError):
+            log.debug("worker %d did not start", index, exc_info=True)
+        if parent is not None:
+            parent.send({"kind": "failed", "reason": reason}, block=True)
+            parent.close()
+        else:
+            print(reason, file=sys.stderr)
+        os._exit(EXIT_START_FAILED)
     if os.environ.get("PAXOS_CORE_GC_TUNING", "1") != "0":
         gc.collect()
         gc.freeze()
@@ -257,11 +349,18 @@ def worker_main(config_path, index, log_level=logging.INFO):
         worker.stopping = True
 
     signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    worker.run()
+    if parent is not None:
+        parent.send({"kind": "ready", "pid": os.getpid()}, block=True)
+    try:
+        worker.run(parent)
+    except Exception:
+        log.critical("node %d worker %d crashed", worker.node_id, index, exc_info=True)
+        if parent is not None:
+            parent.close()
+        os._exit(1)
+    if parent is not None:
+        parent.close()
 
 
 if __name__ == "__main__":
-    import sys
-
     worker_main(sys.argv[1], int(sys.argv[2]), logging.getLevelName(sys.argv[3]) if len(sys.argv) > 3 else logging.INFO)
