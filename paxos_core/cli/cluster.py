@@ -63,7 +63,10 @@ def resolve_cluster(parser, args):
 
 
 def cmd_kv(args):
-    values = kv_cli.prepare(args)
+    try:
+        values = kv_cli.prepare(args)
+    except kv_cli.UsageError as exc:
+        args._parser.error(str(exc))
     client, cfg = connect(args)
     try:
         return kv_cli.run(args, client, cfg, *values)
@@ -112,7 +115,7 @@ def cmd_status(args):
 
 
 def _group_infos(client, group, timeout):
-    """{node: group_info} from every node; a node that cannot be asked is a ConfigError (nothing changed)."""
+    """{node: group_info} from every node; a node that cannot be asked fails the command (nothing changed)."""
     from ..errors import PaxosError
 
     infos = {}
@@ -120,8 +123,8 @@ def _group_infos(client, group, timeout):
         try:
             infos[n] = client.group_info(group, n, timeout=timeout)
         except PaxosError as exc:
-            raise ConfigError("group %d: node %d cannot be asked (%s); nothing was changed" % (group, n, exc)) \
-                from None
+            raise PaxosError("group %d: node %d cannot be asked (%s: %s); nothing was changed"
+                             % (group, n, type(exc).__name__, exc)) from None
     return infos
 
 

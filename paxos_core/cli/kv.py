@@ -75,10 +75,14 @@ def _emit(args, record):
 
 
 def _check_size(cfg, what, op):
-    """Refuse locally what every node would refuse (ValueTooLarge), before sending megabytes for nothing."""
-    if len(op) > cfg.max_value_bytes:
-        raise ValueTooLarge("the %s is %d bytes encoded, larger than the cluster's paxos.max_value_bytes = %d "
-                            "(set in the node files, %s)" % (what, len(op), cfg.max_value_bytes, cfg.path))
+    """Refuse locally what every node would refuse (ValueTooLarge), before sending megabytes for nothing. The
+    limit applies to the proposal: the encoded operation inside its client envelope."""
+    from ..replica import envelope
+
+    size = len(envelope.client(0, 0, 0, b"")) + len(op)
+    if size > cfg.max_value_bytes:
+        raise ValueTooLarge("the %s is a proposal of %d bytes, larger than the cluster's paxos.max_value_bytes = "
+                            "%d (set in its node files, e.g. %s)" % (what, size, cfg.max_value_bytes, cfg.path))
 
 
 def prepare(args):
@@ -207,7 +211,8 @@ def register(sub, cluster_opts):
                                    "--delete: delete it if it holds EXPECTED). EXPECTED and NEW are VALUEs as "
                                    "for put. A failed compare exits 1 and names the current value.")
     q.add_argument("key", metavar="KEY")
-    q.add_argument("values", metavar="VALUE", nargs="*", help="EXPECTED and/or NEW, as for put")
+    # "+", not "*": a "*" would match nothing right after KEY in `cas KEY --absent NEW` and leave NEW over.
+    q.add_argument("values", metavar="VALUE", nargs="+", help="EXPECTED and/or NEW, as for put")
     q.add_argument("--absent", action="store_true", help="the key must be absent (no EXPECTED)")
     q.add_argument("--delete", action="store_true", help="delete the key instead of setting it (no NEW)")
     cluster_opts(q, shared=True, write_out=True)

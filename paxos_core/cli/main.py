@@ -284,7 +284,7 @@ def describe(exc):
     """The one line an expected error prints (after ``paxos-core: ``)."""
     from ..errors import ConfigError, PaxosError
 
-    if isinstance(exc, ConfigError):
+    if isinstance(exc, ConfigError) or type(exc) is PaxosError:
         return one_line(exc)
     if isinstance(exc, PaxosError):
         return "%s: %s" % (type(exc).__name__, one_line(exc))
