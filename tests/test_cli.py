@@ -87,6 +87,7 @@ def stopped_cluster(tmp_path_factory):
 BAD_INVOCATIONS = [
     # (argv, what the one line must say, exit code)
     (["kv", "put", "KEY"], ["kv put: error", "VALUE"], 2),
+    (["kv", "--cluster", "{good}", "put", "KEY"], ["kv put: error", "VALUE"], 2),
     (["kv", "get"], ["kv get: error", "KEY"], 2),
     (["kv"], ["kv: error"], 2),
     (["kv", "frob", "k"], ["invalid choice", "frob"], 2),
@@ -106,6 +107,7 @@ BAD_INVOCATIONS = [
     (["kv", "--cluster", "{good}", "get", "k" * (ops.MAX_KEY_BYTES + 1)], ["ValueTooLarge", "key of"], 3),
     (["kv", "--cluster", "{good}", "--timeout", "0.5", "get", "k"], ["Timeout"], 3),
     (["group", "add", "-5"], ["group add: error", ">= 0", "-5"], 2),
+    (["group", "--cluster", "{good}", "add", "-5"], ["group add: error", ">= 0", "-5"], 2),
     (["group", "add", str(1 << 32)], ["group add: error", "<= 4294967295"], 2),
     (["group", "remove", "x"], ["group remove: error", "group id"], 2),
     (["group", "--cluster", "{good}", "--timeout", "0.5", "remove", "3", "--yes"], ["cannot be asked"], 3),
@@ -222,9 +224,10 @@ def test_progress_off_a_terminal_has_no_escape_codes_or_carriage_returns(tmp_pat
     bench = cli("bench", "--groups", 1, "--workers", 1, "--clients", 1, "--concurrency", 4, "--duration", 0.5,
                 "--warmup", 0, "--dir", tmp_path, text=False, timeout=300)
     assert bench.returncode == 0, bench.stderr[-3000:]
-    for result, done in ((sim, b"20/20 seeds"), (bench, b"1/1 points")):
+    for result in (bench, sim):
         output = result.stdout + result.stderr
         assert b"\x1b[" not in output and b"\r" not in output, output[-2000:]
+    for result, done in ((bench, b"1/1 points"), (sim, b"20/20 seeds")):
         assert done in result.stderr, result.stderr           # progress is still there, as plain lines
     assert json.loads(bench.stdout.splitlines()[-1])["ops_per_sec"] > 0
 
