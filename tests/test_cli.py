@@ -102,6 +102,7 @@ BAD_INVOCATIONS = [
     (["kv", "--cluster", "{bad}", "get", "k"], ["cluster.workers"], 2),
     (["status", "--cluster", "{base}"], ["holds no node files"], 2),
     (["kv", "put", "k", "@{missing}", "--cluster", "{good}"], ["No such file"], 2),
+    (["kv", "put", "k", "@{base}", "--cluster", "{good}"], ["Is a directory"], 2),
     (["kv", "put", "k", "@", "--cluster", "{good}"], ["kv put: error", "'@@'"], 2),
     (["kv", "cas", "k", "-", "-", "--cluster", "{good}"], ["kv cas: error", "only one value"], 2),
     (["kv", "--cluster", "{good}", "get", "k" * (ops.MAX_KEY_BYTES + 1)], ["ValueTooLarge", "key of"], 3),
@@ -340,7 +341,10 @@ def test_the_cluster_from_the_environment_and_the_flag_wins(running, tmp_path):
     flag_wins = cli("kv", "get", "envkey", "--cluster", d, env=cli_env(PAXOS_CORE_CLUSTER=str(tmp_path / "no")))
     assert flag_wins.returncode == 0 and flag_wins.stdout == "v1\n", flag_wins.stderr
     wrong_flag = cli("kv", "get", "envkey", "--cluster", tmp_path / "no", env=cli_env(PAXOS_CORE_CLUSTER=str(d)))
-    assert_one_line_error(wrong_flag, contains=["not a directory"], code=2)
+    line = assert_one_line_error(wrong_flag, contains=["not a directory"], code=2)
+    assert "PAXOS_CORE_CLUSTER" not in line
+    wrong_env = cli("kv", "get", "envkey", env=cli_env(PAXOS_CORE_CLUSTER=str(tmp_path / "no")))
+    assert_one_line_error(wrong_env, contains=["not a directory", "$PAXOS_CORE_CLUSTER"], code=2)
     status = cli("status", env=cli_env(PAXOS_CORE_CLUSTER=str(d)))
     assert status.returncode == 0 and "unreachable" not in status.stdout, status.stdout + status.stderr
 

@@ -48,7 +48,12 @@ def connect(args):
     from ..client import Client
     from ..config import load_cluster
 
-    configs = load_cluster(args.cluster)
+    try:
+        configs = load_cluster(args.cluster)
+    except ConfigError as exc:
+        if getattr(args, "cluster_from_env", False):
+            raise ConfigError("%s (the cluster named by $%s)" % (exc, CLUSTER_ENV)) from None
+        raise
     cfg = configs[0]
     return Client.from_config(cfg, prefer=cfg.node_id, default_timeout=args.timeout), cfg
 
@@ -57,6 +62,7 @@ def resolve_cluster(parser, args):
     """--cluster, else $PAXOS_CORE_CLUSTER; neither is the parser's one-line error."""
     if not getattr(args, "cluster", None):
         args.cluster = os.environ.get(CLUSTER_ENV) or None
+        args.cluster_from_env = args.cluster is not None
     if args.cluster is None:
         parser.error("no cluster given: pass --cluster DIR (the directory of its node files) or set %s"
                      % CLUSTER_ENV)

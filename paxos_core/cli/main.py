@@ -297,7 +297,8 @@ def describe(exc):
 def _exit_code(exc):
     from ..errors import ConfigError
 
-    if isinstance(exc, (ConfigError, FileNotFoundError, NotADirectoryError)):
+    # A path given on the command line (a node file, a cluster directory, @FILE, -o FILE) that cannot be used.
+    if isinstance(exc, (ConfigError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)):
         return EXIT_USAGE
     return EXIT_FAILED
 
