@@ -18,7 +18,6 @@ import termios
 from pathlib import Path
 
 import pytest
-import tomli_w
 
 import paxos_core
 from cluster_harness import LocalCluster, free_base_port

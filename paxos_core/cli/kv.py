@@ -19,7 +19,7 @@ VALUE_HELP = "the value: TEXT, '-' for stdin, '@FILE' for a file's bytes, '@@TEX
 
 
 class UsageError(Exception):
-    """A mistake in the command line found after parsing (the parser's one-line error is raised with it)."""
+    """A mistake in the command line found after parsing; cmd_kv makes it the parser's one-line error (exit 2)."""
 
 
 def read_value(arg, stdin):
