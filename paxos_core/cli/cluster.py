@@ -1,10 +1,22 @@
-"""`paxos-core node`, `kv`, `status` and `group`: run a node, and talk to a running cluster."""
+"""`paxos-core node`, `kv`, `status` and `group`: run a node, and talk to a running cluster.
+
+The cluster is the directory of its node files: ``--cluster DIR``, else the environment variable
+``PAXOS_CORE_CLUSTER`` (the flag wins). Errors are one line on stderr (see cli/main.py for the exit codes).
+"""
+import argparse
+import json
 import logging
+import os
 import signal
 import sys
 import threading
 
-from ..errors import ConfigError, PaxosError
+from ..errors import ConfigError
+from . import kv as kv_cli
+from .parsing import add_shared, int_range, positive_float
+
+CLUSTER_ENV = "PAXOS_CORE_CLUSTER"
+GROUP_ID = int_range(0, (1 << 32) - 1, "a group id")        # u32 on the wire (wire/rpc.py) and on disk
 
 
 def cmd_node(args):
@@ -60,78 +72,57 @@ def cmd_node(args):
     return 0
 
 
-def _client(args):
+def connect(args):
+    """(Client, the first node's config) for the cluster of `args.cluster`."""
     from ..client import Client
+    from ..config import load_cluster
 
-    return Client.from_cluster_dir(args.cluster, default_timeout=args.timeout)
+    try:
+        configs = load_cluster(args.cluster)
+    except ConfigError as exc:
+        if getattr(args, "cluster_from_env", False):
+            raise ConfigError("%s (the cluster named by $%s)" % (exc, CLUSTER_ENV)) from None
+        raise
+    cfg = configs[0]
+    return Client.from_config(cfg, prefer=cfg.node_id, default_timeout=args.timeout), cfg
+
+
+def resolve_cluster(parser, args):
+    """--cluster, else $PAXOS_CORE_CLUSTER; neither is the parser's one-line error."""
+    if not getattr(args, "cluster", None):
+        args.cluster = os.environ.get(CLUSTER_ENV) or None
+        args.cluster_from_env = args.cluster is not None
+    if args.cluster is None:
+        parser.error("no cluster given: pass --cluster DIR (the directory of its node files) or set %s"
+                     % CLUSTER_ENV)
 
 
 def cmd_kv(args):
-    from ..kv import KV
-    from ..statemachine import kv as ops
-
     try:
-        client = _client(args)
-    except ConfigError as exc:
-        print("paxos-core kv: %s" % exc, file=sys.stderr)
-        return 2
+        values = kv_cli.prepare(args)
+    except kv_cli.UsageError as exc:
+        args._parser.error(str(exc))
+    client, cfg = connect(args)
     try:
-        kv = KV(client, client.groups)
-        key = args.key.encode()
-        if args.op == "get":
-            value = kv.get(key, mode=args.mode)
-            if value is None:
-                print("(not found)", file=sys.stderr)
-                return 1
-            sys.stdout.buffer.write(value + b"\n")
-            return 0
-        if args.op == "put":
-            status, _ = kv.put(key, args.values[0].encode())
-        elif args.op == "delete":
-            status, _ = kv.delete(key)
-        else:
-            if len(args.values) != 2:
-                print("paxos-core kv cas: expects KEY OLD NEW", file=sys.stderr)
-                return 2
-            old = None if args.values[0] == "-" else args.values[0].encode()
-            status, current = kv.cas(key, old, args.values[1].encode())
-            if status == ops.CAS_FAILED:
-                print("cas failed: current value is %s" % ("absent" if current is None else current.decode(
-                    errors="replace")), file=sys.stderr)
-                return 1
-        if status == ops.NOT_FOUND:
-            print("(not found)", file=sys.stderr)
-            return 1
-        print(ops.STATUS_NAMES.get(status, status))
-        return 0 if status == ops.OK else 1
-    except PaxosError as exc:
-        print("paxos-core kv: %s: %s" % (type(exc).__name__, exc), file=sys.stderr)
-        return 3
+        return kv_cli.run(args, client, cfg, *values)
     finally:
         client.close()
 
 
 def cmd_status(args):
-    try:
-        client = _client(args)
-    except ConfigError as exc:
-        print("paxos-core status: %s" % exc, file=sys.stderr)
-        return 2
+    client, _ = connect(args)
     try:
         rows = client.status(timeout=args.timeout)
     finally:
         client.close()
-    if args.json:
-        import json
-
+    down = sum(1 for r in rows if "error" in r)
+    if args.write_out == "json":
         print(json.dumps(rows, indent=1))
-        return 0
+        return 1 if down == len(rows) else 0
     print("%4s %6s %7s %8s %9s %9s %8s %8s %8s %9s" % ("node", "worker", "groups", "masters", "chosen",
                                                        "applied", "max-lag", "fsyncs", "pending", "repairing"))
-    down = 0
     for r in rows:
         if "error" in r:
-            down += 1
             print("%4d %6d  unreachable: %s" % (r["node"], r["worker"], r["error"]))
             continue
         chosen = sum(g["chosen"] for g in r["group_detail"])
@@ -158,54 +149,103 @@ def cmd_status(args):
     return 1 if down == len(rows) else 0
 
 
+def _group_infos(client, group, timeout):
+    """{node: group_info} from every node; a node that cannot be asked fails the command (nothing changed)."""
+    from ..errors import PaxosError
+
+    infos = {}
+    for n in client.nodes:
+        try:
+            infos[n] = client.group_info(group, n, timeout=timeout)
+        except PaxosError as exc:
+            raise PaxosError("group %d: node %d cannot be asked (%s: %s); nothing was changed"
+                             % (group, n, type(exc).__name__, exc)) from None
+    return infos
+
+
 def cmd_group(args):
+    client, _ = connect(args)
     try:
-        client = _client(args)
-    except ConfigError as exc:
-        print("paxos-core group: %s" % exc, file=sys.stderr)
-        return 2
-    try:
+        infos = _group_infos(client, args.group, args.timeout)
+        hosts = sorted(n for n, i in infos.items() if i["hosted"])
         if args.action == "add":
-            client.add_group(args.group)
-        else:
-            client.remove_group(args.group)
-        print("group %d %s on every node" % (args.group, "added" if args.action == "add" else "removed"))
+            incarnations = {infos[n]["incarnation"] for n in hosts}
+            if len(hosts) == len(infos) and len(incarnations) == 1:
+                print("group %d already exists on every node (incarnation %d); nothing changed"
+                      % (args.group, incarnations.pop()))
+                return 0
+            incarnation = client.add_group(args.group, timeout=args.timeout)
+            print("group %d added on every node (incarnation %d)" % (args.group, incarnation))
+            return 0
+        if not hosts:
+            print("paxos-core group remove: group %d does not exist on any node; nothing was removed"
+                  % args.group, file=sys.stderr)
+            return kv_cli.EXIT_NO
+        if not args.yes:
+            print("paxos-core group remove: removing group %d deletes its data on every node (%s), for good; "
+                  "run again with --yes to remove it" % (args.group, ", ".join("node %d" % n for n in hosts)),
+                  file=sys.stderr)
+            return 2
+        client.remove_group(args.group, timeout=args.timeout)
+        print("group %d removed on every node; its data is deleted (the id can be added again, empty)"
+              % args.group)
         return 0
-    except PaxosError as exc:
-        print("paxos-core group: %s" % exc, file=sys.stderr)
-        return 3
     finally:
         client.close()
 
 
+def cluster_opts(p, shared=False, write_out=False):
+    """--cluster, --timeout (and --write-out) on a command that talks to a cluster. `shared`: its parent
+    command takes them too (``kv --cluster D put`` and ``kv put --cluster D`` both work)."""
+    add_shared(p, ("--cluster",), shared, metavar="DIR", default=None,
+               help="directory of the cluster's node files (default: $%s)" % CLUSTER_ENV)
+    add_shared(p, ("--timeout",), shared, type=positive_float, default=5.0, metavar="SECONDS",
+               help="seconds per request")
+    if write_out:
+        add_shared(p, ("-w", "--write-out"), shared, choices=("text", "json"), default="text",
+                   help="text, or json: one JSON object per line (UTF-8 text or base64, named by its "
+                        "encoding field)")
+    p.set_defaults(_parser=p)
+
+
 def register(sub):
-    p = sub.add_parser("node", help="run a node in the foreground until SIGTERM/SIGINT")
-    p.add_argument("config", help="the node's TOML file (from paxos-core init)")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p = sub.add_parser("node", help="run a node in the foreground until SIGTERM/SIGINT",
+                       description="Run the node of FILE (its supervisor and worker processes) in the "
+                                   "foreground until SIGTERM or SIGINT, then stop cleanly.")
+    p.add_argument("config", metavar="FILE", help="the node's TOML file (from paxos-core init)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                   help="logging level")
     p.set_defaults(func=cmd_node)
 
-    def cluster_opts(p):
-        p.add_argument("--cluster", required=True, help="directory of the cluster's node files")
-        p.add_argument("--timeout", type=float, default=5.0, help="seconds per request")
+    kv_cli.register(sub, cluster_opts).set_defaults(func=cmd_kv, needs_cluster=True)
 
-    p = sub.add_parser("kv", help="use the replicated key-value store",
-                       description="put KEY VALUE | get KEY | delete KEY | cas KEY OLD NEW (OLD '-' = absent). "
-                                   "get prints the value; a missing key exits 1.")
-    cluster_opts(p)
-    p.add_argument("--mode", default="lease", choices=["lease", "linearizable", "stale"], help="read mode of get")
-    p.add_argument("op", choices=["put", "get", "delete", "cas"])
-    p.add_argument("key")
-    p.add_argument("values", nargs="*")
-    p.set_defaults(func=cmd_kv)
-
-    p = sub.add_parser("status", help="per node and worker: groups, masters, chosen/applied, lag")
+    p = sub.add_parser("status", help="per node and worker: groups, masters, chosen/applied, lag",
+                       description="Per node and worker: groups, masters, chosen and applied instances, lag, "
+                                   "fsyncs, pending requests, rebuilding groups. Exits 1 if no worker answers.")
     cluster_opts(p)
     p.add_argument("--groups", action="store_true", help="also one line per group (first 64 per worker)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_status)
+    p.add_argument("-w", "--write-out", choices=("text", "json"), default="text",
+                   help="text, or json: one JSON document (a list, one object per node and worker)")
+    p.add_argument("--json", dest="write_out", action="store_const", const="json", default=argparse.SUPPRESS,
+                   help="the same as --write-out json")
+    p.set_defaults(func=cmd_status, needs_cluster=True)
 
-    p = sub.add_parser("group", help="add or remove a group on every node while the cluster runs")
+    p = sub.add_parser("group", help="add or remove a group on every node while the cluster runs",
+                       description="Add a group to every node, or remove one (and its data) from every node, "
+                                   "while the cluster runs.")
     cluster_opts(p)
-    p.add_argument("action", choices=["add", "remove"])
-    p.add_argument("group", type=int)
-    p.set_defaults(func=cmd_group)
+    actions = p.add_subparsers(dest="action", required=True, metavar="{add,remove}")
+    q = actions.add_parser("add", help="create group G on every node (a new, empty incarnation)",
+                           description="Create group G on every node, in an incarnation newer than any a node "
+                                       "removed. Refused while some node still holds an incarnation another node "
+                                       "removed (finish the removal first). Idempotent.")
+    q.add_argument("group", metavar="G", type=GROUP_ID, help="group id, 0..4294967295")
+    cluster_opts(q, shared=True)
+    q = actions.add_parser("remove", help="delete group G and its data on every node (needs --yes)",
+                           description="Delete group G and ALL its data on every node. Refused without --yes, "
+                                       "and for a group that no node holds. Requests in flight for the group "
+                                       "fail; a write acknowledged before the removal is deleted with it.")
+    q.add_argument("group", metavar="G", type=GROUP_ID, help="group id, 0..4294967295")
+    q.add_argument("--yes", action="store_true", help="yes, delete the group's data on every node")
+    cluster_opts(q, shared=True)
+    p.set_defaults(func=cmd_group, needs_cluster=True)

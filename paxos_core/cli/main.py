@@ -1,10 +1,27 @@
-"""The `paxos-core` command line."""
+"""The `paxos-core` command line.
+
+Every mistake and every expected failure is ONE line on stderr, never a traceback (``--debug`` or
+``PAXOS_CORE_DEBUG=1`` shows the traceback of an expected failure too). Exit codes:
+
+    0  done
+    1  the answer is no: key not found, compare-and-set failed, no such group, no worker answered `status`
+    2  usage or configuration error: a bad argument (``paxos-core CMD: error: ...``), a bad or missing node
+       file or cluster directory
+    3  the operation failed: a paxos-core error (Timeout, ValueTooLarge, GroupStopped, ...), an I/O error
+  130  interrupted (Ctrl-C)
+"""
 import argparse
 import json
+import os
 import sys
-import time
 
 from .._version import __version__
+from .parsing import Parser, int_list, int_range, non_negative_float, one_line, positive_float, word_list
+
+DEBUG_ENV = "PAXOS_CORE_DEBUG"
+EXIT_USAGE = 2
+EXIT_FAILED = 3
+EXIT_INTERRUPTED = 130
 
 
 def cmd_info(args):
@@ -18,13 +35,6 @@ def cmd_info(args):
         print("  %-32s %s  %s" % (name, "compiled" if compiled else "NOT COMPILED", path))
     print("  crc32c: %s" % ("SSE4.2 instruction" if checksum.hardware_accelerated() else "portable tables"))
     return 0
-
-
-def _int_list(text):
-    try:
-        return tuple(int(x) for x in text.split(",") if x)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a comma-separated list of integers, got %r" % text)
 
 
 def cmd_sim(args):
@@ -46,12 +56,17 @@ def cmd_sim(args):
     if args.plant and args.plant not in PLANTS:
         print("paxos-core sim: unknown plant %r; known: %s" % (args.plant, ", ".join(PLANTS)), file=sys.stderr)
         return 2
-    for n in args.nodes:
-        if n < 1 or n > 9:
-            print("paxos-core sim: --nodes must be between 1 and 9, got %d" % n, file=sys.stderr)
-            return 2
     configs = plan(args.seeds, args.seed_base, args.nodes, args.groups, faults, args.plant, args.clients, args.window)
-    results, trace = run_many(configs, jobs=args.jobs, fail_fast=args.fail_fast, progress=args.progress)
+    progress = None
+    if args.progress:
+        from .progress import Progress
+
+        progress = Progress(len(configs), "seeds", every=50)
+    try:
+        results, trace = run_many(configs, jobs=args.jobs, fail_fast=args.fail_fast, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
     if args.verbose:
         for r in results:
             print("seed=%d %s events=%d chosen=%d acked=%d/%d ops crashes=%d trace=%s"
@@ -90,22 +105,23 @@ def cmd_bench(args):
             args.warmup = min(args.warmup, 1.0)
         args.groups = args.groups or (64,)
         points = cluster.points_from(args)
+    from .progress import Progress
+
     results = []
-    started = time.monotonic()
-    for k, point in enumerate(points, 1):
-        label = "groups=%d workers=%d value=%d batching=%s clients=%d" % (
-            point.groups, point.workers, point.value_size, point.batching, point.clients)
+    progress = Progress(len(points), "points")
+    try:
+        for point in points:
+            label = "groups=%d workers=%d value=%d batching=%s clients=%d" % (
+                point.groups, point.workers, point.value_size, point.batching, point.clients)
 
-        def progress(what, k=k, label=label):
-            bar = "#" * int(30 * (k - 1) / len(points))
-            sys.stderr.write("\r[%-30s] %d/%d %s: %s (%.0fs)\x1b[K" % (bar, k, len(points), label, what,
-                                                                       time.monotonic() - started))
-            sys.stderr.flush()
+            def stage(what, label=label):
+                progress.stage("%s: %s" % (label, what))
 
-        progress("starting cluster")
-        results.append(cluster.run_point(point, args.dir, progress))
-    sys.stderr.write("\r[%s] %d/%d done in %.0fs\x1b[K\n" % ("#" * 30, len(points), len(points),
-                                                              time.monotonic() - started))
+            stage("starting cluster")
+            results.append(cluster.run_point(point, args.dir, stage))
+            progress.update(1)
+    finally:
+        progress.close()
     rows = cluster.medians(results)
     print(cluster.table(rows))
     if args.compare:
@@ -128,29 +144,12 @@ def cmd_bench(args):
     return 0
 
 
-def _word_list(choices):
-    def parse(text):
-        words = tuple(w for w in text.split(",") if w)
-        bad = [w for w in words if w not in choices]
-        if bad or not words:
-            raise argparse.ArgumentTypeError("expected a comma list of %s, got %r" % ("/".join(choices), text))
-        return words
-    return parse
-
-
 def cmd_init(args):
     """`paxos-core init`: write a ready-to-run cluster's node files, data dirs and CURVE keys."""
-    from ..config import write_cluster
-    from ..errors import ConfigError
+    from ..config import load_config, write_cluster
 
-    try:
-        files = write_cluster(args.dir, nodes=args.nodes, workers=args.workers, groups=args.groups,
-                              host=args.host, base_port=args.base_port, curve=not args.no_curve,
-                              cluster_id=args.cluster_id)
-    except ConfigError as e:
-        print("paxos-core init: %s" % e, file=sys.stderr)
-        return 2
-    from ..config import load_config
+    files = write_cluster(args.dir, nodes=args.nodes, workers=args.workers, groups=args.groups, host=args.host,
+                          base_port=args.base_port, curve=not args.no_curve, cluster_id=args.cluster_id)
 
     first = load_config(files[0])
     print("wrote cluster %d: %d nodes x %d workers, %d groups, CURVE %s"
@@ -171,31 +170,42 @@ def cmd_init(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="paxos-core", description="Multi-Paxos for Python.")
+    from ..config import MAX_GROUPS, MAX_MEMBERS, MAX_WORKERS, U64_MAX
+
+    parser = Parser(prog="paxos-core", description="Multi-Paxos for Python. Errors are one line on stderr; exit "
+                    "codes: 0 done, 1 the answer is no, 2 usage or configuration error, 3 the operation failed.")
     parser.add_argument("--version", action="version", version="paxos-core " + __version__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("info", help="print the version and which native modules are compiled")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error too (or set %s=1)" % DEBUG_ENV)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("info", help="print the version and which native modules are compiled",
+                       description="Print the version and which native modules are compiled.")
     p.set_defaults(func=cmd_info)
 
     from . import cluster
 
     cluster.register(sub)
 
+    count = int_range(1, None, "a count")
     p = sub.add_parser("sim", help="run the deterministic cluster simulator over many seeds",
                        description="Run seeds S..S+N-1 of the deterministic simulator. Exits 0 only if no "
                                    "invariant broke; the last line is the summary with a hash of every trace.")
-    p.add_argument("--seeds", type=int, default=100, help="how many seeds (default 100)")
-    p.add_argument("--seed-base", type=int, default=0, help="first seed (default 0)")
-    p.add_argument("--nodes", type=_int_list, default=(3,), help="node counts, e.g. 3 or 3,5 (seeds cycle)")
-    p.add_argument("--groups", type=_int_list, default=(1,), help="group counts, e.g. 1,64 (seeds cycle)")
+    p.add_argument("--seeds", type=int_range(0, None, "a number of seeds"), default=100, help="how many seeds")
+    p.add_argument("--seed-base", type=int_range(0, U64_MAX, "a seed"), default=0, help="first seed")
+    p.add_argument("--nodes", type=int_list(1, 9), default=(3,), help="node counts, e.g. 3 or 3,5 (seeds cycle)")
+    p.add_argument("--groups", type=int_list(1, 1 << 20), default=(1,),
+                   help="group counts, e.g. 1,64 (seeds cycle)")
     p.add_argument("--faults", default="all", help="'all', 'none' or a comma list of fault kinds")
     p.add_argument("--plant", default="", help="switch on a planted bug (the run must then fail)")
-    p.add_argument("--clients", type=int, default=None, help="clients issuing operations during the faults "
-                                                              "(default 6)")
-    p.add_argument("--window", type=int, default=None, help="instances in flight per group")
-    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: CPU count)")
+    p.add_argument("--clients", type=int_range(0, 10000, "a number of clients"), default=None,
+                   help="clients issuing operations during the faults (default: 6)")
+    p.add_argument("--window", type=int_range(1, 1 << 16, "a window"), default=None,
+                   help="instances in flight per group (default: the simulator's)")
+    p.add_argument("--jobs", type=int_range(1, 4096, "a number of processes"), default=None,
+                   help="worker processes (default: CPU count)")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failing seed")
-    p.add_argument("--progress", action="store_true", help="print progress every 50 seeds")
+    p.add_argument("--progress", action="store_true",
+                   help="show progress on stderr: a bar on a terminal, else a line every 50 seeds")
     p.add_argument("-v", "--verbose", action="store_true", help="one line per seed")
     p.set_defaults(func=cmd_sim)
 
@@ -205,36 +215,41 @@ def build_parser():
                        "group commit against one synced write per record. idle: memory and CPU of idle groups. "
                        "fsync: this disk's synced-append latency and stalls. The last line of output is a JSON summary "
                        "(cluster: ops/s, latency, fsyncs, operations in flight, CPU per op and in cores by role, "
-                       "memory per replica).")
-    p.add_argument("what", nargs="?", default="cluster", choices=["cluster", "storage", "idle", "fsync"])
+                       "memory per replica); progress goes to stderr (a bar on a terminal, else one line per stage).")
+    p.add_argument("what", nargs="?", default="cluster", choices=["cluster", "storage", "idle", "fsync"],
+                   help="which benchmark")
     p.add_argument("--quick", action="store_true", help="short run (well under a minute)")
     p.add_argument("--full", action="store_true", help="the full sweep reported in docs/BENCHMARKS.md")
-    p.add_argument("--groups", type=_int_list, default=None, help="groups, e.g. 1,64,10000 (default 64)")
-    p.add_argument("--workers", type=_int_list, default=(2,), help="worker processes per node, e.g. 1,2")
-    p.add_argument("--value-size", type=_int_list, default=(100,), help="bytes per value, e.g. 16,100,1024")
-    p.add_argument("--batching", type=_word_list(("on", "off")), default=("on",),
+    p.add_argument("--groups", type=int_list(1, MAX_GROUPS - 1), default=None,
+                   help="groups, e.g. 1,64,10000 (default: 64; idle: 10000,100000; storage: 1,16,256,4096)")
+    p.add_argument("--workers", type=int_list(1, MAX_WORKERS), default=(2,),
+                   help="worker processes per node, e.g. 1,2")
+    p.add_argument("--value-size", type=int_list(0, 1 << 30), default=(100,), help="bytes per value, e.g. 16,100,1024")
+    p.add_argument("--batching", type=word_list(("on", "off")), default=("on",),
                    help="on: adaptive batching; off: one client op per Paxos instance; on,off sweeps")
-    p.add_argument("--clients", type=_int_list, default=(2,), help="client processes")
-    p.add_argument("--concurrency", type=int, default=128,
+    p.add_argument("--clients", type=int_list(1, 1024), default=(2,), help="client processes")
+    p.add_argument("--concurrency", type=count, default=128,
                    help="closed loop: requests in flight per client process; each carries --batch operations, "
-                        "so operations in flight = clients x concurrency x batch (default 2 x 128 x 32 = 8192)")
-    p.add_argument("--batch", type=int, default=0,
+                        "so operations in flight = clients x concurrency x batch (2 x 128 x 32 = 8192)")
+    p.add_argument("--batch", type=int_range(0, 1 << 20, "a batch size"), default=0,
                    help="operations per client request (Client.propose_batch); 0: 32 with batching on, 1 off")
     p.add_argument("--mode", choices=("closed", "open"), default="closed", help="closed or open loop")
-    p.add_argument("--rate", type=float, default=0.0, help="open loop: offered ops/s in total")
-    p.add_argument("--duration", type=float, default=8.0, help="measured seconds per point")
-    p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each measurement")
+    p.add_argument("--rate", type=non_negative_float, default=0.0, help="open loop: offered ops/s in total")
+    p.add_argument("--duration", type=positive_float, default=8.0, help="measured seconds per point")
+    p.add_argument("--warmup", type=non_negative_float, default=2.0,
+                   help="unmeasured seconds before each measurement")
     p.add_argument("--curve", action="store_true", help="encrypt node-to-node traffic (CURVE)")
-    p.add_argument("--env", action="append", default=None, metavar="KEY=VALUE",
+    p.add_argument("--env", action="append", type=key_value, default=None, metavar="KEY=VALUE",
                    help="environment of the node processes (e.g. PAXOS_CORE_GC_TUNING=0)")
-    p.add_argument("--compare", action="append", default=None, metavar="KEY=VALUE",
+    p.add_argument("--compare", action="append", type=key_value, default=None, metavar="KEY=VALUE",
                    help="also run every point with this environment, alternating in the same run")
-    p.add_argument("--json", default=None, help="write every figure to this file")
-    p.add_argument("--plot", default=None, help="write PNG charts into this directory")
-    p.add_argument("--seconds", type=float, default=None, help="storage/idle/fsync: seconds per measurement")
-    p.add_argument("--repeat", type=int, default=None, help="runs per point (the median is shown); storage: "
-                   "measurements per figure")
-    p.add_argument("--parallel", type=int, default=1, help="fsync: probe processes at once")
+    p.add_argument("--json", default=None, metavar="FILE", help="write every figure to this file")
+    p.add_argument("--plot", default=None, metavar="DIR", help="write PNG charts into this directory")
+    p.add_argument("--seconds", type=positive_float, default=None,
+                   help="storage/idle/fsync: seconds per measurement (default: per benchmark)")
+    p.add_argument("--repeat", type=count, default=None, help="runs per point (the median is shown); storage: "
+                   "measurements per figure (default: 1; storage: 5, or 3 with --quick)")
+    p.add_argument("--parallel", type=count, default=1, help="fsync: probe processes at once")
     p.add_argument("--dir", default=None, help="where temporary clusters/databases go (default: temp dir)")
     p.set_defaults(func=cmd_bench)
 
@@ -243,23 +258,98 @@ def build_parser():
                                    "and (unless --no-curve) CURVE keys in DIR/keys. Refuses a DIR that already "
                                    "holds *.toml files.")
     p.add_argument("dir", metavar="DIR", help="directory to write the cluster into (created if missing)")
-    p.add_argument("--nodes", type=int, default=3, help="number of nodes (default 3)")
-    p.add_argument("--workers", type=int, default=2, help="worker processes per node (default 2)")
-    p.add_argument("--groups", type=int, default=16, help="Paxos groups at start (default 16)")
-    p.add_argument("--host", default="127.0.0.1", help="address of every node (default 127.0.0.1)")
-    p.add_argument("--base-port", type=int, default=None,
+    p.add_argument("--nodes", type=int_range(1, MAX_MEMBERS, "a number of nodes"), default=3,
+                   help="number of nodes")
+    p.add_argument("--workers", type=int_range(1, MAX_WORKERS, "a number of workers"), default=2,
+                   help="worker processes per node")
+    p.add_argument("--groups", type=int_range(1, MAX_GROUPS, "a number of groups"), default=16,
+                   help="Paxos groups at start")
+    p.add_argument("--host", default="127.0.0.1", help="address of every node")
+    p.add_argument("--base-port", type=int_range(1, 65535, "a port"), default=None,
                    help="first port; node k uses base+300k (peer), +100 (client), +200 (metrics), worker i "
                         "each + i (default: a random base at which every port is free)")
     p.add_argument("--no-curve", action="store_true", help="no CURVE keys: traffic unencrypted, unauthenticated")
-    p.add_argument("--cluster-id", type=int, default=None, help="cluster id (default: random)")
+    p.add_argument("--cluster-id", type=int_range(1, U64_MAX, "a cluster id"), default=None,
+                   help="cluster id (default: random)")
     p.set_defaults(func=cmd_init)
     return parser
 
 
+def key_value(text):
+    """An argparse type: KEY=VALUE (an environment setting)."""
+    key, sep, _ = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError("expected KEY=VALUE, got %r" % text)
+    return text
+
+
+def describe(exc):
+    """The one line an expected error prints (after ``paxos-core: ``)."""
+    from ..errors import ConfigError, PaxosError
+
+    if isinstance(exc, ConfigError) or type(exc) is PaxosError:
+        return one_line(exc)
+    if isinstance(exc, PaxosError):
+        return "%s: %s" % (type(exc).__name__, one_line(exc))
+    if isinstance(exc, OSError) and exc.strerror:
+        where = exc.filename if exc.filename is not None else None
+        return one_line("%s: %s" % (where, exc.strerror) if where is not None else exc.strerror)
+    return "%s: %s" % (type(exc).__name__, one_line(exc))
+
+
+def _exit_code(exc):
+    from ..errors import ConfigError
+
+    # A path given on the command line (a node file, a cluster directory, @FILE, -o FILE) that cannot be used.
+    if isinstance(exc, (ConfigError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)):
+        return EXIT_USAGE
+    return EXIT_FAILED
+
+
+def _expected_errors():
+    """What a command may fail with that is not a bug: paxos-core's errors, the system's (files, sockets), ZeroMQ's."""
+    from ..errors import PaxosError
+
+    kinds = [PaxosError, OSError]
+    try:
+        import zmq
+
+        kinds.append(zmq.ZMQError)
+    except ImportError:                  # pragma: no cover - pyzmq is a dependency
+        pass
+    return tuple(kinds)
+
+
 def main(argv=None):
+    """Run one command; returns its exit code. Expected errors are one line on stderr (see the module doc)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.func(args)
+    debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    leaf = getattr(args, "_parser", parser)
+    if getattr(args, "needs_cluster", False):
+        from .cluster import resolve_cluster
+
+        resolve_cluster(leaf, args)
+    check = getattr(args, "check", None)
+    if check is not None:
+        check(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("paxos-core: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of our output went away (`| head`): nothing more can be said to it, and nothing is wrong.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
+    except _expected_errors() as exc:
+        if debug:
+            raise
+        print("paxos-core: %s" % describe(exc), file=sys.stderr)
+        return _exit_code(exc)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ import itertools
 import multiprocessing
 import os
 import sys
-import time
 
 from .simulation import FAULT_KINDS, SimConfig, run_seed
 
@@ -29,11 +28,20 @@ def _describe(cfg):
                                                " plant=%s" % cfg.plant if cfg.plant else "")
 
 
-def run_many(configs, jobs=None, fail_fast=False, out=sys.stdout, progress=False):
-    """Run every config; print failures as they come and the summary line last. Returns (results, hash)."""
+def run_many(configs, jobs=None, fail_fast=False, out=sys.stdout, progress=None):
+    """Run every config; print failures as they come. Returns (results, hash).
+
+    `progress`: None, or an object told of each finished seed (``update(1)``) that also writes the failure
+    lines (``write(line, out)``), so that a progress bar on a terminal is not torn by them
+    (paxos_core.cli.progress.Progress)."""
+    def say(line):
+        if progress is not None:
+            progress.write(line, out)
+        else:
+            print(line, file=out)
+
     jobs = jobs or min(len(configs), os.cpu_count() or 1)
     results = []
-    started = time.monotonic()
     if jobs <= 1:
         iterator = map(run_seed, configs)
         pool = None
@@ -44,19 +52,19 @@ def run_many(configs, jobs=None, fail_fast=False, out=sys.stdout, progress=False
     try:
         for result in iterator:
             results.append(result)
+            if progress is not None:
+                progress.update(1)
             if not result.ok:
                 cfg = by_seed[result.seed]
-                print("seed=%d FAILED (%s) trace=%s" % (result.seed, _describe(cfg), result.trace), file=out)
+                say("seed=%d FAILED (%s) trace=%s" % (result.seed, _describe(cfg), result.trace))
                 for line in result.violations[:5]:
-                    print("    " + line, file=out)
-                print("    reproduce: paxos-core sim --seeds 1 --seed-base %d --nodes %d --groups %d --faults %s%s%s"
-                      % (result.seed, cfg.nodes, cfg.groups, ",".join(cfg.faults),
-                         " --plant " + cfg.plant if cfg.plant else "",
-                         " --clients %d" % cfg.clients if cfg.clients != SimConfig.clients else ""), file=out)
+                    say("    " + line)
+                say("    reproduce: paxos-core sim --seeds 1 --seed-base %d --nodes %d --groups %d --faults %s%s%s"
+                    % (result.seed, cfg.nodes, cfg.groups, ",".join(cfg.faults),
+                       " --plant " + cfg.plant if cfg.plant else "",
+                       " --clients %d" % cfg.clients if cfg.clients != SimConfig.clients else ""))
                 if fail_fast:
                     break
-            elif progress and len(results) % 50 == 0:
-                print("  %d/%d seeds, %.0fs" % (len(results), len(configs), time.monotonic() - started), file=out)
     finally:
         if pool is not None:
             pool.terminate()
