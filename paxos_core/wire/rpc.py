@@ -34,6 +34,7 @@ or not at all.
 import struct
 
 from .. import errors
+from ..errors import BadRequest, UnknownGroupError  # noqa: F401  (public in paxos_core.errors; named here too)
 
 PROPOSE, READ, STATUS, ADD_GROUP, REMOVE_GROUP, SUBSCRIBE, PROPOSE_BATCH, GROUP_INFO = 1, 2, 3, 4, 5, 6, 7, 8
 READ_STALE, READ_LEASE, READ_LINEARIZABLE = 0, 1, 2
@@ -52,14 +53,6 @@ _INC = struct.Struct("<H")
 _INSTANCE = struct.Struct("<Q")
 _MASTER = struct.Struct("<HQ")
 _EVENT = struct.Struct("<BIHQ")
-
-
-class BadRequest(errors.PaxosError, ValueError):
-    """A client request that does not decode."""
-
-
-class UnknownGroupError(errors.ProposalError, KeyError):
-    """The group does not exist on this node."""
 
 
 # ---------------------------------------------------------------- requests
