@@ -65,11 +65,12 @@ def cmd_kv(args):
                 print("paxos-core kv cas: expects KEY OLD NEW", file=sys.stderr)
                 return 2
             old = None if args.values[0] == "-" else args.values[0].encode()
-            status, current = kv.cas(key, old, args.values[1].encode())
-            if status == ops.CAS_FAILED:
+            if not kv.cas(key, old, args.values[1].encode()):
+                current = kv.get(key, mode="linearizable")
                 print("cas failed: current value is %s" % ("absent" if current is None else current.decode(
                     errors="replace")), file=sys.stderr)
                 return 1
+            status = ops.OK
         if status == ops.NOT_FOUND:
             print("(not found)", file=sys.stderr)
             return 1
