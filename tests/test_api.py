@@ -1,5 +1,5 @@
 """The public Python API: KV writes retried by request id, cas as a bool, an asyncio twin for every blocking call,
-and the README's error list.
+the README's error list, and its asyncio snippet.
 
 The request-id and cas tests run against fake workers (tests/test_client.py's FakeCluster: the real Client and
 KV, the real KVStateMachine, ZeroMQ on loopback); the asyncio test against a real cluster, one node of it a
@@ -262,3 +262,43 @@ def test_unknown_group_error_is_the_public_class_the_client_raises(fake):
     with pytest.raises(paxos_core.UnknownGroupError) as info:
         client.propose(77, ops.encode_put(b"k", b"v"))
     assert info.value.request_id is not None                     # every error of a proposal names its request
+
+
+# ---------------------------------------------------------------------------------------------- README snippet
+
+
+def test_the_readmes_asyncio_snippet_runs_against_a_real_cluster(tmp_path, monkeypatch, capsys):
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Embed it in an asyncio service", 1)[1]
+    snippet = re.search(r"```python\n(.+?)\n```", section, re.S).group(1)
+    assert "/tmp/demo/node1.toml" in snippet
+    cluster = LocalCluster(tmp_path, nodes=3, workers=1, groups=8, start=False)
+    made, pids = [], []
+
+    class RecordedNode(Node):                 # the snippet's Node, so that its workers can be checked
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+        def close(self):
+            pids.extend(self.supervisor.pids().values())
+            super().close()
+
+    monkeypatch.setattr(paxos_core, "Node", RecordedNode)
+    try:
+        cluster.start(2)
+        cluster.start(3)
+        exec(compile(snippet.replace("/tmp/demo/node1.toml", str(cluster.config_path(1))), "README.md", "exec"),
+             {"__name__": "readme_snippet"})
+        assert len(made) == 1 and len(pids) == 1          # one worker, closed by the snippet
+        wait_for(lambda: not any(alive(p) for p in pids), 15, message="the snippet's workers gone")
+        printed = capsys.readouterr().out.splitlines()
+        assert "b'alice'" in printed and "user:42 changed meanwhile" not in printed
+        assert re.fullmatch(r"\d+ \(\d+, \d+\)", printed[-1]), printed
+        raw = cluster.client(prefer=2).read(7, ops.encode_get(b"k"), mode="linearizable")
+        assert ops.decode_result(raw) == (ops.OK, b"v")
+        assert cluster.kv(prefer=3).get(b"user:42", mode="linearizable") is None
+    finally:
+        for node in made:
+            node.close()
+        cluster.close()
