@@ -1,30 +1,53 @@
 """paxos-core: Multi-Paxos for Python."""
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
 from .errors import (
+    BadRequest,
     ConfigError,
+    FrameChecksumError,
     FrameError,
+    FrameTooLarge,
+    FrameTruncated,
     GroupStopped,
+    MalformedFrame,
     NotMaster,
     Overloaded,
     PaxosError,
+    ProposalError,
+    RecordCorrupt,
+    SessionExpired,
     StartError,
+    StaleRequest,
     Timeout,
+    UnknownGroupError,
+    UnknownVersion,
     ValueTooLarge,
+    WrongCluster,
 )
 
+if TYPE_CHECKING:       # what the lazy names below are, for type checkers
+    from .client import Client, ProposeResult
+    from .kv import KV
+    from .node import Node
+    from .statemachine import kv as kv_ops
+    from .statemachine.kv import KVResult
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     # The runtime pulls in ZeroMQ and RocksDB: import it only when asked for.
     if name == "Node":
         from .node import Node
         return Node
-    if name == "Client":
-        from .client import Client
-        return Client
+    if name in ("Client", "ProposeResult"):
+        from . import client
+        return getattr(client, name)
     if name == "KV":
         from .kv import KV
         return KV
+    if name == "KVResult":
+        from .statemachine.kv import KVResult
+        return KVResult
     if name == "kv_ops":
         from .statemachine import kv as kv_ops
         return kv_ops
@@ -35,14 +58,29 @@ __all__ = [
     "Node",
     "Client",
     "KV",
+    "ProposeResult",
+    "KVResult",
+    "kv_ops",
     "__version__",
+    "BadRequest",
     "ConfigError",
+    "FrameChecksumError",
     "FrameError",
+    "FrameTooLarge",
+    "FrameTruncated",
     "GroupStopped",
+    "MalformedFrame",
     "NotMaster",
     "Overloaded",
     "PaxosError",
+    "ProposalError",
+    "RecordCorrupt",
+    "SessionExpired",
     "StartError",
+    "StaleRequest",
     "Timeout",
+    "UnknownGroupError",
+    "UnknownVersion",
     "ValueTooLarge",
+    "WrongCluster",
 ]

@@ -42,6 +42,8 @@ of an expired session. An unflagged attempt of a pooled session that got SESSION
 idle session, or its first request was malformed and never started it) applied nothing and has no other attempt
 that could land: the client re-sends it once under a fresh session.
 """
+from __future__ import annotations
+
 import asyncio
 import collections
 import concurrent.futures
@@ -54,6 +56,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, Sequence
 
 import zmq
 
@@ -61,7 +64,17 @@ from . import errors
 from .wire import rpc
 from .statemachine import kv as kv_ops
 
+if TYPE_CHECKING:
+    from .config import NodeConfig
+
 log = logging.getLogger("paxos_core.client")
+
+#: A request id: (client id, seq). Errors of a proposal carry it as ``request_id``; pass it back to retry.
+RequestId = tuple[int, int]
+#: How a read is served (see Client.read).
+ReadMode = Literal["lease", "linearizable", "stale"]
+#: ``callback(group, master node, epoch)``, see Client.on_master_change.
+MasterCallback = Callable[[int, int, int], object]
 
 REDIRECT_PAUSE_EVERY = 4         # after this many redirects in a row, wait a little before following more
 STOPPED_AVOID_SECONDS = 5.0      # a node that said "group stopped" is asked last, for this long
@@ -81,7 +94,7 @@ class ProposeResult:
     group: int
     instance: int
     result: bytes
-    request_id: tuple
+    request_id: RequestId
 
 
 class _LoopBridge:
@@ -152,7 +165,8 @@ class _Request:
         self.req_id = 0
         self.sent_at = 0.0
         self.hops = 0
-        self.session = None         # proposals: the request id (client id, first seq), without the retry flag
+        # proposals: the request id (client id, first seq), without the retry flag
+        self.session: RequestId | None = None
         self.count = 1              # how many seqs the request uses (a batch: one per operation)
         self.own_session = False    # session taken from this client's pool (returned to it on success)
         self.retry = False          # an earlier attempt may have been proposed: send with the retry flag
@@ -163,6 +177,7 @@ class _Request:
 
     def wire_seq(self):
         """The request seq to send: the session's seq, with the retry flag when it applies."""
+        assert self.session is not None, "only a proposal has a session"
         seq = self.session[1]
         return seq | kv_ops.RETRY_FLAG if self.retry else seq
 
@@ -170,8 +185,10 @@ class _Request:
 class Client:
     """A connection to a paxos-core cluster. Thread-safe; usable from asyncio too. Close it when done."""
 
-    def __init__(self, endpoints, workers, groups=None, prefer=None, default_timeout=5.0, attempt_timeout=1.0,
-                 session_refusal=kv_ops.session_refusal):
+    def __init__(self, endpoints: Mapping[int, Sequence[str]], workers: int, groups: int | None = None,
+                 prefer: int | None = None, default_timeout: float = 5.0, attempt_timeout: float = 1.0,
+                 session_refusal: Callable[[bytes], type[errors.PaxosError] | None] | None
+                 = kv_ops.session_refusal) -> None:
         """`endpoints`: {node id: [client endpoint of worker 0, worker 1, ...]}.
 
         `session_refusal(result)`: the exception class for a state-machine result that applied nothing for a
@@ -192,35 +209,40 @@ class Client:
         self.default_timeout = default_timeout
         self.attempt_timeout = attempt_timeout
         self._ctx = zmq.Context()
-        self._sockets = {}
-        self._inbox = collections.deque()
+        self._sockets: dict[tuple[int, int], zmq.Socket[bytes]] = {}
+        self._inbox: collections.deque[_Request] = collections.deque()
         self._wake_pending = False        # a wake-up byte is on its way to the I/O thread: no need for another
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
-        self._pending = {}
+        self._pending: dict[int, _Request] = {}
         self._req_ids = itertools.count(1)
-        self._sessions = {}                # group -> [(client id, next seq)] free sessions
-        self._master_hint = {}             # group -> node that last served it as master (I/O thread only)
-        self._epoch_hint = {}              # group -> highest master epoch a node told us of (I/O thread only)
-        self._stopped_at = {}              # group -> {node: when it said the group is stopped} (I/O thread only)
+        self._sessions: dict[int, list[RequestId]] = {}        # group -> [(client id, next seq)] free sessions
+        # I/O thread only: group -> node that last served it as master; group -> highest master epoch a node
+        # told us of; group -> {node: when it said the group is stopped}.
+        self._master_hint: dict[int, int] = {}
+        self._epoch_hint: dict[int, int] = {}
+        self._stopped_at: dict[int, dict[int, float]] = {}
         self._session_refusal = session_refusal
-        self._events_seen = {}             # group -> epoch of the last master change reported to callbacks
+        self._events_seen: dict[int, int] = {}    # group -> epoch of the last master change reported to callbacks
         self._lock = threading.Lock()
-        self._callbacks = []
-        self._bridges = weakref.WeakKeyDictionary()     # asyncio loop -> _LoopBridge
-        self._subscribed = set()
+        self._callbacks: list[MasterCallback] = []
+        self._bridges: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopBridge] = (
+            weakref.WeakKeyDictionary())
+        self._subscribed: set[int] = set()
         self._closed = False
         self._thread = threading.Thread(target=self._io_loop, name="paxos-client-io", daemon=True)
         self._thread.start()
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
-    def from_config(cls, config, prefer=None, **kw):
+    def from_config(cls, config: NodeConfig, prefer: int | None = None, **kw: Any) -> Client:
+        """A client of the cluster `config` belongs to; it prefers `prefer` (default: `config`'s node)."""
         endpoints = {n.id: [n.client_endpoint(w) for w in range(config.workers)] for n in config.nodes}
         return cls(endpoints, config.workers, config.groups, prefer=prefer or config.node_id, **kw)
 
     @classmethod
-    def from_cluster_dir(cls, directory, **kw):
+    def from_cluster_dir(cls, directory: str | os.PathLike[str], **kw: Any) -> Client:
+        """A client of the cluster whose node files are in `directory` (as `paxos-core init` writes them)."""
         from .config import load_cluster
 
         configs = load_cluster(directory)
@@ -266,7 +288,9 @@ class Client:
             req.session = (client_id, seq)
         return req
 
-    def propose_future(self, group, op, timeout=None, request_id=None, node=None, retry=None, _future=None):
+    def propose_future(self, group: int, op: bytes, timeout: float | None = None,
+                       request_id: RequestId | None = None, node: int | None = None, retry: bool | None = None,
+                       _future: Any = None) -> concurrent.futures.Future[ProposeResult]:
         """Submit a proposal; a Future of ProposeResult. See propose()."""
 
         def body(req, req_id, remaining_ms, min_epoch):
@@ -276,8 +300,10 @@ class Client:
         self._submit(req)
         return req.future
 
-    def propose_batch_future(self, group, ops, timeout=None, request_id=None, node=None, retry=None,
-                             _future=None):
+    def propose_batch_future(self, group: int, ops: Iterable[bytes], timeout: float | None = None,
+                             request_id: RequestId | None = None, node: int | None = None,
+                             retry: bool | None = None,
+                             _future: Any = None) -> concurrent.futures.Future[list[ProposeResult]]:
         """Submit many operations of one group in one request; a Future of [ProposeResult] in order.
 
         The operations share one session with consecutive sequence numbers (`request_id` names the first),
@@ -297,14 +323,19 @@ class Client:
         self._submit(req)
         return req.future
 
-    def propose_batch(self, group, ops, timeout=None, request_id=None, node=None, retry=None):
+    def propose_batch(self, group: int, ops: Iterable[bytes], timeout: float | None = None,
+                      request_id: RequestId | None = None, node: int | None = None,
+                      retry: bool | None = None) -> list[ProposeResult]:
         """Propose many operations to one group in one request (they may share Paxos instances)."""
         return self.propose_batch_future(group, ops, timeout, request_id, node, retry).result()
 
-    async def propose_batch_async(self, group, ops, timeout=None, request_id=None, node=None, retry=None):
+    async def propose_batch_async(self, group: int, ops: Iterable[bytes], timeout: float | None = None,
+                                  request_id: RequestId | None = None, node: int | None = None,
+                                  retry: bool | None = None) -> list[ProposeResult]:
         return await self._await(self.propose_batch_future, group, ops, timeout, request_id, node, retry)
 
-    def propose(self, group, op, timeout=None, request_id=None, node=None, retry=None):
+    def propose(self, group: int, op: bytes, timeout: float | None = None, request_id: RequestId | None = None,
+                node: int | None = None, retry: bool | None = None) -> ProposeResult:
         """Propose `op` to `group`; blocks until it is chosen and applied. Returns ProposeResult.
 
         `request_id` (client id, seq): retry a request (from a Timeout's ``request_id``); it is then sent with
@@ -315,10 +346,13 @@ class Client:
         """
         return self.propose_future(group, op, timeout, request_id, node, retry).result()
 
-    async def propose_async(self, group, op, timeout=None, request_id=None, node=None, retry=None):
+    async def propose_async(self, group: int, op: bytes, timeout: float | None = None,
+                            request_id: RequestId | None = None, node: int | None = None,
+                            retry: bool | None = None) -> ProposeResult:
         return await self._await(self.propose_future, group, op, timeout, request_id, node, retry)
 
-    def read_future(self, group, query, mode="lease", timeout=None, node=None, _future=None):
+    def read_future(self, group: int, query: bytes, mode: ReadMode = "lease", timeout: float | None = None,
+                    node: int | None = None, _future: Any = None) -> concurrent.futures.Future[bytes]:
         """A stale read with `node` given reads that node only (its state is what was asked for)."""
         if mode not in rpc.READ_MODES:
             raise ValueError("read mode must be one of %s, got %r" % (", ".join(rpc.READ_MODES), mode))
@@ -334,7 +368,8 @@ class Client:
         self._submit(req)
         return future
 
-    def read(self, group, query, mode="lease", timeout=None, node=None):
+    def read(self, group: int, query: bytes, mode: ReadMode = "lease", timeout: float | None = None,
+             node: int | None = None) -> bytes:
         """Read through the group's state machine.
 
         mode "lease": answered by the master from its state while its lease holds (no log round);
@@ -342,7 +377,8 @@ class Client:
         """
         return self.read_future(group, query, mode, timeout, node).result()
 
-    async def read_async(self, group, query, mode="lease", timeout=None, node=None):
+    async def read_async(self, group: int, query: bytes, mode: ReadMode = "lease", timeout: float | None = None,
+                         node: int | None = None) -> bytes:
         return await self._await(self.read_future, group, query, mode, timeout, node)
 
     async def _await(self, make_future, *args):
@@ -362,12 +398,16 @@ class Client:
             bridge = self._bridges[loop] = _LoopBridge(loop)
         return _AsyncSlot(loop.create_future(), bridge)
 
-    def read_stale(self, group, query, node=None, timeout=None):
+    def read_stale(self, group: int, query: bytes, node: int | None = None, timeout: float | None = None) -> bytes:
         """A local read of possibly old state (no master, no log): cheap, and named for what it is."""
         return self.read(group, query, "stale", timeout, node)
 
+    async def read_stale_async(self, group: int, query: bytes, node: int | None = None,
+                               timeout: float | None = None) -> bytes:
+        return await self.read_async(group, query, "stale", timeout, node)
+
     def _admin(self, op, node, worker, group=None, timeout=5.0):
-        future = concurrent.futures.Future()
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
         def body(req, req_id, remaining_ms, min_epoch):
             return rpc.simple_request(op, req_id, group)
@@ -376,7 +416,7 @@ class Client:
         self._submit(req)
         return future
 
-    def status(self, node=None, timeout=5.0):
+    def status(self, node: int | None = None, timeout: float = 5.0) -> list[dict[str, Any]]:
         """Per-worker status dicts of one node (default: every node; unreachable ones are skipped)."""
         nodes = [node] if node is not None else self.nodes
         futures = [(n, w, self._admin(rpc.STATUS, n, w, timeout=timeout)) for n in nodes for w in range(self.workers)]
@@ -388,11 +428,11 @@ class Client:
                 out.append({"node": n, "worker": w, "error": str(exc)})
         return out
 
-    def group_info(self, group, node, timeout=5.0):
+    def group_info(self, group: int, node: int, timeout: float = 5.0) -> dict[str, Any]:
         """What `node` holds of `group` (a dict: hosted, incarnation, removed, status)."""
         return self._admin(rpc.GROUP_INFO, node, None, group, timeout).result()
 
-    def add_group(self, group, nodes=None, timeout=5.0):
+    def add_group(self, group: int, nodes: Iterable[int] | None = None, timeout: float = 5.0) -> int:
         """Create `group` on every node, in one incarnation newer than any a node holds or removed. Idempotent.
 
         Refused (ConfigError) if a node cannot be asked or still hosts an earlier incarnation: a group id is
@@ -423,7 +463,7 @@ class Client:
             f.result()
         return incarnation
 
-    def remove_group(self, group, nodes=None, timeout=5.0):
+    def remove_group(self, group: int, nodes: Iterable[int] | None = None, timeout: float = 5.0) -> None:
         """Delete `group` and its data on every node. Idempotent; two phases: every node is asked first (any
         node that cannot be asked refuses the removal, ConfigError), then every node removes it (a node that
         fails leaves the removal to be run again; the group is added back only once no node holds it)."""
@@ -444,7 +484,7 @@ class Client:
         return infos
 
     def _admin_add(self, node, group, incarnation, timeout):
-        future = concurrent.futures.Future()
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
 
         def body(req, req_id, remaining_ms, min_epoch):
             return rpc.add_group_request(req_id, group, incarnation)
@@ -453,7 +493,7 @@ class Client:
         self._submit(req)
         return future
 
-    def on_master_change(self, callback):
+    def on_master_change(self, callback: MasterCallback) -> None:
         """Call `callback(group, master_node, epoch)` once per master change of any group (from the I/O thread).
 
         Changes that happened before the subscription are not reported."""
@@ -462,7 +502,23 @@ class Client:
             for w in range(self.workers):
                 self._admin(rpc.SUBSCRIBE, n, w)
 
-    def close(self):
+    # The admin calls' asyncio twins run the blocking call in a thread: they are rare, and each may wait on
+    # several nodes in turn.
+    async def status_async(self, node: int | None = None, timeout: float = 5.0) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.status, node, timeout)
+
+    async def group_info_async(self, group: int, node: int, timeout: float = 5.0) -> dict[str, Any]:
+        return await asyncio.to_thread(self.group_info, group, node, timeout)
+
+    async def add_group_async(self, group: int, nodes: Iterable[int] | None = None, timeout: float = 5.0) -> int:
+        return await asyncio.to_thread(self.add_group, group, nodes, timeout)
+
+    async def remove_group_async(self, group: int, nodes: Iterable[int] | None = None,
+                                 timeout: float = 5.0) -> None:
+        await asyncio.to_thread(self.remove_group, group, nodes, timeout)
+
+    def close(self) -> None:
+        """Stop the I/O thread; requests still in flight fail with PaxosError("client closed")."""
         if self._closed:
             return
         self._closed = True
@@ -472,10 +528,13 @@ class Client:
         os.close(self._wake_w)
         self._ctx.term()
 
-    def __enter__(self):
+    async def close_async(self) -> None:
+        await asyncio.to_thread(self.close)
+
+    def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # ------------------------------------------------------------------ I/O thread
@@ -622,6 +681,7 @@ class Client:
             self._send(req, req.node)
             return
         client_id, seq = req.session
+        exc: errors.ProposalError
         if errors.SessionExpired in refusals:
             earlier = ("whether an earlier attempt was applied is unknown" if req.retry
                        else "no earlier attempt was sent by this client")
@@ -685,6 +745,7 @@ class Client:
             req.refusals.pop(req.node, None)       # that node's latest answer is this one
         if status == rpc.OK:
             if req.kind == rpc.PROPOSE:
+                assert req.session is not None, "a proposal has a session"
                 self._master_hint[req.group] = req.node
                 instance, result = rpc.decode_propose_ok(body)
                 answer = ProposeResult(req.group, instance, result, req.session)
@@ -693,6 +754,7 @@ class Client:
                 else:
                     self._session_outcome(req, [answer])
             elif req.kind == rpc.PROPOSE_BATCH:
+                assert req.session is not None, "a proposal has a session"
                 self._master_hint[req.group] = req.node
                 client_id, first = req.session
                 items = rpc.decode_propose_batch_ok(body)
@@ -742,7 +804,7 @@ class Client:
         callers waiting forever), is logged, and the loop carries on."""
         self._poller = zmq.Poller()
         self._poller.register(self._wake_r, zmq.POLLIN)
-        self._retry = []
+        self._retry: list[_Request] = []
         while True:
             try:
                 self._io_loop_body()

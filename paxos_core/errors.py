@@ -1,11 +1,20 @@
 """Every exception paxos-core raises on purpose.
 
 All derive from :class:`PaxosError`, so ``except PaxosError`` catches everything the library means to raise.
+(:class:`paxos_core.statemachine.ApplyOrderError`, a bug in a state machine's caller, lives beside the
+state-machine interface.) README.md's error list names every class here; tests/test_api.py checks it.
 """
+from __future__ import annotations
+
+from typing import Any
 
 
 class PaxosError(Exception):
     """Base class of every paxos-core error."""
+
+    #: The request id ``(client id, seq)`` of the proposal this error answers, set by the client on every error
+    #: of a proposal (a batch: its first seq). Pass it back as ``request_id=`` to retry the same request.
+    request_id: tuple[int, int] | None = None
 
 
 # --- bad input: the input is refused and nothing changes ------------------------------------------------
@@ -37,6 +46,10 @@ class UnknownVersion(FrameError):
 
 class MalformedFrame(FrameError):
     """The frame is internally inconsistent (bad magic, unknown message kind, lengths that do not add up)."""
+
+
+class BadRequest(PaxosError, ValueError):
+    """A client request that does not decode (the worker refused it; nothing was proposed)."""
 
 
 class RecordCorrupt(PaxosError):
@@ -74,7 +87,7 @@ class Timeout(ProposalError):
 class NotMaster(ProposalError):
     """This node is not the group's master. ``master`` names the node to ask instead (or None if unknown)."""
 
-    def __init__(self, message, master=None):
+    def __init__(self, message: str, master: int | None = None) -> None:
         super().__init__(message)
         self.master = master
 
@@ -87,6 +100,12 @@ class GroupStopped(ProposalError):
     """The group stopped itself (divergence or unrepairable corruption) and refuses to serve."""
 
 
+class UnknownGroupError(ProposalError, KeyError):
+    """The group is not known to the node(s) asked: never added, or removed. Nothing was proposed.
+
+    The client asks every node before it raises this (a node that is behind may not have the group yet)."""
+
+
 class SessionExpired(Timeout):
     """The state machine does not know the request's session (any more): NOTHING was applied by this attempt.
 
@@ -96,7 +115,10 @@ class SessionExpired(Timeout):
     flight): as with a Timeout, the OUTCOME IS UNKNOWN. It is a Timeout for that reason, so code that handles
     "outcome unknown" handles it too. Retrying with the same ``request_id`` cannot apply the request any more;
     it returns the remembered result only if an earlier attempt has landed meanwhile. ``request_id`` names it.
+    A batch's error has ``results``: every operation's ProposeResult.
     """
+
+    results: list[Any] | None = None
 
 
 class StaleRequest(ProposalError):
@@ -105,4 +127,7 @@ class StaleRequest(ProposalError):
     The state machine keeps only each session's latest result, so what an earlier attempt of this request did
     (if there was one) is not known from this answer. Seen when a request id is reused after a newer request of
     the same session, or for the first operations of a re-sent batch. ``request_id`` names the request.
+    A batch's error has ``results``: every operation's ProposeResult, so the caller sees which ones applied.
     """
+
+    results: list[Any] | None = None

@@ -13,11 +13,16 @@ through this process's `logging`, and the workers stop by themselves if this pro
 (runtime/supervisor.py). Requests go through a Client to the worker of the group; proposals made here for a
 group mastered elsewhere are forwarded to its master.
 """
+from __future__ import annotations
+
+import asyncio
 import logging
+import os
 import time
+from typing import Any
 
 from . import errors
-from .client import Client
+from .client import Client, MasterCallback, ProposeResult, ReadMode, RequestId
 from .config import NodeConfig, load_config
 from .kv import KV
 from .runtime.supervisor import Supervisor
@@ -26,7 +31,8 @@ log = logging.getLogger("paxos_core.node")
 
 
 class Node:
-    def __init__(self, config, start=True, log_level=logging.INFO, ready_timeout=30.0, **client_options):
+    def __init__(self, config: str | os.PathLike[str] | NodeConfig, start: bool = True, log_level: int = logging.INFO,
+                 ready_timeout: float = 30.0, **client_options: Any) -> None:
         if isinstance(config, NodeConfig):
             self.config = config
             source = config.to_dict()
@@ -48,7 +54,7 @@ class Node:
                 self.close()
                 raise
 
-    def start(self, ready_timeout=30.0):
+    def start(self, ready_timeout: float = 30.0) -> None:
         """Start the workers; return once every one is up and answering. On failure (StartError, one line:
         e.g. "address in use: 127.0.0.1:15167"), every worker started is stopped before it raises."""
         deadline = time.monotonic() + ready_timeout
@@ -61,7 +67,7 @@ class Node:
             self._started = False
             raise
 
-    def wait_ready(self, timeout=30.0):
+    def wait_ready(self, timeout: float = 30.0) -> list[dict[str, Any]]:
         """Block until every local worker answers a status request from the process this node started (a
         worker's answer carries its pid). StartError if that does not happen within `timeout` seconds."""
         deadline = time.monotonic() + timeout
@@ -83,49 +89,76 @@ class Node:
             time.sleep(0.1)
 
     # ------------------------------------------------------------------ the facade
-    def propose(self, group, value, timeout=None, request_id=None):
+    def propose(self, group: int, value: bytes, timeout: float | None = None,
+                request_id: RequestId | None = None, retry: bool | None = None) -> ProposeResult:
         """Propose `value` (a state-machine command) to `group`; blocks until chosen AND applied.
 
         Returns ProposeResult(group, instance, result, request_id). Raises Timeout (outcome unknown: retry
-        with the same request_id), NotMaster, ValueTooLarge, Overloaded, GroupStopped.
+        with the same request_id; `retry` as in Client.propose), NotMaster, ValueTooLarge, Overloaded,
+        GroupStopped, UnknownGroupError.
         """
-        return self.client.propose(group, value, timeout, request_id)
+        return self.client.propose(group, value, timeout, request_id, retry=retry)
 
-    async def propose_async(self, group, value, timeout=None, request_id=None):
-        return await self.client.propose_async(group, value, timeout, request_id)
+    async def propose_async(self, group: int, value: bytes, timeout: float | None = None,
+                            request_id: RequestId | None = None, retry: bool | None = None) -> ProposeResult:
+        return await self.client.propose_async(group, value, timeout, request_id, retry=retry)
 
-    def read(self, group, query, mode="lease", timeout=None):
+    def read(self, group: int, query: bytes, mode: ReadMode = "lease", timeout: float | None = None) -> bytes:
         return self.client.read(group, query, mode, timeout)
 
-    async def read_async(self, group, query, mode="lease", timeout=None):
+    async def read_async(self, group: int, query: bytes, mode: ReadMode = "lease",
+                         timeout: float | None = None) -> bytes:
         return await self.client.read_async(group, query, mode, timeout)
 
-    def read_stale(self, group, query):
+    def read_stale(self, group: int, query: bytes) -> bytes:
         """This node's state, possibly behind the others: no master, no log round."""
         return self.client.read_stale(group, query, node=self.config.node_id)
 
-    def on_master_change(self, callback):
+    async def read_stale_async(self, group: int, query: bytes) -> bytes:
+        return await self.client.read_stale_async(group, query, node=self.config.node_id)
+
+    def on_master_change(self, callback: MasterCallback) -> None:
         """`callback(group, master, epoch)` on every master change seen by any node's workers."""
         self.client.on_master_change(callback)
 
-    def add_group(self, group, cluster_wide=True):
+    def add_group(self, group: int, cluster_wide: bool = True) -> None:
         """Create a group while running (on every node by default)."""
         self.client.add_group(group, None if cluster_wide else [self.config.node_id])
 
-    def remove_group(self, group, cluster_wide=True):
+    async def add_group_async(self, group: int, cluster_wide: bool = True) -> None:
+        await self.client.add_group_async(group, None if cluster_wide else [self.config.node_id])
+
+    def remove_group(self, group: int, cluster_wide: bool = True) -> None:
         self.client.remove_group(group, None if cluster_wide else [self.config.node_id])
 
-    def status(self):
+    async def remove_group_async(self, group: int, cluster_wide: bool = True) -> None:
+        await self.client.remove_group_async(group, None if cluster_wide else [self.config.node_id])
+
+    def status(self) -> list[dict[str, Any]]:
+        """Per-worker status dicts of this node."""
         return self.client.status(self.config.node_id)
 
-    def close(self):
+    async def status_async(self) -> list[dict[str, Any]]:
+        return await self.client.status_async(self.config.node_id)
+
+    def close(self) -> None:
         """Stop the workers (SIGTERM; each finishes its cycle and closes its log) and the client."""
         self.client.close()
         self.supervisor.stop()
         self._started = False
 
-    def __enter__(self):
+    # Start, readiness and close for asyncio: the blocking calls, in a thread.
+    async def start_async(self, ready_timeout: float = 30.0) -> None:
+        await asyncio.to_thread(self.start, ready_timeout)
+
+    async def wait_ready_async(self, timeout: float = 30.0) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.wait_ready, timeout)
+
+    async def close_async(self) -> None:
+        await asyncio.to_thread(self.close)
+
+    def __enter__(self) -> Node:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -626,7 +626,7 @@ def test_exactly_once_with_an_explicit_request_id(shared):
     kv = shared.kv(client=client)
     assert kv.get(key, mode="linearizable") == b"a"
     # The same command under a NEW request id is a new command: now the key exists, so the CAS fails.
-    assert kv.cas(key, None, b"a") == (ops.CAS_FAILED, b"a")
+    assert kv.cas(key, None, b"a") is False                 # CAS_FAILED: the key holds b"a"
     # Retrying with request ids of the caller's own must not disturb the client's own sessions: a burst of
     # concurrent proposals to that group are all applied.
     futures = [client.propose_future(group, ops.encode_put(b"t10-%d" % i, b"%d" % i)) for i in range(20)]
@@ -685,8 +685,10 @@ def test_prometheus_endpoint(shared):
             for m in samples:
                 labels = dict(re.findall(r'(\w+)="([^"]*)"', m["labels"] or ""))
                 assert labels.get("node") == str(node) and labels.get("worker") == str(worker), m.group(0)
-                # node and worker only (plus the histogram's `le` and the refusal reason): no per-group label.
-                assert set(labels) <= {"node", "worker", "le", "reason"}, m.group(0)
+                # node and worker only (plus the histogram's `le`, the refusal reason and the build info's own):
+                # no per-group label.
+                build = {"version", "python", "compiled"} if m["name"] == "paxos_core_build_info" else set()
+                assert set(labels) <= {"node", "worker", "le", "reason"} | build, m.group(0)
             fsyncs = [float(m["value"]) for m in samples if m["name"] == "paxos_fsyncs_total"]
             assert fsyncs and fsyncs[0] > 0
             chosen = [float(m["value"]) for m in samples if m["name"] == "paxos_instances_chosen_total"]

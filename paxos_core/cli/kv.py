@@ -115,7 +115,9 @@ def run(args, client, cfg, key, expected, new):
         status, current = kv.delete(key)
     else:
         _check_size(cfg, "cas", ops.encode_cas(key, expected, new))
-        status, current = kv.cas(key, expected, new)
+        # KV.cas says only whether it swapped; the command line also shows the value that was there.
+        group = kv.group(key)
+        status, current = ops.decode_result(client.propose(group, ops.encode_cas(key, expected, new)).result)
     name = ops.STATUS_NAMES.get(status, str(status))
     if status == ops.ERROR:
         # The store refused a malformed operation; the result carries its message.

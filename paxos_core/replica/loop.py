@@ -156,7 +156,7 @@ class ReplicaLoop:
         self.send = send
         self.rng = rng
         self.stats = {"proposals": 0, "timeouts": 0, "overloaded": 0, "requests": 0, "late_resumes": 0,
-                      "leases_dropped": 0, "lease_replies_withdrawn": 0}
+                      "leases_dropped": 0, "lease_replies_withdrawn": 0, "master_changes": 0}
         self.latency = Histogram(LATENCY_BUCKETS)
         self.batch_sizes = Histogram(BATCH_BUCKETS)
         self.write_seconds = Histogram(LATENCY_BUCKETS)
@@ -634,6 +634,7 @@ class ReplicaLoop:
                 self._route(req)
 
     def _master_changed(self, group, master, epoch):
+        self.stats["master_changes"] += 1
         log.info("node %d worker %d: group %d master is now node %d (epoch %d)", self.node_id, self.index, group,
                  master, epoch)
         event = rpc.master_event(group, master, epoch)

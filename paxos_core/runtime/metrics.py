@@ -1,15 +1,43 @@
 """Prometheus metrics of one worker, with no per-operation cost beyond a counter or a bucket increment.
 
 The worker keeps plain counters and fixed-bucket histograms; a custom collector turns them into Prometheus
-metrics when the endpoint is scraped. Labels are bounded: node and worker only, never per group.
+metrics when the endpoint is scraped. Labels are bounded: node and worker only, never per group (the build
+info adds its version, python and compiled labels, one sample per worker).
+
+Besides the worker's own metrics, each endpoint serves the worker process's: ``process_*`` (CPU, memory, open
+files), ``python_gc_*`` and ``python_info`` (prometheus_client's collectors, read at scrape time too), and
+``paxos_core_build_info``.
 """
+import platform
+
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+from .._version import __version__
+from ..native import all_status
+
+
+def build_info(labels, values):
+    """``paxos_core_build_info{..., version, python, compiled} 1``; compiled: "true" when every native module
+    loaded is the compiled extension (what `paxos-core info` checks)."""
+    compiled = "true" if all(ok for _, ok, _ in all_status()) else "false"
+    m = GaugeMetricFamily("paxos_core_build_info", "paxos-core version, Python version, compiled native modules",
+                          labels=labels + ["version", "python", "compiled"])
+    m.add_metric(values + [__version__, platform.python_version(), compiled], 1)
+    return m
+
 
 class WorkerCollector:
     """Reads a worker's stats at scrape time."""
 
     def __init__(self, worker):
         self.worker = worker
+        # The process's own collectors, on a registry of their own that nobody serves: this collector yields
+        # them, so they come with the worker's metrics from whatever registry the worker serves.
+        self.process = CollectorRegistry(auto_describe=False)
+        for make in (ProcessCollector, GCCollector, PlatformCollector):
+            make(registry=self.process)
+        self._build_info = None
 
     def collect(self):
         w = self.worker
@@ -46,6 +74,10 @@ class WorkerCollector:
         yield counter("fenced", "client commands not applied because their master was deposed", w.applier.fenced)
         yield counter("elections_won", "Paxos prepare rounds won", c["elections_won"])
         yield counter("divergences", "groups stopped because their log diverged", c["divergences"])
+        m = CounterMetricFamily("paxos_core_master_changes", "master changes seen by this worker (any group)",
+                                labels=labels)
+        m.add_metric(values, w.stats["master_changes"])
+        yield m
         yield counter("timeouts", "client requests answered with Timeout", w.stats["timeouts"])
         yield counter("overloaded", "client requests refused with Overloaded", w.stats["overloaded"])
         yield gauge("groups", "groups hosted", w.group_count())
@@ -59,3 +91,7 @@ class WorkerCollector:
             m = HistogramMetricFamily("paxos_" + name, doc, labels=labels)
             m.add_metric(values, hist.cumulative(), hist.total)
             yield m
+        if self._build_info is None:
+            self._build_info = build_info(labels, values)
+        yield self._build_info
+        yield from self.process.collect()

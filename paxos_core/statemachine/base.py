@@ -14,12 +14,14 @@ cycle and hands that cycle's changes to the store as ONE atomic write (so the gr
 its ``applied_next`` mark always agree on disk); until then changes live in memory, and every read and
 apply sees them.
 """
+from __future__ import annotations
+
 import abc
 
 from ..errors import PaxosError
 
 #: ``(client_id: int u64, request_seq: int u64, op: bytes)``
-Command = tuple
+Command = tuple[int, int, bytes]
 
 
 class ApplyOrderError(PaxosError, ValueError):
@@ -42,7 +44,7 @@ class StateMachine(abc.ABC):
         """Instances below this are applied (0 for a group never seen)."""
 
     @abc.abstractmethod
-    def apply_batch(self, group: int, batch: list) -> list:
+    def apply_batch(self, group: int, batch: list[tuple[int, list[Command]]]) -> list[list[bytes]]:
         """Apply ``[(instance, [Command, ...]), ...]``.
 
         Instances are consecutive, starting at ``applied_next(group)`` (else :class:`ApplyOrderError` and

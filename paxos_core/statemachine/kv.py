@@ -73,10 +73,12 @@ import collections
 import heapq
 import operator
 import struct
+from typing import NamedTuple
 
 from ..errors import RecordCorrupt, SessionExpired, StaleRequest, UnknownVersion, ValueTooLarge
 from ..wire.checksum import crc32c
-from .base import ApplyOrderError, StateMachine
+from .base import ApplyOrderError, Command, StateMachine
+from .store import Store
 
 OK = 0
 NOT_FOUND = 1
@@ -103,7 +105,12 @@ ABSENT = 0xFFFFFFFF
 _U64_MAX = (1 << 64) - 1
 _HAS_VALUE = 0x80
 
-KVResult = collections.namedtuple("KVResult", "status value")
+
+class KVResult(NamedTuple):
+    """A decoded key-value result: a status (OK, NOT_FOUND, ...) and the value it carries, if any."""
+    status: int
+    value: bytes | None
+
 
 _U32 = struct.Struct(">I")
 _HDR = struct.Struct(">BI")            # op type, key length
@@ -162,22 +169,22 @@ def _key(key):
     return key
 
 
-def encode_put(key, value):
+def encode_put(key: bytes, value: bytes) -> bytes:
     key = _key(key)
     return _HDR.pack(OP_PUT, len(key)) + key + _field(value, "value")
 
 
-def encode_get(key):
+def encode_get(key: bytes) -> bytes:
     key = _key(key)
     return _HDR.pack(OP_GET, len(key)) + key
 
 
-def encode_delete(key):
+def encode_delete(key: bytes) -> bytes:
     key = _key(key)
     return _HDR.pack(OP_DELETE, len(key)) + key
 
 
-def encode_cas(key, expected, new):
+def encode_cas(key: bytes, expected: bytes | None, new: bytes | None) -> bytes:
     """Set ``key`` to ``new`` if its value is ``expected``. None as expected: absent; None as new: delete."""
     key = _key(key)
     exp = _U32.pack(ABSENT) if expected is None else _field(expected, "expected value")
@@ -185,7 +192,7 @@ def encode_cas(key, expected, new):
     return _HDR.pack(OP_CAS, len(key)) + key + exp + new
 
 
-def decode_result(result):
+def decode_result(result: bytes) -> KVResult:
     """``KVResult(status, value)`` of a result; value is None when the result carries none."""
     if not result:
         raise RecordCorrupt("a key-value result is at least one byte")
@@ -200,7 +207,7 @@ def decode_result(result):
     return KVResult(status, None)
 
 
-def session_refusal(result):
+def session_refusal(result: bytes) -> type[StaleRequest] | type[SessionExpired] | None:
     """The exception class for a result that refused its command for a session reason (STALE:
     :class:`StaleRequest`, SESSION_UNKNOWN: :class:`SessionExpired`), None for any other result. Nothing was
     applied for such a command, so a client must never report it as a success."""
@@ -251,7 +258,8 @@ class _Group:
 class KVStateMachine(StateMachine):
     """A replicated key-value map per group, with exactly-once client sessions. See the module docstring."""
 
-    def __init__(self, store, max_sessions=DEFAULT_MAX_SESSIONS, max_loaded_groups=DEFAULT_MAX_LOADED_GROUPS):
+    def __init__(self, store: Store, max_sessions: int = DEFAULT_MAX_SESSIONS,
+                 max_loaded_groups: int = DEFAULT_MAX_LOADED_GROUPS) -> None:
         if operator.index(max_sessions) < 1:
             raise ValueError("max_sessions must be at least 1")
         if operator.index(max_loaded_groups) < 1:
@@ -262,10 +270,12 @@ class KVStateMachine(StateMachine):
         self._store = store
         self._store_get = store.get
         self.max_sessions = int(max_sessions)
-        self._groups = collections.OrderedDict()   # group -> _Group, least recently used first
-        self._pending = {}      # store key -> value, or None for a delete: this cycle's changes
-        self._drops = {}        # group -> (begin, end): range deletes for this cycle
-        self._fresh = []        # groups whose `fresh` flag ends with this cycle's write
+        # group -> _Group, least recently used first
+        self._groups: collections.OrderedDict[int, _Group] = collections.OrderedDict()
+        # store key -> value, or None for a delete: this cycle's changes
+        self._pending: dict[bytes, bytes | None] = {}
+        self._drops: dict[int, tuple[bytes, bytes]] = {}    # group -> (begin, end): range deletes for this cycle
+        self._fresh: list[_Group] = []        # groups whose `fresh` flag ends with this cycle's write
 
     # --- loading ---
 
@@ -304,7 +314,7 @@ class KVStateMachine(StateMachine):
 
     # --- StateMachine ---
 
-    def applied_next(self, group):
+    def applied_next(self, group: int) -> int:
         g = self._groups.get(group)
         if g is not None:
             return g.applied_next
@@ -314,7 +324,7 @@ class KVStateMachine(StateMachine):
         meta = self._store_get(_U32.pack(group) + _TAG_META)
         return 0 if meta is None else _decode_meta(meta)
 
-    def apply_batch(self, group, batch):
+    def apply_batch(self, group: int, batch: list[tuple[int, list[Command]]]) -> list[list[bytes]]:
         g = self._group(group)
         if not batch:
             return []
@@ -331,7 +341,7 @@ class KVStateMachine(StateMachine):
         out = []
         instance = first
         for _, commands in batch:
-            results = []
+            results: list[bytes] = []
             append = results.append
             order = instance << 32
             for cmd in commands:
@@ -496,7 +506,7 @@ class KVStateMachine(StateMachine):
                 del sessions[cid]
                 pending[session[2]] = None
 
-    def read(self, group, query):
+    def read(self, group: int, query: bytes) -> bytes:
         if type(query) is not bytes:
             if not isinstance(query, (bytearray, memoryview)):
                 return E_NOT_A_GET
@@ -531,7 +541,7 @@ class KVStateMachine(StateMachine):
                     items[key] = value
         return sorted(items.items())
 
-    def snapshot(self, group):
+    def snapshot(self, group: int) -> bytes:
         g = self._group(group)
         data = self._merged_scan(g, g.dprefix)
         sessions = self._merged_scan(g, g.sprefix)
@@ -550,7 +560,7 @@ class KVStateMachine(StateMachine):
         body = b"".join(parts)
         return body + pack(crc32c(body))
 
-    def restore(self, group, snapshot):
+    def restore(self, group: int, snapshot: bytes) -> None:
         group = _group_id(group)
         applied_next, data, sessions = _decode_snapshot(snapshot)
         self.drop_group(group)
@@ -574,7 +584,7 @@ class KVStateMachine(StateMachine):
         if len(gsessions) > self.max_sessions:
             self._evict(g)
 
-    def drop_group(self, group):
+    def drop_group(self, group: int) -> None:
         group = _group_id(group)
         self._groups.pop(group, None)
         prefix, end = _group_range(group)
@@ -583,7 +593,7 @@ class KVStateMachine(StateMachine):
             del pending[key]
         self._drops[group] = (prefix, end)
 
-    def flush(self):
+    def flush(self) -> None:
         pending = self._pending
         if not pending and not self._drops:
             return
@@ -599,14 +609,14 @@ class KVStateMachine(StateMachine):
         while len(groups) > self.max_loaded_groups:
             groups.popitem(last=False)      # clean after the write above; reloaded from the store on use
 
-    def unload_all(self):
+    def unload_all(self) -> None:
         """Unload every group (they reload from the store on use); only between cycles, when all is flushed."""
         if not self._pending and not self._drops:
             self._groups.clear()
 
     # --- introspection ---
 
-    def session_count(self, group):
+    def session_count(self, group: int) -> int:
         """How many client sessions the group keeps."""
         return len(self._group(group).sessions)
 

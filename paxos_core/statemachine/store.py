@@ -13,8 +13,11 @@ deletes and range deletes. Two implementations:
 
 Write semantics, for every store: ``delete_ranges`` first, then ``deletes``, then ``puts``, all or nothing.
 """
+from __future__ import annotations
+
 import abc
 import os
+from typing import Iterable, Iterator
 
 import rocksdict
 
@@ -25,18 +28,19 @@ class Store(abc.ABC):
     """Ordered bytes -> bytes storage."""
 
     @abc.abstractmethod
-    def get(self, key: bytes):
+    def get(self, key: bytes) -> bytes | None:
         """The value stored under ``key``, or None."""
 
     @abc.abstractmethod
-    def scan(self, prefix: bytes):
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Iterator of ``(key, value)`` in key order, over the keys that start with ``prefix``."""
 
     @abc.abstractmethod
-    def write(self, puts, deletes, delete_ranges=()):
+    def write(self, puts: Iterable[tuple[bytes, bytes]], deletes: Iterable[bytes],
+              delete_ranges: Iterable[tuple[bytes, bytes]] = ()) -> None:
         """Atomically apply: every ``[begin, end)`` of ``delete_ranges``, then ``deletes``, then ``puts``."""
 
-    def close(self):
+    def close(self) -> None:
         """Release whatever the store holds of its backing storage (the store is unusable afterwards)."""
 
 

@@ -35,6 +35,7 @@ them were applied is answered TIMEOUT too: its outcome is partly known, and a fl
 import struct
 
 from .. import errors
+from ..errors import BadRequest, UnknownGroupError  # noqa: F401  (public in paxos_core.errors; named here too)
 
 PROPOSE, READ, STATUS, ADD_GROUP, REMOVE_GROUP, SUBSCRIBE, PROPOSE_BATCH, GROUP_INFO = 1, 2, 3, 4, 5, 6, 7, 8
 READ_STALE, READ_LEASE, READ_LINEARIZABLE = 0, 1, 2
@@ -53,14 +54,6 @@ _INC = struct.Struct("<H")
 _INSTANCE = struct.Struct("<Q")
 _MASTER = struct.Struct("<HQ")
 _EVENT = struct.Struct("<BIHQ")
-
-
-class BadRequest(errors.PaxosError, ValueError):
-    """A client request that does not decode."""
-
-
-class UnknownGroupError(errors.ProposalError, KeyError):
-    """The group does not exist on this node."""
 
 
 # ---------------------------------------------------------------- requests
