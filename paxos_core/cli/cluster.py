@@ -5,7 +5,6 @@ The cluster is the directory of its node files: ``--cluster DIR``, else the envi
 """
 import argparse
 import json
-import logging
 import os
 import signal
 import sys

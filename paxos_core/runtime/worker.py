@@ -266,9 +266,9 @@ class Worker:
 
     def _send_replies(self, replies):
         sock = self.client
-        for identity, frame in replies:
+        for client_identity, frame in replies:
             try:
-                sock.send_multipart([identity, frame], zmq.NOBLOCK)
+                sock.send_multipart([client_identity, frame], zmq.NOBLOCK)
             except zmq.Again:
                 pass            # the client is gone or not reading; it times out on its side
             except zmq.ZMQError as exc:
