@@ -9,7 +9,7 @@ import random
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from paxos_core.core.acceptor import ACCEPTED, PROMISED, PROMISED_AGAIN, REJECTED, AcceptorState
 from paxos_core.core.ballot import pack

@@ -805,6 +805,7 @@ def test_corrupted_snapshot_raises_and_changes_nothing():
         with pytest.raises(RecordCorrupt):
             target.restore(4, bad)
         assert target.snapshot(4) == before_snap
+    assert dict(store.data) == before_store            # a refused restore wrote nothing to the store
     assert target.applied_next(4) == 2
     target.flush()
     assert value_of(target, 4, b"unflushed") == b"2" and value_of(target, 4, b"a") is None

@@ -22,7 +22,6 @@ import tomli_w
 
 from cluster_harness import LocalCluster, alive, descendants, package_env, wait_for
 from paxos_core import errors
-from paxos_core.config import load_config
 from paxos_core.node import Node
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from paxos_core.core.ballot import pack
 from paxos_core.core.config import CoreConfig
-from paxos_core.core.engine import GROUP_OK, Engine
+from paxos_core.core.engine import Engine
 from paxos_core.core.learner import chain_of
 from paxos_core.errors import GroupStopped
 from paxos_core.replica.cycle import run_cycle

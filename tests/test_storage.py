@@ -13,8 +13,8 @@ from paxos_core.errors import ConfigError, UnknownVersion
 from paxos_core.sim.loopback import LoopbackCluster
 from paxos_core.storage.log import RocksLog
 from paxos_core.storage.memory import MemoryLog
-from paxos_core.storage.records import (INSTANCE_RECORD, NODE_KEY, RECORD_CHOSEN, decode_record, encode_record,
-                                       group_key, node_record)
+from paxos_core.storage.records import (INSTANCE_RECORD, NODE_KEY, decode_record, encode_record, group_key,
+                                       node_record)
 from paxos_core.wire.checksum import crc32c
 from paxos_core.wire.codec import decode_batch
 
