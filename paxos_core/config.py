@@ -49,7 +49,8 @@ Sharding: group ``g`` lives on worker ``g % workers`` on every node (:meth:`Node
 CURVE keys are found by convention in ``keys_dir``: node N's public key is ``node<N>.key`` and its secret key
 ``node<N>.key_secret`` (the files ``zmq.auth.create_certificates(keys_dir, "node<N>")`` writes). A node
 needs every member's public key and its own secret key; the secret key file must not be readable by group or
-others.
+others. The same keys secure the client sockets: a client with a member's key pair may add and remove groups
+(see docs/architecture.md, "What is authenticated").
 """
 import difflib
 import errno
