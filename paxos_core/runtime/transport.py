@@ -1,4 +1,4 @@
-"""Node-to-node transport of one worker: ZeroMQ PUSH/PULL, one packed frame per destination per cycle.
+"""Node-to-node transport of one worker: ZeroMQ PUSH/PULL, messages packed into bounded frames per destination.
 
 Topology: worker i of every node talks only to worker i of the other nodes (group g lives on worker
 g % workers everywhere). Each worker binds one PULL socket on its node's `peer_port + i` and connects one
