@@ -579,7 +579,7 @@ class Client:
             sock.sndhwm = 100000
             sock.rcvhwm = 100000
             sock.immediate = True
-            if self._curve_server_keys is not None:
+            if self._curve_server_keys is not None and self._curve_keypair is not None:
                 sock.curve_serverkey = self._curve_server_keys[node]
                 sock.curve_publickey, sock.curve_secretkey = self._curve_keypair
             sock.connect(self.endpoints[node][worker])
