@@ -188,8 +188,15 @@ class Client:
     def __init__(self, endpoints: Mapping[int, Sequence[str]], workers: int, groups: int | None = None,
                  prefer: int | None = None, default_timeout: float = 5.0, attempt_timeout: float = 1.0,
                  session_refusal: Callable[[bytes], type[errors.PaxosError] | None] | None
-                 = kv_ops.session_refusal) -> None:
+                 = kv_ops.session_refusal, curve_server_keys: Mapping[int, bytes] | None = None,
+                 curve_keypair: tuple[bytes, bytes] | None = None) -> None:
         """`endpoints`: {node id: [client endpoint of worker 0, worker 1, ...]}.
+
+        `curve_server_keys`: {node id: its CURVE public key (z85)} for a cluster with CURVE keys (its client
+        sockets then take CURVE connections only); `curve_keypair`: (public, secret) z85 keys this client
+        connects with: a member's keys let it run administrative operations (add and remove groups); without
+        one it makes a key pair of its own, enough for reads and writes. from_config and from_cluster_dir
+        pass both.
 
         `session_refusal(result)`: the exception class for a state-machine result that applied nothing for a
         session reason, else None (default: the KV store's STALE and SESSION_UNKNOWN). A cluster running a
@@ -208,6 +215,14 @@ class Client:
         self.prefer = prefer if prefer in self.endpoints else self.nodes[0]
         self.default_timeout = default_timeout
         self.attempt_timeout = attempt_timeout
+        self._curve_server_keys = dict(curve_server_keys) if curve_server_keys else None
+        if self._curve_server_keys is not None:
+            missing = [n for n in self.endpoints if n not in self._curve_server_keys]
+            if missing:
+                raise errors.ConfigError("client: no CURVE public key for node(s) %s" % ", ".join(map(str, missing)))
+            if curve_keypair is None:
+                curve_keypair = zmq.curve_keypair()
+        self._curve_keypair = curve_keypair
         self._ctx = zmq.Context()
         self._sockets: dict[tuple[int, int], zmq.Socket[bytes]] = {}
         self._inbox: collections.deque[_Request] = collections.deque()
@@ -236,13 +251,20 @@ class Client:
     # ------------------------------------------------------------------ construction helpers
     @classmethod
     def from_config(cls, config: NodeConfig, prefer: int | None = None, **kw: Any) -> Client:
-        """A client of the cluster `config` belongs to; it prefers `prefer` (default: `config`'s node)."""
+        """A client of the cluster `config` belongs to; it prefers `prefer` (default: `config`'s node).
+
+        With CURVE keys in the config, it connects with CURVE using the node's own key pair: it holds the
+        cluster's credentials, so administrative operations are allowed."""
         endpoints = {n.id: [n.client_endpoint(w) for w in range(config.workers)] for n in config.nodes}
+        if config.keys_dir is not None and "curve_server_keys" not in kw:
+            kw["curve_server_keys"] = {n.id: config.curve_public_key(n.id) for n in config.nodes}
+            kw.setdefault("curve_keypair", (config.curve_public_key(config.node_id), config.curve_secret_key()))
         return cls(endpoints, config.workers, config.groups, prefer=prefer or config.node_id, **kw)
 
     @classmethod
     def from_cluster_dir(cls, directory: str | os.PathLike[str], **kw: Any) -> Client:
-        """A client of the cluster whose node files are in `directory` (as `paxos-core init` writes them)."""
+        """A client of the cluster whose node files are in `directory` (as `paxos-core init` writes them),
+        with its CURVE keys when it has them (see from_config)."""
         from .config import load_cluster
 
         configs = load_cluster(directory)
@@ -557,6 +579,9 @@ class Client:
             sock.sndhwm = 100000
             sock.rcvhwm = 100000
             sock.immediate = True
+            if self._curve_server_keys is not None and self._curve_keypair is not None:
+                sock.curve_serverkey = self._curve_server_keys[node]
+                sock.curve_publickey, sock.curve_secretkey = self._curve_keypair
             sock.connect(self.endpoints[node][worker])
             self._sockets[key] = sock
             self._poller.register(sock, zmq.POLLIN)

@@ -49,7 +49,8 @@ Sharding: group ``g`` lives on worker ``g % workers`` on every node (:meth:`Node
 CURVE keys are found by convention in ``keys_dir``: node N's public key is ``node<N>.key`` and its secret key
 ``node<N>.key_secret`` (the files ``zmq.auth.create_certificates(keys_dir, "node<N>")`` writes). A node
 needs every member's public key and its own secret key; the secret key file must not be readable by group or
-others.
+others. The same keys secure the client sockets: a client with a member's key pair may add and remove groups
+(see docs/architecture.md, "What is authenticated").
 """
 import difflib
 import errno
@@ -88,6 +89,8 @@ _FRAME_HEADER = 28
 _MESSAGE_HEADER = 48
 _BATCH_HEADER = 5               # u8 version, u32 count
 _BATCH_ENTRY_HEADER = 14        # u16 origin, u64 seq, u32 length
+_CATCHUP_ENTRY = 4 + 20         # a catch-up reply's entries header (u32 count) and entry header (instance,
+                                # ballot, length): one full instance must fit a catch-up reply too
 
 # Optional settings and their defaults, by table.
 DEFAULTS = {
@@ -554,10 +557,11 @@ class NodeConfig:
         max_pending = c.integer(limits, "max_pending", "limits.max_pending", 1, default=lim["max_pending"])
         max_frame_bytes = c.integer(limits, "max_frame_bytes", "limits.max_frame_bytes", 1, U32_MAX,
                                     default=lim["max_frame_bytes"])
-        # One Accept carrying a full instance must fit in a frame: a batch holds up to max_batch_count
-        # proposals and max_batch_bytes of payload (or one proposal of max_value_bytes, whichever is larger).
-        needed = (_FRAME_HEADER + _MESSAGE_HEADER + _BATCH_HEADER + _BATCH_ENTRY_HEADER * max_batch_count
-                  + max(max_batch_bytes, max_value_bytes))
+        # One Accept (or catch-up reply) carrying a full instance must fit in a frame: a batch holds up to
+        # max_batch_count proposals and max_batch_bytes of payload (or one proposal of max_value_bytes,
+        # whichever is larger).
+        needed = (_FRAME_HEADER + _MESSAGE_HEADER + _CATCHUP_ENTRY + _BATCH_HEADER
+                  + _BATCH_ENTRY_HEADER * max_batch_count + max(max_batch_bytes, max_value_bytes))
         if max_frame_bytes < needed:
             c.fail("limits.max_frame_bytes", "must be at least %d to carry one full instance (frame and message "
                                              "headers, paxos.max_batch_count = %d proposals, max(paxos."

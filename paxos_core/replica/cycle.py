@@ -13,16 +13,26 @@ the next cycle, so a cycle never syncs twice. The caller applies ``fx.chosen`` a
 outcomes. `log` is anything with ``write(records)`` (durable when it returns), ``read_chosen(group, first,
 end)`` and ``read_chain(group, instance)``: RocksLog, MemoryLog, or the simulator's disk.
 """
+from ..core.learner import chain_next
+from ..storage.records import CHAIN_INTERVAL as CHAIN_EVERY
 from ..wire.codec import encode_entries
 from ..wire.message import CATCHUP_REPLY, Message
 
+ENTRIES_HEADER_SIZE = 4         # encode_entries' layout (wire/codec.pyx): u32 count, then per entry ...
+ENTRY_HEADER_SIZE = 20          # ... u64 instance, u64 ballot, u32 length, the value
 
-def serve_messages(engine, log, serve):
+
+def serve_messages(engine, log, serve, max_bytes=None):
     """CATCHUP_REPLY messages for the engine's serve effects, read from the log.
 
     A reply carries the values [first, end), the sender's chain at `end` (from the engine, or from the CHAIN
     record at `end`) and the sender's chosen mark: the receiver learns nothing unless the values give that
     chain. A range the log cannot serve whole (a missing or damaged record) is not served.
+
+    `max_bytes` bounds a reply's value (the encoded entries): a longer range is cut after the last value that
+    fits (always at least one), and the reply ends there with the chain at its new end. The receiver sees
+    from the chosen mark that it is still behind and asks again at once, so a lagging node catches up on any
+    amount of data in replies that each fit a frame.
     """
     out = []
     short = 0
@@ -31,6 +41,14 @@ def serve_messages(engine, log, serve):
         if len(entries) != end - first:
             short += 1
             continue
+        if max_bytes is not None:
+            cut = _cut(entries, max_bytes)
+            if cut < len(entries):
+                end, chain = _chain_at_cut(log, group, first, entries, cut)
+                if end is None:
+                    short += 1
+                    continue
+                entries = entries[:end - first]
         if chain < 0:
             chain = log.read_chain(group, end)
             if chain is None:
@@ -42,8 +60,10 @@ def serve_messages(engine, log, serve):
     return out, short
 
 
-def run_cycle(engine, log, send, serve_before_write=False, observe=None):
+def run_cycle(engine, log, send, serve_before_write=False, observe=None, max_reply_bytes=None):
     """Carry out one effect batch; `send(list of (dest, Message))` transmits. Returns (Effects, serve misses).
+
+    `max_reply_bytes` bounds each catch-up reply (see serve_messages); None: unbounded.
 
     `observe(fx)`, if given, sees the batch before anything of it is carried out (the simulator's oracle).
     `serve_before_write` is the planted bug "serve-before-write": catch-up answered from the log before this
@@ -56,7 +76,7 @@ def run_cycle(engine, log, send, serve_before_write=False, observe=None):
     if fx.send_now:
         send(fx.send_now)
     if fx.serve and serve_before_write:
-        replies, short = serve_messages(engine, log, fx.serve)
+        replies, short = serve_messages(engine, log, fx.serve, max_reply_bytes)
         if replies:
             send(replies)
     if fx.records:
@@ -64,8 +84,52 @@ def run_cycle(engine, log, send, serve_before_write=False, observe=None):
     if fx.send_after:
         send(fx.send_after)
     if fx.serve and not serve_before_write:
-        replies, short = serve_messages(engine, log, fx.serve)
+        replies, short = serve_messages(engine, log, fx.serve, max_reply_bytes)
         if replies:
             send(replies)
     engine.persisted(fx.token)
     return fx, short
+
+
+def _cut(entries, max_bytes):
+    """How many of `entries` fit `max_bytes` once encoded (encode_entries' layout); at least one."""
+    size = ENTRIES_HEADER_SIZE
+    for k, (_, _, value) in enumerate(entries):
+        size += ENTRY_HEADER_SIZE + len(value)
+        if size > max_bytes and k > 0:
+            return k
+    return len(entries)
+
+
+def _chain_at_cut(log, group, first, entries, cut):
+    """(end, chain at end) for a reply cut after entries[:cut] (values of instances first, first+1, ...).
+
+    The chain at `first` is not kept; the log keeps it every CHAIN_EVERY instances, so it is taken from the
+    nearest CHAIN record at or below `first` (0 at instance 0) and carried on over the values from there,
+    CHAIN_EVERY values at a time. If those values cannot be read, the reply is cut further back, at the last
+    CHAIN record inside it; (None, None) if there is none (the range is not served)."""
+    end = first + cut
+    base = first - first % CHAIN_EVERY
+    while base > 0 and log.read_chain(group, base) is None:
+        base -= CHAIN_EVERY
+    chain = 0 if base == 0 else log.read_chain(group, base)
+    at = base
+    while at < first:
+        upto = min(at + CHAIN_EVERY, first)
+        below = log.read_chosen(group, at, upto)
+        if len(below) != upto - at:
+            chain = None
+            break
+        for instance, _, value in below:
+            chain = chain_next(chain, instance, value)
+        at = upto
+    if chain is not None:
+        for instance, _, value in entries[:cut]:
+            chain = chain_next(chain, instance, value)
+        return end, chain
+    aligned = end - end % CHAIN_EVERY
+    if aligned > first:
+        chain = log.read_chain(group, aligned)
+        if chain is not None:
+            return aligned, chain
+    return None, None

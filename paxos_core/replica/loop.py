@@ -51,6 +51,10 @@ from .staged import StagedStore
 log = logging.getLogger("paxos_core.worker")
 
 SLOW_WRITE_SECONDS = 0.1              # a synced write this long is counted and reported
+# Operations that change which groups exist: only a connection with the cluster's credentials may run them.
+ADMIN_OPS = {rpc.ADD_GROUP: "ADD_GROUP", rpc.REMOVE_GROUP: "REMOVE_GROUP"}
+ADMIN_REFUSED = ("%s refused: administrative operations need the cluster's credentials (a CURVE key of a "
+                 "member, as Client.from_cluster_dir and the CLI use); nothing was changed")
 
 
 @dataclass
@@ -68,6 +72,7 @@ class LoopSettings:
     batch_envelope: bool = True      # a PROPOSE_BATCH is ONE proposal (CLIENT_BATCH) when it fits
     renew_on_write: bool = False     # also claim to renew leases of written groups (old behaviour, to compare)
     coalesce_replies: bool = True    # replies of one turn to one client go out as one frame
+    max_reply_bytes: int = 16 << 20  # a catch-up reply's values, in bytes (the peer asks again for the rest)
     plant: str = ""                  # planted bug (tests of the tests only)
 
 
@@ -156,7 +161,8 @@ class ReplicaLoop:
         self.send = send
         self.rng = rng
         self.stats = {"proposals": 0, "timeouts": 0, "overloaded": 0, "requests": 0, "late_resumes": 0,
-                      "leases_dropped": 0, "lease_replies_withdrawn": 0, "master_changes": 0}
+                      "leases_dropped": 0, "lease_replies_withdrawn": 0, "master_changes": 0,
+                      "admin_refused": 0}
         self.latency = Histogram(LATENCY_BUCKETS)
         self.batch_sizes = Histogram(BATCH_BUCKETS)
         self.write_seconds = Histogram(LATENCY_BUCKETS)
@@ -257,12 +263,13 @@ class ReplicaLoop:
     # ------------------------------------------------------------------ the turn
     def turn(self, messages=(), client_frames=()):
         """One turn: see the module docstring. `messages`: decoded peer Messages of one poll; `client_frames`:
-        [(identity, request frame)] of the same poll."""
+        [(identity, request frame)] or [(identity, request frame, admin)] of the same poll, `admin` false when
+        the connection lacks the cluster's credentials (administrative operations are then refused)."""
         self._start_turn()                                   # 1
         if messages:
             self.engine.receive(messages)                    # 2
-        for identity, frame in client_frames:                # 3
-            self._on_frame(identity, frame)
+        for item in client_frames:                           # 3
+            self._on_frame(item[0], item[1], item[2] if len(item) > 2 else True)
         if self.ticked:
             self._on_tick()                                  # 4
         self._cycle()                                        # 5
@@ -329,7 +336,7 @@ class ReplicaLoop:
     # ------------------------------------------------------------------ step 5: the cycle, then apply
     def _cycle(self):
         fx, short = run_cycle(self.engine, self.log, self.send, serve_before_write=self.plant == "serve-before-write",
-                              observe=self.effects_hook)
+                              observe=self.effects_hook, max_reply_bytes=self.settings.max_reply_bytes)
         self.serve_misses += short
         if fx.records:
             self._observe_write(getattr(self.log, "last_write_seconds", 0.0))
@@ -373,7 +380,7 @@ class ReplicaLoop:
                             self.node_id, self.index, seconds * 1e3, self.slow_writes)
 
     # ------------------------------------------------------------------ step 3: client requests
-    def _on_frame(self, identity, frame):
+    def _on_frame(self, identity, frame, admin=True):
         self.stats["requests"] += 1
         try:
             request = rpc.decode_request(frame)
@@ -381,6 +388,10 @@ class ReplicaLoop:
             self._send(identity, rpc.error_reply(rpc.BAD_REQUEST, 0, str(exc)))
             return
         op, req_id = request[0], request[1]
+        if op in ADMIN_OPS and not admin:
+            self.stats["admin_refused"] += 1
+            self._send(identity, rpc.error_reply(rpc.BAD_REQUEST, req_id, ADMIN_REFUSED % ADMIN_OPS[op]))
+            return
         if op == rpc.PROPOSE:
             self._on_propose(identity, req_id, *request[2:])
         elif op == rpc.PROPOSE_BATCH:

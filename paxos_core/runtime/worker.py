@@ -24,7 +24,7 @@ from ..storage import identity
 from ..storage.log import RocksLog
 from .channel import EXIT_START_FAILED, ParentChannel, ParentLogHandler, set_parent_death_signal
 from .metrics import WorkerCollector
-from .transport import PeerTransport, bind
+from .transport import ADMIN_USER, CLIENT_ZAP_DOMAIN, PeerTransport, bind
 
 log = logging.getLogger("paxos_core.worker")
 
@@ -122,6 +122,15 @@ class Worker:
         self.client.linger = 0
         self.client.rcvhwm = config.max_pending
         self.client.sndhwm = config.max_pending
+        # With CURVE keys the client socket is a CURVE server too: the transport's ZAP handler admits every
+        # CURVE client and marks those holding a member's key as admin (see client_frames); a client without
+        # CURVE cannot connect. Without keys, nothing is authenticated and every client may administer.
+        self.client_auth = self.transport.zap is not None
+        if self.client_auth:
+            self.client.curve_server = True
+            self.client.curve_secretkey = config.curve_secret_key()
+            self.client.curve_publickey = config.curve_public_key(config.node_id)
+            self.client.zap_domain = CLIENT_ZAP_DOMAIN
         bind(self.client, config.me.client_endpoint(index))
         data_dir = config.data_dir
         os.makedirs(config.worker_data_dir(index), exist_ok=True)
@@ -143,6 +152,9 @@ class Worker:
             batch_envelope=os.environ.get("PAXOS_CORE_BATCH_ENVELOPE", "1") != "0",
             renew_on_write=os.environ.get("PAXOS_CORE_RENEW_ON_WRITE", "0") == "1",
             coalesce_replies=os.environ.get("PAXOS_CORE_COALESCE_REPLIES", "1") != "0",
+            # A catch-up reply fits a quarter of a frame (one value bigger than that still goes, alone): the
+            # transport splits frames at half of max_frame_bytes, the receiver refuses frames above it.
+            max_reply_bytes=max(1, config.max_frame_bytes // 4),
         )
         self.loop = ReplicaLoop(settings, config.core_config(index), clock=monotonic_clock(), log=self.log,
                                 store=RocksStore(self.log.rdict, "sm"), send=self._send_peers,
@@ -249,16 +261,25 @@ class Worker:
         self.close()
 
     def _client_frames(self, limit=10000):
+        """[(identity, frame, admin)] waiting on the client socket. `admin`: the connection may run
+        administrative operations (its CURVE key is a member's; always true without CURVE)."""
         sock = self.client
         frames = []
+        auth = self.client_auth
         for _ in range(limit):
             try:
-                identity, frame = sock.recv_multipart(zmq.NOBLOCK)
+                parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 break
-            except ValueError:
-                continue
-            frames.append((identity, frame))
+            if len(parts) != 2:
+                continue                    # a client sent a multipart message: not a request
+            admin = True
+            if auth:
+                try:
+                    admin = parts[1].get("User-Id") == ADMIN_USER
+                except zmq.ZMQError:
+                    admin = False
+            frames.append((parts[0].bytes, parts[1].bytes, admin))
         return frames
 
     def _send_peers(self, messages):
@@ -280,7 +301,8 @@ class Worker:
             "pid": os.getpid(), "log": self.log.stats(),
             "transport": {"sent_frames": self.transport.sent_frames, "dropped_frames": self.transport.dropped_frames,
                           "received_frames": self.transport.received_frames, "rejected": dict(self.transport.rejected),
-                          "auth_denied": self.transport.auth_denied()},
+                          "auth_denied": self.transport.auth_denied(),
+                          "oversize_messages": self.transport.oversize_messages},
         })
         return out
 

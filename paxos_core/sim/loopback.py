@@ -14,7 +14,9 @@ from ..storage.memory import MemoryLog
 
 
 class LoopbackCluster:
-    def __init__(self, nodes=3, groups=1, seed=0, log_factory=None, **config):
+    def __init__(self, nodes=3, groups=1, seed=0, log_factory=None, max_reply_bytes=None, **config):
+        """`max_reply_bytes`: bound on a catch-up reply's values (run_cycle's); `config`: CoreConfig's."""
+        self.max_reply_bytes = max_reply_bytes
         self.node_ids = tuple(range(1, nodes + 1))
         self.rng = random.Random(seed)
         self.log_factory = log_factory or (lambda node: MemoryLog(node))
@@ -63,7 +65,8 @@ class LoopbackCluster:
                     batch, self.inbox[n] = self.inbox[n], []
                     engine.receive(batch)
                     moved = True
-                fx, _ = run_cycle(engine, self.logs[n], lambda msgs, n=n: self._route(n, msgs))
+                fx, _ = run_cycle(engine, self.logs[n], lambda msgs, n=n: self._route(n, msgs),
+                                  max_reply_bytes=self.max_reply_bytes)
                 if fx:
                     moved = True
                 self.records[n] += len(fx.records)
