@@ -64,6 +64,9 @@ class LoopSettings:
     lease_margin: float = 0.3        # the part of the lease the master gives up for clock-rate differences
     max_pending: int = 20000         # requests waiting per worker before new ones get Overloaded
     max_value_bytes: int = 1 << 20
+    # The highest group id a request may add. Per-group state is arrays indexed by slot, so hosting group g
+    # costs memory for every slot up to g's: without a bound, 13 bytes (ADD_GROUP 2**32-1) asked for 16 GiB.
+    max_group_id: int = (1 << 20) - 1
     request_timeout_ticks: int = 500     # a request's deadline when the client gives none
     batch_envelope: bool = True      # a PROPOSE_BATCH is ONE proposal (CLIENT_BATCH) when it fits
     renew_on_write: bool = False     # also claim to renew leases of written groups (old behaviour, to compare)
@@ -766,7 +769,11 @@ class ReplicaLoop:
     def add_group(self, group, incarnation=0):
         """Host `group` in `incarnation` (0: one newer than any this node removed); its GROUP record is durable
         before the group takes part in anything. A group id is never added back at an incarnation this node
-        removed or holds (ValueError). Returns the incarnation."""
+        removed or holds (ValueError), nor above `max_group_id` (ValueError, before anything is allocated).
+        Returns the incarnation."""
+        if group > self.settings.max_group_id and not self.engine.hosts(group):
+            raise ValueError("group %d is above limits.max_group_id = %d (a worker keeps state for every group id "
+                             "up to the highest it hosts)" % (group, self.settings.max_group_id))
         if self.engine.hosts(group):
             current = self.engine.incarnation_of(group)
             if incarnation and incarnation != current:
