@@ -675,6 +675,17 @@ class Client:
         return candidates[0]
 
     def _send(self, req, node=None):
+        """Send one attempt of `req`. An unexpected error here (a bug: arguments are checked in the caller's
+        thread) ends this request only, in Timeout, and leaves the I/O thread and every other request alone."""
+        try:
+            self._send_attempt(req, node)
+        except Exception as exc:
+            if self._pending.get(req.req_id) is req:
+                del self._pending[req.req_id]
+            log.exception("paxos-core client: cannot send a request")
+            self._fail_unknown(req, "client error sending the request (%r)" % (exc,))
+
+    def _send_attempt(self, req, node):
         now = time.monotonic()
         remaining = req.deadline - now
         if remaining <= 0:
@@ -685,13 +696,7 @@ class Client:
         req.req_id = next(self._req_ids)
         req.sent_at = now
         self._pending[req.req_id] = req
-        try:
-            frame = req.body(req, req.req_id, max(1, int(remaining * 1000)), self._epoch_hint.get(req.group, 0))
-        except Exception as exc:          # a bug (arguments are checked in the caller's thread): this request only
-            del self._pending[req.req_id]
-            log.exception("paxos-core client: cannot encode a request")
-            self._fail_unknown(req, "client error encoding the request (%r)" % (exc,))
-            return
+        frame = req.body(req, req.req_id, max(1, int(remaining * 1000)), self._epoch_hint.get(req.group, 0))
         try:
             self._socket(node, self._worker_of(req)).send(frame, zmq.NOBLOCK)
         except zmq.Again:                 # no connection to that node (yet): try another one soon

@@ -218,3 +218,15 @@ def test_config_errors_stay_one_short_line(edit):
     with pytest.raises(errors.ConfigError) as info:
         t.run(data)
     assert fuzz.unclear(info.value) is None, str(info.value)[:300]
+
+
+def test_remove_group_with_parked_requests_does_not_crash_the_worker(tmp_path):
+    """Found by tools/fuzz.py (--decoder worker --seed 10, input 39575): REMOVE_GROUP of a group with requests
+    parked for its master ran a last cycle whose claim outcome routed them again, into an engine that no
+    longer had the group (UnknownGroup: the worker died). They are now answered UNKNOWN_GROUP. The run up to
+    that input is replayed (a few seconds)."""
+    found = []
+    with memory_bound():
+        crashes, _slowest = fuzz.run_mutate(fuzz.WorkerTarget(), 39576, 10, found.append,
+                                            crash_dir=str(tmp_path))
+    assert crashes == 0, found

@@ -633,7 +633,11 @@ class ReplicaLoop:
         if not parked:
             return
         for req in parked:
-            if req.deadline >= self.ticks:
+            if not self.engine.hosts(group):
+                # Being removed (remove_group runs a last cycle, whose outcomes land here): nothing of it is
+                # served any more. Routing it would ask the engine about a group it no longer has.
+                self._reply_error(req, rpc.UNKNOWN_GROUP, "group %d was removed" % group)
+            elif req.deadline >= self.ticks:
                 self._route(req)
 
     def _master_changed(self, group, master, epoch):
