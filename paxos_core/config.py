@@ -323,7 +323,11 @@ def _check_keys(c, keys_dir, members, node_id):
     import zmq.auth
 
     dotted = "cluster.keys_dir"
-    if not keys_dir.is_dir():
+    try:
+        is_dir = keys_dir.is_dir()
+    except OSError as e:                       # a name too long for the file system, ...
+        c.fail(dotted, "%s cannot be read: %s" % (keys_dir, e.strerror or e))
+    if not is_dir:
         c.fail(dotted, "%s is not a directory (use \"\" to run without CURVE encryption)" % keys_dir)
     publics = {}
     for m in members:

@@ -230,3 +230,14 @@ def test_remove_group_with_parked_requests_does_not_crash_the_worker(tmp_path):
         crashes, _slowest = fuzz.run_mutate(fuzz.WorkerTarget(), 39576, 10, found.append,
                                             crash_dir=str(tmp_path))
     assert crashes == 0, found
+
+
+def test_config_with_a_keys_dir_name_too_long_is_a_config_error():
+    """Found by tools/fuzz.py (--decoder config --seed 10, input 81454): is_dir() of a name longer than the file
+    system allows raised OSError out of load_config."""
+    t = target("config")
+    data = t.files[0].decode().replace('keys_dir = "keys"', 'keys_dir = "%s"' % ("k" * 5000)).encode()
+    assert data != t.files[0]
+    with pytest.raises(errors.ConfigError, match="cluster.keys_dir") as info:
+        t.run(data)
+    assert fuzz.unclear(info.value) is None
