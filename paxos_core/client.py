@@ -680,8 +680,9 @@ class Client:
         try:
             self._send_attempt(req, node)
         except Exception as exc:
-            if self._pending.get(req.req_id) is req:
-                del self._pending[req.req_id]
+            req_id = req.req_id
+            if self._pending.get(req_id) is req:
+                del self._pending[req_id]
             log.exception("paxos-core client: cannot send a request")
             self._fail_unknown(req, "client error sending the request (%r)" % (exc,))
 
