@@ -241,3 +241,22 @@ def test_config_with_a_keys_dir_name_too_long_is_a_config_error():
     with pytest.raises(errors.ConfigError, match="cluster.keys_dir") as info:
         t.run(data)
     assert fuzz.unclear(info.value) is None
+
+
+def test_remove_group_during_a_master_change_does_not_crash_the_worker(tmp_path):
+    """Found by tools/fuzz.py (--decoder worker --seed 10, input 620369, after the fix above): the last cycle
+    of REMOVE_GROUP reported a master change of the group, and telling the engine who should lead it asked
+    about a group it no longer had (UnknownGroup). The inputs since the loop's last reset are replayed."""
+    t = fuzz.WorkerTarget()
+    rng = random.Random(10)
+    seeds = t.seeds()
+    inputs = [seeds[k] if k < len(seeds) else fuzz.generate(rng, t, seeds) for k in range(620370)]
+    start = 620369 - 620369 % t.RESET_EVERY
+    found = []
+    with memory_bound():
+        for k in range(start, 620370):
+            try:
+                t.check(inputs[k])
+            except fuzz.Crash as exc:
+                found.append((k, str(exc)))
+    assert not found

@@ -520,6 +520,8 @@ class ReplicaLoop:
 
     def _sync_preference(self, group, slot):
         """Leadership follows mastership: tell the engine who should lead (the live master, or nobody)."""
+        if not self.engine.hosts(group):
+            return                  # being removed: its last cycle may still report a master change
         want = self.masters.known_master(slot, self.ticks)
         if self.preferred[slot] != want:
             self.preferred[slot] = want
