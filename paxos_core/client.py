@@ -88,6 +88,46 @@ _LOOP_BRIDGE = os.environ.get("PAXOS_CORE_CLIENT_LOOP_BRIDGE", "1") != "0"
 _WAKE_COALESCE = os.environ.get("PAXOS_CORE_CLIENT_WAKE_COALESCE", "1") != "0"
 
 
+U32_MAX = (1 << 32) - 1
+U64_MAX = (1 << 64) - 1
+
+
+# ---------------------------------------------------------------- arguments, checked in the caller's thread
+# A bad argument fails its own call, in the caller's thread, before anything is queued to the I/O thread:
+# found there, it would fail every request in flight (and a Python object that is not bytes could be turned
+# into something else on the way: bytes(12) is twelve zero bytes).
+
+
+def as_bytes(value: Any, what: str) -> bytes:
+    """`value` as bytes: bytes as it is, a bytearray or memoryview copied (the caller may change it while the
+    request is in flight); TypeError for anything else, with `what` naming the argument."""
+    if type(value) is bytes:
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError("%s must be bytes, bytearray or memoryview, not %s" % (what, type(value).__name__))
+
+
+def check_int(value: Any, what: str, lo: int, hi: int) -> int:
+    """`value` if it is an int (not a bool) in lo..hi; TypeError or ValueError naming `what` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("%s must be an int, not %s" % (what, type(value).__name__))
+    if not lo <= value <= hi:
+        raise ValueError("%s must be in %d..%d, got %d" % (what, lo, hi, value))
+    return int(value)
+
+
+def check_timeout(timeout: Any, what: str = "timeout") -> float | None:
+    """None, or a finite number of seconds > 0."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError("%s must be a number of seconds or None, not %s" % (what, type(timeout).__name__))
+    if not 0 < timeout < 1e9:        # also refuses NaN and infinity
+        raise ValueError("%s must be a number of seconds > 0, got %r" % (what, timeout))
+    return float(timeout)
+
+
 @dataclass(frozen=True)
 class ProposeResult:
     """A chosen and applied proposal: its log position, the state machine's result, the request id."""
@@ -290,12 +330,24 @@ class Client:
     @staticmethod
     def _caller_request(request_id, retry):
         """(client id, seq, retry flag) of a request id the caller passed; its seq without the flag bit."""
-        client_id, seq = request_id
-        return int(client_id), int(seq) & kv_ops.SEQ_MASK, True if retry is None else bool(retry)
+        if not isinstance(request_id, (tuple, list)) or len(request_id) != 2:
+            raise TypeError("request_id must be a (client id, seq) pair, not %r" % (request_id,))
+        client_id = check_int(request_id[0], "request_id's client id", 0, U64_MAX)
+        seq = check_int(request_id[1], "request_id's seq", 0, U64_MAX)
+        return client_id, seq & kv_ops.SEQ_MASK, True if retry is None else bool(retry)
+
+    def _check_target(self, group, timeout, node):
+        """The checks every request makes in the caller's thread (see as_bytes)."""
+        check_int(group, "group", 0, U32_MAX)
+        timeout = check_timeout(timeout)
+        if node is not None and (isinstance(node, bool) or node not in self.endpoints):
+            raise ValueError("node must be one of %s or None, got %r" % (self.nodes, node))
+        return timeout
 
     # ------------------------------------------------------------------ public API
     def _proposal(self, kind, group, body, timeout, request_id, retry, node, future):
         """A proposal request with its session: the caller's request id, or one from this client's pool."""
+        timeout = self._check_target(group, timeout, node)
         timeout = self.default_timeout if timeout is None else timeout
         req = _Request(future or concurrent.futures.Future(), kind, group, body, time.monotonic() + timeout, node)
         if request_id is None:
@@ -314,6 +366,7 @@ class Client:
                        request_id: RequestId | None = None, node: int | None = None, retry: bool | None = None,
                        _future: Any = None) -> concurrent.futures.Future[ProposeResult]:
         """Submit a proposal; a Future of ProposeResult. See propose()."""
+        op = as_bytes(op, "op")
 
         def body(req, req_id, remaining_ms, min_epoch):
             return rpc.propose_request(req_id, group, remaining_ms, req.session[0], req.wire_seq(), op, min_epoch)
@@ -334,7 +387,9 @@ class Client:
         STALE - the batch raises StaleRequest (or SessionExpired if any came back SESSION_UNKNOWN) with
         ``results``: every operation's ProposeResult, so the caller sees which ones did apply.
         """
-        ops = list(ops)
+        if isinstance(ops, (bytes, bytearray, memoryview, str)):
+            raise TypeError("ops must be an iterable of operations (bytes), not one %s" % type(ops).__name__)
+        ops = [as_bytes(op, "ops[%d]" % k) for k, op in enumerate(ops)]
 
         def body(req, req_id, remaining_ms, min_epoch):
             return rpc.propose_batch_request(req_id, group, remaining_ms, req.session[0], req.wire_seq(), ops,
@@ -376,8 +431,10 @@ class Client:
     def read_future(self, group: int, query: bytes, mode: ReadMode = "lease", timeout: float | None = None,
                     node: int | None = None, _future: Any = None) -> concurrent.futures.Future[bytes]:
         """A stale read with `node` given reads that node only (its state is what was asked for)."""
-        if mode not in rpc.READ_MODES:
+        if not isinstance(mode, str) or mode not in rpc.READ_MODES:
             raise ValueError("read mode must be one of %s, got %r" % (", ".join(rpc.READ_MODES), mode))
+        query = as_bytes(query, "query")
+        timeout = self._check_target(group, timeout, node)
         timeout = self.default_timeout if timeout is None else timeout
         code = rpc.READ_MODES[mode]
         future = _future or concurrent.futures.Future()
@@ -440,6 +497,7 @@ class Client:
 
     def status(self, node: int | None = None, timeout: float = 5.0) -> list[dict[str, Any]]:
         """Per-worker status dicts of one node (default: every node; unreachable ones are skipped)."""
+        self._check_target(0, timeout, node)
         nodes = [node] if node is not None else self.nodes
         futures = [(n, w, self._admin(rpc.STATUS, n, w, timeout=timeout)) for n in nodes for w in range(self.workers)]
         out = []
@@ -452,6 +510,9 @@ class Client:
 
     def group_info(self, group: int, node: int, timeout: float = 5.0) -> dict[str, Any]:
         """What `node` holds of `group` (a dict: hosted, incarnation, removed, status)."""
+        self._check_target(group, timeout, node)
+        if node is None:
+            raise ValueError("group_info needs a node")
         return self._admin(rpc.GROUP_INFO, node, None, group, timeout).result()
 
     def add_group(self, group: int, nodes: Iterable[int] | None = None, timeout: float = 5.0) -> int:
@@ -460,7 +521,7 @@ class Client:
         Refused (ConfigError) if a node cannot be asked or still hosts an earlier incarnation: a group id is
         never added again where an earlier incarnation may live on (remove it there first). `nodes` limits
         the nodes asked and changed (an operator's repair tool; every node of the group should be listed)."""
-        targets = list(nodes or self.nodes)
+        targets = self._check_admin(group, nodes, timeout)
         infos = self._group_infos(group, targets, timeout)
         hosted = {n: i["incarnation"] for n, i in infos.items() if i["hosted"]}
         if len(set(hosted.values())) > 1:
@@ -489,10 +550,17 @@ class Client:
         """Delete `group` and its data on every node. Idempotent; two phases: every node is asked first (any
         node that cannot be asked refuses the removal, ConfigError), then every node removes it (a node that
         fails leaves the removal to be run again; the group is added back only once no node holds it)."""
-        targets = list(nodes or self.nodes)
+        targets = self._check_admin(group, nodes, timeout)
         self._group_infos(group, targets, timeout)
         for f in [self._admin(rpc.REMOVE_GROUP, n, None, group, timeout) for n in targets]:
             f.result()
+
+    def _check_admin(self, group, nodes, timeout):
+        """The nodes a group admin call goes to, once its arguments are checked."""
+        targets = list(nodes or self.nodes)
+        for n in targets:
+            self._check_target(group, timeout, n)
+        return targets
 
     def _group_infos(self, group, nodes, timeout):
         futures = {n: self._admin(rpc.GROUP_INFO, n, None, group, timeout) for n in nodes}
@@ -540,7 +608,8 @@ class Client:
         await asyncio.to_thread(self.remove_group, group, nodes, timeout)
 
     def close(self) -> None:
-        """Stop the I/O thread; requests still in flight fail with PaxosError("client closed")."""
+        """Stop the I/O thread; requests still in flight fail with Timeout ("client closed": their outcome is
+        unknown)."""
         if self._closed:
             return
         self._closed = True
@@ -631,6 +700,18 @@ class Client:
         return candidates[0]
 
     def _send(self, req, node=None):
+        """Send one attempt of `req`. An unexpected error here (a bug: arguments are checked in the caller's
+        thread) ends this request only, in Timeout, and leaves the I/O thread and every other request alone."""
+        try:
+            self._send_attempt(req, node)
+        except Exception as exc:
+            req_id = req.req_id
+            if self._pending.get(req_id) is req:
+                del self._pending[req_id]
+            log.exception("paxos-core client: cannot send a request")
+            self._fail_unknown(req, "client error sending the request (%r)" % (exc,))
+
+    def _send_attempt(self, req, node):
         now = time.monotonic()
         remaining = req.deadline - now
         if remaining <= 0:
@@ -766,6 +847,24 @@ class Client:
         req = self._pending.pop(req_id, None)
         if req is None:
             return            # a late answer to an attempt we gave up on
+        try:
+            self._on_answer(req, status, body)
+        except (rpc.BadRequest, ValueError) as exc:
+            # An answer we cannot read (a broken or hostile node): as if that node had not answered.
+            log.warning("undecodable reply from node %s dropped: %s", req.node, exc)
+            if req.future.done():
+                return
+            if self._routed(req):
+                req.retry = req.kind != rpc.READ
+                req.tried.add(req.node)
+                req.node = None
+                req.retry_at = time.monotonic() + 0.02
+                self._retry.append(req)
+            else:
+                self._fail_unknown(req, "undecodable reply from node %s (%s)" % (req.node, exc))
+
+    def _on_answer(self, req, status, body):
+        """The answer to one attempt of `req` (its entry in _pending is gone)."""
         if req.refusals:
             req.refusals.pop(req.node, None)       # that node's latest answer is this one
         if status == rpc.OK:
@@ -835,15 +934,23 @@ class Client:
                 self._io_loop_body()
                 return
             except Exception as exc:         # a bug: never leave callers hanging
-                log.exception("paxos-core client I/O thread error; failing the requests in flight")
+                log.exception("paxos-core client I/O thread error; the requests in flight end in Timeout")
                 failed = list(self._pending.values()) + self._retry
                 self._pending.clear()
                 self._retry = []
                 for req in failed:
-                    if not req.future.done():
-                        req.future.set_exception(errors.PaxosError("client I/O error: %r" % (exc,)))
+                    self._fail_unknown(req, "client I/O error (%r)" % (exc,))
                 if self._closed:
                     return
+
+    def _fail_unknown(self, req, why):
+        """End `req` with Timeout: whatever went wrong in this process, the request may have been proposed by
+        an earlier attempt, so its outcome is unknown (only a Timeout says that)."""
+        if req.future.done():
+            return
+        exc = errors.Timeout("%s: the outcome of the request is unknown" % why)
+        exc.request_id = req.session
+        req.future.set_exception(exc)
 
     def _io_loop_body(self):
         last_scan = 0.0
@@ -894,7 +1001,6 @@ class Client:
                         req.node = None
                         self._send(req)
         for req in list(self._pending.values()) + self._retry + list(self._inbox):
-            if not req.future.done():
-                req.future.set_exception(errors.PaxosError("client closed"))
+            self._fail_unknown(req, "client closed")
         for sock in self._sockets.values():
             sock.close(0)

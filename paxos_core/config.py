@@ -35,6 +35,9 @@ Layout of a node's file (paths are relative to the file's own directory)::
     [limits]                # optional, defaults shown
     max_pending = 20000     # proposals queued per worker before new ones fail with Overloaded
     max_frame_bytes = 67108864
+    max_group_id = 1048575  # the highest group id `group add` may create (each worker keeps arrays of
+                            # per-group state up to its highest group id); default: the larger of this and
+                            # cluster.groups - 1
 
 Required: ``cluster.id``, ``cluster.groups``, ``cluster.workers``, ``cluster.keys_dir``, ``cluster.nodes``
 (each with ``id``, ``host``, ``peer_port``, ``client_port``), ``node.id``, ``node.data_dir``.
@@ -110,6 +113,7 @@ DEFAULTS = {
     "limits": {
         "max_pending": 20000,
         "max_frame_bytes": 64 << 20,
+        "max_group_id": (1 << 20) - 1,
     },
 }
 
@@ -182,8 +186,15 @@ def _type_name(value):
     return type(value).__name__      # dates and times
 
 
+def _clip(text, limit):
+    """`text` on one line and at most about `limit` characters: a message quotes what the file holds, which
+    can be a key or a value of any length, with newlines in it."""
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    return text if len(text) <= limit else "%s... (%d characters)" % (text[:limit], len(text))
+
+
 def _show(value):
-    return "%r (%s)" % (value, _type_name(value))
+    return "%s (%s)" % (_clip(repr(value), 80), _type_name(value))
 
 
 class _Checker:
@@ -193,6 +204,7 @@ class _Checker:
         self.label = label
 
     def fail(self, dotted, why):
+        dotted, why = _clip(dotted, 120), _clip(why, 400)
         if self.label:
             raise ConfigError("%s: %s: %s" % (self.label, dotted, why))
         raise ConfigError("%s: %s" % (dotted, why))
@@ -314,7 +326,11 @@ def _check_keys(c, keys_dir, members, node_id):
     import zmq.auth
 
     dotted = "cluster.keys_dir"
-    if not keys_dir.is_dir():
+    try:
+        is_dir = keys_dir.is_dir()
+    except OSError as e:                       # a name too long for the file system, ...
+        c.fail(dotted, "%s cannot be read: %s" % (keys_dir, e.strerror or e))
+    if not is_dir:
         c.fail(dotted, "%s is not a directory (use \"\" to run without CURVE encryption)" % keys_dir)
     publics = {}
     for m in members:
@@ -374,6 +390,7 @@ class NodeConfig:
     durability: str = DEFAULTS["storage"]["durability"]
     max_pending: int = DEFAULTS["limits"]["max_pending"]
     max_frame_bytes: int = DEFAULTS["limits"]["max_frame_bytes"]
+    max_group_id: int = DEFAULTS["limits"]["max_group_id"]
     path: object = None             # the file it was loaded from (pathlib.Path), or None
 
     # ---------------------------------------------------------------- membership
@@ -557,6 +574,11 @@ class NodeConfig:
         max_pending = c.integer(limits, "max_pending", "limits.max_pending", 1, default=lim["max_pending"])
         max_frame_bytes = c.integer(limits, "max_frame_bytes", "limits.max_frame_bytes", 1, U32_MAX,
                                     default=lim["max_frame_bytes"])
+        max_group_id = c.integer(limits, "max_group_id", "limits.max_group_id", 0, MAX_GROUPS - 1,
+                                 default=max(lim["max_group_id"], groups - 1))
+        if max_group_id < groups - 1:
+            c.fail("limits.max_group_id", "must be at least cluster.groups - 1 = %d (the groups that exist at "
+                                          "start), got %d" % (groups - 1, max_group_id))
         # One Accept (or catch-up reply) carrying a full instance must fit in a frame: a batch holds up to
         # max_batch_count proposals and max_batch_bytes of payload (or one proposal of max_value_bytes,
         # whichever is larger).
@@ -593,6 +615,7 @@ class NodeConfig:
             durability=durability,
             max_pending=max_pending,
             max_frame_bytes=max_frame_bytes,
+            max_group_id=max_group_id,
             path=Path(os.path.abspath(path)) if path is not None else None,
         )
         # Backstop: every worker's core config must be acceptable to the core itself.
@@ -807,7 +830,7 @@ def write_cluster(directory, nodes=3, workers=2, groups=16, host="127.0.0.1", ba
                 "node": {"id": node_id, "data_dir": "data/node%d" % node_id},
                 "paxos": dict(DEFAULTS["paxos"]),
                 "storage": {"durability": durability},
-                "limits": dict(DEFAULTS["limits"]),
+                "limits": dict(DEFAULTS["limits"], max_group_id=max(DEFAULTS["limits"]["max_group_id"], groups - 1)),
             }
             # [[cluster.nodes]] blocks written by hand: tomli_w would pick inline tables for short entries.
             text = header + tomli_w.dumps({"cluster": cluster})

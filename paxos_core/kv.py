@@ -3,7 +3,9 @@
     kv = KV(client, groups)
     kv.put(b"k", b"v"); kv.get(b"k"); kv.cas(b"k", b"v", b"w"); kv.delete(b"k")
 
-A key lives in group `crc32c(key) % groups`. Writes go through Paxos; `get` is a lease read by default
+Keys and values are bytes (a bytearray or memoryview is taken as its bytes); anything else, an int or a str
+included, is a TypeError raised by the call itself, before anything is sent. A key lives in group
+`crc32c(key) % groups`. Writes go through Paxos; `get` is a lease read by default
 ("linearizable" goes through the log, "stale" reads the nearest node's state). Every call has an ``_async``
 twin for asyncio.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, NoReturn
 
 from . import errors
+from .client import as_bytes
 from .statemachine import kv as ops
 from .statemachine.kv import KVResult
 from .wire.checksum import crc32c
@@ -81,8 +84,8 @@ class KV:
         self.groups = groups
 
     def group(self, key: bytes) -> int:
-        """The group that holds `key`."""
-        return key_group(key, self.groups)
+        """The group that holds `key` (bytes, bytearray or memoryview; anything else is a TypeError)."""
+        return key_group(as_bytes(key, "key"), self.groups)
 
     # ------------------------------------------------------------------ writes
     def put(self, key: bytes, value: bytes, timeout: float | None = None, request_id: RequestId | None = None,

@@ -68,6 +68,9 @@ class LoopSettings:
     lease_margin: float = 0.3        # the part of the lease the master gives up for clock-rate differences
     max_pending: int = 20000         # requests waiting per worker before new ones get Overloaded
     max_value_bytes: int = 1 << 20
+    # The highest group id a request may add. Per-group state is arrays indexed by slot, so hosting group g
+    # costs memory for every slot up to g's: without a bound, 13 bytes (ADD_GROUP 2**32-1) asked for 16 GiB.
+    max_group_id: int = (1 << 20) - 1
     request_timeout_ticks: int = 500     # a request's deadline when the client gives none
     batch_envelope: bool = True      # a PROPOSE_BATCH is ONE proposal (CLIENT_BATCH) when it fits
     renew_on_write: bool = False     # also claim to renew leases of written groups (old behaviour, to compare)
@@ -528,6 +531,8 @@ class ReplicaLoop:
 
     def _sync_preference(self, group, slot):
         """Leadership follows mastership: tell the engine who should lead (the live master, or nobody)."""
+        if not self.engine.hosts(group):
+            return                  # being removed: its last cycle may still report a master change
         want = self.masters.known_master(slot, self.ticks)
         if self.preferred[slot] != want:
             self.preferred[slot] = want
@@ -641,7 +646,11 @@ class ReplicaLoop:
         if not parked:
             return
         for req in parked:
-            if req.deadline >= self.ticks:
+            if not self.engine.hosts(group):
+                # Being removed (remove_group runs a last cycle, whose outcomes land here): nothing of it is
+                # served any more. Routing it would ask the engine about a group it no longer has.
+                self._reply_error(req, rpc.UNKNOWN_GROUP, "group %d was removed" % group)
+            elif req.deadline >= self.ticks:
                 self._route(req)
 
     def _master_changed(self, group, master, epoch):
@@ -777,7 +786,11 @@ class ReplicaLoop:
     def add_group(self, group, incarnation=0):
         """Host `group` in `incarnation` (0: one newer than any this node removed); its GROUP record is durable
         before the group takes part in anything. A group id is never added back at an incarnation this node
-        removed or holds (ValueError). Returns the incarnation."""
+        removed or holds (ValueError), nor above `max_group_id` (ValueError, before anything is allocated).
+        Returns the incarnation."""
+        if group > self.settings.max_group_id and not self.engine.hosts(group):
+            raise ValueError("group %d is above limits.max_group_id = %d (a worker keeps state for every group id "
+                             "up to the highest it hosts)" % (group, self.settings.max_group_id))
         if self.engine.hosts(group):
             current = self.engine.incarnation_of(group)
             if incarnation and incarnation != current:

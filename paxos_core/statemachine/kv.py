@@ -155,15 +155,24 @@ E_NOT_A_GET = _error(b"malformed query: a read takes an encoded get")
 # --- client side -----------------------------------------------------------------------------------------
 
 
+def _bytes(data, what):
+    # Not bytes(data) of anything: bytes(12) is twelve zero bytes, and a str needs an encoding.
+    if type(data) is bytes:
+        return data
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError("%s must be bytes, bytearray or memoryview, not %s" % (what, type(data).__name__))
+
+
 def _field(data, what):
-    data = bytes(data)
+    data = _bytes(data, what)
     if len(data) >= ABSENT:
         raise ValueTooLarge("%s of %d bytes is too large" % (what, len(data)))
     return _U32.pack(len(data)) + data
 
 
 def _key(key):
-    key = bytes(key)
+    key = _bytes(key, "key")
     if len(key) > MAX_KEY_BYTES:
         raise ValueTooLarge("key of %d bytes is longer than %d" % (len(key), MAX_KEY_BYTES))
     return key

@@ -70,22 +70,25 @@ def propose_batch_request(req_id, group, timeout_ms, client_id, first_seq, ops, 
     return b"".join(parts)
 
 
-def _split(body, count, what):
-    """count x (u32 length | bytes) from body."""
+def _split(body, count, what, error=BadRequest):
+    """count x (u32 length | bytes) from body (a memoryview). The count is checked against the body's size
+    before anything is allocated: each item takes at least its 4-byte length."""
+    n = len(body)
+    if count > n // 4:
+        raise error("%s declares %d items but its %d bytes hold at most %d" % (what, count, n, n // 4))
     out = []
     pos = 0
-    n = len(body)
-    for _ in range(count):
-        if pos + 4 > n:
-            raise BadRequest("%s truncated" % what)
+    for k in range(count):
+        if n - pos < 4:
+            raise error("%s item %d: its 4-byte length runs past the end (%d bytes left)" % (what, k, n - pos))
         (length,) = _U32.unpack_from(body, pos)
         pos += 4
-        if pos + length > n:
-            raise BadRequest("%s truncated" % what)
+        if length > n - pos:
+            raise error("%s item %d of %d bytes runs past the end (%d bytes left)" % (what, k, length, n - pos))
         out.append(bytes(body[pos:pos + length]))
         pos += length
     if pos != n:
-        raise BadRequest("%s has %d trailing bytes" % (what, n - pos))
+        raise error("%s has %d trailing bytes" % (what, n - pos))
     return out
 
 
@@ -101,38 +104,59 @@ def add_group_request(req_id, group, incarnation=0):
     return _HEAD.pack(ADD_GROUP, req_id) + _GROUP.pack(group) + _INC.pack(incarnation)
 
 
+_OP_NAMES = {PROPOSE: "PROPOSE", READ: "READ", STATUS: "STATUS", ADD_GROUP: "ADD_GROUP", REMOVE_GROUP: "REMOVE_GROUP",
+             SUBSCRIBE: "SUBSCRIBE", PROPOSE_BATCH: "PROPOSE_BATCH", GROUP_INFO: "GROUP_INFO"}
+
+
+def _need(body, size, op, exact=False):
+    n = len(body)
+    if n < size or (exact and n != size):
+        raise BadRequest("%s request body of %d bytes, expected %s%d" % (_OP_NAMES[op], n, "" if exact else
+                                                                          "at least ", size))
+
+
 def decode_request(frame):
-    """(op, req_id, fields...) or BadRequest."""
-    if len(frame) < _HEAD.size:
-        raise BadRequest("request of %d bytes is too short" % len(frame))
+    """(op, req_id, fields...) or BadRequest (with one line saying what is wrong).
+
+    Only the frame's format is checked here, and nothing is allocated beyond the size of the frame itself
+    (a batch's count is checked against the bytes that follow it first). Limits that depend on the node
+    (hosted groups, paxos.max_value_bytes, limits.max_group_id, max_pending) are the worker's to check."""
+    n = len(frame)
+    if n < _HEAD.size:
+        raise BadRequest("request of %d bytes is shorter than its %d-byte header" % (n, _HEAD.size))
     op, req_id = _HEAD.unpack_from(frame)
-    body = frame[_HEAD.size:]
-    try:
-        if op == PROPOSE:
-            group, timeout_ms, client_id, seq, min_epoch = _PROPOSE.unpack_from(body)
-            return op, req_id, group, timeout_ms, client_id, seq, min_epoch, bytes(body[_PROPOSE.size:])
-        if op == READ:
-            group, mode, timeout_ms, min_epoch = _READ.unpack_from(body)
-            if mode not in (READ_STALE, READ_LEASE, READ_LINEARIZABLE):
-                raise BadRequest("unknown read mode %d" % mode)
-            return op, req_id, group, mode, timeout_ms, min_epoch, bytes(body[_READ.size:])
-        if op == PROPOSE_BATCH:
-            group, timeout_ms, client_id, first_seq, min_epoch = _PROPOSE.unpack_from(body)
-            (count,) = _U32.unpack_from(body, _PROPOSE.size)
-            ops = _split(memoryview(body)[_PROPOSE.size + 4:], count, "batch request")
-            return op, req_id, group, timeout_ms, client_id, first_seq, min_epoch, ops
-        if op == ADD_GROUP:
-            (group,) = _GROUP.unpack_from(body)
-            incarnation = _INC.unpack_from(body, _GROUP.size)[0] if len(body) >= _GROUP.size + _INC.size else 0
-            return op, req_id, group, incarnation
-        if op in (REMOVE_GROUP, GROUP_INFO):
-            (group,) = _GROUP.unpack_from(body)
-            return op, req_id, group
-        if op in (STATUS, SUBSCRIBE):
-            return op, req_id
-    except struct.error as exc:
-        raise BadRequest("malformed request (op %d): %s" % (op, exc))
-    raise BadRequest("unknown request op %d" % op)
+    if op not in _OP_NAMES:
+        raise BadRequest("unknown request op %d" % op)
+    body = memoryview(frame)[_HEAD.size:]
+    if op == PROPOSE:
+        _need(body, _PROPOSE.size, op)
+        group, timeout_ms, client_id, seq, min_epoch = _PROPOSE.unpack_from(body)
+        return op, req_id, group, timeout_ms, client_id, seq, min_epoch, bytes(body[_PROPOSE.size:])
+    if op == READ:
+        _need(body, _READ.size, op)
+        group, mode, timeout_ms, min_epoch = _READ.unpack_from(body)
+        if mode not in (READ_STALE, READ_LEASE, READ_LINEARIZABLE):
+            raise BadRequest("unknown read mode %d" % mode)
+        return op, req_id, group, mode, timeout_ms, min_epoch, bytes(body[_READ.size:])
+    if op == PROPOSE_BATCH:
+        _need(body, _PROPOSE.size + 4, op)
+        group, timeout_ms, client_id, first_seq, min_epoch = _PROPOSE.unpack_from(body)
+        (count,) = _U32.unpack_from(body, _PROPOSE.size)
+        ops = _split(body[_PROPOSE.size + 4:], count, "batch request")
+        return op, req_id, group, timeout_ms, client_id, first_seq, min_epoch, ops
+    if op == ADD_GROUP:
+        if len(body) not in (_GROUP.size, _GROUP.size + _INC.size):
+            raise BadRequest("ADD_GROUP request body of %d bytes, expected %d or %d"
+                             % (len(body), _GROUP.size, _GROUP.size + _INC.size))
+        (group,) = _GROUP.unpack_from(body)
+        incarnation = _INC.unpack_from(body, _GROUP.size)[0] if len(body) > _GROUP.size else 0
+        return op, req_id, group, incarnation
+    if op in (REMOVE_GROUP, GROUP_INFO):
+        _need(body, _GROUP.size, op, exact=True)
+        (group,) = _GROUP.unpack_from(body)
+        return op, req_id, group
+    _need(body, 0, op, exact=True)                   # STATUS, SUBSCRIBE
+    return op, req_id
 
 
 # ---------------------------------------------------------------- replies
@@ -154,14 +178,29 @@ def propose_batch_ok(req_id, results):
 
 
 def decode_propose_batch_ok(body):
+    """[(instance, result)] of a PROPOSE_BATCH's OK body, or BadRequest (the count is checked against the
+    body's size before anything is allocated)."""
+    n = len(body)
+    if n < 4:
+        raise BadRequest("batch reply of %d bytes is shorter than its 4-byte count" % n)
     (count,) = _U32.unpack_from(body)
+    if count > (n - 4) // _BATCH_ITEM.size:
+        raise BadRequest("batch reply declares %d results but its %d bytes hold at most %d"
+                         % (count, n, (n - 4) // _BATCH_ITEM.size))
     pos = 4
     out = []
-    for _ in range(count):
+    for k in range(count):
+        if n - pos < _BATCH_ITEM.size:
+            raise BadRequest("batch reply result %d: its header runs past the end (%d bytes left)" % (k, n - pos))
         instance, length = _BATCH_ITEM.unpack_from(body, pos)
         pos += _BATCH_ITEM.size
+        if length > n - pos:
+            raise BadRequest("batch reply result %d of %d bytes runs past the end (%d bytes left)"
+                             % (k, length, n - pos))
         out.append((instance, bytes(body[pos:pos + length])))
         pos += length
+    if pos != n:
+        raise BadRequest("batch reply has %d trailing bytes" % (n - pos))
     return out
 
 
@@ -174,6 +213,8 @@ def reply_batch(frames):
 
 
 def split_reply_batch(body):
+    if len(body) < 4:
+        raise BadRequest("reply batch of %d bytes is shorter than its 4-byte count" % len(body))
     (count,) = _U32.unpack_from(body)
     return _split(memoryview(body)[4:], count, "reply batch")
 
@@ -199,6 +240,8 @@ def decode_reply(frame):
 
 
 def decode_propose_ok(body):
+    if len(body) < _INSTANCE.size:
+        raise BadRequest("propose reply of %d bytes is shorter than its 8-byte instance" % len(body))
     (instance,) = _INSTANCE.unpack_from(body)
     return instance, body[_INSTANCE.size:]
 
@@ -211,6 +254,8 @@ def decode_not_master(body):
 
 
 def decode_event(body):
+    if len(body) != _EVENT.size:
+        raise BadRequest("event of %d bytes, expected %d" % (len(body), _EVENT.size))
     kind, group, master, epoch = _EVENT.unpack_from(body)
     return kind, group, master, epoch
 
