@@ -149,6 +149,30 @@ def test_transport_splits_frames_below_max_frame_bytes_and_drops_what_fits_no_fr
     assert t2.rejected == {}                    # no frame the receiver refused (FrameTooLarge)
 
 
+def test_a_message_longer_than_any_frame_is_refused_by_the_socket_before_it_is_buffered(transports):
+    """A member's socket sends one 4 MB message (16x max_frame_bytes): ZeroMQ drops it (and that connection)
+    before the transport ever holds it; frames from the real peer still arrive."""
+    t1, t2 = transports
+    cfg1 = t1.config
+    ctx = zmq.Context()
+    rogue = ctx.socket(zmq.PUSH)
+    rogue.linger = 0
+    rogue.curve_serverkey = cfg1.curve_public_key(2)
+    rogue.curve_publickey = cfg1.curve_public_key(1)
+    rogue.curve_secretkey = cfg1.curve_secret_key()
+    try:
+        rogue.connect(cfg1.peers[0].peer_endpoint(0))
+        rogue.send(os.urandom(16 * t2.max_frame_bytes))
+        connect(t1, t2, 2)
+        t1.send([(2, Message(ACCEPT, 0, 7, 1, 0, 0, 0, b"after"))])
+        got = _receive_all(t2, 1)
+        assert [m.value for m in got] == [b"after"]
+        assert t2.rejected == {}            # the big message never reached the decoder
+    finally:
+        rogue.close()
+        ctx.term()
+
+
 # ---------------------------------------------------------------------------------------------- real cluster
 
 

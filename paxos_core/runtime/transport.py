@@ -145,6 +145,9 @@ class PeerTransport:
             self.zap.start()
         self.pull = ctx.socket(zmq.PULL)
         self.pull.rcvhwm = RECV_HWM
+        # ZeroMQ itself refuses a message longer than any frame we accept (it drops that connection): a
+        # peer declaring a huge length never makes this process buffer it.
+        self.pull.maxmsgsize = FRAME_HEADER_SIZE + self.max_frame_bytes
         self.pull.linger = 0
         if secret:
             self.pull.curve_server = True

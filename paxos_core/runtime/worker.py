@@ -122,6 +122,9 @@ class Worker:
         self.client.linger = 0
         self.client.rcvhwm = config.max_pending
         self.client.sndhwm = config.max_pending
+        # A client message longer than max_frame_bytes is refused by ZeroMQ before it is buffered (the
+        # connection is dropped; the client times out): no request legitimately needs more.
+        self.client.maxmsgsize = config.max_frame_bytes
         # With CURVE keys the client socket is a CURVE server too: the transport's ZAP handler admits every
         # CURVE client and marks those holding a member's key as admin (see client_frames); a client without
         # CURVE cannot connect. Without keys, nothing is authenticated and every client may administer.
