@@ -80,7 +80,10 @@ def open_log(config, index):
     try:
         return RocksLog(path, config.node_id, config.cluster_id, config.durability)
     except Exception as exc:
-        if "lock" not in str(exc).lower() or not os.path.exists(os.path.join(path, "LOCK")):
+        # RocksDB's lock failures name the lock file ("IO error: While lock file: <path>/LOCK: Resource
+        # temporarily unavailable"; in-process: "lock hold by current process ... <path>/LOCK: ..."). Match
+        # that, not any message with "lock" in it ("block checksum mismatch" is damage, not a lock).
+        if "/LOCK:" not in str(exc) or not os.path.exists(os.path.join(path, "LOCK")):
             raise
         pid = lock_holder(path)
         raise StartError("data directory %s is in use by another process%s" % (

@@ -437,10 +437,18 @@ cdef class RocksLog:
         return db
 
     def _release(self):
-        """Close the DB for good; refuse (RuntimeError) if another handle keeps it open."""
+        """Close the DB for good; refuse (RuntimeError) if another handle keeps it open.
+
+        Closing a damaged DB may itself report the damage (a background compaction read the bad block:
+        "Corruption: block checksum mismatch"). That is what we are handling, not a new failure: the handle
+        is dropped all the same, and the lock check below says whether the DB is really closed."""
         if self.db is not None:
-            self.db.close()
-            self.db = None
+            db, self.db = self.db, None
+            try:
+                db.close()
+            except Exception as exc:
+                log.warning("log %s: closing the damaged DB reported: %s", self.path, " ".join(str(exc).split()))
+            del db
         gc.collect()
         if _lock_held(self.path):
             raise RuntimeError("log %s is damaged but cannot be moved aside: it is still open through another "
