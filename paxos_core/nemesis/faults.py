@@ -1,0 +1,418 @@
+"""The fault kinds and their seeded schedule.
+
+The schedule (one ``random.Random(seed)``): after a warm-up, faults follow each other, never two at once: a
+fault is injected, held for 2 to 5 s (a pause: longer than the lease), healed, and the cluster gets 1.5 to 3 s
+before the next. Kinds take turns in an order the seed shuffles, so every kind asked for is injected; the
+variant and the target are drawn from the seed too. What the cluster does in between is not deterministic
+(real processes), so the same seed gives the same faults, not the same history.
+
+Kinds (``FAULT_KINDS``):
+
+kill       kill -9 of a whole node (supervisor and workers; restarted at heal), of the supervisor alone (its
+           workers follow it: channel end of file, parent-death signal), of one worker (the supervisor
+           restarts it), or of the worker hosting a group on the node that is that group's master (found
+           through ``status``).
+pause      SIGSTOP of every process of a node (a random one, or a group's master) for 1.5 x the lease, then
+           SIGCONT.
+partition  blackhole routes between node namespaces (topology.py): one node isolated, the master of a group
+           isolated, a random majority/minority split, a bridge (two halves that both see one middle node),
+           one-way (one node sends nothing to the others). Needs namespaces; skipped on loopback.
+powercut   kill -9 of a node, ``xfs_io -x -c shutdown`` of its XFS data filesystem (unsynced writes are
+           lost), umount, mount, restart. Needs root and xfsprogs.
+corrupt    a node is stopped (kill -9), one bit is flipped in one of its WAL (*.log) or table (*.sst) files,
+           and it is restarted: the damage must be detected (its log says so) and the node rebuilds from its
+           peers; nothing of it may be applied (the end-of-run checks). Strikes only when no node is
+           rebuilding (two rebuilding nodes of three cannot rebuild each other: documented).
+clock      the node is restarted under libfaketime (``LD_PRELOAD``, ``FAKETIME="+0 xR"``) with a clock rate R
+           in 0.9..1.1, inside the documented drift bound (17.6% for the default lease margin); restarted with
+           the real clock at heal. A start-up check measures that ``time.monotonic`` and CLOCK_BOOTTIME follow
+           the rate in a child; the kind is skipped if they do not.
+slowdisk   fsync stalls: the node's XFS filesystem is frozen (``fsfreeze -f``: every synced write blocks) for
+           50-400 ms at a time, again and again, for the fault's duration. Needs the XFS disks (root,
+           xfsprogs); without them, SIGSTOP/SIGCONT bursts of one worker of the same lengths (a stalled synced
+           write holds the worker's GIL, so its loop stands still either way).
+"""
+import glob
+import os
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+from ..client import Client
+
+FAULT_KINDS = ("kill", "pause", "partition", "powercut", "corrupt", "clock", "slowdisk")
+NEEDS_XFS = ("powercut", "slowdisk")
+FAKETIME_PATHS = ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1",
+                  "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1", "/usr/local/lib/faketime/libfaketime.so.1")
+
+
+def faketime_library():
+    for path in FAKETIME_PATHS:
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def check_faketime(rate=2.0):
+    """(library path, None) if a child under libfaketime at ``rate`` sees time.monotonic and CLOCK_BOOTTIME
+    run at that rate (measured against this process's clock over a busy loop), else (None, why)."""
+    lib = faketime_library()
+    if lib is None:
+        return None, "libfaketime is not installed: apt-get install faketime"
+    code = ("import time\n"
+            "m0, b0 = time.monotonic(), time.clock_gettime(time.CLOCK_BOOTTIME)\n"
+            "while time.monotonic() - m0 < 0.6: pass\n"
+            "print(time.clock_gettime(time.CLOCK_BOOTTIME) - b0)\n")
+    env = dict(os.environ, LD_PRELOAD=lib, FAKETIME="+0 x%g" % rate, FAKETIME_NO_CACHE="1")
+    t0 = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    real = time.monotonic() - t0
+    if result.returncode != 0:
+        return None, "python under libfaketime failed: %s" % result.stderr.strip()[-200:]
+    boottime = float(result.stdout.strip())
+    # 0.6 s of faked monotonic time takes 0.3 s at rate 2 (plus interpreter start, which is real time).
+    if not (real < 0.6 * 0.95 and boottime >= 0.6 * 0.9):
+        return None, "libfaketime does not change time.monotonic/CLOCK_BOOTTIME here (%.2f s real for 0.6 s)" % real
+    return lib, None
+
+
+class FaultRecord:
+    def __init__(self, kind, variant, target, start):
+        self.kind, self.variant, self.target = kind, variant, target
+        self.start = start
+        self.healed = None
+        self.injected = False
+        self.detail = ""
+        self.recovery_s = None
+
+    def as_dict(self):
+        return {"kind": self.kind, "variant": self.variant, "target": self.target, "injected": self.injected,
+                "start": round(self.start, 3), "healed": None if self.healed is None else round(self.healed, 3),
+                "recovery_s": None if self.recovery_s is None else round(self.recovery_s, 3),
+                "detail": self.detail}
+
+
+class Nemesis:
+    """Injects the faults of ``kinds`` on the seeded schedule into ``cluster`` until ``stop`` is set."""
+
+    def __init__(self, cluster, kinds, seed, say=print, clock=time.monotonic):
+        self.cluster = cluster
+        self.topology = cluster.topology
+        self.rng = random.Random(seed)
+        self.say = say
+        self.clock = clock
+        self.records = []
+        self.skipped = {}                 # kind -> why it cannot run here
+        self.faketime = None
+        self.kinds = []
+        for kind in kinds:
+            why = self._unavailable(kind)
+            if why:
+                self.skipped[kind] = why
+                say("nemesis: fault kind %s skipped: %s" % (kind, why))
+            else:
+                self.kinds.append(kind)
+        self.order = list(self.kinds)
+        self.rng.shuffle(self.order)
+        self.client = None
+        self.stop = threading.Event()
+        self.thread = None
+        self.cleanup = []                 # what heal() must undo
+
+    def _unavailable(self, kind):
+        if kind == "partition" and not self.topology.can_partition:
+            return "partitions need network namespaces (%s)" % self.topology.fallback_reason
+        if kind in ("powercut",) and not any(n.disk for n in self.cluster.nodes.values()):
+            return "needs each node's data on XFS on a loop device: root and xfsprogs (apt-get install xfsprogs)"
+        if kind == "clock":
+            self.faketime, why = check_faketime()
+            return why
+        return None
+
+    # ------------------------------------------------------------------ status of the running cluster
+    def _status(self, timeout=2.0):
+        if self.client is None:
+            self.client = Client(self.cluster.endpoints(), self.cluster.workers, self.cluster.groups,
+                                 default_timeout=3.0)
+        out = []
+        for node_id, node in self.cluster.nodes.items():
+            if not node.alive() or node.paused:
+                continue
+            try:
+                out.extend(self.client.status(node=node_id, timeout=timeout))
+            except Exception:
+                pass
+        return out
+
+    def master_of(self, group):
+        """(master node, its worker index) of ``group`` as the live nodes report it, or (None, None)."""
+        votes = {}
+        for worker in self._status():
+            for detail in worker.get("group_detail", ()):
+                if detail["group"] == group and detail["master"]:
+                    votes[detail["master"]] = votes.get(detail["master"], 0) + 1
+        if not votes:
+            return None, None
+        master = max(votes, key=lambda m: (votes[m], -m))
+        return master, group % self.cluster.workers
+
+    def repairing(self):
+        return sum(worker.get("repairing", 0) for worker in self._status())
+
+    # ------------------------------------------------------------------ the schedule
+    def start(self):
+        self.thread = threading.Thread(target=self._run, name="nemesis", daemon=True)
+        self.thread.start()
+
+    def finish(self):
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(120)
+        self.heal()
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def _run(self):
+        if not self.order:
+            return
+        self.stop.wait(2.0)
+        turn = 0
+        while not self.stop.is_set():
+            kind = self.order[turn % len(self.order)]
+            turn += 1
+            record = self._inject(kind)
+            if record is not None:
+                self.records.append(record)
+                self.stop.wait(self.rng.uniform(2.0, 5.0) if kind != "pause" else 1.5 * self.cluster.lease_s)
+                self.heal()
+                record.healed = self.clock()
+                self.say("nemesis: %.1f s %s %s healed" % (record.healed, record.kind, record.variant))
+            self.stop.wait(self.rng.uniform(1.5, 3.0))
+
+    def _inject(self, kind):
+        node_ids = sorted(self.cluster.nodes)
+        target = self.rng.choice(node_ids)
+        variant = {
+            "kill": lambda: self.rng.choice(("node", "supervisor", "worker", "master")),
+            "pause": lambda: self.rng.choice(("node", "master")),
+            "partition": lambda: self.rng.choice(("isolate", "isolate-master", "majority", "bridge", "one-way")),
+        }.get(kind, lambda: "")()
+        record = FaultRecord(kind, variant, target, self.clock())
+        try:
+            getattr(self, "_" + kind)(record)
+        except Exception as exc:                         # a fault that could not be injected is reported
+            record.detail = "not injected: %s: %s" % (type(exc).__name__, exc)
+            record.injected = False
+        self.say("nemesis: %.1f s %s %s node %s%s" % (record.start, kind, variant, record.target,
+                                                      " (%s)" % record.detail if record.detail else ""))
+        return record
+
+    def _master_target(self, record):
+        group = self.rng.randrange(self.cluster.groups)
+        master, worker = self.master_of(group)
+        if master is not None:
+            record.target = master
+            record.detail = "master of group %d" % group
+        return worker if master is not None else None
+
+    # ------------------------------------------------------------------ fault kinds
+    def _kill(self, record):
+        node = self.cluster.nodes[record.target]
+        worker = None
+        if record.variant == "master":
+            worker = self._master_target(record)
+            node = self.cluster.nodes[record.target]
+            pids = node.worker_pids()
+            if worker is None or worker >= len(pids):
+                record.variant = "worker"
+        if record.variant == "node":
+            node.kill()
+            self.cleanup.append(("start", node))
+        elif record.variant == "supervisor":
+            workers = node.worker_pids()
+            os.kill(node.pid, 9)
+            node.proc.wait()
+            node._reap(workers)
+            self.cleanup.append(("start", node))
+        else:
+            pids = self._workers_by_index(node)
+            index = worker if record.variant == "master" else self.rng.randrange(len(pids))
+            os.kill(pids[index], 9)
+            record.detail = (record.detail + "; " if record.detail else "") + "worker %d" % index
+        record.injected = True
+
+    def _workers_by_index(self, node):
+        """The node's worker PIDs in worker-index order (from each worker's command line)."""
+        found = {}
+        for pid in node.worker_pids():
+            try:
+                with open("/proc/%d/cmdline" % pid, "rb") as f:
+                    argv = f.read().split(b"\0")
+                index = int(argv[argv.index(b"paxos_core.runtime.worker") + 2])
+                found[index] = pid
+            except (FileNotFoundError, ValueError, IndexError):
+                continue
+        if not found:
+            raise RuntimeError("node %d has no workers running" % node.node_id)
+        return [found[i] for i in sorted(found)]
+
+    def _pause(self, record):
+        if record.variant == "master":
+            self._master_target(record)
+        node = self.cluster.nodes[record.target]
+        node.pause()
+        self.cleanup.append(("resume", node))
+        record.injected = True
+
+    def _partition(self, record):
+        nodes = sorted(self.cluster.nodes)
+        topo = self.topology
+        if record.variant == "isolate-master":
+            self._master_target(record)
+        if record.variant in ("isolate", "isolate-master"):
+            topo.cut_between([record.target], [n for n in nodes if n != record.target])
+        elif record.variant == "majority":
+            shuffled = nodes[:]
+            self.rng.shuffle(shuffled)
+            minority = shuffled[:len(nodes) // 2]
+            topo.cut_between(minority, shuffled[len(nodes) // 2:])
+            record.detail = "minority %s" % minority
+        elif record.variant == "bridge":
+            others = [n for n in nodes if n != record.target]
+            self.rng.shuffle(others)
+            half = len(others) // 2
+            topo.cut_between(others[:half], others[half:])
+            record.detail = "%s | %s, bridged by %d" % (sorted(others[:half]), sorted(others[half:]), record.target)
+        else:
+            for other in nodes:
+                if other != record.target:
+                    topo.cut(record.target, other)
+            record.detail = "node %d sends nothing" % record.target
+        self.cleanup.append(("heal-net", None))
+        record.injected = True
+
+    def _powercut(self, record):
+        node = self.cluster.nodes[record.target]
+        node.kill()
+        node.disk.power_cut()
+        self.cleanup.append(("start", node))
+        record.injected = True
+
+    def _corrupt(self, record):
+        deadline = self.clock() + 20
+        while self.repairing() and self.clock() < deadline and not self.stop.is_set():
+            time.sleep(0.5)
+        if self.repairing():
+            raise RuntimeError("a node is still rebuilding")
+        node = self.cluster.nodes[record.target]
+        node.kill()
+        files = []
+        for worker_dir in self.cluster.worker_log_dirs(record.target):
+            for pattern in ("*.log", "*.sst"):
+                files.extend(p for p in glob.glob(os.path.join(worker_dir, pattern)) if os.path.getsize(p) > 0)
+        self.cleanup.append(("start", node))
+        if not files:
+            raise RuntimeError("no WAL or table file with data")
+        path = self.rng.choice(sorted(files))
+        size = os.path.getsize(path)
+        offset = self.rng.randrange(size)
+        bit = self.rng.randrange(8)
+        with open(path, "r+b") as f:
+            f.seek(offset)
+            byte = f.read(1)[0]
+            f.seek(offset)
+            f.write(bytes([byte ^ (1 << bit)]))
+            f.flush()
+            os.fsync(f.fileno())
+        record.detail = "bit %d of byte %d of %s (%d bytes)" % (bit, offset, os.path.relpath(path, node.data_dir),
+                                                               size)
+        record.log_mark = os.path.getsize(node.log_path)
+        record.injected = True
+
+    def _clock(self, record):
+        node = self.cluster.nodes[record.target]
+        rate = round(self.rng.uniform(0.9, 1.1), 3)
+        node.stop()
+        node.env_extra = {"LD_PRELOAD": self.faketime, "FAKETIME": "+0 x%g" % rate, "FAKETIME_NO_CACHE": "1"}
+        node.start()
+        record.detail = "clock rate x%g" % rate
+        self.cleanup.append(("real-clock", node))
+        record.injected = True
+
+    def _slowdisk(self, record):
+        node = self.cluster.nodes[record.target]
+        stop = threading.Event()
+        rng = random.Random(self.rng.getrandbits(32))
+        stalls = [0]
+
+        if node.disk is not None:
+            record.detail = "fsfreeze of its XFS"
+
+            def stall(seconds):
+                node.disk.freeze()
+                time.sleep(seconds)
+                node.disk.thaw()
+        else:
+            record.detail = "SIGSTOP bursts of one worker (no XFS disk)"
+            pid = rng.choice(self._workers_by_index(node))
+
+            def stall(seconds):
+                os.kill(pid, 19)
+                time.sleep(seconds)
+                os.kill(pid, 18)
+
+        def run():
+            while not stop.is_set():
+                try:
+                    stall(rng.uniform(0.05, 0.4))
+                    stalls[0] += 1
+                except (OSError, ProcessLookupError):
+                    return
+                stop.wait(rng.uniform(0.05, 0.3))
+
+        thread = threading.Thread(target=run, name="slowdisk", daemon=True)
+        thread.start()
+        self.cleanup.append(("slowdisk", (stop, thread, stalls, record)))
+        record.injected = True
+
+    # ------------------------------------------------------------------ heal
+    def heal(self):
+        """Undo whatever the current fault did: network healed, processes continued, nodes restarted."""
+        while self.cleanup:
+            what, arg = self.cleanup.pop()
+            if what == "heal-net":
+                self.topology.heal()
+            elif what == "resume":
+                arg.resume()
+            elif what == "start":
+                if not arg.alive():
+                    arg.start()
+            elif what == "real-clock":
+                arg.stop()
+                arg.env_extra = {}
+                arg.start()
+            elif what == "slowdisk":
+                stop, thread, stalls, record = arg
+                stop.set()
+                thread.join(5)
+                record.detail += ": %d stalls" % stalls[0]
+        for node in self.cluster.nodes.values():
+            if node.disk is not None:
+                node.disk.thaw()
+
+
+def corrupt_detected(cluster, record):
+    """True if the node's log, after the restart that followed ``record`` (a corrupt fault), reports damage."""
+    node = cluster.nodes[record.target]
+    with open(node.log_path, "rb") as f:
+        f.seek(getattr(record, "log_mark", 0))
+        text = f.read().decode("utf-8", "replace").lower()
+    return any(word in text for word in ("damage", "corrupt", "checksum", "set aside", "rebuild"))
+
+
+def have_tool(name):
+    return shutil.which(name) is not None
