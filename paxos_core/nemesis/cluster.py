@@ -2,7 +2,7 @@
 
 Each node runs in its namespace (topology.py) as ``python -m paxos_core node FILE`` in a session of its own;
 its stdout and stderr go to ``<dir>/logs/node<id>.log`` (appended across restarts). The node process is the
-supervisor (``ip netns exec`` execs it, so the PID Popen gives is the supervisor's); its workers are its
+supervisor (``nsenter`` execs it, so the PID Popen gives is the supervisor's); its workers are its
 children, found in /proc. Everything is stopped by PID, never by name.
 
 Storage: with ``xfs=True`` every node's data directory is an XFS filesystem on a loop device of its own

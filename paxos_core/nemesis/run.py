@@ -11,6 +11,7 @@ import tempfile
 import time
 
 from ..client import Client
+from ..errors import StartError
 from ..kv import key_group
 from ..statemachine import kv as kv_ops
 from . import report
@@ -48,17 +49,22 @@ def _xfs_possible():
 
 
 def wait_ready(client, nodes, timeout=90.0):
+    """Wait until every worker of every node answers status; returns the nodes that did not in time."""
     deadline = time.monotonic() + timeout
+    late = []
     for node_id in nodes:
         while True:
             try:
-                if client.status(node=node_id, timeout=2.0):
+                workers = client.status(node=node_id, timeout=2.0)
+                if workers and not any("error" in worker for worker in workers):
                     break
             except Exception:
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError("node %d did not answer status within %.0f s" % (node_id, timeout))
+                late.append(node_id)
+                break
             time.sleep(0.3)
+    return late
 
 
 def final_reads(client, groups, history, keys, timeout):
@@ -86,6 +92,9 @@ def converge(cluster, client, keys, final, timeout):
         for node_id in cluster.nodes:
             try:
                 for worker in client.status(node=node_id, timeout=3.0):
+                    if "error" in worker:
+                        problems.append("node %d worker %d: no status: %s" % (node_id, worker["worker"],
+                                                                             worker["error"]))
                     for d in worker.get("group_detail", ()):
                         views.setdefault(d["group"], {})[node_id] = (d["chosen"], d.get("chain"), d["applied"],
                                                                      d["status"])
@@ -155,7 +164,10 @@ def run(opts, say):
         cluster.start_all()
         admin = Client(cluster.endpoints(), cluster.workers, cluster.groups, default_timeout=5.0)
         try:
-            wait_ready(admin, node_ids)
+            late = wait_ready(admin, node_ids)
+            if late:
+                raise StartError("nemesis: node(s) %s did not start; see their logs in %s"
+                                 % (late, os.path.join(directory, "logs")))
             nemesis = Nemesis(cluster, opts.faults, opts.seed, say=say)
             workload = Workload(cluster.endpoints(), cluster.workers, cluster.groups, history, clients=opts.clients,
                                 keys=opts.keys, read_modes=opts.read_modes, seed=opts.seed, node_ids=node_ids)
@@ -170,7 +182,10 @@ def run(opts, say):
             for node in cluster.nodes.values():
                 if not node.alive():
                     node.start()
-            wait_ready(admin, node_ids)
+            down = wait_ready(admin, node_ids)
+            for node_id in down:
+                say("NODE DOWN: node %d does not answer after the heal; see %s"
+                    % (node_id, cluster.nodes[node_id].log_path))
             final = final_reads(admin, cluster.groups, history, workload.keys, opts.settle_s)
             converged, problems = converge(cluster, admin, workload.keys, final, opts.settle_s)
         finally:
@@ -217,12 +232,12 @@ def run(opts, say):
             "recovery_s_max": round(max(recoveries), 3) if recoveries else None,
             "faults_unrecovered": len(unrecovered), "faults_skipped": nemesis.skipped,
             "undecided_keys": len(found["undecided"]), "converged": converged,
-            "tracebacks": sum(tracebacks.values()), "corrupt_undetected": len(undetected),
+            "tracebacks": sum(tracebacks.values()), "nodes_down": len(down), "corrupt_undetected": len(undetected),
             "nodes": opts.nodes, "seed": opts.seed, "duration_s": opts.duration, "topology": topo.mode,
             "read_modes": list(opts.read_modes), "plant": opts.plant or None, "dir": directory,
         }
         bad = (summary["anomalies"] or summary["lost_acked_writes"] or summary["undecided_keys"] or not converged
-               or summary["tracebacks"] or unrecovered or undetected)
+               or summary["tracebacks"] or unrecovered or undetected or down)
         passed = not bad
         return (1 if bad else 0), summary
     finally:

@@ -79,8 +79,13 @@ class Topology:
         return (BASE if self.mode == "netns" else "127.0.0.") + str(10 + node_id)
 
     def exec_prefix(self, node_id):
-        """The command prefix that runs a program in the node's namespace ([] on loopback)."""
-        return ["ip", "netns", "exec", self.ns(node_id)] if self.mode == "netns" else []
+        """The command prefix that runs a program in the node's network namespace ([] on loopback).
+
+        nsenter enters the network namespace only. Not ``ip netns exec``: it also gives the program a mount
+        namespace of its own, a copy of the mounts at that moment, and a copy holding another node's XFS keeps
+        that filesystem's superblock alive: after a power cut the node's "remount" would get the very
+        filesystem that was shut down."""
+        return ["nsenter", "--net=/run/netns/" + self.ns(node_id), "--"] if self.mode == "netns" else []
 
     # ------------------------------------------------------------------ build and tear down
     def setup(self):
