@@ -93,6 +93,7 @@ def cmd_nemesis(args):
     opts.nodes, opts.duration, opts.faults, opts.seed = args.nodes, args.duration, faults, args.seed
     opts.clients, opts.keys, opts.read_modes, opts.dir = args.clients, args.keys, args.read_modes, args.dir
     opts.groups, opts.plant, opts.netns = args.groups, args.plant, not args.loopback
+    opts.writes = args.writes
 
     def say(line):
         print(line, flush=True)
@@ -255,6 +256,8 @@ def build_parser():
     p.add_argument("--groups", type=int_range(1, 64, "a number of groups"), default=4, help="Paxos groups")
     p.add_argument("--read-modes", type=word_list(("lease", "linearizable", "stale")),
                    default=("lease", "linearizable"), help="read modes the clients use, e.g. lease,linearizable,stale")
+    p.add_argument("--writes", type=fraction, default=0.55,
+                   help="fraction of operations that write (2/3 put, 1/3 cas); the rest read")
     p.add_argument("--dir", default=None, help="where the cluster, node logs, history and anomalies go "
                    "(default: a temporary directory, deleted if the run passes)")
     p.add_argument("--loopback", action="store_true", help="no namespaces: every node on 127.0.0.x")
@@ -325,6 +328,17 @@ def build_parser():
                    help="cluster id (default: random)")
     p.set_defaults(func=cmd_init)
     return parser
+
+
+def fraction(text):
+    """An argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("expected a fraction between 0 and 1, got %r" % text)
+    return value
 
 
 def key_value(text):

@@ -13,7 +13,9 @@ kill       kill -9 of a whole node (supervisor and workers; restarted at heal), 
            restarts it), or of the worker hosting a group on the node that is that group's master (found
            through ``status``).
 pause      SIGSTOP of every process of a node (a random one, or a group's master) for 1.5 x the lease, then
-           SIGCONT.
+           SIGCONT. Variant isolated-master (namespaces only): the master is also cut off from its peers (not
+           from the clients) during the pause and for 1 s after it continues, so its first turns see queued
+           client requests and no news of the master that replaced it.
 partition  blackhole routes between node namespaces (topology.py): one node isolated, the master of a group
            isolated, a random majority/minority split, a bridge (two halves that both see one middle node),
            one-way (one node sends nothing to the others). Needs namespaces; skipped on loopback.
@@ -98,8 +100,9 @@ class FaultRecord:
 class Nemesis:
     """Injects the faults of ``kinds`` on the seeded schedule into ``cluster`` until ``stop`` is set."""
 
-    def __init__(self, cluster, kinds, seed, say=print, clock=time.monotonic):
+    def __init__(self, cluster, kinds, seed, say=print, clock=time.monotonic, key_groups=()):
         self.cluster = cluster
+        self.key_groups = sorted(set(key_groups))    # groups the clients use: where a master matters
         self.topology = cluster.topology
         self.rng = random.Random(seed)
         self.say = say
@@ -198,7 +201,8 @@ class Nemesis:
         target = self.rng.choice(node_ids)
         variant = {
             "kill": lambda: self.rng.choice(("node", "supervisor", "worker", "master")),
-            "pause": lambda: self.rng.choice(("node", "master")),
+            "pause": lambda: self.rng.choice(("node", "master", "isolated-master") if self.topology.can_partition
+                                             else ("node", "master")),
             "partition": lambda: self.rng.choice(("isolate", "isolate-master", "majority", "bridge", "one-way")),
         }.get(kind, lambda: "")()
         record = FaultRecord(kind, variant, target, self.clock())
@@ -212,7 +216,7 @@ class Nemesis:
         return record
 
     def _master_target(self, record):
-        group = self.rng.randrange(self.cluster.groups)
+        group = self.rng.choice(self.key_groups) if self.key_groups else self.rng.randrange(self.cluster.groups)
         master, worker = self.master_of(group)
         if master is not None:
             record.target = master
@@ -261,9 +265,15 @@ class Nemesis:
         return [found[i] for i in sorted(found)]
 
     def _pause(self, record):
-        if record.variant == "master":
+        if record.variant in ("master", "isolated-master"):
             self._master_target(record)
         node = self.cluster.nodes[record.target]
+        if record.variant == "isolated-master":
+            # Cut off from its peers (not from the clients) while it stands still, and still cut off for a
+            # second after it continues: its first turns then see the clients' requests and no peer's news.
+            self.topology.cut_between([record.target], [n for n in self.cluster.nodes if n != record.target])
+            self.cleanup.append(("heal-net", None))
+            self.cleanup.append(("sleep", 1.0))
         node.pause()
         self.cleanup.append(("resume", node))
         record.injected = True
@@ -384,7 +394,9 @@ class Nemesis:
         """Undo whatever the current fault did: network healed, processes continued, nodes restarted."""
         while self.cleanup:
             what, arg = self.cleanup.pop()
-            if what == "heal-net":
+            if what == "sleep":
+                time.sleep(arg)
+            elif what == "heal-net":
                 self.topology.heal()
             elif what == "resume":
                 arg.resume()

@@ -35,6 +35,7 @@ class Options:
     groups = 4
     workers = 2
     plant = ""
+    writes = 0.55
     netns = True
     settle_s = 60.0
 
@@ -168,9 +169,10 @@ def run(opts, say):
             if late:
                 raise StartError("nemesis: node(s) %s did not start; see their logs in %s"
                                  % (late, os.path.join(directory, "logs")))
-            nemesis = Nemesis(cluster, opts.faults, opts.seed, say=say)
             workload = Workload(cluster.endpoints(), cluster.workers, cluster.groups, history, clients=opts.clients,
-                                keys=opts.keys, read_modes=opts.read_modes, seed=opts.seed, node_ids=node_ids)
+                                keys=opts.keys, read_modes=opts.read_modes, seed=opts.seed, node_ids=node_ids, writes=opts.writes)
+            nemesis = Nemesis(cluster, opts.faults, opts.seed, say=say,
+                              key_groups=[key_group(key, cluster.groups) for key in workload.keys])
             started = time.monotonic()
             workload.start()
             nemesis.start()

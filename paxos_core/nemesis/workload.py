@@ -10,8 +10,9 @@ and complete on ONE monotonic clock (``time.monotonic`` of this process), outcom
 * ``unknown``: a Timeout (SessionExpired included), or any other error of a write: it may take effect at any
   time after its invocation, or never.
 
-Reads use the modes given; a stale-mode read goes to the task's own node and is marked ``stale`` (it is only
-checked to return some value that was written, as the simulator checks them). Half the tasks wait long for an
+Reads use the modes given; a lease or linearizable read is sent first to a random node (which redirects it
+to the master); a stale-mode read goes to the task's own node and is marked ``stale`` (it is only checked to
+return some value that was written, as the simulator checks them). Half the tasks wait long for an
 answer (an attempt timeout longer than a pause), so requests queued at a paused or cut-off master are answered
 by it when it comes back, which is where a stale lease shows.
 """
@@ -78,7 +79,7 @@ def do_op(client, groups, history, task, kind, key, *, value=None, expected=None
         if kind == "read":
             query = kv_ops.encode_get(key)
             raw = (client.read_stale(group, query, node=node, timeout=timeout) if mode == "stale"
-                   else client.read(group, query, mode, timeout))
+                   else client.read(group, query, mode, timeout, node))
             status, result = kv_ops.decode_result(raw)
             if status not in (kv_ops.OK, kv_ops.NOT_FOUND):
                 raise errors.PaxosError("read status %d" % status)
@@ -109,7 +110,7 @@ def do_op(client, groups, history, task, kind, key, *, value=None, expected=None
 
 class Workload:
     def __init__(self, endpoints, workers, groups, history, *, clients=5, keys=4, read_modes=("lease",),
-                 seed=0, node_ids=(1, 2, 3)):
+                 seed=0, node_ids=(1, 2, 3), writes=0.55):
         self.endpoints = endpoints
         self.workers = workers
         self.groups = groups
@@ -119,6 +120,7 @@ class Workload:
         self.read_modes = tuple(read_modes)
         self.seed = seed
         self.node_ids = list(node_ids)
+        self.writes = writes              # the fraction of operations that write (2/3 put, 1/3 cas)
         self.stop = threading.Event()
         self.threads = []
 
@@ -145,15 +147,18 @@ class Workload:
             while not self.stop.is_set():
                 key = rng.choice(self.keys)
                 roll = rng.random()
-                if roll < 0.45:
+                if roll >= self.writes:
                     mode = rng.choice(self.read_modes)
-                    op = do_op(client, self.groups, self.history, task, "read", key, mode=mode, node=node)
+                    # A read's first attempt goes to a random node (a stale read: to the task's own), which
+                    # redirects it to the master if it is not: clients are spread over the nodes.
+                    to = node if mode == "stale" else rng.choice(self.node_ids)
+                    op = do_op(client, self.groups, self.history, task, "read", key, mode=mode, node=to)
                     if op.outcome == "ok":
                         last[key] = op.result
                 else:
                     n += 1
                     value = b"c%d-%d" % (task, n)
-                    if roll < 0.75:
+                    if roll < self.writes * 2 / 3:
                         op = do_op(client, self.groups, self.history, task, "write", key, value=value)
                     else:
                         op = do_op(client, self.groups, self.history, task, "cas", key, value=value,
