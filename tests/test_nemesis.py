@@ -16,7 +16,7 @@ import pytest
 
 from _requires import require_root, require_tool
 
-DURATION = os.environ.get("PAXOS_NEMESIS_SECONDS", "25")
+DURATION = os.environ.get("PAXOS_NEMESIS_SECONDS", "20")
 TOOLS = {
     "kill": (), "pause": (), "partition": (("ip", "iproute2"), ("nsenter", "util-linux")),
     "powercut": (("mkfs.xfs", "xfsprogs"), ("xfs_io", "xfsprogs"), ("losetup", "mount"), ("mount", "mount")),

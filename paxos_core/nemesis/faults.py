@@ -58,26 +58,39 @@ def faketime_library():
     return None
 
 
-def check_faketime(rate=2.0):
+def check_faketime(rate=4.0, span=2.0):
     """(library path, None) if a child under libfaketime at ``rate`` sees time.monotonic and CLOCK_BOOTTIME
-    run at that rate (measured against this process's clock over a busy loop), else (None, why)."""
+    run at that rate, else (None, why). The child prints a line, busy-waits until its monotonic clock has
+    advanced ``span`` s, prints another; this process times the two lines on its own clock (interpreter
+    start-up is not measured)."""
     lib = faketime_library()
     if lib is None:
         return None, "libfaketime is not installed: apt-get install faketime"
-    code = ("import time\n"
+    code = ("import sys, time\n"
             "m0, b0 = time.monotonic(), time.clock_gettime(time.CLOCK_BOOTTIME)\n"
-            "while time.monotonic() - m0 < 0.6: pass\n"
-            "print(time.clock_gettime(time.CLOCK_BOOTTIME) - b0)\n")
+            "print('go', flush=True)\n"
+            "while time.monotonic() - m0 < %r: pass\n"
+            "print(time.clock_gettime(time.CLOCK_BOOTTIME) - b0, flush=True)\n" % span)
     env = dict(os.environ, LD_PRELOAD=lib, FAKETIME="+0 x%g" % rate, FAKETIME_NO_CACHE="1")
-    t0 = time.monotonic()
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
-    real = time.monotonic() - t0
-    if result.returncode != 0:
-        return None, "python under libfaketime failed: %s" % result.stderr.strip()[-200:]
-    boottime = float(result.stdout.strip())
-    # 0.6 s of faked monotonic time takes 0.3 s at rate 2 (plus interpreter start, which is real time).
-    if not (real < 0.6 * 0.95 and boottime >= 0.6 * 0.9):
-        return None, "libfaketime does not change time.monotonic/CLOCK_BOOTTIME here (%.2f s real for 0.6 s)" % real
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        t0 = time.monotonic()
+        second = proc.stdout.readline()
+        real = time.monotonic() - t0
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if first.strip() != "go" or not second.strip():
+        return None, "python under libfaketime failed: %s" % proc.stderr.read().strip()[-200:]
+    boottime = float(second)
+    # span s of faked time take span / rate s of real time; allow a loaded machine three times that.
+    if not (real < 3 * span / rate and boottime >= span * 0.9):
+        return None, ("libfaketime does not change time.monotonic/CLOCK_BOOTTIME here (%.2f s real for %.1f s "
+                      "at rate %g)" % (real, span, rate))
     return lib, None
 
 

@@ -169,8 +169,9 @@ def run(opts, say):
             if late:
                 raise StartError("nemesis: node(s) %s did not start; see their logs in %s"
                                  % (late, os.path.join(directory, "logs")))
-            workload = Workload(cluster.endpoints(), cluster.workers, cluster.groups, history, clients=opts.clients,
-                                keys=opts.keys, read_modes=opts.read_modes, seed=opts.seed, node_ids=node_ids, writes=opts.writes)
+            workload = Workload(cluster.endpoints(), cluster.workers, cluster.groups, history,
+                                clients=opts.clients, keys=opts.keys, read_modes=opts.read_modes, seed=opts.seed,
+                                node_ids=node_ids, writes=opts.writes)
             nemesis = Nemesis(cluster, opts.faults, opts.seed, say=say,
                               key_groups=[key_group(key, cluster.groups) for key in workload.keys])
             started = time.monotonic()
