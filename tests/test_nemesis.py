@@ -64,14 +64,23 @@ def test_planted_stale_lease_clock_is_caught(tmp_path):
     before the poll): a master paused while its group is read-mostly answers lease reads that arrived during
     the pause as if no time had passed. The nemesis must report the stale read and exit non-zero."""
     _requirements("pause")
-    result, summary, out = nemesis(tmp_path, "--duration", "40", "--faults", "pause", "--seed", "5",
-                                   "--read-modes", "lease", "--writes", "0.05", "--clients", "6",
-                                   "--plant", "stale-lease-clock")
-    assert summary["plant"] == "stale-lease-clock"
-    assert summary["anomalies"] >= 1, out[-3000:]
+    # Real processes are not deterministic: like the simulator's plants, it must be caught within a budget
+    # of seeds (here 4 runs of 40 s; seed 5 caught it on the first run when it was recorded).
+    outputs = []
+    for seed in (5, 6, 7, 8):
+        where = tmp_path / ("seed%d" % seed)
+        result, summary, out = nemesis(where, "--duration", "40", "--faults", "pause", "--seed", str(seed),
+                                       "--read-modes", "lease", "--writes", "0.05", "--clients", "6",
+                                       "--plant", "stale-lease-clock")
+        assert summary["plant"] == "stale-lease-clock"
+        assert summary["faults"].get("pause", 0) >= 1
+        outputs.append(out[-1500:])
+        if summary["anomalies"]:
+            break
+    assert summary["anomalies"] >= 1, "\n".join(outputs)
     assert result.returncode == 1
     assert "ANOMALY not-linearizable" in out
-    assert (tmp_path / "run" / "anomalies.html").exists() and (tmp_path / "run" / "anomalies.txt").exists()
+    assert (where / "run" / "anomalies.html").exists() and (where / "run" / "anomalies.txt").exists()
 
 
 def test_plant_needs_its_explicit_prefix(tmp_path):

@@ -52,7 +52,14 @@ class XfsDisk:
     def power_cut(self):
         """Every write not yet synced is lost: shut the filesystem down, then mount it again."""
         _run("xfs_io", "-x", "-c", "shutdown", self.mount)
-        _run("umount", self.mount)
+        # A worker that its supervisor spawned just before the kill may still be exiting (its parent-death
+        # signal): give it a moment to let go of the filesystem.
+        for _ in range(50):
+            if subprocess.run(("umount", self.mount), capture_output=True).returncode == 0:
+                break
+            time.sleep(0.2)
+        else:
+            _run("umount", self.mount)
         _run("mount", self.loop, self.mount)
 
     def freeze(self):
