@@ -8,6 +8,7 @@ children, found in /proc. Everything is stopped by PID, never by name.
 Storage: with ``xfs=True`` every node's data directory is an XFS filesystem on a loop device of its own
 (power cuts and disk stalls need one); the identity marker ``paxos-core init`` wrote is copied in.
 """
+import ctypes
 import os
 import re
 import shutil
@@ -31,6 +32,10 @@ def _children(pid):
     return out
 
 
+class PowerCutRefused(OSError):
+    """A power cut was not injected: the filesystem was left as it was."""
+
+
 def _run(*cmd):
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
@@ -49,18 +54,68 @@ class XfsDisk:
         self.loop = _run("losetup", "-f", "--show", image).strip()
         _run("mount", self.loop, mount)
 
-    def power_cut(self):
-        """Every write not yet synced is lost: shut the filesystem down, then mount it again."""
+    def holders(self):
+        """{pid: command line} of every process with its cwd, root, an open file or a mapping on this
+        filesystem (from /proc)."""
+        inside = lambda path: path == self.mount or path.startswith(self.mount + "/")
+        found = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            base = "/proc/" + entry
+            try:
+                links = [os.readlink(base + "/cwd"), os.readlink(base + "/root")]
+                links += [os.readlink(base + "/fd/" + fd) for fd in os.listdir(base + "/fd")]
+                with open(base + "/maps") as f:
+                    links += [line.split(None, 5)[-1].strip() for line in f if "/" in line]
+                if any(inside(link) for link in links):
+                    with open(base + "/cmdline", "rb") as f:
+                        found[int(entry)] = f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+            except (FileNotFoundError, ProcessLookupError, PermissionError, NotADirectoryError):
+                continue
+        return found
+
+    def let_go(self, ours, timeout):
+        """Kill (SIGKILL) the processes that ``ours(command line)`` says belong to this disk's node and still
+        hold the filesystem (a worker spawned just before its node was killed), and wait up to ``timeout`` s
+        until nothing holds it. Returns {pid: command line} of what still does."""
+        deadline = time.monotonic() + timeout
+        while True:
+            held = self.holders()
+            for pid, cmdline in held.items():
+                if ours(cmdline):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+            if not held or time.monotonic() > deadline:
+                return held
+            time.sleep(0.1)
+
+    def power_cut(self, ours=lambda cmdline: False, wait=10.0):
+        """Every write not yet synced is lost: shut the filesystem down, then mount it again. The node must be
+        down: its processes that still hold the filesystem (``ours``) are killed first; if anything else
+        holds it, nothing is done (PowerCutRefused: the filesystem is left as it was)."""
+        held = self.let_go(ours, wait)
+        if held:
+            raise PowerCutRefused("the filesystem is busy: %s" % "; ".join(
+                "pid %d (%s)" % (pid, " ".join(cmd.split())[:80]) for pid, cmd in sorted(held.items())))
         _run("xfs_io", "-x", "-c", "shutdown", self.mount)
-        # A worker that its supervisor spawned just before the kill may still be exiting (its parent-death
-        # signal): give it a moment to let go of the filesystem.
-        for _ in range(50):
+        self.remount(ours)
+
+    def remount(self, ours):
+        """Unmount (retried while the node's late processes let go) and mount again. If something that is
+        not the node's keeps the shut-down filesystem busy, it is detached lazily and the image is mounted
+        afresh through a new loop device (``nouuid``: the old superblock lives on until its holder exits)."""
+        for _ in range(30):
             if subprocess.run(("umount", self.mount), capture_output=True).returncode == 0:
-                break
-            time.sleep(0.2)
-        else:
-            _run("umount", self.mount)
-        _run("mount", self.loop, self.mount)
+                _run("mount", self.loop, self.mount)
+                return
+            self.let_go(ours, 0.2)
+        _run("umount", "-l", self.mount)
+        subprocess.run(("losetup", "-d", self.loop), capture_output=True)     # freed when its holder exits
+        self.loop = _run("losetup", "-f", "--show", self.image).strip()
+        _run("mount", "-o", "nouuid", self.loop, self.mount)
 
     def freeze(self):
         _run("fsfreeze", "-f", self.mount)
@@ -114,6 +169,10 @@ class NodeProcess:
                                          start_new_session=True)
         self.starts += 1
         self.paused = False
+
+    def owns(self, cmdline):
+        """True if a process's command line is this node's supervisor's or one of its workers'."""
+        return " " + self.path in cmdline and "paxos_core" in cmdline
 
     def worker_pids(self):
         return _children(self.pid) if self.alive() else []
@@ -183,6 +242,51 @@ class NodeProcess:
     def resume(self):
         self.signal_all(signal.SIGCONT)
         self.paused = False
+
+
+class ThreadStop:
+    """Stops ONE thread of a process with ptrace (PTRACE_SEIZE + PTRACE_INTERRUPT) while its other threads run
+    on: a worker's loop thread stands still, its ZeroMQ I/O threads keep taking in peer and client frames.
+    ``resume`` (PTRACE_DETACH) lets it go. Both must be called from the same thread (ptrace's tracer is a
+    thread); a tracer thread that exits lets its tracees go too."""
+
+    SEIZE, INTERRUPT, DETACH = 0x4206, 0x4207, 17
+    WALL = 0x40000000
+
+    def __init__(self, tid):
+        self.tid = tid
+        self.signal = 0                # a signal that arrived while stopping it: delivered at the detach
+        self.stopped = False
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+        self._libc.ptrace.restype = ctypes.c_long
+
+    def _ptrace(self, request, data=0):
+        if self._libc.ptrace(request, self.tid, None, ctypes.c_void_p(data) if data else None) == -1:
+            err = ctypes.get_errno()
+            raise OSError(err, "ptrace(%#x, %d): %s" % (request, self.tid, os.strerror(err)))
+
+    def stop(self):
+        self._ptrace(self.SEIZE)
+        self._ptrace(self.INTERRUPT)
+        _, status = os.waitpid(self.tid, self.WALL)
+        if not os.WIFSTOPPED(status):
+            raise OSError("thread %d ended instead of stopping (status %#x)" % (self.tid, status))
+        if os.WSTOPSIG(status) != signal.SIGTRAP:
+            self.signal = os.WSTOPSIG(status)          # a signal-delivery stop: hand the signal back later
+        self.stopped = True
+
+    def resume(self):
+        if not self.stopped:
+            return
+        self.stopped = False
+        try:
+            self._ptrace(self.DETACH, self.signal)
+        except OSError:
+            try:                                       # it died meanwhile: collect what ptrace holds of it
+                os.waitpid(self.tid, self.WALL | os.WNOHANG)
+            except ChildProcessError:
+                pass
 
 
 class Cluster:

@@ -29,6 +29,16 @@ clock      the node is restarted under libfaketime (``LD_PRELOAD``, ``FAKETIME="
            in 0.9..1.1, inside the documented drift bound (17.6% for the default lease margin); restarted with
            the real clock at heal. A start-up check measures that ``time.monotonic`` and CLOCK_BOOTTIME follow
            the rate in a child; the kind is skipped if they do not.
+stall      the loop thread of the worker that hosts a group's master stands still (ptrace: PTRACE_INTERRUPT of
+           that one thread) while its ZeroMQ I/O threads keep taking in requests, as in a long GC pause or
+           a loop stuck on one slow call. Aimed at stale lease reads: the master is first cut off from its peers
+           (not from the clients); the nemesis writes a value A to a probe key of that group (not one of the
+           clients' keys), stalls the loop, writes B through the other nodes (acknowledged once they have
+           elected a new master, i.e. after the stalled master's lease ran out), then sends lease reads of
+           the probe key to the stalled master from a fresh client, lets the loop go and keeps the cut for
+           the fault's duration. The reads are recorded like every client operation: one answered A is a stale
+           lease read, found by the linearizability check. Without namespaces, no cut (the stalled master's
+           own peers then tell it about the new master at once).
 slowdisk   fsync stalls: the node's XFS filesystem is frozen (``fsfreeze -f``: every synced write blocks) for
            50-400 ms at a time, again and again, for the fault's duration. Needs the XFS disks (root,
            xfsprogs); without them, SIGSTOP/SIGCONT bursts of one worker of the same lengths (a stalled synced
@@ -44,8 +54,11 @@ import threading
 import time
 
 from ..client import Client
+from ..kv import key_group
+from .cluster import ThreadStop
+from .workload import History, do_op
 
-FAULT_KINDS = ("kill", "pause", "partition", "powercut", "corrupt", "clock", "slowdisk")
+FAULT_KINDS = ("kill", "pause", "stall", "partition", "powercut", "corrupt", "clock", "slowdisk")
 NEEDS_XFS = ("powercut", "slowdisk")
 FAKETIME_PATHS = ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1",
                   "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1", "/usr/local/lib/faketime/libfaketime.so.1")
@@ -113,8 +126,11 @@ class FaultRecord:
 class Nemesis:
     """Injects the faults of ``kinds`` on the seeded schedule into ``cluster`` until ``stop`` is set."""
 
-    def __init__(self, cluster, kinds, seed, say=print, clock=time.monotonic, key_groups=()):
+    def __init__(self, cluster, kinds, seed, say=print, clock=time.monotonic, key_groups=(), history=None):
         self.cluster = cluster
+        self.history = history if history is not None else History()   # the probe operations go here
+        self.probe_keys = set()
+        self.probe_threads = []
         self.key_groups = sorted(set(key_groups))    # groups the clients use: where a master matters
         self.topology = cluster.topology
         self.rng = random.Random(seed)
@@ -136,6 +152,7 @@ class Nemesis:
         self.client = None
         self.stop = threading.Event()
         self.thread = None
+        self.t0 = clock()
         self.cleanup = []                 # what heal() must undo
 
     def _unavailable(self, kind):
@@ -146,6 +163,8 @@ class Nemesis:
         if kind == "clock":
             self.faketime, why = check_faketime()
             return why
+        if kind == "stall" and os.geteuid() != 0:
+            return "stopping one thread (ptrace) of a node's worker needs root here"
         return None
 
     # ------------------------------------------------------------------ status of the running cluster
@@ -179,7 +198,9 @@ class Nemesis:
         return sum(worker.get("repairing", 0) for worker in self._status())
 
     # ------------------------------------------------------------------ the schedule
-    def start(self):
+    def start(self, t0=None):
+        """Start the schedule; progress lines give seconds since ``t0`` (the run's start; default: now)."""
+        self.t0 = self.clock() if t0 is None else t0
         self.thread = threading.Thread(target=self._run, name="nemesis", daemon=True)
         self.thread.start()
 
@@ -188,6 +209,8 @@ class Nemesis:
         if self.thread is not None:
             self.thread.join(120)
         self.heal()
+        for thread in self.probe_threads:
+            thread.join(4 * self.cluster.lease_s + 10)
         if self.client is not None:
             self.client.close()
             self.client = None
@@ -206,7 +229,7 @@ class Nemesis:
                 self.stop.wait(self.rng.uniform(2.0, 5.0) if kind != "pause" else 1.5 * self.cluster.lease_s)
                 self.heal()
                 record.healed = self.clock()
-                self.say("nemesis: %.1f s %s %s healed" % (record.healed, record.kind, record.variant))
+                self.say("nemesis: %.1f s %s %s healed" % (record.healed - self.t0, record.kind, record.variant))
             self.stop.wait(self.rng.uniform(1.5, 3.0))
 
     def _inject(self, kind):
@@ -224,7 +247,7 @@ class Nemesis:
         except Exception as exc:                         # a fault that could not be injected is reported
             record.detail = "not injected: %s: %s" % (type(exc).__name__, exc)
             record.injected = False
-        self.say("nemesis: %.1f s %s %s node %s%s" % (record.start, kind, variant, record.target,
+        self.say("nemesis: %.1f s %s %s node %s%s" % (record.start - self.t0, kind, variant, record.target,
                                                       " (%s)" % record.detail if record.detail else ""))
         return record
 
@@ -321,8 +344,8 @@ class Nemesis:
     def _powercut(self, record):
         node = self.cluster.nodes[record.target]
         node.kill()
-        node.disk.power_cut()
-        self.cleanup.append(("start", node))
+        self.cleanup.append(("start", node))     # restarted at heal, whether the cut could be made or not
+        node.disk.power_cut(node.owns)
         record.injected = True
 
     def _corrupt(self, record):
@@ -401,6 +424,79 @@ class Nemesis:
         thread.start()
         self.cleanup.append(("slowdisk", (stop, thread, stalls, record)))
         record.injected = True
+
+    def _probe_key(self, group):
+        """A key of ``group`` that no client task uses (they use k0, k1, ...)."""
+        n = 0
+        while key_group(b"probe%d" % n, self.cluster.groups) != group:
+            n += 1
+        key = b"probe%d" % n
+        self.probe_keys.add(key)
+        return key
+
+    def _probe_client(self, prefer=None, attempt_timeout=1.0):
+        cluster = self.cluster
+        return Client(cluster.endpoints(), cluster.workers, cluster.groups, prefer=prefer,
+                      default_timeout=4 * cluster.lease_s + 5, attempt_timeout=attempt_timeout)
+
+    def _stall(self, record):
+        cluster, history = self.cluster, self.history
+        group = self.rng.choice(self.key_groups) if self.key_groups else self.rng.randrange(cluster.groups)
+        key = self._probe_key(group)
+        number = len(self.records) + 1
+        value_a, value_b = b"stall%d-a" % number, b"stall%d-b" % number
+        # The writer prefers a node that will not be the master (its session starts with A: B is then never a
+        # session's first request, which a retry could not tell from an expired session).
+        master, _ = self.master_of(group)
+        writer = self._probe_client(prefer=self.rng.choice([n for n in cluster.nodes if n != master]))
+        try:
+            # A, then a lease read of it, make the group's master hold a fresh lease on the probe key's group.
+            op = do_op(writer, cluster.groups, history, "nemesis", "write", key, value=value_a, timeout=10.0)
+            if op.outcome != "ok":
+                raise RuntimeError("probe write of A failed (%s)" % op.error)
+            master, index = self.master_of(group)
+            if master is None:
+                raise RuntimeError("group %d has no master" % group)
+            do_op(writer, cluster.groups, history, "nemesis", "read", key, mode="lease", node=master, timeout=5.0)
+            record.target = master
+            node = cluster.nodes[master]
+            tid = self._workers_by_index(node)[index]
+            others = [n for n in cluster.nodes if n != master]
+            if self.topology.can_partition:
+                self.topology.cut_between([master], others)
+                self.cleanup.append(("heal-net", None))
+            stall = ThreadStop(tid)
+            stall.stop()
+            record.injected = True
+            readers = []
+            try:
+                op = do_op(writer, cluster.groups, history, "nemesis", "write", key, value=value_b,
+                           timeout=4 * cluster.lease_s + 5)
+                record.detail = "master of group %d, worker %d (pid %d); probe %s: B %s" % (
+                    group, index, tid, key.decode(), op.outcome)
+                if op.outcome == "ok":
+                    # Fresh clients (they know of no newer master), an attempt timeout longer than the rest
+                    # of the stall: the reads wait in the stalled worker's queue.
+                    for _ in range(3):
+                        reader = self._probe_client(prefer=master, attempt_timeout=cluster.lease_s)
+                        thread = threading.Thread(target=self._probe_read, args=(reader, key, master),
+                                                  name="stall-probe", daemon=True)
+                        thread.start()
+                        readers.append(thread)
+                        time.sleep(0.3)
+                    time.sleep(0.5)
+            finally:
+                stall.resume()
+            self.probe_threads.extend(readers)        # joined by finish(), before the history is checked
+        finally:
+            writer.close()
+
+    def _probe_read(self, reader, key, master):
+        try:
+            do_op(reader, self.cluster.groups, self.history, "nemesis", "read", key, mode="lease", node=master,
+                  timeout=2 * self.cluster.lease_s + 2)
+        finally:
+            reader.close()
 
     # ------------------------------------------------------------------ heal
     def heal(self):

@@ -173,10 +173,10 @@ def run(opts, say):
                                 clients=opts.clients, keys=opts.keys, read_modes=opts.read_modes, seed=opts.seed,
                                 node_ids=node_ids, writes=opts.writes)
             nemesis = Nemesis(cluster, opts.faults, opts.seed, say=say,
-                              key_groups=[key_group(key, cluster.groups) for key in workload.keys])
+                              key_groups=[key_group(key, cluster.groups) for key in workload.keys], history=history)
             started = time.monotonic()
             workload.start()
-            nemesis.start()
+            nemesis.start(started)
             time.sleep(opts.duration)
             nemesis.finish()
             ended = time.monotonic()
@@ -189,8 +189,9 @@ def run(opts, say):
             for node_id in down:
                 say("NODE DOWN: node %d does not answer after the heal; see %s"
                     % (node_id, cluster.nodes[node_id].log_path))
-            final = final_reads(admin, cluster.groups, history, workload.keys, opts.settle_s)
-            converged, problems = converge(cluster, admin, workload.keys, final, opts.settle_s)
+            keys = workload.keys + sorted(nemesis.probe_keys)
+            final = final_reads(admin, cluster.groups, history, keys, opts.settle_s)
+            converged, problems = converge(cluster, admin, keys, final, opts.settle_s)
         finally:
             admin.close()
         corrupt = [r for r in nemesis.records if r.kind == "corrupt" and r.injected]
