@@ -9,6 +9,7 @@ PAXOS_CORE_REQUIRE_ALL=1, as in .ci/run, which installs them).
 """
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -16,7 +17,7 @@ import pytest
 
 from _requires import require_root, require_tool
 
-DURATION = os.environ.get("PAXOS_NEMESIS_SECONDS", "20")
+DURATION = os.environ.get("PAXOS_NEMESIS_SECONDS", "12")
 # The stall kind and its planted twin: one stall (it starts at 2 s and takes about 10 s), lease reads.
 STALL_ARGS = ["--duration", "12", "--faults", "stall", "--seed", "3", "--read-modes", "lease,linearizable"]
 TOOLS = {
@@ -59,6 +60,9 @@ def test_fault_kind_injected_and_history_linearizable(tmp_path, kind):
     assert summary["ok"] > 100, out[-3000:]
     if kind == "corrupt":
         assert summary["corrupt_undetected"] == 0, out[-3000:]
+    # Progress lines give seconds since the start of the run (not the host's monotonic clock).
+    shown = [float(m.group(1)) for m in re.finditer(r"^nemesis: (\d+\.\d) s %s " % kind, out, re.M)]
+    assert shown and all(0 <= t < summary["duration_s"] + 60 for t in shown), out[-3000:]
     assert result.returncode == 0, out[-3000:]
 
 
