@@ -186,3 +186,49 @@ def test_remount_of_a_shut_down_filesystem_that_stays_busy_mounts_the_image_afre
     with open(os.path.join(disk.mount, "kept"), "rb") as f:
         assert f.read() == b"synced"
     _synced(os.path.join(disk.mount, "after"), b"writable")
+
+
+def test_a_power_cut_that_is_refused_is_reported_not_injected_and_the_node_restarts():
+    """The disk refuses the cut (something that is not the node's holds it): the fault is reported as not
+    injected and the heal starts the node again (it was killed first), so it is not left down."""
+    from paxos_core.nemesis.cluster import PowerCutRefused
+    from paxos_core.nemesis.faults import Nemesis
+
+    class Disk:
+        def power_cut(self, ours):
+            raise PowerCutRefused("the filesystem is busy: pid 1 (init)")
+
+        def thaw(self):
+            pass
+
+    class Node:
+        disk = Disk()
+        path = "/x/node1.toml"
+        running = True
+        starts = 0
+
+        def alive(self):
+            return self.running
+
+        def kill(self):
+            self.running = False
+
+        def start(self):
+            self.running = True
+            self.starts += 1
+
+        def owns(self, cmdline):
+            return False
+
+    class Topology:
+        can_partition = True
+
+    class Cluster:
+        topology = Topology()
+        nodes = {1: Node()}
+
+    nemesis = Nemesis(Cluster(), (), seed=1, say=lambda line: None)
+    record = nemesis._inject("powercut")
+    assert not record.injected and record.detail.startswith("not injected: PowerCutRefused: the filesystem is busy")
+    nemesis.heal()
+    assert Cluster.nodes[1].running and Cluster.nodes[1].starts == 1
