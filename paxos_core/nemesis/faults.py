@@ -444,14 +444,24 @@ class Nemesis:
         group = self.rng.choice(self.key_groups) if self.key_groups else self.rng.randrange(cluster.groups)
         key = self._probe_key(group)
         number = len(self.records) + 1
-        value_a, value_b = b"stall%d-a" % number, b"stall%d-b" % number
+        value_b = b"stall%d-b" % number
         # The writer prefers a node that will not be the master (its session starts with A: B is then never a
         # session's first request, which a retry could not tell from an expired session).
         master, _ = self.master_of(group)
-        writer = self._probe_client(prefer=self.rng.choice([n for n in cluster.nodes if n != master]))
+        prefer = self.rng.choice([n for n in cluster.nodes if n != master])
+        writer = None
         try:
             # A, then a lease read of it, make the group's master hold a fresh lease on the probe key's group.
-            op = do_op(writer, cluster.groups, history, "nemesis", "write", key, value=value_a, timeout=10.0)
+            # A session's first write that had to be retried elsewhere comes back SessionExpired (client.py):
+            # then again with a fresh client and a new value (every value written is unique).
+            for attempt in range(3):
+                if writer is not None:
+                    writer.close()
+                writer = self._probe_client(prefer=prefer)
+                value_a = b"stall%d-a%d" % (number, attempt)
+                op = do_op(writer, cluster.groups, history, "nemesis", "write", key, value=value_a, timeout=10.0)
+                if op.outcome == "ok" or self.stop.is_set():
+                    break
             if op.outcome != "ok":
                 raise RuntimeError("probe write of A failed (%s)" % op.error)
             master, index = self.master_of(group)
@@ -489,7 +499,8 @@ class Nemesis:
                 stall.resume()
             self.probe_threads.extend(readers)        # joined by finish(), before the history is checked
         finally:
-            writer.close()
+            if writer is not None:
+                writer.close()
 
     def _probe_read(self, reader, key, master):
         try:

@@ -223,10 +223,13 @@ def run(opts, say):
         for detail in undetected:
             say("corruption not reported by the node: %s" % detail)
         for r in nemesis.records:
-            say("fault %s %s node %s: %s%s" % (r.kind, r.variant, r.target,
-                                               "recovered in %.2f s" % r.recovery_s if r.recovery_s is not None
-                                               else ("no ok operation after it" if r.injected else "not injected"),
-                                               "; " + r.detail if r.detail else ""))
+            if not r.injected and r.detail.startswith("not injected"):
+                outcome = r.detail                # "not injected: why"
+            else:
+                outcome = ("recovered in %.2f s" % r.recovery_s if r.recovery_s is not None
+                           else ("no ok operation after it" if r.injected else "not injected"))
+                outcome += "; " + r.detail if r.detail else ""
+            say("fault %s %s node %s: %s" % (r.kind, r.variant, r.target, outcome))
         if history.unexpected:
             say("write errors taken as unknown outcome: %s" % history.unexpected)
         summary = {
