@@ -232,3 +232,21 @@ def test_a_power_cut_that_is_refused_is_reported_not_injected_and_the_node_resta
     assert not record.injected and record.detail.startswith("not injected: PowerCutRefused: the filesystem is busy")
     nemesis.heal()
     assert Cluster.nodes[1].running and Cluster.nodes[1].starts == 1
+
+
+def test_corrupt_strikes_only_live_worker_directories_not_those_set_aside(tmp_path):
+    """A worker directory set aside after earlier damage (worker-1.damaged-<time>) is never read again: a bit
+    flipped there cannot be detected (seed 110, 5 nodes, reported "corruption not reported by the node")."""
+    from paxos_core.nemesis.cluster import Cluster
+
+    for name in ("worker-0", "worker-1", "worker-1.damaged-20261202T022530Z", "worker-12"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "worker-2").write_text("a file, not a directory")
+
+    class Node:
+        data_dir = str(tmp_path)
+
+    class Fake:
+        nodes = {1: Node()}
+
+    assert [os.path.basename(p) for p in Cluster.worker_log_dirs(Fake(), 1)] == ["worker-0", "worker-1", "worker-12"]

@@ -368,9 +368,11 @@ class Cluster:
                     node.disk.close()
 
     def worker_log_dirs(self, node_id):
+        """The node's live worker directories (``worker-<i>``), not those set aside after damage
+        (``worker-<i>.damaged-<time>``: never read again, so a bit flipped there could not be detected)."""
         node = self.nodes[node_id]
         return [os.path.join(node.data_dir, name) for name in sorted(os.listdir(node.data_dir))
-                if name.startswith("worker-") and os.path.isdir(os.path.join(node.data_dir, name))]
+                if re.fullmatch(r"worker-\d+", name) and os.path.isdir(os.path.join(node.data_dir, name))]
 
     def tracebacks(self):
         """{node id: number of 'Traceback' lines in its log}."""
