@@ -75,6 +75,34 @@ def cmd_sim(args):
     return 0 if all(r.ok for r in results) and len(results) == len(configs) else 1
 
 
+def cmd_nemesis(args):
+    from ..core.config import PLANTS
+    from ..nemesis.faults import FAULT_KINDS
+    from ..nemesis.run import Options, run
+
+    faults = FAULT_KINDS if args.faults == "all" else tuple(f for f in args.faults.split(",") if f)
+    unknown = [f for f in faults if f not in FAULT_KINDS]
+    if unknown or not faults:
+        print("paxos-core nemesis: unknown fault kind(s) %s; known: %s, or all"
+              % (", ".join(unknown) or "(none given)", ", ".join(FAULT_KINDS)), file=sys.stderr)
+        return EXIT_USAGE
+    if args.plant and args.plant not in PLANTS:
+        print("paxos-core nemesis: unknown plant %r; known: %s" % (args.plant, ", ".join(PLANTS)), file=sys.stderr)
+        return EXIT_USAGE
+    opts = Options()
+    opts.nodes, opts.duration, opts.faults, opts.seed = args.nodes, args.duration, faults, args.seed
+    opts.clients, opts.keys, opts.read_modes, opts.dir = args.clients, args.keys, args.read_modes, args.dir
+    opts.groups, opts.plant, opts.netns = args.groups, args.plant, not args.loopback
+    opts.writes = args.writes
+
+    def say(line):
+        print(line, flush=True)
+
+    code, summary = run(opts, say)
+    print(json.dumps(summary, sort_keys=True), flush=True)
+    return code
+
+
 def cmd_bench(args):
     if args.what == "storage":
         from ..bench import storage
@@ -209,6 +237,33 @@ def build_parser():
     p.add_argument("-v", "--verbose", action="store_true", help="one line per seed")
     p.set_defaults(func=cmd_sim)
 
+    p = sub.add_parser("nemesis", help="fault-inject a real cluster and check every client operation",
+                       description="Start a real cluster (each node its own processes, fsync on, in its own "
+                       "network namespace as root, else on loopback addresses), run client tasks that record every "
+                       "operation, inject faults on a seeded schedule, heal, settle, read every key "
+                       "linearizably, then check linearizability per key, lost acknowledged writes, replica "
+                       "convergence, recovery after each fault and node logs. Exits 0 only if all is well; "
+                       "the last line is JSON (ops, ok, fail, unknown, anomalies, lost_acked_writes, faults, "
+                       "max_unavailable_s, ...). Anomalies: minimal failing sub-histories and an HTML "
+                       "timeline in --dir.")
+    p.add_argument("--nodes", type=int_range(3, 9, "a number of nodes"), default=3, help="nodes (3 or 5)")
+    p.add_argument("--duration", type=positive_float, default=30.0, help="seconds of faults and load")
+    p.add_argument("--faults", default="kill,pause,partition",
+                   help="comma list of kill, pause, stall, partition, powercut, corrupt, clock, slowdisk; or all")
+    p.add_argument("--seed", type=int_range(0, U64_MAX, "a seed"), default=0, help="seed of the fault schedule")
+    p.add_argument("--clients", type=int_range(1, 64, "a number of clients"), default=5, help="client tasks")
+    p.add_argument("--keys", type=int_range(1, 1000, "a number of keys"), default=4, help="keys")
+    p.add_argument("--groups", type=int_range(1, 64, "a number of groups"), default=4, help="Paxos groups")
+    p.add_argument("--read-modes", type=word_list(("lease", "linearizable", "stale")),
+                   default=("lease", "linearizable"), help="read modes the clients use, e.g. lease,linearizable,stale")
+    p.add_argument("--writes", type=fraction, default=0.55,
+                   help="fraction of operations that write (2/3 put, 1/3 cas); the rest read")
+    p.add_argument("--dir", default=None, help="where the cluster, node logs, history and anomalies go "
+                   "(default: a temporary directory, deleted if the run passes)")
+    p.add_argument("--loopback", action="store_true", help="no namespaces: every node on 127.0.0.x")
+    p.add_argument("--plant", default="", help="TESTS ONLY: run the nodes with this planted bug (the run must fail)")
+    p.set_defaults(func=cmd_nemesis)
+
     p = sub.add_parser("bench", help="benchmarks (the main job: a local 3-replica cluster under load)",
                        description="cluster (default): start a local cluster of 3 replicas (real processes, fsync "
                        "on, temporary storage) and drive it with client processes; comma lists sweep. storage: "
@@ -273,6 +328,17 @@ def build_parser():
                    help="cluster id (default: random)")
     p.set_defaults(func=cmd_init)
     return parser
+
+
+def fraction(text):
+    """An argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("expected a fraction between 0 and 1, got %r" % text)
+    return value
 
 
 def key_value(text):

@@ -878,6 +878,7 @@ class ReplicaLoop:
                 slot = self.slot_of(group)
                 groups.append({"group": group, "master": int(self.masters.master[slot]),
                                "epoch": int(self.masters.epoch[slot]), "chosen": view["chosen_next"],
+                               "chain": view["chain"],
                                "applied": applied, "lag": lag, "role": view["role"], "status": view["status"],
                                "reason": view["stop_reason"], "repair": view["repair"]})
         return {

@@ -17,7 +17,7 @@ import time
 import zmq
 
 from ..config import NodeConfig, load_config
-from ..errors import PaxosError, StartError
+from ..errors import ConfigError, PaxosError, StartError
 from ..replica.loop import LoopSettings, ReplicaLoop, default_rng
 from ..statemachine.store import RocksStore
 from ..storage import identity
@@ -100,6 +100,30 @@ def start_failure_reason(exc, index):
     return "worker %d failed to start: %s: %s" % (index, type(exc).__name__, text)
 
 
+PLANT_ENV = "PAXOS_CORE_PLANT"
+PLANT_PREFIX = "unsafe-test-only:"
+
+
+def plant_from_env(node_id, index):
+    """The planted bug named by PAXOS_CORE_PLANT, for testing the tests only (`paxos-core nemesis --plant`).
+
+    It BREAKS SAFETY on purpose. So that it is never on by accident, the value must read
+    ``unsafe-test-only:<plant>`` with a plant of core/config.py PLANTS; anything else stops the worker from
+    starting (ConfigError), and a plant that is on is logged as an error at every start."""
+    value = os.environ.get(PLANT_ENV, "")
+    if not value:
+        return ""
+    from ..core.config import PLANTS
+
+    if not value.startswith(PLANT_PREFIX) or value[len(PLANT_PREFIX):] not in PLANTS:
+        raise ConfigError("%s=%r: a planted bug for tests is set as %s<plant>, plant one of %s; unset it to run "
+                          "normally" % (PLANT_ENV, value, PLANT_PREFIX, ", ".join(PLANTS)))
+    plant = value[len(PLANT_PREFIX):]
+    log.error("node %d worker %d: PLANTED BUG %r IS ON (%s): this node is unsafe on purpose, for testing the "
+              "tests only", node_id, index, plant, PLANT_ENV)
+    return plant
+
+
 class Worker:
     def __init__(self, config, index, state_machine_factory=None):
         self.config = config
@@ -162,8 +186,12 @@ class Worker:
             # A catch-up reply fits a quarter of a frame (one value bigger than that still goes, alone): the
             # transport splits frames at half of max_frame_bytes, the receiver refuses frames above it.
             max_reply_bytes=max(1, config.max_frame_bytes // 4),
+            plant=plant_from_env(config.node_id, index),
         )
-        self.loop = ReplicaLoop(settings, config.core_config(index), clock=monotonic_clock(), log=self.log,
+        core_config = config.core_config(index)
+        if settings.plant:
+            core_config = core_config.replace(plant=settings.plant)
+        self.loop = ReplicaLoop(settings, core_config, clock=monotonic_clock(), log=self.log,
                                 store=RocksStore(self.log.rdict, "sm"), send=self._send_peers,
                                 hosted=config.worker_groups(index), recovery=recovery, rng=default_rng(),
                                 state_machine_factory=state_machine_factory, amnesia=amnesia)

@@ -1,0 +1,386 @@
+"""The cluster under test: node files, real node processes (``paxos-core node FILE``, fsync on), their PIDs.
+
+Each node runs in its namespace (topology.py) as ``python -m paxos_core node FILE`` in a session of its own;
+its stdout and stderr go to ``<dir>/logs/node<id>.log`` (appended across restarts). The node process is the
+supervisor (``nsenter`` execs it, so the PID Popen gives is the supervisor's); its workers are its
+children, found in /proc. Everything is stopped by PID, never by name.
+
+Storage: with ``xfs=True`` every node's data directory is an XFS filesystem on a loop device of its own
+(power cuts and disk stalls need one); the identity marker ``paxos-core init`` wrote is copied in.
+"""
+import ctypes
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from ..config import load_cluster, write_cluster
+
+
+def _children(pid):
+    """PIDs whose parent is ``pid`` (from /proc/PID/task/*/children)."""
+    out = []
+    try:
+        for task in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/children" % (pid, task)) as f:
+                out.extend(int(x) for x in f.read().split())
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return out
+
+
+class PowerCutRefused(OSError):
+    """A power cut was not injected: the filesystem was left as it was."""
+
+
+def _run(*cmd):
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise OSError("%s: %s" % (" ".join(cmd), result.stderr.strip() or "exit %d" % result.returncode))
+    return result.stdout
+
+
+class XfsDisk:
+    """A sparse image file, its loop device and its XFS mount at ``mount``."""
+
+    def __init__(self, image, mount, size=512 << 20):
+        self.image, self.mount, self.loop = image, mount, None
+        with open(image, "wb") as f:
+            f.truncate(size)
+        _run("mkfs.xfs", "-q", image)
+        self.loop = _run("losetup", "-f", "--show", image).strip()
+        _run("mount", self.loop, mount)
+
+    def holders(self):
+        """{pid: command line} of every process with its cwd, root, an open file or a mapping on this
+        filesystem (from /proc)."""
+        inside = lambda path: path == self.mount or path.startswith(self.mount + "/")
+        found = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            base = "/proc/" + entry
+            try:
+                links = [os.readlink(base + "/cwd"), os.readlink(base + "/root")]
+                links += [os.readlink(base + "/fd/" + fd) for fd in os.listdir(base + "/fd")]
+                with open(base + "/maps") as f:
+                    links += [line.split(None, 5)[-1].strip() for line in f if "/" in line]
+                if any(inside(link) for link in links):
+                    with open(base + "/cmdline", "rb") as f:
+                        found[int(entry)] = f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+            except (FileNotFoundError, ProcessLookupError, PermissionError, NotADirectoryError):
+                continue
+        return found
+
+    def let_go(self, ours, timeout):
+        """Kill (SIGKILL) the processes that ``ours(command line)`` says belong to this disk's node and still
+        hold the filesystem (a worker spawned just before its node was killed), and wait up to ``timeout`` s
+        until nothing holds it. Returns {pid: command line} of what still does."""
+        deadline = time.monotonic() + timeout
+        while True:
+            held = self.holders()
+            for pid, cmdline in held.items():
+                if ours(cmdline):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+            if not held or time.monotonic() > deadline:
+                return held
+            time.sleep(0.1)
+
+    def power_cut(self, ours=lambda cmdline: False, wait=10.0):
+        """Every write not yet synced is lost: shut the filesystem down, then mount it again. The node must be
+        down: its processes that still hold the filesystem (``ours``) are killed first; if anything else
+        holds it, nothing is done (PowerCutRefused: the filesystem is left as it was)."""
+        held = self.let_go(ours, wait)
+        if held:
+            raise PowerCutRefused("the filesystem is busy: %s" % "; ".join(
+                "pid %d (%s)" % (pid, " ".join(cmd.split())[:80]) for pid, cmd in sorted(held.items())))
+        _run("xfs_io", "-x", "-c", "shutdown", self.mount)
+        self.remount(ours)
+
+    def remount(self, ours):
+        """Unmount (retried while the node's late processes let go) and mount again. If something that is
+        not the node's keeps the shut-down filesystem busy, it is detached lazily and the image is mounted
+        afresh through a new loop device (``nouuid``: the old superblock lives on until its holder exits)."""
+        for _ in range(30):
+            if subprocess.run(("umount", self.mount), capture_output=True).returncode == 0:
+                _run("mount", self.loop, self.mount)
+                return
+            self.let_go(ours, 0.2)
+        _run("umount", "-l", self.mount)
+        subprocess.run(("losetup", "-d", self.loop), capture_output=True)     # freed when its holder exits
+        self.loop = _run("losetup", "-f", "--show", self.image).strip()
+        _run("mount", "-o", "nouuid", self.loop, self.mount)
+
+    def freeze(self):
+        _run("fsfreeze", "-f", self.mount)
+
+    def thaw(self):
+        subprocess.run(("fsfreeze", "-u", self.mount), capture_output=True)
+
+    def close(self):
+        if self.loop is None:
+            return
+        self.thaw()
+        for _ in range(20):
+            if subprocess.run(("umount", self.mount), capture_output=True).returncode == 0:
+                break
+            time.sleep(0.2)
+        subprocess.run(("losetup", "-d", self.loop), capture_output=True)
+        self.loop = None
+
+
+class NodeProcess:
+    def __init__(self, cluster, node_id, path, data_dir):
+        self.cluster = cluster
+        self.node_id = node_id
+        self.path = path
+        self.data_dir = data_dir
+        self.proc = None
+        self.paused = False
+        self.env_extra = {}            # e.g. libfaketime for the clock fault
+        self.starts = 0
+        self.log_path = os.path.join(cluster.dir, "logs", "node%d.log" % node_id)
+        self.disk = None
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc is not None else None
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self):
+        env = dict(os.environ)
+        env.update(self.cluster.env)
+        env.update(self.env_extra)
+        cmd = self.cluster.topology.exec_prefix(self.node_id) + [
+            sys.executable, "-m", "paxos_core", "node", self.path, "--log-level", "info"]
+        with open(self.log_path, "ab") as log:
+            log.write(b"=== nemesis: start %d of node %d (%s)\n" % (self.starts + 1, self.node_id,
+                                                                  repr(sorted(self.env_extra.items())).encode()))
+            log.flush()
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env,
+                                         start_new_session=True)
+        self.starts += 1
+        self.paused = False
+
+    def owns(self, cmdline):
+        """True if a process's command line is this node's supervisor's or one of its workers'."""
+        return " " + self.path in cmdline and "paxos_core" in cmdline
+
+    def worker_pids(self):
+        return _children(self.pid) if self.alive() else []
+
+    def pids(self):
+        return ([self.pid] + self.worker_pids()) if self.alive() else []
+
+    def signal_all(self, sig):
+        for pid in self.pids():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self):
+        """kill -9 of the supervisor and of every worker at once (a crash of the whole host)."""
+        if not self.alive():
+            return
+        workers = self.worker_pids()
+        for pid in [self.pid] + workers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
+        self._reap(workers)
+        self.paused = False
+
+    def stop(self, timeout=15.0):
+        """SIGTERM (SIGCONT first if paused), then SIGKILL if it does not stop in time."""
+        if not self.alive():
+            return
+        workers = self.worker_pids()
+        self.signal_all(signal.SIGCONT)
+        try:
+            os.kill(self.pid, signal.SIGTERM)
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self._reap(workers)
+        self.paused = False
+
+    @staticmethod
+    def _reap(pids, timeout=10.0):
+        """Wait until the given workers (children of a dead supervisor) are gone; SIGKILL them at the end."""
+        deadline = time.monotonic() + timeout
+        for pid in pids:
+            while os.path.exists("/proc/%d" % pid) and time.monotonic() < deadline:
+                try:
+                    with open("/proc/%d/stat" % pid) as f:
+                        if f.read().split(")")[-1].split()[0] == "Z":
+                            break
+                except FileNotFoundError:
+                    break
+                time.sleep(0.05)
+            else:
+                if os.path.exists("/proc/%d" % pid):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+
+    def pause(self):
+        self.signal_all(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self):
+        self.signal_all(signal.SIGCONT)
+        self.paused = False
+
+
+class ThreadStop:
+    """Stops ONE thread of a process with ptrace (PTRACE_SEIZE + PTRACE_INTERRUPT) while its other threads run
+    on: a worker's loop thread stands still, its ZeroMQ I/O threads keep taking in peer and client frames.
+    ``resume`` (PTRACE_DETACH) lets it go. Both must be called from the same thread (ptrace's tracer is a
+    thread); a tracer thread that exits lets its tracees go too."""
+
+    SEIZE, INTERRUPT, DETACH = 0x4206, 0x4207, 17
+    WALL = 0x40000000
+
+    def __init__(self, tid):
+        self.tid = tid
+        self.signal = 0                # a signal that arrived while stopping it: delivered at the detach
+        self.stopped = False
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+        self._libc.ptrace.restype = ctypes.c_long
+
+    def _ptrace(self, request, data=0):
+        if self._libc.ptrace(request, self.tid, None, ctypes.c_void_p(data) if data else None) == -1:
+            err = ctypes.get_errno()
+            raise OSError(err, "ptrace(%#x, %d): %s" % (request, self.tid, os.strerror(err)))
+
+    def stop(self):
+        self._ptrace(self.SEIZE)
+        self._ptrace(self.INTERRUPT)
+        _, status = os.waitpid(self.tid, self.WALL)
+        if not os.WIFSTOPPED(status):
+            raise OSError("thread %d ended instead of stopping (status %#x)" % (self.tid, status))
+        if os.WSTOPSIG(status) != signal.SIGTRAP:
+            self.signal = os.WSTOPSIG(status)          # a signal-delivery stop: hand the signal back later
+        self.stopped = True
+
+    def resume(self):
+        if not self.stopped:
+            return
+        self.stopped = False
+        try:
+            self._ptrace(self.DETACH, self.signal)
+        except OSError:
+            try:                                       # it died meanwhile: collect what ptrace holds of it
+                os.waitpid(self.tid, self.WALL | os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
+class Cluster:
+    """``nodes`` node files written as ``paxos-core init`` writes them, with the topology's addresses."""
+
+    def __init__(self, directory, topology, nodes=3, workers=2, groups=4, xfs=False, env=None):
+        self.dir = directory
+        self.topology = topology
+        self.env = dict(env or {})
+        # The nodes import this very paxos_core (the one running the nemesis), wherever the cwd is.
+        package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        self.env["PYTHONPATH"] = package_root + os.pathsep + os.environ.get("PYTHONPATH", "")
+        os.makedirs(os.path.join(directory, "logs"), exist_ok=True)
+        conf_dir = os.path.join(directory, "cluster")
+        # Ports: the same layout init writes; on namespaces every node has its own address anyway.
+        base = 20000 if topology.mode == "netns" else None
+        paths = write_cluster(conf_dir, nodes=nodes, workers=workers, groups=groups, host="127.0.0.1",
+                              base_port=base, curve=True)
+        for path in paths:
+            self._set_hosts(str(path))
+        self.configs = load_cluster(conf_dir)
+        self.conf_dir = conf_dir
+        self.groups = groups
+        self.workers = workers
+        self.lease_s = self.configs[0].lease_ticks * self.configs[0].tick_ms / 1000.0
+        self.nodes = {}
+        for config in self.configs:
+            node = NodeProcess(self, config.node_id, os.path.join(conf_dir, "node%d.toml" % config.node_id),
+                               str(config.data_dir))
+            self.nodes[config.node_id] = node
+        if xfs:
+            for node in self.nodes.values():
+                self._put_on_xfs(node)
+
+    def _set_hosts(self, path):
+        """Give node k (k-th [[cluster.nodes]] entry) the topology's address."""
+        with open(path) as f:
+            text = f.read()
+        ids = iter(int(x) for x in re.findall(r'^\[\[cluster\.nodes\]\]\s*\nid = (\d+)', text, re.M))
+        text = re.sub(r'^host = "127\.0\.0\.1"$', lambda m: 'host = "%s"' % self.topology.address(next(ids)),
+                      text, flags=re.M)
+        with open(path, "w") as f:
+            f.write(text)
+
+    def _put_on_xfs(self, node):
+        saved = os.path.join(self.dir, "saved-node%d" % node.node_id)
+        shutil.copytree(node.data_dir, saved)
+        node.disk = XfsDisk(os.path.join(self.dir, "disk-node%d.img" % node.node_id), node.data_dir)
+        for name in os.listdir(saved):
+            shutil.copy2(os.path.join(saved, name), os.path.join(node.data_dir, name))
+        shutil.rmtree(saved)
+        os.sync()
+
+    def endpoints(self):
+        config = self.configs[0]
+        return {n.id: [n.client_endpoint(w) for w in range(config.workers)] for n in config.nodes}
+
+    def start_all(self):
+        for node in self.nodes.values():
+            node.start()
+
+    def stop_all(self):
+        for node in self.nodes.values():
+            if node.paused:
+                node.resume()
+        for node in self.nodes.values():
+            node.stop()
+
+    def close(self):
+        """Stop every process by PID, then unmount the disks (the caller then deletes the namespaces)."""
+        try:
+            for node in self.nodes.values():
+                if node.disk is not None:
+                    node.disk.thaw()
+            self.stop_all()
+        finally:
+            for node in self.nodes.values():
+                if node.disk is not None:
+                    node.disk.close()
+
+    def worker_log_dirs(self, node_id):
+        """The node's live worker directories (``worker-<i>``), not those set aside after damage
+        (``worker-<i>.damaged-<time>``: never read again, so a bit flipped there could not be detected)."""
+        node = self.nodes[node_id]
+        return [os.path.join(node.data_dir, name) for name in sorted(os.listdir(node.data_dir))
+                if re.fullmatch(r"worker-\d+", name) and os.path.isdir(os.path.join(node.data_dir, name))]
+
+    def tracebacks(self):
+        """{node id: number of 'Traceback' lines in its log}."""
+        out = {}
+        for node_id, node in self.nodes.items():
+            try:
+                with open(node.log_path, "rb") as f:
+                    out[node_id] = f.read().count(b"Traceback (most recent call last)")
+            except FileNotFoundError:
+                out[node_id] = 0
+        return out

@@ -1,0 +1,550 @@
+"""The fault kinds and their seeded schedule.
+
+The schedule (one ``random.Random(seed)``): after a warm-up, faults follow each other, never two at once: a
+fault is injected, held for 2 to 5 s (a pause: longer than the lease), healed, and the cluster gets 1.5 to 3 s
+before the next. Kinds take turns in an order the seed shuffles, so every kind asked for is injected; the
+variant and the target are drawn from the seed too. What the cluster does in between is not deterministic
+(real processes), so the same seed gives the same faults, not the same history.
+
+Kinds (``FAULT_KINDS``):
+
+kill       kill -9 of a whole node (supervisor and workers; restarted at heal), of the supervisor alone (its
+           workers follow it: channel end of file, parent-death signal), of one worker (the supervisor
+           restarts it), or of the worker hosting a group on the node that is that group's master (found
+           through ``status``).
+pause      SIGSTOP of every process of a node (a random one, or a group's master) for 1.5 x the lease, then
+           SIGCONT. Variant isolated-master (namespaces only): the master is also cut off from its peers (not
+           from the clients) during the pause and for 1 s after it continues, so its first turns see queued
+           client requests and no news of the master that replaced it.
+partition  blackhole routes between node namespaces (topology.py): one node isolated, the master of a group
+           isolated, a random majority/minority split, a bridge (two halves that both see one middle node),
+           one-way (one node sends nothing to the others). Needs namespaces; skipped on loopback.
+powercut   kill -9 of a node, ``xfs_io -x -c shutdown`` of its XFS data filesystem (unsynced writes are
+           lost), umount, mount, restart. Needs root and xfsprogs.
+corrupt    a node is stopped (kill -9), one bit is flipped in one of its WAL (*.log) or table (*.sst) files,
+           and it is restarted: the damage must be detected (its log says so) and the node rebuilds from its
+           peers; nothing of it may be applied (the end-of-run checks). Strikes only when no node is
+           rebuilding (two rebuilding nodes of three cannot rebuild each other: documented).
+clock      the node is restarted under libfaketime (``LD_PRELOAD``, ``FAKETIME="+0 xR"``) with a clock rate R
+           in 0.9..1.1, inside the documented drift bound (17.6% for the default lease margin); restarted with
+           the real clock at heal. A start-up check measures that ``time.monotonic`` and CLOCK_BOOTTIME follow
+           the rate in a child; the kind is skipped if they do not.
+stall      the loop thread of the worker that hosts a group's master stands still (ptrace: PTRACE_INTERRUPT of
+           that one thread) while its ZeroMQ I/O threads keep taking in requests, as in a long GC pause or
+           a loop stuck on one slow call. Aimed at stale lease reads: the master is first cut off from its peers
+           (not from the clients); the nemesis writes a value A to a probe key of that group (not one of the
+           clients' keys), stalls the loop, writes B through the other nodes (acknowledged once they have
+           elected a new master, i.e. after the stalled master's lease ran out), then sends lease reads of
+           the probe key to the stalled master from a fresh client, lets the loop go and keeps the cut for
+           the fault's duration. The reads are recorded like every client operation: one answered A is a stale
+           lease read, found by the linearizability check. Without namespaces, no cut (the stalled master's
+           own peers then tell it about the new master at once).
+slowdisk   fsync stalls: the node's XFS filesystem is frozen (``fsfreeze -f``: every synced write blocks) for
+           50-400 ms at a time, again and again, for the fault's duration. Needs the XFS disks (root,
+           xfsprogs); without them, SIGSTOP/SIGCONT bursts of one worker of the same lengths (a stalled synced
+           write holds the worker's GIL, so its loop stands still either way).
+"""
+import glob
+import os
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+from ..client import Client
+from ..kv import key_group
+from .cluster import ThreadStop
+from .workload import History, do_op
+
+FAULT_KINDS = ("kill", "pause", "stall", "partition", "powercut", "corrupt", "clock", "slowdisk")
+NEEDS_XFS = ("powercut", "slowdisk")
+FAKETIME_PATHS = ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1",
+                  "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1", "/usr/local/lib/faketime/libfaketime.so.1")
+
+
+def faketime_library():
+    for path in FAKETIME_PATHS:
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def check_faketime(rate=4.0, span=2.0):
+    """(library path, None) if a child under libfaketime at ``rate`` sees time.monotonic and CLOCK_BOOTTIME
+    run at that rate, else (None, why). The child prints a line, busy-waits until its monotonic clock has
+    advanced ``span`` s, prints another; this process times the two lines on its own clock (interpreter
+    start-up is not measured)."""
+    lib = faketime_library()
+    if lib is None:
+        return None, "libfaketime is not installed: apt-get install faketime"
+    code = ("import sys, time\n"
+            "m0, b0 = time.monotonic(), time.clock_gettime(time.CLOCK_BOOTTIME)\n"
+            "print('go', flush=True)\n"
+            "while time.monotonic() - m0 < %r: pass\n"
+            "print(time.clock_gettime(time.CLOCK_BOOTTIME) - b0, flush=True)\n" % span)
+    env = dict(os.environ, LD_PRELOAD=lib, FAKETIME="+0 x%g" % rate, FAKETIME_NO_CACHE="1")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        t0 = time.monotonic()
+        second = proc.stdout.readline()
+        real = time.monotonic() - t0
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if first.strip() != "go" or not second.strip():
+        return None, "python under libfaketime failed: %s" % proc.stderr.read().strip()[-200:]
+    boottime = float(second)
+    # span s of faked time take span / rate s of real time; allow a loaded machine three times that.
+    if not (real < 3 * span / rate and boottime >= span * 0.9):
+        return None, ("libfaketime does not change time.monotonic/CLOCK_BOOTTIME here (%.2f s real for %.1f s "
+                      "at rate %g)" % (real, span, rate))
+    return lib, None
+
+
+class FaultRecord:
+    def __init__(self, kind, variant, target, start):
+        self.kind, self.variant, self.target = kind, variant, target
+        self.start = start
+        self.healed = None
+        self.injected = False
+        self.detail = ""
+        self.recovery_s = None
+
+    def as_dict(self):
+        return {"kind": self.kind, "variant": self.variant, "target": self.target, "injected": self.injected,
+                "start": round(self.start, 3), "healed": None if self.healed is None else round(self.healed, 3),
+                "recovery_s": None if self.recovery_s is None else round(self.recovery_s, 3),
+                "detail": self.detail}
+
+
+class Nemesis:
+    """Injects the faults of ``kinds`` on the seeded schedule into ``cluster`` until ``stop`` is set."""
+
+    def __init__(self, cluster, kinds, seed, say=print, clock=time.monotonic, key_groups=(), history=None):
+        self.cluster = cluster
+        self.history = history if history is not None else History()   # the probe operations go here
+        self.probe_keys = set()
+        self.probe_threads = []
+        self.key_groups = sorted(set(key_groups))    # groups the clients use: where a master matters
+        self.topology = cluster.topology
+        self.rng = random.Random(seed)
+        self.say = say
+        self.clock = clock
+        self.records = []
+        self.skipped = {}                 # kind -> why it cannot run here
+        self.faketime = None
+        self.kinds = []
+        for kind in kinds:
+            why = self._unavailable(kind)
+            if why:
+                self.skipped[kind] = why
+                say("nemesis: fault kind %s skipped: %s" % (kind, why))
+            else:
+                self.kinds.append(kind)
+        self.order = list(self.kinds)
+        self.rng.shuffle(self.order)
+        self.client = None
+        self.stop = threading.Event()
+        self.thread = None
+        self.t0 = clock()
+        self.cleanup = []                 # what heal() must undo
+
+    def _unavailable(self, kind):
+        if kind == "partition" and not self.topology.can_partition:
+            return "partitions need network namespaces (%s)" % self.topology.fallback_reason
+        if kind in ("powercut",) and not any(n.disk for n in self.cluster.nodes.values()):
+            return "needs each node's data on XFS on a loop device: root and xfsprogs (apt-get install xfsprogs)"
+        if kind == "clock":
+            self.faketime, why = check_faketime()
+            return why
+        if kind == "stall" and os.geteuid() != 0:
+            return "stopping one thread (ptrace) of a node's worker needs root here"
+        return None
+
+    # ------------------------------------------------------------------ status of the running cluster
+    def _status(self, timeout=2.0):
+        if self.client is None:
+            self.client = Client(self.cluster.endpoints(), self.cluster.workers, self.cluster.groups,
+                                 default_timeout=3.0)
+        out = []
+        for node_id, node in self.cluster.nodes.items():
+            if not node.alive() or node.paused:
+                continue
+            try:
+                out.extend(self.client.status(node=node_id, timeout=timeout))
+            except Exception:
+                pass
+        return out
+
+    def master_of(self, group):
+        """(master node, its worker index) of ``group`` as the live nodes report it, or (None, None)."""
+        votes = {}
+        for worker in self._status():
+            for detail in worker.get("group_detail", ()):
+                if detail["group"] == group and detail["master"]:
+                    votes[detail["master"]] = votes.get(detail["master"], 0) + 1
+        if not votes:
+            return None, None
+        master = max(votes, key=lambda m: (votes[m], -m))
+        return master, group % self.cluster.workers
+
+    def repairing(self):
+        return sum(worker.get("repairing", 0) for worker in self._status())
+
+    # ------------------------------------------------------------------ the schedule
+    def start(self, t0=None):
+        """Start the schedule; progress lines give seconds since ``t0`` (the run's start; default: now)."""
+        self.t0 = self.clock() if t0 is None else t0
+        self.thread = threading.Thread(target=self._run, name="nemesis", daemon=True)
+        self.thread.start()
+
+    def finish(self):
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(120)
+        self.heal()
+        for thread in self.probe_threads:
+            thread.join(4 * self.cluster.lease_s + 10)
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def _run(self):
+        if not self.order:
+            return
+        self.stop.wait(2.0)
+        turn = 0
+        while not self.stop.is_set():
+            kind = self.order[turn % len(self.order)]
+            turn += 1
+            record = self._inject(kind)
+            if record is not None:
+                self.records.append(record)
+                self.stop.wait(self.rng.uniform(2.0, 5.0) if kind != "pause" else 1.5 * self.cluster.lease_s)
+                self.heal()
+                record.healed = self.clock()
+                self.say("nemesis: %.1f s %s %s healed" % (record.healed - self.t0, record.kind, record.variant))
+            self.stop.wait(self.rng.uniform(1.5, 3.0))
+
+    def _inject(self, kind):
+        node_ids = sorted(self.cluster.nodes)
+        target = self.rng.choice(node_ids)
+        variant = {
+            "kill": lambda: self.rng.choice(("node", "supervisor", "worker", "master")),
+            "pause": lambda: self.rng.choice(("node", "master", "isolated-master") if self.topology.can_partition
+                                             else ("node", "master")),
+            "partition": lambda: self.rng.choice(("isolate", "isolate-master", "majority", "bridge", "one-way")),
+        }.get(kind, lambda: "")()
+        record = FaultRecord(kind, variant, target, self.clock())
+        try:
+            getattr(self, "_" + kind)(record)
+        except Exception as exc:                         # a fault that could not be injected is reported
+            record.detail = "not injected: %s: %s" % (type(exc).__name__, exc)
+            record.injected = False
+        self.say("nemesis: %.1f s %s %s node %s%s" % (record.start - self.t0, kind, variant, record.target,
+                                                      " (%s)" % record.detail if record.detail else ""))
+        return record
+
+    def _master_target(self, record):
+        group = self.rng.choice(self.key_groups) if self.key_groups else self.rng.randrange(self.cluster.groups)
+        master, worker = self.master_of(group)
+        if master is not None:
+            record.target = master
+            record.detail = "master of group %d" % group
+        return worker if master is not None else None
+
+    # ------------------------------------------------------------------ fault kinds
+    def _kill(self, record):
+        node = self.cluster.nodes[record.target]
+        worker = None
+        if record.variant == "master":
+            worker = self._master_target(record)
+            node = self.cluster.nodes[record.target]
+            pids = node.worker_pids()
+            if worker is None or worker >= len(pids):
+                record.variant = "worker"
+        if record.variant == "node":
+            node.kill()
+            self.cleanup.append(("start", node))
+        elif record.variant == "supervisor":
+            workers = node.worker_pids()
+            os.kill(node.pid, 9)
+            node.proc.wait()
+            node._reap(workers)
+            self.cleanup.append(("start", node))
+        else:
+            pids = self._workers_by_index(node)
+            index = worker if record.variant == "master" else self.rng.randrange(len(pids))
+            os.kill(pids[index], 9)
+            record.detail = (record.detail + "; " if record.detail else "") + "worker %d" % index
+        record.injected = True
+
+    def _workers_by_index(self, node):
+        """The node's worker PIDs in worker-index order (from each worker's command line)."""
+        found = {}
+        for pid in node.worker_pids():
+            try:
+                with open("/proc/%d/cmdline" % pid, "rb") as f:
+                    argv = f.read().split(b"\0")
+                index = int(argv[argv.index(b"paxos_core.runtime.worker") + 2])
+                found[index] = pid
+            except (FileNotFoundError, ValueError, IndexError):
+                continue
+        if not found:
+            raise RuntimeError("node %d has no workers running" % node.node_id)
+        return [found[i] for i in sorted(found)]
+
+    def _pause(self, record):
+        if record.variant in ("master", "isolated-master"):
+            self._master_target(record)
+        node = self.cluster.nodes[record.target]
+        if record.variant == "isolated-master":
+            # Cut off from its peers (not from the clients) while it stands still, and still cut off for a
+            # second after it continues: its first turns then see the clients' requests and no peer's news.
+            self.topology.cut_between([record.target], [n for n in self.cluster.nodes if n != record.target])
+            self.cleanup.append(("heal-net", None))
+            self.cleanup.append(("sleep", 1.0))
+        node.pause()
+        self.cleanup.append(("resume", node))
+        record.injected = True
+
+    def _partition(self, record):
+        nodes = sorted(self.cluster.nodes)
+        topo = self.topology
+        if record.variant == "isolate-master":
+            self._master_target(record)
+        if record.variant in ("isolate", "isolate-master"):
+            topo.cut_between([record.target], [n for n in nodes if n != record.target])
+        elif record.variant == "majority":
+            shuffled = nodes[:]
+            self.rng.shuffle(shuffled)
+            minority = shuffled[:len(nodes) // 2]
+            topo.cut_between(minority, shuffled[len(nodes) // 2:])
+            record.detail = "minority %s" % minority
+        elif record.variant == "bridge":
+            others = [n for n in nodes if n != record.target]
+            self.rng.shuffle(others)
+            half = len(others) // 2
+            topo.cut_between(others[:half], others[half:])
+            record.detail = "%s | %s, bridged by %d" % (sorted(others[:half]), sorted(others[half:]), record.target)
+        else:
+            for other in nodes:
+                if other != record.target:
+                    topo.cut(record.target, other)
+            record.detail = "node %d sends nothing" % record.target
+        self.cleanup.append(("heal-net", None))
+        record.injected = True
+
+    def _powercut(self, record):
+        node = self.cluster.nodes[record.target]
+        node.kill()
+        self.cleanup.append(("start", node))     # restarted at heal, whether the cut could be made or not
+        node.disk.power_cut(node.owns)
+        record.injected = True
+
+    def _corrupt(self, record):
+        deadline = self.clock() + 20
+        while self.repairing() and self.clock() < deadline and not self.stop.is_set():
+            time.sleep(0.5)
+        if self.repairing():
+            raise RuntimeError("a node is still rebuilding")
+        node = self.cluster.nodes[record.target]
+        node.kill()
+        files = []
+        for worker_dir in self.cluster.worker_log_dirs(record.target):
+            for pattern in ("*.log", "*.sst"):
+                files.extend(p for p in glob.glob(os.path.join(worker_dir, pattern)) if os.path.getsize(p) > 0)
+        self.cleanup.append(("start", node))
+        if not files:
+            raise RuntimeError("no WAL or table file with data")
+        path = self.rng.choice(sorted(files))
+        size = os.path.getsize(path)
+        offset = self.rng.randrange(size)
+        bit = self.rng.randrange(8)
+        with open(path, "r+b") as f:
+            f.seek(offset)
+            byte = f.read(1)[0]
+            f.seek(offset)
+            f.write(bytes([byte ^ (1 << bit)]))
+            f.flush()
+            os.fsync(f.fileno())
+        record.detail = "bit %d of byte %d of %s (%d bytes)" % (bit, offset, os.path.relpath(path, node.data_dir),
+                                                               size)
+        record.log_mark = os.path.getsize(node.log_path)
+        record.injected = True
+
+    def _clock(self, record):
+        node = self.cluster.nodes[record.target]
+        rate = round(self.rng.uniform(0.9, 1.1), 3)
+        node.stop()
+        node.env_extra = {"LD_PRELOAD": self.faketime, "FAKETIME": "+0 x%g" % rate, "FAKETIME_NO_CACHE": "1"}
+        node.start()
+        record.detail = "clock rate x%g" % rate
+        self.cleanup.append(("real-clock", node))
+        record.injected = True
+
+    def _slowdisk(self, record):
+        node = self.cluster.nodes[record.target]
+        stop = threading.Event()
+        rng = random.Random(self.rng.getrandbits(32))
+        stalls = [0]
+
+        if node.disk is not None:
+            record.detail = "fsfreeze of its XFS"
+
+            def stall(seconds):
+                node.disk.freeze()
+                time.sleep(seconds)
+                node.disk.thaw()
+        else:
+            record.detail = "SIGSTOP bursts of one worker (no XFS disk)"
+            pid = rng.choice(self._workers_by_index(node))
+
+            def stall(seconds):
+                os.kill(pid, 19)
+                time.sleep(seconds)
+                os.kill(pid, 18)
+
+        def run():
+            while not stop.is_set():
+                try:
+                    stall(rng.uniform(0.05, 0.4))
+                    stalls[0] += 1
+                except (OSError, ProcessLookupError):
+                    return
+                stop.wait(rng.uniform(0.05, 0.3))
+
+        thread = threading.Thread(target=run, name="slowdisk", daemon=True)
+        thread.start()
+        self.cleanup.append(("slowdisk", (stop, thread, stalls, record)))
+        record.injected = True
+
+    def _probe_key(self, group):
+        """A key of ``group`` that no client task uses (they use k0, k1, ...)."""
+        n = 0
+        while key_group(b"probe%d" % n, self.cluster.groups) != group:
+            n += 1
+        key = b"probe%d" % n
+        self.probe_keys.add(key)
+        return key
+
+    def _probe_client(self, prefer=None, attempt_timeout=1.0):
+        cluster = self.cluster
+        return Client(cluster.endpoints(), cluster.workers, cluster.groups, prefer=prefer,
+                      default_timeout=4 * cluster.lease_s + 5, attempt_timeout=attempt_timeout)
+
+    def _stall(self, record):
+        cluster, history = self.cluster, self.history
+        group = self.rng.choice(self.key_groups) if self.key_groups else self.rng.randrange(cluster.groups)
+        key = self._probe_key(group)
+        number = len(self.records) + 1
+        value_b = b"stall%d-b" % number
+        # The writer prefers a node that will not be the master (its session starts with A: B is then never a
+        # session's first request, which a retry could not tell from an expired session).
+        master, _ = self.master_of(group)
+        prefer = self.rng.choice([n for n in cluster.nodes if n != master])
+        writer = None
+        try:
+            # A, then a lease read of it, make the group's master hold a fresh lease on the probe key's group.
+            # A session's first write that had to be retried elsewhere comes back SessionExpired (client.py):
+            # then again with a fresh client and a new value (every value written is unique).
+            for attempt in range(3):
+                if writer is not None:
+                    writer.close()
+                writer = self._probe_client(prefer=prefer)
+                value_a = b"stall%d-a%d" % (number, attempt)
+                op = do_op(writer, cluster.groups, history, "nemesis", "write", key, value=value_a, timeout=10.0)
+                if op.outcome == "ok" or self.stop.is_set():
+                    break
+            if op.outcome != "ok":
+                raise RuntimeError("probe write of A failed (%s)" % op.error)
+            master, index = self.master_of(group)
+            if master is None:
+                raise RuntimeError("group %d has no master" % group)
+            do_op(writer, cluster.groups, history, "nemesis", "read", key, mode="lease", node=master, timeout=5.0)
+            record.target = master
+            node = cluster.nodes[master]
+            tid = self._workers_by_index(node)[index]
+            others = [n for n in cluster.nodes if n != master]
+            if self.topology.can_partition:
+                self.topology.cut_between([master], others)
+                self.cleanup.append(("heal-net", None))
+            stall = ThreadStop(tid)
+            stall.stop()
+            record.injected = True
+            readers = []
+            try:
+                op = do_op(writer, cluster.groups, history, "nemesis", "write", key, value=value_b,
+                           timeout=4 * cluster.lease_s + 5)
+                record.detail = "master of group %d, worker %d (pid %d); probe %s: B %s" % (
+                    group, index, tid, key.decode(), op.outcome)
+                if op.outcome == "ok":
+                    # Fresh clients (they know of no newer master), an attempt timeout longer than the rest
+                    # of the stall: the reads wait in the stalled worker's queue.
+                    for _ in range(3):
+                        reader = self._probe_client(prefer=master, attempt_timeout=cluster.lease_s)
+                        thread = threading.Thread(target=self._probe_read, args=(reader, key, master),
+                                                  name="stall-probe", daemon=True)
+                        thread.start()
+                        readers.append(thread)
+                        time.sleep(0.3)
+                    time.sleep(0.5)
+            finally:
+                stall.resume()
+            self.probe_threads.extend(readers)        # joined by finish(), before the history is checked
+        finally:
+            if writer is not None:
+                writer.close()
+
+    def _probe_read(self, reader, key, master):
+        try:
+            do_op(reader, self.cluster.groups, self.history, "nemesis", "read", key, mode="lease", node=master,
+                  timeout=2 * self.cluster.lease_s + 2)
+        finally:
+            reader.close()
+
+    # ------------------------------------------------------------------ heal
+    def heal(self):
+        """Undo whatever the current fault did: network healed, processes continued, nodes restarted."""
+        while self.cleanup:
+            what, arg = self.cleanup.pop()
+            if what == "sleep":
+                time.sleep(arg)
+            elif what == "heal-net":
+                self.topology.heal()
+            elif what == "resume":
+                arg.resume()
+            elif what == "start":
+                if not arg.alive():
+                    arg.start()
+            elif what == "real-clock":
+                arg.stop()
+                arg.env_extra = {}
+                arg.start()
+            elif what == "slowdisk":
+                stop, thread, stalls, record = arg
+                stop.set()
+                thread.join(5)
+                record.detail += ": %d stalls" % stalls[0]
+        for node in self.cluster.nodes.values():
+            if node.disk is not None:
+                node.disk.thaw()
+
+
+def corrupt_detected(cluster, record):
+    """True if the node's log, after the restart that followed ``record`` (a corrupt fault), reports damage."""
+    node = cluster.nodes[record.target]
+    with open(node.log_path, "rb") as f:
+        f.seek(getattr(record, "log_mark", 0))
+        text = f.read().decode("utf-8", "replace").lower()
+    return any(word in text for word in ("damage", "corrupt", "checksum", "set aside", "rebuild"))
+
+
+def have_tool(name):
+    return shutil.which(name) is not None
