@@ -344,6 +344,15 @@ class Cluster:
         config = self.configs[0]
         return {n.id: [n.client_endpoint(w) for w in range(config.workers)] for n in config.nodes}
 
+    def client_keys(self, admin=False):
+        """Client options for this CURVE cluster: the nodes' public keys; `admin`: also a member's key pair
+        (administrative operations need one; other clients make their own pair)."""
+        config = self.configs[0]
+        options = {"curve_server_keys": {n.id: config.curve_public_key(n.id) for n in config.nodes}}
+        if admin:
+            options["curve_keypair"] = (config.curve_public_key(config.node_id), config.curve_secret_key())
+        return options
+
     def start_all(self):
         for node in self.nodes.values():
             node.start()

@@ -171,7 +171,7 @@ class Nemesis:
     def _status(self, timeout=2.0):
         if self.client is None:
             self.client = Client(self.cluster.endpoints(), self.cluster.workers, self.cluster.groups,
-                                 default_timeout=3.0)
+                                 default_timeout=3.0, **self.cluster.client_keys())
         out = []
         for node_id, node in self.cluster.nodes.items():
             if not node.alive() or node.paused:
@@ -437,7 +437,8 @@ class Nemesis:
     def _probe_client(self, prefer=None, attempt_timeout=1.0):
         cluster = self.cluster
         return Client(cluster.endpoints(), cluster.workers, cluster.groups, prefer=prefer,
-                      default_timeout=4 * cluster.lease_s + 5, attempt_timeout=attempt_timeout)
+                      default_timeout=4 * cluster.lease_s + 5, attempt_timeout=attempt_timeout,
+                      **cluster.client_keys())
 
     def _stall(self, record):
         cluster, history = self.cluster, self.history

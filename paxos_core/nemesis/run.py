@@ -163,7 +163,8 @@ def run(opts, say):
         say("nemesis: %d nodes (%s), data in %s" % (opts.nodes, ", ".join(
             "%d=%s" % (n, topo.address(n)) for n in node_ids), directory))
         cluster.start_all()
-        admin = Client(cluster.endpoints(), cluster.workers, cluster.groups, default_timeout=5.0)
+        admin = Client(cluster.endpoints(), cluster.workers, cluster.groups, default_timeout=5.0,
+                       **cluster.client_keys(admin=True))
         try:
             late = wait_ready(admin, node_ids)
             if late:
@@ -171,7 +172,7 @@ def run(opts, say):
                                  % (late, os.path.join(directory, "logs")))
             workload = Workload(cluster.endpoints(), cluster.workers, cluster.groups, history,
                                 clients=opts.clients, keys=opts.keys, read_modes=opts.read_modes, seed=opts.seed,
-                                node_ids=node_ids, writes=opts.writes)
+                                node_ids=node_ids, writes=opts.writes, client_options=cluster.client_keys())
             nemesis = Nemesis(cluster, opts.faults, opts.seed, say=say,
                               key_groups=[key_group(key, cluster.groups) for key in workload.keys], history=history)
             started = time.monotonic()

@@ -110,8 +110,9 @@ def do_op(client, groups, history, task, kind, key, *, value=None, expected=None
 
 class Workload:
     def __init__(self, endpoints, workers, groups, history, *, clients=5, keys=4, read_modes=("lease",),
-                 seed=0, node_ids=(1, 2, 3), writes=0.55):
+                 seed=0, node_ids=(1, 2, 3), writes=0.55, client_options=None):
         self.endpoints = endpoints
+        self.client_options = dict(client_options or {})     # e.g. the cluster's CURVE server keys
         self.workers = workers
         self.groups = groups
         self.history = history
@@ -140,7 +141,7 @@ class Workload:
         node = self.node_ids[task % len(self.node_ids)]
         patient = task % 2 == 1
         client = Client(self.endpoints, self.workers, self.groups, prefer=node, default_timeout=OP_TIMEOUT,
-                        attempt_timeout=6.0 if patient else 1.0)
+                        attempt_timeout=6.0 if patient else 1.0, **self.client_options)
         last = {}                      # key -> the last value this task saw or wrote (cas expects it)
         n = 0
         try:
