@@ -263,6 +263,10 @@ def test_garbage_on_every_port_changes_nothing(tmp_path):
                     dealer = ctx.socket(zmq.DEALER)
                     sockets.append(dealer)
                     dealer.linger = 0
+                    # With a member's key pair: administrative requests too reach the decoder (a client
+                    # without the cluster's keys cannot connect; tests/test_auth.py).
+                    dealer.curve_publickey, dealer.curve_secretkey = member_public, member_secret
+                    dealer.curve_serverkey = server_key
                     dealer.connect("tcp://127.0.0.1:%d" % ports["client"])
                     frames = _client_garbage(rng) + [rpc.add_group_request(99, 0xFFFFFFFE + w)[:13]]
                     for frame in frames:
