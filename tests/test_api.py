@@ -20,26 +20,9 @@ from paxos_core.kv import KV
 from paxos_core.node import Node
 from paxos_core.statemachine import ApplyOrderError
 from paxos_core.statemachine import kv as ops
-from test_client import FakeCluster
+from test_client import fake  # noqa: F401  (the fixture: fake workers behind the real Client)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def fake():
-    cluster = FakeCluster()
-    clients = []
-
-    def make(**options):
-        c = cluster.client(**options)
-        clients.append(c)
-        return c
-
-    cluster.make_client = make
-    yield cluster
-    for c in clients:
-        c.close()
-    cluster.close()
 
 
 def _answer_lost(fake):

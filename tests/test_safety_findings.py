@@ -509,3 +509,23 @@ def test_soak_finding_a_batch_of_several_entries_is_proposed_one_entry_after_ano
             assert len(set(turns)) == len(turns), "one entry per turn at most: each after the one before applied"
             instances = [instance for instance, _ in results]
             assert instances == sorted(instances)
+
+
+def test_soak_finding_a_rebuilt_node_is_held_only_to_the_promises_a_quorum_backed():
+    """Soak seed 1,013,554: node 3 promised ballot 196610 alone, lost its disk, rebuilt (floor 65537 from its
+    peers) and the oracle called the lower promise a regression. The rebuild rule keeps only what a quorum
+    counted; a promise a majority backed must still never go back."""
+    from paxos_core.sim.oracle import Oracle
+    from paxos_core.sim.simulation import FAULT_KINDS, SimConfig, run_seed
+
+    oracle = Oracle(3)
+    oracle.on_promise_reply(3, 8, 196610)          # only node 3 promised it
+    oracle.on_promise_reply(3, 9, 131074)          # node 3 and node 1 promised it: a majority
+    oracle.on_promise_reply(1, 9, 131074)
+    oracle.on_amnesia(3)
+    oracle.on_restart_state(3, 8, 65537, [], 0)
+    assert not oracle.violations
+    oracle.on_restart_state(3, 9, 65537, [], 0)
+    assert oracle.violations and "promise went back from 131074" in oracle.violations[0]
+    result = run_seed(SimConfig(seed=1013554, nodes=3, groups=64, faults=FAULT_KINDS))
+    assert result.violations == [], result.violations[:3]

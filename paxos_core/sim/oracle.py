@@ -114,6 +114,19 @@ class Oracle:
         elif instance == len(log):
             log.append(value)
 
+    def on_amnesia(self, node):
+        """`node` lost (or may have lost) its synced state and rebuilds. The rebuild rule keeps every promise it
+        gave that a quorum counted (docs/architecture.md, "the rebuild rule"): one that no other node backs up
+        to a majority may be forgotten. So from here on the node is held to the highest ballot it promised
+        that a majority (it and peers whose own promises reached that ballot) backs."""
+        for (n, group), ballot in list(self.replied_promise.items()):
+            if n != node:
+                continue
+            peers = [b for (m, g), b in self.replied_promise.items() if g == group and m != node]
+            backed = [x for x in peers + [0, ballot]
+                      if x <= ballot and 1 + sum(1 for b in peers if b >= x) >= self.majority]
+            self.replied_promise[(n, group)] = max(backed) if backed else 0
+
     def on_restart_state(self, node, group, promised, accepted, chosen_next):
         """Right after a restart: nothing the node vouched for may be forgotten."""
         replied = self.replied_promise.get((node, group), 0)

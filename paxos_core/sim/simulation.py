@@ -230,6 +230,8 @@ class Simulation:
         loop.effects_hook = lambda fx, node=node: self._observe(node, fx)
         node.loop = loop
         self._trace("start", node.id, node.incarnation, amnesia)
+        if amnesia:
+            self.oracle.on_amnesia(node.id)
         for group in loop.engine.groups():
             self.oracle.set_learned_start(node.id, group_key(group, loop.engine.incarnation_of(group)),
                                           loop.engine.learned(group)[0])
