@@ -54,6 +54,7 @@ cdef class Effects:
     cdef public list serve          # [(dest, group, first, end, chain)] send the chosen values [first, end)
                                     # from DURABLE storage, with our chain at `end` (-1: read it from the
                                     # CHAIN record at `end`), as one CATCHUP_REPLY
+    cdef dict serve_at              # (dest, group) -> index in serve: one reply per peer and group per batch
     cdef public list stopped        # [(group, reason)] groups that stopped themselves
     cdef public list self_votes     # [(group, instance, ballot)] our own acceptor's votes as our proposer counts them (for observers)
     cdef public long token          # pass to Engine.persisted() once the records are durable

@@ -91,6 +91,7 @@ cdef class Effects:
         self.acks = []
         self.expired = []
         self.serve = []
+        self.serve_at = {}
         self.stopped = []
         self.self_votes = []
         self.token = 0
@@ -870,11 +871,15 @@ cdef class Engine:
         cdef dict out = self.learner.outstanding.get(slot)
         cdef dict own = {}
         cdef list others = []
+        cdef set seen = set()
         for e in back + pg.forwarded + pg.pending:
             if e[0] == self.node_id:
                 if out is not None and e[1] in out and e[1] not in own:
                     own[e[1]] = e
-            else:
+            elif (e[0], e[1]) not in seen:
+                # Once each: a proposal relayed between nodes while mastership moves can come back to us while
+                # we still hold it; kept twice, every relay would double it (seen as 100 MB forwards).
+                seen.add((e[0], e[1]))
                 others.append(e)
         pg.pending = [own[seq] for seq in sorted(own)] + others
         pg.forwarded = []
@@ -959,9 +964,22 @@ cdef class Engine:
             return
         if not pg.forwarded:
             pg.forwarded_at = self.now
-        self.counters[C_FORWARDS] += 1
-        self._send(dest, make_message(FORWARD, self.group_of(slot), 0, self.acceptor.promised[slot], 0, 0,
-                                      0, encode_batch(pg.pending)), False)
+        # In messages of at most max_batch_bytes of payload (one proposal may pass it alone), so that a long
+        # queue never makes a message bigger than a frame.
+        cdef list chunk = []
+        cdef Py_ssize_t chunk_bytes = 0
+        cdef Py_ssize_t k
+        cdef Py_ssize_t n = len(pg.pending)
+        for k in range(n):
+            e = pg.pending[k]
+            chunk.append(e)
+            chunk_bytes += len(<bytes>e[2])
+            if k == n - 1 or chunk_bytes + len(<bytes>(<tuple>pg.pending[k + 1])[2]) > self.max_batch_bytes:
+                self.counters[C_FORWARDS] += 1
+                self._send(dest, make_message(FORWARD, self.group_of(slot), 0, self.acceptor.promised[slot], 0,
+                                              0, 0, encode_batch(chunk)), False)
+                chunk = []
+                chunk_bytes = 0
         pg.forwarded.extend(pg.pending)
         pg.pending = []
         pg.pending_bytes = 0
@@ -972,7 +990,15 @@ cdef class Engine:
             return   # not the leader (any more): the origin re-routes after its forward timeout
         cdef ProposerGroup pg = self.proposer.group(slot)
         entries = decode_batch(m.value)
+        cdef dict out = self.learner.outstanding.get(slot)
+        cdef set held = {(e[0], e[1]) for e in pg.pending}
+        held.update([(e[0], e[1]) for e in pg.forwarded])
         for entry in entries:
+            if entry[0] == self.node_id and (out is None or entry[1] not in out):
+                continue        # our own proposal relayed back after it was answered here
+            if (entry[0], entry[1]) in held:
+                continue        # one we hold already (relayed back to us while mastership moved): once only
+            held.add((entry[0], entry[1]))
             pg.pending.append(entry)
             pg.pending_bytes += len(<bytes>entry[2])
         self.active[slot] = True
@@ -1109,7 +1135,19 @@ cdef class Engine:
             if end <= first:
                 end = first - first % CHAIN_EVERY + CHAIN_EVERY
             chain = -1
-        self.fx.serve.append((dest, self.group_of(slot), first, end, chain))
+        # One reply per peer and group per batch: a lagging peer's burst (a catch-up request, retransmitted
+        # Accepts, a Prepare, all drained in one poll) would otherwise be answered with one full reply each.
+        # The reply from the lowest `first` asked for serves them all (the receiver skips what it has).
+        cdef uint32_t group = self.group_of(slot)
+        key = (dest, group)
+        at = self.fx.serve_at.get(key)
+        if at is not None:
+            if (<tuple>self.fx.serve[at])[2] <= first:
+                return
+            self.fx.serve[at] = (dest, group, first, end, chain)
+            return
+        self.fx.serve_at[key] = len(self.fx.serve)
+        self.fx.serve.append((dest, group, first, end, chain))
 
     cdef void _on_catchup_req(self, Py_ssize_t slot, Message m, int src):
         self._serve(src, slot, m.instance, m.aux)

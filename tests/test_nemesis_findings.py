@@ -1,0 +1,95 @@
+"""Regression tests for what `paxos-core nemesis` found in paxos-core itself (docs/RELIABILITY.md, "Nemesis
+runs"): each drives the engine into the situation a real cluster met."""
+import random
+
+from paxos_core.core.config import CoreConfig
+from paxos_core.core.engine import Engine
+from paxos_core.core.learner import chain_of
+from paxos_core.core.ballot import pack
+from paxos_core.replica.cycle import run_cycle
+from paxos_core.storage.memory import MemoryLog
+from paxos_core.wire.codec import decode_batch, decode_entries, encode_batch, encode_entries
+from paxos_core.wire.message import Kind, Message
+
+
+def _engine(node_id=2, members=(1, 2, 3), **config):
+    return Engine(CoreConfig(node_id=node_id, members=members, n_groups=1, **config), random.Random(node_id))
+
+
+def _forwards(fx, dest=None):
+    return [m for d, m in fx.send_now + fx.send_after if m.kind == Kind.FORWARD and (dest is None or d == dest)]
+
+
+def _copies(engine, key):
+    pg = engine.proposer.groups[0]
+    return sum(1 for e in pg.pending + pg.forwarded if (e[0], e[1]) == key)
+
+
+def test_nemesis_finding_a_proposal_relayed_back_while_mastership_moves_is_held_once():
+    """Seed 116 (5 nodes): workers died on 77-125 MB messages. A proposal forwarded from node 3 to the master
+    (node 2) was relayed on to the next master when mastership moved, and relayed back when it moved again;
+    node 2 then held it twice, and every further move doubled it."""
+    engine = _engine(node_id=2, election_backoff_ticks=(5, 5))
+    relayed = (3, 7, b"a client's put, proposed at node 3")
+    forward = Message(Kind.FORWARD, 0, 0, 0, 0, 0, 0, encode_batch([relayed]), src=3)
+    engine.prefer(0, 2)                       # node 2 is master: it prepares, and takes node 3's forward
+    engine.receive([forward])
+    engine.take_effects()
+    assert _copies(engine, (3, 7)) == 1
+    engine.prefer(0, 1)                       # mastership moves to node 1: node 2 relays the proposal there
+    assert [decode_batch(m.value) for m in _forwards(engine.take_effects(), 1)] == [[relayed]]
+    engine.prefer(0, 2)                       # ... and back (node 2 backs off before it prepares again)
+    back = Message(Kind.FORWARD, 0, 0, 0, 0, 0, 0, encode_batch([relayed]), src=1)
+    engine.receive([back, back])              # node 1 relays it back, twice (a retransmission)
+    assert _copies(engine, (3, 7)) == 1
+    for now in range(1, 40):                  # forward timeouts: taken back and sent on, still once
+        engine.tick(now)
+        engine.take_effects()
+        assert _copies(engine, (3, 7)) <= 1
+
+
+def test_nemesis_finding_a_long_queue_is_forwarded_in_messages_of_bounded_size():
+    """A follower forwards its whole queue at once when it takes it back; in one message it grew past any
+    frame. Each FORWARD now carries at most max_batch_bytes of proposals (one bigger proposal goes alone)."""
+    engine = _engine(node_id=2, max_batch_bytes=1000)
+    engine.prefer(0, 1)
+    engine.receive([Message(Kind.ACCEPT, 0, 5, pack(1, 1), 0, 0, 0, encode_batch([(1, 1, b"x")]), src=1)])
+    engine.take_effects()
+    payloads = [bytes([65 + k]) * 300 for k in range(10)] + [b"B" * 1500]
+    for p in payloads:
+        engine.propose(0, p)
+    sent = []
+    for now in range(1, 30):
+        engine.tick(now)
+        sent.extend(_forwards(engine.take_effects(), 1))
+    whole = [m for m in sent if len(decode_batch(m.value)) > 1]
+    assert whole, "the queue was taken back and forwarded again"
+    for m in sent:
+        batch = decode_batch(m.value)
+        assert len(batch) == 1 or sum(len(e[2]) for e in batch) <= 1000
+    again = [e[2] for m in sent[len(payloads):] for e in decode_batch(m.value)]
+    assert again[:len(payloads)] == payloads, "in order, each once"
+
+
+def test_nemesis_finding_a_burst_from_a_lagging_peer_gets_one_catchup_reply_per_group():
+    """Seed 116 again: a rebuilt node's catch-up request, retransmitted Accepts and more, drained in one poll,
+    were each answered with a full catch-up reply (10.5 MB each, six in one frame). One reply per peer and
+    group per cycle, from the lowest instance asked for."""
+    engine = _engine(node_id=2)
+    log = MemoryLog(2)
+    values = [encode_batch([(1, k, b"v%d" % k)]) for k in range(6)]
+    entries = [(i, pack(1, 1), v) for i, v in enumerate(values)]
+    engine.receive([Message(Kind.CATCHUP_REPLY, 0, 0, 0, 6, 6, chain_of(values), encode_entries(entries), src=1)])
+    run_cycle(engine, log, lambda messages: None)
+    assert engine.learned(0)[0] == 6
+    burst = [Message(Kind.CATCHUP_REQ, 0, 2, 0, 0, 64, 0, b"", src=3),
+             Message(Kind.ACCEPT, 0, 3, pack(1, 3), 0, 0, 0, values[3], src=3),
+             Message(Kind.CATCHUP_REQ, 0, 1, 0, 0, 64, 0, b"", src=3),
+             Message(Kind.ACCEPT, 0, 4, pack(1, 3), 0, 0, 0, values[4], src=3),
+             Message(Kind.CATCHUP_REQ, 0, 2, 0, 0, 64, 0, b"", src=3)]
+    engine.receive(burst)
+    sent = []
+    run_cycle(engine, log, sent.extend)
+    replies = [m for d, m in sent if m.kind == Kind.CATCHUP_REPLY]
+    assert len(replies) == 1 and [d for d, m in sent if m.kind == Kind.CATCHUP_REPLY] == [3]
+    assert [v for _, _, v in decode_entries(replies[0].value)] == values[1:]
