@@ -309,10 +309,13 @@ def test_flagged_resend_of_a_first_request_that_never_landed_is_refused(fake):
     # The documented price of the flag: a session's first request (seq 1) whose first attempt may still be
     # somewhere cannot be told from an expired session's retry. Outcome unknown, nothing applied twice.
     fake.handlers[1] = fake.silent
-    client = fake.make_client(prefer=1, attempt_timeout=0.5)
+    client = fake.make_client(prefer=1)
     with pytest.raises(errors.SessionExpired, match="earlier attempt"):
         client.propose(0, ops.encode_put(b"k", b"v"))
-    assert [seq for _, _, seq in fake.proposals()] == [1, 1 | FLAG]
+    # The first attempt went to node 1 unflagged; every later one (one, unless a loaded machine made an
+    # attempt time out as well) carries the flag.
+    seqs = [seq for _, _, seq in fake.proposals()]
+    assert seqs[0] == 1 and len(seqs) >= 2 and set(seqs[1:]) == {1 | FLAG}
     assert KV(client, 1).get(b"k", mode="stale") is None
 
 
