@@ -84,6 +84,20 @@ def test_planted_stale_lease_clock_is_caught(tmp_path):
     assert (tmp_path / "run" / "anomalies.html").exists() and (tmp_path / "run" / "anomalies.txt").exists()
 
 
+def test_loopback_run_says_so_and_checks_the_history_the_same_way(tmp_path):
+    """--loopback (what a run without root or namespaces falls back to): the nodes on 127.0.0.x of one host,
+    the fallback said in one line, and the same checks; kill and pause need no namespaces."""
+    result, summary, out = nemesis(tmp_path, "--loopback", "--duration", DURATION, "--faults", "kill,pause",
+                                   "--seed", "4", "--read-modes", "lease,linearizable")
+    assert summary["topology"] == "loopback", out[-3000:]
+    assert "falling back to loopback addresses" in out
+    assert summary["faults"].get("kill", 0) + summary["faults"].get("pause", 0) >= 1, out[-3000:]
+    assert summary["anomalies"] == 0 and summary["lost_acked_writes"] == 0, out[-3000:]
+    assert summary["converged"] and summary["tracebacks"] == 0 and summary["nodes_down"] == 0, out[-3000:]
+    assert summary["ok"] > 100, out[-3000:]
+    assert result.returncode == 0, out[-3000:]
+
+
 def test_plant_needs_its_explicit_prefix(tmp_path):
     """PAXOS_CORE_PLANT set by mistake (without the unsafe-test-only: prefix) stops a worker from starting
     with one line; it is never silently on."""
