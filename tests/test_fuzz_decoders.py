@@ -25,15 +25,19 @@ fuzz = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fuzz)
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-# Address space a decoder may use: the test process's size when this module was imported + 1 GiB, ONE bound for
-# every example (a bound re-taken from the size at each example would let memory kept between examples, say a
-# worker's arrays, ratchet up without limit).
-_BOUND = fuzz.address_space() + (1 << 30)
+# Address space a decoder may use: the test process's size when this module's first test starts + 1 GiB, ONE
+# bound for every example (a bound re-taken from the size at each example would let memory kept between
+# examples, say a worker's arrays, ratchet up without limit). Not the size at import: in a full run the
+# modules are imported first, and the tests before these grow the process (threads, arenas) by more than that.
+_BOUND = None
 
 
 @contextmanager
 def memory_bound():
     """RLIMIT_AS at _BOUND for the block (the soft limit goes back afterwards)."""
+    global _BOUND
+    if _BOUND is None:
+        _BOUND = fuzz.address_space() + (1 << 30)
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     resource.setrlimit(resource.RLIMIT_AS, (max(_BOUND, fuzz.address_space() + (64 << 20)), hard))
     try:

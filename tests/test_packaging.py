@@ -48,6 +48,8 @@ def copy_source(dest):
 
 
 def run(argv, timeout=600, **kwargs):
+    # Without PYTHONPATH: the venv's python must import the package it installed, not a checkout on the path.
+    kwargs.setdefault("env", {k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     return subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL, **kwargs)
 
