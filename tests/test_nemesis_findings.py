@@ -74,17 +74,20 @@ def test_nemesis_finding_a_long_queue_is_forwarded_in_messages_of_bounded_size()
 def test_nemesis_finding_a_burst_from_a_lagging_peer_gets_one_catchup_reply_per_group():
     """Seed 116 again: a rebuilt node's catch-up request, retransmitted Accepts and more, drained in one poll,
     were each answered with a full catch-up reply (10.5 MB each, six in one frame). One reply per peer and
-    group per cycle, from the lowest instance asked for."""
+    group per cycle, from the lowest instance asked for, to the chosen mark at the last ask (values learned
+    between the asks included)."""
     engine = _engine(node_id=2)
     log = MemoryLog(2)
-    values = [encode_batch([(1, k, b"v%d" % k)]) for k in range(6)]
+    values = [encode_batch([(1, k, b"v%d" % k)]) for k in range(8)]
     entries = [(i, pack(1, 1), v) for i, v in enumerate(values)]
-    engine.receive([Message(Kind.CATCHUP_REPLY, 0, 0, 0, 6, 6, chain_of(values), encode_entries(entries), src=1)])
+    engine.receive([Message(Kind.CATCHUP_REPLY, 0, 0, 0, 6, 6, chain_of(values[:6]), encode_entries(entries[:6]),
+                            src=1)])
     run_cycle(engine, log, lambda messages: None)
     assert engine.learned(0)[0] == 6
     burst = [Message(Kind.CATCHUP_REQ, 0, 2, 0, 0, 64, 0, b"", src=3),
              Message(Kind.ACCEPT, 0, 3, pack(1, 3), 0, 0, 0, values[3], src=3),
              Message(Kind.CATCHUP_REQ, 0, 1, 0, 0, 64, 0, b"", src=3),
+             Message(Kind.CATCHUP_REPLY, 0, 6, 0, 8, 8, chain_of(values), encode_entries(entries[6:]), src=1),
              Message(Kind.ACCEPT, 0, 4, pack(1, 3), 0, 0, 0, values[4], src=3),
              Message(Kind.CATCHUP_REQ, 0, 2, 0, 0, 64, 0, b"", src=3)]
     engine.receive(burst)
@@ -93,3 +96,4 @@ def test_nemesis_finding_a_burst_from_a_lagging_peer_gets_one_catchup_reply_per_
     replies = [m for d, m in sent if m.kind == Kind.CATCHUP_REPLY]
     assert len(replies) == 1 and [d for d, m in sent if m.kind == Kind.CATCHUP_REPLY] == [3]
     assert [v for _, _, v in decode_entries(replies[0].value)] == values[1:]
+    assert replies[0].chain == chain_of(values)

@@ -1123,7 +1123,17 @@ cdef class Engine:
         """Ask the caller to send chosen values from `first`, read from durable storage after this cycle's
         write (a value learned in this very cycle is in the batch being written; the vote the log held before
         may differ). The reply ends where our chain is known, so it can carry it: at our chosen mark, or at a
-        CHAIN record (every CHAIN_EVERY instances) when the range is capped."""
+        CHAIN record (every CHAIN_EVERY instances) when the range is capped.
+
+        One reply per peer and group per batch: a lagging peer's burst (a catch-up request, retransmitted
+        Accepts, a Prepare, all drained in one poll) would otherwise get one full reply per message. A second
+        ask widens the first: from the lower `first` to our chosen mark now (values learned meanwhile in this
+        batch included); the receiver skips what it has."""
+        cdef uint32_t group = self.group_of(slot)
+        key = (dest, group)
+        at = self.fx.serve_at.get(key)
+        if at is not None and (<tuple>self.fx.serve[at])[2] < first:
+            first = (<tuple>self.fx.serve[at])[2]
         cdef uint64_t end = self.learner.chosen_next[slot]
         if first >= end:
             return
@@ -1135,19 +1145,11 @@ cdef class Engine:
             if end <= first:
                 end = first - first % CHAIN_EVERY + CHAIN_EVERY
             chain = -1
-        # One reply per peer and group per batch: a lagging peer's burst (a catch-up request, retransmitted
-        # Accepts, a Prepare, all drained in one poll) would otherwise be answered with one full reply each.
-        # The reply from the lowest `first` asked for serves them all (the receiver skips what it has).
-        cdef uint32_t group = self.group_of(slot)
-        key = (dest, group)
-        at = self.fx.serve_at.get(key)
         if at is not None:
-            if (<tuple>self.fx.serve[at])[2] <= first:
-                return
             self.fx.serve[at] = (dest, group, first, end, chain)
-            return
-        self.fx.serve_at[key] = len(self.fx.serve)
-        self.fx.serve.append((dest, group, first, end, chain))
+        else:
+            self.fx.serve_at[key] = len(self.fx.serve)
+            self.fx.serve.append((dest, group, first, end, chain))
 
     cdef void _on_catchup_req(self, Py_ssize_t slot, Message m, int src):
         self._serve(src, slot, m.instance, m.aux)
