@@ -48,8 +48,9 @@ def copy_source(dest):
 
 
 def run(argv, timeout=600, **kwargs):
-    # Without PYTHONPATH: the venv's python must import the package it installed, not a checkout on the path.
-    kwargs.setdefault("env", {k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    if str(argv[0]) != sys.executable:
+        # Another interpreter (a test venv's) imports the package it installed, never a checkout on PYTHONPATH.
+        kwargs.setdefault("env", {k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     return subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL, **kwargs)
 
