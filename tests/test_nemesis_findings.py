@@ -97,3 +97,69 @@ def test_nemesis_finding_a_burst_from_a_lagging_peer_gets_one_catchup_reply_per_
     assert len(replies) == 1 and [d for d, m in sent if m.kind == Kind.CATCHUP_REPLY] == [3]
     assert [v for _, _, v in decode_entries(replies[0].value)] == values[1:]
     assert replies[0].chain == chain_of(values)
+
+
+CLUSTER = 0xC0FFEE
+
+
+def _make_loop(log, clock=lambda: 0.0):
+    from paxos_core.replica.loop import LoopSettings, ReplicaLoop
+    from paxos_core.statemachine.store import RocksStore
+
+    def make(recovery, amnesia):
+        core = CoreConfig(node_id=1, members=(1, 2, 3), n_groups=4)
+        settings = LoopSettings(node_id=1, tick_s=0.01, lease_ticks=30)
+        return ReplicaLoop(settings, core, clock=clock, log=log, store=RocksStore(log.rdict, "sm"),
+                           send=lambda m: None, hosted=range(4), recovery=recovery, rng=random.Random(3),
+                           amnesia=amnesia)
+    return make
+
+
+def test_nemesis_finding_a_flipped_bit_in_the_state_machines_tables_makes_the_worker_rebuild(tmp_path):
+    """Seed 211 (3 nodes): the corrupt fault flipped a bit in a table of the state machine's column family
+    (the log's own tables were intact). The log opened clean, then building the replica loop read a group's
+    master record from that table, RocksDB said "Corruption: block checksum mismatch", and the worker failed
+    to start at every restart: the node stayed down. That is synced damage like the log's: the DB goes
+    aside, the worker starts on a fresh one, and its groups rebuild from their peers."""
+    from paxos_core.replica.applier import master_key
+    from paxos_core.runtime.worker import start_loop
+    from paxos_core.statemachine.store import RocksStore
+    from paxos_core.storage import identity
+    from paxos_core.storage.log import RocksLog
+
+    from tests.helpers import rocks_damage
+
+    data_dir = tmp_path / "node1"
+    identity.write_marker(data_dir, 1, CLUSTER)
+    path = str(data_dir / "worker-0")
+    log = RocksLog(path, 1, CLUSTER)
+    loop, amnesia = start_loop(log, data_dir, 0, _make_loop(log))
+    assert not amnesia
+    loop.close()
+    loop.store.close()
+    store = RocksStore(log.rdict, "sm")
+    before = set(rocks_damage.sst_files(path))
+    store.write([(master_key(g), b"m" * 40) for g in range(4)] + [(b"k%04d" % k, b"v" * 60) for k in range(50)], [])
+    store._cf.flush(True)
+    tables = sorted(set(rocks_damage.sst_files(path)) - before)
+    assert len(tables) == 1, "the state machine's family flushed into one table"
+    store.close()
+    log.close()
+    rocks_damage.flip_bit(tables[0], 40)          # in its one data block
+
+    log = RocksLog(path, 1, CLUSTER)
+    assert not log.amnesia, "the log's own records are intact: its open finds nothing"
+    loop, amnesia = start_loop(log, data_dir, 0, _make_loop(log))
+    assert amnesia and "state machine" in amnesia and "Corruption" in amnesia, amnesia
+    assert {loop.engine.group_view(g)["status"] for g in range(4)} == {"repairing"}
+    assert [p for p in data_dir.iterdir() if p.name.startswith("worker-0.damaged")], "set aside, never deleted"
+    loop.close()
+    loop.store.close()
+    log.close()
+    # A restart before the rebuild finishes: no crash, and the groups still rebuild.
+    log = RocksLog(path, 1, CLUSTER)
+    loop, amnesia = start_loop(log, data_dir, 0, _make_loop(log))
+    assert {loop.engine.group_view(g)["status"] for g in range(4)} == {"repairing"}
+    loop.close()
+    loop.store.close()
+    log.close()

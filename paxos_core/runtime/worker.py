@@ -21,7 +21,7 @@ from ..errors import ConfigError, PaxosError, StartError
 from ..replica.loop import LoopSettings, ReplicaLoop, default_rng
 from ..statemachine.store import RocksStore
 from ..storage import identity
-from ..storage.log import RocksLog
+from ..storage.log import RocksLog, is_damage
 from .channel import EXIT_START_FAILED, ParentChannel, ParentLogHandler, set_parent_death_signal
 from .metrics import WorkerCollector
 from .transport import ADMIN_USER, CLIENT_ZAP_DOMAIN, PeerTransport, bind
@@ -88,6 +88,33 @@ def open_log(config, index):
         pid = lock_holder(path)
         raise StartError("data directory %s is in use by another process%s" % (
             config.data_dir, " (pid %d)" % pid if pid else "")) from None
+
+
+def start_loop(log, data_dir, index, make_loop):
+    """Recover worker `index`'s state from `log` and build its replica loop with ``make_loop(recovery,
+    amnesia)``; returns (loop, amnesia reason or None).
+
+    Building the loop reads the state machine's column family of the same DB (masters, sessions, applied
+    marks). Damage met there (a flipped bit in one of its tables: nemesis seed 211) is synced damage like the
+    log's own, never a crash loop: the DB goes aside (RocksLog.set_aside), the loop is built on the fresh one,
+    and every group rebuilds from its peers before it votes."""
+    recovery = log.recover()
+    amnesia = lost_state_reason(data_dir, index, log, recovery)
+    if amnesia:
+        # Until the rebuild is on record, a restart must find it again (the flag goes after the loop has
+        # durably marked every group as rebuilding).
+        identity.mark_rebuilding(data_dir, index)
+    try:
+        return make_loop(recovery, amnesia), amnesia
+    except Exception as exc:
+        if not is_damage(exc):
+            raise
+        finding = "the state machine's tables: %s" % " ".join(str(exc).split())
+    # Outside the except block: the half-built loop (and its column family handle on the old DB) is gone now.
+    recovery = log.set_aside(finding)
+    amnesia = lost_state_reason(data_dir, index, log, recovery)
+    identity.mark_rebuilding(data_dir, index)
+    return make_loop(recovery, amnesia), amnesia
 
 
 def start_failure_reason(exc, index):
@@ -166,12 +193,6 @@ class Worker:
         os.makedirs(config.worker_data_dir(index), exist_ok=True)
         identity.check_marker(data_dir, config.node_id, config.cluster_id)      # another node's data: refuse
         self.log = open_log(config, index)
-        recovery = self.log.recover()
-        amnesia = lost_state_reason(data_dir, index, self.log, recovery)
-        if amnesia:
-            # Until the rebuild is on record, a restart must find it again (the flag goes after the loop has
-            # durably marked every group as rebuilding).
-            identity.mark_rebuilding(data_dir, index)
         settings = LoopSettings(
             node_id=config.node_id, index=index, workers=config.workers, tick_s=config.tick_ms / 1000.0,
             lease_ticks=config.lease_ticks, lease_margin=config.lease_margin, max_pending=config.max_pending,
@@ -191,10 +212,10 @@ class Worker:
         core_config = config.core_config(index)
         if settings.plant:
             core_config = core_config.replace(plant=settings.plant)
-        self.loop = ReplicaLoop(settings, core_config, clock=monotonic_clock(), log=self.log,
-                                store=RocksStore(self.log.rdict, "sm"), send=self._send_peers,
-                                hosted=config.worker_groups(index), recovery=recovery, rng=default_rng(),
-                                state_machine_factory=state_machine_factory, amnesia=amnesia)
+        self.loop, amnesia = start_loop(self.log, data_dir, index, lambda recovery, amnesia: ReplicaLoop(
+            settings, core_config, clock=monotonic_clock(), log=self.log, store=RocksStore(self.log.rdict, "sm"),
+            send=self._send_peers, hosted=config.worker_groups(index), recovery=recovery, rng=default_rng(),
+            state_machine_factory=state_machine_factory, amnesia=amnesia))
         self.loop.status_hook = self.status
         if amnesia:
             identity.restore_marker(data_dir, config.node_id, config.cluster_id)

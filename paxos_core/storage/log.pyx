@@ -156,6 +156,9 @@ def _is_damage(exc):
     return "Corruption" in text or ("IO error" in text and "No such file or directory" in text)
 
 
+is_damage = _is_damage      # the worker's name for it (damage met outside the log: runtime/worker.py)
+
+
 def _one_line(exc):
     return " ".join(str(exc).split())
 
@@ -646,6 +649,17 @@ cdef class RocksLog:
     def rdict(self):
         """The open rocksdict.Rdict (for the state machine's column family; see statemachine.store)."""
         return self.db
+
+    def set_aside(self, str finding):
+        """Damage found in this DB outside the log's own records (the state machine's column family, read by
+        the worker while it starts): the DB is synced state like the log, so it goes aside the same way (moved,
+        never deleted; a fresh empty DB in its place; ``rdict`` is a new object). Every handle on the old DB
+        (a column family, iterator or snapshot) must be gone first (RuntimeError otherwise, see _release).
+        Returns the fresh DB's Recovery: empty, ``amnesia`` set, ``report`` saying what was found."""
+        self._recovery = None
+        self.db = self._replace_damaged(finding)
+        self._check_node_record()
+        return Recovery(node_id=self.node_id, cluster_id=self.cluster_id, amnesia=True, report=self.open_report)
 
     def delete_group(self, uint32_t group):
         """Delete every record of a group (it was removed from this node) but its GROUP record (the tombstone
