@@ -14,10 +14,11 @@ from ..errors import ConfigError
 # records are written), stale-lease-clock (lease decisions use the clock read before the poll), batch-together
 # (a batch too big for one entry proposed as all its entries at once, not one after another). Storage:
 # wal-rollback (damaged synced data silently recovered point-in-time). Groups: readd-amnesia (a removed group
-# re-added with the same incarnation, as an acceptor with no memory).
+# re-added with the same incarnation, as an acceptor with no memory). Forwarding: forward-twice (a proposal
+# relayed back while mastership moves is held again, so forwards grow with every move).
 PLANTS = ("ignore-promise", "reply-before-sync", "promise-not-persisted", "learn-without-quorum", "lease-overrun",
           "no-fencing", "serve-before-write", "stale-lease-clock", "wal-rollback", "requeue-reverse",
-          "readd-amnesia", "amnesia-votes", "batch-together")
+          "readd-amnesia", "amnesia-votes", "batch-together", "forward-twice")
 
 
 @dataclass(frozen=True)

@@ -163,6 +163,7 @@ cdef class Engine:
         self.plant_reply_before_sync = plant == "reply-before-sync"
         self.plant_promise_not_persisted = plant == "promise-not-persisted"
         self.plant_learn_without_quorum = plant == "learn-without-quorum"
+        self.plant_forward_twice = plant == "forward-twice"
         if recovered:
             for group, state in recovered.items():
                 self.restore_group(group, state)
@@ -876,7 +877,7 @@ cdef class Engine:
             if e[0] == self.node_id:
                 if out is not None and e[1] in out and e[1] not in own:
                     own[e[1]] = e
-            elif (e[0], e[1]) not in seen:
+            elif (e[0], e[1]) not in seen or self.plant_forward_twice:
                 # Once each: a proposal relayed between nodes while mastership moves can come back to us while
                 # we still hold it; kept twice, every relay would double it (seen as 100 MB forwards).
                 seen.add((e[0], e[1]))
@@ -996,7 +997,7 @@ cdef class Engine:
         for entry in entries:
             if entry[0] == self.node_id and (out is None or entry[1] not in out):
                 continue        # our own proposal relayed back after it was answered here
-            if (entry[0], entry[1]) in held:
+            if (entry[0], entry[1]) in held and not self.plant_forward_twice:
                 continue        # one we hold already (relayed back to us while mastership moved): once only
             held.add((entry[0], entry[1]))
             pg.pending.append(entry)

@@ -47,7 +47,7 @@ from ..wire import rpc
 from ..statemachine import kv
 from ..statemachine.store import MemoryStore
 from ..wire.codec import decode_batch, decode_entries, decode_frame, encode_frame
-from ..wire.message import ACCEPT, ACCEPTED, CATCHUP_REPLY, PROMISE
+from ..wire.message import ACCEPT, ACCEPTED, CATCHUP_REPLY, FORWARD, PROMISE
 from .clients import _UNSEEN, KEYS_PER_GROUP, HistoryOp, Operation, SimClient
 from .network import NetworkFaults, SimNetwork
 from .node import SimCrash, SimLog, SimNode, SimStore
@@ -183,6 +183,8 @@ class Simulation:
             retransmit_ticks=4, max_retransmits=3, election_backoff_ticks=(1, 8), leader_timeout_ticks=15,
             forward_timeout_ticks=10, catchup_interval_ticks=2, catchup_max_instances=64,
             proposal_timeout_ticks=120, sticky_ticks=cfg.lease_ticks,
+            # Small batches in some seeds, so that queues are cut into several instances and FORWARDs.
+            max_batch_bytes=r.choice((1 << 20, 1 << 20, 1 << 20, 300, 2000)),
         )
         for node in self.nodes.values():
             skew = r.uniform(0.87, 1.15) if "skew" in faults else 1.0
@@ -375,6 +377,8 @@ class Simulation:
             elif kind == CATCHUP_REPLY:
                 for instance, _, value in decode_entries(msg.value) if msg.value else ():
                     oracle.on_served(node.id, group, instance, value)
+            elif kind == FORWARD:
+                self._check_forward(node, dest, group, msg)
         for dest, msgs in per_dest.items():
             frame = encode_frame(CLUSTER_ID, node.id, dest, msgs)
             self.stats["frames"] += 1
@@ -383,6 +387,22 @@ class Simulation:
                 if self.long_delay and self.rng.random() < self.long_delay:
                     delay += self.rng.randint(20_000, 250_000)
                 self.at(node.local_now + delay, DELIVER, dest, frame)
+
+    def _check_forward(self, node, dest, group, msg):
+        """A FORWARD carries each proposal (origin, seq) once, and at most max_batch_bytes of payload unless it
+        is one proposal alone. A node that holds a relayed proposal twice forwards both copies, and the copies
+        double at every move of mastership (nemesis seed 116: 100 MB messages)."""
+        entries = decode_batch(msg.value)
+        keys = [(e[0], e[1]) for e in entries]
+        if len(set(keys)) != len(keys):
+            twice = sorted(k for k in set(keys) if keys.count(k) > 1)
+            self.oracle.violate("node %d forwarded proposal(s) %s more than once in one FORWARD to node %d "
+                                "(group %s)" % (node.id, twice[:3], dest, group))
+        size = sum(len(e[2]) for e in entries)
+        if len(entries) > 1 and size > self.core_config.max_batch_bytes:
+            self.oracle.violate("node %d sent a FORWARD of %d proposals and %d bytes to node %d (group %s): more "
+                                "than max_batch_bytes %d" % (node.id, len(entries), size, dest, group,
+                                                              self.core_config.max_batch_bytes))
 
     def _observe(self, node, fx):
         engine = node.loop.engine if node.loop is not None else None
