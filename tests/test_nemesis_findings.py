@@ -2,6 +2,8 @@
 runs"): each drives the engine into the situation a real cluster met."""
 import random
 
+import pytest
+
 from paxos_core.core.config import CoreConfig
 from paxos_core.core.engine import Engine
 from paxos_core.core.learner import chain_of
@@ -160,6 +162,99 @@ def test_nemesis_finding_a_flipped_bit_in_the_state_machines_tables_makes_the_wo
     log = RocksLog(path, 1, CLUSTER)
     loop, amnesia = start_loop(log, data_dir, 0, _make_loop(log))
     assert {loop.engine.group_view(g)["status"] for g in range(4)} == {"repairing"}
+    loop.close()
+    loop.store.close()
+    log.close()
+
+
+def test_nemesis_finding_damage_met_by_a_read_while_running_sets_the_db_aside_at_the_next_start(tmp_path):
+    """The other half of seed 211's finding: a flipped bit in a table of the state machine that building the
+    loop does not read (only the group's data), met by a client's read while the worker runs. RocksDB raises
+    "Corruption" out of the turn and the worker dies; restarted as it was, it starts cleanly and dies again at
+    the next read of that table: a crash loop. worker_main now records the damage (note_damage_met) before the
+    worker exits, and the next start sets the DB aside and rebuilds, as for damage met while starting."""
+    from paxos_core.replica.loop import LoopSettings, ReplicaLoop
+    from paxos_core.runtime.worker import note_damage_met, start_loop
+    from paxos_core.statemachine import kv
+    from paxos_core.statemachine.store import RocksStore
+    from paxos_core.storage import identity
+    from paxos_core.storage.log import RocksLog
+    from paxos_core.wire import rpc
+
+    from tests.helpers import rocks_damage
+
+    now = [0.0]
+
+    def make(log):
+        def build(recovery, amnesia):
+            core = CoreConfig(node_id=1, members=(1,), n_groups=1)
+            settings = LoopSettings(node_id=1, tick_s=0.01, lease_ticks=30)
+            return ReplicaLoop(settings, core, clock=lambda: now[0], log=log, store=RocksStore(log.rdict, "sm"),
+                               send=lambda m: None, hosted=[0], recovery=recovery, rng=random.Random(3),
+                               amnesia=amnesia)
+        return build
+
+    def turns(loop, frames, n=3):
+        replies = []
+        for k in range(n):
+            now[0] += 0.01
+            loop.turn([], frames if k == 0 else [])
+            replies += loop.take_replies()
+        return replies
+
+    def put(loop, k, value):
+        frame = rpc.propose_request(k + 1, 0, 5000, 7, k + 1, kv.encode_put(b"key%02d" % k, value))
+        assert [rpc.decode_reply(f)[0] for _, f in turns(loop, [(b"c", frame, True)], n=20)] == [rpc.OK]
+
+    def flush_sm(log):
+        store = RocksStore(log.rdict, "sm")
+        store._cf.flush(True)
+        store.close()
+
+    data_dir = tmp_path / "node1"
+    identity.write_marker(data_dir, 1, CLUSTER)
+    path = str(data_dir / "worker-0")
+    log = RocksLog(path, 1, CLUSTER)
+    loop, _ = start_loop(log, data_dir, 0, make(log))
+    for k in range(40):
+        put(loop, k, b"v" * 80)
+    before = set(rocks_damage.sst_files(path))
+    flush_sm(log)
+    old_table = sorted(set(rocks_damage.sst_files(path)) - before)
+    assert len(old_table) == 1, "the state machine's family flushed into one table"
+    for k in range(40, 45):                  # newer group records (applied mark, sessions) in a newer table
+        put(loop, k, b"w" * 80)
+    flush_sm(log)
+    loop.close()
+    loop.store.close()
+    log.close()
+    rocks_damage.flip_bit(old_table[0], 40)  # in the block holding key00..: only a read of those meets it
+
+    read = rpc.read_request(99, 0, rpc.READ_STALE, 5000, kv.encode_get(b"key05"))
+    for start in range(2):                   # as before the fix: every start is clean, every read dies
+        log = RocksLog(path, 1, CLUSTER)
+        loop, amnesia = start_loop(log, data_dir, 0, make(log))
+        assert not amnesia, "building the loop does not read the damaged block"
+        with pytest.raises(Exception) as raised:
+            turns(loop, [(b"c", read, True)])
+        if start == 0:
+            loop.close()
+            loop.store.close()
+            log.close()
+    finding = note_damage_met(data_dir, 0, raised.value)
+    assert finding and "Corruption" in finding
+    assert note_damage_met(data_dir, 0, RuntimeError("a bug of ours")) is None, "only damage is recorded"
+    loop.close()
+    loop.store.close()
+    log.close()
+
+    log = RocksLog(path, 1, CLUSTER)
+    loop, amnesia = start_loop(log, data_dir, 0, make(log))
+    assert amnesia and "Corruption" in amnesia, amnesia
+    assert loop.engine.group_view(0)["status"] == "repairing", "rebuilds from its peers before it votes"
+    assert identity.damage_found(data_dir, 0) is None and identity.rebuilding(data_dir, 0)
+    assert [p for p in data_dir.iterdir() if p.name.startswith("worker-0.damaged")], "set aside, never deleted"
+    turns(loop, [(b"c", read, True)])        # the damaged table is gone: no crash
     loop.close()
     loop.store.close()
     log.close()

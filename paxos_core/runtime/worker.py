@@ -97,24 +97,40 @@ def start_loop(log, data_dir, index, make_loop):
     Building the loop reads the state machine's column family of the same DB (masters, sessions, applied
     marks). Damage met there (a flipped bit in one of its tables: nemesis seed 211) is synced damage like the
     log's own, never a crash loop: the DB goes aside (RocksLog.set_aside), the loop is built on the fresh one,
-    and every group rebuilds from its peers before it votes."""
-    recovery = log.recover()
-    amnesia = lost_state_reason(data_dir, index, log, recovery)
-    if amnesia:
-        # Until the rebuild is on record, a restart must find it again (the flag goes after the loop has
-        # durably marked every group as rebuilding).
-        identity.mark_rebuilding(data_dir, index)
-    try:
-        return make_loop(recovery, amnesia), amnesia
-    except Exception as exc:
-        if not is_damage(exc):
-            raise
-        finding = "the state machine's tables: %s" % " ".join(str(exc).split())
+    and every group rebuilds from its peers before it votes. The same happens at the start after a run that
+    met such damage in a read (identity.mark_damage_found, written by worker_main before the worker exits):
+    the damaged table would otherwise be met again at the next read of it, at every restart."""
+    finding = identity.damage_found(data_dir, index)
+    if finding is None:
+        recovery = log.recover()
+        amnesia = lost_state_reason(data_dir, index, log, recovery)
+        if amnesia:
+            # Until the rebuild is on record, a restart must find it again (the flag goes after the loop has
+            # durably marked every group as rebuilding).
+            identity.mark_rebuilding(data_dir, index)
+        try:
+            return make_loop(recovery, amnesia), amnesia
+        except Exception as exc:
+            if not is_damage(exc):
+                raise
+            finding = "the state machine's tables: %s" % " ".join(str(exc).split())
     # Outside the except block: the half-built loop (and its column family handle on the old DB) is gone now.
     recovery = log.set_aside(finding)
     amnesia = lost_state_reason(data_dir, index, log, recovery)
     identity.mark_rebuilding(data_dir, index)
+    identity.clear_damage_found(data_dir, index)
     return make_loop(recovery, amnesia), amnesia
+
+
+def note_damage_met(data_dir, index, exc):
+    """If `exc`, raised out of a running worker's loop, is damage of its synced data (RocksDB "Corruption":
+    a read of a damaged table of the state machine), record it for the next start (start_loop sets the DB
+    aside then) and return one line saying so; None for any other failure."""
+    if not is_damage(exc):
+        return None
+    finding = "met while running: %s" % " ".join(str(exc).split())
+    identity.mark_damage_found(data_dir, index, finding)
+    return finding
 
 
 def start_failure_reason(exc, index):
@@ -431,8 +447,14 @@ def worker_main(config_path, index, log_level=logging.INFO):
         parent.send({"kind": "ready", "pid": os.getpid()}, block=True)
     try:
         worker.run(parent)
-    except Exception:
-        log.critical("node %d worker %d crashed", worker.node_id, index, exc_info=True)
+    except Exception as exc:
+        finding = note_damage_met(config.data_dir, index, exc)
+        if finding is not None:
+            # Not a bug of ours: the disk returned damaged data. The restart sets the DB aside and rebuilds.
+            log.critical("node %d worker %d: damaged data in its database (%s); exiting: it restarts on a fresh "
+                         "database and its groups rebuild from their peers", worker.node_id, index, finding)
+        else:
+            log.critical("node %d worker %d crashed", worker.node_id, index, exc_info=True)
         if parent is not None:
             parent.close()
         os._exit(1)

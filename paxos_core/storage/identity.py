@@ -205,3 +205,32 @@ def clear_rebuilding(data_dir, worker_index):
     except FileNotFoundError:
         return
     fsync_dir(os.path.dirname(path))
+
+
+def damage_flag_path(data_dir, worker_index):
+    return os.path.join(os.fspath(data_dir), "worker-%d.damage-found" % worker_index)
+
+
+def mark_damage_found(data_dir, worker_index, finding):
+    """Worker i met damaged synced data while it ran (a read of the state machine's tables): its next start
+    sets the DB aside and rebuilds (runtime/worker.py start_loop), instead of starting on the same damage and
+    meeting it again at the next read. Written durably before the worker exits."""
+    _write_atomically(damage_flag_path(data_dir, worker_index), finding.encode("utf-8", "replace")[:4096])
+
+
+def damage_found(data_dir, worker_index):
+    """What worker i found damaged while it ran (:func:`mark_damage_found`), or None."""
+    try:
+        with open(damage_flag_path(data_dir, worker_index), "rb") as f:
+            return f.read().decode("utf-8", "replace") or "damaged data met while running"
+    except FileNotFoundError:
+        return None
+
+
+def clear_damage_found(data_dir, worker_index):
+    path = damage_flag_path(data_dir, worker_index)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return
+    fsync_dir(os.path.dirname(path))
