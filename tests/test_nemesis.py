@@ -10,6 +10,7 @@ PAXOS_CORE_REQUIRE_ALL=1, as in .ci/run, which installs them).
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -264,3 +265,77 @@ def test_corrupt_strikes_only_live_worker_directories_not_those_set_aside(tmp_pa
         nodes = {1: Node()}
 
     assert [os.path.basename(p) for p in Cluster.worker_log_dirs(Fake(), 1)] == ["worker-0", "worker-1", "worker-12"]
+
+
+def _leftovers(run_dir, prefix):
+    """What a run left behind: processes started in run_dir, mounts under it, loop devices on its images,
+    namespaces with its prefix."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    if run_dir.encode() in f.read():
+                        found.append("process %s" % pid)
+            except OSError:
+                pass
+    with open("/proc/mounts") as f:
+        found += ["mount " + line.split()[1] for line in f if run_dir in line.split()[1]]
+    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    found += ["loop " + line for line in loops.splitlines() if run_dir in line]
+    spaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    found += ["netns " + line for line in spaces.splitlines() if line.startswith(prefix)]
+    return found
+
+
+def _clean(run_dir, prefix):
+    """Remove what a failed run left (so that one failure does not spill into later tests)."""
+    for item in _leftovers(run_dir, prefix):
+        what, name = item.split(" ", 1)
+        if what == "process":
+            for sig in (signal.SIGCONT, signal.SIGKILL):
+                try:
+                    os.kill(int(name), sig)
+                except OSError:
+                    pass
+    for item in _leftovers(run_dir, prefix):
+        what, name = item.split(" ", 1)
+        if what == "mount":
+            subprocess.run(["umount", "-l", name], capture_output=True)
+        elif what == "loop":
+            subprocess.run(["losetup", "-d", name.split(":")[0]], capture_output=True)
+        elif what == "netns":
+            subprocess.run(["ip", "netns", "del", name.split()[0]], capture_output=True)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_run_stopped_by_a_signal_stops_its_nodes_unmounts_and_deletes_its_namespaces(tmp_path, signum):
+    """SIGTERM (or Ctrl-C's SIGINT) in the middle of the fault phase: the run's `finally` still stops every
+    node by PID, unmounts and detaches the XFS disks and deletes the namespaces; the exit status says which
+    signal, and the run's files stay."""
+    _requirements("powercut")
+    run_dir = str(tmp_path / "run")
+    cmd = [sys.executable, "-m", "paxos_core", "nemesis", "--dir", run_dir, "--duration", "120",
+           "--faults", "pause,partition,powercut", "--seed", "5"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    prefix = "px%d" % proc.pid
+    out = []
+    try:
+        for line in proc.stdout:
+            out.append(line)
+            if re.match(r"^nemesis: \d+\.\d s ", line):      # a fault is being injected: the cluster is busy
+                break
+        assert any(l.startswith("nemesis: 3 nodes") for l in out), "".join(out)[-3000:]
+        assert _leftovers(run_dir, prefix), "the run had set things up"
+        proc.send_signal(signum)
+        rest, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    left = _leftovers(run_dir, prefix)
+    _clean(run_dir, prefix)
+    assert proc.returncode == 128 + signum, (proc.returncode, err[-3000:], left)
+    assert "stopped by %s" % signal.Signals(signum).name in err, err[-3000:]
+    assert left == [], "".join(out)[-2000:] + rest[-2000:]
+    assert os.path.isdir(os.path.join(run_dir, "logs")), "the run's files are kept"

@@ -78,7 +78,7 @@ def cmd_sim(args):
 def cmd_nemesis(args):
     from ..core.config import PLANTS
     from ..nemesis.faults import FAULT_KINDS
-    from ..nemesis.run import Options, run
+    from ..nemesis.run import Interrupted, Options, run
 
     faults = FAULT_KINDS if args.faults == "all" else tuple(f for f in args.faults.split(",") if f)
     unknown = [f for f in faults if f not in FAULT_KINDS]
@@ -98,7 +98,12 @@ def cmd_nemesis(args):
     def say(line):
         print(line, flush=True)
 
-    code, summary = run(opts, say)
+    try:
+        code, summary = run(opts, say)
+    except Interrupted as exc:
+        print("paxos-core nemesis: %s; every node stopped, disks unmounted, namespaces deleted; files in %s"
+              % (exc, exc.directory), file=sys.stderr, flush=True)
+        return 128 + exc.signum
     print(json.dumps(summary, sort_keys=True), flush=True)
     return code
 

@@ -2,12 +2,17 @@
 
 The controller (this process) moves into the clients' namespace before it opens any socket or starts any
 thread, so its clients and its status requests reach the nodes the way a client host would. Whatever
-happens, a ``finally`` stops every node by PID, unmounts the disks and deletes the namespaces.
+happens, a ``finally`` stops every node by PID, unmounts the disks and deletes the namespaces: also when
+the run is stopped by SIGINT, SIGTERM or SIGHUP, which raise :class:`Interrupted` in the main thread (the
+cleanup itself is not interrupted by a second signal).
 """
+import contextlib
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 
 from ..client import Client
@@ -135,8 +140,59 @@ def converge(cluster, client, keys, final, timeout):
     return False, problems[:10]
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Interrupted(Exception):
+    """The run was stopped by a signal; everything it set up was torn down."""
+
+    def __init__(self, signum, directory):
+        super().__init__("stopped by %s" % signal.Signals(signum).name)
+        self.signum = signum
+        self.directory = directory
+
+
+@contextlib.contextmanager
+def _signals_raise():
+    """In the main thread: SIGINT, SIGTERM and SIGHUP raise Interrupted (once), so that the run's ``finally``
+    tears down what it set up. Elsewhere (a test calling run() from a thread) signals are left alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        for sig in STOP_SIGNALS:            # a second signal must not cut the cleanup short
+            signal.signal(sig, signal.SIG_IGN)
+        raise Interrupted(signum, None)
+
+    before = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def _ignore_signals():
+    """While tearing down: SIGINT, SIGTERM and SIGHUP are ignored (main thread only; restored by
+    _signals_raise's exit)."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
+
 def run(opts, say):
-    """Run once; returns (exit code, summary dict). ``say`` prints one progress line."""
+    """Run once; returns (exit code, summary dict). ``say`` prints one progress line. Raises Interrupted
+    (after tearing everything down; the run's directory is kept) if a signal stops it."""
+    with _signals_raise():
+        try:
+            return _run(opts, say)
+        except Interrupted as exc:
+            exc.directory = opts.dir or getattr(exc, "directory", None)
+            raise
+
+
+def _run(opts, say):
     node_ids = list(range(1, opts.nodes + 1))
     topo = Topology(node_ids, use_netns=opts.netns)
     if topo.mode == "loopback":
@@ -151,6 +207,7 @@ def run(opts, say):
     if opts.plant:
         env[PLANT_ENV] = PLANT_PREFIX + opts.plant
     cluster = None
+    workload = nemesis = None
     history = History()
     passed = False
     try:
@@ -248,7 +305,17 @@ def run(opts, say):
                or summary["tracebacks"] or unrecovered or undetected or down)
         passed = not bad
         return (1 if bad else 0), summary
+    except Interrupted as exc:
+        exc.directory = directory
+        say("nemesis: %s; stopping the nodes, unmounting the disks, deleting the namespaces; the run's files "
+            "stay in %s" % (exc, directory))
+        raise
     finally:
+        _ignore_signals()
+        if nemesis is not None:
+            nemesis.stop.set()              # no new fault while the cluster is torn down
+        if workload is not None:
+            workload.stop.set()
         if cluster is not None:
             cluster.close()
         topo.teardown()
