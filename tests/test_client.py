@@ -308,8 +308,14 @@ def test_retry_flag_set_on_resends_after_an_attempt_that_may_have_been_proposed(
 def test_flagged_resend_of_a_first_request_that_never_landed_is_refused(fake):
     # The documented price of the flag: a session's first request (seq 1) whose first attempt may still be
     # somewhere cannot be told from an expired session's retry. Outcome unknown, nothing applied twice.
-    fake.handlers[1] = fake.silent
     client = fake.make_client(prefer=1)
+    # Connected to node 1 first: a request that finds no connection to a node yet goes to the next one
+    # unflagged (nothing was sent), and then there would be no earlier attempt to flag.
+    deadline = time.monotonic() + 10
+    while not any(node == 1 for node, _ in fake.seen):
+        assert time.monotonic() < deadline, "the client never reached node 1"
+        KV(client, 1).get(b"warm-up", mode="stale")
+    fake.handlers[1] = fake.silent
     with pytest.raises(errors.SessionExpired, match="earlier attempt"):
         client.propose(0, ops.encode_put(b"k", b"v"))
     # The first attempt went to node 1 unflagged; every later one (one, unless a loaded machine made an
