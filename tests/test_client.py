@@ -288,8 +288,19 @@ def test_group_stopped_on_some_nodes_and_unknown_on_the_rest_raises_group_stoppe
 # --- bug 4: the retry flag --------------------------------------------------------------------------------
 
 
+def _connected(fake, node, **options):
+    """A client preferring `node`, once it has reached it. A request that finds no connection to a node yet
+    goes to the next one unflagged (nothing was sent), so tests of what the first attempt does need this."""
+    client = fake.make_client(prefer=node, **options)
+    deadline = time.monotonic() + 10
+    while not any(n == node for n, _ in fake.seen):
+        assert time.monotonic() < deadline, "the client never reached node %d" % node
+        KV(client, 1).get(b"warm-up", mode="stale")
+    return client
+
+
 def test_retry_flag_set_on_resends_after_an_attempt_that_may_have_been_proposed(fake):
-    client = fake.make_client(prefer=1, attempt_timeout=0.5)
+    client = _connected(fake, 1, attempt_timeout=0.5)
     warm = client.propose(0, ops.encode_put(b"k", b"0"))           # the session is known now, seq 1
     fake.handlers[1] = fake.silent
     result = client.propose(0, ops.encode_put(b"k", b"v"))
@@ -308,13 +319,7 @@ def test_retry_flag_set_on_resends_after_an_attempt_that_may_have_been_proposed(
 def test_flagged_resend_of_a_first_request_that_never_landed_is_refused(fake):
     # The documented price of the flag: a session's first request (seq 1) whose first attempt may still be
     # somewhere cannot be told from an expired session's retry. Outcome unknown, nothing applied twice.
-    client = fake.make_client(prefer=1)
-    # Connected to node 1 first: a request that finds no connection to a node yet goes to the next one
-    # unflagged (nothing was sent), and then there would be no earlier attempt to flag.
-    deadline = time.monotonic() + 10
-    while not any(node == 1 for node, _ in fake.seen):
-        assert time.monotonic() < deadline, "the client never reached node 1"
-        KV(client, 1).get(b"warm-up", mode="stale")
+    client = _connected(fake, 1)
     fake.handlers[1] = fake.silent
     with pytest.raises(errors.SessionExpired, match="earlier attempt"):
         client.propose(0, ops.encode_put(b"k", b"v"))
@@ -326,8 +331,9 @@ def test_flagged_resend_of_a_first_request_that_never_landed_is_refused(fake):
 
 
 def test_no_retry_flag_after_a_not_master_redirect(fake):
+    client = _connected(fake, 1)
     fake.handlers[1] = fake.redirect(2)
-    client = fake.make_client(prefer=1)
+    del fake.seen[:]
     client.propose(0, ops.encode_put(b"k", b"v"))
     sent = fake.proposals()
     assert [(node, seq) for node, _, seq in sent] == [(1, 1), (2, 1)]
