@@ -258,3 +258,33 @@ def test_nemesis_finding_damage_met_by_a_read_while_running_sets_the_db_aside_at
     loop.close()
     loop.store.close()
     log.close()
+
+
+def _restore_many(data_dir, times, start):
+    from paxos_core.storage import identity
+    start.wait()
+    for _ in range(times):
+        identity.write_marker(data_dir, 3, CLUSTER)
+
+
+def test_a_nodes_workers_restoring_its_identity_marker_at_once_both_start(tmp_path):
+    """Found by a full test run (tests/test_cluster.py, a wiped node): after a wipe, every worker of the node
+    restores the node's identity marker when it starts, all at the same time. They shared one temporary file
+    name, so one worker's rename found the file already renamed away: "No such file or directory:
+    IDENTITY.tmp -> IDENTITY", and the node did not start. Each process now writes a temporary file of its
+    own."""
+    import multiprocessing
+
+    from paxos_core.storage import identity
+
+    ctx = multiprocessing.get_context("fork")
+    start = ctx.Event()
+    procs = [ctx.Process(target=_restore_many, args=(str(tmp_path), 300, start)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    start.set()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    assert identity.check_marker(str(tmp_path), 3, CLUSTER) == "ok"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["IDENTITY"], "no temporary file left"

@@ -33,6 +33,7 @@ After a "wiped" worker has durably recorded that its groups must be rebuilt, it 
 
 Every file is written atomically: a temporary file, fsync, rename, fsync of the directory.
 """
+import contextlib
 import os
 
 from ..errors import ConfigError, RecordCorrupt, UnknownVersion
@@ -68,16 +69,23 @@ def fsync_dir(path):
 def _write_atomically(path, data):
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
-    tmp = path + ".tmp"
+    # A temporary name of this process's own: a node's workers restore the shared marker at the same time
+    # after a wipe, and with one name for all, one's rename found the file gone (a start failure).
+    tmp = "%s.tmp-%d" % (path, os.getpid())
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     fsync_dir(directory)
 
 
