@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 from .errors import (
     BadRequest,
+    CommandError,
     ConfigError,
     FrameChecksumError,
     FrameError,
@@ -31,7 +32,10 @@ if TYPE_CHECKING:       # what the lazy names below are, for type checkers
     from .kv import KV
     from .node import Node
     from .statemachine import kv as kv_ops
+    from .service import ObjectProxy, StateMachineClient
     from .statemachine.kv import KVResult
+    from .statemachine.objects import ReplicatedObject, query, replicated
+    from .statemachine.user import UserStateMachine, decode_user_result
 
 
 def __getattr__(name: str) -> Any:
@@ -48,6 +52,15 @@ def __getattr__(name: str) -> Any:
     if name == "KVResult":
         from .statemachine.kv import KVResult
         return KVResult
+    if name in ("UserStateMachine", "decode_user_result"):
+        from .statemachine import user
+        return getattr(user, name)
+    if name in ("ReplicatedObject", "replicated", "query"):
+        from .statemachine import objects
+        return getattr(objects, name)
+    if name in ("StateMachineClient", "ObjectProxy"):
+        from . import service
+        return getattr(service, name)
     if name == "kv_ops":
         from .statemachine import kv as kv_ops
         return kv_ops
@@ -61,8 +74,16 @@ __all__ = [
     "ProposeResult",
     "KVResult",
     "kv_ops",
+    "UserStateMachine",
+    "decode_user_result",
+    "ReplicatedObject",
+    "replicated",
+    "query",
+    "StateMachineClient",
+    "ObjectProxy",
     "__version__",
     "BadRequest",
+    "CommandError",
     "ConfigError",
     "FrameChecksumError",
     "FrameError",

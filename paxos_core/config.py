@@ -7,6 +7,8 @@ Layout of a node's file (paths are relative to the file's own directory)::
     groups = 16             # Paxos groups that exist at start: ids 0 .. groups-1
     workers = 2             # worker processes per node; the same on every node (worker i talks to worker i)
     keys_dir = "keys"       # CURVE keys; "" = no encryption/authentication
+    state_machine = ""      # optional: "package.module:Factory", your own state machine (every node the
+                            # same); "" = the built-in key-value store. See statemachine/loader.py
 
     [[cluster.nodes]]       # every member, identical in every node's file
     id = 1
@@ -59,6 +61,7 @@ import difflib
 import errno
 import ipaddress
 import os
+import re
 import secrets
 import socket
 import tomllib                  # Python 3.11+ (requires-python in pyproject.toml)
@@ -118,7 +121,7 @@ DEFAULTS = {
 }
 
 _TOP_KEYS = ("cluster", "node", "paxos", "storage", "limits")
-_CLUSTER_KEYS = ("id", "groups", "workers", "keys_dir", "nodes")
+_CLUSTER_KEYS = ("id", "groups", "workers", "keys_dir", "nodes", "state_machine")
 _NODE_ENTRY_KEYS = ("id", "host", "peer_port", "client_port", "metrics_port")
 _NODE_KEYS = ("id", "data_dir")
 
@@ -276,6 +279,19 @@ class _Checker:
 
 _REQUIRED = object()
 
+_SPEC = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def state_machine_spec_problem(spec):
+    """Why `spec` is not of the form "package.module:Factory" (an import path, then the factory's name), or
+    None. Only the form is checked here; the import happens in each worker (statemachine/loader.py)."""
+    if not isinstance(spec, str):
+        return "must be a string \"package.module:Factory\", got %s" % _show(spec)
+    if not _SPEC.fullmatch(spec):
+        return ("must be \"package.module:Factory\" (a module's import path, a colon, then the name of a "
+                "callable in it), got %s" % _show(spec))
+    return None
+
 
 def _resolve(base_dir, value):
     path = Path(os.path.expanduser(value))
@@ -391,6 +407,7 @@ class NodeConfig:
     max_pending: int = DEFAULTS["limits"]["max_pending"]
     max_frame_bytes: int = DEFAULTS["limits"]["max_frame_bytes"]
     max_group_id: int = DEFAULTS["limits"]["max_group_id"]
+    state_machine: str = ""         # "package.module:Factory" of the workers' state machine; "" = the KV store
     path: object = None             # the file it was loaded from (pathlib.Path), or None
 
     # ---------------------------------------------------------------- membership
@@ -506,6 +523,10 @@ class NodeConfig:
         groups = c.integer(cluster, "groups", "cluster.groups", 1, MAX_GROUPS)
         workers = c.integer(cluster, "workers", "cluster.workers", 1, MAX_WORKERS)
         keys_value = c.string(cluster, "keys_dir", "cluster.keys_dir", allow_empty=True)
+        state_machine = c.string(cluster, "state_machine", "cluster.state_machine", default="", allow_empty=True)
+        problem = state_machine_spec_problem(state_machine) if state_machine else None
+        if problem:
+            c.fail("cluster.state_machine", problem)
 
         raw_nodes = c.get(cluster, "nodes", "cluster.nodes", _REQUIRED)
         if not isinstance(raw_nodes, list) or not all(isinstance(n, dict) for n in raw_nodes):
@@ -616,6 +637,7 @@ class NodeConfig:
             max_pending=max_pending,
             max_frame_bytes=max_frame_bytes,
             max_group_id=max_group_id,
+            state_machine=state_machine,
             path=Path(os.path.abspath(path)) if path is not None else None,
         )
         # Backstop: every worker's core config must be acceptable to the core itself.
@@ -639,6 +661,8 @@ class NodeConfig:
             },
             "node": {"id": self.node_id, "data_dir": str(self.data_dir)},
         }
+        if self.state_machine:
+            d["cluster"]["state_machine"] = self.state_machine
         for table, defaults in DEFAULTS.items():
             d[table] = {key: getattr(self, key) for key in defaults}
         return d
@@ -672,7 +696,8 @@ def load_cluster(directory):
     by_id = {}
     for cfg, f in zip(configs, files):
         for attr, dotted in (("cluster_id", "cluster.id"), ("nodes", "cluster.nodes"),
-                             ("workers", "cluster.workers"), ("groups", "cluster.groups")):
+                             ("workers", "cluster.workers"), ("groups", "cluster.groups"),
+                             ("state_machine", "cluster.state_machine")):
             mine, theirs = getattr(cfg, attr), getattr(first, attr)
             if mine != theirs:
                 if attr == "nodes":

@@ -131,3 +131,12 @@ class StaleRequest(ProposalError):
     """
 
     results: list[Any] | None = None
+
+
+class CommandError(PaxosError):
+    """Your state machine's ``apply`` or ``query`` raised: the message is ``"<ExceptionType>: <message>"``.
+
+    For a command this is its outcome, the same on every node: it was chosen, it changed nothing, and its
+    session remembers the error (a retry with the same ``request_id`` gets it again)."""
+
+    request_id: tuple[int, int] | None = None

@@ -16,6 +16,7 @@ group mastered elsewhere are forwarded to its master.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -23,8 +24,9 @@ from typing import Any
 
 from . import errors
 from .client import Client, MasterCallback, ProposeResult, ReadMode, RequestId
-from .config import NodeConfig, load_config
+from .config import NodeConfig, load_config, state_machine_spec_problem
 from .kv import KV
+from .service import ObjectProxy, StateMachineClient
 from .runtime.supervisor import Supervisor
 
 log = logging.getLogger("paxos_core.node")
@@ -32,13 +34,23 @@ log = logging.getLogger("paxos_core.node")
 
 class Node:
     def __init__(self, config: str | os.PathLike[str] | NodeConfig, start: bool = True, log_level: int = logging.INFO,
-                 ready_timeout: float = 30.0, **client_options: Any) -> None:
+                 ready_timeout: float = 30.0, state_machine: str | None = None, **client_options: Any) -> None:
+        """`state_machine`: "package.module:Factory", your own state machine (see
+        paxos_core/statemachine/user.py); it overrides ``cluster.state_machine`` of the node file. Every node
+        of the cluster must run the same one. Default: the file's, else the built-in key-value store."""
         if isinstance(config, NodeConfig):
             self.config = config
-            source = config.to_dict()
+            source: str | dict[str, Any] = config.to_dict()
         else:
             self.config = load_config(config)
             source = str(config)
+        if state_machine is not None:
+            problem = state_machine_spec_problem(state_machine)
+            if problem:
+                raise errors.ConfigError("state_machine: %s" % problem)
+            if state_machine != self.config.state_machine:
+                self.config = dataclasses.replace(self.config, state_machine=state_machine)
+                source = self.config.to_dict()      # the workers read the config from the supervisor's copy
         self._started = False
         self.supervisor = Supervisor(self.config, source, log_level)
         try:
@@ -47,6 +59,8 @@ class Node:
             self.supervisor.stop()
             raise
         self.kv = KV(self.client, self.config.groups)
+        # Calls to a state machine of your own (state_machine=...): node.sm.call(group, op), node.sm.query(...)
+        self.sm = StateMachineClient(self.client)
         if start:
             try:
                 self.start(ready_timeout)
@@ -133,6 +147,11 @@ class Node:
 
     async def remove_group_async(self, group: int, cluster_wide: bool = True) -> None:
         await self.client.remove_group_async(group, None if cluster_wide else [self.config.node_id])
+
+    def replicated(self, cls: type, group: int = 0, read_mode: ReadMode = "lease") -> ObjectProxy:
+        """A proxy of the ReplicatedObject `cls` in `group` (the node must run it: state_machine="mod:Cls").
+        ``proxy.method(...)`` calls a @replicated or @query method; ``await proxy.aio.method(...)`` too."""
+        return ObjectProxy(self.sm, cls, group, read_mode)
 
     def status(self) -> list[dict[str, Any]]:
         """Per-worker status dicts of this node."""

@@ -32,6 +32,7 @@ import threading
 import time
 
 from ..errors import StartError
+from ..statemachine.loader import SYS_PATH_ENV, parent_sys_path
 from . import channel, spawn
 
 log = logging.getLogger("paxos_core.supervisor")
@@ -142,7 +143,10 @@ class Supervisor:
         argv = spawn.python_command("paxos_core.runtime.worker", self.config_path, index,
                                     logging.getLevelName(self.log_level))
         try:
-            proc = subprocess.Popen(argv, stdin=child.fileno(), close_fds=True, env=spawn.environment())
+            # A state machine of the user's is imported in the worker: hand it this process's sys.path, so a
+            # module the embedding program can import is found there too (statemachine/loader.py).
+            extra = {SYS_PATH_ENV: parent_sys_path()} if self.config.state_machine else None
+            proc = subprocess.Popen(argv, stdin=child.fileno(), close_fds=True, env=spawn.environment(extra))
         finally:
             child.close()
         sock.setblocking(False)

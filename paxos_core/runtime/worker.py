@@ -19,6 +19,7 @@ import zmq
 from ..config import NodeConfig, load_config
 from ..errors import ConfigError, PaxosError, StartError
 from ..replica.loop import LoopSettings, ReplicaLoop, default_rng
+from ..statemachine import loader
 from ..statemachine.store import RocksStore
 from ..storage import identity
 from ..storage.log import RocksLog, is_damage
@@ -185,6 +186,10 @@ class Worker:
 
     def _start(self, state_machine_factory):
         config, index = self.config, self.index
+        if state_machine_factory is None and config.state_machine:
+            # Resolved before anything is opened: a bad import path is one line (ConfigError), never a
+            # half-started worker. The factory itself is called once the store exists (in the loop).
+            state_machine_factory = loader.factory_for(config.state_machine)
         # The sockets first: a node already running with these ports is refused ("address in use") before
         # anything touches the data directory.
         self.transport = PeerTransport(self.ctx, config, index)

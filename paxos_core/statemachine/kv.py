@@ -264,8 +264,12 @@ class _Group:
         self.fresh = False
 
 
-class KVStateMachine(StateMachine):
-    """A replicated key-value map per group, with exactly-once client sessions. See the module docstring."""
+class SessionStateMachine(StateMachine):
+    """Per-group keyed data, exactly-once client sessions and ``applied_next`` in one :class:`Store`, changed
+    through an overlay that ``flush()`` writes as ONE store write per cycle; snapshots, restore, drops and
+    unloading of idle groups. What a command does is the subclass's: :class:`KVStateMachine` here,
+    :class:`paxos_core.statemachine.user.UserStateMachine` for a state machine of your own. The storage
+    layout, session rules and snapshot format are the module docstring's."""
 
     def __init__(self, store: Store, max_sessions: int = DEFAULT_MAX_SESSIONS,
                  max_loaded_groups: int = DEFAULT_MAX_LOADED_GROUPS) -> None:
@@ -332,6 +336,136 @@ class KVStateMachine(StateMachine):
             return 0
         meta = self._store_get(_U32.pack(group) + _TAG_META)
         return 0 if meta is None else _decode_meta(meta)
+
+    def _retry(self, g, cid, session, order):
+        """The remembered result of the session's latest request; refreshes the session's last use."""
+        key = session[2]
+        value = self._pending.get(key, _MISSING)
+        if value is _MISSING:
+            value = None if g.fresh else self._store_get(key)
+        if value is None or len(value) < 20:
+            raise RecordCorrupt("group %d: session record of client %d is missing or damaged" % (g.group, cid))
+        result = value[20:]
+        session[0] = order
+        if g.heap is not None:
+            self._push(g, order, cid)
+        self._pending[key] = _SESSION.pack(order >> 32, order & 0xFFFFFFFF, session[1]) + result
+        return result
+
+    @staticmethod
+    def _push(g, order, cid):
+        heap = g.heap
+        heapq.heappush(heap, (order, cid))
+        if len(heap) > 2 * len(g.sessions) + 64:
+            g.heap = None       # mostly stale entries: rebuilt from the sessions at the next eviction
+
+    def _evict(self, g):
+        sessions = g.sessions
+        heap = g.heap
+        if heap is None:
+            heap = g.heap = [(s[0], cid) for cid, s in sessions.items()]
+            heapq.heapify(heap)
+        pending = self._pending
+        while len(sessions) > self.max_sessions:
+            order, cid = heapq.heappop(heap)
+            session = sessions.get(cid)
+            if session is not None and session[0] == order:
+                del sessions[cid]
+                pending[session[2]] = None
+
+    def _merged_scan(self, g, prefix):
+        """(key, value) of the group under prefix, store and overlay merged, in key order."""
+        items = {} if g.fresh else dict(self._store.scan(prefix))
+        for key, value in self._pending.items():
+            if key.startswith(prefix):
+                if value is None:
+                    items.pop(key, None)
+                else:
+                    items[key] = value
+        return sorted(items.items())
+
+    def snapshot(self, group: int) -> bytes:
+        g = self._group(group)
+        data = self._merged_scan(g, g.dprefix)
+        sessions = self._merged_scan(g, g.sprefix)
+        parts = [_SNAP_HEAD.pack(_SNAP_MAGIC, _SNAP_VERSION, g.group, g.applied_next, len(data), len(sessions))]
+        append = parts.append
+        pack = _U32.pack
+        for key, value in data:
+            append(pack(len(key) - 5))
+            append(key[5:])
+            append(pack(len(value)))
+            append(value)
+        for key, value in sessions:
+            append(key[5:])
+            append(pack(len(value)))
+            append(value)
+        body = b"".join(parts)
+        return body + pack(crc32c(body))
+
+    def restore(self, group: int, snapshot: bytes) -> None:
+        group = _group_id(group)
+        applied_next, data, sessions = _decode_snapshot(snapshot)
+        self.drop_group(group)
+        g = _Group(group)
+        g.fresh = True
+        self._fresh.append(g)
+        g.applied_next = applied_next
+        pending = self._pending
+        dprefix, sprefix = g.dprefix, g.sprefix
+        for key, value in data:
+            pending[dprefix + key] = value
+        gsessions = g.sessions
+        for cid, record in sessions:
+            key = sprefix + cid
+            pending[key] = record
+            instance, position, seq = _SESSION.unpack_from(record)
+            gsessions[int.from_bytes(cid, "big")] = [instance << 32 | position, seq, key]
+        if applied_next or data or sessions:     # an empty group has no records at all, as if dropped
+            pending[g.mkey] = _META.pack(_META_VERSION, applied_next)
+        self._groups[group] = g
+        if len(gsessions) > self.max_sessions:
+            self._evict(g)
+
+    def drop_group(self, group: int) -> None:
+        group = _group_id(group)
+        self._groups.pop(group, None)
+        prefix, end = _group_range(group)
+        pending = self._pending
+        for key in [k for k in pending if k.startswith(prefix)]:
+            del pending[key]
+        self._drops[group] = (prefix, end)
+
+    def flush(self) -> None:
+        pending = self._pending
+        if not pending and not self._drops:
+            return
+        puts = [(k, v) for k, v in pending.items() if v is not None]
+        deletes = [k for k, v in pending.items() if v is None]
+        self._store.write(puts, deletes, list(self._drops.values()))
+        pending.clear()
+        self._drops.clear()
+        for g in self._fresh:
+            g.fresh = False
+        self._fresh.clear()
+        groups = self._groups
+        while len(groups) > self.max_loaded_groups:
+            groups.popitem(last=False)      # clean after the write above; reloaded from the store on use
+
+    def unload_all(self) -> None:
+        """Unload every group (they reload from the store on use); only between cycles, when all is flushed."""
+        if not self._pending and not self._drops:
+            self._groups.clear()
+
+    # --- introspection ---
+
+    def session_count(self, group: int) -> int:
+        """How many client sessions the group keeps."""
+        return len(self._group(group).sessions)
+
+
+class KVStateMachine(SessionStateMachine):
+    """A replicated key-value map per group, with exactly-once client sessions. See the module docstring."""
 
     def apply_batch(self, group: int, batch: list[tuple[int, list[Command]]]) -> list[list[bytes]]:
         g = self._group(group)
@@ -479,42 +613,6 @@ class KVStateMachine(StateMachine):
             return R_OK
         return E_UNKNOWN
 
-    def _retry(self, g, cid, session, order):
-        """The remembered result of the session's latest request; refreshes the session's last use."""
-        key = session[2]
-        value = self._pending.get(key, _MISSING)
-        if value is _MISSING:
-            value = None if g.fresh else self._store_get(key)
-        if value is None or len(value) < 20:
-            raise RecordCorrupt("group %d: session record of client %d is missing or damaged" % (g.group, cid))
-        result = value[20:]
-        session[0] = order
-        if g.heap is not None:
-            self._push(g, order, cid)
-        self._pending[key] = _SESSION.pack(order >> 32, order & 0xFFFFFFFF, session[1]) + result
-        return result
-
-    @staticmethod
-    def _push(g, order, cid):
-        heap = g.heap
-        heapq.heappush(heap, (order, cid))
-        if len(heap) > 2 * len(g.sessions) + 64:
-            g.heap = None       # mostly stale entries: rebuilt from the sessions at the next eviction
-
-    def _evict(self, g):
-        sessions = g.sessions
-        heap = g.heap
-        if heap is None:
-            heap = g.heap = [(s[0], cid) for cid, s in sessions.items()]
-            heapq.heapify(heap)
-        pending = self._pending
-        while len(sessions) > self.max_sessions:
-            order, cid = heapq.heappop(heap)
-            session = sessions.get(cid)
-            if session is not None and session[0] == order:
-                del sessions[cid]
-                pending[session[2]] = None
-
     def read(self, group: int, query: bytes) -> bytes:
         if type(query) is not bytes:
             if not isinstance(query, (bytearray, memoryview)):
@@ -538,96 +636,6 @@ class KVStateMachine(StateMachine):
             else:
                 value = self._store_get(_U32.pack(group) + _TAG_DATA + query[5:])
         return R_NOT_FOUND if value is None else _GET_OK + value
-
-    def _merged_scan(self, g, prefix):
-        """(key, value) of the group under prefix, store and overlay merged, in key order."""
-        items = {} if g.fresh else dict(self._store.scan(prefix))
-        for key, value in self._pending.items():
-            if key.startswith(prefix):
-                if value is None:
-                    items.pop(key, None)
-                else:
-                    items[key] = value
-        return sorted(items.items())
-
-    def snapshot(self, group: int) -> bytes:
-        g = self._group(group)
-        data = self._merged_scan(g, g.dprefix)
-        sessions = self._merged_scan(g, g.sprefix)
-        parts = [_SNAP_HEAD.pack(_SNAP_MAGIC, _SNAP_VERSION, g.group, g.applied_next, len(data), len(sessions))]
-        append = parts.append
-        pack = _U32.pack
-        for key, value in data:
-            append(pack(len(key) - 5))
-            append(key[5:])
-            append(pack(len(value)))
-            append(value)
-        for key, value in sessions:
-            append(key[5:])
-            append(pack(len(value)))
-            append(value)
-        body = b"".join(parts)
-        return body + pack(crc32c(body))
-
-    def restore(self, group: int, snapshot: bytes) -> None:
-        group = _group_id(group)
-        applied_next, data, sessions = _decode_snapshot(snapshot)
-        self.drop_group(group)
-        g = _Group(group)
-        g.fresh = True
-        self._fresh.append(g)
-        g.applied_next = applied_next
-        pending = self._pending
-        dprefix, sprefix = g.dprefix, g.sprefix
-        for key, value in data:
-            pending[dprefix + key] = value
-        gsessions = g.sessions
-        for cid, record in sessions:
-            key = sprefix + cid
-            pending[key] = record
-            instance, position, seq = _SESSION.unpack_from(record)
-            gsessions[int.from_bytes(cid, "big")] = [instance << 32 | position, seq, key]
-        if applied_next or data or sessions:     # an empty group has no records at all, as if dropped
-            pending[g.mkey] = _META.pack(_META_VERSION, applied_next)
-        self._groups[group] = g
-        if len(gsessions) > self.max_sessions:
-            self._evict(g)
-
-    def drop_group(self, group: int) -> None:
-        group = _group_id(group)
-        self._groups.pop(group, None)
-        prefix, end = _group_range(group)
-        pending = self._pending
-        for key in [k for k in pending if k.startswith(prefix)]:
-            del pending[key]
-        self._drops[group] = (prefix, end)
-
-    def flush(self) -> None:
-        pending = self._pending
-        if not pending and not self._drops:
-            return
-        puts = [(k, v) for k, v in pending.items() if v is not None]
-        deletes = [k for k, v in pending.items() if v is None]
-        self._store.write(puts, deletes, list(self._drops.values()))
-        pending.clear()
-        self._drops.clear()
-        for g in self._fresh:
-            g.fresh = False
-        self._fresh.clear()
-        groups = self._groups
-        while len(groups) > self.max_loaded_groups:
-            groups.popitem(last=False)      # clean after the write above; reloaded from the store on use
-
-    def unload_all(self) -> None:
-        """Unload every group (they reload from the store on use); only between cycles, when all is flushed."""
-        if not self._pending and not self._drops:
-            self._groups.clear()
-
-    # --- introspection ---
-
-    def session_count(self, group: int) -> int:
-        """How many client sessions the group keeps."""
-        return len(self._group(group).sessions)
 
 
 def _decode_meta(meta):
