@@ -56,7 +56,21 @@ def cmd_sim(args):
     if args.plant and args.plant not in PLANTS:
         print("paxos-core sim: unknown plant %r; known: %s" % (args.plant, ", ".join(PLANTS)), file=sys.stderr)
         return 2
-    configs = plan(args.seeds, args.seed_base, args.nodes, args.groups, faults, args.plant, args.clients, args.window)
+    if args.state_machine:
+        from ..errors import ConfigError
+        from ..statemachine.loader import factory_for
+        from ..statemachine.store import MemoryStore
+
+        # A module in the current directory is found too (the seeds' processes inherit this sys.path).
+        if os.getcwd() not in sys.path:
+            sys.path.append(os.getcwd())
+        try:
+            factory_for(args.state_machine)(MemoryStore())
+        except ConfigError as exc:
+            print("paxos-core sim: %s" % exc, file=sys.stderr)
+            return 2
+    configs = plan(args.seeds, args.seed_base, args.nodes, args.groups, faults, args.plant, args.clients, args.window,
+                   args.state_machine)
     progress = None
     if args.progress:
         from .progress import Progress
@@ -230,6 +244,10 @@ def build_parser():
                    help="group counts, e.g. 1,64 (seeds cycle)")
     p.add_argument("--faults", default="all", help="'all', 'none' or a comma list of fault kinds")
     p.add_argument("--plant", default="", help="switch on a planted bug (the run must then fail)")
+    p.add_argument("--state-machine", default="", metavar="MODULE:FACTORY",
+                   help="run your own state machine (an import path; its module on PYTHONPATH or in the current "
+                        "directory) instead of the key-value store, and check every replica reaches the state "
+                        "the chosen log gives")
     p.add_argument("--clients", type=int_range(0, 10000, "a number of clients"), default=None,
                    help="clients issuing operations during the faults (default: 6)")
     p.add_argument("--window", type=int_range(1, 1 << 16, "a window"), default=None,

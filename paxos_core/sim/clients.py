@@ -36,6 +36,7 @@ class HistoryOp:
     result: object = None     # read: the value returned (None: absent); cas: True if it swapped
     observed: object = _UNSEEN   # cas that did not swap: the value it saw
     node: int = 0             # the node that answered
+    payload: bytes = None     # the op sent, when it is not a KV put/cas of key and value (a user state machine)
     notes: list = field(default_factory=list)
 
 
@@ -83,6 +84,9 @@ class SimClient:
     def next_operation(self, now):
         """Start the client's next operation (called when the previous one finished and it has thought)."""
         sim = self.sim
+        if sim.sm_model is not None:
+            self._user_operation(now)
+            return
         r = self.rng
         group = r.choice(sim.group_ids)
         key = b"k%d" % r.randrange(KEYS_PER_GROUP)
@@ -124,6 +128,32 @@ class SimClient:
         self.op = Operation(ops, group, frame_for, now)
         self._send(now)
 
+    def _user_operation(self, now):
+        """An operation of a state machine of the user's: its random_command (writes, sometimes a batch) or
+        random_query (reads in the three modes), drawn from this client's rng."""
+        sim, r = self.sim, self.rng
+        model = sim.sm_model
+        group = r.choice(sim.group_ids)
+        roll = r.random()
+        query = model.random_query(r, group) if roll >= 0.6 else None
+        if query is not None:
+            mode = "stale" if roll > 0.95 else ("linearizable" if roll > 0.83 else "lease")
+            self.seq += 1
+            ops = [HistoryOp((self.client_id, self.seq), group, b"", "read", mode=mode, invoke=now)]
+            frame_for = self._read_frame(group, rpc.READ_MODES[mode], query)
+        else:
+            count = r.randint(2, 4) if roll < 0.1 and self.batch_sessions else 1
+            first = self.seq + 1
+            ops = []
+            for _ in range(count):
+                self.seq += 1
+                ops.append(HistoryOp((self.client_id, self.seq), group, b"", "write", invoke=now,
+                                     payload=model.random_command(r, group)))
+            frame_for = (self._batch_frame(group, first, [h.payload for h in ops]) if count > 1
+                         else self._propose_frame(group, first, ops[0].payload))
+        self.op = Operation(ops, group, frame_for, now)
+        self._send(now)
+
     def _propose_frame(self, group, seq, payload):
         client_id = self.client_id
 
@@ -152,14 +182,15 @@ class SimClient:
             self.seq += 1
             hop.id = (self.client_id, self.seq)
         first = op.ops[0].id[1]
+        def payload(hop):
+            if hop.payload is not None:
+                return hop.payload
+            return (kv.encode_cas(hop.key, hop.expected, hop.value) if hop.kind == "cas"
+                    else kv.encode_put(hop.key, hop.value))
         if len(op.ops) > 1:
-            payloads = [kv.encode_put(h.key, h.value) for h in op.ops]
-            op.frame_for = self._batch_frame(op.group, first, payloads)
+            op.frame_for = self._batch_frame(op.group, first, [payload(h) for h in op.ops])
         else:
-            hop = op.ops[0]
-            payload = (kv.encode_cas(hop.key, hop.expected, hop.value) if hop.kind == "cas"
-                       else kv.encode_put(hop.key, hop.value))
-            op.frame_for = self._propose_frame(op.group, first, payload)
+            op.frame_for = self._propose_frame(op.group, first, payload(op.ops[0]))
         op.tried = set()
         op.attempts = {}                # nothing of the old session can answer for the new ids
 
@@ -263,7 +294,7 @@ class SimClient:
         result = kv.decode_result(body)
         hop.complete = now
         hop.node = node
-        if result.status == kv.OK:
+        if result.status == kv.OK or (self.sim.sm_model is not None and result.status == kv.ERROR):
             hop.outcome, hop.result = "ok", result.value
         elif result.status == kv.NOT_FOUND:
             hop.outcome, hop.result = "ok", None
@@ -284,7 +315,8 @@ class SimClient:
         hop.complete = now
         hop.node = node
         self.sim.on_acknowledged(hop, instance, status)
-        if status == kv.OK:
+        if status == kv.OK or (hop.payload is not None and status == kv.ERROR):
+            # (a user state machine's ERROR is the outcome of its apply: applied, and answered)
             hop.outcome = "ok"
             hop.result = True if hop.kind == "cas" else None
             self.sim.last_seen[(hop.group, hop.key)] = hop.value

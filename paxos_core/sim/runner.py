@@ -8,13 +8,15 @@ import sys
 from .simulation import FAULT_KINDS, SimConfig, run_seed
 
 
-def plan(seeds, seed_base=0, nodes=(3,), groups=(1,), faults=FAULT_KINDS, plant="", clients=None, window=None):
+def plan(seeds, seed_base=0, nodes=(3,), groups=(1,), faults=FAULT_KINDS, plant="", clients=None, window=None,
+         state_machine=""):
     """One SimConfig per seed; seeds cycle through every (nodes, groups) combination."""
     combos = list(itertools.product(nodes, groups))
     configs = []
     for k in range(seeds):
         n, g = combos[k % len(combos)]
-        cfg = SimConfig(seed=seed_base + k, nodes=n, groups=g, faults=tuple(faults), plant=plant)
+        cfg = SimConfig(seed=seed_base + k, nodes=n, groups=g, faults=tuple(faults), plant=plant,
+                        state_machine=state_machine)
         if clients is not None:
             cfg.clients = clients
         if window is not None:
@@ -24,8 +26,9 @@ def plan(seeds, seed_base=0, nodes=(3,), groups=(1,), faults=FAULT_KINDS, plant=
 
 
 def _describe(cfg):
-    return "nodes=%d groups=%d faults=%s%s" % (cfg.nodes, cfg.groups, ",".join(cfg.faults),
-                                               " plant=%s" % cfg.plant if cfg.plant else "")
+    return "nodes=%d groups=%d faults=%s%s%s" % (cfg.nodes, cfg.groups, ",".join(cfg.faults),
+                                                 " plant=%s" % cfg.plant if cfg.plant else "",
+                                                 " state_machine=%s" % cfg.state_machine if cfg.state_machine else "")
 
 
 def run_many(configs, jobs=None, fail_fast=False, out=sys.stdout, progress=None):
@@ -59,9 +62,10 @@ def run_many(configs, jobs=None, fail_fast=False, out=sys.stdout, progress=None)
                 say("seed=%d FAILED (%s) trace=%s" % (result.seed, _describe(cfg), result.trace))
                 for line in result.violations[:5]:
                     say("    " + line)
-                say("    reproduce: paxos-core sim --seeds 1 --seed-base %d --nodes %d --groups %d --faults %s%s%s"
+                say("    reproduce: paxos-core sim --seeds 1 --seed-base %d --nodes %d --groups %d --faults %s%s%s%s"
                     % (result.seed, cfg.nodes, cfg.groups, ",".join(cfg.faults),
                        " --plant " + cfg.plant if cfg.plant else "",
+                       " --state-machine " + cfg.state_machine if cfg.state_machine else "",
                        " --clients %d" % cfg.clients if cfg.clients != SimConfig.clients else ""))
                 if fail_fast:
                     break

@@ -45,6 +45,7 @@ from ..replica.loop import LoopSettings, ReplicaLoop
 from ..replica.master import MasterTable
 from ..wire import rpc
 from ..statemachine import kv
+from ..statemachine.loader import factory_for
 from ..statemachine.store import MemoryStore
 from ..wire.codec import decode_batch, decode_entries, decode_frame, encode_frame
 from ..wire.message import ACCEPT, ACCEPTED, CATCHUP_REPLY, FORWARD, PROMISE
@@ -76,6 +77,7 @@ class SimConfig:
     plant: str = ""
     stop_on_violation: bool = True
     lease_ticks: int = 30
+    state_machine: str = ""        # "package.module:Factory" of a state machine of your own; "" = the KV store
 
 
 @dataclass
@@ -118,11 +120,17 @@ class ProbeClient(SimClient):
         step = self.script.pop(0)
         self.seq += 1
         group = self.group
+        model = self.sim.sm_model
         if step == "write":
             value = b"probe-%d-%d" % (group, self.seq)
-            op = HistoryOp((self.client_id, self.seq), group, b"k0", "write", value=value, invoke=now)
-            frame_for = self._propose_frame(group, self.seq, kv.encode_put(b"k0", value))
+            payload = model.random_command(self.rng, group) if model else kv.encode_put(b"k0", value)
+            op = HistoryOp((self.client_id, self.seq), group, b"k0", "write", value=value, invoke=now, payload=payload)
+            frame_for = self._propose_frame(group, self.seq, payload)
             self.sim.probe_ops[group] = op
+        elif model is not None:
+            self.script = []          # a state machine of the user's: its reads are not checked here
+            self.seq -= 1
+            return
         else:
             key = b"k%s" % step.split("-")[1].encode()
             op = HistoryOp((self.client_id, self.seq), group, key, "read", mode="linearizable", invoke=now)
@@ -174,6 +182,11 @@ class Simulation:
         self.stats = {"frames": 0, "messages": 0, "torn_batches": 0, "frame_errors": 0, "pauses": 0, "stalls": 0,
                       "damage": 0, "amnesia": 0, "turns": 0, "acked": 0, "ops": 0}
         self.window = cfg.window or r.choice((1, 2, 4, 8))
+        # A state machine of the user's: the nodes run it, the clients send its random_command/random_query
+        # (drawn from their own rngs), and the end checks that every replica holds the state the chosen log
+        # gives (the key-value history check is the KV's only).
+        self.sm_factory = factory_for(cfg.state_machine) if cfg.state_machine else None
+        self.sm_model = self.sm_factory(MemoryStore()) if self.sm_factory else None
         self.batch_envelope = r.random() < 0.5
         # Busy clients in most seeds; in some, sparse ones: workers then go idle (a poll of a second) between
         # operations, and masters' leases lapse and move, as in a quiet service.
@@ -225,7 +238,8 @@ class Simulation:
         try:
             loop = ReplicaLoop(settings, self.core_config.replace(node_id=node.id), clock=node.clock, log=log,
                                store=SimStore(node), send=node.send, hosted=self.group_ids, recovery=recovery,
-                               rng=random.Random(self.rng.getrandbits(64)), amnesia=amnesia)
+                               rng=random.Random(self.rng.getrandbits(64)), amnesia=amnesia,
+                               state_machine_factory=self.sm_factory)
         except SimCrash:
             self._crashed(node)
             return
@@ -751,7 +765,48 @@ class Simulation:
                     oracle.violate("liveness: group %d is %s on node %d at the end" % (group, status, n.id))
         if oracle.violations:
             return
-        self._check_history()
+        self._check_replica_states()
+        if oracle.violations:
+            return
+        if self.sm_model is None:
+            self._check_history()
+        else:
+            self._check_session_order({g: self.oracle.logs.get(g, []) for g in self.group_ids
+                                       if g not in self.regrouped})
+
+    def _check_replica_states(self):
+        """Every replica's state machine holds exactly the state that applying the chosen log up to its own
+        applied mark gives (a reference state machine replays it through the real applier): compared as
+        snapshots (data, sessions, applied mark). Catches a non-deterministic state machine, and any replica
+        that applied something else, twice, or out of order."""
+        factory = self.sm_factory or kv.KVStateMachine
+        for group in self.group_ids:
+            if group in self.regrouped:
+                continue              # its data restarted with a new incarnation: not this log's
+            values = self.oracle.logs.get(group, [])
+            by_mark = {}
+            for n in self.nodes.values():
+                if n.up and n.loop.engine.hosts(group):
+                    by_mark.setdefault(n.loop.sm.applied_next(group), []).append(n)
+            store = MemoryStore()
+            reference = factory(store)
+            masters = MasterTable(0xFFFF, self.cfg.groups, self.cfg.lease_ticks, self.lease_margin)
+            applier = Applier(0xFFFF, reference, masters, store, lambda g: g)
+            done = 0
+            for mark in sorted(by_mark):
+                if mark > len(values):
+                    self.oracle.violate("group %d: node(s) %s applied %d instances, the chosen log holds %d"
+                                        % (group, [n.id for n in by_mark[mark]], mark, len(values)))
+                    break
+                if mark > done:
+                    applier.apply([(group, i, values[i]) for i in range(done, mark)], 0)
+                    done = mark
+                expected = reference.snapshot(group)
+                for n in by_mark[mark]:
+                    if n.loop.sm.snapshot(group) != expected:
+                        self.oracle.violate("group %d: node %d's state machine state at instance %d differs from "
+                                            "the state the chosen log gives (a non-deterministic state machine?)"
+                                            % (group, n.id, mark))
 
     def _check_session_order(self, logs):
         """A session's commands first reach the log in the order of their seqs. A client sends a session's
