@@ -18,6 +18,7 @@ from paxos_core import errors
 from paxos_core.client import Client
 from paxos_core.kv import KV
 from paxos_core.node import Node
+from paxos_core.service import StateMachineClient
 from paxos_core.statemachine import ApplyOrderError
 from paxos_core.statemachine import kv as ops
 from test_client import fake  # noqa: F401  (the fixture: fake workers behind the real Client)
@@ -101,8 +102,9 @@ def test_cas_returns_true_when_it_swapped_false_when_it_did_not_and_raises_on_an
 
 # ---------------------------------------------------------------------------------------------- 2: asyncio twins
 
-# Calls with no blocking twin needed: pure functions, constructors, a callback registration, the futures API.
-_NO_TWIN = {"group", "from_config", "from_cluster_dir", "on_master_change"}
+# Calls with no blocking twin needed: pure functions, constructors, a callback registration, the futures API,
+# and Node.replicated (it makes a proxy without blocking; the proxy's methods have twins under `.aio`).
+_NO_TWIN = {"group", "from_config", "from_cluster_dir", "on_master_change", "replicated"}
 
 
 def _blocking_calls(cls):
@@ -110,10 +112,10 @@ def _blocking_calls(cls):
                   if not name.startswith("_") and not name.endswith(("_async", "_future")) and name not in _NO_TWIN)
 
 
-@pytest.mark.parametrize("cls", [Node, Client, KV], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", [Node, Client, KV, StateMachineClient], ids=lambda c: c.__name__)
 def test_every_blocking_call_has_an_async_twin(cls):
     calls = _blocking_calls(cls)
-    assert "close" in calls or "put" in calls
+    assert "close" in calls or "put" in calls or "call" in calls
     missing = [name for name in calls if not inspect.iscoroutinefunction(getattr(cls, name + "_async", None))]
     assert not missing, "%s has no asyncio twin of %s" % (cls.__name__, missing)
     for name in calls:

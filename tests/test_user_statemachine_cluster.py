@@ -2,6 +2,7 @@
 with ``state_machine="<module>:<Factory>"`` (its workers find examples/ through the sys.path this process
 hands them), invariants checked after concurrent clients on every node. Every process started is stopped,
 and checked gone, by pid."""
+import asyncio
 import itertools
 import json
 import random
@@ -99,6 +100,11 @@ def test_bank_ledger_conserves_money_and_never_goes_negative_under_concurrent_tr
             assert finals[0] == finals[1] == finals[2]
         with pytest.raises(errors.CommandError, match="UnknownAccount"):
             bank.BankClient(nodes[2].sm, 0).transfer("acct0", "nobody", 1)
+        # the asyncio facade: the same command and query, awaited
+        async def moved():
+            await nodes[1].sm.call_async(0, json.dumps({"op": "open", "account": "async", "amount": 0}).encode())
+            return await nodes[2].sm.query_async(0, b'{"q": "total"}', mode="linearizable")
+        assert asyncio.run(moved()) == b"400"
 
 
 def _reference_locks(commands):
@@ -165,6 +171,30 @@ def test_lock_service_grants_each_lease_to_one_owner_at_a_time_under_concurrent_
     assert len(grants) > 4 and any(g[0] == "denied" for g in got)             # contended, and it moved around
     tokens = [g[2] for g in grants]
     assert tokens == sorted(tokens)                                           # fencing tokens never go back
+
+
+def test_replicated_objects_count_every_call_once_on_every_node_through_sync_and_asyncio_proxies(tmp_path,
+                                                                                               monkeypatch):
+    monkeypatch.syspath_prepend(EXAMPLES)
+    import counter
+
+    with three_nodes(tmp_path, "counter:Counters", groups=1) as nodes:
+        def client(k):
+            proxy = nodes[k % 3].replicated(counter.Counters, group=0)
+            for _ in range(15):
+                proxy.add("hits", 1)
+            async def more():
+                for _ in range(5):
+                    await proxy.aio.add("hits", 2)
+            asyncio.run(more())
+        run_threads(client, 4)
+        proxies = [node.replicated(counter.Counters, 0, read_mode="linearizable") for node in nodes]
+        assert [p.get("hits") for p in proxies] == [4 * (15 + 10)] * 3
+        with pytest.raises(errors.CommandError, match="TypeError: n must be an integer"):
+            proxies[0].add("hits", "two")
+        with pytest.raises(AttributeError, match="no @replicated or @query method 'random_call'"):
+            proxies[0].random_call
+        assert proxies[2].snapshot() == {"hits": 100}
 
 
 def test_a_node_whose_state_machine_path_is_bad_does_not_start_and_says_why_in_one_line(tmp_path):

@@ -68,6 +68,11 @@ Snapshot of a group (self-describing, big-endian, crc32c at the end)::
     crc32c u32 over every byte before it
 
 Equal group states give byte-identical snapshots.
+
+Two classes: :class:`SessionStateMachine` is everything above but what an op does (storage, sessions,
+overlay and flush, snapshots); :class:`KVStateMachine` adds the ops (its ``apply_batch`` inlines the session
+checks: it is the hot path). A state machine of your own is :class:`~paxos_core.statemachine.user.UserStateMachine`,
+on the same base.
 """
 import collections
 import heapq
