@@ -206,13 +206,17 @@ def rebuilding(data_dir, worker_index):
     return os.path.exists(rebuilding_flag_path(data_dir, worker_index))
 
 
-def clear_rebuilding(data_dir, worker_index):
-    path = rebuilding_flag_path(data_dir, worker_index)
+def _remove_durably(path):
+    """Delete a flag file and make its removal durable (nothing to do if it is absent)."""
     try:
         os.unlink(path)
     except FileNotFoundError:
         return
     fsync_dir(os.path.dirname(path))
+
+
+def clear_rebuilding(data_dir, worker_index):
+    _remove_durably(rebuilding_flag_path(data_dir, worker_index))
 
 
 def damage_flag_path(data_dir, worker_index):
@@ -236,9 +240,4 @@ def damage_found(data_dir, worker_index):
 
 
 def clear_damage_found(data_dir, worker_index):
-    path = damage_flag_path(data_dir, worker_index)
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        return
-    fsync_dir(os.path.dirname(path))
+    _remove_durably(damage_flag_path(data_dir, worker_index))
