@@ -39,6 +39,7 @@ from paxos_core.wire.message cimport (ACCEPT, ACCEPTED as MSG_ACCEPTED, CATCHUP_
 from paxos_core.errors import ConfigError, GroupStopped, PaxosError, ValueTooLarge
 from paxos_core.storage.records cimport (CHAIN_EVERY, CHAIN_RECORD, INSTANCE_RECORD, PROMISE_RECORD, RECORD_CHOSEN,
                                          REPAIR_PENDING, REPAIR_RECORD)
+from paxos_core.storage.records import BYTES_UNKNOWN
 from paxos_core.wire.codec import decode_batch, decode_entries, encode_batch, encode_entries
 
 log = logging.getLogger("paxos_core.core")
@@ -1047,7 +1048,7 @@ cdef class Engine:
         self.counters[C_CHOSEN] += 1
         if (instance + 1) % CHAIN_EVERY == 0:
             # Every CHAIN_EVERY instances the chain is kept, so a catch-up reply ending here carries it.
-            self._record((CHAIN_RECORD, group, instance + 1, 0, 0, 0, 0, chain, NOOP))
+            self._record((CHAIN_RECORD, group, instance + 1, 0, 0, BYTES_UNKNOWN, 0, chain, NOOP))
         cdef ProposerGroup pg
         cdef InFlight inf
         if self.proposer.role[slot] == LEADING and instance >= self.proposer.next_instance[slot]:

@@ -14,7 +14,8 @@ Ports given to the loop (the same ones the worker gives it, simulated):
   send(messages)    frames through the real codec into the simulated network
 """
 from ..statemachine.store import Store
-from ..storage.records import GROUP_RECORD, encode_records, group_key, read_chain, read_chosen
+from ..storage.records import (CHECKPOINT_RECORD, GROUP_RECORD, encode_records, group_key, log_range_deletes,
+                               read_chain, read_chain_bytes, read_chosen, read_low)
 from ..storage.recovery import recover
 from .disk import DELETE_RANGE
 
@@ -87,12 +88,19 @@ class SimLog:
         self.last_write_seconds = 0.0
         self.syncs = 0
 
-    def write(self, records):
+    def write(self, records, deletes=None, store_ops=None):
+        """One batch (records, then the log's range deletes, then the store's ops, as RocksLog.write), one
+        synced write."""
         node = self.node
         node.step()
-        if not records:
+        if not records and not deletes and not store_ops:
             return 0
-        self.disk.write(encode_records(records))
+        batch = encode_records(records)
+        if deletes:
+            batch += [(DELETE_RANGE, begin, end) for begin, end in log_range_deletes(deletes)]
+        if store_ops:
+            batch += store_batch(*store_ops)
+        self.disk.write(batch)
         self._sync()
         return len(records)
 
@@ -121,6 +129,14 @@ class SimLog:
         self.node.step()
         return read_chain(self.disk.get, group, instance)
 
+    def read_chain_bytes(self, group, instance):
+        self.node.step()
+        return read_chain_bytes(self.disk.get, group, instance)
+
+    def read_low(self, group):
+        self.node.step()
+        return read_low(self.disk.get, group)
+
     def recover(self):
         return recover([(k, v) for k, v in self.disk.items(durable=True) if not k.startswith(STORE_PREFIX)])
 
@@ -129,7 +145,8 @@ class SimLog:
         begin = group_key(0, group, 0)
         end = group_key(GROUP_RECORD, group, 0)
         self.node.step()
-        self.disk.write([(DELETE_RANGE, begin, end)])
+        self.disk.write([(DELETE_RANGE, begin, end), (DELETE_RANGE, group_key(CHECKPOINT_RECORD, group, 0),
+                                                      group_key(CHECKPOINT_RECORD + 1, group, 0))])
         self._sync()
 
 
@@ -159,6 +176,15 @@ class SimStore(Store):
         batch += [(p + key, value) for key, value in puts]
         if batch:
             self.disk.write(batch)
+
+
+def store_batch(puts, deletes, delete_ranges=()):
+    """A Store.write's operations as one disk batch under STORE_PREFIX, in that write's order."""
+    p = STORE_PREFIX
+    batch = [(DELETE_RANGE, p + begin, p + end) for begin, end in delete_ranges]
+    batch += [(DELETE_RANGE, p + key, p + key + b"\x00") for key in deletes]
+    batch += [(p + key, value) for key, value in puts]
+    return batch
 
 
 def _prefix_end(prefix):

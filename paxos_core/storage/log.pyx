@@ -97,12 +97,13 @@ import rocksdict
 from libc.stdint cimport uint32_t, uint64_t
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
-from paxos_core.storage.records cimport (CHAIN_RECORD, GROUP_RECORD, INSTANCE_RECORD, LOW_RECORD, NODE_RECORD,
-                                         RECORD_VOID, encode_record, group_key)
+from paxos_core.storage.records cimport (CHAIN_RECORD, CHECKPOINT_RECORD, GROUP_RECORD, INSTANCE_RECORD,
+                                         LOW_RECORD, NODE_RECORD, RECORD_VOID, encode_record, group_key)
 
 from paxos_core.errors import ConfigError, RecordCorrupt, UnknownVersion
 from paxos_core.storage.identity import fsync_dir
-from paxos_core.storage.records import NODE_KEY, decode_record, node_record
+from paxos_core.storage.records import (BYTES_UNKNOWN, NODE_KEY, decode_record, node_record, read_chain_bytes,
+                                        read_low)
 from paxos_core.storage.recovery import Recovery, recover
 
 log = logging.getLogger("paxos_core.storage")
@@ -115,7 +116,8 @@ SYNCED = "synced"
 
 # Column families besides the log's (default) one: "sm" holds the state machine's data, written unsynced
 # each cycle; the log's synced write that follows makes it durable (one WAL, one fsync).
-COLUMN_FAMILIES = ("sm",)
+STORE_FAMILY = "sm"             # statemachine/store.py: SM_COLUMN_FAMILY
+COLUMN_FAMILIES = (STORE_FAMILY,)
 
 
 # Memtables: 8 MiB per column family, all memtables of the DB capped at 32 MiB. The defaults (64 MiB per
@@ -295,6 +297,17 @@ def _aside_path(path):
 
 class _ReadFailed(Exception):
     """RocksDB reported an error while iterating (a block checksum mismatch, a missing file)."""
+
+
+def _add_store_ops(batch, handle, tuple store_ops):
+    """Add a Store.write's ``(puts, deletes, delete_ranges)`` to `batch`, in that write's order."""
+    puts, deletes, delete_ranges = store_ops
+    for begin, end in delete_ranges:
+        batch.delete_range(begin, end, handle)
+    for key in deletes:
+        batch.delete(key, handle)
+    for key, value in sorted(puts):
+        batch.put(key, value, handle)
 
 
 def _scan(db, from_key=None, fill_cache=True):
@@ -497,9 +510,17 @@ cdef class RocksLog:
         self.records_written += len(pairs)
         self.bytes_written += nbytes
 
-    cpdef int write(self, list records) except -1:
-        """Persist record tuples of any groups as ONE batch with ONE synced write; returns how many."""
-        if not records:
+    cpdef int write(self, list records, list deletes=None, tuple store_ops=None) except -1:
+        """Persist a cycle as ONE batch with ONE synced write; returns how many records it put.
+
+        `records`: record tuples of any groups. `deletes`: range deletes of log records, each
+        ``(record type, group, first instance, end instance)`` (truncation, an install). `store_ops`: the
+        state machine's writes that must become durable in the same atomic step, ``(puts, deletes,
+        delete_ranges)`` as Store.write takes them, into the "sm" column family (a snapshot's swap). In the
+        batch: the records, then the log's range deletes, then the store's range deletes, deletes and puts.
+        RocksDB applies a batch whole or not at all, after a crash too (one WAL for both column families).
+        """
+        if not records and not deletes and not store_ops:
             return 0
         self._recovery = None
         batch = rocksdict.WriteBatch(raw_mode=True)
@@ -509,6 +530,11 @@ cdef class RocksLog:
             pair = encode_record(<tuple>record)
             batch.put(pair[0], pair[1])
             nbytes += len(<bytes>pair[1])
+        if deletes:
+            for rtype, group, first, end in deletes:
+                batch.delete_range(group_key(rtype, group, first), group_key(rtype, group, end))
+        if store_ops:
+            _add_store_ops(batch, self.db.get_column_family_handle(STORE_FAMILY), store_ops)
         cdef double started = _monotonic()
         self.db.write(batch, self.write_opts)
         self.last_write_seconds = _monotonic() - started
@@ -570,14 +596,16 @@ cdef class RocksLog:
 
     def read_chain(self, uint32_t group, uint64_t instance):
         """The chain recorded at `instance` (a CHAIN record), or None if absent or damaged."""
-        key = group_key(CHAIN_RECORD, group, instance)
-        value = self.db.get(key)
-        if value is None:
-            return None
-        try:
-            return decode_record(key, value)[7]
-        except (RecordCorrupt, UnknownVersion):
-            return None
+        found = read_chain_bytes(self.db.get, group, instance)
+        return None if found is None else found[0]
+
+    def read_chain_bytes(self, uint32_t group, uint64_t instance):
+        """(chain, bytes_below) of the CHAIN record at `instance`, or None if absent or damaged."""
+        return read_chain_bytes(self.db.get, group, instance)
+
+    def read_low(self, uint32_t group):
+        """(low, chain at low, bytes_below) of the group's LOW record, (0, 0, 0) without one, None if damaged."""
+        return read_low(self.db.get, group)
 
     def items(self):
         """Every (key, value) in key order. RecordCorrupt if RocksDB cannot read part of it."""
@@ -637,7 +665,7 @@ cdef class RocksLog:
             raise ValueError("group %d: cannot truncate below %d, the records stop at %d" % (group, below, expected))
         batch = rocksdict.WriteBatch(raw_mode=True)
         batch.delete_range(group_key(INSTANCE_RECORD, group, low), group_key(INSTANCE_RECORD, group, below))
-        key, value = encode_record((LOW_RECORD, group, 0, 0, 0, 0, below, chain, b""))
+        key, value = encode_record((LOW_RECORD, group, 0, 0, 0, BYTES_UNKNOWN, below, chain, b""))
         batch.put(key, value)
         self.db.write(batch, self.write_opts)
         self.writes += 1
@@ -667,6 +695,7 @@ cdef class RocksLog:
         self._recovery = None
         batch = rocksdict.WriteBatch(raw_mode=True)
         batch.delete_range(group_key(0, group, 0), group_key(GROUP_RECORD, group, 0))
+        batch.delete_range(group_key(CHECKPOINT_RECORD, group, 0), group_key(CHECKPOINT_RECORD + 1, group, 0))
         self.db.write(batch, self.write_opts)
         self.writes += 1
         if self.write_opts.sync:

@@ -8,6 +8,8 @@ cpdef enum RecordType:
     CHAIN_RECORD = 4        # per (group, instance multiple of CHAIN_EVERY): the chain over the values below it
     REPAIR_RECORD = 5       # per group: the group lost (or may have lost) synced state and must rebuild
     GROUP_RECORD = 6        # per group: its incarnation; with GROUP_REMOVED, the tombstone of a removed one
+    CHECKPOINT_RECORD = 7   # per group: instance 0, an incoming snapshot's progress or the installed
+                            # checkpoint's metadata; instances > 0, staged pieces of a blob snapshot
 
 cpdef enum RecordFlag:
     RECORD_CHOSEN = 1       # the value is known chosen (learned by catch-up)
@@ -19,6 +21,7 @@ cpdef enum RecordFlag:
 # sender's chain at its end (see core/engine.pyx, _serve).
 cdef enum:
     CHAIN_EVERY = 64
+
 
 cpdef bytes group_key(int rtype, uint32_t group, uint64_t instance)
 cpdef tuple encode_record(tuple record)

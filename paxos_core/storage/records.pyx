@@ -3,7 +3,7 @@
 
 Keys (14 bytes, big-endian so that byte order is numeric order and one group's records are contiguous):
 
-    b"G" | group u32 | record type u8 | instance u64      group records (types 0, 1, 2, 4, 5, 6)
+    b"G" | group u32 | record type u8 | instance u64      group records (types 0, 1, 2, 4, 5, 6, 7)
     b"N" | 13 zero bytes                                   the node record (type 3)
 
 Values (little-endian), every one ending in a crc32c computed over the KEY and the value bytes before it,
@@ -12,12 +12,24 @@ so a record that is damaged, torn, or found under the wrong key is detected:
     PROMISE_RECORD   ver u8=1 | type u8 | flags u8 | 0 u8 | promised u64 | crc u32
     INSTANCE_RECORD  ver u8=1 | type u8 | flags u8 | 0 u8 | promised u64 | ballot u64 | mark u64 | chain u32
                      | value length u32 | value | crc u32
-    LOW_RECORD       ver u8=1 | type u8 | 0 u8 | 0 u8 | low u64 | chain at low u32 | crc u32
+    LOW_RECORD       ver u8=2 | type u8 | 0 u8 | 0 u8 | low u64 | chain at low u32 | bytes_below u64 | crc u32
+                     (version 1, still read: no bytes_below)
     NODE_RECORD      ver u8=1 | type u8 | 0 u8 | 0 u8 | node id u32 | cluster id u64 | crc u32
-    CHAIN_RECORD     ver u8=1 | type u8 | 0 u8 | 0 u8 | chain u32 | crc u32      (key instance: where it holds)
+    CHAIN_RECORD     ver u8=2 | type u8 | 0 u8 | 0 u8 | chain u32 | bytes_below u64 | crc u32
+                     (key instance: where it holds; version 1, still read: no bytes_below)
     REPAIR_RECORD    ver u8=1 | type u8 | flags u8 | 0 u8 | crc u32             (flags: REPAIR_PENDING)
     GROUP_RECORD     ver u8=1 | type u8 | flags u8 | 0 u8 | incarnation u16 | 0 u16 | crc u32
                      (flags: GROUP_REMOVED; the record tuple carries the incarnation in its promised slot)
+    CHECKPOINT_RECORD ver u8=1 | type u8 | flags u8 | 0 u8 | body length u32 | body | crc u32
+                     (instance 0: an incoming snapshot's progress, or the installed checkpoint; instances > 0:
+                     staged pieces of a blob snapshot. The body's layout belongs to the snapshot module.)
+
+`bytes_below` in LOW and CHAIN records counts the value bytes learned below the record's instance (the
+retention rule keeps a number of bytes, not only of instances); BYTES_UNKNOWN when the writer did not count
+them, and what a version-1 record decodes to. In the record tuple it travels in the ballot slot.
+
+Every record but LOW and CHAIN is version 1; a build before version 2 refuses a version-2 record
+(UnknownVersion), so a log that was truncated by this build cannot be opened by an older one.
 
 An INSTANCE_RECORD's `mark` and `chain` are the writer's learned mark (every instance below it was chosen and
 its value is in this node's records) and the checksum chain over the values below that mark, at the time of
@@ -35,15 +47,20 @@ from paxos_core.wire.checksum cimport crc32c_buf
 from paxos_core.errors import RecordCorrupt, UnknownVersion
 
 FORMAT_VERSION = 1
+BYTES_FORMAT_VERSION = 2        # LOW and CHAIN records written by this build (they carry bytes_below)
+BYTES_UNKNOWN = (1 << 64) - 1
 KEY_SIZE = 14
 NODE_KEY = b"N" + bytes(13)
 MAX_INSTANCE = (1 << 64) - 1
 
 cdef int _PROMISE_SIZE = 4 + 8 + 4
 cdef int _INSTANCE_FIXED = 4 + 8 + 8 + 8 + 4 + 4 + 4
-cdef int _LOW_SIZE = 4 + 8 + 4 + 4
+cdef int _LOW_SIZE_V1 = 4 + 8 + 4 + 4
+cdef int _LOW_SIZE = 4 + 8 + 4 + 8 + 4
 cdef int _NODE_SIZE = 4 + 4 + 8 + 4
-cdef int _CHAIN_SIZE = 4 + 4 + 4
+cdef int _CHAIN_SIZE_V1 = 4 + 4 + 4
+cdef int _CHAIN_SIZE = 4 + 4 + 8 + 4
+cdef int _CHECKPOINT_FIXED = 4 + 4 + 4
 cdef int _REPAIR_SIZE = 4 + 4
 cdef int _GROUP_SIZE = 4 + 4 + 4
 CHAIN_INTERVAL = CHAIN_EVERY
@@ -112,7 +129,7 @@ def parse_key(key):
         raise RecordCorrupt("key of %d bytes, expected 14" % k.shape[0])
     if k[0] == 0x4E:  # "N"
         return NODE_RECORD, 0, 0
-    if k[0] != 0x47 or k[5] == NODE_RECORD or k[5] > GROUP_RECORD:
+    if k[0] != 0x47 or k[5] == NODE_RECORD or k[5] > CHECKPOINT_RECORD:
         raise RecordCorrupt("unknown key prefix %r" % bytes(key[:6]))
     return k[5], _get_u32be(&k[1]), _get_u64be(&k[6])
 
@@ -175,13 +192,14 @@ cpdef tuple encode_record(tuple record):
         key = group_key(rtype, group, 0)
         out = PyBytes_FromStringAndSize(NULL, _LOW_SIZE)
         p = <unsigned char *>PyBytes_AS_STRING(out)
-        p[0] = FORMAT_VERSION
+        p[0] = BYTES_FORMAT_VERSION
         p[1] = LOW_RECORD
         p[2] = 0
         p[3] = 0
         _put_u64(p + 4, record[6])
         _put_u32(p + 12, record[7])
-        _seal(key, p, 16)
+        _put_u64(p + 16, record[5])
+        _seal(key, p, 24)
         return key, out
     if rtype == NODE_RECORD:
         key = NODE_KEY
@@ -199,12 +217,13 @@ cpdef tuple encode_record(tuple record):
         key = group_key(rtype, group, instance)
         out = PyBytes_FromStringAndSize(NULL, _CHAIN_SIZE)
         p = <unsigned char *>PyBytes_AS_STRING(out)
-        p[0] = FORMAT_VERSION
+        p[0] = BYTES_FORMAT_VERSION
         p[1] = CHAIN_RECORD
         p[2] = 0
         p[3] = 0
         _put_u32(p + 4, record[7])
-        _seal(key, p, 8)
+        _put_u64(p + 8, record[5])
+        _seal(key, p, 16)
         return key, out
     if rtype == REPAIR_RECORD:
         key = group_key(rtype, group, 0)
@@ -227,6 +246,21 @@ cpdef tuple encode_record(tuple record):
         _put_u32(p + 4, <uint32_t>(<uint64_t>record[4] & 0xFFFF))
         _seal(key, p, 8)
         return key, out
+    if rtype == CHECKPOINT_RECORD:
+        value = record[8]
+        n = len(value)
+        key = group_key(rtype, group, instance)
+        out = PyBytes_FromStringAndSize(NULL, _CHECKPOINT_FIXED + n)
+        p = <unsigned char *>PyBytes_AS_STRING(out)
+        p[0] = FORMAT_VERSION
+        p[1] = CHECKPOINT_RECORD
+        p[2] = <uint8_t>record[3]
+        p[3] = 0
+        _put_u32(p + 4, <uint32_t>n)
+        if n:
+            memcpy(p + 8, PyBytes_AS_STRING(value), n)
+        _seal(key, p, 8 + n)
+        return key, out
     raise ValueError("unknown record type %r" % rtype)
 
 
@@ -234,8 +268,8 @@ def group_record(uint32_t group, int incarnation, bint removed=False):
     return (GROUP_RECORD, group, 0, GROUP_REMOVED if removed else 0, incarnation, 0, 0, 0, b"")
 
 
-def chain_record(uint32_t group, uint64_t instance, uint32_t chain):
-    return (CHAIN_RECORD, group, instance, 0, 0, 0, 0, chain, b"")
+def chain_record(uint32_t group, uint64_t instance, uint32_t chain, uint64_t bytes_below=BYTES_UNKNOWN):
+    return (CHAIN_RECORD, group, instance, 0, 0, bytes_below, 0, chain, b"")
 
 
 def repair_record(uint32_t group, bint pending):
@@ -246,8 +280,13 @@ def promise_record(uint32_t group, uint64_t promised):
     return (PROMISE_RECORD, group, 0, 0, promised, 0, 0, 0, b"")
 
 
-def low_record(uint32_t group, uint64_t low, uint32_t chain):
-    return (LOW_RECORD, group, 0, 0, 0, 0, low, chain, b"")
+def low_record(uint32_t group, uint64_t low, uint32_t chain, uint64_t bytes_below=BYTES_UNKNOWN):
+    return (LOW_RECORD, group, 0, 0, 0, bytes_below, low, chain, b"")
+
+
+def checkpoint_record(uint32_t group, uint64_t instance, int flags, bytes body):
+    """A CHECKPOINT record: `body` is the snapshot module's (this layer only checksums it)."""
+    return (CHECKPOINT_RECORD, group, instance, flags, 0, 0, 0, 0, body)
 
 
 def node_record(uint32_t node_id, uint64_t cluster_id):
@@ -275,10 +314,11 @@ def decode_record(key, value):
     if crc != stored:
         raise RecordCorrupt("checksum mismatch under key %s (stored %08x, computed %08x)"
                             % (bytes(key).hex(), stored, crc))
-    if v[0] != FORMAT_VERSION:
-        raise UnknownVersion("record format version %d under key %s; this build reads version %d"
-                             % (v[0], bytes(key).hex(), FORMAT_VERSION))
     rtype = v[1]
+    if v[0] != FORMAT_VERSION and not (v[0] == BYTES_FORMAT_VERSION and (rtype == LOW_RECORD
+                                                                       or rtype == CHAIN_RECORD)):
+        raise UnknownVersion("record format version %d under key %s (type %d); this build does not read it"
+                             % (v[0], bytes(key).hex(), rtype))
     if k[0] == 0x4E:
         if rtype != NODE_RECORD or n != _NODE_SIZE:
             raise RecordCorrupt("malformed node record")
@@ -301,13 +341,21 @@ def decode_record(key, value):
             raise RecordCorrupt("promise record of %d bytes, expected %d" % (n, _PROMISE_SIZE))
         return (PROMISE_RECORD, group, 0, 0, _get_u64(&v[4]), 0, 0, 0, b"")
     if rtype == LOW_RECORD:
+        if v[0] == FORMAT_VERSION:
+            if n != _LOW_SIZE_V1:
+                raise RecordCorrupt("low record of %d bytes, expected %d" % (n, _LOW_SIZE_V1))
+            return (LOW_RECORD, group, 0, 0, 0, BYTES_UNKNOWN, _get_u64(&v[4]), _get_u32(&v[12]), b"")
         if n != _LOW_SIZE:
             raise RecordCorrupt("low record of %d bytes, expected %d" % (n, _LOW_SIZE))
-        return (LOW_RECORD, group, 0, 0, 0, 0, _get_u64(&v[4]), _get_u32(&v[12]), b"")
+        return (LOW_RECORD, group, 0, 0, 0, _get_u64(&v[16]), _get_u64(&v[4]), _get_u32(&v[12]), b"")
     if rtype == CHAIN_RECORD:
+        if v[0] == FORMAT_VERSION:
+            if n != _CHAIN_SIZE_V1:
+                raise RecordCorrupt("chain record of %d bytes, expected %d" % (n, _CHAIN_SIZE_V1))
+            return (CHAIN_RECORD, group, instance, 0, 0, BYTES_UNKNOWN, 0, _get_u32(&v[4]), b"")
         if n != _CHAIN_SIZE:
             raise RecordCorrupt("chain record of %d bytes, expected %d" % (n, _CHAIN_SIZE))
-        return (CHAIN_RECORD, group, instance, 0, 0, 0, 0, _get_u32(&v[4]), b"")
+        return (CHAIN_RECORD, group, instance, 0, 0, _get_u64(&v[8]), 0, _get_u32(&v[4]), b"")
     if rtype == REPAIR_RECORD:
         if n != _REPAIR_SIZE:
             raise RecordCorrupt("repair record of %d bytes, expected %d" % (n, _REPAIR_SIZE))
@@ -316,6 +364,13 @@ def decode_record(key, value):
         if n != _GROUP_SIZE:
             raise RecordCorrupt("group record of %d bytes, expected %d" % (n, _GROUP_SIZE))
         return (GROUP_RECORD, group, 0, v[2], _get_u32(&v[4]) & 0xFFFF, 0, 0, 0, b"")
+    if rtype == CHECKPOINT_RECORD:
+        if n < _CHECKPOINT_FIXED:
+            raise RecordCorrupt("checkpoint record of %d bytes is too short" % n)
+        vlen = _get_u32(&v[4])
+        if <Py_ssize_t>vlen != n - _CHECKPOINT_FIXED:
+            raise RecordCorrupt("checkpoint record body length %d does not fit its size %d" % (vlen, n))
+        return (CHECKPOINT_RECORD, group, instance, v[2], 0, 0, 0, 0, bytes(v[8:8 + vlen]))
     raise RecordCorrupt("unknown record type %d" % rtype)
 
 
@@ -351,14 +406,40 @@ def read_chosen(get, uint32_t group, uint64_t first, uint64_t end):
 
 def read_chain(get, uint32_t group, uint64_t instance):
     """The chain recorded at `instance` (a CHAIN record), or None if absent or damaged."""
+    found = read_chain_bytes(get, group, instance)
+    return None if found is None else found[0]
+
+
+def read_chain_bytes(get, uint32_t group, uint64_t instance):
+    """(chain, bytes_below) of the CHAIN record at `instance`, or None if absent or damaged."""
     key = group_key(CHAIN_RECORD, group, instance)
     value = get(key)
     if value is None:
         return None
     try:
-        return decode_record(key, value)[7]
+        rec = decode_record(key, value)
     except (RecordCorrupt, UnknownVersion):
         return None
+    return rec[7], rec[5]
+
+
+def read_low(get, uint32_t group):
+    """(low, chain at low, bytes_below) of the group's LOW record: (0, 0, 0) if it has none, None if it is
+    damaged (then nothing is known about what was truncated)."""
+    key = group_key(LOW_RECORD, group, 0)
+    value = get(key)
+    if value is None:
+        return 0, 0, 0
+    try:
+        rec = decode_record(key, value)
+    except (RecordCorrupt, UnknownVersion):
+        return None
+    return rec[6], rec[7], rec[5]
+
+
+def log_range_deletes(list deletes):
+    """[(begin key, end key)] of range deletes given as (record type, group, first instance, end instance)."""
+    return [(group_key(rtype, group, first), group_key(rtype, group, end)) for rtype, group, first, end in deletes]
 
 
 from paxos_core._enums import export_members

@@ -14,7 +14,13 @@ in core/engine.pyx and docs/architecture.md):
 * a damaged promise record: the acceptor cannot know what it promised;
 * a damaged truncation record cannot be repaired (the values below it are gone): the group is STOPPED;
 * a chain that the records do not reproduce (a stored chain at a mark, or a CHAIN record) means the stored
-  log is inconsistent: STOPPED.
+  log is inconsistent: STOPPED;
+* a damaged CHECKPOINT record (an incoming snapshot's progress) is reported in ``checkpoint_damaged``: the
+  staging it described cannot be trusted and is discarded (the installed state needs nothing from it).
+
+Besides the protocol state, each group reports what its log holds: ``low`` (records below it were
+truncated), the value bytes learned below ``low`` and below ``chosen_next`` (the retention rule's byte count;
+a count the LOW record does not know starts at 0), and its CHECKPOINT record.
 """
 import logging
 from dataclasses import dataclass, field
@@ -22,7 +28,9 @@ from dataclasses import dataclass, field
 from ..errors import RecordCorrupt, UnknownVersion
 from ..core.learner import chain_next
 from .records import (
+    BYTES_UNKNOWN,
     CHAIN_RECORD,
+    CHECKPOINT_RECORD,
     GROUP_RECORD,
     GROUP_REMOVED,
     INSTANCE_RECORD,
@@ -53,6 +61,10 @@ class RecoveredGroup:
     chain: int = 0               # checksum chain over the learned values
     known_mark: int = 0          # highest learned mark any record carried
     low: int = 0                 # records below were truncated
+    low_bytes: int = 0           # value bytes learned below low (0 when the LOW record does not know)
+    learned_bytes: int = 0       # value bytes learned below chosen_next (low_bytes + the values walked)
+    checkpoint: tuple = None     # the CHECKPOINT record at instance 0 (a record tuple), None without one
+    checkpoint_damaged: bool = False   # it was there and damaged: discard the staging it described
     repair_upto: int = 0         # the rebuild learns at least up to this instance (a known mark, a damaged vote)
     repair: bool = False         # promises or votes may be lost: rebuild from peers before voting again
     repair_reason: str = ""
@@ -78,8 +90,8 @@ class Recovery:
 
 
 class _GroupScan:
-    __slots__ = ("promised", "low", "low_chain", "instances", "corrupt", "stop", "chains", "repair",
-                 "incarnation", "removed")
+    __slots__ = ("promised", "low", "low_chain", "low_bytes", "instances", "corrupt", "stop", "chains", "repair",
+                 "incarnation", "removed", "checkpoint", "checkpoint_damaged")
 
     def __init__(self):
         self.incarnation = 1
@@ -87,6 +99,9 @@ class _GroupScan:
         self.promised = 0
         self.low = 0
         self.low_chain = 0
+        self.low_bytes = 0
+        self.checkpoint = None
+        self.checkpoint_damaged = False
         self.instances = []     # decoded instance records, key order = instance order
         self.corrupt = []       # [(instance, reason)]
         self.stop = ""
@@ -132,6 +147,9 @@ def recover(items):
             elif rtype == GROUP_RECORD:
                 scan.corrupt.append((None, "group record: %s" % exc))
                 scan.stop = "the group record (its incarnation) is damaged: %s" % exc
+            elif rtype == CHECKPOINT_RECORD:
+                scan.corrupt.append((None, "checkpoint record at %d: %s" % (instance, exc)))
+                scan.checkpoint_damaged = True
             else:
                 name = "promise" if rtype == PROMISE_RECORD else "repair"
                 scan.corrupt.append((None, "%s record: %s" % (name, exc)))
@@ -142,6 +160,10 @@ def recover(items):
             scan.promised = max(scan.promised, record[4])
         elif rtype == LOW_RECORD:
             scan.low, scan.low_chain = record[6], record[7]
+            scan.low_bytes = 0 if record[5] == BYTES_UNKNOWN else record[5]
+        elif rtype == CHECKPOINT_RECORD:
+            if instance == 0:
+                scan.checkpoint = record
         elif rtype == CHAIN_RECORD:
             scan.chains[record[2]] = record[7]
         elif rtype == GROUP_RECORD:
@@ -161,7 +183,8 @@ def recover(items):
 
 def _rebuild(group, scan):
     state = RecoveredGroup(promised=scan.promised, low=scan.low, corrupt=list(scan.corrupt),
-                           stop_reason=scan.stop, incarnation=scan.incarnation)
+                           stop_reason=scan.stop, incarnation=scan.incarnation, low_bytes=scan.low_bytes,
+                           checkpoint=scan.checkpoint, checkpoint_damaged=scan.checkpoint_damaged)
     by_instance = {}
     known_mark = scan.low
     marks = {}                                  # mark -> chain the writer recorded at that mark
@@ -181,6 +204,7 @@ def _rebuild(group, scan):
     # Walk the learned prefix: every instance below the highest mark was chosen, and our record holds it.
     chain = scan.low_chain
     instance = scan.low
+    learned_bytes = scan.low_bytes
     chains = scan.chains
     while True:
         expected = marks.get(instance)
@@ -195,8 +219,10 @@ def _rebuild(group, scan):
         if rec is None:
             break
         chain = chain_next(chain, instance, rec[8])
+        learned_bytes += len(rec[8])
         instance += 1
     state.chosen_next = instance
+    state.learned_bytes = learned_bytes
     state.chain = chain
     state.known_mark = known_mark
     for inst, rec in sorted(by_instance.items()):
