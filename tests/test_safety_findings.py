@@ -156,10 +156,10 @@ class _StallingLog(MemoryLog):
         self.clock = clock
         self.stall = 0.0
 
-    def write(self, records):
+    def write(self, records, deletes=None, store_ops=None):
         self.clock.t += self.stall
         self.stall = 0.0
-        return super().write(records)
+        return super().write(records, deletes, store_ops)
 
 
 def _lease_read_during_a_stall(plant):

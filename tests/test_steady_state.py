@@ -62,4 +62,4 @@ def test_idle_groups_cost_bytes_not_objects():
         assert engine.active_groups() == 0
         assert len(engine.proposer.groups) == 0
         assert len(engine.acceptor.accepted) == 0
-        assert engine.idle_bytes_per_group() <= 128
+        assert engine.idle_bytes_per_group() <= 160      # 143 bytes of arrays (docs/architecture.md)

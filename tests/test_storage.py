@@ -176,10 +176,10 @@ class BatchLog(MemoryLog):
         super().__init__(node)
         self.batches = []
 
-    def write(self, records):
+    def write(self, records, deletes=None, store_ops=None):
         if records:
             self.batches.append([encode_record(r)[0] for r in records])
-        return super().write(records)
+        return super().write(records, deletes, store_ops)
 
     def drop_last_batches(self, n):
         for keys in self.batches[-n:]:

@@ -42,7 +42,11 @@ cdef enum:  # counter indexes (names in engine.COUNTER_NAMES)
     C_REPAIRS_DONE = 27
     C_STALE_VOTES = 28
     C_WRONG_INCARNATION = 29
-    C_COUNT = 30
+    C_TRUNCATIONS = 30
+    C_TRUNCATED_INSTANCES = 31
+    C_INSTALLS = 32
+    C_OFFERS = 33
+    C_COUNT = 34
 
 cdef class Effects:
     cdef public list records        # record tuples to persist, in order (see paxos_core.storage.records)
@@ -55,6 +59,13 @@ cdef class Effects:
                                     # from DURABLE storage, with our chain at `end` (-1: read it from the
                                     # CHAIN record at `end`), as one CATCHUP_REPLY
     cdef dict serve_at              # (dest, group) -> index in serve: one reply per peer and group per batch
+    cdef public list offers         # [(dest, group, first)] the peer asked for values below our low (they
+                                    # were truncated): offer it a snapshot (replica/snapshots.py)
+    cdef set offer_at               # (dest, group) pairs offered to in this batch: one offer each
+    cdef public list deletes        # [(record type, group, first, end)] range deletes, in the records' batch
+                                    # and after them (truncation, an install)
+    cdef public list foreign        # [Message] kinds the engine does not handle (snapshot transfer), for the
+                                    # replica layer; already checked for group and incarnation
     cdef public list stopped        # [(group, reason)] groups that stopped themselves
     cdef public list self_votes     # [(group, instance, ballot)] our own acceptor's votes as our proposer counts them (for observers)
     cdef public long token          # pass to Engine.persisted() once the records are durable
@@ -152,6 +163,7 @@ cdef class Engine:
     cdef void _learn_by_mark(self, Py_ssize_t slot, uint64_t ballot, uint64_t mark, int src)
     cdef void _request_catchup(self, Py_ssize_t slot)
     cdef void _serve(self, int dest, Py_ssize_t slot, uint64_t first, uint64_t limit=*)
+    cdef void _offer(self, int dest, Py_ssize_t slot, uint64_t first)
     cdef void _check_chain(self, Py_ssize_t slot, uint64_t mark, uint32_t chain, int src)
     cdef void _stop(self, Py_ssize_t slot, str reason)
     cdef bint _tick_group(self, Py_ssize_t slot)

@@ -15,7 +15,13 @@ simulator) must honour the effect contract:
 3. only then send ``send_after`` messages, and call ``persisted(token)``;
 4. ``serve`` asks the caller to read chosen values from its storage, AFTER this batch's records are
    durable, and send them as CATCHUP_REPLY with the chain given (the engine keeps no chosen values in
-   memory).
+   memory). ``deletes`` go in the same batch as ``records``, after them.
+
+Checkpoints (docs/design/checkpoints.md): ``truncate(group, below, ...)`` drops a learned prefix of the log
+(the caller has applied it durably); a peer that asks for values below the truncation mark gets an entry in
+``offers`` instead of ``serve`` (the replica layer offers it a snapshot), and ``install(group, A, ...)`` makes
+a snapshot of the state at A this node's learned prefix. Message kinds the engine does not own (snapshot
+transfer) come back in ``foreign``.
 
 Steady state (a leader whose ballot nobody has beaten): one ACCEPT to each peer and one ACCEPTED back per
 instance, one record per acceptor per instance, no Prepare. Accepts leave before the leader's own record is
@@ -39,7 +45,8 @@ from paxos_core.wire.message cimport (ACCEPT, ACCEPTED as MSG_ACCEPTED, CATCHUP_
 from paxos_core.errors import ConfigError, GroupStopped, PaxosError, ValueTooLarge
 from paxos_core.storage.records cimport (CHAIN_EVERY, CHAIN_RECORD, INSTANCE_RECORD, PROMISE_RECORD, RECORD_CHOSEN,
                                          REPAIR_PENDING, REPAIR_RECORD)
-from paxos_core.storage.records import BYTES_UNKNOWN
+from paxos_core.wire.message cimport SNAP_OFFER
+from paxos_core.storage.records import low_record
 from paxos_core.wire.codec import decode_batch, decode_entries, encode_batch, encode_entries
 
 log = logging.getLogger("paxos_core.core")
@@ -54,7 +61,8 @@ COUNTER_NAMES = (
     "prepares", "elections_won", "step_downs", "rejects_sent", "retransmits", "catchup_requests",
     "catchup_learned", "forwards", "divergences", "dropped_unknown_group", "promises_sent", "accepts_sent",
     "accepted_sent", "chosen_sent", "batched_proposals", "catchup_rejected", "sticky_rejects", "resigns",
-    "repairs_started", "repairs_done", "stale_votes", "wrong_incarnation",
+    "repairs_started", "repairs_done", "stale_votes", "wrong_incarnation", "truncations", "truncated_instances",
+    "installs", "snapshot_offers",
 )
 
 # Phases of a group's rebuild (see Engine.begin_repair).
@@ -93,13 +101,17 @@ cdef class Effects:
         self.expired = []
         self.serve = []
         self.serve_at = {}
+        self.offers = []
+        self.offer_at = set()
+        self.deletes = []
+        self.foreign = []
         self.stopped = []
         self.self_votes = []
         self.token = 0
 
     def __bool__(self):
         return bool(self.records or self.send_now or self.send_after or self.chosen or self.acks
-                    or self.expired or self.serve or self.stopped)
+                    or self.expired or self.serve or self.stopped or self.offers or self.deletes or self.foreign)
 
     def __repr__(self):
         return ("Effects(token=%d records=%d now=%d after=%d chosen=%d acks=%d expired=%d serve=%d stopped=%d)"
@@ -243,6 +255,8 @@ cdef class Engine:
         self.learner.repair_upto[slot] = 0
         self.learner.catchup_at[slot] = -(1 << 62)
         self.learner.catchup_src[slot] = 0
+        self.learner.low[slot] = 0
+        self.learner.learned_bytes[slot] = 0
         self.learner.decided.pop(slot, None)
         self.learner.outstanding.pop(slot, None)
         self.proposer.ballot[slot] = 0
@@ -287,7 +301,8 @@ cdef class Engine:
         """Load one group's recovered state (see paxos_core.storage.recovery.RecoveredGroup)."""
         cdef Py_ssize_t slot = self.add_group(group, state.incarnation)
         self.acceptor.restore(slot, state.promised, state.top, state.accepted)
-        self.learner.restore(slot, state.chosen_next, state.chain, state.known_mark, state.repair_upto)
+        self.learner.restore(slot, state.chosen_next, state.chain, state.known_mark, state.repair_upto,
+                             state.low, state.learned_bytes)
         self.proposer.seen_round[slot] = ballot_round(state.promised)
         if state.stop_reason:
             self.status[slot] = GROUP_STOPPED
@@ -552,6 +567,8 @@ cdef class Engine:
             self._on_state_req(slot, m, src)
         elif kind == STATE_REPLY:
             self._on_state_reply(slot, m, src)
+        elif kind >= SNAP_OFFER:
+            self.fx.foreign.append(m)
 
     cdef void _see_ballot(self, Py_ssize_t slot, uint64_t ballot):
         cdef uint64_t r = ballot_round(ballot)
@@ -1048,7 +1065,8 @@ cdef class Engine:
         self.counters[C_CHOSEN] += 1
         if (instance + 1) % CHAIN_EVERY == 0:
             # Every CHAIN_EVERY instances the chain is kept, so a catch-up reply ending here carries it.
-            self._record((CHAIN_RECORD, group, instance + 1, 0, 0, BYTES_UNKNOWN, 0, chain, NOOP))
+            self._record((CHAIN_RECORD, group, instance + 1, 0, 0, self.learner.learned_bytes[slot], 0, chain,
+                          NOOP))
         cdef ProposerGroup pg
         cdef InFlight inf
         if self.proposer.role[slot] == LEADING and instance >= self.proposer.next_instance[slot]:
@@ -1132,6 +1150,9 @@ cdef class Engine:
         ask widens the first: from the lower `first` to our chosen mark now (values learned meanwhile in this
         batch included); the receiver skips what it has."""
         cdef uint32_t group = self.group_of(slot)
+        if first < self.learner.low[slot]:
+            self._offer(dest, slot, first)
+            return
         key = (dest, group)
         at = self.fx.serve_at.get(key)
         if at is not None and (<tuple>self.fx.serve[at])[2] < first:
@@ -1153,8 +1174,152 @@ cdef class Engine:
             self.fx.serve_at[key] = len(self.fx.serve)
             self.fx.serve.append((dest, group, first, end, chain))
 
+    cdef void _offer(self, int dest, Py_ssize_t slot, uint64_t first):
+        """`dest` needs values from `first`, below our truncation mark: ask for a snapshot offer (one per peer
+        and group per batch)."""
+        cdef uint32_t group = self.group_of(slot)
+        key = (dest, group)
+        if key in self.fx.offer_at:
+            return
+        self.fx.offer_at.add(key)
+        self.fx.offers.append((dest, group, first))
+        self.counters[C_OFFERS] += 1
+
     cdef void _on_catchup_req(self, Py_ssize_t slot, Message m, int src):
         self._serve(src, slot, m.instance, m.aux)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def low(self, uint32_t group):
+        """The group's truncation mark: its log holds no record below it."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            raise UnknownGroup(group)
+        return self.learner.low[slot]
+
+    def learned_bytes(self, uint32_t group):
+        """Value bytes learned below chosen_next (counted from 0 where the log did not know them)."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            raise UnknownGroup(group)
+        return self.learner.learned_bytes[slot]
+
+    def truncate(self, uint32_t group, uint64_t below, uint32_t chain, uint64_t bytes_below):
+        """Drop the group's log below `below`: a range delete of its instance and chain records and a new LOW
+        record, in this batch. `chain` and `bytes_below` are the chain and the value bytes at `below` (from
+        the durable CHAIN record there).
+
+        The caller guarantees that the state machine's applied mark is at least `below` and durable before
+        this batch (docs/design/checkpoints.md §2, I2); the engine checks that only learned instances go
+        (low < below <= chosen_next), so only chosen values and votes at learned instances are deleted. A
+        serve request of this batch that started below `below` becomes a snapshot offer."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            raise UnknownGroup(group)
+        cdef uint64_t low = self.learner.low[slot]
+        if self.status[slot] == GROUP_STOPPED:
+            raise GroupStopped("group %d is stopped: nothing is truncated" % group)
+        if not (low < below <= self.learner.chosen_next[slot]):
+            raise ValueError("group %d: cannot truncate below %d (truncated below %d, learned below %d)"
+                             % (group, below, low, self.learner.chosen_next[slot]))
+        self.learner.low[slot] = below
+        self.fx.deletes.append((INSTANCE_RECORD, group, low, below))
+        self.fx.deletes.append((CHAIN_RECORD, group, 0, below))
+        self._record(low_record(group, below, chain, bytes_below))
+        self.counters[C_TRUNCATIONS] += 1
+        self.counters[C_TRUNCATED_INSTANCES] += below - low
+        self._serve_to_offers(slot, below)
+
+    def _serve_to_offers(self, Py_ssize_t slot, uint64_t below):
+        """Serve requests of this batch for the group that start below `below` become snapshot offers."""
+        cdef uint32_t group = self.group_of(slot)
+        cdef Effects fx = self.fx
+        cdef list keep = []
+        moved = False
+        for entry in fx.serve:
+            if entry[1] == group and entry[2] < below:
+                self._offer(entry[0], slot, entry[2])
+                moved = True
+            else:
+                keep.append(entry)
+        if moved:
+            fx.serve = keep
+            fx.serve_at = {(e[0], e[1]): k for k, e in enumerate(keep)}
+
+    def install(self, uint32_t group, uint64_t applied, uint32_t chain, uint64_t bytes_below, int src=0):
+        """A snapshot of the group's state at `applied` (A) is being swapped in by this very batch: every
+        instance below A is now learned, with `chain` the chain at A, and the log below A goes (range deletes
+        and LOW = A in this batch).
+
+        What the node learned below A in this batch is not applied (the snapshot holds it): it leaves
+        ``chosen``, and acknowledgements of it become ``expired`` (outcome unknown to this node: the client's
+        retry gets the session table's answer). A proposer role is given up and every proposal made here is
+        expired, as when a group stops: which of them the snapshot holds is not known here. The acceptor keeps
+        its promise and its votes at or above A. Requires A > chosen_next."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            raise UnknownGroup(group)
+        if self.status[slot] == GROUP_STOPPED:
+            raise GroupStopped("group %d is stopped: no snapshot is installed" % group)
+        cdef uint64_t before = self.learner.chosen_next[slot]
+        if applied <= before:
+            raise ValueError("group %d: a snapshot at %d is not ahead of what is learned (%d)"
+                             % (group, applied, before))
+        cdef Effects fx = self.fx
+        fx.chosen = [c for c in fx.chosen if c[0] != group or c[1] >= applied]
+        cdef list acks = []
+        for a in fx.acks:
+            if a[1] == group and a[2] < applied:
+                fx.expired.append((a[0], group, "a snapshot was installed over it: outcome unknown here"))
+                self.counters[C_EXPIRED] += 1
+            else:
+                acks.append(a)
+        fx.acks = acks
+        out = self.learner.outstanding.pop(slot, None)
+        if out:
+            for seq, entry in out.items():
+                fx.expired.append((entry[0], group, "a snapshot was installed: outcome unknown here"))
+                self.counters[C_EXPIRED] += 1
+        self.proposer.groups.pop(slot, None)
+        self.proposer.role[slot] = FOLLOWER
+        cdef dict votes = self.acceptor.accepted.get(slot)
+        if votes:
+            for instance in [i for i in votes if i < applied]:
+                del votes[instance]
+            if not votes:
+                del self.acceptor.accepted[slot]
+        cdef dict decided = self.learner.decided.get(slot)
+        if decided:
+            for instance in [i for i in decided if i < applied]:
+                del decided[instance]
+        cdef uint64_t low = self.learner.low[slot]
+        self.learner.chosen_next[slot] = applied
+        self.learner.chain[slot] = chain
+        self.learner.low[slot] = applied
+        self.learner.learned_bytes[slot] = bytes_below
+        if self.learner.known_mark[slot] < applied:
+            self.learner.known_mark[slot] = applied
+        if self.acceptor.top[slot] < applied:
+            self.acceptor.top[slot] = applied
+        if src:
+            self.learner.catchup_src[slot] = src
+        self.learner.catchup_at[slot] = -(1 << 62)
+        fx.deletes.append((INSTANCE_RECORD, group, 0, applied))
+        fx.deletes.append((CHAIN_RECORD, group, 0, applied))
+        self._record(low_record(group, applied, chain, bytes_below))
+        self.counters[C_INSTALLS] += 1
+        self._serve_to_offers(slot, applied)
+        self.active[slot] = True
+        if decided:
+            while self.learner.chosen_next[slot] in decided and self.status[slot] != GROUP_STOPPED:
+                self._learn_one(slot, decided.pop(self.learner.chosen_next[slot]))
+            if not decided:
+                self.learner.decided.pop(slot, None)
+        if self.status[slot] == GROUP_REPAIRING:
+            self._repair_progress(slot)
+        if self.learner.chosen_next[slot] < self.learner.known_mark[slot]:
+            self._request_catchup(slot)
+        self._drain()
 
     cdef void _on_catchup_reply(self, Py_ssize_t slot, Message m, int src):
         """Chosen values [m.instance, m.mark) with the sender's chain at m.mark and its chosen mark in aux.
@@ -1188,7 +1353,9 @@ cdef class Engine:
                 others = [p for p in self.peers if p != src]
                 if others:
                     self.learner.catchup_src[slot] = others[self.rng.randrange(len(others))]
-                self.learner.catchup_at[slot] = -(1 << 62)
+                # Ask the other peer, but not before the catch-up interval: if every reply fails the check
+                # (our own chain is what is wrong, e.g. after an install with a wrong chain), retrying at
+                # once would make a request-reply loop that never waits.
                 self._request_catchup(slot)
                 return
         elif end == before:
@@ -1418,6 +1585,8 @@ cdef class Engine:
             "chosen_next": int(self.learner.chosen_next[slot]),
             "chain": int(self.learner.chain[slot]),
             "known_mark": int(self.learner.known_mark[slot]),
+            "low": int(self.learner.low[slot]),
+            "learned_bytes": int(self.learner.learned_bytes[slot]),
             "role": ("follower", "preparing", "leading")[self.proposer.role[slot]],
             "preferred": int(self.proposer.preferred[slot]),
             "repair": (None if slot not in self.repairs else
@@ -1466,7 +1635,8 @@ cdef class Engine:
         total = 0
         for arr in (self.acceptor.promised_array, self.acceptor.top_array, self.learner.chosen_next_array,
                     self.learner.chain_array, self.learner.known_mark_array, self.learner.repair_upto_array,
-                    self.learner.catchup_at_array, self.learner.catchup_src_array, self.proposer.ballot_array,
+                    self.learner.catchup_at_array, self.learner.catchup_src_array, self.learner.low_array,
+                    self.learner.learned_bytes_array, self.proposer.ballot_array,
                     self.proposer.role_array, self.proposer.next_instance_array, self.proposer.seen_round_array,
                     self.proposer.timer_array, self.proposer.mark_sent_array, self.proposer.mark_notices_array,
                     self.proposer.leader_heard_array,

@@ -15,6 +15,10 @@ cdef class LearnerState:
     cdef int64_t[::1] catchup_at
     cdef public object catchup_src_array    # numpy int32: the node to ask for missing chosen values
     cdef int[::1] catchup_src
+    cdef public object low_array            # numpy uint64: the log holds no record below it (truncated)
+    cdef uint64_t[::1] low
+    cdef public object learned_bytes_array  # numpy uint64: value bytes learned below chosen_next
+    cdef uint64_t[::1] learned_bytes
     cdef public dict decided                # slot -> {instance: value} chosen but not yet contiguous
     cdef public dict outstanding            # slot -> {seq: [tag, deadline]} proposals made on this node
 

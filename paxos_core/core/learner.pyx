@@ -43,6 +43,8 @@ cdef class LearnerState:
         self.repair_upto_array = np.zeros(n_slots, np.uint64)
         self.catchup_at_array = np.full(n_slots, -(1 << 62), np.int64)
         self.catchup_src_array = np.zeros(n_slots, np.int32)
+        self.low_array = np.zeros(n_slots, np.uint64)
+        self.learned_bytes_array = np.zeros(n_slots, np.uint64)
         self._bind()
         self.decided = {}
         self.outstanding = {}
@@ -54,6 +56,8 @@ cdef class LearnerState:
         self.repair_upto = self.repair_upto_array
         self.catchup_at = self.catchup_at_array
         self.catchup_src = self.catchup_src_array
+        self.low = self.low_array
+        self.learned_bytes = self.learned_bytes_array
 
     def resize(self, Py_ssize_t n_slots):
         cdef Py_ssize_t old = self.chosen_next_array.shape[0]
@@ -66,10 +70,14 @@ cdef class LearnerState:
         self.repair_upto_array = np.concatenate([self.repair_upto_array, np.zeros(extra, np.uint64)])
         self.catchup_at_array = np.concatenate([self.catchup_at_array, np.full(extra, -(1 << 62), np.int64)])
         self.catchup_src_array = np.concatenate([self.catchup_src_array, np.zeros(extra, np.int32)])
+        self.low_array = np.concatenate([self.low_array, np.zeros(extra, np.uint64)])
+        self.learned_bytes_array = np.concatenate([self.learned_bytes_array, np.zeros(extra, np.uint64)])
         self._bind()
 
     def restore(self, Py_ssize_t slot, uint64_t chosen_next, uint32_t chain, uint64_t known_mark,
-                uint64_t repair_upto):
+                uint64_t repair_upto, uint64_t low=0, uint64_t learned_bytes=0):
+        self.low[slot] = low
+        self.learned_bytes[slot] = learned_bytes
         self.chosen_next[slot] = chosen_next
         self.chain[slot] = chain
         self.known_mark[slot] = max(known_mark, chosen_next)
@@ -80,6 +88,7 @@ cdef class LearnerState:
         cdef uint64_t instance = self.chosen_next[slot]
         cdef uint32_t c = chain_step(self.chain[slot], instance, value)
         self.chain[slot] = c
+        self.learned_bytes[slot] += len(value)
         self.chosen_next[slot] = instance + 1
         if self.known_mark[slot] < instance + 1:
             self.known_mark[slot] = instance + 1

@@ -2,7 +2,10 @@
 
     fx = engine.take_effects()
     1. send fx.send_now                  (they depend on nothing unsynced)
-    2. log.write(fx.records)              ONE batch, ONE synced write, for every group of the worker
+    2. log.write(fx.records, fx.deletes, store_ops)
+                                          ONE batch, ONE synced write, for every group of the worker (with
+                                          truncation's range deletes, and a snapshot's swap into the state
+                                          machine's column family when there is one)
     3. send fx.send_after                (promises, votes, prepares: their records are now durable)
     4. answer fx.serve from the log       (after the write: the values this cycle learned are durable, and
                                           every record below the learned mark now holds a chosen value)
@@ -10,8 +13,9 @@
 
 Whatever ``persisted`` makes the engine do (count its own vote, choose, start the next instance) waits for
 the next cycle, so a cycle never syncs twice. The caller applies ``fx.chosen`` and answers clients from the
-outcomes. `log` is anything with ``write(records)`` (durable when it returns), ``read_chosen(group, first,
-end)`` and ``read_chain(group, instance)``: RocksLog, MemoryLog, or the simulator's disk.
+outcomes. `log` is anything with ``write(records, deletes, store_ops)`` (durable when it returns),
+``read_chosen(group, first, end)``, ``read_chain(group, instance)`` and ``read_low(group)``: RocksLog,
+MemoryLog, or the simulator's disk.
 """
 from ..core.learner import chain_next
 from ..storage.records import CHAIN_INTERVAL as CHAIN_EVERY
@@ -60,8 +64,11 @@ def serve_messages(engine, log, serve, max_bytes=None):
     return out, short
 
 
-def run_cycle(engine, log, send, serve_before_write=False, observe=None, max_reply_bytes=None):
+def run_cycle(engine, log, send, serve_before_write=False, observe=None, max_reply_bytes=None, store_ops=None):
     """Carry out one effect batch; `send(list of (dest, Message))` transmits. Returns (Effects, serve misses).
+
+    `store_ops`: state machine writes ``(puts, deletes, delete_ranges)`` that must be durable in the same
+    atomic write as the batch's records (a snapshot's swap).
 
     `max_reply_bytes` bounds each catch-up reply (see serve_messages); None: unbounded.
 
@@ -79,8 +86,8 @@ def run_cycle(engine, log, send, serve_before_write=False, observe=None, max_rep
         replies, short = serve_messages(engine, log, fx.serve, max_reply_bytes)
         if replies:
             send(replies)
-    if fx.records:
-        log.write(fx.records)
+    if fx.records or fx.deletes or store_ops:
+        log.write(fx.records, fx.deletes, store_ops)
     if fx.send_after:
         send(fx.send_after)
     if fx.serve and not serve_before_write:
@@ -105,14 +112,20 @@ def _chain_at_cut(log, group, first, entries, cut):
     """(end, chain at end) for a reply cut after entries[:cut] (values of instances first, first+1, ...).
 
     The chain at `first` is not kept; the log keeps it every CHAIN_EVERY instances, so it is taken from the
-    nearest CHAIN record at or below `first` (0 at instance 0) and carried on over the values from there,
-    CHAIN_EVERY values at a time. If those values cannot be read, the reply is cut further back, at the last
-    CHAIN record inside it; (None, None) if there is none (the range is not served)."""
+    nearest CHAIN record at or below `first` (or from the LOW record, at the truncation mark; 0 at instance
+    0) and carried on over the values from there, CHAIN_EVERY values at a time. If those values cannot be
+    read, the reply is cut further back, at the last CHAIN record inside it; (None, None) if there is none
+    (the range is not served)."""
     end = first + cut
+    low_record = log.read_low(group)
+    low, low_chain = low_record[:2] if low_record is not None else (0, 0)
     base = first - first % CHAIN_EVERY
-    while base > 0 and log.read_chain(group, base) is None:
+    while base > low and log.read_chain(group, base) is None:
         base -= CHAIN_EVERY
-    chain = 0 if base == 0 else log.read_chain(group, base)
+    if base <= low:
+        base, chain = low, low_chain
+    else:
+        chain = log.read_chain(group, base)
     at = base
     while at < first:
         upto = min(at + CHAIN_EVERY, first)

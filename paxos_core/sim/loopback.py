@@ -32,6 +32,7 @@ class LoopbackCluster:
         self.chosen = {n: [] for n in self.node_ids}    # [(group, instance, value)] since the last (re)start
         self.acks = []
         self.expired = []
+        self.offers = {n: [] for n in self.node_ids}     # [(dest, group, first)] snapshot offers asked for
         self.now = 0
         for n in self.node_ids:
             self.restart(n)
@@ -73,6 +74,7 @@ class LoopbackCluster:
                 self.chosen[n].extend(fx.chosen)
                 self.acks.extend(fx.acks)
                 self.expired.extend(fx.expired)
+                self.offers[n].extend(fx.offers)
             if not moved:
                 return
         raise RuntimeError("loopback cluster did not settle")

@@ -15,7 +15,17 @@ cpdef enum Kind:
     STATE_REQ = 10     # repairing node -> peers: what is your promise, your top instance, your chosen-next?
     STATE_REPLY = 11   # peer -> repairing node: ballot = promise, instance = top, mark = chosen-next,
                        # aux = 1 if the replier is repairing itself (its answer does not count)
-    KIND_MAX = 11
+    # Snapshot transfer (replica/snapshots.py; the engine hands these to the loop untouched, in
+    # Effects.foreign). A = the snapshot's applied instance, id = the sender's snapshot id.
+    SNAP_OFFER = 12    # holder -> lagging peer: instance = A, ballot = id, mark = stream bytes, aux = the
+                       # sender's low, chain = the chain at A; value = the stream's first chunk (or all of it,
+                       # with FLAG_LAST)
+    SNAP_REQ = 13      # receiver -> holder: instance = A, ballot = id, mark = next offset wanted, aux = bytes
+                       # of credit beyond it (0: cancel)
+    SNAP_CHUNK = 14    # holder -> receiver: instance = A, ballot = id, mark = offset, chain = crc32c(value);
+                       # with FLAG_LAST the stream's last chunk, aux = stream bytes
+    SNAP_ABORT = 15    # either way: instance = A, ballot = id, aux = reason (replica/snapshots.py)
+    KIND_MAX = 15
 
 # Message flags.
 cpdef enum MessageFlag:
@@ -24,6 +34,7 @@ cpdef enum MessageFlag:
                        # stop holding their promise to it (no stickiness)
     FLAG_STICKY = 2    # on REJECT: refused because the acceptor's leader is active (not a higher ballot);
                        # the proposer backs off and forwards to that leader
+    FLAG_LAST = 4      # on SNAP_OFFER and SNAP_CHUNK: the snapshot stream ends with this chunk
 
 cdef class Message:
     cdef public uint8_t kind
