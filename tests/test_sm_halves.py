@@ -304,7 +304,7 @@ def junk_entries(rng, n):
     return out
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(kind=st.sampled_from(KINDS), seed_a=st.integers(0, 10 ** 6), seed_b=st.integers(0, 10 ** 6),
        n_a=st.integers(0, 40), n_b=st.integers(0, 20), prior_half=st.sampled_from([0, 1]),
        n_junk=st.integers(0, 6), chunk_sizes=st.lists(st.integers(1, 6), min_size=1, max_size=4),
@@ -481,6 +481,12 @@ def check_view_is_frozen(store, write):
     assert got == [(b"a1", b"1"), (b"a1", b"1"), b"4", (b"a2", b"2"), (b"a2", b"2"), (b"a3", b"3"),
                    (b"a3", b"3")]
     assert list(first) == [] and list(second) == [(b"b1", b"4")]
+    # a write in the middle of a scan changes nothing of it
+    scan = view.scan(b"")
+    assert next(scan) == (b"a1", b"1")
+    write([(b"a15", b"between"), (b"c", b"after")], [b"a2"])
+    assert list(scan) == [(b"a2", b"2"), (b"a3", b"3"), (b"b1", b"4")]
+    write([(b"a2", b"changed")], [b"a15", b"c"])                          # as it was before this scan
     view.close()
     view.close()
     with pytest.raises(ValueError):

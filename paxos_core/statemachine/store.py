@@ -256,7 +256,9 @@ class RocksStoreView(StoreView):
     """
 
     def __init__(self, cf):
-        self._iter = cf.iter()
+        read_options = rocksdict.ReadOptions()
+        read_options.fill_cache(False)      # a checkpoint is read once: keep the block cache for the hot keys
+        self._iter = cf.iter(read_options)
         self._reader = None      # the scan that positioned the iterator last (None: a get, or nobody)
 
     def _iterator(self):
@@ -294,6 +296,7 @@ class RocksStoreView(StoreView):
                 return
             value = it.value()
             resume = key
+            it = None           # a suspended scan must not keep the iterator (and the DB) after close()
             yield key, value
 
     def close(self):
