@@ -10,10 +10,10 @@ in the middle of a synced write.
 Ports given to the loop (the same ones the worker gives it, simulated):
   clock()           the node's clock: its own rate (bounded drift) and offset; pauses show up in it
   log               SimLog: records in the simulated disk, one synced write per cycle
-  store             SimStore: the state machine's keys in the same disk, written unsynced
+  store             SimStore: the state machine's keys in the same disk, written unsynced; snapshot() copies
   send(messages)    frames through the real codec into the simulated network
 """
-from ..statemachine.store import Store
+from ..statemachine.store import CopiedStoreView, Store
 from ..storage.records import (CHECKPOINT_RECORD, GROUP_RECORD, encode_records, group_key, log_range_deletes,
                                read_chain, read_chain_bytes, read_chosen, read_low)
 from ..storage.recovery import recover
@@ -170,12 +170,17 @@ class SimStore(Store):
 
     def write(self, puts, deletes, delete_ranges=()):
         self.node.step()
-        p = STORE_PREFIX
-        batch = [(DELETE_RANGE, p + begin, p + end) for begin, end in delete_ranges]
-        batch += [(DELETE_RANGE, p + key, p + key + b"\x00") for key in deletes]
-        batch += [(p + key, value) for key, value in puts]
+        batch = store_batch(puts, deletes, delete_ranges)
         if batch:
             self.disk.write(batch)
+
+    def snapshot(self):
+        """A copy of the store's keys as reads see them now (unsynced writes included, as a RocksDB snapshot
+        includes the memtable); every read of the view is a port call, where a crash or pause may strike."""
+        self.node.step()
+        n = len(STORE_PREFIX)
+        items = [(key[n:], value) for key, value in self.disk.range(STORE_PREFIX, _prefix_end(STORE_PREFIX))]
+        return CopiedStoreView(items, on_read=self.node.step)
 
 
 def store_batch(puts, deletes, delete_ranges=()):

@@ -52,13 +52,41 @@ decides identically. A malformed op (ERROR) changes nothing, not even the client
 
 Storage layout (one :class:`Store`; group = u32 big-endian, so a group's keys are contiguous)::
 
-    group | "d" | user key                 -> value
-    group | "s" | client_id u64            -> instance u64 | position u32 | request_seq u64 | result
-    group | "m"                            -> version u8 (1) | applied_next u64
+    group | "d" | user key                 -> value                         half 0
+    group | "s" | client_id u64            -> session record                half 0
+    group | "D" | user key                 -> value                         half 1
+    group | "S" | client_id u64            -> session record                half 1
+    group | "m"                            -> version u8 (1) | applied_next u64               (half 0 live)
+                                              version u8 (2) | applied_next u64 | half u8     (either)
+    session record = instance u64 | position u32 | request_seq u64 | result
 
 Every cycle's changes of every group (data, sessions, applied_next) go to the store in ONE ``write`` at
 ``flush()``; until then they live in an overlay in memory that reads and applies consult first. A group
-without a meta record has no records at all; ``drop_group`` is one range delete.
+without a meta record has no records in its live half; ``drop_group`` is one range delete (both halves and
+the meta).
+
+Two halves per group. The meta record names the LIVE half; every read, apply, snapshot and session lookup
+uses only that one (the group's prefixes are computed once when it is loaded). The other half is where a
+checkpoint received from a peer is staged, while the live half goes on serving reads and applies; then ONE
+write of ``swap_ops`` flips the meta to the staged half and range-deletes the old one, so a crash leaves
+either the old state or the new one, never a mix (docs/design/checkpoints.md, section 4). Half 0 has the
+tags the layout had before halves existed, so old data needs no migration. The meta stays version 1 while
+half 0 is live and is version 2 only while half 1 is: a node that never installed into half 1 can still be
+opened by a build that predates halves, and one that did is refused by it (UnknownVersion) rather than
+misread. Both versions are read.
+
+Checkpoints (:class:`SessionStateMachine`), all at a TURN BOUNDARY: after ``flush()``, with the store's own
+buffered writes committed (the runtime's ``StagedStore.commit()``), and before the next apply; the calls
+that change or forget state check that (RuntimeError), because ops written around unflushed changes would
+let those land in the wrong half afterwards:
+
+* ``checkpoint_entries(view, group, after)`` streams the live half of a frozen :class:`StoreView` as
+  ``(tag, key suffix, value)`` with the tags normalized to ``b"d"`` and ``b"s"``: equal states give equal
+  streams whichever half is live on either side; ``checkpoint_applied(view, group)`` is its applied mark;
+* ``inactive_half(group)``, ``clear_half_ops(group, half)``, ``stage_ops(group, half, entries)`` and
+  ``swap_ops(group, applied_next, half)`` return store ops ``(puts, deletes, delete_ranges)`` for the
+  caller to write, in the Paxos log's batch of its cycle; staging never touches the live half;
+* ``forget_cached(group)``, right after the swap is written: the next use reloads the group from the store.
 
 Snapshot of a group (self-describing, big-endian, crc32c at the end)::
 
@@ -78,12 +106,12 @@ import collections
 import heapq
 import operator
 import struct
-from typing import NamedTuple
+from typing import Iterable, Iterator, NamedTuple
 
 from ..errors import RecordCorrupt, SessionExpired, StaleRequest, UnknownVersion, ValueTooLarge
 from ..wire.checksum import crc32c
 from .base import ApplyOrderError, Command, StateMachine
-from .store import Store
+from .store import Store, StoreOps, StoreView
 
 OK = 0
 NOT_FOUND = 1
@@ -108,6 +136,7 @@ DEFAULT_MAX_SESSIONS = 100_000
 DEFAULT_MAX_LOADED_GROUPS = 4096
 ABSENT = 0xFFFFFFFF
 _U64_MAX = (1 << 64) - 1
+_NO_CLIENT = bytes(8)          # client id 0: no session
 _HAS_VALUE = 0x80
 
 
@@ -119,19 +148,23 @@ class KVResult(NamedTuple):
 
 _U32 = struct.Struct(">I")
 _HDR = struct.Struct(">BI")            # op type, key length
-_META = struct.Struct(">BQ")           # version, applied_next
+_META_V1 = struct.Struct(">BQ")        # version 1, applied_next: half 0 is live
+_META_V2 = struct.Struct(">BQB")       # version 2, applied_next, live half
 _SESSION = struct.Struct(">QIQ")       # instance, position, request_seq (then the result)
 _SNAP_HEAD = struct.Struct(">4sBIQQQ")
 _SNAP_MAGIC = b"PXKV"
 _SNAP_VERSION = 1
-_META_VERSION = 1
 _U64 = struct.Struct(">Q")
 _U32_u = _U32.unpack_from
 _HDR_u = _HDR.unpack_from
 
-_TAG_DATA = b"d"
-_TAG_SESSION = b"s"
 _TAG_META = b"m"
+# Tags of the data and session records, by half: half 0 has the tags of the layout before halves.
+_DATA_TAGS = (b"d", b"D")
+_SESSION_TAGS = (b"s", b"S")
+# The tags of checkpoint entries, whatever the half they come from or go to.
+CHECKPOINT_DATA = b"d"
+CHECKPOINT_SESSION = b"s"
 
 # Results that carry no value are shared constants (no allocation per op).
 R_OK = bytes([OK])
@@ -250,15 +283,52 @@ def _group_range(group):
     return prefix, end
 
 
+def _half_id(half):
+    half = operator.index(half)
+    if half not in (0, 1):
+        raise ValueError("a half is 0 or 1, not %d" % half)
+    return half
+
+
+def _half_ranges(group, half):
+    """The range deletes of one half of the group: its data and its sessions (never the meta)."""
+    prefix = _U32.pack(group)
+    return [(prefix + tag, prefix + bytes([tag[0] + 1])) for tag in (_DATA_TAGS[half], _SESSION_TAGS[half])]
+
+
+def _encode_meta(applied_next, half):
+    """The meta record: version 1 while half 0 is live (the layout before halves), version 2 otherwise."""
+    if half == 0:
+        return _META_V1.pack(1, applied_next)
+    return _META_V2.pack(2, applied_next, half)
+
+
+def _decode_meta(meta):
+    """``(applied_next, live half)`` of a meta record; version 1 means half 0."""
+    n = len(meta)
+    if n == _META_V1.size and meta[0] == 1:
+        return _META_V1.unpack(meta)[1], 0
+    if n == _META_V2.size and meta[0] == 2:
+        _, applied_next, half = _META_V2.unpack(meta)
+        if half > 1:
+            raise RecordCorrupt("state machine meta record names half %d" % half)
+        return applied_next, half
+    if n in (_META_V1.size, _META_V2.size) and meta[0] not in (1, 2):
+        raise UnknownVersion("state machine meta record version %d" % meta[0])
+    raise RecordCorrupt("state machine meta record of %d bytes (version 1 has %d, version 2 has %d)"
+                        % (n, _META_V1.size, _META_V2.size))
+
+
 class _Group:
-    __slots__ = ("group", "prefix", "dprefix", "sprefix", "mkey", "applied_next", "sessions", "heap",
+    __slots__ = ("group", "half", "prefix", "dprefix", "sprefix", "mkey", "applied_next", "sessions", "heap",
                  "fresh")
 
-    def __init__(self, group):
+    def __init__(self, group, half=0):
         self.group = group
+        self.half = half                                   # the live half: fixed while the group is loaded
         self.prefix = prefix = _U32.pack(group)
-        self.dprefix = prefix + _TAG_DATA
-        self.sprefix = prefix + _TAG_SESSION
+        self.dprefix = prefix + _DATA_TAGS[half]
+        self.sprefix = prefix + _SESSION_TAGS[half]
         self.mkey = prefix + _TAG_META
         self.applied_next = 0
         # client_id -> [use order (instance << 32 | position), request_seq, session key]
@@ -306,13 +376,15 @@ class SessionStateMachine(StateMachine):
         g = self._groups.get(group)
         if g is not None:
             return g
-        g = _Group(group)
-        meta = None if group in self._drops else self._store_get(g.mkey)
+        meta = None if group in self._drops else self._store_get(_U32.pack(group) + _TAG_META)
         if meta is None:
+            g = _Group(group)
             g.fresh = True
             self._fresh.append(g)
         else:
-            g.applied_next = _decode_meta(meta)
+            applied_next, half = _decode_meta(meta)
+            g = _Group(group, half)
+            g.applied_next = applied_next
             sessions = g.sessions
             for key, value in self._store.scan(g.sprefix):
                 if len(key) != 13 or len(value) < 20:
@@ -340,7 +412,7 @@ class SessionStateMachine(StateMachine):
         if group in self._drops:
             return 0
         meta = self._store_get(_U32.pack(group) + _TAG_META)
-        return 0 if meta is None else _decode_meta(meta)
+        return 0 if meta is None else _decode_meta(meta)[0]
 
     def _retry(self, g, cid, session, order):
         """The remembered result of the session's latest request; refreshes the session's last use."""
@@ -427,7 +499,7 @@ class SessionStateMachine(StateMachine):
             instance, position, seq = _SESSION.unpack_from(record)
             gsessions[int.from_bytes(cid, "big")] = [instance << 32 | position, seq, key]
         if applied_next or data or sessions:     # an empty group has no records at all, as if dropped
-            pending[g.mkey] = _META.pack(_META_VERSION, applied_next)
+            pending[g.mkey] = _encode_meta(applied_next, g.half)
         self._groups[group] = g
         if len(gsessions) > self.max_sessions:
             self._evict(g)
@@ -461,6 +533,130 @@ class SessionStateMachine(StateMachine):
         """Unload every group (they reload from the store on use); only between cycles, when all is flushed."""
         if not self._pending and not self._drops:
             self._groups.clear()
+
+    # --- checkpoints: the live half out of a frozen view, staging into the other half, the swap ---
+
+    def _require_turn_boundary(self, what):
+        """Refuse (RuntimeError) while changes wait in the overlay or in the store's own buffer: ops written
+        around them would let them land afterwards in the half they were meant for, which may be gone."""
+        if self._pending or self._drops:
+            raise RuntimeError("%s needs a turn boundary: the state machine has unflushed changes (flush() first)"
+                               % what)
+        # A store that buffers writes until a commit (the runtime's StagedStore) says so with pending().
+        store_pending = getattr(self._store, "pending", None)
+        if store_pending is not None and store_pending():
+            raise RuntimeError("%s needs a turn boundary: the store holds uncommitted writes (commit() first)"
+                               % what)
+
+    def _live_half(self, group):
+        g = self._groups.get(group)
+        if g is not None:
+            return g.half
+        group = _group_id(group)
+        if group in self._drops:
+            return 0
+        meta = self._store_get(_U32.pack(group) + _TAG_META)
+        return 0 if meta is None else _decode_meta(meta)[1]
+
+    def inactive_half(self, group: int) -> int:
+        """The half of the group that holds no live state: where a checkpoint of it is staged."""
+        return 1 - self._live_half(group)
+
+    @staticmethod
+    def checkpoint_applied(view: StoreView, group: int) -> int:
+        """The group's ``applied_next`` in ``view`` (0 if it has no records there): the mark A of a checkpoint
+        streamed out of that view."""
+        meta = view.get(_U32.pack(_group_id(group)) + _TAG_META)
+        return 0 if meta is None else _decode_meta(meta)[0]
+
+    @staticmethod
+    def checkpoint_entries(view: StoreView, group: int,
+                           after: tuple[bytes, bytes] | None = None) -> Iterator[tuple[bytes, bytes, bytes]]:
+        """The group's state in ``view`` as ``(tag, key suffix, value)``: every data entry (tag ``b"d"``, the
+        user key), then every session (tag ``b"s"``, the client id u64), each in key order, read from the live
+        half that the view's meta names. The tags are the same whichever half is live, so two nodes in equal
+        states give identical sequences. With ``after=(tag, suffix)`` it resumes strictly after that entry
+        (which need not exist). The mark the entries belong to is :meth:`checkpoint_applied` of the same view.
+        """
+        group = _group_id(group)
+        prefix = _U32.pack(group)
+        data_after = session_after = None
+        if after is not None:
+            tag, suffix = after
+            if tag == CHECKPOINT_DATA:
+                data_after = suffix
+            elif tag == CHECKPOINT_SESSION:
+                session_after = suffix
+            else:
+                raise ValueError("a checkpoint entry tag is %r or %r, not %r"
+                                 % (CHECKPOINT_DATA, CHECKPOINT_SESSION, tag))
+        return _checkpoint_entries(view, prefix, data_after, session_after)
+
+    def clear_half_ops(self, group: int, half: int) -> StoreOps:
+        """Store ops that delete every data and session record of the group's (inactive) ``half``: leftovers
+        of a staging that will not complete, or a clean start for a new one. The live half is refused."""
+        self._require_turn_boundary("clear_half_ops")
+        group, half = _group_id(group), _half_id(half)
+        if half == self._live_half(group):
+            raise ValueError("group %d: half %d is live; only the inactive half can be cleared" % (group, half))
+        return [], [], _half_ranges(group, half)
+
+    def stage_ops(self, group: int, half: int, entries: Iterable[tuple[bytes, bytes, bytes]]) -> StoreOps:
+        """Store ops that put ``(tag, suffix, value)`` entries (as :meth:`checkpoint_entries` gives them) into
+        the group's inactive ``half``, which the caller cleared when the staging began. Nothing of the group's
+        live state changes: reads and applies go on seeing the old state until the swap. Staging into the live
+        half is refused (ValueError); a malformed entry raises RecordCorrupt."""
+        self._require_turn_boundary("stage_ops")
+        group, half = _group_id(group), _half_id(half)
+        if half == self._live_half(group):
+            raise ValueError("group %d: half %d is live; a checkpoint is staged into the inactive half"
+                             % (group, half))
+        prefix = _U32.pack(group)
+        dprefix = prefix + _DATA_TAGS[half]
+        sprefix = prefix + _SESSION_TAGS[half]
+        puts = []
+        append = puts.append
+        for tag, suffix, value in entries:
+            if type(suffix) is not bytes or type(value) is not bytes:
+                suffix, value = bytes(suffix), bytes(value)
+            if tag == CHECKPOINT_DATA:
+                if len(suffix) > MAX_KEY_BYTES:
+                    raise RecordCorrupt("group %d: checkpoint data key of %d bytes" % (group, len(suffix)))
+                append((dprefix + suffix, value))
+            elif tag == CHECKPOINT_SESSION:
+                if len(suffix) != 8 or suffix == _NO_CLIENT or len(value) < _SESSION.size:
+                    raise RecordCorrupt("group %d: damaged checkpoint session entry %r" % (group, suffix))
+                append((sprefix + suffix, value))
+            else:
+                raise RecordCorrupt("group %d: checkpoint entry tag %r" % (group, tag))
+        return puts, [], []
+
+    def swap_ops(self, group: int, applied_next: int, half: int) -> StoreOps:
+        """Store ops that make the staged ``half`` the group's live state at ``applied_next``: the meta record
+        naming it, and range deletes of the old live half. Self-contained: written in ONE batch (with the
+        Paxos log's records of the install), a crash leaves the old state or the new one. Call
+        :meth:`forget_cached` right after the write. Refused (ValueError): ``half`` already live, or
+        ``applied_next`` below the group's (state never moves back)."""
+        self._require_turn_boundary("swap_ops")
+        group, half = _group_id(group), _half_id(half)
+        applied_next = operator.index(applied_next)
+        if not 0 <= applied_next <= _U64_MAX:
+            raise ValueError("applied_next %d is not a u64" % applied_next)
+        live = self._live_half(group)
+        if half == live:
+            raise ValueError("group %d: half %d is live already; the swap installs the inactive half"
+                             % (group, half))
+        current = self.applied_next(group)
+        if applied_next < current:
+            raise ValueError("group %d: a checkpoint at %d is behind the applied state at %d"
+                             % (group, applied_next, current))
+        return [(_U32.pack(group) + _TAG_META, _encode_meta(applied_next, half))], [], _half_ranges(group, live)
+
+    def forget_cached(self, group: int) -> None:
+        """Drop everything the state machine keeps of the group in memory (after a swap was written): its next
+        use reads the meta, and with it the live half, and the sessions from the store again."""
+        self._require_turn_boundary("forget_cached")
+        self._groups.pop(_group_id(group), None)
 
     # --- introspection ---
 
@@ -566,7 +762,7 @@ class KVStateMachine(SessionStateMachine):
             instance += 1
 
         g.applied_next = nxt
-        pending[g.mkey] = _META.pack(_META_VERSION, nxt)
+        pending[g.mkey] = _encode_meta(nxt, g.half)
         return out
 
     def _exec(self, g, kind, klen, op):
@@ -635,21 +831,30 @@ class KVStateMachine(SessionStateMachine):
         if g is not None:
             value = self._data_get(g, g.dprefix + query[5:])
         else:
+            # Not loaded (loading reads every session): the meta names the live half, then one point read.
             group = _group_id(group)
-            if group in self._drops:
+            prefix = _U32.pack(group)
+            meta = None if group in self._drops else self._store_get(prefix + _TAG_META)
+            if meta is None:
                 value = None
             else:
-                value = self._store_get(_U32.pack(group) + _TAG_DATA + query[5:])
+                value = self._store_get(prefix + _DATA_TAGS[_decode_meta(meta)[1]] + query[5:])
         return R_NOT_FOUND if value is None else _GET_OK + value
 
 
-def _decode_meta(meta):
-    if len(meta) != _META.size:
-        raise RecordCorrupt("state machine meta record has %d bytes, expected %d" % (len(meta), _META.size))
-    version, applied_next = _META.unpack(meta)
-    if version != _META_VERSION:
-        raise UnknownVersion("state machine meta record version %d" % version)
-    return applied_next
+def _checkpoint_entries(view, prefix, data_after, session_after):
+    """SessionStateMachine.checkpoint_entries once its arguments are checked (a generator checks nothing
+    before its first item is asked for)."""
+    meta = view.get(prefix + _TAG_META)
+    half = 0 if meta is None else _decode_meta(meta)[1]
+    cut = len(prefix) + 1
+    if session_after is None:           # resuming inside the sessions skips every data entry
+        dprefix = prefix + _DATA_TAGS[half]
+        for key, value in view.scan(dprefix, None if data_after is None else dprefix + data_after):
+            yield CHECKPOINT_DATA, key[cut:], value
+    sprefix = prefix + _SESSION_TAGS[half]
+    for key, value in view.scan(sprefix, None if session_after is None else sprefix + session_after):
+        yield CHECKPOINT_SESSION, key[cut:], value
 
 
 def _decode_snapshot(snapshot):

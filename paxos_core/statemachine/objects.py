@@ -178,6 +178,10 @@ class ObjectStateMachine(UserStateMachine):
         self._objects.pop(group, None)
         super().restore(group, snapshot)
 
+    def forget_cached(self, group: int) -> None:
+        super().forget_cached(group)
+        self._objects.pop(group, None)
+
     def unload_all(self) -> None:
         super().unload_all()
         if not self._pending and not self._drops:

@@ -53,8 +53,6 @@ from ..errors import CommandError, RecordCorrupt
 from .base import ApplyOrderError, Command
 from .kv import (
     _GET_OK,
-    _META,
-    _META_VERSION,
     _MISSING,
     _SESSION,
     _U64,
@@ -70,6 +68,7 @@ from .kv import (
     RETRY_FLAG,
     SEQ_MASK,
     SessionStateMachine,
+    _encode_meta,
     _error,
     decode_result,
 )
@@ -196,7 +195,7 @@ class UserStateMachine(SessionStateMachine):
                 order += 1
             out.append(results)
         g.applied_next = nxt
-        self._pending[g.mkey] = _META.pack(_META_VERSION, nxt)
+        self._pending[g.mkey] = _encode_meta(nxt, g.half)
         return out
 
     def _command(self, g, instance, order, cmd):
