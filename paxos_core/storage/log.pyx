@@ -105,6 +105,7 @@ from paxos_core.storage.identity import fsync_dir
 from paxos_core.storage.records import (BYTES_UNKNOWN, NODE_KEY, decode_record, node_record, read_chain_bytes,
                                         read_low)
 from paxos_core.storage.recovery import Recovery, recover
+from paxos_core.statemachine.store import add_to_batch
 
 log = logging.getLogger("paxos_core.storage")
 
@@ -297,17 +298,6 @@ def _aside_path(path):
 
 class _ReadFailed(Exception):
     """RocksDB reported an error while iterating (a block checksum mismatch, a missing file)."""
-
-
-def _add_store_ops(batch, handle, tuple store_ops):
-    """Add a Store.write's ``(puts, deletes, delete_ranges)`` to `batch`, in that write's order."""
-    puts, deletes, delete_ranges = store_ops
-    for begin, end in delete_ranges:
-        batch.delete_range(begin, end, handle)
-    for key in deletes:
-        batch.delete(key, handle)
-    for key, value in sorted(puts):
-        batch.put(key, value, handle)
 
 
 def _scan(db, from_key=None, fill_cache=True):
@@ -534,7 +524,7 @@ cdef class RocksLog:
             for rtype, group, first, end in deletes:
                 batch.delete_range(group_key(rtype, group, first), group_key(rtype, group, end))
         if store_ops:
-            _add_store_ops(batch, self.db.get_column_family_handle(STORE_FAMILY), store_ops)
+            add_to_batch(batch, self.db.get_column_family_handle(STORE_FAMILY), *store_ops)
         cdef double started = _monotonic()
         self.db.write(batch, self.write_opts)
         self.last_write_seconds = _monotonic() - started
