@@ -237,3 +237,27 @@ def test_model_truncations_installs_and_restarts_never_lose_or_fork_a_chosen_val
             assert all(i in truth for i in range(end)), "node %d learned past a value nobody learned" % n
             assert values == [truth[i] for i in range(low, end)], "node %d: values differ from the chosen ones" % n
             assert chain == chain_of([truth[i] for i in range(end)]), "node %d: its chain is not the chosen one" % n
+
+
+def test_a_promise_raised_by_an_accept_survives_the_truncation_of_its_instance_records():
+    """An acceptor that missed a new leader's Prepare raises its promise on the leader's first Accept; the
+    promise is then only in the instance records written since. Truncating them must not forget it (the
+    simulator found this: a promise went back across a restart)."""
+    cluster = LoopbackCluster(nodes=3, groups=1)
+    _history(cluster, 10)
+    cluster.crash(3)
+    cluster.engines[2].prefer(0, 2)          # node 2 takes over while node 3 is down: 3 never sees its Prepare
+    cluster.tick(40)
+    _history(cluster, 5, node=2)
+    assert cluster.engines[2].is_leading(0)
+    cluster.restart(3)
+    _history(cluster, 70, node=2)            # node 3 learns node 2's ballot from its Accepts only
+    while cluster.engines[3].learned(0)[0] % 64 or cluster.engines[3].group_view(0)["accepted"]:
+        _history(cluster, 1, node=2)         # ... up to a mark where truncation can take every record
+    promised = cluster.engines[3].group_view(0)["promised"]
+    assert promised == cluster.engines[2].group_view(0)["promised"]
+    assert cluster.logs[3].read_low(0)[0] == 0
+    _truncate(cluster, 3, cluster.engines[3].learned(0)[0])
+    cluster.crash(3)
+    state = cluster.restart(3).groups[0]
+    assert state.promised >= promised

@@ -18,7 +18,8 @@ from ..errors import ConfigError
 # relayed back while mastership moves is held again, so forwards grow with every move).
 PLANTS = ("ignore-promise", "reply-before-sync", "promise-not-persisted", "learn-without-quorum", "lease-overrun",
           "no-fencing", "serve-before-write", "stale-lease-clock", "wal-rollback", "requeue-reverse",
-          "readd-amnesia", "amnesia-votes", "batch-together", "forward-twice")
+          "readd-amnesia", "amnesia-votes", "batch-together", "forward-twice", "truncate-too-far",
+          "install-non-atomic")
 
 
 @dataclass(frozen=True)

@@ -1226,6 +1226,9 @@ cdef class Engine:
         self.fx.deletes.append((INSTANCE_RECORD, group, low, below))
         self.fx.deletes.append((CHAIN_RECORD, group, 0, below))
         self._record(low_record(group, below, chain, bytes_below))
+        # A promise raised by an Accept lives only in the instance records written since: some of them go,
+        # so the promise is put on record by itself (the simulator found a promise lost this way).
+        self._record((PROMISE_RECORD, group, 0, 0, self.acceptor.promised[slot], 0, 0, 0, NOOP))
         self.counters[C_TRUNCATIONS] += 1
         self.counters[C_TRUNCATED_INSTANCES] += below - low
         self._serve_to_offers(slot, below)
@@ -1307,6 +1310,7 @@ cdef class Engine:
         fx.deletes.append((INSTANCE_RECORD, group, 0, applied))
         fx.deletes.append((CHAIN_RECORD, group, 0, applied))
         self._record(low_record(group, applied, chain, bytes_below))
+        self._record((PROMISE_RECORD, group, 0, 0, self.acceptor.promised[slot], 0, 0, 0, NOOP))  # as truncate
         self.counters[C_INSTALLS] += 1
         self._serve_to_offers(slot, applied)
         self.active[slot] = True

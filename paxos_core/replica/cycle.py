@@ -18,7 +18,7 @@ outcomes. `log` is anything with ``write(records, deletes, store_ops)`` (durable
 MemoryLog, or the simulator's disk.
 """
 from ..core.learner import chain_next
-from ..storage.records import CHAIN_INTERVAL as CHAIN_EVERY
+from ..storage.records import BYTES_UNKNOWN, CHAIN_INTERVAL as CHAIN_EVERY
 from ..wire.codec import encode_entries
 from ..wire.message import CATCHUP_REPLY, Message
 
@@ -64,11 +64,13 @@ def serve_messages(engine, log, serve, max_bytes=None):
     return out, short
 
 
-def run_cycle(engine, log, send, serve_before_write=False, observe=None, max_reply_bytes=None, store_ops=None):
+def run_cycle(engine, log, send, serve_before_write=False, observe=None, max_reply_bytes=None, store_ops=None,
+              extra_records=None):
     """Carry out one effect batch; `send(list of (dest, Message))` transmits. Returns (Effects, serve misses).
 
     `store_ops`: state machine writes ``(puts, deletes, delete_ranges)`` that must be durable in the same
-    atomic write as the batch's records (a snapshot's swap).
+    atomic write as the batch's records (a snapshot's staging and swap); `extra_records`: log records of the
+    replica layer for the same write (a snapshot's CHECKPOINT record).
 
     `max_reply_bytes` bounds each catch-up reply (see serve_messages); None: unbounded.
 
@@ -86,8 +88,9 @@ def run_cycle(engine, log, send, serve_before_write=False, observe=None, max_rep
         replies, short = serve_messages(engine, log, fx.serve, max_reply_bytes)
         if replies:
             send(replies)
-    if fx.records or fx.deletes or store_ops:
-        log.write(fx.records, fx.deletes, store_ops)
+    records = fx.records + extra_records if extra_records else fx.records
+    if records or fx.deletes or store_ops:
+        log.write(records, fx.deletes, store_ops)
     if fx.send_after:
         send(fx.send_after)
     if fx.serve and not serve_before_write:
@@ -146,3 +149,33 @@ def _chain_at_cut(log, group, first, entries, cut):
         if chain is not None:
             return aligned, chain
     return None, None
+
+
+def chain_at(log, group, instance):
+    """(chain, value bytes) below `instance` from the durable log: from the nearest CHAIN record at or below
+    it (or the LOW record at the truncation mark), carried on over the chosen values up to `instance`. None
+    if the log cannot give it (the instance is below the truncation mark, or a record is missing or
+    damaged). The byte count is BYTES_UNKNOWN when a record on the way did not know it."""
+    low_record = log.read_low(group)
+    if low_record is None:
+        return None
+    low, chain, nbytes = low_record
+    if instance < low:
+        return None
+    base = instance - instance % CHAIN_EVERY
+    while base > low:
+        found = log.read_chain_bytes(group, base)
+        if found is not None:
+            chain, nbytes = found
+            break
+        base -= CHAIN_EVERY
+    else:
+        base = low
+    values = log.read_chosen(group, base, instance) if instance > base else []
+    if len(values) != instance - base:
+        return None
+    for i, _, value in values:
+        chain = chain_next(chain, i, value)
+        if nbytes != BYTES_UNKNOWN:
+            nbytes += len(value)
+    return chain, nbytes

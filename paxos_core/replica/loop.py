@@ -10,9 +10,12 @@ arrived during one poll (every peer message, every client request) and the loop:
      master (a barrier from any node), others are redirected or held until a master is known; lease reads
      are only queued here;
   4. runs the replica layer's timers when the tick advanced (claims, catch-up);
+  4a. truncates logs past what their state machines durably applied (replica/retention.py) and does the
+     turn's snapshot work (replica/snapshots.py: build and send files, stage received chunks, swap a verified
+     snapshot in); their records and state machine writes go into step 5's one write;
   5. runs ONE effect cycle (replica/cycle.py: send early, ONE synced write, send late, serve catch-up from
      the now durable log, persisted), then handles groups that stopped (before anything of theirs is
-     applied), applies the chosen values (master table and state machine, one store batch) and answers what
+     applied), lets the state machine and master table re-read a group a snapshot was swapped into, applies the chosen values (master table and state machine, one store batch) and answers what
      they complete: a write is acknowledged only once chosen AND applied; only then are requests past their
      deadline told Timeout (one whose value this very cycle applied gets its result instead);
   6. answers the queued lease reads: the clock is read again at this decision, and the master answers only
@@ -46,6 +49,8 @@ from . import envelope
 from .applier import APPLIED, BARRIER, CLAIMED, FENCED, Applier, master_key
 from .cycle import run_cycle
 from .master import MasterTable
+from .retention import Retention
+from .snapshots import Snapshots
 from .staged import StagedStore
 
 log = logging.getLogger("paxos_core.worker")
@@ -76,6 +81,10 @@ class LoopSettings:
     renew_on_write: bool = False     # also claim to renew leases of written groups (old behaviour, to compare)
     coalesce_replies: bool = True    # replies of one turn to one client go out as one frame
     max_reply_bytes: int = 16 << 20  # a catch-up reply's values, in bytes (the peer asks again for the rest)
+    snapshots: object = None         # replica/snapshots.py SnapshotSettings (None: the defaults)
+    retain_instances: int = -1       # chosen values kept below the applied mark (-1: the log is never truncated)
+    truncate_groups_per_turn: int = 32
+    truncate_step_instances: int = 65536
     plant: str = ""                  # planted bug (tests of the tests only)
 
 
@@ -150,10 +159,12 @@ class ReplicaLoop:
     """One worker's replica logic. See the module docstring for the turn and the ports."""
 
     def __init__(self, settings, core_config, *, clock, log, store, send, hosted, recovery, rng,
-                 state_machine_factory=None, amnesia=""):
+                 state_machine_factory=None, amnesia="", snapfiles=None):
         """`hosted`: the groups configured for this worker; `recovery`: ``log.recover()``; `rng`: a seeded
         random.Random; `amnesia`: non-empty when this worker's storage lost synced state as a whole (wiped, or
-        damaged and set aside): every group then rebuilds from its peers before it votes again."""
+        damaged and set aside): every group then rebuilds from its peers before it votes again; `snapfiles`:
+        where this worker keeps snapshot files for peers (storage/snapfiles.py; None: it sends none, but
+        still installs what peers send)."""
         self.settings = s = settings
         self.node_id = s.node_id
         self.index = s.index
@@ -172,6 +183,7 @@ class ReplicaLoop:
         self.slow_writes = 0
         self.slow_write_warned = -1e9
         self.serve_misses = 0
+        self.snapfiles = snapfiles
         self.store = StagedStore(store)
         self.sm = (state_machine_factory or KVStateMachine)(self.store)
         self.outbox = {}
@@ -253,6 +265,15 @@ class ReplicaLoop:
                 replayed += len(entries)
         self.sm.flush()
         self.store.commit()
+        self.snapshots = Snapshots(self.node_id, engine, self.sm, self.store.inner, self.log, self.snapfiles,
+                                   self.send, random.Random(self.rng.getrandbits(64)), s.snapshots, self.clock,
+                                   self.applier, s.plant)
+        self.retention = Retention(engine, self.sm, self.log, lambda slot: slot * self.workers + self.index,
+                                   s.retain_instances, s.truncate_groups_per_turn, s.truncate_step_instances,
+                                   self.snapshots.pins, s.plant)
+        records, ops = self.snapshots.resume(recovery)
+        if records or ops:
+            self.log.write(records, None, ops)
         if replayed:
             log.info("node %d worker %d replayed %d chosen instances into the state machine", self.node_id,
                      self.index, replayed)
@@ -275,7 +296,10 @@ class ReplicaLoop:
             self._on_frame(item[0], item[1], item[2] if len(item) > 2 else True)
         if self.ticked:
             self._on_tick()                                  # 4
-        self._cycle()                                        # 5
+        if self.ticked:
+            self.retention.run()                             # 4a
+        records, ops = self.snapshots.before_cycle()
+        self._cycle(records, ops)                            # 5
         if self.ticked:
             self._expire()
         if self.lease_reads:
@@ -315,7 +339,7 @@ class ReplicaLoop:
 
     def poll_timeout(self):
         """How long the driver may wait for input before the next turn, in seconds (0: turn again at once)."""
-        if self.engine.has_effects():
+        if self.engine.has_effects() or self.snapshots.pending():
             timeout = 0.0
         elif self._idle():
             timeout = 1.0
@@ -337,9 +361,10 @@ class ReplicaLoop:
                 and not self.lease_reads and not self.catchup_queue and not self.catchup_passes)
 
     # ------------------------------------------------------------------ step 5: the cycle, then apply
-    def _cycle(self):
+    def _cycle(self, records=None, store_ops=None):
         fx, short = run_cycle(self.engine, self.log, self.send, serve_before_write=self.plant == "serve-before-write",
-                              observe=self.effects_hook, max_reply_bytes=self.settings.max_reply_bytes)
+                              observe=self.effects_hook, max_reply_bytes=self.settings.max_reply_bytes,
+                              store_ops=store_ops, extra_records=records)
         self.serve_misses += short
         if fx.records:
             self._observe_write(getattr(self.log, "last_write_seconds", 0.0))
@@ -353,6 +378,9 @@ class ReplicaLoop:
                 self.lease_reads = [r for r in self.lease_reads if r.group != group]
                 for req in stuck:
                     self._reply_error(req, rpc.GROUP_STOPPED, reason)
+        # A snapshot swapped in by this write: the state machine and the master table read it back before
+        # anything above it is applied.
+        self.snapshots.after_write(fx, self.ticks)
         if fx.chosen:
             outcomes, changes = self.applier.apply(fx.chosen, self.ticks)
             self.sm.flush()
@@ -880,7 +908,7 @@ class ReplicaLoop:
                                "epoch": int(self.masters.epoch[slot]), "chosen": view["chosen_next"],
                                "chain": view["chain"],
                                "applied": applied, "lag": lag, "role": view["role"], "status": view["status"],
-                               "reason": view["stop_reason"], "repair": view["repair"]})
+                               "reason": view["stop_reason"], "repair": view["repair"], "low": view["low"]})
         return {
             "node": self.node_id, "worker": self.index, "ticks": self.ticks, "groups": self.group_count(),
             "repairing": repairing, "masters": self.masters_held(), "max_lag": max_lag, "group_detail": groups,
@@ -888,6 +916,7 @@ class ReplicaLoop:
             "fenced": self.applier.fenced, "latency": self.latency.snapshot(),
             "batch_size": self.batch_sizes.snapshot(), "write_seconds": self.write_seconds.snapshot(),
             "slow_writes": self.slow_writes, "serve_misses": self.serve_misses,
+            "snapshots": self.snapshots.status(),
         }
 
     def _reply_error(self, req, status, message):

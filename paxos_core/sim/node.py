@@ -17,6 +17,7 @@ from ..statemachine.store import CopiedStoreView, Store
 from ..storage.records import (CHECKPOINT_RECORD, GROUP_RECORD, encode_records, group_key, log_range_deletes,
                                read_chain, read_chain_bytes, read_chosen, read_low)
 from ..storage.recovery import recover
+from ..storage.snapfiles import MemorySnapshotFiles
 from .disk import DELETE_RANGE
 
 STORE_PREFIX = b"S"          # the state machine's keys, next to the log's ("G...", "N...") in one disk
@@ -47,6 +48,7 @@ class SimNode:
         self.regroup_ops = []        # admin operations for it: ("remove" | "add", group), done at its next turn
         from .disk import SimDisk
         self.disk = SimDisk()
+        self.snapfiles = MemorySnapshotFiles()    # snapshot files for peers (not fsynced: checked on read)
 
     @property
     def up(self):

@@ -43,10 +43,12 @@ from ..replica import envelope
 from ..replica.applier import Applier
 from ..replica.loop import LoopSettings, ReplicaLoop
 from ..replica.master import MasterTable
+from ..replica.snapshots import SnapshotSettings
 from ..wire import rpc
 from ..statemachine import kv
 from ..statemachine.loader import factory_for
 from ..statemachine.store import MemoryStore
+from ..storage.snapfiles import MemorySnapshotFiles
 from ..wire.codec import decode_batch, decode_entries, decode_frame, encode_frame
 from ..wire.message import ACCEPT, ACCEPTED, CATCHUP_REPLY, FORWARD, PROMISE
 from .clients import _UNSEEN, KEYS_PER_GROUP, HistoryOp, Operation, SimClient
@@ -78,6 +80,8 @@ class SimConfig:
     stop_on_violation: bool = True
     lease_ticks: int = 30
     state_machine: str = ""        # "package.module:Factory" of a state machine of your own; "" = the KV store
+    retain: int = None             # chosen values logs keep below the applied mark (-1: no truncation); None =
+                                   # drawn from the seed
 
 
 @dataclass
@@ -178,6 +182,7 @@ class Simulation:
         # No operation starts in the last second: the nodes must then converge on what was chosen.
         self.quiet_at = (cfg.fault_ms + cfg.heal_ms - 1000) * 1000
         self.regrouped = set()      # groups removed and added again (their data restarts: not history-checked)
+        self._references = {}       # group -> [mark, reference state machine, its applier] (_reference_at)
         self.lease_checks = 0
         self.stats = {"frames": 0, "messages": 0, "torn_batches": 0, "frame_errors": 0, "pauses": 0, "stalls": 0,
                       "damage": 0, "amnesia": 0, "turns": 0, "acked": 0, "ops": 0}
@@ -188,6 +193,19 @@ class Simulation:
         self.sm_factory = factory_for(cfg.state_machine) if cfg.state_machine else None
         self.sm_model = self.sm_factory(MemoryStore()) if self.sm_factory else None
         self.batch_envelope = r.random() < 0.5
+        # Checkpoints: drawn from a second stream, so the rest of a seed's schedule is what it was before them.
+        rc = self.rc = random.Random(cfg.seed * 7919 + 17)
+        self.aimed_crashes = 0
+        self.retain_instances = rc.choice((-1, -1, 0, 4, 64))
+        if cfg.retain is not None:
+            self.retain_instances = cfg.retain
+        elif cfg.plant == "truncate-too-far":
+            self.retain_instances = 0          # the plant needs truncation on
+        chunk = rc.choice((64, 512, 4096))
+        self.snapshot_settings = SnapshotSettings(
+            chunk_bytes=chunk, window_bytes=chunk * rc.choice((1, 2, 4)), build_bytes_per_turn=chunk * 2,
+            send_bytes_per_turn=chunk * 8, stage_bytes_per_turn=chunk * 2, max_outgoing=rc.choice((1, 4)),
+            max_incoming=rc.choice((1, 4)), idle_timeout_s=rc.choice((0.5, 3.0)), retry_s=0.05)
         # Busy clients in most seeds; in some, sparse ones: workers then go idle (a poll of a second) between
         # operations, and masters' leases lapse and move, as in a quiet service.
         self.think_us = (500, 20_000) if r.random() < 0.7 else (50_000, 600_000)
@@ -219,6 +237,7 @@ class Simulation:
     # ------------------------------------------------------------------ node life cycle
     def start_node(self, node, at):
         node.incarnation += 1
+        node.snapfiles.restart()
         node.local_now = at
         node.pause = None
         node.busy_until = node.local_now
@@ -234,17 +253,28 @@ class Simulation:
         settings = LoopSettings(node_id=node.id, tick_s=self.cfg.tick_us / 1e6, lease_ticks=self.cfg.lease_ticks,
                                 lease_margin=self.lease_margin, max_pending=100_000,
                                 request_timeout_ticks=self.core_config.proposal_timeout_ticks,
-                                batch_envelope=self.batch_envelope, plant=self.cfg.plant)
+                                batch_envelope=self.batch_envelope, plant=self.cfg.plant,
+                                retain_instances=self.retain_instances, snapshots=self.snapshot_settings)
         try:
             loop = ReplicaLoop(settings, self.core_config.replace(node_id=node.id), clock=node.clock, log=log,
                                store=SimStore(node), send=node.send, hosted=self.group_ids, recovery=recovery,
                                rng=random.Random(self.rng.getrandbits(64)), amnesia=amnesia,
-                               state_machine_factory=self.sm_factory)
+                               state_machine_factory=self.sm_factory, snapfiles=node.snapfiles)
         except SimCrash:
             self._crashed(node)
             return
         loop.effects_hook = lambda fx, node=node: self._observe(node, fx)
+        loop.snapshots.install_hook = lambda group, applied, chain, node=node: self._installed(node, group, applied)
         node.loop = loop
+        for group in loop.engine.groups():
+            # Own recovery never needs a deleted record: the log is never truncated past the state machine's
+            # durable applied mark (the plant "truncate-too-far" breaks this).
+            if loop.engine.low(group) > loop.sm.applied_next(group):
+                self.oracle.violate("node %d group %d: the log is truncated at %d, past the state machine's applied "
+                                    "mark %d (values in between are lost here)"
+                                    % (node.id, group, loop.engine.low(group), loop.sm.applied_next(group)))
+            elif self.retain_instances >= 0:
+                self._check_state_at_mark(node, group)
         self._trace("start", node.id, node.incarnation, amnesia)
         if amnesia:
             self.oracle.on_amnesia(node.id)
@@ -254,6 +284,13 @@ class Simulation:
         if node.incarnation > 1:
             self._check_restart(node)
         self._wake(node, node.local_now)
+
+    def _installed(self, node, group, applied):
+        """A snapshot at `applied` was swapped in on `node`: it learns on from there."""
+        self.stats["installs"] = self.stats.get("installs", 0) + 1
+        engine = node.loop.engine
+        self.oracle.set_learned_start(node.id, group_key(group, engine.incarnation_of(group)), applied)
+        self._trace("install", node.id, group, applied)
 
     def _check_restart(self, node):
         engine = node.loop.engine
@@ -321,6 +358,7 @@ class Simulation:
                 self.stats["frame_errors"] += 1
         self.stats["turns"] += 1
         self._trace("turn", node.id, node.local_now, len(messages), len(requests))
+        marks = (loop.retention.truncations, loop.snapshots.writes)
         try:
             loop.turn(messages, requests)
             replies = loop.take_replies()
@@ -331,6 +369,8 @@ class Simulation:
             self._crashed(node)
             return
         node.busy_until = node.local_now
+        if marks != (loop.retention.truncations, loop.snapshots.writes):
+            self._aim_crash(node)
         self._check_queue_order(node)
         if node.lost_state and not loop.engine.repairs:
             node.lost_state = False
@@ -338,6 +378,22 @@ class Simulation:
             self._wake(node, node.busy_until)
         else:
             self._wake(node, node.busy_until + int(timeout * 1e6 / node.rate) + 1)
+
+    def _aim_crash(self, node):
+        """The turn wrote a truncation or a snapshot's staging or swap: sometimes crash the node within the
+        next few milliseconds (before or after its next synced write), where a non-atomic step would show."""
+        rc = self.rc
+        fault_end = self.cfg.fault_ms * 1000
+        if ("crash" not in self.faults or self.aimed_crashes >= 4 or node.local_now >= fault_end - 30_000
+                or rc.random() >= 0.2):
+            return
+        self.aimed_crashes += 1
+        t = node.local_now + rc.randint(0, 1_500)
+        node.crash_times.append(t)
+        node.crash_times.sort()
+        self.at(t, CRASH, node.id)
+        self.at(min(t + rc.randint(20_000, 200_000), fault_end), RESTART, node.id)
+        self._trace("aimed-crash", node.id, t)
 
     def _check_queue_order(self, node):
         """A proposer keeps its own proposals in the order they were made (a leader that steps down re-queues
@@ -550,6 +606,7 @@ class Simulation:
         node.lost_state = True
         if kind == "amnesia":
             disk.wipe()
+            node.snapfiles = MemorySnapshotFiles()
             self.stats["amnesia"] += 1
             self._trace("wipe", node.id)
             return
@@ -773,6 +830,37 @@ class Simulation:
         else:
             self._check_session_order({g: self.oracle.logs.get(g, []) for g in self.group_ids
                                        if g not in self.regrouped})
+
+    def _reference_at(self, group, mark):
+        """The state (snapshot bytes) that applying the chosen log of `group` up to `mark` gives, from a
+        reference state machine kept per group (rebuilt when an earlier mark is asked for); None if the
+        chosen log is shorter."""
+        values = self.oracle.logs.get(group, [])
+        if mark > len(values):
+            return None
+        ref = self._references.get(group)
+        if ref is None or ref[0] > mark:
+            store = MemoryStore()
+            reference = (self.sm_factory or kv.KVStateMachine)(store)
+            masters = MasterTable(0xFFFF, self.cfg.groups, self.cfg.lease_ticks, self.lease_margin)
+            ref = [0, reference, Applier(0xFFFF, reference, masters, store, lambda g: g)]
+            self._references[group] = ref
+        if mark > ref[0]:
+            ref[2].apply([(group, i, values[i]) for i in range(ref[0], mark)], 0)
+            ref[0] = mark
+        return ref[1].snapshot(group)
+
+    def _check_state_at_mark(self, node, group):
+        """Right after a restart of a node whose log of `group` is truncated: its state machine holds exactly
+        the state the chosen log gives at its applied mark (a truncation or a snapshot install that a crash
+        cut in two would leave something else)."""
+        if group in self.regrouped:
+            return
+        mark = node.loop.sm.applied_next(group)
+        expected = self._reference_at(group, mark)
+        if expected is not None and node.loop.sm.snapshot(group) != expected:
+            self.oracle.violate("node %d group %d: after a restart its state machine state at instance %d is not "
+                                "the state the chosen log gives there" % (node.id, group, mark))
 
     def _check_replica_states(self):
         """Every replica's state machine holds exactly the state that applying the chosen log up to its own

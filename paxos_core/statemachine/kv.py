@@ -592,6 +592,12 @@ class SessionStateMachine(StateMachine):
                                  % (CHECKPOINT_DATA, CHECKPOINT_SESSION, tag))
         return _checkpoint_entries(view, prefix, data_after, session_after)
 
+    @staticmethod
+    def staged_entries(view: StoreView, group: int, half: int) -> Iterator[tuple[bytes, bytes, bytes]]:
+        """The entries staged in the group's ``half`` (as :meth:`checkpoint_entries` gives a live half's): the
+        receiver of a checkpoint reads them back to verify the staging before the swap."""
+        return _checkpoint_entries(view, _U32.pack(_group_id(group)), None, None, _half_id(half))
+
     def clear_half_ops(self, group: int, half: int) -> StoreOps:
         """Store ops that delete every data and session record of the group's (inactive) ``half``: leftovers
         of a staging that will not complete, or a clean start for a new one. The live half is refused."""
@@ -842,11 +848,12 @@ class KVStateMachine(SessionStateMachine):
         return R_NOT_FOUND if value is None else _GET_OK + value
 
 
-def _checkpoint_entries(view, prefix, data_after, session_after):
+def _checkpoint_entries(view, prefix, data_after, session_after, half=None):
     """SessionStateMachine.checkpoint_entries once its arguments are checked (a generator checks nothing
-    before its first item is asked for)."""
-    meta = view.get(prefix + _TAG_META)
-    half = 0 if meta is None else _decode_meta(meta)[1]
+    before its first item is asked for). `half`: read that half instead of the live one."""
+    if half is None:
+        meta = view.get(prefix + _TAG_META)
+        half = 0 if meta is None else _decode_meta(meta)[1]
     cut = len(prefix) + 1
     if session_after is None:           # resuming inside the sessions skips every data entry
         dprefix = prefix + _DATA_TAGS[half]

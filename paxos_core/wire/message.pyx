@@ -71,4 +71,4 @@ cdef Message make_message(uint8_t kind, uint32_t group, uint64_t instance, uint6
 
 from paxos_core._enums import export_members
 
-export_members(globals(), Kind)
+export_members(globals(), Kind, MessageFlag)

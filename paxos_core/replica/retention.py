@@ -1,0 +1,92 @@
+"""Retention: keep each group's log bounded by truncating what its state machine has durably applied.
+
+Runs in step 4a of the replica loop's turn, before the cycle: its truncations are effects of the engine
+(range deletes and a LOW record) written in that cycle's ONE synced write. Per group the bound is
+
+    B = min(applied mark read now, the applied mark of every snapshot file of the group being served)
+    T = the largest multiple of 64 at or below B - retain_instances; truncate if T >= low + 64
+
+so a node keeps `retain_instances` chosen values below what it applied (a peer that lags by less catches up
+from the log; one that lags more gets a snapshot), and never deletes a record its own recovery needs: the
+applied mark read here was written to the state machine's column family by an earlier turn, before this
+cycle's write in the same write-ahead log, so any state recovered with the new LOW record also has the
+state machine at or past it (docs/design/checkpoints.md, section 2, I2). The chain and value bytes at T come
+from the durable CHAIN record at T. Low moves at most `step_instances` per truncation and at most
+`groups_per_turn` groups are truncated per turn; candidates come from one numpy pass over the engine's
+arrays, so idle groups cost nothing.
+
+Plant "truncate-too-far" truncates at the engine's learned mark (with the engine's chain) instead of the
+applied one: values learned in this turn are applied only after its write, so a crash before the next synced
+write leaves the log truncated past the state machine's durable state (the simulator must catch it). The
+correct rule cannot go there: its cut needs a durable CHAIN record, and everything learned before this turn
+was applied in the turn that learned it.
+"""
+import numpy as np
+
+from ..core.engine import GROUP_OK
+
+ALIGN = 64
+
+
+class Retention:
+    def __init__(self, engine, sm, log, group_of, retain_instances=-1, groups_per_turn=32,
+                 step_instances=65536, pins=None, plant=""):
+        """`group_of(slot)`: the group in an engine slot; `pins()`: group -> lowest instance to keep (the
+        applied mark of a snapshot file being served); `retain_instances` < 0: never truncate."""
+        self.engine = engine
+        self.sm = sm
+        self.log = log
+        self.group_of = group_of
+        self.retain = retain_instances
+        self.groups_per_turn = groups_per_turn
+        self.step = max(ALIGN, step_instances // ALIGN * ALIGN)
+        self.pins = pins or (lambda: {})
+        self.too_far = plant == "truncate-too-far"
+        self.truncations = 0
+        self.instances = 0
+        self.skipped = 0              # candidates whose CHAIN record at the cut was missing or damaged
+
+    def run(self):
+        """Truncate up to `groups_per_turn` groups whose log holds more than retain + 64 learned values."""
+        if self.retain < 0:
+            return 0
+        engine = self.engine
+        learner = engine.learner
+        ahead = learner.chosen_next_array.astype(np.int64) - learner.low_array.astype(np.int64)
+        slots = np.flatnonzero(ahead >= self.retain + ALIGN)
+        if not len(slots):
+            return 0
+        pins = self.pins()
+        done = 0
+        for slot in slots[:self.groups_per_turn * 4]:
+            group = self.group_of(int(slot))
+            if not engine.hosts(group) or engine.group_status(group) != GROUP_OK:
+                continue
+            chosen, chain = engine.learned(group)
+            if self.too_far:
+                # Planted bug: cut at what the engine learned, with its chain, ahead of what is applied.
+                if chosen > engine.low(group):
+                    engine.truncate(group, chosen, chain, engine.learned_bytes(group))
+                    self.truncations += 1
+                    done += 1
+                continue
+            bound = min(self.sm.applied_next(group), chosen)
+            pin = pins.get(group)
+            if pin is not None:
+                bound = min(bound, pin)
+            low = engine.low(group)
+            cut = (bound - self.retain) // ALIGN * ALIGN if bound > self.retain else 0
+            cut = min(cut, low - low % ALIGN + self.step)
+            if cut < low + ALIGN:
+                continue
+            found = self.log.read_chain_bytes(group, cut)
+            if found is None:
+                self.skipped += 1
+                continue
+            engine.truncate(group, cut, found[0], found[1])
+            self.truncations += 1
+            self.instances += cut - low
+            done += 1
+            if done >= self.groups_per_turn:
+                break
+        return done
