@@ -33,6 +33,8 @@ Layout of a node's file (paths are relative to the file's own directory)::
 
     [storage]               # optional
     durability = "sync"     # or "unsafe-no-sync" (tests only)
+    retain_instances = -1   # chosen values each group's log keeps below its applied mark; older ones are
+                            # truncated and peers further behind get a snapshot (-1: never truncate)
 
     [limits]                # optional, defaults shown
     max_pending = 20000     # proposals queued per worker before new ones fail with Overloaded
@@ -112,6 +114,7 @@ DEFAULTS = {
     },
     "storage": {
         "durability": "sync",
+        "retain_instances": -1,
     },
     "limits": {
         "max_pending": 20000,
@@ -404,6 +407,7 @@ class NodeConfig:
     lease_margin: float = DEFAULTS["paxos"]["lease_margin"]
     proposal_timeout_ticks: int = DEFAULTS["paxos"]["proposal_timeout_ticks"]
     durability: str = DEFAULTS["storage"]["durability"]
+    retain_instances: int = DEFAULTS["storage"]["retain_instances"]
     max_pending: int = DEFAULTS["limits"]["max_pending"]
     max_frame_bytes: int = DEFAULTS["limits"]["max_frame_bytes"]
     max_group_id: int = DEFAULTS["limits"]["max_group_id"]
@@ -589,6 +593,8 @@ class NodeConfig:
         if durability not in DURABILITY_MODES:
             c.fail("storage.durability", "must be one of %s, got %r"
                    % (", ".join(repr(m) for m in DURABILITY_MODES), durability))
+        retain_instances = c.integer(storage, "retain_instances", "storage.retain_instances", -1, (1 << 62),
+                                     default=DEFAULTS["storage"]["retain_instances"])
 
         lim = DEFAULTS["limits"]
         limits = c.table(d, "limits", "limits", tuple(lim), required=False)
@@ -634,6 +640,7 @@ class NodeConfig:
             lease_margin=lease_margin,
             proposal_timeout_ticks=proposal_timeout_ticks,
             durability=durability,
+            retain_instances=retain_instances,
             max_pending=max_pending,
             max_frame_bytes=max_frame_bytes,
             max_group_id=max_group_id,

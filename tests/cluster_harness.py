@@ -177,8 +177,9 @@ class NodeProcess:
 
 class LocalCluster:
     def __init__(self, tmp_path, nodes=3, workers=2, groups=16, lease_ticks=60, tick_ms=10, max_pending=None,
-                 curve=True, paxos=None, limits=None, start=True, directory=None, command=None):
-        """Write a cluster under tmp_path (write_cluster, then the [paxos]/[limits] overrides) and start it.
+                 curve=True, paxos=None, limits=None, start=True, directory=None, command=None, storage=None):
+        """Write a cluster under tmp_path (write_cluster, then the [paxos]/[limits]/[storage] overrides) and
+        start it.
 
         `directory`: use the node files already there (e.g. from `paxos-core init`) as they are instead.
         `command`: how to run paxos-core (default ``[sys.executable, "-m", "paxos_core"]``); the node is
@@ -198,7 +199,7 @@ class LocalCluster:
             if max_pending is not None:
                 limit_overrides["max_pending"] = max_pending
             for path in sorted(self.dir.glob("*.toml")):
-                self._edit(path, paxos_overrides, limit_overrides)
+                self._edit(path, paxos_overrides, limit_overrides, storage)
         else:
             self.dir = Path(directory)
         self.configs = {cfg.node_id: cfg for cfg in load_cluster(self.dir)}
@@ -221,11 +222,13 @@ class LocalCluster:
                 raise
 
     @staticmethod
-    def _edit(path, paxos, limits):
+    def _edit(path, paxos, limits, storage=None):
         with open(path, "rb") as f:
             data = tomllib.load(f)
         data.setdefault("paxos", {}).update(paxos)
         data.setdefault("limits", {}).update(limits)
+        if storage:
+            data.setdefault("storage", {}).update(storage)
         with open(path, "wb") as f:
             tomli_w.dump(data, f)
 

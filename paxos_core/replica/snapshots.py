@@ -236,7 +236,7 @@ class Snapshots:
         self.discards = []            # stagings dropped outside step 4a: cleared in the next write
         self.writes = 0               # turns whose write carried staging, a swap or a discard (the simulator
                                       # aims crashes at them)
-        self.plant_cleared = set()    # plant "install-non-atomic": groups whose old state is already gone
+        self.plant_cleared = {}       # plant "install-non-atomic": group -> when its old state was deleted
         self.stats = {"snapshots_sent": 0, "snapshot_bytes_sent": 0, "snapshots_installed": 0,
                       "snapshot_bytes_installed": 0, "snapshot_chunks_refetched": 0, "snapshots_aborted": 0,
                       "snapshot_install_seconds": 0.0, "snapshot_send_seconds": 0.0, "stagings_discarded": 0}
@@ -299,7 +299,8 @@ class Snapshots:
             if not out.complete or any(g[0] < min(g[1], out.size) for g in out.grants.values()):
                 return True
         for inc in self.incoming.values():
-            if inc.fresh or inc.state == STAGED or (inc.chunks and inc.next in inc.chunks):
+            if (inc.fresh or (inc.state == STAGED and inc.group not in self.plant_cleared)
+                    or (inc.chunks and inc.next in inc.chunks)):
                 return True
         return False
 
@@ -680,13 +681,17 @@ class Snapshots:
                       inc.entries, inc.digest)
             self._abandon(inc, ABORT_DAMAGED_AT_RECEIVER, out_msgs, records, ops)
             return
-        if self.plant == "install-non-atomic" and group not in self.plant_cleared:
-            # Planted bug: the old state is deleted a turn ahead of the swap, in a write of its own; a crash in
-            # between leaves the group with neither state.
-            self.plant_cleared.add(group)
-            ops.append(([], [], self.sm.swap_ops(group, inc.applied, inc.half)[2]))
-            return
-        self.plant_cleared.discard(group)
+        if self.plant == "install-non-atomic":
+            # Planted bug: a naive install that deletes the old state first, in a write of its own, and swaps
+            # the new one in some 20 ms later; a crash in between leaves the group with neither state.
+            cleared = self.plant_cleared.get(group)
+            if cleared is None:
+                self.plant_cleared[group] = self.clock()
+                ops.append(([], [], self.sm.swap_ops(group, inc.applied, inc.half)[2]))
+                return
+            if self.clock() - cleared < 0.02:
+                return
+            del self.plant_cleared[group]
         nbytes = 0 if inc.bytes_below == BYTES_UNKNOWN else inc.bytes_below
         self.engine.install(group, inc.applied, inc.chain, nbytes, inc.src)
         swap = self.sm.swap_ops(group, inc.applied, inc.half)

@@ -32,6 +32,7 @@ import threading
 import time
 
 from ..errors import StartError
+from ..storage import identity
 from ..statemachine.loader import SYS_PATH_ENV, parent_sys_path
 from . import channel, spawn
 
@@ -88,6 +89,7 @@ class Supervisor:
     def start(self, timeout=30.0):
         """Spawn every worker and wait until each says it is up (at most `timeout` seconds). Raises
         StartError (one line) after stopping everything it started if a worker fails or is not up in time."""
+        self._mark_lost_marker()
         self._thread = threading.Thread(target=self._run, name="paxos-supervisor", daemon=True)
         self._thread.start()
         if not self._up.wait(timeout):
@@ -98,6 +100,21 @@ class Supervisor:
         if self.failure is not None:
             self.stop()
             raise StartError(self.failure)
+
+    def _mark_lost_marker(self):
+        """The data directory lacks its identity marker (wiped, or never set up by `paxos-core init`): every
+        worker must rebuild before it votes. Found here, before any worker runs: the first worker to finish
+        its rebuild record puts the marker back, and a worker starting after that would otherwise take its
+        empty log for a first start and vote with no memory (found by tests/test_snapshot_cluster.py)."""
+        data_dir = self.config.data_dir
+        os.makedirs(data_dir, exist_ok=True)
+        if identity.read_marker(data_dir) is not None:
+            return
+        reason = ("the data directory %s lacks its identity marker (lost, or never set up by paxos-core init)"
+                  % data_dir)
+        for index in self._workers:
+            if not identity.rebuilding(data_dir, index):
+                identity.mark_rebuilding(data_dir, index, reason)
 
     def pids(self):
         return {i: p.pid for i, p in self.processes.items()}

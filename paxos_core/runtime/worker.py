@@ -19,10 +19,12 @@ import zmq
 from ..config import NodeConfig, load_config
 from ..errors import ConfigError, PaxosError, StartError
 from ..replica.loop import LoopSettings, ReplicaLoop, default_rng
+from ..replica.snapshots import SnapshotSettings
 from ..statemachine import loader
 from ..statemachine.store import RocksStore
 from ..storage import identity
 from ..storage.log import RocksLog, is_damage
+from ..storage.snapfiles import SnapshotFiles
 from .channel import EXIT_START_FAILED, ParentChannel, ParentLogHandler, set_parent_death_signal
 from .metrics import WorkerCollector
 from .transport import ADMIN_USER, CLIENT_ZAP_DOMAIN, PeerTransport, bind
@@ -46,8 +48,9 @@ def lost_state_reason(data_dir, index, log, recovery):
     """One line saying why this worker's log may have lost synced promises or votes, or "" if it did not."""
     if log.amnesia or recovery.amnesia:
         return log.open_report or recovery.report or "the log lost synced state"
-    if identity.rebuilding(data_dir, index):
-        return "a rebuild from peers was interrupted before it was on record"
+    reason = identity.rebuilding_reason(data_dir, index)
+    if reason is not None:
+        return reason or "a rebuild from peers was interrupted before it was on record"
     state = identity.worker_log_state(data_dir, index, log.created)
     if state == identity.WIPED:
         if identity.read_marker(data_dir) is None:
@@ -229,6 +232,9 @@ class Worker:
             # transport splits frames at half of max_frame_bytes, the receiver refuses frames above it.
             max_reply_bytes=max(1, config.max_frame_bytes // 4),
             plant=plant_from_env(config.node_id, index),
+            retain_instances=config.retain_instances,
+            # A snapshot chunk fits a quarter of a frame, as a catch-up reply does.
+            snapshots=SnapshotSettings(chunk_bytes=min(256 << 10, max(4096, config.max_frame_bytes // 4))),
         )
         core_config = config.core_config(index)
         if settings.plant:
@@ -236,7 +242,8 @@ class Worker:
         self.loop, amnesia = start_loop(self.log, data_dir, index, lambda recovery, amnesia: ReplicaLoop(
             settings, core_config, clock=monotonic_clock(), log=self.log, store=RocksStore(self.log.rdict, "sm"),
             send=self._send_peers, hosted=config.worker_groups(index), recovery=recovery, rng=default_rng(),
-            state_machine_factory=state_machine_factory, amnesia=amnesia))
+            state_machine_factory=state_machine_factory, amnesia=amnesia,
+            snapfiles=SnapshotFiles(os.path.join(data_dir, "worker-%d.snap" % index))))
         self.loop.status_hook = self.status
         if amnesia:
             identity.restore_marker(data_dir, config.node_id, config.cluster_id)

@@ -195,12 +195,12 @@ class Simulation:
         self.batch_envelope = r.random() < 0.5
         # Checkpoints: drawn from a second stream, so the rest of a seed's schedule is what it was before them.
         rc = self.rc = random.Random(cfg.seed * 7919 + 17)
-        self.aimed_crashes = 0
+        self.aimed_crashes = {}
         self.retain_instances = rc.choice((-1, -1, 0, 4, 64))
         if cfg.retain is not None:
             self.retain_instances = cfg.retain
-        elif cfg.plant == "truncate-too-far":
-            self.retain_instances = 0          # the plant needs truncation on
+        elif cfg.plant in ("truncate-too-far", "install-non-atomic"):
+            self.retain_instances = 0          # these plants need truncation on
         chunk = rc.choice((64, 512, 4096))
         self.snapshot_settings = SnapshotSettings(
             chunk_bytes=chunk, window_bytes=chunk * rc.choice((1, 2, 4)), build_bytes_per_turn=chunk * 2,
@@ -369,8 +369,10 @@ class Simulation:
             self._crashed(node)
             return
         node.busy_until = node.local_now
-        if marks != (loop.retention.truncations, loop.snapshots.writes):
-            self._aim_crash(node)
+        if marks[1] != loop.snapshots.writes:
+            self._aim_crash(node, "snapshot", 0.4)
+        elif marks[0] != loop.retention.truncations:
+            self._aim_crash(node, "truncation", 0.2)
         self._check_queue_order(node)
         if node.lost_state and not loop.engine.repairs:
             node.lost_state = False
@@ -379,16 +381,17 @@ class Simulation:
         else:
             self._wake(node, node.busy_until + int(timeout * 1e6 / node.rate) + 1)
 
-    def _aim_crash(self, node):
+    def _aim_crash(self, node, what, chance):
         """The turn wrote a truncation or a snapshot's staging or swap: sometimes crash the node within the
-        next few milliseconds (before or after its next synced write), where a non-atomic step would show."""
+        next few milliseconds (before or after its next synced write), where a non-atomic step would show.
+        At most 4 such crashes of each kind per seed."""
         rc = self.rc
         fault_end = self.cfg.fault_ms * 1000
-        if ("crash" not in self.faults or self.aimed_crashes >= 4 or node.local_now >= fault_end - 30_000
-                or rc.random() >= 0.2):
+        if ("crash" not in self.faults or self.aimed_crashes.get(what, 0) >= 4
+                or node.local_now >= fault_end - 30_000 or rc.random() >= chance):
             return
-        self.aimed_crashes += 1
-        t = node.local_now + rc.randint(0, 1_500)
+        self.aimed_crashes[what] = self.aimed_crashes.get(what, 0) + 1
+        t = node.local_now + rc.randint(0, 3_000)
         node.crash_times.append(t)
         node.crash_times.sort()
         self.at(t, CRASH, node.id)

@@ -196,14 +196,26 @@ def rebuilding_flag_path(data_dir, worker_index):
     return os.path.join(os.fspath(data_dir), "worker-%d.rebuilding" % worker_index)
 
 
-def mark_rebuilding(data_dir, worker_index):
-    """Worker i found its log lost or damaged: until its rebuild is on record in the new log, every start must
-    find that again (written durably before the worker writes anything)."""
-    _write_atomically(rebuilding_flag_path(data_dir, worker_index), b"rebuilding\n")
+def mark_rebuilding(data_dir, worker_index, reason=""):
+    """Worker i found its log lost or damaged (or the node found its marker gone before starting its workers):
+    until its rebuild is on record in the new log, every start must find that again (written durably before
+    the worker writes anything). `reason` is kept in the flag for the worker to report."""
+    _write_atomically(rebuilding_flag_path(data_dir, worker_index),
+                      (reason or "rebuilding").encode("utf-8", "replace")[:4096] + b"\n")
 
 
 def rebuilding(data_dir, worker_index):
     return os.path.exists(rebuilding_flag_path(data_dir, worker_index))
+
+
+def rebuilding_reason(data_dir, worker_index):
+    """The reason kept in worker i's rebuilding flag ("" if it has none), or None without a flag."""
+    try:
+        with open(rebuilding_flag_path(data_dir, worker_index), "rb") as f:
+            text = f.read().decode("utf-8", "replace").strip()
+    except FileNotFoundError:
+        return None
+    return "" if text == "rebuilding" else text
 
 
 def _remove_durably(path):
