@@ -620,7 +620,7 @@ class SessionStateMachine(StateMachine):
         prefix = _U32.pack(group)
         dprefix = prefix + _DATA_TAGS[half]
         sprefix = prefix + _SESSION_TAGS[half]
-        puts = []
+        puts: list[tuple[bytes, bytes]] = []
         append = puts.append
         for tag, suffix, value in entries:
             if type(suffix) is not bytes or type(value) is not bytes:
