@@ -44,7 +44,8 @@ def test_a_non_deterministic_state_machine_is_caught_by_the_replica_state_check(
     for seed in (0, 1):
         result = run_seed(SimConfig(seed=seed, state_machine="%s:Jittery" % __name__))
         assert not result.ok
-        assert any("state machine state at instance" in v and "differs from the state the chosen log gives" in v
+        # Caught at the end, or already at a restart (checkpoint seeds check the state there too).
+        assert any("state machine state at instance" in v and "the state the chosen log gives" in v
                    for v in result.violations), result.violations
 
 

@@ -42,6 +42,9 @@ class Retention:
         self.step = max(ALIGN, step_instances // ALIGN * ALIGN)
         self.pins = pins or (lambda: {})
         self.too_far = plant == "truncate-too-far"
+        if not hasattr(sm, "checkpoint_entries"):
+            # No keyed checkpoints (replica/snapshots.py): a peer behind a truncation could never catch up.
+            self.retain = -1
         self.truncations = 0
         self.instances = 0
         self.skipped = 0              # candidates whose CHAIN record at the cut was missing or damaged

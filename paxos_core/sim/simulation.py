@@ -50,7 +50,7 @@ from ..statemachine.loader import factory_for
 from ..statemachine.store import MemoryStore
 from ..storage.snapfiles import MemorySnapshotFiles
 from ..wire.codec import decode_batch, decode_entries, decode_frame, encode_frame
-from ..wire.message import ACCEPT, ACCEPTED, CATCHUP_REPLY, FORWARD, PROMISE
+from ..wire.message import ACCEPT, ACCEPTED, CATCHUP_REPLY, FORWARD, PROMISE, SNAP_CHUNK, Message
 from .clients import _UNSEEN, KEYS_PER_GROUP, HistoryOp, Operation, SimClient
 from .network import NetworkFaults, SimNetwork
 from .node import SimCrash, SimLog, SimNode, SimStore
@@ -238,6 +238,12 @@ class Simulation:
     def start_node(self, node, at):
         node.incarnation += 1
         node.snapfiles.restart()
+        if "damage" in self.faults and node.snapfiles.files and self.rc.random() < 0.3:
+            # A bit flipped in a snapshot file while the node was down (files are not fsynced): the frame's
+            # crc32c finds it when the file is read, and the file is dropped.
+            data = node.snapfiles.files[self.rc.choice(node.snapfiles.complete())][0]
+            data[self.rc.randrange(len(data))] ^= 1 << self.rc.randrange(8)
+            self.stats["snapfiles_damaged"] = self.stats.get("snapfiles_damaged", 0) + 1
         node.local_now = at
         node.pause = None
         node.busy_until = node.local_now
@@ -452,6 +458,14 @@ class Simulation:
                     oracle.on_served(node.id, group, instance, value)
             elif kind == FORWARD:
                 self._check_forward(node, dest, group, msg)
+            elif kind == SNAP_CHUNK and "damage" in self.faults and msg.value and self.rc.random() < 0.05:
+                # A bit flipped in flight under a frame checksum computed after it (a faulty NIC or proxy):
+                # the chunk's own crc32c must catch it, and the chunk is fetched again.
+                damaged = bytearray(msg.value)
+                damaged[self.rc.randrange(len(damaged))] ^= 1 << self.rc.randrange(8)
+                per_dest[dest][-1] = Message(kind, msg.group, msg.instance, msg.ballot, msg.mark, msg.aux, msg.chain,
+                                             bytes(damaged), msg.flags, msg.src, msg.inc)
+                self.stats["chunks_damaged"] = self.stats.get("chunks_damaged", 0) + 1
         for dest, msgs in per_dest.items():
             frame = encode_frame(CLUSTER_ID, node.id, dest, msgs)
             self.stats["frames"] += 1
