@@ -529,3 +529,24 @@ def test_soak_finding_a_rebuilt_node_is_held_only_to_the_promises_a_quorum_backe
     assert oracle.violations and "promise went back from 131074" in oracle.violations[0]
     result = run_seed(SimConfig(seed=1013554, nodes=3, groups=64, faults=FAULT_KINDS))
     assert result.violations == [], result.violations[:3]
+
+
+def test_soak_finding_votes_a_rebuild_forgot_are_not_held_against_a_later_restart():
+    """Soak seeds 1,412,865, 1,417,271 and 1,420,063 (at 277c49c): node 2 led with ballot 65538, voted for
+    instances 10-12, lost its disk before any quorum took them, rebuilt (target 10: no peer had them), and
+    at a later plain restart the oracle held it to those votes ("accepted ballot went back ... to nothing").
+    The rebuild rule may forget a vote no quorum took (a chosen one it learns again); after a rebuild the
+    node is held to the votes it gives from then on. A vote given after the rebuild still never goes back."""
+    from paxos_core.sim.oracle import Oracle
+    from paxos_core.sim.simulation import FAULT_KINDS, SimConfig, run_seed
+
+    oracle = Oracle(5)
+    oracle.on_vote(2, 0, 10, 65538)
+    oracle.on_amnesia(2)
+    oracle.on_restart_state(2, 0, 65538, {}, 10)
+    assert not oracle.violations
+    oracle.on_vote(2, 0, 11, 131074)
+    oracle.on_restart_state(2, 0, 131074, {}, 10)
+    assert oracle.violations and "instance 11: accepted ballot went back from 131074" in oracle.violations[0]
+    result = run_seed(SimConfig(seed=1420063, nodes=5, groups=1, faults=FAULT_KINDS))
+    assert result.violations == [], result.violations[:3]

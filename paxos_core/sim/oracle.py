@@ -126,6 +126,12 @@ class Oracle:
             backed = [x for x in peers + [0, ballot]
                       if x <= ballot and 1 + sum(1 for b in peers if b >= x) >= self.majority]
             self.replied_promise[(n, group)] = max(backed) if backed else 0
+        # Its votes: the rebuild learns every instance below the peers' marks and tops before it votes again,
+        # so a chosen value it voted for is kept (and "one value per instance" checks that), while a vote that
+        # no quorum took may be forgotten (its ballot's Accept stopped counting after vote_ttl_ticks, which the
+        # rebuild waits out). A later plain restart is held to the votes it gives from here on.
+        for key in [k for k in self.replied_accept if k[0] == node]:
+            del self.replied_accept[key]
 
     def on_restart_state(self, node, group, promised, accepted, chosen_next):
         """Right after a restart: nothing the node vouched for may be forgotten."""
