@@ -2,6 +2,7 @@
 step 1): LOW and CHAIN records version 2 (with the value bytes below them), version-1 records still read,
 the CHECKPOINT record, and `log.write(records, deletes, store_ops)` on every log (RocksLog, MemoryLog, the
 simulator's SimLog) as one atomic write."""
+import random
 import struct
 
 import pytest
@@ -193,3 +194,34 @@ def test_simulated_log_writes_the_same_one_batch():
     node.disk.crash()
     assert [e[0] for e in log.read_chosen(1, 4, 9)] == [4, 5, 6, 7]
     assert store.get(b"k4") is None
+
+
+def _bottom_level_log(path):
+    """A log whose group 1 holds 5,000 values of 1 KB in its bottom level (as an old log's do)."""
+    log = RocksLog(path, 1, 0xABC)
+    for start in range(0, 5000, 1000):
+        log.write([instance(1, i, random.randbytes(1000)) for i in range(start, start + 1000)])
+    log.rdict.flush()
+    log.rdict.compact_range(None, None)
+    return log
+
+
+def test_truncated_ranges_are_compacted_and_the_disk_space_comes_back(tmp_path):
+    """Truncation range-deletes values that sit in old table files; nothing makes RocksDB rewrite those
+    files soon, so the space stays taken (the control) until the log compacts the truncated span, in a thread
+    of its own, once enough instances were deleted."""
+    sizes = {}
+    for name, compact in (("control", False), ("compacted", True)):
+        log = _bottom_level_log(tmp_path / name)
+        log.compact_after_instances = 1000
+        log.write([low_record(1, 4936, 0, 0)], [(INSTANCE_RECORD, 1, 0, 4936)])
+        log.rdict.flush()
+        if compact:
+            assert log.compact_if_due()
+            log.wait_compaction()
+            assert log.compactions == 1 and not log.compact_if_due(), "the counter starts again"
+        assert [e[0] for e in log.read_chosen(1, 4936, 5000)] == list(range(4936, 5000))
+        sizes[name] = log.rdict.property_int_value("rocksdb.total-sst-files-size")
+        log.close()
+    assert sizes["control"] > 4 << 20, sizes
+    assert sizes["compacted"] < 512 << 10, sizes

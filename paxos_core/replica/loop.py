@@ -184,6 +184,7 @@ class ReplicaLoop:
         self.slow_write_warned = -1e9
         self.serve_misses = 0
         self.snapfiles = snapfiles
+        self._compact_if_due = getattr(log, "compact_if_due", None)
         self.store = StagedStore(store)
         self.sm = (state_machine_factory or KVStateMachine)(self.store)
         self.outbox = {}
@@ -368,6 +369,8 @@ class ReplicaLoop:
         self.serve_misses += short
         if fx.records:
             self._observe_write(getattr(self.log, "last_write_seconds", 0.0))
+        if fx.deletes and self._compact_if_due is not None:
+            self._compact_if_due()            # RocksLog: compacts truncated ranges in a thread of its own
         for group, reason in fx.stopped:
             # Before anything is applied: the engine already withheld this batch's values of the group.
             log.error("node %d worker %d: group %d stopped: %s", self.node_id, self.index, group, reason)

@@ -90,6 +90,7 @@ What follows:
 import gc
 import logging
 import os
+import threading
 import time
 
 import rocksdict
@@ -351,6 +352,13 @@ cdef class RocksLog:
     cdef readonly long long records_written
     cdef readonly long long bytes_written
     cdef readonly double last_write_seconds     # how long the last write() took (the synced write itself)
+    cdef readonly long long deleted_instances   # instances range-deleted (truncation, installs) since the last
+                                                # compaction was started
+    cdef readonly long long compactions         # compactions of truncated ranges started
+    cdef readonly double compaction_seconds     # time they took, summed (in the compactor thread)
+    cdef public long long compact_after_instances
+    cdef object _compact_span                   # [lowest, highest] key range deleted since the last one
+    cdef object _compactor                      # the thread running a compaction, or None
     cdef object _recovery                  # the recovery scan made at open, until recover() takes it or a write
 
     def __init__(self, path, int node_id, uint64_t cluster_id, str durability="sync"):
@@ -360,6 +368,7 @@ cdef class RocksLog:
         self.path = os.fspath(path)
         self.node_id = node_id
         self.cluster_id = cluster_id
+        self.compact_after_instances = 65536
         self.durability = durability
         self.syncs = self.writes = self.records_written = self.bytes_written = 0
         self.read_errors = 0
@@ -522,7 +531,13 @@ cdef class RocksLog:
             nbytes += len(<bytes>pair[1])
         if deletes:
             for rtype, group, first, end in deletes:
-                batch.delete_range(group_key(rtype, group, first), group_key(rtype, group, end))
+                begin_key, end_key = group_key(rtype, group, first), group_key(rtype, group, end)
+                batch.delete_range(begin_key, end_key)
+                if rtype == INSTANCE_RECORD:
+                    self.deleted_instances += end - first
+                    span = self._compact_span
+                    self._compact_span = [begin_key if span is None else min(span[0], begin_key),
+                                          end_key if span is None else max(span[1], end_key)]
         if store_ops:
             add_to_batch(batch, self.db.get_column_family_handle(STORE_FAMILY), *store_ops)
         cdef double started = _monotonic()
@@ -675,6 +690,7 @@ cdef class RocksLog:
         (a column family, iterator or snapshot) must be gone first (RuntimeError otherwise, see _release).
         Returns the fresh DB's Recovery: empty, ``amnesia`` set, ``report`` saying what was found."""
         self._recovery = None
+        self.wait_compaction()
         self.db = self._replace_damaged(finding)
         self._check_node_record()
         return Recovery(node_id=self.node_id, cluster_id=self.cluster_id, amnesia=True, report=self.open_report)
@@ -703,10 +719,57 @@ cdef class RocksLog:
     def stats(self):
         return {"syncs": self.syncs, "writes": self.writes, "records": self.records_written,
                 "bytes": self.bytes_written, "wal_tail_damaged": int(self.wal_tail_damaged),
-                "amnesia": int(self.amnesia), "read_errors": self.read_errors}
+                "amnesia": int(self.amnesia), "read_errors": self.read_errors, "compactions": self.compactions,
+                "log_bytes": self.log_bytes()}
+
+    def log_bytes(self):
+        """Bytes of the DB's files for the log and the state machine (SST files plus memtables)."""
+        if self.db is None:
+            return 0
+        total = 0
+        for name in ("rocksdb.total-sst-files-size", "rocksdb.cur-size-all-mem-tables"):
+            total += self.db.property_int_value(name) or 0
+            total += self.db.get_column_family(STORE_FAMILY).property_int_value(name) or 0
+        return total
+
+    def compact_if_due(self):
+        """Truncation deletes ranges; the disk space comes back only when they are compacted. Once
+        `compact_after_instances` instances were deleted, compact the span they cover, in a thread of its own
+        (RocksDB compacts beside the writes; rocksdict lets go of the GIL meanwhile), one at a time. Returns
+        True if one was started."""
+        if (self.deleted_instances < self.compact_after_instances or self._compact_span is None
+                or self.db is None or (self._compactor is not None and self._compactor.is_alive())):
+            return False
+        begin, end = self._compact_span
+        self._compact_span = None
+        self.deleted_instances = 0
+        self.compactions += 1
+        opts = rocksdict.CompactOptions()
+        opts.set_bottommost_level_compaction(rocksdict.BottommostLevelCompaction.force())
+        opts.set_exclusive_manual_compaction(False)
+        db = self.db
+
+        def run():
+            started = time.monotonic()
+            try:
+                db.compact_range(begin, end, opts)
+            except Exception as exc:          # a closed DB, damage met: the next start finds it
+                log.warning("log %s: compaction of truncated records failed: %s", self.path, exc)
+            self.compaction_seconds += time.monotonic() - started
+
+        self._compactor = threading.Thread(target=run, name="paxos-compactor", daemon=True)
+        self._compactor.start()
+        return True
+
+    def wait_compaction(self):
+        """Wait for a running compaction (before the DB is closed or set aside)."""
+        if self._compactor is not None:
+            self._compactor.join()
+            self._compactor = None
 
     def close(self):
         self._recovery = None
+        self.wait_compaction()
         if self.db is not None:
             self.db.close()
             self.db = None
