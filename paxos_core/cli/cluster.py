@@ -118,17 +118,25 @@ def cmd_status(args):
     if args.write_out == "json":
         print(json.dumps(rows, indent=1))
         return 1 if down == len(rows) else 0
-    print("%4s %6s %7s %8s %9s %9s %8s %8s %8s %9s" % ("node", "worker", "groups", "masters", "chosen",
-                                                       "applied", "max-lag", "fsyncs", "pending", "repairing"))
+    print("%4s %6s %7s %8s %9s %9s %8s %8s %8s %9s %8s %10s" % ("node", "worker", "groups", "masters", "chosen",
+                                                                "applied", "max-lag", "fsyncs", "pending",
+                                                                "repairing", "log-MB", "snap in/out"))
+    log_bytes = {}
     for r in rows:
         if "error" in r:
             print("%4d %6d  unreachable: %s" % (r["node"], r["worker"], r["error"]))
             continue
         chosen = sum(g["chosen"] for g in r["group_detail"])
         applied = sum(g["applied"] for g in r["group_detail"])
-        print("%4d %6d %7d %8d %9d %9d %8d %8d %8d %9d" % (r["node"], r["worker"], r["groups"], r["masters"],
-                                                           chosen, applied, r["max_lag"], r["log"]["syncs"],
-                                                           r["pending"], r.get("repairing", 0)))
+        nbytes = r["log"].get("log_bytes", 0)
+        log_bytes[r["node"]] = log_bytes.get(r["node"], 0) + nbytes
+        snaps = r.get("snapshots", {})
+        print("%4d %6d %7d %8d %9d %9d %8d %8d %8d %9d %8.1f %10s" % (
+            r["node"], r["worker"], r["groups"], r["masters"], chosen, applied, r["max_lag"], r["log"]["syncs"],
+            r["pending"], r.get("repairing", 0), nbytes / 1e6,
+            "%d/%d" % (len(snaps.get("incoming", [])), len(snaps.get("outgoing", [])))))
+    for node, nbytes in sorted(log_bytes.items()):
+        print("node %d: %.1f MB of log and state machine on disk and in memtables" % (node, nbytes / 1e6))
     unwell = [(r["node"], g) for r in rows for g in r.get("group_detail", []) if g.get("status", "ok") != "ok"]
     for node, g in unwell:
         repair = g.get("repair") or {}
@@ -138,13 +146,13 @@ def cmd_status(args):
             if repair else ""))
     if args.groups:
         print()
-        print("%4s %6s %6s %7s %6s %9s %9s %6s %10s" % ("node", "worker", "group", "master", "epoch", "chosen",
-                                                        "applied", "lag", "role"))
+        print("%4s %6s %6s %7s %6s %9s %9s %6s %10s %9s" % ("node", "worker", "group", "master", "epoch", "chosen",
+                                                            "applied", "lag", "role", "low"))
         for r in rows:
             for g in r.get("group_detail", []):
-                print("%4d %6d %6d %7d %6d %9d %9d %6d %10s" % (r["node"], r["worker"], g["group"], g["master"],
-                                                                 g["epoch"], g["chosen"], g["applied"], g["lag"],
-                                                                 g["role"]))
+                print("%4d %6d %6d %7d %6d %9d %9d %6d %10s %9d" % (r["node"], r["worker"], g["group"], g["master"],
+                                                                     g["epoch"], g["chosen"], g["applied"], g["lag"],
+                                                                     g["role"], g.get("low", 0)))
     return 1 if down == len(rows) else 0
 
 

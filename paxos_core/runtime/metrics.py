@@ -84,6 +84,24 @@ class WorkerCollector:
         yield gauge("masters", "groups this worker is master of", w.masters_held())
         yield gauge("active_groups", "groups with protocol work in progress", w.engine.active_groups())
         yield gauge("pending_requests", "client requests waiting for an outcome", w.pending_count())
+        yield gauge("log_bytes", "bytes of the worker's RocksDB (log and state machine): table files and memtables",
+                    w.log.log_bytes())
+        snaps = w.loop.snapshots
+        st = snaps.stats
+        yield counter("log_truncated_instances", "log instances truncated below the applied mark",
+                      w.loop.retention.instances)
+        yield counter("compactions", "compactions of truncated log ranges started", w.log.compactions)
+        yield counter("snapshots_sent", "snapshots streamed to peers to the end", st["snapshots_sent"])
+        yield counter("snapshot_sent_bytes", "snapshot chunk bytes sent", st["snapshot_bytes_sent"])
+        yield counter("snapshots_installed", "snapshots swapped in", st["snapshots_installed"])
+        yield counter("snapshot_installed_bytes", "entry bytes of the snapshots swapped in",
+                      st["snapshot_bytes_installed"])
+        yield counter("snapshot_chunks_refetched", "snapshot chunks asked for again (bad checksum)",
+                      st["snapshot_chunks_refetched"])
+        yield counter("snapshots_aborted", "snapshot transfers dropped", st["snapshots_aborted"])
+        yield gauge("snapshots_in_progress_incoming", "snapshots being received", len(snaps.incoming))
+        yield gauge("snapshots_in_progress_outgoing", "snapshot files being built or held for peers",
+                    len(snaps.outgoing))
         for name, doc, hist in (("latency_seconds", "client request latency", w.latency),
                                 ("batch_size", "client commands per chosen instance", w.batch_sizes),
                                 ("log_write_seconds", "duration of each cycle's synced write (one per cycle)",
