@@ -26,6 +26,7 @@ TOOLS = {
     "powercut": (("mkfs.xfs", "xfsprogs"), ("xfs_io", "xfsprogs"), ("losetup", "mount"), ("mount", "mount")),
     "stall": (), "corrupt": (), "clock": (("faketime", "faketime"),),
     "slowdisk": (("mkfs.xfs", "xfsprogs"), ("fsfreeze", "util-linux"), ("losetup", "mount")),
+    "wipe": (),
 }
 
 
@@ -45,7 +46,8 @@ def _requirements(kind):
         require_tool(tool, apt=package)
 
 
-@pytest.mark.parametrize("kind", ["kill", "pause", "stall", "partition", "powercut", "corrupt", "clock", "slowdisk"])
+@pytest.mark.parametrize("kind", ["kill", "pause", "stall", "partition", "powercut", "corrupt", "clock", "slowdisk",
+                                  "wipe"])
 def test_fault_kind_injected_and_history_linearizable(tmp_path, kind):
     _requirements(kind)
     modes = "lease,stale" if kind in ("pause", "clock", "corrupt") else "lease,linearizable"
@@ -61,6 +63,9 @@ def test_fault_kind_injected_and_history_linearizable(tmp_path, kind):
     assert summary["ok"] > 100, out[-3000:]
     if kind == "corrupt":
         assert summary["corrupt_undetected"] == 0, out[-3000:]
+    if kind == "wipe":                      # truncation is on: the wiped node came back through snapshots
+        logs = "".join(p.read_text(errors="replace") for p in (tmp_path / "run" / "logs").glob("*"))
+        assert "installed a snapshot" in logs, out[-3000:]
     # Progress lines give seconds since the start of the run (not the host's monotonic clock).
     shown = [float(m.group(1)) for m in re.finditer(r"^nemesis: (\d+\.\d) s %s " % kind, out, re.M)]
     assert shown and all(0 <= t < summary["duration_s"] + 60 for t in shown), out[-3000:]

@@ -292,7 +292,7 @@ class ThreadStop:
 class Cluster:
     """``nodes`` node files written as ``paxos-core init`` writes them, with the topology's addresses."""
 
-    def __init__(self, directory, topology, nodes=3, workers=2, groups=4, xfs=False, env=None):
+    def __init__(self, directory, topology, nodes=3, workers=2, groups=4, xfs=False, env=None, retain_instances=None):
         self.dir = directory
         self.topology = topology
         self.env = dict(env or {})
@@ -307,6 +307,8 @@ class Cluster:
                               base_port=base, curve=True)
         for path in paths:
             self._set_hosts(str(path))
+            if retain_instances is not None:
+                self._set_retain(str(path), retain_instances)
         self.configs = load_cluster(conf_dir)
         self.conf_dir = conf_dir
         self.groups = groups
@@ -320,6 +322,18 @@ class Cluster:
         if xfs:
             for node in self.nodes.values():
                 self._put_on_xfs(node)
+
+    @staticmethod
+    def _set_retain(path, retain):
+        """Turn truncation on: ``storage.retain_instances`` in the node file."""
+        with open(path) as f:
+            text = f.read()
+        if re.search(r"^\[storage\]\s*$", text, re.M):
+            text = re.sub(r"^\[storage\]\s*$", "[storage]\nretain_instances = %d" % retain, text, count=1, flags=re.M)
+        else:
+            text += "\n[storage]\nretain_instances = %d\n" % retain
+        with open(path, "w") as f:
+            f.write(text)
 
     def _set_hosts(self, path):
         """Give node k (k-th [[cluster.nodes]] entry) the topology's address."""

@@ -39,6 +39,10 @@ stall      the loop thread of the worker that hosts a group's master stands stil
            the fault's duration. The reads are recorded like every client operation: one answered A is a stale
            lease read, found by the linearizability check. Without namespaces, no cut (the stalled master's
            own peers then tell it about the new master at once).
+wipe       a node is stopped (kill -9), everything in its data directory is deleted (a replaced disk), and it is
+           started again: it must rebuild every group from its peers (by snapshots where their logs are
+           truncated: runs with this kind turn truncation on, `storage.retain_instances` = 256) and serve
+           again, with nothing lost. Strikes only when no node is rebuilding, as `corrupt`.
 slowdisk   fsync stalls: the node's XFS filesystem is frozen (``fsfreeze -f``: every synced write blocks) for
            50-400 ms at a time, again and again, for the fault's duration. Needs the XFS disks (root,
            xfsprogs); without them, SIGSTOP/SIGCONT bursts of one worker of the same lengths (a stalled synced
@@ -58,7 +62,7 @@ from ..kv import key_group
 from .cluster import ThreadStop
 from .workload import History, do_op
 
-FAULT_KINDS = ("kill", "pause", "stall", "partition", "powercut", "corrupt", "clock", "slowdisk")
+FAULT_KINDS = ("kill", "pause", "stall", "partition", "powercut", "corrupt", "clock", "slowdisk", "wipe")
 NEEDS_XFS = ("powercut", "slowdisk")
 FAKETIME_PATHS = ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1",
                   "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1", "/usr/local/lib/faketime/libfaketime.so.1")
@@ -377,6 +381,26 @@ class Nemesis:
         record.detail = "bit %d of byte %d of %s (%d bytes)" % (bit, offset, os.path.relpath(path, node.data_dir),
                                                                size)
         record.log_mark = os.path.getsize(node.log_path)
+        record.injected = True
+
+    def _wipe(self, record):
+        deadline = self.clock() + 20
+        while self.repairing() and self.clock() < deadline and not self.stop.is_set():
+            time.sleep(0.5)
+        if self.repairing():
+            raise RuntimeError("a node is still rebuilding")
+        node = self.cluster.nodes[record.target]
+        node.kill()
+        self.cleanup.append(("start", node))
+        removed = 0
+        for name in os.listdir(node.data_dir):
+            path = os.path.join(node.data_dir, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+            removed += 1
+        record.detail = "%d entries of %s deleted" % (removed, node.data_dir)
         record.injected = True
 
     def _clock(self, record):

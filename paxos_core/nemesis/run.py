@@ -213,7 +213,8 @@ def _run(opts, say):
     try:
         topo.setup()
         cluster = Cluster(directory, topo, nodes=opts.nodes, workers=opts.workers, groups=opts.groups,
-                          xfs=xfs_why is None, env=env)
+                          xfs=xfs_why is None, env=env,
+                          retain_instances=256 if "wipe" in opts.faults else None)
         if xfs_why not in (None, "not needed"):
             say("nemesis: no XFS disks (%s)" % xfs_why)
         topo.enter_client_ns()
