@@ -745,9 +745,11 @@ def test_cli_flow_init_node_kv_status(tmp_path):
         assert run_cli("kv", "--cluster", directory, "get", "k", "--mode", "linearizable").stdout == "w\n"
         status = run_cli("status", "--cluster", directory)
         assert status.returncode == 0, status.stderr
-        rows = [line.split() for line in status.stdout.splitlines()[1:] if line.strip()]
+        lines = status.stdout.splitlines()[1:]
+        rows = [line.split() for line in lines if line.strip() and line.split()[0].isdigit()]
         assert sorted((int(r[0]), int(r[1])) for r in rows) == [(n, w) for n in (1, 2, 3) for w in range(2)], \
             status.stdout
+        assert sum(1 for line in lines if re.match(r"node \d: [\d.]+ MB of log", line)) == 3, status.stdout
         assert "unreachable" not in status.stdout
         # SIGTERM: every node says it is stopping and exits 0, its workers with it.
         for node in cluster.node_ids:
