@@ -550,3 +550,13 @@ def test_soak_finding_votes_a_rebuild_forgot_are_not_held_against_a_later_restar
     assert oracle.violations and "instance 11: accepted ballot went back from 131074" in oracle.violations[0]
     result = run_seed(SimConfig(seed=1420063, nodes=5, groups=1, faults=FAULT_KINDS))
     assert result.violations == [], result.violations[:3]
+
+
+def test_soak_finding_a_group_removed_during_a_snapshot_transfer_does_not_crash_the_worker():
+    """Soak seed 1,602,033 (at d253ca0): a group was removed (regroup) while a snapshot of it was coming in;
+    the next credit request asked the engine for the removed group's incarnation and the worker died
+    (UnknownGroup). Transfers of groups no longer hosted are now forgotten."""
+    from paxos_core.sim.simulation import FAULT_KINDS, SimConfig, run_seed
+
+    result = run_seed(SimConfig(seed=1602033, nodes=5, groups=1, faults=FAULT_KINDS))
+    assert not any("exception" in v for v in result.violations), result.violations[:3]

@@ -304,8 +304,20 @@ class Snapshots:
                 return True
         return False
 
+    def _prune(self):
+        """Forget transfers of groups this worker no longer hosts (removed while a transfer ran: the group's
+        records, CHECKPOINT record included, and both its halves went with it)."""
+        hosts = self.engine.hosts
+        for group in [g for g in self.incoming if not hosts(g)]:
+            del self.incoming[group]
+        for out in [o for o in self.outgoing.values() if not hosts(o.group)
+                    or self.engine.incarnation_of(o.group) != o.incarnation]:
+            self._drop_outgoing(out)
+        self.discards = [inc for inc in self.discards if hosts(inc.group)]
+
     def before_cycle(self):
         """Step 4a. Returns (log records, store ops or None) for this cycle's write."""
+        self._prune()
         now = self.clock()
         queue, self.queue = self.queue, []
         out_msgs = []
@@ -345,6 +357,7 @@ class Snapshots:
             if self.install_hook is not None:
                 self.install_hook(group, inc.applied if inc else None, inc.chain if inc else None)
         self.swapped = []
+        self._prune()
         asks = []
         now = self.clock()
         for inc in self.incoming.values():
