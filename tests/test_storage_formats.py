@@ -225,3 +225,17 @@ def test_truncated_ranges_are_compacted_and_the_disk_space_comes_back(tmp_path):
         log.close()
     assert sizes["control"] > 4 << 20, sizes
     assert sizes["compacted"] < 512 << 10, sizes
+
+
+def test_a_damaged_truncation_record_makes_the_group_rebuild_not_stop():
+    """Soak seeds 1,600,150, 1,600,996 and 1,601,707 (at d253ca0): a flipped bit in a LOW record stopped the
+    group for good. The values below the mark live in the peers' logs and checkpoints: it rebuilds instead."""
+    from paxos_core.sim.simulation import FAULT_KINDS, SimConfig, run_seed
+
+    items = sorted([encode_record(low_record(3, 64, 5, 100)), encode_record(instance(3, 64, b"x", mark=65))])
+    key, value = items[1] if parse_key(items[1][0])[0] == LOW_RECORD else items[0]
+    damaged = [(k, v if k != key else v[:-1] + bytes([v[-1] ^ 1])) for k, v in items]
+    state = recover(damaged).groups[3]
+    assert state.repair and "truncation record" in state.repair_reason and not state.stop_reason
+    result = run_seed(SimConfig(seed=1600150, nodes=3, groups=1, faults=FAULT_KINDS))
+    assert result.violations == [], result.violations[:3]

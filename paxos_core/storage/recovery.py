@@ -12,7 +12,8 @@ in core/engine.pyx and docs/architecture.md):
 * a damaged record at or above the learned mark may have been a vote: the acceptor cannot know what it
   voted;
 * a damaged promise record: the acceptor cannot know what it promised;
-* a damaged truncation record cannot be repaired (the values below it are gone): the group is STOPPED;
+* a damaged truncation record: the values below it are gone here, so the group is REPAIRING and learns
+  them again from its peers (a snapshot where their logs are truncated);
 * a chain that the records do not reproduce (a stored chain at a mark, or a CHAIN record) means the stored
   log is inconsistent: STOPPED;
 * a damaged CHECKPOINT record (an incoming snapshot's progress) is reported in ``checkpoint_damaged``: the
@@ -140,8 +141,10 @@ def recover(items):
             if rtype == INSTANCE_RECORD:
                 scan.corrupt.append((instance, str(exc)))
             elif rtype == LOW_RECORD:
+                # The values below it are gone here, but they live in the peers' logs and checkpoints: the
+                # group rebuilds (by snapshot or catch-up) before it votes again.
                 scan.corrupt.append((None, "truncation record: %s" % exc))
-                scan.stop = "the truncation record is damaged and cannot be repaired: %s" % exc
+                scan.repair = scan.repair or "the truncation record is damaged"
             elif rtype == CHAIN_RECORD:
                 scan.corrupt.append((None, "chain record at %d: %s" % (instance, exc)))
             elif rtype == GROUP_RECORD:
