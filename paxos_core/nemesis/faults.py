@@ -352,12 +352,17 @@ class Nemesis:
         node.disk.power_cut(node.owns)
         record.injected = True
 
-    def _corrupt(self, record):
+    def _wait_no_rebuild(self):
+        """Wait (up to 20 s) until no node is rebuilding: two rebuilding nodes of three cannot rebuild each
+        other. RuntimeError (the fault is reported as not injected) if one still is."""
         deadline = self.clock() + 20
         while self.repairing() and self.clock() < deadline and not self.stop.is_set():
             time.sleep(0.5)
         if self.repairing():
             raise RuntimeError("a node is still rebuilding")
+
+    def _corrupt(self, record):
+        self._wait_no_rebuild()
         node = self.cluster.nodes[record.target]
         node.kill()
         files = []
@@ -384,11 +389,7 @@ class Nemesis:
         record.injected = True
 
     def _wipe(self, record):
-        deadline = self.clock() + 20
-        while self.repairing() and self.clock() < deadline and not self.stop.is_set():
-            time.sleep(0.5)
-        if self.repairing():
-            raise RuntimeError("a node is still rebuilding")
+        self._wait_no_rebuild()
         node = self.cluster.nodes[record.target]
         node.kill()
         self.cleanup.append(("start", node))
