@@ -33,8 +33,17 @@ Layout of a node's file (paths are relative to the file's own directory)::
 
     [storage]               # optional
     durability = "sync"     # or "unsafe-no-sync" (tests only)
-    retain_instances = -1   # chosen values each group's log keeps below its applied mark; older ones are
+    retain_instances = 10000  # chosen values each group's log keeps below its applied mark; older ones are
                             # truncated and peers further behind get a snapshot (-1: never truncate)
+    retain_bytes = 67108864 # ... but fewer when they weigh more than this many value bytes (0: no limit)
+
+    [snapshot]              # optional, defaults shown: sending and receiving snapshots of groups
+    chunk_bytes = 262144    # per chunk (at most limits.max_frame_bytes / 4; the default shrinks to fit)
+    window_bytes = 2097152  # a receiver's credit per transfer: bytes in flight
+    max_outgoing = 4        # transfers a worker sends at once ...
+    max_incoming = 4        # ... and receives at once
+    idle_timeout_ms = 30000 # a snapshot file nobody asked for in this long is deleted
+    retry_ms = 500          # a receiver asks again for a chunk that did not come in this long
 
     [limits]                # optional, defaults shown
     max_pending = 20000     # proposals queued per worker before new ones fail with Overloaded
@@ -114,7 +123,16 @@ DEFAULTS = {
     },
     "storage": {
         "durability": "sync",
-        "retain_instances": -1,
+        "retain_instances": 10000,
+        "retain_bytes": 64 << 20,
+    },
+    "snapshot": {
+        "chunk_bytes": 256 << 10,
+        "window_bytes": 2 << 20,
+        "max_outgoing": 4,
+        "max_incoming": 4,
+        "idle_timeout_ms": 30000,
+        "retry_ms": 500,
     },
     "limits": {
         "max_pending": 20000,
@@ -123,7 +141,12 @@ DEFAULTS = {
     },
 }
 
-_TOP_KEYS = ("cluster", "node", "paxos", "storage", "limits")
+def attribute_name(table, key):
+    """The NodeConfig attribute of an optional setting: its key, prefixed with "snapshot_" in [snapshot]."""
+    return "snapshot_" + key if table == "snapshot" else key
+
+
+_TOP_KEYS = ("cluster", "node", "paxos", "storage", "snapshot", "limits")
 _CLUSTER_KEYS = ("id", "groups", "workers", "keys_dir", "nodes", "state_machine")
 _NODE_ENTRY_KEYS = ("id", "host", "peer_port", "client_port", "metrics_port")
 _NODE_KEYS = ("id", "data_dir")
@@ -408,6 +431,13 @@ class NodeConfig:
     proposal_timeout_ticks: int = DEFAULTS["paxos"]["proposal_timeout_ticks"]
     durability: str = DEFAULTS["storage"]["durability"]
     retain_instances: int = DEFAULTS["storage"]["retain_instances"]
+    retain_bytes: int = DEFAULTS["storage"]["retain_bytes"]
+    snapshot_chunk_bytes: int = DEFAULTS["snapshot"]["chunk_bytes"]
+    snapshot_window_bytes: int = DEFAULTS["snapshot"]["window_bytes"]
+    snapshot_max_outgoing: int = DEFAULTS["snapshot"]["max_outgoing"]
+    snapshot_max_incoming: int = DEFAULTS["snapshot"]["max_incoming"]
+    snapshot_idle_timeout_ms: int = DEFAULTS["snapshot"]["idle_timeout_ms"]
+    snapshot_retry_ms: int = DEFAULTS["snapshot"]["retry_ms"]
     max_pending: int = DEFAULTS["limits"]["max_pending"]
     max_frame_bytes: int = DEFAULTS["limits"]["max_frame_bytes"]
     max_group_id: int = DEFAULTS["limits"]["max_group_id"]
@@ -595,6 +625,8 @@ class NodeConfig:
                    % (", ".join(repr(m) for m in DURABILITY_MODES), durability))
         retain_instances = c.integer(storage, "retain_instances", "storage.retain_instances", -1, (1 << 62),
                                      default=DEFAULTS["storage"]["retain_instances"])
+        retain_bytes = c.integer(storage, "retain_bytes", "storage.retain_bytes", 0, (1 << 62),
+                                 default=DEFAULTS["storage"]["retain_bytes"])
 
         lim = DEFAULTS["limits"]
         limits = c.table(d, "limits", "limits", tuple(lim), required=False)
@@ -616,6 +648,22 @@ class NodeConfig:
                                              "headers, paxos.max_batch_count = %d proposals, max(paxos."
                                              "max_batch_bytes, paxos.max_value_bytes) = %d payload bytes), got %d"
                    % (needed, max_batch_count, max(max_batch_bytes, max_value_bytes), max_frame_bytes))
+
+        snap = DEFAULTS["snapshot"]
+        snapshot = c.table(d, "snapshot", "snapshot", tuple(snap), required=False)
+        # A chunk fits a quarter of a frame, as a catch-up reply does (the default shrinks to fit).
+        chunk_limit = max(4096, max_frame_bytes // 4)
+        chunk_bytes = c.integer(snapshot, "chunk_bytes", "snapshot.chunk_bytes", 4096, chunk_limit,
+                                default=min(snap["chunk_bytes"], chunk_limit))
+        window_bytes = c.integer(snapshot, "window_bytes", "snapshot.window_bytes", chunk_bytes, 1 << 40,
+                                 default=max(snap["window_bytes"], chunk_bytes))
+        max_outgoing = c.integer(snapshot, "max_outgoing", "snapshot.max_outgoing", 1, 1024,
+                                 default=snap["max_outgoing"])
+        max_incoming = c.integer(snapshot, "max_incoming", "snapshot.max_incoming", 1, 1024,
+                                 default=snap["max_incoming"])
+        idle_timeout_ms = c.integer(snapshot, "idle_timeout_ms", "snapshot.idle_timeout_ms", 100, 1 << 40,
+                                    default=snap["idle_timeout_ms"])
+        retry_ms = c.integer(snapshot, "retry_ms", "snapshot.retry_ms", 10, 1 << 40, default=snap["retry_ms"])
 
         base = Path(os.path.abspath(base_dir))
         keys_dir = _resolve(base, keys_value) if keys_value != "" else None
@@ -641,6 +689,13 @@ class NodeConfig:
             proposal_timeout_ticks=proposal_timeout_ticks,
             durability=durability,
             retain_instances=retain_instances,
+            retain_bytes=retain_bytes,
+            snapshot_chunk_bytes=chunk_bytes,
+            snapshot_window_bytes=window_bytes,
+            snapshot_max_outgoing=max_outgoing,
+            snapshot_max_incoming=max_incoming,
+            snapshot_idle_timeout_ms=idle_timeout_ms,
+            snapshot_retry_ms=retry_ms,
             max_pending=max_pending,
             max_frame_bytes=max_frame_bytes,
             max_group_id=max_group_id,
@@ -671,7 +726,7 @@ class NodeConfig:
         if self.state_machine:
             d["cluster"]["state_machine"] = self.state_machine
         for table, defaults in DEFAULTS.items():
-            d[table] = {key: getattr(self, key) for key in defaults}
+            d[table] = {key: getattr(self, attribute_name(table, key)) for key in defaults}
         return d
 
 

@@ -12,7 +12,7 @@ import pytest
 import tomli_w
 import zmq
 
-from paxos_core.config import (DEFAULTS, NodeAddress, NodeConfig, load_cluster, load_config,
+from paxos_core.config import (DEFAULTS, NodeAddress, NodeConfig, attribute_name, load_cluster, load_config,
                                write_cluster)
 from paxos_core.core.engine import Engine
 from paxos_core.errors import ConfigError
@@ -45,9 +45,9 @@ def test_defaults_and_flat_attributes():
     assert cfg.node_id == 1 and cfg.cluster_id == 1234567 and cfg.groups == 16 and cfg.workers == 2
     assert cfg.keys_dir is None and cfg.path is None
     assert str(cfg.data_dir) == "/base/data/node1"
-    for table in DEFAULTS.values():
+    for name, table in DEFAULTS.items():
         for key, value in table.items():
-            assert getattr(cfg, key) == value
+            assert getattr(cfg, attribute_name(name, key)) == value
     assert (cfg.window, cfg.max_batch_count, cfg.max_batch_bytes, cfg.max_value_bytes) == (8, 4096, 1 << 20, 1 << 20)
     assert (cfg.tick_ms, cfg.lease_ticks, cfg.lease_margin, cfg.proposal_timeout_ticks) == (10, 300, 0.3, 500)
     assert (cfg.durability, cfg.max_pending, cfg.max_frame_bytes) == ("sync", 20000, 64 << 20)
@@ -58,12 +58,40 @@ def test_every_optional_setting_is_read():
     d = base_dict()
     d["paxos"] = {"window": 3, "max_batch_count": 10, "max_batch_bytes": 1000, "max_value_bytes": 500,
                   "tick_ms": 5, "lease_ticks": 100, "lease_margin": 0.25, "proposal_timeout_ticks": 50}
-    d["storage"] = {"durability": "unsafe-no-sync"}
+    d["storage"] = {"durability": "unsafe-no-sync", "retain_instances": 500, "retain_bytes": 1 << 20}
     d["limits"] = {"max_pending": 7, "max_frame_bytes": 1 << 16}
+    d["snapshot"] = {"chunk_bytes": 8192, "window_bytes": 65536, "max_outgoing": 2, "max_incoming": 3,
+                     "idle_timeout_ms": 5000, "retry_ms": 100}
     cfg = load(d)
-    for table in ("paxos", "storage", "limits"):
+    for table in ("paxos", "storage", "limits", "snapshot"):
         for key, value in d[table].items():
-            assert getattr(cfg, key) == value, key
+            assert getattr(cfg, attribute_name(table, key)) == value, key
+
+
+def test_truncation_is_on_by_default_and_can_be_turned_off():
+    cfg = load(base_dict())
+    assert cfg.retain_instances == 10000 and cfg.retain_bytes == 64 << 20
+    d = base_dict()
+    d["storage"] = {"retain_instances": -1, "retain_bytes": 0}
+    cfg = load(d)
+    assert (cfg.retain_instances, cfg.retain_bytes) == (-1, 0)
+
+
+def test_the_snapshot_chunk_fits_a_quarter_of_a_frame():
+    d = base_dict()
+    d["paxos"] = {"max_batch_bytes": 1 << 16, "max_value_bytes": 1 << 16}
+    assert load(d).snapshot_chunk_bytes == 256 << 10                # the default
+    d["limits"] = {"max_frame_bytes": 512 << 10}
+    assert load(d).snapshot_chunk_bytes == 128 << 10                # the default shrinks to a quarter frame
+    d["snapshot"] = {"chunk_bytes": (128 << 10) + 1}
+    with pytest.raises(ConfigError, match=r"snapshot.chunk_bytes: must be an integer <= 131072"):
+        load(d)
+    d["snapshot"] = {"chunk_bytes": 8192, "window_bytes": 4096}
+    with pytest.raises(ConfigError, match=r"snapshot.window_bytes: must be an integer >= 8192"):
+        load(d)
+    d["snapshot"] = {"chunks": 1}
+    with pytest.raises(ConfigError, match=r"snapshot"):
+        load(d)
 
 
 def test_membership_and_addresses():

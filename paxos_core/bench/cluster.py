@@ -113,7 +113,8 @@ def _mb(n):
 class BenchCluster:
     """Three nodes on loopback in a temporary directory, stopped and deleted on close()."""
 
-    def __init__(self, point, base_dir=None):
+    def __init__(self, point, base_dir=None, storage=None):
+        """`storage`: overrides of the node files' [storage] table (e.g. {"retain_instances": 256})."""
         self.point = point
         self.dir = tempfile.mkdtemp(prefix="paxos-bench-", dir=base_dir)
         self.procs = {}
@@ -134,17 +135,57 @@ class BenchCluster:
                 paxos["max_batch_bytes"] = point.value_size + 1024
             doc.setdefault("limits", {})["max_pending"] = max(20000, point.clients * point.concurrency
                                                               * point.request_batch() * 2)
+            if storage:
+                doc.setdefault("storage", {}).update(storage)
             with open(full, "wb") as f:
                 f.write(tomli_w.dumps(doc).encode())
         self.configs = load_cluster(cluster_dir)
 
+    def config(self, node_id):
+        return next(cfg for cfg in self.configs if cfg.node_id == node_id)
+
+    def start_node(self, node_id):
+        """Start one node's process (its log is appended to node<id>.log)."""
+        cfg = self.config(node_id)
+        if node_id in self.logs:
+            self.logs[node_id].close()
+        log = open(os.path.join(self.dir, "node%d.log" % node_id), "ab")
+        self.logs[node_id] = log
+        self.procs[node_id] = subprocess.Popen(
+            spawn.python_command("paxos_core", "node", cfg.path, "--log-level", "warning"),
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=spawn.environment(self.point.env))
+
+    def stop_node(self, node_id, timeout=20.0):
+        """Stop one node (SIGTERM, then SIGKILL after `timeout`) and wait for its process to exit."""
+        proc = self.procs[node_id]
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+    def wipe_node(self, node_id):
+        """Delete a stopped node's data directory (its keys and node file stay): a replaced disk."""
+        data_dir = self.config(node_id).data_dir
+        shutil.rmtree(data_dir)
+        os.makedirs(data_dir)
+
+    def disk_bytes(self, node_id):
+        """Bytes of the node's data directory on disk (what `du --apparent-size` counts)."""
+        total = 0
+        for root, _, files in os.walk(self.config(node_id).data_dir):
+            for name in files:
+                try:
+                    total += os.path.getsize(os.path.join(root, name))
+                except OSError:
+                    pass
+        return total
+
     def start(self, timeout=60.0):
         for cfg in self.configs:
-            log = open(os.path.join(self.dir, "node%d.log" % cfg.node_id), "wb")
-            self.logs[cfg.node_id] = log
-            self.procs[cfg.node_id] = subprocess.Popen(
-                spawn.python_command("paxos_core", "node", cfg.path, "--log-level", "warning"),
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=spawn.environment(self.point.env))
+            self.start_node(cfg.node_id)
         self.client = Client.from_config(self.configs[0], default_timeout=10.0)
         deadline = time.monotonic() + timeout
         while True:

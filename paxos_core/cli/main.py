@@ -137,6 +137,22 @@ def cmd_bench(args):
         seconds = args.seconds if args.seconds is not None else (5.0 if args.quick else 20.0)
         fsync.run(seconds, args.parallel, args.dir, json_path=args.json)
         return 0
+    if args.what == "rejoin":
+        from ..bench import rejoin
+
+        rejoin.run(groups=(args.groups or (64,))[0], keys=args.keys or 100000, value_size=args.value_size[0],
+                   workers=args.workers[0], retain=args.retain if args.retain is not None else 128,
+                   concurrency=min(args.concurrency, 256), base_dir=args.dir, json_path=args.json,
+                   say=lambda line: print(line, file=sys.stderr, flush=True))
+        return 0
+    if args.what == "soak":
+        from ..bench import soak
+
+        soak.run(duration=args.duration if args.duration is not None else 120.0, groups=(args.groups or (4,))[0],
+                 workers=args.workers[0], value_size=args.value_size[0], retain=args.retain,
+                 concurrency=min(args.concurrency, 256), keys=args.keys or 1000, every=args.seconds or 10.0,
+                 base_dir=args.dir, json_path=args.json, say=lambda line: print(line, flush=True))
+        return 0
     if args.what == "idle":
         from ..bench import idle
 
@@ -144,6 +160,8 @@ def cmd_bench(args):
         return 0
     from ..bench import cluster
 
+    if args.duration is None:
+        args.duration = 8.0
     if args.full:
         points = cluster.full_sweep(args.duration)
     else:
@@ -291,10 +309,12 @@ def build_parser():
                        description="cluster (default): start a local cluster of 3 replicas (real processes, fsync "
                        "on, temporary storage) and drive it with client processes; comma lists sweep. storage: "
                        "group commit against one synced write per record. idle: memory and CPU of idle groups. "
-                       "fsync: this disk's synced-append latency and stalls. The last line of output is a JSON summary "
+                       "fsync: this disk's synced-append latency and stalls. rejoin: wipe one node of a loaded "
+                       "cluster and time its rebuild through snapshots. soak: write for --duration seconds and "
+                       "report disk use per node every --seconds. The last line of output is a JSON summary "
                        "(cluster: ops/s, latency, fsyncs, operations in flight, CPU per op and in cores by role, "
                        "memory per replica); progress goes to stderr (a bar on a terminal, else one line per stage).")
-    p.add_argument("what", nargs="?", default="cluster", choices=["cluster", "storage", "idle", "fsync"],
+    p.add_argument("what", nargs="?", default="cluster", choices=["cluster", "storage", "idle", "fsync", "rejoin", "soak"],
                    help="which benchmark")
     p.add_argument("--quick", action="store_true", help="short run (well under a minute)")
     p.add_argument("--full", action="store_true", help="the full sweep reported in docs/BENCHMARKS.md")
@@ -313,7 +333,8 @@ def build_parser():
                    help="operations per client request (Client.propose_batch); 0: 32 with batching on, 1 off")
     p.add_argument("--mode", choices=("closed", "open"), default="closed", help="closed or open loop")
     p.add_argument("--rate", type=non_negative_float, default=0.0, help="open loop: offered ops/s in total")
-    p.add_argument("--duration", type=positive_float, default=8.0, help="measured seconds per point")
+    p.add_argument("--duration", type=positive_float, default=None,
+                   help="measured seconds per point (default 8); soak: seconds of writing (default 120)")
     p.add_argument("--warmup", type=non_negative_float, default=2.0,
                    help="unmeasured seconds before each measurement")
     p.add_argument("--curve", action="store_true", help="encrypt node-to-node traffic (CURVE)")
@@ -328,6 +349,12 @@ def build_parser():
     p.add_argument("--repeat", type=count, default=None, help="runs per point (the median is shown); storage: "
                    "measurements per figure (default: 1; storage: 5, or 3 with --quick)")
     p.add_argument("--parallel", type=count, default=1, help="fsync: probe processes at once")
+    p.add_argument("--keys", type=count, default=None,
+                   help="rejoin: keys written before the wipe (default 100000); soak: keys the writes cycle over "
+                        "(default: 1000)")
+    p.add_argument("--retain", type=int_range(1, 1 << 40, "a retention"), default=None,
+                   help="rejoin, soak: storage.retain_instances of the nodes (rejoin default 128; soak: the "
+                        "node files' default)")
     p.add_argument("--dir", default=None, help="where temporary clusters/databases go (default: temp dir)")
     p.set_defaults(func=cmd_bench)
 

@@ -46,7 +46,7 @@ from paxos_core.errors import ConfigError, GroupStopped, PaxosError, ValueTooLar
 from paxos_core.storage.records cimport (CHAIN_EVERY, CHAIN_RECORD, INSTANCE_RECORD, PROMISE_RECORD, RECORD_CHOSEN,
                                          REPAIR_PENDING, REPAIR_RECORD)
 from paxos_core.wire.message cimport SNAP_OFFER
-from paxos_core.storage.records import low_record
+from paxos_core.storage.records import BYTES_UNKNOWN, low_record
 from paxos_core.wire.codec import decode_batch, decode_entries, encode_batch, encode_entries
 
 log = logging.getLogger("paxos_core.core")
@@ -257,6 +257,7 @@ cdef class Engine:
         self.learner.catchup_src[slot] = 0
         self.learner.low[slot] = 0
         self.learner.learned_bytes[slot] = 0
+        self.learner.low_bytes[slot] = 0
         self.learner.decided.pop(slot, None)
         self.learner.outstanding.pop(slot, None)
         self.proposer.ballot[slot] = 0
@@ -302,7 +303,7 @@ cdef class Engine:
         cdef Py_ssize_t slot = self.add_group(group, state.incarnation)
         self.acceptor.restore(slot, state.promised, state.top, state.accepted)
         self.learner.restore(slot, state.chosen_next, state.chain, state.known_mark, state.repair_upto,
-                             state.low, state.learned_bytes)
+                             state.low, state.learned_bytes, state.low_bytes)
         self.proposer.seen_round[slot] = ballot_round(state.promised)
         if state.stop_reason:
             self.status[slot] = GROUP_STOPPED
@@ -1223,6 +1224,7 @@ cdef class Engine:
             raise ValueError("group %d: cannot truncate below %d (truncated below %d, learned below %d)"
                              % (group, below, low, self.learner.chosen_next[slot]))
         self.learner.low[slot] = below
+        self.learner.low_bytes[slot] = 0 if bytes_below == BYTES_UNKNOWN else bytes_below
         self.fx.deletes.append((INSTANCE_RECORD, group, low, below))
         self.fx.deletes.append((CHAIN_RECORD, group, 0, below))
         self._record(low_record(group, below, chain, bytes_below))
@@ -1299,7 +1301,8 @@ cdef class Engine:
         self.learner.chosen_next[slot] = applied
         self.learner.chain[slot] = chain
         self.learner.low[slot] = applied
-        self.learner.learned_bytes[slot] = bytes_below
+        self.learner.learned_bytes[slot] = 0 if bytes_below == BYTES_UNKNOWN else bytes_below
+        self.learner.low_bytes[slot] = self.learner.learned_bytes[slot]
         if self.learner.known_mark[slot] < applied:
             self.learner.known_mark[slot] = applied
         if self.acceptor.top[slot] < applied:
@@ -1591,6 +1594,7 @@ cdef class Engine:
             "known_mark": int(self.learner.known_mark[slot]),
             "low": int(self.learner.low[slot]),
             "learned_bytes": int(self.learner.learned_bytes[slot]),
+            "low_bytes": int(self.learner.low_bytes[slot]),
             "role": ("follower", "preparing", "leading")[self.proposer.role[slot]],
             "preferred": int(self.proposer.preferred[slot]),
             "repair": (None if slot not in self.repairs else

@@ -19,6 +19,8 @@ cdef class LearnerState:
     cdef uint64_t[::1] low
     cdef public object learned_bytes_array  # numpy uint64: value bytes learned below chosen_next
     cdef uint64_t[::1] learned_bytes
+    cdef public object low_bytes_array      # numpy uint64: value bytes below low (0 where the LOW record did not say)
+    cdef uint64_t[::1] low_bytes
     cdef public dict decided                # slot -> {instance: value} chosen but not yet contiguous
     cdef public dict outstanding            # slot -> {seq: [tag, deadline]} proposals made on this node
 

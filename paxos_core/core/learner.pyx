@@ -45,6 +45,7 @@ cdef class LearnerState:
         self.catchup_src_array = np.zeros(n_slots, np.int32)
         self.low_array = np.zeros(n_slots, np.uint64)
         self.learned_bytes_array = np.zeros(n_slots, np.uint64)
+        self.low_bytes_array = np.zeros(n_slots, np.uint64)
         self._bind()
         self.decided = {}
         self.outstanding = {}
@@ -58,6 +59,7 @@ cdef class LearnerState:
         self.catchup_src = self.catchup_src_array
         self.low = self.low_array
         self.learned_bytes = self.learned_bytes_array
+        self.low_bytes = self.low_bytes_array
 
     def resize(self, Py_ssize_t n_slots):
         cdef Py_ssize_t old = self.chosen_next_array.shape[0]
@@ -72,12 +74,14 @@ cdef class LearnerState:
         self.catchup_src_array = np.concatenate([self.catchup_src_array, np.zeros(extra, np.int32)])
         self.low_array = np.concatenate([self.low_array, np.zeros(extra, np.uint64)])
         self.learned_bytes_array = np.concatenate([self.learned_bytes_array, np.zeros(extra, np.uint64)])
+        self.low_bytes_array = np.concatenate([self.low_bytes_array, np.zeros(extra, np.uint64)])
         self._bind()
 
     def restore(self, Py_ssize_t slot, uint64_t chosen_next, uint32_t chain, uint64_t known_mark,
-                uint64_t repair_upto, uint64_t low=0, uint64_t learned_bytes=0):
+                uint64_t repair_upto, uint64_t low=0, uint64_t learned_bytes=0, uint64_t low_bytes=0):
         self.low[slot] = low
         self.learned_bytes[slot] = learned_bytes
+        self.low_bytes[slot] = low_bytes
         self.chosen_next[slot] = chosen_next
         self.chain[slot] = chain
         self.known_mark[slot] = max(known_mark, chosen_next)

@@ -83,6 +83,7 @@ class LoopSettings:
     max_reply_bytes: int = 16 << 20  # a catch-up reply's values, in bytes (the peer asks again for the rest)
     snapshots: object = None         # replica/snapshots.py SnapshotSettings (None: the defaults)
     retain_instances: int = -1       # chosen values kept below the applied mark (-1: the log is never truncated)
+    retain_bytes: int = 0            # ... but no more of them than weigh this many value bytes (0: no limit)
     truncate_groups_per_turn: int = 32
     truncate_step_instances: int = 65536
     plant: str = ""                  # planted bug (tests of the tests only)
@@ -271,7 +272,7 @@ class ReplicaLoop:
                                    self.applier, s.plant)
         self.retention = Retention(engine, self.sm, self.log, lambda slot: slot * self.workers + self.index,
                                    s.retain_instances, s.truncate_groups_per_turn, s.truncate_step_instances,
-                                   self.snapshots.pins, s.plant)
+                                   self.snapshots.pins, s.plant, s.retain_bytes)
         records, ops = self.snapshots.resume(recovery)
         if records or ops:
             self.log.write(records, None, ops)

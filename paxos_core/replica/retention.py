@@ -4,10 +4,15 @@ Runs in step 4a of the replica loop's turn, before the cycle: its truncations ar
 (range deletes and a LOW record) written in that cycle's ONE synced write. Per group the bound is
 
     B = min(applied mark read now, the applied mark of every snapshot file of the group being served)
-    T = the largest multiple of 64 at or below B - retain_instances; truncate if T >= low + 64
+    T = the largest multiple of 64 at or below B - retain_instances
+    T = max(T, the smallest multiple of 64 C <= B whose values from C up weigh at most retain_bytes)
+    truncate if T >= low + 64
 
-so a node keeps `retain_instances` chosen values below what it applied (a peer that lags by less catches up
-from the log; one that lags more gets a snapshot), and never deletes a record its own recovery needs: the
+so a node keeps `retain_instances` chosen values below what it applied, or fewer when they weigh more than
+`retain_bytes` (a peer that lags by less catches up from the log; one that lags more gets a snapshot). The
+weight of the values from C up is the engine's learned bytes minus the bytes below C of the CHAIN record at C
+(a binary search over those records, done only for a group whose log holds more than retain_bytes: the
+engine keeps the bytes below its low mark). A node never deletes a record its own recovery needs: the
 applied mark read here was written to the state machine's column family by an earlier turn, before this
 cycle's write in the same write-ahead log, so any state recovered with the new LOW record also has the
 state machine at or past it (docs/design/checkpoints.md, section 2, I2). The chain and value bytes at T come
@@ -24,20 +29,23 @@ was applied in the turn that learned it.
 import numpy as np
 
 from ..core.engine import GROUP_OK
+from ..storage.records import BYTES_UNKNOWN
 
 ALIGN = 64
 
 
 class Retention:
     def __init__(self, engine, sm, log, group_of, retain_instances=-1, groups_per_turn=32,
-                 step_instances=65536, pins=None, plant=""):
+                 step_instances=65536, pins=None, plant="", retain_bytes=0):
         """`group_of(slot)`: the group in an engine slot; `pins()`: group -> lowest instance to keep (the
-        applied mark of a snapshot file being served); `retain_instances` < 0: never truncate."""
+        applied mark of a snapshot file being served); `retain_instances` < 0: never truncate;
+        `retain_bytes` 0: no limit by weight."""
         self.engine = engine
         self.sm = sm
         self.log = log
         self.group_of = group_of
         self.retain = retain_instances
+        self.retain_bytes = max(0, retain_bytes)
         self.groups_per_turn = groups_per_turn
         self.step = max(ALIGN, step_instances // ALIGN * ALIGN)
         self.pins = pins or (lambda: {})
@@ -56,7 +64,12 @@ class Retention:
         engine = self.engine
         learner = engine.learner
         ahead = learner.chosen_next_array.astype(np.int64) - learner.low_array.astype(np.int64)
-        slots = np.flatnonzero(ahead >= self.retain + ALIGN)
+        wanted = ahead >= self.retain + ALIGN
+        if self.retain_bytes:
+            heavy = (learner.learned_bytes_array.astype(np.int64) - learner.low_bytes_array.astype(np.int64)
+                     > self.retain_bytes) & (ahead >= 2 * ALIGN)
+            wanted |= heavy
+        slots = np.flatnonzero(wanted)
         if not len(slots):
             return 0
         pins = self.pins()
@@ -78,7 +91,11 @@ class Retention:
             if pin is not None:
                 bound = min(bound, pin)
             low = engine.low(group)
+            if bound // ALIGN * ALIGN < low + ALIGN:
+                continue                  # nothing applied to cut at yet
             cut = (bound - self.retain) // ALIGN * ALIGN if bound > self.retain else 0
+            if self.retain_bytes and engine.learned_bytes(group) - learner.low_bytes_array[slot] > self.retain_bytes:
+                cut = max(cut, self._cut_by_weight(group, low, bound, engine.learned_bytes(group)))
             cut = min(cut, low - low % ALIGN + self.step)
             if cut < low + ALIGN:
                 continue
@@ -93,3 +110,24 @@ class Retention:
             if done >= self.groups_per_turn:
                 break
         return done
+
+    def _cut_by_weight(self, group, low, bound, learned_bytes):
+        """The smallest multiple of 64 C in (low, B] (B = `bound` rounded down) whose values from C up weigh at
+        most retain_bytes, by their CHAIN records (B if none does; 0 if a record is missing or predates byte
+        counts)."""
+        lo = low // ALIGN + 1
+        hi = bound // ALIGN
+        if hi < lo:
+            return 0
+        best = hi
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            found = self.log.read_chain_bytes(group, mid * ALIGN)
+            if found is None or found[1] == BYTES_UNKNOWN:
+                return 0
+            if learned_bytes - found[1] <= self.retain_bytes:
+                best = mid
+                hi = mid - 1
+            else:
+                lo = mid + 1
+        return best * ALIGN

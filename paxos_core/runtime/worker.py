@@ -232,9 +232,14 @@ class Worker:
             # transport splits frames at half of max_frame_bytes, the receiver refuses frames above it.
             max_reply_bytes=max(1, config.max_frame_bytes // 4),
             plant=plant_from_env(config.node_id, index),
-            retain_instances=config.retain_instances,
+            retain_instances=config.retain_instances, retain_bytes=config.retain_bytes,
             # A snapshot chunk fits a quarter of a frame, as a catch-up reply does.
-            snapshots=SnapshotSettings(chunk_bytes=min(256 << 10, max(4096, config.max_frame_bytes // 4))),
+            snapshots=SnapshotSettings(
+                chunk_bytes=config.snapshot_chunk_bytes, window_bytes=config.snapshot_window_bytes,
+                build_bytes_per_turn=config.snapshot_chunk_bytes, send_bytes_per_turn=16 * config.snapshot_chunk_bytes,
+                stage_bytes_per_turn=2 * config.snapshot_chunk_bytes, max_outgoing=config.snapshot_max_outgoing,
+                max_incoming=config.snapshot_max_incoming, idle_timeout_s=config.snapshot_idle_timeout_ms / 1000,
+                retry_s=config.snapshot_retry_ms / 1000),
         )
         core_config = config.core_config(index)
         if settings.plant:

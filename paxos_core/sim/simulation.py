@@ -202,6 +202,7 @@ class Simulation:
         elif cfg.plant in ("truncate-too-far", "install-non-atomic"):
             self.retain_instances = 0          # these plants need truncation on
         chunk = rc.choice((64, 512, 4096))
+        self.retain_bytes = rc.choice((0, 0, 600, 5000))
         self.snapshot_settings = SnapshotSettings(
             chunk_bytes=chunk, window_bytes=chunk * rc.choice((1, 2, 4)), build_bytes_per_turn=chunk * 2,
             send_bytes_per_turn=chunk * 8, stage_bytes_per_turn=chunk * 2, max_outgoing=rc.choice((1, 4)),
@@ -260,7 +261,8 @@ class Simulation:
                                 lease_margin=self.lease_margin, max_pending=100_000,
                                 request_timeout_ticks=self.core_config.proposal_timeout_ticks,
                                 batch_envelope=self.batch_envelope, plant=self.cfg.plant,
-                                retain_instances=self.retain_instances, snapshots=self.snapshot_settings)
+                                retain_instances=self.retain_instances, retain_bytes=self.retain_bytes,
+                                snapshots=self.snapshot_settings)
         try:
             loop = ReplicaLoop(settings, self.core_config.replace(node_id=node.id), clock=node.clock, log=log,
                                store=SimStore(node), send=node.send, hosted=self.group_ids, recovery=recovery,
