@@ -146,6 +146,10 @@ def run(groups=64, keys=100000, value_size=100, workers=2, retain=128, concurren
         install_seconds = _sum(rows, "snapshot_install_seconds")
         peer_rows = [r for n in (1, 2) for r in (_rows(cluster, n) or [])]
         sent_bytes = _sum(peer_rows, "snapshot_bytes_sent")
+        counts = ("snapshots_sent", "snapshot_bytes_sent", "snapshots_installed", "snapshots_aborted",
+                  "snapshot_chunks_refetched", "stagings_discarded")
+        per_node = {str(n): {c: _sum(rs, c) for c in counts}
+                    for n, rs in ((n, _rows(cluster, n) or []) for n in (1, 2, WIPED))}
         refetched = _sum(rows, "snapshot_chunks_refetched")
         say("node %d caught up after %.1fs: %d snapshots, %.1f MB installed" % (
             WIPED, caught_up - restarted, installed, installed_bytes / 1e6))
@@ -179,6 +183,7 @@ def run(groups=64, keys=100000, value_size=100, workers=2, retain=128, concurren
             "ops_per_sec_during_rebuild": None if during is None else round(during, 1),
             "ops_per_sec_after": None if after is None else round(after, 1),
             "load_errors": dict(load.errors), "keys_verified_on_rebuilt_node": checked,
+            "snapshot_counters_per_node": per_node,
         }
         say("%-34s %.1f s (process ready after %.1f s)" % ("rebuild (restart to caught up)", rebuild, ready))
         say("%-34s %d, %.1f MB, %.1f MB/s" % ("snapshots installed", installed, installed_bytes / 1e6,

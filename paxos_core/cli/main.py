@@ -352,8 +352,8 @@ def build_parser():
     p.add_argument("--keys", type=count, default=None,
                    help="rejoin: keys written before the wipe (default 100000); soak: keys the writes cycle over "
                         "(default: 1000)")
-    p.add_argument("--retain", type=int_range(1, 1 << 40, "a retention"), default=None,
-                   help="rejoin, soak: storage.retain_instances of the nodes (rejoin default 128; soak: the "
+    p.add_argument("--retain", type=int_range(-1, 1 << 40, "a retention"), default=None,
+                   help="rejoin, soak: storage.retain_instances of the nodes, -1 off (rejoin default 128; soak: the "
                         "node files' default)")
     p.add_argument("--dir", default=None, help="where temporary clusters/databases go (default: temp dir)")
     p.set_defaults(func=cmd_bench)

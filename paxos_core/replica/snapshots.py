@@ -164,7 +164,7 @@ class Incoming:
     """A snapshot this node is receiving for one group (mirrored in the group's CHECKPOINT record)."""
     __slots__ = ("group", "src", "snap_id", "applied", "chain", "bytes_below", "size", "next", "digest",
                  "entries", "half", "master", "state", "chunks", "refetches", "asked", "ask_after", "fresh",
-                 "started", "entry_bytes")
+                 "started", "entry_bytes", "requested")
 
     def __init__(self, group, src, snap_id, applied, chain, bytes_below, size, next_offset, half, master, now):
         self.group = group
@@ -184,6 +184,7 @@ class Incoming:
         self.chunks = {}              # offset -> (payload, last) received, not yet staged
         self.refetches = {}           # offset -> bad checksums seen there
         self.asked = now              # when the last SNAP_REQ left
+        self.requested = next_offset  # the end of the bytes asked for so far (a new ask goes on from there)
         self.ask_after = False        # send SNAP_REQ once this turn's write is durable
         self.fresh = True             # accepted this turn: clear the half and write the record first
         self.started = now
@@ -239,6 +240,7 @@ class Snapshots:
         self.plant_cleared = {}       # plant "install-non-atomic": group -> when its old state was deleted
         self.stats = {"snapshots_sent": 0, "snapshot_bytes_sent": 0, "snapshots_installed": 0,
                       "snapshot_bytes_installed": 0, "snapshot_chunks_refetched": 0, "snapshots_aborted": 0,
+                      "snapshot_chunks_duplicate": 0,
                       "snapshot_install_seconds": 0.0, "snapshot_send_seconds": 0.0, "stagings_discarded": 0}
         self.install_hook = None      # the simulator's oracle: called (group, A, chain) after a durable swap
         now = clock()
@@ -387,9 +389,9 @@ class Snapshots:
             self._drop_outgoing(out)           # older than our log: of no use to anyone
             out = None
         if out is None:
-            if sum(1 for o in self.outgoing.values() if self._busy(o)) >= self.settings.max_outgoing:
+            if sum(1 for o in self.outgoing.values() if self._busy(o, now)) >= self.settings.max_outgoing:
                 return                          # it asks again; an offer comes when a slot is free
-            idle = sorted((o.used, o.group) for o in self.outgoing.values() if not self._busy(o))
+            idle = sorted((o.used, o.group) for o in self.outgoing.values() if not self._busy(o, now))
             while idle and len(self.outgoing) >= 2 * self.settings.max_outgoing:
                 self._drop_outgoing(self.outgoing[idle.pop(0)[1]])     # the least recently used idle file
             out = self._start_build(group, now)
@@ -505,10 +507,15 @@ class Snapshots:
                 if out.group not in self.outgoing:
                     break
 
-    @staticmethod
-    def _busy(out):
-        """A file being built or streamed counts against max_outgoing; a complete idle one is a cache."""
-        return not out.complete or any(g[0] < g[1] for g in out.grants.values())
+    def _busy(self, out, now):
+        """A file being built, or being streamed to a peer that has not asked for its last byte yet and asked
+        for something within idle_timeout, counts against max_outgoing and is never evicted; a complete one
+        that nobody is in the middle of is a cache. (A receiver waiting for its staging write before it asks
+        for more is in the middle: evicting its file made it start over from nothing.)"""
+        if not out.complete:
+            return True
+        return (any(g[0] < g[1] or g[1] < out.size for g in out.grants.values())
+                and now - out.used <= self.settings.idle_timeout_s)
 
     def _drop_outgoing(self, out):
         if out.view is not None:
@@ -526,9 +533,8 @@ class Snapshots:
         retry = self.settings.retry_s
         for inc in self.incoming.values():
             if inc.state == STAGING and not inc.fresh and not inc.ask_after and now - inc.asked > retry:
-                inc.asked = now
-                inc.chunks.clear()            # silence: whatever was in flight is lost; ask from `next` again
-                self._ask(inc, out_msgs)
+                inc.asked = now               # silence: what was in flight is lost; ask again from the first gap
+                self._ask(inc, out_msgs, again=True)
 
     def pins(self):
         """group -> the applied mark of its snapshot file: the log keeps its values from there (a receiver
@@ -547,10 +553,13 @@ class Snapshots:
                 out_msgs.append((m.src, self._msg(SNAP_ABORT, group, m.instance, m.ballot, 0, ABORT_UNKNOWN, 0, b"")))
                 return
             out.used = now
+            grant = out.grants.get(m.src)
             if m.aux == 0 or m.mark >= out.size:
                 out.grants.pop(m.src, None)
+            elif grant is not None and m.mark == grant[1]:
+                grant[1] = min(m.mark + m.aux, out.size)      # more credit: the grant goes on
             else:
-                out.grants[m.src] = [m.mark, min(m.mark + m.aux, out.size)]
+                out.grants[m.src] = [m.mark, min(m.mark + m.aux, out.size)]   # (again) from this offset
         elif kind == SNAP_OFFER:
             self._on_offer(m, now, out_msgs)
         elif kind == SNAP_CHUNK:
@@ -564,9 +573,11 @@ class Snapshots:
                     self._abandon(inc, ABORT_DAMAGED_AT_RECEIVER, out_msgs)
                 elif m.mark == inc.next:
                     inc.asked = now
-                    self._ask(inc, out_msgs)
+                    self._ask(inc, out_msgs, again=True)
                 return
-            if inc.next <= m.mark < inc.next + self.settings.window_bytes and m.mark not in inc.chunks:
+            if m.mark < inc.next or m.mark in inc.chunks:
+                self.stats["snapshot_chunks_duplicate"] += 1      # sent twice: wasted bytes
+            elif m.mark < inc.next + self.settings.window_bytes:
                 inc.chunks[m.mark] = (m.value, bool(m.flags & FLAG_LAST))
         elif kind == SNAP_ABORT:
             inc = self.incoming.get(group)
@@ -583,10 +594,13 @@ class Snapshots:
             return
         inc = self.incoming.get(group)
         if inc is not None:
-            if inc.snap_id == m.ballot and inc.src == m.src and inc.state == STAGING and not inc.fresh:
+            if (inc.snap_id == m.ballot and inc.src == m.src and inc.state == STAGING and not inc.fresh
+                    and now - inc.asked > self.settings.retry_s):
+                # Offered again after a silence (the sender lost our request): ask again from the first gap.
+                # A repeated offer while chunks flow (the engine offers at every catch-up request of ours)
+                # changes nothing: starting over then sent the chunks in flight twice.
                 inc.asked = now
-                inc.chunks.clear()
-                self._ask(inc, out_msgs)      # offered again (the sender lost our request): resume from `next`
+                self._ask(inc, out_msgs, again=True)
             return
         if self.engine.group_status(group) == GROUP_STOPPED:
             return
@@ -611,15 +625,20 @@ class Snapshots:
                        self.sm.inactive_half(group), master if has_master else None, now)
         self.incoming[group] = inc
 
-    def _ask(self, inc, out_msgs):
-        """SNAP_REQ from the first byte not yet received in order, for what the window has room for."""
+    def _ask(self, inc, out_msgs, again=False):
+        """SNAP_REQ for what the window has room for: the bytes from the end of what was asked before (the
+        sender appends them to its grant) or, `again`, from the first byte not received in order (the sender
+        starts over there: a silence, a damaged chunk, a repeated offer). Asking again from the first gap for
+        every turn's credit would make the sender send the chunks in flight a second time."""
         want = inc.next
         while want in inc.chunks:
             want += FRAME_HEADER + len(inc.chunks[want][0])
-        credit = self.settings.window_bytes - (want - inc.next)
-        if credit > 0:
-            out_msgs.append((inc.src, self._msg(SNAP_REQ, inc.group, inc.applied, inc.snap_id, want, credit, 0,
-                                                b"")))
+        start = want if again else max(want, inc.requested)
+        end = min(inc.next + self.settings.window_bytes, inc.size)
+        if end > start:
+            out_msgs.append((inc.src, self._msg(SNAP_REQ, inc.group, inc.applied, inc.snap_id, start, end - start,
+                                                0, b"")))
+            inc.requested = end
 
     # ------------------------------------------------------------------ receiver: staging and swap
     def _stage(self, now, out_msgs, records, ops):

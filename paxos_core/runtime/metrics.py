@@ -98,6 +98,8 @@ class WorkerCollector:
                       st["snapshot_bytes_installed"])
         yield counter("snapshot_chunks_refetched", "snapshot chunks asked for again (bad checksum)",
                       st["snapshot_chunks_refetched"])
+        yield counter("snapshot_chunks_duplicate", "snapshot chunks received twice (sent again after a silence)",
+                      st["snapshot_chunks_duplicate"])
         yield counter("snapshots_aborted", "snapshot transfers dropped", st["snapshots_aborted"])
         yield gauge("snapshots_in_progress_incoming", "snapshots being received", len(snaps.incoming))
         yield gauge("snapshots_in_progress_outgoing", "snapshot files being built or held for peers",
