@@ -14,13 +14,15 @@ def run(*args, timeout=300):
 def test_cluster_bench_quick_reports_a_json_summary_last(tmp_path):
     lines = run("--quick", "--duration", "2", "--warmup", "0.5", "--groups", "8", "--json", str(tmp_path / "r.json"))
     summary = json.loads(lines[-1])
-    for key in ("ops_per_sec", "p99_ms", "fsyncs_per_op", "groups", "batching"):
+    for key in ("mode", "loop", "ops_per_sec", "p50_ms", "p99_ms", "fsyncs_per_op", "groups",
+                "peak_rss_mb_per_replica"):
         assert key in summary
-    assert summary["groups"] == 8 and summary["batching"] == "on"
+    # The headline mode: one operation per request, batched by the master.
+    assert summary["groups"] == 8 and summary["mode"] == "server" and summary["loop"] == "closed"
     assert summary["ops_per_sec"] > 0 and summary["fsyncs_per_op"] > 0
-    # in flight: 2 client processes x 128 requests x 32 operations, in the JSON and in the table
-    assert (summary["requests_in_flight"], summary["ops_per_request"], summary["ops_in_flight"]) == (256, 32, 8192)
-    assert any("2x128x32" in line for line in lines[:-1])
+    # in flight: 2 client processes x 128 requests x 1 operation, in the JSON and in the table
+    assert (summary["requests_in_flight"], summary["ops_per_request"], summary["ops_in_flight"]) == (256, 1, 256)
+    assert any("2x128x1" in line and "server" in line for line in lines[:-1])
     # CPU and memory, as the README says: by role, and per replica (supervisor + workers, from /proc)
     roles = {"workers", "supervisors", "clients"}
     assert set(summary["cpu_us_per_op"]) == roles and set(summary["cpu_cores"]) == roles
@@ -39,12 +41,42 @@ def test_cluster_bench_quick_reports_a_json_summary_last(tmp_path):
 
 
 def test_cluster_bench_sweeps_comma_lists_and_plots(tmp_path):
-    lines = run("--duration", "1", "--warmup", "0.5", "--groups", "1,4", "--batching", "off,on",
+    lines = run("--duration", "1", "--warmup", "0.5", "--groups", "1,4", "--batching", "off,server,client",
                 "--clients", "1", "--concurrency", "8", "--plot", str(tmp_path / "plots"))
     rows = json.loads(lines[-1])
-    assert sorted((r["groups"], r["batching"]) for r in rows) == [(1, "off"), (1, "on"), (4, "off"), (4, "on")]
+    assert sorted((r["groups"], r["mode"]) for r in rows) == [
+        (1, "client"), (1, "off"), (1, "server"), (4, "client"), (4, "off"), (4, "server")]
+    assert {r["mode"]: r["ops_per_request"] for r in rows} == {"client": 32, "off": 1, "server": 1}
     assert (tmp_path / "plots" / "ops_vs_groups.png").stat().st_size > 1000
     assert (tmp_path / "plots" / "latency_vs_throughput.png").stat().st_size > 1000
+
+
+def test_a_batch_size_needs_client_mode():
+    proc = subprocess.run([sys.executable, "-m", "paxos_core", "bench", "--batch", "8"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and "--batching client" in proc.stderr
+
+
+def test_rejoin_bench_rebuilds_a_wiped_node_and_reads_its_keys_back(tmp_path):
+    lines = run("rejoin", "--groups", "4", "--keys", "400", "--retain", "64", "--concurrency", "8",
+                "--json", str(tmp_path / "r.json"), timeout=600)
+    summary = json.loads(lines[-1])
+    assert summary["snapshots_installed"] >= 4, "every group's log was truncated: each needs a snapshot"
+    assert summary["keys_verified_on_rebuilt_node"] > 0
+    assert summary["rebuild_seconds"] > 0 and summary["snapshot_mb_installed"] > 0
+    for key in ("ops_per_sec_healthy", "ops_per_sec_one_node_down", "ops_per_sec_during_rebuild", "ops_per_sec_after"):
+        assert summary[key] is not None
+    assert json.load(open(tmp_path / "r.json"))["groups"] == 4
+
+
+def test_soak_bench_reports_disk_per_node_over_time(tmp_path):
+    lines = run("soak", "--duration", "6", "--seconds", "2", "--groups", "2", "--retain", "64",
+                "--json", str(tmp_path / "s.json"), timeout=600)
+    summary = json.loads(lines[-1])
+    assert summary["retain_instances"] == 64 and summary["writes"] > 0
+    samples = json.load(open(tmp_path / "s.json"))["samples"]
+    assert len(samples) == 3
+    assert all(set(row["nodes"]) == {"1", "2", "3"} and row["nodes"]["1"]["disk_mb"] > 0 for row in samples)
 
 
 def test_storage_bench_reports_the_speedup_key():

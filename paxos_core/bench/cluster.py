@@ -3,9 +3,16 @@
 Every point of a sweep starts a fresh cluster of 3 nodes (real processes, fsync on, storage in a temporary
 directory deleted afterwards), elects a master for every group, then starts client processes
 (paxos_core.bench.loadgen) that drive key-value puts for `duration` seconds after a warm-up. Closed loop,
-each client process keeps `concurrency` requests in flight, and a request carries `request_batch()`
-operations: 32 with batching on (`Client.propose_batch`, proposed as one value), 1 with it off
-(`Client.propose`), so 2 clients x 128 requests x 32 = 8,192 operations are in flight by default.
+each client process keeps `concurrency` requests in flight. The batching mode says what a request is:
+
+* `server` (the default, and the headline): one operation per request (`Client.propose`, what `KV.put`
+  does), the master packing concurrent requests into Paxos instances (adaptive batching);
+* `client`: `batch` operations per request (`Client.propose_batch`, 32 by default), proposed as one value:
+  what a caller that batches its own writes gets;
+* `off`: one operation per request and one request per Paxos instance (`paxos.max_batch_count` = 1).
+
+So operations in flight = client processes x concurrency x operations per request (2 x 128 x 1 = 256 by
+default; 2 x 128 x 32 = 8,192 in client mode).
 
 It reports committed ops/s, latency percentiles (per operation), fsyncs and messages per op (summed over the
 3 replicas), and, read from /proc at the start and end of the measured window for every process by pid:
@@ -40,22 +47,25 @@ class Point:
     groups: int = 64
     workers: int = 2
     value_size: int = 100
-    batching: str = "on"          # "on": adaptive batching (and batch requests); "off": one op per instance
+    batching: str = "server"      # "server", "client" or "off" (see the module's doc)
     clients: int = 2              # client processes
     concurrency: int = 128        # requests in flight per client process (closed loop), of request_batch() ops
-    batch: int = 0                # operations per request; 0 = 32 when batching is on, 1 when off
+    batch: int = 0                # operations per request in client mode (0: 32)
     mode: str = "closed"
     rate: float = 0.0             # open loop: total ops/s over all clients
     duration: float = 5.0
     warmup: float = 1.0
     curve: bool = False
     env: dict = field(default_factory=dict)    # environment of the node processes (e.g. an optimisation off)
+    loadgen: str = "client"       # "client": the real Client (bench/loadgen.py); "lean": bench/leanload.py
     label: str = ""
 
     def request_batch(self):
+        if self.batching != "client":
+            return 1
         if self.batch:
             return self.batch
-        if self.batching != "on" or self.value_size >= 16 * 1024:
+        if self.value_size >= 16 * 1024:
             return 1                  # large values: one per request (a request of 32 would be megabytes)
         return 32
 
@@ -274,7 +284,7 @@ def run_point(point, base_dir=None, progress=None):
         per_client_rate = point.rate / point.clients if point.rate else 0
         for k in range(point.clients):
             argv = spawn.python_command(
-                "paxos_core.bench.loadgen", "--cluster", cluster.cluster_dir, "--out", "%s%d" % (out_prefix, k),
+                "paxos_core.bench.leanload" if point.loadgen == "lean" else "paxos_core.bench.loadgen", "--cluster", cluster.cluster_dir, "--out", "%s%d" % (out_prefix, k),
                 "--groups", point.groups, "--concurrency", point.concurrency, "--value-size", point.value_size,
                 "--batch", point.request_batch(), "--mode", point.mode, "--rate", per_client_rate or 1000,
                 "--warmup", point.warmup, "--duration", point.duration)
@@ -344,8 +354,8 @@ def run_point(point, base_dir=None, progress=None):
         return {
             "point": asdict(point),
             "groups": point.groups, "workers": point.workers, "value_size": point.value_size,
-            "batching": point.batching, "clients": point.clients, "concurrency": point.concurrency,
-            "mode": point.mode, "offered_rate": point.rate or None, "variant": point.label or "default",
+            "mode": point.batching, "loadgen": point.loadgen, "clients": point.clients, "concurrency": point.concurrency,
+            "loop": point.mode, "offered_rate": point.rate or None, "variant": point.label or "default",
             # closed loop: each client process keeps `concurrency` requests outstanding, each of
             # `ops_per_request` operations (Client.propose_batch when > 1)
             "ops_per_request": point.request_batch(),
@@ -374,10 +384,10 @@ def run_point(point, base_dir=None, progress=None):
 
 # ---------------------------------------------------------------------------------------------- sweeps
 def points_from(args):
-    grid = itertools.product(args.groups, args.workers, args.value_size, args.batching, args.clients)
+    grid = itertools.product(args.groups, args.workers, args.value_size, args.batching, args.clients, args.loadgen)
     env = dict(kv.split("=", 1) for kv in (args.env or ()))
     out = []
-    for groups, workers, value, batching, clients in grid:
+    for groups, workers, value, batching, clients, loadgen in grid:
         variants = [("default", env)]
         if args.compare:
             changed = dict(env)
@@ -388,7 +398,7 @@ def points_from(args):
                 out.append(Point(groups=groups, workers=workers, value_size=value, batching=batching,
                                  clients=clients, concurrency=args.concurrency, batch=args.batch, mode=args.mode,
                                  rate=args.rate, duration=args.duration, warmup=args.warmup, curve=args.curve,
-                                 env=dict(variant_env), label=label))
+                                 env=dict(variant_env), label=label, loadgen=loadgen))
     return out
 
 
@@ -397,7 +407,7 @@ def medians(results):
     groups = {}
     for r in results:
         p = r["point"]
-        key = (p["groups"], p["workers"], p["value_size"], p["batching"], p["clients"], p["mode"], p["rate"],
+        key = (p["groups"], p["workers"], p["value_size"], p["batching"], p["loadgen"], p["clients"], p["mode"], p["rate"],
                r["variant"])
         groups.setdefault(key, []).append(r)
     out = []
@@ -427,10 +437,10 @@ OPEN_RATES_BATCHED = (10000, 20000, 40000, 60000, 80000)
 
 
 def full_sweep(duration=5.0):
-    """The sweep docs/BENCHMARKS.md reports: groups x batching, then workers, then value sizes, then open-loop
-    rates (the latency-throughput curve)."""
+    """The sweep docs/BENCHMARKS.md reports: groups x batching mode, then workers, then value sizes, then
+    open-loop rates (the latency-throughput curve)."""
     pts = []
-    for batching in ("off", "on"):
+    for batching in ("off", "server", "client"):
         for g in (1, 4, 16, 64, 100, 256, 1024, 10000):
             pts.append(Point(groups=g, batching=batching, duration=duration))
         pts.append(Point(groups=100, workers=1, batching=batching, duration=duration))
@@ -438,7 +448,7 @@ def full_sweep(duration=5.0):
             pts.append(Point(groups=100, value_size=v, batching=batching, duration=duration,
                              concurrency=16 if v > 10000 else 128))
     # Latency against throughput: open loop at fixed offered rates, 100 groups, up to past the closed-loop peak.
-    for batching, rates in (("off", OPEN_RATES_ONE_OP), ("on", OPEN_RATES_BATCHED)):
+    for batching, rates in (("off", OPEN_RATES_ONE_OP), ("server", OPEN_RATES_ONE_OP), ("client", OPEN_RATES_BATCHED)):
         for rate in rates:
             pts.append(Point(groups=100, batching=batching, mode="open", rate=rate, duration=duration))
     return pts
@@ -446,7 +456,7 @@ def full_sweep(duration=5.0):
 
 def in_flight(r):
     """E.g. "2x128x32": client processes x requests in flight each x operations per request (or "open")."""
-    if r.get("mode") != "closed":
+    if r.get("loop") != "closed":
         return "open"
     return "%dx%dx%d" % (r["clients"], r["concurrency"], r["ops_per_request"])
 
@@ -456,23 +466,24 @@ def _f(value, form):
 
 
 def table(results):
-    head = ("%7s %3s %7s %5s %10s %9s %8s %8s %8s %7s %7s %8s %8s %8s %6s %7s %7s  %s"
-            % ("groups", "wrk", "value", "batch", "in-flight", "ops/s", "p50ms", "p99ms", "p999ms", "fsync/op",
+    head = ("%7s %3s %7s %6s %10s %9s %8s %8s %8s %7s %7s %8s %8s %8s %6s %7s %7s  %s"
+            % ("groups", "wrk", "value", "mode", "in-flight", "ops/s", "p50ms", "p99ms", "p999ms", "fsync/op",
                "msg/op", "cpu-w", "cpu-f", "cpu-c", "cores", "PSS/rep", "MB/rep", "variant"))
     lines = [head, "-" * len(head)]
     for r in results:
         c = r["cpu_us_per_op"]
         cores = _total(r["cpu_cores"][role] for role in ("workers", "supervisors"))
-        lines.append("%7d %3d %7d %5s %10s %9.0f %8s %8s %8s %7.3f %7.2f %8s %8s %8s %6s %7s %7s  %s%s" % (
-            r["groups"], r["workers"], r["value_size"], r["batching"], in_flight(r), r["ops_per_sec"],
+        lines.append("%7d %3d %7d %6s %10s %9.0f %8s %8s %8s %7.3f %7.2f %8s %8s %8s %6s %7s %7s  %s%s" % (
+            r["groups"], r["workers"], r["value_size"], r["mode"], in_flight(r), r["ops_per_sec"],
             _f(r["p50_ms"], "%.2f"), _f(r["p99_ms"], "%.2f"), _f(r["p999_ms"], "%.2f"), r["fsyncs_per_op"],
             r["messages_per_op"], _f(c["workers"], "%.1f"), _f(c["supervisors"], "%.1f"), _f(c["clients"], "%.1f"),
             _f(cores, "%.2f"), _f(r["pss_mb_per_replica"], "%.0f"), _f(r["peak_rss_mb_per_replica"], "%.0f"),
-            r.get("variant", "default"),
-            (" open loop @%d/s" % r["offered_rate"] if r.get("mode") == "open" else "")
+            r.get("variant", "default") + (" (lean load generator)" if r.get("loadgen") == "lean" else ""),
+            (" open loop @%d/s" % r["offered_rate"] if r.get("loop") == "open" else "")
             + (" (median of %d)" % r["runs"] if r.get("runs", 1) > 1 else "")))
     lines.append("in-flight: client processes x requests in flight per process (--concurrency) x operations per "
-                 "request (--batch; 32 with batching on) = operations in flight")
+                 "request (1, or --batch in client mode: 32) = operations in flight; mode: server = one op per request, "
+                 "the master batches; client = propose_batch; off = one op per Paxos instance")
     lines.append("cpu-w/f/c: CPU microseconds per op of the replica workers / node supervisors / client "
                  "processes, summed over the 3 replicas; cores: CPU of the 3 replicas (workers + supervisors) "
                  "in cores busy over the measurement")
@@ -482,7 +493,7 @@ def table(results):
 
 
 SUMMARY_KEYS = ("ops_per_sec", "p50_ms", "p99_ms", "p999_ms", "fsyncs_per_op", "messages_per_op", "groups",
-                "workers", "value_size", "batching", "clients", "concurrency", "ops_per_request",
+                "workers", "value_size", "mode", "loop", "loadgen", "clients", "concurrency", "ops_per_request",
                 "requests_in_flight", "ops_in_flight", "cpu_us_per_op", "cpu_cores", "rss_mb_per_replica",
                 "pss_mb_per_replica", "peak_rss_mb_per_replica", "replicas")
 
@@ -510,33 +521,33 @@ def plot(results, directory):
     os.makedirs(directory, exist_ok=True)
     files = []
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for batching in ("off", "on"):
-        rows = sorted((r for r in results if r["batching"] == batching and r["value_size"] == 100
-                       and r["workers"] == 2 and r["mode"] == "closed"), key=lambda r: r["groups"])
+    for batching in ("off", "server", "client"):
+        rows = sorted((r for r in results if r["mode"] == batching and r["value_size"] == 100
+                       and r["workers"] == 2 and r["loop"] == "closed"), key=lambda r: r["groups"])
         if rows:
             ax.plot([r["groups"] / 2 for r in rows], [r["ops_per_sec"] for r in rows], marker="o",
-                    label="batching %s" % batching)
+                    label="%s batching" % batching)
     ax.set_xscale("log")
     ax.set_xlabel("groups per core (3 replicas on one 2-core machine)")
     ax.set_ylabel("committed ops/s")
     files.append(_save(plt, fig, ax, "paxos-core: throughput against groups per core",
                        os.path.join(directory, "ops_vs_groups.png")))
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for batching in ("off", "on"):
-        rows = sorted((r for r in results if r["batching"] == batching and r["p99_ms"] is not None),
+    for batching in ("off", "server", "client"):
+        rows = sorted((r for r in results if r["mode"] == batching and r["p99_ms"] is not None),
                       key=lambda r: r["ops_per_sec"])
-        curve = [r for r in rows if r["mode"] == "open"]
+        curve = [r for r in rows if r["loop"] == "open"]
         if curve:
             # open-loop runs at fixed offered rates: a latency-throughput curve
             ax.plot([r["ops_per_sec"] for r in curve], [r["p99_ms"] for r in curve], marker="o",
-                    label="p99, batching %s (open loop)" % batching)
+                    label="p99, %s batching (open loop)" % batching)
             ax.plot([r["ops_per_sec"] for r in curve], [r["p50_ms"] for r in curve], marker="x", linestyle="--",
-                    label="p50, batching %s (open loop)" % batching)
+                    label="p50, %s batching (open loop)" % batching)
         elif rows:
             ax.plot([r["ops_per_sec"] for r in rows], [r["p99_ms"] for r in rows], marker="o", linestyle="",
-                    label="p99, batching %s" % batching)
+                    label="p99, %s batching" % batching)
             ax.plot([r["ops_per_sec"] for r in rows], [r["p50_ms"] for r in rows], marker="x", linestyle="",
-                    label="p50, batching %s" % batching)
+                    label="p50, %s batching" % batching)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("committed ops/s")

@@ -160,6 +160,13 @@ def cmd_bench(args):
         return 0
     from ..bench import cluster
 
+    if "lean" in args.loadgen and args.mode != "closed":
+        print("paxos-core bench: --loadgen lean runs closed loop only", file=sys.stderr)
+        return 2
+    if args.batch > 1 and "client" not in args.batching:
+        print("paxos-core bench: --batch %d needs --batching client (server and off send one operation per "
+              "request)" % args.batch, file=sys.stderr)
+        return 2
     if args.duration is None:
         args.duration = 8.0
     if args.full:
@@ -176,7 +183,7 @@ def cmd_bench(args):
     progress = Progress(len(points), "points")
     try:
         for point in points:
-            label = "groups=%d workers=%d value=%d batching=%s clients=%d" % (
+            label = "groups=%d workers=%d value=%d mode=%s clients=%d" % (
                 point.groups, point.workers, point.value_size, point.batching, point.clients)
 
             def stage(what, label=label):
@@ -191,9 +198,9 @@ def cmd_bench(args):
     print(cluster.table(rows))
     if args.compare:
         base = {k: r for r in rows if r["variant"] == "default"
-                for k in [(r["groups"], r["workers"], r["value_size"], r["batching"], r["clients"])]}
+                for k in [(r["groups"], r["workers"], r["value_size"], r["mode"], r["loadgen"], r["clients"])]}
         for r in rows:
-            key = (r["groups"], r["workers"], r["value_size"], r["batching"], r["clients"])
+            key = (r["groups"], r["workers"], r["value_size"], r["mode"], r["loadgen"], r["clients"])
             if r["variant"] != "default" and key in base and r["ops_per_sec"]:
                 print("same run: default %.0f ops/s vs %s %.0f ops/s: x%.2f" % (
                     base[key]["ops_per_sec"], r["variant"], r["ops_per_sec"],
@@ -323,15 +330,21 @@ def build_parser():
     p.add_argument("--workers", type=int_list(1, MAX_WORKERS), default=(2,),
                    help="worker processes per node, e.g. 1,2")
     p.add_argument("--value-size", type=int_list(0, 1 << 30), default=(100,), help="bytes per value, e.g. 16,100,1024")
-    p.add_argument("--batching", type=word_list(("on", "off")), default=("on",),
-                   help="on: adaptive batching; off: one client op per Paxos instance; on,off sweeps")
+    p.add_argument("--batching", type=word_list(("server", "client", "off")), default=("server",),
+                   help="server (default): one operation per request, the master packs concurrent requests "
+                        "into instances (what KV.put callers get); client: Client.propose_batch of --batch "
+                        "operations per request; off: one operation per Paxos instance; server,client sweeps")
     p.add_argument("--clients", type=int_list(1, 1024), default=(2,), help="client processes")
     p.add_argument("--concurrency", type=count, default=128,
-                   help="closed loop: requests in flight per client process; each carries --batch operations, "
-                        "so operations in flight = clients x concurrency x batch (2 x 128 x 32 = 8192)")
+                   help="closed loop: requests in flight per client process; in client mode each carries --batch "
+                        "operations, so operations in flight = clients x concurrency x batch (2 x 128 x 32 = 8192)")
     p.add_argument("--batch", type=int_range(0, 1 << 20, "a batch size"), default=0,
-                   help="operations per client request (Client.propose_batch); 0: 32 with batching on, 1 off")
+                   help="operations per request in --batching client (Client.propose_batch; 0: 32)")
     p.add_argument("--mode", choices=("closed", "open"), default="closed", help="closed or open loop")
+    p.add_argument("--loadgen", type=word_list(("client", "lean")), default=("client",),
+                   help="client (default): the real Client, what users run; lean: a load generator that speaks "
+                        "the client protocol directly (closed loop), to see the replicas' ceiling; client,lean "
+                        "runs both")
     p.add_argument("--rate", type=non_negative_float, default=0.0, help="open loop: offered ops/s in total")
     p.add_argument("--duration", type=positive_float, default=None,
                    help="measured seconds per point (default 8); soak: seconds of writing (default 120)")
