@@ -63,3 +63,29 @@ def test_idle_groups_cost_bytes_not_objects():
         assert len(engine.proposer.groups) == 0
         assert len(engine.acceptor.accepted) == 0
         assert engine.idle_bytes_per_group() <= 160      # 143 bytes of arrays (docs/architecture.md)
+
+
+def test_a_worker_with_input_keeps_its_groups_loaded_and_unloads_them_after_a_quiet_second():
+    """Found by profiling `bench --groups 100` (server mode): a follower worker counted as idle between turns
+    and unloaded the state machine's groups at every poll, so it reloaded every group it applied to, with all
+    its sessions, at almost every turn (a quarter of its CPU in RocksStore.scan). Groups now go after
+    `unload_after_s` without input; optimisation 7 in docs/BENCHMARKS.md measures it."""
+    from test_safety_findings import _Clock, _one_node_loop, _turns
+
+    from paxos_core.statemachine import kv
+    from paxos_core.wire import rpc
+
+    clock = _Clock()
+    loop = _one_node_loop(clock)
+    put = rpc.propose_request(1, 0, 1000, 77, 1, kv.encode_put(b"k", b"v1"))
+    assert [r[0] for r in _turns(loop, clock, [(b"c", put)], n=20)] == [rpc.OK]
+    clock.t += 1.5
+    loop.turn((), [(b"c", rpc.simple_request(rpc.STATUS, 2))])        # input that leaves the groups idle
+    loop.take_replies()
+    assert loop._idle()
+    loop.poll_timeout()
+    assert loop.sm._groups, "input in the last second: the group stays loaded"
+    clock.t += 1.5
+    loop.turn()
+    loop.poll_timeout()
+    assert not loop.sm._groups, "a quiet second: idle groups keep no Python objects"

@@ -80,6 +80,9 @@ class LoopSettings:
     batch_envelope: bool = True      # a PROPOSE_BATCH is ONE proposal (CLIENT_BATCH) when it fits
     renew_on_write: bool = False     # also claim to renew leases of written groups (old behaviour, to compare)
     coalesce_replies: bool = True    # replies of one turn to one client go out as one frame
+    unload_after_s: float = 1.0      # the state machine drops its cached groups after this long without input
+                                     # (0: at every idle poll, the old way: a follower reloaded every group it
+                                     # applied to, with all its sessions, at almost every turn)
     max_reply_bytes: int = 16 << 20  # a catch-up reply's values, in bytes (the peer asks again for the rest)
     snapshots: object = None         # replica/snapshots.py SnapshotSettings (None: the defaults)
     retain_instances: int = -1       # chosen values kept below the applied mark (-1: the log is never truncated)
@@ -203,6 +206,7 @@ class ReplicaLoop:
         self.turn_ticks = 0               # ticks at the start of this turn (before the poll: plant only)
         self.ticked = False
         self.turn_ended = None            # clock() at the end of the last turn
+        self.turn_started = self.last_input = clock()   # the last turn's start; the last turn that had input
         self.expected_sleep = 0.0         # how long the driver was asked to poll after it
         # A turn starting this much later than its poll should have ended means the process was paused (or
         # its disk stalled): half the lease margin, in seconds.
@@ -292,6 +296,8 @@ class ReplicaLoop:
         [(identity, request frame)] or [(identity, request frame, admin)] of the same poll, `admin` false when
         the connection lacks the cluster's credentials (administrative operations are then refused)."""
         self._start_turn()                                   # 1
+        if messages or client_frames:
+            self.last_input = self.turn_started
         if messages:
             self.engine.receive(messages)                    # 2
         for item in client_frames:                           # 3
@@ -309,7 +315,7 @@ class ReplicaLoop:
         self.turn_ended = self.clock()
 
     def _start_turn(self):
-        now = self.clock()
+        now = self.turn_started = self.clock()
         if self.turn_ended is not None:
             late = now - self.turn_ended - self.expected_sleep
             if late > self.resume_slack:
@@ -345,7 +351,8 @@ class ReplicaLoop:
             timeout = 0.0
         elif self._idle():
             timeout = 1.0
-            self.sm.unload_all()          # idle groups keep no Python objects of the state machine
+            if self.clock() - self.last_input >= self.settings.unload_after_s:
+                self.sm.unload_all()      # idle groups keep no Python objects of the state machine
         else:
             elapsed = self.clock() - self.origin
             tick_s = self.settings.tick_s

@@ -228,6 +228,8 @@ class Worker:
             batch_envelope=os.environ.get("PAXOS_CORE_BATCH_ENVELOPE", "1") != "0",
             renew_on_write=os.environ.get("PAXOS_CORE_RENEW_ON_WRITE", "0") == "1",
             coalesce_replies=os.environ.get("PAXOS_CORE_COALESCE_REPLIES", "1") != "0",
+            # PAXOS_CORE_UNLOAD_AFTER_S=0 unloads the state machine's groups at every idle poll (the old way).
+            unload_after_s=float(os.environ.get("PAXOS_CORE_UNLOAD_AFTER_S", "1.0")),
             # A catch-up reply fits a quarter of a frame (one value bigger than that still goes, alone): the
             # transport splits frames at half of max_frame_bytes, the receiver refuses frames above it.
             max_reply_bytes=max(1, config.max_frame_bytes // 4),
