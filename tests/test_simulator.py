@@ -123,3 +123,13 @@ def test_a_snapshot_transfer_without_lost_chunks_sends_no_chunk_twice():
             duplicates += node.loop.snapshots.stats["snapshot_chunks_duplicate"]
     assert installed >= 10, "the seeds must transfer snapshots for this to test anything"
     assert duplicates == 0
+
+
+def test_soak_finding_a_snapshot_file_the_peer_refused_as_too_old_is_rebuilt_at_a_newer_mark():
+    """Soak seed 2,104,741 (at 4920d72): node 3's truncation record was damaged, so its group rebuilt from
+    its peers with its log learned up to 0 but its state machine applied up to 122. The one peer it asked
+    kept a finished snapshot file at 68, offered it at every catch-up request, and node 3 refused it every
+    time (older than what it applied): the group never rebuilt. A refused file is now dropped when the
+    sender has applied more, and the next offer is at its newer mark."""
+    result = run_seed(SimConfig(seed=2104741, nodes=5, groups=1))
+    assert result.ok, result.violations

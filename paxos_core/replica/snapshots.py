@@ -586,6 +586,12 @@ class Snapshots:
             out = self.outgoing.get(group)
             if out is not None and out.snap_id == m.ballot:
                 out.grants.pop(m.src, None)
+                if (m.aux == ABORT_NOT_NEEDED and not self._busy(out, now)
+                        and self.sm.applied_next(group) > out.applied):
+                    # The peer's state is at or past this file's mark (e.g. its log was lost but not its
+                    # state machine): the next offer builds a file at our newer mark. Kept, it was offered
+                    # and refused forever (soak seed 2,104,741: a node never rebuilt its group).
+                    self._drop_outgoing(out)
 
     def _on_offer(self, m, now, out_msgs):
         group = m.group
