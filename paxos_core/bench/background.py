@@ -6,6 +6,7 @@ same size) and keeps the completion time of every operation, so that throughput 
 afterwards (`rate`). Errors are counted by type; a put that failed is not retried by the load.
 """
 import bisect
+import json
 import os
 import threading
 import time
@@ -74,3 +75,12 @@ class BackgroundLoad:
             times = self.done_at
             n = bisect.bisect_left(times, t1) - bisect.bisect_left(times, t0)
         return n / (t1 - t0)
+
+
+def report(result, json_path=None, leave_out=()):
+    """Write `result` to `json_path` (if given) and print it as the last line of output, without the keys in
+    `leave_out` (long series that belong in the file only)."""
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(result, f, indent=1)
+    print(json.dumps({k: v for k, v in result.items() if k not in leave_out}, sort_keys=True), flush=True)

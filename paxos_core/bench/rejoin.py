@@ -18,11 +18,10 @@ Steps, on a fresh local cluster (real processes, fsync on, loopback, truncation 
 6. check: `verify` of the filled keys are read from node 3 alone (a stale read of its own state) and must
    hold exactly the value written; any difference is an error of the benchmark, not a figure.
 """
-import json
 import time
 
 from ..statemachine import kv
-from .background import BackgroundLoad
+from .background import BackgroundLoad, report
 from .cluster import BenchCluster, Point
 
 WIPED = 3
@@ -191,10 +190,7 @@ def run(groups=64, keys=100000, value_size=100, workers=2, retain=128, concurren
         say("%-34s %.0f / %.0f / %.0f / %.0f" % ("load ops/s: healthy/down/rebuild/after", healthy, down,
                                                  during or 0, after or 0))
         say("%-34s %d of %d keys read back from node %d" % ("verified", checked, keys, WIPED))
-        if json_path:
-            with open(json_path, "w") as f:
-                json.dump(result, f, indent=1)
-        print(json.dumps(result, sort_keys=True), flush=True)
+        report(result, json_path)
         return result
     finally:
         if load is not None:

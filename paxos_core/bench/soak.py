@@ -9,10 +9,9 @@ highest chosen mark and lowest truncation mark over the groups shown by status. 
 levels off once the groups' logs reach the retention; the summary compares the last quarter of the run with
 the second.
 """
-import json
 import time
 
-from .background import BackgroundLoad
+from .background import BackgroundLoad, report
 from .cluster import BenchCluster, Point
 
 
@@ -81,11 +80,7 @@ def run(duration=120.0, groups=4, workers=2, value_size=1000, retain=None, concu
             result["disk_mb_peak_second_quarter"] or 0, result["disk_mb_peak_last_quarter"] or 0,
             result["max_chosen_per_group"],
             " (%.1fx the retention)" % result["run_in_retentions"] if retention > 0 else ", truncation off"))
-        if json_path:
-            with open(json_path, "w") as f:
-                json.dump(result, f, indent=1)
-        summary = {k: v for k, v in result.items() if k != "samples"}
-        print(json.dumps(summary, sort_keys=True), flush=True)
+        report(result, json_path, leave_out=("samples",))
         return result
     finally:
         if load is not None:
