@@ -339,6 +339,36 @@ def test_finding_6_a_removal_that_crashed_after_its_tombstone_never_hands_old_re
         "the new incarnation starts empty: the old records were deleted before it was recorded"
 
 
+@pytest.mark.parametrize("plant", ["", "remove-keeps-state"])
+def test_soak_finding_a_removal_that_crashed_after_its_tombstone_leaves_no_state_machine_data_to_the_next(plant):
+    """Soak seed 2,214,954: a node crashed inside REMOVE_GROUP, after the tombstone and before its state machine
+    data was deleted. Re-added as incarnation 2, its state machine was still at incarnation 1's applied mark
+    (110), so it skipped every value incarnation 2 chose below that and never answered those clients. The add
+    now finishes the removal first. The plant (a removal that keeps the state machine's data) shows the check."""
+    from paxos_core.storage.records import group_record
+
+    clock = _Clock()
+    loop = _one_node_loop(clock, plant)
+    put = rpc.propose_request(1, 0, 1000, 77, 1, kv.encode_put(b"k", b"v1"))
+    _turns(loop, clock, [(b"c", put)], n=20)
+    log, store = loop.log, loop.store
+    applied = loop.sm.applied_next(0)
+    held = loop.sm.read(0, kv.encode_get(b"k"))
+    assert applied > 0
+    log.write([group_record(0, 1, True)])      # the removal's first step, then the process died
+    again = ReplicaLoop(loop.settings, loop.engine.config, clock=clock, log=log, store=store,
+                        send=lambda m: None, hosted=[0], recovery=log.recover(), rng=random.Random(9))
+    assert again.add_group(0) == 2
+    if plant:
+        assert again.sm.applied_next(0) == applied      # the bug the simulator now catches at the add
+        return
+    assert again.sm.applied_next(0) == 0 and again.sm.read(0, kv.encode_get(b"k")) != held
+    put2 = rpc.propose_request(1, 0, 1001, 78, 1, kv.encode_put(b"k", b"v2"))
+    replies = _turns(again, clock, [(b"c", put2)], n=20)
+    assert [r[0] for r in replies] == [rpc.OK], "the new incarnation applies (and answers) from instance 0"
+    assert again.sm.read(0, kv.encode_get(b"k")) == loop.sm.read(0, kv.encode_get(b"k")).replace(b"v1", b"v2")
+
+
 # ---------------------------------------------------------------------------------------------------- 7
 def test_finding_7_exactly_once_holds_past_the_session_bound_a_late_retry_is_refused_not_applied():
     sm = kv.KVStateMachine(MemoryStore(), max_sessions=3)

@@ -133,3 +133,59 @@ def test_soak_finding_a_snapshot_file_the_peer_refused_as_too_old_is_rebuilt_at_
     sender has applied more, and the next offer is at its newer mark."""
     result = run_seed(SimConfig(seed=2104741, nodes=5, groups=1))
     assert result.ok, result.violations
+
+
+def test_soak_finding_a_proposer_whose_own_acceptor_refuses_its_ballot_does_not_campaign():
+    """Soak seed 2,227,351 (at 09b2b27; present since at least 5a59474): node 1's own acceptor refused its
+    new ballot (the sticky rule: it still heard the old leader), yet its Prepare went out and the two peers'
+    promises made it leader. Its ballot was on record nowhere on node 1; it crashed, restarted, picked the
+    same ballot again and proposed a second value under it for an instance where the first one may have
+    been voted. A proposer now campaigns only with its own durable promise (and the simulator checks every
+    Prepare against it: the plant `prepare-unpromised` is caught at once)."""
+    result = run_seed(SimConfig(seed=2227351, nodes=3, groups=8))
+    assert result.ok, result.violations
+
+
+def test_soak_finding_values_learned_in_the_cycle_of_a_snapshot_swap_come_after_it_in_order():
+    """Soak seed 2,227,296 (since 486ba70): node 2 swapped in a snapshot at 132 and, in the same cycle, learned
+    132 and 133. The loop applies them after the swap, as it must; the oracle counted them before it heard
+    of the swap and reported an out-of-order learn. It now takes the swap from the cycle's effects."""
+    result = run_seed(SimConfig(seed=2227296, nodes=3, groups=1))
+    assert result.ok, result.violations
+
+
+@pytest.mark.parametrize("seed,nodes", [(2200787, 3), (2206826, 5)])
+def test_soak_finding_a_peer_that_had_a_whole_snapshot_file_frees_the_outgoing_slot(seed, nodes):
+    """Soak seeds 2,200,787 and 2,206,826 (since 486ba70): chunks go whole, so a sender's offset ran past the
+    receiver's last grant (1,018 bytes sent of a 1,018-byte file, 1,003 granted). The file counted as busy
+    until the idle timeout, held the only outgoing slot, and a group of the rebuilding node was never
+    offered a snapshot: it stayed repairing at 63 while its peers' logs began at 128."""
+    result = run_seed(SimConfig(seed=seed, nodes=nodes, groups=8))
+    assert result.ok, result.violations
+
+
+def test_a_snapshot_file_is_busy_while_a_peer_has_not_had_its_last_byte():
+    from types import SimpleNamespace
+    from paxos_core.replica.snapshots import Outgoing, Snapshots, SnapshotSettings
+
+    holder = SimpleNamespace(settings=SnapshotSettings(idle_timeout_s=3.0))
+    out = Outgoing(5, 1, 77, 64, now=10.0)
+    out.complete, out.size = True, 1018
+    busy = lambda grants, now=10.5: Snapshots._busy(holder, out, now) if not out.grants.update(grants) else None
+    out.grants = {}
+    assert busy({1: [1018, 1003]}) is False, "the whole file was sent (past the grant): a cache now"
+    out.grants = {}
+    assert busy({1: [500, 500]}) is True, "waiting for its staging write before it asks for more"
+    out.grants = {}
+    assert busy({1: [900, 1018]}) is True
+    assert busy({}, now=14.0) is False, "silent past the idle timeout"
+    out.grants = {}
+    assert busy({1: [1018, 1018], 2: [0, 256]}) is True, "one peer done, another in the middle"
+
+
+def test_soak_finding_a_group_re_added_after_a_removal_that_crashed_half_way():
+    """Soak seed 2,214,954 (since 9532aad): node 3 crashed inside REMOVE_GROUP after the tombstone; re-added,
+    its state machine was still at the old incarnation's applied mark and skipped every value the new one
+    chose below it (see test_safety_findings for the loop-level test, with its plant)."""
+    result = run_seed(SimConfig(seed=2214954, nodes=3, groups=1))
+    assert result.ok, result.violations

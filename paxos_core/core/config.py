@@ -15,11 +15,14 @@ from ..errors import ConfigError
 # (a batch too big for one entry proposed as all its entries at once, not one after another). Storage:
 # wal-rollback (damaged synced data silently recovered point-in-time). Groups: readd-amnesia (a removed group
 # re-added with the same incarnation, as an acceptor with no memory). Forwarding: forward-twice (a proposal
-# relayed back while mastership moves is held again, so forwards grow with every move).
+# relayed back while mastership moves is held again, so forwards grow with every move). Elections:
+# prepare-unpromised (a proposer whose own acceptor refused its ballot campaigns on the peers' promises alone).
+# Replica groups: remove-keeps-state (a removed group's state machine data outlives it, into the next incarnation).
 PLANTS = ("ignore-promise", "reply-before-sync", "promise-not-persisted", "learn-without-quorum", "lease-overrun",
           "no-fencing", "serve-before-write", "stale-lease-clock", "wal-rollback", "requeue-reverse",
           "readd-amnesia", "amnesia-votes", "batch-together", "forward-twice", "truncate-too-far",
-          "install-non-atomic")
+          "install-non-atomic", "prepare-unpromised",
+          "remove-keeps-state")
 
 
 @dataclass(frozen=True)

@@ -124,6 +124,7 @@ cdef class Engine:
     cdef bint plant_promise_not_persisted
     cdef bint plant_learn_without_quorum
     cdef bint plant_forward_twice
+    cdef bint plant_prepare_unpromised
 
     cdef Py_ssize_t slot_of(self, uint32_t group) except -2
     cdef inline uint32_t group_of(self, Py_ssize_t slot)

@@ -177,6 +177,7 @@ cdef class Engine:
         self.plant_promise_not_persisted = plant == "promise-not-persisted"
         self.plant_learn_without_quorum = plant == "learn-without-quorum"
         self.plant_forward_twice = plant == "forward-twice"
+        self.plant_prepare_unpromised = plant == "prepare-unpromised"
         if recovered:
             for group, state in recovered.items():
                 self.restore_group(group, state)
@@ -502,6 +503,7 @@ cdef class Engine:
         if dest == self.node_id:
             local = make_message(m.kind, m.group, m.instance, m.ballot, m.mark, m.aux, m.chain, m.value)
             local.src = self.node_id
+            local.flags = m.flags
             if after:
                 self.self_after.append((self.token, local))
             else:
@@ -703,6 +705,14 @@ cdef class Engine:
         # Our own promise first: its record joins this batch, and the Prepare leaves only once it is
         # durable, so a restarted node can never reuse a ballot that peers have seen.
         self._on_prepare(slot, m, self.node_id)
+        if self.acceptor.promised[slot] != ballot and not self.plant_prepare_unpromised:
+            # Our own acceptor refused (the sticky rule: it still hears an active leader). Campaigning on the
+            # peers' promises alone would leave no durable trace of this ballot here: after a crash this node
+            # would pick the same ballot again and could propose a second value under it (soak seed
+            # 2,227,351). Back off as a sticky reject from a peer makes us do.
+            self._step_down(slot, False, None)
+            self.proposer.timer[slot] = self.now + self.sticky // 4 + self.rng.randint(0, self.backoff_hi)
+            return
         self._broadcast(m, True)
 
     cdef void _on_promise(self, Py_ssize_t slot, Message m, int src):

@@ -843,9 +843,14 @@ class ReplicaLoop:
             raise ValueError("group %d: incarnation %d was removed here already (last removed: %d)"
                              % (group, incarnation, removed))
         if group in self.tombstones:
-            # A removal that crashed after its tombstone may have left the old incarnation's records: they go
-            # before the new GROUP record, so the new incarnation can never find them as its own.
-            self.log.delete_group(group)
+            # A removal that crashed after its tombstone may have left the old incarnation's records and state
+            # machine data: they go before the new GROUP record, so the new incarnation can never find them as
+            # its own (soak seed 2,214,954: a state machine still at the old incarnation's applied mark skipped
+            # every value the new one chose below it).
+            if self.plant == "remove-keeps-state":
+                self.log.delete_group(group)
+            else:
+                self._drop_group_data(group)
         self.tombstones.pop(group, None)
         self.engine.add_group(group, incarnation)
         self._resize()
@@ -875,11 +880,10 @@ class ReplicaLoop:
         self._cycle()
         self.log.write([group_record(group, incarnation, True)])
         self.tombstones[group] = incarnation
-        self.sm.drop_group(group)
-        self.sm.flush()
-        self.store.write([], [master_key(group)])        # the master table's state of the group goes with it
-        self.store.commit()
-        self.log.delete_group(group)
+        if self.plant == "remove-keeps-state":
+            self.log.delete_group(group)      # planted bug: the state machine's data outlives the group
+        else:
+            self._drop_group_data(group)
         slot = self.slot_of(group)
         self.masters.restore(slot, 0, 0, 0, 0, self.ticks)
         self.preferred[slot] = 0
@@ -890,6 +894,15 @@ class ReplicaLoop:
             self._reply_error(req, rpc.UNKNOWN_GROUP, "group %d was removed" % group)
         log.info("node %d worker %d: group %d removed (incarnation %d)", self.node_id, self.index, group,
                  incarnation)
+
+    def _drop_group_data(self, group):
+        """Delete a removed group's state machine data, master table state and log records (idempotent: a
+        removal that crashed half-way is finished by the next add of the group)."""
+        self.sm.drop_group(group)
+        self.sm.flush()
+        self.store.write([], [master_key(group)])        # the master table's state of the group goes with it
+        self.store.commit()
+        self.log.delete_group(group)
 
     # ------------------------------------------------------------------ status and replies
     def group_count(self):

@@ -511,10 +511,13 @@ class Snapshots:
         """A file being built, or being streamed to a peer that has not asked for its last byte yet and asked
         for something within idle_timeout, counts against max_outgoing and is never evicted; a complete one
         that nobody is in the middle of is a cache. (A receiver waiting for its staging write before it asks
-        for more is in the middle: evicting its file made it start over from nothing.)"""
+        for more is in the middle: evicting its file made it start over from nothing.) A peer has had the
+        whole file once we sent its last byte: chunks go whole, so what was sent may run past what was
+        granted, and a file counted busy for the grant alone held the only slot while other groups waited for
+        an offer (soak seed 2,200,787)."""
         if not out.complete:
             return True
-        return (any(g[0] < g[1] or g[1] < out.size for g in out.grants.values())
+        return (any(g[0] < out.size for g in out.grants.values())
                 and now - out.used <= self.settings.idle_timeout_s)
 
     def _drop_outgoing(self, out):

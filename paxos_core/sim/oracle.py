@@ -155,6 +155,13 @@ class Oracle:
     def set_learned_start(self, node, group, chosen_next):
         self.learned[(node, group)] = [chosen_next]
 
+    def on_install(self, node, group, applied):
+        """`node` swapped in a snapshot at `applied`: it learns on from there. A swap only ever moves a node
+        forward, and the values it learned right after the swap (in the same cycle) may already be counted."""
+        state = self.learned.get((node, group))
+        if state is None or state[0] < applied:
+            self.learned[(node, group)] = [applied]
+
     # -------------------------------------------------------------- clients
     def on_ack(self, node, group, instance, payload):
         self.acked += 1

@@ -50,7 +50,7 @@ from ..statemachine.loader import factory_for
 from ..statemachine.store import MemoryStore
 from ..storage.snapfiles import MemorySnapshotFiles
 from ..wire.codec import decode_batch, decode_entries, decode_frame, encode_frame
-from ..wire.message import ACCEPT, ACCEPTED, CATCHUP_REPLY, FORWARD, PROMISE, SNAP_CHUNK, Message
+from ..wire.message import ACCEPT, ACCEPTED, CATCHUP_REPLY, FORWARD, PREPARE, PROMISE, SNAP_CHUNK, Message
 from .clients import _UNSEEN, KEYS_PER_GROUP, HistoryOp, Operation, SimClient
 from .network import NetworkFaults, SimNetwork
 from .node import SimCrash, SimLog, SimNode, SimStore
@@ -297,7 +297,7 @@ class Simulation:
         """A snapshot at `applied` was swapped in on `node`: it learns on from there."""
         self.stats["installs"] = self.stats.get("installs", 0) + 1
         engine = node.loop.engine
-        self.oracle.set_learned_start(node.id, group_key(group, engine.incarnation_of(group)), applied)
+        self.oracle.on_install(node.id, group_key(group, engine.incarnation_of(group)), applied)
         self._trace("install", node.id, group, applied)
 
     def _check_restart(self, node):
@@ -354,6 +354,10 @@ class Simulation:
                     loop.remove_group(group)
                 else:
                     loop.add_group(group)
+                    if loop.sm.applied_next(group) != 0:
+                        self.oracle.violate("node %d group %d: added as a new incarnation, its state machine is "
+                                            "already at %d (the removed one's data)"
+                                            % (node.id, group, loop.sm.applied_next(group)))
                 node.regroup_ops.pop(0)       # done (a crash half-way leaves it to do again: both are idempotent)
         except SimCrash:
             self._crashed(node)
@@ -455,6 +459,13 @@ class Simulation:
                     oracle.on_promise_reply(node.id, group, msg.ballot)
             elif kind == ACCEPT:
                 oracle.on_accept_sent(group, msg.instance, msg.ballot, msg.value)
+            elif kind == PREPARE:
+                # A ballot leaves only once this node's own acceptor promised it (durably: prepares leave after
+                # the write), so a restart can never reuse a ballot that peers may have promised and voted under.
+                if engine is not None and engine.hosts(msg.group) and \
+                        engine.group_view(msg.group)["promised"] < msg.ballot:
+                    oracle.violate("node %d sent a Prepare of ballot %d for group %s that its own acceptor had not "
+                                   "promised (a restart may reuse the ballot)" % (node.id, msg.ballot, group))
             elif kind == CATCHUP_REPLY:
                 for instance, _, value in decode_entries(msg.value) if msg.value else ():
                     oracle.on_served(node.id, group, instance, value)
@@ -498,6 +509,13 @@ class Simulation:
         if engine is None:
             return
         incarnation = engine.incarnation_of
+        snapshots = node.loop.snapshots
+        for group in snapshots.swapped:
+            # A snapshot swapped in by this cycle's write: values the engine learned right above it (buffered
+            # ones, or a catch-up reply of the same turn) are in this very batch, applied after the swap.
+            inc = snapshots.incoming.get(group)
+            if inc is not None and engine.hosts(group):
+                self.oracle.on_install(node.id, group_key(group, incarnation(group)), inc.applied)
         for group, instance, ballot in fx.self_votes:
             if engine.hosts(group):
                 self.oracle.on_vote(node.id, group_key(group, incarnation(group)), instance, ballot)
