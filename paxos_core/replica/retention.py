@@ -20,6 +20,9 @@ from the durable CHAIN record at T. Low moves at most `step_instances` per trunc
 `groups_per_turn` groups are truncated per turn; candidates come from one numpy pass over the engine's
 arrays, so idle groups cost nothing.
 
+Plant "weigh-short" stops the cut by weight one block of 64 short, so logs keep more than retain_bytes (the
+simulator checks every log after each retention run).
+
 Plant "truncate-too-far" truncates at the engine's learned mark (with the engine's chain) instead of the
 applied one: values learned in this turn are applied only after its write, so a crash before the next synced
 write leaves the log truncated past the state machine's durable state (the simulator must catch it). The
@@ -50,6 +53,7 @@ class Retention:
         self.step = max(ALIGN, step_instances // ALIGN * ALIGN)
         self.pins = pins or (lambda: {})
         self.too_far = plant == "truncate-too-far"
+        self.weigh_short = plant == "weigh-short"
         if not hasattr(sm, "checkpoint_entries"):
             # No keyed checkpoints (replica/snapshots.py): a peer behind a truncation could never catch up.
             self.retain = -1
@@ -130,4 +134,6 @@ class Retention:
                 hi = mid - 1
             else:
                 lo = mid + 1
+        if self.weigh_short:
+            best -= 1          # planted bug: the cut stops one block short, the log keeps more than retain_bytes
         return best * ALIGN

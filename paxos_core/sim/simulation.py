@@ -203,6 +203,8 @@ class Simulation:
             self.retain_instances = 0          # these plants need truncation on
         chunk = rc.choice((64, 512, 4096))
         self.retain_bytes = rc.choice((0, 0, 600, 5000))
+        if cfg.retain is None and cfg.plant == "weigh-short":
+            self.retain_instances, self.retain_bytes = 1 << 20, 8000     # the byte limit alone cuts
         self.snapshot_settings = SnapshotSettings(
             chunk_bytes=chunk, window_bytes=chunk * rc.choice((1, 2, 4)), build_bytes_per_turn=chunk * 2,
             send_bytes_per_turn=chunk * 8, stage_bytes_per_turn=chunk * 2, max_outgoing=rc.choice((1, 4)),
@@ -272,6 +274,9 @@ class Simulation:
             self._crashed(node)
             return
         loop.effects_hook = lambda fx, node=node: self._observe(node, fx)
+        node.retention_last = None
+        if self.retain_instances >= 0:
+            self._watch_retention(node, loop)
         loop.snapshots.install_hook = lambda group, applied, chain, node=node: self._installed(node, group, applied)
         node.loop = loop
         for group in loop.engine.groups():
@@ -859,6 +864,7 @@ class Simulation:
                     oracle.violate("liveness: group %d is %s on node %d at the end" % (group, status, n.id))
         if oracle.violations:
             return
+        self._check_bounded_logs()
         self._check_replica_states()
         if oracle.violations:
             return
@@ -867,6 +873,51 @@ class Simulation:
         else:
             self._check_session_order({g: self.oracle.logs.get(g, []) for g in self.group_ids
                                        if g not in self.regrouped})
+
+    def _watch_retention(self, node, loop):
+        """Keep what the last retention run of `node` saw and left (a run that was not cut short by its per-turn
+        cap and found every CHAIN record it needed), for _check_bounded_logs."""
+        retention = loop.retention
+        run = retention.run
+
+        def watched():
+            pins = dict(loop.snapshots.pins())
+            skipped = retention.skipped
+            done = run()
+            if done >= retention.groups_per_turn or retention.skipped != skipped:
+                node.retention_last = None
+                return done
+            engine, sm = loop.engine, loop.sm
+            node.retention_last = (pins, {g: (sm.applied_next(g), engine.learned(g)[0], engine.low(g),
+                                              engine.learned_bytes(g), engine.group_view(g)["low_bytes"])
+                                          for g in engine.groups() if engine.group_status(g) == 0})
+            return done
+        retention.run = watched
+
+    def _check_bounded_logs(self):
+        """With retention on, a log is bounded after every retention run that was not cut short, for each group
+        whose log no snapshot file pinned: it holds fewer than retain_instances + 128 applied values (the cut
+        is a multiple of 64 at or below applied - retain_instances, made once it moves the low mark by 64);
+        with retain_bytes, where everything learned was applied, its values weigh at most retain_bytes unless
+        fewer than 128 are left (the cut by weight is a multiple of 64 too). Checked on each node's last run."""
+        if self.retain_instances < 0:
+            return
+        for node in self.nodes.values():
+            last = getattr(node, "retention_last", None)
+            if not node.up or node.loop is None or not last:
+                continue
+            pins, groups = last
+            for group, (applied, chosen, low, learned_bytes, low_bytes) in groups.items():
+                if group in pins:
+                    continue
+                ahead = applied - low
+                if ahead >= self.retain_instances + 128:
+                    self.oracle.violate("node %d group %d: its log holds %d applied values after a retention run "
+                                        "that keeps %d" % (node.id, group, ahead, self.retain_instances))
+                weight = learned_bytes - low_bytes
+                if self.retain_bytes and applied == chosen and ahead >= 128 and weight > self.retain_bytes:
+                    self.oracle.violate("node %d group %d: its log's %d values weigh %d bytes after a retention "
+                                        "run that keeps %d" % (node.id, group, ahead, weight, self.retain_bytes))
 
     def _reference_at(self, group, mark):
         """The state (snapshot bytes) that applying the chosen log of `group` up to `mark` gives, from a
