@@ -21,7 +21,7 @@ from paxos_core.statemachine import kv
 from paxos_core.statemachine.store import MemoryStore
 from paxos_core.storage.memory import MemoryLog
 from paxos_core.storage.records import GROUP_REMOVED, INSTANCE_RECORD, decode_record, group_key
-from paxos_core.wire.codec import decode_entries, encode_batch, encode_entries
+from paxos_core.wire.codec import decode_batch, decode_entries, encode_batch, encode_entries
 from paxos_core.wire.message import Kind, Message
 
 
@@ -590,3 +590,24 @@ def test_soak_finding_a_group_removed_during_a_snapshot_transfer_does_not_crash_
 
     result = run_seed(SimConfig(seed=1602033, nodes=5, groups=1, faults=FAULT_KINDS))
     assert not any("exception" in v for v in result.violations), result.violations[:3]
+
+
+def test_soak_finding_our_own_proposal_relayed_back_while_in_flight_here_is_not_proposed_again():
+    """Soak seed 1,417,060 (at 277c49c, "its own proposals are queued out of order"): a former leader relayed
+    back to node 3 one of node 3's own proposals, which node 3 had in flight in an instance it led. It was
+    queued again behind later proposals and proposed a second time (exactly-once made the copy STALE, so
+    nothing was applied twice, but the order of the queue broke and the copy cost an instance). A proposal of
+    ours that is in flight here is now dropped from a FORWARD."""
+    cluster = LoopbackCluster(nodes=3, groups=1, seed=1)
+    cluster.propose(1, 0, b"first")
+    cluster.tick(30)
+    engine = cluster.engines[1]
+    assert engine.group_view(0)["role"] == "leading"
+    seq = engine.propose(0, b"x", b"x")
+    pg = engine.proposer.groups[0]
+    flying = {i: decode_batch(f.value) for i, f in pg.inflight.items()}
+    assert [e[1] for entries in flying.values() for e in entries] == [seq]
+    engine.receive([Message(Kind.FORWARD, 0, 0, engine.group_view(0)["promised"], 0, 0, 0,
+                            encode_batch([(1, seq, b"x")]), src=2)])
+    assert {i: decode_batch(f.value) for i, f in pg.inflight.items()} == flying and not pg.pending, \
+        "proposed once only"

@@ -1014,6 +1014,15 @@ cdef class Engine:
         pg.pending = []
         pg.pending_bytes = 0
 
+    cdef set _own_in_flight(self, ProposerGroup pg):
+        """Seqs of our own proposals inside the instances we have in flight."""
+        cdef set seqs = set()
+        for inf in pg.inflight.values():
+            value = (<InFlight>inf).value
+            if value:
+                seqs.update([e[1] for e in decode_batch(value) if e[0] == self.node_id])
+        return seqs
+
     cdef void _on_forward(self, Py_ssize_t slot, Message m, int src):
         cdef int role = self.proposer.role[slot]
         if role == FOLLOWER and (self.proposer.preferred[slot] != self.node_id or self.status[slot] != GROUP_OK):
@@ -1023,9 +1032,18 @@ cdef class Engine:
         cdef dict out = self.learner.outstanding.get(slot)
         cdef set held = {(e[0], e[1]) for e in pg.pending}
         held.update([(e[0], e[1]) for e in pg.forwarded])
+        cdef set flying = None
         for entry in entries:
-            if entry[0] == self.node_id and (out is None or entry[1] not in out):
-                continue        # our own proposal relayed back after it was answered here
+            if entry[0] == self.node_id:
+                if out is None or entry[1] not in out:
+                    continue        # our own proposal relayed back after it was answered here
+                if flying is None:
+                    flying = self._own_in_flight(pg)
+                if entry[1] in flying:
+                    # In an instance we lead now (a former leader re-proposed it from our votes, then relayed
+                    # it back): queued again, it was proposed a second time, after proposals made later
+                    # (soak seed 1,417,060 at 277c49c). If that instance is lost, stepping down re-queues it.
+                    continue
             if (entry[0], entry[1]) in held and not self.plant_forward_twice:
                 continue        # one we hold already (relayed back to us while mastership moved): once only
             held.add((entry[0], entry[1]))
