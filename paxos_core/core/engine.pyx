@@ -710,8 +710,7 @@ cdef class Engine:
             # peers' promises alone would leave no durable trace of this ballot here: after a crash this node
             # would pick the same ballot again and could propose a second value under it (soak seed
             # 2,227,351). Back off as a sticky reject from a peer makes us do.
-            self._step_down(slot, False, None)
-            self.proposer.timer[slot] = self.now + self.sticky // 4 + self.rng.randint(0, self.backoff_hi)
+            self._back_off_sticky(slot)
             return
         self._broadcast(m, True)
 
@@ -864,14 +863,18 @@ cdef class Engine:
             if m.ballot > self.proposer.ballot[slot]:
                 self._step_down(slot, True, None)
             elif m.flags & FLAG_STICKY and self.proposer.role[slot] == PREPARING:
-                # The acceptor's leader is active: back off longer than an election race would.
-                self._step_down(slot, False, None)
-                self.proposer.timer[slot] = self.now + self.sticky // 4 + self.rng.randint(0, self.backoff_hi)
+                self._back_off_sticky(slot)
         if m.mark > self.learner.known_mark[slot]:
             # The rejecting acceptor has learned further than we have.
             self.learner.known_mark[slot] = m.mark
             self.learner.catchup_src[slot] = src
             self._request_catchup(slot)
+
+    cdef void _back_off_sticky(self, Py_ssize_t slot):
+        """An acceptor's leader is active (the sticky rule): stop preparing, and wait longer than an election
+        race would before trying again."""
+        self._step_down(slot, False, None)
+        self.proposer.timer[slot] = self.now + self.sticky // 4 + self.rng.randint(0, self.backoff_hi)
 
     cdef list _own_unanswered(self, Py_ssize_t slot, bytes value):
         """Our own still-unanswered proposals in a value that may never be chosen (to be re-queued).

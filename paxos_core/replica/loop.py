@@ -847,10 +847,7 @@ class ReplicaLoop:
             # machine data: they go before the new GROUP record, so the new incarnation can never find them as
             # its own (soak seed 2,214,954: a state machine still at the old incarnation's applied mark skipped
             # every value the new one chose below it).
-            if self.plant == "remove-keeps-state":
-                self.log.delete_group(group)
-            else:
-                self._drop_group_data(group)
+            self._drop_group_data(group)
         self.tombstones.pop(group, None)
         self.engine.add_group(group, incarnation)
         self._resize()
@@ -880,10 +877,7 @@ class ReplicaLoop:
         self._cycle()
         self.log.write([group_record(group, incarnation, True)])
         self.tombstones[group] = incarnation
-        if self.plant == "remove-keeps-state":
-            self.log.delete_group(group)      # planted bug: the state machine's data outlives the group
-        else:
-            self._drop_group_data(group)
+        self._drop_group_data(group)
         slot = self.slot_of(group)
         self.masters.restore(slot, 0, 0, 0, 0, self.ticks)
         self.preferred[slot] = 0
@@ -898,10 +892,11 @@ class ReplicaLoop:
     def _drop_group_data(self, group):
         """Delete a removed group's state machine data, master table state and log records (idempotent: a
         removal that crashed half-way is finished by the next add of the group)."""
-        self.sm.drop_group(group)
-        self.sm.flush()
-        self.store.write([], [master_key(group)])        # the master table's state of the group goes with it
-        self.store.commit()
+        if self.plant != "remove-keeps-state":      # planted bug: the state machine's data outlives the group
+            self.sm.drop_group(group)
+            self.sm.flush()
+            self.store.write([], [master_key(group)])    # the master table's state of the group goes with it
+            self.store.commit()
         self.log.delete_group(group)
 
     # ------------------------------------------------------------------ status and replies

@@ -887,10 +887,12 @@ class Simulation:
             if done >= retention.groups_per_turn or retention.skipped != skipped:
                 node.retention_last = None
                 return done
-            engine, sm = loop.engine, loop.sm
-            node.retention_last = (pins, {g: (sm.applied_next(g), engine.learned(g)[0], engine.low(g),
-                                              engine.learned_bytes(g), engine.group_view(g)["low_bytes"])
-                                          for g in engine.groups() if engine.group_status(g) == 0})
+            engine, sm, learner = loop.engine, loop.sm, loop.engine.learner
+            node.retention_last = (pins, {g: (sm.applied_next(g), int(learner.chosen_next_array[k]),
+                                              int(learner.low_array[k]), int(learner.learned_bytes_array[k]),
+                                              int(learner.low_bytes_array[k]))
+                                          for g in engine.groups() if engine.group_status(g) == 0
+                                          for k in (loop.slot_of(g),)})
             return done
         retention.run = watched
 
