@@ -35,8 +35,8 @@ stall      the loop thread of the worker that hosts a group's master stands stil
            (not from the clients); the nemesis writes a value A to a probe key of that group (not one of the
            clients' keys), stalls the loop, writes B through the other nodes (acknowledged once they have
            elected a new master, i.e. after the stalled master's lease ran out), then sends lease reads of
-           the probe key to the stalled master from a fresh client, lets the loop go and keeps the cut for
-           the fault's duration. The reads are recorded like every client operation: one answered A is a stale
+           the probe key to the stalled master from clients that connected to it (and read A) before the
+           stall and know of no newer master, lets the loop go and keeps the cut for the fault's duration. The reads are recorded like every client operation: one answered A is a stale
            lease read, found by the linearizability check. Without namespaces, no cut (the stalled master's
            own peers then tell it about the new master at once).
 wipe       a node is stopped (kill -9), everything in its data directory is deleted (a replaced disk), and it is
@@ -475,7 +475,7 @@ class Nemesis:
         # session's first request, which a retry could not tell from an expired session).
         master, _ = self.master_of(group)
         prefer = self.rng.choice([n for n in cluster.nodes if n != master])
-        writer = None
+        writer, readers = None, []
         try:
             # A, then a lease read of it, make the group's master hold a fresh lease on the probe key's group.
             # A session's first write that had to be retried elsewhere comes back SessionExpired (client.py):
@@ -494,6 +494,15 @@ class Nemesis:
             if master is None:
                 raise RuntimeError("group %d has no master" % group)
             do_op(writer, cluster.groups, history, "nemesis", "read", key, mode="lease", node=master, timeout=5.0)
+            # The readers connect now, while the master's loop runs: each reads A once from it. A client whose
+            # connection is still being set up when it sends tries another node 20 ms later (client.py), so
+            # readers created during the stall would often be answered by the new master, and the stalled
+            # one would see no read to get wrong.
+            for _ in range(3):
+                reader = self._probe_client(prefer=master, attempt_timeout=cluster.lease_s)
+                readers.append(reader)
+                do_op(reader, cluster.groups, history, "nemesis", "read", key, mode="lease", node=master,
+                      timeout=5.0)
             record.target = master
             node = cluster.nodes[master]
             tid = self._workers_by_index(node)[index]
@@ -504,29 +513,28 @@ class Nemesis:
             stall = ThreadStop(tid)
             stall.stop()
             record.injected = True
-            readers = []
+            threads = []
             try:
                 op = do_op(writer, cluster.groups, history, "nemesis", "write", key, value=value_b,
                            timeout=4 * cluster.lease_s + 5)
                 record.detail = "master of group %d, worker %d (pid %d); probe %s: B %s" % (
                     group, index, tid, key.decode(), op.outcome)
                 if op.outcome == "ok":
-                    # Fresh clients (they know of no newer master), an attempt timeout longer than the rest
-                    # of the stall: the reads wait in the stalled worker's queue.
-                    for _ in range(3):
-                        reader = self._probe_client(prefer=master, attempt_timeout=cluster.lease_s)
-                        thread = threading.Thread(target=self._probe_read, args=(reader, key, master),
+                    # The readers know of no newer master, and their attempt timeout is longer than the rest of
+                    # the stall: the reads wait in the stalled worker's queue.
+                    while readers:
+                        thread = threading.Thread(target=self._probe_read, args=(readers.pop(), key, master),
                                                   name="stall-probe", daemon=True)
                         thread.start()
-                        readers.append(thread)
+                        threads.append(thread)
                         time.sleep(0.3)
                     time.sleep(0.5)
             finally:
                 stall.resume()
-            self.probe_threads.extend(readers)        # joined by finish(), before the history is checked
+            self.probe_threads.extend(threads)        # joined by finish(), before the history is checked
         finally:
-            if writer is not None:
-                writer.close()
+            for client in readers + ([writer] if writer is not None else []):
+                client.close()
 
     def _probe_read(self, reader, key, master):
         try:
