@@ -51,6 +51,29 @@ def test_cluster_bench_sweeps_comma_lists_and_plots(tmp_path):
     assert (tmp_path / "plots" / "latency_vs_throughput.png").stat().st_size > 1000
 
 
+def test_trace_one_cuts_each_round_trip_into_phases_that_add_up(tmp_path):
+    """--trace-one: the workers' traces (PAXOS_CORE_TRACE_DIR) and the client's times line up on one clock.
+    Each matched operation's phases are consecutive steps of its round trip: none negative, and they add up
+    to the round trip exactly. Most operations match (a master change or a retry would not)."""
+    from paxos_core.bench import traceone
+
+    lines = run("--trace-one", "--duration", "1.5", "--warmup", "0.5", "--json", str(tmp_path / "t.json"))
+    summary = json.loads(lines[-1])
+    variant = summary["variants"]["default"]
+    assert summary["bench"] == "trace-one" and summary["in_flight"] == 1 and summary["mode"] == "server"
+    assert variant["ops"] > 50 and variant["matched"] >= 0.8 * variant["ops"], variant
+    assert [p["phase"] for p in variant["phases"]] == [name for name, _ in traceone.PHASES]
+    assert all(p["p50_us"] is not None and p["p50_us"] >= 0 for p in variant["phases"])
+    assert any("follower: synced write" in line for line in lines[:-1])
+    # Per operation (the --json file): consecutive phases, summing to the round trip.
+    ops = json.load(open(tmp_path / "t.json"))["runs"]["default"][0]["per_op"]
+    assert len(ops) == variant["matched"]
+    for op in ops:
+        parts = [op[name] for name, _ in traceone.PHASES]
+        assert min(parts) >= 0, op
+        assert abs(sum(parts) - op["total"]) < 1e-6, op
+
+
 def test_a_batch_size_needs_client_mode():
     proc = subprocess.run([sys.executable, "-m", "paxos_core", "bench", "--batch", "8"], capture_output=True,
                           text=True, timeout=60)

@@ -158,6 +158,14 @@ def cmd_bench(args):
 
         idle.run(args.groups or (10000, 100000), args.seconds or 10.0, args.dir, json_path=args.json)
         return 0
+    if args.trace_one:
+        from ..bench import traceone
+
+        traceone.run(seconds=args.duration or 5.0, warmup=min(args.warmup, 1.0), value_size=args.value_size[0],
+                     repeat=args.repeat or 1, env=dict(kv.split("=", 1) for kv in (args.env or ())),
+                     compare=dict(kv.split("=", 1) for kv in args.compare) if args.compare else None,
+                     base_dir=args.dir, json_path=args.json, say=lambda line: print(line, file=sys.stderr, flush=True))
+        return 0
     from ..bench import cluster
 
     if "lean" in args.loadgen and args.mode != "closed":
@@ -325,6 +333,10 @@ def build_parser():
                    help="which benchmark")
     p.add_argument("--quick", action="store_true", help="short run (well under a minute)")
     p.add_argument("--full", action="store_true", help="the full sweep reported in docs/BENCHMARKS.md")
+    p.add_argument("--trace-one", action="store_true",
+                   help="cluster: one client, one operation in flight, 1 group; prints where the round trip goes "
+                        "(phases from the client's and the workers' own timestamps; --duration, --repeat, --env, "
+                        "--compare, --value-size apply)")
     p.add_argument("--groups", type=int_list(1, MAX_GROUPS - 1), default=None,
                    help="groups, e.g. 1,64,10000 (default: 64; idle: 10000,100000; storage: 1,16,256,4096)")
     p.add_argument("--workers", type=int_list(1, MAX_WORKERS), default=(2,),

@@ -25,6 +25,7 @@ from ..statemachine.store import RocksStore
 from ..storage import identity
 from ..storage.log import RocksLog, is_damage
 from ..storage.snapfiles import SnapshotFiles
+from . import trace
 from .channel import EXIT_START_FAILED, ParentChannel, ParentLogHandler, set_parent_death_signal
 from .metrics import WorkerCollector
 from .transport import ADMIN_USER, CLIENT_ZAP_DOMAIN, PeerTransport, bind
@@ -179,6 +180,7 @@ class Worker:
         self.stopping = False
         self.ctx = zmq.Context()
         self.transport = self.client = self.log = None
+        self.trace = trace.trace_for(self.node_id, index)      # None unless PAXOS_CORE_TRACE_DIR is set
         try:
             self._start(state_machine_factory)
         except BaseException:
@@ -340,6 +342,9 @@ class Worker:
         if parent is not None:
             poller.register(parent.fileno(), zmq.POLLIN)
         loop = self.loop
+        if self.trace is not None:
+            self._run_traced(poller, parent)
+            return
         while not self.stopping:
             ready = poller.poll(loop.poll_timeout() * 1000.0)
             if parent is not None and any(item[0] == parent.fileno() for item in ready) and parent.parent_gone():
@@ -348,6 +353,37 @@ class Worker:
             loop.turn(self.transport.receive(), self._client_frames())
             replies = loop.take_replies()
             if replies:
+                self._send_replies(replies)
+        self.close()
+
+    def _run_traced(self, poller, parent):
+        """run() with every step of a turn noted in self.trace (runtime/trace.py; bench --trace-one)."""
+        loop, note = self.loop, self.trace.note
+        send = self.transport.send
+
+        def traced_send(messages):
+            note(trace.PEER_OUT, trace.kinds_mask(messages, at=1))
+            send(messages)
+
+        self.transport.send = traced_send
+        loop.log = trace.TracedLog(loop.log, self.trace)
+        while not self.stopping:
+            ready = poller.poll(loop.poll_timeout() * 1000.0)
+            note(trace.POLL)
+            if parent is not None and any(item[0] == parent.fileno() for item in ready) and parent.parent_gone():
+                log.error("node %d worker %d: the supervisor is gone; stopping", self.node_id, self.index)
+                break
+            messages = self.transport.receive()
+            if messages:
+                note(trace.PEER_IN, trace.kinds_mask(messages))
+            frames = self._client_frames()
+            if frames:
+                note(trace.CLIENT_IN, len(frames))
+            loop.turn(messages, frames)
+            note(trace.TURN_END)
+            replies = loop.take_replies()
+            if replies:
+                note(trace.REPLY_OUT, len(replies))
                 self._send_replies(replies)
         self.close()
 
@@ -410,6 +446,8 @@ class Worker:
         self.loop.store.close()
         self.log.close()
         self.ctx.term()
+        if self.trace is not None:
+            self.trace.save()
 
 
 def worker_main(config_path, index, log_level=logging.INFO):
