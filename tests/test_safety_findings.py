@@ -604,6 +604,8 @@ def test_soak_finding_our_own_proposal_relayed_back_while_in_flight_here_is_not_
     engine = cluster.engines[1]
     assert engine.group_view(0)["role"] == "leading"
     seq = engine.propose(0, b"x", b"x")
+    engine.take_effects()          # the leader puts this input's proposals into an instance (its Accept is
+                                   # not delivered: the FORWARD below comes while it is in flight)
     pg = engine.proposer.groups[0]
     flying = {i: decode_batch(f.value) for i, f in pg.inflight.items()}
     assert [e[1] for entries in flying.values() for e in entries] == [seq]

@@ -54,6 +54,9 @@ class CoreConfig:
                                         # first sent (0: 4 x (max_retransmits + 1) x retransmit_ticks)
     repair_wait_ticks: int = 0          # a rebuilding node waits this long before it asks its peers
                                         # (0: 2 x vote_ttl_ticks; must exceed vote_ttl under clock drift)
+    fill_at_take: bool = True           # a leader packs the proposals of one batch of input (all propose()
+                                        # calls before take_effects) into instances when the effects are taken,
+                                        # not one instance per call while the window has room
     plant: str = ""                     # planted bug for testing the tests (never in production)
 
     def __post_init__(self):

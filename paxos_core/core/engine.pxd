@@ -95,6 +95,9 @@ cdef class Engine:
     cdef dict active
     cdef list self_queue
     cdef list self_after
+    cdef bint fill_at_take
+    cdef dict fill_due               # slots with proposals queued since the last take_effects (fill_at_take),
+                                     # in the order of their first proposal
     cdef Effects fx
     cdef long token
     cdef uint64_t seq

@@ -148,6 +148,8 @@ cdef class Engine:
         self.active = {}
         self.self_queue = []
         self.self_after = []
+        self.fill_at_take = config.fill_at_take
+        self.fill_due = {}
         self.fx = Effects()
         self.token = 1
         # Proposal sequence numbers must not repeat across restarts (they identify our own proposals in
@@ -424,7 +426,10 @@ cdef class Engine:
         self.active[slot] = True
         cdef int role = self.proposer.role[slot]
         if role == LEADING:
-            self._fill(slot)
+            if not self.fill_at_take:
+                self._fill(slot)
+            else:
+                self.fill_due[slot] = True      # filled in take_effects, with every proposal of this input
         elif role == FOLLOWER:
             self._route_follower(slot)
         self._drain()
@@ -484,10 +489,23 @@ cdef class Engine:
 
     def has_effects(self):
         """True when effects are waiting for take_effects() (e.g. produced by persisted())."""
-        return bool(self.fx)
+        return bool(self.fx) or bool(self.fill_due)
 
     def take_effects(self):
-        """Everything the engine wants done since the last call, as one batch."""
+        """Everything the engine wants done since the last call, as one batch.
+
+        With fill_at_take (the default), a leader's proposals queued since the last call go into instances
+        here, packed together (adaptive batching over one batch of input: a worker's turn), not one instance
+        per propose() while the window has room. Their Accepts are in this batch's send_now, so no latency is
+        added."""
+        cdef Py_ssize_t slot
+        if self.fill_due:
+            due = self.fill_due
+            self.fill_due = {}
+            for slot in due:
+                if self.status[slot] == GROUP_OK:
+                    self._fill(slot)
+            self._drain()
         cdef Effects fx = self.fx
         fx.token = self.token
         self.token += 1

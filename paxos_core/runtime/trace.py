@@ -16,7 +16,7 @@ import numpy as np
 TRACE_ENV = "PAXOS_CORE_TRACE_DIR"
 
 # Events (the second column); the third is a detail: a bit mask of message kinds (1 << kind) or a count.
-POLL = 1            # the poll returned
+POLL = 1            # the poll returned (the poll's timeout in µs)
 PEER_IN = 2         # peer messages taken in (mask of kinds)
 CLIENT_IN = 3       # client requests taken in (count)
 WRITE_BEGIN = 4     # the cycle's synced write began

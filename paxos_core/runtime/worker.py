@@ -246,6 +246,9 @@ class Worker:
                 retry_s=config.snapshot_retry_ms / 1000),
         )
         core_config = config.core_config(index)
+        if os.environ.get("PAXOS_CORE_FILL_AT_TAKE", "1") == "0":
+            # One instance per proposal while the window has room (the old way; kept to measure the default).
+            core_config = core_config.replace(fill_at_take=False)
         if settings.plant:
             core_config = core_config.replace(plant=settings.plant)
         self.loop, amnesia = start_loop(self.log, data_dir, index, lambda recovery, amnesia: ReplicaLoop(
@@ -368,8 +371,9 @@ class Worker:
         self.transport.send = traced_send
         loop.log = trace.TracedLog(loop.log, self.trace)
         while not self.stopping:
-            ready = poller.poll(loop.poll_timeout() * 1000.0)
-            note(trace.POLL)
+            timeout = loop.poll_timeout()
+            ready = poller.poll(timeout * 1000.0)
+            note(trace.POLL, int(timeout * 1e6))
             if parent is not None and any(item[0] == parent.fileno() for item in ready) and parent.parent_gone():
                 log.error("node %d worker %d: the supervisor is gone; stopping", self.node_id, self.index)
                 break
