@@ -39,6 +39,8 @@ class CoreConfig:
     max_value_bytes: int = 1 << 20      # one proposal's payload at most
     retransmit_ticks: int = 4           # resend an unanswered Accept/Prepare after this long
     max_retransmits: int = 4            # then give up the ballot and prepare a new one
+    retransmit_backoff: bool = True     # an Accept's k-th resend waits retransmit_ticks x 2^k (a loaded peer is
+                                        # not flooded with copies of what it has queued)
     election_backoff_ticks: tuple = (2, 12)   # random wait before retrying a lost election
     leader_timeout_ticks: int = 20      # a leader not heard from for this long is presumed gone
     forward_timeout_ticks: int = 12     # forwarded proposals not chosen by then are proposed here

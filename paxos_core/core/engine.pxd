@@ -108,6 +108,7 @@ cdef class Engine:
     cdef Py_ssize_t max_value_bytes
     cdef int64_t retransmit_ticks
     cdef int max_retransmits
+    cdef bint retransmit_backoff
     cdef int64_t backoff_lo
     cdef int64_t backoff_hi
     cdef int64_t leader_timeout

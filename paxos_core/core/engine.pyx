@@ -161,6 +161,7 @@ cdef class Engine:
         self.max_value_bytes = config.max_value_bytes
         self.retransmit_ticks = config.retransmit_ticks
         self.max_retransmits = config.max_retransmits
+        self.retransmit_backoff = config.retransmit_backoff
         self.backoff_lo, self.backoff_hi = config.election_backoff_ticks
         self.leader_timeout = config.leader_timeout_ticks
         self.forward_timeout = config.forward_timeout_ticks
@@ -1542,7 +1543,8 @@ cdef class Engine:
         if role == LEADING and pg is not None and pg.inflight:
             for instance in sorted(pg.inflight):
                 inf = pg.inflight[instance]
-                if now - inf.sent_at < self.retransmit_ticks:
+                if now - inf.sent_at < (self.retransmit_ticks << inf.retries if self.retransmit_backoff
+                                        else self.retransmit_ticks):
                     continue
                 if inf.retries >= self.max_retransmits:
                     restart = True   # no quorum answers: maybe a higher ballot we never heard of

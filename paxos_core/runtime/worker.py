@@ -249,6 +249,9 @@ class Worker:
         if os.environ.get("PAXOS_CORE_FILL_AT_TAKE", "1") == "0":
             # One instance per proposal while the window has room (the old way; kept to measure the default).
             core_config = core_config.replace(fill_at_take=False)
+        if os.environ.get("PAXOS_CORE_RETRANSMIT_BACKOFF", "1") == "0":
+            # Every resend of an Accept after retransmit_ticks (the old way; kept to measure the default).
+            core_config = core_config.replace(retransmit_backoff=False)
         if settings.plant:
             core_config = core_config.replace(plant=settings.plant)
         self.loop, amnesia = start_loop(self.log, data_dir, index, lambda recovery, amnesia: ReplicaLoop(
