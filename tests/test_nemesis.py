@@ -86,14 +86,20 @@ def test_planted_stale_lease_clock_is_caught(tmp_path):
     missed it (the reads waited and were answered B elsewhere; not understood yet, see docs/RELIABILITY.md):
     so up to three runs, with seeds 3, 4 and 5, and the first that reports the anomaly is checked."""
     _requirements("stall")
+    resumes = []
     for attempt, seed in enumerate(("3", "4", "5")):
         args = [a if a != "3" else seed for a in STALL_ARGS] + ["--plant", "stale-lease-clock"]
         result, summary, out = nemesis(tmp_path / ("try%d" % attempt), *args)
         if summary["anomalies"]:
             break
+        # What the stalled worker's first turn took in (replica/loop.py says it at every late resume): the
+        # evidence wanted if every try misses.
+        for path in sorted((tmp_path / ("try%d" % attempt) / "run" / "logs").glob("*")):
+            resumes += ["try %d %s: %s" % (attempt, path.name, line.strip())
+                        for line in path.read_text(errors="replace").splitlines() if "resumed" in line]
     assert summary["plant"] == "stale-lease-clock"
     assert summary["faults"].get("stall", 0) >= 1, out[-3000:]
-    assert summary["anomalies"] >= 1, out[-3000:]
+    assert summary["anomalies"] >= 1, "\n".join(resumes[-30:]) + "\n" + out[-3000:]
     assert result.returncode == 1
     assert "ANOMALY not-linearizable on key probe" in out
     run_dir = tmp_path / ("try%d" % attempt) / "run"

@@ -129,6 +129,7 @@ cdef class Engine:
     cdef bint plant_learn_without_quorum
     cdef bint plant_forward_twice
     cdef bint plant_prepare_unpromised
+    cdef bint plant_fill_reverse
 
     cdef Py_ssize_t slot_of(self, uint32_t group) except -2
     cdef inline uint32_t group_of(self, Py_ssize_t slot)

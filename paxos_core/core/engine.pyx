@@ -181,6 +181,7 @@ cdef class Engine:
         self.plant_learn_without_quorum = plant == "learn-without-quorum"
         self.plant_forward_twice = plant == "forward-twice"
         self.plant_prepare_unpromised = plant == "prepare-unpromised"
+        self.plant_fill_reverse = plant == "fill-reverse"
         if recovered:
             for group, state in recovered.items():
                 self.restore_group(group, state)
@@ -505,6 +506,10 @@ cdef class Engine:
             self.fill_due = {}
             for slot in due:
                 if self.status[slot] == GROUP_OK:
+                    if self.plant_fill_reverse:
+                        pg = self.proposer.groups.get(slot)
+                        if pg is not None:
+                            pg.pending.reverse()      # planted bug: one input's proposals packed backwards
                     self._fill(slot)
             self._drain()
         cdef Effects fx = self.fx

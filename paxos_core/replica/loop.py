@@ -211,6 +211,8 @@ class ReplicaLoop:
         # A turn starting this much later than its poll should have ended means the process was paused (or
         # its disk stalled): half the lease margin, in seconds.
         self.resume_slack = s.lease_ticks * s.lease_margin * s.tick_s / 2
+        self.resumed_late_ms = 0.0        # set by a late resume, reported (and cleared) by the same turn
+        self.leases_dropped_now = 0
         self._open(core_config, hosted, recovery, amnesia)
 
     # ------------------------------------------------------------------ start-up
@@ -296,6 +298,8 @@ class ReplicaLoop:
         [(identity, request frame)] or [(identity, request frame, admin)] of the same poll, `admin` false when
         the connection lacks the cluster's credentials (administrative operations are then refused)."""
         self._start_turn()                                   # 1
+        if self.resumed_late_ms:
+            self._report_late_resume(len(messages), len(client_frames))
         if messages or client_frames:
             self.last_input = self.turn_started
         if messages:
@@ -331,13 +335,23 @@ class ReplicaLoop:
         """The process stood still (a pause, a VM freeze, a stall) for longer than the poll: whatever it
         believed about its leases may be stale, so it holds none until it renews them."""
         self.stats["late_resumes"] += 1
+        self.resumed_late_ms = late * 1e3
+        self.leases_dropped_now = 0
         if self.plant == "stale-lease-clock":
             return
-        dropped = self.masters.drop_own_leases()
+        dropped = self.leases_dropped_now = self.masters.drop_own_leases()
         self.stats["leases_dropped"] += dropped
-        if dropped:
-            log.warning("node %d worker %d resumed %.0f ms late; dropped %d leases until they are renewed",
-                        self.node_id, self.index, late * 1e3, dropped)
+
+    def _report_late_resume(self, messages, requests):
+        """Say what a late resume did, with what the turn after it took in (the nemesis's stall fault reads
+        this: its probe reads must be in that turn)."""
+        late, dropped = self.resumed_late_ms, self.leases_dropped_now
+        self.resumed_late_ms = 0.0
+        if dropped or self.plant == "stale-lease-clock":
+            log.warning("node %d worker %d resumed %.0f ms late; %s; its first turn took %d peer messages and %d "
+                        "client requests", self.node_id, self.index, late,
+                        "kept its leases (planted bug stale-lease-clock)" if self.plant == "stale-lease-clock"
+                        else "dropped %d leases until they are renewed" % dropped, messages, requests)
 
     def now_ticks(self):
         """The current tick, from a fresh clock read (for decisions that depend on time: leases)."""
