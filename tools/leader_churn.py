@@ -5,7 +5,8 @@
 Starts a local cluster (three `paxos-core node` processes, fsync on, in a temporary directory that is deleted
 afterwards), runs client threads that put, lease-read and linearizably read random keys through random nodes,
 then reads every worker's engine counters: Prepare rounds won (`elections_won`), step-downs, and, where the
-build has them, sticky refusals and resignations. Prints one JSON line last. Runs against whatever
+build has them, sticky refusals and resignations; with the clients' throughput and latency percentiles (every
+completed operation, all kinds together). Prints one JSON line last. Runs against whatever
 `paxos_core` is importable (PYTHONPATH picks a checkout), so two builds can be compared on one machine.
 """
 import argparse
@@ -58,13 +59,19 @@ def main(argv=None):
         done = {"ops": 0, "errors": 0}
         lock = threading.Lock()
 
+        latencies = []
+        kinds = {}                  # error class -> count
+        error_at = []               # when each failed operation started, in seconds into the run
+
         def run(client, seed):
             rng = random.Random(seed)
             n = e = 0
+            mine = []
             while time.monotonic() < stop:
                 group = rng.randrange(args.groups)
                 key = b"k%d" % rng.randrange(16)
                 node = rng.choice((1, 2, 3))
+                started = time.monotonic()
                 try:
                     roll = rng.random()
                     if roll < 0.5:
@@ -74,11 +81,16 @@ def main(argv=None):
                     else:
                         client.read(group, ops.encode_get(key), mode="linearizable", timeout=5.0, node=node)
                     n += 1
-                except paxos_core.PaxosError:
+                    mine.append(time.monotonic() - started)
+                except paxos_core.PaxosError as exc:
                     e += 1
+                    with lock:
+                        kinds[type(exc).__name__] = kinds.get(type(exc).__name__, 0) + 1
+                        error_at.append(round(started - (stop - args.seconds), 2))
             with lock:
                 done["ops"] += n
                 done["errors"] += e
+                latencies.extend(mine)
 
         threads = [threading.Thread(target=run, args=(c, k)) for k, c in enumerate(clients)]
         for t in threads:
@@ -89,13 +101,23 @@ def main(argv=None):
         for c in clients:
             c.close()
         delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+        latencies.sort()
+
+        def percentile(q):
+            return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1e3, 2) if latencies else None
+
         result = {"seconds": args.seconds, "groups": args.groups, "ops": done["ops"], "errors": done["errors"],
+                  "error_kinds": kinds, "errors_started_at_s": sorted(error_at)[:20],
+                  "ops_per_sec": round(done["ops"] / args.seconds, 1), "p50_ms": percentile(0.50),
+                  "p99_ms": percentile(0.99), "p999_ms": percentile(0.999),
                   "elections_won": delta.get("elections_won", 0), "step_downs": delta.get("step_downs", 0),
                   "prepares": delta.get("prepares", 0), "sticky_rejects": delta.get("sticky_rejects"),
                   "resigns": delta.get("resigns"), "version": getattr(paxos_core, "__file__", "")}
         if not args.json:
-            print("leadership changes (Prepare rounds won) in %.0f s over %d groups: %d; step-downs %d; %d ops"
-                  % (args.seconds, args.groups, result["elections_won"], result["step_downs"], result["ops"]))
+            print("leadership changes (Prepare rounds won) in %.0f s over %d groups: %d; step-downs %d; %d ops "
+                  "(%.0f ops/s, p50 %s ms, p99 %s ms)" % (args.seconds, args.groups, result["elections_won"],
+                                                         result["step_downs"], result["ops"], result["ops_per_sec"],
+                                                         result["p50_ms"], result["p99_ms"]))
         print(json.dumps(result))
     finally:
         for proc in procs:

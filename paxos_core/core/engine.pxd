@@ -148,6 +148,7 @@ cdef class Engine:
     cdef void _on_catchup_req(self, Py_ssize_t slot, Message m, int src)
     cdef void _on_catchup_reply(self, Py_ssize_t slot, Message m, int src)
     cdef set _own_in_flight(self, ProposerGroup pg)
+    cdef void _on_sticky_refusal(self, Py_ssize_t slot, int src)
     cdef void _back_off_sticky(self, Py_ssize_t slot)
     cdef void _on_forward(self, Py_ssize_t slot, Message m, int src)
     cdef void _on_state_req(self, Py_ssize_t slot, Message m, int src)

@@ -379,6 +379,11 @@ cdef class Engine:
                 self.proposer.mark_sent[slot] = mark
             self.counters[C_RESIGNS] += 1
             self._broadcast(m, False)
+            if self.acceptor.promised[slot] == self.proposer.ballot[slot]:
+                # Our own acceptor stops holding the promise to us too, as the peers' do on the notice:
+                # otherwise it alone would go on refusing the new master's Prepare for sticky_ticks.
+                self.proposer.leader_heard[slot] = -(1 << 62)
+                self.proposer.accept_heard[slot] = -(1 << 62)
             self._step_down(slot, False, None)
         elif (node == self.node_id and role == FOLLOWER and self.status[slot] == GROUP_OK
               and self.now >= self.proposer.timer[slot]):
@@ -718,6 +723,7 @@ cdef class Engine:
             self._take_back(slot, pg, back)
         pg.inflight.clear()
         pg.promises = {}
+        pg.sticky_refusals = 0
         pg.retries = 0
         pg.prepare_started = self.now
         cdef uint64_t chosen_next = self.learner.chosen_next[slot]
@@ -887,12 +893,32 @@ cdef class Engine:
             if m.ballot > self.proposer.ballot[slot]:
                 self._step_down(slot, True, None)
             elif m.flags & FLAG_STICKY and self.proposer.role[slot] == PREPARING:
-                self._back_off_sticky(slot)
+                self._on_sticky_refusal(slot, src)
         if m.mark > self.learner.known_mark[slot]:
             # The rejecting acceptor has learned further than we have.
             self.learner.known_mark[slot] = m.mark
             self.learner.catchup_src[slot] = src
             self._request_catchup(slot)
+
+    cdef void _on_sticky_refusal(self, Py_ssize_t slot, int src):
+        """A peer's acceptor refused our Prepare because it still hears its leader. Back off only once so many
+        have refused that no quorum can promise: the refusal needs no write and comes back before the others'
+        promises (which wait for an fsync), so backing off at the first one lost every election in which one
+        acceptor still heard a leader that had already resigned, until its sticky window ran out (3 s at start-up
+        in tools/leader_churn.py: the first operations of a group timed out)."""
+        cdef ProposerGroup pg = self.proposer.groups.get(slot)
+        idx = self.member_index.get(src)
+        if pg is None or idx is None:
+            self._back_off_sticky(slot)
+            return
+        pg.sticky_refusals |= (<uint64_t>1) << <int>idx
+        cdef int refused = 0
+        cdef uint64_t bits = pg.sticky_refusals
+        while bits:
+            refused += <int>(bits & 1)
+            bits >>= 1
+        if refused > len(self.members) - self.quorum:
+            self._back_off_sticky(slot)
 
     cdef void _back_off_sticky(self, Py_ssize_t slot):
         """An acceptor's leader is active (the sticky rule): stop preparing, and wait longer than an election

@@ -22,6 +22,8 @@ cdef class ProposerGroup:
     cdef public int retries
     cdef public list forwarded         # [(origin, seq, payload)] sent to the leader, not yet seen chosen
     cdef public int64_t forwarded_at
+    cdef public uint64_t sticky_refusals   # members (bit = member index) whose acceptor refused this Prepare
+                                           # because it still hears its leader (the sticky rule)
 
 cdef class ProposerState:
     cdef public object ballot_array        # numpy uint64: our ballot per slot (0 = none)

@@ -30,6 +30,7 @@ cdef class ProposerGroup:
         self.retries = 0
         self.forwarded = []
         self.forwarded_at = 0
+        self.sticky_refusals = 0
 
     def is_idle(self):
         return not self.pending and not self.inflight and self.promises is None and not self.forwarded
