@@ -111,6 +111,7 @@ def test_idle_bench_reports_bytes_and_cpu_per_idle_group():
     lines = run("idle", "--groups", "200", "--seconds", "1")
     rows = json.loads(lines[-1])["idle"]
     assert rows[0]["groups"] == 200 and "bytes_per_group" in rows[0] and "cpu_percent" in rows[0]
+    assert rows[0]["touched"] is True and 0 < rows[0]["ready_seconds"] < 300
 
 
 def test_fsync_probe_reports_latency_and_stalls(tmp_path):

@@ -214,6 +214,19 @@ cdef class Engine:
         """Every hosted group id."""
         return [self.group_of(s) for s in range(self.n_slots) if self.status[s] != GROUP_ABSENT]
 
+    def status_summary(self, Py_ssize_t first=64):
+        """For status pages, in array operations (cheap with a million groups): (the first `first` hosted
+        groups, every hosted group not OK, how many are repairing, the largest known_mark - chosen_next of
+        any hosted group: how far this node's log is behind what it heard is chosen)."""
+        status = self.status_array
+        hosted = np.flatnonzero(status != GROUP_ABSENT)
+        unwell = np.flatnonzero((status != GROUP_ABSENT) & (status != GROUP_OK))
+        known = self.learner.known_mark_array[hosted].astype(np.int64)
+        chosen = self.learner.chosen_next_array[hosted].astype(np.int64)
+        behind = int((known - chosen).max()) if len(hosted) else 0
+        return ([self.group_of(s) for s in hosted[:first]], [self.group_of(s) for s in unwell],
+                int(np.count_nonzero(status == GROUP_REPAIRING)), max(0, behind))
+
     def add_group(self, uint32_t group, int incarnation=1):
         """Start hosting `group` (its state starts empty, as for a new group) in `incarnation`.
 

@@ -921,27 +921,29 @@ class ReplicaLoop:
         return int(np.count_nonzero(self.masters.master == self.node_id))
 
     def status(self, max_groups=64):
+        """The worker's status. Its cost does not grow with idle groups (a node with a million groups answers
+        at once): the details cover the first `max_groups` groups and every group that is not OK; `max_lag`
+        is the largest of the log's lag behind what is known chosen (every group, from the engine's arrays)
+        and the state machine's lag behind that (the groups it has loaded and those detailed: a group the
+        state machine unloaded applied everything its log learned, since each cycle applies what it learns)."""
+        first, unwell, repairing, max_lag = self.engine.status_summary(max_groups)
+        detail = dict.fromkeys(first + unwell)
+        loaded = getattr(self.sm, "loaded_groups", None)
+        for group in (loaded() if loaded is not None else ()):
+            if group not in detail and self.engine.hosts(group):
+                max_lag = max(max_lag, self.engine.learned(group)[0] - self.sm.applied_next(group))
         groups = []
-        max_lag = 0
-        repairing = 0
-        for group in self.engine.groups():
-            status = self.engine.group_status(group)
-            if status == GROUP_REPAIRING:
-                repairing += 1
-            view = None
-            if len(groups) < max_groups or status != GROUP_OK:
-                view = self.engine.group_view(group)
+        for group in detail:
+            view = self.engine.group_view(group)
             applied = self.sm.applied_next(group)
-            known = view["known_mark"] if view else self.engine.learned(group)[0]
-            lag = max(0, known - applied)
+            lag = max(0, view["known_mark"] - applied)
             max_lag = max(max_lag, lag)
-            if view is not None and (len(groups) < max_groups or status != GROUP_OK):
-                slot = self.slot_of(group)
-                groups.append({"group": group, "master": int(self.masters.master[slot]),
-                               "epoch": int(self.masters.epoch[slot]), "chosen": view["chosen_next"],
-                               "chain": view["chain"],
-                               "applied": applied, "lag": lag, "role": view["role"], "status": view["status"],
-                               "reason": view["stop_reason"], "repair": view["repair"], "low": view["low"]})
+            slot = self.slot_of(group)
+            groups.append({"group": group, "master": int(self.masters.master[slot]),
+                           "epoch": int(self.masters.epoch[slot]), "chosen": view["chosen_next"],
+                           "chain": view["chain"],
+                           "applied": applied, "lag": lag, "role": view["role"], "status": view["status"],
+                           "reason": view["stop_reason"], "repair": view["repair"], "low": view["low"]})
         return {
             "node": self.node_id, "worker": self.index, "ticks": self.ticks, "groups": self.group_count(),
             "repairing": repairing, "masters": self.masters_held(), "max_lag": max_lag, "group_detail": groups,

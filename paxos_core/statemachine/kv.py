@@ -529,6 +529,10 @@ class SessionStateMachine(StateMachine):
         while len(groups) > self.max_loaded_groups:
             groups.popitem(last=False)      # clean after the write above; reloaded from the store on use
 
+    def loaded_groups(self) -> list[int]:
+        """The groups held in memory now (the others applied everything and reload from the store on use)."""
+        return list(self._groups)
+
     def unload_all(self) -> None:
         """Unload every group (they reload from the store on use); only between cycles, when all is flushed."""
         if not self._pending and not self._drops:
