@@ -105,6 +105,7 @@ on the same base.
 import collections
 import heapq
 import operator
+import os
 import struct
 from typing import Iterable, Iterator, NamedTuple
 
@@ -133,7 +134,11 @@ OP_CAS = 4
 
 MAX_KEY_BYTES = 64 * 1024
 DEFAULT_MAX_SESSIONS = 100_000
-DEFAULT_MAX_LOADED_GROUPS = 4096
+# Groups a worker's state machine keeps in memory while they are busy (least recently used beyond it go back
+# to the store; every group goes once the worker has had no input for a second). 16,384 since 2026-12-03: with
+# 10,000 groups on two workers the old 4,096 made the busy groups take turns being loaded from RocksDB.
+# PAXOS_CORE_MAX_LOADED_GROUPS sets it (for the same-run comparison in docs/BENCHMARKS.md).
+DEFAULT_MAX_LOADED_GROUPS = int(os.environ.get("PAXOS_CORE_MAX_LOADED_GROUPS", "16384"))
 ABSENT = 0xFFFFFFFF
 _U64_MAX = (1 << 64) - 1
 _NO_CLIENT = bytes(8)          # client id 0: no session
