@@ -74,6 +74,7 @@ import ipaddress
 import os
 import re
 import secrets
+import shutil
 import socket
 import tomllib                  # Python 3.11+ (requires-python in pyproject.toml)
 from dataclasses import dataclass
@@ -533,6 +534,10 @@ class NodeConfig:
 
         try:
             key = zmq.auth.load_certificate(filename)[which]
+        except FileNotFoundError:
+            hint = (" (made by `paxos-core keygen` on this host: put it into %s)" % Path(filename).parent
+                    if which == 1 else "")
+            raise ConfigError("%s: cannot read CURVE key: no such file%s" % (filename, hint)) from None
         except (OSError, ValueError) as e:
             raise ConfigError("%s: cannot read CURVE key: %s" % (filename, e)) from None
         if key is None:
@@ -746,13 +751,14 @@ def load_config(path):
 
 
 def load_cluster(directory):
-    """Load every ``*.toml`` in ``directory`` (sorted by node id); they must describe one cluster."""
+    """Load every ``*.toml`` in ``directory``, or with one folder per host (``paxos-core init --node``) every
+    ``node<id>/node<id>.toml`` (sorted by node id); they must describe one cluster."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ConfigError("%s: not a directory" % directory)
-    files = sorted(directory.glob("*.toml"))
+    files = sorted(directory.glob("*.toml")) or sorted(directory.glob("node*/node*.toml"))
     if not files:
-        raise ConfigError("%s: holds no node files (*.toml)" % directory)
+        raise ConfigError("%s: holds no node files (*.toml, or node<id>/node<id>.toml per host)" % directory)
     configs = [load_config(f) for f in files]
     first = configs[0]
     by_id = {}
@@ -817,7 +823,7 @@ def _arg_int(name, value, lo, hi):
 
 
 def write_cluster(directory, nodes=3, workers=2, groups=16, host="127.0.0.1", base_port=None, curve=True,
-                  cluster_id=None, durability="sync"):
+                  cluster_id=None, durability="sync", hosts=None, public_keys=None):
     """Write a ready-to-run cluster of ``nodes`` nodes into ``directory``; returns the node files written.
 
     Files: ``<dir>/node<id>.toml`` (ids 1..nodes), data dirs ``<dir>/data/node<id>`` each holding the node's
@@ -829,19 +835,37 @@ def write_cluster(directory, nodes=3, workers=2, groups=16, host="127.0.0.1", ba
     address of this machine, nor when ``base_port`` is given). ``cluster_id`` None draws a random id in
     1..2**63-1 (a u64 that every TOML parser accepts).
 
-    Refuses (ConfigError) a directory that already holds ``*.toml`` files, a data directory that is not
-    empty and key files that already exist. The result is loaded back with :func:`load_cluster` as a check.
+    ``hosts`` (a list: the address of node 1, 2, ...; it sets ``nodes``) places the nodes on many hosts. Then
+    each node gets a self-contained folder ``<dir>/node<id>/`` to copy to its host: ``node<id>.toml``, its
+    data directory ``data/node<id>`` with the identity marker, and ``keys/`` holding every member's public key
+    and only that node's secret key. Ports follow the same layout (a host with two nodes has no clash).
+    ``public_keys`` (a directory with ``node<id>.key`` for every node, from ``paxos-core keygen`` on each host;
+    only with ``hosts``) uses those keys and writes no secret key at all: each host keeps its own.
+
+    Refuses (ConfigError) a directory that already holds ``*.toml`` files (or node folders), a data directory
+    that is not empty and key files that already exist. The result is loaded back with :func:`load_cluster`
+    as a check.
     """
     import tomli_w
 
     from .storage.identity import write_marker
 
+    per_host = hosts is not None
+    if per_host and (not isinstance(hosts, (list, tuple)) or not hosts):
+        raise ConfigError("hosts: must be a non-empty list of addresses (node 1's first), got %s" % _show(hosts))
+    if per_host:
+        nodes = _arg_int("nodes", len(hosts), 1, MAX_MEMBERS)
     nodes = _arg_int("nodes", nodes, 1, MAX_MEMBERS)
     workers = _arg_int("workers", workers, 1, MAX_WORKERS)
     groups = _arg_int("groups", groups, 1, MAX_GROUPS)
-    if not isinstance(host, str) or _host_problem(host):
-        raise ConfigError("host: %s" % (_host_problem(host) if isinstance(host, str) else
-                                        "must be a string, got %s" % _show(host)))
+    if public_keys is not None and not (per_host and curve):
+        raise ConfigError("public_keys: only with hosts (one folder per host) and CURVE on")
+    node_hosts = list(hosts) if per_host else [host] * nodes
+    for k, h in enumerate(node_hosts):
+        if not isinstance(h, str) or _host_problem(h):
+            raise ConfigError("%s: %s" % ("host of node %d" % (k + 1) if per_host else "host",
+                                          _host_problem(h) if isinstance(h, str) else
+                                          "must be a string, got %s" % _show(h)))
     if durability not in DURABILITY_MODES:
         raise ConfigError("durability: must be one of %s, got %r"
                           % (", ".join(repr(m) for m in DURABILITY_MODES), durability))
@@ -857,54 +881,92 @@ def write_cluster(directory, nodes=3, workers=2, groups=16, host="127.0.0.1", ba
         hi = hi - span
         for _ in range(_RANDOM_BASE_TRIES):
             candidate = lo + secrets.randbelow(hi - lo)
-            ports = [p + w for node in _cluster_ports(candidate, nodes, workers) for p in node.values()
-                     for w in range(workers)]
-            if _ports_free(host, ports) is not False:
+            free = True
+            for k, node in enumerate(_cluster_ports(candidate, nodes, workers)):
+                ports = [p + w for p in node.values() for w in range(workers)]
+                if _ports_free(node_hosts[k], ports) is False:
+                    free = False
+                    break
+            if free:
                 base_port = candidate
                 break
         else:
             raise ConfigError("base_port: found no base in [%d, %d) at which all %d ports are free on %s; "
-                              "pass one explicitly" % (lo, hi, nodes * workers * len(_PORT_KINDS), host))
+                              "pass one explicitly" % (lo, hi, nodes * workers * len(_PORT_KINDS),
+                                                       ", ".join(sorted(set(node_hosts)))))
     layout = _cluster_ports(base_port, nodes, workers)
 
     directory = Path(directory)
     ids = range(1, nodes + 1)
-    keys_dir = directory / "keys"
+    # Where each node's files go: its own folder per host, or all in one directory.
+    home = {node_id: directory / ("node%d" % node_id) if per_host else directory for node_id in ids}
     # Refuse before creating anything.
     if directory.exists():
         if not directory.is_dir():
             raise ConfigError("%s: exists and is not a directory" % directory)
-        existing = sorted(directory.glob("*.toml"))
+        existing = sorted(directory.glob("*.toml")) + sorted(directory.glob("node*/*.toml"))
         if existing:
             raise ConfigError("%s: already holds node files (%s); refusing to overwrite a cluster"
-                              % (directory, ", ".join(p.name for p in existing)))
+                              % (directory, ", ".join(str(p.relative_to(directory)) for p in existing)))
+    given = {}
+    if public_keys is not None:
+        for node_id in ids:
+            given[node_id] = Path(public_keys) / ("node%d.key" % node_id)
+            try:
+                import zmq.auth
+
+                public, secret = zmq.auth.load_certificate(given[node_id])
+            except (OSError, ValueError) as e:
+                raise ConfigError("%s: cannot read node %d's public key (from `paxos-core keygen` on its host): %s"
+                                  % (given[node_id], node_id, e)) from None
+            if secret is not None:
+                raise ConfigError("%s: holds a secret key; give public keys only (secret keys never leave "
+                                  "their host)" % given[node_id])
     for node_id in ids:
-        data = directory / "data" / ("node%d" % node_id)
+        data = home[node_id] / "data" / ("node%d" % node_id)
         if data.exists() and (not data.is_dir() or any(data.iterdir())):
             raise ConfigError("%s: data directory exists and is not empty (state of another cluster?)" % data)
         if curve:
-            for suffix in (".key", ".key_secret"):
-                key_file = keys_dir / ("node%d%s" % (node_id, suffix))
-                if key_file.exists():
-                    raise ConfigError("%s: key file already exists; refusing to replace it" % key_file)
+            for owner in ids:
+                for suffix in (".key", ".key_secret"):
+                    key_file = home[owner] / "keys" / ("node%d%s" % (node_id, suffix))
+                    if key_file.exists():
+                        raise ConfigError("%s: key file already exists; refusing to replace it" % key_file)
 
     try:
         directory.mkdir(parents=True, exist_ok=True)
         for node_id in ids:
-            data = directory / "data" / ("node%d" % node_id)
+            data = home[node_id] / "data" / ("node%d" % node_id)
             data.mkdir(parents=True, exist_ok=True)
             write_marker(data, node_id, cluster_id)
         if curve:
             import zmq.auth
 
-            keys_dir.mkdir(mode=0o700, exist_ok=True)
-            os.chmod(keys_dir, 0o700)
+            made = directory / ("keys" if not per_host else ".keys-being-written")
+            made.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(made, 0o700)
             for node_id in ids:
-                public_file, secret_file = zmq.auth.create_certificates(keys_dir, "node%d" % node_id)
+                if node_id in given:
+                    shutil.copyfile(given[node_id], made / ("node%d.key" % node_id))
+                    os.chmod(made / ("node%d.key" % node_id), 0o644)
+                    continue
+                public_file, secret_file = zmq.auth.create_certificates(made, "node%d" % node_id)
                 os.chmod(secret_file, 0o600)
                 os.chmod(public_file, 0o644)
+            if per_host:
+                # Every folder gets every member's public key and its own node's secret key only.
+                for owner in ids:
+                    keys = home[owner] / "keys"
+                    keys.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    os.chmod(keys, 0o700)
+                    for node_id in ids:
+                        names = [".key"] + ([".key_secret"] if node_id == owner and not given else [])
+                        for suffix in names:
+                            name = "node%d%s" % (node_id, suffix)
+                            shutil.copy2(made / name, keys / name)
+                shutil.rmtree(made)
 
-        members = [{"id": node_id, "host": host, "peer_port": layout[k]["peer"],
+        members = [{"id": node_id, "host": node_hosts[k], "peer_port": layout[k]["peer"],
                     "client_port": layout[k]["client"], "metrics_port": layout[k]["metrics"]}
                    for k, node_id in enumerate(ids)]
         written = []
@@ -924,12 +986,35 @@ def write_cluster(directory, nodes=3, workers=2, groups=16, host="127.0.0.1", ba
             for member in members:
                 text += "\n[[cluster.nodes]]\n" + tomli_w.dumps(member)
             text += "\n" + tomli_w.dumps(rest)
-            path = directory / ("node%d.toml" % node_id)
+            path = home[node_id] / ("node%d.toml" % node_id)
             with open(path, "x", encoding="utf-8") as f:
                 f.write(text)
             written.append(path)
     except OSError as e:
         raise ConfigError("%s: cannot write the cluster: %s" % (directory, e)) from None
 
-    load_cluster(directory)
+    if not given:
+        load_cluster(directory)       # (without the secret keys, which stay on their hosts, a node cannot load)
     return written
+
+
+def write_node_keys(directory, node_id):
+    """``paxos-core keygen``: a CURVE key pair for node ``node_id`` in ``directory`` (``node<id>.key``, public,
+    and ``node<id>.key_secret``, mode 0600; the directory is created mode 0700). Refuses existing key files.
+    Returns (public file, secret file)."""
+    import zmq.auth
+
+    node_id = _arg_int("node", node_id, 1, MAX_NODE_ID)
+    directory = Path(directory)
+    for suffix in (".key", ".key_secret"):
+        if (directory / ("node%d%s" % (node_id, suffix))).exists():
+            raise ConfigError("%s: key file already exists; refusing to replace it"
+                              % (directory / ("node%d%s" % (node_id, suffix))))
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        public_file, secret_file = zmq.auth.create_certificates(directory, "node%d" % node_id)
+        os.chmod(secret_file, 0o600)
+        os.chmod(public_file, 0o644)
+    except OSError as e:
+        raise ConfigError("%s: cannot write the keys: %s" % (directory, e)) from None
+    return Path(public_file), Path(secret_file)

@@ -128,6 +128,12 @@ BAD_INVOCATIONS = [
     (["bench", "--duration", "0"], ["--duration"], 2),
     (["bench", "nothing"], ["invalid choice"], 2),
     (["node", "{missing}.toml"], ["cannot read"], 2),
+    (["init", "{fresh}", "--node", "1=127.0.0.1", "--node", "3=127.0.0.3"], ["--node", "1..N"], 2),
+    (["init", "{fresh}", "--node", "1"], ["--node", "ID=HOST"], 2),
+    (["init", "{fresh}", "--node", "1=127.0.0.1", "--node", "2=no host"], ["host of node 2"], 2),
+    (["init", "{fresh}", "--public-keys", "{base}"], ["--public-keys", "--node"], 2),
+    (["init", "{fresh}", "--node", "1=127.0.0.1", "--public-keys", "{missing}"], ["node1.key", "public key"], 2),
+    (["keygen", "{fresh}"], ["--node"], 2),
     (["frob"], ["invalid choice"], 2),
     ([], ["required"], 2),
 ]

@@ -16,7 +16,8 @@ import os
 import sys
 
 from .._version import __version__
-from .parsing import Parser, int_list, int_range, non_negative_float, one_line, positive_float, word_list
+from .parsing import (Parser, int_list, int_range, node_host, non_negative_float, one_line, positive_float,
+                      word_list)
 
 DEBUG_ENV = "PAXOS_CORE_DEBUG"
 EXIT_USAGE = 2
@@ -227,14 +228,34 @@ def cmd_bench(args):
 def cmd_init(args):
     """`paxos-core init`: write a ready-to-run cluster's node files, data dirs and CURVE keys."""
     from ..config import load_config, write_cluster
+    from ..errors import ConfigError
 
+    hosts = None
+    if args.node:
+        placed = dict(args.node)
+        if sorted(placed) != list(range(1, len(placed) + 1)) or len(placed) != len(args.node):
+            raise ConfigError("--node: give each of the ids 1..N once (got %s)"
+                              % ", ".join(str(i) for i, _ in args.node))
+        hosts = [placed[i] for i in range(1, len(placed) + 1)]
+    if args.public_keys and not hosts:
+        raise ConfigError("--public-keys: only with --node ID=HOST (one folder per host)")
     files = write_cluster(args.dir, nodes=args.nodes, workers=args.workers, groups=args.groups, host=args.host,
-                          base_port=args.base_port, curve=not args.no_curve, cluster_id=args.cluster_id)
+                          base_port=args.base_port, curve=not args.no_curve, cluster_id=args.cluster_id,
+                          hosts=hosts, public_keys=args.public_keys)
+    if args.public_keys:
+        print("wrote %d node folders in %s with the public keys of %s; no secret key was written" % (
+            len(files), args.dir, args.public_keys))
+        print("next steps: copy each node's folder to its host, put the node<ID>.key_secret that keygen made "
+              "there into the folder's keys/, and there:")
+        for k, path in enumerate(files):
+            print("  paxos-core node %s/%s   (on %s)" % (path.parent.name, path.name, hosts[k]))
+        return 0
 
     first = load_config(files[0])
     print("wrote cluster %d: %d nodes x %d workers, %d groups, CURVE %s"
           % (first.cluster_id, len(files), first.workers, first.groups,
-             "keys in %s" % first.keys_dir if first.keys_dir else "off (no encryption)"))
+             ("keys in each node's keys/ folder" if hosts else "keys in %s" % first.keys_dir) if first.keys_dir
+             else "off (no encryption)"))
     for path in files:
         cfg = load_config(path)
         me = cfg.me
@@ -243,14 +264,29 @@ def cmd_init(args):
                  cfg.data_dir))
     if cfg.workers > 1:
         print("  (worker i of a node listens on each port + i)")
+    if hosts:
+        print("next steps: copy each node's folder to its host (it holds that node's secret key only), and there:")
+        for path in files:
+            print("  paxos-core node %s/%s   (on %s)" % (path.parent.name, path.name, load_config(path).me.host))
+        return 0
     print("next steps: start every node, each in its own terminal:")
     for path in files:
         print("  paxos-core node %s" % path)
     return 0
 
 
+def cmd_keygen(args):
+    """`paxos-core keygen`: a node's CURVE key pair, made on the host that will run it."""
+    from ..config import write_node_keys
+
+    public, secret = write_node_keys(args.dir, args.node)
+    print("wrote %s (public: copy it to where `paxos-core init --node ... --public-keys` runs)" % public)
+    print("wrote %s (secret, mode 0600: it stays on this host, in the node folder's keys/)" % secret)
+    return 0
+
+
 def build_parser():
-    from ..config import MAX_GROUPS, MAX_MEMBERS, MAX_WORKERS, U64_MAX
+    from ..config import MAX_GROUPS, MAX_MEMBERS, MAX_NODE_ID, MAX_WORKERS, U64_MAX
 
     parser = Parser(prog="paxos-core", description="Multi-Paxos for Python. Errors are one line on stderr; exit "
                     "codes: 0 done, 1 the answer is no, 2 usage or configuration error, 3 the operation failed.")
@@ -385,8 +421,10 @@ def build_parser():
 
     p = sub.add_parser("init", help="write the node files, data dirs and CURVE keys of a new cluster",
                        description="Write DIR/node<id>.toml for ids 1..N, data directories DIR/data/node<id> "
-                                   "and (unless --no-curve) CURVE keys in DIR/keys. Refuses a DIR that already "
-                                   "holds *.toml files.")
+                                   "and (unless --no-curve) CURVE keys in DIR/keys; with --node ID=HOST, one "
+                                   "folder per node, DIR/node<id>/, holding the same for that node alone (every "
+                                   "public key, its own secret key). Refuses a DIR that already holds node "
+                                   "files.")
     p.add_argument("dir", metavar="DIR", help="directory to write the cluster into (created if missing)")
     p.add_argument("--nodes", type=int_range(1, MAX_MEMBERS, "a number of nodes"), default=3,
                    help="number of nodes")
@@ -395,13 +433,29 @@ def build_parser():
     p.add_argument("--groups", type=int_range(1, MAX_GROUPS, "a number of groups"), default=16,
                    help="Paxos groups at start")
     p.add_argument("--host", default="127.0.0.1", help="address of every node")
+    p.add_argument("--node", action="append", type=node_host, metavar="ID=HOST", default=None,
+                   help="place node ID on HOST (repeat for ids 1..N; sets --nodes): each node then gets its own "
+                        "folder DIR/node<ID>/ to copy to its host, with only its own secret key")
     p.add_argument("--base-port", type=int_range(1, 65535, "a port"), default=None,
                    help="first port; node k uses base+300k (peer), +100 (client), +200 (metrics), worker i "
                         "each + i (default: a random base at which every port is free)")
     p.add_argument("--no-curve", action="store_true", help="no CURVE keys: traffic unencrypted, unauthenticated")
     p.add_argument("--cluster-id", type=int_range(1, U64_MAX, "a cluster id"), default=None,
                    help="cluster id (default: random)")
+    p.add_argument("--public-keys", metavar="KEYDIR", default=None,
+                   help="with --node: use the public keys KEYDIR/node<ID>.key made by `paxos-core keygen` on each "
+                        "host, and write no secret key (each stays on its host) (default: new key pairs)")
     p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("keygen", help="make a node's CURVE key pair on its own host",
+                       description="Write DIR/node<ID>.key (public: copy it to where `paxos-core init --node ... "
+                                   "--public-keys` runs) and DIR/node<ID>.key_secret (mode 0600: it never leaves "
+                                   "this host; put it into the node folder's keys/ that init writes). Refuses "
+                                   "existing key files.")
+    p.add_argument("dir", metavar="DIR", help="directory for the two key files (created if missing)")
+    p.add_argument("--node", type=int_range(1, MAX_NODE_ID, "a node id"), required=True,
+                   help="the node id these keys are for")
+    p.set_defaults(func=cmd_keygen)
     return parser
 
 

@@ -67,6 +67,17 @@ def int_range(lo, hi=None, what="a number"):
     return parse
 
 
+def node_host(text):
+    """An argparse type: ``ID=HOST`` (a node id >= 1 and its address) -> (id, host)."""
+    node, sep, host = text.partition("=")
+    if not sep or not host.strip():
+        raise argparse.ArgumentTypeError("expected ID=HOST (e.g. 1=10.0.0.5), got %r" % text)
+    return int_range(1, None, "a node id")(node.strip()), host.strip()
+
+
+node_host.__name__ = "ID=HOST"
+
+
 def int_list(lo, hi=None):
     """An argparse type: a comma list of integers, each in lo..hi."""
     item = int_range(lo, hi)
