@@ -853,9 +853,7 @@ def write_cluster(directory, nodes=3, workers=2, groups=16, host="127.0.0.1", ba
     per_host = hosts is not None
     if per_host and (not isinstance(hosts, (list, tuple)) or not hosts):
         raise ConfigError("hosts: must be a non-empty list of addresses (node 1's first), got %s" % _show(hosts))
-    if per_host:
-        nodes = _arg_int("nodes", len(hosts), 1, MAX_MEMBERS)
-    nodes = _arg_int("nodes", nodes, 1, MAX_MEMBERS)
+    nodes = _arg_int("nodes", len(hosts) if per_host else nodes, 1, MAX_MEMBERS)
     workers = _arg_int("workers", workers, 1, MAX_WORKERS)
     groups = _arg_int("groups", groups, 1, MAX_GROUPS)
     if public_keys is not None and not (per_host and curve):
@@ -927,9 +925,9 @@ def write_cluster(directory, nodes=3, workers=2, groups=16, host="127.0.0.1", ba
         if data.exists() and (not data.is_dir() or any(data.iterdir())):
             raise ConfigError("%s: data directory exists and is not empty (state of another cluster?)" % data)
         if curve:
-            for owner in ids:
+            for keys in {home[owner] / "keys" for owner in ids}:
                 for suffix in (".key", ".key_secret"):
-                    key_file = home[owner] / "keys" / ("node%d%s" % (node_id, suffix))
+                    key_file = keys / ("node%d%s" % (node_id, suffix))
                     if key_file.exists():
                         raise ConfigError("%s: key file already exists; refusing to replace it" % key_file)
 

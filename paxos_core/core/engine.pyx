@@ -925,12 +925,7 @@ cdef class Engine:
             self._back_off_sticky(slot)
             return
         pg.sticky_refusals |= (<uint64_t>1) << <int>idx
-        cdef int refused = 0
-        cdef uint64_t bits = pg.sticky_refusals
-        while bits:
-            refused += <int>(bits & 1)
-            bits >>= 1
-        if refused > len(self.members) - self.quorum:
+        if bin(pg.sticky_refusals).count("1") > len(self.members) - self.quorum:
             self._back_off_sticky(slot)
 
     cdef void _back_off_sticky(self, Py_ssize_t slot):
