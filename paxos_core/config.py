@@ -36,6 +36,9 @@ Layout of a node's file (paths are relative to the file's own directory)::
     retain_instances = 10000  # chosen values each group's log keeps below its applied mark; older ones are
                             # truncated and peers further behind get a snapshot (-1: never truncate)
     retain_bytes = 67108864 # ... but fewer when they weigh more than this many value bytes (0: no limit)
+    peer_lag_instances = 100000   # a live peer at most this far behind also keeps logs from being cut past
+                            # its mark, so it catches up from the log, not by snapshot (0: off) ...
+    peer_lag_bytes = 268435456    # ... as long as the log then weighs at most retain_bytes + this
 
     [snapshot]              # optional, defaults shown: sending and receiving snapshots of groups
     chunk_bytes = 262144    # per chunk (at most limits.max_frame_bytes / 4; the default shrinks to fit)
@@ -126,6 +129,8 @@ DEFAULTS = {
         "durability": "sync",
         "retain_instances": 10000,
         "retain_bytes": 64 << 20,
+        "peer_lag_instances": 100000,
+        "peer_lag_bytes": 256 << 20,
     },
     "snapshot": {
         "chunk_bytes": 256 << 10,
@@ -433,6 +438,8 @@ class NodeConfig:
     durability: str = DEFAULTS["storage"]["durability"]
     retain_instances: int = DEFAULTS["storage"]["retain_instances"]
     retain_bytes: int = DEFAULTS["storage"]["retain_bytes"]
+    peer_lag_instances: int = DEFAULTS["storage"]["peer_lag_instances"]
+    peer_lag_bytes: int = DEFAULTS["storage"]["peer_lag_bytes"]
     snapshot_chunk_bytes: int = DEFAULTS["snapshot"]["chunk_bytes"]
     snapshot_window_bytes: int = DEFAULTS["snapshot"]["window_bytes"]
     snapshot_max_outgoing: int = DEFAULTS["snapshot"]["max_outgoing"]
@@ -503,6 +510,7 @@ class NodeConfig:
             # While the master leads, its acceptors refuse other leaders for as long as the master lease lasts:
             # nobody can get a value chosen behind the back of a master serving lease reads.
             sticky_ticks=self.lease_ticks,
+            peer_lag_instances=self.peer_lag_instances if self.retain_instances >= 0 else 0,
         )
 
     def worker_data_dir(self, worker):
@@ -632,6 +640,10 @@ class NodeConfig:
                                      default=DEFAULTS["storage"]["retain_instances"])
         retain_bytes = c.integer(storage, "retain_bytes", "storage.retain_bytes", 0, (1 << 62),
                                  default=DEFAULTS["storage"]["retain_bytes"])
+        peer_lag_instances = c.integer(storage, "peer_lag_instances", "storage.peer_lag_instances", 0, (1 << 62),
+                                       default=DEFAULTS["storage"]["peer_lag_instances"])
+        peer_lag_bytes = c.integer(storage, "peer_lag_bytes", "storage.peer_lag_bytes", 0, (1 << 62),
+                                   default=DEFAULTS["storage"]["peer_lag_bytes"])
 
         lim = DEFAULTS["limits"]
         limits = c.table(d, "limits", "limits", tuple(lim), required=False)
@@ -695,6 +707,8 @@ class NodeConfig:
             durability=durability,
             retain_instances=retain_instances,
             retain_bytes=retain_bytes,
+            peer_lag_instances=peer_lag_instances,
+            peer_lag_bytes=peer_lag_bytes,
             snapshot_chunk_bytes=chunk_bytes,
             snapshot_window_bytes=window_bytes,
             snapshot_max_outgoing=max_outgoing,

@@ -58,7 +58,8 @@ def test_every_optional_setting_is_read():
     d = base_dict()
     d["paxos"] = {"window": 3, "max_batch_count": 10, "max_batch_bytes": 1000, "max_value_bytes": 500,
                   "tick_ms": 5, "lease_ticks": 100, "lease_margin": 0.25, "proposal_timeout_ticks": 50}
-    d["storage"] = {"durability": "unsafe-no-sync", "retain_instances": 500, "retain_bytes": 1 << 20}
+    d["storage"] = {"durability": "unsafe-no-sync", "retain_instances": 500, "retain_bytes": 1 << 20,
+                    "peer_lag_instances": 700, "peer_lag_bytes": 1 << 22}
     d["limits"] = {"max_pending": 7, "max_frame_bytes": 1 << 16}
     d["snapshot"] = {"chunk_bytes": 8192, "window_bytes": 65536, "max_outgoing": 2, "max_incoming": 3,
                      "idle_timeout_ms": 5000, "retry_ms": 100}
@@ -75,6 +76,19 @@ def test_truncation_is_on_by_default_and_can_be_turned_off():
     d["storage"] = {"retain_instances": -1, "retain_bytes": 0}
     cfg = load(d)
     assert (cfg.retain_instances, cfg.retain_bytes) == (-1, 0)
+
+
+def test_the_peers_floor_is_on_by_default_reaches_the_engine_and_is_off_without_truncation():
+    cfg = load(base_dict())
+    assert (cfg.peer_lag_instances, cfg.peer_lag_bytes) == (100000, 256 << 20)
+    assert cfg.core_config(0).peer_lag_instances == 100000
+    assert cfg.core_config(0).peer_live_ticks == 5 * cfg.core_config(0).leader_timeout_ticks
+    d = base_dict()
+    d["storage"] = {"retain_instances": -1}
+    assert load(d).core_config(0).peer_lag_instances == 0
+    d["storage"] = {"peer_lag_instances": -1}
+    with pytest.raises(ConfigError, match=r"storage.peer_lag_instances"):
+        load(d)
 
 
 def test_the_snapshot_chunk_fits_a_quarter_of_a_frame():

@@ -100,3 +100,93 @@ def test_the_cut_never_passes_what_the_state_machine_applied():
     assert retention.run() == 1
     cluster.settle()
     assert engine.low(0) == 64
+
+
+# ---------------------------------------------------------------- the peers' floor
+
+def _lagging_cluster(peer_lag, lag_from=40, total=300):
+    """Node 3 learns `lag_from` values, is down while the rest are chosen, and comes back unable to catch up
+    (its catch-up replies are lost) while it still takes part: it accepts new values and reports its mark."""
+    from paxos_core.wire.message import CATCHUP_REPLY
+    cluster = LoopbackCluster(nodes=3, groups=1, peer_lag_instances=peer_lag, peer_live_ticks=10)
+    for k in range(lag_from):
+        cluster.propose(1, 0, b"%010d" % k)
+    cluster.tick(3)
+    assert cluster.engines[3].learned(0)[0] == lag_from
+    cluster.crash(3)
+    for k in range(lag_from, total):
+        cluster.propose(1, 0, b"%010d" % k)
+    cluster.restart(3)
+    cluster.drop = lambda src, dest, msg: dest == 3 and msg.kind == CATCHUP_REPLY
+    for k in range(5):
+        cluster.propose(1, 0, b"more %d" % k)
+    return cluster
+
+
+def _retain_with_floor(cluster, node, retain, peer_lag):
+    engine = cluster.engines[node]
+    retention = Retention(engine, AppliedEverything(engine), cluster.logs[node], lambda slot: slot,
+                          retain_instances=retain, peer_lag_instances=peer_lag)
+    retention.run()
+    cluster.settle()
+    return engine.low(0)
+
+
+def test_a_live_peer_behind_keeps_every_log_above_its_mark_and_catches_up_from_the_log():
+    cluster = _lagging_cluster(peer_lag=1000)
+    behind = cluster.engines[3].learned(0)[0]
+    assert behind == 40
+    # The leader heard node 3's mark in its votes and told node 2 in its next Accepts.
+    for node in (1, 2):
+        assert int(cluster.engines[node].learner.peer_floor_array[0]) == behind
+    for node in (1, 2):
+        assert _retain_with_floor(cluster, node, retain=100, peer_lag=1000) == 0, "40 - 100 < 0: nothing to cut"
+    # With a retain below the floor, the cut stops at the floor's multiple of 64 below it minus retain.
+    assert _retain_with_floor(cluster, 1, retain=0, peer_lag=1000) == 0   # 40 // 64 * 64
+    cluster.drop = None
+    cluster.tick(10)
+    assert cluster.engines[3].learned(0) == cluster.engines[1].learned(0)
+    assert not any(cluster.offers.values()), "caught up from the log, no snapshot offered"
+
+
+def test_without_the_floor_the_same_peer_is_offered_a_snapshot():
+    # The control of the test above: it shows that test can see a missing floor.
+    cluster = _lagging_cluster(peer_lag=0)
+    assert int(cluster.engines[1].learner.peer_floor_array[0]) == 0
+    learned = cluster.engines[1].learned(0)[0]
+    assert _retain_with_floor(cluster, 1, retain=100, peer_lag=0) == (learned - 100) // 64 * 64
+    assert _retain_with_floor(cluster, 2, retain=100, peer_lag=0) == (learned - 100) // 64 * 64
+    cluster.drop = None
+    cluster.tick(10)
+    assert any(dest == 3 for offers in cluster.offers.values() for dest, _, _ in offers)
+
+
+def test_a_peer_further_behind_than_peer_lag_does_not_hold_the_logs():
+    cluster = _lagging_cluster(peer_lag=100)       # node 3 is 265 behind
+    learned = cluster.engines[1].learned(0)[0]
+    # The floor is node 2's mark as its last vote said (a value or two behind), not node 3's.
+    assert learned - 3 <= int(cluster.engines[1].learner.peer_floor_array[0]) <= learned
+    assert _retain_with_floor(cluster, 1, retain=100, peer_lag=100) == (learned - 100) // 64 * 64
+
+
+def test_the_floor_never_keeps_more_than_peer_lag_beyond_retain():
+    # The engine's floor holds node 3's mark (lag 1000 allowed there), but retention allows only 128 more:
+    # the log keeps retain + 128 at most, whatever the floor says.
+    cluster = _lagging_cluster(peer_lag=1000)
+    learned = cluster.engines[1].learned(0)[0]
+    assert _retain_with_floor(cluster, 1, retain=64, peer_lag=128) == (learned - 64 - 128) // 64 * 64
+
+
+def test_a_peer_not_heard_for_peer_live_ticks_no_longer_holds_the_floor():
+    cluster = _lagging_cluster(peer_lag=1000)
+    assert int(cluster.engines[1].learner.peer_floor_array[0]) == 40
+    cluster.crash(3)
+    cluster.tick(12)                                 # peer_live_ticks = 10
+    learned = cluster.engines[1].learned(0)[0]
+    # The leader kept node 3's mark while it was live, then let it go (and its idle group) with the floor at
+    # its own mark; a new burst starts from there and tells node 2.
+    assert int(cluster.engines[1].learner.peer_floor_array[0]) == learned
+    cluster.propose(1, 0, b"after")
+    cluster.propose(1, 0, b"after 2")
+    for node in (1, 2):
+        assert int(cluster.engines[node].learner.peer_floor_array[0]) >= learned

@@ -57,6 +57,10 @@ class CoreConfig:
                                         # first sent (0: 4 x (max_retransmits + 1) x retransmit_ticks)
     repair_wait_ticks: int = 0          # a rebuilding node waits this long before it asks its peers
                                         # (0: 2 x vote_ttl_ticks; must exceed vote_ttl under clock drift)
+    peer_lag_instances: int = 0         # peers' floor: the leader tells every node the lowest chosen mark of the
+                                        # live peers at most this far behind, and retention keeps logs above it,
+                                        # so such a peer catches up from the log, not by snapshot (0: off)
+    peer_live_ticks: int = 0            # ... a peer counts if heard within this long (0: 5 x leader_timeout_ticks)
     fill_at_take: bool = True           # a leader packs the proposals of one batch of input (all propose()
                                         # calls before take_effects) into instances when the effects are taken,
                                         # not one instance per call while the window has room
@@ -83,6 +87,8 @@ class CoreConfig:
                    for n in ("max_retransmits", "retransmit_ticks", "vote_ttl_ticks", "repair_wait_ticks"))
         if ints and not self.vote_ttl_ticks:
             object.__setattr__(self, "vote_ttl_ticks", 4 * (self.max_retransmits + 1) * self.retransmit_ticks)
+        if not self.peer_live_ticks and isinstance(self.leader_timeout_ticks, int):
+            object.__setattr__(self, "peer_live_ticks", 5 * self.leader_timeout_ticks)
         if ints and not self.repair_wait_ticks:
             object.__setattr__(self, "repair_wait_ticks", 2 * self.vote_ttl_ticks)
         if self.sticky_ticks < 0:
@@ -90,11 +96,15 @@ class CoreConfig:
         positive = ("n_groups", "group_stride", "window", "max_batch_count", "max_batch_bytes",
                     "max_value_bytes", "retransmit_ticks", "max_retransmits", "leader_timeout_ticks",
                     "forward_timeout_ticks", "idle_chosen_ticks", "catchup_interval_ticks",
-                    "catchup_max_instances", "proposal_timeout_ticks", "vote_ttl_ticks", "repair_wait_ticks")
+                    "catchup_max_instances", "proposal_timeout_ticks", "vote_ttl_ticks", "repair_wait_ticks",
+                    "peer_live_ticks")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 bad(name, "must be a positive integer, got %r" % (value,))
+        if not isinstance(self.peer_lag_instances, int) or isinstance(self.peer_lag_instances, bool) \
+                or self.peer_lag_instances < 0:
+            bad("peer_lag_instances", "must be an integer >= 0, got %r" % (self.peer_lag_instances,))
         if self.group_offset < 0 or self.group_offset >= self.group_stride:
             bad("group_offset", "must be in 0..group_stride-1, got %r" % (self.group_offset,))
         lo_hi = tuple(self.election_backoff_ticks)

@@ -120,6 +120,8 @@ cdef class Engine:
     cdef int64_t sticky
     cdef int64_t vote_ttl
     cdef int64_t repair_wait
+    cdef uint64_t peer_lag           # peers' floor: a live peer at most this far behind pins the log (0: off)
+    cdef int64_t peer_live           # ... if heard within this many ticks
     cdef readonly dict repairs      # slot -> Repair, only while a group rebuilds
     cdef bint plant_requeue_reverse
     cdef bint plant_amnesia_votes
@@ -164,6 +166,8 @@ cdef class Engine:
     cdef void _requeue_front(self, ProposerGroup pg, list back)
     cdef void _take_back(self, Py_ssize_t slot, ProposerGroup pg, list back)
     cdef void _send_accept(self, Py_ssize_t slot, uint64_t instance, bytes value)
+    cdef uint64_t _leader_floor(self, Py_ssize_t slot, ProposerGroup pg, bint unheard=*)
+    cdef void _heard_mark(self, Py_ssize_t slot, int src, uint64_t mark)
     cdef void _fill(self, Py_ssize_t slot)
     cdef void _route_follower(self, Py_ssize_t slot)
     cdef void _decide(self, Py_ssize_t slot, uint64_t instance, bytes value)

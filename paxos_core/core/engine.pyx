@@ -172,6 +172,8 @@ cdef class Engine:
         self.sticky = config.sticky_ticks
         self.vote_ttl = config.vote_ttl_ticks
         self.repair_wait = config.repair_wait_ticks
+        self.peer_lag = config.peer_lag_instances
+        self.peer_live = config.peer_live_ticks
         self.repairs = {}
         self.plant_requeue_reverse = plant == "requeue-reverse"
         self.plant_amnesia_votes = plant == "amnesia-votes"
@@ -276,6 +278,7 @@ cdef class Engine:
         self.learner.low[slot] = 0
         self.learner.learned_bytes[slot] = 0
         self.learner.low_bytes[slot] = 0
+        self.learner.peer_floor[slot] = 0
         self.learner.decided.pop(slot, None)
         self.learner.outstanding.pop(slot, None)
         self.proposer.ballot[slot] = 0
@@ -687,6 +690,8 @@ cdef class Engine:
             return
         if m.ballot == promised:
             self.proposer.accept_heard[slot] = self.now
+            if m.aux:
+                self.learner.peer_floor[slot] = m.aux      # the leader's peers' floor
         if src != self.node_id:
             if promised > old_promise:
                 self._promise_raised(slot)
@@ -823,8 +828,8 @@ cdef class Engine:
         cdef ProposerGroup pg = self.proposer.group(slot)
         pg.inflight[instance] = InFlight(value, self.now)
         cdef uint64_t chosen_next = self.learner.chosen_next[slot]
-        m = make_message(ACCEPT, self.group_of(slot), instance, self.proposer.ballot[slot], chosen_next, 0,
-                         self.learner.chain[slot], value)
+        m = make_message(ACCEPT, self.group_of(slot), instance, self.proposer.ballot[slot], chosen_next,
+                         self._leader_floor(slot, pg), self.learner.chain[slot], value)
         self.counters[C_ACCEPTS_SENT] += 1
         self.counters[C_INSTANCES_PROPOSED] += 1
         self.proposer.last_accept[slot] = self.now
@@ -833,6 +838,54 @@ cdef class Engine:
         if chosen_next > self.proposer.mark_sent[slot]:
             self.proposer.mark_sent[slot] = chosen_next
         self._on_accept(slot, m, self.node_id)
+
+    cdef uint64_t _leader_floor(self, Py_ssize_t slot, ProposerGroup pg, bint unheard=True):
+        """The peers' floor (0 when off): the lowest chosen mark among the peers heard within peer_live ticks
+        that lag us by at most peer_lag and are not below our low mark, or our own chosen mark if none lags.
+        Every node keeps its log above the floor the leader last sent it (ACCEPT and CHOSEN carry it in aux),
+        so a live peer that fell behind catches up from the log instead of by snapshot. A peer not heard since
+        this ProposerGroup began counts at the floor said before, for peer_live ticks (`unheard`; the object
+        is dropped while the group idles, but only once no live peer lags: then the floor said before is our
+        chosen mark). Liveness only: safety never depends on what a log keeps (docs/design/checkpoints.md)."""
+        if self.peer_lag == 0:
+            return 0
+        cdef uint64_t chosen_next = self.learner.chosen_next[slot]
+        cdef uint64_t low = self.learner.low[slot]
+        cdef uint64_t before = self.learner.peer_floor[slot]
+        cdef uint64_t floor = chosen_next
+        cdef uint64_t mark
+        if pg.floor_since < 0:
+            pg.floor_since = self.now
+        cdef bint young = self.now - pg.floor_since < self.peer_live
+        cdef dict marks = pg.peer_marks
+        for p in self.peers:
+            seen = marks.get(p) if marks is not None else None
+            if seen is None:
+                if not unheard or not young or before == 0:
+                    continue
+                mark = before
+            else:
+                if self.now - <int64_t>seen[1] > self.peer_live:
+                    continue
+                mark = seen[0]
+            if mark < low or mark + self.peer_lag < chosen_next:
+                continue
+            if mark < floor:
+                floor = mark
+        self.learner.peer_floor[slot] = floor
+        return floor
+
+    cdef void _heard_mark(self, Py_ssize_t slot, int src, uint64_t mark):
+        """A peer told us its chosen mark (in an ACCEPTED, or as the start of a catch-up request) while we
+        lead: keep it for the peers' floor."""
+        if self.peer_lag == 0 or src == self.node_id or src not in self.member_index:
+            return
+        cdef ProposerGroup pg = self.proposer.groups.get(slot)
+        if pg is None:
+            return
+        if pg.peer_marks is None:
+            pg.peer_marks = {}
+        pg.peer_marks[src] = (mark, self.now)
 
     cdef void _fill(self, Py_ssize_t slot):
         """Put queued proposals into new instances while the window has room (adaptive batching)."""
@@ -881,6 +934,7 @@ cdef class Engine:
         cdef ProposerGroup pg = self.proposer.groups.get(slot)
         if pg is None:
             return
+        self._heard_mark(slot, src, m.mark)
         cdef InFlight inf = pg.inflight.get(m.instance)
         if inf is None:
             return
@@ -989,7 +1043,7 @@ cdef class Engine:
             self.proposer.mark_sent[slot] = chosen_next
             self.counters[C_CHOSEN_SENT] += 1
             self._broadcast(make_message(CHOSEN, self.group_of(slot), 0, self.proposer.ballot[slot], chosen_next,
-                                         0, self.learner.chain[slot], NOOP), False)
+                                         self.learner.peer_floor[slot], self.learner.chain[slot], NOOP), False)
         self.proposer.role[slot] = FOLLOWER
         self.counters[C_STEP_DOWNS] += 1
         cdef int64_t wait = self.rng.randint(self.backoff_lo, self.backoff_hi) if self.backoff_hi else 0
@@ -1212,6 +1266,8 @@ cdef class Engine:
             else:
                 self.proposer.leader_heard[slot] = self.now
                 self.proposer.accept_heard[slot] = self.now
+            if m.aux:
+                self.learner.peer_floor[slot] = m.aux      # the leader's peers' floor
         self._learn_by_mark(slot, m.ballot, m.mark, src)
         self._check_chain(slot, m.mark, m.chain, src)
 
@@ -1276,6 +1332,8 @@ cdef class Engine:
         self.counters[C_OFFERS] += 1
 
     cdef void _on_catchup_req(self, Py_ssize_t slot, Message m, int src):
+        if self.proposer.role[slot] == LEADING:
+            self._heard_mark(slot, src, m.instance)
         self._serve(src, slot, m.instance, m.aux)
 
     # ------------------------------------------------------------------ checkpoints
@@ -1591,8 +1649,8 @@ cdef class Engine:
                 inf.retries += 1
                 inf.sent_at = now
                 self.counters[C_RETRANSMITS] += 1
-                m = make_message(ACCEPT, group, instance, self.proposer.ballot[slot], chosen_next, 0,
-                                 self.learner.chain[slot], inf.value)
+                m = make_message(ACCEPT, group, instance, self.proposer.ballot[slot], chosen_next,
+                                 self.learner.peer_floor[slot], self.learner.chain[slot], inf.value)
                 for p in self.peers:
                     if not (inf.votes >> <int>self.member_index[p]) & 1:
                         self._send(p, m, False)
@@ -1627,16 +1685,16 @@ cdef class Engine:
             self.proposer.mark_notices[slot] = 1
             self.proposer.last_accept[slot] = now
             self.counters[C_CHOSEN_SENT] += 1
-            self._broadcast(make_message(CHOSEN, group, 0, self.proposer.ballot[slot], chosen_next, 0,
-                                         self.learner.chain[slot], NOOP), False)
+            self._broadcast(make_message(CHOSEN, group, 0, self.proposer.ballot[slot], chosen_next,
+                                         self.learner.peer_floor[slot], self.learner.chain[slot], NOOP), False)
         elif (role == LEADING and (pg is None or not pg.inflight) and self.proposer.mark_notices[slot] == 1
                 and self.proposer.mark_sent[slot] == chosen_next
                 and now - self.proposer.last_accept[slot] >= 16 * self.idle_chosen):
             # Once more, in case the notice was lost: then the group is quiet until it has work.
             self.proposer.mark_notices[slot] = 2
             self.counters[C_CHOSEN_SENT] += 1
-            self._broadcast(make_message(CHOSEN, group, 0, self.proposer.ballot[slot], chosen_next, 0,
-                                         self.learner.chain[slot], NOOP), False)
+            self._broadcast(make_message(CHOSEN, group, 0, self.proposer.ballot[slot], chosen_next,
+                                         self.learner.peer_floor[slot], self.learner.chain[slot], NOOP), False)
         if self.learner.known_mark[slot] > self.learner.chosen_next[slot]:
             self._request_catchup(slot)
         out = self.learner.outstanding.get(slot)
@@ -1651,8 +1709,12 @@ cdef class Engine:
         # Still active?
         pg = self.proposer.groups.get(slot)
         if pg is not None and pg.is_idle():
-            del self.proposer.groups[slot]
-            pg = None
+            if (self.peer_lag and pg.peer_marks and self.proposer.role[slot] == LEADING
+                    and self._leader_floor(slot, pg, False) < chosen_next):
+                pass    # a live peer still lags: keep its mark (and the group active) until it catches up or goes
+            else:
+                del self.proposer.groups[slot]
+                pg = None
         role = self.proposer.role[slot]
         return (pg is not None or slot in self.learner.outstanding or role == PREPARING
                 or self.learner.known_mark[slot] > self.learner.chosen_next[slot]
@@ -1734,7 +1796,8 @@ cdef class Engine:
         for arr in (self.acceptor.promised_array, self.acceptor.top_array, self.learner.chosen_next_array,
                     self.learner.chain_array, self.learner.known_mark_array, self.learner.repair_upto_array,
                     self.learner.catchup_at_array, self.learner.catchup_src_array, self.learner.low_array,
-                    self.learner.learned_bytes_array, self.proposer.ballot_array,
+                    self.learner.learned_bytes_array, self.learner.low_bytes_array, self.learner.peer_floor_array,
+                    self.proposer.ballot_array,
                     self.proposer.role_array, self.proposer.next_instance_array, self.proposer.seen_round_array,
                     self.proposer.timer_array, self.proposer.mark_sent_array, self.proposer.mark_notices_array,
                     self.proposer.leader_heard_array,

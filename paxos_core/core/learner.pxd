@@ -21,6 +21,8 @@ cdef class LearnerState:
     cdef uint64_t[::1] learned_bytes
     cdef public object low_bytes_array      # numpy uint64: value bytes below low (0 where the LOW record did not say)
     cdef uint64_t[::1] low_bytes
+    cdef public object peer_floor_array     # numpy uint64: the lowest chosen mark a live peer still needs, as the
+    cdef uint64_t[::1] peer_floor           # leader last said (0 = not known); retention keeps the log above it
     cdef public dict decided                # slot -> {instance: value} chosen but not yet contiguous
     cdef public dict outstanding            # slot -> {seq: [tag, deadline]} proposals made on this node
 

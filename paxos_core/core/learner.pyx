@@ -46,6 +46,7 @@ cdef class LearnerState:
         self.low_array = np.zeros(n_slots, np.uint64)
         self.learned_bytes_array = np.zeros(n_slots, np.uint64)
         self.low_bytes_array = np.zeros(n_slots, np.uint64)
+        self.peer_floor_array = np.zeros(n_slots, np.uint64)
         self._bind()
         self.decided = {}
         self.outstanding = {}
@@ -60,6 +61,7 @@ cdef class LearnerState:
         self.low = self.low_array
         self.learned_bytes = self.learned_bytes_array
         self.low_bytes = self.low_bytes_array
+        self.peer_floor = self.peer_floor_array
 
     def resize(self, Py_ssize_t n_slots):
         cdef Py_ssize_t old = self.chosen_next_array.shape[0]
@@ -75,6 +77,7 @@ cdef class LearnerState:
         self.low_array = np.concatenate([self.low_array, np.zeros(extra, np.uint64)])
         self.learned_bytes_array = np.concatenate([self.learned_bytes_array, np.zeros(extra, np.uint64)])
         self.low_bytes_array = np.concatenate([self.low_bytes_array, np.zeros(extra, np.uint64)])
+        self.peer_floor_array = np.concatenate([self.peer_floor_array, np.zeros(extra, np.uint64)])
         self._bind()
 
     def restore(self, Py_ssize_t slot, uint64_t chosen_next, uint32_t chain, uint64_t known_mark,

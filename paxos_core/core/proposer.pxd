@@ -24,6 +24,8 @@ cdef class ProposerGroup:
     cdef public int64_t forwarded_at
     cdef public uint64_t sticky_refusals   # members (bit = member index) whose acceptor refused this Prepare
                                            # because it still hears its leader (the sticky rule)
+    cdef public dict peer_marks        # node -> (its chosen mark, tick heard) while we lead (the peers' floor)
+    cdef public int64_t floor_since    # tick of the first floor computed with this object (-1: none yet)
 
 cdef class ProposerState:
     cdef public object ballot_array        # numpy uint64: our ballot per slot (0 = none)

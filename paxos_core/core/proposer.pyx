@@ -31,6 +31,8 @@ cdef class ProposerGroup:
         self.forwarded = []
         self.forwarded_at = 0
         self.sticky_refusals = 0
+        self.peer_marks = None
+        self.floor_since = -1
 
     def is_idle(self):
         return not self.pending and not self.inflight and self.promises is None and not self.forwarded

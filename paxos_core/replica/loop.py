@@ -87,6 +87,8 @@ class LoopSettings:
     snapshots: object = None         # replica/snapshots.py SnapshotSettings (None: the defaults)
     retain_instances: int = -1       # chosen values kept below the applied mark (-1: the log is never truncated)
     retain_bytes: int = 0            # ... but no more of them than weigh this many value bytes (0: no limit)
+    peer_lag_instances: int = 0      # the peers' floor may keep this many more instances (the engine's setting)
+    peer_lag_bytes: int = 0          # ... and this many more value bytes (with retain_bytes)
     truncate_groups_per_turn: int = 32
     truncate_step_instances: int = 65536
     plant: str = ""                  # planted bug (tests of the tests only)
@@ -278,7 +280,8 @@ class ReplicaLoop:
                                    self.applier, s.plant)
         self.retention = Retention(engine, self.sm, self.log, lambda slot: slot * self.workers + self.index,
                                    s.retain_instances, s.truncate_groups_per_turn, s.truncate_step_instances,
-                                   self.snapshots.pins, s.plant, s.retain_bytes)
+                                   self.snapshots.pins, s.plant, s.retain_bytes,
+                                   s.peer_lag_instances, s.peer_lag_bytes)
         records, ops = self.snapshots.resume(recovery)
         if records or ops:
             self.log.write(records, None, ops)

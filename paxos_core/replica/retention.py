@@ -9,7 +9,13 @@ Runs in step 4a of the replica loop's turn, before the cycle: its truncations ar
     truncate if T >= low + 64
 
 so a node keeps `retain_instances` chosen values below what it applied, or fewer when they weigh more than
-`retain_bytes` (a peer that lags by less catches up from the log; one that lags more gets a snapshot). The
+`retain_bytes` (a peer that lags by less catches up from the log; one that lags more gets a snapshot).
+
+The peers' floor F (the lowest chosen mark of the live peers at most `peer_lag_instances` behind, which the
+leader computes and sends to every node in its Accepts and Chosen notices; 0 = not known) spares such a peer
+the snapshot: where 0 < F < B the cut is the rule above applied at F instead of B, but never below the rule
+applied at B with `peer_lag_instances` more instances and `peer_lag_bytes` more bytes, so a peer that stops
+catching up cannot make a log grow without bound. The
 weight of the values from C up is the engine's learned bytes minus the bytes below C of the CHAIN record at C
 (a binary search over those records, done only for a group whose log holds more than retain_bytes: the
 engine keeps the bytes below its low mark). A node never deletes a record its own recovery needs: the
@@ -39,16 +45,19 @@ ALIGN = 64
 
 class Retention:
     def __init__(self, engine, sm, log, group_of, retain_instances=-1, groups_per_turn=32,
-                 step_instances=65536, pins=None, plant="", retain_bytes=0):
+                 step_instances=65536, pins=None, plant="", retain_bytes=0, peer_lag_instances=0,
+                 peer_lag_bytes=0):
         """`group_of(slot)`: the group in an engine slot; `pins()`: group -> lowest instance to keep (the
         applied mark of a snapshot file being served); `retain_instances` < 0: never truncate;
-        `retain_bytes` 0: no limit by weight."""
+        `retain_bytes` 0: no limit by weight; `peer_lag_instances` 0: the peers' floor is ignored."""
         self.engine = engine
         self.sm = sm
         self.log = log
         self.group_of = group_of
         self.retain = retain_instances
         self.retain_bytes = max(0, retain_bytes)
+        self.peer_lag = max(0, peer_lag_instances)
+        self.peer_lag_bytes = max(0, peer_lag_bytes)
         self.groups_per_turn = groups_per_turn
         self.step = max(ALIGN, step_instances // ALIGN * ALIGN)
         self.pins = pins or (lambda: {})
@@ -58,6 +67,7 @@ class Retention:
             # No keyed checkpoints (replica/snapshots.py): a peer behind a truncation could never catch up.
             self.retain = -1
         self.truncations = 0
+        self.next_slot = 0            # the slot the next run starts its candidates from
         self.instances = 0
         self.skipped = 0              # candidates whose CHAIN record at the cut was missing or damaged
 
@@ -76,9 +86,15 @@ class Retention:
         slots = np.flatnonzero(wanted)
         if not len(slots):
             return 0
+        if self.next_slot:
+            # Start where the last run stopped: groups a floor or a pin keeps from being cut stay candidates,
+            # and must not crowd the others out of the per-run limit.
+            k = int(np.searchsorted(slots, self.next_slot))
+            slots = np.concatenate([slots[k:], slots[:k]])
         pins = self.pins()
         done = 0
         for slot in slots[:self.groups_per_turn * 4]:
+            self.next_slot = int(slot) + 1
             group = self.group_of(int(slot))
             if not engine.hosts(group) or engine.group_status(group) != GROUP_OK:
                 continue
@@ -97,9 +113,15 @@ class Retention:
             low = engine.low(group)
             if bound // ALIGN * ALIGN < low + ALIGN:
                 continue                  # nothing applied to cut at yet
-            cut = (bound - self.retain) // ALIGN * ALIGN if bound > self.retain else 0
-            if self.retain_bytes and engine.learned_bytes(group) - learner.low_bytes_array[slot] > self.retain_bytes:
-                cut = max(cut, self._cut_by_weight(group, low, bound, engine.learned_bytes(group)))
+            floor = int(learner.peer_floor_array[slot]) if self.peer_lag else 0
+            if 0 < floor < bound:
+                # A live peer still needs what lies above the floor: cut as if the floor were the applied
+                # mark, but keep no more than peer_lag instances (and bytes) beyond the usual limits.
+                cut = max(self._cut(group, slot, low, floor, self.retain, self.retain_bytes),
+                          self._cut(group, slot, low, bound, self.retain + self.peer_lag,
+                                    self.retain_bytes + self.peer_lag_bytes if self.retain_bytes else 0))
+            else:
+                cut = self._cut(group, slot, low, bound, self.retain, self.retain_bytes)
             cut = min(cut, low - low % ALIGN + self.step)
             if cut < low + ALIGN:
                 continue
@@ -115,9 +137,18 @@ class Retention:
                 break
         return done
 
-    def _cut_by_weight(self, group, low, bound, learned_bytes):
+    def _cut(self, group, slot, low, bound, keep, keep_bytes):
+        """Where to cut to keep `keep` instances below `bound`, or fewer when the values from there up weigh
+        more than `keep_bytes` (0: no limit by weight)."""
+        cut = (bound - keep) // ALIGN * ALIGN if bound > keep else 0
+        learned_bytes = self.engine.learned_bytes(group)
+        if keep_bytes and learned_bytes - self.engine.learner.low_bytes_array[slot] > keep_bytes:
+            cut = max(cut, self._cut_by_weight(group, low, bound, learned_bytes, keep_bytes))
+        return cut
+
+    def _cut_by_weight(self, group, low, bound, learned_bytes, keep_bytes):
         """The smallest multiple of 64 C in (low, B] (B = `bound` rounded down) whose values from C up weigh at
-        most retain_bytes, by their CHAIN records (B if none does; 0 if a record is missing or predates byte
+        most `keep_bytes`, by their CHAIN records (B if none does; 0 if a record is missing or predates byte
         counts)."""
         lo = low // ALIGN + 1
         hi = bound // ALIGN
@@ -129,7 +160,7 @@ class Retention:
             found = self.log.read_chain_bytes(group, mid * ALIGN)
             if found is None or found[1] == BYTES_UNKNOWN:
                 return 0
-            if learned_bytes - found[1] <= self.retain_bytes:
+            if learned_bytes - found[1] <= keep_bytes:
                 best = mid
                 hi = mid - 1
             else:

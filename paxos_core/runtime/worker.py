@@ -237,6 +237,7 @@ class Worker:
             max_reply_bytes=max(1, config.max_frame_bytes // 4),
             plant=plant_from_env(config.node_id, index),
             retain_instances=config.retain_instances, retain_bytes=config.retain_bytes,
+            peer_lag_instances=config.peer_lag_instances, peer_lag_bytes=config.peer_lag_bytes,
             # A snapshot chunk fits a quarter of a frame, as a catch-up reply does.
             snapshots=SnapshotSettings(
                 chunk_bytes=config.snapshot_chunk_bytes, window_bytes=config.snapshot_window_bytes,

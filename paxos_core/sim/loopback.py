@@ -34,6 +34,7 @@ class LoopbackCluster:
         self.expired = []
         self.offers = {n: [] for n in self.node_ids}     # [(dest, group, first)] snapshot offers asked for
         self.now = 0
+        self.drop = None         # drop(src, dest, message) -> True: that message is lost (tests that cut a link)
         for n in self.node_ids:
             self.restart(n)
 
@@ -96,7 +97,7 @@ class LoopbackCluster:
 
     def _route(self, src, messages):
         for dest, msg in messages:
-            if dest in self.down:
+            if dest in self.down or (self.drop is not None and self.drop(src, dest, msg)):
                 continue
             self.sent[msg.kind] = self.sent.get(msg.kind, 0) + 1
             copy = type(msg)(msg.kind, msg.group, msg.instance, msg.ballot, msg.mark, msg.aux, msg.chain,
