@@ -56,7 +56,21 @@ PLANT_RUNS["truncate-too-far"] = ("--seeds", "200", "--nodes", "3", "--groups", 
 PLANT_RUNS["install-non-atomic"] = ("--seeds", "400", "--nodes", "3", "--groups", "8", "--faults",
                                    "amnesia,crash,torn")
 
-@pytest.mark.parametrize("plant", PLANTS)
+# Plants the simulator's random runs cannot bring out yet, each caught by a directed test instead:
+# reprepare-uncapped needs a new leader behind both the old leader's chosen mark and its own voters' votes
+# (membership's config(j) will make it unsafe, and the simulator's quorum check will see it then).
+DIRECTED = {"reprepare-uncapped": "tests/test_window_cap.py::test_the_planted_uncapped_re_proposal_is_seen"}
+
+
+def test_every_plant_the_simulator_does_not_run_has_a_directed_test():
+    import pathlib
+    for plant, test in DIRECTED.items():
+        path, name = test.split("::")
+        source = (pathlib.Path(__file__).parent.parent / path).read_text()
+        assert "def %s(" % name in source and '"%s"' % plant in source, plant
+
+
+@pytest.mark.parametrize("plant", [p for p in PLANTS if p not in DIRECTED])
 def test_every_planted_bug_is_caught_within_the_seed_budget(plant):
     code, lines, _ = run_cli(*PLANT_RUNS[plant], "--plant", plant, "--fail-fast")
     assert code == 1, "\n".join(lines[-10:])

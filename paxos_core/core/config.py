@@ -20,11 +20,13 @@ from ..errors import ConfigError
 # Replica groups: remove-keeps-state (a removed group's state machine data outlives it, into the next incarnation).
 # Retention: weigh-short (the cut by weight stops one block of 64 short: logs keep more than retain_bytes).
 # Adaptive batching: fill-reverse (the proposals queued during one input are packed at take_effects backwards).
+# Elections: reprepare-uncapped (a new leader re-proposes every instance its promises reported at once, past
+# its chosen mark + window, where it cannot yet know who votes).
 PLANTS = ("ignore-promise", "reply-before-sync", "promise-not-persisted", "learn-without-quorum", "lease-overrun",
           "no-fencing", "serve-before-write", "stale-lease-clock", "wal-rollback", "requeue-reverse",
           "readd-amnesia", "amnesia-votes", "batch-together", "forward-twice", "truncate-too-far",
           "install-non-atomic", "prepare-unpromised",
-          "remove-keeps-state", "weigh-short", "fill-reverse")
+          "remove-keeps-state", "weigh-short", "fill-reverse", "reprepare-uncapped")
 
 
 @dataclass(frozen=True)

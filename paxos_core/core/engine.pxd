@@ -132,6 +132,8 @@ cdef class Engine:
     cdef bint plant_forward_twice
     cdef bint plant_prepare_unpromised
     cdef bint plant_fill_reverse
+    cdef bint plant_reprepare_uncapped
+    cdef bint window_override        # the plant above: _fill ignores the window for re-proposals
 
     cdef Py_ssize_t slot_of(self, uint32_t group) except -2
     cdef inline uint32_t group_of(self, Py_ssize_t slot)

@@ -184,6 +184,8 @@ cdef class Engine:
         self.plant_forward_twice = plant == "forward-twice"
         self.plant_prepare_unpromised = plant == "prepare-unpromised"
         self.plant_fill_reverse = plant == "fill-reverse"
+        self.plant_reprepare_uncapped = plant == "reprepare-uncapped"
+        self.window_override = 0
         if recovered:
             for group, state in recovered.items():
                 self.restore_group(group, state)
@@ -740,6 +742,8 @@ cdef class Engine:
                 back.extend(self._own_unanswered(slot, (<InFlight>pg.inflight[instance]).value))
             self._take_back(slot, pg, back)
         pg.inflight.clear()
+        pg.reproposals = None            # a new phase 1 finds them again (they belong to the old ballot)
+        pg.repropose_top = 0
         pg.promises = {}
         pg.sticky_refusals = 0
         pg.retries = 0
@@ -810,19 +814,18 @@ cdef class Engine:
         self.proposer.role[slot] = LEADING
         self.proposer.leader_heard[slot] = self.now
         self.counters[C_ELECTIONS_WON] += 1
-        decided = self.learner.decided.get(slot, {})
-        cdef uint64_t i
-        self.proposer.next_instance[slot] = top
-        for i in range(chosen_next, top):
-            # Re-propose whatever a quorum may have accepted; fill gaps with no-ops.
-            if i in decided:
-                value = decided[i]
-            elif i in merged:
-                value = merged[i][1]
-            else:
-                value = NOOP
-            self._send_accept(slot, i, value)
+        # Re-propose whatever a quorum may have accepted, and no-ops in the gaps, from chosen_next up to top:
+        # now within the window (chosen_next + window), the rest as the window moves on, before any new
+        # proposal (_fill). A leader never acts on an instance at or past chosen_next + window, where the
+        # values below it that it has not learned yet could decide who votes there (membership: the voters of
+        # instance j follow from the values chosen up to j - window).
+        pg.reproposals = {i: entry[1] for i, entry in merged.items()} if merged else None
+        pg.repropose_top = top if top > chosen_next else 0
+        if self.plant_reprepare_uncapped:
+            self.window_override = 1     # planted bug: the whole range at once, as before the cap
+        self.proposer.next_instance[slot] = chosen_next
         self._fill(slot)
+        self.window_override = 0
 
     cdef void _send_accept(self, Py_ssize_t slot, uint64_t instance, bytes value):
         cdef ProposerGroup pg = self.proposer.group(slot)
@@ -888,11 +891,41 @@ cdef class Engine:
         pg.peer_marks[src] = (mark, self.now)
 
     cdef void _fill(self, Py_ssize_t slot):
-        """Put queued proposals into new instances while the window has room (adaptive batching)."""
+        """Put queued proposals into new instances while the window has room (adaptive batching), after what
+        the last election left to re-propose."""
         if self.proposer.role[slot] != LEADING:
             return
         cdef ProposerGroup pg = self.proposer.groups.get(slot)
-        if pg is None or not pg.pending:
+        if pg is None:
+            return
+        cdef uint64_t i
+        cdef dict decided
+        if pg.repropose_top:
+            decided = self.learner.decided.get(slot)
+            while pg.repropose_top > self.proposer.next_instance[slot] and (
+                    self.window_override or
+                    self.proposer.next_instance[slot] - self.learner.chosen_next[slot] < self.window):
+                i = self.proposer.next_instance[slot]
+                self.proposer.next_instance[slot] = i + 1
+                if i < self.learner.chosen_next[slot]:
+                    continue             # learned meanwhile (catch-up): nothing to propose there
+                if decided is not None and i in decided:
+                    value = decided[i]
+                elif pg.reproposals is not None and i in pg.reproposals:
+                    value = pg.reproposals[i]
+                else:
+                    value = NOOP
+                if pg.reproposals is not None:
+                    pg.reproposals.pop(i, None)
+                self._send_accept(slot, i, value)
+                if self.proposer.role[slot] != LEADING:
+                    return
+            if pg.repropose_top <= self.proposer.next_instance[slot]:
+                pg.repropose_top = 0
+                pg.reproposals = None
+            else:
+                return                   # new proposals wait until every re-proposal is out
+        if not pg.pending:
             return
         cdef dict out = self.learner.outstanding.get(slot)
         cdef Py_ssize_t count, nbytes, k, n
@@ -1064,6 +1097,8 @@ cdef class Engine:
             else:
                 self._take_back(slot, pg, back)
             pg.inflight.clear()
+            pg.reproposals = None
+            pg.repropose_top = 0
             pg.promises = None
             pg.retries = 0
             if pg.pending:
@@ -1677,7 +1712,7 @@ cdef class Engine:
             if pg.pending:
                 self._route_follower(slot)
         role = self.proposer.role[slot]
-        if role == LEADING and pg is not None and pg.pending:
+        if role == LEADING and pg is not None and (pg.pending or pg.repropose_top):
             self._fill(slot)       # the window may have opened without a decision of ours (catch-up)
         if (role == LEADING and (pg is None or not pg.inflight) and self.proposer.mark_sent[slot] < chosen_next
                 and now - self.proposer.last_accept[slot] >= self.idle_chosen):

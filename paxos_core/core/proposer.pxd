@@ -24,6 +24,9 @@ cdef class ProposerGroup:
     cdef public int64_t forwarded_at
     cdef public uint64_t sticky_refusals   # members (bit = member index) whose acceptor refused this Prepare
                                            # because it still hears its leader (the sticky rule)
+    cdef public dict reproposals       # instance -> value a promise reported, to re-propose once the window
+    cdef public uint64_t repropose_top # reaches it; every instance below repropose_top is re-proposed (a value
+                                       # reported or a no-op) before any new proposal (0: none left)
     cdef public dict peer_marks        # node -> (its chosen mark, tick heard) while we lead (the peers' floor)
     cdef public int64_t floor_since    # tick of the first floor computed with this object (-1: none yet)
 

@@ -31,11 +31,14 @@ cdef class ProposerGroup:
         self.forwarded = []
         self.forwarded_at = 0
         self.sticky_refusals = 0
+        self.reproposals = None
+        self.repropose_top = 0
         self.peer_marks = None
         self.floor_since = -1
 
     def is_idle(self):
-        return not self.pending and not self.inflight and self.promises is None and not self.forwarded
+        return (not self.pending and not self.inflight and self.promises is None and not self.forwarded
+                and self.repropose_top == 0)
 
 
 cdef class ProposerState:

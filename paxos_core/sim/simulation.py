@@ -472,6 +472,11 @@ class Simulation:
                     oracle.on_promise_reply(node.id, group, msg.ballot)
             elif kind == ACCEPT:
                 oracle.on_accept_sent(group, msg.instance, msg.ballot, msg.value)
+                # A leader acts only below its chosen mark + window (the mark rides in the Accept): past it, the
+                # values it has not learned yet could decide who votes there (membership's config(j)).
+                if msg.instance >= msg.mark + self.window:
+                    oracle.violate("node %d sent an Accept for group %s instance %d with its chosen mark at %d: "
+                                   "past mark + window (%d)" % (node.id, group, msg.instance, msg.mark, self.window))
             elif kind == PREPARE:
                 # A ballot leaves only once this node's own acceptor promised it (durably: prepares leave after
                 # the write), so a restart can never reuse a ballot that peers may have promised and voted under.
