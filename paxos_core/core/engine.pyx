@@ -900,6 +900,10 @@ cdef class Engine:
             return
         cdef uint64_t i
         cdef dict decided
+        if self.proposer.next_instance[slot] < self.learner.chosen_next[slot]:
+            # We learned (by catch-up) values at instances our election left to re-propose: nothing to
+            # propose there any more.
+            self.proposer.next_instance[slot] = self.learner.chosen_next[slot]
         if pg.repropose_top:
             decided = self.learner.decided.get(slot)
             while pg.repropose_top > self.proposer.next_instance[slot] and (
@@ -907,8 +911,6 @@ cdef class Engine:
                     self.proposer.next_instance[slot] - self.learner.chosen_next[slot] < self.window):
                 i = self.proposer.next_instance[slot]
                 self.proposer.next_instance[slot] = i + 1
-                if i < self.learner.chosen_next[slot]:
-                    continue             # learned meanwhile (catch-up): nothing to propose there
                 if decided is not None and i in decided:
                     value = decided[i]
                 elif pg.reproposals is not None and i in pg.reproposals:
@@ -1248,8 +1250,11 @@ cdef class Engine:
                           NOOP))
         cdef ProposerGroup pg
         cdef InFlight inf
-        if self.proposer.role[slot] == LEADING and instance >= self.proposer.next_instance[slot]:
-            # Chosen beyond anything our ballot proposed: another proposer with a higher ballot did it.
+        pg = self.proposer.groups.get(slot) if self.proposer.role[slot] == LEADING else None
+        if (self.proposer.role[slot] == LEADING and instance >= self.proposer.next_instance[slot]
+                and (pg is None or instance >= pg.repropose_top)):
+            # Chosen beyond anything our ballot proposed or has yet to re-propose (what our promises reported,
+            # held back by the window): another proposer with a higher ballot did it.
             self._step_down(slot, False, None)
         elif self.proposer.role[slot] != FOLLOWER:
             pg = self.proposer.groups.get(slot)
