@@ -77,18 +77,29 @@ class Retention:
             return 0
         engine = self.engine
         learner = engine.learner
-        ahead = learner.chosen_next_array.astype(np.int64) - learner.low_array.astype(np.int64)
+        chosen = learner.chosen_next_array.astype(np.int64)
+        low = learner.low_array.astype(np.int64)
+        ahead = chosen - low
         wanted = ahead >= self.retain + ALIGN
         if self.retain_bytes:
-            heavy = (learner.learned_bytes_array.astype(np.int64) - learner.low_bytes_array.astype(np.int64)
-                     > self.retain_bytes) & (ahead >= 2 * ALIGN)
-            wanted |= heavy
+            weight = learner.learned_bytes_array.astype(np.int64) - learner.low_bytes_array.astype(np.int64)
+            wanted |= (weight > self.retain_bytes) & (ahead >= 2 * ALIGN)
+        if self.peer_lag:
+            # Groups a peers' floor holds are candidates only where a cut can move: by the floor, or by the cap.
+            floor = learner.peer_floor_array.astype(np.int64)
+            pinned = (floor > 0) & (floor < chosen)
+            if pinned.any():
+                held = (floor - low >= self.retain + ALIGN) | (ahead >= self.retain + self.peer_lag + ALIGN)
+                if self.retain_bytes:
+                    held |= (weight > self.retain_bytes) & (floor // ALIGN * ALIGN >= low + ALIGN)
+                    held |= (weight > self.retain_bytes + self.peer_lag_bytes) & (ahead >= 2 * ALIGN)
+                wanted = np.where(pinned, held, wanted)
         slots = np.flatnonzero(wanted)
         if not len(slots):
             return 0
         if self.next_slot:
-            # Start where the last run stopped: groups a floor or a pin keeps from being cut stay candidates,
-            # and must not crowd the others out of the per-run limit.
+            # Start where the last run stopped: groups a pin (or the applied mark) keeps from being cut stay
+            # candidates, and must not crowd the others out of the per-run limit.
             k = int(np.searchsorted(slots, self.next_slot))
             slots = np.concatenate([slots[k:], slots[:k]])
         pins = self.pins()
