@@ -41,7 +41,7 @@ stall      the loop thread of the worker that hosts a group's master stands stil
            own peers then tell it about the new master at once).
 wipe       a node is stopped (kill -9), everything in its data directory is deleted (a replaced disk), and it is
            started again: it must rebuild every group from its peers (by snapshots where their logs are
-           truncated: runs with this kind turn truncation on, `storage.retain_instances` = 256) and serve
+           truncated: runs with this kind turn truncation on, `storage.retain_instances` = 16) and serve
            again, with nothing lost. Strikes only when no node is rebuilding, as `corrupt`.
 slowdisk   fsync stalls: the node's XFS filesystem is frozen (``fsfreeze -f``: every synced write blocks) for
            50-400 ms at a time, again and again, for the fault's duration. Needs the XFS disks (root,
