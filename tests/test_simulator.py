@@ -197,6 +197,16 @@ def test_a_snapshot_file_is_busy_while_a_peer_has_not_had_its_last_byte():
     assert busy({1: [1018, 1018], 2: [0, 256]}) is True, "one peer done, another in the middle"
 
 
+def test_soak_finding_a_rebuilding_node_asks_another_peer_when_its_leader_cannot_serve_it():
+    """Soak seed 3,002,585 (at 5ccadeb; present at a455cd4 too): node 4 of five, wiped, sent 250 catch-up
+    requests, all to node 3, its catch-up source (messages from a leader or a peer ahead set it again), whose
+    damaged CHAIN record at 64 kept it from serving a reply ending there: the group was still repairing at the end. A request that brings
+    nothing is now followed by one to a peer drawn at random, and a reply ending at a damaged CHAIN record
+    carries the chain from a lower one (tests/test_catchup.py tests each fix alone)."""
+    result = run_seed(SimConfig(seed=3002585, nodes=5, groups=1))
+    assert result.ok, result.violations
+
+
 def test_soak_finding_a_group_re_added_after_a_removal_that_crashed_half_way():
     """Soak seed 2,214,954 (since 9532aad): node 3 crashed inside REMOVE_GROUP after the tombstone; re-added,
     its state machine was still at the old incarnation's applied mark and skipped every value the new one

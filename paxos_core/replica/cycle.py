@@ -31,7 +31,8 @@ def serve_messages(engine, log, serve, max_bytes=None):
 
     A reply carries the values [first, end), the sender's chain at `end` (from the engine, or from the CHAIN
     record at `end`) and the sender's chosen mark: the receiver learns nothing unless the values give that
-    chain. A range the log cannot serve whole (a missing or damaged record) is not served.
+    chain. A range the log cannot serve whole (a missing or damaged record) is not served. A missing or
+    damaged CHAIN record at `end` does not stop it: the chain there is carried on from a lower one.
 
     `max_bytes` bounds a reply's value (the encoded entries): a longer range is cut after the last value that
     fits (always at least one), and the reply ends there with the chain at its new end. The receiver sees
@@ -56,8 +57,13 @@ def serve_messages(engine, log, serve, max_bytes=None):
         if chain < 0:
             chain = log.read_chain(group, end)
             if chain is None:
-                short += 1
-                continue
+                # The CHAIN record at `end` is missing or damaged: the chain there from a lower one (or the
+                # LOW record) and the values since, as for a cut reply.
+                end, chain = _chain_at_cut(log, group, first, entries, len(entries))
+                if end is None:
+                    short += 1
+                    continue
+                entries = entries[:end - first]
         chosen_next = engine.learned(group)[0]
         out.append((dest, Message(CATCHUP_REPLY, group, first, 0, end, chosen_next, chain,
                                   encode_entries(entries), inc=engine.incarnation_of(group))))

@@ -1,0 +1,101 @@
+"""Catch-up when the node asked cannot answer: soak seed 3,002,585 (docs/RELIABILITY.md).
+
+A wiped node of five, rebuilding, asked only node 3, its catch-up source (messages from a leader or a peer
+ahead set it again), and node 3's CHAIN record at 64 was damaged, so its log served nothing that ends there: 250 requests, nothing learned, the group repairing at the end. Two fixes, each tested here on its own
+against the production engine and effect cycle, and the seed itself in tests/test_simulator.py:
+  - a request that brought nothing within the catch-up interval is followed by one to a peer drawn at random;
+  - a reply that should end at a missing or damaged CHAIN record carries the chain computed from a lower one.
+"""
+import random
+
+from paxos_core.core.ballot import pack
+from paxos_core.core.config import CoreConfig
+from paxos_core.core.engine import Engine
+from paxos_core.core.learner import chain_of
+from paxos_core.replica.cycle import run_cycle
+from paxos_core.storage.memory import MemoryLog
+from paxos_core.storage.records import CHAIN_RECORD, group_key
+from paxos_core.wire.codec import decode_entries, encode_batch, encode_entries
+from paxos_core.wire.message import Kind, Message
+
+
+def _engine(node_id, members, **config):
+    return Engine(CoreConfig(node_id=node_id, members=members, n_groups=1, **config), random.Random(node_id))
+
+
+class _Capture:
+    def __init__(self):
+        self.messages = []
+
+    def __call__(self, messages):
+        self.messages.extend(messages)
+
+    def take(self, kind):
+        found = [(dest, m) for dest, m in self.messages if m.kind == kind]
+        self.messages = []
+        return found
+
+
+def test_an_unanswered_catchup_request_is_followed_by_one_to_another_peer():
+    engine = _engine(2, (1, 2, 3, 4, 5), catchup_interval_ticks=3)
+    log = MemoryLog(2)
+    capture = _Capture()
+    asked = []
+    now = 0
+    for _ in range(40):
+        # The leader (node 1) says 10 instances are chosen, at every turn: node 2 holds none of them, and the
+        # leader never answers its requests (its log cannot serve them).
+        engine.receive([Message(Kind.CHOSEN, 0, 10, pack(1, 1), 10, 0, 0, b"", src=1)])
+        now += 1
+        engine.tick(now)
+        run_cycle(engine, log, capture)
+        asked += [dest for dest, _ in capture.take(Kind.CATCHUP_REQ)]
+    assert asked[0] == 1, "the first request goes to the node that said the values are chosen"
+    assert len(asked) >= 10, asked
+    assert set(asked[1:]) - {1}, "every request went to the leader, which never answers: %s" % asked
+    assert set(asked) <= {1, 3, 4, 5}
+
+    # An answer that brings values resets it: the next request goes to the source again.
+    values = [encode_batch([(1, k, b"v%d" % k)]) for k in range(5)]
+    engine.receive([Message(Kind.CATCHUP_REPLY, 0, 0, 0, 5, 10, chain_of(values),
+                            encode_entries([(i, pack(1, 1), v) for i, v in enumerate(values)]), src=1)])
+    run_cycle(engine, log, capture)
+    assert engine.learned(0)[0] == 5
+    assert [dest for dest, _ in capture.take(Kind.CATCHUP_REQ)] == [1]
+
+
+def test_a_reply_that_ends_at_a_damaged_chain_record_is_served_with_the_chain_from_a_lower_one():
+    values = [encode_batch([(1, k, b"value %d" % k)]) for k in range(130)]
+    for damage in ("flip", "delete", None):
+        engine = _engine(2, (1, 2, 3), catchup_max_instances=64)
+        log = MemoryLog(2)
+        capture = _Capture()
+        engine.receive([Message(Kind.CATCHUP_REPLY, 0, 0, 0, 130, 130, chain_of(values),
+                                encode_entries([(i, pack(1, 1), v) for i, v in enumerate(values)]), src=1)])
+        run_cycle(engine, log, capture)
+        assert engine.learned(0)[0] == 130
+        key = group_key(CHAIN_RECORD, 0, 64)
+        assert key in log.store, "the log keeps a CHAIN record every 64 instances"
+        if damage == "flip":
+            record = bytearray(log.store[key])
+            record[-1] ^= 0x40
+            log.store[key] = bytes(record)
+        elif damage == "delete":
+            del log.store[key]
+        assert (log.read_chain(0, 64) is None) == (damage is not None)
+        capture.messages = []
+        # Node 3 asks from 0; a reply holds at most 64 values, so it ends at 64, where the record is damaged.
+        engine.receive([Message(Kind.CATCHUP_REQ, 0, 0, 0, 0, 64, 0, b"", src=3)])
+        _, short = run_cycle(engine, log, capture)
+        replies = capture.take(Kind.CATCHUP_REPLY)
+        assert short == 0 and len(replies) == 1, (damage, short, replies)
+        dest, reply = replies[0]
+        assert dest == 3 and (reply.instance, reply.mark) == (0, 64)
+        assert reply.chain == chain_of(values[:64])
+        assert [v for _, _, v in decode_entries(reply.value)] == values[:64]
+
+        # The receiver learns them (the chain check passes), and goes on from 64.
+        receiver = _engine(3, (1, 2, 3))
+        receiver.receive([reply])
+        run_cycle(receiver, MemoryLog(3), _Capture())
+        assert receiver.learned(0)[0] == 64
