@@ -13,6 +13,7 @@ NATIVE_MODULES = (
     "paxos_core.core.acceptor",
     "paxos_core.core.proposer",
     "paxos_core.core.learner",
+    "paxos_core.core.voters",
     "paxos_core.core.engine",
 )
 

@@ -1,0 +1,22 @@
+from libc.stdint cimport uint16_t, uint64_t
+
+
+cdef class Config:
+    cdef readonly uint64_t epoch
+    cdef readonly tuple voters          # node ids, ascending: a vote is counted by its position here
+    cdef readonly int quorum            # a majority of the voters
+    cdef dict _position                 # node id -> position in voters
+
+    cpdef int position(self, int node)
+
+
+cdef class VoterTable:
+    cdef readonly uint64_t alpha        # a configuration adopted at instance i governs from i + alpha on
+    cdef public object config_array     # numpy uint16 per slot: index of the group's current configuration
+    cdef uint16_t[::1] current
+    cdef public dict pending            # slot -> [(activation instance, configuration index), ...] ascending
+    cdef list configs                   # index -> Config (interned: one object per epoch and voter set)
+    cdef dict index_of                  # (epoch, voters) -> index
+
+    cdef Config config_at(self, Py_ssize_t slot, uint64_t instance)
+    cdef uint16_t _intern(self, uint64_t epoch, tuple voters) except? 65535

@@ -1,0 +1,254 @@
+# cython: language_level=3
+"""Per-instance voters (issue 14, step 3; docs/design/membership.md): which nodes vote at an instance.
+
+A group's voters change only through its own log. An ADOPT value chosen at instance i names an epoch and its
+voters; they govern every instance from i + alpha on, so `config(j)` is "the voters of the last ADOPT chosen
+at an instance <= j - alpha" (the group's first configuration where there is none). That is a function of
+values chosen below j - alpha + 1, which never change, and a node acting on j has learned them (a leader acts
+below its chosen mark + window, and the window is at most alpha), so every node computes the same `config(j)`
+and each instance is single-decree Paxos over one fixed set of acceptors.
+
+ADOPT values are laid out as: the tag byte 0xC0, the epoch (u64), the voter count (u8) and the voter ids (u16
+each, strictly ascending, 1 to 7 of them), little-endian. A log value's first byte is otherwise a batch's
+version byte (1), and a no-op is empty, so the tag cannot be mistaken. An ADOPT whose epoch is not above the
+group's latest one (current or pending) is a no-op (rule R5), and so is a malformed one: every node reads the
+same chosen bytes and skips it the same way.
+
+Cost per group: 2 bytes (an index into the worker's interned configurations) while no change is pending; a
+group with a pending activation also has one small list in a dict.
+
+This module is built and tested on its own; the engine does not use it yet (docs/architecture.md, "Not built
+yet").
+"""
+import numpy as np
+
+from libc.stdint cimport uint16_t, uint64_t
+
+ADOPT_TAG = 0xC0
+MAX_VOTERS = 7
+MAX_NODE_ID = 0xFFFF
+CONFIG_STATE_VERSION = 1
+_NO_CONFIG = 0xFFFF                     # configuration indexes stop below it
+
+
+class BadAdopt(ValueError):
+    """An ADOPT value or a configuration state that is not well formed."""
+
+
+def _check_voters(voters):
+    voters = tuple(int(v) for v in voters)
+    if not 1 <= len(voters) <= MAX_VOTERS:
+        raise BadAdopt("a configuration has 1 to %d voters, got %d" % (MAX_VOTERS, len(voters)))
+    if any(not 1 <= v <= MAX_NODE_ID for v in voters):
+        raise BadAdopt("voter ids are 1 to %d, got %r" % (MAX_NODE_ID, voters))
+    if len(set(voters)) != len(voters):
+        raise BadAdopt("a voter is named twice: %r" % (voters,))
+    return tuple(sorted(voters))
+
+
+def encode_adopt(epoch, voters):
+    """The log value that adopts `voters` (any order; stored ascending) as epoch `epoch` (>= 1)."""
+    voters = _check_voters(voters)
+    if not 1 <= epoch < (1 << 64):
+        raise BadAdopt("an epoch is 1 to 2**64 - 1, got %r" % (epoch,))
+    out = bytearray([ADOPT_TAG])
+    out += int(epoch).to_bytes(8, "little")
+    out.append(len(voters))
+    for v in voters:
+        out += v.to_bytes(2, "little")
+    return bytes(out)
+
+
+def is_adopt(bytes value):
+    """True when the value is tagged as an ADOPT (well formed or not)."""
+    return len(value) > 0 and (<unsigned char>value[0]) == ADOPT_TAG
+
+
+def decode_adopt(bytes value):
+    """(epoch, voters) of an ADOPT value; BadAdopt if it is not a well-formed one."""
+    if not is_adopt(value):
+        raise BadAdopt("not an ADOPT value")
+    if len(value) < 10:
+        raise BadAdopt("an ADOPT value is at least 10 bytes, got %d" % len(value))
+    epoch = int.from_bytes(value[1:9], "little")
+    count = value[9]
+    if len(value) != 10 + 2 * count:
+        raise BadAdopt("an ADOPT value with %d voters is %d bytes, got %d" % (count, 10 + 2 * count, len(value)))
+    voters = tuple(int.from_bytes(value[10 + 2 * k:12 + 2 * k], "little") for k in range(count))
+    if epoch == 0:
+        raise BadAdopt("epoch 0 is not an epoch")
+    if _check_voters(voters) != voters:
+        raise BadAdopt("voter ids must be strictly ascending, got %r" % (voters,))
+    return epoch, voters
+
+
+cdef class Config:
+    def __init__(self, uint64_t epoch, tuple voters):
+        self.epoch = epoch
+        self.voters = voters
+        self.quorum = len(voters) // 2 + 1
+        self._position = {node: k for k, node in enumerate(voters)}
+
+    cpdef int position(self, int node):
+        """The node's position in the voters (what a vote is counted by), -1 if it is not a voter."""
+        return self._position.get(node, -1)
+
+    def __repr__(self):
+        return "Config(epoch=%d, voters=%r)" % (self.epoch, self.voters)
+
+
+cdef class VoterTable:
+    """Every slot's configuration: the current one (what governs the group's chosen mark) and the pending
+    ones (adopted, not yet active), for the slots of one engine."""
+
+    def __init__(self, Py_ssize_t n_slots, uint64_t alpha, uint64_t epoch, voters):
+        if alpha < 1:
+            raise BadAdopt("alpha is at least 1, got %d" % alpha)
+        self.alpha = alpha
+        self.configs = []
+        self.index_of = {}
+        first = self._intern(epoch, _check_voters(voters))
+        self.config_array = np.full(n_slots, first, np.uint16)
+        self.current = self.config_array
+        self.pending = {}
+
+    cdef uint16_t _intern(self, uint64_t epoch, tuple voters) except? 65535:
+        key = (epoch, voters)
+        index = self.index_of.get(key)
+        if index is None:
+            if len(self.configs) >= _NO_CONFIG:
+                raise BadAdopt("more than %d distinct configurations" % _NO_CONFIG)
+            index = len(self.configs)
+            self.configs.append(Config(epoch, voters))
+            self.index_of[key] = index
+        return index
+
+    def grow(self, Py_ssize_t extra):
+        """Room for `extra` more slots, in the table's first configuration."""
+        self.config_array = np.concatenate([self.config_array, np.zeros(extra, np.uint16)])
+        self.current = self.config_array
+
+    cdef Config config_at(self, Py_ssize_t slot, uint64_t instance):
+        cdef uint16_t index = self.current[slot]
+        cdef list queue = self.pending.get(slot)
+        if queue is not None:
+            for activation, pending_index in queue:
+                if instance >= <uint64_t>activation:
+                    index = pending_index
+        return self.configs[index]
+
+    def config(self, Py_ssize_t slot, uint64_t instance):
+        """The configuration that governs `instance` of the slot's group. Defined for instances below the
+        group's chosen mark + alpha (what a node that learned up to that mark can know)."""
+        return self.config_at(slot, instance)
+
+    def position(self, Py_ssize_t slot, uint64_t instance, int node):
+        return self.config_at(slot, instance).position(node)
+
+    def latest_epoch(self, Py_ssize_t slot):
+        """The epoch of the slot's newest configuration, pending or current."""
+        queue = self.pending.get(slot)
+        index = queue[-1][1] if queue else self.current[slot]
+        return self.configs[index].epoch
+
+    def learned(self, Py_ssize_t slot, uint64_t instance, bytes value):
+        """Call for every value the group learns, in instance order. An ADOPT of a newer epoch becomes
+        pending, active from instance + alpha; returns that activation instance, or 0 when nothing changed
+        (not an ADOPT, malformed, or not newer: every node skips it alike)."""
+        if not is_adopt(value):
+            return 0
+        try:
+            epoch, voters = decode_adopt(value)
+        except BadAdopt:
+            return 0
+        if epoch <= self.latest_epoch(slot):
+            return 0
+        cdef uint64_t activation = instance + self.alpha
+        self.pending.setdefault(slot, []).append((activation, self._intern(epoch, voters)))
+        return activation
+
+    def advance(self, Py_ssize_t slot, uint64_t chosen_next):
+        """The group learned every instance below `chosen_next`: pending configurations active at or below it
+        become current (nothing asks for the configuration of a chosen instance). Returns how many did."""
+        queue = self.pending.get(slot)
+        if not queue:
+            return 0
+        cdef int moved = 0
+        while queue and queue[0][0] <= chosen_next:
+            self.current[slot] = queue.pop(0)[1]
+            moved += 1
+        if not queue:
+            del self.pending[slot]
+        return moved
+
+    def reset(self, Py_ssize_t slot, uint64_t epoch=0, voters=None):
+        """A fresh slot (a group added or removed), nothing pending: in configuration `epoch` of `voters`, or
+        in the table's first configuration when none is given."""
+        self.current[slot] = self._intern(epoch, _check_voters(voters)) if voters is not None else 0
+        self.pending.pop(slot, None)
+
+    def state(self, Py_ssize_t slot):
+        """The slot's configurations as bytes (for a CONFIG record, a LOW record or a snapshot): version
+        (u8), the current epoch and voters, the number of pending ones (u8), each as activation (u64),
+        epoch and voters; epoch as u64, voters as a count (u8) and ids (u16)."""
+        out = bytearray([CONFIG_STATE_VERSION])
+        _put_config(out, self.configs[self.current[slot]])
+        queue = self.pending.get(slot, [])
+        out.append(len(queue))
+        for activation, index in queue:
+            out += int(activation).to_bytes(8, "little")
+            _put_config(out, self.configs[index])
+        return bytes(out)
+
+    def restore(self, Py_ssize_t slot, bytes state):
+        """Set the slot from `state()` bytes; BadAdopt (and nothing changed) if they are not well formed."""
+        if len(state) < 1 or state[0] != CONFIG_STATE_VERSION:
+            raise BadAdopt("configuration state: unknown version")
+        at, current = _get_config(state, 1)
+        if at >= len(state):
+            raise BadAdopt("configuration state: truncated")
+        count = state[at]
+        at += 1
+        queue = []
+        last_epoch, last_activation = current[0], 0
+        for _ in range(count):
+            if at + 8 > len(state):
+                raise BadAdopt("configuration state: truncated")
+            activation = int.from_bytes(state[at:at + 8], "little")
+            at, config = _get_config(state, at + 8)
+            if config[0] <= last_epoch or activation <= last_activation:
+                raise BadAdopt("configuration state: pending epochs and activations must ascend")
+            last_epoch, last_activation = config[0], activation
+            queue.append((activation, config))
+        if at != len(state):
+            raise BadAdopt("configuration state: %d bytes left over" % (len(state) - at))
+        self.current[slot] = self._intern(current[0], current[1])
+        if queue:
+            self.pending[slot] = [(a, self._intern(c[0], c[1])) for a, c in queue]
+        else:
+            self.pending.pop(slot, None)
+
+    def distinct(self):
+        """How many configurations the table has interned."""
+        return len(self.configs)
+
+
+def _put_config(bytearray out, Config config):
+    out += int(config.epoch).to_bytes(8, "little")
+    out.append(len(config.voters))
+    for v in config.voters:
+        out += int(v).to_bytes(2, "little")
+
+
+def _get_config(bytes state, Py_ssize_t at):
+    if at + 9 > len(state):
+        raise BadAdopt("configuration state: truncated")
+    epoch = int.from_bytes(state[at:at + 8], "little")
+    count = state[at + 8]
+    end = at + 9 + 2 * count
+    if end > len(state):
+        raise BadAdopt("configuration state: truncated")
+    voters = tuple(int.from_bytes(state[at + 9 + 2 * k:at + 11 + 2 * k], "little") for k in range(count))
+    if epoch == 0 or _check_voters(voters) != voters:
+        raise BadAdopt("configuration state: a configuration that is not well formed")
+    return end, (epoch, voters)
