@@ -1,0 +1,177 @@
+"""The system group's state machine (statemachine/membership.py, issue 14 step 4), without a cluster: epochs
+with compare-and-set, ids never reused, idempotent changes, refusals that change nothing, snapshots. Nothing
+runs it in a node yet."""
+import json
+import random
+
+import pytest
+
+from paxos_core.statemachine import MemoryStore, decode_user_result
+from paxos_core.statemachine.membership import (EPOCH_CONFLICT, INVALID, MAX_VOTERS, NOT_FOUND, NOT_SEEDED,
+                                                MembershipStateMachine, encode_change)
+
+S = 7           # the system group's id in these tests (any group)
+
+
+def seed_nodes(n=3):
+    return [{"id": i, "host": "10.0.0.%d" % i, "peer_port": 7000, "client_port": 7100, "public_key": "key%d" % i}
+            for i in range(1, n + 1)]
+
+
+def apply(sm, op, expect=None, **fields):
+    (result,) = sm.apply_batch(S, [(sm.applied_next(S), [(0, 0, encode_change(op, expect, **fields))])])[0]
+    return json.loads(decode_user_result(result))
+
+
+def table(sm):
+    return json.loads(decode_user_result(sm.read(S, b"table")))
+
+
+def seeded(n=3):
+    sm = MembershipStateMachine(MemoryStore())
+    assert apply(sm, "seed", alpha=8, nodes=seed_nodes(n)) == {"ok": True, "changed": True, "epoch": 1}
+    return sm
+
+
+def test_seed_makes_epoch_1_with_every_node_a_voter_and_seeding_again_is_a_no_op():
+    sm = seeded()
+    t = table(sm)
+    assert (t["epoch"], t["alpha"], t["next_id"], t["voters"], t["learners"]) == (1, 8, 4, [1, 2, 3], [])
+    assert apply(sm, "seed", alpha=8, nodes=seed_nodes(3)) == {"ok": True, "changed": False, "epoch": 1}
+    assert apply(sm, "seed", alpha=8, nodes=seed_nodes(5))["changed"] is False, "the file only seeds epoch 1"
+    refused = apply(sm, "seed", alpha=4, nodes=seed_nodes(3))
+    assert refused["error"] == INVALID and "alpha" in refused["message"]
+    assert table(sm) == t
+
+
+def test_nothing_but_a_seed_is_accepted_on_an_empty_table():
+    sm = MembershipStateMachine(MemoryStore())
+    result = apply(sm, "promote", id=1)
+    assert result["ok"] is False and result["error"] == NOT_SEEDED
+    assert table(sm)["epoch"] == 0
+
+
+def test_add_promote_remove_each_make_an_epoch_and_ids_are_never_reused():
+    sm = seeded()
+    added = apply(sm, "add", 1, host="10.0.0.4", peer_port=7000, client_port=7100, public_key="key4")
+    assert added == {"ok": True, "changed": True, "epoch": 2, "id": 4}
+    assert table(sm)["learners"] == [4] and table(sm)["voters"] == [1, 2, 3]
+    assert apply(sm, "promote", 2, id=4)["epoch"] == 3
+    assert apply(sm, "remove", 3, id=1)["epoch"] == 4
+    t = table(sm)
+    assert (t["voters"], t["learners"], t["next_id"]) == ([2, 3, 4], [], 5)
+    again = apply(sm, "add", None, host="10.0.0.1", peer_port=7000, client_port=7100, public_key="key-new")
+    assert again["id"] == 5, "node 1's id is not given out again, though its address is free"
+    history = json.loads(decode_user_result(sm.read(S, b"history")))
+    assert [(e["epoch"], e["voters"], e["change"]["op"]) for e in history] == [
+        (1, [1, 2, 3], "seed"), (2, [1, 2, 3], "add"), (3, [1, 2, 3, 4], "promote"), (4, [2, 3, 4], "remove"),
+        (5, [2, 3, 4], "add")]
+
+
+def test_of_two_changes_against_one_epoch_exactly_one_wins():
+    sm = seeded()
+    first = apply(sm, "add", 1, host="10.0.0.4", peer_port=7000, client_port=7100, public_key="key4")
+    second = apply(sm, "add", 1, host="10.0.0.5", peer_port=7000, client_port=7100, public_key="key5")
+    assert first["ok"] and first["epoch"] == 2
+    assert second == {"ok": False, "error": EPOCH_CONFLICT, "epoch": 2,
+                      "message": "the change expected epoch 1, the table is at epoch 2"}
+    assert table(sm)["learners"] == [4]
+
+
+def test_every_change_run_again_after_it_happened_succeeds_unchanged_whatever_epoch_it_expected():
+    """The node driving a change dies after proposing it: running the same command again (with the epoch it
+    expected then) must finish, not fail with a conflict."""
+    sm = seeded()
+    add = dict(host="10.0.0.4", peer_port=7000, client_port=7100, public_key="key4")
+    steps = [("add", 1, add), ("promote", 2, {"id": 4}), ("update", 3,
+             dict(id=4, host="10.0.9.4", peer_port=7000, client_port=7100)),
+             ("add", 4, dict(host="10.0.0.1", peer_port=7000, client_port=7100, public_key="key6", replaces=1)),
+             ("swap", 5, {"old": 1, "new": 5}), ("remove", 6, {"id": 2})]
+    for op, expect, fields in steps:
+        done = apply(sm, op, expect, **fields)
+        assert done["ok"] and done["changed"] and done["epoch"] == expect + 1, (op, done)
+        before = table(sm)
+        rerun = apply(sm, op, expect, **fields)
+        assert rerun["ok"] and rerun["changed"] is False and rerun["epoch"] == expect + 1, (op, rerun)
+        assert rerun.get("id") == done.get("id")
+        assert table(sm) == before
+    assert table(sm)["voters"] == [3, 4, 5]
+
+
+def test_replace_adds_a_learner_at_the_dead_nodes_address_then_swaps_in_one_epoch():
+    sm = seeded()
+    clash = apply(sm, "add", None, host="10.0.0.3", peer_port=7000, client_port=7100, public_key="key9")
+    assert clash["error"] == INVALID and "node 3 already uses" in clash["message"]
+    new = apply(sm, "add", None, host="10.0.0.3", peer_port=7000, client_port=7100, public_key="key9",
+                replaces=3)
+    assert new["id"] == 4 and table(sm)["voters"] == [1, 2, 3]
+    swapped = apply(sm, "swap", None, old=3, new=4)
+    assert swapped["ok"] and table(sm)["voters"] == [1, 2, 4]
+    # The whole replace run again (its driver died after the swap): both steps succeed unchanged.
+    assert apply(sm, "add", 1, host="10.0.0.3", peer_port=7000, client_port=7100, public_key="key9",
+                 replaces=3) == {"ok": True, "changed": False, "epoch": 3, "id": 4}
+    assert apply(sm, "swap", 2, old=3, new=4) == {"ok": True, "changed": False, "epoch": 3, "id": 4}
+    # The removed node's key can never come back.
+    back = apply(sm, "add", None, host="10.0.0.8", peer_port=7000, client_port=7100, public_key="key3")
+    assert back["error"] == INVALID and "removed" in back["message"]
+
+
+@pytest.mark.parametrize("op,fields,error", [
+    ("promote", {"id": 9}, NOT_FOUND),
+    ("remove", {"id": 0}, INVALID),
+    ("remove", {"id": True}, INVALID),
+    ("swap", {"old": 1, "new": 2}, INVALID),                    # node 2 is a voter, not a learner
+    ("swap", {"old": 1, "new": 1}, INVALID),
+    ("add", {"host": "h", "peer_port": 70000, "client_port": 1, "public_key": "k"}, INVALID),
+    ("add", {"host": "h", "peer_port": 5, "client_port": 5, "public_key": "k"}, INVALID),
+    ("add", {"host": "has space", "peer_port": 5, "client_port": 6, "public_key": "k"}, INVALID),
+    ("add", {"host": "h", "peer_port": 5, "client_port": 6, "public_key": "key1"}, INVALID),   # node 1's key
+    ("add", {"host": "h", "peer_port": 5, "client_port": 6, "public_key": "k", "replaces": 9}, NOT_FOUND),
+    ("update", {"id": 2, "host": "10.0.0.1", "peer_port": 7000, "client_port": 7200}, INVALID),  # node 1's port
+    ("frobnicate", {}, INVALID),
+    ("_commit", {}, INVALID),
+])
+def test_bad_changes_get_a_clear_error_and_change_nothing(op, fields, error):
+    sm = seeded()
+    before = table(sm)
+    result = apply(sm, op, **fields)
+    assert result["ok"] is False and result["error"] == error and result["message"], result
+    assert table(sm) == before
+
+
+def test_malformed_commands_and_the_voter_bounds():
+    sm = seeded(1)
+    for op in (b"", b"not json", b"[1, 2]", b'{"op": 3}', b'{"op": "remove", "id": 1, "expect": -1}', b"\xff"):
+        (result,) = sm.apply_batch(S, [(sm.applied_next(S), [(0, 0, op)])])[0]
+        assert json.loads(decode_user_result(result))["error"] == INVALID, op
+    last = apply(sm, "remove", id=1)
+    assert last["error"] == INVALID and "0 voters" in last["message"], "the last voter is never removed"
+    for k in range(2, MAX_VOTERS + 2):
+        added = apply(sm, "add", host="10.0.1.%d" % k, peer_port=7000, client_port=7100, public_key="k%d" % k)
+        promoted = apply(sm, "promote", id=added["id"])
+        assert promoted["ok"] == (k <= MAX_VOTERS), promoted
+    assert len(table(sm)["voters"]) == MAX_VOTERS
+
+
+def test_the_same_commands_give_the_same_table_and_a_snapshot_restores_it():
+    rng = random.Random(5)
+    ops = []
+    for _ in range(200):
+        op = rng.choice(["add", "promote", "remove", "swap", "update"])
+        node = rng.randint(1, 12)
+        fields = {"add": dict(host="10.0.0.%d" % rng.randint(1, 9), peer_port=7000, client_port=7100,
+                              public_key="k%d" % rng.randint(1, 40)),
+                  "promote": dict(id=node), "remove": dict(id=node), "swap": dict(old=node, new=rng.randint(1, 12)),
+                  "update": dict(id=node, host="10.0.0.%d" % rng.randint(1, 9), peer_port=7000,
+                                 client_port=7100)}[op]
+        ops.append((op, rng.choice([None, None, rng.randint(1, 30)]), fields))
+    one, two = seeded(), seeded()
+    for op, expect, fields in ops:
+        assert apply(one, op, expect, **fields) == apply(two, op, expect, **fields)
+    assert table(one) == table(two)
+    assert 1 <= len(table(one)["voters"]) <= MAX_VOTERS
+    ids = [n["id"] for n in table(one)["nodes"]]
+    assert ids == sorted(set(ids))
+    restored = MembershipStateMachine(MemoryStore())
+    restored.restore(S, one.snapshot(S))
+    assert table(restored) == table(one)
