@@ -9,6 +9,8 @@ Layout of a node's file (paths are relative to the file's own directory)::
     keys_dir = "keys"       # CURVE keys; "" = no encryption/authentication
     state_machine = ""      # optional: "package.module:Factory", your own state machine (every node the
                             # same); "" = the built-in key-value store. See statemachine/loader.py
+    alpha = 8               # optional: a membership change adopted at instance i governs from i + alpha on
+                            # (docs/design/membership.md); the same on every node, and paxos.window <= alpha
 
     [[cluster.nodes]]       # every member, identical in every node's file
     id = 1
@@ -153,7 +155,9 @@ def attribute_name(table, key):
 
 
 _TOP_KEYS = ("cluster", "node", "paxos", "storage", "snapshot", "limits")
-_CLUSTER_KEYS = ("id", "groups", "workers", "keys_dir", "nodes", "state_machine")
+_CLUSTER_KEYS = ("id", "groups", "workers", "keys_dir", "nodes", "state_machine", "alpha")
+DEFAULT_ALPHA = 8               # cluster.alpha: the default window, so a default node file is within it
+MAX_ALPHA = 1 << 16
 _NODE_ENTRY_KEYS = ("id", "host", "peer_port", "client_port", "metrics_port")
 _NODE_KEYS = ("id", "data_dir")
 
@@ -450,6 +454,7 @@ class NodeConfig:
     max_frame_bytes: int = DEFAULTS["limits"]["max_frame_bytes"]
     max_group_id: int = DEFAULTS["limits"]["max_group_id"]
     state_machine: str = ""         # "package.module:Factory" of the workers' state machine; "" = the KV store
+    alpha: int = DEFAULT_ALPHA      # membership changes take effect alpha instances after they are chosen
     path: object = None             # the file it was loaded from (pathlib.Path), or None
 
     # ---------------------------------------------------------------- membership
@@ -574,6 +579,7 @@ class NodeConfig:
         problem = state_machine_spec_problem(state_machine) if state_machine else None
         if problem:
             c.fail("cluster.state_machine", problem)
+        alpha = c.integer(cluster, "alpha", "cluster.alpha", 1, MAX_ALPHA, default=DEFAULT_ALPHA)
 
         raw_nodes = c.get(cluster, "nodes", "cluster.nodes", _REQUIRED)
         if not isinstance(raw_nodes, list) or not all(isinstance(n, dict) for n in raw_nodes):
@@ -614,6 +620,12 @@ class NodeConfig:
         p = DEFAULTS["paxos"]
         paxos = c.table(d, "paxos", "paxos", tuple(p), required=False)
         window = c.integer(paxos, "window", "paxos.window", 1, default=p["window"])
+        if window > alpha:
+            # A leader may act up to `window` instances past its chosen mark; the voters of those instances are
+            # known only up to alpha past it (docs/design/membership.md, rule R2).
+            c.fail("paxos.window", "%d is more than cluster.alpha (%d): a leader must never run further ahead "
+                   "than alpha instances; lower paxos.window, or set cluster.alpha (the same in every node's "
+                   "file) at least as high" % (window, alpha))
         max_batch_count = c.integer(paxos, "max_batch_count", "paxos.max_batch_count", 1, U32_MAX,
                                     default=p["max_batch_count"])
         max_batch_bytes = c.integer(paxos, "max_batch_bytes", "paxos.max_batch_bytes", 1, U32_MAX,
@@ -719,6 +731,7 @@ class NodeConfig:
             max_frame_bytes=max_frame_bytes,
             max_group_id=max_group_id,
             state_machine=state_machine,
+            alpha=alpha,
             path=Path(os.path.abspath(path)) if path is not None else None,
         )
         # Backstop: every worker's core config must be acceptable to the core itself.
@@ -744,6 +757,8 @@ class NodeConfig:
         }
         if self.state_machine:
             d["cluster"]["state_machine"] = self.state_machine
+        if self.alpha != DEFAULT_ALPHA:
+            d["cluster"]["alpha"] = self.alpha
         for table, defaults in DEFAULTS.items():
             d[table] = {key: getattr(self, attribute_name(table, key)) for key in defaults}
         return d
@@ -779,7 +794,7 @@ def load_cluster(directory):
     for cfg, f in zip(configs, files):
         for attr, dotted in (("cluster_id", "cluster.id"), ("nodes", "cluster.nodes"),
                              ("workers", "cluster.workers"), ("groups", "cluster.groups"),
-                             ("state_machine", "cluster.state_machine")):
+                             ("state_machine", "cluster.state_machine"), ("alpha", "cluster.alpha")):
             mine, theirs = getattr(cfg, attr), getattr(first, attr)
             if mine != theirs:
                 if attr == "nodes":
@@ -837,7 +852,7 @@ def _arg_int(name, value, lo, hi):
 
 
 def write_cluster(directory, nodes=3, workers=2, groups=16, host="127.0.0.1", base_port=None, curve=True,
-                  cluster_id=None, durability="sync", hosts=None, public_keys=None):
+                  cluster_id=None, durability="sync", hosts=None, public_keys=None, alpha=DEFAULT_ALPHA):
     """Write a ready-to-run cluster of ``nodes`` nodes into ``directory``; returns the node files written.
 
     Files: ``<dir>/node<id>.toml`` (ids 1..nodes), data dirs ``<dir>/data/node<id>`` each holding the node's
@@ -855,6 +870,8 @@ def write_cluster(directory, nodes=3, workers=2, groups=16, host="127.0.0.1", ba
     and only that node's secret key. Ports follow the same layout (a host with two nodes has no clash).
     ``public_keys`` (a directory with ``node<id>.key`` for every node, from ``paxos-core keygen`` on each host;
     only with ``hosts``) uses those keys and writes no secret key at all: each host keeps its own.
+    ``alpha`` is the cluster's ``cluster.alpha`` (membership changes take effect alpha instances after they are
+    chosen; fixed for the cluster's life); the files' ``paxos.window`` is the smaller of 8 and alpha.
 
     Refuses (ConfigError) a directory that already holds ``*.toml`` files (or node folders), a data directory
     that is not empty and key files that already exist. The result is loaded back with :func:`load_cluster`
@@ -870,6 +887,7 @@ def write_cluster(directory, nodes=3, workers=2, groups=16, host="127.0.0.1", ba
     nodes = _arg_int("nodes", len(hosts) if per_host else nodes, 1, MAX_MEMBERS)
     workers = _arg_int("workers", workers, 1, MAX_WORKERS)
     groups = _arg_int("groups", groups, 1, MAX_GROUPS)
+    alpha = _arg_int("alpha", alpha, 1, MAX_ALPHA)
     if public_keys is not None and not (per_host and curve):
         raise ConfigError("public_keys: only with hosts (one folder per host) and CURVE on")
     node_hosts = list(hosts) if per_host else [host] * nodes
@@ -986,10 +1004,11 @@ def write_cluster(directory, nodes=3, workers=2, groups=16, host="127.0.0.1", ba
             header = ("# paxos-core node %d of cluster %d (%d nodes x %d workers, %d groups), written by "
                       "paxos-core init.\n# Paths are relative to this file's directory. Every node's file must "
                       "have the same [cluster] table.\n\n" % (node_id, cluster_id, nodes, workers, groups))
-            cluster = {"id": cluster_id, "groups": groups, "workers": workers, "keys_dir": "keys" if curve else ""}
+            cluster = {"id": cluster_id, "groups": groups, "workers": workers, "keys_dir": "keys" if curve else "",
+                       "alpha": alpha}
             rest = {
                 "node": {"id": node_id, "data_dir": "data/node%d" % node_id},
-                "paxos": dict(DEFAULTS["paxos"]),
+                "paxos": dict(DEFAULTS["paxos"], window=min(DEFAULTS["paxos"]["window"], alpha)),
                 "storage": {"durability": durability},
                 "limits": dict(DEFAULTS["limits"], max_group_id=max(DEFAULTS["limits"]["max_group_id"], groups - 1)),
             }

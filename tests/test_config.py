@@ -250,6 +250,10 @@ BROKEN = [
     (_set(("node", "data_dir"), ""), "node.data_dir", "must not be empty"),
     (_set(("node", "data_dir"), 3), "node.data_dir", "must be a string"),
     (_set(("paxos",), {"window": 0}), "paxos.window", ">= 1"),
+    (_set(("paxos",), {"window": 9}), "paxos.window", "9 is more than cluster.alpha (8)"),
+    (_set(("cluster", "alpha"), 0), "cluster.alpha", ">= 1"),
+    (_set(("cluster", "alpha"), 1 << 17), "cluster.alpha", "<= 65536"),
+    (_set(("cluster", "alpha"), True), "cluster.alpha", "must be an integer"),
     (_set(("paxos",), {"max_batch_count": 0}), "paxos.max_batch_count", ">= 1"),
     (_set(("paxos",), {"max_batch_bytes": 0}), "paxos.max_batch_bytes", ">= 1"),
     (_set(("paxos",), {"max_value_bytes": -1}), "paxos.max_value_bytes", ">= 1"),
@@ -566,3 +570,24 @@ def test_base_dict_is_valid():
     # the broken variants above each change one thing of this dict
     d = base_dict()
     assert load(copy.deepcopy(d)).members == (1, 2, 3)
+
+
+def test_alpha_bounds_the_window_and_init_writes_it(tmp_path):
+    """cluster.alpha (issue 14): a membership change takes effect alpha instances after it is chosen, so no
+    leader may run further ahead than alpha; every node's file must give the same alpha."""
+    assert load(base_dict()).alpha == 8
+    d = base_dict()
+    d["cluster"]["alpha"] = 16
+    d["paxos"] = {"window": 16}
+    cfg = load(d)
+    assert (cfg.alpha, cfg.window) == (16, 16)
+    assert load(cfg.to_dict()).alpha == 16
+    files = write_cluster(tmp_path / "c", nodes=3, curve=False, alpha=4)
+    cfgs = [load_config(f) for f in files]
+    assert {(c.alpha, c.window) for c in cfgs} == {(4, 4)}
+    text = files[1].read_text()
+    files[1].write_text(text.replace("alpha = 4", "alpha = 5"))
+    with pytest.raises(ConfigError, match=r"cluster\.alpha: 5 differs from .* every node's file must agree"):
+        load_cluster(tmp_path / "c")
+    with pytest.raises(ConfigError, match="alpha"):
+        write_cluster(tmp_path / "d", nodes=3, curve=False, alpha=0)

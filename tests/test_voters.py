@@ -37,7 +37,7 @@ def test_no_other_log_value_looks_like_an_adopt():
     (1, tuple(range(1, 9))),    # more than 7
     (1, (1, 1, 2)),             # a voter twice
     (1, (0, 1, 2)),             # node ids start at 1
-    (1, (1, 70000)),            # ids are u16
+    (1, (1, 0xFFFF)),           # ids are 1 to 0xFFFE (0xFFFF is reserved)
 ])
 def test_a_bad_configuration_cannot_be_encoded(epoch, voters):
     with pytest.raises(BadAdopt):

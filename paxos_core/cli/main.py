@@ -241,7 +241,7 @@ def cmd_init(args):
         raise ConfigError("--public-keys: only with --node ID=HOST (one folder per host)")
     files = write_cluster(args.dir, nodes=args.nodes, workers=args.workers, groups=args.groups, host=args.host,
                           base_port=args.base_port, curve=not args.no_curve, cluster_id=args.cluster_id,
-                          hosts=hosts, public_keys=args.public_keys)
+                          hosts=hosts, public_keys=args.public_keys, alpha=args.alpha)
     if args.public_keys:
         print("wrote %d node folders in %s with the public keys of %s; no secret key was written" % (
             len(files), args.dir, args.public_keys))
@@ -286,7 +286,7 @@ def cmd_keygen(args):
 
 
 def build_parser():
-    from ..config import MAX_GROUPS, MAX_MEMBERS, MAX_NODE_ID, MAX_WORKERS, U64_MAX
+    from ..config import DEFAULT_ALPHA, MAX_ALPHA, MAX_GROUPS, MAX_MEMBERS, MAX_NODE_ID, MAX_WORKERS, U64_MAX
 
     parser = Parser(prog="paxos-core", description="Multi-Paxos for Python. Errors are one line on stderr; exit "
                     "codes: 0 done, 1 the answer is no, 2 usage or configuration error, 3 the operation failed.")
@@ -445,6 +445,10 @@ def build_parser():
     p.add_argument("--public-keys", metavar="KEYDIR", default=None,
                    help="with --node: use the public keys KEYDIR/node<ID>.key made by `paxos-core keygen` on each "
                         "host, and write no secret key (each stays on its host) (default: new key pairs)")
+    p.add_argument("--alpha", type=int_range(1, MAX_ALPHA, "an alpha"), default=DEFAULT_ALPHA,
+                   help="instances between a membership change being chosen in a group and taking effect there; "
+                        "fixed for the cluster's life, and every node's paxos.window must be at most it "
+                        "(default: %(default)s)")
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("keygen", help="make a node's CURVE key pair on its own host",

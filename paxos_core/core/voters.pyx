@@ -26,7 +26,7 @@ from libc.stdint cimport uint16_t, uint64_t
 
 ADOPT_TAG = 0xC0
 MAX_VOTERS = 7
-MAX_NODE_ID = 0xFFFF
+MAX_NODE_ID = 0xFFFE                 # as config.py: ballots keep a node id in 16 bits, 0xFFFF reserved
 CONFIG_STATE_VERSION = 1
 _NO_CONFIG = 0xFFFF                     # configuration indexes stop below it
 

@@ -42,7 +42,7 @@ import json
 from .user import UserStateMachine
 
 MAX_VOTERS = 7                      # a group's configuration has at most 7 voters (core/voters.pyx)
-MAX_NODE_ID = 0xFFFF
+MAX_NODE_ID = 0xFFFE                # as config.py: ballots keep a node id in 16 bits, 0xFFFF reserved
 ROLES = ("voter", "learner", "removed")
 
 EPOCH_CONFLICT = "EPOCH_CONFLICT"
