@@ -23,16 +23,22 @@ dropped, counted (``oversize_messages``) and logged: a FrameTooLarge while encod
 import errno
 import logging
 import threading
+import time
 
 import zmq
 from zmq.utils import z85
 
-from ..errors import FrameError, FrameTooLarge, StartError
+from ..errors import ConfigError, FrameError, FrameTooLarge, StartError
 from ..wire.codec import FRAME_HEADER_SIZE, MESSAGE_HEADER_SIZE, FrameEncoder, decode_frame
 
 log = logging.getLogger("paxos_core.transport")
 
 SEND_HWM = 2000
+# A peer none of whose frames could be queued for this long gets a new socket. ZeroMQ reconnects by itself
+# after a connection breaks, but not after a handshake its peer refused (a ZAP denial is a protocol error that
+# ends the session for good): a node that joins before its peers admit its key would otherwise never reach
+# them, and nor would any node after a peer that refused it restarts with the right keys.
+RECONNECT_STALLED_S = 2.0
 RECV_HWM = 20000
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 ZAP_DOMAIN = b"paxos-core"                 # the peer sockets: members only, user id = the member's node id
@@ -64,8 +70,7 @@ class ZapHandler(threading.Thread):
     def __init__(self, ctx, member_public_keys):
         """`member_public_keys`: {node id: public key (z85, 40 bytes, or raw 32 bytes)}."""
         super().__init__(name="paxos-zap", daemon=True)
-        self.members = {(z85.decode(k) if len(k) == 40 else bytes(k)): node for node, k in member_public_keys.items()}
-        self.allowed = set(self.members)
+        self.members = self._by_key(member_public_keys)
         self.socket = ctx.socket(zmq.REP)
         self.socket.linger = 0
         self.socket.bind(ZAP_ENDPOINT)
@@ -73,6 +78,16 @@ class ZapHandler(threading.Thread):
         self.denied = 0
         self.clients = 0
         self._halt = threading.Event()
+
+    @staticmethod
+    def _by_key(member_public_keys):
+        return {(z85.decode(k) if len(k) == 40 else bytes(k)): node for node, k in member_public_keys.items()}
+
+    def set_members(self, member_public_keys):
+        """Admit exactly these members' keys from now on (connections already admitted stay open: the
+        transport closes those of a node that left). One assignment, so the handler's thread sees the old
+        table or the new one, never a mix."""
+        self.members = self._by_key(member_public_keys)
 
     def run(self):
         try:
@@ -94,7 +109,8 @@ class ZapHandler(threading.Thread):
             version, request_id, domain, address, identity, mechanism = frames[:6]
             credentials = frames[6:]
             key = credentials[0] if mechanism == b"CURVE" and credentials else None
-            node = self.members.get(key) if key is not None else None
+            members = self.members
+            node = members.get(key) if key is not None else None
             if domain == CLIENT_ZAP_DOMAIN and key is not None:
                 self.clients += 1
                 user = ADMIN_USER if node is not None else CLIENT_USER
@@ -138,8 +154,13 @@ class PeerTransport:
         self.zap = None
         self.push = {}
         self.encoders = {}
+        self.peer_at = {}             # node id -> (endpoint, its public key or None): what push[id] is connected to
+        self.stalled = {}             # node id -> monotonic time of the first of its frames dropped in a row
+        self.reconnects = 0           # sockets made again for a peer stalled RECONNECT_STALLED_S
+        self.ctx = ctx
         secret = config.curve_secret_key()
         public = config.curve_public_key(self.node_id) if secret else None
+        self.secret, self.public = secret, public
         if secret:
             self.zap = ZapHandler(ctx, {n: config.curve_public_key(n) for n in config.members})
             self.zap.start()
@@ -160,17 +181,62 @@ class PeerTransport:
             self.close()
             raise
         for peer in config.peers:
-            sock = ctx.socket(zmq.PUSH)
-            sock.sndhwm = SEND_HWM
-            sock.immediate = True
-            sock.linger = 0
-            if secret:
-                sock.curve_serverkey = config.curve_public_key(peer.id)
-                sock.curve_publickey = public
-                sock.curve_secretkey = secret
-            sock.connect(peer.peer_endpoint(worker))
-            self.push[peer.id] = sock
-            self.encoders[peer.id] = FrameEncoder(self.cluster_id, self.node_id, peer.id, self.max_frame_bytes)
+            self._connect(peer.id, peer.peer_endpoint(worker), config.curve_public_key(peer.id) if secret else None)
+
+    def _connect(self, peer_id, endpoint, server_key):
+        sock = self.ctx.socket(zmq.PUSH)
+        sock.sndhwm = SEND_HWM
+        sock.immediate = True
+        sock.linger = 0
+        if self.secret:
+            sock.curve_serverkey = server_key
+            sock.curve_publickey = self.public
+            sock.curve_secretkey = self.secret
+        sock.connect(endpoint)
+        self.push[peer_id] = sock
+        if peer_id not in self.encoders:       # kept across a reconnect: send() may be filling it
+            self.encoders[peer_id] = FrameEncoder(self.cluster_id, self.node_id, peer_id, self.max_frame_bytes)
+        self.peer_at[peer_id] = (endpoint, server_key)
+
+    def set_peers(self, nodes, public_keys=None):
+        """Talk to exactly these nodes from now on (membership changes, issue 14): `nodes` are NodeAddress
+        entries (this node's own is skipped), `public_keys` {node id: z85 key} (needed with CURVE keys on).
+        A new node is connected to; a node no longer listed is disconnected, its frames refused
+        (UnknownSender) and, with CURVE, its key no longer admitted; a node whose address or key changed is
+        connected to again. Without a key for a listed node (CURVE on), ConfigError and nothing changes.
+        Returns (added, removed, moved) node ids."""
+        wanted = {}
+        for node in nodes:
+            if node.id == self.node_id:
+                continue
+            key = None
+            if self.secret:
+                key = (public_keys or {}).get(node.id)
+                if key is None:
+                    raise ConfigError("no CURVE public key for node %d: with keys on, every peer needs one" % node.id)
+                key = key.encode() if isinstance(key, str) else bytes(key)
+                if len(key) != 40:
+                    raise ConfigError("node %d's public key must be 40 z85 characters, got %d" % (node.id, len(key)))
+            wanted[node.id] = (node.peer_endpoint(self.worker), key)
+        removed = sorted(set(self.push) - set(wanted))
+        added = sorted(set(wanted) - set(self.push))
+        moved = sorted(i for i in wanted if i in self.peer_at and self.peer_at[i] != wanted[i])
+        if self.zap is not None:
+            members = {i: k for i, (_, k) in wanted.items()}
+            members[self.node_id] = self.public
+            self.zap.set_members(members)
+        for peer_id in removed + moved:
+            self.push.pop(peer_id).close(0)
+            self.encoders.pop(peer_id, None)
+            self.peer_at.pop(peer_id, None)
+            self.stalled.pop(peer_id, None)
+        for peer_id in added + moved:
+            endpoint, key = wanted[peer_id]
+            self._connect(peer_id, endpoint, key)
+        if added or removed or moved:
+            log.info("worker %d: peers now %s (added %s, removed %s, moved %s)", self.worker,
+                     sorted(self.push), added, removed, moved)
+        return added, removed, moved
 
     def send(self, messages):
         """Pack [(dest, Message)] into frames per destination and push them (never blocks, never raises over a
@@ -203,8 +269,23 @@ class PeerTransport:
             self.push[dest].send(frame, zmq.NOBLOCK)
             self.sent_frames += 1
             self.sent_messages += count
+            if self.stalled:
+                self.stalled.pop(dest, None)
         except zmq.Again:
             self.dropped_frames += 1
+            now = time.monotonic()
+            if now - self.stalled.setdefault(dest, now) >= RECONNECT_STALLED_S:
+                self._reconnect(dest)
+
+    def _reconnect(self, dest):
+        endpoint, key = self.peer_at[dest]
+        self.push.pop(dest).close(0)
+        self._connect(dest, endpoint, key)
+        self.stalled.pop(dest, None)
+        self.reconnects += 1
+        if self.reconnects in (1, 10, 100, 1000) or self.reconnects % 10000 == 0:
+            log.info("worker %d: no frame to node %d could leave for %.0f s: connecting to it again [%d so far]",
+                     self.worker, dest, RECONNECT_STALLED_S, self.reconnects)
 
     def _oversize(self, dest, msg, exc):
         self.oversize_messages += 1

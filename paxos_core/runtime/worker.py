@@ -437,7 +437,8 @@ class Worker:
             "transport": {"sent_frames": self.transport.sent_frames, "dropped_frames": self.transport.dropped_frames,
                           "received_frames": self.transport.received_frames, "rejected": dict(self.transport.rejected),
                           "auth_denied": self.transport.auth_denied(),
-                          "oversize_messages": self.transport.oversize_messages},
+                          "oversize_messages": self.transport.oversize_messages,
+                          "reconnects": self.transport.reconnects},
         })
         return out
 
