@@ -34,10 +34,15 @@ log = logging.getLogger("paxos_core.node")
 
 class Node:
     def __init__(self, config: str | os.PathLike[str] | NodeConfig, start: bool = True, log_level: int = logging.INFO,
-                 ready_timeout: float = 30.0, state_machine: str | None = None, **client_options: Any) -> None:
+                 ready_timeout: float = 30.0, state_machine: str | None = None, rebuild: bool = False,
+                 **client_options: Any) -> None:
         """`state_machine`: "package.module:Factory", your own state machine (see
         paxos_core/statemachine/user.py); it overrides ``cluster.state_machine`` of the node file. Every node
-        of the cluster must run the same one. Default: the file's, else the built-in key-value store."""
+        of the cluster must run the same one. Default: the file's, else the built-in key-value store.
+
+        `rebuild`: the node's data directory was lost (a replaced disk): start anyway and rebuild every group
+        from the peers before voting. Without it a data directory without its identity marker is refused
+        (StartError), since it may as well be a wrong path or a disk that did not mount."""
         if isinstance(config, NodeConfig):
             self.config = config
             source: str | dict[str, Any] = config.to_dict()
@@ -52,7 +57,7 @@ class Node:
                 self.config = dataclasses.replace(self.config, state_machine=state_machine)
                 source = self.config.to_dict()      # the workers read the config from the supervisor's copy
         self._started = False
-        self.supervisor = Supervisor(self.config, source, log_level)
+        self.supervisor = Supervisor(self.config, source, log_level, rebuild=rebuild)
         try:
             self.client = Client.from_config(self.config, prefer=self.config.node_id, **client_options)
         except BaseException:

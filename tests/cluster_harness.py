@@ -239,12 +239,13 @@ class LocalCluster:
         return self.configs[node].path
 
     # ------------------------------------------------------------------ processes
-    def _spawn(self, node):
+    def _spawn(self, node, rebuild=False):
         self._incarnation[node] += 1
         stem = self.logs / ("node%d-%d" % (node, self._incarnation[node]))
         stdout, stderr = str(stem) + ".out", str(stem) + ".err"
         with open(stdout, "wb") as out, open(stderr, "wb") as err:
-            popen = subprocess.Popen(self.command + ["node", str(self.config_path(node)), "--log-level", "info"],
+            popen = subprocess.Popen(self.command + ["node", str(self.config_path(node)), "--log-level", "info"]
+                                     + (["--rebuild"] if rebuild else []),
                                      stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=str(self.tmp),
                                      env=package_env())
         self.known_pids.add(popen.pid)
@@ -292,10 +293,11 @@ class LocalCluster:
             if "pid" in r:
                 self.known_pids.add(int(r["pid"]))
 
-    def start(self, node, wait=True):
+    def start(self, node, wait=True, rebuild=False):
+        """Start a node (`rebuild`: with --rebuild, after its data directory was wiped)."""
         if node in self.procs and self.procs[node].popen.poll() is None:
             raise AssertionError("node %d is already running" % node)
-        self._spawn(node)
+        self._spawn(node, rebuild)
         if wait:
             return self._wait_ready(node)
 

@@ -20,7 +20,7 @@ import pytest
 import tomli_w
 import zmq
 
-from cluster_harness import LocalCluster, alive, descendants, free_base_port, wait_for
+from cluster_harness import LocalCluster, alive, descendants, free_base_port, package_env, wait_for
 from paxos_core import errors
 from paxos_core.kv import key_group
 from paxos_core.statemachine import kv as ops
@@ -201,8 +201,8 @@ def test_kill_9_of_a_node_under_load(cluster_factory):
 
 
 def test_a_node_whose_data_directory_was_wiped_rebuilds_before_it_votes_and_shows_it(cluster_factory):
-    """A node the cluster knows comes back with nothing: no identity marker, no logs. Every group of it
-    rebuilds from the other two (status says repairing, with the reason) and finishes by itself; meanwhile the
+    """A node the cluster knows comes back with nothing: no identity marker, no logs. It refuses to start
+    until told (--rebuild); then every group of it rebuilds from the other two (status says repairing, with the reason) and finishes by itself; meanwhile the
     cluster serves, and afterwards node 3 holds every acknowledged value."""
     import shutil
 
@@ -218,7 +218,15 @@ def test_a_node_whose_data_directory_was_wiped_rebuilds_before_it_votes_and_show
     data_dir = cluster.config(3).data_dir
     shutil.rmtree(data_dir)
     os.makedirs(data_dir)
-    cluster.start(3)
+    # Started as before, it refuses: an empty data directory may be a wrong path or an unmounted disk. One
+    # line, exit 1, nothing written.
+    refused = subprocess.run(cluster.command + ["node", str(cluster.config_path(3))], capture_output=True,
+                             timeout=60, env=package_env(), stdin=subprocess.DEVNULL)
+    lines = refused.stderr.decode().strip().splitlines()
+    assert refused.returncode == 1 and len(lines) == 1, (refused.returncode, lines)
+    assert "has no identity marker" in lines[0] and "start it with --rebuild" in lines[0], lines[0]
+    assert os.listdir(data_dir) == []
+    cluster.start(3, rebuild=True)              # the operator says the disk was replaced
     rows = cluster.status(3)
     # Every worker: the first to put its rebuild on record restores the marker, and a worker starting after
     # that must still not take its empty log for a first start (runtime/supervisor.py).

@@ -43,7 +43,7 @@ def test_a_wiped_node_rejoins_through_snapshots_and_serves_linearizable_reads(tm
             value = b"w%d" % i
             kv.put(key, value)
             current[key] = value
-        cluster.start(3)
+        cluster.start(3, rebuild=True)
         wait_for(lambda: sum(r.get("repairing", 0) for r in cluster.status(3)) == 0, 60,
                  message="node 3's groups rebuilt")
         wait_for(lambda: cluster.converged(nodes=[1, 2, 3], groups=range(GROUPS)), 60,
@@ -78,7 +78,8 @@ def test_kill_9_of_the_receiver_during_installs_leaves_consistent_state_and_the_
         os.makedirs(data_dir)
         kills = during = 0
         for _ in range(4):
-            cluster.start(3)
+            # --rebuild the first time only: a start after a kill finds the rebuild under way and goes on.
+            cluster.start(3, rebuild=kills == 0)
             # Kill it the moment a worker reports a snapshot coming in (or at a random moment if none does
             # within the wait): SIGKILL mid-staging, mid-swap, or just after.
             deadline = time.monotonic() + rng.uniform(0.5, 5.0)

@@ -154,15 +154,17 @@ class BenchCluster:
     def config(self, node_id):
         return next(cfg for cfg in self.configs if cfg.node_id == node_id)
 
-    def start_node(self, node_id):
-        """Start one node's process (its log is appended to node<id>.log)."""
+    def start_node(self, node_id, rebuild=False):
+        """Start one node's process (its log is appended to node<id>.log); `rebuild`: with --rebuild (after
+        wipe_node)."""
         cfg = self.config(node_id)
         if node_id in self.logs:
             self.logs[node_id].close()
         log = open(os.path.join(self.dir, "node%d.log" % node_id), "ab")
         self.logs[node_id] = log
         self.procs[node_id] = subprocess.Popen(
-            spawn.python_command("paxos_core", "node", cfg.path, "--log-level", "warning"),
+            spawn.python_command("paxos_core", "node", cfg.path, "--log-level", "warning",
+                                 *(["--rebuild"] if rebuild else [])),
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=spawn.environment(self.point.env))
 
     def stop_node(self, node_id, timeout=20.0):

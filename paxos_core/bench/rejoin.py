@@ -115,7 +115,7 @@ def run(groups=64, keys=100000, value_size=100, workers=2, retain=128, concurren
         say("one node down: %.0f ops/s; starting node %d on its empty data directory" % (down, WIPED))
 
         restarted = time.monotonic()
-        cluster.start_node(WIPED)
+        cluster.start_node(WIPED, rebuild=True)
         first_incoming = ready = None
         samples = []
         deadline = restarted + timeout

@@ -42,7 +42,7 @@ def cmd_node(args):
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop.set())
     try:
-        node = Node(args.config, log_level=level)
+        node = Node(args.config, log_level=level, rebuild=args.rebuild)
     except (ConfigError, StartError) as exc:
         root.removeHandler(held)
         if level <= logging.DEBUG:
@@ -222,6 +222,9 @@ def register(sub):
     p.add_argument("config", metavar="FILE", help="the node's TOML file (from paxos-core init)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="logging level")
+    p.add_argument("--rebuild", action="store_true",
+                   help="the node's data directory was lost (a replaced disk): rebuild every group from the peers "
+                        "before voting again. Without it, a data directory lacking its identity marker is refused")
     p.set_defaults(func=cmd_node)
 
     kv_cli.register(sub, cluster_opts).set_defaults(func=cmd_kv, needs_cluster=True)

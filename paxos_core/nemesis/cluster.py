@@ -145,6 +145,7 @@ class NodeProcess:
         self.paused = False
         self.env_extra = {}            # e.g. libfaketime for the clock fault
         self.starts = 0
+        self.rebuild_next = False       # the next start passes --rebuild (set by the wipe fault)
         self.log_path = os.path.join(cluster.dir, "logs", "node%d.log" % node_id)
         self.disk = None
 
@@ -156,11 +157,14 @@ class NodeProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self):
+        """Start the node's process; with `--rebuild` once after a wipe (`rebuild_next`)."""
         env = dict(os.environ)
         env.update(self.cluster.env)
         env.update(self.env_extra)
         cmd = self.cluster.topology.exec_prefix(self.node_id) + [
-            sys.executable, "-m", "paxos_core", "node", self.path, "--log-level", "info"]
+            sys.executable, "-m", "paxos_core", "node", self.path, "--log-level", "info"] + (
+            ["--rebuild"] if self.rebuild_next else [])
+        self.rebuild_next = False
         with open(self.log_path, "ab") as log:
             log.write(b"=== nemesis: start %d of node %d (%s)\n" % (self.starts + 1, self.node_id,
                                                                   repr(sorted(self.env_extra.items())).encode()))

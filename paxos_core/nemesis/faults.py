@@ -401,6 +401,7 @@ class Nemesis:
             else:
                 os.unlink(path)
             removed += 1
+        node.rebuild_next = True              # a replaced disk: the operator restarts it with --rebuild
         record.detail = "%d entries of %s deleted" % (removed, node.data_dir)
         record.injected = True
 

@@ -59,8 +59,12 @@ class _Worker:
 
 
 class Supervisor:
-    def __init__(self, config, config_source, log_level=logging.INFO, restart_limit=5, stable_s=30.0):
+    def __init__(self, config, config_source, log_level=logging.INFO, restart_limit=5, stable_s=30.0,
+                 rebuild=False):
+        """`rebuild`: the data directory may lack its identity marker (a replaced disk): rebuild every group
+        from the peers (`paxos-core node --rebuild`); without it such a start is refused."""
         self.config = config
+        self.rebuild = rebuild
         self.log_level = log_level
         self.restart_limit = restart_limit
         self.stable_s = stable_s
@@ -105,11 +109,22 @@ class Supervisor:
         """The data directory lacks its identity marker (wiped, or never set up by `paxos-core init`): every
         worker must rebuild before it votes. Found here, before any worker runs: the first worker to finish
         its rebuild record puts the marker back, and a worker starting after that would otherwise take its
-        empty log for a first start and vote with no memory (found by tests/test_snapshot_cluster.py)."""
+        empty log for a first start and vote with no memory (found by tests/test_snapshot_cluster.py).
+
+        Only when asked (`rebuild`), or when an earlier start asked and its rebuild is still under way (a
+        worker's rebuilding flag is there): otherwise StartError and nothing is written. An empty directory
+        may be a replaced disk, but also a wrong path or a disk that did not mount; an operator says which."""
         data_dir = self.config.data_dir
-        os.makedirs(data_dir, exist_ok=True)
         if identity.read_marker(data_dir) is not None:
             return
+        under_way = os.path.isdir(data_dir) and any(identity.rebuilding(data_dir, i) for i in self._workers)
+        if not (self.rebuild or under_way):
+            raise StartError(
+                "node %d: the data directory %s has no identity marker: it was wiped or replaced, is not this "
+                "node's, or was never set up by paxos-core init; refusing to start with no memory of what this "
+                "node promised and voted. If its disk was replaced, start it with --rebuild (it votes again "
+                "only after rebuilding every group from its peers)" % (self.config.node_id, data_dir))
+        os.makedirs(data_dir, exist_ok=True)
         reason = ("the data directory %s lacks its identity marker (lost, or never set up by paxos-core init)"
                   % data_dir)
         for index in self._workers:
