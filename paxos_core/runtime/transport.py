@@ -34,10 +34,11 @@ from ..wire.codec import FRAME_HEADER_SIZE, MESSAGE_HEADER_SIZE, FrameEncoder, d
 log = logging.getLogger("paxos_core.transport")
 
 SEND_HWM = 2000
-# A peer none of whose frames could be queued for this long gets a new socket. ZeroMQ reconnects by itself
-# after a connection breaks, but not after a handshake its peer refused (a ZAP denial is a protocol error that
-# ends the session for good): a node that joins before its peers admit its key would otherwise never reach
-# them, and nor would any node after a peer that refused it restarts with the right keys.
+# A socket that has not sent one frame since it was made, and could queue none for this long, is made again.
+# ZeroMQ reconnects by itself after a connection breaks, but not after a handshake its peer refused (a ZAP
+# denial is a protocol error that ends the session for good): a node that joins before its peers admit its key
+# would otherwise never reach them, and nor would any node after a peer that refused it restarts with the right
+# keys. A socket that did send is left alone (a full queue to a slow peer is not a refused handshake).
 RECONNECT_STALLED_S = 2.0
 RECV_HWM = 20000
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
@@ -156,6 +157,7 @@ class PeerTransport:
         self.encoders = {}
         self.peer_at = {}             # node id -> (endpoint, its public key or None): what push[id] is connected to
         self.stalled = {}             # node id -> monotonic time of the first of its frames dropped in a row
+        self.unproven = set()         # node ids whose current socket has not sent a frame yet
         self.reconnects = 0           # sockets made again for a peer stalled RECONNECT_STALLED_S
         self.ctx = ctx
         secret = config.curve_secret_key()
@@ -194,6 +196,7 @@ class PeerTransport:
             sock.curve_secretkey = self.secret
         sock.connect(endpoint)
         self.push[peer_id] = sock
+        self.unproven.add(peer_id)
         if peer_id not in self.encoders:       # kept across a reconnect: send() may be filling it
             self.encoders[peer_id] = FrameEncoder(self.cluster_id, self.node_id, peer_id, self.max_frame_bytes)
         self.peer_at[peer_id] = (endpoint, server_key)
@@ -230,6 +233,7 @@ class PeerTransport:
             self.encoders.pop(peer_id, None)
             self.peer_at.pop(peer_id, None)
             self.stalled.pop(peer_id, None)
+            self.unproven.discard(peer_id)
         for peer_id in added + moved:
             endpoint, key = wanted[peer_id]
             self._connect(peer_id, endpoint, key)
@@ -269,13 +273,15 @@ class PeerTransport:
             self.push[dest].send(frame, zmq.NOBLOCK)
             self.sent_frames += 1
             self.sent_messages += count
-            if self.stalled:
+            if dest in self.unproven:
+                self.unproven.discard(dest)
                 self.stalled.pop(dest, None)
         except zmq.Again:
             self.dropped_frames += 1
-            now = time.monotonic()
-            if now - self.stalled.setdefault(dest, now) >= RECONNECT_STALLED_S:
-                self._reconnect(dest)
+            if dest in self.unproven:
+                now = time.monotonic()
+                if now - self.stalled.setdefault(dest, now) >= RECONNECT_STALLED_S:
+                    self._reconnect(dest)
 
     def _reconnect(self, dest):
         endpoint, key = self.peer_at[dest]
