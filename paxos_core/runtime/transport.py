@@ -110,8 +110,7 @@ class ZapHandler(threading.Thread):
             version, request_id, domain, address, identity, mechanism = frames[:6]
             credentials = frames[6:]
             key = credentials[0] if mechanism == b"CURVE" and credentials else None
-            members = self.members
-            node = members.get(key) if key is not None else None
+            node = self.members.get(key) if key is not None else None
             if domain == CLIENT_ZAP_DOMAIN and key is not None:
                 self.clients += 1
                 user = ADMIN_USER if node is not None else CLIENT_USER
@@ -156,8 +155,9 @@ class PeerTransport:
         self.push = {}
         self.encoders = {}
         self.peer_at = {}             # node id -> (endpoint, its public key or None): what push[id] is connected to
-        self.stalled = {}             # node id -> monotonic time of the first of its frames dropped in a row
-        self.unproven = set()         # node ids whose current socket has not sent a frame yet
+        # node id -> None, or the monotonic time of the first of its frames dropped in a row, for each peer
+        # whose current socket has not sent a frame yet
+        self.unproven = {}
         self.reconnects = 0           # sockets made again for a peer stalled RECONNECT_STALLED_S
         self.ctx = ctx
         secret = config.curve_secret_key()
@@ -196,7 +196,7 @@ class PeerTransport:
             sock.curve_secretkey = self.secret
         sock.connect(endpoint)
         self.push[peer_id] = sock
-        self.unproven.add(peer_id)
+        self.unproven[peer_id] = None
         if peer_id not in self.encoders:       # kept across a reconnect: send() may be filling it
             self.encoders[peer_id] = FrameEncoder(self.cluster_id, self.node_id, peer_id, self.max_frame_bytes)
         self.peer_at[peer_id] = (endpoint, server_key)
@@ -232,8 +232,7 @@ class PeerTransport:
             self.push.pop(peer_id).close(0)
             self.encoders.pop(peer_id, None)
             self.peer_at.pop(peer_id, None)
-            self.stalled.pop(peer_id, None)
-            self.unproven.discard(peer_id)
+            self.unproven.pop(peer_id, None)
         for peer_id in added + moved:
             endpoint, key = wanted[peer_id]
             self._connect(peer_id, endpoint, key)
@@ -274,20 +273,21 @@ class PeerTransport:
             self.sent_frames += 1
             self.sent_messages += count
             if dest in self.unproven:
-                self.unproven.discard(dest)
-                self.stalled.pop(dest, None)
+                del self.unproven[dest]
         except zmq.Again:
             self.dropped_frames += 1
             if dest in self.unproven:
                 now = time.monotonic()
-                if now - self.stalled.setdefault(dest, now) >= RECONNECT_STALLED_S:
+                since = self.unproven[dest]
+                if since is None:
+                    self.unproven[dest] = now
+                elif now - since >= RECONNECT_STALLED_S:
                     self._reconnect(dest)
 
     def _reconnect(self, dest):
         endpoint, key = self.peer_at[dest]
         self.push.pop(dest).close(0)
         self._connect(dest, endpoint, key)
-        self.stalled.pop(dest, None)
         self.reconnects += 1
         if self.reconnects in (1, 10, 100, 1000) or self.reconnects % 10000 == 0:
             log.info("worker %d: no frame to node %d could leave for %.0f s: connecting to it again [%d so far]",
