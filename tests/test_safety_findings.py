@@ -613,3 +613,27 @@ def test_soak_finding_our_own_proposal_relayed_back_while_in_flight_here_is_not_
                             encode_batch([(1, seq, b"x")]), src=2)])
     assert {i: decode_batch(f.value) for i, f in pg.inflight.items()} == flying and not pg.pending, \
         "proposed once only"
+
+
+def test_soak_finding_our_own_older_proposal_relayed_back_is_queued_before_our_later_ones():
+    """Soak seed 3,154,073 (at 7fa4005, "its own proposals are queued out of order"): node 3 forwarded a
+    proposal to the leader of the time, then led the group itself and queued a newer proposal of its own; the
+    former leader relayed the older one back, and it was queued AFTER the newer one. A node's own proposals
+    must reach instances in the order it made them (a session's commands reach the log in order, which
+    exactly-once leans on): one of ours relayed back now goes before our own later ones."""
+    cluster = LoopbackCluster(nodes=3, groups=1, seed=1)
+    cluster.propose(1, 0, b"first")
+    cluster.tick(30)
+    engine = cluster.engines[1]
+    assert engine.group_view(0)["role"] == "leading"
+    older = engine.propose(0, b"older", b"older")
+    newer = engine.propose(0, b"newer", b"newer")
+    pg = engine.proposer.groups[0]
+    assert [e[1] for e in pg.pending] == [older, newer]
+    away = pg.pending.pop(0)            # as if it had gone to the former leader: only its relay brings it back
+    pg.pending_bytes -= len(away[2])
+    engine.receive([Message(Kind.FORWARD, 0, 0, engine.group_view(0)["promised"], 0, 0, 0,
+                            encode_batch([(1, older, b"older")]), src=2)])
+    order = [e[1] for i in sorted(pg.inflight) for e in decode_batch(pg.inflight[i].value) if e[0] == 1]
+    order += [e[1] for e in pg.pending if e[0] == 1]
+    assert order == [older, newer], order
