@@ -592,9 +592,9 @@ def test_soak_finding_a_group_removed_during_a_snapshot_transfer_does_not_crash_
     assert not any("exception" in v for v in result.violations), result.violations[:3]
 
 
-def _node_1_leading():
-    """Node 1's engine, leading group 0 of a three-node loopback cluster."""
-    cluster = LoopbackCluster(nodes=3, groups=1, seed=1)
+def _node_1_leading(plant=""):
+    """Node 1's engine, leading group 0 of a three-node loopback cluster (with a planted bug, if given)."""
+    cluster = LoopbackCluster(nodes=3, groups=1, seed=1, **({"plant": plant} if plant else {}))
     cluster.propose(1, 0, b"first")
     cluster.tick(30)
     engine = cluster.engines[1]
@@ -626,13 +626,14 @@ def test_soak_finding_our_own_proposal_relayed_back_while_in_flight_here_is_not_
         "proposed once only"
 
 
-def test_soak_finding_our_own_older_proposal_relayed_back_is_queued_before_our_later_ones():
+@pytest.mark.parametrize("plant", ["", "relay-appends"])
+def test_soak_finding_our_own_older_proposal_relayed_back_is_queued_before_our_later_ones(plant):
     """Soak seed 3,154,073 (at 7fa4005, "its own proposals are queued out of order"): node 3 forwarded a
     proposal to the leader of the time, then led the group itself and queued a newer proposal of its own; the
     former leader relayed the older one back, and it was queued AFTER the newer one. A node's own proposals
     must reach instances in the order it made them (a session's commands reach the log in order, which
     exactly-once leans on): one of ours relayed back now goes before our own later ones."""
-    engine = _node_1_leading()
+    engine = _node_1_leading(plant)
     older = engine.propose(0, b"older", b"older")
     newer = engine.propose(0, b"newer", b"newer")
     pg = engine.proposer.groups[0]
@@ -642,4 +643,4 @@ def test_soak_finding_our_own_older_proposal_relayed_back_is_queued_before_our_l
     _relay_back(engine, [(1, older, b"older")])
     order = [e[1] for i in sorted(pg.inflight) for e in decode_batch(pg.inflight[i].value) if e[0] == 1]
     order += [e[1] for e in pg.pending if e[0] == 1]
-    assert order == [older, newer], order
+    assert order == ([newer, older] if plant else [older, newer]), order     # the plant: the check sees it

@@ -21,12 +21,14 @@ from ..errors import ConfigError
 # Retention: weigh-short (the cut by weight stops one block of 64 short: logs keep more than retain_bytes).
 # Adaptive batching: fill-reverse (the proposals queued during one input are packed at take_effects backwards).
 # Elections: reprepare-uncapped (a new leader re-proposes every instance its promises reported at once, past
-# its chosen mark + window, where it cannot yet know who votes).
+# its chosen mark + window, where it cannot yet know who votes). Forwarding: relay-appends (our own proposal
+# relayed back by a former leader is queued after our own later ones; soak seed 3,154,073).
 PLANTS = ("ignore-promise", "reply-before-sync", "promise-not-persisted", "learn-without-quorum", "lease-overrun",
           "no-fencing", "serve-before-write", "stale-lease-clock", "wal-rollback", "requeue-reverse",
           "readd-amnesia", "amnesia-votes", "batch-together", "forward-twice", "truncate-too-far",
           "install-non-atomic", "prepare-unpromised",
-          "remove-keeps-state", "weigh-short", "fill-reverse", "reprepare-uncapped")
+          "remove-keeps-state", "weigh-short", "fill-reverse", "reprepare-uncapped",
+          "relay-appends")
 
 
 @dataclass(frozen=True)
