@@ -21,12 +21,17 @@ from ..errors import ConfigError
 # Retention: weigh-short (the cut by weight stops one block of 64 short: logs keep more than retain_bytes).
 # Adaptive batching: fill-reverse (the proposals queued during one input are packed at take_effects backwards).
 # Elections: reprepare-uncapped (a new leader re-proposes every instance its promises reported at once, past
-# its chosen mark + window, where it cannot yet know who votes).
+# its chosen mark + window, where it cannot yet know who votes). Membership: config-at-i (an ADOPT governs from
+# the instance after it, not alpha later), count-any-vote (votes and promises count from any node, not only the
+# voters of the instance's configuration, and learners answer as voters would, as a removed node that has not
+# learned its removal does), no-reprepare-at-activation (a leader goes on past an activation under
+# the promises of the old voters).
 PLANTS = ("ignore-promise", "reply-before-sync", "promise-not-persisted", "learn-without-quorum", "lease-overrun",
           "no-fencing", "serve-before-write", "stale-lease-clock", "wal-rollback", "requeue-reverse",
           "readd-amnesia", "amnesia-votes", "batch-together", "forward-twice", "truncate-too-far",
           "install-non-atomic", "prepare-unpromised",
-          "remove-keeps-state", "weigh-short", "fill-reverse", "reprepare-uncapped")
+          "remove-keeps-state", "weigh-short", "fill-reverse", "reprepare-uncapped",
+          "config-at-i", "count-any-vote", "no-reprepare-at-activation")
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,10 @@ class CoreConfig:
     fill_at_take: bool = True           # a leader packs the proposals of one batch of input (all propose()
                                         # calls before take_effects) into instances when the effects are taken,
                                         # not one instance per call while the window has room
+    alpha: int = 0                      # a configuration adopted at instance i governs from i + alpha on; the
+                                        # same on every node, at least the window (0: the window)
+    voters: tuple = ()                  # the groups' first configuration (epoch 1): its voters, a subset of
+                                        # members (empty: every member)
     plant: str = ""                     # planted bug for testing the tests (never in production)
 
     def __post_init__(self):
@@ -119,6 +128,17 @@ class CoreConfig:
         if self.repair_wait_ticks <= self.vote_ttl_ticks:
             bad("repair_wait_ticks", "must exceed vote_ttl_ticks (%d), got %r"
                 % (self.vote_ttl_ticks, self.repair_wait_ticks))
+        if not isinstance(self.alpha, int) or isinstance(self.alpha, bool) or self.alpha < 0:
+            bad("alpha", "must be an integer >= 0, got %r" % (self.alpha,))
+        if not self.alpha:
+            object.__setattr__(self, "alpha", self.window)
+        if self.alpha < self.window:
+            bad("alpha", "%d is less than the window (%d): a leader must never run further ahead than alpha"
+                % (self.alpha, self.window))
+        voters = tuple(int(v) for v in self.voters) or members
+        if len(set(voters)) != len(voters) or not set(voters) <= set(members) or not 1 <= len(voters) <= 7:
+            bad("voters", "1 to 7 distinct ids among members %r, got %r" % (members, self.voters))
+        object.__setattr__(self, "voters", tuple(sorted(voters)))
         if self.plant and self.plant not in PLANTS:
             bad("plant", "unknown plant %r; known: %s" % (self.plant, ", ".join(PLANTS)))
 

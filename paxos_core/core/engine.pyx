@@ -38,6 +38,8 @@ from paxos_core.core.acceptor cimport AcceptorState, REJECTED, PROMISED, PROMISE
 from paxos_core.core.ballot cimport ballot_node, ballot_round, make_ballot
 from paxos_core.core.learner cimport LearnerState, chain_step
 from paxos_core.core.proposer cimport FOLLOWER, LEADING, PREPARING, InFlight, ProposerGroup, ProposerState
+from paxos_core.core.voters cimport Config, VoterTable
+from paxos_core.core.voters import BadAdopt, encode_adopt, state_configs
 from paxos_core.wire.message cimport (ACCEPT, ACCEPTED as MSG_ACCEPTED, CATCHUP_REPLY, CATCHUP_REQ, CHOSEN,
                                       FLAG_RESIGN, FLAG_STICKY, FORWARD, Message, PREPARE, PROMISE, REJECT,
                                       STATE_REPLY, STATE_REQ, make_message)
@@ -62,7 +64,7 @@ COUNTER_NAMES = (
     "catchup_learned", "forwards", "divergences", "dropped_unknown_group", "promises_sent", "accepts_sent",
     "accepted_sent", "chosen_sent", "batched_proposals", "catchup_rejected", "sticky_rejects", "resigns",
     "repairs_started", "repairs_done", "stale_votes", "wrong_incarnation", "truncations", "truncated_instances",
-    "installs", "snapshot_offers",
+    "installs", "snapshot_offers", "strangers_refused", "configs_adopted", "configs_activated",
 )
 
 # Phases of a group's rebuild (see Engine.begin_repair).
@@ -77,6 +79,7 @@ cdef class Repair:
     cdef public dict replies            # node -> (promised, top, chosen_next), from nodes not rebuilding
     cdef public uint64_t target         # REPAIR_LEARN: learn every instance below this before voting
     cdef public str reason
+    cdef public set configs             # voter tuples the replies named (their current and pending ones)
 
     def __init__(self, str reason, int64_t wait_until, uint64_t target):
         self.phase = REPAIR_WAIT
@@ -85,6 +88,7 @@ cdef class Repair:
         self.replies = {}
         self.target = target
         self.reason = reason
+        self.configs = set()
 
 
 class UnknownGroup(PaxosError, KeyError):
@@ -128,9 +132,13 @@ cdef class Engine:
         self.members = tuple(config.members)
         self.peers = tuple(m for m in self.members if m != self.node_id)
         self.member_index = {m: k for k, m in enumerate(self.members)}
-        self.quorum = config.quorum
         self.rng = rng
         self.n_slots = config.n_groups
+        self.alpha = config.alpha
+        self.voters = VoterTable(self.n_slots, self.alpha, 1, config.voters)
+        self.lead_config_array = np.zeros(self.n_slots, np.uint16)
+        self.lead_config = self.lead_config_array
+        self.adopt_due = {}
         self.group_offset = config.group_offset
         self.group_stride = config.group_stride
         plant = config.plant
@@ -186,6 +194,9 @@ cdef class Engine:
         self.plant_fill_reverse = plant == "fill-reverse"
         self.plant_reprepare_uncapped = plant == "reprepare-uncapped"
         self.window_override = 0
+        self.plant_config_at_i = plant == "config-at-i"
+        self.plant_count_any_vote = plant == "count-any-vote"
+        self.plant_no_reprepare_at_activation = plant == "no-reprepare-at-activation"
         if recovered:
             for group, state in recovered.items():
                 self.restore_group(group, state)
@@ -253,6 +264,9 @@ cdef class Engine:
             self.status = self.status_array
             self.inc_array = np.concatenate([self.inc_array, np.ones(n - self.n_slots, np.uint16)])
             self.inc = self.inc_array
+            self.voters.grow(n - self.n_slots)
+            self.lead_config_array = np.concatenate([self.lead_config_array, np.zeros(n - self.n_slots, np.uint16)])
+            self.lead_config = self.lead_config_array
             self.n_slots = n
         if self.status[slot] == GROUP_ABSENT:
             self._reset_slot(slot)
@@ -295,6 +309,9 @@ cdef class Engine:
         self.proposer.accept_heard[slot] = -(1 << 62)
         self.proposer.preferred[slot] = 0
         self.proposer.groups.pop(slot, None)
+        self.voters.reset(slot)
+        self.lead_config[slot] = 0
+        self.adopt_due.pop(slot, None)
         self.active.pop(slot, None)
         self.repairs.pop(slot, None)
         self.stop_reasons.pop(self.group_of(slot), None)
@@ -424,6 +441,38 @@ cdef class Engine:
         if slot < 0:
             raise UnknownGroup(group)
         return self.proposer.ballot[slot], self.proposer.role[slot] != FOLLOWER
+
+    def adopt(self, uint32_t group, uint64_t epoch, voters):
+        """Propose that `voters` vote in the group as configuration `epoch` (membership; docs/design/membership.md):
+        an ADOPT value, alone in an instance, proposed once this node leads and no activation is pending. Chosen
+        at instance i, it governs every instance from i + alpha on, on every node alike. Idempotent: an epoch
+        not newer than the group's latest (current or pending) changes nothing (rule R5), so a driver may call
+        it on every node and again after a failure. Returns the ADOPT value."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            raise UnknownGroup(group)
+        value = encode_adopt(epoch, voters)
+        if epoch <= self.voters.latest_epoch(slot):
+            return value
+        self.adopt_due[slot] = value
+        self.active[slot] = True
+        if self.proposer.role[slot] == LEADING:
+            self.proposer.group(slot)
+            self._fill(slot)
+        self._drain()
+        return value
+
+    def config_of(self, uint32_t group, uint64_t instance):
+        """The configuration (core/voters.pyx Config) that governs `instance` of the group, as this node knows
+        it: defined below its chosen mark + alpha."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            raise UnknownGroup(group)
+        return self.voters.config_at(slot, instance)
+
+    cdef bint _voter_at(self, Py_ssize_t slot, uint64_t instance):
+        """True when this node votes at `instance` of the slot's group (else it is a learner there)."""
+        return self.voters.config_at(slot, instance).position(self.node_id) >= 0
 
     # ------------------------------------------------------------------ inputs
 
@@ -633,6 +682,20 @@ cdef class Engine:
         self._see_ballot(slot, m.ballot)
         cdef uint64_t promised = self.acceptor.promised[slot]
         cdef uint32_t group = m.group
+        if not self.voters.votes_anywhere(slot, self.node_id) and not self.plant_count_any_vote:
+            # A learner here (in no configuration we know of): it promises nothing. It still serves what a
+            # proposer behind it lacks.
+            if m.instance < self.learner.chosen_next[slot] and src != self.node_id:
+                self._serve(src, slot, m.instance)
+            return
+        if src != self.node_id and not self.voters.votes_anywhere(slot, src):
+            # R6: a proposer that votes in no configuration we know (removed, or not added yet as we see it)
+            # gets no promise: it would only disturb the voters' leader. Our refusal carries our mark, so a
+            # removed node learns the change that removed it.
+            self.counters[C_STRANGERS] += 1
+            self._send(src, make_message(REJECT, group, m.instance, promised, self.learner.chosen_next[slot],
+                                         m.ballot, self.learner.chain[slot], NOOP), False)
+            return
         if (self.sticky > 0 and m.ballot > promised and promised != 0
                 and ballot_node(m.ballot) != ballot_node(promised)
                 and self.now - self.proposer.accept_heard[slot] < self.sticky):
@@ -680,6 +743,15 @@ cdef class Engine:
             if src != self.node_id:
                 self._serve(src, slot, instance)
             return
+        if src != self.node_id and not self.voters.votes_anywhere(slot, src):
+            # R6 (see _on_prepare): no vote for a proposer in no configuration we know; what it says is chosen
+            # is still true (learned only from our own records under its ballot).
+            self.counters[C_STRANGERS] += 1
+            self._send(src, make_message(REJECT, group, instance, self.acceptor.promised[slot],
+                                         self.learner.chosen_next[slot], m.ballot, self.learner.chain[slot], NOOP),
+                       False)
+            self._learn_by_mark(slot, m.ballot, m.mark, src)
+            return
         cdef uint64_t old_promise = self.acceptor.promised[slot]
         cdef int verdict = self.acceptor.on_accept(slot, instance, m.ballot, m.value)
         cdef uint64_t promised = self.acceptor.promised[slot]
@@ -705,6 +777,12 @@ cdef class Engine:
         cdef uint64_t chosen_next = self.learner.chosen_next[slot]
         cdef uint32_t chain = self.learner.chain[slot]
         self._record((INSTANCE_RECORD, group, instance, 0, promised, m.ballot, chosen_next, chain, m.value))
+        if not self._voter_at(slot, instance) and not self.plant_count_any_vote:
+            # A learner at this instance keeps the value (to learn it by the leader's mark, with no catch-up)
+            # but never votes: nothing is sent back, and no proposer would count it.
+            if src != self.node_id:
+                self._check_chain(slot, m.mark, m.chain, src)
+            return
         self.counters[C_ACCEPTED_SENT] += 1
         self._reply(src, make_message(MSG_ACCEPTED, group, instance, m.ballot, chosen_next, 0, chain, NOOP))
         if src != self.node_id:
@@ -721,6 +799,11 @@ cdef class Engine:
 
     cdef void _start_prepare(self, Py_ssize_t slot):
         if self.status[slot] != GROUP_OK:
+            return
+        if not self._voter_at(slot, self.learner.chosen_next[slot]):
+            # Not a voter where the group's next instance is decided (a learner, or removed): never leads.
+            if self.proposer.role[slot] != FOLLOWER:
+                self._step_down(slot, True, None)
             return
         cdef uint64_t r = ballot_round(self.acceptor.promised[slot])
         if ballot_round(self.proposer.ballot[slot]) > r:
@@ -750,6 +833,9 @@ cdef class Engine:
         pg.prepare_started = self.now
         cdef uint64_t chosen_next = self.learner.chosen_next[slot]
         pg.prepare_from = chosen_next
+        # Promises count from the voters in force at chosen_next only (R3); we will lead only where those
+        # voters govern, and run phase 1 again where another configuration takes over (R4).
+        self.lead_config[slot] = self.voters.index_at(slot, chosen_next)
         self.counters[C_PREPARES] += 1
         self.active[slot] = True
         m = make_message(PREPARE, self.group_of(slot), chosen_next, ballot, chosen_next, 0,
@@ -778,8 +864,11 @@ cdef class Engine:
             self.counters[C_STALE_VOTES] += 1
             self._start_prepare(slot)
             return
+        cdef Config lead = self.voters.by_index(self.lead_config[slot])
+        if lead.position(src) < 0 and not self.plant_count_any_vote:
+            return              # not a voter of the configuration our phase 1 runs under (R3)
         pg.promises[src] = (m.mark, decode_entries(m.value) if m.value else [])
-        if len(pg.promises) >= self.quorum:
+        if len(pg.promises) >= lead.quorum:
             self._finish_prepare(slot)
 
     cdef void _finish_prepare(self, Py_ssize_t slot):
@@ -797,6 +886,12 @@ cdef class Engine:
                 self.learner.known_mark[slot] = highest
             self.learner.catchup_src[slot] = ahead
             self._request_catchup(slot)
+            return
+        if (self.voters.config_at(slot, chosen_next).voters != self.voters.by_index(self.lead_config[slot]).voters
+                and not self.plant_no_reprepare_at_activation):
+            # Learning what the promisers had learned crossed an activation: the promises were counted under
+            # the voters before it, which do not govern our next instance. Phase 1 again, under the new ones.
+            self._start_prepare(slot)
             return
         cdef dict merged = {}
         cdef uint64_t top = chosen_next
@@ -904,9 +999,23 @@ cdef class Engine:
             # We learned (by catch-up) values at instances our election left to re-propose: nothing to
             # propose there any more.
             self.proposer.next_instance[slot] = self.learner.chosen_next[slot]
+        # R4: our phase 1 was answered by a quorum of the voters in force at its start; we act only where those
+        # voters govern, below the first activation of other voters (`cap`). Once every instance below it is
+        # learned, phase 1 runs again under the new voters.
+        cdef uint64_t cap = <uint64_t>0xFFFFFFFFFFFFFFFF
+        cdef uint64_t chosen_next = self.learner.chosen_next[slot]
+        cdef Config lead
+        if self.voters.pending or self.voters.current[slot] != self.lead_config[slot]:
+            lead = self.voters.by_index(self.lead_config[slot])
+            cap = self.voters.span_end(slot, chosen_next, lead.voters)
+            if self.plant_no_reprepare_at_activation:
+                cap = <uint64_t>0xFFFFFFFFFFFFFFFF     # planted bug: the old voters' promises are used past it
+            elif cap <= chosen_next:
+                self._start_prepare(slot)
+                return
         if pg.repropose_top:
             decided = self.learner.decided.get(slot)
-            while pg.repropose_top > self.proposer.next_instance[slot] and (
+            while pg.repropose_top > self.proposer.next_instance[slot] and self.proposer.next_instance[slot] < cap and (
                     self.window_override or
                     self.proposer.next_instance[slot] - self.learner.chosen_next[slot] < self.window):
                 i = self.proposer.next_instance[slot]
@@ -927,13 +1036,16 @@ cdef class Engine:
                 pg.reproposals = None
             else:
                 return                   # new proposals wait until every re-proposal is out
+        if self.adopt_due:
+            self._fill_adopt(slot, pg, cap)
         if not pg.pending:
             return
         cdef dict out = self.learner.outstanding.get(slot)
         cdef Py_ssize_t count, nbytes, k, n
         cdef list batch
         cdef uint64_t instance
-        while pg.pending and self.proposer.next_instance[slot] - self.learner.chosen_next[slot] < self.window:
+        while (pg.pending and self.proposer.next_instance[slot] - self.learner.chosen_next[slot] < self.window
+               and self.proposer.next_instance[slot] < cap):
             batch = []
             nbytes = 0
             k = 0
@@ -961,6 +1073,26 @@ cdef class Engine:
         if not pg.pending:
             pg.pending_bytes = 0
 
+    cdef void _fill_adopt(self, Py_ssize_t slot, ProposerGroup pg, uint64_t cap):
+        """Propose the group's due ADOPT (Engine.adopt), alone in an instance, if no activation is pending and
+        the window has room; drop it once its epoch (or a newer one) is adopted."""
+        value = self.adopt_due.get(slot)
+        if value is None:
+            return
+        if int.from_bytes((<bytes>value)[1:9], "little") <= self.voters.latest_epoch(slot):
+            del self.adopt_due[slot]
+            return
+        if slot in self.voters.pending:
+            return              # one change at a time: the next waits for this one to take effect
+        cdef uint64_t instance = self.proposer.next_instance[slot]
+        if instance - self.learner.chosen_next[slot] >= self.window or instance >= cap:
+            return
+        for inf in pg.inflight.values():
+            if (<InFlight>inf).value == value:
+                return          # in flight under our ballot already
+        self.proposer.next_instance[slot] = instance + 1
+        self._send_accept(slot, instance, value)
+
     cdef void _on_accepted(self, Py_ssize_t slot, Message m, int src):
         if src == self.node_id:
             self.fx.self_votes.append((m.group, m.instance, m.ballot))
@@ -973,16 +1105,20 @@ cdef class Engine:
         cdef InFlight inf = pg.inflight.get(m.instance)
         if inf is None:
             return
-        idx = self.member_index.get(src)
-        if idx is None:
-            return
+        # R3: a vote counts only from a voter of the instance's own configuration, by its position there.
+        cdef Config config = self.voters.config_at(slot, m.instance)
+        cdef int idx = config.position(src)
+        if idx < 0:
+            if not self.plant_count_any_vote:
+                return
+            idx = self.member_index.get(src, 0)
         if self.now - inf.first_sent > self.vote_ttl:
             # Votes count only within vote_ttl of the first Accept (the rebuild rule relies on it).
             self.counters[C_STALE_VOTES] += 1
             self._start_prepare(slot)
             return
-        inf.votes |= (<uint64_t>1) << <int>idx
-        cdef int need = 1 if self.plant_learn_without_quorum else self.quorum
+        inf.votes |= (<uint64_t>1) << idx
+        cdef int need = 1 if self.plant_learn_without_quorum else config.quorum
         if __builtin_popcountll(inf.votes) >= need:
             del pg.inflight[m.instance]
             self._decide(slot, m.instance, inf.value)
@@ -1009,12 +1145,14 @@ cdef class Engine:
         acceptor still heard a leader that had already resigned, until its sticky window ran out (3 s at start-up
         in tools/leader_churn.py: the first operations of a group timed out)."""
         cdef ProposerGroup pg = self.proposer.groups.get(slot)
-        idx = self.member_index.get(src)
-        if pg is None or idx is None:
-            self._back_off_sticky(slot)
-            return
-        pg.sticky_refusals |= (<uint64_t>1) << <int>idx
-        if bin(pg.sticky_refusals).count("1") > len(self.members) - self.quorum:
+        cdef Config lead = self.voters.by_index(self.lead_config[slot])
+        cdef int idx = lead.position(src)
+        if pg is None or idx < 0:
+            if pg is None:
+                self._back_off_sticky(slot)
+            return              # a refusal from a node that is not a voter of our phase 1 decides nothing
+        pg.sticky_refusals |= (<uint64_t>1) << idx
+        if __builtin_popcountll(pg.sticky_refusals) > len(lead.voters) - lead.quorum:
             self._back_off_sticky(slot)
 
     cdef void _back_off_sticky(self, Py_ssize_t slot):
@@ -1122,7 +1260,7 @@ cdef class Engine:
         cdef bint leader_live = (leader != 0 and leader != self.node_id
                                  and self.now - self.proposer.leader_heard[slot] <= self.leader_timeout)
         cdef int dest = 0
-        if self.status[slot] == GROUP_REPAIRING:
+        if self.status[slot] == GROUP_REPAIRING or not self._voter_at(slot, self.learner.chosen_next[slot]):
             if preferred != 0 and preferred != self.node_id:
                 dest = preferred
             elif leader != 0 and leader != self.node_id:
@@ -1242,6 +1380,8 @@ cdef class Engine:
         cdef uint32_t group = self.group_of(slot)
         cdef uint32_t chain = self.learner.advance(slot, value)
         self.acceptor.forget(slot, instance)
+        if (len(value) and (<unsigned char>value[0]) == 0xC0) or self.voters.pending:
+            self._learned_config(slot, instance, value)
         self.fx.chosen.append((group, instance, value))
         self.counters[C_CHOSEN] += 1
         if (instance + 1) % CHAIN_EVERY == 0:
@@ -1276,6 +1416,17 @@ cdef class Engine:
                 del self.learner.outstanding[slot]
         if self.status[slot] == GROUP_REPAIRING:
             self._repair_progress(slot)
+
+    cdef void _learned_config(self, Py_ssize_t slot, uint64_t instance, bytes value):
+        """Membership bookkeeping of a learned value: an ADOPT becomes pending, active alpha instances after
+        its own (R1); a pending configuration whose activation the chosen mark reached becomes current."""
+        cdef uint64_t delay = 1 if self.plant_config_at_i else self.alpha   # planted bug: in force at once
+        if self.voters.learned_at(slot, instance, value, delay):
+            self.counters[C_ADOPTS] += 1
+            log.info("group %d on node %d: configuration %r adopted at %d, in force from %d",
+                     self.group_of(slot), self.node_id, self.voters.latest_epoch(slot), instance, instance + delay)
+        if slot in self.voters.pending:
+            self.counters[C_ACTIVATIONS] += self.voters.advance(slot, instance + 1)
 
     cdef void _learn_by_mark(self, Py_ssize_t slot, uint64_t ballot, uint64_t mark, int src):
         """The sender, leading with `ballot`, says every instance below `mark` is chosen.
@@ -1577,7 +1728,8 @@ cdef class Engine:
         cdef ProposerGroup pg
         if self.proposer.role[slot] == PREPARING:
             pg = self.proposer.groups.get(slot)
-            if pg is not None and pg.promises is not None and len(pg.promises) >= self.quorum:
+            if (pg is not None and pg.promises is not None
+                    and len(pg.promises) >= self.voters.by_index(self.lead_config[slot]).quorum):
                 self._finish_prepare(slot)
 
     cdef void _check_chain(self, Py_ssize_t slot, uint64_t mark, uint32_t chain, int src):
@@ -1606,16 +1758,49 @@ cdef class Engine:
         its floor higher, so the reply need not wait for the sync."""
         self._send(src, make_message(STATE_REPLY, m.group, self.acceptor.top[slot], self.acceptor.promised[slot],
                                      self.learner.chosen_next[slot], 0 if self.status[slot] == GROUP_OK else 1,
-                                     0, NOOP), False)
+                                     0, self._config_state(slot)), False)
+
+    cdef bytes _config_state(self, Py_ssize_t slot):
+        """The slot's configurations as VoterTable.state() bytes, or empty while the group is in its first
+        configuration with nothing pending (every node starts from the same one: CoreConfig.voters)."""
+        if self.voters.current[slot] == 0 and slot not in self.voters.pending:
+            return NOOP
+        return self.voters.state(slot)
+
+    def _repair_covered(self, Py_ssize_t slot, Repair rep):
+        """The rebuild rule under changing voters: for every configuration that any reply, or our own table,
+        names (current or pending), a majority of its voters other than us has replied. A promise or vote of
+        ours that a proposer counted was counted under one of them (the instance it was for is not chosen yet,
+        so it lies at or past every reply's chosen mark, where these configurations govern; and we learn up to
+        the replies' marks before voting, then check again with what that taught us)."""
+        named = set(rep.configs)
+        for voters in state_configs(self.voters.state(slot)):
+            named.add(voters[1])
+        for voters in named:
+            heard = 0
+            for node in voters:
+                if node != self.node_id and node in rep.replies:
+                    heard += 1
+            if heard < len(voters) // 2 + 1:
+                return False
+        return True
 
     cdef void _on_state_reply(self, Py_ssize_t slot, Message m, int src):
         cdef Repair rep = self.repairs.get(slot)
         if rep is None or rep.phase != REPAIR_QUERY or m.aux != 0 or src == self.node_id:
             return
+        if m.value:
+            try:
+                for config in state_configs(m.value):
+                    rep.configs.add(config[1])
+            except BadAdopt:
+                return          # a reply we cannot read does not count
+        else:
+            rep.configs.add(self.voters.by_index(0).voters)     # the replier is in the first configuration
         rep.replies[src] = (m.ballot, m.instance, m.mark)
-        if len(rep.replies) < self.quorum:
+        if not self._repair_covered(slot, rep):
             return
-        # A majority of the membership without us: every counted promise or vote of ours is reflected here.
+        # A majority of each configuration without us: every counted promise or vote of ours is reflected here.
         cdef uint64_t floor = 0
         cdef uint64_t top = rep.target
         cdef uint64_t mark = 0
@@ -1654,6 +1839,11 @@ cdef class Engine:
         """Finish the rebuild once every instance below the target is learned: vote again."""
         cdef Repair rep = self.repairs.get(slot)
         if rep is None or rep.phase != REPAIR_LEARN or self.learner.chosen_next[slot] < rep.target:
+            return
+        if not self._repair_covered(slot, rep):
+            # What we learned named voters that have not all replied: ask again before voting.
+            rep.phase = REPAIR_QUERY
+            rep.asked_at = -(1 << 62)
             return
         cdef uint32_t group = self.group_of(slot)
         del self.repairs[slot]
@@ -1696,8 +1886,10 @@ cdef class Engine:
                 self.counters[C_RETRANSMITS] += 1
                 m = make_message(ACCEPT, group, instance, self.proposer.ballot[slot], chosen_next,
                                  self.learner.peer_floor[slot], self.learner.chain[slot], inf.value)
+                config = self.voters.config_at(slot, instance)
                 for p in self.peers:
-                    if not (inf.votes >> <int>self.member_index[p]) & 1:
+                    k = (<Config>config).position(p)
+                    if k < 0 or not (inf.votes >> <int>k) & 1:
                         self._send(p, m, False)
             if restart:
                 self._start_prepare(slot)

@@ -1,0 +1,213 @@
+"""Per-instance voters in the engine (issue 14, step 3; docs/design/membership.md): an ADOPT chosen at instance i
+governs from i + alpha on, votes and promises count only from the voters of the instance's configuration (R3),
+a leader runs phase 1 again where other voters take over (R4), learners never vote, and proposers that vote in
+no known configuration get no promise (R6). Driven through the real effect cycle (sim/loopback.py)."""
+import pytest
+
+from paxos_core.core.voters import decode_adopt, is_adopt
+from paxos_core.sim.loopback import LoopbackCluster
+from paxos_core.wire.message import Kind
+
+ALPHA = 8
+
+
+def five_nodes_three_voters(**extra):
+    config = dict(nodes=5, groups=1, window=4, alpha=ALPHA, voters=(1, 2, 3))
+    config.update(extra)
+    cluster = LoopbackCluster(**config)
+    sent_by = {}
+
+    def count(src, dest, msg):
+        sent_by[(src, msg.kind)] = sent_by.get((src, msg.kind), 0) + 1
+        return False
+
+    cluster.drop = count
+    return cluster, sent_by
+
+
+def adopt_everywhere(cluster, epoch, voters):
+    for engine in cluster.engines.values():
+        engine.adopt(0, epoch, voters)
+    cluster.settle()
+
+
+def chosen_values(cluster, node):
+    return [v for _, _, v in cluster.chosen[node]]
+
+
+def adopt_instance(cluster, node, epoch):
+    found = [i for _, i, v in cluster.chosen[node] if is_adopt(v) and decode_adopt(v)[0] == epoch]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_learners_never_vote_or_promise_and_learn_every_value():
+    cluster, sent_by = five_nodes_three_voters()
+    for k in range(20):
+        cluster.propose(1, 0, b"v%d" % k)
+    cluster.tick(3)
+    assert len(cluster.acks) == 20
+    for learner in (4, 5):
+        assert sent_by.get((learner, Kind.ACCEPTED), 0) == 0
+        assert sent_by.get((learner, Kind.PROMISE), 0) == 0
+        assert chosen_values(cluster, learner) == chosen_values(cluster, 1)
+    assert sent_by[(2, Kind.ACCEPTED)] > 0
+
+
+def test_votes_of_learners_never_make_a_quorum():
+    """Voters 2 and 3 down: the two learners accept every Accept, but nothing may be chosen."""
+    cluster, _ = five_nodes_three_voters()
+    cluster.propose(1, 0, b"elected")
+    assert len(cluster.acks) == 1
+    cluster.crash(2)
+    cluster.crash(3)
+    cluster.propose(1, 0, b"needs a voter")
+    cluster.tick(10)
+    assert len(cluster.acks) == 1
+    assert b"needs a voter" not in b"".join(chosen_values(cluster, 4))
+
+
+def test_count_any_vote_plant_lets_learners_choose():
+    cluster, _ = five_nodes_three_voters(plant="count-any-vote")
+    cluster.propose(1, 0, b"elected")
+    cluster.crash(2)
+    cluster.crash(3)
+    cluster.propose(1, 0, b"needs a voter")
+    cluster.tick(10)
+    assert len(cluster.acks) == 2, "the plant counts the learners' votes (the test above can see it)"
+
+
+def test_adopt_takes_effect_alpha_instances_later_on_every_node():
+    cluster, _ = five_nodes_three_voters()
+    cluster.propose(1, 0, b"first")
+    adopt_everywhere(cluster, 2, (1, 2, 4))
+    cluster.tick(3)                          # the leader's idle mark: every node learns the ADOPT
+    i = adopt_instance(cluster, 1, 2)
+    for node in range(1, 6):
+        # Defined below the chosen mark + alpha: before the activation, both sides of it are known.
+        assert cluster.engines[node].config_of(0, i + ALPHA - 1).voters == (1, 2, 3)
+        assert cluster.engines[node].config_of(0, i + ALPHA).voters == (1, 2, 4)
+    for k in range(ALPHA + 4):
+        cluster.propose(1, 0, b"after %d" % k)
+    cluster.tick(3)
+    for node in range(1, 6):
+        engine = cluster.engines[node]
+        assert adopt_instance(cluster, node, 2) == i
+        assert engine.config_of(0, i + ALPHA).voters == (1, 2, 4)
+        assert engine.config_of(0, i + ALPHA).epoch == 2
+    assert cluster.engines[1].counters_dict()["configs_activated"] == 1
+
+
+def test_new_voters_decide_after_the_activation_and_old_ones_no_longer_count():
+    cluster, sent_by = five_nodes_three_voters()
+    cluster.propose(1, 0, b"first")
+    adopt_everywhere(cluster, 2, (1, 2, 4))
+    for k in range(ALPHA + 2):
+        cluster.propose(1, 0, b"fill %d" % k)
+    acks = len(cluster.acks)
+    assert sent_by.get((4, Kind.ACCEPTED), 0) > 0, "node 4 votes once its configuration governs"
+    # Node 3 is no longer a voter; 1 and 4 make a quorum of {1, 2, 4} without node 2.
+    cluster.crash(2)
+    cluster.propose(1, 0, b"by 1 and 4")
+    assert len(cluster.acks) == acks + 1
+    # Without node 4, the removed node 3 cannot stand in for it.
+    cluster.crash(4)
+    cluster.propose(1, 0, b"1 and 3 are not a quorum of {1,2,4}")
+    cluster.tick(10)
+    assert len(cluster.acks) == acks + 1
+
+
+def test_leader_runs_phase_one_again_where_new_voters_take_over():
+    cluster, sent_by = five_nodes_three_voters()
+    cluster.propose(1, 0, b"first")
+    prepares = sent_by.get((1, Kind.PREPARE), 0)
+    adopt_everywhere(cluster, 2, (1, 2, 4))
+    for k in range(ALPHA + 2):
+        cluster.propose(1, 0, b"fill %d" % k)
+    assert sent_by.get((1, Kind.PREPARE), 0) > prepares, "a new phase 1 at the activation (R4)"
+    assert sent_by.get((4, Kind.PROMISE), 0) >= 1
+    assert cluster.engines[1].is_leading(0)
+
+
+def test_no_reprepare_plant_goes_on_under_the_old_promises():
+    cluster, sent_by = five_nodes_three_voters(plant="no-reprepare-at-activation")
+    cluster.propose(1, 0, b"first")
+    prepares = sent_by.get((1, Kind.PREPARE), 0)
+    adopt_everywhere(cluster, 2, (1, 2, 4))
+    for k in range(ALPHA + 2):
+        cluster.propose(1, 0, b"fill %d" % k)
+    assert sent_by.get((1, Kind.PREPARE), 0) == prepares
+
+
+def test_removed_leader_steps_down_and_a_voter_takes_over():
+    cluster, sent_by = five_nodes_three_voters()
+    cluster.propose(1, 0, b"first")
+    adopt_everywhere(cluster, 2, (2, 3, 4))
+    for k in range(ALPHA + 2):
+        cluster.propose(1, 0, b"fill %d" % k)
+    assert not cluster.engines[1].is_leading(0), "node 1 votes nowhere from the activation on"
+    cluster.propose(2, 0, b"after removal")
+    cluster.tick(40)
+    assert len(cluster.acks) == 1 + (ALPHA + 2) + 1, "every proposal, the ones node 1 gave back included"
+    assert cluster.engines[2].is_leading(0) or cluster.engines[3].is_leading(0) or cluster.engines[4].is_leading(0)
+    values = chosen_values(cluster, 2)
+    for node in (1, 3, 4, 5):
+        assert chosen_values(cluster, node) == values
+
+
+def test_a_proposer_in_no_known_configuration_gets_no_promise():
+    cluster, _ = five_nodes_three_voters()
+    cluster.propose(1, 0, b"first")
+    cluster.engines[5].prefer(0, 5)          # a learner told to lead: it never prepares
+    cluster.settle()
+    assert not cluster.engines[5].is_leading(0)
+    assert cluster.engines[5].counters_dict()["prepares"] == 0
+
+
+def test_adopt_is_idempotent_and_an_older_epoch_is_a_no_op():
+    cluster, _ = five_nodes_three_voters()
+    cluster.propose(1, 0, b"first")
+    adopt_everywhere(cluster, 2, (1, 2, 4))
+    adopt_everywhere(cluster, 2, (1, 2, 4))
+    adopt_everywhere(cluster, 1, (3, 4, 5))
+    for k in range(ALPHA + 2):
+        cluster.propose(1, 0, b"fill %d" % k)
+    adopts = [v for v in chosen_values(cluster, 1) if is_adopt(v)]
+    assert len(adopts) == 1
+    assert cluster.engines[3].config_of(0, 100).voters == (1, 2, 4)
+
+
+@pytest.mark.parametrize("bad", [dict(alpha=2, window=4), dict(voters=(1, 10)), dict(voters=tuple(range(1, 9)))])
+def test_bad_membership_settings_are_refused(bad):
+    from paxos_core.core.config import CoreConfig
+    from paxos_core.errors import ConfigError
+    with pytest.raises(ConfigError):
+        CoreConfig(node_id=1, members=tuple(range(1, 10)), **bad)
+
+
+def config_views(cluster, first, count):
+    return {node: [engine.config_of(0, j).voters for j in range(first, first + count)]
+            for node, engine in cluster.engines.items()}
+
+
+@pytest.mark.parametrize("plant", ["", "config-at-i"])
+def test_the_voters_of_an_instance_never_change_once_a_node_can_name_them(plant):
+    """config(j) is a function of the values chosen at or below j - alpha: a node that can name it (j below its
+    chosen mark + alpha) names the same voters for ever after, whatever it learns later. The planted bug (an
+    ADOPT in force from the next instance) breaks exactly this, which lets two nodes count one instance under
+    different voters."""
+    cluster, _ = five_nodes_three_voters(plant=plant)
+    cluster.propose(1, 0, b"first")
+    cluster.tick(3)
+    first = cluster.engines[1].learned(0)[0]
+    before = config_views(cluster, first, ALPHA)
+    adopt_everywhere(cluster, 2, (3, 4, 5))
+    for k in range(3):
+        cluster.propose(1, 0, b"more %d" % k)
+    cluster.tick(3)
+    after = config_views(cluster, first, ALPHA)
+    if plant:
+        assert after != before
+    else:
+        assert after == before
+        assert cluster.engines[1].config_of(0, first + ALPHA).voters == (3, 4, 5)
