@@ -211,3 +211,132 @@ def test_the_voters_of_an_instance_never_change_once_a_node_can_name_them(plant)
     else:
         assert after == before
         assert cluster.engines[1].config_of(0, first + ALPHA).voters == (3, 4, 5)
+
+
+# ---------------------------------------------------------------- durability: a function of the log
+
+def _adopted_and_active(cluster, voters, epoch=2, extra=0):
+    """Node 1 leads; the group adopts `voters` as `epoch` and goes past the activation by `extra` more."""
+    cluster.propose(1, 0, b"first")
+    adopt_everywhere(cluster, epoch, voters)
+    for k in range(ALPHA + 2 + extra):
+        cluster.propose(cluster_leader(cluster), 0, b"fill %d" % k)
+    cluster.tick(3)
+
+
+def cluster_leader(cluster):
+    for node, engine in cluster.engines.items():
+        if node not in cluster.down and engine.is_leading(0):
+            return node
+    return 1
+
+
+def test_the_configuration_survives_a_restart_of_every_node():
+    cluster, _ = five_nodes_three_voters()
+    _adopted_and_active(cluster, (1, 2, 4))
+    mark = cluster.engines[1].learned(0)[0]
+    for node in range(1, 6):
+        cluster.crash(node)
+    for node in range(1, 6):
+        state = cluster.restart(node).groups[0]
+        assert [i for i, _ in state.adopts] == [adopt_instance_from_log(cluster, node)]
+        assert cluster.engines[node].config_of(0, mark).voters == (1, 2, 4)
+    # The old voter 3 cannot stand in for the new voters 2 and 4 after the restart either.
+    cluster.crash(2)
+    cluster.crash(4)
+    cluster.propose(1, 0, b"1 and 3 are not a quorum of {1,2,4}")
+    cluster.tick(10)
+    assert b"1 and 3 are not a quorum of {1,2,4}" not in b"".join(chosen_values(cluster, 1))
+    cluster.restart(4)
+    cluster.tick(60)
+    assert b"1 and 3 are not a quorum of {1,2,4}" in b"".join(chosen_values(cluster, 1))
+
+
+def adopt_instance_from_log(cluster, node):
+    values = cluster.logs[node].read_chosen(0, 0, cluster.engines[node].learned(0)[0])
+    found = [i for i, _, v in values if is_adopt(v)]
+    assert len(found) == 1
+    return found[0]
+
+
+def test_a_pending_configuration_survives_a_restart_between_adoption_and_activation():
+    cluster, _ = five_nodes_three_voters()
+    cluster.propose(1, 0, b"first")
+    adopt_everywhere(cluster, 2, (1, 2, 4))
+    cluster.tick(3)
+    i = adopt_instance(cluster, 1, 2)
+    replayed = 0
+    for node in range(1, 6):
+        cluster.crash(node)
+        state = cluster.restart(node).groups[0]
+        if state.chosen_next > i:
+            replayed += 1
+            assert [j for j, _ in state.adopts] == [i]
+            assert cluster.engines[node].config_of(0, i + ALPHA).voters == (1, 2, 4)
+    # (The last mark is not on record until the next write: the nodes may re-learn the ADOPT from their votes.)
+    cluster.propose(1, 0, b"one more")       # its mark teaches the others what their records did not say
+    cluster.tick(3)
+    for node in range(1, 6):
+        engine = cluster.engines[node]
+        assert engine.learned(0)[0] < i + ALPHA
+        assert engine.config_of(0, i + ALPHA - 1).voters == (1, 2, 3)
+        assert engine.config_of(0, i + ALPHA).voters == (1, 2, 4)
+
+
+def test_truncation_keeps_the_configuration_in_the_low_record_and_recovery_starts_from_it():
+    cluster, _ = five_nodes_three_voters()
+    _adopted_and_active(cluster, (1, 2, 4), extra=140)
+    engine = cluster.engines[2]
+    chain, nbytes, config = cluster.logs[2].read_chain_bytes(0, 128, with_config=True)
+    assert config, "a CHAIN record past the change carries the configuration"
+    engine.truncate(0, 128, chain, nbytes, config)
+    cluster.settle()
+    assert cluster.logs[2].read_low(0, with_config=True)[3] == config
+    cluster.crash(2)
+    state = cluster.restart(2).groups[0]
+    assert state.low == 128 and state.adopts == [] and state.config == config
+    assert cluster.engines[2].config_of(0, cluster.engines[2].learned(0)[0]).voters == (1, 2, 4)
+
+
+def test_an_install_takes_the_snapshots_configuration():
+    cluster, _ = five_nodes_three_voters()
+    cluster.propose(1, 0, b"first")
+    cluster.crash(5)
+    _adopted_and_active(cluster, (1, 2, 4), extra=200)
+    a = 192
+    found = cluster.logs[1].read_chain_bytes(0, a, with_config=True)
+    chain, nbytes = found[:2]
+    from paxos_core.replica.cycle import chain_at
+    c_chain, c_bytes, base, adopts = chain_at(cluster.logs[1], 0, a, with_config=True)
+    config = cluster.engines[1].config_state_after(0, base, adopts, a)
+    assert (c_chain, c_bytes) == (chain, nbytes) and config == found[2]
+    cluster.restart(5)
+    with pytest.raises(ValueError):
+        cluster.engines[5].install(0, a, chain, nbytes, 1, b"\x01not a state")
+    assert cluster.engines[5].learned(0)[0] < a, "a malformed configuration changes nothing"
+    cluster.engines[5].install(0, a, chain, nbytes, 1, config)
+    cluster.settle()
+    assert cluster.engines[5].config_of(0, a).voters == (1, 2, 4)
+    assert cluster.logs[5].read_low(0, with_config=True) == (a, chain, nbytes, config)
+    cluster.crash(5)
+    cluster.restart(5)
+    assert cluster.engines[5].config_of(0, a).voters == (1, 2, 4)
+
+
+def test_a_configuration_at_a_point_of_the_log_is_computed_from_the_log():
+    """config_state_after gives the state at any instance from a base and the ADOPTs after it, as a node that
+    learned up to there holds it: before the adoption, between adoption and activation, after it."""
+    cluster, _ = five_nodes_three_voters()
+    cluster.propose(1, 0, b"first")
+    adopt_everywhere(cluster, 2, (1, 2, 4))
+    i = adopt_instance(cluster, 1, 2)
+    engine = cluster.engines[1]
+    adopts = [(i, v) for _, j, v in cluster.chosen[1] if j == i]
+    from paxos_core.core.voters import VoterTable
+    for end, current, pending in ((i, (1, 2, 3), 0), (i + 1, (1, 2, 3), 1), (i + ALPHA, (1, 2, 4), 0)):
+        state = engine.config_state_after(0, b"", [a for a in adopts if a[0] < end], end)
+        table = VoterTable(1, ALPHA, 1, (1, 2, 3))
+        if state:
+            table.restore(0, state)
+        assert table.config(0, end).voters == current
+        assert len(table.pending.get(0, [])) == pending

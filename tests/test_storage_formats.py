@@ -57,10 +57,25 @@ def test_version_2_is_read_only_for_low_and_chain_records():
         decode_record(key, _v1(key, body))
     key = group_key(LOW_RECORD, 1, 0)
     with pytest.raises(UnknownVersion):
-        decode_record(key, _v1(key, bytes([3, LOW_RECORD, 0, 0]) + bytes(20)))
+        decode_record(key, _v1(key, bytes([4, LOW_RECORD, 0, 0]) + bytes(20)))
     key, value = encode_record(low_record(1, 64, 5, 10))
     with pytest.raises(RecordCorrupt):
         decode_record(key, value[:-5] + value[-4:])          # a v2 record one byte short
+
+
+def test_low_and_chain_records_carry_a_membership_configuration_in_version_3_only_when_there_is_one():
+    from paxos_core.core.voters import VoterTable
+    table = VoterTable(1, 8, 1, (1, 2, 3))
+    table.learned(0, 40, __import__("paxos_core.core.voters", fromlist=["x"]).encode_adopt(2, (1, 2, 4)))
+    config = table.state(0)
+    for rec in (low_record(3, 640, 0xDEADBEEF, 99, config), chain_record(3, 640, 0xCAFEF00D, 1 << 40, config)):
+        key, value = encode_record(rec)
+        assert value[0] == 3
+        assert decode_record(key, value) == rec
+        with pytest.raises(RecordCorrupt):
+            decode_record(key, value[:-5] + value[-4:])      # the configuration one byte short
+    for rec in (low_record(3, 640, 1, 99), chain_record(3, 640, 1, 99)):
+        assert encode_record(rec)[1][0] == 2, "no configuration: the format an older build reads"
 
 
 def test_checkpoint_record_round_trips_and_is_checked():

@@ -49,7 +49,7 @@ from paxos_core.storage.records cimport (CHAIN_EVERY, CHAIN_RECORD, INSTANCE_REC
                                          REPAIR_PENDING, REPAIR_RECORD)
 from paxos_core.wire.message cimport SNAP_OFFER
 from paxos_core.storage.records import BYTES_UNKNOWN, low_record
-from paxos_core.wire.codec import decode_batch, decode_entries, encode_batch, encode_entries
+from paxos_core.wire.codec import decode_batch, decode_entries, encode_batch, encode_entries, proposals_of
 
 log = logging.getLogger("paxos_core.core")
 
@@ -345,6 +345,10 @@ cdef class Engine:
         self.learner.restore(slot, state.chosen_next, state.chain, state.known_mark, state.repair_upto,
                              state.low, state.learned_bytes, state.low_bytes)
         self.proposer.seen_round[slot] = ballot_round(state.promised)
+        damaged = self._restore_config(slot, getattr(state, "config", b""), getattr(state, "adopts", ()),
+                                       state.chosen_next)
+        if damaged and not state.stop_reason:
+            state.stop_reason = damaged
         if state.stop_reason:
             self.status[slot] = GROUP_STOPPED
             self.stop_reasons[group] = state.stop_reason
@@ -352,6 +356,37 @@ cdef class Engine:
             self._begin_repair(slot, state.repair_reason, state.repair_upto)
         if state.known_mark > state.chosen_next:
             self.active[slot] = True
+
+    def _restore_config(self, Py_ssize_t slot, bytes base, adopts, uint64_t chosen_next):
+        """The configuration state at `chosen_next` from the one at the log's base and the ADOPT values learned
+        since, as _learned_config made it: a function of the log."""
+        self.voters.reset(slot)
+        if base:
+            try:
+                self.voters.restore(slot, base)
+            except BadAdopt as exc:
+                # Checksummed, yet not a configuration: who votes here is unknown, so the group cannot serve.
+                return "the membership configuration at the log's base is not well formed: %s" % exc
+        cdef uint64_t delay = 1 if self.plant_config_at_i else self.alpha
+        for instance, value in adopts:
+            self.voters.learned_at(slot, instance, value, delay)
+        self.voters.advance(slot, chosen_next)
+        return ""
+
+    def config_state_after(self, uint32_t group, bytes base, adopts, uint64_t end):
+        """The group's configuration state at `end` (VoterTable.state() bytes, empty for the first
+        configuration) from the one at a base record and the ADOPT values [(instance, value)] between it and
+        `end` (replica/cycle.py chain_at with_config). For a snapshot at `end`."""
+        cdef VoterTable scratch = VoterTable(1, self.alpha, 1, self.config.voters)
+        if base:
+            scratch.restore(0, base)
+        cdef uint64_t delay = 1 if self.plant_config_at_i else self.alpha
+        for instance, value in adopts:
+            scratch.learned_at(0, instance, value, delay)
+        scratch.advance(0, end)
+        if scratch.current[0] == 0 and 0 not in scratch.pending:
+            return NOOP
+        return scratch.state(0)
 
     def begin_repair(self, uint32_t group, str reason):
         """The group's node lost (or may have lost) synced promises or votes: rebuild before voting again.
@@ -1171,7 +1206,7 @@ cdef class Engine:
         cdef dict out = self.learner.outstanding.get(slot)
         if not out or not value:
             return []
-        return [e for e in decode_batch(value) if e[0] == self.node_id and e[1] in out]
+        return [e for e in proposals_of(value) if e[0] == self.node_id and e[1] in out]
 
     cdef void _requeue_front(self, ProposerGroup pg, list back):
         """Put entries back at the head of the queue, in the order given (they were proposed before it)."""
@@ -1310,7 +1345,7 @@ cdef class Engine:
         for inf in pg.inflight.values():
             value = (<InFlight>inf).value
             if value:
-                seqs.update([e[1] for e in decode_batch(value) if e[0] == self.node_id])
+                seqs.update([e[1] for e in proposals_of(value) if e[0] == self.node_id])
         return seqs
 
     cdef void _on_forward(self, Py_ssize_t slot, Message m, int src):
@@ -1387,7 +1422,7 @@ cdef class Engine:
         if (instance + 1) % CHAIN_EVERY == 0:
             # Every CHAIN_EVERY instances the chain is kept, so a catch-up reply ending here carries it.
             self._record((CHAIN_RECORD, group, instance + 1, 0, 0, self.learner.learned_bytes[slot], 0, chain,
-                          NOOP))
+                          self._config_state(slot)))
         cdef ProposerGroup pg
         cdef InFlight inf
         pg = self.proposer.groups.get(slot) if self.proposer.role[slot] == LEADING else None
@@ -1406,7 +1441,7 @@ cdef class Engine:
                     self._step_down(slot, False, self._own_unanswered(slot, inf.value))
         cdef dict out = self.learner.outstanding.get(slot)
         if out and value:
-            for origin, seq, payload in decode_batch(value):
+            for origin, seq, payload in proposals_of(value):
                 if origin == self.node_id:
                     entry = out.pop(seq, None)
                     if entry is not None:
@@ -1548,10 +1583,10 @@ cdef class Engine:
             raise UnknownGroup(group)
         return self.learner.learned_bytes[slot]
 
-    def truncate(self, uint32_t group, uint64_t below, uint32_t chain, uint64_t bytes_below):
+    def truncate(self, uint32_t group, uint64_t below, uint32_t chain, uint64_t bytes_below, bytes config=b""):
         """Drop the group's log below `below`: a range delete of its instance and chain records and a new LOW
-        record, in this batch. `chain` and `bytes_below` are the chain and the value bytes at `below` (from
-        the durable CHAIN record there).
+        record, in this batch. `chain`, `bytes_below` and `config` are the chain, the value bytes and the
+        membership configuration state at `below` (from the durable CHAIN record there).
 
         The caller guarantees that the state machine's applied mark is at least `below` and durable before
         this batch (docs/design/checkpoints.md §2, I2); the engine checks that only learned instances go
@@ -1570,7 +1605,7 @@ cdef class Engine:
         self.learner.low_bytes[slot] = 0 if bytes_below == BYTES_UNKNOWN else bytes_below
         self.fx.deletes.append((INSTANCE_RECORD, group, low, below))
         self.fx.deletes.append((CHAIN_RECORD, group, 0, below))
-        self._record(low_record(group, below, chain, bytes_below))
+        self._record(low_record(group, below, chain, bytes_below, config))
         # A promise raised by an Accept lives only in the instance records written since: some of them go,
         # so the promise is put on record by itself (the simulator found a promise lost this way).
         self._record((PROMISE_RECORD, group, 0, 0, self.acceptor.promised[slot], 0, 0, 0, NOOP))
@@ -1594,7 +1629,8 @@ cdef class Engine:
             fx.serve = keep
             fx.serve_at = {(e[0], e[1]): k for k, e in enumerate(keep)}
 
-    def install(self, uint32_t group, uint64_t applied, uint32_t chain, uint64_t bytes_below, int src=0):
+    def install(self, uint32_t group, uint64_t applied, uint32_t chain, uint64_t bytes_below, int src=0,
+                bytes config=b""):
         """A snapshot of the group's state at `applied` (A) is being swapped in by this very batch: every
         instance below A is now learned, with `chain` the chain at A, and the log below A goes (range deletes
         and LOW = A in this batch).
@@ -1613,6 +1649,8 @@ cdef class Engine:
         if applied <= before:
             raise ValueError("group %d: a snapshot at %d is not ahead of what is learned (%d)"
                              % (group, applied, before))
+        if config:
+            state_configs(config)       # BadAdopt (a ValueError) before anything changes
         cdef Effects fx = self.fx
         fx.chosen = [c for c in fx.chosen if c[0] != group or c[1] >= applied]
         cdef list acks = []
@@ -1641,6 +1679,11 @@ cdef class Engine:
             for instance in [i for i in decided if i < applied]:
                 del decided[instance]
         cdef uint64_t low = self.learner.low[slot]
+        # The snapshot's membership configuration at A (empty: the first one): what governs from A on.
+        if config:
+            self.voters.restore(slot, config)
+        else:
+            self.voters.reset(slot)
         self.learner.chosen_next[slot] = applied
         self.learner.chain[slot] = chain
         self.learner.low[slot] = applied
@@ -1655,7 +1698,7 @@ cdef class Engine:
         self.learner.catchup_at[slot] = -(1 << 62)
         fx.deletes.append((INSTANCE_RECORD, group, 0, applied))
         fx.deletes.append((CHAIN_RECORD, group, 0, applied))
-        self._record(low_record(group, applied, chain, bytes_below))
+        self._record(low_record(group, applied, chain, bytes_below, config))
         self._record((PROMISE_RECORD, group, 0, 0, self.acceptor.promised[slot], 0, 0, 0, NOOP))  # as truncate
         self.counters[C_INSTALLS] += 1
         self._serve_to_offers(slot, applied)

@@ -13,7 +13,7 @@ fencing decisions as the first time.
 """
 import struct
 
-from ..wire.codec import decode_batch
+from ..wire.codec import proposals_of
 from . import envelope
 
 APPLIED, FENCED, CLAIMED, BARRIER = "applied", "fenced", "claimed", "barrier"
@@ -71,7 +71,7 @@ class Applier:
                 dirty.add(group)
                 commands = []
                 mine = []        # (seq, index in commands, count) for our own client entries
-                for origin, seq, payload in (decode_batch(value) if value else ()):
+                for origin, seq, payload in proposals_of(value):
                     kind = payload[0] if payload else 0
                     if kind == envelope.CLIENT:
                         epoch, client_id, request_seq, op = envelope.decode_client(payload)

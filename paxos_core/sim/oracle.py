@@ -14,7 +14,7 @@ Invariants (each violation is recorded with the simulated time):
     against every reply the node had released);
   * every acknowledged proposal is in the chosen log.
 """
-from ..wire.codec import decode_batch
+from ..wire.codec import proposals_of
 
 
 class Violation(Exception):
@@ -169,6 +169,6 @@ class Oracle:
         if chosen is None:
             self.violate("acknowledged proposal at group %s instance %d, which is not chosen" % (group, instance))
             return
-        if not any(entry[2] == payload for entry in decode_batch(chosen)):
+        if not any(entry[2] == payload for entry in proposals_of(chosen)):
             self.violate("acknowledged proposal %r is not in the chosen value of group %s instance %d"
                          % (payload[:40], group, instance))

@@ -49,7 +49,7 @@ from ..statemachine import kv
 from ..statemachine.loader import factory_for
 from ..statemachine.store import MemoryStore
 from ..storage.snapfiles import MemorySnapshotFiles
-from ..wire.codec import decode_batch, decode_entries, decode_frame, encode_frame
+from ..wire.codec import decode_batch, decode_entries, decode_frame, encode_frame, proposals_of
 from ..wire.message import ACCEPT, ACCEPTED, CATCHUP_REPLY, FORWARD, PREPARE, PROMISE, SNAP_CHUNK, Message
 from .clients import _UNSEEN, KEYS_PER_GROUP, HistoryOp, Operation, SimClient
 from .network import NetworkFaults, SimNetwork
@@ -435,7 +435,7 @@ class Simulation:
             outstanding = engine.learner.outstanding.get(slot, {})
             seen = {seq for origin, seq, _ in pg.forwarded if origin == node.id}
             for inflight in pg.inflight.values():       # in an instance we lead: a queued copy is redundant
-                seen.update(seq for origin, seq, _ in decode_batch(inflight.value) if origin == node.id)
+                seen.update(seq for origin, seq, _ in proposals_of(inflight.value) if origin == node.id)
             for origin, seq, _ in pg.pending:
                 if origin != node.id or seq in seen or seq not in outstanding:
                     continue
@@ -1056,7 +1056,7 @@ class Simulation:
 def _session_commands(value):
     """[(client id, seq)] of the session commands in a chosen value, in log order (seq without the flag)."""
     out = []
-    for _, _, payload in decode_batch(value) if value else ():
+    for _, _, payload in proposals_of(value):
         kind = envelope.kind(payload)
         if kind == envelope.CLIENT:
             _, cid, s, _ = envelope.decode_client(payload)
@@ -1083,7 +1083,7 @@ def _brief(states):
 
 
 def _holds_command(value, client_id, seq):
-    for _, _, payload in decode_batch(value) if value else ():
+    for _, _, payload in proposals_of(value):
         kind = envelope.kind(payload)
         if kind == envelope.CLIENT:
             _, cid, s, _ = envelope.decode_client(payload)

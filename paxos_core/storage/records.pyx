@@ -13,10 +13,11 @@ so a record that is damaged, torn, or found under the wrong key is detected:
     INSTANCE_RECORD  ver u8=1 | type u8 | flags u8 | 0 u8 | promised u64 | ballot u64 | mark u64 | chain u32
                      | value length u32 | value | crc u32
     LOW_RECORD       ver u8=2 | type u8 | 0 u8 | 0 u8 | low u64 | chain at low u32 | bytes_below u64 | crc u32
-                     (version 1, still read: no bytes_below)
+                     (version 1, still read: no bytes_below; version 3: then config length u16 | config)
     NODE_RECORD      ver u8=1 | type u8 | 0 u8 | 0 u8 | node id u32 | cluster id u64 | crc u32
     CHAIN_RECORD     ver u8=2 | type u8 | 0 u8 | 0 u8 | chain u32 | bytes_below u64 | crc u32
-                     (key instance: where it holds; version 1, still read: no bytes_below)
+                     (key instance: where it holds; version 1, still read: no bytes_below; version 3: then
+                     config length u16 | config)
     REPAIR_RECORD    ver u8=1 | type u8 | flags u8 | 0 u8 | crc u32             (flags: REPAIR_PENDING)
     GROUP_RECORD     ver u8=1 | type u8 | flags u8 | 0 u8 | incarnation u16 | 0 u16 | crc u32
                      (flags: GROUP_REMOVED; the record tuple carries the incarnation in its promised slot)
@@ -30,6 +31,12 @@ them, and what a version-1 record decodes to. In the record tuple it travels in 
 
 Every record but LOW and CHAIN is version 1; a build before version 2 refuses a version-2 record
 (UnknownVersion), so a log that was truncated by this build cannot be opened by an older one.
+
+`config` in LOW and CHAIN records (version 3, in the record tuple's value slot) is the group's membership
+configuration state at the record's instance (core/voters.pyx VoterTable.state()): the voters in force there and
+the adopted ones pending. It is written only for a group that left its first configuration (empty: version 2),
+so a log that never changed members is read by builds before version 3. Recovery starts from the LOW record's
+configuration and replays the ADOPT values it walks; truncation takes the one of the CHAIN record it cuts at.
 
 An INSTANCE_RECORD's `mark` and `chain` are the writer's learned mark (every instance below it was chosen and
 its value is in this node's records) and the checksum chain over the values below that mark, at the time of
@@ -48,6 +55,7 @@ from paxos_core.errors import RecordCorrupt, UnknownVersion
 
 FORMAT_VERSION = 1
 BYTES_FORMAT_VERSION = 2        # LOW and CHAIN records written by this build (they carry bytes_below)
+CONFIG_FORMAT_VERSION = 3       # ... and a group's membership configuration, when it is not its first one
 BYTES_UNKNOWN = (1 << 64) - 1
 KEY_SIZE = 14
 NODE_KEY = b"N" + bytes(13)
@@ -190,16 +198,26 @@ cpdef tuple encode_record(tuple record):
         return key, out
     if rtype == LOW_RECORD:
         key = group_key(rtype, group, 0)
-        out = PyBytes_FromStringAndSize(NULL, _LOW_SIZE)
+        value = record[8]
+        n = len(value)
+        if n > 0xFFFF:
+            raise ValueError("a configuration state of %d bytes" % n)
+        out = PyBytes_FromStringAndSize(NULL, _LOW_SIZE + (2 + n if n else 0))
         p = <unsigned char *>PyBytes_AS_STRING(out)
-        p[0] = BYTES_FORMAT_VERSION
+        p[0] = CONFIG_FORMAT_VERSION if n else BYTES_FORMAT_VERSION
         p[1] = LOW_RECORD
         p[2] = 0
         p[3] = 0
         _put_u64(p + 4, record[6])
         _put_u32(p + 12, record[7])
         _put_u64(p + 16, record[5])
-        _seal(key, p, 24)
+        if n:
+            p[24] = n & 0xFF
+            p[25] = n >> 8
+            memcpy(p + 26, PyBytes_AS_STRING(value), n)
+            _seal(key, p, 26 + n)
+        else:
+            _seal(key, p, 24)
         return key, out
     if rtype == NODE_RECORD:
         key = NODE_KEY
@@ -215,15 +233,25 @@ cpdef tuple encode_record(tuple record):
         return key, out
     if rtype == CHAIN_RECORD:
         key = group_key(rtype, group, instance)
-        out = PyBytes_FromStringAndSize(NULL, _CHAIN_SIZE)
+        value = record[8]
+        n = len(value)
+        if n > 0xFFFF:
+            raise ValueError("a configuration state of %d bytes" % n)
+        out = PyBytes_FromStringAndSize(NULL, _CHAIN_SIZE + (2 + n if n else 0))
         p = <unsigned char *>PyBytes_AS_STRING(out)
-        p[0] = BYTES_FORMAT_VERSION
+        p[0] = CONFIG_FORMAT_VERSION if n else BYTES_FORMAT_VERSION
         p[1] = CHAIN_RECORD
         p[2] = 0
         p[3] = 0
         _put_u32(p + 4, record[7])
         _put_u64(p + 8, record[5])
-        _seal(key, p, 16)
+        if n:
+            p[16] = n & 0xFF
+            p[17] = n >> 8
+            memcpy(p + 18, PyBytes_AS_STRING(value), n)
+            _seal(key, p, 18 + n)
+        else:
+            _seal(key, p, 16)
         return key, out
     if rtype == REPAIR_RECORD:
         key = group_key(rtype, group, 0)
@@ -268,8 +296,9 @@ def group_record(uint32_t group, int incarnation, bint removed=False):
     return (GROUP_RECORD, group, 0, GROUP_REMOVED if removed else 0, incarnation, 0, 0, 0, b"")
 
 
-def chain_record(uint32_t group, uint64_t instance, uint32_t chain, uint64_t bytes_below=BYTES_UNKNOWN):
-    return (CHAIN_RECORD, group, instance, 0, 0, bytes_below, 0, chain, b"")
+def chain_record(uint32_t group, uint64_t instance, uint32_t chain, uint64_t bytes_below=BYTES_UNKNOWN,
+                 bytes config=b""):
+    return (CHAIN_RECORD, group, instance, 0, 0, bytes_below, 0, chain, config)
 
 
 def repair_record(uint32_t group, bint pending):
@@ -280,8 +309,9 @@ def promise_record(uint32_t group, uint64_t promised):
     return (PROMISE_RECORD, group, 0, 0, promised, 0, 0, 0, b"")
 
 
-def low_record(uint32_t group, uint64_t low, uint32_t chain, uint64_t bytes_below=BYTES_UNKNOWN):
-    return (LOW_RECORD, group, 0, 0, 0, bytes_below, low, chain, b"")
+def low_record(uint32_t group, uint64_t low, uint32_t chain, uint64_t bytes_below=BYTES_UNKNOWN,
+               bytes config=b""):
+    return (LOW_RECORD, group, 0, 0, 0, bytes_below, low, chain, config)
 
 
 def checkpoint_record(uint32_t group, uint64_t instance, int flags, bytes body):
@@ -315,8 +345,8 @@ def decode_record(key, value):
         raise RecordCorrupt("checksum mismatch under key %s (stored %08x, computed %08x)"
                             % (bytes(key).hex(), stored, crc))
     rtype = v[1]
-    if v[0] != FORMAT_VERSION and not (v[0] == BYTES_FORMAT_VERSION and (rtype == LOW_RECORD
-                                                                       or rtype == CHAIN_RECORD)):
+    if v[0] != FORMAT_VERSION and not ((v[0] == BYTES_FORMAT_VERSION or v[0] == CONFIG_FORMAT_VERSION)
+                                       and (rtype == LOW_RECORD or rtype == CHAIN_RECORD)):
         raise UnknownVersion("record format version %d under key %s (type %d); this build does not read it"
                              % (v[0], bytes(key).hex(), rtype))
     if k[0] == 0x4E:
@@ -345,6 +375,11 @@ def decode_record(key, value):
             if n != _LOW_SIZE_V1:
                 raise RecordCorrupt("low record of %d bytes, expected %d" % (n, _LOW_SIZE_V1))
             return (LOW_RECORD, group, 0, 0, 0, BYTES_UNKNOWN, _get_u64(&v[4]), _get_u32(&v[12]), b"")
+        if v[0] == CONFIG_FORMAT_VERSION:
+            if n < _LOW_SIZE + 2 or n != _LOW_SIZE + 2 + v[24] + (v[25] << 8):
+                raise RecordCorrupt("low record of %d bytes does not fit its configuration" % n)
+            return (LOW_RECORD, group, 0, 0, 0, _get_u64(&v[16]), _get_u64(&v[4]), _get_u32(&v[12]),
+                    bytes(v[26:n - 4]))
         if n != _LOW_SIZE:
             raise RecordCorrupt("low record of %d bytes, expected %d" % (n, _LOW_SIZE))
         return (LOW_RECORD, group, 0, 0, 0, _get_u64(&v[16]), _get_u64(&v[4]), _get_u32(&v[12]), b"")
@@ -353,6 +388,10 @@ def decode_record(key, value):
             if n != _CHAIN_SIZE_V1:
                 raise RecordCorrupt("chain record of %d bytes, expected %d" % (n, _CHAIN_SIZE_V1))
             return (CHAIN_RECORD, group, instance, 0, 0, BYTES_UNKNOWN, 0, _get_u32(&v[4]), b"")
+        if v[0] == CONFIG_FORMAT_VERSION:
+            if n < _CHAIN_SIZE + 2 or n != _CHAIN_SIZE + 2 + v[16] + (v[17] << 8):
+                raise RecordCorrupt("chain record of %d bytes does not fit its configuration" % n)
+            return (CHAIN_RECORD, group, instance, 0, 0, _get_u64(&v[8]), 0, _get_u32(&v[4]), bytes(v[18:n - 4]))
         if n != _CHAIN_SIZE:
             raise RecordCorrupt("chain record of %d bytes, expected %d" % (n, _CHAIN_SIZE))
         return (CHAIN_RECORD, group, instance, 0, 0, _get_u64(&v[8]), 0, _get_u32(&v[4]), b"")
@@ -410,8 +449,9 @@ def read_chain(get, uint32_t group, uint64_t instance):
     return None if found is None else found[0]
 
 
-def read_chain_bytes(get, uint32_t group, uint64_t instance):
-    """(chain, bytes_below) of the CHAIN record at `instance`, or None if absent or damaged."""
+def read_chain_bytes(get, uint32_t group, uint64_t instance, bint with_config=False):
+    """(chain, bytes_below) of the CHAIN record at `instance`, or None if absent or damaged; `with_config`:
+    (chain, bytes_below, configuration state)."""
     key = group_key(CHAIN_RECORD, group, instance)
     value = get(key)
     if value is None:
@@ -420,21 +460,21 @@ def read_chain_bytes(get, uint32_t group, uint64_t instance):
         rec = decode_record(key, value)
     except (RecordCorrupt, UnknownVersion):
         return None
-    return rec[7], rec[5]
+    return (rec[7], rec[5], rec[8]) if with_config else (rec[7], rec[5])
 
 
-def read_low(get, uint32_t group):
+def read_low(get, uint32_t group, bint with_config=False):
     """(low, chain at low, bytes_below) of the group's LOW record: (0, 0, 0) if it has none, None if it is
-    damaged (then nothing is known about what was truncated)."""
+    damaged (then nothing is known about what was truncated); `with_config`: and the configuration state."""
     key = group_key(LOW_RECORD, group, 0)
     value = get(key)
     if value is None:
-        return 0, 0, 0
+        return (0, 0, 0, b"") if with_config else (0, 0, 0)
     try:
         rec = decode_record(key, value)
     except (RecordCorrupt, UnknownVersion):
         return None
-    return rec[6], rec[7], rec[5]
+    return (rec[6], rec[7], rec[5], rec[8]) if with_config else (rec[6], rec[7], rec[5])
 
 
 def log_range_deletes(list deletes):

@@ -64,6 +64,8 @@ class RecoveredGroup:
     low: int = 0                 # records below were truncated
     low_bytes: int = 0           # value bytes learned below low (0 when the LOW record does not know)
     learned_bytes: int = 0       # value bytes learned below chosen_next (low_bytes + the values walked)
+    config: bytes = b""          # the membership configuration state at low (LOW record; empty: the first one)
+    adopts: list = field(default_factory=list)     # [(instance, ADOPT value)] learned in [low, chosen_next)
     checkpoint: tuple = None     # the CHECKPOINT record at instance 0 (a record tuple), None without one
     checkpoint_damaged: bool = False   # it was there and damaged: discard the staging it described
     repair_upto: int = 0         # the rebuild learns at least up to this instance (a known mark, a damaged vote)
@@ -91,7 +93,7 @@ class Recovery:
 
 
 class _GroupScan:
-    __slots__ = ("promised", "low", "low_chain", "low_bytes", "instances", "corrupt", "stop", "chains", "repair",
+    __slots__ = ("promised", "low", "low_chain", "low_config", "low_bytes", "instances", "corrupt", "stop", "chains", "repair",
                  "incarnation", "removed", "checkpoint", "checkpoint_damaged")
 
     def __init__(self):
@@ -100,6 +102,7 @@ class _GroupScan:
         self.promised = 0
         self.low = 0
         self.low_chain = 0
+        self.low_config = b""
         self.low_bytes = 0
         self.checkpoint = None
         self.checkpoint_damaged = False
@@ -163,6 +166,7 @@ def recover(items):
             scan.promised = max(scan.promised, record[4])
         elif rtype == LOW_RECORD:
             scan.low, scan.low_chain = record[6], record[7]
+            scan.low_config = record[8]
             scan.low_bytes = 0 if record[5] == BYTES_UNKNOWN else record[5]
         elif rtype == CHECKPOINT_RECORD:
             if instance == 0:
@@ -185,7 +189,7 @@ def recover(items):
 
 
 def _rebuild(group, scan):
-    state = RecoveredGroup(promised=scan.promised, low=scan.low, corrupt=list(scan.corrupt),
+    state = RecoveredGroup(promised=scan.promised, low=scan.low, corrupt=list(scan.corrupt), config=scan.low_config,
                            stop_reason=scan.stop, incarnation=scan.incarnation, low_bytes=scan.low_bytes,
                            checkpoint=scan.checkpoint, checkpoint_damaged=scan.checkpoint_damaged)
     by_instance = {}
@@ -223,6 +227,8 @@ def _rebuild(group, scan):
             break
         chain = chain_next(chain, instance, rec[8])
         learned_bytes += len(rec[8])
+        if rec[8][:1] == b"\xc0":
+            state.adopts.append((instance, rec[8]))     # membership: the engine replays it (core/voters.pyx)
         instance += 1
     state.chosen_next = instance
     state.learned_bytes = learned_bytes
