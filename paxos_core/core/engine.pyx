@@ -505,6 +505,29 @@ cdef class Engine:
             raise UnknownGroup(group)
         return self.voters.config_at(slot, instance)
 
+    def votes_in(self, uint32_t group, int node):
+        """True when `node` is a voter where the group's next instance is decided (at our chosen mark): only
+        a voter may lead, so only a voter should be the group's master (replica/loop.py)."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            return False
+        return self.voters.config_at(slot, self.learner.chosen_next[slot]).position(node) >= 0
+
+    def some_voter(self, uint32_t group):
+        """A voter of the group other than this node, to send a client to: the one we believe leads if it
+        votes, else the first voter (0 when there is none)."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            return 0
+        cdef Config config = self.voters.config_at(slot, self.learner.chosen_next[slot])
+        cdef int leader = ballot_node(self.acceptor.promised[slot])
+        if leader != self.node_id and config.position(leader) >= 0:
+            return leader
+        for node in config.voters:
+            if node != self.node_id:
+                return node
+        return 0
+
     cdef bint _voter_at(self, Py_ssize_t slot, uint64_t instance):
         """True when this node votes at `instance` of the slot's group (else it is a learner there)."""
         return self.voters.config_at(slot, instance).position(self.node_id) >= 0

@@ -590,6 +590,8 @@ class ReplicaLoop:
         if not self.engine.hosts(group):
             return                  # being removed: its last cycle may still report a master change
         want = self.masters.known_master(slot, self.ticks)
+        if want and not self.engine.votes_in(group, want):
+            want = 0                # a master that does not vote (removed, or a learner) cannot lead
         if self.preferred[slot] != want:
             self.preferred[slot] = want
             self.engine.prefer(group, want)
@@ -620,6 +622,12 @@ class ReplicaLoop:
         if master and master != self.node_id:
             self._reply_frame(req, rpc.not_master(req.req_id, master, int(masters.epoch[slot])))
             return
+        if not self.engine.votes_in(group, self.node_id):
+            # Not a voter of the group (a learner, or removed): it never becomes master. Send the client to a voter.
+            voter = self.engine.some_voter(group)
+            if voter:
+                self._reply_frame(req, rpc.not_master(req.req_id, voter, int(masters.epoch[slot])))
+                return
         self.parked.setdefault(group, []).append(req)
         if masters.claim_due(slot, self.ticks):
             self._claim(group)
@@ -652,6 +660,8 @@ class ReplicaLoop:
         return ballot if active else 0
 
     def _claim(self, group):
+        if not self.engine.votes_in(group, self.node_id):
+            return                  # only a voter may be master (it must lead to serve lease reads)
         slot = self.slot_of(group)
         self._sync_preference(group, slot)
         payload = self.masters.make_claim(slot, self.ticks, self._proposal_ballot(group))

@@ -16,8 +16,11 @@ only where input comes from and where time goes:
 Faults (``FAULT_KINDS``): message loss, duplication, long delays, reordering (jitter), partitions (one-way and
 both ways), crashes that lose unsynced writes and may tear the last one, clock skew (bounded rate drift),
 process pauses longer than the lease, fsync stalls, damage to synced data (a flipped bit in the write-ahead
-log or in a table, an unreadable block, a lost file), wiped data directories (amnesia), and a group removed
-and added again on some nodes first and the others later (regroup). At ``fault_ms``
+log or in a table, an unreadable block, a lost file), wiped data directories (amnesia), a group removed
+and added again on some nodes first and the others later (regroup), and membership changes under load
+(member, on 5 nodes: each group votes on 3 of them, and a driver makes groups adopt other voters, replacing one
+or two at a time, through every node, while the other faults go on; the oracle derives each instance's voters
+from its own view of the chosen log). At ``fault_ms``
 everything heals; then every group must accept a write, every node must converge, and every rebuild finish,
 within ``heal_ms``.
 
@@ -57,11 +60,11 @@ from .node import SimCrash, SimLog, SimNode, SimStore
 from .oracle import Oracle, group_key
 
 FAULT_KINDS = ("loss", "duplicate", "delay", "reorder", "partition", "crash", "torn", "skew", "pause", "stall",
-               "damage", "amnesia", "regroup")
+               "damage", "amnesia", "regroup", "member")
 CLUSTER_ID = 0x5349_4D55_4C41_5445    # "SIMULATE"
 
 (WAKE, DELIVER, CLIENT_DELIVER, CLIENT_REPLY, CLIENT_TIMER, CLIENT_RETRY, CLIENT_START, CRASH, RESTART, PARTITION,
- UNPARTITION, PAUSE, DAMAGE, HEAL, PROBE, LEASE_CHECK, REGROUP, MARKS) = range(18)
+ UNPARTITION, PAUSE, DAMAGE, HEAL, PROBE, LEASE_CHECK, REGROUP, MARKS, MEMBER) = range(19)
 INF = float("inf")
 
 
@@ -166,7 +169,11 @@ class Simulation:
         self.stall_rate = r.uniform(0.0, 0.03) if "stall" in faults else 0.0
         self.net = SimNetwork(self.rng, self.net_faults)
         self.lease_margin = 0.3
-        self.oracle = Oracle(cfg.nodes)
+        # Membership: from a stream of its own, so the rest of a seed's schedule is what it was before it.
+        rm = self.rm = random.Random(cfg.seed * 15485863 + 47)
+        self.member = "member" in faults and cfg.nodes == 5
+        self.first_voters = tuple(sorted(rm.sample(self.node_ids, 3))) if self.member else self.node_ids
+        self.member_epochs = {}     # group -> (epoch, voters) the driver last asked for
         self.queue = []
         self.seq = 0
         self.now = 0
@@ -187,6 +194,8 @@ class Simulation:
         self.stats = {"frames": 0, "messages": 0, "torn_batches": 0, "frame_errors": 0, "pauses": 0, "stalls": 0,
                       "damage": 0, "amnesia": 0, "turns": 0, "acked": 0, "ops": 0}
         self.window = cfg.window or r.choice((1, 2, 4, 8))
+        self.alpha = max(self.window, rm.choice((8, 16))) if self.member else self.window
+        self.oracle = Oracle(cfg.nodes, self.alpha, self.first_voters)
         # A state machine of the user's: the nodes run it, the clients send its random_command/random_query
         # (drawn from their own rngs), and the end checks that every replica holds the state the chosen log
         # gives (the key-value history check is the KV's only).
@@ -224,6 +233,7 @@ class Simulation:
             retransmit_ticks=4, max_retransmits=3, election_backoff_ticks=(1, 8), leader_timeout_ticks=15,
             forward_timeout_ticks=10, catchup_interval_ticks=2, catchup_max_instances=64,
             proposal_timeout_ticks=120, sticky_ticks=cfg.lease_ticks, peer_lag_instances=self.peer_lag_instances,
+            alpha=self.alpha, voters=self.first_voters,
             # Small batches in some seeds, so that queues are cut into several instances and FORWARDs.
             max_batch_bytes=r.choice((1 << 20, 1 << 20, 1 << 20, 300, 2000)),
         )
@@ -361,9 +371,12 @@ class Simulation:
         loop = node.loop
         try:
             while node.regroup_ops:
-                what, group = node.regroup_ops[0]
-                self._trace("regroup", node.id, what, group)
-                if what == "remove":
+                what, group = node.regroup_ops[0][:2]
+                self._trace("regroup", node.id, what, group, *node.regroup_ops[0][2:])
+                if what == "adopt":
+                    if loop.engine.hosts(group):
+                        loop.engine.adopt(group, *node.regroup_ops[0][2:])
+                elif what == "remove":
                     loop.remove_group(group)
                 else:
                     loop.add_group(group)
@@ -469,7 +482,7 @@ class Simulation:
                 if kind == ACCEPTED:
                     oracle.on_vote(node.id, group, msg.instance, msg.ballot)
                 else:
-                    oracle.on_promise_reply(node.id, group, msg.ballot)
+                    oracle.on_promise_sent(node.id, group, msg.ballot)
             elif kind == ACCEPT:
                 oracle.on_accept_sent(group, msg.instance, msg.ballot, msg.value)
                 # A leader acts only below its chosen mark + window (the mark rides in the Accept): past it, the
@@ -636,10 +649,32 @@ class Simulation:
                 else:
                     self.at(t, PARTITION, node, (mode, other))
                     self.at(end, UNPARTITION, node, (mode, other))
+        if self.member:
+            rm = self.rm
+            for _ in range(rm.randint(1, 2 + len(self.group_ids) // 4)):
+                t = rm.randint(0, fault_end - 200_000)
+                self.at(t, MEMBER, 0, (rm.choice(self.group_ids), rm.random(), rm.random()))
         self.at(fault_end, HEAL)
         self.at(fault_end + 1, PROBE)
         self.at((cfg.fault_ms + cfg.heal_ms) * 1000 - 500_000, MARKS)
         self.at(r.randint(0, 5000), LEASE_CHECK)
+
+    def _member_change(self, time_us, group, how, when):
+        """The membership driver: the group adopts other voters (one or two of its three replaced by nodes that
+        do not vote), as the system group's driver will, by asking every node; again twice later (a node that
+        led when asked may have lost the request in a crash), which changes nothing once it is adopted."""
+        epoch, voters = self.member_epochs.get(group, (1, self.first_voters))
+        others = [n for n in self.node_ids if n not in voters]
+        out = 2 if how < 0.3 else 1
+        keep = sorted(voters)
+        for _ in range(out):
+            keep.pop(int(when * len(keep)) % len(keep))
+        new = tuple(sorted(keep + others[:out] if how < 0.5 else keep + others[-out:]))
+        self.member_epochs[group] = (epoch + 1, new)
+        self._trace(time_us, "member", group, epoch + 1, new)
+        self.stats["member_changes"] = self.stats.get("member_changes", 0) + 1
+        for delay in (0, 200_000, 600_000):
+            self.at(time_us + delay, REGROUP, 0, ("adopt-all", group, (epoch + 1, new)))
 
     def _may_lose_memory(self, node):
         """Storage damage may strike a node only while every other node that lost state has rebuilt, or a
@@ -647,6 +682,8 @@ class Simulation:
         then the cluster must stop rather than go on (no liveness can be asked of it)."""
         forgetful = {n.id for n in self.nodes.values() if n.lost_state}
         forgetful.add(node.id)
+        if self.member:
+            return len(forgetful) <= 1          # groups vote on 3 nodes: one of them at most
         return len(forgetful) <= (len(self.node_ids) - 1) // 2
 
     def _master_of(self, group):
@@ -820,6 +857,12 @@ class Simulation:
                                 apply(node_id, peer)
                             if mode in (None, "in"):
                                 apply(peer, node_id)
+            elif kind == REGROUP and data[0] == "adopt-all":
+                _, group, (epoch, voters) = data
+                for target in self.nodes.values():
+                    target.regroup_ops.append(("adopt", group, epoch, voters))
+                    if target.up:
+                        self._wake(target, time_us)
             elif kind == REGROUP:
                 what, group, targets = data
                 self._trace(time_us, kind, what, group, targets)
@@ -829,6 +872,8 @@ class Simulation:
                     target.regroup_ops.append((what, group))
                     if target.up:
                         self._wake(target, time_us)
+            elif kind == MEMBER:
+                self._member_change(time_us, *data)
             elif kind == MARKS:
                 # What every node must have learned by the end: all that any node had 500 ms before it (the
                 # replica layer's own renewals may still choose instances in the very last moments).
