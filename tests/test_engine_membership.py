@@ -340,3 +340,26 @@ def test_a_configuration_at_a_point_of_the_log_is_computed_from_the_log():
             table.restore(0, state)
         assert table.config(0, end).voters == current
         assert len(table.pending.get(0, [])) == pending
+
+
+def test_a_wiped_voter_rebuilds_from_the_voters_of_now_not_those_of_the_first_configuration():
+    """Voters {1,2,3} became {1,2,4}, and node 3 is gone for good. Node 1 loses its storage: it knows only the
+    first configuration, whose majority without it needs node 3; the rebuild must wait for the majorities of
+    the configurations its peers name ({1,2,4}: nodes 2 and 4), learn, and vote again."""
+    from paxos_core.storage.memory import MemoryLog
+    cluster, _ = five_nodes_three_voters()
+    _adopted_and_active(cluster, (1, 2, 4))
+    cluster.crash(3)
+    cluster.crash(1)
+    cluster.logs[1] = MemoryLog(1)
+    cluster.restart(1)
+    engine = cluster.engines[1]
+    engine.begin_repair(0, "storage wiped (test)")
+    assert engine.group_view(0)["status"] == "repairing"
+    cluster.tick(400)
+    assert engine.group_view(0)["status"] == "ok", engine.group_view(0)["repair"]
+    assert engine.config_of(0, engine.learned(0)[0]).voters == (1, 2, 4)
+    cluster.crash(2)                          # 1 and 4 decide now: node 1 votes again
+    cluster.propose(4, 0, b"after the rebuild")
+    cluster.tick(60)
+    assert b"after the rebuild" in b"".join(chosen_values(cluster, 1))

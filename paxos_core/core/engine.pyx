@@ -1833,15 +1833,18 @@ cdef class Engine:
             return NOOP
         return self.voters.state(slot)
 
-    def _repair_covered(self, Py_ssize_t slot, Repair rep):
-        """The rebuild rule under changing voters: for every configuration that any reply, or our own table,
-        names (current or pending), a majority of its voters other than us has replied. A promise or vote of
-        ours that a proposer counted was counted under one of them (the instance it was for is not chosen yet,
-        so it lies at or past every reply's chosen mark, where these configurations govern; and we learn up to
-        the replies' marks before voting, then check again with what that taught us)."""
+    def _repair_covered(self, Py_ssize_t slot, Repair rep, bint own):
+        """The rebuild rule under changing voters: for every configuration that any reply names (current or
+        pending), and with `own` every one our table names, a majority of its voters other than us has replied.
+        A promise or vote of ours that a proposer counted was counted under one of them (the instance it was
+        for is not chosen yet, so it lies at or past every reply's chosen mark, where these configurations
+        govern); we learn up to the replies' marks before voting, then check again with what our log names
+        (`own`). Our table is not asked before: a node that lost its storage holds only the first configuration,
+        whose voters may be long gone."""
         named = set(rep.configs)
-        for voters in state_configs(self.voters.state(slot)):
-            named.add(voters[1])
+        if own:
+            for voters in state_configs(self.voters.state(slot)):
+                named.add(voters[1])
         for voters in named:
             heard = 0
             for node in voters:
@@ -1864,7 +1867,7 @@ cdef class Engine:
         else:
             rep.configs.add(self.voters.by_index(0).voters)     # the replier is in the first configuration
         rep.replies[src] = (m.ballot, m.instance, m.mark)
-        if not self._repair_covered(slot, rep):
+        if not self._repair_covered(slot, rep, False):
             return
         # A majority of each configuration without us: every counted promise or vote of ours is reflected here.
         cdef uint64_t floor = 0
@@ -1906,7 +1909,7 @@ cdef class Engine:
         cdef Repair rep = self.repairs.get(slot)
         if rep is None or rep.phase != REPAIR_LEARN or self.learner.chosen_next[slot] < rep.target:
             return
-        if not self._repair_covered(slot, rep):
+        if not self._repair_covered(slot, rep, True):
             # What we learned named voters that have not all replied: ask again before voting.
             rep.phase = REPAIR_QUERY
             rep.asked_at = -(1 << 62)
