@@ -740,6 +740,14 @@ cdef class Engine:
         self._see_ballot(slot, m.ballot)
         cdef uint64_t promised = self.acceptor.promised[slot]
         cdef uint32_t group = m.group
+        if src != self.node_id and m.mark > self.learner.known_mark[slot] and (
+                not self.voters.votes_anywhere(slot, self.node_id) or not self.voters.votes_anywhere(slot, src)):
+            # The proposer has learned further than we have, and by what we know one of us does not vote: we
+            # may be behind an ADOPT that changed that (a new voter that does not know it yet would otherwise
+            # refuse every Prepare, and learn nothing while no leader sends Accepts).
+            self.learner.known_mark[slot] = m.mark
+            self.learner.catchup_src[slot] = src
+            self._request_catchup(slot)
         if not self.voters.votes_anywhere(slot, self.node_id) and not self.plant_count_any_vote:
             # A learner here (in no configuration we know of): it promises nothing. It still serves what a
             # proposer behind it lacks.
