@@ -363,3 +363,27 @@ def test_a_wiped_voter_rebuilds_from_the_voters_of_now_not_those_of_the_first_co
     cluster.propose(4, 0, b"after the rebuild")
     cluster.tick(60)
     assert b"after the rebuild" in b"".join(chosen_values(cluster, 1))
+
+
+def test_a_node_added_to_the_cluster_gets_messages_once_the_members_say_so_and_can_then_vote():
+    """Four nodes run, voters {1,2,3}; node 5 joins later: before set_members it hears nothing, after it the
+    group adopts {1,2,5} and node 5 votes (node 3 can then go)."""
+    cluster, sent_by = five_nodes_three_voters()
+    for node in range(1, 5):
+        cluster.engines[node].set_members((1, 2, 3, 4))
+    cluster.engines[5].set_members((1, 2, 3, 4, 5))
+    cluster.propose(1, 0, b"before node 5")
+    assert chosen_values(cluster, 5) == []
+    for node in range(1, 5):
+        cluster.engines[node].set_members((1, 2, 3, 4, 5))
+    adopt_everywhere(cluster, 2, (1, 2, 5))
+    for k in range(ALPHA + 2):
+        cluster.propose(1, 0, b"fill %d" % k)
+    cluster.crash(3)
+    cluster.crash(2)
+    cluster.propose(1, 0, b"by 1 and 5")
+    cluster.tick(60)
+    assert b"by 1 and 5" in b"".join(chosen_values(cluster, 1))
+    assert sent_by.get((5, Kind.ACCEPTED), 0) > 0
+    with pytest.raises(Exception):
+        cluster.engines[1].set_members((2, 3))

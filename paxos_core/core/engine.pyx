@@ -497,6 +497,20 @@ cdef class Engine:
         self._drain()
         return value
 
+    def set_members(self, members):
+        """The nodes of the cluster changed (membership: a node added or removed by the system group): messages
+        go to these peers from now on. Who votes in a group is its configuration's business (per instance), not
+        this list's: a node in it that votes nowhere is a learner, and a voter missing from it gets no message
+        from us. This node must be one of them."""
+        members = tuple(int(m) for m in members)
+        if self.node_id not in members or len(set(members)) != len(members):
+            raise ConfigError("members %r: distinct node ids, node %d among them" % (members, self.node_id))
+        if any(not 1 <= m <= 0xFFFE for m in members):
+            raise ConfigError("members %r: node ids are 1 to 65534" % (members,))
+        self.members = members
+        self.peers = tuple(m for m in members if m != self.node_id)
+        self.member_index = {m: k for k, m in enumerate(members)}
+
     def config_of(self, uint32_t group, uint64_t instance):
         """The configuration (core/voters.pyx Config) that governs `instance` of the group, as this node knows
         it: defined below its chosen mark + alpha."""
