@@ -1548,11 +1548,13 @@ cdef class Engine:
             return
         cdef int src = self.learner.catchup_src[slot]
         if src == 0 or src == self.node_id or src not in self.member_index or (
-                self.learner.catchup_at[slot] != -(1 << 62)):
-            # No known source, or the last request brought nothing within the interval (lost, or the peer
-            # cannot serve the range: its own records damaged or truncated): a peer drawn at random. The
-            # source is set again by every message from the leader, so without this a node whose leader
-            # cannot serve it would ask the leader alone for ever.
+                self.learner.catchup_at[slot] != -(1 << 62)
+                and self.now - self.learner.catchup_at[slot] < 2 * self.catchup_interval):
+            # No known source, or the request of the last interval brought nothing (lost, or the peer cannot
+            # serve the range: its own records damaged or truncated): a peer drawn at random. The source is
+            # set again by every message from the leader, so without this a node whose leader cannot serve it
+            # would ask the leader alone for ever. A request from longer ago does not count: after a quiet
+            # while the node that announced the mark is asked first.
             if not self.peers:
                 return
             src = self.peers[self.rng.randrange(len(self.peers))]
