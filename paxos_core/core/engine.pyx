@@ -1119,6 +1119,18 @@ cdef class Engine:
         if self.adopt_due:
             self._fill_adopt(slot, pg, cap)
         if not pg.pending:
+            if slot in self.voters.pending:
+                # An adopted configuration takes effect only once the chosen mark reaches its activation: an
+                # idle group gets there by no-ops, so a change never waits for traffic (and a removed node is
+                # released from every group that has a leader).
+                activation = (<tuple>(<list>self.voters.pending[slot])[0])[0]
+                while (self.proposer.next_instance[slot] < activation and self.proposer.next_instance[slot] < cap
+                       and self.proposer.next_instance[slot] - self.learner.chosen_next[slot] < self.window):
+                    i = self.proposer.next_instance[slot]
+                    self.proposer.next_instance[slot] = i + 1
+                    self._send_accept(slot, i, NOOP)
+                    if self.proposer.role[slot] != LEADING:
+                        return
             return
         cdef dict out = self.learner.outstanding.get(slot)
         cdef Py_ssize_t count, nbytes, k, n
@@ -1503,6 +1515,9 @@ cdef class Engine:
         cdef uint64_t delay = 1 if self.plant_config_at_i else self.alpha   # planted bug: in force at once
         if self.voters.learned_at(slot, instance, value, delay):
             self.counters[C_ADOPTS] += 1
+            if self.proposer.role[slot] == LEADING:
+                self.proposer.group(slot)        # _fill drives an idle group to the activation
+                self.active[slot] = True
             log.info("group %d on node %d: configuration %r adopted at %d, in force from %d",
                      self.group_of(slot), self.node_id, self.voters.latest_epoch(slot), instance, instance + delay)
         if slot in self.voters.pending:
