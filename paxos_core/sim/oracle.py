@@ -35,7 +35,8 @@ def group_key(group, incarnation):
 
 
 class Oracle:
-    def __init__(self, n_nodes, alpha=1, voters=None):
+    def __init__(self, n_nodes, alpha=None, voters=None):
+        """`alpha` None: no membership (every node votes at every instance, nothing else is checked)."""
         self.majority = n_nodes // 2 + 1
         self.alpha = alpha
         self.first_voters = frozenset(voters or range(1, n_nodes + 1))
@@ -121,6 +122,8 @@ class Oracle:
     def config_of(self, group, instance):
         """The voters of (group, instance) by the oracle's chosen log, or None while an instance they depend
         on is not chosen yet."""
+        if self.alpha is None:
+            return self.first_voters
         last = instance - self.alpha
         if last >= self.prefix.get(group, 0):
             return None
