@@ -109,12 +109,20 @@ def test_adopt_takes_effect_alpha_instances_later_on_every_node():
     assert cluster.engines[1].counters_dict()["configs_activated"] == 1
 
 
-def test_new_voters_decide_after_the_activation_and_old_ones_no_longer_count():
-    cluster, sent_by = five_nodes_three_voters()
+def through_an_activation(voters, plant=""):
+    """Node 1 leads; the group adopts `voters` (epoch 2) and goes past the activation under client writes.
+    Returns the cluster, its message counts, and how many Prepares node 1 had sent before the change."""
+    cluster, sent_by = five_nodes_three_voters(plant=plant)
     cluster.propose(1, 0, b"first")
-    adopt_everywhere(cluster, 2, (1, 2, 4))
+    prepares = sent_by.get((1, Kind.PREPARE), 0)
+    adopt_everywhere(cluster, 2, voters)
     for k in range(ALPHA + 2):
         cluster.propose(1, 0, b"fill %d" % k)
+    return cluster, sent_by, prepares
+
+
+def test_new_voters_decide_after_the_activation_and_old_ones_no_longer_count():
+    cluster, sent_by, _ = through_an_activation((1, 2, 4))
     acks = len(cluster.acks)
     assert sent_by.get((4, Kind.ACCEPTED), 0) > 0, "node 4 votes once its configuration governs"
     # Node 3 is no longer a voter; 1 and 4 make a quorum of {1, 2, 4} without node 2.
@@ -129,33 +137,19 @@ def test_new_voters_decide_after_the_activation_and_old_ones_no_longer_count():
 
 
 def test_leader_runs_phase_one_again_where_new_voters_take_over():
-    cluster, sent_by = five_nodes_three_voters()
-    cluster.propose(1, 0, b"first")
-    prepares = sent_by.get((1, Kind.PREPARE), 0)
-    adopt_everywhere(cluster, 2, (1, 2, 4))
-    for k in range(ALPHA + 2):
-        cluster.propose(1, 0, b"fill %d" % k)
+    cluster, sent_by, prepares = through_an_activation((1, 2, 4))
     assert sent_by.get((1, Kind.PREPARE), 0) > prepares, "a new phase 1 at the activation (R4)"
     assert sent_by.get((4, Kind.PROMISE), 0) >= 1
     assert cluster.engines[1].is_leading(0)
 
 
 def test_no_reprepare_plant_goes_on_under_the_old_promises():
-    cluster, sent_by = five_nodes_three_voters(plant="no-reprepare-at-activation")
-    cluster.propose(1, 0, b"first")
-    prepares = sent_by.get((1, Kind.PREPARE), 0)
-    adopt_everywhere(cluster, 2, (1, 2, 4))
-    for k in range(ALPHA + 2):
-        cluster.propose(1, 0, b"fill %d" % k)
+    cluster, sent_by, prepares = through_an_activation((1, 2, 4), plant="no-reprepare-at-activation")
     assert sent_by.get((1, Kind.PREPARE), 0) == prepares
 
 
 def test_removed_leader_steps_down_and_a_voter_takes_over():
-    cluster, sent_by = five_nodes_three_voters()
-    cluster.propose(1, 0, b"first")
-    adopt_everywhere(cluster, 2, (2, 3, 4))
-    for k in range(ALPHA + 2):
-        cluster.propose(1, 0, b"fill %d" % k)
+    cluster, sent_by, _ = through_an_activation((2, 3, 4))
     assert not cluster.engines[1].is_leading(0), "node 1 votes nowhere from the activation on"
     cluster.propose(2, 0, b"after removal")
     cluster.tick(40)

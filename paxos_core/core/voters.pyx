@@ -244,26 +244,7 @@ cdef class VoterTable:
 
     def restore(self, Py_ssize_t slot, bytes state):
         """Set the slot from `state()` bytes; BadAdopt (and nothing changed) if they are not well formed."""
-        if len(state) < 1 or state[0] != CONFIG_STATE_VERSION:
-            raise BadAdopt("configuration state: unknown version")
-        at, current = _get_config(state, 1)
-        if at >= len(state):
-            raise BadAdopt("configuration state: truncated")
-        count = state[at]
-        at += 1
-        queue = []
-        last_epoch, last_activation = current[0], 0
-        for _ in range(count):
-            if at + 8 > len(state):
-                raise BadAdopt("configuration state: truncated")
-            activation = int.from_bytes(state[at:at + 8], "little")
-            at, config = _get_config(state, at + 8)
-            if config[0] <= last_epoch or activation <= last_activation:
-                raise BadAdopt("configuration state: pending epochs and activations must ascend")
-            last_epoch, last_activation = config[0], activation
-            queue.append((activation, config))
-        if at != len(state):
-            raise BadAdopt("configuration state: %d bytes left over" % (len(state) - at))
+        current, queue = _parse_state(state)
         self.current[slot] = self._intern(current[0], current[1])
         if queue:
             self.pending[slot] = [(a, self._intern(c[0], c[1])) for a, c in queue]
@@ -296,9 +277,9 @@ def _get_config(bytes state, Py_ssize_t at):
     return end, (epoch, voters)
 
 
-def state_configs(bytes state):
-    """The configurations named by `state()` bytes, current first: [(epoch, voters), ...]; BadAdopt if the
-    bytes are not well formed."""
+def _parse_state(bytes state):
+    """(current (epoch, voters), [(activation, (epoch, voters)), ...]) of `state()` bytes; BadAdopt if they are
+    not well formed (pending epochs and activations must ascend)."""
     if len(state) < 1 or state[0] != CONFIG_STATE_VERSION:
         raise BadAdopt("configuration state: unknown version")
     at, current = _get_config(state, 1)
@@ -306,12 +287,24 @@ def state_configs(bytes state):
         raise BadAdopt("configuration state: truncated")
     count = state[at]
     at += 1
-    out = [current]
+    queue = []
+    last_epoch, last_activation = current[0], 0
     for _ in range(count):
         if at + 8 > len(state):
             raise BadAdopt("configuration state: truncated")
+        activation = int.from_bytes(state[at:at + 8], "little")
         at, config = _get_config(state, at + 8)
-        out.append(config)
+        if config[0] <= last_epoch or activation <= last_activation:
+            raise BadAdopt("configuration state: pending epochs and activations must ascend")
+        last_epoch, last_activation = config[0], activation
+        queue.append((activation, config))
     if at != len(state):
         raise BadAdopt("configuration state: %d bytes left over" % (len(state) - at))
-    return out
+    return current, queue
+
+
+def state_configs(bytes state):
+    """The configurations named by `state()` bytes, current first: [(epoch, voters), ...]; BadAdopt if the
+    bytes are not well formed."""
+    current, queue = _parse_state(state)
+    return [current] + [config for _, config in queue]

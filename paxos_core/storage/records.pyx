@@ -211,13 +211,7 @@ cpdef tuple encode_record(tuple record):
         _put_u64(p + 4, record[6])
         _put_u32(p + 12, record[7])
         _put_u64(p + 16, record[5])
-        if n:
-            p[24] = n & 0xFF
-            p[25] = n >> 8
-            memcpy(p + 26, PyBytes_AS_STRING(value), n)
-            _seal(key, p, 26 + n)
-        else:
-            _seal(key, p, 24)
+        _seal_with_config(key, p, 24, value)
         return key, out
     if rtype == NODE_RECORD:
         key = NODE_KEY
@@ -245,13 +239,7 @@ cpdef tuple encode_record(tuple record):
         p[3] = 0
         _put_u32(p + 4, record[7])
         _put_u64(p + 8, record[5])
-        if n:
-            p[16] = n & 0xFF
-            p[17] = n >> 8
-            memcpy(p + 18, PyBytes_AS_STRING(value), n)
-            _seal(key, p, 18 + n)
-        else:
-            _seal(key, p, 16)
+        _seal_with_config(key, p, 16, value)
         return key, out
     if rtype == REPAIR_RECORD:
         key = group_key(rtype, group, 0)
@@ -290,6 +278,18 @@ cpdef tuple encode_record(tuple record):
         _seal(key, p, 8 + n)
         return key, out
     raise ValueError("unknown record type %r" % rtype)
+
+
+cdef void _seal_with_config(bytes key, unsigned char *p, Py_ssize_t fixed, bytes config):
+    """Seal a LOW or CHAIN record of `fixed` bytes before its checksum, followed (version 3) by a non-empty
+    configuration state: u16 length, the bytes."""
+    cdef Py_ssize_t n = len(config)
+    if n:
+        p[fixed] = n & 0xFF
+        p[fixed + 1] = n >> 8
+        memcpy(p + fixed + 2, PyBytes_AS_STRING(config), n)
+        fixed += 2 + n
+    _seal(key, p, fixed)
 
 
 def group_record(uint32_t group, int incarnation, bint removed=False):
