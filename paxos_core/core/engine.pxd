@@ -183,7 +183,6 @@ cdef class Engine:
     cdef void _heard_mark(self, Py_ssize_t slot, int src, uint64_t mark)
     cdef void _fill(self, Py_ssize_t slot)
     cdef bint _voter_at(self, Py_ssize_t slot, uint64_t instance)
-    cdef bytes _config_state(self, Py_ssize_t slot)
     cdef void _fill_adopt(self, Py_ssize_t slot, ProposerGroup pg, uint64_t cap)
     cdef void _learned_config(self, Py_ssize_t slot, uint64_t instance, bytes value)
     cdef void _route_follower(self, Py_ssize_t slot)

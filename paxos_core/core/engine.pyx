@@ -359,34 +359,22 @@ cdef class Engine:
 
     def _restore_config(self, Py_ssize_t slot, bytes base, adopts, uint64_t chosen_next):
         """The configuration state at `chosen_next` from the one at the log's base and the ADOPT values learned
-        since, as _learned_config made it: a function of the log."""
-        self.voters.reset(slot)
-        if base:
-            try:
-                self.voters.restore(slot, base)
-            except BadAdopt as exc:
-                # Checksummed, yet not a configuration: who votes here is unknown, so the group cannot serve.
-                return "the membership configuration at the log's base is not well formed: %s" % exc
-        cdef uint64_t delay = 1 if self.plant_config_at_i else self.alpha
-        for instance, value in adopts:
-            self.voters.learned_at(slot, instance, value, delay)
-        self.voters.advance(slot, chosen_next)
+        since, as _learned_config made it: a function of the log. A reason when the base is not well formed."""
+        try:
+            self.voters.replay(slot, base, adopts, chosen_next, 1 if self.plant_config_at_i else self.alpha)
+        except BadAdopt as exc:
+            # Checksummed, yet not a configuration: who votes here is unknown, so the group cannot serve.
+            self.voters.reset(slot)
+            return "the membership configuration at the log's base is not well formed: %s" % exc
         return ""
 
     def config_state_after(self, uint32_t group, bytes base, adopts, uint64_t end):
-        """The group's configuration state at `end` (VoterTable.state() bytes, empty for the first
-        configuration) from the one at a base record and the ADOPT values [(instance, value)] between it and
-        `end` (replica/cycle.py chain_at with_config). For a snapshot at `end`."""
+        """The group's configuration state at `end` (VoterTable.compact_state() bytes) from the one at a base
+        record and the ADOPT values [(instance, value)] between it and `end` (replica/cycle.py chain_at
+        with_config). For a snapshot at `end`."""
         cdef VoterTable scratch = VoterTable(1, self.alpha, 1, self.config.voters)
-        if base:
-            scratch.restore(0, base)
-        cdef uint64_t delay = 1 if self.plant_config_at_i else self.alpha
-        for instance, value in adopts:
-            scratch.learned_at(0, instance, value, delay)
-        scratch.advance(0, end)
-        if scratch.current[0] == 0 and 0 not in scratch.pending:
-            return NOOP
-        return scratch.state(0)
+        scratch.replay(0, base, adopts, end, 1 if self.plant_config_at_i else self.alpha)
+        return scratch.compact_state(0)
 
     def begin_repair(self, uint32_t group, str reason):
         """The group's node lost (or may have lost) synced promises or votes: rebuild before voting again.
@@ -1479,7 +1467,7 @@ cdef class Engine:
         if (instance + 1) % CHAIN_EVERY == 0:
             # Every CHAIN_EVERY instances the chain is kept, so a catch-up reply ending here carries it.
             self._record((CHAIN_RECORD, group, instance + 1, 0, 0, self.learner.learned_bytes[slot], 0, chain,
-                          self._config_state(slot)))
+                          self.voters.compact_state(slot)))
         cdef ProposerGroup pg
         cdef InFlight inf
         pg = self.proposer.groups.get(slot) if self.proposer.role[slot] == LEADING else None
@@ -1863,14 +1851,7 @@ cdef class Engine:
         its floor higher, so the reply need not wait for the sync."""
         self._send(src, make_message(STATE_REPLY, m.group, self.acceptor.top[slot], self.acceptor.promised[slot],
                                      self.learner.chosen_next[slot], 0 if self.status[slot] == GROUP_OK else 1,
-                                     0, self._config_state(slot)), False)
-
-    cdef bytes _config_state(self, Py_ssize_t slot):
-        """The slot's configurations as VoterTable.state() bytes, or empty while the group is in its first
-        configuration with nothing pending (every node starts from the same one: CoreConfig.voters)."""
-        if self.voters.current[slot] == 0 and slot not in self.voters.pending:
-            return NOOP
-        return self.voters.state(slot)
+                                     0, self.voters.compact_state(slot)), False)
 
     def _repair_covered(self, Py_ssize_t slot, Repair rep, bint own):
         """The rebuild rule under changing voters: for every configuration that any reply names (current or

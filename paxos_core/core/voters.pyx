@@ -251,6 +251,24 @@ cdef class VoterTable:
         else:
             self.pending.pop(slot, None)
 
+    def replay(self, Py_ssize_t slot, bytes base, adopts, uint64_t end, uint64_t delay):
+        """Set the slot to its state at `end` from the state at a base (`state()` bytes, empty: the first
+        configuration) and the ADOPT values [(instance, value)] chosen between the base and `end`, each in
+        force `delay` instances after its own (alpha). BadAdopt if `base` is not well formed."""
+        self.reset(slot)
+        if base:
+            self.restore(slot, base)
+        for instance, value in adopts:
+            self.learned_at(slot, instance, value, delay)
+        self.advance(slot, end)
+
+    def compact_state(self, Py_ssize_t slot):
+        """state(), or empty while the slot is in the table's first configuration with nothing pending (what
+        records, snapshots and STATE_REPLY carry: every node starts from the same first configuration)."""
+        if self.current[slot] == 0 and slot not in self.pending:
+            return b""
+        return self.state(slot)
+
     def distinct(self):
         """How many configurations the table has interned."""
         return len(self.configs)
