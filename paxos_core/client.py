@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, Seq
 import zmq
 
 from . import errors
+from .core.config import SYSTEM_GROUP, shard_of
 from .wire import rpc
 from .statemachine import kv as kv_ops
 
@@ -557,6 +558,9 @@ class Client:
 
     def _check_admin(self, group, nodes, timeout):
         """The nodes a group admin call goes to, once its arguments are checked."""
+        if isinstance(group, int) and group >= SYSTEM_GROUP:
+            raise errors.ConfigError("group ids %d and above are reserved: %d is the system group (membership), "
+                                     "which is never added or removed" % (SYSTEM_GROUP, SYSTEM_GROUP))
         targets = list(nodes or self.nodes)
         for n in targets:
             self._check_target(group, timeout, n)
@@ -659,7 +663,7 @@ class Client:
     def _worker_of(self, req):
         if req.kind in (rpc.STATUS, rpc.SUBSCRIBE):
             return req.group
-        return req.group % self.workers
+        return shard_of(req.group, self.workers)
 
     @staticmethod
     def _routed(req):

@@ -85,7 +85,7 @@ import tomllib                  # Python 3.11+ (requires-python in pyproject.tom
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core.config import CoreConfig
+from .core.config import SYSTEM_GROUP, CoreConfig, shard_of
 from .errors import ConfigError
 
 __all__ = [
@@ -105,7 +105,7 @@ U32_MAX = (1 << 32) - 1
 MAX_NODE_ID = 0xFFFE            # ballots keep the node id in 16 bits; 0xFFFF is reserved
 MAX_MEMBERS = 63                # CoreConfig's limit on voting members
 MAX_WORKERS = 64
-MAX_GROUPS = 1 << 32            # group ids are u32 on the wire and on disk
+MAX_GROUPS = SYSTEM_GROUP       # group ids are u32 on the wire and on disk; the top two are reserved (the system group)
 
 # Wire overheads used to check that one full instance fits in a frame (see wire/codec.pyx).
 _FRAME_HEADER = 28
@@ -490,7 +490,7 @@ class NodeConfig:
         """The worker (on every node) that hosts ``group``: ``group % workers``. THE sharding function."""
         if group < 0:
             raise ValueError("group ids are >= 0, got %r" % (group,))
-        return group % self.workers
+        return shard_of(group, self.workers)
 
     def worker_groups(self, worker):
         """Ids of the groups worker ``worker`` hosts at start (ascending; empty if worker >= groups)."""
@@ -507,6 +507,7 @@ class NodeConfig:
             n_groups=max(1, n_groups),
             group_offset=worker,
             group_stride=self.workers,
+            system_group=worker == 0,
             window=self.window,
             max_batch_count=self.max_batch_count,
             max_batch_bytes=self.max_batch_bytes,

@@ -26,6 +26,17 @@ from ..errors import ConfigError
 # voters of the instance's configuration, and learners answer as voters would, as a removed node that has not
 # learned its removal does), no-reprepare-at-activation (a leader goes on past an activation under
 # the promises of the old voters).
+#: The system group's id (issue 14): the cluster's node table and membership epochs (statemachine/membership.py)
+#: are a group like the others, hosted by worker 0 of every node in the slot before its data groups. Data groups
+#: never use this id (nor 0xFFFFFFFF).
+SYSTEM_GROUP = 0xFFFFFFFE
+
+
+def shard_of(group, workers):
+    """The worker (on every node) that hosts `group`: ``group % workers``, and 0 for the system group. THE
+    sharding function: the node's config, the replica loop and the client all route with it."""
+    return 0 if group == SYSTEM_GROUP else group % workers
+
 PLANTS = ("ignore-promise", "reply-before-sync", "promise-not-persisted", "learn-without-quorum", "lease-overrun",
           "no-fencing", "serve-before-write", "stale-lease-clock", "wal-rollback", "requeue-reverse",
           "readd-amnesia", "amnesia-votes", "batch-together", "forward-twice", "truncate-too-far",
@@ -75,6 +86,8 @@ class CoreConfig:
                                         # same on every node, at least the window (0: the window)
     voters: tuple = ()                  # the groups' first configuration (epoch 1): its voters, a subset of
                                         # members (empty: every member)
+    system_group: bool = False          # this core also hosts the system group (SYSTEM_GROUP), in slot 0; the
+                                        # data groups then take slots 1 .. n_groups
     plant: str = ""                     # planted bug for testing the tests (never in production)
 
     def __post_init__(self):

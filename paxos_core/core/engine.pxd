@@ -100,6 +100,7 @@ cdef class Engine:
     cdef readonly Py_ssize_t n_slots
     cdef uint32_t group_offset
     cdef uint32_t group_stride
+    cdef Py_ssize_t slot_base       # 1 when slot 0 holds the system group, else 0
     cdef dict active
     cdef list self_queue
     cdef list self_after
@@ -147,6 +148,7 @@ cdef class Engine:
     cdef bint plant_no_reprepare_at_activation
 
     cdef Py_ssize_t slot_of(self, uint32_t group) except -2
+    cdef inline Py_ssize_t slot_for(self, uint32_t group)
     cdef inline uint32_t group_of(self, Py_ssize_t slot)
     cdef void _send(self, int dest, Message m, bint after)
     cdef void _broadcast(self, Message m, bint after)

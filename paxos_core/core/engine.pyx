@@ -44,6 +44,7 @@ from paxos_core.wire.message cimport (ACCEPT, ACCEPTED as MSG_ACCEPTED, CATCHUP_
                                       FLAG_RESIGN, FLAG_STICKY, FORWARD, Message, PREPARE, PROMISE, REJECT,
                                       STATE_REPLY, STATE_REQ, make_message)
 
+from paxos_core.core.config import SYSTEM_GROUP as _SYSTEM_GROUP
 from paxos_core.errors import ConfigError, GroupStopped, PaxosError, ValueTooLarge
 from paxos_core.storage.records cimport (CHAIN_EVERY, CHAIN_RECORD, INSTANCE_RECORD, PROMISE_RECORD, RECORD_CHOSEN,
                                          REPAIR_PENDING, REPAIR_RECORD)
@@ -57,6 +58,7 @@ cdef extern from *:
     int __builtin_popcountll(unsigned long long) nogil
 
 cdef bytes NOOP = b""
+cdef uint32_t SYSTEM_GROUP = _SYSTEM_GROUP     # the system group's id (core/config.py)
 
 COUNTER_NAMES = (
     "msg_in", "msg_out", "records", "proposals", "instances_proposed", "chosen", "acks", "expired",
@@ -133,7 +135,8 @@ cdef class Engine:
         self.peers = tuple(m for m in self.members if m != self.node_id)
         self.member_index = {m: k for k, m in enumerate(self.members)}
         self.rng = rng
-        self.n_slots = config.n_groups
+        self.slot_base = 1 if config.system_group else 0
+        self.n_slots = config.n_groups + self.slot_base
         self.alpha = config.alpha
         self.voters = VoterTable(self.n_slots, self.alpha, 1, config.voters)
         self.lead_config_array = np.zeros(self.n_slots, np.uint16)
@@ -205,18 +208,35 @@ cdef class Engine:
 
     cdef Py_ssize_t slot_of(self, uint32_t group) except -2:
         """The slot of a hosted group, or -1."""
+        cdef Py_ssize_t slot = self.slot_for(group)
+        if slot < 0 or slot >= self.n_slots or self.status[slot] == GROUP_ABSENT:
+            return -1
+        return slot
+
+    cdef inline Py_ssize_t slot_for(self, uint32_t group):
+        """The slot `group` has in this engine, hosted or not; -1 if it is not one of this engine's groups."""
+        if group == SYSTEM_GROUP:
+            return 0 if self.slot_base else -1
         if group < self.group_offset:
             return -1
         cdef uint32_t d = group - self.group_offset
         if d % self.group_stride:
             return -1
-        cdef Py_ssize_t slot = d // self.group_stride
-        if slot >= self.n_slots or self.status[slot] == GROUP_ABSENT:
-            return -1
-        return slot
+        return <Py_ssize_t>(d // self.group_stride) + self.slot_base
 
     cdef inline uint32_t group_of(self, Py_ssize_t slot):
-        return <uint32_t>(self.group_offset + slot * self.group_stride)
+        if slot < self.slot_base:
+            return SYSTEM_GROUP
+        return <uint32_t>(self.group_offset + (slot - self.slot_base) * self.group_stride)
+
+    def slot_index(self, uint32_t group):
+        """The slot `group` has (or would have) in this engine's per-group arrays, or -1 if it can never be
+        this engine's: callers that keep arrays beside the engine's use this one mapping."""
+        return self.slot_for(group)
+
+    def group_at(self, Py_ssize_t slot):
+        """The group of a slot (the inverse of slot_index)."""
+        return self.group_of(slot)
 
     def hosts(self, uint32_t group):
         return self.slot_of(group) >= 0
@@ -250,10 +270,12 @@ cdef class Engine:
         and promises of the earlier one."""
         if self.plant_readd_amnesia:
             incarnation = 1          # planted bug: a re-added group is the same incarnation as before
-        if group < self.group_offset or (group - self.group_offset) % self.group_stride:
+        cdef Py_ssize_t slot = self.slot_for(group)
+        if slot < 0:
+            if group == SYSTEM_GROUP:
+                raise ConfigError("the system group is hosted by worker 0's engine only")
             raise ConfigError("group %d does not belong to this engine (offset %d, stride %d)"
                               % (group, self.group_offset, self.group_stride))
-        cdef Py_ssize_t slot = (group - self.group_offset) // self.group_stride
         if slot >= self.n_slots:
             n = max(slot + 1, self.n_slots * 2)
             self.acceptor.resize(n)
@@ -1395,8 +1417,13 @@ cdef class Engine:
 
     cdef void _on_forward(self, Py_ssize_t slot, Message m, int src):
         cdef int role = self.proposer.role[slot]
-        if role == FOLLOWER and (self.proposer.preferred[slot] != self.node_id or self.status[slot] != GROUP_OK):
-            return   # not the leader (any more): the origin re-routes after its forward timeout
+        cdef int preferred = self.proposer.preferred[slot]
+        if role == FOLLOWER and (preferred not in (0, self.node_id) or self.status[slot] != GROUP_OK
+                                 or not self._voter_at(slot, self.learner.chosen_next[slot])):
+            return   # another should lead (or we cannot): the origin re-routes after its forward timeout
+        # A follower with no master known takes the forward too, and leads if nobody does: the origin may be
+        # a node that cannot lead (rebuilding, or not a voter) with no one else to send it to, in a group
+        # nobody else writes to (its rebuild would wait for ever for an instance nobody finishes).
         cdef ProposerGroup pg = self.proposer.group(slot)
         entries = decode_batch(m.value)
         cdef dict out = self.learner.outstanding.get(slot)

@@ -39,16 +39,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.config import SYSTEM_GROUP, shard_of
 from ..core.engine import GROUP_OK, GROUP_REPAIRING, GROUP_STOPPED, Engine
 from ..errors import GroupStopped, ValueTooLarge
 from ..wire import rpc
 from ..histogram import BATCH_BUCKETS, LATENCY_BUCKETS, Histogram
 from ..statemachine.kv import KVStateMachine
+from ..statemachine.membership import MembershipStateMachine
+from ..statemachine.system import WithSystemGroup
 from ..storage.records import group_record
 from . import envelope
 from .applier import APPLIED, BARRIER, CLAIMED, FENCED, Applier, master_key
 from .cycle import run_cycle
 from .master import MasterTable
+from .membership_driver import INTERNAL, MembershipDriver
 from .retention import Retention
 from .snapshots import Snapshots
 from .staged import StagedStore
@@ -91,6 +95,8 @@ class LoopSettings:
     peer_lag_bytes: int = 0          # ... and this many more value bytes (with retain_bytes)
     truncate_groups_per_turn: int = 32
     truncate_step_instances: int = 65536
+    membership_seed: bytes = b""     # the system group's seed command (replica/membership_driver.py), proposed
+                                     # by the worker hosting it until its table is seeded (b"": none)
     plant: str = ""                  # planted bug (tests of the tests only)
 
 
@@ -193,6 +199,10 @@ class ReplicaLoop:
         self._compact_if_due = getattr(log, "compact_if_due", None)
         self.store = StagedStore(store)
         self.sm = (state_machine_factory or KVStateMachine)(self.store)
+        if core_config.system_group:
+            # This worker also hosts the system group: its membership table lives beside the data groups'
+            # state, in the same store (statemachine/system.py).
+            self.sm = WithSystemGroup(self.sm, MembershipStateMachine(self.store))
         self.outbox = {}
         self.lease_outbox = []            # [(Request, frame, slot)]: lease replies, re-checked as they leave
         self.waiting = {}                 # (group, engine seq) -> Request
@@ -216,10 +226,12 @@ class ReplicaLoop:
         self.resumed_late_ms = 0.0        # set by a late resume, reported (and cleared) by the same turn
         self.leases_dropped_now = 0
         self._open(core_config, hosted, recovery, amnesia)
+        self.membership = MembershipDriver(s.membership_seed if core_config.system_group else b"")
 
     # ------------------------------------------------------------------ start-up
     def slot_of(self, group):
-        return (group - self.index) // self.workers
+        """The slot of `group` in the engine's per-group arrays, and in this loop's beside them."""
+        return self.engine.slot_index(group)
 
     def _open(self, core_config, configured, recovery, amnesia):
         s = self.settings
@@ -227,6 +239,8 @@ class ReplicaLoop:
         # removed here (a tombstone: re-adding one makes a newer incarnation). From here on the engine is the
         # one record of which groups this worker hosts, in which incarnation.
         incarnations = {group: 1 for group in configured}
+        if core_config.system_group:
+            incarnations[SYSTEM_GROUP] = 1      # always hosted here (never added or removed at run time)
         for group, state in recovery.groups.items():
             incarnations[group] = state.incarnation
         self.tombstones = dict(recovery.removed)
@@ -278,7 +292,7 @@ class ReplicaLoop:
         self.snapshots = Snapshots(self.node_id, engine, self.sm, self.store.inner, self.log, self.snapfiles,
                                    self.send, random.Random(self.rng.getrandbits(64)), s.snapshots, self.clock,
                                    self.applier, s.plant)
-        self.retention = Retention(engine, self.sm, self.log, lambda slot: slot * self.workers + self.index,
+        self.retention = Retention(engine, self.sm, self.log, self.engine.group_at,
                                    s.retain_instances, s.truncate_groups_per_turn, s.truncate_step_instances,
                                    self.snapshots.pins, s.plant, s.retain_bytes,
                                    s.peer_lag_instances, s.peer_lag_bytes)
@@ -451,6 +465,11 @@ class ReplicaLoop:
             self.stats["admin_refused"] += 1
             self._send(identity, rpc.error_reply(rpc.BAD_REQUEST, req_id, ADMIN_REFUSED % ADMIN_OPS[op]))
             return
+        if op in (rpc.PROPOSE, rpc.PROPOSE_BATCH) and request[2] == SYSTEM_GROUP and not admin:
+            # Membership changes are administrative: reading the table is for anyone, changing it is not.
+            self.stats["admin_refused"] += 1
+            self._send(identity, rpc.error_reply(rpc.BAD_REQUEST, req_id, ADMIN_REFUSED % "a membership change"))
+            return
         if op == rpc.PROPOSE:
             self._on_propose(identity, req_id, *request[2:])
         elif op == rpc.PROPOSE_BATCH:
@@ -473,6 +492,13 @@ class ReplicaLoop:
         """The STATUS reply; the worker replaces it with one that adds its process and transport facts."""
         return self.status()
 
+    def propose_internal(self, group, op, timeout_ticks):
+        """Propose `op` to `group`'s state machine as a client would, without a session and without a client
+        to answer (the membership driver's commands): it waits for a master like any proposal."""
+        req = Request(INTERNAL, 0, rpc.PROPOSE, group, self.ticks + timeout_ticks, self.clock())
+        req.payload = op
+        self._route(req)
+
     def _new_request(self, identity, req_id, op, group, timeout_ms):
         tick_ms = self.settings.tick_s * 1000.0
         ticks = max(1, int(-(-int(timeout_ms) // tick_ms))) if timeout_ms else self.settings.request_timeout_ticks
@@ -480,7 +506,7 @@ class ReplicaLoop:
 
     def _check_group(self, identity, req_id, group):
         if not self.engine.hosts(group):
-            worker = group % self.workers
+            worker = shard_of(group, self.workers)
             where = "" if worker == self.index else " (group %d lives on worker %d)" % (group, worker)
             self._send(identity, rpc.error_reply(rpc.UNKNOWN_GROUP, req_id, "no group %d here%s" % (group, where)))
             return False
@@ -790,6 +816,7 @@ class ReplicaLoop:
             slot = self.slot_of(group)
             if self.masters.claim_due(slot, now):
                 self._claim(group)
+        self.membership.on_tick(self, now)
         # A rebuilding group waits for instances nobody may be driving: nudge its master with a barrier.
         if now % 16 == 0:
             for group in self.engine.repair_waiting():
@@ -825,14 +852,18 @@ class ReplicaLoop:
             if last < since:
                 del self.recent_reads[slot]
             elif self.masters.master[slot] == self.node_id:
-                out.append(slot * self.workers + self.index)
+                out.append(self.engine.group_at(slot))
         return out
 
     # ------------------------------------------------------------------ groups at run time
     def _on_add_group(self, identity, req_id, group, incarnation):
-        if group % self.workers != self.index:
+        if group >= SYSTEM_GROUP:
+            self._send(identity, rpc.error_reply(rpc.BAD_REQUEST, req_id, "group ids %d and above are reserved "
+                                                 "(the system group)" % SYSTEM_GROUP))
+            return
+        if shard_of(group, self.workers) != self.index:
             self._send(identity, rpc.error_reply(rpc.BAD_REQUEST, req_id, "group %d belongs to worker %d"
-                                                 % (group, group % self.workers)))
+                                                 % (group, shard_of(group, self.workers))))
             return
         try:
             self.add_group(group, incarnation)
@@ -889,12 +920,17 @@ class ReplicaLoop:
             self.preferred = np.concatenate([self.preferred, np.zeros(n - len(self.preferred), np.uint16)])
 
     def _on_remove_group(self, identity, req_id, group):
+        if group == SYSTEM_GROUP:
+            self._send(identity, rpc.error_reply(rpc.BAD_REQUEST, req_id, "the system group cannot be removed"))
+            return
         self.remove_group(group)
         self._send(identity, rpc.reply(rpc.OK, req_id))
 
     def remove_group(self, group):
         """Stop hosting `group` and delete its data. Its tombstone (the incarnation removed) is durable first,
         so a crash half-way never brings the group back as an acceptor that forgot its votes."""
+        if group == SYSTEM_GROUP:
+            raise ValueError("the system group cannot be removed")
         if not self.engine.hosts(group):
             return
         incarnation = self.engine.incarnation_of(group)
@@ -928,7 +964,8 @@ class ReplicaLoop:
 
     # ------------------------------------------------------------------ status and replies
     def group_count(self):
-        return self.engine.group_count()
+        """Data groups hosted (the system group is not one)."""
+        return self.engine.group_count() - self.engine.hosts(SYSTEM_GROUP)
 
     def masters_held(self):
         return int(np.count_nonzero(self.masters.master == self.node_id))
@@ -941,6 +978,7 @@ class ReplicaLoop:
         state machine unloaded applied everything its log learned, since each cycle applies what it learns)."""
         first, unwell, repairing, max_lag = self.engine.status_summary(max_groups)
         detail = dict.fromkeys(first + unwell)
+        detail.pop(SYSTEM_GROUP, None)          # shown under "membership"
         loaded = getattr(self.sm, "loaded_groups", None)
         for group in (loaded() if loaded is not None else ()):
             if group not in detail and self.engine.hosts(group):
@@ -964,8 +1002,18 @@ class ReplicaLoop:
             "fenced": self.applier.fenced, "latency": self.latency.snapshot(),
             "batch_size": self.batch_sizes.snapshot(), "write_seconds": self.write_seconds.snapshot(),
             "slow_writes": self.slow_writes, "serve_misses": self.serve_misses,
-            "snapshots": self.snapshots.status(),
+            "snapshots": self.snapshots.status(), "membership": self._membership_status(),
         }
+
+    def _membership_status(self):
+        """The system group as this worker hosts it ({} on the other workers)."""
+        out = self.membership.status(self)
+        if out:
+            view = self.engine.group_view(SYSTEM_GROUP)
+            slot = self.slot_of(SYSTEM_GROUP)
+            out.update(master=int(self.masters.master[slot]), chosen=view["chosen_next"],
+                       applied=self.sm.applied_next(SYSTEM_GROUP), status=view["status"])
+        return out
 
     def _reply_error(self, req, status, message):
         if status == rpc.TIMEOUT:
@@ -1011,6 +1059,9 @@ class ReplicaLoop:
         if not self.outbox:
             return []
         outbox, self.outbox = self.outbox, {}
+        outbox.pop(INTERNAL, None)        # replies to the loop's own requests go nowhere
+        if not outbox:
+            return []
         if not self.settings.coalesce_replies:
             return [(identity, frame) for identity, frames in outbox.items() for frame in frames]
         return [(identity, frames[0] if len(frames) == 1 else rpc.reply_batch(frames))

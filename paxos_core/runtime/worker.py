@@ -19,6 +19,7 @@ import zmq
 from ..config import NodeConfig, load_config
 from ..errors import ConfigError, PaxosError, StartError
 from ..replica.loop import LoopSettings, ReplicaLoop, default_rng
+from ..replica.membership_driver import seed_command
 from ..replica.snapshots import SnapshotSettings
 from ..statemachine import loader
 from ..statemachine.store import RocksStore
@@ -245,6 +246,8 @@ class Worker:
                 stage_bytes_per_turn=2 * config.snapshot_chunk_bytes, max_outgoing=config.snapshot_max_outgoing,
                 max_incoming=config.snapshot_max_incoming, idle_timeout_s=config.snapshot_idle_timeout_ms / 1000,
                 retry_s=config.snapshot_retry_ms / 1000),
+            membership_seed=seed_command(config, {n: config.curve_public_key(n) for n in config.members}
+                                         if config.keys_dir else None) if index == 0 else b"",
         )
         core_config = config.core_config(index)
         if os.environ.get("PAXOS_CORE_FILL_AT_TAKE", "1") == "0":

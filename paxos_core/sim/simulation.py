@@ -40,7 +40,7 @@ import random
 import numpy as np
 from dataclasses import dataclass
 
-from ..core.config import CoreConfig
+from ..core.config import SYSTEM_GROUP, CoreConfig
 from ..errors import FrameError
 from ..replica import envelope
 from ..replica.applier import Applier
@@ -50,6 +50,8 @@ from ..replica.snapshots import SnapshotSettings
 from ..wire import rpc
 from ..statemachine import kv
 from ..statemachine.loader import factory_for
+from ..statemachine.membership import MembershipStateMachine, encode_change
+from ..statemachine.system import WithSystemGroup
 from ..statemachine.store import MemoryStore
 from ..storage.snapfiles import MemorySnapshotFiles
 from ..wire.codec import decode_batch, decode_entries, decode_frame, encode_frame, proposals_of
@@ -196,6 +198,10 @@ class Simulation:
         self.window = cfg.window or r.choice((1, 2, 4, 8))
         self.alpha = max(self.window, rm.choice((8, 16))) if self.member else self.window
         self.oracle = Oracle(cfg.nodes, self.alpha, self.first_voters)
+        # The system group's seed, as worker.py makes it from a node file: the first voters, at made-up addresses.
+        self.membership_seed = encode_change("seed", alpha=self.alpha, nodes=[
+            {"id": n, "host": "10.0.0.%d" % n, "peer_port": 7000, "client_port": 7100, "public_key": "-"}
+            for n in self.first_voters])
         # A state machine of the user's: the nodes run it, the clients send its random_command/random_query
         # (drawn from their own rngs), and the end checks that every replica holds the state the chosen log
         # gives (the key-value history check is the KV's only).
@@ -234,6 +240,7 @@ class Simulation:
             forward_timeout_ticks=10, catchup_interval_ticks=2, catchup_max_instances=64,
             proposal_timeout_ticks=120, sticky_ticks=cfg.lease_ticks, peer_lag_instances=self.peer_lag_instances,
             alpha=self.alpha, voters=self.first_voters,
+            system_group=True,              # every node's (one) worker hosts the system group, as worker 0 does
             # Small batches in some seeds, so that queues are cut into several instances and FORWARDs.
             max_batch_bytes=r.choice((1 << 20, 1 << 20, 1 << 20, 300, 2000)),
         )
@@ -282,7 +289,7 @@ class Simulation:
                                 batch_envelope=self.batch_envelope, plant=self.cfg.plant,
                                 retain_instances=self.retain_instances, retain_bytes=self.retain_bytes,
                                 peer_lag_instances=self.peer_lag_instances, peer_lag_bytes=self.peer_lag_bytes,
-                                snapshots=self.snapshot_settings)
+                                snapshots=self.snapshot_settings, membership_seed=self.membership_seed)
         try:
             loop = ReplicaLoop(settings, self.core_config.replace(node_id=node.id), clock=node.clock, log=log,
                                store=SimStore(node), send=node.send, hosted=self.group_ids, recovery=recovery,
@@ -920,6 +927,10 @@ class Simulation:
                 status = n.loop.engine.group_view(group)["status"] if n.up and n.loop.engine.hosts(group) else "down"
                 if status != "ok":
                     oracle.violate("liveness: group %d is %s on node %d at the end" % (group, status, n.id))
+        unseeded = sorted(n.id for n in self.nodes.values()
+                          if n.up and n.loop.membership.seed and n.loop.sm.membership_table()["epoch"] < 1)
+        if unseeded:
+            oracle.violate("liveness: the system group's table is not seeded on node(s) %s at the end" % unseeded)
         if oracle.violations:
             return
         self._check_bounded_logs()
@@ -990,6 +1001,14 @@ class Simulation:
                                         "run that keeps %d (peers' floor %d)" % (node.id, group, ahead, weight,
                                                                                 keep_bytes, floor))
 
+    def _reference_machine(self):
+        """A reference state machine as a node's worker has it (the cluster's, and the membership table for the
+        system group), with an applier of its own: (state machine, applier)."""
+        store = MemoryStore()
+        reference = WithSystemGroup((self.sm_factory or kv.KVStateMachine)(store), MembershipStateMachine(store))
+        masters = MasterTable(0xFFFF, self.cfg.groups + 1, self.cfg.lease_ticks, self.lease_margin)
+        return reference, Applier(0xFFFF, reference, masters, store, lambda g: 0 if g == SYSTEM_GROUP else g + 1)
+
     def _reference_at(self, group, mark):
         """The state (snapshot bytes) that applying the chosen log of `group` up to `mark` gives, from a
         reference state machine kept per group (rebuilt when an earlier mark is asked for); None if the
@@ -999,10 +1018,8 @@ class Simulation:
             return None
         ref = self._references.get(group)
         if ref is None or ref[0] > mark:
-            store = MemoryStore()
-            reference = (self.sm_factory or kv.KVStateMachine)(store)
-            masters = MasterTable(0xFFFF, self.cfg.groups, self.cfg.lease_ticks, self.lease_margin)
-            ref = [0, reference, Applier(0xFFFF, reference, masters, store, lambda g: g)]
+            reference, applier = self._reference_machine()
+            ref = [0, reference, applier]
             self._references[group] = ref
         if mark > ref[0]:
             ref[2].apply([(group, i, values[i]) for i in range(ref[0], mark)], 0)
@@ -1026,8 +1043,7 @@ class Simulation:
         applied mark gives (a reference state machine replays it through the real applier): compared as
         snapshots (data, sessions, applied mark). Catches a non-deterministic state machine, and any replica
         that applied something else, twice, or out of order."""
-        factory = self.sm_factory or kv.KVStateMachine
-        for group in self.group_ids:
+        for group in self.group_ids + [SYSTEM_GROUP]:
             if group in self.regrouped:
                 continue              # its data restarted with a new incarnation: not this log's
             values = self.oracle.logs.get(group, [])
@@ -1035,10 +1051,7 @@ class Simulation:
             for n in self.nodes.values():
                 if n.up and n.loop.engine.hosts(group):
                     by_mark.setdefault(n.loop.sm.applied_next(group), []).append(n)
-            store = MemoryStore()
-            reference = factory(store)
-            masters = MasterTable(0xFFFF, self.cfg.groups, self.cfg.lease_ticks, self.lease_margin)
-            applier = Applier(0xFFFF, reference, masters, store, lambda g: g)
+            reference, applier = self._reference_machine()
             done = 0
             for mark in sorted(by_mark):
                 if mark > len(values):
