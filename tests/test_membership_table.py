@@ -1,6 +1,6 @@
 """The system group's state machine (statemachine/membership.py, issue 14 step 4), without a cluster: epochs
-with compare-and-set, ids never reused, idempotent changes, refusals that change nothing, snapshots. Nothing
-runs it in a node yet."""
+with compare-and-set, ids never reused, idempotent changes, refusals that change nothing, snapshots. A node
+runs it as the system group (tests/test_system_group.py)."""
 import json
 import random
 
@@ -42,6 +42,23 @@ def test_seed_makes_epoch_1_with_every_node_a_voter_and_seeding_again_is_a_no_op
     refused = apply(sm, "seed", alpha=4, nodes=seed_nodes(3))
     assert refused["error"] == INVALID and "alpha" in refused["message"]
     assert table(sm) == t
+
+
+def test_a_seed_may_name_learners_but_needs_a_voter():
+    sm = MembershipStateMachine(MemoryStore())
+    nodes = seed_nodes(5)
+    for node in nodes[3:]:
+        node["role"] = "learner"
+    assert apply(sm, "seed", alpha=8, nodes=nodes)["epoch"] == 1
+    t = table(sm)
+    assert (t["voters"], t["learners"], t["next_id"]) == ([1, 2, 3], [4, 5], 6)
+    for bad_role in ("removed", "boss", None):
+        fresh = MembershipStateMachine(MemoryStore())
+        refused = apply(fresh, "seed", alpha=8, nodes=[dict(seed_nodes(1)[0], role=bad_role)])
+        assert refused["error"] == INVALID and table(fresh)["epoch"] == 0
+    fresh = MembershipStateMachine(MemoryStore())
+    refused = apply(fresh, "seed", alpha=8, nodes=[dict(n, role="learner") for n in seed_nodes(2)])
+    assert refused["error"] == INVALID and "0 voters" in refused["message"] and table(fresh)["epoch"] == 0
 
 
 def test_nothing_but_a_seed_is_accepted_on_an_empty_table():

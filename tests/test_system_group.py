@@ -59,8 +59,8 @@ def test_every_node_seeds_the_same_table_once(tmp_path):
             rows = cluster.status(node)
             assert sum(r["groups"] for r in rows) == 4
             assert all(g["group"] != SYSTEM_GROUP for r in rows for g in r["group_detail"])
-            membership = [r["membership"] for r in rows if r["membership"]]
-            assert len(membership) == 1 and membership[0]["epoch"] == 1
+            membership = [r["membership"] for r in rows if "table_epoch" in r["membership"]]
+            assert len(membership) == 1 and membership[0]["table_epoch"] == 1 and rows[0]["worker"] == 0
         # A restart of every node proposes the seed again: a no-op.
         for node in cluster.node_ids:
             cluster.restart(node)

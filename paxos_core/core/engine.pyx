@@ -521,6 +521,15 @@ cdef class Engine:
         self.peers = tuple(m for m in members if m != self.node_id)
         self.member_index = {m: k for k, m in enumerate(members)}
 
+    def latest_config(self, uint32_t group):
+        """(epoch, voters) of the group's newest configuration, pending or current: what a membership driver
+        compares with the epoch it wants the group to adopt."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            raise UnknownGroup(group)
+        config = self.voters.latest(slot)
+        return config.epoch, config.voters
+
     def config_of(self, uint32_t group, uint64_t instance):
         """The configuration (core/voters.pyx Config) that governs `instance` of the group, as this node knows
         it: defined below its chosen mark + alpha."""

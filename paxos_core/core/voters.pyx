@@ -197,9 +197,13 @@ cdef class VoterTable:
 
     def latest_epoch(self, Py_ssize_t slot):
         """The epoch of the slot's newest configuration, pending or current."""
+        return self.latest(slot).epoch
+
+    def latest(self, Py_ssize_t slot):
+        """The slot's newest configuration (a Config), pending or current."""
         queue = self.pending.get(slot)
         index = queue[-1][1] if queue else self.current[slot]
-        return self.configs[index].epoch
+        return self.configs[index]
 
     def learned(self, Py_ssize_t slot, uint64_t instance, bytes value):
         """Call for every value the group learns, in instance order. An ADOPT of a newer epoch becomes

@@ -820,10 +820,14 @@ class ReplicaLoop:
         # A rebuilding group waits for instances nobody may be driving: nudge its master with a barrier.
         if now % 16 == 0:
             for group in self.engine.repair_waiting():
-                try:
-                    self.engine.propose(group, envelope.barrier(), ("nudge", group))
-                except GroupStopped:
-                    pass
+                self.nudge(group)
+
+    def nudge(self, group):
+        """Propose a barrier to `group`: it gets the group a leader (ours or the master's) and an instance."""
+        try:
+            self.engine.propose(group, envelope.barrier(), ("nudge", group))
+        except GroupStopped:
+            pass
 
     def _expire(self):
         """Requests past their deadline: the outcome is unknown (a proposal may still be chosen later). Only
@@ -1008,7 +1012,7 @@ class ReplicaLoop:
     def _membership_status(self):
         """The system group as this worker hosts it ({} on the other workers)."""
         out = self.membership.status(self)
-        if out:
+        if self.engine.hosts(SYSTEM_GROUP):
             view = self.engine.group_view(SYSTEM_GROUP)
             slot = self.slot_of(SYSTEM_GROUP)
             out.update(master=int(self.masters.master[slot]), chosen=view["chosen_next"],

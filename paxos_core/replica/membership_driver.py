@@ -14,6 +14,7 @@ it times out. Nothing here reads a clock: ``on_tick`` gets the loop's tick count
 """
 from __future__ import annotations
 
+import collections
 import json
 
 from ..core.config import SYSTEM_GROUP
@@ -35,21 +36,61 @@ def seed_command(config, public_keys=None) -> bytes:
 
 
 class MembershipDriver:
-    """One per worker. On the worker that hosts the system group: seeds its table (see the module docstring)."""
+    """One per worker: seeds the system group's table (on the worker hosting it), and makes every group of
+    the worker adopt the voters of the table's newest epoch (see the module docstring)."""
 
-    def __init__(self, seed: bytes = b"", retry_ticks: int = 100):
+    def __init__(self, seed: bytes = b"", retry_ticks: int = 100, adopt_per_turn: int = 256):
         self.seed = seed
         self.retry_ticks = retry_ticks
+        self.adopt_per_turn = adopt_per_turn
         self.seeded = not seed            # nothing to seed: done
         self.next_try = 0                 # tick at which the seed is proposed (again)
         self.proposed = 0                 # how many times it was
+        self.system_applied = -1          # the system group's applied mark when the table was last read
+        self.epoch = 0                    # the newest table epoch this worker knows
+        self.voters = ()                  # ... its voters, which every group is to adopt
+        self.members = ()                 # ... its voters and learners: the nodes messages go to
+        self.todo = collections.deque()   # groups to look at for adoption (every hosted group, at a new epoch)
+        self.behind = {}                  # group -> tick it was last asked to adopt, until its voters are the table's
+        self.adopts = 0                   # Engine.adopt calls made
+        self.nudges = 0                   # barriers proposed to get an idle group a leader that proposes its ADOPT
 
+    # ------------------------------------------------------------------ inputs
     def on_tick(self, loop, now: int) -> None:
         """Called by the loop when its tick advanced."""
-        if self.seeded or now < self.next_try or not loop.engine.hosts(SYSTEM_GROUP):
+        engine = loop.engine
+        if engine.hosts(SYSTEM_GROUP):
+            applied = loop.sm.applied_next(SYSTEM_GROUP)
+            if applied != self.system_applied:
+                self.system_applied = applied
+                self.on_table(loop, loop.sm.membership_table())
+            if not self.seeded:
+                self._seed(loop, now)
+        if self.todo or self.behind:
+            self._adopt(loop, now)
+
+    def on_table(self, loop, table: dict) -> None:
+        """The system group's table as applied on this node (the worker hosting it reads its own state; the
+        others get it from that worker). Only a newer epoch changes anything."""
+        epoch = table["epoch"]
+        if epoch <= self.epoch:
             return
-        if loop.sm.membership_table()["epoch"] > 0:
+        if epoch >= 1:
             self.seeded = True
+        self.epoch = epoch
+        members = tuple(sorted(set(table["voters"]) | set(table["learners"])))
+        if loop.node_id in members and members != self.members:
+            loop.engine.set_members(members)      # messages go to the table's nodes from now on
+        self.members = members
+        voters = tuple(sorted(table["voters"]))
+        if voters != self.voters:
+            self.voters = voters
+            self.todo = collections.deque(loop.engine.groups())
+            self.behind.clear()
+
+    # ------------------------------------------------------------------ seeding
+    def _seed(self, loop, now):
+        if now < self.next_try:
             return
         # Not seeded yet: propose the seed, and again after retry_ticks (a request that timed out, or was
         # redirected to a master that has not proposed one yet, is simply made again). The seed may be chosen
@@ -59,13 +100,68 @@ class MembershipDriver:
         loop.engine.poke(SYSTEM_GROUP)
         loop.propose_internal(SYSTEM_GROUP, self.seed, self.retry_ticks)
 
+    # ------------------------------------------------------------------ adoption
+    def _adopt(self, loop, now):
+        """Ask up to adopt_per_turn groups to adopt the table's voters (Engine.adopt: the group's leader
+        proposes it; idempotent), and look again at the groups asked before until their voters are the table's."""
+        engine = loop.engine
+        epoch, voters = self.epoch, self.voters
+        budget = self.adopt_per_turn
+        todo = self.todo
+        while todo and budget > 0:
+            group = todo.popleft()
+            budget -= 1
+            if not engine.hosts(group):
+                continue
+            latest_epoch, latest_voters = engine.latest_config(group)
+            if latest_voters == voters or latest_epoch >= epoch:
+                continue                          # adopted (or a newer change is under way there)
+            self._ask(loop, group, now)
+        if budget > 0 and self.behind and now % 8 == 0:
+            # Groups asked before: done when their current configuration is the table's; asked again (and an
+            # idle one nudged) every retry_ticks otherwise.
+            for group, asked in list(self.behind.items())[:budget]:
+                if not engine.hosts(group):
+                    del self.behind[group]
+                    continue
+                config = engine.config_of(group, engine.learned(group)[0])
+                if config.voters == voters or config.epoch > epoch:
+                    del self.behind[group]
+                elif now - asked >= self.retry_ticks:
+                    self._ask(loop, group, now)
+
+    def _ask(self, loop, group, now):
+        engine = loop.engine
+        engine.adopt(group, self.epoch, self.voters)
+        self.adopts += 1
+        self.behind[group] = now
+        # An idle group has no leader to propose the ADOPT: the node that should drive it proposes a barrier,
+        # which gets it one. That node is the group's master if there is one, else one of its current voters,
+        # a different one each retry period (one of them is up).
+        slot = loop.slot_of(group)
+        master = loop.masters.known_master(slot, loop.ticks)
+        ballot, leading = engine.ballot_of(group)
+        if leading:
+            return
+        if master:
+            driver = master
+        else:
+            current = engine.config_of(group, engine.learned(group)[0]).voters
+            driver = current[(now // self.retry_ticks) % len(current)] if current else 0
+        if driver == loop.node_id:
+            self.nudges += 1
+            loop.nudge(group)
+
+    # ------------------------------------------------------------------ status
     def status(self, loop) -> dict:
-        """The table as this worker applied it, in short (only the worker hosting the system group has one)."""
-        if not loop.engine.hosts(SYSTEM_GROUP):
-            return {}
-        table = loop.sm.membership_table()
-        return {"epoch": table["epoch"], "voters": table["voters"], "learners": table["learners"],
-                "seed_proposed": self.proposed}
+        """What this worker knows of the table and how far its groups are in adopting it."""
+        out = {"epoch": self.epoch, "voters": list(self.voters), "members": list(self.members),
+               "groups_to_check": len(self.todo), "groups_adopting": len(self.behind), "adopts": self.adopts,
+               "nudges": self.nudges}
+        if loop.engine.hosts(SYSTEM_GROUP):
+            table = loop.sm.membership_table()
+            out.update(table_epoch=table["epoch"], learners=table["learners"], seed_proposed=self.proposed)
+        return out
 
 
 def table_of(read_result: bytes) -> dict:

@@ -198,10 +198,11 @@ class Simulation:
         self.window = cfg.window or r.choice((1, 2, 4, 8))
         self.alpha = max(self.window, rm.choice((8, 16))) if self.member else self.window
         self.oracle = Oracle(cfg.nodes, self.alpha, self.first_voters)
-        # The system group's seed, as worker.py makes it from a node file: the first voters, at made-up addresses.
+        # The system group's seed, as worker.py makes it from a node file (at made-up addresses): the first
+        # voters, and the other nodes as learners.
         self.membership_seed = encode_change("seed", alpha=self.alpha, nodes=[
-            {"id": n, "host": "10.0.0.%d" % n, "peer_port": 7000, "client_port": 7100, "public_key": "-"}
-            for n in self.first_voters])
+            {"id": n, "host": "10.0.0.%d" % n, "peer_port": 7000, "client_port": 7100, "public_key": "-",
+             "role": "voter" if n in self.first_voters else "learner"} for n in self.node_ids])
         # A state machine of the user's: the nodes run it, the clients send its random_command/random_query
         # (drawn from their own rngs), and the end checks that every replica holds the state the chosen log
         # gives (the key-value history check is the KV's only).

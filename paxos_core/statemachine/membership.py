@@ -22,8 +22,9 @@ succeeds with "changed": false and the current epoch, whatever epoch it expected
 a change can simply be run again after its driver died. Otherwise a command whose "expect" is not the current
 epoch fails with EPOCH_CONFLICT and changes nothing.
 
-    seed     {"alpha", "nodes": [{"id", "host", "peer_port", "client_port", "public_key"}, ...]}: epoch 1,
-             every node a voter; on a seeded table a no-op (alpha must match)
+    seed     {"alpha", "nodes": [{"id", "host", "peer_port", "client_port", "public_key", "role"?}, ...]}:
+             epoch 1, each node a voter (or a learner: "role": "learner"; at least one voter); on a seeded
+             table a no-op (alpha must match)
     add      {"host", "peer_port", "client_port", "public_key", "replaces"?}: a new id, as a learner. The
              address may be that of node `replaces` (a dead node to be swapped out), no other's.
     promote  {"id"}: a learner becomes a voter
@@ -42,6 +43,7 @@ import json
 from .user import UserStateMachine
 
 MAX_VOTERS = 7                      # a group's configuration has at most 7 voters (core/voters.pyx)
+MAX_SEED_NODES = 63                 # a seed's nodes, voters and learners (the engine's member limit)
 MAX_NODE_ID = 0xFFFE                # as config.py: ballots keep a node id in 16 bits, 0xFFFF reserved
 ROLES = ("voter", "learner", "removed")
 
@@ -199,15 +201,17 @@ class MembershipStateMachine(UserStateMachine):
         _need(isinstance(alpha, int) and not isinstance(alpha, bool) and 1 <= alpha <= 1 << 16,
               "alpha must be 1 to 65536, got %r" % (alpha,))
         nodes = change.get("nodes")
-        _need(isinstance(nodes, list) and 1 <= len(nodes) <= MAX_VOTERS,
-              "a seed names 1 to %d nodes" % MAX_VOTERS)
+        _need(isinstance(nodes, list) and 1 <= len(nodes) <= MAX_SEED_NODES,
+              "a seed names 1 to %d nodes" % MAX_SEED_NODES)
         seeded = []
         for spec in nodes:
             _need(isinstance(spec, dict), "a seed's nodes are JSON objects")
             host, peer_port, client_port = self._address(spec)
+            role = spec.get("role", "voter")
+            _need(role in ("voter", "learner"), "a seeded node is a voter or a learner, not %r" % (role,))
             seeded.append({"id": _node_id(spec.get("id")), "host": host, "peer_port": peer_port,
                            "client_port": client_port, "public_key": _text(spec.get("public_key", "-"), "public_key"),
-                           "role": "voter", "replaces": 0})
+                           "role": role, "replaces": 0})
         seeded.sort(key=lambda n: n["id"])
         _need(len({n["id"] for n in seeded}) == len(seeded), "a node id appears twice in the seed")
         if meta is not None:
