@@ -914,6 +914,7 @@ class ReplicaLoop:
         self.engine.add_group(group, incarnation)
         self._resize()
         self.log.write([group_record(group, self.engine.incarnation_of(group))])
+        self.membership.group_added(group)      # it starts in the first configuration: it adopts the table's
         log.info("node %d worker %d: group %d added (incarnation %d)", self.node_id, self.index, group, incarnation)
         return incarnation
 

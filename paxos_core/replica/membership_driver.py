@@ -48,8 +48,11 @@ class MembershipDriver:
         self.proposed = 0                 # how many times it was
         self.system_applied = -1          # the system group's applied mark when the table was last read
         self.epoch = 0                    # the newest table epoch this worker knows
+        self.table = {"epoch": 0}         # ... that table
         self.voters = ()                  # ... its voters, which every group is to adopt
-        self.members = ()                 # ... its voters and learners: the nodes messages go to
+        self.members = ()                 # the nodes messages go to (Engine.set_members)
+        self.wanted_members = ()          # ... the table's voters and learners, which they become once every
+                                          # group here adopted the table's voters
         self.todo = collections.deque()   # groups to look at for adoption (every hosted group, at a new epoch)
         self.behind = {}                  # group -> tick it was last asked to adopt, until its voters are the table's
         self.adopts = 0                   # Engine.adopt calls made
@@ -78,15 +81,35 @@ class MembershipDriver:
         if epoch >= 1:
             self.seeded = True
         self.epoch = epoch
-        members = tuple(sorted(set(table["voters"]) | set(table["learners"])))
-        if loop.node_id in members and members != self.members:
-            loop.engine.set_members(members)      # messages go to the table's nodes from now on
-        self.members = members
+        self.table = table
+        self.wanted_members = tuple(sorted(set(table["voters"]) | set(table["learners"])))
         voters = tuple(sorted(table["voters"]))
         if voters != self.voters:
             self.voters = voters
             self.todo = collections.deque(loop.engine.groups())
             self.behind.clear()
+        # Messages go to the table's nodes at once, and still to a node it dropped until every group here has
+        # adopted the voters that leave it out: until then it may vote (or lead) in some group, and it learns
+        # of its removal like every node, through the system group.
+        current = self.members or loop.engine.members      # at start: the node file's members
+        self._set_members(loop, tuple(sorted(set(current) | set(self.wanted_members))))
+        self._retire(loop)
+
+    def _set_members(self, loop, members):
+        if loop.node_id in members and members != self.members:
+            loop.engine.set_members(members)
+        self.members = members
+
+    def _retire(self, loop):
+        """Every group here adopted the table's voters: the nodes the table dropped get no more messages."""
+        if not self.todo and not self.behind and self.members != self.wanted_members:
+            self._set_members(loop, self.wanted_members)
+
+    def group_added(self, group) -> None:
+        """A group added at run time starts in the first configuration (the node file's voters, the same on
+        every node): it adopts the table's voters like every other group."""
+        if self.voters:
+            self.todo.append(group)
 
     # ------------------------------------------------------------------ seeding
     def _seed(self, loop, now):
@@ -129,6 +152,7 @@ class MembershipDriver:
                     del self.behind[group]
                 elif now - asked >= self.retry_ticks:
                     self._ask(loop, group, now)
+        self._retire(loop)
 
     def _ask(self, loop, group, now):
         engine = loop.engine

@@ -66,7 +66,7 @@ FAULT_KINDS = ("loss", "duplicate", "delay", "reorder", "partition", "crash", "t
 CLUSTER_ID = 0x5349_4D55_4C41_5445    # "SIMULATE"
 
 (WAKE, DELIVER, CLIENT_DELIVER, CLIENT_REPLY, CLIENT_TIMER, CLIENT_RETRY, CLIENT_START, CRASH, RESTART, PARTITION,
- UNPARTITION, PAUSE, DAMAGE, HEAL, PROBE, LEASE_CHECK, REGROUP, MARKS, MEMBER) = range(19)
+ UNPARTITION, PAUSE, DAMAGE, HEAL, PROBE, LEASE_CHECK, REGROUP, MARKS, MEMBER, SYSTEM_CHANGE) = range(20)
 INF = float("inf")
 
 
@@ -176,6 +176,10 @@ class Simulation:
         self.member = "member" in faults and cfg.nodes == 5
         self.first_voters = tuple(sorted(rm.sample(self.node_ids, 3))) if self.member else self.node_ids
         self.member_epochs = {}     # group -> (epoch, voters) the driver last asked for
+        # "groups": the simulator moves single groups to other voters (as placement will); "cluster": it changes
+        # the system group's table (promote, swap, remove), and every node's membership driver makes the groups
+        # adopt it, as in a deployment.
+        self.member_mode = rm.choice(("groups", "cluster")) if self.member else ""
         self.queue = []
         self.seq = 0
         self.now = 0
@@ -384,6 +388,8 @@ class Simulation:
                 if what == "adopt":
                     if loop.engine.hosts(group):
                         loop.engine.adopt(group, *node.regroup_ops[0][2:])
+                elif what == "system":
+                    loop.propose_internal(SYSTEM_GROUP, node.regroup_ops[0][2], 200)
                 elif what == "remove":
                     loop.remove_group(group)
                 else:
@@ -684,6 +690,47 @@ class Simulation:
         for delay in (0, 200_000, 600_000):
             self.at(time_us + delay, REGROUP, 0, ("adopt-all", group, (epoch + 1, new)))
 
+    def newest_table(self):
+        """The system group's table as the node furthest ahead applied it."""
+        tables = [n.loop.membership.table for n in self.nodes.values() if n.loop is not None]
+        return max(tables, key=lambda t: t["epoch"]) if tables else {"epoch": 0}
+
+    def client_nodes(self):
+        """The nodes clients send to: every node, less those the membership table removed."""
+        if self.member_mode != "cluster":
+            return list(self.node_ids)
+        removed = self.removed_nodes()
+        return [n for n in self.node_ids if n not in removed]
+
+    def removed_nodes(self):
+        """Nodes the newest table removed (they leave the cluster: nothing is asked of them any more)."""
+        return {n["id"] for n in self.newest_table().get("nodes", ()) if n["role"] == "removed"}
+
+    def _cluster_change(self, time_us, _group, how, when):
+        """The operator changes the cluster's members through the system group: promotes a learner, swaps a
+        voter for a learner, or removes a voter (never below 3), against the epoch it read (compare-and-set);
+        the same command again 200 and 600 ms later through other nodes (idempotent: a no-op once done, an
+        epoch conflict if another change came first)."""
+        table = self.newest_table()
+        if table["epoch"] < 1:
+            return
+        voters, learners = table["voters"], table["learners"]
+        choices = []
+        if learners:
+            new = learners[int(when * len(learners)) % len(learners)]
+            choices.append(("promote", {"id": new}))
+            choices.append(("swap", {"old": voters[int(how * len(voters)) % len(voters)], "new": new}))
+        if len(voters) > 3:
+            choices.append(("remove", {"id": voters[int(when * len(voters)) % len(voters)]}))
+        if not choices:
+            return
+        op, fields = choices[int(how * 7919) % len(choices)]
+        command = encode_change(op, expect=table["epoch"], **fields)
+        self._trace(time_us, "cluster-change", command)
+        self.stats["cluster_changes"] = self.stats.get("cluster_changes", 0) + 1
+        for delay in (0, 200_000, 600_000):
+            self.at(time_us + delay, SYSTEM_CHANGE, 0, command)
+
     def _may_lose_memory(self, node):
         """Storage damage may strike a node only while every other node that lost state has rebuilt, or a
         minority is in that state: a majority that lost its memory at once may have lost chosen values, and
@@ -696,7 +743,7 @@ class Simulation:
 
     def _master_of(self, group):
         """The node most up nodes take for the group's master now (0: none)."""
-        masters = [int(n.loop.masters.master[group]) for n in self.nodes.values() if n.up]
+        masters = [int(n.loop.masters.master[n.loop.slot_of(group)]) for n in self.nodes.values() if n.up]
         return max(sorted(set(masters)), key=masters.count) if masters else 0
 
     def _damage(self, node, kind):
@@ -755,8 +802,8 @@ class Simulation:
                 continue
             ticks = int((node.clock_at(self.now) - loop.origin) / loop.settings.tick_s)
             masters = loop.masters
-            n = len(self.group_ids)
-            held = ((masters.master[:n] == node.id) & (masters.lease_until[:n] > ticks))   # slot = group
+            n = len(self.group_ids) + 1         # slot 0: the system group; slot g + 1: group g
+            held = ((masters.master[:n] == node.id) & (masters.lease_until[:n] > ticks))
             holding[node.id] = (held, loop.engine.inc_array[:n])
             count = held.astype(np.int32) if count is None else count + held
         if count is None or count.max(initial=0) <= 1:
@@ -768,8 +815,9 @@ class Simulation:
                     by_incarnation.setdefault(int(inc[slot]), []).append(node_id)
             for incarnation, holders in by_incarnation.items():
                 if len(holders) > 1:
+                    group = SYSTEM_GROUP if slot == 0 else int(slot) - 1
                     self.oracle.violate("group %s: nodes %s hold the master lease at once"
-                                        % (group_key(int(slot), incarnation), holders))
+                                        % (group_key(group, incarnation), holders))
 
     # ------------------------------------------------------------------ main loop
     def run(self):
@@ -880,8 +928,18 @@ class Simulation:
                     target.regroup_ops.append((what, group))
                     if target.up:
                         self._wake(target, time_us)
+            elif kind == MEMBER and self.member_mode == "cluster":
+                self._cluster_change(time_us, *data)
             elif kind == MEMBER:
                 self._member_change(time_us, *data)
+            elif kind == SYSTEM_CHANGE:
+                # An operator's command, through one node (a random up one: the one that drove it before may
+                # have crashed); idempotent, so sent again later.
+                up = [n for n in self.nodes.values() if n.up]
+                if up:
+                    target = self.rm.choice(up)
+                    target.regroup_ops.append(("system", SYSTEM_GROUP, data))
+                    self._wake(target, time_us)
             elif kind == MARKS:
                 # What every node must have learned by the end: all that any node had 500 ms before it (the
                 # replica layer's own renewals may still choose instances in the very last moments).
@@ -909,6 +967,8 @@ class Simulation:
     # ------------------------------------------------------------------ end of run
     def _check_end(self):
         oracle = self.oracle
+        removed = self.removed_nodes()       # they left the cluster: nothing is asked of them at the end
+        live = [n for n in self.nodes.values() if n.up and n.id not in removed]
         for group in self.group_ids:
             probe = self.probe_ops.get(group)
             if probe is None or probe.outcome != "ok":
@@ -918,20 +978,37 @@ class Simulation:
                                % (group, self.cfg.heal_ms, _brief(states)))
                 continue
             marks = {n.id: (n.loop.engine.learned(group)[0], n.loop.engine.incarnation_of(group))
-                     if n.loop.engine.hosts(group) else "absent" for n in self.nodes.values() if n.up}
+                     if n.loop.engine.hosts(group) else "absent" for n in live}
             floor = self.convergence_marks.get(group, 0)
             if (len({m[1] if m != "absent" else 0 for m in marks.values()}) != 1
                     or any(m == "absent" or m[0] < floor for m in marks.values())):
                 oracle.violate("liveness: group %d's nodes did not converge after the heal (each must reach %d): %r"
                                % (group, floor, marks))
             for n in self.nodes.values():
+                if n.id in removed:
+                    continue
                 status = n.loop.engine.group_view(group)["status"] if n.up and n.loop.engine.hosts(group) else "down"
                 if status != "ok":
                     oracle.violate("liveness: group %d is %s on node %d at the end" % (group, status, n.id))
-        unseeded = sorted(n.id for n in self.nodes.values()
-                          if n.up and n.loop.membership.seed and n.loop.sm.membership_table()["epoch"] < 1)
+        unseeded = sorted(n.id for n in live if n.loop.membership.seed and n.loop.sm.membership_table()["epoch"] < 1)
         if unseeded:
             oracle.violate("liveness: the system group's table is not seeded on node(s) %s at the end" % unseeded)
+        if self.member_mode == "cluster":
+            # Every group, the system group included, adopted the newest table's voters on every live node: its
+            # ADOPT is chosen and known there (an idle group's last no-ops up to the activation may not be).
+            table = self.newest_table()
+            voters = tuple(table["voters"])
+            for n in live:
+                if n.loop.membership.epoch != table["epoch"]:
+                    oracle.violate("liveness: node %d's driver knows epoch %d of the table at the end, not %d"
+                                   % (n.id, n.loop.membership.epoch, table["epoch"]))
+                    continue
+                for group in self.group_ids + [SYSTEM_GROUP]:
+                    engine = n.loop.engine
+                    latest = engine.latest_config(group)[1]
+                    if latest != voters:
+                        oracle.violate("liveness: group %d adopted %s on node %d at the end, not epoch %d's %s"
+                                       % (group, latest, n.id, table["epoch"], voters))
         if oracle.violations:
             return
         self._check_bounded_logs()
