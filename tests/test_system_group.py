@@ -15,6 +15,7 @@ from paxos_core import PaxosError
 from paxos_core.client import Client
 from paxos_core.core.config import SYSTEM_GROUP, shard_of
 from paxos_core.replica.membership_driver import table_of
+from paxos_core.statemachine import kv as kv_ops
 from paxos_core.statemachine.kv import encode_put
 from paxos_core.statemachine.membership import encode_change
 from paxos_core.statemachine.user import decode_user_result
@@ -101,3 +102,54 @@ def test_only_the_clusters_credentials_change_the_table(tmp_path):
         result = admin.propose(SYSTEM_GROUP, encode_put(b"k", b"v"), timeout=5.0).result
         assert json.loads(decode_user_result(result))["error"] == "INVALID"
         assert _table(admin)["epoch"] == 1
+
+
+def _settled(cluster, node, epoch, voters):
+    """Every worker of `node` knows `epoch` and every group it hosts (the system group too) votes on `voters`."""
+    try:
+        rows = cluster.status(node)
+    except AssertionError:
+        return False
+    for row in rows:
+        m = row["membership"]
+        if m["epoch"] != epoch or m["groups_to_check"] or m["groups_adopting"]:
+            return False
+        configs = [g["config"] for g in row["group_detail"]] + ([m["config"]] if "config" in m else [])
+        if any(c["voters"] != voters for c in configs):
+            return False
+    return True
+
+
+def test_a_change_of_the_table_is_adopted_by_every_group_on_every_worker(tmp_path):
+    """Remove node 3 through the system group: every group on both workers of nodes 1 and 2, idle ones too,
+    adopts voters (1, 2); writes go on, and go on with node 3 killed."""
+    with LocalCluster(tmp_path, nodes=3, workers=2, groups=4) as cluster:
+        admin = cluster.client()
+        wait_for(lambda: _seeded(admin), 60, message="the system group's table seeded")
+        put, get = _kv(admin)
+        put(0, b"before", b"1")
+        result = admin.propose(SYSTEM_GROUP, encode_change("remove", expect=1, id=3), timeout=10.0).result
+        assert json.loads(decode_user_result(result)) == {"ok": True, "changed": True, "epoch": 2, "id": 3}
+        # The same command again (its driver died, say): nothing changes, whatever epoch it expected.
+        again = admin.propose(SYSTEM_GROUP, encode_change("remove", expect=1, id=3), timeout=10.0).result
+        assert json.loads(decode_user_result(again))["changed"] is False
+        for node in (1, 2):
+            wait_for(lambda: _settled(cluster, node, 2, [1, 2]), 60,
+                     message="node %d: every group adopted voters 1, 2" % node)
+        for group in range(4):
+            put(group, b"after", b"%d" % group)
+        cluster.kill(3)
+        for group in range(4):
+            put(group, b"without 3", b"%d" % group)
+            assert get(group, b"after") == b"%d" % group
+        assert get(0, b"before") == b"1"
+
+
+def _kv(client):
+    def put(group, key, value):
+        assert kv_ops.decode_result(client.propose(group, kv_ops.encode_put(key, value), timeout=10.0).result
+                                    ).status == kv_ops.OK
+
+    def get(group, key):
+        return kv_ops.decode_result(client.read(group, kv_ops.encode_get(key), "linearizable", 10.0)).value
+    return put, get

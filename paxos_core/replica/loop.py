@@ -999,7 +999,8 @@ class ReplicaLoop:
                            "epoch": int(self.masters.epoch[slot]), "chosen": view["chosen_next"],
                            "chain": view["chain"],
                            "applied": applied, "lag": lag, "role": view["role"], "status": view["status"],
-                           "reason": view["stop_reason"], "repair": view["repair"], "low": view["low"]})
+                           "reason": view["stop_reason"], "repair": view["repair"], "low": view["low"],
+                           "config": self._config_view(group)})
         return {
             "node": self.node_id, "worker": self.index, "ticks": self.ticks, "groups": self.group_count(),
             "repairing": repairing, "masters": self.masters_held(), "max_lag": max_lag, "group_detail": groups,
@@ -1010,6 +1011,14 @@ class ReplicaLoop:
             "snapshots": self.snapshots.status(), "membership": self._membership_status(),
         }
 
+    def _config_view(self, group):
+        """The group's voters where its next instance is decided, and its newest (maybe pending) ones."""
+        engine = self.engine
+        current = engine.config_of(group, engine.learned(group)[0])
+        epoch, voters = engine.latest_config(group)
+        return {"epoch": current.epoch, "voters": list(current.voters), "latest_epoch": epoch,
+                "latest_voters": list(voters)}
+
     def _membership_status(self):
         """The system group as this worker hosts it ({} on the other workers)."""
         out = self.membership.status(self)
@@ -1017,7 +1026,8 @@ class ReplicaLoop:
             view = self.engine.group_view(SYSTEM_GROUP)
             slot = self.slot_of(SYSTEM_GROUP)
             out.update(master=int(self.masters.master[slot]), chosen=view["chosen_next"],
-                       applied=self.sm.applied_next(SYSTEM_GROUP), status=view["status"])
+                       applied=self.sm.applied_next(SYSTEM_GROUP), status=view["status"],
+                       config=self._config_view(SYSTEM_GROUP))
         return out
 
     def _reply_error(self, req, status, message):

@@ -83,6 +83,7 @@ class Supervisor:
         self.failed = threading.Event()
         self.on_failure = None               # called with the failure line from the supervisor's thread
         self._workers = {i: _Worker(i) for i in range(config.workers)}
+        self.table = None               # the newest membership table a worker handed up
         self._selector = selectors.DefaultSelector()
         self._up = threading.Event()         # every worker ready, or the start failed
         self._stopping = threading.Event()
@@ -217,10 +218,33 @@ class Supervisor:
         elif kind == "ready" and message.get("pid") == w.proc.pid:
             w.ready = True
             w.up_since = time.monotonic()
+            if self.table is not None:
+                self._tell(w, {"kind": "membership", "table": self.table})
             if all(x.ready for x in self._workers.values()):
                 self._up.set()
         elif kind == "failed":
             w.reason = str(message.get("reason") or "")
+        elif kind == "membership":
+            # The worker hosting the system group applied a newer membership table: every worker takes it.
+            table = message.get("table")
+            if isinstance(table, dict) and table.get("epoch", 0) > (self.table or {}).get("epoch", 0):
+                self.table = table
+                for other in self._workers.values():
+                    if other.ready:
+                        self._tell(other, {"kind": "membership", "table": table})
+
+    def _tell(self, w, message):
+        """Send a message down a worker's channel (small and rare: the membership table)."""
+        if w.sock is None:
+            return
+        try:
+            w.sock.setblocking(True)
+            w.sock.sendall(channel.encode(message))
+        except OSError:
+            pass                        # the worker is gone: it gets the table when it starts again
+        finally:
+            if w.sock is not None:
+                w.sock.setblocking(False)
 
     def _check(self):
         now = time.monotonic()

@@ -16,7 +16,8 @@ import time
 
 import zmq
 
-from ..config import NodeConfig, load_config
+from ..config import NodeAddress, NodeConfig, load_config
+from ..core.config import SYSTEM_GROUP
 from ..errors import ConfigError, PaxosError, StartError
 from ..replica.loop import LoopSettings, ReplicaLoop, default_rng
 from ..replica.membership_driver import seed_command
@@ -181,6 +182,8 @@ class Worker:
         self.stopping = False
         self.ctx = zmq.Context()
         self.transport = self.client = self.log = None
+        self.published_epoch = 0          # the newest membership table handed to the supervisor
+        self.peers_of = ()                # the driver's members the transport was last set to (): the node file's
         self.trace = trace.trace_for(self.node_id, index)      # None unless PAXOS_CORE_TRACE_DIR is set
         try:
             self._start(state_machine_factory)
@@ -364,7 +367,45 @@ class Worker:
             replies = loop.take_replies()
             if replies:
                 self._send_replies(replies)
+            if parent is not None:
+                self._membership(parent)
         self.close()
+
+    def _membership(self, parent):
+        """The membership table between this worker and the others (through the supervisor): the worker that
+        hosts the system group hands up every newer table it applied; every worker takes the tables handed
+        down; and the transport talks to the nodes its driver sends to."""
+        driver = self.loop.membership
+        if parent.inbox:
+            messages, parent.inbox = parent.inbox, []
+            for message in messages:
+                if message.get("kind") == "membership" and isinstance(message.get("table"), dict):
+                    driver.on_table(self.loop, message["table"])
+        if driver.epoch > self.published_epoch:
+            self.published_epoch = driver.epoch
+            if self.loop.engine.hosts(SYSTEM_GROUP):
+                parent.send({"kind": "membership", "table": driver.table})
+        if driver.members != self.peers_of:
+            self._set_peers(driver)
+
+    def _set_peers(self, driver):
+        """Connect the transport to the driver's members, at the table's addresses with its keys."""
+        nodes = {n["id"]: n for n in driver.table.get("nodes", ())}
+        if any(m not in nodes for m in driver.members):
+            return                        # a member the table does not know (the node file's, before the seed)
+        addresses = [NodeAddress(m, nodes[m]["host"], nodes[m]["peer_port"], nodes[m]["client_port"])
+                     for m in driver.members]
+        keys = {m: nodes[m]["public_key"] for m in driver.members} if self.config.keys_dir else None
+        try:
+            added, removed, moved = self.transport.set_peers(addresses, keys)
+        except ConfigError as exc:
+            log.error("node %d worker %d: the membership table's peers were not taken: %s", self.node_id,
+                      self.index, exc)
+        else:
+            if added or removed or moved:
+                log.info("node %d worker %d: peers now %s (added %s, removed %s, moved %s) at epoch %d",
+                         self.node_id, self.index, list(driver.members), added, removed, moved, driver.epoch)
+        self.peers_of = driver.members
 
     def _run_traced(self, poller, parent):
         """run() with every step of a turn noted in self.trace (runtime/trace.py; bench --trace-one)."""
@@ -396,6 +437,8 @@ class Worker:
             if replies:
                 note(trace.REPLY_OUT, len(replies))
                 self._send_replies(replies)
+            if parent is not None:
+                self._membership(parent)
         self.close()
 
     def _client_frames(self, limit=10000):
