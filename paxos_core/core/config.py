@@ -25,7 +25,8 @@ from ..errors import ConfigError
 # the instance after it, not alpha later), count-any-vote (votes and promises count from any node, not only the
 # voters of the instance's configuration, and learners answer as voters would, as a removed node that has not
 # learned its removal does), no-reprepare-at-activation (a leader goes on past an activation under
-# the promises of the old voters).
+# the promises of the old voters), retire-early (the membership driver stops sending to a node the table dropped
+# at once, not once every group adopted voters without it: a group it still votes or leads in is cut off).
 #: The system group's id (issue 14): the cluster's node table and membership epochs (statemachine/membership.py)
 #: are a group like the others, hosted by worker 0 of every node in the slot before its data groups. Data groups
 #: never use this id (nor 0xFFFFFFFF).
@@ -42,7 +43,7 @@ PLANTS = ("ignore-promise", "reply-before-sync", "promise-not-persisted", "learn
           "readd-amnesia", "amnesia-votes", "batch-together", "forward-twice", "truncate-too-far",
           "install-non-atomic", "prepare-unpromised",
           "remove-keeps-state", "weigh-short", "fill-reverse", "reprepare-uncapped",
-          "config-at-i", "count-any-vote", "no-reprepare-at-activation")
+          "config-at-i", "count-any-vote", "no-reprepare-at-activation", "retire-early")
 
 
 @dataclass(frozen=True)

@@ -226,7 +226,7 @@ class ReplicaLoop:
         self.resumed_late_ms = 0.0        # set by a late resume, reported (and cleared) by the same turn
         self.leases_dropped_now = 0
         self._open(core_config, hosted, recovery, amnesia)
-        self.membership = MembershipDriver(s.membership_seed if core_config.system_group else b"")
+        self.membership = MembershipDriver(s.membership_seed if core_config.system_group else b"", plant=s.plant)
 
     # ------------------------------------------------------------------ start-up
     def slot_of(self, group):

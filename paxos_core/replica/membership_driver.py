@@ -39,8 +39,9 @@ class MembershipDriver:
     """One per worker: seeds the system group's table (on the worker hosting it), and makes every group of
     the worker adopt the voters of the table's newest epoch (see the module docstring)."""
 
-    def __init__(self, seed: bytes = b"", retry_ticks: int = 100, adopt_per_turn: int = 256):
+    def __init__(self, seed: bytes = b"", retry_ticks: int = 100, adopt_per_turn: int = 256, plant: str = ""):
         self.seed = seed
+        self.plant_retire_early = plant == "retire-early"
         self.retry_ticks = retry_ticks
         self.adopt_per_turn = adopt_per_turn
         self.seeded = not seed            # nothing to seed: done
@@ -92,6 +93,8 @@ class MembershipDriver:
         # adopted the voters that leave it out: until then it may vote (or lead) in some group, and it learns
         # of its removal like every node, through the system group.
         current = self.members or loop.engine.members      # at start: the node file's members
+        if self.plant_retire_early:
+            current = ()          # planted bug: a dropped node gets no more messages at once
         self._set_members(loop, tuple(sorted(set(current) | set(self.wanted_members))))
         self._retire(loop)
 
