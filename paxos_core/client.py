@@ -67,6 +67,7 @@ from .statemachine import kv as kv_ops
 
 if TYPE_CHECKING:
     from .config import NodeConfig
+    from .membership import Membership
 
 log = logging.getLogger("paxos_core.client")
 
@@ -515,6 +516,14 @@ class Client:
         if node is None:
             raise ValueError("group_info needs a node")
         return self._admin(rpc.GROUP_INFO, node, None, group, timeout).result()
+
+    @property
+    def membership(self) -> Membership:
+        """The cluster's members: read the table, add, promote, remove, replace, update (paxos_core/membership.py).
+        Changes need the cluster's credentials."""
+        from .membership import Membership
+
+        return Membership(self)
 
     def add_group(self, group: int, nodes: Iterable[int] | None = None, timeout: float = 5.0) -> int:
         """Create `group` on every node, in one incarnation newer than any a node holds or removed. Idempotent.

@@ -10,12 +10,14 @@ import signal
 import sys
 import threading
 
+from ..core.config import SYSTEM_GROUP
 from ..errors import ConfigError
 from . import kv as kv_cli
 from .parsing import add_shared, int_range, positive_float
 
 CLUSTER_ENV = "PAXOS_CORE_CLUSTER"
-GROUP_ID = int_range(0, (1 << 32) - 1, "a group id")        # u32 on the wire (wire/rpc.py) and on disk
+# u32 on the wire (wire/rpc.py) and on disk; the top two ids are reserved (0xFFFFFFFE: the system group)
+GROUP_ID = int_range(0, SYSTEM_GROUP - 1, "a group id")
 
 
 def cmd_node(args):
@@ -216,6 +218,10 @@ def cluster_opts(p, shared=False, write_out=False):
 
 
 def register(sub):
+    from ..config import MAX_NODE_ID
+    from . import member
+
+    member.register(sub, cluster_opts, int_range(1, MAX_NODE_ID, "a node id"), int_range(1, 65535, "a port"))
     p = sub.add_parser("node", help="run a node in the foreground until SIGTERM/SIGINT",
                        description="Run the node of FILE (its supervisor and worker processes) in the "
                                    "foreground until SIGTERM or SIGINT, then stop cleanly.")
@@ -249,13 +255,13 @@ def register(sub):
                            description="Create group G on every node, in an incarnation newer than any a node "
                                        "removed. Refused while some node still holds an incarnation another node "
                                        "removed (finish the removal first). Idempotent.")
-    q.add_argument("group", metavar="G", type=GROUP_ID, help="group id, 0..4294967295")
+    q.add_argument("group", metavar="G", type=GROUP_ID, help="group id, 0..%d" % (SYSTEM_GROUP - 1))
     cluster_opts(q, shared=True)
     q = actions.add_parser("remove", help="delete group G and its data on every node (needs --yes)",
                            description="Delete group G and ALL its data on every node. Refused without --yes, "
                                        "and for a group that no node holds. Requests in flight for the group "
                                        "fail; a write acknowledged before the removal is deleted with it.")
-    q.add_argument("group", metavar="G", type=GROUP_ID, help="group id, 0..4294967295")
+    q.add_argument("group", metavar="G", type=GROUP_ID, help="group id, 0..%d" % (SYSTEM_GROUP - 1))
     q.add_argument("--yes", action="store_true", help="yes, delete the group's data on every node")
     cluster_opts(q, shared=True)
     p.set_defaults(func=cmd_group, needs_cluster=True)

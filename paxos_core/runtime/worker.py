@@ -183,7 +183,8 @@ class Worker:
         self.ctx = zmq.Context()
         self.transport = self.client = self.log = None
         self.published_epoch = 0          # the newest membership table handed to the supervisor
-        self.peers_of = ()                # the driver's members the transport was last set to (): the node file's
+        self.peers_of = ((), 0)           # the driver's (members, epoch) the transport was last set to: at first,
+                                          # the node file's
         self.trace = trace.trace_for(self.node_id, index)      # None unless PAXOS_CORE_TRACE_DIR is set
         try:
             self._start(state_machine_factory)
@@ -385,13 +386,15 @@ class Worker:
             self.published_epoch = driver.epoch
             if self.loop.engine.hosts(SYSTEM_GROUP):
                 parent.send({"kind": "membership", "table": driver.table})
-        if driver.members != self.peers_of:
+        if driver.members != self.peers_of[0] or driver.epoch != self.peers_of[1]:
             self._set_peers(driver)
 
     def _set_peers(self, driver):
-        """Connect the transport to the driver's members, at the table's addresses with its keys."""
+        """Connect the transport to the driver's members, at the table's addresses with its keys (an epoch may
+        move a node to another address without changing who the members are)."""
         nodes = {n["id"]: n for n in driver.table.get("nodes", ())}
         if any(m not in nodes for m in driver.members):
+            self.peers_of = (driver.members, driver.epoch)
             return                        # a member the table does not know (the node file's, before the seed)
         addresses = [NodeAddress(m, nodes[m]["host"], nodes[m]["peer_port"], nodes[m]["client_port"])
                      for m in driver.members]
@@ -405,7 +408,7 @@ class Worker:
             if added or removed or moved:
                 log.info("node %d worker %d: peers now %s (added %s, removed %s, moved %s) at epoch %d",
                          self.node_id, self.index, list(driver.members), added, removed, moved, driver.epoch)
-        self.peers_of = driver.members
+        self.peers_of = (driver.members, driver.epoch)
 
     def _run_traced(self, poller, parent):
         """run() with every step of a turn noted in self.trace (runtime/trace.py; bench --trace-one)."""

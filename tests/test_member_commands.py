@@ -1,0 +1,132 @@
+"""Membership changes through `client.membership` and `paxos-core member` (issue 14, step 5 so far), on real
+processes (tests/cluster_harness.py; every process stopped by its PID): compare-and-set with exactly one epoch
+conflict of two concurrent changes, the checks that refuse a change which would lose the live quorum (and
+change nothing), removals adopted by every group, an address change that heals, the CLI's text and JSON."""
+import json
+import subprocess
+import sys
+import threading
+
+import pytest
+import tomli_w
+import tomllib
+
+from cluster_harness import LocalCluster, free_base_port, package_env, wait_for
+from paxos_core import EpochConflict, WouldLoseQuorum
+from paxos_core.statemachine import kv as kv_ops
+
+
+def _seeded(client):
+    try:
+        return client.membership.table()["epoch"] >= 1
+    except Exception:
+        return False
+
+
+def _member_cli(cluster, *args):
+    proc = subprocess.run([sys.executable, "-m", "paxos_core", "member", *map(str, args), "--cluster",
+                           str(cluster.dir)], capture_output=True, text=True, timeout=180, env=package_env())
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def _put(client, group, key, value):
+    result = client.propose(group, kv_ops.encode_put(key, value), timeout=10.0).result
+    assert kv_ops.decode_result(result).status == kv_ops.OK
+
+
+def test_two_concurrent_changes_against_one_epoch_exactly_one_conflicts(tmp_path):
+    with LocalCluster(tmp_path, nodes=5, workers=1, groups=2) as cluster:
+        admin = cluster.client()
+        wait_for(lambda: _seeded(admin), 60, message="the table seeded")
+        outcomes = {}
+
+        def change(node):
+            try:
+                outcomes[node] = cluster.client().membership.remove(node, expect=1)
+            except EpochConflict as exc:
+                outcomes[node] = exc
+
+        threads = [threading.Thread(target=change, args=(n,)) for n in (4, 5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        conflicts = [n for n, o in outcomes.items() if isinstance(o, EpochConflict)]
+        done = [n for n, o in outcomes.items() if not isinstance(o, EpochConflict)]
+        assert len(conflicts) == 1 and len(done) == 1, outcomes
+        assert outcomes[done[0]].epoch == 2 and outcomes[done[0]].changed
+        assert outcomes[conflicts[0]].epoch == 2
+        table = admin.membership.table()
+        assert table["epoch"] == 2 and done[0] not in table["voters"] and conflicts[0] in table["voters"]
+        # The change that lost is made again against the epoch it now reads: it goes through.
+        again = admin.membership.remove(conflicts[0])
+        assert (again.epoch, again.changed) == (3, True)
+        again.wait(timeout=60)
+        assert admin.membership.table()["voters"] == [1, 2, 3]
+        for group in (0, 1):
+            _put(admin, group, b"k", b"v")
+
+
+def test_a_change_that_would_lose_the_live_quorum_is_refused_and_changes_nothing(tmp_path):
+    with LocalCluster(tmp_path, nodes=3, workers=2, groups=2) as cluster:
+        admin = cluster.client()
+        wait_for(lambda: _seeded(admin), 60, message="the table seeded")
+        cluster.kill(3)
+        with pytest.raises(WouldLoseQuorum, match="nothing was changed"):
+            admin.membership.remove(2)
+        assert admin.membership.table()["epoch"] == 1
+        code, out, err = _member_cli(cluster, "remove", 2)
+        assert code != 0 and "WouldLoseQuorum" in err and "nothing was changed" in err, (out, err)
+        # Removing the dead node itself leaves voters 1 and 2, both up: allowed, and every group adopts it.
+        code, out, err = _member_cli(cluster, "remove", 3, "--wait", "90")
+        assert code == 0, err
+        assert out.startswith("epoch 2: node 3 removed") and "adopted epoch 2's voters 1,2" in out, out
+        code, out, err = _member_cli(cluster, "remove", 3, "--json")
+        assert code == 0 and json.loads(out) == {"op": "remove", "epoch": 2, "changed": False, "node": 3}, out
+        code, out, err = _member_cli(cluster, "list", "--json")
+        table = json.loads(out)
+        assert table["voters"] == [1, 2] and [n["role"] for n in table["nodes"]] == ["voter", "voter", "removed"]
+        code, out, err = _member_cli(cluster, "status")
+        assert code == 0 and "epoch 2; voters 1,2" in out and "votes on epoch 2's voters" in out, out
+        for group in (0, 1):
+            _put(admin, group, b"after", b"removal")
+
+
+def test_an_address_change_heals(tmp_path):
+    """Node 3 moves to other ports: once the table says so, the other nodes connect to it there, and it gets
+    what is written afterwards."""
+    with LocalCluster(tmp_path, nodes=3, workers=1, groups=2) as cluster:
+        admin = cluster.client()
+        wait_for(lambda: _seeded(admin), 60, message="the table seeded")
+        _put(admin, 0, b"before", b"1")
+        cluster.stop(3)
+        path = cluster.config_path(3)
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+        base = free_base_port(1, 1)
+        for node in data["cluster"]["nodes"]:
+            if node["id"] == 3:
+                node["peer_port"], node["client_port"] = base, base + 1
+        with open(path, "wb") as f:
+            tomli_w.dump(data, f)
+        cluster.start(3, wait=False)       # the harness's own client would look for it at the old ports
+        from paxos_core.client import Client
+        from paxos_core.config import load_config
+
+        mover = Client.from_config(load_config(path), prefer=3, default_timeout=5.0)
+        try:
+            wait_for(lambda: all("error" not in r for r in mover.status(3, timeout=1.0)), 60,
+                     message="node 3 answers at its new client port")
+            change = admin.membership.update(3, "127.0.0.1", base, base + 1)
+            assert (change.epoch, change.changed) == (2, True)
+            _put(admin, 0, b"after", b"moved")
+            # Read on node 3 itself, at its new client port: it has what was written after the move.
+            def has_it():
+                try:
+                    raw = mover.read(0, kv_ops.encode_get(b"after"), "stale", 2.0, 3)
+                except Exception:
+                    return False
+                return kv_ops.decode_result(raw).value == b"moved"
+            wait_for(has_it, 60, message="node 3 at its new address learned the write made after the move")
+        finally:
+            mover.close()
