@@ -130,3 +130,24 @@ def test_an_address_change_heals(tmp_path):
             wait_for(has_it, 60, message="node 3 at its new address learned the write made after the move")
         finally:
             mover.close()
+
+
+def test_a_removed_node_leaves_says_so_and_never_starts_again(tmp_path):
+    with LocalCluster(tmp_path, nodes=3, workers=2, groups=4) as cluster:
+        admin = cluster.client()
+        wait_for(lambda: _seeded(admin), 60, message="the table seeded")
+        for group in range(4):
+            _put(admin, group, b"k", b"before")
+        change = admin.membership.remove(3)
+        change.wait(timeout=90)
+        proc = cluster.procs[3].popen
+        code = proc.wait(60)
+        cluster.down.add(3)
+        err = open(cluster.procs[3].stderr).read()
+        assert code == 4, (code, err[-2000:])
+        assert "node 3 was removed from the cluster at membership epoch 2; it stops for good" in err, err[-2000:]
+        for group in range(4):
+            _put(admin, group, b"k", b"after")
+        # It never starts again: its id is never used again.
+        with pytest.raises(AssertionError, match="was removed from the cluster at membership epoch 2"):
+            cluster.start(3)

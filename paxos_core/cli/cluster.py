@@ -18,6 +18,7 @@ from .parsing import add_shared, int_range, positive_float
 CLUSTER_ENV = "PAXOS_CORE_CLUSTER"
 # u32 on the wire (wire/rpc.py) and on disk; the top two ids are reserved (0xFFFFFFFE: the system group)
 GROUP_ID = int_range(0, SYSTEM_GROUP - 1, "a group id")
+EXIT_REMOVED = 4        # `paxos-core node`: the membership table removed this node; it stopped for good
 
 
 def cmd_node(args):
@@ -69,7 +70,7 @@ def cmd_node(args):
     node.close()
     if failure is not None:
         print("paxos-core node: %s" % failure, file=sys.stderr)
-        return 1
+        return EXIT_REMOVED if node.supervisor.removed_epoch is not None else 1
     return 0
 
 

@@ -39,7 +39,8 @@ class MembershipDriver:
     """One per worker: seeds the system group's table (on the worker hosting it), and makes every group of
     the worker adopt the voters of the table's newest epoch (see the module docstring)."""
 
-    def __init__(self, seed: bytes = b"", retry_ticks: int = 100, adopt_per_turn: int = 256, plant: str = ""):
+    def __init__(self, seed: bytes = b"", retry_ticks: int = 100, adopt_per_turn: int = 256, plant: str = "",
+                 leave_after_ticks: int = 1000):
         self.seed = seed
         self.plant_retire_early = plant == "retire-early"
         self.retry_ticks = retry_ticks
@@ -57,6 +58,10 @@ class MembershipDriver:
         self.todo = collections.deque()   # groups to look at for adoption (every hosted group, at a new epoch)
         self.behind = {}                  # group -> tick it was last asked to adopt, until its voters are the table's
         self.adopts = 0                   # Engine.adopt calls made
+        self.removed_epoch = None         # the table's epoch that removed this node
+        self.removed_at = 0               # ... the tick it learned so
+        self.left = False                 # ... and every group here goes on without it (the node may stop)
+        self.leave_after_ticks = leave_after_ticks
         self.nudges = 0                   # barriers proposed to get an idle group a leader that proposes its ADOPT
 
     # ------------------------------------------------------------------ inputs
@@ -72,6 +77,17 @@ class MembershipDriver:
                 self._seed(loop, now)
         if self.todo or self.behind:
             self._adopt(loop, now)
+        if self.removed_epoch is not None and not self.left and now % 16 == 0:
+            self._leave(loop, now)
+
+    def _leave(self, loop, now):
+        """This node was removed: it has left once no group here counts it as a voter any more (every group
+        adopted voters without it), or leave_after_ticks after it learned of it (the other nodes stop sending to
+        it once their groups adopted: it may never hear the last of them)."""
+        engine = loop.engine
+        if now - self.removed_at >= self.leave_after_ticks or all(
+                loop.node_id not in engine.latest_config(g)[1] for g in engine.groups()):
+            self.left = True
 
     def on_table(self, loop, table: dict) -> None:
         """The system group's table as applied on this node (the worker hosting it reads its own state; the
@@ -83,6 +99,10 @@ class MembershipDriver:
             self.seeded = True
         self.epoch = epoch
         self.table = table
+        if self.removed_epoch is None and any(n["id"] == loop.node_id and n["role"] == "removed"
+                                               for n in table.get("nodes", ())):
+            self.removed_epoch = epoch          # this node is removed: it leaves (see _leave)
+            self.removed_at = loop.ticks
         self.wanted_members = tuple(sorted(set(table["voters"]) | set(table["learners"])))
         voters = tuple(sorted(table["voters"]))
         if voters != self.voters:

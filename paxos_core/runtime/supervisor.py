@@ -53,6 +53,7 @@ class _Worker:
         self.ready = False           # the current process said it is up
         self.up_since = 0.0
         self.reason = ""             # why the current process could not start (its own line)
+        self.left = 0                # the epoch that removed this node, once this worker's groups go on without it
         self.failures = 0            # failed starts and early crashes in a row
         self.backoff = FIRST_BACKOFF
         self.restart_at = None       # monotonic time of a scheduled restart
@@ -84,6 +85,7 @@ class Supervisor:
         self.on_failure = None               # called with the failure line from the supervisor's thread
         self._workers = {i: _Worker(i) for i in range(config.workers)}
         self.table = None               # the newest membership table a worker handed up
+        self.removed_epoch = None       # the epoch that removed this node, once every worker left
         self._selector = selectors.DefaultSelector()
         self._up = threading.Event()         # every worker ready, or the start failed
         self._stopping = threading.Event()
@@ -94,6 +96,10 @@ class Supervisor:
     def start(self, timeout=30.0):
         """Spawn every worker and wait until each says it is up (at most `timeout` seconds). Raises
         StartError (one line) after stopping everything it started if a worker fails or is not up in time."""
+        removed = identity.read_removed(self.config.data_dir)
+        if removed is not None:
+            raise StartError("%s: a removed node never starts again (its id is never used again); to bring this "
+                             "host back, wipe %s and join it as a new node" % (removed, self.config.data_dir))
         self._mark_lost_marker()
         self._thread = threading.Thread(target=self._run, name="paxos-supervisor", daemon=True)
         self._thread.start()
@@ -224,6 +230,15 @@ class Supervisor:
                 self._up.set()
         elif kind == "failed":
             w.reason = str(message.get("reason") or "")
+        elif kind == "removed":
+            # The membership table removed this node, and this worker's groups go on without it: once every
+            # worker says so, the node records it (it never starts again) and stops.
+            w.left = int(message.get("epoch") or 0)
+            if all(x.left for x in self._workers.values()) and self.removed_epoch is None:
+                self.removed_epoch = w.left
+                identity.write_removed(self.config.data_dir, self.config.node_id, w.left)
+                self._fail("node %d was removed from the cluster at membership epoch %d; it stops for good (its "
+                           "id is never used again)" % (self.config.node_id, w.left))
         elif kind == "membership":
             # The worker hosting the system group applied a newer membership table: every worker takes it.
             table = message.get("table")

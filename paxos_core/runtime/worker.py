@@ -183,6 +183,7 @@ class Worker:
         self.ctx = zmq.Context()
         self.transport = self.client = self.log = None
         self.published_epoch = 0          # the newest membership table handed to the supervisor
+        self.reported_left = False        # told the supervisor this node was removed and left its groups
         self.peers_of = ((), 0)           # the driver's (members, epoch) the transport was last set to: at first,
                                           # the node file's
         self.trace = trace.trace_for(self.node_id, index)      # None unless PAXOS_CORE_TRACE_DIR is set
@@ -388,6 +389,11 @@ class Worker:
                 parent.send({"kind": "membership", "table": driver.table})
         if driver.members != self.peers_of[0] or driver.epoch != self.peers_of[1]:
             self._set_peers(driver)
+        if driver.left and not self.reported_left:
+            self.reported_left = True
+            log.warning("node %d worker %d: this node was removed from the cluster at epoch %d, and its groups here "
+                        "go on without it", self.node_id, self.index, driver.removed_epoch)
+            parent.send({"kind": "removed", "epoch": driver.removed_epoch})
 
     def _set_peers(self, driver):
         """Connect the transport to the driver's members, at the table's addresses with its keys (an epoch may

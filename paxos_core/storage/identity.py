@@ -253,3 +253,22 @@ def damage_found(data_dir, worker_index):
 
 def clear_damage_found(data_dir, worker_index):
     _remove_durably(damage_flag_path(data_dir, worker_index))
+
+
+REMOVED_NAME = "REMOVED"
+
+
+def write_removed(data_dir, node_id, epoch):
+    """Record (atomically, fsynced) that the membership table removed this node at `epoch`: it never starts
+    again (its id is never used again; the host comes back as a new node, with a new id and data)."""
+    _write_atomically(os.path.join(os.fspath(data_dir), REMOVED_NAME),
+                      b"paxos-core node %d was removed from the cluster at membership epoch %d\n" % (node_id, epoch))
+
+
+def read_removed(data_dir):
+    """The line :func:`write_removed` wrote, or None."""
+    try:
+        with open(os.path.join(os.fspath(data_dir), REMOVED_NAME), "rb") as f:
+            return f.read(512).decode("ascii", "replace").strip()
+    except FileNotFoundError:
+        return None
