@@ -1032,19 +1032,19 @@ def write_cluster(directory, nodes=3, workers=2, groups=16, host="127.0.0.1", ba
 
 def write_node_keys(directory, node_id):
     """``paxos-core keygen``: a CURVE key pair for node ``node_id`` in ``directory`` (``node<id>.key``, public,
-    and ``node<id>.key_secret``, mode 0600; the directory is created mode 0700). Refuses existing key files.
+    and ``node<id>.key_secret``, mode 0600; the directory is created mode 0700); ``node_id`` "new": for a node
+    that will join (``new.key``, ``new.key_secret``). Refuses existing key files.
     Returns (public file, secret file)."""
     import zmq.auth
 
-    node_id = _arg_int("node", node_id, 1, MAX_NODE_ID)
+    stem = "new" if node_id == "new" else "node%d" % _arg_int("node", node_id, 1, MAX_NODE_ID)
     directory = Path(directory)
     for suffix in (".key", ".key_secret"):
-        if (directory / ("node%d%s" % (node_id, suffix))).exists():
-            raise ConfigError("%s: key file already exists; refusing to replace it"
-                              % (directory / ("node%d%s" % (node_id, suffix))))
+        if (directory / (stem + suffix)).exists():
+            raise ConfigError("%s: key file already exists; refusing to replace it" % (directory / (stem + suffix)))
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        public_file, secret_file = zmq.auth.create_certificates(directory, "node%d" % node_id)
+        public_file, secret_file = zmq.auth.create_certificates(directory, stem)
         os.chmod(secret_file, 0o600)
         os.chmod(public_file, 0o644)
     except OSError as e:

@@ -84,12 +84,30 @@ class Membership:
         raw = self.client.read(SYSTEM_GROUP, b"history", "linearizable", timeout)
         return json.loads(decode_user_result(raw))
 
-    def _rows(self, timeout):
-        """{node: [worker status rows]} of the table's nodes that answer; a node that does not is left out."""
+    def _rows(self, timeout, table=None):
+        """{node: [worker status rows]} of the nodes that answer: the client's, and the table's that the client
+        does not know (a node that joined after its node files were written, asked at the table's address with
+        the table's key); a node that does not answer is left out."""
         out = {}
         for row in self.client.status(timeout=timeout):
             if "error" not in row:
                 out.setdefault(row["node"], []).append(row)
+        others = [n for n in (table or {}).get("nodes", ()) if n["role"] != "removed" and n["id"] not in self.client.endpoints]
+        if others:
+            from .client import Client
+
+            client = self.client
+            keys = {n["id"]: n["public_key"].encode() for n in others} if client._curve_server_keys else None
+            endpoints = {n["id"]: ["tcp://%s:%d" % (n["host"], n["client_port"] + w) for w in range(client.workers)]
+                         for n in others}
+            extra = Client(endpoints, client.workers, client.groups, curve_server_keys=keys,
+                           curve_keypair=client._curve_keypair if keys else None, default_timeout=timeout)
+            try:
+                for row in extra.status(timeout=timeout):
+                    if "error" not in row:
+                        out.setdefault(row["node"], []).append(row)
+            finally:
+                extra.close()
         return out
 
     def progress(self, epoch: int, timeout: float = 5.0) -> dict[str, Any]:
@@ -99,7 +117,7 @@ class Membership:
         table = self.table(timeout)
         voters = table["voters"]
         removed = {n["id"] for n in table["nodes"] if n["role"] == "removed"}
-        rows = self._rows(timeout)
+        rows = self._rows(timeout, table)
         waiting, workers = [], []
         for node, node_rows in sorted(rows.items()):
             if node in removed:
@@ -125,7 +143,7 @@ class Membership:
         """The table, each node's state as it reports it (answers, epoch known, lag, rebuilding), and the
         node file's member list where it differs from the table."""
         table = self.table(timeout)
-        rows = self._rows(timeout)
+        rows = self._rows(timeout, table)
         nodes = []
         for n in table["nodes"]:
             node_rows = rows.get(n["id"], [])
@@ -200,7 +218,7 @@ class Membership:
             return                                          # promoted already: the command is a no-op
         if gone is not None and roles.get(gone) == "removed":
             return                                          # removed already
-        rows = self._rows(timeout)
+        rows = self._rows(timeout, table)
         if new is not None and roles.get(new) == "learner" and not self._ready(new, table, rows):
             raise errors.LearnerNotReady("node %d is not caught up: it must answer, know epoch %d, rebuild nothing "
                                          "and lag at most %d instances (status shows where it is); nothing was "

@@ -44,8 +44,19 @@ def cmd_node(args):
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop.set())
+    config_path = args.config
     try:
-        node = Node(args.config, log_level=level, rebuild=args.rebuild)
+        if args.join:
+            from ..join import install, read_bundle
+
+            bundle = read_bundle(args.join)
+            folder = args.dir or "node%d" % int(bundle["node_id"])
+            config_path = install(bundle, folder)
+            print("node %d joins cluster %d: its folder is %s" % (bundle["node_id"], bundle["cluster_id"], folder),
+                  flush=True)
+        elif config_path is None:
+            args._parser.error("give the node's FILE, or --join BUNDLE")
+        node = Node(config_path, log_level=level, rebuild=args.rebuild)
     except (ConfigError, StartError) as exc:
         root.removeHandler(held)
         if level <= logging.DEBUG:
@@ -226,13 +237,19 @@ def register(sub):
     p = sub.add_parser("node", help="run a node in the foreground until SIGTERM/SIGINT",
                        description="Run the node of FILE (its supervisor and worker processes) in the "
                                    "foreground until SIGTERM or SIGINT, then stop cleanly.")
-    p.add_argument("config", metavar="FILE", help="the node's TOML file (from paxos-core init)")
+    p.add_argument("config", metavar="FILE", nargs="?", default=None,
+                   help="the node's TOML file (from paxos-core init, or written by --join)")
+    p.add_argument("--join", metavar="BUNDLE", default=None,
+                   help="join a running cluster: write this node's folder from the bundle of `paxos-core member add "
+                        "--out` (with this host's key pair from `paxos-core keygen DIR/keys`), then run it")
+    p.add_argument("--dir", metavar="DIR", default=None,
+                   help="with --join: the node's folder (default: ./node<ID>)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="logging level")
     p.add_argument("--rebuild", action="store_true",
                    help="the node's data directory was lost (a replaced disk): rebuild every group from the peers "
                         "before voting again. Without it, a data directory lacking its identity marker is refused")
-    p.set_defaults(func=cmd_node)
+    p.set_defaults(func=cmd_node, _parser=p)
 
     kv_cli.register(sub, cluster_opts).set_defaults(func=cmd_kv, needs_cluster=True)
 

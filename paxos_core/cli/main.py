@@ -279,7 +279,7 @@ def cmd_keygen(args):
     """`paxos-core keygen`: a node's CURVE key pair, made on the host that will run it."""
     from ..config import write_node_keys
 
-    public, secret = write_node_keys(args.dir, args.node)
+    public, secret = write_node_keys(args.dir, args.node if args.node is not None else "new")
     print("wrote %s (public: copy it to where `paxos-core init --node ... --public-keys` runs)" % public)
     print("wrote %s (secret, mode 0600: it stays on this host, in the node folder's keys/)" % secret)
     return 0
@@ -454,11 +454,13 @@ def build_parser():
     p = sub.add_parser("keygen", help="make a node's CURVE key pair on its own host",
                        description="Write DIR/node<ID>.key (public: copy it to where `paxos-core init --node ... "
                                    "--public-keys` runs) and DIR/node<ID>.key_secret (mode 0600: it never leaves "
-                                   "this host; put it into the node folder's keys/ that init writes). Refuses "
-                                   "existing key files.")
+                                   "this host; put it into the node folder's keys/ that init writes). Without "
+                                   "--node, for a node that joins a running cluster (its id comes with the join "
+                                   "bundle): DIR/new.key, to give to `paxos-core member add --key-file`, and "
+                                   "DIR/new.key_secret. Refuses existing key files.")
     p.add_argument("dir", metavar="DIR", help="directory for the two key files (created if missing)")
-    p.add_argument("--node", type=int_range(1, MAX_NODE_ID, "a node id"), required=True,
-                   help="the node id these keys are for")
+    p.add_argument("--node", type=int_range(1, MAX_NODE_ID, "a node id"), default=None,
+                   help="the node id these keys are for (default: a node that will join: new.key)")
     p.set_defaults(func=cmd_keygen)
     return parser
 

@@ -35,7 +35,7 @@ def _table_lines(table):
 def cmd_member(args):
     from .cluster import connect
 
-    client, _ = connect(args)
+    client, cfg = connect(args)
     try:
         m = client.membership
         m.max_lag = args.max_lag
@@ -72,11 +72,24 @@ def cmd_member(args):
         if args.action == "add":
             key = args.public_key
             if args.key_file:
-                with open(args.key_file) as f:
-                    key = f.read().strip()
+                import zmq.auth
+
+                try:
+                    key = zmq.auth.load_certificate(args.key_file)[0].decode()
+                except (OSError, ValueError) as exc:
+                    from ..errors import ConfigError
+
+                    raise ConfigError("%s: not a public key file of `paxos-core keygen`: %s" % (args.key_file, exc))
             change = m.add(args.host, args.peer_port, args.client_port, key or "-", args.replaces, expect,
                            args.timeout)
-            return _print_change(args, change, "node %d added as a learner" % change.node)
+            if args.out:
+                from ..join import make_bundle, write_bundle
+
+                history = m.history(args.timeout)
+                write_bundle(args.out, make_bundle(cfg, m.table(args.timeout), change.node, history[0]["voters"]))
+            return _print_change(args, change, "node %d added as a learner%s" % (
+                change.node, "; its join bundle is %s (start it with `paxos-core node --join %s`)"
+                % (args.out, args.out) if args.out else ""))
         if args.action == "promote":
             change = m.promote(args.id, expect, args.force, args.timeout)
             return _print_change(args, change, "node %d promoted to voter" % args.id)
@@ -122,6 +135,9 @@ def register(sub, cluster_opts, node_id, port):
     q.add_argument("--public-key", default=None, help="its CURVE public key (z85, from `paxos-core keygen`)")
     q.add_argument("--key-file", default=None, help="... or the file that holds it")
     q.add_argument("--replaces", type=node_id, default=None, help="a dead voter whose address it takes")
+    q.add_argument("--out", metavar="FILE", default=None,
+                   help="write the new node's join bundle here (no secrets in it): `paxos-core node --join FILE` on "
+                        "its host")
     common(q)
     for name, text in (("promote", "learner ID becomes a voter"), ("remove", "node ID leaves the cluster")):
         q = actions.add_parser(name, help=text)

@@ -101,6 +101,10 @@ class Supervisor:
             raise StartError("%s: a removed node never starts again (its id is never used again); to bring this "
                              "host back, wipe %s and join it as a new node" % (removed, self.config.data_dir))
         self._mark_lost_marker()
+        if identity.read_first_voters(self.config.data_dir) is None:
+            # The groups' first configuration, recorded at the first start from the node file that `init`
+            # wrote (a node that joined has it from its join bundle): from here on it never follows the file.
+            identity.write_first_voters(self.config.data_dir, self.config.members)
         self._thread = threading.Thread(target=self._run, name="paxos-supervisor", daemon=True)
         self._thread.start()
         if not self._up.wait(timeout):

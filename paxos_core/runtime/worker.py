@@ -255,6 +255,12 @@ class Worker:
                                          if config.keys_dir else None) if index == 0 else b"",
         )
         core_config = config.core_config(index)
+        first_voters = identity.read_first_voters(config.data_dir)
+        if first_voters is not None:
+            # The cluster's first voters, not the node file's list (a node that joined later lists the nodes of
+            # its time; a first voter removed since is a member only until the membership table says otherwise).
+            core_config = core_config.replace(voters=first_voters,
+                                              members=tuple(sorted(set(core_config.members) | set(first_voters))))
         if os.environ.get("PAXOS_CORE_FILL_AT_TAKE", "1") == "0":
             # One instance per proposal while the window has room (the old way; kept to measure the default).
             core_config = core_config.replace(fill_at_take=False)
