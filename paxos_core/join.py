@@ -28,7 +28,9 @@ NEW_KEY = "new"             # `paxos-core keygen` without --node: keys/new.key a
 
 def make_bundle(config, table: dict, node_id: int, first_voters) -> dict:
     """The bundle for new node `node_id`, from a member's NodeConfig and the membership table."""
-    nodes = [n for n in table["nodes"] if n["role"] != "removed"]
+    replaced = next((n.get("replaces") for n in table["nodes"] if n["id"] == node_id), 0)
+    # Not the dead node the new one replaces: the new one takes its address (node files refuse two at one port).
+    nodes = [n for n in table["nodes"] if n["role"] != "removed" and n["id"] != replaced]
     node_file = config.to_dict()
     node_file["cluster"]["nodes"] = [{"id": n["id"], "host": n["host"], "peer_port": n["peer_port"],
                                       "client_port": n["client_port"], "metrics_port": 0} for n in nodes]

@@ -178,16 +178,16 @@ class Membership:
 
     def promote(self, node: int, expect: int | None = None, force: bool = False, timeout: float = 10.0) -> Change:
         """Learner `node` becomes a voter."""
-        return self._change("promote", expect, timeout, force=force, new=node, id=node)
+        return self._change("promote", expect, timeout, force=force, joining=node, id=node)
 
     def remove(self, node: int, expect: int | None = None, force: bool = False, timeout: float = 10.0) -> Change:
         """`node` (voter or learner) leaves the cluster for good (its id is never used again)."""
-        return self._change("remove", expect, timeout, force=force, gone=node, id=node)
+        return self._change("remove", expect, timeout, force=force, leaving=node, id=node)
 
     def replace(self, old: int, new: int, expect: int | None = None, force: bool = False,
                 timeout: float = 10.0) -> Change:
         """In one epoch, voter `old` is removed and learner `new` becomes a voter."""
-        return self._change("swap", expect, timeout, force=force, new=new, gone=old, old=old)
+        return self._change("swap", expect, timeout, force=force, joining=new, leaving=old, old=old, new=new)
 
     def update(self, node: int, host: str, peer_port: int, client_port: int, expect: int | None = None,
                timeout: float = 10.0) -> Change:
@@ -195,12 +195,12 @@ class Membership:
         return self._change("update", expect, timeout, id=node, host=host, peer_port=peer_port,
                             client_port=client_port)
 
-    def _change(self, op, expect, timeout, force=False, new=None, gone=None, **fields):
+    def _change(self, op, expect, timeout, force=False, joining=None, leaving=None, **fields):
         table = self.table(timeout)
         if expect is None:
             expect = table["epoch"]
-        if not force and (new is not None or gone is not None):
-            self._check(table, new, gone, timeout)
+        if not force and (joining is not None or leaving is not None):
+            self._check(table, joining, leaving, timeout)
         raw = self.client.propose(SYSTEM_GROUP, encode_change(op, expect, **fields), timeout=timeout).result
         result = json.loads(decode_user_result(raw))
         if not result["ok"]:

@@ -226,3 +226,63 @@ def _run(args):
     proc = subprocess.run([sys.executable, "-m", "paxos_core", *map(str, args)], capture_output=True, text=True,
                           timeout=120, env=package_env())
     return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_a_wiped_node_is_replaced_by_a_new_id_on_the_same_host_and_the_cluster_survives_another_loss(tmp_path):
+    """kill -9 node 3 and wipe it; it refuses to start as it was; a new node (id 4) takes its address through
+    a join bundle (`member add --replaces 3`) and its place (`member replace 3 4`); then node 1 is killed too
+    and the cluster still serves (voters 1, 2, 4: two of them up)."""
+    import os
+    import shutil
+    import signal
+
+    with LocalCluster(tmp_path, nodes=3, workers=1, groups=2) as cluster:
+        admin = cluster.client(prefer=2)
+        wait_for(lambda: _seeded(admin), 60, message="the table seeded")
+        for group in (0, 1):
+            _put(admin, group, b"before", b"1")
+        old = cluster.config(3)
+        cluster.kill(3)
+        shutil.rmtree(old.data_dir)
+        # A wiped node refuses to start as itself (it would vote with no memory of its promises).
+        with pytest.raises(AssertionError, match="identity marker"):
+            cluster.start(3)
+        cluster.down.add(3)
+        new = tmp_path / "node4"
+        code, out, err = _run(["keygen", str(new / "keys")])
+        assert code == 0, err
+        bundle = tmp_path / "join.json"
+        code, out, err = _member_cli(cluster, "add", "--host", old.me.host, "--peer-port", old.me.peer_port,
+                                     "--client-port", old.me.client_port, "--key-file", new / "keys" / "new.key",
+                                     "--replaces", 3, "--out", bundle)
+        assert code == 0 and "node 4 added" in out, (out, err)
+        log = open(tmp_path / "node4.err", "wb")
+        node4 = subprocess.Popen([sys.executable, "-m", "paxos_core", "node", "--join", str(bundle), "--dir",
+                                  str(new)], stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=str(tmp_path),
+                                 env=package_env())
+        cluster.known_pids.add(node4.pid)
+        try:
+            last = []
+
+            def replaced():
+                last[:] = [_member_cli(cluster, "replace", 3, 4)]
+                return last[0][0] == 0
+            try:
+                wait_for(replaced, 120, message="node 4 caught up and replaced node 3")
+            except AssertionError:
+                raise AssertionError("member replace 3 4: %r\n%s" % (last, open(tmp_path / "node4.err").read()[-3000:]))
+            table = admin.membership.table()
+            assert table["voters"] == [1, 2, 4] and table["learners"] == []
+            assert admin.membership.history()[-1]["change"] == {"op": "swap", "old": 3, "new": 4}
+            from paxos_core.membership import Change
+
+            Change("swap", table["epoch"], True, 4, admin.membership).wait(timeout=120)
+            cluster.kill(1)
+            for group in (0, 1):
+                _put(admin, group, b"after", b"2")
+                assert kv_ops.decode_result(admin.read(group, kv_ops.encode_get(b"before"), "linearizable",
+                                                       20.0)).value == b"1"
+        finally:
+            if node4.poll() is None:
+                os.kill(node4.pid, signal.SIGTERM)
+                node4.wait(30)
