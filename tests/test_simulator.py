@@ -147,7 +147,9 @@ def test_a_snapshot_transfer_without_lost_chunks_sends_no_chunk_twice():
         for node in sim.nodes.values():
             installed += node.loop.snapshots.stats["snapshots_installed"]
             duplicates += node.loop.snapshots.stats["snapshot_chunks_duplicate"]
-    assert installed >= 10, "the seeds must transfer snapshots for this to test anything"
+    # 9 installs over these seeds since the system group runs in every node (10 before): enough to see a
+    # chunk sent twice, which is what this test is about.
+    assert installed >= 8, "the seeds must transfer snapshots for this to test anything"
     assert duplicates == 0
 
 
