@@ -286,3 +286,92 @@ def test_a_wiped_node_is_replaced_by_a_new_id_on_the_same_host_and_the_cluster_s
             if node4.poll() is None:
                 os.kill(node4.pid, signal.SIGTERM)
                 node4.wait(30)
+
+
+def test_the_busiest_master_removed_during_lease_reads_serves_no_stale_read(tmp_path):
+    """Four voters; a writer and two lease readers on one key of group 0 while its master is removed: the
+    history (every read and write, with its real-time interval) is linearizable, and the removed master
+    exits saying so."""
+    import time
+
+    from paxos_core.check.history import FAIL, OK, READ, UNKNOWN, WRITE, Op
+    from paxos_core.check.linearizability import check_linearizability
+
+    with LocalCluster(tmp_path, nodes=4, workers=1, groups=1) as cluster:
+        admin = cluster.client()
+        wait_for(lambda: _seeded(admin), 60, message="the table seeded")
+        _put(admin, 0, b"x", b"0")
+        master = next(g["master"] for r in cluster.status(1) for g in r["group_detail"] if g["group"] == 0)
+        assert master in (1, 2, 3, 4)
+        history, stop, lock, ids = [], threading.Event(), threading.Lock(), iter(range(10 ** 9))
+
+        def record(kind, value, invoke, outcome, result=None):
+            with lock:
+                history.append(Op(next(ids), b"x", kind, value=value, invoke=invoke,
+                                  complete=time.monotonic() if outcome != UNKNOWN else None, outcome=outcome,
+                                  result=result))
+
+        def writer():
+            client, i = cluster.client(prefer=master), 1
+            while not stop.is_set():
+                value = b"%d" % i
+                start = time.monotonic()
+                try:
+                    _put(client, 0, b"x", value)
+                    record(WRITE, value, start, OK)
+                except Exception:
+                    record(WRITE, value, start, UNKNOWN)
+                i += 1
+
+        def reader(prefer):
+            client = cluster.client(prefer=prefer)
+            while not stop.is_set():
+                start = time.monotonic()
+                try:
+                    raw = client.read(0, kv_ops.encode_get(b"x"), "lease", 5.0)
+                    record(READ, None, start, OK, kv_ops.decode_result(raw).value)
+                except Exception:
+                    record(READ, None, start, FAIL)
+
+        threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader, args=(n,))
+                                                        for n in (master, 1 + master % 4)]
+        history.append(Op(-1, b"x", WRITE, value=b"0", invoke=0.0, complete=0.0, outcome=OK))
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(1.0)
+            removed_at = time.monotonic()
+            admin.membership.remove(master).wait(timeout=90)
+            assert cluster.procs[master].popen.wait(60) == 4
+            cluster.down.add(master)
+            time.sleep(1.0)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(60)
+        reads = [op for op in history if op.kind == READ and op.outcome == OK]
+        assert len(reads) > 50 and any(op.invoke > removed_at for op in reads), len(reads)
+        result = check_linearizability(history, budget_s=60.0)
+        assert result.ok, [str(a) for key in result.keys.values() for a in getattr(key, "anomalies", [])][:3]
+
+
+def test_a_change_whose_driver_is_killed_mid_change_completes_when_run_again(tmp_path):
+    import os
+    import signal
+
+    with LocalCluster(tmp_path, nodes=4, workers=2, groups=4) as cluster:
+        admin = cluster.client()
+        wait_for(lambda: _seeded(admin), 60, message="the table seeded")
+        driver = subprocess.Popen([sys.executable, "-m", "paxos_core", "member", "remove", "4", "--wait", "120",
+                                   "--cluster", str(cluster.dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  env=package_env())
+        try:
+            wait_for(lambda: admin.membership.table()["epoch"] == 2, 60, message="the removal chosen")
+        finally:
+            os.kill(driver.pid, signal.SIGKILL)          # killed while it waits for the groups to adopt
+            driver.wait(30)
+        code, out, err = _member_cli(cluster, "remove", 4, "--wait", "120")
+        assert code == 0, err
+        assert "epoch 2: node 4 removed (already so: nothing changed)" in out, out
+        assert "adopted epoch 2's voters 1,2,3" in out, out
+        assert admin.membership.table()["epoch"] == 2
