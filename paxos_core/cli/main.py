@@ -146,6 +146,13 @@ def cmd_bench(args):
                    concurrency=min(args.concurrency, 256), base_dir=args.dir, json_path=args.json,
                    say=lambda line: print(line, file=sys.stderr, flush=True))
         return 0
+    if args.what == "member":
+        from ..bench import member
+
+        member.run(groups=(args.groups or (100,))[0], workers=args.workers[0], value_size=args.value_size[0],
+                   concurrency=min(args.concurrency, 256), base_dir=args.dir, json_path=args.json,
+                   say=lambda line: print(line, file=sys.stderr, flush=True))
+        return 0
     if args.what == "soak":
         from ..bench import soak
 
@@ -362,10 +369,12 @@ def build_parser():
                        "group commit against one synced write per record. idle: memory and CPU of idle groups. "
                        "fsync: this disk's synced-append latency and stalls. rejoin: wipe one node of a loaded "
                        "cluster and time its rebuild through snapshots. soak: write for --duration seconds and "
-                       "report disk use per node every --seconds. The last line of output is a JSON summary "
+                       "report disk use per node every --seconds. member: remove a node of a loaded 4-node cluster and time how long every "
+                       "group takes to adopt the new voters, and the throughput dip. The last line of output is a JSON summary "
                        "(cluster: ops/s, latency, fsyncs, operations in flight, CPU per op and in cores by role, "
                        "memory per replica); progress goes to stderr (a bar on a terminal, else one line per stage).")
-    p.add_argument("what", nargs="?", default="cluster", choices=["cluster", "storage", "idle", "fsync", "rejoin", "soak"],
+    p.add_argument("what", nargs="?", default="cluster", choices=["cluster", "storage", "idle", "fsync", "rejoin", "soak",
+                                                                  "member"],
                    help="which benchmark")
     p.add_argument("--quick", action="store_true", help="short run (well under a minute)")
     p.add_argument("--full", action="store_true", help="the full sweep reported in docs/BENCHMARKS.md")
