@@ -124,8 +124,10 @@ class Membership:
                 continue
             for row in node_rows:
                 m = row.get("membership", {})
+                placements = table.get("placements", {})
                 behind = [g["group"] for g in row.get("group_detail", ())
-                          if g.get("config", {}).get("latest_voters") not in (None, voters)]
+                          if g.get("config", {}).get("latest_voters") not in (None, placements.get(str(g["group"]),
+                                                                                               voters))]
                 entry = {"node": node, "worker": row["worker"], "epoch": m.get("epoch", 0),
                          "groups_to_check": m.get("groups_to_check", 0), "groups_adopting": m.get("groups_adopting", 0),
                          "groups_behind": behind}
@@ -151,6 +153,9 @@ class Membership:
                               epoch_known=min((r.get("membership", {}).get("epoch", 0) for r in node_rows), default=0),
                               max_lag=max((r.get("max_lag", 0) for r in node_rows), default=None),
                               repairing=sum(r.get("repairing", 0) for r in node_rows)))
+        per_node = self.groups_per_node(self.client.groups or 0, timeout) if self.client.groups else {}
+        for n in nodes:
+            n["groups_voting"] = per_node.get(n["id"], 0)
         in_file = sorted(self.client.nodes)
         in_table = sorted(n["id"] for n in table["nodes"] if n["role"] != "removed")
         return {"epoch": table["epoch"], "alpha": table["alpha"], "voters": table["voters"],
@@ -188,6 +193,32 @@ class Membership:
                 timeout: float = 10.0) -> Change:
         """In one epoch, voter `old` is removed and learner `new` becomes a voter."""
         return self._change("swap", expect, timeout, force=force, joining=new, leaving=old, old=old, new=new)
+
+    def place(self, group: int, voters, expect: int | None = None, timeout: float = 10.0) -> Change:
+        """Group `group` votes on `voters` (1 to 7 of the cluster's nodes) from now on, not on the cluster's
+        voters (None: on the cluster's again). Every node still holds the group: the others learn it."""
+        voters = None if voters is None else sorted(int(v) for v in voters)
+        if voters is not None:
+            table = self.table(timeout)
+            rows = self._rows(timeout, table)
+            live = [v for v in voters if self._ready(v, table, rows)]
+            if len(live) < len(voters) // 2 + 1:
+                raise errors.WouldLoseQuorum("group %d on %s: only %s answer and are caught up, not a majority; "
+                                             "nothing was changed" % (group, voters, live))
+        return self._change("place", expect, timeout, group=group, voters=voters)
+
+    def groups_per_node(self, groups: int, timeout: float = 5.0) -> dict[int, int]:
+        """How many of groups 0 .. `groups` - 1 each node votes in (placed ones by their placement, the others on
+        the cluster's voters)."""
+        table = self.table(timeout)
+        placements = {int(g): v for g, v in table.get("placements", {}).items() if int(g) < groups}
+        counts = {n["id"]: 0 for n in table["nodes"] if n["role"] != "removed"}
+        for voters in placements.values():
+            for v in voters:
+                counts[v] = counts.get(v, 0) + 1
+        for v in table["voters"]:
+            counts[v] = counts.get(v, 0) + groups - len(placements)
+        return counts
 
     def update(self, node: int, host: str, peer_port: int, client_port: int, expect: int | None = None,
                timeout: float = 10.0) -> Change:

@@ -375,3 +375,55 @@ def test_a_change_whose_driver_is_killed_mid_change_completes_when_run_again(tmp
         assert "epoch 2: node 4 removed (already so: nothing changed)" in out, out
         assert "adopted epoch 2's voters 1,2,3" in out, out
         assert admin.membership.table()["epoch"] == 2
+
+
+def test_a_group_moved_from_nodes_1_2_3_to_3_4_5_keeps_every_acknowledged_value(tmp_path):
+    """Five nodes; group 0 placed on 1,2,3, written under load while it moves to 3,4,5 (`group move`); then
+    nodes 1 and 2 are killed and group 0 still serves every acknowledged value from 3,4,5. `group add
+    --replicas 3` places a new group on the least loaded nodes, and `member status` counts groups per node."""
+    import time
+
+    with LocalCluster(tmp_path, nodes=5, workers=1, groups=2) as cluster:
+        admin = cluster.client(prefer=3)
+        wait_for(lambda: _seeded(admin), 60, message="the table seeded")
+        code, out, err = _run(["group", "move", 0, "--to", "1,2,3", "--wait", "60", "--cluster", cluster.dir])
+        assert code == 0 and "group 0 votes on nodes 1,2,3" in out, (out, err)
+        acked, stop = {}, threading.Event()
+
+        def writer():
+            client, i = cluster.client(prefer=3), 0
+            while not stop.is_set():
+                try:
+                    _put(client, 0, b"m%d" % i, b"%d" % i)
+                    acked[b"m%d" % i] = b"%d" % i
+                except Exception:
+                    pass
+                i += 1
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        try:
+            time.sleep(1.0)
+            code, out, err = _run(["group", "move", 0, "--to", "3,4,5", "--wait", "90", "--cluster", cluster.dir])
+            assert code == 0 and "group 0 votes on nodes 3,4,5" in out, (out, err)
+            time.sleep(1.0)
+        finally:
+            stop.set()
+            thread.join(60)
+        assert admin.membership.table()["placements"] == {"0": [3, 4, 5]}
+        cluster.kill(1)
+        cluster.kill(2)
+        assert len(acked) > 20
+        for key, value in acked.items():
+            raw = admin.read(0, kv_ops.encode_get(key), "linearizable", 20.0)
+            assert kv_ops.decode_result(raw).value == value, key
+        _put(admin, 0, b"after", b"the move")
+        # A new group on the least loaded nodes: group 0 votes on 3,4,5 and group 1 on 1..5, so 1 and 2 vote
+        # in fewer groups than the others.
+        for node in (1, 2):
+            cluster.start(node)
+        code, out, err = _run(["group", "add", 7, "--replicas", "3", "--cluster", cluster.dir])
+        assert code == 0 and "group 7 votes on nodes 1,2,3" in out, (out, err)
+        code, out, err = _member_cli(cluster, "status", "--json")
+        per_node = {n["id"]: n["groups_voting"] for n in json.loads(out)["nodes"]}
+        assert per_node == {1: 1, 2: 1, 3: 2, 4: 2, 5: 2}, per_node     # of groups 0 and 1 (the node files' groups)

@@ -184,9 +184,27 @@ def _group_infos(client, group, timeout):
     return infos
 
 
-def cmd_group(args):
-    client, _ = connect(args)
+def _node_list(text):
     try:
+        nodes = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        nodes = []
+    if not nodes:
+        raise argparse.ArgumentTypeError("expected node ids separated by commas, like 3,4,5; got %r" % text)
+    return nodes
+
+
+def cmd_group(args):
+    client, cfg = connect(args)
+    try:
+        if args.action == "move":
+            change = client.membership.place(args.group, args.to, timeout=args.timeout)
+            if args.wait is not None:
+                change.wait(timeout=args.wait)
+            print("group %d votes on nodes %s from epoch %d%s" % (
+                args.group, ",".join(map(str, args.to)), change.epoch,
+                "" if change.changed else " (already so: nothing changed)"))
+            return 0
         infos = _group_infos(client, args.group, args.timeout)
         hosts = sorted(n for n, i in infos.items() if i["hosted"])
         if args.action == "add":
@@ -197,6 +215,13 @@ def cmd_group(args):
                 return 0
             incarnation = client.add_group(args.group, timeout=args.timeout)
             print("group %d added on every node (incarnation %d)" % (args.group, incarnation))
+            if args.replicas:
+                # Its voters: the least loaded nodes (by the groups each votes in), lowest ids first on a tie.
+                load = client.membership.groups_per_node(max(cfg.groups, args.group + 1), args.timeout)
+                chosen = sorted(sorted(load, key=lambda n: (load[n], n))[:args.replicas])
+                change = client.membership.place(args.group, chosen, timeout=args.timeout)
+                print("group %d votes on nodes %s from epoch %d" % (args.group, ",".join(map(str, chosen)),
+                                                                      change.epoch))
             return 0
         if not hosts:
             print("paxos-core group remove: group %d does not exist on any node; nothing was removed"
@@ -268,12 +293,23 @@ def register(sub):
                        description="Add a group to every node, or remove one (and its data) from every node, "
                                    "while the cluster runs.")
     cluster_opts(p)
-    actions = p.add_subparsers(dest="action", required=True, metavar="{add,remove}")
+    actions = p.add_subparsers(dest="action", required=True, metavar="{add,remove,move}")
     q = actions.add_parser("add", help="create group G on every node (a new, empty incarnation)",
                            description="Create group G on every node, in an incarnation newer than any a node "
                                        "removed. Refused while some node still holds an incarnation another node "
                                        "removed (finish the removal first). Idempotent.")
     q.add_argument("group", metavar="G", type=GROUP_ID, help="group id, 0..%d" % (SYSTEM_GROUP - 1))
+    q.add_argument("--replicas", type=int_range(1, 7, "a number of voters"), default=None,
+                   help="its voters: this many of the least loaded nodes (default: the cluster's voters)")
+    cluster_opts(q, shared=True)
+    q = actions.add_parser("move", help="group G votes on other nodes (a membership change of that group only)",
+                           description="Group G votes on the nodes --to from now on (every node still holds it; the "
+                                       "new voters have learned every value as learners). Compare-and-set and "
+                                       "idempotent like every membership change.")
+    q.add_argument("group", metavar="G", type=GROUP_ID, help="group id, 0..%d" % (SYSTEM_GROUP - 1))
+    q.add_argument("--to", type=_node_list, required=True, metavar="IDS", help="its voters, like 3,4,5")
+    q.add_argument("--wait", type=float, nargs="?", const=120.0, default=None, metavar="SECONDS",
+                   help="wait until every node's copy of the group votes on them (default 120 s)")
     cluster_opts(q, shared=True)
     q = actions.add_parser("remove", help="delete group G and its data on every node (needs --yes)",
                            description="Delete group G and ALL its data on every node. Refused without --yes, "

@@ -51,11 +51,12 @@ def cmd_member(args):
                 return 0
             print("epoch %d; voters %s; learners %s" % (status["epoch"], ",".join(map(str, status["voters"])),
                                                         ",".join(map(str, status["learners"])) or "-"))
-            print("%5s %8s %8s %6s %8s %9s" % ("id", "role", "answers", "ready", "epoch", "max-lag"))
+            print("%5s %8s %8s %6s %8s %9s %7s" % ("id", "role", "answers", "ready", "epoch", "max-lag", "groups"))
             for n in status["nodes"]:
-                print("%5d %8s %8s %6s %8d %9s" % (n["id"], n["role"], "yes" if n["answers"] else "no",
-                                                   "yes" if n["ready"] else "no", n["epoch_known"],
-                                                   "-" if n["max_lag"] is None else n["max_lag"]))
+                print("%5d %8s %8s %6s %8d %9s %7d" % (n["id"], n["role"], "yes" if n["answers"] else "no",
+                                                       "yes" if n["ready"] else "no", n["epoch_known"],
+                                                       "-" if n["max_lag"] is None else n["max_lag"],
+                                                       n.get("groups_voting", 0)))
             progress = status["progress"]
             if progress["done"]:
                 print("every group of every node that answers votes on epoch %d's voters" % status["epoch"])

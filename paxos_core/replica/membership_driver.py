@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
 
 from ..core.config import SYSTEM_GROUP
 from ..statemachine.membership import encode_change
 from ..statemachine.user import decode_user_result
+
+log = logging.getLogger("paxos_core.membership")
 
 INTERNAL = None              # the identity of requests the loop makes itself: their replies go nowhere
 
@@ -40,7 +43,7 @@ class MembershipDriver:
     the worker adopt the voters of the table's newest epoch (see the module docstring)."""
 
     def __init__(self, seed: bytes = b"", retry_ticks: int = 100, adopt_per_turn: int = 256, plant: str = "",
-                 leave_after_ticks: int = 1000):
+                 leave_after_ticks: int = 1000, refresh_ticks: int = 256):
         self.seed = seed
         self.plant_retire_early = plant == "retire-early"
         self.retry_ticks = retry_ticks
@@ -52,6 +55,7 @@ class MembershipDriver:
         self.epoch = 0                    # the newest table epoch this worker knows
         self.table = {"epoch": 0}         # ... that table
         self.voters = ()                  # ... its voters, which every group is to adopt
+        self.placements = {}              # ... but these groups: their own voters (group -> voters)
         self.members = ()                 # the nodes messages go to (Engine.set_members)
         self.wanted_members = ()          # ... the table's voters and learners, which they become once every
                                           # group here adopted the table's voters
@@ -62,6 +66,11 @@ class MembershipDriver:
         self.removed_at = 0               # ... the tick it learned so
         self.left = False                 # ... and every group here goes on without it (the node may stop)
         self.leave_after_ticks = leave_after_ticks
+        self.refresh_ticks = refresh_ticks
+        # Ticks may advance by several at once (a long poll, a pause): periodic work runs when its time passed.
+        self.next_refresh = refresh_ticks
+        self.next_leave_check = 0
+        self.next_behind_check = 0
         self.nudges = 0                   # barriers proposed to get an idle group a leader that proposes its ADOPT
 
     # ------------------------------------------------------------------ inputs
@@ -69,6 +78,11 @@ class MembershipDriver:
         """Called by the loop when its tick advanced."""
         engine = loop.engine
         if engine.hosts(SYSTEM_GROUP):
+            if now >= self.next_refresh:
+                self.next_refresh = now + self.refresh_ticks
+                # The system group is idle between changes, and a node that missed the last chosen mark of a
+                # change (a lost notice) would keep an old table until the next one: ask a peer now and then.
+                engine.poke(SYSTEM_GROUP)
             applied = loop.sm.applied_next(SYSTEM_GROUP)
             if applied != self.system_applied:
                 self.system_applied = applied
@@ -77,7 +91,8 @@ class MembershipDriver:
                 self._seed(loop, now)
         if self.todo or self.behind:
             self._adopt(loop, now)
-        if self.removed_epoch is not None and not self.left and now % 16 == 0:
+        if self.removed_epoch is not None and not self.left and now >= self.next_leave_check:
+            self.next_leave_check = now + 16
             self._leave(loop, now)
 
     def _leave(self, loop, now):
@@ -105,8 +120,10 @@ class MembershipDriver:
             self.removed_at = loop.ticks
         self.wanted_members = tuple(sorted(set(table["voters"]) | set(table["learners"])))
         voters = tuple(sorted(table["voters"]))
-        if voters != self.voters:
+        placements = {int(g): tuple(v) for g, v in table.get("placements", {}).items()}
+        if voters != self.voters or placements != self.placements:
             self.voters = voters
+            self.placements = placements
             self.todo = collections.deque(loop.engine.groups())
             self.behind.clear()
         # Messages go to the table's nodes at once, and still to a node it dropped until every group here has
@@ -151,7 +168,7 @@ class MembershipDriver:
         """Ask up to adopt_per_turn groups to adopt the table's voters (Engine.adopt: the group's leader
         proposes it; idempotent), and look again at the groups asked before until their voters are the table's."""
         engine = loop.engine
-        epoch, voters = self.epoch, self.voters
+        epoch = self.epoch
         budget = self.adopt_per_turn
         todo = self.todo
         while todo and budget > 0:
@@ -160,10 +177,11 @@ class MembershipDriver:
             if not engine.hosts(group):
                 continue
             latest_epoch, latest_voters = engine.latest_config(group)
-            if latest_voters == voters or latest_epoch >= epoch:
+            if latest_voters == self.voters_for(group) or latest_epoch >= epoch:
                 continue                          # adopted (or a newer change is under way there)
             self._ask(loop, group, now)
-        if budget > 0 and self.behind and now % 8 == 0:
+        if budget > 0 and self.behind and now >= self.next_behind_check:
+            self.next_behind_check = now + 8
             # Groups asked before: done when their current configuration is the table's; asked again (and an
             # idle one nudged) every retry_ticks otherwise.
             for group, asked in list(self.behind.items())[:budget]:
@@ -171,15 +189,25 @@ class MembershipDriver:
                     del self.behind[group]
                     continue
                 config = engine.config_of(group, engine.learned(group)[0])
-                if config.voters == voters or config.epoch > epoch:
+                if config.voters == self.voters_for(group) or config.epoch > epoch:
                     del self.behind[group]
                 elif now - asked >= self.retry_ticks:
                     self._ask(loop, group, now)
         self._retire(loop)
 
+    def voters_for(self, group):
+        """The voters the table wants `group` to have: its placement's, else the cluster's."""
+        return self.placements.get(group, self.voters)
+
     def _ask(self, loop, group, now):
         engine = loop.engine
-        engine.adopt(group, self.epoch, self.voters)
+        try:
+            engine.adopt(group, self.epoch, self.voters_for(group))
+        except ValueError as exc:             # BadAdopt: a table this build cannot follow; never stop the worker
+            log.error("membership: group %d cannot adopt epoch %d's voters %s: %s", group, self.epoch,
+                      self.voters_for(group), exc)
+            self.behind.pop(group, None)
+            return
         self.adopts += 1
         self.behind[group] = now
         # An idle group has no leader to propose the ADOPT: the node that should drive it proposes a barrier,

@@ -706,7 +706,7 @@ class Simulation:
         """Nodes the newest table removed (they leave the cluster: nothing is asked of them any more)."""
         return {n["id"] for n in self.newest_table().get("nodes", ()) if n["role"] == "removed"}
 
-    def _cluster_change(self, time_us, _group, how, when):
+    def _cluster_change(self, time_us, group, how, when):
         """The operator changes the cluster's members through the system group: promotes a learner, swaps a
         voter for a learner, or removes a voter (never below 3), against the epoch it read (compare-and-set);
         the same command again 200 and 600 ms later through other nodes (idempotent: a no-op once done, an
@@ -722,6 +722,12 @@ class Simulation:
             choices.append(("swap", {"old": voters[int(how * len(voters)) % len(voters)], "new": new}))
         if len(voters) > 3:
             choices.append(("remove", {"id": voters[int(when * len(voters)) % len(voters)]}))
+        # A group placed on 3 of the cluster's nodes (or given back to the cluster's voters), as `group move` does.
+        nodes = sorted(voters + learners)
+        if len(nodes) >= 3:
+            k = int(when * len(nodes))
+            place = sorted(nodes[(k + d) % len(nodes)] for d in range(3))
+            choices.append(("place", {"group": group, "voters": place if how < 0.8 else None}))
         if not choices:
             return
         op, fields = choices[int(how * 7919) % len(choices)]
@@ -1006,7 +1012,7 @@ class Simulation:
                 for group in self.group_ids + [SYSTEM_GROUP]:
                     engine = n.loop.engine
                     latest = engine.latest_config(group)[1]
-                    if latest != voters:
+                    if latest != tuple(table.get("placements", {}).get(str(group), voters)):
                         oracle.violate("liveness: group %d adopted %s on node %d at the end, not epoch %d's %s"
                                        % (group, latest, n.id, table["epoch"], voters))
         if oracle.violations:

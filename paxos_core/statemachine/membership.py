@@ -15,6 +15,7 @@ bytes):
                    role: "voter", "learner" or "removed"; removed nodes stay, so an id is never reused and a
                    removed node's key is never accepted again
     e/<epoch:020d> an epoch: {"epoch", "voters", "learners", "change"}, the history
+    p/<group:010d> a group's placement: the list of its voters, where they are not the cluster's voters
 
 Commands are JSON objects (`encode_change` builds them). Each is idempotent: one whose outcome already holds
 (the node already added with that key and address, already promoted, removed, swapped, at that address)
@@ -31,6 +32,10 @@ epoch fails with EPOCH_CONFLICT and changes nothing.
     remove   {"id"}: a voter or learner is removed (never the last voter)
     swap     {"old", "new"}: in one epoch, learner `new` becomes a voter and voter `old` is removed
     update   {"id", "host", "peer_port", "client_port"}: a node's address changes
+    place    {"group", "voters"}: the group's voters are these nodes (1 to 7 of the cluster's voters and
+             learners), not the cluster's; "voters": null gives the group back to the cluster's voters.
+             A node named by a placement cannot be removed (move its groups first); a swap moves its
+             placements to the new node.
 
 Results are JSON: {"ok": true, "epoch", "changed", "id"?} or {"ok": false, "error", "message", "epoch"}, with
 error one of EPOCH_CONFLICT, NOT_SEEDED, NOT_FOUND, INVALID. What a result cannot know (is the learner caught
@@ -55,6 +60,7 @@ INVALID = "INVALID"
 _META = b"m"
 _NODE = b"n/"
 _EPOCH = b"e/"
+_PLACE = b"p/"
 
 
 def _dump(obj) -> bytes:
@@ -124,7 +130,12 @@ class MembershipStateMachine(UserStateMachine):
         nodes = self._nodes(group)
         return dict(meta, nodes=nodes,
                     voters=[n["id"] for n in nodes if n["role"] == "voter"],
-                    learners=[n["id"] for n in nodes if n["role"] == "learner"])
+                    learners=[n["id"] for n in nodes if n["role"] == "learner"],
+                    placements=self._placements(group))
+
+    def _placements(self, group):
+        """{group id (decimal text, as JSON keys are): [voters]} of the groups placed apart from the cluster's voters."""
+        return {str(int(k[len(_PLACE):])): json.loads(v) for k, v in self.scan(group, _PLACE)}
 
     def query(self, group: int, query: bytes) -> bytes:
         """b"table": the table as JSON; b"history": every epoch, oldest first."""
@@ -268,6 +279,8 @@ class MembershipStateMachine(UserStateMachine):
         node = self._existing(group, change)
         if node["role"] == "removed":
             return self._unchanged(meta, id=node["id"])
+        placed = sorted(int(g) for g, voters in self._placements(group).items() if node["id"] in voters)
+        _need(not placed, "node %d votes in group(s) %s by placement: move them first" % (node["id"], placed[:10]))
         self._check_expect(meta, expect)
         return self._commit(group, meta, [dict(node, role="removed")], {"op": "remove", "id": node["id"]},
                             id=node["id"])
@@ -281,6 +294,10 @@ class MembershipStateMachine(UserStateMachine):
         _need(old["role"] == "voter", "node %d is not a voter" % old["id"])
         _need(new["role"] == "learner", "node %d is not a learner" % new["id"])
         self._check_expect(meta, expect)
+        for g, voters in self._placements(group).items():
+            if old["id"] in voters:               # the new node takes the old one's place in every group
+                self.put(group, _PLACE + b"%010d" % int(g), _dump(sorted({new["id"] if v == old["id"] else v
+                                                                          for v in voters})))
         return self._commit(group, meta, [dict(old, role="removed"), dict(new, role="voter")],
                             {"op": "swap", "old": old["id"], "new": new["id"]}, id=new["id"])
 
@@ -295,3 +312,29 @@ class MembershipStateMachine(UserStateMachine):
         self._check_expect(meta, expect)
         moved = dict(node, host=host, peer_port=peer_port, client_port=client_port)
         return self._commit(group, meta, [moved], {"op": "update", "id": node["id"]}, id=node["id"])
+
+    def _do_place(self, group, meta, change, expect):
+        target = change.get("group")
+        _need(isinstance(target, int) and not isinstance(target, bool) and 0 <= target < 0xFFFFFFFE,
+              "group must be a data group id, got %r" % (target,))
+        key = _PLACE + b"%010d" % target
+        raw = self.get(group, key)
+        current = json.loads(raw) if raw is not None else None
+        voters = change.get("voters")
+        if voters is not None:
+            _need(isinstance(voters, list) and 1 <= len(voters) <= MAX_VOTERS
+                  and all(isinstance(v, int) and not isinstance(v, bool) for v in voters)
+                  and len(set(voters)) == len(voters), "voters must be 1 to %d distinct node ids" % MAX_VOTERS)
+            voters = sorted(voters)
+            for v in voters:
+                node = self._node(group, v)
+                _need(node is not None and node["role"] != "removed",
+                      "node %d is not one of the cluster's nodes" % v, NOT_FOUND if node is None else INVALID)
+        if voters == current:
+            return self._unchanged(meta, placed=target)
+        self._check_expect(meta, expect)
+        if voters is None:
+            self.delete(group, key)
+        else:
+            self.put(group, key, _dump(voters))
+        return self._commit(group, meta, [], {"op": "place", "group": target, "voters": voters}, placed=target)
