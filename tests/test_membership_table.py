@@ -192,3 +192,23 @@ def test_the_same_commands_give_the_same_table_and_a_snapshot_restores_it():
     restored = MembershipStateMachine(MemoryStore())
     restored.restore(S, one.snapshot(S))
     assert table(restored) == table(one)
+
+
+def test_a_placement_names_cluster_nodes_moves_with_a_swap_and_pins_its_nodes():
+    sm = seeded(5)
+    assert apply(sm, "place", 1, group=3, voters=[5, 4, 3]) == {"ok": True, "changed": True, "epoch": 2, "placed": 3}
+    assert apply(sm, "place", None, group=3, voters=[3, 4, 5])["changed"] is False, "the same placement again"
+    assert table(sm)["placements"] == {"3": [3, 4, 5]}
+    for bad in ([], [1, 1], [1, 2, 3, 4, 5, 6, 7, 8], [9], "1,2", [True]):
+        refused = apply(sm, "place", group=3, voters=bad)
+        assert refused["ok"] is False and table(sm)["placements"] == {"3": [3, 4, 5]}, bad
+    assert apply(sm, "place", group=0xFFFFFFFE, voters=[1, 2, 3])["error"] == INVALID, "not the system group"
+    refused = apply(sm, "remove", id=4)
+    assert refused["error"] == INVALID and "move them first" in refused["message"]
+    new = apply(sm, "add", host="10.0.0.9", peer_port=7000, client_port=7100, public_key="key9")["id"]
+    apply(sm, "swap", old=4, new=new)
+    assert table(sm)["placements"] == {"3": [3, 5, new]}
+    assert apply(sm, "place", 2, group=3, voters=[1, 2, 3])["error"] == EPOCH_CONFLICT
+    epoch = table(sm)["epoch"]
+    assert apply(sm, "place", epoch, group=3, voters=None)["changed"] is True
+    assert table(sm)["placements"] == {}
