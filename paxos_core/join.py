@@ -16,6 +16,7 @@ from a node file's member list (storage/identity.py's FIRST_VOTERS).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -75,9 +76,6 @@ def install(bundle: dict, folder) -> Path:
     keygen as new.key/new.key_secret, renamed to its id; every other node's public key), ``data/`` with the
     identity marker and the first configuration. Refuses a folder that holds a node already. Returns the
     node file's path."""
-    import tomli_w
-
-    from .config import load_config
     from .storage import identity
 
     folder = Path(folder)
@@ -87,6 +85,26 @@ def install(bundle: dict, folder) -> Path:
     if node_file.exists() or identity.read_marker(data_dir) is not None:
         raise ConfigError("%s holds a node already; a node joins into a new folder" % folder)
     keys = folder / "keys"
+    written, renamed = [], []
+    try:
+        return _install(bundle, folder, node_id, node_file, data_dir, keys, written, renamed)
+    except BaseException:
+        # A bundle or a key that does not fit: undo what was written, so the folder is as it was.
+        for path in reversed(written):
+            with contextlib.suppress(OSError):
+                os.remove(path)
+        for new_path, old_path in reversed(renamed):
+            with contextlib.suppress(OSError):
+                os.replace(new_path, old_path)
+        raise
+
+
+def _install(bundle, folder, node_id, node_file, data_dir, keys, written, renamed):
+    import tomli_w
+
+    from .config import load_config
+    from .storage import identity
+
     if bundle["node_file"]["cluster"].get("keys_dir"):
         own_public, own_secret = keys / (NEW_KEY + ".key"), keys / (NEW_KEY + ".key_secret")
         if not own_secret.exists():
@@ -100,14 +118,20 @@ def install(bundle: dict, folder) -> Path:
                               "nothing was written" % (own_public, node_id))
         for other, key in bundle["public_keys"].items():
             if int(other) != node_id:
-                _write_public_key(keys / ("node%d.key" % int(other)), key)
-        os.replace(own_public, keys / ("node%d.key" % node_id))
-        os.replace(own_secret, keys / ("node%d.key_secret" % node_id))
+                path = keys / ("node%d.key" % int(other))
+                _write_public_key(path, key)
+                written.append(path)
+        for stem_from, stem_to in ((own_public, keys / ("node%d.key" % node_id)),
+                                   (own_secret, keys / ("node%d.key_secret" % node_id))):
+            os.replace(stem_from, stem_to)
+            renamed.append((stem_to, stem_from))
     folder.mkdir(parents=True, exist_ok=True)
     with open(node_file, "wb") as f:
         tomli_w.dump(bundle["node_file"], f)
+    written.append(node_file)
     config = load_config(node_file)            # checks it all (and that this host's key is node ID's)
     os.makedirs(data_dir, exist_ok=True)
     identity.write_first_voters(data_dir, bundle["first_voters"])
+    written.append(data_dir / identity.FIRST_VOTERS_NAME)
     identity.write_marker(data_dir, node_id, config.cluster_id)
     return node_file

@@ -427,3 +427,23 @@ def test_a_group_moved_from_nodes_1_2_3_to_3_4_5_keeps_every_acknowledged_value(
         code, out, err = _member_cli(cluster, "status", "--json")
         per_node = {n["id"]: n["groups_voting"] for n in json.loads(out)["nodes"]}
         assert per_node == {1: 1, 2: 1, 3: 2, 4: 2, 5: 2}, per_node     # of groups 0 and 1 (the node files' groups)
+
+
+def test_a_bad_join_bundle_is_refused_with_one_line_and_writes_nothing(tmp_path):
+    (tmp_path / "garbage.json").write_text("{not json")
+    code, out, err = _run(["node", "--join", tmp_path / "garbage.json", "--dir", tmp_path / "n"])
+    assert code == 2 and "not a join bundle" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "n").exists()
+    # A well-formed bundle whose key is not this host's: refused, and the folder is left as it was.
+    code, out, err = _run(["keygen", tmp_path / "n" / "keys"])
+    assert code == 0, err
+    before = sorted(p.name for p in (tmp_path / "n" / "keys").iterdir())
+    bundle = {"version": 1, "cluster_id": 7, "node_id": 9, "epoch": 3, "first_voters": [1, 2, 3],
+              "public_keys": {"9": "x" * 40},
+              "node_file": {"cluster": {"id": 7, "groups": 2, "workers": 1, "keys_dir": "keys", "nodes": []},
+                            "node": {"id": 9, "data_dir": "data"}}}
+    (tmp_path / "b.json").write_text(json.dumps(bundle))
+    code, out, err = _run(["node", "--join", tmp_path / "b.json", "--dir", tmp_path / "n"])
+    assert code == 2 and "is not the public key the cluster admitted for node 9" in err, err
+    assert sorted(p.name for p in (tmp_path / "n" / "keys").iterdir()) == before
+    assert not (tmp_path / "n" / "node9.toml").exists() and not (tmp_path / "n" / "data").exists()
