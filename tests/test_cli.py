@@ -133,7 +133,11 @@ BAD_INVOCATIONS = [
     (["init", "{fresh}", "--node", "1=127.0.0.1", "--node", "2=no host"], ["host of node 2"], 2),
     (["init", "{fresh}", "--public-keys", "{base}"], ["--public-keys", "--node"], 2),
     (["init", "{fresh}", "--node", "1=127.0.0.1", "--public-keys", "{missing}"], ["node1.key", "public key"], 2),
-    (["keygen", "{fresh}"], ["--node"], 2),
+    (["keygen", "{fresh}", "--node", "0"], ["--node", ">= 1"], 2),
+    (["node"], ["FILE", "--join"], 2),
+    (["node", "--join", "{missing}.json"], ["not a join bundle"], 2),
+    (["member", "promote", "x", "--cluster", "{base}"], ["ID"], 2),
+    (["group", "move", "1", "--to", "a,b", "--cluster", "{base}"], ["3,4,5"], 2),
     (["frob"], ["invalid choice"], 2),
     ([], ["required"], 2),
 ]
