@@ -46,7 +46,7 @@ def run(groups=100, workers=2, value_size=100, concurrency=64, window=5.0, timeo
         before = load.rate(t, time.monotonic())
         say("before: %.0f ops/s; removing node %d" % (before, REMOVED))
         started = time.monotonic()
-        change = membership.remove(REMOVED, timeout=30.0)
+        change = membership.remove(REMOVED, timeout=120.0)
         chosen = time.monotonic() - started
         samples = []
         while True:
