@@ -206,6 +206,10 @@ def test_a_placement_names_cluster_nodes_moves_with_a_swap_and_pins_its_nodes():
     refused = apply(sm, "remove", id=4)
     assert refused["error"] == INVALID and "move them first" in refused["message"]
     new = apply(sm, "add", host="10.0.0.9", peer_port=7000, client_port=7100, public_key="key9")["id"]
+    apply(sm, "place", group=5, voters=[4, new, 1])
+    refused = apply(sm, "swap", old=4, new=new)
+    assert refused["error"] == INVALID and "a voter short" in refused["message"]
+    apply(sm, "place", group=5, voters=None)
     apply(sm, "swap", old=4, new=new)
     assert table(sm)["placements"] == {"3": [3, 5, new]}
     assert apply(sm, "place", 2, group=3, voters=[1, 2, 3])["error"] == EPOCH_CONFLICT

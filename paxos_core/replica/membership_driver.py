@@ -69,6 +69,8 @@ class MembershipDriver:
         self.refresh_ticks = refresh_ticks
         # Ticks may advance by several at once (a long poll, a pause): periodic work runs when its time passed.
         self.next_refresh = refresh_ticks
+        self.stuck_before = False         # the system group had an accepted instance above its chosen mark
+        self.next_stuck_check = 0
         self.next_leave_check = 0
         self.next_behind_check = 0
         self.nudges = 0                   # barriers proposed to get an idle group a leader that proposes its ADOPT
@@ -83,6 +85,17 @@ class MembershipDriver:
                 # The system group is idle between changes, and a node that missed the last chosen mark of a
                 # change (a lost notice) would keep an old table until the next one: ask a peer now and then.
                 engine.poke(SYSTEM_GROUP)
+            if now >= self.next_stuck_check:
+                self.next_stuck_check = now + self.refresh_ticks // 4
+                # An instance this node accepted may be chosen without any voter knowing (its leader crashed
+                # after the votes): in an idle group nobody runs phase 1 again to find out. Seen twice in a row
+                # with no leader at work, a barrier gets the group one, and the instance is learned.
+                view = engine.group_view(SYSTEM_GROUP)
+                stuck = view["top"] > view["chosen_next"] and not view["active"]
+                if stuck and self.stuck_before:
+                    self.nudges += 1
+                    loop.nudge(SYSTEM_GROUP)
+                self.stuck_before = stuck
             applied = loop.sm.applied_next(SYSTEM_GROUP)
             if applied != self.system_applied:
                 self.system_applied = applied
@@ -178,7 +191,14 @@ class MembershipDriver:
                 continue
             latest_epoch, latest_voters = engine.latest_config(group)
             if latest_voters == self.voters_for(group) or latest_epoch >= epoch:
-                continue                          # adopted (or a newer change is under way there)
+                # Adopted (or a newer change is under way there), but maybe not in force yet: until its
+                # activation, the voters it leaves still vote, so it is watched like the groups asked (the
+                # nodes dropped keep getting messages until then; a restarted driver found this, simulator
+                # seed 20,161).
+                config = engine.config_of(group, engine.learned(group)[0])
+                if config.voters != self.voters_for(group) and config.epoch <= epoch:
+                    self.behind.setdefault(group, now)
+                continue
             self._ask(loop, group, now)
         if budget > 0 and self.behind and now >= self.next_behind_check:
             self.next_behind_check = now + 8

@@ -293,11 +293,15 @@ class MembershipStateMachine(UserStateMachine):
             return self._unchanged(meta, id=new["id"])
         _need(old["role"] == "voter", "node %d is not a voter" % old["id"])
         _need(new["role"] == "learner", "node %d is not a learner" % new["id"])
+        placements = self._placements(group)
+        both = sorted(int(g) for g, voters in placements.items() if old["id"] in voters and new["id"] in voters)
+        _need(not both, "node %d votes in group(s) %s beside node %d already (the swap would leave them a voter "
+                        "short): move them first" % (new["id"], both[:10], old["id"]))
         self._check_expect(meta, expect)
-        for g, voters in self._placements(group).items():
+        for g, voters in placements.items():
             if old["id"] in voters:               # the new node takes the old one's place in every group
-                self.put(group, _PLACE + b"%010d" % int(g), _dump(sorted({new["id"] if v == old["id"] else v
-                                                                          for v in voters})))
+                self.put(group, _PLACE + b"%010d" % int(g), _dump(sorted(new["id"] if v == old["id"] else v
+                                                                         for v in voters)))
         return self._commit(group, meta, [dict(old, role="removed"), dict(new, role="voter")],
                             {"op": "swap", "old": old["id"], "new": new["id"]}, id=new["id"])
 
