@@ -76,6 +76,19 @@ class BackgroundLoad:
             n = bisect.bisect_left(times, t1) - bisect.bisect_left(times, t0)
         return n / (t1 - t0)
 
+    def measure(self, window, warmup=0.0):
+        """Wait `warmup` seconds, then return the rate over the next `window` seconds."""
+        time.sleep(warmup)
+        t = time.monotonic()
+        time.sleep(window)
+        return self.rate(t, time.monotonic())
+
+
+def start_load(client, groups, concurrency, value_size, keys, window, warmup=2.0):
+    """Start a BackgroundLoad and measure its steady rate: (load, ops/s over `window` s after `warmup` s)."""
+    load = BackgroundLoad(client, groups, concurrency, value_size, keys=keys).start()
+    return load, load.measure(window, warmup)
+
 
 def report(result, json_path=None, leave_out=()):
     """Write `result` to `json_path` (if given) and print it as the last line of output, without the keys in

@@ -16,7 +16,7 @@ On a fresh local cluster of 4 nodes (real processes, fsync on, loopback, the bui
 """
 import time
 
-from .background import BackgroundLoad, report
+from .background import report, start_load
 from .cluster import BenchCluster, Point
 
 REMOVED = 4
@@ -39,11 +39,7 @@ def run(groups=100, workers=2, value_size=100, concurrency=64, window=5.0, timeo
         t = time.monotonic()
         cluster.elect()
         say("every group has a master (%.1f s)" % (time.monotonic() - t))
-        load = BackgroundLoad(cluster.client, groups, concurrency, value_size, keys=10000).start()
-        time.sleep(2.0)
-        t = time.monotonic()
-        time.sleep(window)
-        before = load.rate(t, time.monotonic())
+        load, before = start_load(cluster.client, groups, concurrency, value_size, 10000, window)
         say("before: %.0f ops/s; removing node %d" % (before, REMOVED))
         started = time.monotonic()
         change = membership.remove(REMOVED, timeout=120.0)
@@ -64,9 +60,7 @@ def run(groups=100, workers=2, value_size=100, concurrency=64, window=5.0, timeo
         during = load.rate(started, adopted)
         say("every group adopted epoch %d after %.1f s (the change itself was chosen after %.2f s)"
             % (change.epoch, adopted - started, chosen))
-        t = time.monotonic()
-        time.sleep(window)
-        after = load.rate(t, time.monotonic())
+        after = load.measure(window)
         load.stop()
         exit_code = cluster.procs[REMOVED].wait(60)
         result = {

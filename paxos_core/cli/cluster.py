@@ -294,28 +294,28 @@ def register(sub):
                                    "while the cluster runs.")
     cluster_opts(p)
     actions = p.add_subparsers(dest="action", required=True, metavar="{add,remove,move}")
-    q = actions.add_parser("add", help="create group G on every node (a new, empty incarnation)",
-                           description="Create group G on every node, in an incarnation newer than any a node "
-                                       "removed. Refused while some node still holds an incarnation another node "
-                                       "removed (finish the removal first). Idempotent.")
-    q.add_argument("group", metavar="G", type=GROUP_ID, help="group id, 0..%d" % (SYSTEM_GROUP - 1))
+    def action(name, help, description):
+        q = actions.add_parser(name, help=help, description=description)
+        q.add_argument("group", metavar="G", type=GROUP_ID, help="group id, 0..%d" % (SYSTEM_GROUP - 1))
+        return q
+
+    q = action("add", "create group G on every node (a new, empty incarnation)",
+               "Create group G on every node, in an incarnation newer than any a node removed. Refused while some "
+               "node still holds an incarnation another node removed (finish the removal first). Idempotent.")
     q.add_argument("--replicas", type=int_range(1, 7, "a number of voters"), default=None,
                    help="its voters: this many of the least loaded nodes (default: the cluster's voters)")
     cluster_opts(q, shared=True)
-    q = actions.add_parser("move", help="group G votes on other nodes (a membership change of that group only)",
-                           description="Group G votes on the nodes --to from now on (every node still holds it; the "
-                                       "new voters have learned every value as learners). Compare-and-set and "
-                                       "idempotent like every membership change.")
-    q.add_argument("group", metavar="G", type=GROUP_ID, help="group id, 0..%d" % (SYSTEM_GROUP - 1))
+    q = action("move", "group G votes on other nodes (a membership change of that group only)",
+               "Group G votes on the nodes --to from now on (every node still holds it; the new voters have "
+               "learned every value as learners). Compare-and-set and idempotent like every membership change.")
     q.add_argument("--to", type=_node_list, required=True, metavar="IDS", help="its voters, like 3,4,5")
     q.add_argument("--wait", type=float, nargs="?", const=120.0, default=None, metavar="SECONDS",
                    help="wait until every node's copy of the group votes on them (default 120 s)")
     cluster_opts(q, shared=True)
-    q = actions.add_parser("remove", help="delete group G and its data on every node (needs --yes)",
-                           description="Delete group G and ALL its data on every node. Refused without --yes, "
-                                       "and for a group that no node holds. Requests in flight for the group "
-                                       "fail; a write acknowledged before the removal is deleted with it.")
-    q.add_argument("group", metavar="G", type=GROUP_ID, help="group id, 0..%d" % (SYSTEM_GROUP - 1))
+    q = action("remove", "delete group G and its data on every node (needs --yes)",
+               "Delete group G and ALL its data on every node. Refused without --yes, and for a group that no node "
+               "holds. Requests in flight for the group fail; a write acknowledged before the removal is deleted "
+               "with it.")
     q.add_argument("--yes", action="store_true", help="yes, delete the group's data on every node")
     cluster_opts(q, shared=True)
     p.set_defaults(func=cmd_group, needs_cluster=True)
