@@ -823,7 +823,11 @@ class ReplicaLoop:
                 self.nudge(group)
 
     def nudge(self, group):
-        """Propose a barrier to `group`: it gets the group a leader (ours or the master's) and an instance."""
+        """Propose a barrier to `group`: it gets the group a leader (ours or the master's) and an instance. The
+        engine is told who should lead first: in a group nobody writes to, a master that no longer votes there
+        (a configuration left it out) would otherwise still be waited for."""
+        if self.engine.hosts(group):
+            self._sync_preference(group, self.slot_of(group))
         try:
             self.engine.propose(group, envelope.barrier(), ("nudge", group))
         except GroupStopped:

@@ -235,6 +235,8 @@ class MembershipDriver:
         # a different one each retry period (one of them is up).
         slot = loop.slot_of(group)
         master = loop.masters.known_master(slot, loop.ticks)
+        if master and not engine.votes_in(group, master):
+            master = 0                          # it cannot lead there any more: the voters take turns
         ballot, leading = engine.ballot_of(group)
         if leading:
             return
