@@ -507,6 +507,14 @@ cdef class Engine:
         self._drain()
         return value
 
+    def withdraw_adopt(self, uint32_t group):
+        """Forget the group's ADOPT not yet proposed (Engine.adopt), if any: a membership driver whose newer
+        table wants the voters the group has already must not see an older epoch's change proposed later. One
+        already in flight is not withdrawn (the driver asks again if it gets chosen)."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot >= 0:
+            self.adopt_due.pop(slot, None)
+
     def set_members(self, members):
         """The nodes of the cluster changed (membership: a node added or removed by the system group): messages
         go to these peers from now on. Who votes in a group is its configuration's business (per instance), not

@@ -43,7 +43,7 @@ class MembershipDriver:
     the worker adopt the voters of the table's newest epoch (see the module docstring)."""
 
     def __init__(self, seed: bytes = b"", retry_ticks: int = 100, adopt_per_turn: int = 256, plant: str = "",
-                 leave_after_ticks: int = 1000, refresh_ticks: int = 256):
+                 leave_after_ticks: int = 1000, refresh_ticks: int = 256, sweep_ticks: int = 1000):
         self.seed = seed
         self.plant_retire_early = plant == "retire-early"
         self.retry_ticks = retry_ticks
@@ -71,6 +71,9 @@ class MembershipDriver:
         self.next_refresh = refresh_ticks
         self.stuck_before = False         # the system group had an accepted instance above its chosen mark
         self.next_stuck_check = 0
+        self.sweep_ticks = sweep_ticks
+        self.sweep = collections.deque()  # groups of the periodic sweep still to look at
+        self.next_sweep = sweep_ticks
         self.next_leave_check = 0
         self.next_behind_check = 0
         self.nudges = 0                   # barriers proposed to get an idle group a leader that proposes its ADOPT
@@ -102,7 +105,12 @@ class MembershipDriver:
                 self.on_table(loop, loop.sm.membership_table())
             if not self.seeded:
                 self._seed(loop, now)
-        if self.todo or self.behind:
+        if not self.todo and not self.sweep and self.voters and now >= self.next_sweep:
+            # Now and then every group is looked at again (not counted as still to adopt): a change asked under
+            # an older table may have been chosen after the group was found done (simulator seed 154).
+            self.next_sweep = now + self.sweep_ticks
+            self.sweep = collections.deque(engine.groups())
+        if self.todo or self.behind or self.sweep:
             self._adopt(loop, now)
         if self.removed_epoch is not None and not self.left and now >= self.next_leave_check:
             self.next_leave_check = now + 16
@@ -183,13 +191,15 @@ class MembershipDriver:
         engine = loop.engine
         epoch = self.epoch
         budget = self.adopt_per_turn
-        todo = self.todo
+        todo = self.todo if self.todo else self.sweep
         while todo and budget > 0:
             group = todo.popleft()
             budget -= 1
             if not engine.hosts(group):
                 continue
             latest_epoch, latest_voters = engine.latest_config(group)
+            if latest_voters == self.voters_for(group) and latest_epoch < epoch:
+                engine.withdraw_adopt(group)      # an older epoch's change asked here must not come after
             if latest_voters == self.voters_for(group) or latest_epoch >= epoch:
                 # Adopted (or a newer change is under way there), but maybe not in force yet: until its
                 # activation, the voters it leaves still vote, so it is watched like the groups asked (the
