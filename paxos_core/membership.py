@@ -232,7 +232,20 @@ class Membership:
             expect = table["epoch"]
         if not force and (joining is not None or leaving is not None):
             self._check(table, joining, leaving, timeout)
-        raw = self.client.propose(SYSTEM_GROUP, encode_change(op, expect, **fields), timeout=timeout).result
+        command = encode_change(op, expect, **fields)
+        deadline = time.monotonic() + timeout
+        while True:
+            # A change is idempotent (its outcome holding already is "unchanged", checked before the epoch), so
+            # one whose outcome is unknown (a Timeout; SessionExpired: a slow first attempt re-sent) is proposed
+            # again, until `timeout`: under faults the system group's first attempt is often slower than the
+            # client's attempt timeout (nemesis seed 2).
+            try:
+                raw = self.client.propose(SYSTEM_GROUP, command, timeout=max(1.0, deadline - time.monotonic())).result
+                break
+            except errors.Timeout:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.2)
         result = json.loads(decode_user_result(raw))
         if not result["ok"]:
             kind = errors.EpochConflict if result["error"] == EPOCH_CONFLICT else errors.MembershipError

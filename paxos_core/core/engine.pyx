@@ -82,6 +82,7 @@ cdef class Repair:
     cdef public uint64_t target         # REPAIR_LEARN: learn every instance below this before voting
     cdef public str reason
     cdef public set configs             # voter tuples the replies named (their current and pending ones)
+    cdef public dict reply_configs      # node -> the voter tuples its latest reply named
 
     def __init__(self, str reason, int64_t wait_until, uint64_t target):
         self.phase = REPAIR_WAIT
@@ -91,6 +92,7 @@ cdef class Repair:
         self.target = target
         self.reason = reason
         self.configs = set()
+        self.reply_configs = {}
 
 
 class UnknownGroup(PaxosError, KeyError):
@@ -1922,14 +1924,21 @@ cdef class Engine:
         cdef Repair rep = self.repairs.get(slot)
         if rep is None or rep.phase != REPAIR_QUERY or m.aux != 0 or src == self.node_id:
             return
+        cdef set named = set()
         if m.value:
             try:
                 for config in state_configs(m.value):
-                    rep.configs.add(config[1])
+                    named.add(config[1])
             except BadAdopt:
                 return          # a reply we cannot read does not count
         else:
-            rep.configs.add(self.voters.by_index(0).voters)     # the replier is in the first configuration
+            named.add(self.voters.by_index(0).voters)     # the replier is in the first configuration
+        # A replier's newer reply replaces its older one, configurations included: those an older reply named
+        # governed instances below the newer one's chosen mark, which are chosen, and one may hold a node since
+        # removed, which nobody asks any more: kept, it would block the rebuild for ever (simulator seed 11,
+        # 5 nodes, 64 groups).
+        rep.reply_configs[src] = named
+        rep.configs = set().union(*rep.reply_configs.values())
         rep.replies[src] = (m.ballot, m.instance, m.mark)
         if not self._repair_covered(slot, rep, False):
             return

@@ -353,6 +353,7 @@ class ReplicaLoop:
         believed about its leases may be stale, so it holds none until it renews them."""
         self.stats["late_resumes"] += 1
         self.resumed_late_ms = late * 1e3
+        self.membership.catch_up_all(self.engine)     # what was chosen meanwhile in idle groups
         self.leases_dropped_now = 0
         if self.plant == "stale-lease-clock":
             return

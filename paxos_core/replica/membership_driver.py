@@ -76,12 +76,19 @@ class MembershipDriver:
         self.next_sweep = sweep_ticks
         self.next_leave_check = 0
         self.next_behind_check = 0
+        self.pokes = 0                    # catch-up requests for groups still on older voters here
+        self.catch_up = None              # groups still to ask a peer about once (None: the pass at start is due)
+        self.catch_up_passes = 0
         self.nudges = 0                   # barriers proposed to get an idle group a leader that proposes its ADOPT
 
     # ------------------------------------------------------------------ inputs
     def on_tick(self, loop, now: int) -> None:
         """Called by the loop when its tick advanced."""
         engine = loop.engine
+        if self.catch_up is None:
+            self.catch_up_all(engine)
+        if self.catch_up:
+            self._catch_up(engine)
         if engine.hosts(SYSTEM_GROUP):
             if now >= self.next_refresh:
                 self.next_refresh = now + self.refresh_ticks
@@ -115,6 +122,21 @@ class MembershipDriver:
         if self.removed_epoch is not None and not self.left and now >= self.next_leave_check:
             self.next_leave_check = now + 16
             self._leave(loop, now)
+
+    def catch_up_all(self, engine) -> None:
+        """Ask a peer once about every group here, adopt_per_turn a turn: at start, and after the worker stood
+        still (the loop calls it). The last value chosen in an idle group while this node was down, paused or
+        cut off reaches it no other way: nobody sends in that group again until it is used (nemesis seed 2: a
+        node restarted just after an ADOPT's activation stayed one instance behind)."""
+        self.catch_up = collections.deque(engine.groups())
+        self.catch_up_passes += 1
+
+    def _catch_up(self, engine):
+        todo = self.catch_up
+        for _ in range(min(self.adopt_per_turn, len(todo))):
+            group = todo.popleft()
+            if engine.hosts(group):
+                engine.poke(group)
 
     def _leave(self, loop, now):
         """This node was removed: it has left once no group here counts it as a voter any more (every group
@@ -258,13 +280,18 @@ class MembershipDriver:
         if driver == loop.node_id:
             self.nudges += 1
             loop.nudge(group)
+        else:
+            # The ADOPT may be chosen already, and this node not told: a learner that joined an idle group whose
+            # master is gone hears from nobody (nemesis seed 1: a replacement's idle groups stayed at 0).
+            self.pokes += 1
+            engine.poke(group)
 
     # ------------------------------------------------------------------ status
     def status(self, loop) -> dict:
         """What this worker knows of the table and how far its groups are in adopting it."""
         out = {"epoch": self.epoch, "voters": list(self.voters), "members": list(self.members),
                "groups_to_check": len(self.todo), "groups_adopting": len(self.behind), "adopts": self.adopts,
-               "nudges": self.nudges}
+               "nudges": self.nudges, "pokes": self.pokes, "catch_up_passes": self.catch_up_passes}
         if loop.engine.hosts(SYSTEM_GROUP):
             table = loop.sm.membership_table()
             out.update(table_epoch=table["epoch"], learners=table["learners"], seed_proposed=self.proposed)
