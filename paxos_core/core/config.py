@@ -43,7 +43,8 @@ PLANTS = ("ignore-promise", "reply-before-sync", "promise-not-persisted", "learn
           "readd-amnesia", "amnesia-votes", "batch-together", "forward-twice", "truncate-too-far",
           "install-non-atomic", "prepare-unpromised",
           "remove-keeps-state", "weigh-short", "fill-reverse", "reprepare-uncapped",
-          "config-at-i", "count-any-vote", "no-reprepare-at-activation", "retire-early")
+          "config-at-i", "count-any-vote", "no-reprepare-at-activation", "retire-early",
+          "snapshot-drops-config")
 
 
 @dataclass(frozen=True)

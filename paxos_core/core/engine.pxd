@@ -146,6 +146,7 @@ cdef class Engine:
     cdef bint plant_config_at_i
     cdef bint plant_count_any_vote
     cdef bint plant_no_reprepare_at_activation
+    cdef bint plant_snapshot_drops_config
 
     cdef Py_ssize_t slot_of(self, uint32_t group) except -2
     cdef inline Py_ssize_t slot_for(self, uint32_t group)

@@ -202,6 +202,7 @@ cdef class Engine:
         self.plant_config_at_i = plant == "config-at-i"
         self.plant_count_any_vote = plant == "count-any-vote"
         self.plant_no_reprepare_at_activation = plant == "no-reprepare-at-activation"
+        self.plant_snapshot_drops_config = plant == "snapshot-drops-config"
         if recovered:
             for group, state in recovered.items():
                 self.restore_group(group, state)
@@ -1776,7 +1777,7 @@ cdef class Engine:
                 del decided[instance]
         cdef uint64_t low = self.learner.low[slot]
         # The snapshot's membership configuration at A (empty: the first one): what governs from A on.
-        if config:
+        if config and not self.plant_snapshot_drops_config:      # planted bug: the first configuration instead
             self.voters.restore(slot, config)
         else:
             self.voters.reset(slot)

@@ -129,8 +129,9 @@ class MemberOperator:
                 choices.append("add")
             if len(voters) > self.min_voters:
                 choices += ["remove", "remove-master", "remove-driver-killed"]
-            if spare and len(voters) > self.min_voters - 1:
-                choices.append("replace")
+            live = [v for v in self._live() if v in voters]
+            if spare and len(voters) >= self.min_voters and len(live) >= len(voters) // 2 + 2:
+                choices.append("replace")        # with one voter to spare for the other faults
         if not choices:
             return None
         variant = self.rng.choice(choices)
