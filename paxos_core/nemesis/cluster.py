@@ -417,13 +417,14 @@ class Cluster:
         """Every host's client endpoints, spare hosts included."""
         return {n: list(eps) for n, eps in self.host_endpoints.items()}
 
-    def client_keys(self, admin=False):
+    def client_keys(self, admin=False, avoid=()):
         """Client options for this CURVE cluster: the nodes' public keys; `admin`: also a current member's key
-        pair (administrative operations need one; other clients make their own pair)."""
+        pair (administrative operations need one; other clients make their own pair), not one of `avoid`'s (a
+        node being removed: its key stops being a member's)."""
         options = {"curve_server_keys": {n: pair[0] for n, pair in self.keypairs.items()}}
         if admin:
-            member = min(self.nodes) if self.nodes else min(self.keypairs)
-            options["curve_keypair"] = self.keypairs[member]
+            members = [n for n in sorted(self.nodes) if n not in avoid] or sorted(self.nodes) or sorted(self.keypairs)
+            options["curve_keypair"] = self.keypairs[members[0]]
         return options
 
     def start_all(self):

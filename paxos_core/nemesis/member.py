@@ -53,7 +53,7 @@ class MemberOperator:
     def _client(self):
         cluster = self.cluster
         return Client(cluster.endpoints(), cluster.workers, cluster.groups, default_timeout=10.0,
-                      **cluster.client_keys(admin=True))
+                      **cluster.client_keys(admin=True, avoid=self.held))
 
     def _until(self, what, deadline, *args, **kw):
         """``what(client, ...)`` retried (a fresh client each time: the node whose key it uses may have left)
@@ -227,9 +227,21 @@ class MemberOperator:
                     change = self._until(lambda client: client.membership.remove(target), deadline)
                 self._wait_adopted(change.epoch, deadline)
                 self._left(record, target, deadline)
+            except Exception:
+                # The removal may have been made all the same: then the node leaves, and must say so.
+                if target in self.cluster.nodes and self._removed_in_table(target):
+                    self._left(record, target, time.monotonic() + 60)
+                raise
             finally:
                 if killed is not None and not self.cluster.nodes[killed].alive():
                     self.cluster.nodes[killed].start()
+
+    def _removed_in_table(self, node_id):
+        try:
+            table = self._until(self._table, time.monotonic() + 30)
+        except errors.PaxosError:
+            return False
+        return any(n["id"] == node_id and n["role"] == "removed" for n in table["nodes"])
 
     def _kill_system_master(self, leaving):
         """kill -9 the node whose worker 0 leads the system group (not the leaving one); its id, or None."""
