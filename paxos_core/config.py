@@ -32,6 +32,9 @@ Layout of a node's file (paths are relative to the file's own directory)::
     lease_ticks = 300       # master lease, in ticks
     lease_margin = 0.3      # fraction of the lease the master gives up for clock-rate differences
     proposal_timeout_ticks = 500
+    max_stale_lag = 1000    # a stale read is served only by a node whose group is at most this many instances
+                            # behind the highest chosen mark it has heard of, and not rebuilding; otherwise it
+                            # answers NotMaster (the client asks the master instead)
 
     [storage]               # optional
     durability = "sync"     # or "unsafe-no-sync" (tests only)
@@ -126,6 +129,7 @@ DEFAULTS = {
         "lease_ticks": 300,
         "lease_margin": 0.3,
         "proposal_timeout_ticks": 500,
+        "max_stale_lag": 1000,
     },
     "storage": {
         "durability": "sync",
@@ -439,6 +443,7 @@ class NodeConfig:
     lease_ticks: int = DEFAULTS["paxos"]["lease_ticks"]
     lease_margin: float = DEFAULTS["paxos"]["lease_margin"]
     proposal_timeout_ticks: int = DEFAULTS["paxos"]["proposal_timeout_ticks"]
+    max_stale_lag: int = DEFAULTS["paxos"]["max_stale_lag"]
     durability: str = DEFAULTS["storage"]["durability"]
     retain_instances: int = DEFAULTS["storage"]["retain_instances"]
     retain_bytes: int = DEFAULTS["storage"]["retain_bytes"]
@@ -642,6 +647,8 @@ class NodeConfig:
         lease_margin = float(lease_margin)
         proposal_timeout_ticks = c.integer(paxos, "proposal_timeout_ticks", "paxos.proposal_timeout_ticks", 1,
                                            default=p["proposal_timeout_ticks"])
+        max_stale_lag = c.integer(paxos, "max_stale_lag", "paxos.max_stale_lag", 0, (1 << 62),
+                                  default=p["max_stale_lag"])
 
         storage = c.table(d, "storage", "storage", tuple(DEFAULTS["storage"]), required=False)
         durability = c.string(storage, "durability", "storage.durability",
@@ -717,6 +724,7 @@ class NodeConfig:
             lease_ticks=lease_ticks,
             lease_margin=lease_margin,
             proposal_timeout_ticks=proposal_timeout_ticks,
+            max_stale_lag=max_stale_lag,
             durability=durability,
             retain_instances=retain_instances,
             retain_bytes=retain_bytes,

@@ -411,3 +411,23 @@ def test_an_idle_group_reaches_the_activation_by_itself():
         assert engine.learned(0)[0] >= i + ALPHA, (node, engine.learned(0), i)
         assert engine.config_of(0, engine.learned(0)[0]).voters == (1, 2, 4)
     assert set(chosen_values(cluster, 1)[i + 1:i + ALPHA]) == {b""}, "no-ops up to the activation"
+
+
+def test_a_learner_cut_off_from_catch_up_says_how_far_behind_it_is():
+    """Engine.behind: what a stale read checks against paxos.max_stale_lag (the stated bound of a stale read).
+    A learner that heard of values chosen but could not fetch them counts them; once it catches up, 0."""
+    cluster, _ = five_nodes_three_voters()
+    cluster.drop = lambda src, dest, msg: dest == 4
+    for k in range(20):
+        cluster.propose(1, 0, b"v%d" % k)
+    cluster.tick(3)
+    assert cluster.engines[4].behind(0) == 0, "it heard of nothing"
+    cluster.drop = lambda src, dest, msg: dest == 4 and msg.kind in (Kind.CATCHUP_REPLY, Kind.ACCEPT)
+    cluster.propose(1, 0, b"last")
+    cluster.tick(3)
+    assert cluster.engines[4].behind(0) >= 20, cluster.engines[4].group_view(0)
+    cluster.drop = lambda src, dest, msg: False
+    cluster.engines[4].poke(0)
+    cluster.tick(50)
+    assert cluster.engines[4].behind(0) == 0
+    assert chosen_values(cluster, 4) == chosen_values(cluster, 1)

@@ -2149,6 +2149,17 @@ cdef class Engine:
             return GROUP_ABSENT
         return self.status[slot]
 
+    def behind(self, uint32_t group):
+        """How many instances this node's log is behind the highest chosen mark it has heard of for `group`
+        (known_mark - chosen_next; cheap), or -1 for a group that does not vote here now (not hosted, or
+        repairing or stopped): what a stale read checks (the loop's read.max_stale_lag)."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0 or self.status[slot] != GROUP_OK:
+            return -1
+        cdef uint64_t known = self.learner.known_mark[slot]
+        cdef uint64_t chosen = self.learner.chosen_next[slot]
+        return known - chosen if known > chosen else 0
+
     def learned(self, uint32_t group):
         """(chosen_next, chain) of a hosted group."""
         cdef Py_ssize_t slot = self.slot_of(group)

@@ -159,7 +159,10 @@ class NodeProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self):
-        """Start the node's process; with `--rebuild` once after a wipe (`rebuild_next`)."""
+        """Start the node's process; with `--rebuild` once after a wipe (`rebuild_next`). Not once the cluster
+        is being closed (a fault's thread may still be healing while the run tears down)."""
+        if self.cluster.closing:
+            return
         env = dict(os.environ)
         env.update(self.cluster.env)
         env.update(self.env_extra)
@@ -342,6 +345,7 @@ class Cluster:
             self.nodes[config.node_id] = node
         self.removed = {}
         self.lock = threading.Lock()
+        self.closing = False
         self.keypairs = {c.node_id: (c.curve_public_key(c.node_id), c.curve_secret_key()) for c in self.configs}
         first = self.configs[0]
         self.host_endpoints = {n.id: [n.client_endpoint(w) for w in range(workers)] for n in first.nodes}
@@ -441,6 +445,7 @@ class Cluster:
 
     def close(self):
         """Stop every process by PID, then unmount the disks (the caller then deletes the namespaces)."""
+        self.closing = True
         everyone = list(self.nodes.values()) + list(self.removed.values())
         try:
             for node in everyone:

@@ -81,6 +81,7 @@ class LoopSettings:
     # costs memory for every slot up to g's: without a bound, 13 bytes (ADD_GROUP 2**32-1) asked for 16 GiB.
     max_group_id: int = (1 << 20) - 1
     request_timeout_ticks: int = 500     # a request's deadline when the client gives none
+    max_stale_lag: int = 1000        # a stale read is refused (NotMaster) further behind than this (instances)
     batch_envelope: bool = True      # a PROPOSE_BATCH is ONE proposal (CLIENT_BATCH) when it fits
     renew_on_write: bool = False     # also claim to renew leases of written groups (old behaviour, to compare)
     coalesce_replies: bool = True    # replies of one turn to one client go out as one frame
@@ -188,7 +189,7 @@ class ReplicaLoop:
         self.rng = rng
         self.stats = {"proposals": 0, "timeouts": 0, "overloaded": 0, "requests": 0, "late_resumes": 0,
                       "leases_dropped": 0, "lease_replies_withdrawn": 0, "master_changes": 0,
-                      "admin_refused": 0}
+                      "admin_refused": 0, "stale_reads_refused": 0}
         self.latency = Histogram(LATENCY_BUCKETS)
         self.batch_sizes = Histogram(BATCH_BUCKETS)
         self.write_seconds = Histogram(LATENCY_BUCKETS)
@@ -602,6 +603,17 @@ class ReplicaLoop:
         if not self._check_group(identity, req_id, group):
             return
         if mode == rpc.READ_STALE:
+            # The stated bound of a stale read: this node's log is at most max_stale_lag instances behind the
+            # highest chosen mark it has heard of, and the group is not rebuilding here (a learner that just
+            # joined, a node catching up after a restart). Otherwise NotMaster: the client asks the master.
+            lag = self.engine.behind(group)
+            if lag < 0 or lag > self.settings.max_stale_lag:
+                self.stats["stale_reads_refused"] += 1
+                slot = self.slot_of(group)
+                master = self.masters.known_master(slot, self.ticks)
+                self._send(identity, rpc.not_master(req_id, 0 if master == self.node_id else master,
+                                                    int(self.masters.epoch[slot])))
+                return
             self._send(identity, rpc.reply(rpc.OK, req_id, self.sm.read(group, query)))
             return
         req = self._new_request(identity, req_id, rpc.READ, group, timeout_ms)
