@@ -2,8 +2,9 @@
 
 While the other fault kinds take their turns, this operator grows the cluster from 3 voters to 5 and shrinks it
 back, again and again, the way the README tells an operator to, through ``client.membership`` (the commands of
-``paxos-core member``) and ``paxos-core node --join``. A step every 1 to 3 s; the seed picks each step among
-those that fit the cluster's size then:
+``paxos-core member``) and ``paxos-core node --join``. A step every 1 to 3 s: adds while growing (up to 5
+voters), removals while shrinking (down to 3), and a replacement now and then either way (the seed picks
+among the steps that fit; ``voter_counts`` in the run's summary shows the way the cluster went):
 
 add       a spare host (its key pair made there by ``keygen`` at set-up) is added as a learner, its join bundle
           written (``join.make_bundle``, what ``member add --out`` writes), the node started with ``node --join
@@ -48,6 +49,8 @@ class MemberOperator:
         self.max_voters = min(5, len(self.cluster.nodes) + 2)
         self.min_voters = len(self.cluster.nodes)
         self.changes = 0
+        self.growing = True                 # toward max_voters (else toward min_voters)
+        self.sizes = [len(self.cluster.nodes)]   # the voters' count after each change made
 
     # ------------------------------------------------------------------ helpers
     def _client(self):
@@ -125,9 +128,15 @@ class MemberOperator:
         elif learners:
             choices = ["promote"]
         else:
-            if len(voters) < self.max_voters and spare:
+            # 3 -> 5 -> 3 -> ...: grow to max_voters, then shrink to min_voters, and so on; a replacement now
+            # and then on the way (the cluster's size stays).
+            if len(voters) >= self.max_voters or not spare:
+                self.growing = False
+            elif len(voters) <= self.min_voters:
+                self.growing = True
+            if self.growing:
                 choices.append("add")
-            if len(voters) > self.min_voters:
+            elif len(voters) > self.min_voters:
                 choices += ["remove", "remove-master", "remove-driver-killed"]
             live = [v for v in self._live() if v in voters]
             if spare and len(voters) >= self.min_voters and len(live) >= len(voters) // 2 + 2:
@@ -141,6 +150,7 @@ class MemberOperator:
             getattr(self, "_" + variant.split("-")[0])(record, table, deadline)
             record.healed = time.monotonic()
             self.changes += 1
+            self.sizes.append(len(self._until(self._table, deadline)["voters"]))
         except Exception as exc:                          # reported, and the next step reads the table again
             record.detail = "not injected: %s: %s" % (type(exc).__name__, exc)
             record.injected = False

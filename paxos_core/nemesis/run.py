@@ -347,6 +347,7 @@ def _run(opts, say):
             "nodes": opts.nodes, "seed": opts.seed, "duration_s": opts.duration, "topology": topo.mode,
             "read_modes": list(opts.read_modes), "plant": opts.plant or None, "dir": directory,
             "member_changes": nemesis.operator.changes if nemesis.operator is not None else 0,
+            "voter_counts": nemesis.operator.sizes if nemesis.operator is not None else [],
             "member_problems": len(member_problems),
             "final_members": sorted(cluster.nodes),
         }
