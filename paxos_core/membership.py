@@ -7,6 +7,9 @@
     change.wait(timeout=60)            # until every group on every reachable node votes on the new voters
     m.status()                         # the table, and how far each node and worker is in adopting it
 
+    change = await m.remove_async(3)   # from asyncio: every call has an ``_async`` twin (run in a thread,
+    await change.wait_async(60)        # so the event loop is never blocked), Change.wait/progress too
+
 Every change is a command to the system group, which orders them in epochs; it needs the cluster's
 credentials (a client made with a member's key, as ``Client.from_config`` and the CLI are). Each is
 idempotent: run again after its driver died, a change whose outcome already holds returns ``changed=False``
@@ -22,6 +25,7 @@ Before proposing, a change is checked against what the nodes report (``force=Tru
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass, field
@@ -64,6 +68,14 @@ class Change:
                 raise errors.Timeout("epoch %d: not every group adopted it within %.0f s: %s"
                                      % (self.epoch, timeout, progress["waiting"][:10]))
             time.sleep(interval)
+
+    async def progress_async(self, timeout: float = 5.0) -> dict[str, Any]:
+        """Awaitable :meth:`progress` (run in a thread: the event loop is not blocked)."""
+        return await asyncio.to_thread(self.progress, timeout)
+
+    async def wait_async(self, timeout: float = 60.0, interval: float = 0.2) -> dict[str, Any]:
+        """Awaitable :meth:`wait` (run in a thread)."""
+        return await asyncio.to_thread(self.wait, timeout, interval)
 
 
 class Membership:
@@ -273,3 +285,42 @@ class Membership:
             raise errors.WouldLoseQuorum("after the change the voters would be %s, of which %s answer and are caught "
                                          "up: not a majority, so the groups would stop; nothing was changed"
                                          % (sorted(after), sorted(live)))
+
+    # ------------------------------------------------------------------ asyncio twins (run in a thread)
+    async def table_async(self, timeout: float = 5.0) -> dict[str, Any]:
+        return await asyncio.to_thread(self.table, timeout)
+
+    async def history_async(self, timeout: float = 5.0) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.history, timeout)
+
+    async def progress_async(self, epoch: int, timeout: float = 5.0) -> dict[str, Any]:
+        return await asyncio.to_thread(self.progress, epoch, timeout)
+
+    async def status_async(self, timeout: float = 5.0) -> dict[str, Any]:
+        return await asyncio.to_thread(self.status, timeout)
+
+    async def groups_per_node_async(self, groups: int, timeout: float = 5.0) -> dict[int, int]:
+        return await asyncio.to_thread(self.groups_per_node, groups, timeout)
+
+    async def add_async(self, host: str, peer_port: int, client_port: int, public_key: str,
+                        replaces: int | None = None, expect: int | None = None, timeout: float = 10.0) -> Change:
+        return await asyncio.to_thread(self.add, host, peer_port, client_port, public_key, replaces, expect, timeout)
+
+    async def promote_async(self, node: int, expect: int | None = None, force: bool = False,
+                            timeout: float = 10.0) -> Change:
+        return await asyncio.to_thread(self.promote, node, expect, force, timeout)
+
+    async def remove_async(self, node: int, expect: int | None = None, force: bool = False,
+                           timeout: float = 10.0) -> Change:
+        return await asyncio.to_thread(self.remove, node, expect, force, timeout)
+
+    async def replace_async(self, old: int, new: int, expect: int | None = None, force: bool = False,
+                            timeout: float = 10.0) -> Change:
+        return await asyncio.to_thread(self.replace, old, new, expect, force, timeout)
+
+    async def place_async(self, group: int, voters, expect: int | None = None, timeout: float = 10.0) -> Change:
+        return await asyncio.to_thread(self.place, group, voters, expect, timeout)
+
+    async def update_async(self, node: int, host: str, peer_port: int, client_port: int,
+                           expect: int | None = None, timeout: float = 10.0) -> Change:
+        return await asyncio.to_thread(self.update, node, host, peer_port, client_port, expect, timeout)

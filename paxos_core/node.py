@@ -161,8 +161,8 @@ class Node:
     @property
     def membership(self) -> Any:
         """The cluster's members through this node's client (paxos_core/membership.py): table, add, promote,
-        remove, replace, update, place, each returning a change with ``wait()``. Blocking; from asyncio,
-        ``await asyncio.to_thread(node.membership.remove, 3)``."""
+        remove, replace, update, place, each returning a change with ``wait()``. Blocking; from asyncio, their
+        awaitable twins: ``change = await node.membership.remove_async(3)``, ``await change.wait_async()``."""
         return self.client.membership
 
     def status(self) -> list[dict[str, Any]]:

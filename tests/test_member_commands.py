@@ -376,6 +376,21 @@ def test_a_change_whose_driver_is_killed_mid_change_completes_when_run_again(tmp
         assert "adopted epoch 2's voters 1,2,3" in out, out
         assert admin.membership.table()["epoch"] == 2
 
+        # The same from asyncio: the awaitable twins answer alike, and a change run again is a no-op.
+        import asyncio
+
+        async def from_asyncio():
+            m = admin.membership
+            table = await m.table_async()
+            change = await m.remove_async(4)
+            progress = await change.wait_async(60)
+            return table, change, progress, await m.status_async()
+
+        table, change, progress, status = asyncio.run(from_asyncio())
+        assert table["epoch"] == 2 and table["voters"] == [1, 2, 3]
+        assert (change.epoch, change.changed, change.node) == (2, False, 4) and progress["done"]
+        assert status["voters"] == [1, 2, 3]
+
 
 def test_a_group_moved_from_nodes_1_2_3_to_3_4_5_keeps_every_acknowledged_value(tmp_path):
     """Five nodes; group 0 placed on 1,2,3, written under load while it moves to 3,4,5 (`group move`); then
