@@ -153,6 +153,27 @@ def test_a_removed_node_leaves_says_so_and_never_starts_again(tmp_path):
             cluster.start(3)
 
 
+def test_a_node_down_while_it_was_removed_hears_of_it_when_it_comes_back_and_leaves(tmp_path, monkeypatch):
+    """Its peers refuse its key once every group went on without it, so nothing tells it through the groups:
+    the node asks the cluster now and then, as a client, whether the table removed it (the supervisor's
+    removal watch; every second here, 30 s by default), then leaves as a removed node does."""
+    monkeypatch.setenv("PAXOS_CORE_REMOVAL_WATCH_S", "1")
+    with LocalCluster(tmp_path, nodes=4, workers=2, groups=4) as cluster:
+        admin = cluster.client()
+        wait_for(lambda: _seeded(admin), 60, message="the table seeded")
+        cluster.kill(4)
+        admin.membership.remove(4).wait(timeout=90)
+        cluster.start(4, wait=False)
+        code = cluster.procs[4].popen.wait(90)
+        cluster.down.add(4)
+        err = open(cluster.procs[4].stderr).read()
+        assert code == 4, (code, err[-2000:])
+        assert "node 4 was removed from the cluster" in err and "heard of it late" in err, err[-2000:]
+        with pytest.raises(AssertionError, match="was removed from the cluster"):
+            cluster.start(4)
+        assert admin.membership.table()["voters"] == [1, 2, 3]
+
+
 def test_under_load_a_node_joins_by_bundle_is_promoted_and_node_1_is_removed(tmp_path):
     """The acceptance path: keygen on the new host, `member add --out` on a member, `node --join` on the new
     host, promote it, remove node 1 (which exits saying so); a writer keeps writing all along, and every write

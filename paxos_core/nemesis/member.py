@@ -16,9 +16,9 @@ remove    a voter leaves: a random one, or the master of a group the clients use
 replace   a voter is killed -9 and its data directory deleted (a dead disk); a spare host joins in its place
           (``member add --replaces``), and ``member replace OLD NEW`` swaps them in one epoch.
 
-A removal waits for the other faults to be healed and keeps them off while it runs (``Nemesis.quiet``): a node
-that is down or cut off when it is removed cannot hear of it once its peers refuse its key (docs/architecture.md,
-"Not built yet"). Adds and replacements run under the other faults. Every step is a FaultRecord of kind
+A removal waits for the other faults to be healed and keeps them off while it runs (``Nemesis.quiet``), so that
+the removed node's own exit is checked within the step (one down or cut off when removed hears of it only from
+its supervisor's removal watch, up to 30 s later). Adds and replacements run under the other faults. Every step is a FaultRecord of kind
 ``member``; a step that could not be made (no quorum, a timeout) is reported as not injected, and the next step
 starts from the table as it is. The node taking part in a step is kept off the other faults' targets until the
 step ends (``Nemesis.busy``).

@@ -31,7 +31,9 @@ import tempfile
 import threading
 import time
 
+from ..core.config import SYSTEM_GROUP
 from ..errors import StartError
+from ..statemachine.user import decode_user_result
 from ..storage import identity
 from ..statemachine.loader import SYS_PATH_ENV, parent_sys_path
 from . import channel, spawn
@@ -40,6 +42,9 @@ log = logging.getLogger("paxos_core.supervisor")
 
 FIRST_BACKOFF = 0.2
 MAX_BACKOFF = 5.0
+# How often a running node asks the cluster whether it was removed (a removal it did not hear of: see
+# Supervisor._watch_removal); 0: never. PAXOS_CORE_REMOVAL_WATCH_S overrides it (tests).
+REMOVAL_WATCH_S = float(os.environ.get("PAXOS_CORE_REMOVAL_WATCH_S", "30"))
 
 
 class _Worker:
@@ -91,6 +96,9 @@ class Supervisor:
         self._stopping = threading.Event()
         self._grace = 10.0
         self._thread = None
+        self.removal_watch_s = REMOVAL_WATCH_S
+        self._watch = None
+        self._removed_late = None       # an epoch whose table removed this node, found by the watch
 
     # ------------------------------------------------------------------ the caller's side
     def start(self, timeout=30.0):
@@ -115,6 +123,67 @@ class Supervisor:
         if self.failure is not None:
             self.stop()
             raise StartError(self.failure)
+        if self.removal_watch_s:
+            self._watch = threading.Thread(target=self._watch_removal, name="paxos-removal-watch", daemon=True)
+            self._watch.start()
+
+    # ------------------------------------------------------------------ a removal this node did not hear of
+    def _watch_removal(self):
+        """Now and then, ask the cluster (as a client: a removed node's key is still let in there, without the
+        cluster's credentials) whether the membership table removed this node. A node that was down or cut off
+        when it was removed hears of it no other way: its peers refuse its key once every group left it. The
+        answer is a linearizable read of the system group, which only a quorum of the cluster can give."""
+        wait = min(5.0, self.removal_watch_s)          # soon after a start, then every removal_watch_s
+        while not self._stopping.wait(wait):
+            wait = self.removal_watch_s
+            if self.removed_epoch is not None or self.failure is not None:
+                return
+            try:
+                epoch = self._removed_in_cluster()
+            except Exception as exc:           # no answer now (a partition, a start): ask again later
+                log.debug("node %d: removal watch: no answer: %r", self.config.node_id, exc)
+                continue
+            if epoch is not None:
+                self._removed_late = epoch         # the supervisor's thread stops the node (_check)
+                return
+
+    def _removed_in_cluster(self):
+        """The epoch that removed this node according to the cluster's table, or None."""
+        from ..client import Client
+
+        config = self.config
+        known = (self.table or {}).get("nodes", ())
+        endpoints = {n.id: [n.client_endpoint(w) for w in range(config.workers)] for n in config.nodes}
+        keys = {n.id: config.curve_public_key(n.id) for n in config.nodes} if config.keys_dir else None
+        for n in known:
+            if n.get("role") != "removed" and n["id"] not in endpoints and n["id"] != config.node_id:
+                endpoints[n["id"]] = ["tcp://%s:%d" % (n["host"], n["client_port"] + w) for w in range(config.workers)]
+                if keys is not None:
+                    keys[n["id"]] = n["public_key"].encode()
+        others = {i: e for i, e in endpoints.items() if i != config.node_id}
+        if not others:
+            return None
+        pair = (config.curve_public_key(config.node_id), config.curve_secret_key()) if keys is not None else None
+        client = Client(others, config.workers, config.groups, default_timeout=5.0,
+                        curve_server_keys={i: keys[i] for i in others} if keys is not None else None,
+                        curve_keypair=pair)
+        try:
+            # A lease read: the system group's master answers from its applied table (no log entry per ask).
+            table = json.loads(decode_user_result(client.read(SYSTEM_GROUP, b"table", "lease", 5.0)))
+        finally:
+            client.close()
+        if table.get("epoch", 0) < 1:
+            return None
+        for n in table.get("nodes", ()):
+            if n["id"] == config.node_id and n["role"] == "removed":
+                return int(table["epoch"])
+        return None
+
+    def _left_cluster(self, epoch, how=""):
+        self.removed_epoch = epoch
+        identity.write_removed(self.config.data_dir, self.config.node_id, epoch)
+        self._fail("node %d was removed from the cluster at membership epoch %d%s; it stops for good (its id is "
+                   "never used again)" % (self.config.node_id, epoch, " " + how if how else ""))
 
     def _mark_lost_marker(self):
         """The data directory lacks its identity marker (wiped, or never set up by `paxos-core init`): every
@@ -239,10 +308,7 @@ class Supervisor:
             # worker says so, the node records it (it never starts again) and stops.
             w.left = int(message.get("epoch") or 0)
             if all(x.left for x in self._workers.values()) and self.removed_epoch is None:
-                self.removed_epoch = w.left
-                identity.write_removed(self.config.data_dir, self.config.node_id, w.left)
-                self._fail("node %d was removed from the cluster at membership epoch %d; it stops for good (its "
-                           "id is never used again)" % (self.config.node_id, w.left))
+                self._left_cluster(w.left)
         elif kind == "membership":
             # The worker hosting the system group applied a newer membership table: every worker takes it.
             table = message.get("table")
@@ -267,6 +333,10 @@ class Supervisor:
 
     def _check(self):
         now = time.monotonic()
+        if self._removed_late is not None and self.removed_epoch is None:
+            self._left_cluster(self._removed_late, "(it heard of it late: it was down or cut off when it was "
+                                                   "removed, and the table at that epoch says so)")
+            return
         for w in self._workers.values():
             if w.proc is not None and w.proc.poll() is not None and not self._stopping.is_set():
                 self._read(w)                # what it said before it exited
