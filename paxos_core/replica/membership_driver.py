@@ -135,7 +135,7 @@ class MembershipDriver:
         todo = self.catch_up
         for _ in range(min(self.adopt_per_turn, len(todo))):
             group = todo.popleft()
-            if engine.hosts(group):
+            if engine.behind(group) >= 0:      # hosted and voting: a rebuilding group has a way of its own
                 engine.poke(group)
 
     def _leave(self, loop, now):
