@@ -97,3 +97,11 @@ def report(result, json_path=None, leave_out=()):
         with open(json_path, "w") as f:
             json.dump(result, f, indent=1)
     print(json.dumps({k: v for k, v in result.items() if k not in leave_out}, sort_keys=True), flush=True)
+
+
+def stop_and_close(load, cluster):
+    """The end of a benchmark with a background load, however it ends: the load stops, the cluster's nodes
+    are stopped by PID."""
+    if load is not None:
+        load.stopping.set()
+    cluster.close()

@@ -16,7 +16,7 @@ On a fresh local cluster of 4 nodes (real processes, fsync on, loopback, the bui
 """
 import time
 
-from .background import report, start_load
+from .background import report, start_load, stop_and_close
 from .cluster import BenchCluster, Point
 
 REMOVED = 4
@@ -76,6 +76,4 @@ def run(groups=100, workers=2, value_size=100, concurrency=64, window=5.0, timeo
         report(result, json_path)
         return result
     finally:
-        if load is not None:
-            load.stopping.set()
-        cluster.close()
+        stop_and_close(load, cluster)

@@ -21,7 +21,7 @@ Steps, on a fresh local cluster (real processes, fsync on, loopback, truncation 
 import time
 
 from ..statemachine import kv
-from .background import report, start_load
+from .background import report, start_load, stop_and_close
 from .cluster import BenchCluster, Point
 
 WIPED = 3
@@ -189,9 +189,7 @@ def run(groups=64, keys=100000, value_size=100, workers=2, retain=128, concurren
         report(result, json_path)
         return result
     finally:
-        if load is not None:
-            load.stopping.set()
-        cluster.close()
+        stop_and_close(load, cluster)
 
 
 __all__ = ["run"]
