@@ -160,13 +160,13 @@ class Supervisor:
                 endpoints[n["id"]] = ["tcp://%s:%d" % (n["host"], n["client_port"] + w) for w in range(config.workers)]
                 if keys is not None:
                     keys[n["id"]] = n["public_key"].encode()
-        others = {i: e for i, e in endpoints.items() if i != config.node_id}
+        others = sorted(i for i in endpoints if i != config.node_id)
         if not others:
             return None
         pair = (config.curve_public_key(config.node_id), config.curve_secret_key()) if keys is not None else None
-        client = Client(others, config.workers, config.groups, default_timeout=5.0,
-                        curve_server_keys={i: keys[i] for i in others} if keys is not None else None,
-                        curve_keypair=pair)
+        # Every node, this one too (a redirect may name it), asked first: another one.
+        client = Client(endpoints, config.workers, config.groups, prefer=others[0], default_timeout=5.0,
+                        curve_server_keys=keys, curve_keypair=pair)
         try:
             # A lease read: the system group's master answers from its applied table (no log entry per ask).
             table = json.loads(decode_user_result(client.read(SYSTEM_GROUP, b"table", "lease", 5.0)))
