@@ -42,6 +42,14 @@ if TYPE_CHECKING:
 DEFAULT_MAX_LAG = 1000          # instances a learner may lag (its largest group) and still count as caught up
 
 
+def client_endpoints(row: dict[str, Any], workers: int) -> list[str]:
+    """The client endpoints of a node of the membership table (a row of ``table()["nodes"]``)."""
+    from .config import NodeAddress
+
+    address = NodeAddress(row["id"], row["host"], row["peer_port"], row["client_port"])
+    return [address.client_endpoint(w) for w in range(workers)]
+
+
 @dataclass
 class Change:
     """A membership change as the system group decided it, and a way to follow it."""
@@ -110,8 +118,7 @@ class Membership:
 
             client = self.client
             keys = {n["id"]: n["public_key"].encode() for n in others} if client._curve_server_keys else None
-            endpoints = {n["id"]: ["tcp://%s:%d" % (n["host"], n["client_port"] + w) for w in range(client.workers)]
-                         for n in others}
+            endpoints = {n["id"]: client_endpoints(n, client.workers) for n in others}
             extra = Client(endpoints, client.workers, client.groups, curve_server_keys=keys,
                            curve_keypair=client._curve_keypair if keys else None, default_timeout=timeout)
             try:

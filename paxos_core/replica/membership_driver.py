@@ -78,17 +78,17 @@ class MembershipDriver:
         self.next_leave_check = 0
         self.next_behind_check = 0
         self.pokes = 0                    # catch-up requests for groups still on older voters here
-        self.catch_up = None              # groups still to ask a peer about once (None: the pass at start is due)
+        self.catch_up = collections.deque()   # groups still to ask a peer about once in this pass
         self.catch_up_passes = 0
         self.catch_up_ticks = catch_up_ticks
-        self.next_catch_up = catch_up_ticks
+        self.next_catch_up = 0            # the first pass: at the first tick
         self.nudges = 0                   # barriers proposed to get an idle group a leader that proposes its ADOPT
 
     # ------------------------------------------------------------------ inputs
     def on_tick(self, loop, now: int) -> None:
         """Called by the loop when its tick advanced."""
         engine = loop.engine
-        if self.catch_up is None or now >= self.next_catch_up:
+        if now >= self.next_catch_up:
             self.next_catch_up = now + self.catch_up_ticks
             self.catch_up_all(engine)
         if self.catch_up:

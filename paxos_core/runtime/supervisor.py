@@ -150,6 +150,7 @@ class Supervisor:
     def _removed_in_cluster(self):
         """The epoch that removed this node according to the cluster's table, or None."""
         from ..client import Client
+        from ..membership import client_endpoints
 
         config = self.config
         known = (self.table or {}).get("nodes", ())
@@ -157,7 +158,7 @@ class Supervisor:
         keys = {n.id: config.curve_public_key(n.id) for n in config.nodes} if config.keys_dir else None
         for n in known:
             if n.get("role") != "removed" and n["id"] not in endpoints and n["id"] != config.node_id:
-                endpoints[n["id"]] = ["tcp://%s:%d" % (n["host"], n["client_port"] + w) for w in range(config.workers)]
+                endpoints[n["id"]] = client_endpoints(n, config.workers)
                 if keys is not None:
                     keys[n["id"]] = n["public_key"].encode()
         others = sorted(i for i in endpoints if i != config.node_id)
