@@ -159,7 +159,7 @@ def attribute_name(table, key):
 
 
 _TOP_KEYS = ("cluster", "node", "paxos", "storage", "snapshot", "limits")
-_CLUSTER_KEYS = ("id", "groups", "workers", "keys_dir", "nodes", "state_machine", "alpha")
+_CLUSTER_KEYS = ("id", "groups", "workers", "keys_dir", "nodes", "state_machine", "alpha", "first_voters")
 DEFAULT_ALPHA = 8               # cluster.alpha: the default window, so a default node file is within it
 MAX_ALPHA = 1 << 16
 _NODE_ENTRY_KEYS = ("id", "host", "peer_port", "client_port", "metrics_port")
@@ -460,6 +460,8 @@ class NodeConfig:
     max_group_id: int = DEFAULTS["limits"]["max_group_id"]
     state_machine: str = ""         # "package.module:Factory" of the workers' state machine; "" = the KV store
     alpha: int = DEFAULT_ALPHA      # membership changes take effect alpha instances after they are chosen
+    first_voters: tuple = ()        # cluster.first_voters: the groups' first configuration when it is not every
+                                    # node of cluster.nodes (a node that joined later); () = cluster.nodes
     path: object = None             # the file it was loaded from (pathlib.Path), or None
 
     # ---------------------------------------------------------------- membership
@@ -476,6 +478,13 @@ class NodeConfig:
     def members(self):
         """Node ids of every member, ascending."""
         return tuple(n.id for n in self.nodes)
+
+    @property
+    def first_configuration(self):
+        """The voters of a group that never adopted a membership epoch: cluster.first_voters, or every node of
+        cluster.nodes (what `paxos-core init` writes). The same on every node of the cluster: a node that joined
+        later has it in its node file from its join bundle, so a rebuild of its wiped disk finds it there."""
+        return self.first_voters or self.members
 
     @property
     def peers(self):
@@ -586,6 +595,15 @@ class NodeConfig:
         if problem:
             c.fail("cluster.state_machine", problem)
         alpha = c.integer(cluster, "alpha", "cluster.alpha", 1, MAX_ALPHA, default=DEFAULT_ALPHA)
+        first_voters = c.get(cluster, "first_voters", "cluster.first_voters", [])
+        if (not isinstance(first_voters, list)
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_NODE_ID
+                           for v in first_voters)
+                or len(set(first_voters)) != len(first_voters) or len(first_voters) > MAX_MEMBERS):
+            c.fail("cluster.first_voters", "must be a list of distinct node ids (1..%d, at most %d), got %s"
+                   % (MAX_NODE_ID, MAX_MEMBERS, _show(first_voters)))
+        if "first_voters" in cluster and not first_voters:
+            c.fail("cluster.first_voters", "must not be empty (leave it out: every node of cluster.nodes)")
 
         raw_nodes = c.get(cluster, "nodes", "cluster.nodes", _REQUIRED)
         if not isinstance(raw_nodes, list) or not all(isinstance(n, dict) for n in raw_nodes):
@@ -741,6 +759,7 @@ class NodeConfig:
             max_group_id=max_group_id,
             state_machine=state_machine,
             alpha=alpha,
+            first_voters=tuple(sorted(first_voters)),
             path=Path(os.path.abspath(path)) if path is not None else None,
         )
         # Backstop: every worker's core config must be acceptable to the core itself.
@@ -768,8 +787,15 @@ class NodeConfig:
             d["cluster"]["state_machine"] = self.state_machine
         if self.alpha != DEFAULT_ALPHA:
             d["cluster"]["alpha"] = self.alpha
+        if self.first_voters:
+            d["cluster"]["first_voters"] = list(self.first_voters)
+        # Only the settings that differ from their defaults: a file another build reads (a join bundle's node
+        # file) names no setting it does not need, and a default stays a default.
         for table, defaults in DEFAULTS.items():
-            d[table] = {key: getattr(self, attribute_name(table, key)) for key in defaults}
+            changed = {key: getattr(self, attribute_name(table, key)) for key in defaults
+                       if getattr(self, attribute_name(table, key)) != defaults[key]}
+            if changed:
+                d[table] = changed
         return d
 
 

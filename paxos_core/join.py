@@ -37,6 +37,9 @@ def make_bundle(config, table: dict, node_id: int, first_voters) -> dict:
                                       "client_port": n["client_port"], "metrics_port": 0} for n in nodes]
     node_file["cluster"]["keys_dir"] = "keys" if config.keys_dir else ""
     node_file["node"] = {"id": node_id, "data_dir": "data"}
+    # The groups' first configuration, in the node file too: a rebuild after this host's disk is lost (`node
+    # --rebuild`) finds it there, not in the table's nodes of today that the file lists.
+    node_file["cluster"]["first_voters"] = sorted(int(v) for v in first_voters)
     return {"version": BUNDLE_VERSION, "cluster_id": config.cluster_id, "node_id": node_id,
             "epoch": table["epoch"], "first_voters": list(first_voters), "node_file": node_file,
             "public_keys": {str(n["id"]): n["public_key"] for n in nodes if n["public_key"] != "-"}}

@@ -11,7 +11,7 @@ import pytest
 import tomli_w
 import tomllib
 
-from cluster_harness import LocalCluster, free_base_port, package_env, wait_for
+from cluster_harness import LocalCluster, descendants, free_base_port, package_env, wait_for
 from paxos_core import EpochConflict, WouldLoseQuorum
 from paxos_core.statemachine import kv as kv_ops
 
@@ -243,6 +243,15 @@ def test_under_load_a_node_joins_by_bundle_is_promoted_and_node_1_is_removed(tmp
             assert kv_ops.decode_result(raw).value == value, (group, key)
 
 
+def _alive(pid):
+    import os
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def _run(args):
     proc = subprocess.run([sys.executable, "-m", "paxos_core", *map(str, args)], capture_output=True, text=True,
                           timeout=120, env=package_env())
@@ -307,6 +316,80 @@ def test_a_wiped_node_is_replaced_by_a_new_id_on_the_same_host_and_the_cluster_s
             if node4.poll() is None:
                 os.kill(node4.pid, signal.SIGTERM)
                 node4.wait(30)
+
+
+def test_a_node_that_joined_is_wiped_and_rebuilt_from_its_node_file_with_the_clusters_first_voters(tmp_path):
+    """A node that joined by bundle lists the table's nodes of its join (1, 2, 3, 4) in its node file, but the
+    groups' first voters are the cluster's (1, 2, 3): the bundle writes them into the node file too, so when
+    its disk is lost and it starts with --rebuild it records the cluster's, not the file's node list, and it
+    serves again."""
+    import os
+    import shutil
+    import signal
+
+    from paxos_core.config import load_config
+    from paxos_core.storage import identity
+
+    with LocalCluster(tmp_path, nodes=3, workers=1, groups=2) as cluster:
+        admin = cluster.client(prefer=2)
+        wait_for(lambda: _seeded(admin), 60, message="the table seeded")
+        for group in (0, 1):
+            _put(admin, group, b"before", b"1")
+        new = tmp_path / "node4"
+        code, out, err = _run(["keygen", str(new / "keys")])
+        assert code == 0, err
+        base = free_base_port(1, 1)
+        bundle = tmp_path / "join.json"
+        code, out, err = _member_cli(cluster, "add", "--host", "127.0.0.1", "--peer-port", base,
+                                     "--client-port", base + 100, "--key-file", new / "keys" / "new.key",
+                                     "--out", bundle)
+        assert code == 0 and "node 4 added" in out, (out, err)
+        procs = []
+
+        def start(*extra):
+            log = open(tmp_path / ("node4-%d.err" % len(procs)), "wb")
+            proc = subprocess.Popen([sys.executable, "-m", "paxos_core", "node", *extra], stdout=log, stderr=log,
+                                    stdin=subprocess.DEVNULL, cwd=str(tmp_path), env=package_env())
+            cluster.known_pids.add(proc.pid)
+            procs.append(proc)
+            return proc
+
+        try:
+            start("--join", str(bundle), "--dir", str(new))
+            wait_for(lambda: _member_cli(cluster, "promote", 4)[0] == 0, 120, message="node 4 promoted")
+            config = load_config(new / "node4.toml")
+            assert config.members == (1, 2, 3, 4) and config.first_configuration == (1, 2, 3)
+            assert identity.read_first_voters(config.data_dir) == (1, 2, 3)
+            for group in (0, 1):
+                _put(admin, group, b"voter4", b"2")
+            # Its disk is lost: kill -9, wipe, and start it again with --rebuild.
+            doomed = [procs[-1].pid] + list(descendants(procs[-1].pid))   # the supervisor and its workers
+            for pid in doomed:
+                os.kill(pid, signal.SIGKILL)
+            procs[-1].wait(30)
+            wait_for(lambda: not any(_alive(pid) for pid in doomed[1:]), 30, message="node 4's workers gone")
+            shutil.rmtree(config.data_dir)
+            start(str(new / "node4.toml"), "--rebuild")
+            log_path = tmp_path / ("node4-%d.err" % (len(procs) - 1))
+            # Its three groups (0, 1 and the system group) rebuilt: a wiped voter of four needs the three others
+            # to answer (it cannot count itself), so this must finish before node 1 goes.
+            wait_for(lambda: open(log_path).read().count("rebuilt from its peers on node 4") == 3, 120,
+                     message="node 4's groups rebuilt")
+            assert identity.read_first_voters(config.data_dir) == (1, 2, 3)
+            # It votes again: with node 1 down, the voters 1, 2, 3, 4 make a quorum (3) only with node 4.
+            cluster.kill(1)
+
+            for group in (0, 1):
+                wait_for(lambda: _put(admin, group, b"after", b"3") or True, 90,   # again if the outcome was unknown
+                          message="group %d served by nodes 2, 3 and 4" % group)
+                for key, value in ((b"before", b"1"), (b"voter4", b"2"), (b"after", b"3")):
+                    raw = admin.read(group, kv_ops.encode_get(key), "linearizable", 20.0)
+                    assert kv_ops.decode_result(raw).value == value, (group, key)
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    os.kill(proc.pid, signal.SIGTERM)
+                    proc.wait(30)
 
 
 def test_the_busiest_master_removed_during_lease_reads_serves_no_stale_read(tmp_path):

@@ -416,11 +416,6 @@ class Nemesis:
 
     def _wipe(self, record):
         node = self.cluster.nodes[record.target]
-        if node.join_bundle is not None:
-            # --rebuild takes the groups' first voters from the node file, which for a node that joined lists
-            # the table's nodes at its join (docs/architecture.md, "Not built yet"): replace it instead.
-            raise RuntimeError("node %d joined by bundle: a wiped one is replaced (the member fault), not rebuilt"
-                               % record.target)
         self._wait_no_rebuild()
         node.kill()
         self.cleanup.append(("start", node))

@@ -109,10 +109,18 @@ class Supervisor:
             raise StartError("%s: a removed node never starts again (its id is never used again); to bring this "
                              "host back, wipe %s and join it as a new node" % (removed, self.config.data_dir))
         self._mark_lost_marker()
-        if identity.read_first_voters(self.config.data_dir) is None:
-            # The groups' first configuration, recorded at the first start from the node file that `init`
-            # wrote (a node that joined has it from its join bundle): from here on it never follows the file.
-            identity.write_first_voters(self.config.data_dir, self.config.members)
+        recorded = identity.read_first_voters(self.config.data_dir)
+        stated = self.config.first_configuration
+        if recorded is None:
+            # The groups' first configuration, recorded at the first start (or the start of a rebuild) from the
+            # node file: cluster.first_voters where a join bundle wrote it, else the nodes `init` listed. From
+            # here on the record is the truth, whatever the file says later.
+            identity.write_first_voters(self.config.data_dir, stated)
+        elif self.config.first_voters and tuple(sorted(recorded)) != tuple(sorted(stated)):
+            raise StartError("node %d: %s states the groups' first voters %s, but this node's data directory "
+                             "recorded %s: the node file is not this node's, or was edited; refusing to start"
+                             % (self.config.node_id, self.config.path or "the node file",
+                                ",".join(map(str, stated)), ",".join(map(str, recorded))))
         self._thread = threading.Thread(target=self._run, name="paxos-supervisor", daemon=True)
         self._thread.start()
         if not self._up.wait(timeout):
