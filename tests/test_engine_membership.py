@@ -431,3 +431,73 @@ def test_a_learner_cut_off_from_catch_up_says_how_far_behind_it_is():
     cluster.tick(50)
     assert cluster.engines[4].behind(0) == 0
     assert chosen_values(cluster, 4) == chosen_values(cluster, 1)
+
+
+def test_a_node_placed_elsewhere_hands_a_group_over_only_once_a_majority_of_its_voters_learned_what_it_had():
+    """The handoff rule (Engine.handoff): a node that votes in no configuration of the group may drop its copy
+    only once a majority of the voters carrying the group on, none of them rebuilding, said (STATE_REPLY) that
+    they learned every instance it had learned. Voters 1,2,3 -> 3,4,5: node 1 waits while 4 and 5 cannot
+    answer, and is told yes once they can."""
+    cluster, _ = five_nodes_three_voters()
+    for k in range(5):
+        cluster.propose(1, 0, b"v%d" % k)
+    e1 = cluster.engines[1]
+    assert not e1.handoff(0), "a voter never hands over"
+    adopt_everywhere(cluster, 2, (3, 4, 5))
+    cluster.propose(3, 0, b"fill")
+    for k in range(ALPHA + 2):
+        cluster.propose(3, 0, b"w%d" % k)
+    cluster.tick(3)
+    assert e1.config_of(0, e1.learned(0)[0]).voters == (3, 4, 5)
+    cut = {4, 5}
+    cluster.drop = lambda src, dest, msg: (src in cut or dest in cut) and msg.kind in (Kind.STATE_REQ,
+                                                                                         Kind.STATE_REPLY)
+    for _ in range(20):
+        assert not e1.handoff(0), "only node 3 of 3,4,5 could answer: not a majority"
+        cluster.tick(1)
+    cluster.drop = None
+    cluster.tick(1)
+    ready = False
+    for _ in range(20):
+        ready = e1.handoff(0)
+        if ready:
+            break
+        cluster.tick(1)
+    assert ready
+    assert not cluster.engines[3].handoff(0), "a voter of the current configuration never hands over"
+
+
+def test_handoff_early_plant_drops_the_copy_without_asking():
+    cluster, _ = five_nodes_three_voters(plant="handoff-early")
+    cluster.propose(1, 0, b"v")
+    adopt_everywhere(cluster, 2, (3, 4, 5))
+    for k in range(ALPHA + 2):
+        cluster.propose(3, 0, b"w%d" % k)
+    cluster.tick(3)
+    cluster.drop = lambda src, dest, msg: msg.kind in (Kind.STATE_REQ, Kind.STATE_REPLY)
+    assert cluster.engines[1].handoff(0), "the plant hands over without a word from the voters (caught above)"
+
+
+def test_a_node_held_again_learns_up_to_its_handover_mark_before_it_votes():
+    """Engine.begin_reentry: the group is held again (after a handover) with empty state; it neither promises
+    nor votes until it has learned every instance below the mark at which it handed the group over."""
+    cluster, sent_by = five_nodes_three_voters()
+    for k in range(6):
+        cluster.propose(1, 0, b"v%d" % k)
+    mark = cluster.engines[2].learned(0)[0]
+    e2 = cluster.engines[2]
+    e2.remove_group(0)
+    e2.add_group(0, 1)
+    e2.begin_reentry(0, mark)
+    assert e2.group_view(0)["status"] == "repairing"
+    accepted_before = sent_by.get((2, Kind.ACCEPTED), 0)
+    for _ in range(30):
+        if e2.group_view(0)["status"] == "ok":
+            break
+        cluster.tick(1)
+    assert e2.group_view(0)["status"] == "ok" and e2.learned(0)[0] >= mark
+    assert sent_by.get((2, Kind.ACCEPTED), 0) == accepted_before, "no vote while it learned"
+    cluster.crash(3)
+    cluster.propose(1, 0, b"needs node 2")
+    cluster.tick(3)
+    assert b"needs node 2" in b"".join(chosen_values(cluster, 1)), "it votes again once it learned"

@@ -497,9 +497,11 @@ def test_a_change_whose_driver_is_killed_mid_change_completes_when_run_again(tmp
 
 
 def test_a_group_moved_from_nodes_1_2_3_to_3_4_5_keeps_every_acknowledged_value(tmp_path):
-    """Five nodes; group 0 placed on 1,2,3, written under load while it moves to 3,4,5 (`group move`); then
-    nodes 1 and 2 are killed and group 0 still serves every acknowledged value from 3,4,5. `group add
-    --replicas 3` places a new group on the least loaded nodes, and `member status` counts groups per node."""
+    """Five nodes; group 0 placed on 1,2,3, written under load while it moves to 3,4,5 (`group move`); nodes
+    1 and 2 hand their copies over (they no longer hold the group); then they are killed and group 0 still
+    serves every acknowledged value from 3,4,5. Moved back to 1,2,3, nodes 1 and 2 hold it again (learning
+    what they had before they vote) and, with 4 and 5 killed, serve every value. `group add --replicas 3`
+    places a new group on the least loaded nodes, and `member status` counts groups per node."""
     import time
 
     with LocalCluster(tmp_path, nodes=5, workers=1, groups=2) as cluster:
@@ -530,6 +532,10 @@ def test_a_group_moved_from_nodes_1_2_3_to_3_4_5_keeps_every_acknowledged_value(
             stop.set()
             thread.join(60)
         assert admin.membership.table()["placements"] == {"0": [3, 4, 5]}
+        for node in (1, 2):
+            wait_for(lambda: admin.group_info(0, node)["status"] == "vacated", 60,
+                     message="node %d handed group 0 over" % node)
+        assert admin.group_info(0, 4)["status"] == "ok"
         cluster.kill(1)
         cluster.kill(2)
         assert len(acked) > 20
@@ -537,10 +543,31 @@ def test_a_group_moved_from_nodes_1_2_3_to_3_4_5_keeps_every_acknowledged_value(
             raw = admin.read(0, kv_ops.encode_get(key), "linearizable", 20.0)
             assert kv_ops.decode_result(raw).value == value, key
         _put(admin, 0, b"after", b"the move")
-        # A new group on the least loaded nodes: group 0 votes on 3,4,5 and group 1 on 1..5, so 1 and 2 vote
-        # in fewer groups than the others.
         for node in (1, 2):
             cluster.start(node)
+        assert admin.group_info(0, 1)["status"] == "vacated"         # a restart keeps it handed over
+        # Back to 1,2,3: nodes 1 and 2 hold it again; with 4 and 5 gone, every value is served by 1,2,3.
+        code, out, err = _run(["group", "move", 0, "--to", "1,2,3", "--wait", "90", "--cluster", cluster.dir])
+        assert code == 0 and "group 0 votes on nodes 1,2,3" in out, (out, err)
+        for node in (1, 2):
+            wait_for(lambda: admin.group_info(0, node)["status"] == "ok", 60,
+                     message="node %d holds group 0 again" % node)
+        _put(admin, 0, b"back", b"on 1,2,3")
+        for node in (4, 5):
+            wait_for(lambda: admin.group_info(0, node)["status"] == "vacated", 60,
+                     message="node %d handed group 0 over" % node)
+        cluster.kill(4)
+        cluster.kill(5)
+        acked.update({b"after": b"the move", b"back": b"on 1,2,3"})
+        for key, value in acked.items():
+            raw = admin.read(0, kv_ops.encode_get(key), "linearizable", 20.0)
+            assert kv_ops.decode_result(raw).value == value, key
+        for node in (4, 5):
+            cluster.start(node)
+        code, out, err = _run(["group", "move", 0, "--to", "3,4,5", "--wait", "90", "--cluster", cluster.dir])
+        assert code == 0, (out, err)
+        # A new group on the least loaded nodes: group 0 votes on 3,4,5 and group 1 on 1..5, so 1 and 2 vote
+        # in fewer groups than the others.
         code, out, err = _run(["group", "add", 7, "--replicas", "3", "--cluster", cluster.dir])
         assert code == 0 and "group 7 votes on nodes 1,2,3" in out, (out, err)
         code, out, err = _member_cli(cluster, "status", "--json")

@@ -254,3 +254,41 @@ def test_a_damaged_truncation_record_makes_the_group_rebuild_not_stop():
     assert state.repair and "truncation record" in state.repair_reason and not state.stop_reason
     result = run_seed(SimConfig(seed=1600150, nodes=3, groups=1, faults=FAULT_KINDS))
     assert result.violations == [], result.violations[:3]
+
+
+def test_group_records_of_a_handover_carry_the_mark_in_version_2_and_recovery_reads_them():
+    """A group handed over to the nodes it is placed on (GROUP_VACATED, with the chosen mark of the handover)
+    is not recovered as held; one held again (a pending REPAIR flagged as a re-entry, the GROUP record with
+    the mark) learns up to that mark before it votes, without the rebuild rule; any other pending repair, or
+    a damaged REPAIR record, is a full rebuild."""
+    from paxos_core.storage.records import GROUP_VACATED, REPAIR_RECORD, repair_record
+
+    plain = group_record(5, 3)
+    key, value = encode_record(plain)
+    assert value[0] == 1 and decode_record(key, value) == plain, "no mark: version 1, as older builds read"
+    handed = group_record(5, 3, vacated=True, mark=1 << 40)
+    key, value = encode_record(handed)
+    assert value[0] == 2 and decode_record(key, value) == handed and handed[3] == GROUP_VACATED
+    with pytest.raises(RecordCorrupt):
+        decode_record(key, value[:-5] + value[-4:])
+    promise_key = group_key(PROMISE_RECORD, 1, 0)
+    with pytest.raises(UnknownVersion):       # version 2 is read for GROUP records, not for others
+        decode_record(promise_key, _v1(promise_key, bytes([2, PROMISE_RECORD, 0, 0]) + struct.pack("<Q", 5)))
+
+    result = recover(sorted(encode_record(r) for r in (handed, promise_record(5, 9), instance(5, 0))))
+    assert result.vacated == {5: (3, 1 << 40)} and 5 not in result.groups
+
+    reentering = [group_record(5, 3, mark=40), repair_record(5, True, True), instance(5, 0, mark=1)]
+    state = recover(sorted(encode_record(r) for r in reentering)).groups[5]
+    assert not state.repair and state.reenter_upto == 40 and state.incarnation == 3
+    done = [group_record(5, 3, mark=40), repair_record(5, False), instance(5, 0, mark=1)]
+    state = recover(sorted(encode_record(r) for r in done)).groups[5]
+    assert not state.repair and state.reenter_upto == 0
+    lost = [group_record(5, 3, mark=40), repair_record(5, True), instance(5, 0, mark=1)]
+    state = recover(sorted(encode_record(r) for r in lost)).groups[5]
+    assert state.repair and state.reenter_upto == 0, "a loss of memory is rebuilt by the rule"
+    items = sorted(encode_record(r) for r in reentering)
+    rkey = group_key(REPAIR_RECORD, 5, 0)
+    damaged = [(k, v if k != rkey else v[:-1] + bytes([v[-1] ^ 1])) for k, v in items]
+    state = recover(damaged).groups[5]
+    assert state.repair and state.reenter_upto == 0, "a damaged REPAIR record: rebuilt by the rule"

@@ -26,7 +26,11 @@ from ..errors import ConfigError
 # voters of the instance's configuration, and learners answer as voters would, as a removed node that has not
 # learned its removal does), no-reprepare-at-activation (a leader goes on past an activation under
 # the promises of the old voters), retire-early (the membership driver stops sending to a node the table dropped
-# at once, not once every group adopted voters without it: a group it still votes or leads in is cut off).
+# at once, not once every group adopted voters without it: a group it still votes or leads in is cut off),
+# snapshot-drops-config (a snapshot carries the first configuration, not the group's), handoff-early (a node
+# placed elsewhere drops its copy of a group as soon as it votes in none of its configurations, without waiting
+# for a majority of the voters carrying it on to have learned what it had), reenter-without-rebuild (a node
+# placed on a group again holds it at once, voting with no memory of what it promised before it handed it over).
 #: The system group's id (issue 14): the cluster's node table and membership epochs (statemachine/membership.py)
 #: are a group like the others, hosted by worker 0 of every node in the slot before its data groups. Data groups
 #: never use this id (nor 0xFFFFFFFF).
@@ -44,7 +48,7 @@ PLANTS = ("ignore-promise", "reply-before-sync", "promise-not-persisted", "learn
           "install-non-atomic", "prepare-unpromised",
           "remove-keeps-state", "weigh-short", "fill-reverse", "reprepare-uncapped",
           "config-at-i", "count-any-vote", "no-reprepare-at-activation", "retire-early",
-          "snapshot-drops-config")
+          "snapshot-drops-config", "handoff-early", "reenter-without-rebuild")
 
 
 @dataclass(frozen=True)

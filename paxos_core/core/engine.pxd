@@ -132,6 +132,8 @@ cdef class Engine:
     cdef uint64_t peer_lag           # peers' floor: a live peer at most this far behind pins the log (0: off)
     cdef int64_t peer_live           # ... if heard within this many ticks
     cdef readonly dict repairs      # slot -> Repair, only while a group rebuilds
+    cdef readonly dict handoffs     # slot -> [mark, voters, heard set, asked_at], while this node hands the group
+                                    # over (Engine.handoff)
     cdef bint plant_requeue_reverse
     cdef bint plant_amnesia_votes
     cdef bint plant_readd_amnesia
@@ -147,6 +149,7 @@ cdef class Engine:
     cdef bint plant_count_any_vote
     cdef bint plant_no_reprepare_at_activation
     cdef bint plant_snapshot_drops_config
+    cdef bint plant_handoff_early
 
     cdef Py_ssize_t slot_of(self, uint32_t group) except -2
     cdef inline Py_ssize_t slot_for(self, uint32_t group)

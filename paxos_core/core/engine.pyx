@@ -83,6 +83,7 @@ cdef class Repair:
     cdef public str reason
     cdef public set configs             # voter tuples the replies named (their current and pending ones)
     cdef public dict reply_configs      # node -> the voter tuples its latest reply named
+    cdef public bint reentry            # held again after a handover: learn up to the target, no rebuild rule
 
     def __init__(self, str reason, int64_t wait_until, uint64_t target):
         self.phase = REPAIR_WAIT
@@ -93,6 +94,7 @@ cdef class Repair:
         self.reason = reason
         self.configs = set()
         self.reply_configs = {}
+        self.reentry = False
 
 
 class UnknownGroup(PaxosError, KeyError):
@@ -188,6 +190,7 @@ cdef class Engine:
         self.peer_lag = config.peer_lag_instances
         self.peer_live = config.peer_live_ticks
         self.repairs = {}
+        self.handoffs = {}
         self.plant_requeue_reverse = plant == "requeue-reverse"
         self.plant_amnesia_votes = plant == "amnesia-votes"
         self.plant_readd_amnesia = plant == "readd-amnesia"
@@ -203,6 +206,7 @@ cdef class Engine:
         self.plant_count_any_vote = plant == "count-any-vote"
         self.plant_no_reprepare_at_activation = plant == "no-reprepare-at-activation"
         self.plant_snapshot_drops_config = plant == "snapshot-drops-config"
+        self.plant_handoff_early = plant == "handoff-early"
         if recovered:
             for group, state in recovered.items():
                 self.restore_group(group, state)
@@ -339,6 +343,7 @@ cdef class Engine:
         self.adopt_due.pop(slot, None)
         self.active.pop(slot, None)
         self.repairs.pop(slot, None)
+        self.handoffs.pop(slot, None)
         self.stop_reasons.pop(self.group_of(slot), None)
 
     def remove_group(self, uint32_t group):
@@ -361,6 +366,7 @@ cdef class Engine:
         self.learner.decided.pop(slot, None)
         self.active.pop(slot, None)
         self.repairs.pop(slot, None)
+        self.handoffs.pop(slot, None)
         self.proposer.role[slot] = FOLLOWER
 
     def restore_group(self, uint32_t group, state):
@@ -379,6 +385,8 @@ cdef class Engine:
             self.stop_reasons[group] = state.stop_reason
         elif state.repair:
             self._begin_repair(slot, state.repair_reason, state.repair_upto)
+        elif getattr(state, "reenter_upto", 0) > state.chosen_next:
+            self._begin_reentry(slot, state.reenter_upto)
         if state.known_mark > state.chosen_next:
             self.active[slot] = True
 
@@ -412,6 +420,43 @@ cdef class Engine:
         if self.status[slot] != GROUP_STOPPED:
             self._begin_repair(slot, reason, self.learner.repair_upto[slot])
             self._drain()
+
+    def begin_reentry(self, uint32_t group, uint64_t target):
+        """The group is held here again after this node handed it over at chosen mark `target` (Engine.handoff;
+        ReplicaLoop.reenter_group writes the records that keep this across a restart): it learns every instance
+        below `target` before it answers anything, then votes with an empty promise.
+
+        Why no rebuild rule is needed: when it handed the group over it voted in no configuration it knew at or
+        past `target` (its chosen mark then), so a promise or vote of its own could only have counted for an
+        instance below `target` (R3, R4: a proposer counts a promise only where the promiser votes, and runs
+        phase 1 again where other voters take over). Every such instance is chosen. Once it learned them, it
+        answers a Prepare or Accept for one with the chosen value, as any node past its chosen mark does; for
+        the instances of a configuration that counts it again, it promises and votes afresh."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            raise UnknownGroup(group)
+        if self.status[slot] == GROUP_OK:
+            self._begin_reentry(slot, target)
+            self._drain()
+
+    def _begin_reentry(self, Py_ssize_t slot, uint64_t target):
+        cdef uint32_t group = self.group_of(slot)
+        reason = "held again after a handover: learning up to %d before it votes" % target
+        self.status[slot] = GROUP_REPAIRING
+        self.stop_reasons[group] = "repairing: " + reason
+        if self.proposer.role[slot] != FOLLOWER:
+            self._step_down(slot, False, None)
+        cdef Repair rep = Repair(reason, self.now, target)
+        rep.phase = REPAIR_LEARN
+        rep.reentry = True
+        self.repairs[slot] = rep
+        if target > self.learner.repair_upto[slot]:
+            self.learner.repair_upto[slot] = target
+        if target > self.learner.known_mark[slot]:
+            self.learner.known_mark[slot] = target
+        self.counters[C_REPAIRS_STARTED] += 1
+        self.active[slot] = True
+        self._repair_progress(slot)
 
     def _begin_repair(self, Py_ssize_t slot, str reason, uint64_t target):
         """The rebuild rule (safety argument in docs/architecture.md, "Damaged storage"):
@@ -610,6 +655,42 @@ cdef class Engine:
             self._route_follower(slot)
         self._drain()
         return seq
+
+    def handoff(self, uint32_t group):
+        """May this node stop holding `group` (it is placed on other nodes)? True once it may; until then each
+        call (the membership driver polls) keeps asking.
+
+        The handoff rule: this node is a voter of no configuration it knows of the group, current or pending
+        (so nothing at or past its chosen mark counts a promise or vote of its own), it neither leads nor
+        rebuilds, and a majority of the current configuration's voters, none of them rebuilding, told it
+        (STATE_REPLY) that they have learned at least every instance it had learned when it asked. Every value
+        it holds is then held by a majority of the voters that carry the group on, so dropping its copy loses
+        nothing, and a node that holds a group again only after rebuilding it from its peers (ReplicaLoop.
+        reenter_group) never answers with a memory it lost. A configuration chosen later that counts it again
+        finds it absent, as if down, until it is placed here again and rebuilt."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            raise UnknownGroup(group)
+        if (self.status[slot] != GROUP_OK or self.proposer.role[slot] != FOLLOWER
+                or self.voters.votes_anywhere(slot, self.node_id)):
+            self.handoffs.pop(slot, None)
+            return False
+        if self.plant_handoff_early:
+            return True         # planted bug: no voter carrying the group on is asked what it has learned
+        h = self.handoffs.get(slot)
+        if h is None:
+            voters = self.voters.config_at(slot, self.learner.chosen_next[slot]).voters
+            h = [self.learner.chosen_next[slot], voters, set(), -(1 << 62)]
+            self.handoffs[slot] = h
+        if len(<set>h[2]) >= len(<tuple>h[1]) // 2 + 1:
+            return True
+        if self.now - <int64_t>h[3] >= self.retransmit_ticks:
+            h[3] = self.now
+            for node in <tuple>h[1]:
+                if node != self.node_id and node in self.member_index:
+                    self._send(node, make_message(STATE_REQ, group, 0, 0, 0, 0, 0, NOOP), False)
+            self._drain()
+        return False
 
     def poke(self, uint32_t group):
         """Ask a peer for chosen values beyond ours (a caller has seen evidence that we are behind)."""
@@ -1922,6 +2003,9 @@ cdef class Engine:
         return True
 
     cdef void _on_state_reply(self, Py_ssize_t slot, Message m, int src):
+        handoff = self.handoffs.get(slot)
+        if handoff is not None and m.aux == 0 and src in <tuple>handoff[1] and m.mark >= <uint64_t>handoff[0]:
+            (<set>handoff[2]).add(src)      # a voter carrying the group on learned all we had (Engine.handoff)
         cdef Repair rep = self.repairs.get(slot)
         if rep is None or rep.phase != REPAIR_QUERY or m.aux != 0 or src == self.node_id:
             return
@@ -1983,7 +2067,7 @@ cdef class Engine:
         cdef Repair rep = self.repairs.get(slot)
         if rep is None or rep.phase != REPAIR_LEARN or self.learner.chosen_next[slot] < rep.target:
             return
-        if not self._repair_covered(slot, rep, True):
+        if not rep.reentry and not self._repair_covered(slot, rep, True):
             # What we learned named voters that have not all replied: ask again before voting.
             rep.phase = REPAIR_QUERY
             rep.asked_at = -(1 << 62)

@@ -47,7 +47,7 @@ from ..histogram import BATCH_BUCKETS, LATENCY_BUCKETS, Histogram
 from ..statemachine.kv import KVStateMachine
 from ..statemachine.membership import MembershipStateMachine
 from ..statemachine.system import WithSystemGroup
-from ..storage.records import group_record
+from ..storage.records import group_record, repair_record
 from . import envelope
 from .applier import APPLIED, BARRIER, CLAIMED, FENCED, Applier, master_key
 from .cycle import run_cycle
@@ -246,6 +246,11 @@ class ReplicaLoop:
             incarnations[group] = state.incarnation
         self.tombstones = dict(recovery.removed)
         for group in self.tombstones:
+            incarnations.pop(group, None)
+        # Handed over to the nodes it is placed on (vacate_groups): not held here, until placed here again.
+        self.vacated = {g: inc for g, (inc, _) in recovery.vacated.items() if g not in self.tombstones}
+        self.vacated_marks = {g: mark for g, (_, mark) in recovery.vacated.items() if g in self.vacated}
+        for group in self.vacated:
             incarnations.pop(group, None)
         hosted = set(incarnations)
         self.engine = engine = Engine(core_config, random.Random(self.rng.getrandbits(64)))
@@ -510,6 +515,8 @@ class ReplicaLoop:
         if not self.engine.hosts(group):
             worker = shard_of(group, self.workers)
             where = "" if worker == self.index else " (group %d lives on worker %d)" % (group, worker)
+            if group in self.vacated:
+                where = " (it is placed on other nodes)"
             self._send(identity, rpc.error_reply(rpc.UNKNOWN_GROUP, req_id, "no group %d here%s" % (group, where)))
             return False
         if self.engine.group_status(group) == GROUP_STOPPED:
@@ -898,8 +905,8 @@ class ReplicaLoop:
         if self.engine.hosts(group):
             return {"group": group, "hosted": True, "incarnation": self.engine.incarnation_of(group),
                     "removed": 0, "status": self.engine.group_view(group)["status"]}
-        return {"group": group, "hosted": False, "incarnation": 0, "removed": self.tombstones.get(group, 0),
-                "status": "absent"}
+        return {"group": group, "hosted": False, "incarnation": self.vacated.get(group, 0),
+                "removed": self.tombstones.get(group, 0), "status": "vacated" if group in self.vacated else "absent"}
 
     def add_group(self, group, incarnation=0):
         """Host `group` in `incarnation` (0: one newer than any this node removed); its GROUP record is durable
@@ -915,6 +922,16 @@ class ReplicaLoop:
                 raise ValueError("group %d is hosted here in incarnation %d, not %d: remove it first"
                                  % (group, current, incarnation))
             return current
+        handed = self.vacated.get(group)
+        if handed is not None:
+            if not incarnation or incarnation == handed:
+                return handed           # it exists, placed on other nodes: not held here
+            if incarnation < handed:
+                raise ValueError("group %d exists in incarnation %d, not %d" % (group, handed, incarnation))
+            # A newer incarnation: the one handed over was removed meanwhile.
+            del self.vacated[group]
+            self.vacated_marks.pop(group, None)
+            self.tombstones[group] = handed
         removed = self.tombstones.get(group, 0)
         if not incarnation:
             incarnation = removed + 1
@@ -953,6 +970,13 @@ class ReplicaLoop:
         so a crash half-way never brings the group back as an acceptor that forgot its votes."""
         if group == SYSTEM_GROUP:
             raise ValueError("the system group cannot be removed")
+        if group in self.vacated:
+            # Handed over before, and now removed: its tombstone, so a later add makes a newer incarnation.
+            incarnation = self.vacated.pop(group)
+            self.vacated_marks.pop(group, None)
+            self.log.write([group_record(group, incarnation, True)])
+            self.tombstones[group] = incarnation
+            return
         if not self.engine.hosts(group):
             return
         incarnation = self.engine.incarnation_of(group)
@@ -963,16 +987,62 @@ class ReplicaLoop:
         self.log.write([group_record(group, incarnation, True)])
         self.tombstones[group] = incarnation
         self._drop_group_data(group)
+        self._release(group, "group %d was removed" % group)
+        log.info("node %d worker %d: group %d removed (incarnation %d)", self.node_id, self.index, group,
+                 incarnation)
+
+    def _release(self, group, why):
+        """The group is no longer held here: its master table slot is cleared and the requests waiting for it
+        are told (UNKNOWN_GROUP: a client asks another node)."""
         slot = self.slot_of(group)
         self.masters.restore(slot, 0, 0, 0, 0, self.ticks)
         self.preferred[slot] = 0
         for req in self.parked.pop(group, []):
-            self._reply_error(req, rpc.UNKNOWN_GROUP, "group %d was removed" % group)
+            self._reply_error(req, rpc.UNKNOWN_GROUP, why)
         for req in [r for r in self.lease_reads if r.group == group]:
             self.lease_reads.remove(req)
-            self._reply_error(req, rpc.UNKNOWN_GROUP, "group %d was removed" % group)
-        log.info("node %d worker %d: group %d removed (incarnation %d)", self.node_id, self.index, group,
-                 incarnation)
+            self._reply_error(req, rpc.UNKNOWN_GROUP, why)
+
+    def vacate_groups(self, groups):
+        """Stop holding these groups, placed on other nodes (the membership driver calls this once
+        Engine.handoff said so for each): their GROUP records say so (durable first: a crash half-way never
+        finds a group held with part of its data deleted), then their data goes. Placed here again, a group
+        comes back through reenter_group."""
+        groups = [g for g in groups if g != SYSTEM_GROUP and self.engine.hosts(g)]
+        if not groups:
+            return
+        incarnations = {g: self.engine.incarnation_of(g) for g in groups}
+        marks = {g: self.engine.learned(g)[0] for g in groups}
+        for group in groups:
+            self.engine.remove_group(group)
+        # Effects of these groups the engine still holds (records, chosen values) are carried out first.
+        self._cycle()
+        self.log.write([group_record(g, incarnations[g], vacated=True, mark=marks[g]) for g in groups])
+        for group in groups:
+            self.vacated[group] = incarnations[group]
+            self.vacated_marks[group] = marks[group]
+            self._drop_group_data(group)
+            self._release(group, "group %d is not held by node %d (placed on other nodes)" % (group, self.node_id))
+        log.info("node %d worker %d: handed over %d group(s) placed elsewhere: %s", self.node_id, self.index,
+                 len(groups), ", ".join(map(str, groups[:16])) + (" ..." if len(groups) > 16 else ""))
+
+    def reenter_group(self, group):
+        """Hold a group handed over before, placed on this node again: in the same incarnation, learning every
+        instance below the chosen mark at which it handed the group over before it votes (Engine.begin_reentry
+        says why that is enough). Its GROUP record (with that mark) and a pending REPAIR record (flagged as a
+        re-entry) go in one write, so a crash after it still finds what is left to learn."""
+        incarnation = self.vacated.pop(group)
+        mark = self.vacated_marks.pop(group, 0)
+        self._drop_group_data(group)             # what a crash during the handover may have left
+        self.engine.add_group(group, incarnation)
+        self._resize()
+        if self.plant == "reenter-without-rebuild":
+            self.log.write([group_record(group, incarnation)])   # planted bug: it votes at once, knowing nothing
+        else:
+            self.log.write([group_record(group, incarnation, mark=mark), repair_record(group, True, True)])
+            self.engine.begin_reentry(group, mark)
+        log.info("node %d worker %d: group %d placed here again (incarnation %d): learning up to %d before it "
+                 "votes", self.node_id, self.index, group, incarnation, mark)
 
     def _drop_group_data(self, group):
         """Delete a removed group's state machine data, master table state and log records (idempotent: a

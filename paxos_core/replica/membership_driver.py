@@ -83,6 +83,10 @@ class MembershipDriver:
         self.catch_up_ticks = catch_up_ticks
         self.next_catch_up = 0            # the first pass: at the first tick
         self.nudges = 0                   # barriers proposed to get an idle group a leader that proposes its ADOPT
+        self.handing = {}                 # group -> tick: groups placed on other nodes, being handed over
+        self.next_handover = 0
+        self.handed_over = 0              # groups this worker stopped holding (ReplicaLoop.vacate_groups)
+        self.reentered = 0                # groups it holds again, placed here again (ReplicaLoop.reenter_group)
 
     # ------------------------------------------------------------------ inputs
     def on_tick(self, loop, now: int) -> None:
@@ -121,8 +125,12 @@ class MembershipDriver:
             # an older table may have been chosen after the group was found done (simulator seed 154).
             self.next_sweep = now + self.sweep_ticks
             self.sweep = collections.deque(engine.groups())
+            self._reenter(loop)
         if self.todo or self.behind or self.sweep:
             self._adopt(loop, now)
+        if self.handing and now >= self.next_handover:
+            self.next_handover = now + 8
+            self._hand_over(loop)
         if self.removed_epoch is not None and not self.left and now >= self.next_leave_check:
             self.next_leave_check = now + 16
             self._leave(loop, now)
@@ -178,6 +186,7 @@ class MembershipDriver:
             self.placements = placements
             self.todo = collections.deque(loop.engine.groups())
             self.behind.clear()
+        self._reenter(loop)
         # Messages go to the table's nodes at once, and still to a node it dropped until every group here has
         # adopted the voters that leave it out: until then it may vote (or lead) in some group, and it learns
         # of its removal like every node, through the system group.
@@ -228,6 +237,8 @@ class MembershipDriver:
             budget -= 1
             if not engine.hosts(group):
                 continue
+            if self.placed_elsewhere(loop.node_id, group):
+                self.handing.setdefault(group, now)
             latest_epoch, latest_voters = engine.latest_config(group)
             if latest_voters == self.voters_for(group) and latest_epoch < epoch:
                 engine.withdraw_adopt(group)      # an older epoch's change asked here must not come after
@@ -259,6 +270,43 @@ class MembershipDriver:
     def voters_for(self, group):
         """The voters the table wants `group` to have: its placement's, else the cluster's."""
         return self.placements.get(group, self.voters)
+
+    # ------------------------------------------------------------------ where groups are held
+    def placed_elsewhere(self, node_id, group) -> bool:
+        """The table places `group` on other nodes: this one is neither among the voters it wants the group to
+        have nor one of the cluster's learners (which hold every group until promoted). Never the system
+        group, never before the table is known, never on a node being removed (it leaves as a whole)."""
+        if group == SYSTEM_GROUP or self.epoch < 1 or self.removed_epoch is not None or not self.voters:
+            return False
+        return node_id not in self.voters_for(group) and node_id not in self.table.get("learners", ())
+
+    def _hand_over(self, loop):
+        """Groups placed elsewhere: each is dropped here once Engine.handoff says a majority of the voters
+        carrying it on learned all this node had (and this node votes in none of its configurations); up to
+        adopt_per_turn a turn, in one ReplicaLoop.vacate_groups."""
+        engine = loop.engine
+        ready = []
+        for group in list(self.handing)[:self.adopt_per_turn]:
+            if not engine.hosts(group) or not self.placed_elsewhere(loop.node_id, group):
+                del self.handing[group]
+            elif engine.handoff(group):
+                del self.handing[group]
+                ready.append(group)
+            else:
+                # Polled in turn: one still waiting goes to the back.
+                self.handing[group] = self.handing.pop(group)
+        if ready:
+            self.handed_over += len(ready)
+            loop.vacate_groups(ready)
+
+    def _reenter(self, loop):
+        """Groups this node handed over that the table places here again: held again, rebuilt first."""
+        for group in [g for g in loop.vacated if not self.placed_elsewhere(loop.node_id, g)]:
+            if self.epoch < 1 or self.removed_epoch is not None:
+                return
+            self.reentered += 1
+            loop.reenter_group(group)
+            self.todo.append(group)
 
     def _ask(self, loop, group, now):
         engine = loop.engine
@@ -300,7 +348,9 @@ class MembershipDriver:
         """What this worker knows of the table and how far its groups are in adopting it."""
         out = {"epoch": self.epoch, "voters": list(self.voters), "members": list(self.members),
                "groups_to_check": len(self.todo), "groups_adopting": len(self.behind), "adopts": self.adopts,
-               "nudges": self.nudges, "pokes": self.pokes, "catch_up_passes": self.catch_up_passes}
+               "nudges": self.nudges, "pokes": self.pokes, "catch_up_passes": self.catch_up_passes,
+               "handing_over": len(self.handing), "handed_over": self.handed_over, "reentered": self.reentered,
+               "groups_vacated": len(loop.vacated)}
         if loop.engine.hosts(SYSTEM_GROUP):
             table = loop.sm.membership_table()
             out.update(table_epoch=table["epoch"], learners=table["learners"], seed_proposed=self.proposed)

@@ -172,6 +172,19 @@ class Oracle:
         elif instance == len(log):
             log.append(value)
 
+    def on_handed_over(self, node, group):
+        """`node` dropped its copy of `group` (placed on other nodes): as amnesia, for that group alone. Held
+        again, it rebuilds first (ReplicaLoop.reenter_group), and learns its log again from its start."""
+        ballot = self.replied_promise.get((node, group), 0)
+        if ballot:
+            peers = [b for (m, g), b in self.replied_promise.items() if g == group and m != node]
+            backed = [x for x in peers + [0, ballot]
+                      if x <= ballot and 1 + sum(1 for b in peers if b >= x) >= self.majority]
+            self.replied_promise[(node, group)] = max(backed) if backed else 0
+        for key in [k for k in self.replied_accept if k[0] == node and k[1] == group]:
+            del self.replied_accept[key]
+        self.learned.pop((node, group), None)
+
     def on_amnesia(self, node):
         """`node` lost (or may have lost) its synced state and rebuilds. The rebuild rule keeps every promise it
         gave that a quorum counted (docs/architecture.md, "the rebuild rule"): one that no other node backs up

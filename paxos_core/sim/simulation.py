@@ -308,6 +308,7 @@ class Simulation:
         if self.retain_instances >= 0:
             self._watch_retention(node, loop)
         loop.snapshots.install_hook = lambda group, applied, chain, node=node: self._installed(node, group, applied)
+        self._watch_handovers(node, loop)
         node.loop = loop
         for group in loop.engine.groups():
             # Own recovery never needs a deleted record: the log is never truncated past the state machine's
@@ -327,6 +328,27 @@ class Simulation:
         if node.incarnation > 1:
             self._check_restart(node)
         self._wake(node, node.local_now)
+
+    def _watch_handovers(self, node, loop):
+        """Tell the oracle when `node` drops its copy of a group (placed elsewhere) and when it holds one again."""
+        vacate, reenter = loop.vacate_groups, loop.reenter_group
+
+        def vacate_groups(groups):
+            incarnations = {g: loop.engine.incarnation_of(g) for g in groups if loop.engine.hosts(g)}
+            vacate(groups)
+            for group, incarnation in incarnations.items():
+                if not loop.engine.hosts(group):
+                    self.stats["handovers"] = self.stats.get("handovers", 0) + 1
+                    self._trace("handover", node.id, group)
+                    self.oracle.on_handed_over(node.id, group_key(group, incarnation))
+
+        def reenter_group(group):
+            reenter(group)
+            self.stats["reentries"] = self.stats.get("reentries", 0) + 1
+            self._trace("reenter", node.id, group)
+            self.oracle.set_learned_start(node.id, group_key(group, loop.engine.incarnation_of(group)),
+                                          loop.engine.learned(group)[0])
+        loop.vacate_groups, loop.reenter_group = vacate_groups, reenter_group
 
     def _installed(self, node, group, applied):
         """A snapshot at `applied` was swapped in on `node`: it learns on from there."""
@@ -702,6 +724,17 @@ class Simulation:
         removed = self.removed_nodes()
         return [n for n in self.node_ids if n not in removed]
 
+    def holders(self, group):
+        """The nodes the newest table places `group` on (its placement's voters, else the cluster's, and the
+        cluster's learners): the others hand it over (Engine.handoff). Every node outside cluster mode."""
+        if self.member_mode != "cluster" or group == SYSTEM_GROUP:
+            return set(self.node_ids)
+        table = self.newest_table()
+        if table["epoch"] < 1:
+            return set(self.node_ids)
+        voters = table.get("placements", {}).get(str(group), table["voters"])
+        return set(voters) | set(table["learners"])
+
     def removed_nodes(self):
         """Nodes the newest table removed (they leave the cluster: nothing is asked of them any more)."""
         return {n["id"] for n in self.newest_table().get("nodes", ()) if n["role"] == "removed"}
@@ -949,8 +982,8 @@ class Simulation:
             elif kind == MARKS:
                 # What every node must have learned by the end: all that any node had 500 ms before it (the
                 # replica layer's own renewals may still choose instances in the very last moments).
-                self.convergence_marks = {g: max(n.loop.engine.learned(g)[0] for n in self.nodes.values()
-                                                 if n.up and n.loop.engine.hosts(g)) for g in self.group_ids}
+                self.convergence_marks = {g: max((n.loop.engine.learned(g)[0] for n in self.nodes.values()
+                                                  if n.up and n.loop.engine.hosts(g)), default=0) for g in self.group_ids}
             elif kind == LEASE_CHECK:
                 self._check_leases()
                 self.at(time_us + 5000, LEASE_CHECK)
@@ -983,15 +1016,22 @@ class Simulation:
                 oracle.violate("liveness: group %d accepted no write within %d ms of the heal; nodes: %s"
                                % (group, self.cfg.heal_ms, _brief(states)))
                 continue
+            holders = self.holders(group)
+            for n in live:
+                if n.id not in holders and n.loop.engine.hosts(group):
+                    oracle.violate("liveness: group %d is placed on nodes %s, yet node %d still holds it at the end"
+                                   % (group, sorted(holders), n.id))
+                elif n.id not in holders:
+                    self.stats["handed_over"] = self.stats.get("handed_over", 0) + 1     # coverage
             marks = {n.id: (n.loop.engine.learned(group)[0], n.loop.engine.incarnation_of(group))
-                     if n.loop.engine.hosts(group) else "absent" for n in live}
+                     if n.loop.engine.hosts(group) else "absent" for n in live if n.id in holders}
             floor = self.convergence_marks.get(group, 0)
             if (len({m[1] if m != "absent" else 0 for m in marks.values()}) != 1
                     or any(m == "absent" or m[0] < floor for m in marks.values())):
                 oracle.violate("liveness: group %d's nodes did not converge after the heal (each must reach %d): %r"
                                % (group, floor, marks))
             for n in self.nodes.values():
-                if n.id in removed:
+                if n.id in removed or n.id not in holders:
                     continue
                 status = n.loop.engine.group_view(group)["status"] if n.up and n.loop.engine.hosts(group) else "down"
                 if status != "ok":
@@ -1011,10 +1051,13 @@ class Simulation:
                     continue
                 for group in self.group_ids + [SYSTEM_GROUP]:
                     engine = n.loop.engine
+                    if not engine.hosts(group):
+                        continue        # handed over (judged above)
                     latest = engine.latest_config(group)[1]
-                    if latest != tuple(table.get("placements", {}).get(str(group), voters)):
+                    wanted = tuple(table.get("placements", {}).get(str(group), voters))
+                    if latest != wanted:
                         oracle.violate("liveness: group %d adopted %s on node %d at the end, not epoch %d's %s"
-                                       % (group, latest, n.id, table["epoch"], voters))
+                                       % (group, latest, n.id, table["epoch"], wanted))
         if oracle.violations:
             return
         self._check_bounded_logs()

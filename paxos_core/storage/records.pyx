@@ -18,9 +18,12 @@ so a record that is damaged, torn, or found under the wrong key is detected:
     CHAIN_RECORD     ver u8=2 | type u8 | 0 u8 | 0 u8 | chain u32 | bytes_below u64 | crc u32
                      (key instance: where it holds; version 1, still read: no bytes_below; version 3: then
                      config length u16 | config)
-    REPAIR_RECORD    ver u8=1 | type u8 | flags u8 | 0 u8 | crc u32             (flags: REPAIR_PENDING)
+    REPAIR_RECORD    ver u8=1 | type u8 | flags u8 | 0 u8 | crc u32  (flags: REPAIR_PENDING, REPAIR_REENTRY)
     GROUP_RECORD     ver u8=1 | type u8 | flags u8 | 0 u8 | incarnation u16 | 0 u16 | crc u32
-                     (flags: GROUP_REMOVED; the record tuple carries the incarnation in its promised slot)
+                     (flags: GROUP_REMOVED, GROUP_VACATED; the record tuple carries the incarnation in its
+                     promised slot; version 2, then mark u64 before the crc, in the tuple's ballot slot: the
+                     chosen mark at which this node handed the group over, which it learns up to again before
+                     it votes when it holds the group again)
     CHECKPOINT_RECORD ver u8=1 | type u8 | flags u8 | 0 u8 | body length u32 | body | crc u32
                      (instance 0: an incoming snapshot's progress, or the installed checkpoint; instances > 0:
                      staged pieces of a blob snapshot. The body's layout belongs to the snapshot module.)
@@ -56,6 +59,7 @@ from paxos_core.errors import RecordCorrupt, UnknownVersion
 FORMAT_VERSION = 1
 BYTES_FORMAT_VERSION = 2        # LOW and CHAIN records written by this build (they carry bytes_below)
 CONFIG_FORMAT_VERSION = 3       # ... and a group's membership configuration, when it is not its first one
+MARK_FORMAT_VERSION = 2         # GROUP records with a mark (a group handed over, or held again after it)
 BYTES_UNKNOWN = (1 << 64) - 1
 KEY_SIZE = 14
 NODE_KEY = b"N" + bytes(13)
@@ -71,6 +75,7 @@ cdef int _CHAIN_SIZE = 4 + 4 + 8 + 4
 cdef int _CHECKPOINT_FIXED = 4 + 4 + 4
 cdef int _REPAIR_SIZE = 4 + 4
 cdef int _GROUP_SIZE = 4 + 4 + 4
+cdef int _GROUP_SIZE_MARK = 4 + 4 + 8 + 4       # version 2: with a mark (a group handed over, or held again)
 CHAIN_INTERVAL = CHAIN_EVERY
 
 
@@ -253,14 +258,19 @@ cpdef tuple encode_record(tuple record):
         return key, out
     if rtype == GROUP_RECORD:
         key = group_key(rtype, group, 0)
-        out = PyBytes_FromStringAndSize(NULL, _GROUP_SIZE)
+        mark = record[5]
+        out = PyBytes_FromStringAndSize(NULL, _GROUP_SIZE_MARK if mark else _GROUP_SIZE)
         p = <unsigned char *>PyBytes_AS_STRING(out)
-        p[0] = FORMAT_VERSION
+        p[0] = MARK_FORMAT_VERSION if mark else FORMAT_VERSION
         p[1] = GROUP_RECORD
         p[2] = <uint8_t>record[3]
         p[3] = 0
         _put_u32(p + 4, <uint32_t>(<uint64_t>record[4] & 0xFFFF))
-        _seal(key, p, 8)
+        if mark:
+            _put_u64(p + 8, <uint64_t>mark)
+            _seal(key, p, 16)
+        else:
+            _seal(key, p, 8)
         return key, out
     if rtype == CHECKPOINT_RECORD:
         value = record[8]
@@ -292,8 +302,11 @@ cdef void _seal_with_config(bytes key, unsigned char *p, Py_ssize_t fixed, bytes
     _seal(key, p, fixed)
 
 
-def group_record(uint32_t group, int incarnation, bint removed=False):
-    return (GROUP_RECORD, group, 0, GROUP_REMOVED if removed else 0, incarnation, 0, 0, 0, b"")
+def group_record(uint32_t group, int incarnation, bint removed=False, bint vacated=False, uint64_t mark=0):
+    """`mark`: vacated, the chosen mark at which this node handed the group over; held again, the mark it
+    learns up to before it votes (0 once it did)."""
+    return (GROUP_RECORD, group, 0, (GROUP_REMOVED if removed else 0) | (GROUP_VACATED if vacated else 0),
+            incarnation, mark, 0, 0, b"")
 
 
 def chain_record(uint32_t group, uint64_t instance, uint32_t chain, uint64_t bytes_below=BYTES_UNKNOWN,
@@ -301,8 +314,9 @@ def chain_record(uint32_t group, uint64_t instance, uint32_t chain, uint64_t byt
     return (CHAIN_RECORD, group, instance, 0, 0, bytes_below, 0, chain, config)
 
 
-def repair_record(uint32_t group, bint pending):
-    return (REPAIR_RECORD, group, 0, REPAIR_PENDING if pending else 0, 0, 0, 0, 0, b"")
+def repair_record(uint32_t group, bint pending, bint reentry=False):
+    return (REPAIR_RECORD, group, 0, (REPAIR_PENDING if pending else 0) | (REPAIR_REENTRY if reentry else 0),
+            0, 0, 0, 0, b"")
 
 
 def promise_record(uint32_t group, uint64_t promised):
@@ -346,7 +360,8 @@ def decode_record(key, value):
                             % (bytes(key).hex(), stored, crc))
     rtype = v[1]
     if v[0] != FORMAT_VERSION and not ((v[0] == BYTES_FORMAT_VERSION or v[0] == CONFIG_FORMAT_VERSION)
-                                       and (rtype == LOW_RECORD or rtype == CHAIN_RECORD)):
+                                       and (rtype == LOW_RECORD or rtype == CHAIN_RECORD)) \
+            and not (v[0] == MARK_FORMAT_VERSION and rtype == GROUP_RECORD):
         raise UnknownVersion("record format version %d under key %s (type %d); this build does not read it"
                              % (v[0], bytes(key).hex(), rtype))
     if k[0] == 0x4E:
@@ -400,6 +415,10 @@ def decode_record(key, value):
             raise RecordCorrupt("repair record of %d bytes, expected %d" % (n, _REPAIR_SIZE))
         return (REPAIR_RECORD, group, 0, v[2], 0, 0, 0, 0, b"")
     if rtype == GROUP_RECORD:
+        if v[0] == MARK_FORMAT_VERSION:
+            if n != _GROUP_SIZE_MARK:
+                raise RecordCorrupt("group record of %d bytes, expected %d" % (n, _GROUP_SIZE_MARK))
+            return (GROUP_RECORD, group, 0, v[2], _get_u32(&v[4]) & 0xFFFF, _get_u64(&v[8]), 0, 0, b"")
         if n != _GROUP_SIZE:
             raise RecordCorrupt("group record of %d bytes, expected %d" % (n, _GROUP_SIZE))
         return (GROUP_RECORD, group, 0, v[2], _get_u32(&v[4]) & 0xFFFF, 0, 0, 0, b"")

@@ -34,6 +34,8 @@ from .records import (
     CHECKPOINT_RECORD,
     GROUP_RECORD,
     GROUP_REMOVED,
+    GROUP_VACATED,
+    REPAIR_REENTRY,
     INSTANCE_RECORD,
     LOW_RECORD,
     NODE_RECORD,
@@ -71,6 +73,7 @@ class RecoveredGroup:
     repair_upto: int = 0         # the rebuild learns at least up to this instance (a known mark, a damaged vote)
     repair: bool = False         # promises or votes may be lost: rebuild from peers before voting again
     repair_reason: str = ""
+    reenter_upto: int = 0        # held again after a handover: learn up to here before voting (no rebuild rule)
     incarnation: int = 1         # the group's incarnation (GROUP record; 1 when there is none)
     stop_reason: str = ""        # non-empty: the group cannot be served
     corrupt: list = field(default_factory=list)    # [(instance or None, reason)]
@@ -84,6 +87,7 @@ class Recovery:
     corrupt_records: int = 0
     records: int = 0
     removed: dict = field(default_factory=dict)     # group id -> incarnation removed here (tombstones)
+    vacated: dict = field(default_factory=dict)     # group id -> (incarnation, chosen mark) handed over here
     amnesia: bool = False        # the log's synced state was damaged and replaced by an empty log
     report: str = ""             # then: one line on what was found and where the damaged log now is
 
@@ -94,11 +98,15 @@ class Recovery:
 
 class _GroupScan:
     __slots__ = ("promised", "low", "low_chain", "low_config", "low_bytes", "instances", "corrupt", "stop", "chains", "repair",
-                 "incarnation", "removed", "checkpoint", "checkpoint_damaged")
+                 "incarnation", "removed", "vacated", "group_mark", "reentry", "checkpoint",
+                 "checkpoint_damaged")
 
     def __init__(self):
         self.incarnation = 1
         self.removed = False
+        self.vacated = False
+        self.group_mark = 0
+        self.reentry = False
         self.promised = 0
         self.low = 0
         self.low_chain = 0
@@ -176,13 +184,22 @@ def recover(items):
         elif rtype == GROUP_RECORD:
             scan.incarnation = record[4]
             scan.removed = bool(record[3] & GROUP_REMOVED)
+            scan.vacated = bool(record[3] & GROUP_VACATED)
+            scan.group_mark = record[5]
         elif rtype == REPAIR_RECORD:
-            if record[3] & REPAIR_PENDING:
+            if record[3] & REPAIR_PENDING and record[3] & REPAIR_REENTRY:
+                scan.reentry = True
+            elif record[3] & REPAIR_PENDING:
                 scan.repair = scan.repair or "a rebuild from peers was pending"
         elif not record[3] & RECORD_VOID:
             scan.instances.append(record)
     for group in [g for g, scan in scans.items() if scan.removed]:
         result.removed[group] = scans.pop(group).incarnation
+    for group in [g for g, scan in scans.items() if scan.vacated]:
+        # Handed over: whatever records of it survived a crash before their deletion are not its state (the
+        # loop deletes them before it ever holds the group again).
+        scan = scans.pop(group)
+        result.vacated[group] = (scan.incarnation, scan.group_mark)
     for group, scan in scans.items():
         result.groups[group] = _rebuild(group, scan)
     return result
@@ -248,6 +265,12 @@ def _rebuild(group, scan):
         if inst is not None and inst >= instance:
             repair = max(repair, inst + 1)
             reason = reason or "a record at or above the learned mark is damaged (maybe a vote)"
+    if scan.reentry and not scan.repair:
+        # Held again after a handover and still learning: this node has voted for nothing since (it votes only
+        # once it learned up to the mark), so what is missing or damaged here is a learned value, learned again.
+        state.reenter_upto = max(scan.group_mark, repair, known_mark)
+        repair = 0
+        reason = ""
     state.repair_upto = repair
     state.repair = bool(reason)
     state.repair_reason = reason
