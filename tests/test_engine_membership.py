@@ -501,3 +501,36 @@ def test_a_node_held_again_learns_up_to_its_handover_mark_before_it_votes():
     cluster.propose(1, 0, b"needs node 2")
     cluster.tick(3)
     assert b"needs node 2" in b"".join(chosen_values(cluster, 1)), "it votes again once it learned"
+
+
+@pytest.mark.parametrize("plant", ["", "reenter-without-learning"])
+def test_a_node_held_again_never_lets_a_value_be_chosen_twice(plant):
+    """Why a node held again must learn before it votes: voters 1,2,3; instances 0..4 chosen by nodes 1 and 2
+    while node 3 hears nothing. Node 1 hands the group over and holds it again (empty), node 2 goes down, and
+    node 3, behind, campaigns (the learners 4 and 5 are down too): its quorum is 1 and 3. Learning first, node 1 cannot learn (its only source is
+    down) and votes for nothing, so nothing is chosen; with the plant it votes at once and node 3 gets another
+    value chosen at instance 0 (the planted bug the random runs rarely bring out)."""
+    cluster, _ = five_nodes_three_voters(plant=plant) if plant else five_nodes_three_voters()
+    cluster.drop = lambda src, dest, msg: dest == 3 or src == 3
+    for k in range(5):
+        cluster.propose(1, 0, b"first%d" % k)
+    first = chosen_values(cluster, 2)[0]
+    mark = cluster.engines[1].learned(0)[0]
+    assert mark == 5
+    e1 = cluster.engines[1]
+    e1.remove_group(0)
+    cluster.logs[1].delete_group(0)          # its copy dropped, as ReplicaLoop.vacate_groups does
+    e1.add_group(0, 1)
+    e1.begin_reentry(0, mark)
+    for node in (2, 4, 5):                   # the node that chose with it, and the learners that hold it all
+        cluster.crash(node)
+    cluster.drop = None
+    start = {n: len(cluster.chosen[n]) for n in (1, 3)}
+    cluster.propose(3, 0, b"second")
+    cluster.tick(40)
+    at_zero = {n: v for n in (1, 3) for _, i, v in cluster.chosen[n][start[n]:] if i == 0}
+    if plant:
+        assert at_zero and any(v != first for v in at_zero.values()), "the plant lets a second value be chosen"
+    else:
+        assert all(v == first for v in at_zero.values()), at_zero
+        assert b"second" not in b"".join(chosen_values(cluster, 3))

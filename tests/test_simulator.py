@@ -61,7 +61,11 @@ PLANT_RUNS["install-non-atomic"] = ("--seeds", "400", "--nodes", "3", "--groups"
 # Plants the simulator's random runs cannot bring out yet, each caught by a directed test instead:
 # reprepare-uncapped needs a new leader behind both the old leader's chosen mark and its own voters' votes
 # (membership's config(j) will make it unsafe, and the simulator's quorum check will see it then).
-DIRECTED = {"reprepare-uncapped": "tests/test_window_cap.py::test_the_planted_uncapped_re_proposal_is_seen"}
+DIRECTED = {"reprepare-uncapped": "tests/test_window_cap.py::test_the_planted_uncapped_re_proposal_is_seen",
+            # A node held again that votes before it learned needs a lagging node to lead a quorum with it
+            # while the node that chose with it is down, over an instance it handed over.
+            "reenter-without-learning":
+                "tests/test_engine_membership.py::test_a_node_held_again_never_lets_a_value_be_chosen_twice"}
 
 # Membership (issue 14): 5 nodes, each group voting on 3 of them, a driver changing voters under load; the oracle
 # derives each instance's voters from its own chosen log. Counting a learner's vote, an ADOPT in force at once,
@@ -82,6 +86,11 @@ PLANT_RUNS["retire-early"] = ("--seeds", "200", "--seed-base", "1000", "--nodes"
 # caught at seed 1029; the same 100 seeds pass without the plant).
 PLANT_RUNS["snapshot-drops-config"] = ("--seeds", "200", "--seed-base", "1000", "--nodes", "5", "--groups", "1,8",
                                        "--faults", "member,partition,crash,amnesia")
+# A node that drops its copy of a group as soon as it votes in none of its configurations leaves the new voters
+# to learn from the one old voter left, and amnesia or a crash there loses the group's history (first caught at
+# seed 1068; the same 200 seeds pass without the plant).
+PLANT_RUNS["handoff-early"] = ("--seeds", "200", "--seed-base", "1000", "--nodes", "5", "--groups", "1,8",
+                               "--faults", "member,crash,partition,loss,amnesia")
 
 
 def test_every_plant_the_simulator_does_not_run_has_a_directed_test():

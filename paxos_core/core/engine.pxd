@@ -150,6 +150,7 @@ cdef class Engine:
     cdef bint plant_no_reprepare_at_activation
     cdef bint plant_snapshot_drops_config
     cdef bint plant_handoff_early
+    cdef bint plant_reenter_without_learning
 
     cdef Py_ssize_t slot_of(self, uint32_t group) except -2
     cdef inline Py_ssize_t slot_for(self, uint32_t group)

@@ -207,6 +207,7 @@ cdef class Engine:
         self.plant_no_reprepare_at_activation = plant == "no-reprepare-at-activation"
         self.plant_snapshot_drops_config = plant == "snapshot-drops-config"
         self.plant_handoff_early = plant == "handoff-early"
+        self.plant_reenter_without_learning = plant == "reenter-without-learning"
         if recovered:
             for group, state in recovered.items():
                 self.restore_group(group, state)
@@ -435,6 +436,8 @@ cdef class Engine:
         cdef Py_ssize_t slot = self.slot_of(group)
         if slot < 0:
             raise UnknownGroup(group)
+        if self.plant_reenter_without_learning:
+            return          # planted bug: it votes at once, knowing nothing of what it voted before
         if self.status[slot] == GROUP_OK:
             self._begin_reentry(slot, target)
             self._drain()

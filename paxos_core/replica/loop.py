@@ -656,6 +656,14 @@ class ReplicaLoop:
             self.engine.poke(group)
             return
         self._sync_preference(group, slot)
+        if masters.is_master(slot) and (not self.engine.votes_in(group, self.node_id)
+                                        or self.membership.removed_epoch is not None):
+            # Master by the table, but it votes no more (removed, or the group moved): it serves nothing, so
+            # its lease runs out (its commands, forwarded to the leader, would renew it on every node:
+            # simulator seed 1,183) and a voter takes over. The client goes to a voter meanwhile.
+            self._reply_frame(req, rpc.not_master(req.req_id, self.engine.some_voter(group),
+                                                  int(masters.epoch[slot])))
+            return
         if masters.is_master(slot):
             if req.op == rpc.READ:
                 self.lease_reads.append(req)        # answered in step 6, after this turn's applies
@@ -708,6 +716,12 @@ class ReplicaLoop:
     def _claim(self, group):
         if not self.engine.votes_in(group, self.node_id):
             return                  # only a voter may be master (it must lead to serve lease reads)
+        if self.membership.removed_epoch is not None:
+            # Removed from the cluster: it may still take itself for a voter of a group it is behind in (its
+            # peers stopped sending to it), and a claim it forwards would be chosen by the group's leader and
+            # renew a mastership nobody can use (simulator seed 1,183: a removed master kept every node
+            # redirecting clients to it). It never claims again.
+            return
         slot = self.slot_of(group)
         self._sync_preference(group, slot)
         payload = self.masters.make_claim(slot, self.ticks, self._proposal_ballot(group))
@@ -1036,11 +1050,8 @@ class ReplicaLoop:
         self._drop_group_data(group)             # what a crash during the handover may have left
         self.engine.add_group(group, incarnation)
         self._resize()
-        if self.plant == "reenter-without-rebuild":
-            self.log.write([group_record(group, incarnation)])   # planted bug: it votes at once, knowing nothing
-        else:
-            self.log.write([group_record(group, incarnation, mark=mark), repair_record(group, True, True)])
-            self.engine.begin_reentry(group, mark)
+        self.log.write([group_record(group, incarnation, mark=mark), repair_record(group, True, True)])
+        self.engine.begin_reentry(group, mark)
         log.info("node %d worker %d: group %d placed here again (incarnation %d): learning up to %d before it "
                  "votes", self.node_id, self.index, group, incarnation, mark)
 

@@ -173,14 +173,12 @@ class Oracle:
             log.append(value)
 
     def on_handed_over(self, node, group):
-        """`node` dropped its copy of `group` (placed on other nodes): as amnesia, for that group alone. Held
-        again, it rebuilds first (ReplicaLoop.reenter_group), and learns its log again from its start."""
-        ballot = self.replied_promise.get((node, group), 0)
-        if ballot:
-            peers = [b for (m, g), b in self.replied_promise.items() if g == group and m != node]
-            backed = [x for x in peers + [0, ballot]
-                      if x <= ballot and 1 + sum(1 for b in peers if b >= x) >= self.majority]
-            self.replied_promise[(node, group)] = max(backed) if backed else 0
+        """`node` dropped its copy of `group` (placed on other nodes; Engine.handoff): nothing it promised or
+        voted binds it any more. It voted in no configuration at or past its chosen mark, and every instance
+        below is chosen (docs/architecture.md, "Handover"): held again, it learns up to that mark before it
+        votes, and promises afresh from 0. What it votes for from then on is judged as any vote is (one value
+        per instance, votes counted only from the instance's voters)."""
+        self.replied_promise.pop((node, group), None)
         for key in [k for k in self.replied_accept if k[0] == node and k[1] == group]:
             del self.replied_accept[key]
         self.learned.pop((node, group), None)
