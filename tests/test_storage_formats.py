@@ -292,3 +292,23 @@ def test_group_records_of_a_handover_carry_the_mark_in_version_2_and_recovery_re
     damaged = [(k, v if k != rkey else v[:-1] + bytes([v[-1] ^ 1])) for k, v in items]
     state = recover(damaged).groups[5]
     assert state.repair and state.reenter_upto == 0, "a damaged REPAIR record: rebuilt by the rule"
+
+
+def test_a_chain_record_at_a_mark_makes_that_mark_durable():
+    """A node that learned instances from a leader's notice (values it had accepted) has them in records whose
+    mark is older; the CHAIN record it writes when a peer asks how far it learned (STATE_REQ, for a handover)
+    makes recovery find that mark again. Without it, recovery stops at the records' mark."""
+    chain, values = 0, [b"a", b"bb", b"ccc", b"dddd"]
+    at_one = chain_next(0, 0, values[0])
+    records = []
+    for i, value in enumerate(values):
+        # Accepted while the node knew only instance 0 chosen (the records carry that mark and its chain).
+        records.append(instance(4, i, value, mark=1, chain=at_one))
+        chain = chain_next(chain, i, value)
+    state = recover(sorted(encode_record(r) for r in records)).groups[4]
+    assert state.chosen_next == 1
+    records.append(chain_record(4, 4, chain, sum(map(len, values))))
+    state = recover(sorted(encode_record(r) for r in records)).groups[4]
+    assert state.chosen_next == 4 and not state.repair and not state.stop_reason
+    wrong = records[:-1] + [chain_record(4, 4, chain ^ 1, 10)]
+    assert recover(sorted(encode_record(r) for r in wrong)).groups[4].stop_reason, "a chain that does not match"

@@ -1978,11 +1978,22 @@ cdef class Engine:
     # ------------------------------------------------------------------ rebuild after lost storage
 
     cdef void _on_state_req(self, Py_ssize_t slot, Message m, int src):
-        """A rebuilding peer asks what we hold. Reporting a promise or top that is not durable yet only makes
-        its floor higher, so the reply need not wait for the sync."""
+        """A rebuilding peer asks what we hold, or a peer handing the group over asks how far we learned
+        (Engine.handoff). The reply leaves after this cycle's synced write: the chosen mark it reports is then
+        durable here, which the handover counts on (simulator seed 1,502: a mark reported before its sync was
+        lost in a crash, after the peer that asked had dropped its copy). For a rebuild, a promise or top that
+        is not durable yet would only have made its floor higher.
+
+        A mark learned from a leader's notice (an instance we had accepted, learned by its ballot) is in no
+        record yet: a CHAIN record at the mark goes into this cycle's write, and recovery counts it as a
+        learned mark (storage/recovery.py), so the mark we report survives a crash."""
+        cdef uint64_t mark = self.learner.chosen_next[slot]
+        if mark > self.learner.low[slot] and self.status[slot] == GROUP_OK:
+            self._record((CHAIN_RECORD, m.group, mark, 0, 0, self.learner.learned_bytes[slot], 0,
+                          self.learner.chain[slot], self.voters.compact_state(slot)))
         self._send(src, make_message(STATE_REPLY, m.group, self.acceptor.top[slot], self.acceptor.promised[slot],
                                      self.learner.chosen_next[slot], 0 if self.status[slot] == GROUP_OK else 1,
-                                     0, self.voters.compact_state(slot)), False)
+                                     0, self.voters.compact_state(slot)), True)
 
     def _repair_covered(self, Py_ssize_t slot, Repair rep, bint own):
         """The rebuild rule under changing voters: for every configuration that any reply names (current or

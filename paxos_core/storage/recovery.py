@@ -224,6 +224,11 @@ def _rebuild(group, scan):
             known_mark = mark
         if mark > scan.low:
             marks[mark] = rec[7]
+    # A CHAIN record says every instance below it was learned (written with the chain over them: every 64
+    # instances, and at the mark a node reports to a peer's STATE_REQ, core/engine.pyx _on_state_req).
+    for at in scan.chains:
+        if at > known_mark:
+            known_mark = at
     state.top = max(state.top, scan.low)
     # Walk the learned prefix: every instance below the highest mark was chosen, and our record holds it.
     chain = scan.low_chain
