@@ -44,6 +44,8 @@ def serve_messages(engine, log, serve, max_bytes=None):
     out = []
     short = 0
     for dest, group, first, end, chain in serve:
+        if not engine.hosts(group):
+            continue        # no longer held here (removed, or handed over in this very cycle): nothing to serve
         entries = log.read_chosen(group, first, end)
         if len(entries) != end - first:
             short += 1

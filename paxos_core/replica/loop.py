@@ -1025,12 +1025,13 @@ class ReplicaLoop:
         groups = [g for g in groups if g != SYSTEM_GROUP and self.engine.hosts(g)]
         if not groups:
             return
+        # Effects of these groups the engine still holds (records, chosen values, catch-up to serve) are
+        # carried out first, while they are held (simulator seed 6, 5 nodes: a serve effect met a group gone).
+        self._cycle()
         incarnations = {g: self.engine.incarnation_of(g) for g in groups}
         marks = {g: self.engine.learned(g)[0] for g in groups}
         for group in groups:
             self.engine.remove_group(group)
-        # Effects of these groups the engine still holds (records, chosen values) are carried out first.
-        self._cycle()
         self.log.write([group_record(g, incarnations[g], vacated=True, mark=marks[g]) for g in groups])
         for group in groups:
             self.vacated[group] = incarnations[group]
