@@ -204,14 +204,7 @@ def test_under_load_a_node_joins_by_bundle_is_promoted_and_node_1_is_removed(tmp
         new = tmp_path / "node4"
         node4 = None
         try:
-            code, out, err = _run(["keygen", str(new / "keys")])
-            assert code == 0, err
-            base = free_base_port(1, 2)
-            bundle = tmp_path / "join.json"
-            code, out, err = _member_cli(cluster, "add", "--host", "127.0.0.1", "--peer-port", base,
-                                         "--client-port", base + 2, "--key-file", new / "keys" / "new.key",
-                                         "--out", bundle)
-            assert code == 0 and "node 4 added as a learner" in out, (out, err)
+            bundle = _bundle_for_new_host(cluster, tmp_path, new, workers=2)
             log = open(tmp_path / "node4.err", "wb")
             node4 = subprocess.Popen([sys.executable, "-m", "paxos_core", "node", "--join", str(bundle), "--dir",
                                       str(new)], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
@@ -241,6 +234,20 @@ def test_under_load_a_node_joins_by_bundle_is_promoted_and_node_1_is_removed(tmp
         for (group, key), value in acked.items():
             raw = reader.read(group, kv_ops.encode_get(key), "linearizable", 20.0)
             assert kv_ops.decode_result(raw).value == value, (group, key)
+
+
+def _bundle_for_new_host(cluster, tmp_path, folder, workers):
+    """keygen in the new host's `folder`, then `member add --out` on a member: node 4's join bundle (its ports
+    free on loopback now). Returns the bundle's path."""
+    code, out, err = _run(["keygen", str(folder / "keys")])
+    assert code == 0, err
+    base = free_base_port(1, workers)
+    bundle = tmp_path / "join.json"
+    code, out, err = _member_cli(cluster, "add", "--host", "127.0.0.1", "--peer-port", base,
+                                 "--client-port", base + 100, "--key-file", folder / "keys" / "new.key",
+                                 "--out", bundle)
+    assert code == 0 and "node 4 added as a learner" in out, (out, err)
+    return bundle
 
 
 def _alive(pid):
@@ -336,14 +343,7 @@ def test_a_node_that_joined_is_wiped_and_rebuilt_from_its_node_file_with_the_clu
         for group in (0, 1):
             _put(admin, group, b"before", b"1")
         new = tmp_path / "node4"
-        code, out, err = _run(["keygen", str(new / "keys")])
-        assert code == 0, err
-        base = free_base_port(1, 1)
-        bundle = tmp_path / "join.json"
-        code, out, err = _member_cli(cluster, "add", "--host", "127.0.0.1", "--peer-port", base,
-                                     "--client-port", base + 100, "--key-file", new / "keys" / "new.key",
-                                     "--out", bundle)
-        assert code == 0 and "node 4 added" in out, (out, err)
+        bundle = _bundle_for_new_host(cluster, tmp_path, new, workers=1)
         procs = []
 
         def start(*extra):
