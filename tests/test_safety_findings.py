@@ -592,24 +592,55 @@ def test_soak_finding_a_group_removed_during_a_snapshot_transfer_does_not_crash_
     assert not any("exception" in v for v in result.violations), result.violations[:3]
 
 
+def _node_1_leading(plant=""):
+    """Node 1's engine, leading group 0 of a three-node loopback cluster (with a planted bug, if given)."""
+    cluster = LoopbackCluster(nodes=3, groups=1, seed=1, **({"plant": plant} if plant else {}))
+    cluster.propose(1, 0, b"first")
+    cluster.tick(30)
+    engine = cluster.engines[1]
+    assert engine.group_view(0)["role"] == "leading"
+    return engine
+
+
+def _relay_back(engine, entries):
+    """Node 2, a former leader, relays `entries` [(origin, seq, payload)] to node 1 (a FORWARD)."""
+    engine.receive([Message(Kind.FORWARD, 0, 0, engine.group_view(0)["promised"], 0, 0, 0, encode_batch(entries),
+                            src=2)])
+
+
 def test_soak_finding_our_own_proposal_relayed_back_while_in_flight_here_is_not_proposed_again():
     """Soak seed 1,417,060 (at 277c49c, "its own proposals are queued out of order"): a former leader relayed
     back to node 3 one of node 3's own proposals, which node 3 had in flight in an instance it led. It was
     queued again behind later proposals and proposed a second time (exactly-once made the copy STALE, so
     nothing was applied twice, but the order of the queue broke and the copy cost an instance). A proposal of
     ours that is in flight here is now dropped from a FORWARD."""
-    cluster = LoopbackCluster(nodes=3, groups=1, seed=1)
-    cluster.propose(1, 0, b"first")
-    cluster.tick(30)
-    engine = cluster.engines[1]
-    assert engine.group_view(0)["role"] == "leading"
+    engine = _node_1_leading()
     seq = engine.propose(0, b"x", b"x")
     engine.take_effects()          # the leader puts this input's proposals into an instance (its Accept is
                                    # not delivered: the FORWARD below comes while it is in flight)
     pg = engine.proposer.groups[0]
     flying = {i: decode_batch(f.value) for i, f in pg.inflight.items()}
     assert [e[1] for entries in flying.values() for e in entries] == [seq]
-    engine.receive([Message(Kind.FORWARD, 0, 0, engine.group_view(0)["promised"], 0, 0, 0,
-                            encode_batch([(1, seq, b"x")]), src=2)])
+    _relay_back(engine, [(1, seq, b"x")])
     assert {i: decode_batch(f.value) for i, f in pg.inflight.items()} == flying and not pg.pending, \
         "proposed once only"
+
+
+@pytest.mark.parametrize("plant", ["", "relay-appends"])
+def test_soak_finding_our_own_older_proposal_relayed_back_is_queued_before_our_later_ones(plant):
+    """Soak seed 3,154,073 (at 7fa4005, "its own proposals are queued out of order"): node 3 forwarded a
+    proposal to the leader of the time, then led the group itself and queued a newer proposal of its own; the
+    former leader relayed the older one back, and it was queued AFTER the newer one. A node's own proposals
+    must reach instances in the order it made them (a session's commands reach the log in order, which
+    exactly-once leans on): one of ours relayed back now goes before our own later ones."""
+    engine = _node_1_leading(plant)
+    older = engine.propose(0, b"older", b"older")
+    newer = engine.propose(0, b"newer", b"newer")
+    pg = engine.proposer.groups[0]
+    assert [e[1] for e in pg.pending] == [older, newer]
+    away = pg.pending.pop(0)            # as if it had gone to the former leader: only its relay brings it back
+    pg.pending_bytes -= len(away[2])
+    _relay_back(engine, [(1, older, b"older")])
+    order = [e[1] for i in sorted(pg.inflight) for e in decode_batch(pg.inflight[i].value) if e[0] == 1]
+    order += [e[1] for e in pg.pending if e[0] == 1]
+    assert order == ([newer, older] if plant else [older, newer]), order     # the plant: the check sees it

@@ -141,6 +141,7 @@ cdef class Engine:
     cdef bint plant_promise_not_persisted
     cdef bint plant_learn_without_quorum
     cdef bint plant_forward_twice
+    cdef bint plant_relay_appends
     cdef bint plant_prepare_unpromised
     cdef bint plant_fill_reverse
     cdef bint plant_reprepare_uncapped

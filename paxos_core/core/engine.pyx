@@ -198,6 +198,7 @@ cdef class Engine:
         self.plant_promise_not_persisted = plant == "promise-not-persisted"
         self.plant_learn_without_quorum = plant == "learn-without-quorum"
         self.plant_forward_twice = plant == "forward-twice"
+        self.plant_relay_appends = plant == "relay-appends"
         self.plant_prepare_unpromised = plant == "prepare-unpromised"
         self.plant_fill_reverse = plant == "fill-reverse"
         self.plant_reprepare_uncapped = plant == "reprepare-uncapped"
@@ -1548,7 +1549,16 @@ cdef class Engine:
             if (entry[0], entry[1]) in held and not self.plant_forward_twice:
                 continue        # one we hold already (relayed back to us while mastership moved): once only
             held.add((entry[0], entry[1]))
-            pg.pending.append(entry)
+            at = len(pg.pending)
+            if entry[0] == self.node_id and not self.plant_relay_appends:   # planted bug: appended
+                # Ours, relayed back by a former leader: before our own later proposals, so that ours reach
+                # instances in the order we made them (soak seed 3,154,073 at 7fa4005: appended, it went after
+                # a newer one queued since we lead).
+                for k in range(len(pg.pending)):
+                    if pg.pending[k][0] == self.node_id and pg.pending[k][1] > entry[1]:
+                        at = k
+                        break
+            pg.pending.insert(at, entry)
             pg.pending_bytes += len(<bytes>entry[2])
         self.active[slot] = True
         if role == LEADING:
