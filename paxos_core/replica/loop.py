@@ -41,6 +41,7 @@ import numpy as np
 
 from ..core.config import SYSTEM_GROUP, shard_of
 from ..core.engine import GROUP_OK, GROUP_REPAIRING, GROUP_STOPPED, Engine
+from ..core.voters import ADOPT_TAG
 from ..errors import GroupStopped, ValueTooLarge
 from ..wire import rpc
 from ..histogram import BATCH_BUCKETS, LATENCY_BUCKETS, Histogram
@@ -435,8 +436,11 @@ class ReplicaLoop:
             self.sm.flush()
             self.store.commit()
             observe = self.batch_sizes.observe
-            for _, _, value in fx.chosen:
+            membership = self.membership
+            for group, _, value in fx.chosen:
                 observe(int.from_bytes(value[1:5], "little") if len(value) >= 5 else 0)
+                if value and value[0] == ADOPT_TAG:
+                    membership.adopt_chosen(self, group)
             for change in changes:
                 self._master_changed(*change)
             for group, seq, kind, data, instance in outcomes:
