@@ -256,6 +256,7 @@ def test_a_power_cut_that_is_refused_is_reported_not_injected_and_the_node_resta
             pass
 
     class Node:
+        node_id = 1
         disk = Disk()
         path = "/x/node1.toml"
         running = True
