@@ -31,7 +31,8 @@ from ..errors import ConfigError
 # placed elsewhere drops its copy of a group as soon as it votes in none of its configurations, without waiting
 # for a majority of the voters carrying it on to have learned what it had), reenter-without-learning (a node
 # placed on a group again votes at once, before it learned the instances it voted in before it handed it over).
-# Forwarding: relay-appends (our own proposal relayed back by a former leader is queued after our own later ones;
+# ignore-late-adopt (the membership driver takes no notice of an older epoch's ADOPT chosen after it found
+# the group done). Forwarding: relay-appends (our own proposal relayed back by a former leader is queued after our own later ones;
 # soak seed 3,154,073).
 #: The system group's id (issue 14): the cluster's node table and membership epochs (statemachine/membership.py)
 #: are a group like the others, hosted by worker 0 of every node in the slot before its data groups. Data groups
@@ -50,7 +51,7 @@ PLANTS = ("ignore-promise", "reply-before-sync", "promise-not-persisted", "learn
           "install-non-atomic", "prepare-unpromised",
           "remove-keeps-state", "weigh-short", "fill-reverse", "reprepare-uncapped",
           "config-at-i", "count-any-vote", "no-reprepare-at-activation", "retire-early",
-          "snapshot-drops-config", "handoff-early", "reenter-without-learning",
+          "snapshot-drops-config", "handoff-early", "reenter-without-learning", "ignore-late-adopt",
           "relay-appends")
 
 

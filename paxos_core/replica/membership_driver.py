@@ -47,6 +47,7 @@ class MembershipDriver:
                  catch_up_ticks: int = 3000):
         self.seed = seed
         self.plant_retire_early = plant == "retire-early"
+        self.plant_ignore_late_adopt = plant == "ignore-late-adopt"
         self.retry_ticks = retry_ticks
         self.adopt_per_turn = adopt_per_turn
         self.seeded = not seed            # nothing to seed: done
@@ -278,8 +279,8 @@ class MembershipDriver:
         before the table moved on (in flight when the driver withdrew it, or re-proposed by a new leader from
         a minority's vote) may be chosen after the driver found the group done (simulator seed 2092: 116
         groups back on a removed node's voters, with nothing left to ask them to adopt the newer epoch)."""
-        if not self.voters or not loop.engine.hosts(group):
-            return
+        if not self.voters or not loop.engine.hosts(group) or self.plant_ignore_late_adopt:
+            return                    # (planted bug: a late ADOPT waits for the next sweep of every group)
         latest_epoch, latest_voters = loop.engine.latest_config(group)
         if latest_epoch < self.epoch and latest_voters != self.voters_for(group):
             self.todo.append(group)
