@@ -280,7 +280,9 @@ class ReplicaLoop:
         self.masters = MasterTable(self.node_id, engine.n_slots, s.lease_ticks, s.lease_margin, plant=s.plant,
                                    nonce_base=self.rng.getrandbits(48) << 16)
         self.applier = Applier(self.node_id, self.sm, self.masters, self.store, self.slot_of, plant=s.plant,
-                               leading_ballot=self._leading_ballot)
+                               leading_ballot=self._leading_ballot,
+                               votes_at=lambda group, instance, node:
+                                   self.engine.config_of(group, instance).position(node) >= 0)
         # After a restart this node may be behind on groups nobody writes to any more: ask peers for what we
         # miss, a few groups per tick, in a few passes (the first may leave before the peers are connected).
         self.catchup_passes = [50, 300, 1500] if recovery.groups else []
