@@ -33,6 +33,8 @@ class Applier:
         self.leading_ballot = leading_ballot or (lambda group: 0)
         self.votes_at = votes_at or (lambda group, instance, node: True)
         self.no_fencing = plant == "no-fencing"      # planted bug: apply commands of deposed masters too
+        if plant == "renew-non-voter":              # planted bug: a master that votes no more is renewed too
+            self.votes_at = lambda group, instance, node: True
         self.node_id = node_id
         self.sm = sm
         self.masters = masters
