@@ -1008,8 +1008,10 @@ class ReplicaLoop:
             return
         incarnation = self.engine.incarnation_of(group)
         self.engine.remove_group(group)
-        # The engine may already hold effects of this group (records to write, chosen values to apply):
-        # carry them out now, while the group still exists, so that none lands after its data is deleted.
+        # The engine may already hold effects of this group (records to write, chosen values to apply, and now
+        # its queued proposals expired): carry them out now, while its data still exists, so that none lands
+        # after it is deleted. The engine no longer hosts the group here: nothing in this cycle may ask it
+        # about the group (_votes_at; the simulator's removals come inside a turn, as here).
         self._cycle()
         self.log.write([group_record(group, incarnation, True)])
         self.tombstones[group] = incarnation
