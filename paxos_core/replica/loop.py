@@ -714,9 +714,10 @@ class ReplicaLoop:
         self.waiting[(req.group, req.seq)] = req
 
     def _votes_at(self, group, instance, node):
-        """The applier's question: does `node` vote in the group's configuration of `instance`? A group removed
-        in this very turn (its last chosen values are applied after the removal) is answered yes: nothing is
-        decided for it any more (tests/test_cluster.py removes a group under a burst of proposals)."""
+        """The applier's question: does `node` vote in the group's configuration of `instance`? remove_group
+        applies a group's last chosen values before the engine drops it; should any be applied after, the
+        answer is yes (nothing is decided for the group any more) rather than an UnknownGroup that kills the
+        worker (tests/test_simulator.py::test_finding_a_group_removed_in_the_turn_that_learned_its_last_values)."""
         if not self.engine.hosts(group):
             return True
         return self.engine.config_of(group, instance).position(node) >= 0
@@ -1007,11 +1008,12 @@ class ReplicaLoop:
         if not self.engine.hosts(group):
             return
         incarnation = self.engine.incarnation_of(group)
+        # The engine may already hold effects of this group (records to write, votes to send, chosen values to
+        # apply: a REMOVE_GROUP comes in the turn after the poll's peer messages): carry them out first, while
+        # the group is hosted and its data exists, as vacate_groups does. Then the removal, and a cycle for
+        # what it gives (its queued proposals expired).
+        self._cycle()
         self.engine.remove_group(group)
-        # The engine may already hold effects of this group (records to write, chosen values to apply, and now
-        # its queued proposals expired): carry them out now, while its data still exists, so that none lands
-        # after it is deleted. The engine no longer hosts the group here: nothing in this cycle may ask it
-        # about the group (_votes_at; the simulator's removals come inside a turn, as here).
         self._cycle()
         self.log.write([group_record(group, incarnation, True)])
         self.tombstones[group] = incarnation
