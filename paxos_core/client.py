@@ -61,11 +61,13 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, Seq
 import zmq
 
 from . import errors
+from .core.config import SYSTEM_GROUP, shard_of
 from .wire import rpc
 from .statemachine import kv as kv_ops
 
 if TYPE_CHECKING:
     from .config import NodeConfig
+    from .membership import Membership
 
 log = logging.getLogger("paxos_core.client")
 
@@ -515,6 +517,14 @@ class Client:
             raise ValueError("group_info needs a node")
         return self._admin(rpc.GROUP_INFO, node, None, group, timeout).result()
 
+    @property
+    def membership(self) -> Membership:
+        """The cluster's members: read the table, add, promote, remove, replace, update (paxos_core/membership.py).
+        Changes need the cluster's credentials."""
+        from .membership import Membership
+
+        return Membership(self)
+
     def add_group(self, group: int, nodes: Iterable[int] | None = None, timeout: float = 5.0) -> int:
         """Create `group` on every node, in one incarnation newer than any a node holds or removed. Idempotent.
 
@@ -557,6 +567,9 @@ class Client:
 
     def _check_admin(self, group, nodes, timeout):
         """The nodes a group admin call goes to, once its arguments are checked."""
+        if isinstance(group, int) and group >= SYSTEM_GROUP:
+            raise errors.ConfigError("group ids %d and above are reserved: %d is the system group (membership), "
+                                     "which is never added or removed" % (SYSTEM_GROUP, SYSTEM_GROUP))
         targets = list(nodes or self.nodes)
         for n in targets:
             self._check_target(group, timeout, n)
@@ -659,7 +672,7 @@ class Client:
     def _worker_of(self, req):
         if req.kind in (rpc.STATUS, rpc.SUBSCRIBE):
             return req.group
-        return req.group % self.workers
+        return shard_of(req.group, self.workers)
 
     @staticmethod
     def _routed(req):

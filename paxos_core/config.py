@@ -32,6 +32,9 @@ Layout of a node's file (paths are relative to the file's own directory)::
     lease_ticks = 300       # master lease, in ticks
     lease_margin = 0.3      # fraction of the lease the master gives up for clock-rate differences
     proposal_timeout_ticks = 500
+    max_stale_lag = 1000    # a stale read is served only by a node whose group is at most this many instances
+                            # behind the highest chosen mark it has heard of, and not rebuilding; otherwise it
+                            # answers NotMaster (the client asks the master instead)
 
     [storage]               # optional
     durability = "sync"     # or "unsafe-no-sync" (tests only)
@@ -85,7 +88,7 @@ import tomllib                  # Python 3.11+ (requires-python in pyproject.tom
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core.config import CoreConfig
+from .core.config import SYSTEM_GROUP, CoreConfig, shard_of
 from .errors import ConfigError
 
 __all__ = [
@@ -105,7 +108,7 @@ U32_MAX = (1 << 32) - 1
 MAX_NODE_ID = 0xFFFE            # ballots keep the node id in 16 bits; 0xFFFF is reserved
 MAX_MEMBERS = 63                # CoreConfig's limit on voting members
 MAX_WORKERS = 64
-MAX_GROUPS = 1 << 32            # group ids are u32 on the wire and on disk
+MAX_GROUPS = SYSTEM_GROUP       # group ids are u32 on the wire and on disk; the top two are reserved (the system group)
 
 # Wire overheads used to check that one full instance fits in a frame (see wire/codec.pyx).
 _FRAME_HEADER = 28
@@ -126,6 +129,7 @@ DEFAULTS = {
         "lease_ticks": 300,
         "lease_margin": 0.3,
         "proposal_timeout_ticks": 500,
+        "max_stale_lag": 1000,
     },
     "storage": {
         "durability": "sync",
@@ -155,7 +159,7 @@ def attribute_name(table, key):
 
 
 _TOP_KEYS = ("cluster", "node", "paxos", "storage", "snapshot", "limits")
-_CLUSTER_KEYS = ("id", "groups", "workers", "keys_dir", "nodes", "state_machine", "alpha")
+_CLUSTER_KEYS = ("id", "groups", "workers", "keys_dir", "nodes", "state_machine", "alpha", "first_voters")
 DEFAULT_ALPHA = 8               # cluster.alpha: the default window, so a default node file is within it
 MAX_ALPHA = 1 << 16
 _NODE_ENTRY_KEYS = ("id", "host", "peer_port", "client_port", "metrics_port")
@@ -439,6 +443,7 @@ class NodeConfig:
     lease_ticks: int = DEFAULTS["paxos"]["lease_ticks"]
     lease_margin: float = DEFAULTS["paxos"]["lease_margin"]
     proposal_timeout_ticks: int = DEFAULTS["paxos"]["proposal_timeout_ticks"]
+    max_stale_lag: int = DEFAULTS["paxos"]["max_stale_lag"]
     durability: str = DEFAULTS["storage"]["durability"]
     retain_instances: int = DEFAULTS["storage"]["retain_instances"]
     retain_bytes: int = DEFAULTS["storage"]["retain_bytes"]
@@ -455,6 +460,8 @@ class NodeConfig:
     max_group_id: int = DEFAULTS["limits"]["max_group_id"]
     state_machine: str = ""         # "package.module:Factory" of the workers' state machine; "" = the KV store
     alpha: int = DEFAULT_ALPHA      # membership changes take effect alpha instances after they are chosen
+    first_voters: tuple = ()        # cluster.first_voters: the groups' first configuration when it is not every
+                                    # node of cluster.nodes (a node that joined later); () = cluster.nodes
     path: object = None             # the file it was loaded from (pathlib.Path), or None
 
     # ---------------------------------------------------------------- membership
@@ -471,6 +478,13 @@ class NodeConfig:
     def members(self):
         """Node ids of every member, ascending."""
         return tuple(n.id for n in self.nodes)
+
+    @property
+    def first_configuration(self):
+        """The voters of a group that never adopted a membership epoch: cluster.first_voters, or every node of
+        cluster.nodes (what `paxos-core init` writes). The same on every node of the cluster: a node that joined
+        later has it in its node file from its join bundle, so a rebuild of its wiped disk finds it there."""
+        return self.first_voters or self.members
 
     @property
     def peers(self):
@@ -490,7 +504,7 @@ class NodeConfig:
         """The worker (on every node) that hosts ``group``: ``group % workers``. THE sharding function."""
         if group < 0:
             raise ValueError("group ids are >= 0, got %r" % (group,))
-        return group % self.workers
+        return shard_of(group, self.workers)
 
     def worker_groups(self, worker):
         """Ids of the groups worker ``worker`` hosts at start (ascending; empty if worker >= groups)."""
@@ -507,6 +521,7 @@ class NodeConfig:
             n_groups=max(1, n_groups),
             group_offset=worker,
             group_stride=self.workers,
+            system_group=worker == 0,
             window=self.window,
             max_batch_count=self.max_batch_count,
             max_batch_bytes=self.max_batch_bytes,
@@ -580,6 +595,15 @@ class NodeConfig:
         if problem:
             c.fail("cluster.state_machine", problem)
         alpha = c.integer(cluster, "alpha", "cluster.alpha", 1, MAX_ALPHA, default=DEFAULT_ALPHA)
+        first_voters = c.get(cluster, "first_voters", "cluster.first_voters", [])
+        if (not isinstance(first_voters, list)
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_NODE_ID
+                           for v in first_voters)
+                or len(set(first_voters)) != len(first_voters) or len(first_voters) > MAX_MEMBERS):
+            c.fail("cluster.first_voters", "must be a list of distinct node ids (1..%d, at most %d), got %s"
+                   % (MAX_NODE_ID, MAX_MEMBERS, _show(first_voters)))
+        if "first_voters" in cluster and not first_voters:
+            c.fail("cluster.first_voters", "must not be empty (leave it out: every node of cluster.nodes)")
 
         raw_nodes = c.get(cluster, "nodes", "cluster.nodes", _REQUIRED)
         if not isinstance(raw_nodes, list) or not all(isinstance(n, dict) for n in raw_nodes):
@@ -641,6 +665,8 @@ class NodeConfig:
         lease_margin = float(lease_margin)
         proposal_timeout_ticks = c.integer(paxos, "proposal_timeout_ticks", "paxos.proposal_timeout_ticks", 1,
                                            default=p["proposal_timeout_ticks"])
+        max_stale_lag = c.integer(paxos, "max_stale_lag", "paxos.max_stale_lag", 0, (1 << 62),
+                                  default=p["max_stale_lag"])
 
         storage = c.table(d, "storage", "storage", tuple(DEFAULTS["storage"]), required=False)
         durability = c.string(storage, "durability", "storage.durability",
@@ -716,6 +742,7 @@ class NodeConfig:
             lease_ticks=lease_ticks,
             lease_margin=lease_margin,
             proposal_timeout_ticks=proposal_timeout_ticks,
+            max_stale_lag=max_stale_lag,
             durability=durability,
             retain_instances=retain_instances,
             retain_bytes=retain_bytes,
@@ -732,6 +759,7 @@ class NodeConfig:
             max_group_id=max_group_id,
             state_machine=state_machine,
             alpha=alpha,
+            first_voters=tuple(sorted(first_voters)),
             path=Path(os.path.abspath(path)) if path is not None else None,
         )
         # Backstop: every worker's core config must be acceptable to the core itself.
@@ -759,8 +787,15 @@ class NodeConfig:
             d["cluster"]["state_machine"] = self.state_machine
         if self.alpha != DEFAULT_ALPHA:
             d["cluster"]["alpha"] = self.alpha
+        if self.first_voters:
+            d["cluster"]["first_voters"] = list(self.first_voters)
+        # Only the settings that differ from their defaults: a file another build reads (a join bundle's node
+        # file) names no setting it does not need, and a default stays a default.
         for table, defaults in DEFAULTS.items():
-            d[table] = {key: getattr(self, attribute_name(table, key)) for key in defaults}
+            changed = {key: getattr(self, attribute_name(table, key)) for key in defaults
+                       if getattr(self, attribute_name(table, key)) != defaults[key]}
+            if changed:
+                d[table] = changed
         return d
 
 
@@ -1031,19 +1066,19 @@ def write_cluster(directory, nodes=3, workers=2, groups=16, host="127.0.0.1", ba
 
 def write_node_keys(directory, node_id):
     """``paxos-core keygen``: a CURVE key pair for node ``node_id`` in ``directory`` (``node<id>.key``, public,
-    and ``node<id>.key_secret``, mode 0600; the directory is created mode 0700). Refuses existing key files.
+    and ``node<id>.key_secret``, mode 0600; the directory is created mode 0700); ``node_id`` "new": for a node
+    that will join (``new.key``, ``new.key_secret``). Refuses existing key files.
     Returns (public file, secret file)."""
     import zmq.auth
 
-    node_id = _arg_int("node", node_id, 1, MAX_NODE_ID)
+    stem = "new" if node_id == "new" else "node%d" % _arg_int("node", node_id, 1, MAX_NODE_ID)
     directory = Path(directory)
     for suffix in (".key", ".key_secret"):
-        if (directory / ("node%d%s" % (node_id, suffix))).exists():
-            raise ConfigError("%s: key file already exists; refusing to replace it"
-                              % (directory / ("node%d%s" % (node_id, suffix))))
+        if (directory / (stem + suffix)).exists():
+            raise ConfigError("%s: key file already exists; refusing to replace it" % (directory / (stem + suffix)))
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        public_file, secret_file = zmq.auth.create_certificates(directory, "node%d" % node_id)
+        public_file, secret_file = zmq.auth.create_certificates(directory, stem)
         os.chmod(secret_file, 0o600)
         os.chmod(public_file, 0o644)
     except OSError as e:

@@ -140,3 +140,28 @@ class CommandError(PaxosError):
     session remembers the error (a retry with the same ``request_id`` gets it again)."""
 
     request_id: tuple[int, int] | None = None
+
+
+# --- membership (paxos_core/membership.py): a change that was refused changed nothing --------------------
+
+
+class MembershipError(PaxosError):
+    """A membership change was refused: the table is as it was. Subclasses say why; ``epoch`` is the table's
+    epoch the refusal was decided at (0 if unknown)."""
+
+    epoch: int = 0
+
+
+class EpochConflict(MembershipError):
+    """The change expected another epoch than the table's: another change came first. Read the table again
+    and decide again (``expect=`` is compare-and-set)."""
+
+
+class LearnerNotReady(MembershipError):
+    """The learner to promote is not caught up (or cannot be asked): as a voter it could not vote yet, and the
+    groups would depend on the other voters alone. Wait, or pass ``force=True``."""
+
+
+class WouldLoseQuorum(MembershipError):
+    """After the change, the live voters that are caught up would not be a majority: the groups would stop
+    until a voter came back. Bring a node back first, or pass ``force=True``."""

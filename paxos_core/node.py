@@ -158,6 +158,13 @@ class Node:
         ``proxy.method(...)`` calls a @replicated or @query method; ``await proxy.aio.method(...)`` too."""
         return ObjectProxy(self.sm, cls, group, read_mode)
 
+    @property
+    def membership(self) -> Any:
+        """The cluster's members through this node's client (paxos_core/membership.py): table, add, promote,
+        remove, replace, update, place, each returning a change with ``wait()``. Blocking; from asyncio, their
+        awaitable twins: ``change = await node.membership.remove_async(3)``, ``await change.wait_async()``."""
+        return self.client.membership
+
     def status(self) -> list[dict[str, Any]]:
         """Per-worker status dicts of this node."""
         return self.client.status(self.config.node_id)

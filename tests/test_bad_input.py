@@ -268,7 +268,10 @@ def test_garbage_on_every_port_changes_nothing(tmp_path):
                     dealer.curve_publickey, dealer.curve_secretkey = member_public, member_secret
                     dealer.curve_serverkey = server_key
                     dealer.connect("tcp://127.0.0.1:%d" % ports["client"])
-                    frames = _client_garbage(rng) + [rpc.add_group_request(99, 0xFFFFFFFE + w)[:13]]
+                    # A group id of this worker's far above limits.max_group_id, and the system group's id (reserved:
+                    # never added).
+                    frames = _client_garbage(rng) + [rpc.add_group_request(99, 0xFFFFFFFC + w)[:13],
+                                                     rpc.add_group_request(98, 0xFFFFFFFE)[:13]]
                     for frame in frames:
                         dealer.send(frame)
                     answers = []
@@ -283,6 +286,7 @@ def test_garbage_on_every_port_changes_nothing(tmp_path):
                         node.id, w, len(answers), len(frames))
                     assert {s for s, _, _ in answers} == {rpc.BAD_REQUEST}, answers
                     assert any(r == 99 and b"max_group_id" in b for _, r, b in answers), answers
+                    assert any(r == 98 and b"reserved" in b for _, r, b in answers), answers
                     # Peer port: frames from a member's key that a worker must refuse, and from strangers.
                     frames = _peer_garbage(cfg.cluster_id, node.id, rng)
                     push = ctx.socket(zmq.PUSH)

@@ -122,3 +122,12 @@ def test_fsync_probe_reports_latency_and_stalls(tmp_path):
         assert row["fsyncs"] > 0 and row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
         assert 0.0 <= row["stall_time_share"] <= 1.0 and row["cpu_us_per_fsync"] > 0
     assert list(tmp_path.iterdir()) == []            # the probe files are removed
+
+
+def test_member_bench_times_the_adoption_of_a_removal_by_every_group(tmp_path):
+    lines = run("member", "--groups", "8", "--json", str(tmp_path / "m.json"))
+    summary = json.loads(lines[-1])
+    assert summary["groups"] == 8 and summary["epoch"] == 2 and summary["removed_node_exit_code"] == 4
+    assert summary["all_groups_adopted_seconds"] > 0 and summary["ops_per_sec_before"] > 0
+    assert summary["samples"][-1][1:] == [0, 0], "the last sample: no worker still adopting"
+    assert json.loads((tmp_path / "m.json").read_text()) == summary

@@ -64,6 +64,25 @@ def test_an_unanswered_catchup_request_is_followed_by_one_to_another_peer():
     assert [dest for dest, _ in capture.take(Kind.CATCHUP_REQ)] == [1]
 
 
+def test_after_a_quiet_while_the_node_that_announced_the_mark_is_asked_first():
+    """A request long past (more than two intervals) does not count as unanswered: when the group is heard of
+    again, the node that says the values are chosen is asked, not a peer drawn at random."""
+    engine = _engine(2, (1, 2, 3, 4, 5), catchup_interval_ticks=3)
+    log = MemoryLog(2)
+    capture = _Capture()
+    engine.receive([Message(Kind.CHOSEN, 0, 10, pack(1, 1), 10, 0, 0, b"", src=1)])
+    engine.tick(1)
+    run_cycle(engine, log, capture)
+    assert [dest for dest, _ in capture.take(Kind.CATCHUP_REQ)] == [1]
+    for source in (3, 4, 5, 3, 4):
+        # Long after the unanswered request, another node says more is chosen: it is asked.
+        now = engine.now + 20
+        engine.receive([Message(Kind.CHOSEN, 0, 10, pack(1, source), 10 + source, 0, 0, b"", src=source)])
+        engine.tick(now)
+        run_cycle(engine, log, capture)
+        assert [dest for dest, _ in capture.take(Kind.CATCHUP_REQ)] == [source]
+
+
 def test_a_reply_that_ends_at_a_damaged_chain_record_is_served_with_the_chain_from_a_lower_one():
     values = [encode_batch([(1, k, b"value %d" % k)]) for k in range(130)]
     for damage in ("flip", "delete", None):

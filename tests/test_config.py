@@ -144,6 +144,32 @@ def test_to_dict_round_trips():
     tomli_w.dumps(cfg.to_dict())
 
 
+def test_to_dict_writes_only_the_settings_that_differ_from_their_defaults():
+    """A node file written from a config (a join bundle's) names no optional setting at its default: a build
+    that predates a setting still reads it, and a default stays a default."""
+    d = base_dict()
+    d["paxos"] = {"window": 2}
+    out = load(d).to_dict()
+    assert out["paxos"] == {"window": 2}
+    assert "storage" not in out and "snapshot" not in out and "limits" not in out
+    assert "first_voters" not in out["cluster"]
+
+
+def test_first_voters_state_the_groups_first_configuration():
+    """cluster.first_voters (a node that joined later: its join bundle writes them): the voters of a group that
+    never adopted an epoch, which need not be the nodes the file lists today (a first voter since removed)."""
+    assert load(base_dict()).first_configuration == (1, 2, 3)
+    d = base_dict()
+    d["cluster"]["first_voters"] = [3, 1, 7]
+    cfg = load(d)
+    assert cfg.first_voters == (1, 3, 7) and cfg.first_configuration == (1, 3, 7) and cfg.members == (1, 2, 3)
+    assert load(cfg.to_dict()).first_voters == (1, 3, 7)
+    for bad in ([], [1, 1], [0], ["1"], [True], 3, [1 << 20]):
+        d["cluster"]["first_voters"] = bad
+        with pytest.raises(ConfigError, match=r"cluster\.first_voters"):
+            load(d)
+
+
 def test_metrics_port_is_optional_and_zero_means_off():
     d = base_dict()
     for n in d["cluster"]["nodes"]:

@@ -190,7 +190,8 @@ def test_add_group_of_the_highest_group_id_allocates_nothing():
     t = fuzz.WorkerTarget()
     t._fresh()
     slots = t.loop.engine.n_slots
-    frame = rpc.add_group_request(7, 0xFFFFFFFE)[:13]          # group 2**32-2 lives on worker 0 of 2
+    frame = rpc.add_group_request(7, 0xFFFFFFFC)[:13]          # the highest group id of worker 0 of 2 (the two
+                                                               # above it are reserved: the system group)
     assert len(frame) == 13
     with memory_bound():
         t.loop.turn((), [(b"c", frame)])

@@ -1,6 +1,6 @@
 """The system group's state machine (statemachine/membership.py, issue 14 step 4), without a cluster: epochs
-with compare-and-set, ids never reused, idempotent changes, refusals that change nothing, snapshots. Nothing
-runs it in a node yet."""
+with compare-and-set, ids never reused, idempotent changes, refusals that change nothing, snapshots. A node
+runs it as the system group (tests/test_system_group.py)."""
 import json
 import random
 
@@ -42,6 +42,23 @@ def test_seed_makes_epoch_1_with_every_node_a_voter_and_seeding_again_is_a_no_op
     refused = apply(sm, "seed", alpha=4, nodes=seed_nodes(3))
     assert refused["error"] == INVALID and "alpha" in refused["message"]
     assert table(sm) == t
+
+
+def test_a_seed_may_name_learners_but_needs_a_voter():
+    sm = MembershipStateMachine(MemoryStore())
+    nodes = seed_nodes(5)
+    for node in nodes[3:]:
+        node["role"] = "learner"
+    assert apply(sm, "seed", alpha=8, nodes=nodes)["epoch"] == 1
+    t = table(sm)
+    assert (t["voters"], t["learners"], t["next_id"]) == ([1, 2, 3], [4, 5], 6)
+    for bad_role in ("removed", "boss", None):
+        fresh = MembershipStateMachine(MemoryStore())
+        refused = apply(fresh, "seed", alpha=8, nodes=[dict(seed_nodes(1)[0], role=bad_role)])
+        assert refused["error"] == INVALID and table(fresh)["epoch"] == 0
+    fresh = MembershipStateMachine(MemoryStore())
+    refused = apply(fresh, "seed", alpha=8, nodes=[dict(n, role="learner") for n in seed_nodes(2)])
+    assert refused["error"] == INVALID and "0 voters" in refused["message"] and table(fresh)["epoch"] == 0
 
 
 def test_nothing_but_a_seed_is_accepted_on_an_empty_table():
@@ -175,3 +192,27 @@ def test_the_same_commands_give_the_same_table_and_a_snapshot_restores_it():
     restored = MembershipStateMachine(MemoryStore())
     restored.restore(S, one.snapshot(S))
     assert table(restored) == table(one)
+
+
+def test_a_placement_names_cluster_nodes_moves_with_a_swap_and_pins_its_nodes():
+    sm = seeded(5)
+    assert apply(sm, "place", 1, group=3, voters=[5, 4, 3]) == {"ok": True, "changed": True, "epoch": 2, "placed": 3}
+    assert apply(sm, "place", None, group=3, voters=[3, 4, 5])["changed"] is False, "the same placement again"
+    assert table(sm)["placements"] == {"3": [3, 4, 5]}
+    for bad in ([], [1, 1], [1, 2, 3, 4, 5, 6, 7, 8], [9], "1,2", [True]):
+        refused = apply(sm, "place", group=3, voters=bad)
+        assert refused["ok"] is False and table(sm)["placements"] == {"3": [3, 4, 5]}, bad
+    assert apply(sm, "place", group=0xFFFFFFFE, voters=[1, 2, 3])["error"] == INVALID, "not the system group"
+    refused = apply(sm, "remove", id=4)
+    assert refused["error"] == INVALID and "move them first" in refused["message"]
+    new = apply(sm, "add", host="10.0.0.9", peer_port=7000, client_port=7100, public_key="key9")["id"]
+    apply(sm, "place", group=5, voters=[4, new, 1])
+    refused = apply(sm, "swap", old=4, new=new)
+    assert refused["error"] == INVALID and "a voter short" in refused["message"]
+    apply(sm, "place", group=5, voters=None)
+    apply(sm, "swap", old=4, new=new)
+    assert table(sm)["placements"] == {"3": [3, 5, new]}
+    assert apply(sm, "place", 2, group=3, voters=[1, 2, 3])["error"] == EPOCH_CONFLICT
+    epoch = table(sm)["epoch"]
+    assert apply(sm, "place", epoch, group=3, voters=None)["changed"] is True
+    assert table(sm)["placements"] == {}

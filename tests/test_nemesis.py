@@ -72,6 +72,24 @@ def test_fault_kind_injected_and_history_linearizable(tmp_path, kind):
     assert result.returncode == 0, out[-3000:]
 
 
+def test_member_fault_changes_the_members_under_load_and_every_check_holds(tmp_path):
+    """The member fault alone, one short run: the operator's first step on 3 voters adds a node by join bundle
+    and promotes it (or replaces a killed and wiped voter): the table's members are the nodes running at the
+    end, every group on every node votes on the table's voters, and the history is linearizable."""
+    _requirements("kill")
+    result, summary, out = nemesis(tmp_path, "--duration", DURATION, "--faults", "member", "--seed", "1",
+                                   "--read-modes", "lease,linearizable")
+    assert summary["topology"] == "netns", out[-3000:]
+    assert summary["member_changes"] >= 1 and summary["faults"].get("member", 0) >= 1, out[-3000:]
+    assert summary["member_problems"] == 0, out[-3000:]
+    assert summary["final_members"] != [1, 2, 3], out[-3000:]
+    assert summary["anomalies"] == 0 and summary["lost_acked_writes"] == 0, out[-3000:]
+    assert summary["converged"] and summary["tracebacks"] == 0 and summary["nodes_down"] == 0, out[-3000:]
+    logs = "".join(p.read_text(errors="replace") for p in (tmp_path / "run" / "logs").glob("*"))
+    assert "joins cluster" in logs, out[-3000:]
+    assert result.returncode == 0, out[-3000:]
+
+
 def test_planted_stale_lease_clock_is_caught(tmp_path):
     """The real nodes run with the simulator's stale-lease-clock plant (lease decisions on the clock read
     before the poll, no lease dropped after a late turn). The stall fault is aimed at it: the loop of a group's
@@ -238,6 +256,7 @@ def test_a_power_cut_that_is_refused_is_reported_not_injected_and_the_node_resta
             pass
 
     class Node:
+        node_id = 1
         disk = Disk()
         path = "/x/node1.toml"
         running = True

@@ -218,6 +218,9 @@ def test_nemesis_finding_damage_met_by_a_read_while_running_sets_the_db_aside_at
     loop, _ = start_loop(log, data_dir, 0, make(log))
     for k in range(40):
         put(loop, k, b"v" * 80)
+    assert [rpc.decode_reply(f)[0] for _, f in turns(loop, [(b"c", rpc.read_request(98, 0, rpc.READ_STALE, 5000,
+                                                                                   kv.encode_get(b"key05")), True)])
+            ] == [rpc.OK], "a group up to date serves a stale read"
     before = set(rocks_damage.sst_files(path))
     flush_sm(log)
     old_table = sorted(set(rocks_damage.sst_files(path)) - before)
@@ -254,7 +257,9 @@ def test_nemesis_finding_damage_met_by_a_read_while_running_sets_the_db_aside_at
     assert loop.engine.group_view(0)["status"] == "repairing", "rebuilds from its peers before it votes"
     assert identity.damage_found(data_dir, 0) is None and identity.rebuilding(data_dir, 0)
     assert [p for p in data_dir.iterdir() if p.name.startswith("worker-0.damaged")], "set aside, never deleted"
-    turns(loop, [(b"c", read, True)])        # the damaged table is gone: no crash
+    # The damaged table is gone: no crash; and a rebuilding group serves no stale read (the stated bound of a
+    # stale read, paxos.max_stale_lag: NotMaster, the client asks the master).
+    assert [rpc.decode_reply(f)[0] for _, f in turns(loop, [(b"c", read, True)])] == [rpc.NOT_MASTER]
     loop.close()
     loop.store.close()
     log.close()

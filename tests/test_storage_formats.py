@@ -57,10 +57,25 @@ def test_version_2_is_read_only_for_low_and_chain_records():
         decode_record(key, _v1(key, body))
     key = group_key(LOW_RECORD, 1, 0)
     with pytest.raises(UnknownVersion):
-        decode_record(key, _v1(key, bytes([3, LOW_RECORD, 0, 0]) + bytes(20)))
+        decode_record(key, _v1(key, bytes([4, LOW_RECORD, 0, 0]) + bytes(20)))
     key, value = encode_record(low_record(1, 64, 5, 10))
     with pytest.raises(RecordCorrupt):
         decode_record(key, value[:-5] + value[-4:])          # a v2 record one byte short
+
+
+def test_low_and_chain_records_carry_a_membership_configuration_in_version_3_only_when_there_is_one():
+    from paxos_core.core.voters import VoterTable
+    table = VoterTable(1, 8, 1, (1, 2, 3))
+    table.learned(0, 40, __import__("paxos_core.core.voters", fromlist=["x"]).encode_adopt(2, (1, 2, 4)))
+    config = table.state(0)
+    for rec in (low_record(3, 640, 0xDEADBEEF, 99, config), chain_record(3, 640, 0xCAFEF00D, 1 << 40, config)):
+        key, value = encode_record(rec)
+        assert value[0] == 3
+        assert decode_record(key, value) == rec
+        with pytest.raises(RecordCorrupt):
+            decode_record(key, value[:-5] + value[-4:])      # the configuration one byte short
+    for rec in (low_record(3, 640, 1, 99), chain_record(3, 640, 1, 99)):
+        assert encode_record(rec)[1][0] == 2, "no configuration: the format an older build reads"
 
 
 def test_checkpoint_record_round_trips_and_is_checked():
@@ -239,3 +254,61 @@ def test_a_damaged_truncation_record_makes_the_group_rebuild_not_stop():
     assert state.repair and "truncation record" in state.repair_reason and not state.stop_reason
     result = run_seed(SimConfig(seed=1600150, nodes=3, groups=1, faults=FAULT_KINDS))
     assert result.violations == [], result.violations[:3]
+
+
+def test_group_records_of_a_handover_carry_the_mark_in_version_2_and_recovery_reads_them():
+    """A group handed over to the nodes it is placed on (GROUP_VACATED, with the chosen mark of the handover)
+    is not recovered as held; one held again (a pending REPAIR flagged as a re-entry, the GROUP record with
+    the mark) learns up to that mark before it votes, without the rebuild rule; any other pending repair, or
+    a damaged REPAIR record, is a full rebuild."""
+    from paxos_core.storage.records import GROUP_VACATED, REPAIR_RECORD, repair_record
+
+    plain = group_record(5, 3)
+    key, value = encode_record(plain)
+    assert value[0] == 1 and decode_record(key, value) == plain, "no mark: version 1, as older builds read"
+    handed = group_record(5, 3, vacated=True, mark=1 << 40)
+    key, value = encode_record(handed)
+    assert value[0] == 2 and decode_record(key, value) == handed and handed[3] == GROUP_VACATED
+    with pytest.raises(RecordCorrupt):
+        decode_record(key, value[:-5] + value[-4:])
+    promise_key = group_key(PROMISE_RECORD, 1, 0)
+    with pytest.raises(UnknownVersion):       # version 2 is read for GROUP records, not for others
+        decode_record(promise_key, _v1(promise_key, bytes([2, PROMISE_RECORD, 0, 0]) + struct.pack("<Q", 5)))
+
+    result = recover(sorted(encode_record(r) for r in (handed, promise_record(5, 9), instance(5, 0))))
+    assert result.vacated == {5: (3, 1 << 40)} and 5 not in result.groups
+
+    reentering = [group_record(5, 3, mark=40), repair_record(5, True, True), instance(5, 0, mark=1)]
+    state = recover(sorted(encode_record(r) for r in reentering)).groups[5]
+    assert not state.repair and state.reenter_upto == 40 and state.incarnation == 3
+    done = [group_record(5, 3, mark=40), repair_record(5, False), instance(5, 0, mark=1)]
+    state = recover(sorted(encode_record(r) for r in done)).groups[5]
+    assert not state.repair and state.reenter_upto == 0
+    lost = [group_record(5, 3, mark=40), repair_record(5, True), instance(5, 0, mark=1)]
+    state = recover(sorted(encode_record(r) for r in lost)).groups[5]
+    assert state.repair and state.reenter_upto == 0, "a loss of memory is rebuilt by the rule"
+    items = sorted(encode_record(r) for r in reentering)
+    rkey = group_key(REPAIR_RECORD, 5, 0)
+    damaged = [(k, v if k != rkey else v[:-1] + bytes([v[-1] ^ 1])) for k, v in items]
+    state = recover(damaged).groups[5]
+    assert state.repair and state.reenter_upto == 0, "a damaged REPAIR record: rebuilt by the rule"
+
+
+def test_a_chain_record_at_a_mark_makes_that_mark_durable():
+    """A node that learned instances from a leader's notice (values it had accepted) has them in records whose
+    mark is older; the CHAIN record it writes when a peer asks how far it learned (STATE_REQ, for a handover)
+    makes recovery find that mark again. Without it, recovery stops at the records' mark."""
+    chain, values = 0, [b"a", b"bb", b"ccc", b"dddd"]
+    at_one = chain_next(0, 0, values[0])
+    records = []
+    for i, value in enumerate(values):
+        # Accepted while the node knew only instance 0 chosen (the records carry that mark and its chain).
+        records.append(instance(4, i, value, mark=1, chain=at_one))
+        chain = chain_next(chain, i, value)
+    state = recover(sorted(encode_record(r) for r in records)).groups[4]
+    assert state.chosen_next == 1
+    records.append(chain_record(4, 4, chain, sum(map(len, values))))
+    state = recover(sorted(encode_record(r) for r in records)).groups[4]
+    assert state.chosen_next == 4 and not state.repair and not state.stop_reason
+    wrong = records[:-1] + [chain_record(4, 4, chain ^ 1, 10)]
+    assert recover(sorted(encode_record(r) for r in wrong)).groups[4].stop_reason, "a chain that does not match"

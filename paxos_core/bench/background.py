@@ -76,6 +76,19 @@ class BackgroundLoad:
             n = bisect.bisect_left(times, t1) - bisect.bisect_left(times, t0)
         return n / (t1 - t0)
 
+    def measure(self, window, warmup=0.0):
+        """Wait `warmup` seconds, then return the rate over the next `window` seconds."""
+        time.sleep(warmup)
+        t = time.monotonic()
+        time.sleep(window)
+        return self.rate(t, time.monotonic())
+
+
+def start_load(client, groups, concurrency, value_size, keys, window, warmup=2.0):
+    """Start a BackgroundLoad and measure its steady rate: (load, ops/s over `window` s after `warmup` s)."""
+    load = BackgroundLoad(client, groups, concurrency, value_size, keys=keys).start()
+    return load, load.measure(window, warmup)
+
 
 def report(result, json_path=None, leave_out=()):
     """Write `result` to `json_path` (if given) and print it as the last line of output, without the keys in
@@ -84,3 +97,11 @@ def report(result, json_path=None, leave_out=()):
         with open(json_path, "w") as f:
             json.dump(result, f, indent=1)
     print(json.dumps({k: v for k, v in result.items() if k not in leave_out}, sort_keys=True), flush=True)
+
+
+def stop_and_close(load, cluster):
+    """The end of a benchmark with a background load, however it ends: the load stops, the cluster's nodes
+    are stopped by PID."""
+    if load is not None:
+        load.stopping.set()
+    cluster.close()

@@ -123,15 +123,16 @@ def _mb(n):
 class BenchCluster:
     """Three nodes on loopback in a temporary directory, stopped and deleted on close()."""
 
-    def __init__(self, point, base_dir=None, storage=None):
-        """`storage`: overrides of the node files' [storage] table (e.g. {"retain_instances": 256})."""
+    def __init__(self, point, base_dir=None, storage=None, nodes=3):
+        """`storage`: overrides of the node files' [storage] table (e.g. {"retain_instances": 256}); `nodes`:
+        how many (3 unless a benchmark needs more, as `bench member` does)."""
         self.point = point
         self.dir = tempfile.mkdtemp(prefix="paxos-bench-", dir=base_dir)
         self.procs = {}
         self.logs = {}
         self.client = None
         cluster_dir = os.path.join(self.dir, "cluster")
-        write_cluster(cluster_dir, nodes=3, workers=point.workers, groups=point.groups, curve=point.curve)
+        write_cluster(cluster_dir, nodes=nodes, workers=point.workers, groups=point.groups, curve=point.curve)
         self.cluster_dir = cluster_dir
         for path in sorted(p for p in os.listdir(cluster_dir) if p.endswith(".toml")):
             full = os.path.join(cluster_dir, path)

@@ -21,7 +21,7 @@ Steps, on a fresh local cluster (real processes, fsync on, loopback, truncation 
 import time
 
 from ..statemachine import kv
-from .background import BackgroundLoad, report
+from .background import report, start_load, stop_and_close
 from .cluster import BenchCluster, Point
 
 WIPED = 3
@@ -99,11 +99,7 @@ def run(groups=64, keys=100000, value_size=100, workers=2, retain=128, concurren
                                    % sorted(set(lows))[:8])
             time.sleep(0.2)
 
-        load = BackgroundLoad(cluster.client, groups, concurrency, value_size, keys=1000).start()
-        time.sleep(2.0)
-        t = time.monotonic()
-        time.sleep(window)
-        healthy = load.rate(t, time.monotonic())
+        load, healthy = start_load(cluster.client, groups, concurrency, value_size, 1000, window)
         say("healthy: %.0f ops/s; stopping node %d and wiping its data directory" % (healthy, WIPED))
         size_before = cluster.disk_bytes(WIPED)
         cluster.stop_node(WIPED)
@@ -193,9 +189,7 @@ def run(groups=64, keys=100000, value_size=100, workers=2, retain=128, concurren
         report(result, json_path)
         return result
     finally:
-        if load is not None:
-            load.stopping.set()
-        cluster.close()
+        stop_and_close(load, cluster)
 
 
 __all__ = ["run"]

@@ -10,12 +10,15 @@ import signal
 import sys
 import threading
 
+from ..core.config import SYSTEM_GROUP
 from ..errors import ConfigError
 from . import kv as kv_cli
 from .parsing import add_shared, int_range, positive_float
 
 CLUSTER_ENV = "PAXOS_CORE_CLUSTER"
-GROUP_ID = int_range(0, (1 << 32) - 1, "a group id")        # u32 on the wire (wire/rpc.py) and on disk
+# u32 on the wire (wire/rpc.py) and on disk; the top two ids are reserved (0xFFFFFFFE: the system group)
+GROUP_ID = int_range(0, SYSTEM_GROUP - 1, "a group id")
+EXIT_REMOVED = 4        # `paxos-core node`: the membership table removed this node; it stopped for good
 
 
 def cmd_node(args):
@@ -41,8 +44,19 @@ def cmd_node(args):
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop.set())
+    config_path = args.config
     try:
-        node = Node(args.config, log_level=level, rebuild=args.rebuild)
+        if args.join:
+            from ..join import install, read_bundle
+
+            bundle = read_bundle(args.join)
+            folder = args.dir or "node%d" % int(bundle["node_id"])
+            config_path = install(bundle, folder)
+            print("node %d joins cluster %d: its folder is %s" % (bundle["node_id"], bundle["cluster_id"], folder),
+                  flush=True)
+        elif config_path is None:
+            args._parser.error("give the node's FILE, or --join BUNDLE")
+        node = Node(config_path, log_level=level, rebuild=args.rebuild)
     except (ConfigError, StartError) as exc:
         root.removeHandler(held)
         if level <= logging.DEBUG:
@@ -67,7 +81,7 @@ def cmd_node(args):
     node.close()
     if failure is not None:
         print("paxos-core node: %s" % failure, file=sys.stderr)
-        return 1
+        return EXIT_REMOVED if node.supervisor.removed_epoch is not None else 1
     return 0
 
 
@@ -170,9 +184,27 @@ def _group_infos(client, group, timeout):
     return infos
 
 
-def cmd_group(args):
-    client, _ = connect(args)
+def _node_list(text):
     try:
+        nodes = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        nodes = []
+    if not nodes:
+        raise argparse.ArgumentTypeError("expected node ids separated by commas, like 3,4,5; got %r" % text)
+    return nodes
+
+
+def cmd_group(args):
+    client, cfg = connect(args)
+    try:
+        if args.action == "move":
+            change = client.membership.place(args.group, args.to, timeout=args.timeout)
+            if args.wait is not None:
+                change.wait(timeout=args.wait)
+            print("group %d votes on nodes %s from epoch %d%s" % (
+                args.group, ",".join(map(str, args.to)), change.epoch,
+                "" if change.changed else " (already so: nothing changed)"))
+            return 0
         infos = _group_infos(client, args.group, args.timeout)
         hosts = sorted(n for n, i in infos.items() if i["hosted"])
         if args.action == "add":
@@ -183,6 +215,13 @@ def cmd_group(args):
                 return 0
             incarnation = client.add_group(args.group, timeout=args.timeout)
             print("group %d added on every node (incarnation %d)" % (args.group, incarnation))
+            if args.replicas:
+                # Its voters: the least loaded nodes (by the groups each votes in), lowest ids first on a tie.
+                load = client.membership.groups_per_node(max(cfg.groups, args.group + 1), args.timeout)
+                chosen = sorted(sorted(load, key=lambda n: (load[n], n))[:args.replicas])
+                change = client.membership.place(args.group, chosen, timeout=args.timeout)
+                print("group %d votes on nodes %s from epoch %d" % (args.group, ",".join(map(str, chosen)),
+                                                                      change.epoch))
             return 0
         if not hosts:
             print("paxos-core group remove: group %d does not exist on any node; nothing was removed"
@@ -216,16 +255,26 @@ def cluster_opts(p, shared=False, write_out=False):
 
 
 def register(sub):
+    from ..config import MAX_NODE_ID
+    from . import member
+
+    member.register(sub, cluster_opts, int_range(1, MAX_NODE_ID, "a node id"), int_range(1, 65535, "a port"))
     p = sub.add_parser("node", help="run a node in the foreground until SIGTERM/SIGINT",
                        description="Run the node of FILE (its supervisor and worker processes) in the "
                                    "foreground until SIGTERM or SIGINT, then stop cleanly.")
-    p.add_argument("config", metavar="FILE", help="the node's TOML file (from paxos-core init)")
+    p.add_argument("config", metavar="FILE", nargs="?", default=None,
+                   help="the node's TOML file (from paxos-core init, or written by --join)")
+    p.add_argument("--join", metavar="BUNDLE", default=None,
+                   help="join a running cluster: write this node's folder from the bundle of `paxos-core member add "
+                        "--out` (with this host's key pair from `paxos-core keygen DIR/keys`), then run it")
+    p.add_argument("--dir", metavar="DIR", default=None,
+                   help="with --join: the node's folder (default: ./node<ID>)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="logging level")
     p.add_argument("--rebuild", action="store_true",
                    help="the node's data directory was lost (a replaced disk): rebuild every group from the peers "
                         "before voting again. Without it, a data directory lacking its identity marker is refused")
-    p.set_defaults(func=cmd_node)
+    p.set_defaults(func=cmd_node, _parser=p)
 
     kv_cli.register(sub, cluster_opts).set_defaults(func=cmd_kv, needs_cluster=True)
 
@@ -244,18 +293,29 @@ def register(sub):
                        description="Add a group to every node, or remove one (and its data) from every node, "
                                    "while the cluster runs.")
     cluster_opts(p)
-    actions = p.add_subparsers(dest="action", required=True, metavar="{add,remove}")
-    q = actions.add_parser("add", help="create group G on every node (a new, empty incarnation)",
-                           description="Create group G on every node, in an incarnation newer than any a node "
-                                       "removed. Refused while some node still holds an incarnation another node "
-                                       "removed (finish the removal first). Idempotent.")
-    q.add_argument("group", metavar="G", type=GROUP_ID, help="group id, 0..4294967295")
+    actions = p.add_subparsers(dest="action", required=True, metavar="{add,remove,move}")
+    def action(name, help, description):
+        q = actions.add_parser(name, help=help, description=description)
+        q.add_argument("group", metavar="G", type=GROUP_ID, help="group id, 0..%d" % (SYSTEM_GROUP - 1))
+        return q
+
+    q = action("add", "create group G on every node (a new, empty incarnation)",
+               "Create group G on every node, in an incarnation newer than any a node removed. Refused while some "
+               "node still holds an incarnation another node removed (finish the removal first). Idempotent.")
+    q.add_argument("--replicas", type=int_range(1, 7, "a number of voters"), default=None,
+                   help="its voters: this many of the least loaded nodes (default: the cluster's voters)")
     cluster_opts(q, shared=True)
-    q = actions.add_parser("remove", help="delete group G and its data on every node (needs --yes)",
-                           description="Delete group G and ALL its data on every node. Refused without --yes, "
-                                       "and for a group that no node holds. Requests in flight for the group "
-                                       "fail; a write acknowledged before the removal is deleted with it.")
-    q.add_argument("group", metavar="G", type=GROUP_ID, help="group id, 0..4294967295")
+    q = action("move", "group G votes on other nodes (a membership change of that group only)",
+               "Group G votes on the nodes --to from now on (every node still holds it; the new voters have "
+               "learned every value as learners). Compare-and-set and idempotent like every membership change.")
+    q.add_argument("--to", type=_node_list, required=True, metavar="IDS", help="its voters, like 3,4,5")
+    q.add_argument("--wait", type=float, nargs="?", const=120.0, default=None, metavar="SECONDS",
+                   help="wait until every node's copy of the group votes on them (default 120 s)")
+    cluster_opts(q, shared=True)
+    q = action("remove", "delete group G and its data on every node (needs --yes)",
+               "Delete group G and ALL its data on every node. Refused without --yes, and for a group that no node "
+               "holds. Requests in flight for the group fail; a write acknowledged before the removal is deleted "
+               "with it.")
     q.add_argument("--yes", action="store_true", help="yes, delete the group's data on every node")
     cluster_opts(q, shared=True)
     p.set_defaults(func=cmd_group, needs_cluster=True)

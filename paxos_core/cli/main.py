@@ -146,6 +146,13 @@ def cmd_bench(args):
                    concurrency=min(args.concurrency, 256), base_dir=args.dir, json_path=args.json,
                    say=lambda line: print(line, file=sys.stderr, flush=True))
         return 0
+    if args.what == "member":
+        from ..bench import member
+
+        member.run(groups=(args.groups or (100,))[0], workers=args.workers[0], value_size=args.value_size[0],
+                   concurrency=min(args.concurrency, 256), base_dir=args.dir, json_path=args.json,
+                   say=lambda line: print(line, file=sys.stderr, flush=True))
+        return 0
     if args.what == "soak":
         from ..bench import soak
 
@@ -279,7 +286,7 @@ def cmd_keygen(args):
     """`paxos-core keygen`: a node's CURVE key pair, made on the host that will run it."""
     from ..config import write_node_keys
 
-    public, secret = write_node_keys(args.dir, args.node)
+    public, secret = write_node_keys(args.dir, args.node if args.node is not None else "new")
     print("wrote %s (public: copy it to where `paxos-core init --node ... --public-keys` runs)" % public)
     print("wrote %s (secret, mode 0600: it stays on this host, in the node folder's keys/)" % secret)
     return 0
@@ -362,10 +369,12 @@ def build_parser():
                        "group commit against one synced write per record. idle: memory and CPU of idle groups. "
                        "fsync: this disk's synced-append latency and stalls. rejoin: wipe one node of a loaded "
                        "cluster and time its rebuild through snapshots. soak: write for --duration seconds and "
-                       "report disk use per node every --seconds. The last line of output is a JSON summary "
+                       "report disk use per node every --seconds. member: remove a node of a loaded 4-node cluster and time how long every "
+                       "group takes to adopt the new voters, and the throughput dip. The last line of output is a JSON summary "
                        "(cluster: ops/s, latency, fsyncs, operations in flight, CPU per op and in cores by role, "
                        "memory per replica); progress goes to stderr (a bar on a terminal, else one line per stage).")
-    p.add_argument("what", nargs="?", default="cluster", choices=["cluster", "storage", "idle", "fsync", "rejoin", "soak"],
+    p.add_argument("what", nargs="?", default="cluster", choices=["cluster", "storage", "idle", "fsync", "rejoin", "soak",
+                                                                  "member"],
                    help="which benchmark")
     p.add_argument("--quick", action="store_true", help="short run (well under a minute)")
     p.add_argument("--full", action="store_true", help="the full sweep reported in docs/BENCHMARKS.md")
@@ -454,11 +463,13 @@ def build_parser():
     p = sub.add_parser("keygen", help="make a node's CURVE key pair on its own host",
                        description="Write DIR/node<ID>.key (public: copy it to where `paxos-core init --node ... "
                                    "--public-keys` runs) and DIR/node<ID>.key_secret (mode 0600: it never leaves "
-                                   "this host; put it into the node folder's keys/ that init writes). Refuses "
-                                   "existing key files.")
+                                   "this host; put it into the node folder's keys/ that init writes). Without "
+                                   "--node, for a node that joins a running cluster (its id comes with the join "
+                                   "bundle): DIR/new.key, to give to `paxos-core member add --key-file`, and "
+                                   "DIR/new.key_secret. Refuses existing key files.")
     p.add_argument("dir", metavar="DIR", help="directory for the two key files (created if missing)")
-    p.add_argument("--node", type=int_range(1, MAX_NODE_ID, "a node id"), required=True,
-                   help="the node id these keys are for")
+    p.add_argument("--node", type=int_range(1, MAX_NODE_ID, "a node id"), default=None,
+                   help="the node id these keys are for (default: a node that will join: new.key)")
     p.set_defaults(func=cmd_keygen)
     return parser
 

@@ -21,14 +21,39 @@ from ..errors import ConfigError
 # Retention: weigh-short (the cut by weight stops one block of 64 short: logs keep more than retain_bytes).
 # Adaptive batching: fill-reverse (the proposals queued during one input are packed at take_effects backwards).
 # Elections: reprepare-uncapped (a new leader re-proposes every instance its promises reported at once, past
-# its chosen mark + window, where it cannot yet know who votes). Forwarding: relay-appends (our own proposal
-# relayed back by a former leader is queued after our own later ones; soak seed 3,154,073).
+# its chosen mark + window, where it cannot yet know who votes). Membership: config-at-i (an ADOPT governs from
+# the instance after it, not alpha later), count-any-vote (votes and promises count from any node, not only the
+# voters of the instance's configuration, and learners answer as voters would, as a removed node that has not
+# learned its removal does), no-reprepare-at-activation (a leader goes on past an activation under
+# the promises of the old voters), retire-early (the membership driver stops sending to a node the table dropped
+# at once, not once every group adopted voters without it: a group it still votes or leads in is cut off),
+# snapshot-drops-config (a snapshot carries the first configuration, not the group's), handoff-early (a node
+# placed elsewhere drops its copy of a group as soon as it votes in none of its configurations, without waiting
+# for a majority of the voters carrying it on to have learned what it had), reenter-without-learning (a node
+# placed on a group again votes at once, before it learned the instances it voted in before it handed it over).
+# ignore-late-adopt (the membership driver takes no notice of an older epoch's ADOPT chosen after it found
+# the group done), renew-non-voter (a master's chosen commands renew its lease in every node's view even where it
+# votes no more: simulator seed 897). Forwarding: relay-appends (our own proposal relayed back by a former leader is queued after our own later ones;
+# soak seed 3,154,073).
+#: The system group's id (issue 14): the cluster's node table and membership epochs (statemachine/membership.py)
+#: are a group like the others, hosted by worker 0 of every node in the slot before its data groups. Data groups
+#: never use this id (nor 0xFFFFFFFF).
+SYSTEM_GROUP = 0xFFFFFFFE
+
+
+def shard_of(group, workers):
+    """The worker (on every node) that hosts `group`: ``group % workers``, and 0 for the system group. THE
+    sharding function: the node's config, the replica loop and the client all route with it."""
+    return 0 if group == SYSTEM_GROUP else group % workers
+
 PLANTS = ("ignore-promise", "reply-before-sync", "promise-not-persisted", "learn-without-quorum", "lease-overrun",
           "no-fencing", "serve-before-write", "stale-lease-clock", "wal-rollback", "requeue-reverse",
           "readd-amnesia", "amnesia-votes", "batch-together", "forward-twice", "truncate-too-far",
           "install-non-atomic", "prepare-unpromised",
           "remove-keeps-state", "weigh-short", "fill-reverse", "reprepare-uncapped",
-          "relay-appends")
+          "config-at-i", "count-any-vote", "no-reprepare-at-activation", "retire-early",
+          "snapshot-drops-config", "handoff-early", "reenter-without-learning", "ignore-late-adopt",
+          "renew-non-voter", "relay-appends")
 
 
 @dataclass(frozen=True)
@@ -68,6 +93,12 @@ class CoreConfig:
     fill_at_take: bool = True           # a leader packs the proposals of one batch of input (all propose()
                                         # calls before take_effects) into instances when the effects are taken,
                                         # not one instance per call while the window has room
+    alpha: int = 0                      # a configuration adopted at instance i governs from i + alpha on; the
+                                        # same on every node, at least the window (0: the window)
+    voters: tuple = ()                  # the groups' first configuration (epoch 1): its voters, a subset of
+                                        # members (empty: every member)
+    system_group: bool = False          # this core also hosts the system group (SYSTEM_GROUP), in slot 0; the
+                                        # data groups then take slots 1 .. n_groups
     plant: str = ""                     # planted bug for testing the tests (never in production)
 
     def __post_init__(self):
@@ -121,6 +152,17 @@ class CoreConfig:
         if self.repair_wait_ticks <= self.vote_ttl_ticks:
             bad("repair_wait_ticks", "must exceed vote_ttl_ticks (%d), got %r"
                 % (self.vote_ttl_ticks, self.repair_wait_ticks))
+        if not isinstance(self.alpha, int) or isinstance(self.alpha, bool) or self.alpha < 0:
+            bad("alpha", "must be an integer >= 0, got %r" % (self.alpha,))
+        if not self.alpha:
+            object.__setattr__(self, "alpha", self.window)
+        if self.alpha < self.window:
+            bad("alpha", "%d is less than the window (%d): a leader must never run further ahead than alpha"
+                % (self.alpha, self.window))
+        voters = tuple(int(v) for v in self.voters) or members
+        if len(set(voters)) != len(voters) or not set(voters) <= set(members) or not 1 <= len(voters) <= 7:
+            bad("voters", "1 to 7 distinct ids among members %r, got %r" % (members, self.voters))
+        object.__setattr__(self, "voters", tuple(sorted(voters)))
         if self.plant and self.plant not in PLANTS:
             bad("plant", "unknown plant %r; known: %s" % (self.plant, ", ".join(PLANTS)))
 

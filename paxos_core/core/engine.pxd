@@ -3,6 +3,7 @@ from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from paxos_core.core.acceptor cimport AcceptorState
 from paxos_core.core.learner cimport LearnerState
 from paxos_core.core.proposer cimport ProposerGroup, ProposerState
+from paxos_core.core.voters cimport Config, VoterTable
 from paxos_core.wire.message cimport Message
 
 cpdef enum GroupStatus:
@@ -46,7 +47,10 @@ cdef enum:  # counter indexes (names in engine.COUNTER_NAMES)
     C_TRUNCATED_INSTANCES = 31
     C_INSTALLS = 32
     C_OFFERS = 33
-    C_COUNT = 34
+    C_STRANGERS = 34      # Prepares and Accepts refused because their sender votes in no configuration we know
+    C_ADOPTS = 35         # configurations adopted (an ADOPT learned)
+    C_ACTIVATIONS = 36    # configurations that took effect (the chosen mark reached their activation)
+    C_COUNT = 37
 
 cdef class Effects:
     cdef public list records        # record tuples to persist, in order (see paxos_core.storage.records)
@@ -75,8 +79,12 @@ cdef class Engine:
     cdef readonly int node_id
     cdef readonly tuple members
     cdef readonly tuple peers
-    cdef dict member_index
-    cdef int quorum
+    cdef dict member_index          # every node of the cluster (voter or learner of some group) -> index
+    cdef readonly VoterTable voters # per group and instance: who votes (core/voters.pyx; rules R3-R6)
+    cdef uint64_t alpha
+    cdef public object lead_config_array    # numpy uint16: the configuration (voters' index) our last phase 1
+    cdef uint16_t[::1] lead_config          # counted promises under; we lead only where it governs (R4)
+    cdef dict adopt_due             # slot -> ADOPT value this node proposes when it leads (Engine.adopt)
     cdef object rng
     cdef readonly AcceptorState acceptor
     cdef readonly LearnerState learner
@@ -92,6 +100,7 @@ cdef class Engine:
     cdef readonly Py_ssize_t n_slots
     cdef uint32_t group_offset
     cdef uint32_t group_stride
+    cdef Py_ssize_t slot_base       # 1 when slot 0 holds the system group, else 0
     cdef dict active
     cdef list self_queue
     cdef list self_after
@@ -123,6 +132,8 @@ cdef class Engine:
     cdef uint64_t peer_lag           # peers' floor: a live peer at most this far behind pins the log (0: off)
     cdef int64_t peer_live           # ... if heard within this many ticks
     cdef readonly dict repairs      # slot -> Repair, only while a group rebuilds
+    cdef readonly dict handoffs     # slot -> [mark, voters, heard set, asked_at], while this node hands the group
+                                    # over (Engine.handoff)
     cdef bint plant_requeue_reverse
     cdef bint plant_amnesia_votes
     cdef bint plant_readd_amnesia
@@ -135,8 +146,15 @@ cdef class Engine:
     cdef bint plant_fill_reverse
     cdef bint plant_reprepare_uncapped
     cdef bint window_override        # the plant above: _fill ignores the window for re-proposals
+    cdef bint plant_config_at_i
+    cdef bint plant_count_any_vote
+    cdef bint plant_no_reprepare_at_activation
+    cdef bint plant_snapshot_drops_config
+    cdef bint plant_handoff_early
+    cdef bint plant_reenter_without_learning
 
     cdef Py_ssize_t slot_of(self, uint32_t group) except -2
+    cdef inline Py_ssize_t slot_for(self, uint32_t group)
     cdef inline uint32_t group_of(self, Py_ssize_t slot)
     cdef void _send(self, int dest, Message m, bint after)
     cdef void _broadcast(self, Message m, bint after)
@@ -172,6 +190,9 @@ cdef class Engine:
     cdef uint64_t _leader_floor(self, Py_ssize_t slot, ProposerGroup pg, bint unheard=*)
     cdef void _heard_mark(self, Py_ssize_t slot, int src, uint64_t mark)
     cdef void _fill(self, Py_ssize_t slot)
+    cdef bint _voter_at(self, Py_ssize_t slot, uint64_t instance)
+    cdef void _fill_adopt(self, Py_ssize_t slot, ProposerGroup pg, uint64_t cap)
+    cdef void _learned_config(self, Py_ssize_t slot, uint64_t instance, bytes value)
     cdef void _route_follower(self, Py_ssize_t slot)
     cdef void _decide(self, Py_ssize_t slot, uint64_t instance, bytes value)
     cdef void _learn(self, Py_ssize_t slot, bytes value)

@@ -38,16 +38,19 @@ from paxos_core.core.acceptor cimport AcceptorState, REJECTED, PROMISED, PROMISE
 from paxos_core.core.ballot cimport ballot_node, ballot_round, make_ballot
 from paxos_core.core.learner cimport LearnerState, chain_step
 from paxos_core.core.proposer cimport FOLLOWER, LEADING, PREPARING, InFlight, ProposerGroup, ProposerState
+from paxos_core.core.voters cimport Config, VoterTable
+from paxos_core.core.voters import BadAdopt, encode_adopt, state_configs
 from paxos_core.wire.message cimport (ACCEPT, ACCEPTED as MSG_ACCEPTED, CATCHUP_REPLY, CATCHUP_REQ, CHOSEN,
                                       FLAG_RESIGN, FLAG_STICKY, FORWARD, Message, PREPARE, PROMISE, REJECT,
                                       STATE_REPLY, STATE_REQ, make_message)
 
+from paxos_core.core.config import SYSTEM_GROUP as _SYSTEM_GROUP
 from paxos_core.errors import ConfigError, GroupStopped, PaxosError, ValueTooLarge
 from paxos_core.storage.records cimport (CHAIN_EVERY, CHAIN_RECORD, INSTANCE_RECORD, PROMISE_RECORD, RECORD_CHOSEN,
                                          REPAIR_PENDING, REPAIR_RECORD)
 from paxos_core.wire.message cimport SNAP_OFFER
 from paxos_core.storage.records import BYTES_UNKNOWN, low_record
-from paxos_core.wire.codec import decode_batch, decode_entries, encode_batch, encode_entries
+from paxos_core.wire.codec import decode_batch, decode_entries, encode_batch, encode_entries, proposals_of
 
 log = logging.getLogger("paxos_core.core")
 
@@ -55,6 +58,7 @@ cdef extern from *:
     int __builtin_popcountll(unsigned long long) nogil
 
 cdef bytes NOOP = b""
+cdef uint32_t SYSTEM_GROUP = _SYSTEM_GROUP     # the system group's id (core/config.py)
 
 COUNTER_NAMES = (
     "msg_in", "msg_out", "records", "proposals", "instances_proposed", "chosen", "acks", "expired",
@@ -62,7 +66,7 @@ COUNTER_NAMES = (
     "catchup_learned", "forwards", "divergences", "dropped_unknown_group", "promises_sent", "accepts_sent",
     "accepted_sent", "chosen_sent", "batched_proposals", "catchup_rejected", "sticky_rejects", "resigns",
     "repairs_started", "repairs_done", "stale_votes", "wrong_incarnation", "truncations", "truncated_instances",
-    "installs", "snapshot_offers",
+    "installs", "snapshot_offers", "strangers_refused", "configs_adopted", "configs_activated",
 )
 
 # Phases of a group's rebuild (see Engine.begin_repair).
@@ -77,6 +81,9 @@ cdef class Repair:
     cdef public dict replies            # node -> (promised, top, chosen_next), from nodes not rebuilding
     cdef public uint64_t target         # REPAIR_LEARN: learn every instance below this before voting
     cdef public str reason
+    cdef public set configs             # voter tuples the replies named (their current and pending ones)
+    cdef public dict reply_configs      # node -> the voter tuples its latest reply named
+    cdef public bint reentry            # held again after a handover: learn up to the target, no rebuild rule
 
     def __init__(self, str reason, int64_t wait_until, uint64_t target):
         self.phase = REPAIR_WAIT
@@ -85,6 +92,9 @@ cdef class Repair:
         self.replies = {}
         self.target = target
         self.reason = reason
+        self.configs = set()
+        self.reply_configs = {}
+        self.reentry = False
 
 
 class UnknownGroup(PaxosError, KeyError):
@@ -128,9 +138,14 @@ cdef class Engine:
         self.members = tuple(config.members)
         self.peers = tuple(m for m in self.members if m != self.node_id)
         self.member_index = {m: k for k, m in enumerate(self.members)}
-        self.quorum = config.quorum
         self.rng = rng
-        self.n_slots = config.n_groups
+        self.slot_base = 1 if config.system_group else 0
+        self.n_slots = config.n_groups + self.slot_base
+        self.alpha = config.alpha
+        self.voters = VoterTable(self.n_slots, self.alpha, 1, config.voters)
+        self.lead_config_array = np.zeros(self.n_slots, np.uint16)
+        self.lead_config = self.lead_config_array
+        self.adopt_due = {}
         self.group_offset = config.group_offset
         self.group_stride = config.group_stride
         plant = config.plant
@@ -175,6 +190,7 @@ cdef class Engine:
         self.peer_lag = config.peer_lag_instances
         self.peer_live = config.peer_live_ticks
         self.repairs = {}
+        self.handoffs = {}
         self.plant_requeue_reverse = plant == "requeue-reverse"
         self.plant_amnesia_votes = plant == "amnesia-votes"
         self.plant_readd_amnesia = plant == "readd-amnesia"
@@ -187,6 +203,12 @@ cdef class Engine:
         self.plant_fill_reverse = plant == "fill-reverse"
         self.plant_reprepare_uncapped = plant == "reprepare-uncapped"
         self.window_override = 0
+        self.plant_config_at_i = plant == "config-at-i"
+        self.plant_count_any_vote = plant == "count-any-vote"
+        self.plant_no_reprepare_at_activation = plant == "no-reprepare-at-activation"
+        self.plant_snapshot_drops_config = plant == "snapshot-drops-config"
+        self.plant_handoff_early = plant == "handoff-early"
+        self.plant_reenter_without_learning = plant == "reenter-without-learning"
         if recovered:
             for group, state in recovered.items():
                 self.restore_group(group, state)
@@ -195,18 +217,35 @@ cdef class Engine:
 
     cdef Py_ssize_t slot_of(self, uint32_t group) except -2:
         """The slot of a hosted group, or -1."""
+        cdef Py_ssize_t slot = self.slot_for(group)
+        if slot < 0 or slot >= self.n_slots or self.status[slot] == GROUP_ABSENT:
+            return -1
+        return slot
+
+    cdef inline Py_ssize_t slot_for(self, uint32_t group):
+        """The slot `group` has in this engine, hosted or not; -1 if it is not one of this engine's groups."""
+        if group == SYSTEM_GROUP:
+            return 0 if self.slot_base else -1
         if group < self.group_offset:
             return -1
         cdef uint32_t d = group - self.group_offset
         if d % self.group_stride:
             return -1
-        cdef Py_ssize_t slot = d // self.group_stride
-        if slot >= self.n_slots or self.status[slot] == GROUP_ABSENT:
-            return -1
-        return slot
+        return <Py_ssize_t>(d // self.group_stride) + self.slot_base
 
     cdef inline uint32_t group_of(self, Py_ssize_t slot):
-        return <uint32_t>(self.group_offset + slot * self.group_stride)
+        if slot < self.slot_base:
+            return SYSTEM_GROUP
+        return <uint32_t>(self.group_offset + (slot - self.slot_base) * self.group_stride)
+
+    def slot_index(self, uint32_t group):
+        """The slot `group` has (or would have) in this engine's per-group arrays, or -1 if it can never be
+        this engine's: callers that keep arrays beside the engine's use this one mapping."""
+        return self.slot_for(group)
+
+    def group_at(self, Py_ssize_t slot):
+        """The group of a slot (the inverse of slot_index)."""
+        return self.group_of(slot)
 
     def hosts(self, uint32_t group):
         return self.slot_of(group) >= 0
@@ -240,10 +279,12 @@ cdef class Engine:
         and promises of the earlier one."""
         if self.plant_readd_amnesia:
             incarnation = 1          # planted bug: a re-added group is the same incarnation as before
-        if group < self.group_offset or (group - self.group_offset) % self.group_stride:
+        cdef Py_ssize_t slot = self.slot_for(group)
+        if slot < 0:
+            if group == SYSTEM_GROUP:
+                raise ConfigError("the system group is hosted by worker 0's engine only")
             raise ConfigError("group %d does not belong to this engine (offset %d, stride %d)"
                               % (group, self.group_offset, self.group_stride))
-        cdef Py_ssize_t slot = (group - self.group_offset) // self.group_stride
         if slot >= self.n_slots:
             n = max(slot + 1, self.n_slots * 2)
             self.acceptor.resize(n)
@@ -254,6 +295,9 @@ cdef class Engine:
             self.status = self.status_array
             self.inc_array = np.concatenate([self.inc_array, np.ones(n - self.n_slots, np.uint16)])
             self.inc = self.inc_array
+            self.voters.grow(n - self.n_slots)
+            self.lead_config_array = np.concatenate([self.lead_config_array, np.zeros(n - self.n_slots, np.uint16)])
+            self.lead_config = self.lead_config_array
             self.n_slots = n
         if self.status[slot] == GROUP_ABSENT:
             self._reset_slot(slot)
@@ -296,8 +340,12 @@ cdef class Engine:
         self.proposer.accept_heard[slot] = -(1 << 62)
         self.proposer.preferred[slot] = 0
         self.proposer.groups.pop(slot, None)
+        self.voters.reset(slot)
+        self.lead_config[slot] = 0
+        self.adopt_due.pop(slot, None)
         self.active.pop(slot, None)
         self.repairs.pop(slot, None)
+        self.handoffs.pop(slot, None)
         self.stop_reasons.pop(self.group_of(slot), None)
 
     def remove_group(self, uint32_t group):
@@ -320,6 +368,7 @@ cdef class Engine:
         self.learner.decided.pop(slot, None)
         self.active.pop(slot, None)
         self.repairs.pop(slot, None)
+        self.handoffs.pop(slot, None)
         self.proposer.role[slot] = FOLLOWER
 
     def restore_group(self, uint32_t group, state):
@@ -329,13 +378,38 @@ cdef class Engine:
         self.learner.restore(slot, state.chosen_next, state.chain, state.known_mark, state.repair_upto,
                              state.low, state.learned_bytes, state.low_bytes)
         self.proposer.seen_round[slot] = ballot_round(state.promised)
+        damaged = self._restore_config(slot, getattr(state, "config", b""), getattr(state, "adopts", ()),
+                                       state.chosen_next)
+        if damaged and not state.stop_reason:
+            state.stop_reason = damaged
         if state.stop_reason:
             self.status[slot] = GROUP_STOPPED
             self.stop_reasons[group] = state.stop_reason
         elif state.repair:
             self._begin_repair(slot, state.repair_reason, state.repair_upto)
+        elif getattr(state, "reenter_upto", 0) > state.chosen_next:
+            self._begin_reentry(slot, state.reenter_upto)
         if state.known_mark > state.chosen_next:
             self.active[slot] = True
+
+    def _restore_config(self, Py_ssize_t slot, bytes base, adopts, uint64_t chosen_next):
+        """The configuration state at `chosen_next` from the one at the log's base and the ADOPT values learned
+        since, as _learned_config made it: a function of the log. A reason when the base is not well formed."""
+        try:
+            self.voters.replay(slot, base, adopts, chosen_next, 1 if self.plant_config_at_i else self.alpha)
+        except BadAdopt as exc:
+            # Checksummed, yet not a configuration: who votes here is unknown, so the group cannot serve.
+            self.voters.reset(slot)
+            return "the membership configuration at the log's base is not well formed: %s" % exc
+        return ""
+
+    def config_state_after(self, uint32_t group, bytes base, adopts, uint64_t end):
+        """The group's configuration state at `end` (VoterTable.compact_state() bytes) from the one at a base
+        record and the ADOPT values [(instance, value)] between it and `end` (replica/cycle.py chain_at
+        with_config). For a snapshot at `end`."""
+        cdef VoterTable scratch = VoterTable(1, self.alpha, 1, self.config.voters)
+        scratch.replay(0, base, adopts, end, 1 if self.plant_config_at_i else self.alpha)
+        return scratch.compact_state(0)
 
     def begin_repair(self, uint32_t group, str reason):
         """The group's node lost (or may have lost) synced promises or votes: rebuild before voting again.
@@ -348,6 +422,45 @@ cdef class Engine:
         if self.status[slot] != GROUP_STOPPED:
             self._begin_repair(slot, reason, self.learner.repair_upto[slot])
             self._drain()
+
+    def begin_reentry(self, uint32_t group, uint64_t target):
+        """The group is held here again after this node handed it over at chosen mark `target` (Engine.handoff;
+        ReplicaLoop.reenter_group writes the records that keep this across a restart): it learns every instance
+        below `target` before it answers anything, then votes with an empty promise.
+
+        Why no rebuild rule is needed: when it handed the group over it voted in no configuration it knew at or
+        past `target` (its chosen mark then), so a promise or vote of its own could only have counted for an
+        instance below `target` (R3, R4: a proposer counts a promise only where the promiser votes, and runs
+        phase 1 again where other voters take over). Every such instance is chosen. Once it learned them, it
+        answers a Prepare or Accept for one with the chosen value, as any node past its chosen mark does; for
+        the instances of a configuration that counts it again, it promises and votes afresh."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            raise UnknownGroup(group)
+        if self.plant_reenter_without_learning:
+            return          # planted bug: it votes at once, knowing nothing of what it voted before
+        if self.status[slot] == GROUP_OK:
+            self._begin_reentry(slot, target)
+            self._drain()
+
+    def _begin_reentry(self, Py_ssize_t slot, uint64_t target):
+        cdef uint32_t group = self.group_of(slot)
+        reason = "held again after a handover: learning up to %d before it votes" % target
+        self.status[slot] = GROUP_REPAIRING
+        self.stop_reasons[group] = "repairing: " + reason
+        if self.proposer.role[slot] != FOLLOWER:
+            self._step_down(slot, False, None)
+        cdef Repair rep = Repair(reason, self.now, target)
+        rep.phase = REPAIR_LEARN
+        rep.reentry = True
+        self.repairs[slot] = rep
+        if target > self.learner.repair_upto[slot]:
+            self.learner.repair_upto[slot] = target
+        if target > self.learner.known_mark[slot]:
+            self.learner.known_mark[slot] = target
+        self.counters[C_REPAIRS_STARTED] += 1
+        self.active[slot] = True
+        self._repair_progress(slot)
 
     def _begin_repair(self, Py_ssize_t slot, str reason, uint64_t target):
         """The rebuild rule (safety argument in docs/architecture.md, "Damaged storage"):
@@ -426,6 +539,92 @@ cdef class Engine:
             raise UnknownGroup(group)
         return self.proposer.ballot[slot], self.proposer.role[slot] != FOLLOWER
 
+    def adopt(self, uint32_t group, uint64_t epoch, voters):
+        """Propose that `voters` vote in the group as configuration `epoch` (membership; docs/design/membership.md):
+        an ADOPT value, alone in an instance, proposed once this node leads and no activation is pending. Chosen
+        at instance i, it governs every instance from i + alpha on, on every node alike. Idempotent: an epoch
+        not newer than the group's latest (current or pending) changes nothing (rule R5), so a driver may call
+        it on every node and again after a failure. Returns the ADOPT value."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            raise UnknownGroup(group)
+        value = encode_adopt(epoch, voters)
+        if epoch <= self.voters.latest_epoch(slot):
+            return value
+        self.adopt_due[slot] = value
+        self.active[slot] = True
+        if self.proposer.role[slot] == LEADING:
+            self.proposer.group(slot)
+            self._fill(slot)
+        self._drain()
+        return value
+
+    def withdraw_adopt(self, uint32_t group):
+        """Forget the group's ADOPT not yet proposed (Engine.adopt), if any: a membership driver whose newer
+        table wants the voters the group has already must not see an older epoch's change proposed later. One
+        already in flight is not withdrawn (the driver asks again if it gets chosen)."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot >= 0:
+            self.adopt_due.pop(slot, None)
+
+    def set_members(self, members):
+        """The nodes of the cluster changed (membership: a node added or removed by the system group): messages
+        go to these peers from now on. Who votes in a group is its configuration's business (per instance), not
+        this list's: a node in it that votes nowhere is a learner, and a voter missing from it gets no message
+        from us. This node must be one of them."""
+        members = tuple(int(m) for m in members)
+        if self.node_id not in members or len(set(members)) != len(members):
+            raise ConfigError("members %r: distinct node ids, node %d among them" % (members, self.node_id))
+        if any(not 1 <= m <= 0xFFFE for m in members):
+            raise ConfigError("members %r: node ids are 1 to 65534" % (members,))
+        self.members = members
+        self.peers = tuple(m for m in members if m != self.node_id)
+        self.member_index = {m: k for k, m in enumerate(members)}
+
+    def latest_config(self, uint32_t group):
+        """(epoch, voters) of the group's newest configuration, pending or current: what a membership driver
+        compares with the epoch it wants the group to adopt."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            raise UnknownGroup(group)
+        config = self.voters.latest(slot)
+        return config.epoch, config.voters
+
+    def config_of(self, uint32_t group, uint64_t instance):
+        """The configuration (core/voters.pyx Config) that governs `instance` of the group, as this node knows
+        it: defined below its chosen mark + alpha."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            raise UnknownGroup(group)
+        return self.voters.config_at(slot, instance)
+
+    def votes_in(self, uint32_t group, int node):
+        """True when `node` is a voter where the group's next instance is decided (at our chosen mark): only
+        a voter may lead, so only a voter should be the group's master (replica/loop.py)."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            return False
+        return self.voters.config_at(slot, self.learner.chosen_next[slot]).position(node) >= 0
+
+    def some_voter(self, uint32_t group):
+        """A voter of the group other than this node, to send a client to: the one we believe leads if it
+        votes, else the first voter (0 when there is none)."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            return 0
+        cdef Config config = self.voters.config_at(slot, self.learner.chosen_next[slot])
+        cdef int leader = ballot_node(self.acceptor.promised[slot])
+        if leader != self.node_id and config.position(leader) >= 0:
+            return leader
+        for node in config.voters:
+            if node != self.node_id:
+                return node
+        return 0
+
+    cdef bint _voter_at(self, Py_ssize_t slot, uint64_t instance):
+        """True when this node votes at `instance` of the slot's group (else it is a learner there)."""
+        return self.voters.config_at(slot, instance).position(self.node_id) >= 0
+
     # ------------------------------------------------------------------ inputs
 
     def propose(self, uint32_t group, bytes payload, tag=None):
@@ -460,6 +659,42 @@ cdef class Engine:
             self._route_follower(slot)
         self._drain()
         return seq
+
+    def handoff(self, uint32_t group):
+        """May this node stop holding `group` (it is placed on other nodes)? True once it may; until then each
+        call (the membership driver polls) keeps asking.
+
+        The handoff rule: this node is a voter of no configuration it knows of the group, current or pending
+        (so nothing at or past its chosen mark counts a promise or vote of its own), it neither leads nor
+        rebuilds, and a majority of the current configuration's voters, none of them rebuilding, told it
+        (STATE_REPLY) that they have learned at least every instance it had learned when it asked. Every value
+        it holds is then held by a majority of the voters that carry the group on, so dropping its copy loses
+        nothing, and a node that holds a group again only after rebuilding it from its peers (ReplicaLoop.
+        reenter_group) never answers with a memory it lost. A configuration chosen later that counts it again
+        finds it absent, as if down, until it is placed here again and rebuilt."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            raise UnknownGroup(group)
+        if (self.status[slot] != GROUP_OK or self.proposer.role[slot] != FOLLOWER
+                or self.voters.votes_anywhere(slot, self.node_id)):
+            self.handoffs.pop(slot, None)
+            return False
+        if self.plant_handoff_early:
+            return True         # planted bug: no voter carrying the group on is asked what it has learned
+        h = self.handoffs.get(slot)
+        if h is None:
+            voters = self.voters.config_at(slot, self.learner.chosen_next[slot]).voters
+            h = [self.learner.chosen_next[slot], voters, set(), -(1 << 62)]
+            self.handoffs[slot] = h
+        if len(<set>h[2]) >= len(<tuple>h[1]) // 2 + 1:
+            return True
+        if self.now - <int64_t>h[3] >= self.retransmit_ticks:
+            h[3] = self.now
+            for node in <tuple>h[1]:
+                if node != self.node_id and node in self.member_index:
+                    self._send(node, make_message(STATE_REQ, group, 0, 0, 0, 0, 0, NOOP), False)
+            self._drain()
+        return False
 
     def poke(self, uint32_t group):
         """Ask a peer for chosen values beyond ours (a caller has seen evidence that we are behind)."""
@@ -634,6 +869,28 @@ cdef class Engine:
         self._see_ballot(slot, m.ballot)
         cdef uint64_t promised = self.acceptor.promised[slot]
         cdef uint32_t group = m.group
+        if src != self.node_id and m.mark > self.learner.known_mark[slot] and (
+                not self.voters.votes_anywhere(slot, self.node_id) or not self.voters.votes_anywhere(slot, src)):
+            # The proposer has learned further than we have, and by what we know one of us does not vote: we
+            # may be behind an ADOPT that changed that (a new voter that does not know it yet would otherwise
+            # refuse every Prepare, and learn nothing while no leader sends Accepts).
+            self.learner.known_mark[slot] = m.mark
+            self.learner.catchup_src[slot] = src
+            self._request_catchup(slot)
+        if not self.voters.votes_anywhere(slot, self.node_id) and not self.plant_count_any_vote:
+            # A learner here (in no configuration we know of): it promises nothing. It still serves what a
+            # proposer behind it lacks.
+            if m.instance < self.learner.chosen_next[slot] and src != self.node_id:
+                self._serve(src, slot, m.instance)
+            return
+        if src != self.node_id and not self.voters.votes_anywhere(slot, src):
+            # R6: a proposer that votes in no configuration we know (removed, or not added yet as we see it)
+            # gets no promise: it would only disturb the voters' leader. Our refusal carries our mark, so a
+            # removed node learns the change that removed it.
+            self.counters[C_STRANGERS] += 1
+            self._send(src, make_message(REJECT, group, m.instance, promised, self.learner.chosen_next[slot],
+                                         m.ballot, self.learner.chain[slot], NOOP), False)
+            return
         if (self.sticky > 0 and m.ballot > promised and promised != 0
                 and ballot_node(m.ballot) != ballot_node(promised)
                 and self.now - self.proposer.accept_heard[slot] < self.sticky):
@@ -681,6 +938,15 @@ cdef class Engine:
             if src != self.node_id:
                 self._serve(src, slot, instance)
             return
+        if src != self.node_id and not self.voters.votes_anywhere(slot, src):
+            # R6 (see _on_prepare): no vote for a proposer in no configuration we know; what it says is chosen
+            # is still true (learned only from our own records under its ballot).
+            self.counters[C_STRANGERS] += 1
+            self._send(src, make_message(REJECT, group, instance, self.acceptor.promised[slot],
+                                         self.learner.chosen_next[slot], m.ballot, self.learner.chain[slot], NOOP),
+                       False)
+            self._learn_by_mark(slot, m.ballot, m.mark, src)
+            return
         cdef uint64_t old_promise = self.acceptor.promised[slot]
         cdef int verdict = self.acceptor.on_accept(slot, instance, m.ballot, m.value)
         cdef uint64_t promised = self.acceptor.promised[slot]
@@ -706,6 +972,12 @@ cdef class Engine:
         cdef uint64_t chosen_next = self.learner.chosen_next[slot]
         cdef uint32_t chain = self.learner.chain[slot]
         self._record((INSTANCE_RECORD, group, instance, 0, promised, m.ballot, chosen_next, chain, m.value))
+        if not self._voter_at(slot, instance) and not self.plant_count_any_vote:
+            # A learner at this instance keeps the value (to learn it by the leader's mark, with no catch-up)
+            # but never votes: nothing is sent back, and no proposer would count it.
+            if src != self.node_id:
+                self._check_chain(slot, m.mark, m.chain, src)
+            return
         self.counters[C_ACCEPTED_SENT] += 1
         self._reply(src, make_message(MSG_ACCEPTED, group, instance, m.ballot, chosen_next, 0, chain, NOOP))
         if src != self.node_id:
@@ -722,6 +994,11 @@ cdef class Engine:
 
     cdef void _start_prepare(self, Py_ssize_t slot):
         if self.status[slot] != GROUP_OK:
+            return
+        if not self._voter_at(slot, self.learner.chosen_next[slot]):
+            # Not a voter where the group's next instance is decided (a learner, or removed): never leads.
+            if self.proposer.role[slot] != FOLLOWER:
+                self._step_down(slot, True, None)
             return
         cdef uint64_t r = ballot_round(self.acceptor.promised[slot])
         if ballot_round(self.proposer.ballot[slot]) > r:
@@ -751,6 +1028,9 @@ cdef class Engine:
         pg.prepare_started = self.now
         cdef uint64_t chosen_next = self.learner.chosen_next[slot]
         pg.prepare_from = chosen_next
+        # Promises count from the voters in force at chosen_next only (R3); we will lead only where those
+        # voters govern, and run phase 1 again where another configuration takes over (R4).
+        self.lead_config[slot] = self.voters.index_at(slot, chosen_next)
         self.counters[C_PREPARES] += 1
         self.active[slot] = True
         m = make_message(PREPARE, self.group_of(slot), chosen_next, ballot, chosen_next, 0,
@@ -779,8 +1059,11 @@ cdef class Engine:
             self.counters[C_STALE_VOTES] += 1
             self._start_prepare(slot)
             return
+        cdef Config lead = self.voters.by_index(self.lead_config[slot])
+        if lead.position(src) < 0 and not self.plant_count_any_vote:
+            return              # not a voter of the configuration our phase 1 runs under (R3)
         pg.promises[src] = (m.mark, decode_entries(m.value) if m.value else [])
-        if len(pg.promises) >= self.quorum:
+        if len(pg.promises) >= lead.quorum:
             self._finish_prepare(slot)
 
     cdef void _finish_prepare(self, Py_ssize_t slot):
@@ -798,6 +1081,12 @@ cdef class Engine:
                 self.learner.known_mark[slot] = highest
             self.learner.catchup_src[slot] = ahead
             self._request_catchup(slot)
+            return
+        if (self.voters.config_at(slot, chosen_next).voters != self.voters.by_index(self.lead_config[slot]).voters
+                and not self.plant_no_reprepare_at_activation):
+            # Learning what the promisers had learned crossed an activation: the promises were counted under
+            # the voters before it, which do not govern our next instance. Phase 1 again, under the new ones.
+            self._start_prepare(slot)
             return
         cdef dict merged = {}
         cdef uint64_t top = chosen_next
@@ -905,9 +1194,23 @@ cdef class Engine:
             # We learned (by catch-up) values at instances our election left to re-propose: nothing to
             # propose there any more.
             self.proposer.next_instance[slot] = self.learner.chosen_next[slot]
+        # R4: our phase 1 was answered by a quorum of the voters in force at its start; we act only where those
+        # voters govern, below the first activation of other voters (`cap`). Once every instance below it is
+        # learned, phase 1 runs again under the new voters.
+        cdef uint64_t cap = <uint64_t>0xFFFFFFFFFFFFFFFF
+        cdef uint64_t chosen_next = self.learner.chosen_next[slot]
+        cdef Config lead
+        if self.voters.pending or self.voters.current[slot] != self.lead_config[slot]:
+            lead = self.voters.by_index(self.lead_config[slot])
+            cap = self.voters.span_end(slot, chosen_next, lead.voters)
+            if self.plant_no_reprepare_at_activation:
+                cap = <uint64_t>0xFFFFFFFFFFFFFFFF     # planted bug: the old voters' promises are used past it
+            elif cap <= chosen_next:
+                self._start_prepare(slot)
+                return
         if pg.repropose_top:
             decided = self.learner.decided.get(slot)
-            while pg.repropose_top > self.proposer.next_instance[slot] and (
+            while pg.repropose_top > self.proposer.next_instance[slot] and self.proposer.next_instance[slot] < cap and (
                     self.window_override or
                     self.proposer.next_instance[slot] - self.learner.chosen_next[slot] < self.window):
                 i = self.proposer.next_instance[slot]
@@ -928,13 +1231,28 @@ cdef class Engine:
                 pg.reproposals = None
             else:
                 return                   # new proposals wait until every re-proposal is out
+        if self.adopt_due:
+            self._fill_adopt(slot, pg, cap)
         if not pg.pending:
+            if slot in self.voters.pending:
+                # An adopted configuration takes effect only once the chosen mark reaches its activation: an
+                # idle group gets there by no-ops, so a change never waits for traffic (and a removed node is
+                # released from every group that has a leader).
+                activation = (<tuple>(<list>self.voters.pending[slot])[0])[0]
+                while (self.proposer.next_instance[slot] < activation and self.proposer.next_instance[slot] < cap
+                       and self.proposer.next_instance[slot] - self.learner.chosen_next[slot] < self.window):
+                    i = self.proposer.next_instance[slot]
+                    self.proposer.next_instance[slot] = i + 1
+                    self._send_accept(slot, i, NOOP)
+                    if self.proposer.role[slot] != LEADING:
+                        return
             return
         cdef dict out = self.learner.outstanding.get(slot)
         cdef Py_ssize_t count, nbytes, k, n
         cdef list batch
         cdef uint64_t instance
-        while pg.pending and self.proposer.next_instance[slot] - self.learner.chosen_next[slot] < self.window:
+        while (pg.pending and self.proposer.next_instance[slot] - self.learner.chosen_next[slot] < self.window
+               and self.proposer.next_instance[slot] < cap):
             batch = []
             nbytes = 0
             k = 0
@@ -962,6 +1280,26 @@ cdef class Engine:
         if not pg.pending:
             pg.pending_bytes = 0
 
+    cdef void _fill_adopt(self, Py_ssize_t slot, ProposerGroup pg, uint64_t cap):
+        """Propose the group's due ADOPT (Engine.adopt), alone in an instance, if no activation is pending and
+        the window has room; drop it once its epoch (or a newer one) is adopted."""
+        value = self.adopt_due.get(slot)
+        if value is None:
+            return
+        if int.from_bytes((<bytes>value)[1:9], "little") <= self.voters.latest_epoch(slot):
+            del self.adopt_due[slot]
+            return
+        if slot in self.voters.pending:
+            return              # one change at a time: the next waits for this one to take effect
+        cdef uint64_t instance = self.proposer.next_instance[slot]
+        if instance - self.learner.chosen_next[slot] >= self.window or instance >= cap:
+            return
+        for inf in pg.inflight.values():
+            if (<InFlight>inf).value == value:
+                return          # in flight under our ballot already
+        self.proposer.next_instance[slot] = instance + 1
+        self._send_accept(slot, instance, value)
+
     cdef void _on_accepted(self, Py_ssize_t slot, Message m, int src):
         if src == self.node_id:
             self.fx.self_votes.append((m.group, m.instance, m.ballot))
@@ -974,16 +1312,20 @@ cdef class Engine:
         cdef InFlight inf = pg.inflight.get(m.instance)
         if inf is None:
             return
-        idx = self.member_index.get(src)
-        if idx is None:
-            return
+        # R3: a vote counts only from a voter of the instance's own configuration, by its position there.
+        cdef Config config = self.voters.config_at(slot, m.instance)
+        cdef int idx = config.position(src)
+        if idx < 0:
+            if not self.plant_count_any_vote:
+                return
+            idx = self.member_index.get(src, 0)
         if self.now - inf.first_sent > self.vote_ttl:
             # Votes count only within vote_ttl of the first Accept (the rebuild rule relies on it).
             self.counters[C_STALE_VOTES] += 1
             self._start_prepare(slot)
             return
-        inf.votes |= (<uint64_t>1) << <int>idx
-        cdef int need = 1 if self.plant_learn_without_quorum else self.quorum
+        inf.votes |= (<uint64_t>1) << idx
+        cdef int need = 1 if self.plant_learn_without_quorum else config.quorum
         if __builtin_popcountll(inf.votes) >= need:
             del pg.inflight[m.instance]
             self._decide(slot, m.instance, inf.value)
@@ -1010,12 +1352,14 @@ cdef class Engine:
         acceptor still heard a leader that had already resigned, until its sticky window ran out (3 s at start-up
         in tools/leader_churn.py: the first operations of a group timed out)."""
         cdef ProposerGroup pg = self.proposer.groups.get(slot)
-        idx = self.member_index.get(src)
-        if pg is None or idx is None:
-            self._back_off_sticky(slot)
-            return
-        pg.sticky_refusals |= (<uint64_t>1) << <int>idx
-        if bin(pg.sticky_refusals).count("1") > len(self.members) - self.quorum:
+        cdef Config lead = self.voters.by_index(self.lead_config[slot])
+        cdef int idx = lead.position(src)
+        if pg is None or idx < 0:
+            if pg is None:
+                self._back_off_sticky(slot)
+            return              # a refusal from a node that is not a voter of our phase 1 decides nothing
+        pg.sticky_refusals |= (<uint64_t>1) << idx
+        if __builtin_popcountll(pg.sticky_refusals) > len(lead.voters) - lead.quorum:
             self._back_off_sticky(slot)
 
     cdef void _back_off_sticky(self, Py_ssize_t slot):
@@ -1034,7 +1378,7 @@ cdef class Engine:
         cdef dict out = self.learner.outstanding.get(slot)
         if not out or not value:
             return []
-        return [e for e in decode_batch(value) if e[0] == self.node_id and e[1] in out]
+        return [e for e in proposals_of(value) if e[0] == self.node_id and e[1] in out]
 
     cdef void _requeue_front(self, ProposerGroup pg, list back):
         """Put entries back at the head of the queue, in the order given (they were proposed before it)."""
@@ -1123,7 +1467,7 @@ cdef class Engine:
         cdef bint leader_live = (leader != 0 and leader != self.node_id
                                  and self.now - self.proposer.leader_heard[slot] <= self.leader_timeout)
         cdef int dest = 0
-        if self.status[slot] == GROUP_REPAIRING:
+        if self.status[slot] == GROUP_REPAIRING or not self._voter_at(slot, self.learner.chosen_next[slot]):
             if preferred != 0 and preferred != self.node_id:
                 dest = preferred
             elif leader != 0 and leader != self.node_id:
@@ -1173,13 +1517,18 @@ cdef class Engine:
         for inf in pg.inflight.values():
             value = (<InFlight>inf).value
             if value:
-                seqs.update([e[1] for e in decode_batch(value) if e[0] == self.node_id])
+                seqs.update([e[1] for e in proposals_of(value) if e[0] == self.node_id])
         return seqs
 
     cdef void _on_forward(self, Py_ssize_t slot, Message m, int src):
         cdef int role = self.proposer.role[slot]
-        if role == FOLLOWER and (self.proposer.preferred[slot] != self.node_id or self.status[slot] != GROUP_OK):
-            return   # not the leader (any more): the origin re-routes after its forward timeout
+        cdef int preferred = self.proposer.preferred[slot]
+        if role == FOLLOWER and (preferred not in (0, self.node_id) or self.status[slot] != GROUP_OK
+                                 or not self._voter_at(slot, self.learner.chosen_next[slot])):
+            return   # another should lead (or we cannot): the origin re-routes after its forward timeout
+        # A follower with no master known takes the forward too, and leads if nobody does: the origin may be
+        # a node that cannot lead (rebuilding, or not a voter) with no one else to send it to, in a group
+        # nobody else writes to (its rebuild would wait for ever for an instance nobody finishes).
         cdef ProposerGroup pg = self.proposer.group(slot)
         entries = decode_batch(m.value)
         cdef dict out = self.learner.outstanding.get(slot)
@@ -1252,12 +1601,14 @@ cdef class Engine:
         cdef uint32_t group = self.group_of(slot)
         cdef uint32_t chain = self.learner.advance(slot, value)
         self.acceptor.forget(slot, instance)
+        if (len(value) and (<unsigned char>value[0]) == 0xC0) or self.voters.pending:
+            self._learned_config(slot, instance, value)
         self.fx.chosen.append((group, instance, value))
         self.counters[C_CHOSEN] += 1
         if (instance + 1) % CHAIN_EVERY == 0:
             # Every CHAIN_EVERY instances the chain is kept, so a catch-up reply ending here carries it.
             self._record((CHAIN_RECORD, group, instance + 1, 0, 0, self.learner.learned_bytes[slot], 0, chain,
-                          NOOP))
+                          self.voters.compact_state(slot)))
         cdef ProposerGroup pg
         cdef InFlight inf
         pg = self.proposer.groups.get(slot) if self.proposer.role[slot] == LEADING else None
@@ -1276,7 +1627,7 @@ cdef class Engine:
                     self._step_down(slot, False, self._own_unanswered(slot, inf.value))
         cdef dict out = self.learner.outstanding.get(slot)
         if out and value:
-            for origin, seq, payload in decode_batch(value):
+            for origin, seq, payload in proposals_of(value):
                 if origin == self.node_id:
                     entry = out.pop(seq, None)
                     if entry is not None:
@@ -1286,6 +1637,20 @@ cdef class Engine:
                 del self.learner.outstanding[slot]
         if self.status[slot] == GROUP_REPAIRING:
             self._repair_progress(slot)
+
+    cdef void _learned_config(self, Py_ssize_t slot, uint64_t instance, bytes value):
+        """Membership bookkeeping of a learned value: an ADOPT becomes pending, active alpha instances after
+        its own (R1); a pending configuration whose activation the chosen mark reached becomes current."""
+        cdef uint64_t delay = 1 if self.plant_config_at_i else self.alpha   # planted bug: in force at once
+        if self.voters.learned_at(slot, instance, value, delay):
+            self.counters[C_ADOPTS] += 1
+            if self.proposer.role[slot] == LEADING:
+                self.proposer.group(slot)        # _fill drives an idle group to the activation
+                self.active[slot] = True
+            log.info("group %d on node %d: configuration %r adopted at %d, in force from %d",
+                     self.group_of(slot), self.node_id, self.voters.latest_epoch(slot), instance, instance + delay)
+        if slot in self.voters.pending:
+            self.counters[C_ACTIVATIONS] += self.voters.advance(slot, instance + 1)
 
     cdef void _learn_by_mark(self, Py_ssize_t slot, uint64_t ballot, uint64_t mark, int src):
         """The sender, leading with `ballot`, says every instance below `mark` is chosen.
@@ -1327,11 +1692,13 @@ cdef class Engine:
             return
         cdef int src = self.learner.catchup_src[slot]
         if src == 0 or src == self.node_id or src not in self.member_index or (
-                self.learner.catchup_at[slot] != -(1 << 62)):
-            # No known source, or the last request brought nothing within the interval (lost, or the peer
-            # cannot serve the range: its own records damaged or truncated): a peer drawn at random. The
-            # source is set again by every message from the leader, so without this a node whose leader
-            # cannot serve it would ask the leader alone for ever.
+                self.learner.catchup_at[slot] != -(1 << 62)
+                and self.now - self.learner.catchup_at[slot] < 2 * self.catchup_interval):
+            # No known source, or the request of the last interval brought nothing (lost, or the peer cannot
+            # serve the range: its own records damaged or truncated): a peer drawn at random. The source is
+            # set again by every message from the leader, so without this a node whose leader cannot serve it
+            # would ask the leader alone for ever. A request from longer ago does not count: after a quiet
+            # while the node that announced the mark is asked first.
             if not self.peers:
                 return
             src = self.peers[self.rng.randrange(len(self.peers))]
@@ -1407,10 +1774,10 @@ cdef class Engine:
             raise UnknownGroup(group)
         return self.learner.learned_bytes[slot]
 
-    def truncate(self, uint32_t group, uint64_t below, uint32_t chain, uint64_t bytes_below):
+    def truncate(self, uint32_t group, uint64_t below, uint32_t chain, uint64_t bytes_below, bytes config=b""):
         """Drop the group's log below `below`: a range delete of its instance and chain records and a new LOW
-        record, in this batch. `chain` and `bytes_below` are the chain and the value bytes at `below` (from
-        the durable CHAIN record there).
+        record, in this batch. `chain`, `bytes_below` and `config` are the chain, the value bytes and the
+        membership configuration state at `below` (from the durable CHAIN record there).
 
         The caller guarantees that the state machine's applied mark is at least `below` and durable before
         this batch (docs/design/checkpoints.md §2, I2); the engine checks that only learned instances go
@@ -1429,7 +1796,7 @@ cdef class Engine:
         self.learner.low_bytes[slot] = 0 if bytes_below == BYTES_UNKNOWN else bytes_below
         self.fx.deletes.append((INSTANCE_RECORD, group, low, below))
         self.fx.deletes.append((CHAIN_RECORD, group, 0, below))
-        self._record(low_record(group, below, chain, bytes_below))
+        self._record(low_record(group, below, chain, bytes_below, config))
         # A promise raised by an Accept lives only in the instance records written since: some of them go,
         # so the promise is put on record by itself (the simulator found a promise lost this way).
         self._record((PROMISE_RECORD, group, 0, 0, self.acceptor.promised[slot], 0, 0, 0, NOOP))
@@ -1453,7 +1820,8 @@ cdef class Engine:
             fx.serve = keep
             fx.serve_at = {(e[0], e[1]): k for k, e in enumerate(keep)}
 
-    def install(self, uint32_t group, uint64_t applied, uint32_t chain, uint64_t bytes_below, int src=0):
+    def install(self, uint32_t group, uint64_t applied, uint32_t chain, uint64_t bytes_below, int src=0,
+                bytes config=b""):
         """A snapshot of the group's state at `applied` (A) is being swapped in by this very batch: every
         instance below A is now learned, with `chain` the chain at A, and the log below A goes (range deletes
         and LOW = A in this batch).
@@ -1472,6 +1840,8 @@ cdef class Engine:
         if applied <= before:
             raise ValueError("group %d: a snapshot at %d is not ahead of what is learned (%d)"
                              % (group, applied, before))
+        if config:
+            state_configs(config)       # BadAdopt (a ValueError) before anything changes
         cdef Effects fx = self.fx
         fx.chosen = [c for c in fx.chosen if c[0] != group or c[1] >= applied]
         cdef list acks = []
@@ -1500,6 +1870,11 @@ cdef class Engine:
             for instance in [i for i in decided if i < applied]:
                 del decided[instance]
         cdef uint64_t low = self.learner.low[slot]
+        # The snapshot's membership configuration at A (empty: the first one): what governs from A on.
+        if config and not self.plant_snapshot_drops_config:      # planted bug: the first configuration instead
+            self.voters.restore(slot, config)
+        else:
+            self.voters.reset(slot)
         self.learner.chosen_next[slot] = applied
         self.learner.chain[slot] = chain
         self.learner.low[slot] = applied
@@ -1514,7 +1889,7 @@ cdef class Engine:
         self.learner.catchup_at[slot] = -(1 << 62)
         fx.deletes.append((INSTANCE_RECORD, group, 0, applied))
         fx.deletes.append((CHAIN_RECORD, group, 0, applied))
-        self._record(low_record(group, applied, chain, bytes_below))
+        self._record(low_record(group, applied, chain, bytes_below, config))
         self._record((PROMISE_RECORD, group, 0, 0, self.acceptor.promised[slot], 0, 0, 0, NOOP))  # as truncate
         self.counters[C_INSTALLS] += 1
         self._serve_to_offers(slot, applied)
@@ -1587,7 +1962,8 @@ cdef class Engine:
         cdef ProposerGroup pg
         if self.proposer.role[slot] == PREPARING:
             pg = self.proposer.groups.get(slot)
-            if pg is not None and pg.promises is not None and len(pg.promises) >= self.quorum:
+            if (pg is not None and pg.promises is not None
+                    and len(pg.promises) >= self.voters.by_index(self.lead_config[slot]).quorum):
                 self._finish_prepare(slot)
 
     cdef void _check_chain(self, Py_ssize_t slot, uint64_t mark, uint32_t chain, int src):
@@ -1612,20 +1988,70 @@ cdef class Engine:
     # ------------------------------------------------------------------ rebuild after lost storage
 
     cdef void _on_state_req(self, Py_ssize_t slot, Message m, int src):
-        """A rebuilding peer asks what we hold. Reporting a promise or top that is not durable yet only makes
-        its floor higher, so the reply need not wait for the sync."""
+        """A rebuilding peer asks what we hold, or a peer handing the group over asks how far we learned
+        (Engine.handoff). The reply leaves after this cycle's synced write: the chosen mark it reports is then
+        durable here, which the handover counts on (simulator seed 1,502: a mark reported before its sync was
+        lost in a crash, after the peer that asked had dropped its copy). For a rebuild, a promise or top that
+        is not durable yet would only have made its floor higher.
+
+        A mark learned from a leader's notice (an instance we had accepted, learned by its ballot) is in no
+        record yet: a CHAIN record at the mark goes into this cycle's write, and recovery counts it as a
+        learned mark (storage/recovery.py), so the mark we report survives a crash."""
+        cdef uint64_t mark = self.learner.chosen_next[slot]
+        if mark > self.learner.low[slot] and self.status[slot] == GROUP_OK:
+            self._record((CHAIN_RECORD, m.group, mark, 0, 0, self.learner.learned_bytes[slot], 0,
+                          self.learner.chain[slot], self.voters.compact_state(slot)))
         self._send(src, make_message(STATE_REPLY, m.group, self.acceptor.top[slot], self.acceptor.promised[slot],
                                      self.learner.chosen_next[slot], 0 if self.status[slot] == GROUP_OK else 1,
-                                     0, NOOP), False)
+                                     0, self.voters.compact_state(slot)), True)
+
+    def _repair_covered(self, Py_ssize_t slot, Repair rep, bint own):
+        """The rebuild rule under changing voters: for every configuration that any reply names (current or
+        pending), and with `own` every one our table names, a majority of its voters other than us has replied.
+        A promise or vote of ours that a proposer counted was counted under one of them (the instance it was
+        for is not chosen yet, so it lies at or past every reply's chosen mark, where these configurations
+        govern); we learn up to the replies' marks before voting, then check again with what our log names
+        (`own`). Our table is not asked before: a node that lost its storage holds only the first configuration,
+        whose voters may be long gone."""
+        named = set(rep.configs)
+        if own:
+            for voters in state_configs(self.voters.state(slot)):
+                named.add(voters[1])
+        for voters in named:
+            heard = 0
+            for node in voters:
+                if node != self.node_id and node in rep.replies:
+                    heard += 1
+            if heard < len(voters) // 2 + 1:
+                return False
+        return True
 
     cdef void _on_state_reply(self, Py_ssize_t slot, Message m, int src):
+        handoff = self.handoffs.get(slot)
+        if handoff is not None and m.aux == 0 and src in <tuple>handoff[1] and m.mark >= <uint64_t>handoff[0]:
+            (<set>handoff[2]).add(src)      # a voter carrying the group on learned all we had (Engine.handoff)
         cdef Repair rep = self.repairs.get(slot)
         if rep is None or rep.phase != REPAIR_QUERY or m.aux != 0 or src == self.node_id:
             return
+        cdef set named = set()
+        if m.value:
+            try:
+                for config in state_configs(m.value):
+                    named.add(config[1])
+            except BadAdopt:
+                return          # a reply we cannot read does not count
+        else:
+            named.add(self.voters.by_index(0).voters)     # the replier is in the first configuration
+        # A replier's newer reply replaces its older one, configurations included: those an older reply named
+        # governed instances below the newer one's chosen mark, which are chosen, and one may hold a node since
+        # removed, which nobody asks any more: kept, it would block the rebuild for ever (simulator seed 11,
+        # 5 nodes, 64 groups).
+        rep.reply_configs[src] = named
+        rep.configs = set().union(*rep.reply_configs.values())
         rep.replies[src] = (m.ballot, m.instance, m.mark)
-        if len(rep.replies) < self.quorum:
+        if not self._repair_covered(slot, rep, False):
             return
-        # A majority of the membership without us: every counted promise or vote of ours is reflected here.
+        # A majority of each configuration without us: every counted promise or vote of ours is reflected here.
         cdef uint64_t floor = 0
         cdef uint64_t top = rep.target
         cdef uint64_t mark = 0
@@ -1664,6 +2090,11 @@ cdef class Engine:
         """Finish the rebuild once every instance below the target is learned: vote again."""
         cdef Repair rep = self.repairs.get(slot)
         if rep is None or rep.phase != REPAIR_LEARN or self.learner.chosen_next[slot] < rep.target:
+            return
+        if not rep.reentry and not self._repair_covered(slot, rep, True):
+            # What we learned named voters that have not all replied: ask again before voting.
+            rep.phase = REPAIR_QUERY
+            rep.asked_at = -(1 << 62)
             return
         cdef uint32_t group = self.group_of(slot)
         del self.repairs[slot]
@@ -1706,8 +2137,10 @@ cdef class Engine:
                 self.counters[C_RETRANSMITS] += 1
                 m = make_message(ACCEPT, group, instance, self.proposer.ballot[slot], chosen_next,
                                  self.learner.peer_floor[slot], self.learner.chain[slot], inf.value)
+                config = self.voters.config_at(slot, instance)
                 for p in self.peers:
-                    if not (inf.votes >> <int>self.member_index[p]) & 1:
+                    k = (<Config>config).position(p)
+                    if k < 0 or not (inf.votes >> <int>k) & 1:
                         self._send(p, m, False)
             if restart:
                 self._start_prepare(slot)
@@ -1823,6 +2256,17 @@ cdef class Engine:
         if slot < 0:
             return GROUP_ABSENT
         return self.status[slot]
+
+    def behind(self, uint32_t group):
+        """How many instances this node's log is behind the highest chosen mark it has heard of for `group`
+        (known_mark - chosen_next; cheap), or -1 for a group that does not vote here now (not hosted, or
+        repairing or stopped): what a stale read checks (the loop's read.max_stale_lag)."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0 or self.status[slot] != GROUP_OK:
+            return -1
+        cdef uint64_t known = self.learner.known_mark[slot]
+        cdef uint64_t chosen = self.learner.chosen_next[slot]
+        return known - chosen if known > chosen else 0
 
     def learned(self, uint32_t group):
         """(chosen_next, chain) of a hosted group."""

@@ -19,4 +19,10 @@ cdef class VoterTable:
     cdef dict index_of                  # (epoch, voters) -> index
 
     cdef Config config_at(self, Py_ssize_t slot, uint64_t instance)
+    cdef uint16_t index_at(self, Py_ssize_t slot, uint64_t instance)
+    cdef inline Config by_index(self, uint16_t index):
+        return <Config>self.configs[index]
+    cdef uint64_t span_end(self, Py_ssize_t slot, uint64_t start, tuple voters)
+    cdef bint votes_anywhere(self, Py_ssize_t slot, int node)
+    cdef Py_ssize_t learned_at(self, Py_ssize_t slot, uint64_t instance, bytes value, uint64_t delay) except -1
     cdef uint16_t _intern(self, uint64_t epoch, tuple voters) except? 65535

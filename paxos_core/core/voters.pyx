@@ -29,6 +29,7 @@ MAX_VOTERS = 7
 MAX_NODE_ID = 0xFFFE                 # as config.py: ballots keep a node id in 16 bits, 0xFFFF reserved
 CONFIG_STATE_VERSION = 1
 _NO_CONFIG = 0xFFFF                     # configuration indexes stop below it
+cdef unsigned char ADOPT_TAG_C = 0xC0
 
 
 class BadAdopt(ValueError):
@@ -128,14 +129,63 @@ cdef class VoterTable:
         self.config_array = np.concatenate([self.config_array, np.zeros(extra, np.uint16)])
         self.current = self.config_array
 
-    cdef Config config_at(self, Py_ssize_t slot, uint64_t instance):
+    cdef uint16_t index_at(self, Py_ssize_t slot, uint64_t instance):
+        """The index (into the interned configurations) of the one that governs `instance`."""
         cdef uint16_t index = self.current[slot]
         cdef list queue = self.pending.get(slot)
         if queue is not None:
             for activation, pending_index in queue:
                 if instance >= <uint64_t>activation:
                     index = pending_index
-        return self.configs[index]
+        return index
+
+    cdef Config config_at(self, Py_ssize_t slot, uint64_t instance):
+        return <Config>self.configs[self.index_at(slot, instance)]
+
+    cdef uint64_t span_end(self, Py_ssize_t slot, uint64_t start, tuple voters):
+        """The first instance at or after `start` whose voters are not `voters` (as far as the slot's table
+        knows: a leader whose phase 1 was answered by a quorum of `voters` may act below it, rule R4);
+        2**64 - 1 when every known configuration from `start` on has these voters."""
+        if self.config_at(slot, start).voters != voters:
+            return start
+        cdef list queue = self.pending.get(slot)
+        if queue is not None:
+            for activation, pending_index in queue:
+                if <uint64_t>activation > start and (<Config>self.configs[pending_index]).voters != voters:
+                    return activation
+        return <uint64_t>0xFFFFFFFFFFFFFFFF
+
+    cdef bint votes_anywhere(self, Py_ssize_t slot, int node):
+        """True when `node` is a voter of the slot's current configuration or of a pending one."""
+        if (<Config>self.configs[self.current[slot]]).position(node) >= 0:
+            return True
+        cdef list queue = self.pending.get(slot)
+        if queue is not None:
+            for activation, pending_index in queue:
+                if (<Config>self.configs[pending_index]).position(node) >= 0:
+                    return True
+        return False
+
+    cdef Py_ssize_t learned_at(self, Py_ssize_t slot, uint64_t instance, bytes value, uint64_t delay) except -1:
+        """As learned(), with the activation `delay` instances after `instance` (the engine passes alpha; a
+        planted bug passes less). 1 when a configuration became pending, else 0."""
+        if len(value) == 0 or (<unsigned char>value[0]) != ADOPT_TAG_C:
+            return 0
+        try:
+            epoch, voters = decode_adopt(value)
+        except BadAdopt:
+            return 0
+        if epoch <= self.latest_epoch(slot):
+            return 0
+        self.pending.setdefault(slot, []).append((instance + delay, self._intern(epoch, voters)))
+        return 1
+
+    def span(self, Py_ssize_t slot, uint64_t start, voters):
+        """span_end() for tests."""
+        return self.span_end(slot, start, tuple(voters))
+
+    def voter_anywhere(self, Py_ssize_t slot, int node):
+        return self.votes_anywhere(slot, node)
 
     def config(self, Py_ssize_t slot, uint64_t instance):
         """The configuration that governs `instance` of the slot's group. Defined for instances below the
@@ -147,25 +197,21 @@ cdef class VoterTable:
 
     def latest_epoch(self, Py_ssize_t slot):
         """The epoch of the slot's newest configuration, pending or current."""
+        return self.latest(slot).epoch
+
+    def latest(self, Py_ssize_t slot):
+        """The slot's newest configuration (a Config), pending or current."""
         queue = self.pending.get(slot)
         index = queue[-1][1] if queue else self.current[slot]
-        return self.configs[index].epoch
+        return self.configs[index]
 
     def learned(self, Py_ssize_t slot, uint64_t instance, bytes value):
         """Call for every value the group learns, in instance order. An ADOPT of a newer epoch becomes
         pending, active from instance + alpha; returns that activation instance, or 0 when nothing changed
         (not an ADOPT, malformed, or not newer: every node skips it alike)."""
-        if not is_adopt(value):
-            return 0
-        try:
-            epoch, voters = decode_adopt(value)
-        except BadAdopt:
-            return 0
-        if epoch <= self.latest_epoch(slot):
-            return 0
-        cdef uint64_t activation = instance + self.alpha
-        self.pending.setdefault(slot, []).append((activation, self._intern(epoch, voters)))
-        return activation
+        if self.learned_at(slot, instance, value, self.alpha):
+            return instance + self.alpha
+        return 0
 
     def advance(self, Py_ssize_t slot, uint64_t chosen_next):
         """The group learned every instance below `chosen_next`: pending configurations active at or below it
@@ -202,31 +248,30 @@ cdef class VoterTable:
 
     def restore(self, Py_ssize_t slot, bytes state):
         """Set the slot from `state()` bytes; BadAdopt (and nothing changed) if they are not well formed."""
-        if len(state) < 1 or state[0] != CONFIG_STATE_VERSION:
-            raise BadAdopt("configuration state: unknown version")
-        at, current = _get_config(state, 1)
-        if at >= len(state):
-            raise BadAdopt("configuration state: truncated")
-        count = state[at]
-        at += 1
-        queue = []
-        last_epoch, last_activation = current[0], 0
-        for _ in range(count):
-            if at + 8 > len(state):
-                raise BadAdopt("configuration state: truncated")
-            activation = int.from_bytes(state[at:at + 8], "little")
-            at, config = _get_config(state, at + 8)
-            if config[0] <= last_epoch or activation <= last_activation:
-                raise BadAdopt("configuration state: pending epochs and activations must ascend")
-            last_epoch, last_activation = config[0], activation
-            queue.append((activation, config))
-        if at != len(state):
-            raise BadAdopt("configuration state: %d bytes left over" % (len(state) - at))
+        current, queue = _parse_state(state)
         self.current[slot] = self._intern(current[0], current[1])
         if queue:
             self.pending[slot] = [(a, self._intern(c[0], c[1])) for a, c in queue]
         else:
             self.pending.pop(slot, None)
+
+    def replay(self, Py_ssize_t slot, bytes base, adopts, uint64_t end, uint64_t delay):
+        """Set the slot to its state at `end` from the state at a base (`state()` bytes, empty: the first
+        configuration) and the ADOPT values [(instance, value)] chosen between the base and `end`, each in
+        force `delay` instances after its own (alpha). BadAdopt if `base` is not well formed."""
+        self.reset(slot)
+        if base:
+            self.restore(slot, base)
+        for instance, value in adopts:
+            self.learned_at(slot, instance, value, delay)
+        self.advance(slot, end)
+
+    def compact_state(self, Py_ssize_t slot):
+        """state(), or empty while the slot is in the table's first configuration with nothing pending (what
+        records, snapshots and STATE_REPLY carry: every node starts from the same first configuration)."""
+        if self.current[slot] == 0 and slot not in self.pending:
+            return b""
+        return self.state(slot)
 
     def distinct(self):
         """How many configurations the table has interned."""
@@ -252,3 +297,36 @@ def _get_config(bytes state, Py_ssize_t at):
     if epoch == 0 or _check_voters(voters) != voters:
         raise BadAdopt("configuration state: a configuration that is not well formed")
     return end, (epoch, voters)
+
+
+def _parse_state(bytes state):
+    """(current (epoch, voters), [(activation, (epoch, voters)), ...]) of `state()` bytes; BadAdopt if they are
+    not well formed (pending epochs and activations must ascend)."""
+    if len(state) < 1 or state[0] != CONFIG_STATE_VERSION:
+        raise BadAdopt("configuration state: unknown version")
+    at, current = _get_config(state, 1)
+    if at >= len(state):
+        raise BadAdopt("configuration state: truncated")
+    count = state[at]
+    at += 1
+    queue = []
+    last_epoch, last_activation = current[0], 0
+    for _ in range(count):
+        if at + 8 > len(state):
+            raise BadAdopt("configuration state: truncated")
+        activation = int.from_bytes(state[at:at + 8], "little")
+        at, config = _get_config(state, at + 8)
+        if config[0] <= last_epoch or activation <= last_activation:
+            raise BadAdopt("configuration state: pending epochs and activations must ascend")
+        last_epoch, last_activation = config[0], activation
+        queue.append((activation, config))
+    if at != len(state):
+        raise BadAdopt("configuration state: %d bytes left over" % (len(state) - at))
+    return current, queue
+
+
+def state_configs(bytes state):
+    """The configurations named by `state()` bytes, current first: [(epoch, voters), ...]; BadAdopt if the
+    bytes are not well formed."""
+    current, queue = _parse_state(state)
+    return [current] + [config for _, config in queue]

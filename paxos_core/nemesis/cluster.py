@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 from ..config import load_cluster, write_cluster
@@ -146,6 +147,7 @@ class NodeProcess:
         self.env_extra = {}            # e.g. libfaketime for the clock fault
         self.starts = 0
         self.rebuild_next = False       # the next start passes --rebuild (set by the wipe fault)
+        self.join_bundle = None         # the first start is `node --join BUNDLE --dir FOLDER` (a joining node)
         self.log_path = os.path.join(cluster.dir, "logs", "node%d.log" % node_id)
         self.disk = None
 
@@ -157,13 +159,20 @@ class NodeProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self):
-        """Start the node's process; with `--rebuild` once after a wipe (`rebuild_next`)."""
+        """Start the node's process; with `--rebuild` once after a wipe (`rebuild_next`). Not once the cluster
+        is being closed (a fault's thread may still be healing while the run tears down)."""
+        if self.cluster.closing:
+            return
         env = dict(os.environ)
         env.update(self.cluster.env)
         env.update(self.env_extra)
+        if self.join_bundle is not None and not os.path.exists(self.path):
+            # A joining node's first start writes its folder from the bundle (join.py), as an operator does.
+            how = ["--join", self.join_bundle, "--dir", os.path.dirname(self.path)]
+        else:
+            how = [self.path] + (["--rebuild"] if self.rebuild_next else [])
         cmd = self.cluster.topology.exec_prefix(self.node_id) + [
-            sys.executable, "-m", "paxos_core", "node", self.path, "--log-level", "info"] + (
-            ["--rebuild"] if self.rebuild_next else [])
+            sys.executable, "-m", "paxos_core", "node"] + how + ["--log-level", "info"]
         self.rebuild_next = False
         with open(self.log_path, "ab") as log:
             log.write(b"=== nemesis: start %d of node %d (%s)\n" % (self.starts + 1, self.node_id,
@@ -294,9 +303,20 @@ class ThreadStop:
 
 
 class Cluster:
-    """``nodes`` node files written as ``paxos-core init`` writes them, with the topology's addresses."""
+    """``nodes`` node files written as ``paxos-core init`` writes them, with the topology's addresses.
 
-    def __init__(self, directory, topology, nodes=3, workers=2, groups=4, xfs=False, env=None, retain_instances=None):
+    ``spares``: hosts for nodes that join later (the `member` fault), ids nodes + 1, nodes + 2, ... (the ids
+    the membership table gives out, in that order): each has its address in the topology, its key pair made
+    by ``paxos-core keygen`` in ``<dir>/host<id>/keys`` (the secret key stays in that folder), and the client
+    ports of node 1 on its own address. Clients are given every host's endpoint from the start: a node that
+    is not there (yet, or any more) has no connection, and a client skips it at once.
+
+    ``nodes`` holds the processes of the current members (voters and learners); it is replaced as a whole,
+    never changed in place, so other threads may iterate it while the `member` fault changes it. A removed
+    node's process moves to ``removed``."""
+
+    def __init__(self, directory, topology, nodes=3, workers=2, groups=4, xfs=False, env=None, retain_instances=None,
+                 spares=0):
         self.dir = directory
         self.topology = topology
         self.env = dict(env or {})
@@ -323,6 +343,18 @@ class Cluster:
             node = NodeProcess(self, config.node_id, os.path.join(conf_dir, "node%d.toml" % config.node_id),
                                str(config.data_dir))
             self.nodes[config.node_id] = node
+        self.removed = {}
+        self.lock = threading.Lock()
+        self.closing = False
+        self.keypairs = {c.node_id: (c.curve_public_key(c.node_id), c.curve_secret_key()) for c in self.configs}
+        first = self.configs[0]
+        self.host_endpoints = {n.id: [n.client_endpoint(w) for w in range(workers)] for n in first.nodes}
+        self.spare_ids = list(range(nodes + 1, nodes + 1 + spares))
+        self.spare_ports = (first.address(first.node_id).peer_port, first.address(first.node_id).client_port)
+        for node_id in self.spare_ids:
+            self.keypairs[node_id] = self._keygen(os.path.join(directory, "host%d" % node_id, "keys"))
+            self.host_endpoints[node_id] = ["tcp://%s:%d" % (topology.address(node_id), self.spare_ports[1] + w)
+                                            for w in range(workers)]
         if xfs:
             for node in self.nodes.values():
                 self._put_on_xfs(node)
@@ -358,17 +390,45 @@ class Cluster:
         shutil.rmtree(saved)
         os.sync()
 
-    def endpoints(self):
-        config = self.configs[0]
-        return {n.id: [n.client_endpoint(w) for w in range(config.workers)] for n in config.nodes}
+    def _keygen(self, keys_dir):
+        """A new host's key pair, made there as an operator makes it (``paxos-core keygen DIR``): (public,
+        secret), z85 bytes."""
+        import zmq.auth
 
-    def client_keys(self, admin=False):
-        """Client options for this CURVE cluster: the nodes' public keys; `admin`: also a member's key pair
-        (administrative operations need one; other clients make their own pair)."""
-        config = self.configs[0]
-        options = {"curve_server_keys": {n.id: config.curve_public_key(n.id) for n in config.nodes}}
+        env = dict(os.environ)
+        env.update(self.env)
+        result = subprocess.run([sys.executable, "-m", "paxos_core", "keygen", keys_dir], capture_output=True,
+                                text=True, env=env)
+        if result.returncode != 0:
+            raise OSError("paxos-core keygen %s: %s" % (keys_dir, result.stderr.strip()))
+        return zmq.auth.load_certificate(os.path.join(keys_dir, "new.key_secret"))
+
+    def joining_node(self, node_id, bundle_path):
+        """The process of spare host ``node_id``'s node, which joins with ``bundle_path`` at its first start."""
+        folder = os.path.join(self.dir, "host%d" % node_id)
+        node = NodeProcess(self, node_id, os.path.join(folder, "node%d.toml" % node_id), os.path.join(folder, "data"))
+        node.join_bundle = bundle_path
+        return node
+
+    def set_members(self, nodes, removed=None):
+        """Replace ``nodes`` (and ``removed``) as a whole: see the class docstring."""
+        with self.lock:
+            self.nodes = dict(nodes)
+            if removed is not None:
+                self.removed = dict(removed)
+
+    def endpoints(self):
+        """Every host's client endpoints, spare hosts included."""
+        return {n: list(eps) for n, eps in self.host_endpoints.items()}
+
+    def client_keys(self, admin=False, avoid=()):
+        """Client options for this CURVE cluster: the nodes' public keys; `admin`: also a current member's key
+        pair (administrative operations need one; other clients make their own pair), not one of `avoid`'s (a
+        node being removed: its key stops being a member's)."""
+        options = {"curve_server_keys": {n: pair[0] for n, pair in self.keypairs.items()}}
         if admin:
-            options["curve_keypair"] = (config.curve_public_key(config.node_id), config.curve_secret_key())
+            members = [n for n in sorted(self.nodes) if n not in avoid] or sorted(self.nodes) or sorted(self.keypairs)
+            options["curve_keypair"] = self.keypairs[members[0]]
         return options
 
     def start_all(self):
@@ -376,21 +436,24 @@ class Cluster:
             node.start()
 
     def stop_all(self):
-        for node in self.nodes.values():
+        everyone = list(self.nodes.values()) + list(self.removed.values())
+        for node in everyone:
             if node.paused:
                 node.resume()
-        for node in self.nodes.values():
+        for node in everyone:
             node.stop()
 
     def close(self):
         """Stop every process by PID, then unmount the disks (the caller then deletes the namespaces)."""
+        self.closing = True
+        everyone = list(self.nodes.values()) + list(self.removed.values())
         try:
-            for node in self.nodes.values():
+            for node in everyone:
                 if node.disk is not None:
                     node.disk.thaw()
             self.stop_all()
         finally:
-            for node in self.nodes.values():
+            for node in everyone:
                 if node.disk is not None:
                     node.disk.close()
 
@@ -404,7 +467,7 @@ class Cluster:
     def tracebacks(self):
         """{node id: number of 'Traceback' lines in its log}."""
         out = {}
-        for node_id, node in self.nodes.items():
+        for node_id, node in sorted({**self.nodes, **self.removed}.items()):
             try:
                 with open(node.log_path, "rb") as f:
                     out[node_id] = f.read().count(b"Traceback (most recent call last)")

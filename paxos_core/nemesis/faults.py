@@ -43,6 +43,9 @@ wipe       a node is stopped (kill -9), everything in its data directory is dele
            started again: it must rebuild every group from its peers (by snapshots where their logs are
            truncated: runs with this kind turn truncation on, `storage.retain_instances` = 16) and serve
            again, with nothing lost. Strikes only when no node is rebuilding, as `corrupt`.
+member     membership changes all through the run, under the other kinds: 3 voters grow to 5 and shrink back
+           (add by join bundle and promote, remove, replace a killed and wiped voter, a removal whose driver
+           is killed): member.py. Not a turn of the schedule: it runs beside it.
 slowdisk   fsync stalls: the node's XFS filesystem is frozen (``fsfreeze -f``: every synced write blocks) for
            50-400 ms at a time, again and again, for the fault's duration. Needs the XFS disks (root,
            xfsprogs); without them, SIGSTOP/SIGCONT bursts of one worker of the same lengths (a stalled synced
@@ -62,7 +65,7 @@ from ..kv import key_group
 from .cluster import ThreadStop
 from .workload import History, do_op
 
-FAULT_KINDS = ("kill", "pause", "stall", "partition", "powercut", "corrupt", "clock", "slowdisk", "wipe")
+FAULT_KINDS = ("kill", "pause", "stall", "partition", "powercut", "corrupt", "clock", "slowdisk", "wipe", "member")
 NEEDS_XFS = ("powercut", "slowdisk")
 FAKETIME_PATHS = ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1",
                   "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1", "/usr/local/lib/faketime/libfaketime.so.1")
@@ -151,8 +154,16 @@ class Nemesis:
                 say("nemesis: fault kind %s skipped: %s" % (kind, why))
             else:
                 self.kinds.append(kind)
-        self.order = list(self.kinds)
+        self.order = [kind for kind in self.kinds if kind != "member"]
         self.rng.shuffle(self.order)
+        self.busy = set()                 # nodes a member step works on: no other fault targets them
+        self.quiet = threading.Lock()     # held from a fault's injection to its heal, and by a removal
+        self.operator = None
+        self.operator_thread = None
+        if "member" in self.kinds:
+            from .member import MemberOperator
+
+            self.operator = MemberOperator(self, random.Random(self.rng.getrandbits(32)), FaultRecord)
         self.client = None
         self.stop = threading.Event()
         self.thread = None
@@ -207,11 +218,19 @@ class Nemesis:
         self.t0 = self.clock() if t0 is None else t0
         self.thread = threading.Thread(target=self._run, name="nemesis", daemon=True)
         self.thread.start()
+        if self.operator is not None:
+            self.operator_thread = threading.Thread(target=self.operator.run, args=(self.stop,), name="member",
+                                                    daemon=True)
+            self.operator_thread.start()
 
     def finish(self):
         self.stop.set()
         if self.thread is not None:
             self.thread.join(120)
+        if self.operator_thread is not None:
+            from .member import STEP_TIMEOUT
+
+            self.operator_thread.join(STEP_TIMEOUT + 60)
         self.heal()
         for thread in self.probe_threads:
             thread.join(4 * self.cluster.lease_s + 10)
@@ -227,17 +246,22 @@ class Nemesis:
         while not self.stop.is_set():
             kind = self.order[turn % len(self.order)]
             turn += 1
-            record = self._inject(kind)
-            if record is not None:
-                self.records.append(record)
-                self.stop.wait(self.rng.uniform(2.0, 5.0) if kind != "pause" else 1.5 * self.cluster.lease_s)
-                self.heal()
-                record.healed = self.clock()
-                self.say("nemesis: %.1f s %s %s healed" % (record.healed - self.t0, record.kind, record.variant))
+            with self.quiet:
+                if self.stop.is_set():
+                    break
+                record = self._inject(kind)
+                if record is not None:
+                    self.records.append(record)
+                    self.stop.wait(self.rng.uniform(2.0, 5.0) if kind != "pause" else 1.5 * self.cluster.lease_s)
+                    self.heal()
+                    record.healed = self.clock()
+                    self.say("nemesis: %.1f s %s %s healed" % (record.healed - self.t0, record.kind, record.variant))
             self.stop.wait(self.rng.uniform(1.5, 3.0))
 
     def _inject(self, kind):
-        node_ids = sorted(self.cluster.nodes)
+        node_ids = [n for n in sorted(self.cluster.nodes) if n not in self.busy]
+        if not node_ids:
+            return None
         target = self.rng.choice(node_ids)
         variant = {
             "kill": lambda: self.rng.choice(("node", "supervisor", "worker", "master")),
@@ -258,6 +282,8 @@ class Nemesis:
     def _master_target(self, record):
         group = self.rng.choice(self.key_groups) if self.key_groups else self.rng.randrange(self.cluster.groups)
         master, worker = self.master_of(group)
+        if master is not None and (master in self.busy or master not in self.cluster.nodes):
+            raise RuntimeError("the master of group %d, node %d, is in a membership step" % (group, master))
         if master is not None:
             record.target = master
             record.detail = "master of group %d" % group
@@ -389,8 +415,8 @@ class Nemesis:
         record.injected = True
 
     def _wipe(self, record):
-        self._wait_no_rebuild()
         node = self.cluster.nodes[record.target]
+        self._wait_no_rebuild()
         node.kill()
         self.cleanup.append(("start", node))
         removed = 0
@@ -556,7 +582,8 @@ class Nemesis:
             elif what == "resume":
                 arg.resume()
             elif what == "start":
-                if not arg.alive():
+                # Not a node that left meanwhile (removed, or wiped and replaced by the member fault).
+                if not arg.alive() and self.cluster.nodes.get(arg.node_id) is arg:
                     arg.start()
             elif what == "real-clock":
                 arg.stop()

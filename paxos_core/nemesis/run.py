@@ -197,9 +197,38 @@ def run(opts, say):
             raise
 
 
+# Hosts ready for the nodes the `member` fault adds (one per add or replace: ids are never reused).
+MEMBER_SPARES = 12
+
+
+def member_settled(cluster, client, timeout):
+    """After a run with the `member` fault: the table's members are the nodes running, and every one of them has
+    every group on the table's voters. Returns (settled, problems)."""
+    deadline = time.monotonic() + timeout
+    problems = ["no answer"]
+    while time.monotonic() < deadline:
+        problems = []
+        try:
+            table = client.membership.table(timeout=5.0)
+            members = sorted(table["voters"] + table["learners"])
+            if members != sorted(cluster.nodes):
+                problems.append("the table's members %s are not the nodes running %s" % (members, sorted(cluster.nodes)))
+            progress = client.membership.progress(table["epoch"], timeout=5.0)
+            if progress["waiting"] or progress["silent"]:
+                problems.append("epoch %d not adopted everywhere: waiting %s, silent %s"
+                                % (table["epoch"], progress["waiting"][:5], progress["silent"]))
+        except Exception as exc:
+            problems.append("membership: %s: %s" % (type(exc).__name__, exc))
+        if not problems:
+            return True, []
+        time.sleep(1.0)
+    return False, problems
+
+
 def _run(opts, say):
     node_ids = list(range(1, opts.nodes + 1))
-    topo = Topology(node_ids, use_netns=opts.netns)
+    spares = MEMBER_SPARES if "member" in opts.faults else 0
+    topo = Topology(node_ids + list(range(opts.nodes + 1, opts.nodes + 1 + spares)), use_netns=opts.netns)
     if topo.mode == "loopback":
         say("nemesis: network namespaces not available (%s): falling back to loopback addresses 127.0.0.x "
             "on one host" % topo.fallback_reason)
@@ -219,7 +248,8 @@ def _run(opts, say):
         topo.setup()
         cluster = Cluster(directory, topo, nodes=opts.nodes, workers=opts.workers, groups=opts.groups,
                           xfs=xfs_why is None, env=env,
-                          retain_instances=WIPE_RETAIN_INSTANCES if "wipe" in opts.faults else None)
+                          retain_instances=WIPE_RETAIN_INSTANCES if "wipe" in opts.faults else None,
+                          spares=spares)
         if xfs_why not in (None, "not needed"):
             say("nemesis: no XFS disks (%s)" % xfs_why)
         topo.enter_client_ns()
@@ -249,13 +279,21 @@ def _run(opts, say):
             for node in cluster.nodes.values():
                 if not node.alive():
                     node.start()
-            down = wait_ready(admin, node_ids)
+            down = wait_ready(admin, sorted(cluster.nodes))
             for node_id in down:
                 say("NODE DOWN: node %d does not answer after the heal; see %s"
                     % (node_id, cluster.nodes[node_id].log_path))
             keys = workload.keys + sorted(nemesis.probe_keys)
             final = final_reads(admin, cluster.groups, history, keys, opts.settle_s)
             converged, problems = converge(cluster, admin, keys, final, opts.settle_s)
+            member_problems = []
+            if nemesis.operator is not None:
+                member_problems = list(nemesis.operator.problems)
+                with Client(cluster.endpoints(), cluster.workers, cluster.groups, default_timeout=5.0,
+                            **cluster.client_keys(admin=True)) as member_admin:
+                    settled, why = member_settled(cluster, member_admin, opts.settle_s)
+                if not settled:
+                    member_problems += why
         finally:
             admin.close()
         corrupt = [r for r in nemesis.records if r.kind == "corrupt" and r.injected]
@@ -286,6 +324,8 @@ def _run(opts, say):
                 say("TRACEBACK in node %d's log (%s): %d" % (node_id, cluster.nodes[node_id].log_path, count))
         for detail in undetected:
             say("corruption not reported by the node: %s" % detail)
+        for problem in member_problems:
+            say("MEMBERSHIP: %s" % problem)
         for r in nemesis.records:
             if not r.injected and r.detail.startswith("not injected"):
                 outcome = r.detail                # "not injected: why"
@@ -306,9 +346,13 @@ def _run(opts, say):
             "tracebacks": sum(tracebacks.values()), "nodes_down": len(down), "corrupt_undetected": len(undetected),
             "nodes": opts.nodes, "seed": opts.seed, "duration_s": opts.duration, "topology": topo.mode,
             "read_modes": list(opts.read_modes), "plant": opts.plant or None, "dir": directory,
+            "member_changes": nemesis.operator.changes if nemesis.operator is not None else 0,
+            "voter_counts": nemesis.operator.sizes if nemesis.operator is not None else [],
+            "member_problems": len(member_problems),
+            "final_members": sorted(cluster.nodes),
         }
         bad = (summary["anomalies"] or summary["lost_acked_writes"] or summary["undecided_keys"] or not converged
-               or summary["tracebacks"] or unrecovered or undetected or down)
+               or summary["tracebacks"] or unrecovered or undetected or down or member_problems)
         passed = not bad
         return (1 if bad else 0), summary
     except Interrupted as exc:

@@ -13,7 +13,7 @@ fencing decisions as the first time.
 """
 import struct
 
-from ..wire.codec import decode_batch
+from ..wire.codec import proposals_of
 from . import envelope
 
 APPLIED, FENCED, CLAIMED, BARRIER = "applied", "fenced", "claimed", "barrier"
@@ -25,12 +25,16 @@ def master_key(group):
 
 
 class Applier:
-    def __init__(self, node_id, sm, masters, store, slot_of, plant="", leading_ballot=None):
+    def __init__(self, node_id, sm, masters, store, slot_of, plant="", leading_ballot=None, votes_at=None):
         """`slot_of(group)` maps a group to its slot in the master table; `store` holds master state;
         `leading_ballot(group)` is the Paxos ballot this node leads the group with (0 if none): our claims
-        give us a lease only if we proposed them under it."""
+        give us a lease only if we proposed them under it; `votes_at(group, instance, node)`: True if `node`
+        votes in the configuration of that instance (the same answer on every node)."""
         self.leading_ballot = leading_ballot or (lambda group: 0)
+        self.votes_at = votes_at or (lambda group, instance, node: True)
         self.no_fencing = plant == "no-fencing"      # planted bug: apply commands of deposed masters too
+        if plant == "renew-non-voter":              # planted bug: a master that votes no more is renewed too
+            self.votes_at = lambda group, instance, node: True
         self.node_id = node_id
         self.sm = sm
         self.masters = masters
@@ -71,12 +75,16 @@ class Applier:
                 dirty.add(group)
                 commands = []
                 mine = []        # (seq, index in commands, count) for our own client entries
-                for origin, seq, payload in (decode_batch(value) if value else ()):
+                for origin, seq, payload in proposals_of(value):
                     kind = payload[0] if payload else 0
                     if kind == envelope.CLIENT:
                         epoch, client_id, request_seq, op = envelope.decode_client(payload)
                         if (origin == masters.master[slot] and epoch == masters.epoch[slot]) or self.no_fencing:
-                            masters.note_activity(slot, origin, now)
+                            # A master's commands keep its lease alive in every node's view, unless it votes
+                            # no more (the group moved): it serves nothing then, and its commands still chosen
+                            # (relayed from leader to leader) must not keep a voter from taking over (simulator
+                            # seed 897). The version counts them all the same (it is replicated state).
+                            masters.note_activity(slot, origin, now, self.votes_at(group, instance, origin))
                             if origin == me:
                                 mine.append((seq, len(commands), 0))
                             commands.append((client_id, request_seq, op))
@@ -87,7 +95,7 @@ class Applier:
                     elif kind == envelope.CLIENT_BATCH:
                         epoch, client_id, first_seq, ops = envelope.decode_client_batch(payload)
                         if (origin == masters.master[slot] and epoch == masters.epoch[slot]) or self.no_fencing:
-                            masters.note_activity(slot, origin, now)
+                            masters.note_activity(slot, origin, now, self.votes_at(group, instance, origin))
                             if origin == me:
                                 mine.append((seq, -len(commands) - 1, len(ops)))
                             commands.extend([(client_id, first_seq + j, op) for j, op in enumerate(ops)])

@@ -22,6 +22,8 @@ from ..storage.records import BYTES_UNKNOWN, CHAIN_INTERVAL as CHAIN_EVERY
 from ..wire.codec import encode_entries
 from ..wire.message import CATCHUP_REPLY, Message
 
+ADOPT_TAG_BYTE = b"\xc0"         # core/voters.pyx: the first byte of a membership ADOPT value
+
 ENTRIES_HEADER_SIZE = 4         # encode_entries' layout (wire/codec.pyx): u32 count, then per entry ...
 ENTRY_HEADER_SIZE = 20          # ... u64 instance, u64 ballot, u32 length, the value
 
@@ -42,6 +44,8 @@ def serve_messages(engine, log, serve, max_bytes=None):
     out = []
     short = 0
     for dest, group, first, end, chain in serve:
+        if not engine.hosts(group):
+            continue        # no longer held here (removed, or handed over in this very cycle): nothing to serve
         entries = log.read_chosen(group, first, end)
         if len(entries) != end - first:
             short += 1
@@ -157,22 +161,26 @@ def _chain_at_cut(log, group, first, entries, cut):
     return None, None
 
 
-def chain_at(log, group, instance):
+def chain_at(log, group, instance, with_config=False):
     """(chain, value bytes) below `instance` from the durable log: from the nearest CHAIN record at or below
     it (or the LOW record at the truncation mark), carried on over the chosen values up to `instance`. None
     if the log cannot give it (the instance is below the truncation mark, or a record is missing or
-    damaged). The byte count is BYTES_UNKNOWN when a record on the way did not know it."""
-    low_record = log.read_low(group)
+    damaged). The byte count is BYTES_UNKNOWN when a record on the way did not know it.
+
+    `with_config`: (chain, value bytes, configuration state at the base record, [(instance, ADOPT value)]
+    between the base and `instance`), from which Engine.config_state_after gives the configuration state at
+    `instance` (a snapshot at `instance` carries it)."""
+    low_record = log.read_low(group, with_config=True)
     if low_record is None:
         return None
-    low, chain, nbytes = low_record
+    low, chain, nbytes, config = low_record
     if instance < low:
         return None
     base = instance - instance % CHAIN_EVERY
     while base > low:
-        found = log.read_chain_bytes(group, base)
+        found = log.read_chain_bytes(group, base, with_config=True)
         if found is not None:
-            chain, nbytes = found
+            chain, nbytes, config = found
             break
         base -= CHAIN_EVERY
     else:
@@ -180,8 +188,13 @@ def chain_at(log, group, instance):
     values = log.read_chosen(group, base, instance) if instance > base else []
     if len(values) != instance - base:
         return None
+    adopts = []
     for i, _, value in values:
         chain = chain_next(chain, i, value)
         if nbytes != BYTES_UNKNOWN:
             nbytes += len(value)
+        if with_config and value[:1] == ADOPT_TAG_BYTE:
+            adopts.append((i, value))
+    if with_config:
+        return chain, nbytes, config, adopts
     return chain, nbytes

@@ -39,16 +39,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.config import SYSTEM_GROUP, shard_of
 from ..core.engine import GROUP_OK, GROUP_REPAIRING, GROUP_STOPPED, Engine
+from ..core.voters import ADOPT_TAG
 from ..errors import GroupStopped, ValueTooLarge
 from ..wire import rpc
 from ..histogram import BATCH_BUCKETS, LATENCY_BUCKETS, Histogram
 from ..statemachine.kv import KVStateMachine
-from ..storage.records import group_record
+from ..statemachine.membership import MembershipStateMachine
+from ..statemachine.system import WithSystemGroup
+from ..storage.records import group_record, repair_record
 from . import envelope
 from .applier import APPLIED, BARRIER, CLAIMED, FENCED, Applier, master_key
 from .cycle import run_cycle
 from .master import MasterTable
+from .membership_driver import INTERNAL, MembershipDriver
 from .retention import Retention
 from .snapshots import Snapshots
 from .staged import StagedStore
@@ -77,6 +82,7 @@ class LoopSettings:
     # costs memory for every slot up to g's: without a bound, 13 bytes (ADD_GROUP 2**32-1) asked for 16 GiB.
     max_group_id: int = (1 << 20) - 1
     request_timeout_ticks: int = 500     # a request's deadline when the client gives none
+    max_stale_lag: int = 1000        # a stale read is refused (NotMaster) further behind than this (instances)
     batch_envelope: bool = True      # a PROPOSE_BATCH is ONE proposal (CLIENT_BATCH) when it fits
     renew_on_write: bool = False     # also claim to renew leases of written groups (old behaviour, to compare)
     coalesce_replies: bool = True    # replies of one turn to one client go out as one frame
@@ -91,6 +97,8 @@ class LoopSettings:
     peer_lag_bytes: int = 0          # ... and this many more value bytes (with retain_bytes)
     truncate_groups_per_turn: int = 32
     truncate_step_instances: int = 65536
+    membership_seed: bytes = b""     # the system group's seed command (replica/membership_driver.py), proposed
+                                     # by the worker hosting it until its table is seeded (b"": none)
     plant: str = ""                  # planted bug (tests of the tests only)
 
 
@@ -182,7 +190,7 @@ class ReplicaLoop:
         self.rng = rng
         self.stats = {"proposals": 0, "timeouts": 0, "overloaded": 0, "requests": 0, "late_resumes": 0,
                       "leases_dropped": 0, "lease_replies_withdrawn": 0, "master_changes": 0,
-                      "admin_refused": 0}
+                      "admin_refused": 0, "stale_reads_refused": 0}
         self.latency = Histogram(LATENCY_BUCKETS)
         self.batch_sizes = Histogram(BATCH_BUCKETS)
         self.write_seconds = Histogram(LATENCY_BUCKETS)
@@ -193,6 +201,10 @@ class ReplicaLoop:
         self._compact_if_due = getattr(log, "compact_if_due", None)
         self.store = StagedStore(store)
         self.sm = (state_machine_factory or KVStateMachine)(self.store)
+        if core_config.system_group:
+            # This worker also hosts the system group: its membership table lives beside the data groups'
+            # state, in the same store (statemachine/system.py).
+            self.sm = WithSystemGroup(self.sm, MembershipStateMachine(self.store))
         self.outbox = {}
         self.lease_outbox = []            # [(Request, frame, slot)]: lease replies, re-checked as they leave
         self.waiting = {}                 # (group, engine seq) -> Request
@@ -216,10 +228,12 @@ class ReplicaLoop:
         self.resumed_late_ms = 0.0        # set by a late resume, reported (and cleared) by the same turn
         self.leases_dropped_now = 0
         self._open(core_config, hosted, recovery, amnesia)
+        self.membership = MembershipDriver(s.membership_seed if core_config.system_group else b"", plant=s.plant)
 
     # ------------------------------------------------------------------ start-up
     def slot_of(self, group):
-        return (group - self.index) // self.workers
+        """The slot of `group` in the engine's per-group arrays, and in this loop's beside them."""
+        return self.engine.slot_index(group)
 
     def _open(self, core_config, configured, recovery, amnesia):
         s = self.settings
@@ -227,10 +241,17 @@ class ReplicaLoop:
         # removed here (a tombstone: re-adding one makes a newer incarnation). From here on the engine is the
         # one record of which groups this worker hosts, in which incarnation.
         incarnations = {group: 1 for group in configured}
+        if core_config.system_group:
+            incarnations[SYSTEM_GROUP] = 1      # always hosted here (never added or removed at run time)
         for group, state in recovery.groups.items():
             incarnations[group] = state.incarnation
         self.tombstones = dict(recovery.removed)
         for group in self.tombstones:
+            incarnations.pop(group, None)
+        # Handed over to the nodes it is placed on (vacate_groups): not held here, until placed here again.
+        self.vacated = {g: inc for g, (inc, _) in recovery.vacated.items() if g not in self.tombstones}
+        self.vacated_marks = {g: mark for g, (_, mark) in recovery.vacated.items() if g in self.vacated}
+        for group in self.vacated:
             incarnations.pop(group, None)
         hosted = set(incarnations)
         self.engine = engine = Engine(core_config, random.Random(self.rng.getrandbits(64)))
@@ -259,7 +280,8 @@ class ReplicaLoop:
         self.masters = MasterTable(self.node_id, engine.n_slots, s.lease_ticks, s.lease_margin, plant=s.plant,
                                    nonce_base=self.rng.getrandbits(48) << 16)
         self.applier = Applier(self.node_id, self.sm, self.masters, self.store, self.slot_of, plant=s.plant,
-                               leading_ballot=self._leading_ballot)
+                               leading_ballot=self._leading_ballot,
+                               votes_at=self._votes_at)
         # After a restart this node may be behind on groups nobody writes to any more: ask peers for what we
         # miss, a few groups per tick, in a few passes (the first may leave before the peers are connected).
         self.catchup_passes = [50, 300, 1500] if recovery.groups else []
@@ -278,7 +300,7 @@ class ReplicaLoop:
         self.snapshots = Snapshots(self.node_id, engine, self.sm, self.store.inner, self.log, self.snapfiles,
                                    self.send, random.Random(self.rng.getrandbits(64)), s.snapshots, self.clock,
                                    self.applier, s.plant)
-        self.retention = Retention(engine, self.sm, self.log, lambda slot: slot * self.workers + self.index,
+        self.retention = Retention(engine, self.sm, self.log, self.engine.group_at,
                                    s.retain_instances, s.truncate_groups_per_turn, s.truncate_step_instances,
                                    self.snapshots.pins, s.plant, s.retain_bytes,
                                    s.peer_lag_instances, s.peer_lag_bytes)
@@ -339,6 +361,7 @@ class ReplicaLoop:
         believed about its leases may be stale, so it holds none until it renews them."""
         self.stats["late_resumes"] += 1
         self.resumed_late_ms = late * 1e3
+        self.membership.catch_up_all(self.engine)     # what was chosen meanwhile in idle groups
         self.leases_dropped_now = 0
         if self.plant == "stale-lease-clock":
             return
@@ -414,8 +437,11 @@ class ReplicaLoop:
             self.sm.flush()
             self.store.commit()
             observe = self.batch_sizes.observe
-            for _, _, value in fx.chosen:
+            membership = self.membership
+            for group, _, value in fx.chosen:
                 observe(int.from_bytes(value[1:5], "little") if len(value) >= 5 else 0)
+                if value and value[0] == ADOPT_TAG:
+                    membership.adopt_chosen(self, group)
             for change in changes:
                 self._master_changed(*change)
             for group, seq, kind, data, instance in outcomes:
@@ -451,6 +477,11 @@ class ReplicaLoop:
             self.stats["admin_refused"] += 1
             self._send(identity, rpc.error_reply(rpc.BAD_REQUEST, req_id, ADMIN_REFUSED % ADMIN_OPS[op]))
             return
+        if op in (rpc.PROPOSE, rpc.PROPOSE_BATCH) and request[2] == SYSTEM_GROUP and not admin:
+            # Membership changes are administrative: reading the table is for anyone, changing it is not.
+            self.stats["admin_refused"] += 1
+            self._send(identity, rpc.error_reply(rpc.BAD_REQUEST, req_id, ADMIN_REFUSED % "a membership change"))
+            return
         if op == rpc.PROPOSE:
             self._on_propose(identity, req_id, *request[2:])
         elif op == rpc.PROPOSE_BATCH:
@@ -473,6 +504,13 @@ class ReplicaLoop:
         """The STATUS reply; the worker replaces it with one that adds its process and transport facts."""
         return self.status()
 
+    def propose_internal(self, group, op, timeout_ticks):
+        """Propose `op` to `group`'s state machine as a client would, without a session and without a client
+        to answer (the membership driver's commands): it waits for a master like any proposal."""
+        req = Request(INTERNAL, 0, rpc.PROPOSE, group, self.ticks + timeout_ticks, self.clock())
+        req.payload = op
+        self._route(req)
+
     def _new_request(self, identity, req_id, op, group, timeout_ms):
         tick_ms = self.settings.tick_s * 1000.0
         ticks = max(1, int(-(-int(timeout_ms) // tick_ms))) if timeout_ms else self.settings.request_timeout_ticks
@@ -480,8 +518,10 @@ class ReplicaLoop:
 
     def _check_group(self, identity, req_id, group):
         if not self.engine.hosts(group):
-            worker = group % self.workers
+            worker = shard_of(group, self.workers)
             where = "" if worker == self.index else " (group %d lives on worker %d)" % (group, worker)
+            if group in self.vacated:
+                where = " (it is placed on other nodes)"
             self._send(identity, rpc.error_reply(rpc.UNKNOWN_GROUP, req_id, "no group %d here%s" % (group, where)))
             return False
         if self.engine.group_status(group) == GROUP_STOPPED:
@@ -575,6 +615,17 @@ class ReplicaLoop:
         if not self._check_group(identity, req_id, group):
             return
         if mode == rpc.READ_STALE:
+            # The stated bound of a stale read: this node's log is at most max_stale_lag instances behind the
+            # highest chosen mark it has heard of, and the group is not rebuilding here (a learner that just
+            # joined, a node catching up after a restart). Otherwise NotMaster: the client asks the master.
+            lag = self.engine.behind(group)
+            if lag < 0 or lag > self.settings.max_stale_lag:
+                self.stats["stale_reads_refused"] += 1
+                slot = self.slot_of(group)
+                master = self.masters.known_master(slot, self.ticks)
+                self._send(identity, rpc.not_master(req_id, 0 if master == self.node_id else master,
+                                                    int(self.masters.epoch[slot])))
+                return
             self._send(identity, rpc.reply(rpc.OK, req_id, self.sm.read(group, query)))
             return
         req = self._new_request(identity, req_id, rpc.READ, group, timeout_ms)
@@ -590,6 +641,8 @@ class ReplicaLoop:
         if not self.engine.hosts(group):
             return                  # being removed: its last cycle may still report a master change
         want = self.masters.known_master(slot, self.ticks)
+        if want and not self.engine.votes_in(group, want):
+            want = 0                # a master that does not vote (removed, or a learner) cannot lead
         if self.preferred[slot] != want:
             self.preferred[slot] = want
             self.engine.prefer(group, want)
@@ -608,6 +661,14 @@ class ReplicaLoop:
             self.engine.poke(group)
             return
         self._sync_preference(group, slot)
+        if masters.is_master(slot) and (not self.engine.votes_in(group, self.node_id)
+                                        or self.membership.removed_epoch is not None):
+            # Master by the table, but it votes no more (removed, or the group moved): it serves nothing, so
+            # its lease runs out (its commands, forwarded to the leader, would renew it on every node:
+            # simulator seed 1,183) and a voter takes over. The client goes to a voter meanwhile.
+            self._reply_frame(req, rpc.not_master(req.req_id, self.engine.some_voter(group),
+                                                  int(masters.epoch[slot])))
+            return
         if masters.is_master(slot):
             if req.op == rpc.READ:
                 self.lease_reads.append(req)        # answered in step 6, after this turn's applies
@@ -620,6 +681,12 @@ class ReplicaLoop:
         if master and master != self.node_id:
             self._reply_frame(req, rpc.not_master(req.req_id, master, int(masters.epoch[slot])))
             return
+        if not self.engine.votes_in(group, self.node_id):
+            # Not a voter of the group (a learner, or removed): it never becomes master. Send the client to a voter.
+            voter = self.engine.some_voter(group)
+            if voter:
+                self._reply_frame(req, rpc.not_master(req.req_id, voter, int(masters.epoch[slot])))
+                return
         self.parked.setdefault(group, []).append(req)
         if masters.claim_due(slot, self.ticks):
             self._claim(group)
@@ -646,12 +713,29 @@ class ReplicaLoop:
             return
         self.waiting[(req.group, req.seq)] = req
 
+    def _votes_at(self, group, instance, node):
+        """The applier's question: does `node` vote in the group's configuration of `instance`? remove_group
+        applies a group's last chosen values before the engine drops it; should any be applied after, the
+        answer is yes (nothing is decided for the group any more) rather than an UnknownGroup that kills the
+        worker (tests/test_simulator.py::test_finding_a_group_removed_in_the_turn_that_learned_its_last_values)."""
+        if not self.engine.hosts(group):
+            return True
+        return self.engine.config_of(group, instance).position(node) >= 0
+
     def _proposal_ballot(self, group):
         """The ballot our own Accept will carry this proposal under (0 if we do not lead: it is forwarded)."""
         ballot, active = self.engine.ballot_of(group)
         return ballot if active else 0
 
     def _claim(self, group):
+        if not self.engine.votes_in(group, self.node_id):
+            return                  # only a voter may be master (it must lead to serve lease reads)
+        if self.membership.removed_epoch is not None:
+            # Removed from the cluster: it may still take itself for a voter of a group it is behind in (its
+            # peers stopped sending to it), and a claim it forwards would be chosen by the group's leader and
+            # renew a mastership nobody can use (simulator seed 1,183: a removed master kept every node
+            # redirecting clients to it). It never claims again.
+            return
         slot = self.slot_of(group)
         self._sync_preference(group, slot)
         payload = self.masters.make_claim(slot, self.ticks, self._proposal_ballot(group))
@@ -780,13 +864,22 @@ class ReplicaLoop:
             slot = self.slot_of(group)
             if self.masters.claim_due(slot, now):
                 self._claim(group)
+        self.membership.on_tick(self, now)
         # A rebuilding group waits for instances nobody may be driving: nudge its master with a barrier.
         if now % 16 == 0:
             for group in self.engine.repair_waiting():
-                try:
-                    self.engine.propose(group, envelope.barrier(), ("nudge", group))
-                except GroupStopped:
-                    pass
+                self.nudge(group)
+
+    def nudge(self, group):
+        """Propose a barrier to `group`: it gets the group a leader (ours or the master's) and an instance. The
+        engine is told who should lead first: in a group nobody writes to, a master that no longer votes there
+        (a configuration left it out) would otherwise still be waited for."""
+        if self.engine.hosts(group):
+            self._sync_preference(group, self.slot_of(group))
+        try:
+            self.engine.propose(group, envelope.barrier(), ("nudge", group))
+        except GroupStopped:
+            pass
 
     def _expire(self):
         """Requests past their deadline: the outcome is unknown (a proposal may still be chosen later). Only
@@ -815,14 +908,18 @@ class ReplicaLoop:
             if last < since:
                 del self.recent_reads[slot]
             elif self.masters.master[slot] == self.node_id:
-                out.append(slot * self.workers + self.index)
+                out.append(self.engine.group_at(slot))
         return out
 
     # ------------------------------------------------------------------ groups at run time
     def _on_add_group(self, identity, req_id, group, incarnation):
-        if group % self.workers != self.index:
+        if group >= SYSTEM_GROUP:
+            self._send(identity, rpc.error_reply(rpc.BAD_REQUEST, req_id, "group ids %d and above are reserved "
+                                                 "(the system group)" % SYSTEM_GROUP))
+            return
+        if shard_of(group, self.workers) != self.index:
             self._send(identity, rpc.error_reply(rpc.BAD_REQUEST, req_id, "group %d belongs to worker %d"
-                                                 % (group, group % self.workers)))
+                                                 % (group, shard_of(group, self.workers))))
             return
         try:
             self.add_group(group, incarnation)
@@ -836,8 +933,8 @@ class ReplicaLoop:
         if self.engine.hosts(group):
             return {"group": group, "hosted": True, "incarnation": self.engine.incarnation_of(group),
                     "removed": 0, "status": self.engine.group_view(group)["status"]}
-        return {"group": group, "hosted": False, "incarnation": 0, "removed": self.tombstones.get(group, 0),
-                "status": "absent"}
+        return {"group": group, "hosted": False, "incarnation": self.vacated.get(group, 0),
+                "removed": self.tombstones.get(group, 0), "status": "vacated" if group in self.vacated else "absent"}
 
     def add_group(self, group, incarnation=0):
         """Host `group` in `incarnation` (0: one newer than any this node removed); its GROUP record is durable
@@ -853,6 +950,16 @@ class ReplicaLoop:
                 raise ValueError("group %d is hosted here in incarnation %d, not %d: remove it first"
                                  % (group, current, incarnation))
             return current
+        handed = self.vacated.get(group)
+        if handed is not None:
+            if not incarnation or incarnation == handed:
+                return handed           # it exists, placed on other nodes: not held here
+            if incarnation < handed:
+                raise ValueError("group %d exists in incarnation %d, not %d" % (group, handed, incarnation))
+            # A newer incarnation: the one handed over was removed meanwhile.
+            del self.vacated[group]
+            self.vacated_marks.pop(group, None)
+            self.tombstones[group] = handed
         removed = self.tombstones.get(group, 0)
         if not incarnation:
             incarnation = removed + 1
@@ -869,6 +976,7 @@ class ReplicaLoop:
         self.engine.add_group(group, incarnation)
         self._resize()
         self.log.write([group_record(group, self.engine.incarnation_of(group))])
+        self.membership.group_added(group)      # it starts in the first configuration: it adopts the table's
         log.info("node %d worker %d: group %d added (incarnation %d)", self.node_id, self.index, group, incarnation)
         return incarnation
 
@@ -879,32 +987,91 @@ class ReplicaLoop:
             self.preferred = np.concatenate([self.preferred, np.zeros(n - len(self.preferred), np.uint16)])
 
     def _on_remove_group(self, identity, req_id, group):
+        if group == SYSTEM_GROUP:
+            self._send(identity, rpc.error_reply(rpc.BAD_REQUEST, req_id, "the system group cannot be removed"))
+            return
         self.remove_group(group)
         self._send(identity, rpc.reply(rpc.OK, req_id))
 
     def remove_group(self, group):
         """Stop hosting `group` and delete its data. Its tombstone (the incarnation removed) is durable first,
         so a crash half-way never brings the group back as an acceptor that forgot its votes."""
+        if group == SYSTEM_GROUP:
+            raise ValueError("the system group cannot be removed")
+        if group in self.vacated:
+            # Handed over before, and now removed: its tombstone, so a later add makes a newer incarnation.
+            incarnation = self.vacated.pop(group)
+            self.vacated_marks.pop(group, None)
+            self.log.write([group_record(group, incarnation, True)])
+            self.tombstones[group] = incarnation
+            return
         if not self.engine.hosts(group):
             return
         incarnation = self.engine.incarnation_of(group)
+        # The engine may already hold effects of this group (records to write, votes to send, chosen values to
+        # apply: a REMOVE_GROUP comes in the turn after the poll's peer messages): carry them out first, while
+        # the group is hosted and its data exists, as vacate_groups does. Then the removal, and a cycle for
+        # what it gives (its queued proposals expired).
+        self._cycle()
         self.engine.remove_group(group)
-        # The engine may already hold effects of this group (records to write, chosen values to apply):
-        # carry them out now, while the group still exists, so that none lands after its data is deleted.
         self._cycle()
         self.log.write([group_record(group, incarnation, True)])
         self.tombstones[group] = incarnation
         self._drop_group_data(group)
+        self._release(group, "group %d was removed" % group)
+        log.info("node %d worker %d: group %d removed (incarnation %d)", self.node_id, self.index, group,
+                 incarnation)
+
+    def _release(self, group, why):
+        """The group is no longer held here: its master table slot is cleared and the requests waiting for it
+        are told (UNKNOWN_GROUP: a client asks another node)."""
         slot = self.slot_of(group)
         self.masters.restore(slot, 0, 0, 0, 0, self.ticks)
         self.preferred[slot] = 0
         for req in self.parked.pop(group, []):
-            self._reply_error(req, rpc.UNKNOWN_GROUP, "group %d was removed" % group)
+            self._reply_error(req, rpc.UNKNOWN_GROUP, why)
         for req in [r for r in self.lease_reads if r.group == group]:
             self.lease_reads.remove(req)
-            self._reply_error(req, rpc.UNKNOWN_GROUP, "group %d was removed" % group)
-        log.info("node %d worker %d: group %d removed (incarnation %d)", self.node_id, self.index, group,
-                 incarnation)
+            self._reply_error(req, rpc.UNKNOWN_GROUP, why)
+
+    def vacate_groups(self, groups):
+        """Stop holding these groups, placed on other nodes (the membership driver calls this once
+        Engine.handoff said so for each): their GROUP records say so (durable first: a crash half-way never
+        finds a group held with part of its data deleted), then their data goes. Placed here again, a group
+        comes back through reenter_group."""
+        groups = [g for g in groups if g != SYSTEM_GROUP and self.engine.hosts(g)]
+        if not groups:
+            return
+        # Effects of these groups the engine still holds (records, chosen values, catch-up to serve) are
+        # carried out first, while they are held (simulator seed 6, 5 nodes: a serve effect met a group gone).
+        self._cycle()
+        incarnations = {g: self.engine.incarnation_of(g) for g in groups}
+        marks = {g: self.engine.learned(g)[0] for g in groups}
+        for group in groups:
+            self.engine.remove_group(group)
+        self.log.write([group_record(g, incarnations[g], vacated=True, mark=marks[g]) for g in groups])
+        for group in groups:
+            self.vacated[group] = incarnations[group]
+            self.vacated_marks[group] = marks[group]
+            self._drop_group_data(group)
+            self._release(group, "group %d is not held by node %d (placed on other nodes)" % (group, self.node_id))
+        log.info("node %d worker %d: handed over %d group(s) placed elsewhere: %s", self.node_id, self.index,
+                 len(groups), ", ".join(map(str, groups[:16])) + (" ..." if len(groups) > 16 else ""))
+
+    def reenter_group(self, group):
+        """Hold a group handed over before, placed on this node again: in the same incarnation, learning every
+        instance below the chosen mark at which it handed the group over before it votes (Engine.begin_reentry
+        says why that is enough). Its GROUP record (with that mark) and a pending REPAIR record (flagged as a
+        re-entry) go in one write, so a crash after it still finds what is left to learn."""
+        incarnation = self.vacated.pop(group)
+        mark = self.vacated_marks.pop(group, 0)
+        self._drop_group_data(group)             # what a crash during the handover may have left
+        self.engine.add_group(group, incarnation)
+        self._resize()
+        self.log.write([group_record(group, incarnation, mark=mark), repair_record(group, True, True)])
+        self.engine.begin_reentry(group, mark)
+        log.info("node %d worker %d: group %d placed here again (incarnation %d): learning up to %d before it "
+                 "votes", self.node_id, self.index, group, incarnation, mark)
 
     def _drop_group_data(self, group):
         """Delete a removed group's state machine data, master table state and log records (idempotent: a
@@ -918,7 +1085,8 @@ class ReplicaLoop:
 
     # ------------------------------------------------------------------ status and replies
     def group_count(self):
-        return self.engine.group_count()
+        """Data groups hosted (the system group is not one)."""
+        return self.engine.group_count() - self.engine.hosts(SYSTEM_GROUP)
 
     def masters_held(self):
         return int(np.count_nonzero(self.masters.master == self.node_id))
@@ -931,6 +1099,7 @@ class ReplicaLoop:
         state machine unloaded applied everything its log learned, since each cycle applies what it learns)."""
         first, unwell, repairing, max_lag = self.engine.status_summary(max_groups)
         detail = dict.fromkeys(first + unwell)
+        detail.pop(SYSTEM_GROUP, None)          # shown under "membership"
         loaded = getattr(self.sm, "loaded_groups", None)
         for group in (loaded() if loaded is not None else ()):
             if group not in detail and self.engine.hosts(group):
@@ -946,7 +1115,8 @@ class ReplicaLoop:
                            "epoch": int(self.masters.epoch[slot]), "chosen": view["chosen_next"],
                            "chain": view["chain"],
                            "applied": applied, "lag": lag, "role": view["role"], "status": view["status"],
-                           "reason": view["stop_reason"], "repair": view["repair"], "low": view["low"]})
+                           "reason": view["stop_reason"], "repair": view["repair"], "low": view["low"],
+                           "config": self._config_view(group)})
         return {
             "node": self.node_id, "worker": self.index, "ticks": self.ticks, "groups": self.group_count(),
             "repairing": repairing, "masters": self.masters_held(), "max_lag": max_lag, "group_detail": groups,
@@ -954,8 +1124,27 @@ class ReplicaLoop:
             "fenced": self.applier.fenced, "latency": self.latency.snapshot(),
             "batch_size": self.batch_sizes.snapshot(), "write_seconds": self.write_seconds.snapshot(),
             "slow_writes": self.slow_writes, "serve_misses": self.serve_misses,
-            "snapshots": self.snapshots.status(),
+            "snapshots": self.snapshots.status(), "membership": self._membership_status(),
         }
+
+    def _config_view(self, group):
+        """The group's voters where its next instance is decided, and its newest (maybe pending) ones."""
+        engine = self.engine
+        current = engine.config_of(group, engine.learned(group)[0])
+        epoch, voters = engine.latest_config(group)
+        return {"epoch": current.epoch, "voters": list(current.voters), "latest_epoch": epoch,
+                "latest_voters": list(voters)}
+
+    def _membership_status(self):
+        """The system group as this worker hosts it ({} on the other workers)."""
+        out = self.membership.status(self)
+        if self.engine.hosts(SYSTEM_GROUP):
+            view = self.engine.group_view(SYSTEM_GROUP)
+            slot = self.slot_of(SYSTEM_GROUP)
+            out.update(master=int(self.masters.master[slot]), chosen=view["chosen_next"],
+                       applied=self.sm.applied_next(SYSTEM_GROUP), status=view["status"],
+                       config=self._config_view(SYSTEM_GROUP))
+        return out
 
     def _reply_error(self, req, status, message):
         if status == rpc.TIMEOUT:
@@ -1001,6 +1190,9 @@ class ReplicaLoop:
         if not self.outbox:
             return []
         outbox, self.outbox = self.outbox, {}
+        outbox.pop(INTERNAL, None)        # replies to the loop's own requests go nowhere
+        if not outbox:
+            return []
         if not self.settings.coalesce_replies:
             return [(identity, frame) for identity, frames in outbox.items() for frame in frames]
         return [(identity, frames[0] if len(frames) == 1 else rpc.reply_batch(frames))

@@ -108,10 +108,11 @@ class MasterTable:
             self.last_claim.pop(slot, None)
         return bool(changed)
 
-    def note_activity(self, slot, origin, now):
-        """A command of the current master was applied (deterministic: the version counts it)."""
+    def note_activity(self, slot, origin, now, renews=True):
+        """A command of the current master was applied (deterministic: the version counts it). It renews the
+        master's lease in our view unless `renews` is False (a master that votes no more: replica/applier.py)."""
         self.version[slot] += 1
-        if origin != self.node_id:
+        if origin != self.node_id and renews:
             until = now + self.lease_ticks
             if until > self.lease_until[slot]:
                 self.lease_until[slot] = until

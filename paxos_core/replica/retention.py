@@ -136,11 +136,11 @@ class Retention:
             cut = min(cut, low - low % ALIGN + self.step)
             if cut < low + ALIGN:
                 continue
-            found = self.log.read_chain_bytes(group, cut)
+            found = self.log.read_chain_bytes(group, cut, with_config=True)
             if found is None:
                 self.skipped += 1
                 continue
-            engine.truncate(group, cut, found[0], found[1])
+            engine.truncate(group, cut, found[0], found[1], found[2])
             self.truncations += 1
             self.instances += cut - low
             done += 1

@@ -52,6 +52,7 @@ import time
 from ..errors import RecordCorrupt
 from ..statemachine.store import merge_store_ops
 from ..core.engine import GROUP_STOPPED
+from ..core.voters import BadAdopt, state_configs
 from ..storage.records import BYTES_UNKNOWN, CHECKPOINT_RECORD, checkpoint_record
 from ..storage.snapfiles import FRAME_HEADER
 from ..wire.checksum import crc32c
@@ -64,6 +65,9 @@ log = logging.getLogger("paxos_core.snapshots")
 HEADER = struct.Struct("<4sBBIHQIQB28sHQ")   # magic, version, kind, group, incarnation, A, chain at A, bytes
                                              # below A, has master, master state, source node, snapshot id
 HEADER_MAGIC = b"PXSN"
+# Version 2 of the header (a group that left its first membership configuration) is followed by the
+# configuration state at A (core/voters.pyx VoterTable.state()): u16 length, then the bytes. Version 1 has none.
+_CONFIG_LEN = struct.Struct("<H")
 TRAILER = struct.Struct("<4sQIQ")            # magic, entries, digest, entry bytes
 TRAILER_MAGIC = b"PXSE"
 KEYED = 1
@@ -77,7 +81,8 @@ STAGING = 1
 STAGED = 2          # the trailer checked and is durable: the read-back and the swap come next
 INSTALLED = 4
 PROGRESS = struct.Struct("<BBHQQIQQQIQB28s")  # version, half, source, id, A, chain, bytes below A, size,
-                                              # next offset, digest, entries, has master, master state
+                                              # next offset, digest, entries, has master, master state;
+                                              # version 2: then the configuration state at A, as the header's
 
 ABORT_UNKNOWN, ABORT_BUSY, ABORT_DAMAGED_AT_SOURCE, ABORT_DAMAGED_AT_RECEIVER, ABORT_NOT_NEEDED = 1, 2, 3, 4, 5
 ABORT_REASONS = {ABORT_UNKNOWN: "unknown snapshot", ABORT_BUSY: "busy", ABORT_DAMAGED_AT_SOURCE: "damaged at source",
@@ -164,7 +169,7 @@ class Incoming:
     """A snapshot this node is receiving for one group (mirrored in the group's CHECKPOINT record)."""
     __slots__ = ("group", "src", "snap_id", "applied", "chain", "bytes_below", "size", "next", "digest",
                  "entries", "half", "master", "state", "chunks", "refetches", "asked", "ask_after", "fresh",
-                 "started", "entry_bytes", "requested")
+                 "started", "entry_bytes", "requested", "config")
 
     def __init__(self, group, src, snap_id, applied, chain, bytes_below, size, next_offset, half, master, now):
         self.group = group
@@ -188,26 +193,51 @@ class Incoming:
         self.ask_after = False        # send SNAP_REQ once this turn's write is durable
         self.fresh = True             # accepted this turn: clear the half and write the record first
         self.started = now
+        self.config = b""             # the membership configuration state at A (empty: the first one)
 
     def progress_record(self, flags):
-        body = PROGRESS.pack(1, self.half, self.src, self.snap_id, self.applied, self.chain, self.bytes_below,
-                             self.size, self.next, self.digest, self.entries, self.master is not None,
-                             self.master or _MASTER_NONE)
+        body = PROGRESS.pack(2 if self.config else 1, self.half, self.src, self.snap_id, self.applied, self.chain,
+                             self.bytes_below, self.size, self.next, self.digest, self.entries,
+                             self.master is not None, self.master or _MASTER_NONE)
+        if self.config:
+            body += _CONFIG_LEN.pack(len(self.config)) + self.config
         return checkpoint_record(self.group, 0, flags, body)
 
 
 def decode_progress(record):
     """The fields of a CHECKPOINT record's body as a dict; RecordCorrupt if it does not parse."""
     body = record[8]
-    if len(body) != PROGRESS.size:
+    if len(body) < PROGRESS.size:
         raise RecordCorrupt("checkpoint record body of %d bytes" % len(body))
     (version, half, src, snap_id, applied, chain, bytes_below, size, next_offset, digest, entries, has_master,
-     master) = PROGRESS.unpack(body)
-    if version != 1 or half not in (0, 1):
+     master) = PROGRESS.unpack(body[:PROGRESS.size])
+    if version not in (1, 2) or half not in (0, 1):
         raise RecordCorrupt("checkpoint record version %d, half %d" % (version, half))
+    config = _config_tail(body, PROGRESS.size, version)
+    if config is None:
+        raise RecordCorrupt("checkpoint record body of %d bytes does not fit its version %d" % (len(body), version))
     return dict(half=half, src=src, snap_id=snap_id, applied=applied, chain=chain, bytes_below=bytes_below,
                 size=size, next=next_offset, digest=digest, entries=entries,
-                master=master if has_master else None, flags=record[3])
+                master=master if has_master else None, flags=record[3], config=config)
+
+
+def _config_tail(data, at, version):
+    """The configuration state after a fixed part of `at` bytes: empty for version 1 (nothing may follow),
+    the length-prefixed bytes for version 2 (well formed: core/voters.pyx state_configs); None if it does not
+    fit."""
+    if version == 1:
+        return b"" if len(data) == at else None
+    if len(data) < at + _CONFIG_LEN.size:
+        return None
+    (n,) = _CONFIG_LEN.unpack_from(data, at)
+    config = bytes(data[at + _CONFIG_LEN.size:])
+    if n == 0 or len(config) != n:
+        return None
+    try:
+        state_configs(config)
+    except BadAdopt:
+        return None
+    return config
 
 
 class Snapshots:
@@ -286,6 +316,7 @@ class Snapshots:
             inc = Incoming(group, p["src"], p["snap_id"], p["applied"], p["chain"], p["bytes_below"], p["size"],
                            p["next"], p["half"], p["master"], now)
             inc.digest, inc.entries = p["digest"], p["entries"]
+            inc.config = p["config"]
             inc.state = STAGED if rec[3] & STAGED else STAGING
             inc.fresh = False
             inc.ask_after = inc.state == STAGING
@@ -407,11 +438,12 @@ class Snapshots:
         view = self.store.snapshot()
         try:
             applied = self.sm.checkpoint_applied(view, group)
-            found = chain_at(self.log, group, applied)
+            found = chain_at(self.log, group, applied, with_config=True)
             if found is None or applied == 0:
                 view.close()
                 return None
-            chain, nbytes = found
+            chain, nbytes, base_config, adopts = found
+            config = self.engine.config_state_after(group, base_config, adopts, applied)
             master = view.get(master_key(group))
         except Exception:
             view.close()
@@ -420,9 +452,11 @@ class Snapshots:
         out.view = view
         self.files.begin(out.key)
         has_master = master is not None and len(master) == 28
-        self.files.append(out.key, HEADER.pack(HEADER_MAGIC, 1, KEYED, group, out.incarnation, applied, chain,
-                                               nbytes, has_master, master if has_master else _MASTER_NONE,
-                                               self.node_id, out.snap_id))
+        header = HEADER.pack(HEADER_MAGIC, 2 if config else 1, KEYED, group, out.incarnation, applied, chain,
+                             nbytes, has_master, master if has_master else _MASTER_NONE, self.node_id, out.snap_id)
+        if config:
+            header += _CONFIG_LEN.pack(len(config)) + config
+        self.files.append(out.key, header)
         self.outgoing[group] = out
         return out
 
@@ -471,7 +505,7 @@ class Snapshots:
         except (RecordCorrupt, OSError, KeyError):
             self._drop_outgoing(out)
             return
-        found = HEADER.unpack(header)
+        found = HEADER.unpack(header[:HEADER.size])
         out_msgs.append((dest, self._msg(SNAP_OFFER, out.group, out.applied, out.snap_id, self.files.size(out.key),
                                          self.engine.low(out.group), found[6], header)))
 
@@ -619,12 +653,13 @@ class Snapshots:
         if len(self.incoming) >= self.settings.max_incoming:
             return
         try:
-            head = HEADER.unpack(m.value)
+            head = HEADER.unpack(m.value[:HEADER.size])
         except struct.error:
             return
         (magic, version, kind, hgroup, incarnation, happlied, chain, nbytes, has_master, master, src,
          snap_id) = head
-        if (magic != HEADER_MAGIC or version != 1 or kind != KEYED or hgroup != group or happlied != applied
+        config = _config_tail(m.value, HEADER.size, version) if version in (1, 2) else None
+        if (magic != HEADER_MAGIC or config is None or kind != KEYED or hgroup != group or happlied != applied
                 or chain != m.chain or snap_id != m.ballot or src != m.src
                 or incarnation != self.engine.incarnation_of(group)):
             log.warning("node %d: group %d: a snapshot offer from node %d does not match its header: ignored",
@@ -632,6 +667,7 @@ class Snapshots:
             return
         inc = Incoming(group, m.src, snap_id, applied, chain, nbytes, m.mark, FRAME_HEADER + len(m.value),
                        self.sm.inactive_half(group), master if has_master else None, now)
+        inc.config = config
         self.incoming[group] = inc
 
     def _ask(self, inc, out_msgs, again=False):
@@ -734,7 +770,7 @@ class Snapshots:
                 return
             del self.plant_cleared[group]
         nbytes = 0 if inc.bytes_below == BYTES_UNKNOWN else inc.bytes_below
-        self.engine.install(group, inc.applied, inc.chain, nbytes, inc.src)
+        self.engine.install(group, inc.applied, inc.chain, nbytes, inc.src, inc.config)
         swap = self.sm.swap_ops(group, inc.applied, inc.half)
         ops.append(swap)
         if inc.master is not None:

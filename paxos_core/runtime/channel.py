@@ -10,8 +10,13 @@ its whole life. Over it, in one direction only, the worker sends length-prefixed
 * ``{"kind": "failed", "reason": "one line"}``: the worker could not start, and why (it then exits with
   ``EXIT_START_FAILED``).
 
-The other direction carries nothing but end of file: the supervisor's end closes when the supervisor
-process dies (however it dies), and the worker, which polls its end with its other sockets, stops at once.
+* ``{"kind": "membership", "table": {...}}``: worker 0 (which hosts the system group) applied a newer
+  membership table (replica/membership_driver.py).
+
+The other direction carries the newest membership table the supervisor was told of, in the same framing
+(``{"kind": "membership", "table": {...}}``, to every worker when it changes and to a worker that (re)starts),
+and end of file: the supervisor's end closes when the supervisor process dies (however it dies), and the
+worker, which polls its end with its other sockets, stops at once.
 On Linux the worker also asks for SIGTERM when its parent dies (``PR_SET_PDEATHSIG``), which also covers a
 worker still busy starting; that signal follows the parent *thread* that spawned it, so the supervisor
 spawns from its own long-lived thread.
@@ -96,6 +101,8 @@ class ParentChannel:
         self.dropped = 0
         self.reported_dropped = 0
         self.broken = False
+        self.reader = MessageReader()
+        self.inbox = []                  # messages from the supervisor, read by parent_gone()
         self.thread = threading.Thread(target=self._pump, name="paxos-parent-channel", daemon=True)
         self.thread.start()
 
@@ -118,14 +125,18 @@ class ParentChannel:
         return self.sock.fileno()
 
     def parent_gone(self):
-        """Call when the channel is readable: True once the supervisor's end is closed (end of file)."""
-        try:
-            data = self.sock.recv(4096, socket.MSG_DONTWAIT)
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError:
-            return True
-        return not data
+        """Call when the channel is readable: True once the supervisor's end is closed (end of file). The
+        messages read on the way wait in `inbox`."""
+        while True:
+            try:
+                data = self.sock.recv(65536, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return False
+            except OSError:
+                return True
+            if not data:
+                return True
+            self.inbox.extend(self.reader.feed(data))
 
     def send(self, message, block=False):
         try:

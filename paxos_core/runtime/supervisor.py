@@ -31,7 +31,9 @@ import tempfile
 import threading
 import time
 
+from ..core.config import SYSTEM_GROUP
 from ..errors import StartError
+from ..statemachine.user import decode_user_result
 from ..storage import identity
 from ..statemachine.loader import SYS_PATH_ENV, parent_sys_path
 from . import channel, spawn
@@ -40,6 +42,9 @@ log = logging.getLogger("paxos_core.supervisor")
 
 FIRST_BACKOFF = 0.2
 MAX_BACKOFF = 5.0
+# How often a running node asks the cluster whether it was removed (a removal it did not hear of: see
+# Supervisor._watch_removal); 0: never. PAXOS_CORE_REMOVAL_WATCH_S overrides it (tests).
+REMOVAL_WATCH_S = float(os.environ.get("PAXOS_CORE_REMOVAL_WATCH_S", "30"))
 
 
 class _Worker:
@@ -53,6 +58,7 @@ class _Worker:
         self.ready = False           # the current process said it is up
         self.up_since = 0.0
         self.reason = ""             # why the current process could not start (its own line)
+        self.left = 0                # the epoch that removed this node, once this worker's groups go on without it
         self.failures = 0            # failed starts and early crashes in a row
         self.backoff = FIRST_BACKOFF
         self.restart_at = None       # monotonic time of a scheduled restart
@@ -83,17 +89,38 @@ class Supervisor:
         self.failed = threading.Event()
         self.on_failure = None               # called with the failure line from the supervisor's thread
         self._workers = {i: _Worker(i) for i in range(config.workers)}
+        self.table = None               # the newest membership table a worker handed up
+        self.removed_epoch = None       # the epoch that removed this node, once every worker left
         self._selector = selectors.DefaultSelector()
         self._up = threading.Event()         # every worker ready, or the start failed
         self._stopping = threading.Event()
         self._grace = 10.0
         self._thread = None
+        self.removal_watch_s = REMOVAL_WATCH_S
+        self._watch = None
+        self._removed_late = None       # an epoch whose table removed this node, found by the watch
 
     # ------------------------------------------------------------------ the caller's side
     def start(self, timeout=30.0):
         """Spawn every worker and wait until each says it is up (at most `timeout` seconds). Raises
         StartError (one line) after stopping everything it started if a worker fails or is not up in time."""
+        removed = identity.read_removed(self.config.data_dir)
+        if removed is not None:
+            raise StartError("%s: a removed node never starts again (its id is never used again); to bring this "
+                             "host back, wipe %s and join it as a new node" % (removed, self.config.data_dir))
         self._mark_lost_marker()
+        recorded = identity.read_first_voters(self.config.data_dir)
+        stated = self.config.first_configuration
+        if recorded is None:
+            # The groups' first configuration, recorded at the first start (or the start of a rebuild) from the
+            # node file: cluster.first_voters where a join bundle wrote it, else the nodes `init` listed. From
+            # here on the record is the truth, whatever the file says later.
+            identity.write_first_voters(self.config.data_dir, stated)
+        elif self.config.first_voters and tuple(sorted(recorded)) != tuple(sorted(stated)):
+            raise StartError("node %d: %s states the groups' first voters %s, but this node's data directory "
+                             "recorded %s: the node file is not this node's, or was edited; refusing to start"
+                             % (self.config.node_id, self.config.path or "the node file",
+                                ",".join(map(str, stated)), ",".join(map(str, recorded))))
         self._thread = threading.Thread(target=self._run, name="paxos-supervisor", daemon=True)
         self._thread.start()
         if not self._up.wait(timeout):
@@ -104,6 +131,68 @@ class Supervisor:
         if self.failure is not None:
             self.stop()
             raise StartError(self.failure)
+        if self.removal_watch_s:
+            self._watch = threading.Thread(target=self._watch_removal, name="paxos-removal-watch", daemon=True)
+            self._watch.start()
+
+    # ------------------------------------------------------------------ a removal this node did not hear of
+    def _watch_removal(self):
+        """Now and then, ask the cluster (as a client: a removed node's key is still let in there, without the
+        cluster's credentials) whether the membership table removed this node. A node that was down or cut off
+        when it was removed hears of it no other way: its peers refuse its key once every group left it. The
+        answer is a linearizable read of the system group, which only a quorum of the cluster can give."""
+        wait = min(5.0, self.removal_watch_s)          # soon after a start, then every removal_watch_s
+        while not self._stopping.wait(wait):
+            wait = self.removal_watch_s
+            if self.removed_epoch is not None or self.failure is not None:
+                return
+            try:
+                epoch = self._removed_in_cluster()
+            except Exception as exc:           # no answer now (a partition, a start): ask again later
+                log.debug("node %d: removal watch: no answer: %r", self.config.node_id, exc)
+                continue
+            if epoch is not None:
+                self._removed_late = epoch         # the supervisor's thread stops the node (_check)
+                return
+
+    def _removed_in_cluster(self):
+        """The epoch that removed this node according to the cluster's table, or None."""
+        from ..client import Client
+        from ..membership import client_endpoints
+
+        config = self.config
+        known = (self.table or {}).get("nodes", ())
+        endpoints = {n.id: [n.client_endpoint(w) for w in range(config.workers)] for n in config.nodes}
+        keys = {n.id: config.curve_public_key(n.id) for n in config.nodes} if config.keys_dir else None
+        for n in known:
+            if n.get("role") != "removed" and n["id"] not in endpoints and n["id"] != config.node_id:
+                endpoints[n["id"]] = client_endpoints(n, config.workers)
+                if keys is not None:
+                    keys[n["id"]] = n["public_key"].encode()
+        others = sorted(i for i in endpoints if i != config.node_id)
+        if not others:
+            return None
+        pair = (config.curve_public_key(config.node_id), config.curve_secret_key()) if keys is not None else None
+        # Every node, this one too (a redirect may name it), asked first: another one.
+        client = Client(endpoints, config.workers, config.groups, prefer=others[0], default_timeout=5.0,
+                        curve_server_keys=keys, curve_keypair=pair)
+        try:
+            # A lease read: the system group's master answers from its applied table (no log entry per ask).
+            table = json.loads(decode_user_result(client.read(SYSTEM_GROUP, b"table", "lease", 5.0)))
+        finally:
+            client.close()
+        if table.get("epoch", 0) < 1:
+            return None
+        for n in table.get("nodes", ()):
+            if n["id"] == config.node_id and n["role"] == "removed":
+                return int(table["epoch"])
+        return None
+
+    def _left_cluster(self, epoch, how=""):
+        self.removed_epoch = epoch
+        identity.write_removed(self.config.data_dir, self.config.node_id, epoch)
+        self._fail("node %d was removed from the cluster at membership epoch %d%s; it stops for good (its id is "
+                   "never used again)" % (self.config.node_id, epoch, " " + how if how else ""))
 
     def _mark_lost_marker(self):
         """The data directory lacks its identity marker (wiped, or never set up by `paxos-core init`): every
@@ -217,13 +306,46 @@ class Supervisor:
         elif kind == "ready" and message.get("pid") == w.proc.pid:
             w.ready = True
             w.up_since = time.monotonic()
+            if self.table is not None:
+                self._tell(w, {"kind": "membership", "table": self.table})
             if all(x.ready for x in self._workers.values()):
                 self._up.set()
         elif kind == "failed":
             w.reason = str(message.get("reason") or "")
+        elif kind == "removed":
+            # The membership table removed this node, and this worker's groups go on without it: once every
+            # worker says so, the node records it (it never starts again) and stops.
+            w.left = int(message.get("epoch") or 0)
+            if all(x.left for x in self._workers.values()) and self.removed_epoch is None:
+                self._left_cluster(w.left)
+        elif kind == "membership":
+            # The worker hosting the system group applied a newer membership table: every worker takes it.
+            table = message.get("table")
+            if isinstance(table, dict) and table.get("epoch", 0) > (self.table or {}).get("epoch", 0):
+                self.table = table
+                for other in self._workers.values():
+                    if other.ready:
+                        self._tell(other, {"kind": "membership", "table": table})
+
+    def _tell(self, w, message):
+        """Send a message down a worker's channel (small and rare: the membership table)."""
+        if w.sock is None:
+            return
+        try:
+            w.sock.setblocking(True)
+            w.sock.sendall(channel.encode(message))
+        except OSError:
+            pass                        # the worker is gone: it gets the table when it starts again
+        finally:
+            if w.sock is not None:
+                w.sock.setblocking(False)
 
     def _check(self):
         now = time.monotonic()
+        if self._removed_late is not None and self.removed_epoch is None:
+            self._left_cluster(self._removed_late, "(it heard of it late: it was down or cut off when it was "
+                                                   "removed, and the table at that epoch says so)")
+            return
         for w in self._workers.values():
             if w.proc is not None and w.proc.poll() is not None and not self._stopping.is_set():
                 self._read(w)                # what it said before it exited

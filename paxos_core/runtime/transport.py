@@ -155,8 +155,8 @@ class PeerTransport:
         self.push = {}
         self.encoders = {}
         self.peer_at = {}             # node id -> (endpoint, its public key or None): what push[id] is connected to
-        # node id -> None, or the monotonic time of the first of its frames dropped in a row, for each peer
-        # whose current socket has not sent a frame yet
+        # node id -> the monotonic time of the first of its frames dropped in a row since one last left (None: a
+        # new socket, nothing dropped yet); a peer absent has its frames leaving
         self.unproven = {}
         self.reconnects = 0           # sockets made again for a peer stalled RECONNECT_STALLED_S
         self.ctx = ctx
@@ -276,13 +276,16 @@ class PeerTransport:
                 del self.unproven[dest]
         except zmq.Again:
             self.dropped_frames += 1
-            if dest in self.unproven:
-                now = time.monotonic()
-                since = self.unproven[dest]
-                if since is None:
-                    self.unproven[dest] = now
-                elif now - since >= RECONNECT_STALLED_S:
-                    self._reconnect(dest)
+            # No frame could leave since `since`: connect again after RECONNECT_STALLED_S. Also a connection
+            # that worked once: a peer that restarted may refuse our key until it reads the membership table
+            # (it starts from its node file's members), and ZeroMQ does not reconnect after a refusal
+            # (nemesis seed 302: a replacement node never heard from a restarted peer again).
+            now = time.monotonic()
+            since = self.unproven.get(dest)
+            if since is None:
+                self.unproven[dest] = now
+            elif now - since >= RECONNECT_STALLED_S:
+                self._reconnect(dest)
 
     def _reconnect(self, dest):
         endpoint, key = self.peer_at[dest]

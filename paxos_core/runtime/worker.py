@@ -16,9 +16,11 @@ import time
 
 import zmq
 
-from ..config import NodeConfig, load_config
+from ..config import NodeAddress, NodeConfig, load_config
+from ..core.config import SYSTEM_GROUP
 from ..errors import ConfigError, PaxosError, StartError
 from ..replica.loop import LoopSettings, ReplicaLoop, default_rng
+from ..replica.membership_driver import seed_command
 from ..replica.snapshots import SnapshotSettings
 from ..statemachine import loader
 from ..statemachine.store import RocksStore
@@ -180,6 +182,10 @@ class Worker:
         self.stopping = False
         self.ctx = zmq.Context()
         self.transport = self.client = self.log = None
+        self.published_epoch = 0          # the newest membership table handed to the supervisor
+        self.reported_left = False        # told the supervisor this node was removed and left its groups
+        self.peers_of = ((), 0)           # the driver's (members, epoch) the transport was last set to: at first,
+                                          # the node file's
         self.trace = trace.trace_for(self.node_id, index)      # None unless PAXOS_CORE_TRACE_DIR is set
         try:
             self._start(state_machine_factory)
@@ -223,7 +229,7 @@ class Worker:
             node_id=config.node_id, index=index, workers=config.workers, tick_s=config.tick_ms / 1000.0,
             lease_ticks=config.lease_ticks, lease_margin=config.lease_margin, max_pending=config.max_pending,
             max_value_bytes=config.max_value_bytes, max_group_id=config.max_group_id,
-            request_timeout_ticks=config.proposal_timeout_ticks,
+            request_timeout_ticks=config.proposal_timeout_ticks, max_stale_lag=config.max_stale_lag,
             # PAXOS_CORE_BATCH_ENVELOPE=0 proposes a batch's operations one by one; PAXOS_CORE_RENEW_ON_WRITE=1
             # also claims for written groups; PAXOS_CORE_COALESCE_REPLIES=0 sends every reply on its own (all
             # kept to measure what the default gains).
@@ -245,8 +251,16 @@ class Worker:
                 stage_bytes_per_turn=2 * config.snapshot_chunk_bytes, max_outgoing=config.snapshot_max_outgoing,
                 max_incoming=config.snapshot_max_incoming, idle_timeout_s=config.snapshot_idle_timeout_ms / 1000,
                 retry_s=config.snapshot_retry_ms / 1000),
+            membership_seed=seed_command(config, {n: config.curve_public_key(n) for n in config.members}
+                                         if config.keys_dir else None) if index == 0 else b"",
         )
         core_config = config.core_config(index)
+        first_voters = identity.read_first_voters(config.data_dir)
+        if first_voters is not None:
+            # The cluster's first voters, not the node file's list (a node that joined later lists the nodes of
+            # its time; a first voter removed since is a member only until the membership table says otherwise).
+            core_config = core_config.replace(voters=first_voters,
+                                              members=tuple(sorted(set(core_config.members) | set(first_voters))))
         if os.environ.get("PAXOS_CORE_FILL_AT_TAKE", "1") == "0":
             # One instance per proposal while the window has room (the old way; kept to measure the default).
             core_config = core_config.replace(fill_at_take=False)
@@ -361,7 +375,52 @@ class Worker:
             replies = loop.take_replies()
             if replies:
                 self._send_replies(replies)
+            if parent is not None:
+                self._membership(parent)
         self.close()
+
+    def _membership(self, parent):
+        """The membership table between this worker and the others (through the supervisor): the worker that
+        hosts the system group hands up every newer table it applied; every worker takes the tables handed
+        down; and the transport talks to the nodes its driver sends to."""
+        driver = self.loop.membership
+        if parent.inbox:
+            messages, parent.inbox = parent.inbox, []
+            for message in messages:
+                if message.get("kind") == "membership" and isinstance(message.get("table"), dict):
+                    driver.on_table(self.loop, message["table"])
+        if driver.epoch > self.published_epoch:
+            self.published_epoch = driver.epoch
+            if self.loop.engine.hosts(SYSTEM_GROUP):
+                parent.send({"kind": "membership", "table": driver.table})
+        if driver.members != self.peers_of[0] or driver.epoch != self.peers_of[1]:
+            self._set_peers(driver)
+        if driver.left and not self.reported_left:
+            self.reported_left = True
+            log.warning("node %d worker %d: this node was removed from the cluster at epoch %d, and its groups here "
+                        "go on without it", self.node_id, self.index, driver.removed_epoch)
+            parent.send({"kind": "removed", "epoch": driver.removed_epoch})
+
+    def _set_peers(self, driver):
+        """Connect the transport to the driver's members, at the table's addresses with its keys (an epoch may
+        move a node to another address without changing who the members are)."""
+        nodes = {n["id"]: n for n in driver.table.get("nodes", ())}
+        if any(m not in nodes for m in driver.members):
+            self.peers_of = (driver.members, driver.epoch)
+            return                        # a member the table does not know (the node file's, before the seed)
+        addresses = [NodeAddress(m, nodes[m]["host"], nodes[m]["peer_port"], nodes[m]["client_port"])
+                     for m in driver.members]
+        keys = {m: nodes[m]["public_key"] for m in driver.members} if self.config.keys_dir else None
+        try:
+            added, removed, moved = self.transport.set_peers(addresses, keys)
+        except ConfigError as exc:
+            log.error("node %d worker %d: the membership table's peers were not taken: %s", self.node_id,
+                      self.index, exc)
+        else:
+            if added or removed or moved:
+                log.info("node %d worker %d: peers now %s (added %s, removed %s, moved %s) at epoch %d",
+                         self.node_id, self.index, list(driver.members), added, removed, moved, driver.epoch)
+        self.peers_of = (driver.members, driver.epoch)
 
     def _run_traced(self, poller, parent):
         """run() with every step of a turn noted in self.trace (runtime/trace.py; bench --trace-one)."""
@@ -393,6 +452,8 @@ class Worker:
             if replies:
                 note(trace.REPLY_OUT, len(replies))
                 self._send_replies(replies)
+            if parent is not None:
+                self._membership(parent)
         self.close()
 
     def _client_frames(self, limit=10000):

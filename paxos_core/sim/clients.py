@@ -200,11 +200,13 @@ class SimClient:
         return frame
 
     def _pick_node(self, op):
+        # Nodes the membership table removed are no longer the cluster's: a client follows the table.
+        nodes = self.sim.client_nodes()
         hint = self.master_hint.get(op.group)
-        if hint and hint not in op.tried:
+        if hint and hint not in op.tried and hint in nodes:
             return hint
-        fresh = [n for n in self.sim.node_ids if n not in op.tried]
-        return self.rng.choice(fresh or list(self.sim.node_ids))
+        fresh = [n for n in nodes if n not in op.tried]
+        return self.rng.choice(fresh or nodes)
 
     def _send(self, now, node=None):
         op = self.op
@@ -212,6 +214,8 @@ class SimClient:
         if remaining <= 0 or now >= self.sim.quiet_at:
             self._finish_unknown(now, "deadline")
             return
+        if node is not None and node not in self.sim.client_nodes():
+            node = None                 # a redirect to a node the table removed
         node = node or self._pick_node(op)
         op.tried.add(node)
         req_id = self.next_req

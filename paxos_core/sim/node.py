@@ -131,13 +131,13 @@ class SimLog:
         self.node.step()
         return read_chain(self.disk.get, group, instance)
 
-    def read_chain_bytes(self, group, instance):
+    def read_chain_bytes(self, group, instance, with_config=False):
         self.node.step()
-        return read_chain_bytes(self.disk.get, group, instance)
+        return read_chain_bytes(self.disk.get, group, instance, with_config)
 
-    def read_low(self, group):
+    def read_low(self, group, with_config=False):
         self.node.step()
-        return read_low(self.disk.get, group)
+        return read_low(self.disk.get, group, with_config)
 
     def recover(self):
         return recover([(k, v) for k, v in self.disk.items(durable=True) if not k.startswith(STORE_PREFIX)])

@@ -1,8 +1,15 @@
 """The simulator's global view: what is really chosen, and the invariants every run must keep.
 
 The oracle sees every Accept a proposer sends and every vote an acceptor releases (an ACCEPTED reply leaving
-the node, or a leader counting its own). A value is chosen at (group, instance) the moment a majority of
-acceptors have released votes for the same ballot; the value is the one the ballot's proposer sent.
+the node, or a leader counting its own). A value is chosen at (group, instance) the moment a majority of the
+instance's voters have released votes for the same ballot; the value is the one the ballot's proposer sent.
+
+The voters of an instance j (membership, docs/design/membership.md) are the oracle's own: those of the last
+ADOPT it saw chosen at an instance <= j - alpha whose epoch is newer than the ones before it (the first
+configuration where there is none), computed from its own chosen log, never from a node's view. A vote at j
+before every instance up to j - alpha is chosen is a violation (no node may act there yet: rule R2), and so is
+an Accept at j under a ballot that a majority of j's voters (the proposer counted as one of them if it is)
+never promised: phase 1 must have run under the voters that govern j (rule R4).
 
 Groups are keyed by ``group_key(group, incarnation)``: a group id removed and added again is another group.
 
@@ -14,7 +21,8 @@ Invariants (each violation is recorded with the simulated time):
     against every reply the node had released);
   * every acknowledged proposal is in the chosen log.
 """
-from ..wire.codec import decode_batch
+from ..core.voters import BadAdopt, decode_adopt, is_adopt
+from ..wire.codec import proposals_of
 
 
 class Violation(Exception):
@@ -27,8 +35,14 @@ def group_key(group, incarnation):
 
 
 class Oracle:
-    def __init__(self, n_nodes):
+    def __init__(self, n_nodes, alpha=None, voters=None):
+        """`alpha` None: no membership (every node votes at every instance, nothing else is checked)."""
         self.majority = n_nodes // 2 + 1
+        self.alpha = alpha
+        self.first_voters = frozenset(voters or range(1, n_nodes + 1))
+        self.adopts = {}          # group -> {instance: (epoch, voters)} of the chosen ADOPT values
+        self.prefix = {}          # group -> every instance below it is chosen (as far as the oracle saw)
+        self.promisers = {}       # (group, ballot) -> nodes that sent a PROMISE for it
         self.values = {}          # (group, instance, ballot) -> value sent by the ballot's proposer
         self.votes = {}           # (group, instance, ballot) -> set of acceptor ids
         self.chosen = {}          # (group, instance) -> value
@@ -44,7 +58,18 @@ class Oracle:
         self.violations.append("t=%dus %s" % (self.now, text))
 
     # -------------------------------------------------------------- proposer side
+    def on_promise_sent(self, node, group, ballot):
+        self.promisers.setdefault((group, ballot), set()).add(node)
+        self.on_promise_reply(node, group, ballot)
+
     def on_accept_sent(self, group, instance, ballot, value):
+        config = self.config_of(group, instance)
+        if config is not None:
+            promised = self.promisers.get((group, ballot), set()) | {ballot & 0xFFFF}
+            if len(promised & config) < len(config) // 2 + 1:
+                self.violate("an Accept for group %s instance %d under ballot %d, which only %s of its voters %s "
+                             "promised (phase 1 ran under other voters)"
+                             % (group, instance, ballot, sorted(promised & config), sorted(config)))
         key = (group, instance, ballot)
         known = self.values.get(key)
         if known is None:
@@ -64,7 +89,12 @@ class Oracle:
         if voters is None:
             voters = self.votes[key] = set()
         voters.add(node)
-        if len(voters) >= self.majority:
+        config = self.config_of(group, instance)
+        if config is None:
+            self.violate("node %d voted for group %s instance %d before every instance up to %d was chosen "
+                         "(its voters are not decided yet)" % (node, group, instance, instance - self.alpha))
+            return
+        if len(voters & config) >= len(config) // 2 + 1:
             value = self.values.get(key)
             if value is None:
                 self.violate("votes for group %s instance %d ballot %d that no proposer sent"
@@ -73,9 +103,37 @@ class Oracle:
             chosen = self.chosen.get((group, instance))
             if chosen is None:
                 self.chosen[(group, instance)] = value
+                self._chosen_now(group, instance, value)
             elif chosen != value:
                 self.violate("TWO VALUES CHOSEN for group %s instance %d (%r then %r at ballot %d)"
                              % (group, instance, chosen[:40], value[:40], ballot))
+
+    def _chosen_now(self, group, instance, value):
+        if is_adopt(value):
+            try:
+                self.adopts.setdefault(group, {})[instance] = decode_adopt(value)
+            except BadAdopt:
+                pass            # skipped alike by every node
+        at = self.prefix.get(group, 0)
+        while (group, at) in self.chosen:
+            at += 1
+        self.prefix[group] = at
+
+    def config_of(self, group, instance):
+        """The voters of (group, instance) by the oracle's chosen log, or None while an instance they depend
+        on is not chosen yet."""
+        if self.alpha is None:
+            return self.first_voters
+        last = instance - self.alpha
+        if last >= self.prefix.get(group, 0):
+            return None
+        voters, epoch = self.first_voters, 1
+        for i, (e, v) in sorted(self.adopts.get(group, {}).items()):
+            if i > last:
+                break
+            if e > epoch:
+                voters, epoch = frozenset(v), e
+        return voters
 
     def on_served(self, node, group, instance, value):
         """A node sent `value` as the chosen value of (group, instance) in a catch-up reply."""
@@ -113,6 +171,17 @@ class Oracle:
                              % (group, instance))
         elif instance == len(log):
             log.append(value)
+
+    def on_handed_over(self, node, group):
+        """`node` dropped its copy of `group` (placed on other nodes; Engine.handoff): nothing it promised or
+        voted binds it any more. It voted in no configuration at or past its chosen mark, and every instance
+        below is chosen (docs/architecture.md, "Handover"): held again, it learns up to that mark before it
+        votes, and promises afresh from 0. What it votes for from then on is judged as any vote is (one value
+        per instance, votes counted only from the instance's voters)."""
+        self.replied_promise.pop((node, group), None)
+        for key in [k for k in self.replied_accept if k[0] == node and k[1] == group]:
+            del self.replied_accept[key]
+        self.learned.pop((node, group), None)
 
     def on_amnesia(self, node):
         """`node` lost (or may have lost) its synced state and rebuilds. The rebuild rule keeps every promise it
@@ -169,6 +238,6 @@ class Oracle:
         if chosen is None:
             self.violate("acknowledged proposal at group %s instance %d, which is not chosen" % (group, instance))
             return
-        if not any(entry[2] == payload for entry in decode_batch(chosen)):
+        if not any(entry[2] == payload for entry in proposals_of(chosen)):
             self.violate("acknowledged proposal %r is not in the chosen value of group %s instance %d"
                          % (payload[:40], group, instance))

@@ -16,8 +16,11 @@ only where input comes from and where time goes:
 Faults (``FAULT_KINDS``): message loss, duplication, long delays, reordering (jitter), partitions (one-way and
 both ways), crashes that lose unsynced writes and may tear the last one, clock skew (bounded rate drift),
 process pauses longer than the lease, fsync stalls, damage to synced data (a flipped bit in the write-ahead
-log or in a table, an unreadable block, a lost file), wiped data directories (amnesia), and a group removed
-and added again on some nodes first and the others later (regroup). At ``fault_ms``
+log or in a table, an unreadable block, a lost file), wiped data directories (amnesia), a group removed
+and added again on some nodes first and the others later (regroup), and membership changes under load
+(member, on 5 nodes: each group votes on 3 of them, and a driver makes groups adopt other voters, replacing one
+or two at a time, through every node, while the other faults go on; the oracle derives each instance's voters
+from its own view of the chosen log). At ``fault_ms``
 everything heals; then every group must accept a write, every node must converge, and every rebuild finish,
 within ``heal_ms``.
 
@@ -37,7 +40,7 @@ import random
 import numpy as np
 from dataclasses import dataclass
 
-from ..core.config import CoreConfig
+from ..core.config import SYSTEM_GROUP, CoreConfig
 from ..errors import FrameError
 from ..replica import envelope
 from ..replica.applier import Applier
@@ -47,9 +50,11 @@ from ..replica.snapshots import SnapshotSettings
 from ..wire import rpc
 from ..statemachine import kv
 from ..statemachine.loader import factory_for
+from ..statemachine.membership import MembershipStateMachine, encode_change
+from ..statemachine.system import WithSystemGroup
 from ..statemachine.store import MemoryStore
 from ..storage.snapfiles import MemorySnapshotFiles
-from ..wire.codec import decode_batch, decode_entries, decode_frame, encode_frame
+from ..wire.codec import decode_batch, decode_entries, decode_frame, encode_frame, proposals_of
 from ..wire.message import ACCEPT, ACCEPTED, CATCHUP_REPLY, FORWARD, PREPARE, PROMISE, SNAP_CHUNK, Message
 from .clients import _UNSEEN, KEYS_PER_GROUP, HistoryOp, Operation, SimClient
 from .network import NetworkFaults, SimNetwork
@@ -57,11 +62,12 @@ from .node import SimCrash, SimLog, SimNode, SimStore
 from .oracle import Oracle, group_key
 
 FAULT_KINDS = ("loss", "duplicate", "delay", "reorder", "partition", "crash", "torn", "skew", "pause", "stall",
-               "damage", "amnesia", "regroup")
+               "damage", "amnesia", "regroup", "member")
 CLUSTER_ID = 0x5349_4D55_4C41_5445    # "SIMULATE"
+REGROUP_IDENTITY = b"\x00regroup"     # the operator's connection that removes groups (an admin one)
 
 (WAKE, DELIVER, CLIENT_DELIVER, CLIENT_REPLY, CLIENT_TIMER, CLIENT_RETRY, CLIENT_START, CRASH, RESTART, PARTITION,
- UNPARTITION, PAUSE, DAMAGE, HEAL, PROBE, LEASE_CHECK, REGROUP, MARKS) = range(18)
+ UNPARTITION, PAUSE, DAMAGE, HEAL, PROBE, LEASE_CHECK, REGROUP, MARKS, MEMBER, SYSTEM_CHANGE) = range(20)
 INF = float("inf")
 
 
@@ -166,7 +172,15 @@ class Simulation:
         self.stall_rate = r.uniform(0.0, 0.03) if "stall" in faults else 0.0
         self.net = SimNetwork(self.rng, self.net_faults)
         self.lease_margin = 0.3
-        self.oracle = Oracle(cfg.nodes)
+        # Membership: from a stream of its own, so the rest of a seed's schedule is what it was before it.
+        rm = self.rm = random.Random(cfg.seed * 15485863 + 47)
+        self.member = "member" in faults and cfg.nodes == 5
+        self.first_voters = tuple(sorted(rm.sample(self.node_ids, 3))) if self.member else self.node_ids
+        self.member_epochs = {}     # group -> (epoch, voters) the driver last asked for
+        # "groups": the simulator moves single groups to other voters (as placement will); "cluster": it changes
+        # the system group's table (promote, swap, remove), and every node's membership driver makes the groups
+        # adopt it, as in a deployment.
+        self.member_mode = rm.choice(("groups", "cluster")) if self.member else ""
         self.queue = []
         self.seq = 0
         self.now = 0
@@ -187,6 +201,13 @@ class Simulation:
         self.stats = {"frames": 0, "messages": 0, "torn_batches": 0, "frame_errors": 0, "pauses": 0, "stalls": 0,
                       "damage": 0, "amnesia": 0, "turns": 0, "acked": 0, "ops": 0}
         self.window = cfg.window or r.choice((1, 2, 4, 8))
+        self.alpha = max(self.window, rm.choice((8, 16))) if self.member else self.window
+        self.oracle = Oracle(cfg.nodes, self.alpha, self.first_voters)
+        # The system group's seed, as worker.py makes it from a node file (at made-up addresses): the first
+        # voters, and the other nodes as learners.
+        self.membership_seed = encode_change("seed", alpha=self.alpha, nodes=[
+            {"id": n, "host": "10.0.0.%d" % n, "peer_port": 7000, "client_port": 7100, "public_key": "-",
+             "role": "voter" if n in self.first_voters else "learner"} for n in self.node_ids])
         # A state machine of the user's: the nodes run it, the clients send its random_command/random_query
         # (drawn from their own rngs), and the end checks that every replica holds the state the chosen log
         # gives (the key-value history check is the KV's only).
@@ -224,6 +245,8 @@ class Simulation:
             retransmit_ticks=4, max_retransmits=3, election_backoff_ticks=(1, 8), leader_timeout_ticks=15,
             forward_timeout_ticks=10, catchup_interval_ticks=2, catchup_max_instances=64,
             proposal_timeout_ticks=120, sticky_ticks=cfg.lease_ticks, peer_lag_instances=self.peer_lag_instances,
+            alpha=self.alpha, voters=self.first_voters,
+            system_group=True,              # every node's (one) worker hosts the system group, as worker 0 does
             # Small batches in some seeds, so that queues are cut into several instances and FORWARDs.
             max_batch_bytes=r.choice((1 << 20, 1 << 20, 1 << 20, 300, 2000)),
         )
@@ -272,7 +295,7 @@ class Simulation:
                                 batch_envelope=self.batch_envelope, plant=self.cfg.plant,
                                 retain_instances=self.retain_instances, retain_bytes=self.retain_bytes,
                                 peer_lag_instances=self.peer_lag_instances, peer_lag_bytes=self.peer_lag_bytes,
-                                snapshots=self.snapshot_settings)
+                                snapshots=self.snapshot_settings, membership_seed=self.membership_seed)
         try:
             loop = ReplicaLoop(settings, self.core_config.replace(node_id=node.id), clock=node.clock, log=log,
                                store=SimStore(node), send=node.send, hosted=self.group_ids, recovery=recovery,
@@ -286,6 +309,7 @@ class Simulation:
         if self.retain_instances >= 0:
             self._watch_retention(node, loop)
         loop.snapshots.install_hook = lambda group, applied, chain, node=node: self._installed(node, group, applied)
+        self._watch_handovers(node, loop)
         node.loop = loop
         for group in loop.engine.groups():
             # Own recovery never needs a deleted record: the log is never truncated past the state machine's
@@ -305,6 +329,27 @@ class Simulation:
         if node.incarnation > 1:
             self._check_restart(node)
         self._wake(node, node.local_now)
+
+    def _watch_handovers(self, node, loop):
+        """Tell the oracle when `node` drops its copy of a group (placed elsewhere) and when it holds one again."""
+        vacate, reenter = loop.vacate_groups, loop.reenter_group
+
+        def vacate_groups(groups):
+            incarnations = {g: loop.engine.incarnation_of(g) for g in groups if loop.engine.hosts(g)}
+            vacate(groups)
+            for group, incarnation in incarnations.items():
+                if not loop.engine.hosts(group):
+                    self.stats["handovers"] = self.stats.get("handovers", 0) + 1
+                    self._trace("handover", node.id, group)
+                    self.oracle.on_handed_over(node.id, group_key(group, incarnation))
+
+        def reenter_group(group):
+            reenter(group)
+            self.stats["reentries"] = self.stats.get("reentries", 0) + 1
+            self._trace("reenter", node.id, group)
+            self.oracle.set_learned_start(node.id, group_key(group, loop.engine.incarnation_of(group)),
+                                          loop.engine.learned(group)[0])
+        loop.vacate_groups, loop.reenter_group = vacate_groups, reenter_group
 
     def _installed(self, node, group, applied):
         """A snapshot at `applied` was swapped in on `node`: it learns on from there."""
@@ -361,10 +406,21 @@ class Simulation:
         loop = node.loop
         try:
             while node.regroup_ops:
-                what, group = node.regroup_ops[0]
-                self._trace("regroup", node.id, what, group)
+                what, group = node.regroup_ops[0][:2]
                 if what == "remove":
-                    loop.remove_group(group)
+                    # An operator's REMOVE_GROUP arrives as production gets it: a request in this turn, after
+                    # the poll's peer messages went into the engine (which may have chosen values of the group
+                    # still to apply: tests/test_cluster.py removes a group under a burst of proposals). The op
+                    # is done when its reply comes out of the turn (see below).
+                    self._trace("regroup", node.id, what, group)
+                    requests.append((REGROUP_IDENTITY, rpc.simple_request(rpc.REMOVE_GROUP, 0, group), True))
+                    break
+                self._trace("regroup", node.id, what, group, *node.regroup_ops[0][2:])
+                if what == "adopt":
+                    if loop.engine.hosts(group):
+                        loop.engine.adopt(group, *node.regroup_ops[0][2:])
+                elif what == "system":
+                    loop.propose_internal(SYSTEM_GROUP, node.regroup_ops[0][2], 200)
                 else:
                     loop.add_group(group)
                     if loop.sm.applied_next(group) != 0:
@@ -388,6 +444,13 @@ class Simulation:
             loop.turn(messages, requests)
             replies = loop.take_replies()
             for identity, frame in replies:
+                if identity == REGROUP_IDENTITY:
+                    status = rpc.decode_reply(frame)[0]
+                    if status != rpc.OK:
+                        self.oracle.violate("node %d: REMOVE_GROUP %d answered %r" % (node.id, node.regroup_ops[0][1],
+                                                                                      rpc.decode_reply(frame)))
+                    node.regroup_ops.pop(0)          # the removal at the head is done
+                    continue
                 self._to_client(node, identity, frame)
             timeout = loop.poll_timeout()
         except SimCrash:
@@ -401,7 +464,7 @@ class Simulation:
         self._check_queue_order(node)
         if node.lost_state and not loop.engine.repairs:
             node.lost_state = False
-        if timeout <= 0:
+        if timeout <= 0 or node.regroup_ops:
             self._wake(node, node.busy_until)
         else:
             self._wake(node, node.busy_until + int(timeout * 1e6 / node.rate) + 1)
@@ -435,7 +498,7 @@ class Simulation:
             outstanding = engine.learner.outstanding.get(slot, {})
             seen = {seq for origin, seq, _ in pg.forwarded if origin == node.id}
             for inflight in pg.inflight.values():       # in an instance we lead: a queued copy is redundant
-                seen.update(seq for origin, seq, _ in decode_batch(inflight.value) if origin == node.id)
+                seen.update(seq for origin, seq, _ in proposals_of(inflight.value) if origin == node.id)
             for origin, seq, _ in pg.pending:
                 if origin != node.id or seq in seen or seq not in outstanding:
                     continue
@@ -469,7 +532,7 @@ class Simulation:
                 if kind == ACCEPTED:
                     oracle.on_vote(node.id, group, msg.instance, msg.ballot)
                 else:
-                    oracle.on_promise_reply(node.id, group, msg.ballot)
+                    oracle.on_promise_sent(node.id, group, msg.ballot)
             elif kind == ACCEPT:
                 oracle.on_accept_sent(group, msg.instance, msg.ballot, msg.value)
                 # A leader acts only below its chosen mark + window (the mark rides in the Accept): past it, the
@@ -636,10 +699,90 @@ class Simulation:
                 else:
                     self.at(t, PARTITION, node, (mode, other))
                     self.at(end, UNPARTITION, node, (mode, other))
+        if self.member:
+            rm = self.rm
+            for _ in range(rm.randint(1, 2 + len(self.group_ids) // 4)):
+                t = rm.randint(0, fault_end - 200_000)
+                self.at(t, MEMBER, 0, (rm.choice(self.group_ids), rm.random(), rm.random()))
         self.at(fault_end, HEAL)
         self.at(fault_end + 1, PROBE)
         self.at((cfg.fault_ms + cfg.heal_ms) * 1000 - 500_000, MARKS)
         self.at(r.randint(0, 5000), LEASE_CHECK)
+
+    def _member_change(self, time_us, group, how, when):
+        """The membership driver: the group adopts other voters (one or two of its three replaced by nodes that
+        do not vote), as the system group's driver will, by asking every node; again twice later (a node that
+        led when asked may have lost the request in a crash), which changes nothing once it is adopted."""
+        epoch, voters = self.member_epochs.get(group, (1, self.first_voters))
+        others = [n for n in self.node_ids if n not in voters]
+        out = 2 if how < 0.3 else 1
+        keep = sorted(voters)
+        for _ in range(out):
+            keep.pop(int(when * len(keep)) % len(keep))
+        new = tuple(sorted(keep + others[:out] if how < 0.5 else keep + others[-out:]))
+        self.member_epochs[group] = (epoch + 1, new)
+        self._trace(time_us, "member", group, epoch + 1, new)
+        self.stats["member_changes"] = self.stats.get("member_changes", 0) + 1
+        for delay in (0, 200_000, 600_000):
+            self.at(time_us + delay, REGROUP, 0, ("adopt-all", group, (epoch + 1, new)))
+
+    def newest_table(self):
+        """The system group's table as the node furthest ahead applied it."""
+        tables = [n.loop.membership.table for n in self.nodes.values() if n.loop is not None]
+        return max(tables, key=lambda t: t["epoch"]) if tables else {"epoch": 0}
+
+    def client_nodes(self):
+        """The nodes clients send to: every node, less those the membership table removed."""
+        if self.member_mode != "cluster":
+            return list(self.node_ids)
+        removed = self.removed_nodes()
+        return [n for n in self.node_ids if n not in removed]
+
+    def holders(self, group):
+        """The nodes the newest table places `group` on (its placement's voters, else the cluster's, and the
+        cluster's learners): the others hand it over (Engine.handoff). Every node outside cluster mode."""
+        if self.member_mode != "cluster" or group == SYSTEM_GROUP:
+            return set(self.node_ids)
+        table = self.newest_table()
+        if table["epoch"] < 1:
+            return set(self.node_ids)
+        voters = table.get("placements", {}).get(str(group), table["voters"])
+        return set(voters) | set(table["learners"])
+
+    def removed_nodes(self):
+        """Nodes the newest table removed (they leave the cluster: nothing is asked of them any more)."""
+        return {n["id"] for n in self.newest_table().get("nodes", ()) if n["role"] == "removed"}
+
+    def _cluster_change(self, time_us, group, how, when):
+        """The operator changes the cluster's members through the system group: promotes a learner, swaps a
+        voter for a learner, or removes a voter (never below 3), against the epoch it read (compare-and-set);
+        the same command again 200 and 600 ms later through other nodes (idempotent: a no-op once done, an
+        epoch conflict if another change came first)."""
+        table = self.newest_table()
+        if table["epoch"] < 1:
+            return
+        voters, learners = table["voters"], table["learners"]
+        choices = []
+        if learners:
+            new = learners[int(when * len(learners)) % len(learners)]
+            choices.append(("promote", {"id": new}))
+            choices.append(("swap", {"old": voters[int(how * len(voters)) % len(voters)], "new": new}))
+        if len(voters) > 3:
+            choices.append(("remove", {"id": voters[int(when * len(voters)) % len(voters)]}))
+        # A group placed on 3 of the cluster's nodes (or given back to the cluster's voters), as `group move` does.
+        nodes = sorted(voters + learners)
+        if len(nodes) >= 3:
+            k = int(when * len(nodes))
+            place = sorted(nodes[(k + d) % len(nodes)] for d in range(3))
+            choices.append(("place", {"group": group, "voters": place if how < 0.8 else None}))
+        if not choices:
+            return
+        op, fields = choices[int(how * 7919) % len(choices)]
+        command = encode_change(op, expect=table["epoch"], **fields)
+        self._trace(time_us, "cluster-change", command)
+        self.stats["cluster_changes"] = self.stats.get("cluster_changes", 0) + 1
+        for delay in (0, 200_000, 600_000):
+            self.at(time_us + delay, SYSTEM_CHANGE, 0, command)
 
     def _may_lose_memory(self, node):
         """Storage damage may strike a node only while every other node that lost state has rebuilt, or a
@@ -647,11 +790,13 @@ class Simulation:
         then the cluster must stop rather than go on (no liveness can be asked of it)."""
         forgetful = {n.id for n in self.nodes.values() if n.lost_state}
         forgetful.add(node.id)
+        if self.member:
+            return len(forgetful) <= 1          # groups vote on 3 nodes: one of them at most
         return len(forgetful) <= (len(self.node_ids) - 1) // 2
 
     def _master_of(self, group):
         """The node most up nodes take for the group's master now (0: none)."""
-        masters = [int(n.loop.masters.master[group]) for n in self.nodes.values() if n.up]
+        masters = [int(n.loop.masters.master[n.loop.slot_of(group)]) for n in self.nodes.values() if n.up]
         return max(sorted(set(masters)), key=masters.count) if masters else 0
 
     def _damage(self, node, kind):
@@ -710,8 +855,8 @@ class Simulation:
                 continue
             ticks = int((node.clock_at(self.now) - loop.origin) / loop.settings.tick_s)
             masters = loop.masters
-            n = len(self.group_ids)
-            held = ((masters.master[:n] == node.id) & (masters.lease_until[:n] > ticks))   # slot = group
+            n = len(self.group_ids) + 1         # slot 0: the system group; slot g + 1: group g
+            held = ((masters.master[:n] == node.id) & (masters.lease_until[:n] > ticks))
             holding[node.id] = (held, loop.engine.inc_array[:n])
             count = held.astype(np.int32) if count is None else count + held
         if count is None or count.max(initial=0) <= 1:
@@ -723,8 +868,9 @@ class Simulation:
                     by_incarnation.setdefault(int(inc[slot]), []).append(node_id)
             for incarnation, holders in by_incarnation.items():
                 if len(holders) > 1:
+                    group = SYSTEM_GROUP if slot == 0 else int(slot) - 1
                     self.oracle.violate("group %s: nodes %s hold the master lease at once"
-                                        % (group_key(int(slot), incarnation), holders))
+                                        % (group_key(group, incarnation), holders))
 
     # ------------------------------------------------------------------ main loop
     def run(self):
@@ -820,6 +966,12 @@ class Simulation:
                                 apply(node_id, peer)
                             if mode in (None, "in"):
                                 apply(peer, node_id)
+            elif kind == REGROUP and data[0] == "adopt-all":
+                _, group, (epoch, voters) = data
+                for target in self.nodes.values():
+                    target.regroup_ops.append(("adopt", group, epoch, voters))
+                    if target.up:
+                        self._wake(target, time_us)
             elif kind == REGROUP:
                 what, group, targets = data
                 self._trace(time_us, kind, what, group, targets)
@@ -829,11 +981,23 @@ class Simulation:
                     target.regroup_ops.append((what, group))
                     if target.up:
                         self._wake(target, time_us)
+            elif kind == MEMBER and self.member_mode == "cluster":
+                self._cluster_change(time_us, *data)
+            elif kind == MEMBER:
+                self._member_change(time_us, *data)
+            elif kind == SYSTEM_CHANGE:
+                # An operator's command, through one node (a random up one: the one that drove it before may
+                # have crashed); idempotent, so sent again later.
+                up = [n for n in self.nodes.values() if n.up]
+                if up:
+                    target = self.rm.choice(up)
+                    target.regroup_ops.append(("system", SYSTEM_GROUP, data))
+                    self._wake(target, time_us)
             elif kind == MARKS:
                 # What every node must have learned by the end: all that any node had 500 ms before it (the
                 # replica layer's own renewals may still choose instances in the very last moments).
-                self.convergence_marks = {g: max(n.loop.engine.learned(g)[0] for n in self.nodes.values()
-                                                 if n.up and n.loop.engine.hosts(g)) for g in self.group_ids}
+                self.convergence_marks = {g: max((n.loop.engine.learned(g)[0] for n in self.nodes.values()
+                                                  if n.up and n.loop.engine.hosts(g)), default=0) for g in self.group_ids}
             elif kind == LEASE_CHECK:
                 self._check_leases()
                 self.at(time_us + 5000, LEASE_CHECK)
@@ -856,6 +1020,8 @@ class Simulation:
     # ------------------------------------------------------------------ end of run
     def _check_end(self):
         oracle = self.oracle
+        removed = self.removed_nodes()       # they left the cluster: nothing is asked of them at the end
+        live = [n for n in self.nodes.values() if n.up and n.id not in removed]
         for group in self.group_ids:
             probe = self.probe_ops.get(group)
             if probe is None or probe.outcome != "ok":
@@ -864,17 +1030,48 @@ class Simulation:
                 oracle.violate("liveness: group %d accepted no write within %d ms of the heal; nodes: %s"
                                % (group, self.cfg.heal_ms, _brief(states)))
                 continue
+            holders = self.holders(group)
+            for n in live:
+                if n.id not in holders and n.loop.engine.hosts(group):
+                    oracle.violate("liveness: group %d is placed on nodes %s, yet node %d still holds it at the end"
+                                   % (group, sorted(holders), n.id))
+                elif n.id not in holders:
+                    self.stats["handed_over"] = self.stats.get("handed_over", 0) + 1     # coverage
             marks = {n.id: (n.loop.engine.learned(group)[0], n.loop.engine.incarnation_of(group))
-                     if n.loop.engine.hosts(group) else "absent" for n in self.nodes.values() if n.up}
+                     if n.loop.engine.hosts(group) else "absent" for n in live if n.id in holders}
             floor = self.convergence_marks.get(group, 0)
             if (len({m[1] if m != "absent" else 0 for m in marks.values()}) != 1
                     or any(m == "absent" or m[0] < floor for m in marks.values())):
                 oracle.violate("liveness: group %d's nodes did not converge after the heal (each must reach %d): %r"
                                % (group, floor, marks))
             for n in self.nodes.values():
+                if n.id in removed or n.id not in holders:
+                    continue
                 status = n.loop.engine.group_view(group)["status"] if n.up and n.loop.engine.hosts(group) else "down"
                 if status != "ok":
                     oracle.violate("liveness: group %d is %s on node %d at the end" % (group, status, n.id))
+        unseeded = sorted(n.id for n in live if n.loop.membership.seed and n.loop.sm.membership_table()["epoch"] < 1)
+        if unseeded:
+            oracle.violate("liveness: the system group's table is not seeded on node(s) %s at the end" % unseeded)
+        if self.member_mode == "cluster":
+            # Every group, the system group included, adopted the newest table's voters on every live node: its
+            # ADOPT is chosen and known there (an idle group's last no-ops up to the activation may not be).
+            table = self.newest_table()
+            voters = tuple(table["voters"])
+            for n in live:
+                if n.loop.membership.epoch != table["epoch"]:
+                    oracle.violate("liveness: node %d's driver knows epoch %d of the table at the end, not %d"
+                                   % (n.id, n.loop.membership.epoch, table["epoch"]))
+                    continue
+                for group in self.group_ids + [SYSTEM_GROUP]:
+                    engine = n.loop.engine
+                    if not engine.hosts(group):
+                        continue        # handed over (judged above)
+                    latest = engine.latest_config(group)[1]
+                    wanted = tuple(table.get("placements", {}).get(str(group), voters))
+                    if latest != wanted:
+                        oracle.violate("liveness: group %d adopted %s on node %d at the end, not epoch %d's %s"
+                                       % (group, latest, n.id, table["epoch"], wanted))
         if oracle.violations:
             return
         self._check_bounded_logs()
@@ -945,6 +1142,14 @@ class Simulation:
                                         "run that keeps %d (peers' floor %d)" % (node.id, group, ahead, weight,
                                                                                 keep_bytes, floor))
 
+    def _reference_machine(self):
+        """A reference state machine as a node's worker has it (the cluster's, and the membership table for the
+        system group), with an applier of its own: (state machine, applier)."""
+        store = MemoryStore()
+        reference = WithSystemGroup((self.sm_factory or kv.KVStateMachine)(store), MembershipStateMachine(store))
+        masters = MasterTable(0xFFFF, self.cfg.groups + 1, self.cfg.lease_ticks, self.lease_margin)
+        return reference, Applier(0xFFFF, reference, masters, store, lambda g: 0 if g == SYSTEM_GROUP else g + 1)
+
     def _reference_at(self, group, mark):
         """The state (snapshot bytes) that applying the chosen log of `group` up to `mark` gives, from a
         reference state machine kept per group (rebuilt when an earlier mark is asked for); None if the
@@ -954,10 +1159,8 @@ class Simulation:
             return None
         ref = self._references.get(group)
         if ref is None or ref[0] > mark:
-            store = MemoryStore()
-            reference = (self.sm_factory or kv.KVStateMachine)(store)
-            masters = MasterTable(0xFFFF, self.cfg.groups, self.cfg.lease_ticks, self.lease_margin)
-            ref = [0, reference, Applier(0xFFFF, reference, masters, store, lambda g: g)]
+            reference, applier = self._reference_machine()
+            ref = [0, reference, applier]
             self._references[group] = ref
         if mark > ref[0]:
             ref[2].apply([(group, i, values[i]) for i in range(ref[0], mark)], 0)
@@ -981,8 +1184,7 @@ class Simulation:
         applied mark gives (a reference state machine replays it through the real applier): compared as
         snapshots (data, sessions, applied mark). Catches a non-deterministic state machine, and any replica
         that applied something else, twice, or out of order."""
-        factory = self.sm_factory or kv.KVStateMachine
-        for group in self.group_ids:
+        for group in self.group_ids + [SYSTEM_GROUP]:
             if group in self.regrouped:
                 continue              # its data restarted with a new incarnation: not this log's
             values = self.oracle.logs.get(group, [])
@@ -990,10 +1192,7 @@ class Simulation:
             for n in self.nodes.values():
                 if n.up and n.loop.engine.hosts(group):
                     by_mark.setdefault(n.loop.sm.applied_next(group), []).append(n)
-            store = MemoryStore()
-            reference = factory(store)
-            masters = MasterTable(0xFFFF, self.cfg.groups, self.cfg.lease_ticks, self.lease_margin)
-            applier = Applier(0xFFFF, reference, masters, store, lambda g: g)
+            reference, applier = self._reference_machine()
             done = 0
             for mark in sorted(by_mark):
                 if mark > len(values):
@@ -1056,7 +1255,7 @@ class Simulation:
 def _session_commands(value):
     """[(client id, seq)] of the session commands in a chosen value, in log order (seq without the flag)."""
     out = []
-    for _, _, payload in decode_batch(value) if value else ():
+    for _, _, payload in proposals_of(value):
         kind = envelope.kind(payload)
         if kind == envelope.CLIENT:
             _, cid, s, _ = envelope.decode_client(payload)
@@ -1083,7 +1282,7 @@ def _brief(states):
 
 
 def _holds_command(value, client_id, seq):
-    for _, _, payload in decode_batch(value) if value else ():
+    for _, _, payload in proposals_of(value):
         kind = envelope.kind(payload)
         if kind == envelope.CLIENT:
             _, cid, s, _ = envelope.decode_client(payload)

@@ -15,6 +15,7 @@ bytes):
                    role: "voter", "learner" or "removed"; removed nodes stay, so an id is never reused and a
                    removed node's key is never accepted again
     e/<epoch:020d> an epoch: {"epoch", "voters", "learners", "change"}, the history
+    p/<group:010d> a group's placement: the list of its voters, where they are not the cluster's voters
 
 Commands are JSON objects (`encode_change` builds them). Each is idempotent: one whose outcome already holds
 (the node already added with that key and address, already promoted, removed, swapped, at that address)
@@ -22,14 +23,19 @@ succeeds with "changed": false and the current epoch, whatever epoch it expected
 a change can simply be run again after its driver died. Otherwise a command whose "expect" is not the current
 epoch fails with EPOCH_CONFLICT and changes nothing.
 
-    seed     {"alpha", "nodes": [{"id", "host", "peer_port", "client_port", "public_key"}, ...]}: epoch 1,
-             every node a voter; on a seeded table a no-op (alpha must match)
+    seed     {"alpha", "nodes": [{"id", "host", "peer_port", "client_port", "public_key", "role"?}, ...]}:
+             epoch 1, each node a voter (or a learner: "role": "learner"; at least one voter); on a seeded
+             table a no-op (alpha must match)
     add      {"host", "peer_port", "client_port", "public_key", "replaces"?}: a new id, as a learner. The
              address may be that of node `replaces` (a dead node to be swapped out), no other's.
     promote  {"id"}: a learner becomes a voter
     remove   {"id"}: a voter or learner is removed (never the last voter)
     swap     {"old", "new"}: in one epoch, learner `new` becomes a voter and voter `old` is removed
     update   {"id", "host", "peer_port", "client_port"}: a node's address changes
+    place    {"group", "voters"}: the group's voters are these nodes (1 to 7 of the cluster's voters and
+             learners), not the cluster's; "voters": null gives the group back to the cluster's voters.
+             A node named by a placement cannot be removed (move its groups first); a swap moves its
+             placements to the new node.
 
 Results are JSON: {"ok": true, "epoch", "changed", "id"?} or {"ok": false, "error", "message", "epoch"}, with
 error one of EPOCH_CONFLICT, NOT_SEEDED, NOT_FOUND, INVALID. What a result cannot know (is the learner caught
@@ -42,6 +48,7 @@ import json
 from .user import UserStateMachine
 
 MAX_VOTERS = 7                      # a group's configuration has at most 7 voters (core/voters.pyx)
+MAX_SEED_NODES = 63                 # a seed's nodes, voters and learners (the engine's member limit)
 MAX_NODE_ID = 0xFFFE                # as config.py: ballots keep a node id in 16 bits, 0xFFFF reserved
 ROLES = ("voter", "learner", "removed")
 
@@ -53,6 +60,7 @@ INVALID = "INVALID"
 _META = b"m"
 _NODE = b"n/"
 _EPOCH = b"e/"
+_PLACE = b"p/"
 
 
 def _dump(obj) -> bytes:
@@ -122,7 +130,12 @@ class MembershipStateMachine(UserStateMachine):
         nodes = self._nodes(group)
         return dict(meta, nodes=nodes,
                     voters=[n["id"] for n in nodes if n["role"] == "voter"],
-                    learners=[n["id"] for n in nodes if n["role"] == "learner"])
+                    learners=[n["id"] for n in nodes if n["role"] == "learner"],
+                    placements=self._placements(group))
+
+    def _placements(self, group):
+        """{group id (decimal text, as JSON keys are): [voters]} of the groups placed apart from the cluster's voters."""
+        return {str(int(k[len(_PLACE):])): json.loads(v) for k, v in self.scan(group, _PLACE)}
 
     def query(self, group: int, query: bytes) -> bytes:
         """b"table": the table as JSON; b"history": every epoch, oldest first."""
@@ -199,15 +212,17 @@ class MembershipStateMachine(UserStateMachine):
         _need(isinstance(alpha, int) and not isinstance(alpha, bool) and 1 <= alpha <= 1 << 16,
               "alpha must be 1 to 65536, got %r" % (alpha,))
         nodes = change.get("nodes")
-        _need(isinstance(nodes, list) and 1 <= len(nodes) <= MAX_VOTERS,
-              "a seed names 1 to %d nodes" % MAX_VOTERS)
+        _need(isinstance(nodes, list) and 1 <= len(nodes) <= MAX_SEED_NODES,
+              "a seed names 1 to %d nodes" % MAX_SEED_NODES)
         seeded = []
         for spec in nodes:
             _need(isinstance(spec, dict), "a seed's nodes are JSON objects")
             host, peer_port, client_port = self._address(spec)
+            role = spec.get("role", "voter")
+            _need(role in ("voter", "learner"), "a seeded node is a voter or a learner, not %r" % (role,))
             seeded.append({"id": _node_id(spec.get("id")), "host": host, "peer_port": peer_port,
                            "client_port": client_port, "public_key": _text(spec.get("public_key", "-"), "public_key"),
-                           "role": "voter", "replaces": 0})
+                           "role": role, "replaces": 0})
         seeded.sort(key=lambda n: n["id"])
         _need(len({n["id"] for n in seeded}) == len(seeded), "a node id appears twice in the seed")
         if meta is not None:
@@ -264,6 +279,8 @@ class MembershipStateMachine(UserStateMachine):
         node = self._existing(group, change)
         if node["role"] == "removed":
             return self._unchanged(meta, id=node["id"])
+        placed = sorted(int(g) for g, voters in self._placements(group).items() if node["id"] in voters)
+        _need(not placed, "node %d votes in group(s) %s by placement: move them first" % (node["id"], placed[:10]))
         self._check_expect(meta, expect)
         return self._commit(group, meta, [dict(node, role="removed")], {"op": "remove", "id": node["id"]},
                             id=node["id"])
@@ -276,7 +293,15 @@ class MembershipStateMachine(UserStateMachine):
             return self._unchanged(meta, id=new["id"])
         _need(old["role"] == "voter", "node %d is not a voter" % old["id"])
         _need(new["role"] == "learner", "node %d is not a learner" % new["id"])
+        placements = self._placements(group)
+        both = sorted(int(g) for g, voters in placements.items() if old["id"] in voters and new["id"] in voters)
+        _need(not both, "node %d votes in group(s) %s beside node %d already (the swap would leave them a voter "
+                        "short): move them first" % (new["id"], both[:10], old["id"]))
         self._check_expect(meta, expect)
+        for g, voters in placements.items():
+            if old["id"] in voters:               # the new node takes the old one's place in every group
+                self.put(group, _PLACE + b"%010d" % int(g), _dump(sorted(new["id"] if v == old["id"] else v
+                                                                         for v in voters)))
         return self._commit(group, meta, [dict(old, role="removed"), dict(new, role="voter")],
                             {"op": "swap", "old": old["id"], "new": new["id"]}, id=new["id"])
 
@@ -291,3 +316,29 @@ class MembershipStateMachine(UserStateMachine):
         self._check_expect(meta, expect)
         moved = dict(node, host=host, peer_port=peer_port, client_port=client_port)
         return self._commit(group, meta, [moved], {"op": "update", "id": node["id"]}, id=node["id"])
+
+    def _do_place(self, group, meta, change, expect):
+        target = change.get("group")
+        _need(isinstance(target, int) and not isinstance(target, bool) and 0 <= target < 0xFFFFFFFE,
+              "group must be a data group id, got %r" % (target,))
+        key = _PLACE + b"%010d" % target
+        raw = self.get(group, key)
+        current = json.loads(raw) if raw is not None else None
+        voters = change.get("voters")
+        if voters is not None:
+            _need(isinstance(voters, list) and 1 <= len(voters) <= MAX_VOTERS
+                  and all(isinstance(v, int) and not isinstance(v, bool) for v in voters)
+                  and len(set(voters)) == len(voters), "voters must be 1 to %d distinct node ids" % MAX_VOTERS)
+            voters = sorted(voters)
+            for v in voters:
+                node = self._node(group, v)
+                _need(node is not None and node["role"] != "removed",
+                      "node %d is not one of the cluster's nodes" % v, NOT_FOUND if node is None else INVALID)
+        if voters == current:
+            return self._unchanged(meta, placed=target)
+        self._check_expect(meta, expect)
+        if voters is None:
+            self.delete(group, key)
+        else:
+            self.put(group, key, _dump(voters))
+        return self._commit(group, meta, [], {"op": "place", "group": target, "voters": voters}, placed=target)

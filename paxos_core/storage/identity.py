@@ -253,3 +253,52 @@ def damage_found(data_dir, worker_index):
 
 def clear_damage_found(data_dir, worker_index):
     _remove_durably(damage_flag_path(data_dir, worker_index))
+
+
+REMOVED_NAME = "REMOVED"
+
+
+def write_removed(data_dir, node_id, epoch):
+    """Record (atomically, fsynced) that the membership table removed this node at `epoch`: it never starts
+    again (its id is never used again; the host comes back as a new node, with a new id and data)."""
+    _write_atomically(os.path.join(os.fspath(data_dir), REMOVED_NAME),
+                      b"paxos-core node %d was removed from the cluster at membership epoch %d\n" % (node_id, epoch))
+
+
+def read_removed(data_dir):
+    """The line :func:`write_removed` wrote, or None."""
+    try:
+        with open(os.path.join(os.fspath(data_dir), REMOVED_NAME), "rb") as f:
+            return f.read(512).decode("ascii", "replace").strip()
+    except FileNotFoundError:
+        return None
+
+
+FIRST_VOTERS_NAME = "FIRST_VOTERS"
+
+
+def write_first_voters(data_dir, voters):
+    """Record (atomically, fsynced) the groups' first configuration: the voters of a group that never adopted an
+    epoch. It is the cluster's (the membership table's epoch 1), the same on every node, so it is kept here and
+    never taken again from a node file's member list, which may change once nodes join."""
+    voters = sorted(int(v) for v in voters)
+    _write_atomically(os.path.join(os.fspath(data_dir), FIRST_VOTERS_NAME),
+                      ("paxos-core first voters %s\n" % ",".join(map(str, voters))).encode("ascii"))
+
+
+def read_first_voters(data_dir):
+    """The voters :func:`write_first_voters` recorded (a tuple), or None. RecordCorrupt if damaged."""
+    path = os.path.join(os.fspath(data_dir), FIRST_VOTERS_NAME)
+    try:
+        with open(path, "rb") as f:
+            text = f.read(4096).decode("ascii", "replace").strip()
+    except FileNotFoundError:
+        return None
+    prefix = "paxos-core first voters "
+    try:
+        if not text.startswith(prefix):
+            raise ValueError
+        voters = tuple(int(v) for v in text[len(prefix):].split(","))
+    except ValueError:
+        raise RecordCorrupt("%s: not a list of first voters: %r" % (path, text[:80])) from None
+    return voters

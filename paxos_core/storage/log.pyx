@@ -604,13 +604,13 @@ cdef class RocksLog:
         found = read_chain_bytes(self.db.get, group, instance)
         return None if found is None else found[0]
 
-    def read_chain_bytes(self, uint32_t group, uint64_t instance):
+    def read_chain_bytes(self, uint32_t group, uint64_t instance, bint with_config=False):
         """(chain, bytes_below) of the CHAIN record at `instance`, or None if absent or damaged."""
-        return read_chain_bytes(self.db.get, group, instance)
+        return read_chain_bytes(self.db.get, group, instance, with_config)
 
-    def read_low(self, uint32_t group):
+    def read_low(self, uint32_t group, bint with_config=False):
         """(low, chain at low, bytes_below) of the group's LOW record, (0, 0, 0) without one, None if damaged."""
-        return read_low(self.db.get, group)
+        return read_low(self.db.get, group, with_config)
 
     def items(self):
         """Every (key, value) in key order. RecordCorrupt if RocksDB cannot read part of it."""

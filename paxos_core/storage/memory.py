@@ -51,11 +51,11 @@ class MemoryLog:
     def read_chain(self, group, instance):
         return read_chain(self.store.get, group, instance)
 
-    def read_chain_bytes(self, group, instance):
-        return read_chain_bytes(self.store.get, group, instance)
+    def read_chain_bytes(self, group, instance, with_config=False):
+        return read_chain_bytes(self.store.get, group, instance, with_config)
 
-    def read_low(self, group):
-        return read_low(self.store.get, group)
+    def read_low(self, group, with_config=False):
+        return read_low(self.store.get, group, with_config)
 
     def items(self):
         return sorted(self.store.items())

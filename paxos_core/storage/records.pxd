@@ -15,7 +15,11 @@ cpdef enum RecordFlag:
     RECORD_CHOSEN = 1       # the value is known chosen (learned by catch-up)
     RECORD_VOID = 2         # no vote here: written over a damaged vote once the group has rebuilt
     REPAIR_PENDING = 1      # REPAIR_RECORD flag: the rebuild has not finished
+    REPAIR_REENTRY = 2      # REPAIR_RECORD flag: not a loss of memory: the group is held again after this node
+                            # handed it over; it learns up to the GROUP record's mark before it votes
     GROUP_REMOVED = 1       # GROUP_RECORD flag: the incarnation was removed here (a re-add must be newer)
+    GROUP_VACATED = 2       # GROUP_RECORD flag: this node handed the group over (placed elsewhere): not held here;
+                            # placed here again, it comes back in the same incarnation and rebuilds first
 
 # Every CHAIN_EVERY instances a learner records its chain, so a catch-up reply that ends there can carry the
 # sender's chain at its end (see core/engine.pyx, _serve).

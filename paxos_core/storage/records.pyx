@@ -13,13 +13,17 @@ so a record that is damaged, torn, or found under the wrong key is detected:
     INSTANCE_RECORD  ver u8=1 | type u8 | flags u8 | 0 u8 | promised u64 | ballot u64 | mark u64 | chain u32
                      | value length u32 | value | crc u32
     LOW_RECORD       ver u8=2 | type u8 | 0 u8 | 0 u8 | low u64 | chain at low u32 | bytes_below u64 | crc u32
-                     (version 1, still read: no bytes_below)
+                     (version 1, still read: no bytes_below; version 3: then config length u16 | config)
     NODE_RECORD      ver u8=1 | type u8 | 0 u8 | 0 u8 | node id u32 | cluster id u64 | crc u32
     CHAIN_RECORD     ver u8=2 | type u8 | 0 u8 | 0 u8 | chain u32 | bytes_below u64 | crc u32
-                     (key instance: where it holds; version 1, still read: no bytes_below)
-    REPAIR_RECORD    ver u8=1 | type u8 | flags u8 | 0 u8 | crc u32             (flags: REPAIR_PENDING)
+                     (key instance: where it holds; version 1, still read: no bytes_below; version 3: then
+                     config length u16 | config)
+    REPAIR_RECORD    ver u8=1 | type u8 | flags u8 | 0 u8 | crc u32  (flags: REPAIR_PENDING, REPAIR_REENTRY)
     GROUP_RECORD     ver u8=1 | type u8 | flags u8 | 0 u8 | incarnation u16 | 0 u16 | crc u32
-                     (flags: GROUP_REMOVED; the record tuple carries the incarnation in its promised slot)
+                     (flags: GROUP_REMOVED, GROUP_VACATED; the record tuple carries the incarnation in its
+                     promised slot; version 2, then mark u64 before the crc, in the tuple's ballot slot: the
+                     chosen mark at which this node handed the group over, which it learns up to again before
+                     it votes when it holds the group again)
     CHECKPOINT_RECORD ver u8=1 | type u8 | flags u8 | 0 u8 | body length u32 | body | crc u32
                      (instance 0: an incoming snapshot's progress, or the installed checkpoint; instances > 0:
                      staged pieces of a blob snapshot. The body's layout belongs to the snapshot module.)
@@ -30,6 +34,12 @@ them, and what a version-1 record decodes to. In the record tuple it travels in 
 
 Every record but LOW and CHAIN is version 1; a build before version 2 refuses a version-2 record
 (UnknownVersion), so a log that was truncated by this build cannot be opened by an older one.
+
+`config` in LOW and CHAIN records (version 3, in the record tuple's value slot) is the group's membership
+configuration state at the record's instance (core/voters.pyx VoterTable.state()): the voters in force there and
+the adopted ones pending. It is written only for a group that left its first configuration (empty: version 2),
+so a log that never changed members is read by builds before version 3. Recovery starts from the LOW record's
+configuration and replays the ADOPT values it walks; truncation takes the one of the CHAIN record it cuts at.
 
 An INSTANCE_RECORD's `mark` and `chain` are the writer's learned mark (every instance below it was chosen and
 its value is in this node's records) and the checksum chain over the values below that mark, at the time of
@@ -48,6 +58,8 @@ from paxos_core.errors import RecordCorrupt, UnknownVersion
 
 FORMAT_VERSION = 1
 BYTES_FORMAT_VERSION = 2        # LOW and CHAIN records written by this build (they carry bytes_below)
+CONFIG_FORMAT_VERSION = 3       # ... and a group's membership configuration, when it is not its first one
+MARK_FORMAT_VERSION = 2         # GROUP records with a mark (a group handed over, or held again after it)
 BYTES_UNKNOWN = (1 << 64) - 1
 KEY_SIZE = 14
 NODE_KEY = b"N" + bytes(13)
@@ -63,6 +75,7 @@ cdef int _CHAIN_SIZE = 4 + 4 + 8 + 4
 cdef int _CHECKPOINT_FIXED = 4 + 4 + 4
 cdef int _REPAIR_SIZE = 4 + 4
 cdef int _GROUP_SIZE = 4 + 4 + 4
+cdef int _GROUP_SIZE_MARK = 4 + 4 + 8 + 4       # version 2: with a mark (a group handed over, or held again)
 CHAIN_INTERVAL = CHAIN_EVERY
 
 
@@ -190,16 +203,20 @@ cpdef tuple encode_record(tuple record):
         return key, out
     if rtype == LOW_RECORD:
         key = group_key(rtype, group, 0)
-        out = PyBytes_FromStringAndSize(NULL, _LOW_SIZE)
+        value = record[8]
+        n = len(value)
+        if n > 0xFFFF:
+            raise ValueError("a configuration state of %d bytes" % n)
+        out = PyBytes_FromStringAndSize(NULL, _LOW_SIZE + (2 + n if n else 0))
         p = <unsigned char *>PyBytes_AS_STRING(out)
-        p[0] = BYTES_FORMAT_VERSION
+        p[0] = CONFIG_FORMAT_VERSION if n else BYTES_FORMAT_VERSION
         p[1] = LOW_RECORD
         p[2] = 0
         p[3] = 0
         _put_u64(p + 4, record[6])
         _put_u32(p + 12, record[7])
         _put_u64(p + 16, record[5])
-        _seal(key, p, 24)
+        _seal_with_config(key, p, 24, value)
         return key, out
     if rtype == NODE_RECORD:
         key = NODE_KEY
@@ -215,15 +232,19 @@ cpdef tuple encode_record(tuple record):
         return key, out
     if rtype == CHAIN_RECORD:
         key = group_key(rtype, group, instance)
-        out = PyBytes_FromStringAndSize(NULL, _CHAIN_SIZE)
+        value = record[8]
+        n = len(value)
+        if n > 0xFFFF:
+            raise ValueError("a configuration state of %d bytes" % n)
+        out = PyBytes_FromStringAndSize(NULL, _CHAIN_SIZE + (2 + n if n else 0))
         p = <unsigned char *>PyBytes_AS_STRING(out)
-        p[0] = BYTES_FORMAT_VERSION
+        p[0] = CONFIG_FORMAT_VERSION if n else BYTES_FORMAT_VERSION
         p[1] = CHAIN_RECORD
         p[2] = 0
         p[3] = 0
         _put_u32(p + 4, record[7])
         _put_u64(p + 8, record[5])
-        _seal(key, p, 16)
+        _seal_with_config(key, p, 16, value)
         return key, out
     if rtype == REPAIR_RECORD:
         key = group_key(rtype, group, 0)
@@ -237,14 +258,19 @@ cpdef tuple encode_record(tuple record):
         return key, out
     if rtype == GROUP_RECORD:
         key = group_key(rtype, group, 0)
-        out = PyBytes_FromStringAndSize(NULL, _GROUP_SIZE)
+        mark = record[5]
+        out = PyBytes_FromStringAndSize(NULL, _GROUP_SIZE_MARK if mark else _GROUP_SIZE)
         p = <unsigned char *>PyBytes_AS_STRING(out)
-        p[0] = FORMAT_VERSION
+        p[0] = MARK_FORMAT_VERSION if mark else FORMAT_VERSION
         p[1] = GROUP_RECORD
         p[2] = <uint8_t>record[3]
         p[3] = 0
         _put_u32(p + 4, <uint32_t>(<uint64_t>record[4] & 0xFFFF))
-        _seal(key, p, 8)
+        if mark:
+            _put_u64(p + 8, <uint64_t>mark)
+            _seal(key, p, 16)
+        else:
+            _seal(key, p, 8)
         return key, out
     if rtype == CHECKPOINT_RECORD:
         value = record[8]
@@ -264,24 +290,42 @@ cpdef tuple encode_record(tuple record):
     raise ValueError("unknown record type %r" % rtype)
 
 
-def group_record(uint32_t group, int incarnation, bint removed=False):
-    return (GROUP_RECORD, group, 0, GROUP_REMOVED if removed else 0, incarnation, 0, 0, 0, b"")
+cdef void _seal_with_config(bytes key, unsigned char *p, Py_ssize_t fixed, bytes config):
+    """Seal a LOW or CHAIN record of `fixed` bytes before its checksum, followed (version 3) by a non-empty
+    configuration state: u16 length, the bytes."""
+    cdef Py_ssize_t n = len(config)
+    if n:
+        p[fixed] = n & 0xFF
+        p[fixed + 1] = n >> 8
+        memcpy(p + fixed + 2, PyBytes_AS_STRING(config), n)
+        fixed += 2 + n
+    _seal(key, p, fixed)
 
 
-def chain_record(uint32_t group, uint64_t instance, uint32_t chain, uint64_t bytes_below=BYTES_UNKNOWN):
-    return (CHAIN_RECORD, group, instance, 0, 0, bytes_below, 0, chain, b"")
+def group_record(uint32_t group, int incarnation, bint removed=False, bint vacated=False, uint64_t mark=0):
+    """`mark`: vacated, the chosen mark at which this node handed the group over; held again, the mark it
+    learns up to before it votes (0 once it did)."""
+    return (GROUP_RECORD, group, 0, (GROUP_REMOVED if removed else 0) | (GROUP_VACATED if vacated else 0),
+            incarnation, mark, 0, 0, b"")
 
 
-def repair_record(uint32_t group, bint pending):
-    return (REPAIR_RECORD, group, 0, REPAIR_PENDING if pending else 0, 0, 0, 0, 0, b"")
+def chain_record(uint32_t group, uint64_t instance, uint32_t chain, uint64_t bytes_below=BYTES_UNKNOWN,
+                 bytes config=b""):
+    return (CHAIN_RECORD, group, instance, 0, 0, bytes_below, 0, chain, config)
+
+
+def repair_record(uint32_t group, bint pending, bint reentry=False):
+    return (REPAIR_RECORD, group, 0, (REPAIR_PENDING if pending else 0) | (REPAIR_REENTRY if reentry else 0),
+            0, 0, 0, 0, b"")
 
 
 def promise_record(uint32_t group, uint64_t promised):
     return (PROMISE_RECORD, group, 0, 0, promised, 0, 0, 0, b"")
 
 
-def low_record(uint32_t group, uint64_t low, uint32_t chain, uint64_t bytes_below=BYTES_UNKNOWN):
-    return (LOW_RECORD, group, 0, 0, 0, bytes_below, low, chain, b"")
+def low_record(uint32_t group, uint64_t low, uint32_t chain, uint64_t bytes_below=BYTES_UNKNOWN,
+               bytes config=b""):
+    return (LOW_RECORD, group, 0, 0, 0, bytes_below, low, chain, config)
 
 
 def checkpoint_record(uint32_t group, uint64_t instance, int flags, bytes body):
@@ -315,8 +359,9 @@ def decode_record(key, value):
         raise RecordCorrupt("checksum mismatch under key %s (stored %08x, computed %08x)"
                             % (bytes(key).hex(), stored, crc))
     rtype = v[1]
-    if v[0] != FORMAT_VERSION and not (v[0] == BYTES_FORMAT_VERSION and (rtype == LOW_RECORD
-                                                                       or rtype == CHAIN_RECORD)):
+    if v[0] != FORMAT_VERSION and not ((v[0] == BYTES_FORMAT_VERSION or v[0] == CONFIG_FORMAT_VERSION)
+                                       and (rtype == LOW_RECORD or rtype == CHAIN_RECORD)) \
+            and not (v[0] == MARK_FORMAT_VERSION and rtype == GROUP_RECORD):
         raise UnknownVersion("record format version %d under key %s (type %d); this build does not read it"
                              % (v[0], bytes(key).hex(), rtype))
     if k[0] == 0x4E:
@@ -345,6 +390,11 @@ def decode_record(key, value):
             if n != _LOW_SIZE_V1:
                 raise RecordCorrupt("low record of %d bytes, expected %d" % (n, _LOW_SIZE_V1))
             return (LOW_RECORD, group, 0, 0, 0, BYTES_UNKNOWN, _get_u64(&v[4]), _get_u32(&v[12]), b"")
+        if v[0] == CONFIG_FORMAT_VERSION:
+            if n < _LOW_SIZE + 2 or n != _LOW_SIZE + 2 + v[24] + (v[25] << 8):
+                raise RecordCorrupt("low record of %d bytes does not fit its configuration" % n)
+            return (LOW_RECORD, group, 0, 0, 0, _get_u64(&v[16]), _get_u64(&v[4]), _get_u32(&v[12]),
+                    bytes(v[26:n - 4]))
         if n != _LOW_SIZE:
             raise RecordCorrupt("low record of %d bytes, expected %d" % (n, _LOW_SIZE))
         return (LOW_RECORD, group, 0, 0, 0, _get_u64(&v[16]), _get_u64(&v[4]), _get_u32(&v[12]), b"")
@@ -353,6 +403,10 @@ def decode_record(key, value):
             if n != _CHAIN_SIZE_V1:
                 raise RecordCorrupt("chain record of %d bytes, expected %d" % (n, _CHAIN_SIZE_V1))
             return (CHAIN_RECORD, group, instance, 0, 0, BYTES_UNKNOWN, 0, _get_u32(&v[4]), b"")
+        if v[0] == CONFIG_FORMAT_VERSION:
+            if n < _CHAIN_SIZE + 2 or n != _CHAIN_SIZE + 2 + v[16] + (v[17] << 8):
+                raise RecordCorrupt("chain record of %d bytes does not fit its configuration" % n)
+            return (CHAIN_RECORD, group, instance, 0, 0, _get_u64(&v[8]), 0, _get_u32(&v[4]), bytes(v[18:n - 4]))
         if n != _CHAIN_SIZE:
             raise RecordCorrupt("chain record of %d bytes, expected %d" % (n, _CHAIN_SIZE))
         return (CHAIN_RECORD, group, instance, 0, 0, _get_u64(&v[8]), 0, _get_u32(&v[4]), b"")
@@ -361,6 +415,10 @@ def decode_record(key, value):
             raise RecordCorrupt("repair record of %d bytes, expected %d" % (n, _REPAIR_SIZE))
         return (REPAIR_RECORD, group, 0, v[2], 0, 0, 0, 0, b"")
     if rtype == GROUP_RECORD:
+        if v[0] == MARK_FORMAT_VERSION:
+            if n != _GROUP_SIZE_MARK:
+                raise RecordCorrupt("group record of %d bytes, expected %d" % (n, _GROUP_SIZE_MARK))
+            return (GROUP_RECORD, group, 0, v[2], _get_u32(&v[4]) & 0xFFFF, _get_u64(&v[8]), 0, 0, b"")
         if n != _GROUP_SIZE:
             raise RecordCorrupt("group record of %d bytes, expected %d" % (n, _GROUP_SIZE))
         return (GROUP_RECORD, group, 0, v[2], _get_u32(&v[4]) & 0xFFFF, 0, 0, 0, b"")
@@ -410,8 +468,9 @@ def read_chain(get, uint32_t group, uint64_t instance):
     return None if found is None else found[0]
 
 
-def read_chain_bytes(get, uint32_t group, uint64_t instance):
-    """(chain, bytes_below) of the CHAIN record at `instance`, or None if absent or damaged."""
+def read_chain_bytes(get, uint32_t group, uint64_t instance, bint with_config=False):
+    """(chain, bytes_below) of the CHAIN record at `instance`, or None if absent or damaged; `with_config`:
+    (chain, bytes_below, configuration state)."""
     key = group_key(CHAIN_RECORD, group, instance)
     value = get(key)
     if value is None:
@@ -420,21 +479,21 @@ def read_chain_bytes(get, uint32_t group, uint64_t instance):
         rec = decode_record(key, value)
     except (RecordCorrupt, UnknownVersion):
         return None
-    return rec[7], rec[5]
+    return (rec[7], rec[5], rec[8]) if with_config else (rec[7], rec[5])
 
 
-def read_low(get, uint32_t group):
+def read_low(get, uint32_t group, bint with_config=False):
     """(low, chain at low, bytes_below) of the group's LOW record: (0, 0, 0) if it has none, None if it is
-    damaged (then nothing is known about what was truncated)."""
+    damaged (then nothing is known about what was truncated); `with_config`: and the configuration state."""
     key = group_key(LOW_RECORD, group, 0)
     value = get(key)
     if value is None:
-        return 0, 0, 0
+        return (0, 0, 0, b"") if with_config else (0, 0, 0)
     try:
         rec = decode_record(key, value)
     except (RecordCorrupt, UnknownVersion):
         return None
-    return rec[6], rec[7], rec[5]
+    return (rec[6], rec[7], rec[5], rec[8]) if with_config else (rec[6], rec[7], rec[5])
 
 
 def log_range_deletes(list deletes):

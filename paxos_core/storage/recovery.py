@@ -34,6 +34,8 @@ from .records import (
     CHECKPOINT_RECORD,
     GROUP_RECORD,
     GROUP_REMOVED,
+    GROUP_VACATED,
+    REPAIR_REENTRY,
     INSTANCE_RECORD,
     LOW_RECORD,
     NODE_RECORD,
@@ -64,11 +66,14 @@ class RecoveredGroup:
     low: int = 0                 # records below were truncated
     low_bytes: int = 0           # value bytes learned below low (0 when the LOW record does not know)
     learned_bytes: int = 0       # value bytes learned below chosen_next (low_bytes + the values walked)
+    config: bytes = b""          # the membership configuration state at low (LOW record; empty: the first one)
+    adopts: list = field(default_factory=list)     # [(instance, ADOPT value)] learned in [low, chosen_next)
     checkpoint: tuple = None     # the CHECKPOINT record at instance 0 (a record tuple), None without one
     checkpoint_damaged: bool = False   # it was there and damaged: discard the staging it described
     repair_upto: int = 0         # the rebuild learns at least up to this instance (a known mark, a damaged vote)
     repair: bool = False         # promises or votes may be lost: rebuild from peers before voting again
     repair_reason: str = ""
+    reenter_upto: int = 0        # held again after a handover: learn up to here before voting (no rebuild rule)
     incarnation: int = 1         # the group's incarnation (GROUP record; 1 when there is none)
     stop_reason: str = ""        # non-empty: the group cannot be served
     corrupt: list = field(default_factory=list)    # [(instance or None, reason)]
@@ -82,6 +87,7 @@ class Recovery:
     corrupt_records: int = 0
     records: int = 0
     removed: dict = field(default_factory=dict)     # group id -> incarnation removed here (tombstones)
+    vacated: dict = field(default_factory=dict)     # group id -> (incarnation, chosen mark) handed over here
     amnesia: bool = False        # the log's synced state was damaged and replaced by an empty log
     report: str = ""             # then: one line on what was found and where the damaged log now is
 
@@ -91,15 +97,20 @@ class Recovery:
 
 
 class _GroupScan:
-    __slots__ = ("promised", "low", "low_chain", "low_bytes", "instances", "corrupt", "stop", "chains", "repair",
-                 "incarnation", "removed", "checkpoint", "checkpoint_damaged")
+    __slots__ = ("promised", "low", "low_chain", "low_config", "low_bytes", "instances", "corrupt", "stop", "chains", "repair",
+                 "incarnation", "removed", "vacated", "group_mark", "reentry", "checkpoint",
+                 "checkpoint_damaged")
 
     def __init__(self):
         self.incarnation = 1
         self.removed = False
+        self.vacated = False
+        self.group_mark = 0
+        self.reentry = False
         self.promised = 0
         self.low = 0
         self.low_chain = 0
+        self.low_config = b""
         self.low_bytes = 0
         self.checkpoint = None
         self.checkpoint_damaged = False
@@ -163,6 +174,7 @@ def recover(items):
             scan.promised = max(scan.promised, record[4])
         elif rtype == LOW_RECORD:
             scan.low, scan.low_chain = record[6], record[7]
+            scan.low_config = record[8]
             scan.low_bytes = 0 if record[5] == BYTES_UNKNOWN else record[5]
         elif rtype == CHECKPOINT_RECORD:
             if instance == 0:
@@ -172,20 +184,29 @@ def recover(items):
         elif rtype == GROUP_RECORD:
             scan.incarnation = record[4]
             scan.removed = bool(record[3] & GROUP_REMOVED)
+            scan.vacated = bool(record[3] & GROUP_VACATED)
+            scan.group_mark = record[5]
         elif rtype == REPAIR_RECORD:
-            if record[3] & REPAIR_PENDING:
+            if record[3] & REPAIR_PENDING and record[3] & REPAIR_REENTRY:
+                scan.reentry = True
+            elif record[3] & REPAIR_PENDING:
                 scan.repair = scan.repair or "a rebuild from peers was pending"
         elif not record[3] & RECORD_VOID:
             scan.instances.append(record)
     for group in [g for g, scan in scans.items() if scan.removed]:
         result.removed[group] = scans.pop(group).incarnation
+    for group in [g for g, scan in scans.items() if scan.vacated]:
+        # Handed over: whatever records of it survived a crash before their deletion are not its state (the
+        # loop deletes them before it ever holds the group again).
+        scan = scans.pop(group)
+        result.vacated[group] = (scan.incarnation, scan.group_mark)
     for group, scan in scans.items():
         result.groups[group] = _rebuild(group, scan)
     return result
 
 
 def _rebuild(group, scan):
-    state = RecoveredGroup(promised=scan.promised, low=scan.low, corrupt=list(scan.corrupt),
+    state = RecoveredGroup(promised=scan.promised, low=scan.low, corrupt=list(scan.corrupt), config=scan.low_config,
                            stop_reason=scan.stop, incarnation=scan.incarnation, low_bytes=scan.low_bytes,
                            checkpoint=scan.checkpoint, checkpoint_damaged=scan.checkpoint_damaged)
     by_instance = {}
@@ -203,6 +224,11 @@ def _rebuild(group, scan):
             known_mark = mark
         if mark > scan.low:
             marks[mark] = rec[7]
+    # A CHAIN record says every instance below it was learned (written with the chain over them: every 64
+    # instances, and at the mark a node reports to a peer's STATE_REQ, core/engine.pyx _on_state_req).
+    for at in scan.chains:
+        if at > known_mark:
+            known_mark = at
     state.top = max(state.top, scan.low)
     # Walk the learned prefix: every instance below the highest mark was chosen, and our record holds it.
     chain = scan.low_chain
@@ -223,6 +249,8 @@ def _rebuild(group, scan):
             break
         chain = chain_next(chain, instance, rec[8])
         learned_bytes += len(rec[8])
+        if rec[8][:1] == b"\xc0":
+            state.adopts.append((instance, rec[8]))     # membership: the engine replays it (core/voters.pyx)
         instance += 1
     state.chosen_next = instance
     state.learned_bytes = learned_bytes
@@ -242,6 +270,12 @@ def _rebuild(group, scan):
         if inst is not None and inst >= instance:
             repair = max(repair, inst + 1)
             reason = reason or "a record at or above the learned mark is damaged (maybe a vote)"
+    if scan.reentry and not scan.repair:
+        # Held again after a handover and still learning: this node has voted for nothing since (it votes only
+        # once it learned up to the mark), so what is missing or damaged here is a learned value, learned again.
+        state.reenter_upto = max(scan.group_mark, repair, known_mark)
+        repair = 0
+        reason = ""
     state.repair_upto = repair
     state.repair = bool(reason)
     state.repair_reason = reason

@@ -63,4 +63,5 @@ cdef list decode_entries_ptr(const unsigned char *data, size_t length)
 
 cpdef bytes encode_batch(entries)
 cpdef list decode_batch(data)
+cpdef list proposals_of(bytes value)
 cdef list decode_batch_ptr(const unsigned char *data, size_t length)

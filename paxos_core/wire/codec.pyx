@@ -44,6 +44,9 @@ Proposal batch (the value of one Paxos instance)::
 The empty batch (a no-op instance) is the empty byte string: ``encode_batch([]) == b""`` and
 ``decode_batch(b"") == []``. A version-1 batch with count 0 also decodes to ``[]``.
 
+A log value is a batch, a no-op, or a membership ADOPT (first byte 0xC0, core/voters.pyx), which holds no
+proposals: ``proposals_of(value)`` gives a chosen value's proposals in every case (``[]`` for the last two).
+
 Error contract
 --------------
 Decoding is all-or-nothing: either the whole input is valid and everything is returned, or an exception is
@@ -103,6 +106,7 @@ __all__ = [
     "FRAME_HEADER_SIZE", "MESSAGE_HEADER_SIZE", "FRAME_VERSION", "BATCH_VERSION", "DEFAULT_MAX_FRAME_BYTES",
     "DEFAULT_MAX_VALUE_BYTES", "MAX_BODY_BYTES", "FrameEncoder", "BatchBuilder", "encode_frame",
     "decode_frame", "peek_frame_header", "encode_entries", "decode_entries", "encode_batch", "decode_batch",
+    "proposals_of",
 ]
 
 cdef uint64_t U32_MAX = 0xFFFFFFFF
@@ -751,6 +755,14 @@ cdef list decode_batch_ptr(const unsigned char *data, size_t length):
         raise MalformedFrame("batch declares %d entries but %d bytes are left after them (offset %d of %d)"
                              % (count, length - off, off, length))
     return out
+
+
+cpdef list proposals_of(bytes value):
+    """The proposals ``[(origin, seq, payload), ...]`` of a log value: a batch's entries; ``[]`` for a no-op and
+    for a membership ADOPT value (it carries a configuration, no proposal)."""
+    if PyBytes_GET_SIZE(value) == 0 or (<const unsigned char *>PyBytes_AS_STRING(value))[0] == 0xC0:
+        return []
+    return decode_batch_ptr(<const unsigned char *>PyBytes_AS_STRING(value), <size_t>PyBytes_GET_SIZE(value))
 
 
 cpdef list decode_batch(data):

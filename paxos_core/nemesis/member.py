@@ -1,0 +1,307 @@
+"""The `member` fault: an operator who changes the cluster's members all through the run (issue 14).
+
+While the other fault kinds take their turns, this operator grows the cluster from 3 voters to 5 and shrinks it
+back, again and again, the way the README tells an operator to, through ``client.membership`` (the commands of
+``paxos-core member``) and ``paxos-core node --join``. A step every 1 to 3 s: adds while growing (up to 5
+voters), removals while shrinking (down to 3), and a replacement now and then either way (the seed picks
+among the steps that fit; ``voter_counts`` in the run's summary shows the way the cluster went):
+
+add       a spare host (its key pair made there by ``keygen`` at set-up) is added as a learner, its join bundle
+          written (``join.make_bundle``, what ``member add --out`` writes), the node started with ``node --join
+          BUNDLE --dir FOLDER``; once caught up (``LearnerNotReady`` until then) it is promoted.
+remove    a voter leaves: a random one, or the master of a group the clients use. It must exit by itself with
+          exit code 4 and say so in its log; if it does not, the run fails. Variant ``driver-killed``: right after
+          the change is proposed, the node whose worker 0 leads the system group is killed -9; the command is run
+          again (it is idempotent) and must complete; the killed node is started again.
+replace   a voter is killed -9 and its data directory deleted (a dead disk); a spare host joins in its place
+          (``member add --replaces``), and ``member replace OLD NEW`` swaps them in one epoch.
+
+A removal waits for the other faults to be healed and keeps them off while it runs (``Nemesis.quiet``), so that
+the removed node's own exit is checked within the step (one down or cut off when removed hears of it only from
+its supervisor's removal watch, up to 30 s later). Adds and replacements run under the other faults. Every step is a FaultRecord of kind
+``member``; a step that could not be made (no quorum, a timeout) is reported as not injected, and the next step
+starts from the table as it is. The node taking part in a step is kept off the other faults' targets until the
+step ends (``Nemesis.busy``).
+"""
+import os
+import shutil
+import time
+
+from .. import errors
+from ..client import Client
+from ..join import make_bundle, write_bundle
+
+STEP_TIMEOUT = 150.0          # a join catches up from snapshots while faults strike: give it time
+RETRIED = (errors.Timeout, errors.NotMaster, errors.Overloaded, errors.WouldLoseQuorum, errors.LearnerNotReady,
+           errors.PaxosError)
+
+
+class MemberOperator:
+    """Run by the Nemesis in a thread of its own when ``member`` is among the fault kinds."""
+
+    def __init__(self, nemesis, rng, record_type):
+        self.held = set()
+        self.nemesis = nemesis
+        self.cluster = nemesis.cluster
+        self.rng = rng
+        self.record_type = record_type
+        self.problems = []                  # what makes the run fail (a removed node that did not leave, ...)
+        self.max_voters = min(5, len(self.cluster.nodes) + 2)
+        self.min_voters = len(self.cluster.nodes)
+        self.changes = 0
+        self.growing = True                 # toward max_voters (else toward min_voters)
+        self.sizes = [len(self.cluster.nodes)]   # the voters' count after each change made
+
+    # ------------------------------------------------------------------ helpers
+    def _client(self):
+        cluster = self.cluster
+        return Client(cluster.endpoints(), cluster.workers, cluster.groups, default_timeout=10.0,
+                      **cluster.client_keys(admin=True, avoid=self.held))
+
+    def _until(self, what, deadline, *args, **kw):
+        """``what(client, ...)`` retried (a fresh client each time: the node whose key it uses may have left)
+        on errors that say nothing or not yet, until it returns or ``deadline``."""
+        last = None
+        while time.monotonic() < deadline:
+            client = self._client()
+            try:
+                return what(client, *args, **kw)
+            except (errors.EpochConflict, errors.LearnerNotReady, errors.WouldLoseQuorum) as exc:
+                last = exc                          # not yet (or changed meanwhile): the next try reads the table again
+            except errors.MembershipError:
+                raise
+            except RETRIED as exc:
+                last = exc
+            finally:
+                client.close()
+            time.sleep(1.0)
+        raise errors.Timeout("%s: not done in time (last: %r)" % (getattr(what, "__name__", what), last))
+
+    def _wait_adopted(self, epoch, deadline):
+        """Until every node that answers has every group on the voters of ``epoch`` (Change.wait's test)."""
+        while time.monotonic() < deadline:
+            client = self._client()
+            try:
+                if client.membership.progress(epoch, timeout=5.0)["done"]:
+                    return
+            except errors.PaxosError:
+                pass
+            finally:
+                client.close()
+            time.sleep(0.5)
+        raise errors.Timeout("epoch %d: not adopted everywhere in time" % epoch)
+
+    def _hold(self, node_id):
+        """Keep the other faults off ``node_id`` until this step ends."""
+        self.nemesis.busy.add(node_id)
+        self.held.add(node_id)
+
+    @staticmethod
+    def _table(client):
+        return client.membership.table()
+
+    def _live(self):
+        """Current members that are up, not paused, and in no other step."""
+        return [n for n, node in sorted(self.cluster.nodes.items())
+                if node.alive() and not node.paused and n not in self.nemesis.busy]
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, stop):
+        while not stop.is_set():
+            record = self.step(stop)
+            if record is not None:
+                self.nemesis.records.append(record)
+            stop.wait(self.rng.uniform(1.0, 3.0))
+
+    def step(self, stop):
+        deadline = time.monotonic() + STEP_TIMEOUT
+        try:
+            table = self._until(self._table, deadline)
+        except errors.PaxosError:
+            return None
+        voters, learners = table["voters"], table["learners"]
+        spare = [n for n in self.cluster.spare_ids if n >= table["next_id"]]
+        choices = []
+        gone = [v for v in voters + learners if v not in self.cluster.nodes]
+        if gone:
+            choices = ["forget"]       # a wiped voter whose replacement did not complete: removed now
+        elif learners:
+            choices = ["promote"]
+        else:
+            # 3 -> 5 -> 3 -> ...: grow to max_voters, then shrink to min_voters, and so on; a replacement now
+            # and then on the way (the cluster's size stays).
+            if len(voters) >= self.max_voters or not spare:
+                self.growing = False
+            elif len(voters) <= self.min_voters:
+                self.growing = True
+            if self.growing:
+                choices.append("add")
+            elif len(voters) > self.min_voters:
+                choices += ["remove", "remove-master", "remove-driver-killed"]
+            live = [v for v in self._live() if v in voters]
+            if spare and len(voters) >= self.min_voters and len(live) >= len(voters) // 2 + 2:
+                choices.append("replace")        # with one voter to spare for the other faults
+        if not choices:
+            return None
+        variant = self.rng.choice(choices)
+        record = self.record_type("member", variant, None, time.monotonic())
+        self.held = set()
+        try:
+            getattr(self, "_" + variant.split("-")[0])(record, table, deadline)
+            record.healed = time.monotonic()
+            self.changes += 1
+            self.sizes.append(len(self._until(self._table, deadline)["voters"]))
+        except Exception as exc:                          # reported, and the next step reads the table again
+            record.detail = "not injected: %s: %s" % (type(exc).__name__, exc)
+            record.injected = False
+        finally:
+            self.nemesis.busy.difference_update(self.held)
+        self.nemesis.say("nemesis: %.1f s member %s node %s%s" % (
+            record.start - self.nemesis.t0, variant, record.target, " (%s)" % record.detail if record.detail else ""))
+        return record
+
+    # ------------------------------------------------------------------ steps
+    def _join(self, record, table, deadline, replaces=None):
+        """A spare host joins as a learner (a bundle, ``node --join``); returns the new id."""
+        cluster = self.cluster
+        new_id = table["next_id"]
+        public = cluster.keypairs[new_id][0].decode()
+        host = cluster.topology.address(new_id)
+        peer_port, client_port = cluster.spare_ports
+
+        def add(client):
+            change = client.membership.add(host, peer_port, client_port, public, replaces=replaces)
+            return change, client.membership.table(), client.membership.history()
+
+        self._hold(new_id)
+        change, table, history = self._until(add, deadline)
+        if change.node != new_id:
+            raise RuntimeError("the table gave the new node id %s, not %d" % (change.node, new_id))
+        bundle = os.path.join(cluster.dir, "host%d" % new_id, "join.json")
+        write_bundle(bundle, make_bundle(cluster.configs[0], table, new_id, history[0]["voters"]))
+        node = cluster.joining_node(new_id, bundle)
+        cluster.set_members({**cluster.nodes, new_id: node})
+        node.start()
+        record.injected = True
+        return new_id
+
+    def _add(self, record, table, deadline):
+        new_id = self._join(record, table, deadline)
+        record.target = new_id
+        self._promote_one(new_id, deadline)
+        record.detail = "joined by bundle and promoted"
+
+    def _promote(self, record, table, deadline):
+        learner = table["learners"][0]
+        record.target = learner
+        record.injected = True
+        self._promote_one(learner, deadline)
+        record.detail = "a learner left by an earlier step, promoted"
+
+    def _promote_one(self, node_id, deadline):
+        self._hold(node_id)
+        change = self._until(lambda client: client.membership.promote(node_id), deadline)
+        self._wait_adopted(change.epoch, deadline)
+
+    def _forget(self, record, table, deadline):
+        gone = [v for v in table["voters"] + table["learners"] if v not in self.cluster.nodes][0]
+        record.target = gone
+        change = self._until(lambda client: client.membership.remove(gone), deadline)
+        record.injected = True
+        self._wait_adopted(change.epoch, deadline)
+        record.detail = "a wiped node left in the table by an earlier step, removed"
+
+    def _remove(self, record, table, deadline):
+        nemesis = self.nemesis
+        with nemesis.quiet:                  # no other fault while a node is removed (module docstring)
+            live = [n for n in self._live() if n in table["voters"]]
+            if record.variant == "remove-master":
+                master, _ = nemesis.master_of(self.rng.choice(nemesis.key_groups)) if nemesis.key_groups else (None, 0)
+                target = master if master in live else None
+            else:
+                target = None
+            if target is None:
+                if not live:
+                    raise RuntimeError("no live voter to remove")
+                target = self.rng.choice(live)
+            record.target = target
+            self._hold(target)
+            killed = None
+            try:
+                change = self._until(lambda client: client.membership.remove(target), deadline)
+                record.injected = True
+                if record.variant == "remove-driver-killed":
+                    killed = self._kill_system_master(target)
+                    record.detail = "node %s (the system group's master) killed -9 after the change; " % killed
+                    # Run again: idempotent (nothing changes twice), and it completes.
+                    change = self._until(lambda client: client.membership.remove(target), deadline)
+                self._wait_adopted(change.epoch, deadline)
+                self._left(record, target, deadline)
+            except Exception:
+                # The removal may have been made all the same: then the node leaves, and must say so.
+                if target in self.cluster.nodes and self._removed_in_table(target):
+                    self._left(record, target, time.monotonic() + 60)
+                raise
+            finally:
+                if killed is not None and not self.cluster.nodes[killed].alive():
+                    self.cluster.nodes[killed].start()
+
+    def _removed_in_table(self, node_id):
+        try:
+            table = self._until(self._table, time.monotonic() + 30)
+        except errors.PaxosError:
+            return False
+        return any(n["id"] == node_id and n["role"] == "removed" for n in table["nodes"])
+
+    def _kill_system_master(self, leaving):
+        """kill -9 the node whose worker 0 leads the system group (not the leaving one); its id, or None."""
+        nemesis = self.nemesis
+        votes = {}
+        for worker in nemesis._status():                 # the system group's master is under "membership"
+            master = worker.get("membership", {}).get("master")
+            if master:
+                votes[master] = votes.get(master, 0) + 1
+        master = max(votes, key=lambda m: (votes[m], -m)) if votes else None
+        if master is None or master == leaving or master not in self.cluster.nodes:
+            return None
+        self._hold(master)
+        self.cluster.nodes[master].kill()
+        return master
+
+    def _left(self, record, node_id, deadline):
+        """The removed node must exit by itself with code 4, having said why."""
+        node = self.cluster.nodes[node_id]
+        try:
+            code = node.proc.wait(max(1.0, min(60.0, deadline - time.monotonic())))
+        except Exception:
+            code = None
+        with open(node.log_path, "rb") as f:
+            said = b"was removed from the cluster" in f.read()
+        members = dict(self.cluster.nodes)
+        members.pop(node_id, None)
+        self.cluster.set_members(members, {**self.cluster.removed, node_id: node})
+        if code != 4 or not said:
+            node.stop()
+            self.problems.append("node %d was removed but did not leave by itself (exit code %s, %s)"
+                                 % (node_id, code, "said so" if said else "its log does not say it was removed"))
+        record.detail += "left: exit code %s" % code
+
+    def _replace(self, record, table, deadline):
+        cluster, nemesis = self.cluster, self.nemesis
+        live = [n for n in self._live() if n in table["voters"]]
+        if len(live) < len(table["voters"]) // 2 + 2:
+            raise RuntimeError("too few live voters to lose one more (%s of %s)" % (live, table["voters"]))
+        old = self.rng.choice(live)
+        record.target = old
+        self._hold(old)
+        node = cluster.nodes[old]
+        node.kill()
+        shutil.rmtree(node.data_dir, ignore_errors=True)       # a dead disk: never started again
+        members = dict(cluster.nodes)
+        members.pop(old)
+        cluster.set_members(members, {**cluster.removed, old: node})
+        record.injected = True
+        new_id = self._join(record, table, deadline, replaces=old)
+        change = self._until(lambda client: client.membership.replace(old, new_id), deadline)
+        self._wait_adopted(change.epoch, deadline)
+        record.detail = "killed -9 and wiped; node %d took its place" % new_id

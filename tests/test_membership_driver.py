@@ -1,0 +1,138 @@
+"""The membership driver's bookkeeping (replica/membership_driver.py), against a stand-in engine and loop.
+
+The driver is sans-I/O: it reads the engine's view of each group and calls Engine.adopt. These tests hold the
+engine's answers still and watch what the driver asks, where the simulator only sees the end result.
+"""
+from paxos_core.replica.membership_driver import MembershipDriver
+
+GROUP = 7
+
+
+class StandInEngine:
+    """Only what the driver reads: one data group, its configurations, and the calls it gets."""
+
+    def __init__(self, current, latest=None):
+        self.members = (1, 2, 3, 4, 5)
+        self.current = current                 # (epoch, voters) in force
+        self.latest = latest or current        # (epoch, voters) newest, pending or current
+        self.adopts = []                       # (group, epoch, voters) asked
+        self.withdrawn = []
+        self.pokes = []
+
+    def hosts(self, group):
+        return group == GROUP
+
+    def groups(self):
+        return [GROUP]
+
+    def latest_config(self, group):
+        return self.latest
+
+    def config_of(self, group, instance):
+        epoch, voters = self.current
+
+        class Config:
+            pass
+        config = Config()
+        config.epoch, config.voters = epoch, voters
+        return config
+
+    def learned(self, group):
+        return (10, 0)
+
+    def adopt(self, group, epoch, voters):
+        self.adopts.append((group, epoch, tuple(voters)))
+
+    def withdraw_adopt(self, group):
+        self.withdrawn.append(group)
+
+    def behind(self, group):
+        return 0
+
+    def poke(self, group):
+        self.pokes.append(group)
+
+    def votes_in(self, group, node):
+        return node in self.current[1]
+
+    def ballot_of(self, group):
+        return 0, False
+
+    def set_members(self, members):
+        self.members = members
+
+
+class StandInLoop:
+    def __init__(self, engine):
+        self.node_id = 1
+        self.engine = engine
+        self.ticks = 0
+        self.vacated = set()
+        self.nudged = []
+
+        class Masters:
+            def known_master(self, slot, now):
+                return 0
+        self.masters = Masters()
+
+    def slot_of(self, group):
+        return 0
+
+    def nudge(self, group):
+        self.nudged.append(group)
+
+
+def table(epoch, voters, removed=()):
+    nodes = [{"id": n, "role": "voter"} for n in voters] + [{"id": n, "role": "removed"} for n in removed]
+    return {"epoch": epoch, "voters": list(voters), "learners": [], "nodes": nodes}
+
+
+def run(driver, loop, ticks):
+    for _ in range(ticks):
+        loop.ticks += 1
+        driver.on_tick(loop, loop.ticks)
+
+
+def test_an_older_epochs_adopt_chosen_after_the_group_was_found_done_is_followed_by_the_newest_epochs():
+    """Simulator seed 2092: the table went to epoch 3 (node 2 added) while a group was at epoch 2's voters
+    (1, 3, 4, 5); its ADOPT of epoch 3 was in flight when the table went on to epoch 4 (node 2 removed again),
+    whose voters the group already had. The driver withdrew what it could and found the group done; then the
+    epoch-3 ADOPT was chosen and the group voted with node 2 to the end, nobody asking it to adopt epoch 4."""
+    old, added = (1, 3, 4, 5), (1, 2, 3, 4, 5)
+    engine = StandInEngine(current=(2, old))
+    loop = StandInLoop(engine)
+    driver = MembershipDriver(sweep_ticks=10**9, catch_up_ticks=10**9)
+    driver.on_table(loop, table(3, added))
+    run(driver, loop, 1)
+    assert engine.adopts == [(GROUP, 3, added)]
+    driver.on_table(loop, table(4, old, removed=(2,)))
+    run(driver, loop, 200)
+    assert engine.withdrawn and engine.adopts == [(GROUP, 3, added)]     # found done: the voters are the table's
+    assert not driver.todo and not driver.behind
+    # The epoch-3 ADOPT is chosen anyway (it was in flight); the loop tells the driver of every chosen ADOPT.
+    engine.latest = (3, added)
+    driver.adopt_chosen(loop, GROUP)
+    run(driver, loop, 1)
+    assert engine.adopts[-1] == (GROUP, 4, old)
+    # Watched until it is in force.
+    assert GROUP in driver.behind
+    engine.latest = engine.current = (4, old)
+    run(driver, loop, 20)
+    assert not driver.behind
+
+
+def test_an_adopt_of_the_tables_voters_or_a_newer_epoch_changes_nothing():
+    voters = (1, 3, 4, 5)
+    engine = StandInEngine(current=(4, voters))
+    loop = StandInLoop(engine)
+    driver = MembershipDriver(sweep_ticks=10**9, catch_up_ticks=10**9)
+    driver.on_table(loop, table(4, voters))
+    run(driver, loop, 5)
+    assert engine.adopts == []
+    driver.adopt_chosen(loop, GROUP)                     # the table's own epoch
+    engine.latest = (5, (1, 2, 3))
+    driver.adopt_chosen(loop, GROUP)                     # newer than the table this worker knows
+    driver.adopt_chosen(loop, GROUP + 1)                 # not hosted here
+    assert not driver.todo
+    run(driver, loop, 5)
+    assert engine.adopts == []
