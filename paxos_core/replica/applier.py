@@ -75,6 +75,7 @@ class Applier:
                 dirty.add(group)
                 commands = []
                 mine = []        # (seq, index in commands, count) for our own client entries
+                voter = (-1, False)   # (origin, votes at this instance?): asked once per instance and origin
                 for origin, seq, payload in proposals_of(value):
                     kind = payload[0] if payload else 0
                     if kind == envelope.CLIENT:
@@ -84,7 +85,9 @@ class Applier:
                             # no more (the group moved): it serves nothing then, and its commands still chosen
                             # (relayed from leader to leader) must not keep a voter from taking over (simulator
                             # seed 897). The version counts them all the same (it is replicated state).
-                            masters.note_activity(slot, origin, now, self.votes_at(group, instance, origin))
+                            if voter[0] != origin:
+                                voter = (origin, self.votes_at(group, instance, origin))
+                            masters.note_activity(slot, origin, now, voter[1])
                             if origin == me:
                                 mine.append((seq, len(commands), 0))
                             commands.append((client_id, request_seq, op))
@@ -95,7 +98,9 @@ class Applier:
                     elif kind == envelope.CLIENT_BATCH:
                         epoch, client_id, first_seq, ops = envelope.decode_client_batch(payload)
                         if (origin == masters.master[slot] and epoch == masters.epoch[slot]) or self.no_fencing:
-                            masters.note_activity(slot, origin, now, self.votes_at(group, instance, origin))
+                            if voter[0] != origin:
+                                voter = (origin, self.votes_at(group, instance, origin))
+                            masters.note_activity(slot, origin, now, voter[1])
                             if origin == me:
                                 mine.append((seq, -len(commands) - 1, len(ops)))
                             commands.extend([(client_id, first_seq + j, op) for j, op in enumerate(ops)])

@@ -445,10 +445,10 @@ class Simulation:
             replies = loop.take_replies()
             for identity, frame in replies:
                 if identity == REGROUP_IDENTITY:
-                    status = rpc.decode_reply(frame)[0]
-                    if status != rpc.OK:
+                    answer = rpc.decode_reply(frame)
+                    if answer[0] != rpc.OK:
                         self.oracle.violate("node %d: REMOVE_GROUP %d answered %r" % (node.id, node.regroup_ops[0][1],
-                                                                                      rpc.decode_reply(frame)))
+                                                                                      answer))
                     node.regroup_ops.pop(0)          # the removal at the head is done
                     continue
                 self._to_client(node, identity, frame)
