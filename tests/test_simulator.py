@@ -96,6 +96,10 @@ PLANT_RUNS["ignore-late-adopt"] = ("--seeds", "4", "--seed-base", "2090", "--nod
 # seed passes without the plant.
 PLANT_RUNS["renew-non-voter"] = ("--seeds", "1", "--seed-base", "897", "--nodes", "5", "--groups", "1",
                                  "--faults", "all")
+# A removal that drops the group from the engine before the cycle carrying out its pending effects (the code
+# before 70eb554) sends votes for a group no longer hosted: seed 170 of these faults finds it (a test below).
+PLANT_RUNS["remove-before-cycle"] = ("--seeds", "1", "--seed-base", "170", "--nodes", "3", "--groups", "8",
+                                     "--faults", "regroup,loss,delay,crash")
 # A snapshot installed without its configuration puts the node back on the first voters: it needs a node to fall
 # behind a truncation while the voters change, so crashes, amnesia and partitions with the member fault (first
 # caught at seed 1029; the same 100 seeds pass without the plant).

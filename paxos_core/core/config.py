@@ -33,7 +33,9 @@ from ..errors import ConfigError
 # placed on a group again votes at once, before it learned the instances it voted in before it handed it over).
 # ignore-late-adopt (the membership driver takes no notice of an older epoch's ADOPT chosen after it found
 # the group done), renew-non-voter (a master's chosen commands renew its lease in every node's view even where it
-# votes no more: simulator seed 897). Forwarding: relay-appends (our own proposal relayed back by a former leader is queued after our own later ones;
+# votes no more: simulator seed 897). Replica groups: remove-before-cycle (a removal drops the group from the
+# engine before the cycle that carries out its pending effects: votes leave for a group no longer hosted).
+# Forwarding: relay-appends (our own proposal relayed back by a former leader is queued after our own later ones;
 # soak seed 3,154,073).
 #: The system group's id (issue 14): the cluster's node table and membership epochs (statemachine/membership.py)
 #: are a group like the others, hosted by worker 0 of every node in the slot before its data groups. Data groups
@@ -53,7 +55,7 @@ PLANTS = ("ignore-promise", "reply-before-sync", "promise-not-persisted", "learn
           "remove-keeps-state", "weigh-short", "fill-reverse", "reprepare-uncapped",
           "config-at-i", "count-any-vote", "no-reprepare-at-activation", "retire-early",
           "snapshot-drops-config", "handoff-early", "reenter-without-learning", "ignore-late-adopt",
-          "renew-non-voter", "relay-appends")
+          "renew-non-voter", "remove-before-cycle", "relay-appends")
 
 
 @dataclass(frozen=True)

@@ -1012,7 +1012,8 @@ class ReplicaLoop:
         # apply: a REMOVE_GROUP comes in the turn after the poll's peer messages): carry them out first, while
         # the group is hosted and its data exists, as vacate_groups does. Then the removal, and a cycle for
         # what it gives (its queued proposals expired).
-        self._cycle()
+        if self.plant != "remove-before-cycle":     # planted bug: the engine drops the group, then the cycle
+            self._cycle()
         self.engine.remove_group(group)
         self._cycle()
         self.log.write([group_record(group, incarnation, True)])
