@@ -500,7 +500,10 @@ class Client:
     def status(self, node: int | None = None, timeout: float = 5.0) -> list[dict[str, Any]]:
         """Per-worker status dicts of one node (default: every node; unreachable ones are skipped)."""
         self._check_target(0, timeout, node)
-        nodes = [node] if node is not None else self.nodes
+        return self._status_of([node] if node is not None else self.nodes, timeout)
+
+    def _status_of(self, nodes, timeout):
+        """Per-worker status dicts of these nodes, asked all at once."""
         futures = [(n, w, self._admin(rpc.STATUS, n, w, timeout=timeout)) for n in nodes for w in range(self.workers)]
         out = []
         for n, w, f in futures:

@@ -107,9 +107,11 @@ class Membership:
     def _rows(self, timeout, table=None):
         """{node: [worker status rows]} of the nodes that answer: the client's, and the table's that the client
         does not know (a node that joined after its node files were written, asked at the table's address with
-        the table's key); a node that does not answer is left out."""
+        the table's key); a node that does not answer is left out, and a node the table removed is not asked (it
+        has left: waiting for its answer made every progress call after a removal take the whole timeout)."""
         out = {}
-        for row in self.client.status(timeout=timeout):
+        removed = {n["id"] for n in (table or {}).get("nodes", ()) if n["role"] == "removed"}
+        for row in self.client._status_of([n for n in self.client.nodes if n not in removed], timeout):
             if "error" not in row:
                 out.setdefault(row["node"], []).append(row)
         others = [n for n in (table or {}).get("nodes", ()) if n["role"] != "removed" and n["id"] not in self.client.endpoints]
