@@ -148,6 +148,19 @@ def test_a_removed_node_leaves_says_so_and_never_starts_again(tmp_path):
         assert "node 3 was removed from the cluster at membership epoch 2; it stops for good" in err, err[-2000:]
         for group in range(4):
             _put(admin, group, b"k", b"after")
+        # Progress and status do not ask the node that left (asking it waited the whole timeout for an answer
+        # that never comes, in every progress call after a removal), and still report the others.
+        asked = []
+        admin_rpc = admin._admin
+        admin._admin = lambda op, node, worker, group=None, timeout=5.0: (asked.append(node),
+                                                                        admin_rpc(op, node, worker, group, timeout))[1]
+        progress = change.progress(timeout=30)
+        status = admin.membership.status(timeout=30)
+        admin._admin = admin_rpc
+        assert progress["done"] and progress["silent"] == [], progress
+        assert sorted({w["node"] for w in progress["workers"]}) == [1, 2], progress
+        assert [n["answers"] for n in status["nodes"]] == [True, True, False], status
+        assert asked and 3 not in asked, asked
         # It never starts again: its id is never used again.
         with pytest.raises(AssertionError, match="was removed from the cluster at membership epoch 2"):
             cluster.start(3)
