@@ -68,13 +68,21 @@ class Change:
         """Until every reachable node's every worker knows the epoch and every group it hosts votes on the
         epoch's voters; Timeout if that takes longer than `timeout` seconds. Returns the last progress."""
         deadline = time.monotonic() + timeout
+        progress = None
         while True:
-            progress = self.progress(min(5.0, max(0.5, deadline - time.monotonic())))
-            if progress["done"]:
-                return progress
+            try:
+                progress = self.progress(min(5.0, max(0.5, deadline - time.monotonic())))
+            except errors.Timeout:
+                # One poll unanswered (the system group's table read, the nodes busy adopting: 100,000 groups
+                # on one host) says nothing about the change: asked again until the deadline.
+                pass
+            else:
+                if progress["done"]:
+                    return progress
             if time.monotonic() >= deadline:
                 raise errors.Timeout("epoch %d: not every group adopted it within %.0f s: %s"
-                                     % (self.epoch, timeout, progress["waiting"][:10]))
+                                     % (self.epoch, timeout, "no answer to the last poll" if progress is None
+                                        else progress["waiting"][:10]))
             time.sleep(interval)
 
     async def progress_async(self, timeout: float = 5.0) -> dict[str, Any]:

@@ -16,6 +16,7 @@ On a fresh local cluster of 4 nodes (real processes, fsync on, loopback, the bui
 """
 import time
 
+from .. import errors
 from .background import report, start_load, stop_and_close
 from .cluster import BenchCluster, Point
 
@@ -44,9 +45,15 @@ def run(groups=100, workers=2, value_size=100, concurrency=64, window=5.0, timeo
         started = time.monotonic()
         change = membership.remove(REMOVED, timeout=120.0)
         chosen = time.monotonic() - started
-        samples = []
+        samples, unanswered = [], 0
         while True:
-            progress = change.progress(timeout=10.0)
+            try:
+                progress = change.progress(timeout=10.0)
+            except errors.Timeout:          # a poll unanswered while the nodes are busy adopting: ask again
+                unanswered += 1
+                if time.monotonic() - started > timeout:
+                    raise
+                continue
             now = time.monotonic()
             waiting = sum(w["groups_to_check"] + w["groups_adopting"] for w in progress["waiting"])
             samples.append((round(now - started, 2), waiting, len(progress["waiting"])))
@@ -70,6 +77,7 @@ def run(groups=100, workers=2, value_size=100, concurrency=64, window=5.0, timeo
             "ops_per_sec_before": round(before, 1), "ops_per_sec_during": None if during is None else round(during, 1),
             "ops_per_sec_after": None if after is None else round(after, 1),
             "removed_node_exit_code": exit_code, "load_errors": dict(load.errors), "samples": samples[-20:],
+            "progress_polls_unanswered": unanswered,
         }
         say("%-34s %.1f s" % ("all groups adopted", adopted - started))
         say("%-34s %.0f / %.0f / %.0f" % ("load ops/s: before/during/after", before, during or 0, after or 0))

@@ -15,6 +15,7 @@ it times out. Nothing here reads a clock: ``on_tick`` gets the loop's tick count
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import logging
 
@@ -44,12 +45,17 @@ class MembershipDriver:
 
     def __init__(self, seed: bytes = b"", retry_ticks: int = 100, adopt_per_turn: int = 256, plant: str = "",
                  leave_after_ticks: int = 1000, refresh_ticks: int = 256, sweep_ticks: int = 1000,
-                 catch_up_ticks: int = 3000):
+                 catch_up_ticks: int = 3000, max_adopting: int = 2048):
         self.seed = seed
         self.plant_retire_early = plant == "retire-early"
         self.plant_ignore_late_adopt = plant == "ignore-late-adopt"
         self.retry_ticks = retry_ticks
         self.adopt_per_turn = adopt_per_turn
+        # At most this many groups adopting at once (asked, not done): each one asked costs an election when
+        # idle, an ADOPT and alpha instances, and asking every group of a worker at once (50,000 at 100,000
+        # groups) flooded the nodes with elections whose round trips outlived their timers: nothing was chosen
+        # any more (bench member, 100,000 groups). The next groups are asked as these finish.
+        self.max_adopting = max_adopting
         self.seeded = not seed            # nothing to seed: done
         self.next_try = 0                 # tick at which the seed is proposed (again)
         self.proposed = 0                 # how many times it was
@@ -63,6 +69,7 @@ class MembershipDriver:
                                           # group here adopted the table's voters
         self.todo = collections.deque()   # groups to look at for adoption (every hosted group, at a new epoch)
         self.behind = {}                  # group -> tick it was last asked to adopt, until its voters are the table's
+        self.asked_again = {}             # group -> how many times it was asked again (it waits longer each time)
         self.adopts = 0                   # Engine.adopt calls made
         self.removed_epoch = None         # the table's epoch that removed this node
         self.removed_at = 0               # ... the tick it learned so
@@ -187,6 +194,7 @@ class MembershipDriver:
             self.placements = placements
             self.todo = collections.deque(loop.engine.groups())
             self.behind.clear()
+            self.asked_again.clear()
         self._reenter(loop)
         # Messages go to the table's nodes at once, and still to a node it dropped until every group here has
         # adopted the voters that leave it out: until then it may vote (or lead) in some group, and it learns
@@ -233,7 +241,7 @@ class MembershipDriver:
         epoch = self.epoch
         budget = self.adopt_per_turn
         todo = self.todo if self.todo else self.sweep
-        while todo and budget > 0:
+        while todo and budget > 0 and len(self.behind) < self.max_adopting:
             group = todo.popleft()
             budget -= 1
             if not engine.hosts(group):
@@ -256,10 +264,11 @@ class MembershipDriver:
         if budget > 0 and self.behind and now >= self.next_behind_check:
             self.next_behind_check = now + 8
             # Groups asked before: done when their current configuration is the table's; asked again (and an
-            # idle one nudged) every retry_ticks otherwise.
-            for group, asked in list(self.behind.items())[:budget]:
+            # idle one nudged) every retry_ticks otherwise. Looked at in turn: one not done goes to the back.
+            for group, asked in list(itertools.islice(self.behind.items(), budget)):
                 if not engine.hosts(group):
                     del self.behind[group]
+                    self.asked_again.pop(group, None)
                     continue
                 config = engine.config_of(group, engine.learned(group)[0])
                 want = self.voters_for(group)
@@ -269,8 +278,16 @@ class MembershipDriver:
                 if (config.voters == want and (latest_voters == want or latest_epoch >= epoch)) \
                         or config.epoch > epoch:
                     del self.behind[group]
-                elif now - asked >= self.retry_ticks:
-                    self._ask(loop, group, now)
+                    self.asked_again.pop(group, None)
+                else:
+                    del self.behind[group]
+                    self.behind[group] = asked
+                    # Asked again after retry_ticks, then twice, four, eight times as long: a group slow to adopt
+                    # on a loaded node is not sent an election per retry period (each one preempting the last).
+                    again = self.asked_again.get(group, 0)
+                    if now - asked >= self.retry_ticks << min(again, 3):
+                        self.asked_again[group] = again + 1
+                        self._ask(loop, group, now)
         self._retire(loop)
 
     def adopt_chosen(self, loop, group) -> None:
@@ -334,12 +351,13 @@ class MembershipDriver:
             log.error("membership: group %d cannot adopt epoch %d's voters %s: %s", group, self.epoch,
                       self.voters_for(group), exc)
             self.behind.pop(group, None)
+            self.asked_again.pop(group, None)
             return
         self.adopts += 1
         self.behind[group] = now
         # An idle group has no leader to propose the ADOPT: the node that should drive it proposes a barrier,
         # which gets it one. That node is the group's master if there is one, else one of its current voters,
-        # a different one each retry period (one of them is up).
+        # another one each time the group is asked again (one of them is up).
         slot = loop.slot_of(group)
         master = loop.masters.known_master(slot, loop.ticks)
         if master and not engine.votes_in(group, master):
@@ -350,8 +368,10 @@ class MembershipDriver:
         if master:
             driver = master
         else:
+            # The same one on every node (no duel), spread over the voters by group (the groups asked at once
+            # do not all elect one node), another one each time the group is asked again.
             current = engine.config_of(group, engine.learned(group)[0]).voters
-            driver = current[(now // self.retry_ticks) % len(current)] if current else 0
+            driver = current[(group + self.asked_again.get(group, 0)) % len(current)] if current else 0
         if driver == loop.node_id:
             self.nudges += 1
             loop.nudge(group)
