@@ -99,6 +99,7 @@ class LoopSettings:
     truncate_step_instances: int = 65536
     membership_seed: bytes = b""     # the system group's seed command (replica/membership_driver.py), proposed
                                      # by the worker hosting it until its table is seeded (b"": none)
+    membership_max_adopting: int = 2048  # groups a worker has adopting a new epoch at once (the rest wait)
     plant: str = ""                  # planted bug (tests of the tests only)
 
 
@@ -228,7 +229,8 @@ class ReplicaLoop:
         self.resumed_late_ms = 0.0        # set by a late resume, reported (and cleared) by the same turn
         self.leases_dropped_now = 0
         self._open(core_config, hosted, recovery, amnesia)
-        self.membership = MembershipDriver(s.membership_seed if core_config.system_group else b"", plant=s.plant)
+        self.membership = MembershipDriver(s.membership_seed if core_config.system_group else b"", plant=s.plant,
+                                           max_adopting=s.membership_max_adopting)
 
     # ------------------------------------------------------------------ start-up
     def slot_of(self, group):

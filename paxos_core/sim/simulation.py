@@ -295,7 +295,9 @@ class Simulation:
                                 batch_envelope=self.batch_envelope, plant=self.cfg.plant,
                                 retain_instances=self.retain_instances, retain_bytes=self.retain_bytes,
                                 peer_lag_instances=self.peer_lag_instances, peer_lag_bytes=self.peer_lag_bytes,
-                                snapshots=self.snapshot_settings, membership_seed=self.membership_seed)
+                                snapshots=self.snapshot_settings, membership_seed=self.membership_seed,
+                                # a few groups adopting at once: the groups waiting their turn are exercised
+                                membership_max_adopting=4)
         try:
             loop = ReplicaLoop(settings, self.core_config.replace(node_id=node.id), clock=node.clock, log=log,
                                store=SimStore(node), send=node.send, hosted=self.group_ids, recovery=recovery,
