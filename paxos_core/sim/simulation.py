@@ -296,8 +296,9 @@ class Simulation:
                                 retain_instances=self.retain_instances, retain_bytes=self.retain_bytes,
                                 peer_lag_instances=self.peer_lag_instances, peer_lag_bytes=self.peer_lag_bytes,
                                 snapshots=self.snapshot_settings, membership_seed=self.membership_seed,
-                                # a few groups adopting at once: the groups waiting their turn are exercised
-                                membership_max_adopting=4)
+                                # in odd seeds a few groups adopting at once (the groups waiting their turn
+                                # are exercised), in even ones the production window
+                                membership_max_adopting=4 if self.cfg.seed % 2 else 2048)
         try:
             loop = ReplicaLoop(settings, self.core_config.replace(node_id=node.id), clock=node.clock, log=log,
                                store=SimStore(node), send=node.send, hosted=self.group_ids, recovery=recovery,
