@@ -136,3 +136,71 @@ def test_an_adopt_of_the_tables_voters_or_a_newer_epoch_changes_nothing():
     assert not driver.todo
     run(driver, loop, 5)
     assert engine.adopts == []
+
+
+class StandInEngineOfMany(StandInEngine):
+    """Groups 0 .. n-1, each at its own configuration (`done` ones have the newest voters in force)."""
+
+    def __init__(self, n, current):
+        super().__init__(current)
+        self.n = n
+        self.done = set()
+
+    def hosts(self, group):
+        return 0 <= group < self.n
+
+    def groups(self):
+        return list(range(self.n))
+
+    def latest_config(self, group):
+        return self.latest if group in self.done else self.current
+
+    def config_of(self, group, instance):
+        config = super().config_of(group, instance)
+        if group in self.done:
+            config.epoch, config.voters = self.latest
+        return config
+
+
+def test_at_most_max_adopting_groups_adopt_at_once_and_the_next_are_asked_as_they_finish():
+    """bench member at 100,000 groups: every group of a worker asked at once (50,000) made an election per idle
+    group, and the nodes chose nothing any more. The driver keeps a window of groups adopting."""
+    old, new = (1, 2, 3, 4), (1, 2, 3)
+    engine = StandInEngineOfMany(20, current=(1, old))
+    loop = StandInLoop(engine)
+    driver = MembershipDriver(sweep_ticks=10**9, catch_up_ticks=10**9, max_adopting=4)
+    driver.on_table(loop, table(2, new, removed=(4,)))
+    run(driver, loop, 5)
+    assert [a[0] for a in engine.adopts] == [0, 1, 2, 3] and len(driver.todo) == 16
+    engine.latest = (2, new)
+    asked = set()
+    for _ in range(40):
+        assert len(driver.behind) <= 4
+        asked |= set(driver.behind)
+        engine.done |= set(driver.behind)                 # each group asked adopts
+        run(driver, loop, 8)
+    assert asked == set(range(20)) and not driver.todo and not driver.behind
+    assert len(engine.adopts) == 20                         # each asked once: none had to be asked again
+
+
+def test_a_group_slow_to_adopt_is_asked_again_ever_later_by_a_driver_every_node_agrees_on():
+    """A group asked is asked again after retry_ticks, then 2, 4, 8 times as long (not an election a second
+    on a loaded node, each preempting the last); the node that proposes its barrier is one of its current
+    voters picked by group id and by how often it was asked, the same on every node."""
+    voters = (1, 2, 3, 4)
+    engine = StandInEngineOfMany(1, current=(1, voters))
+    loops = {node: StandInLoop(engine) for node in voters}
+    drivers = {node: MembershipDriver(sweep_ticks=10**9, catch_up_ticks=10**9, retry_ticks=100)
+               for node in voters}
+    for node, loop in loops.items():
+        loop.node_id = node
+        drivers[node].on_table(loop, table(2, (1, 2, 3), removed=(4,)))
+    for _ in range(1700):
+        for node, loop in loops.items():
+            loop.ticks += 1
+            drivers[node].on_tick(loop, loop.ticks)
+    assert len(engine.adopts) == 4 * 5                             # ticks 1, ~100, ~300, ~700, ~1500 on each node
+    nudgers = [node for node, loop in loops.items() for _ in loop.nudged]
+    assert len(nudgers) == 5                              # one node per ask round: no duel
+    # Another voter each time: (group 0 + times asked again) mod 4 -> voters 1, 2, 3, 4, 1.
+    assert sorted(nudgers) == [1, 1, 2, 3, 4]
