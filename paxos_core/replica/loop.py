@@ -99,7 +99,7 @@ class LoopSettings:
     truncate_step_instances: int = 65536
     membership_seed: bytes = b""     # the system group's seed command (replica/membership_driver.py), proposed
                                      # by the worker hosting it until its table is seeded (b"": none)
-    membership_max_adopting: int = 2048  # groups a worker has adopting a new epoch at once (the rest wait)
+    membership_max_adopting: int = 128  # groups a worker has adopting a new epoch at once (the rest wait)
     plant: str = ""                  # planted bug (tests of the tests only)
 
 

@@ -45,7 +45,7 @@ class MembershipDriver:
 
     def __init__(self, seed: bytes = b"", retry_ticks: int = 100, adopt_per_turn: int = 256, plant: str = "",
                  leave_after_ticks: int = 1000, refresh_ticks: int = 256, sweep_ticks: int = 1000,
-                 catch_up_ticks: int = 3000, max_adopting: int = 2048):
+                 catch_up_ticks: int = 3000, max_adopting: int = 128):
         self.seed = seed
         self.plant_retire_early = plant == "retire-early"
         self.plant_ignore_late_adopt = plant == "ignore-late-adopt"
@@ -54,7 +54,9 @@ class MembershipDriver:
         # At most this many groups adopting at once (asked, not done): each one asked costs an election when
         # idle, an ADOPT and alpha instances, and asking every group of a worker at once (50,000 at 100,000
         # groups) flooded the nodes with elections whose round trips outlived their timers: nothing was chosen
-        # any more (bench member, 100,000 groups). The next groups are asked as these finish.
+        # any more (bench member, 100,000 groups). The next groups are asked as these finish. 128: at 100,000
+        # groups, 2,048 took 129-163 s with the load at a tenth, 512 about 70 s at a fifth, 128 77-97 s at two
+        # fifths (docs/BENCHMARKS.md).
         self.max_adopting = max_adopting
         self.seeded = not seed            # nothing to seed: done
         self.next_try = 0                 # tick at which the seed is proposed (again)

@@ -297,7 +297,7 @@ class Simulation:
                                 peer_lag_instances=self.peer_lag_instances, peer_lag_bytes=self.peer_lag_bytes,
                                 snapshots=self.snapshot_settings, membership_seed=self.membership_seed,
                                 # in odd seeds a few groups adopting at once (the groups waiting their turn
-                                # are exercised), in even ones the production window
+                                # are exercised), in even ones every group of the run at once
                                 membership_max_adopting=4 if self.cfg.seed % 2 else 2048)
         try:
             loop = ReplicaLoop(settings, self.core_config.replace(node_id=node.id), clock=node.clock, log=log,
