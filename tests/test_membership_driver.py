@@ -204,3 +204,26 @@ def test_a_group_slow_to_adopt_is_asked_again_ever_later_by_a_driver_every_node_
     assert len(nudgers) == 5                              # one node per ask round: no duel
     # Another voter each time: (group 0 + times asked again) mod 4 -> voters 1, 2, 3, 4, 1.
     assert sorted(nudgers) == [1, 1, 2, 3, 4]
+
+
+def test_groups_that_cannot_adopt_do_not_keep_the_others_from_their_turn_for_ever():
+    """Groups that stay behind (no quorum of their voters answers, or stopped) are asked again ever later, and
+    after about 15 retry periods no longer hold a place in the window: the next groups are asked, and the
+    stalled ones are still watched (status counts them)."""
+    old, new = (1, 2, 3, 4), (1, 2, 3)
+    engine = StandInEngineOfMany(12, current=(1, old))
+    loop = StandInLoop(engine)
+    driver = MembershipDriver(sweep_ticks=10**9, catch_up_ticks=10**9, max_adopting=4, retry_ticks=100)
+    driver.on_table(loop, table(2, new, removed=(4,)))
+    engine.latest = (2, new)
+    run(driver, loop, 1400)
+    assert sorted(driver.behind) == [0, 1, 2, 3] and len(driver.todo) == 8     # stuck ones fill the window
+    for _ in range(30):
+        engine.done |= set(driver.behind) - {0, 1, 2, 3}    # every group but 0-3 adopts once asked
+        run(driver, loop, 8)
+    assert driver.stalled == {0, 1, 2, 3} and not driver.todo
+    assert sorted(driver.behind) == [0, 1, 2, 3]
+    assert driver.status(loop)["groups_stalled"] == 4
+    engine.done |= {0, 1, 2, 3}                              # they can at last
+    run(driver, loop, 40)
+    assert not driver.behind and not driver.stalled

@@ -26,6 +26,7 @@ from ..statemachine.user import decode_user_result
 log = logging.getLogger("paxos_core.membership")
 
 INTERNAL = None              # the identity of requests the loop makes itself: their replies go nowhere
+STALLED_AFTER = 4            # a group asked again this often (after 1 + 2 + 4 + 8 retry periods) leaves the window
 
 
 def seed_command(config, public_keys=None) -> bytes:
@@ -72,6 +73,7 @@ class MembershipDriver:
         self.todo = collections.deque()   # groups to look at for adoption (every hosted group, at a new epoch)
         self.behind = {}                  # group -> tick it was last asked to adopt, until its voters are the table's
         self.asked_again = {}             # group -> how many times it was asked again (it waits longer each time)
+        self.stalled = set()              # groups asked again STALLED_AFTER times: they hold no place in the window
         self.adopts = 0                   # Engine.adopt calls made
         self.removed_epoch = None         # the table's epoch that removed this node
         self.removed_at = 0               # ... the tick it learned so
@@ -197,6 +199,7 @@ class MembershipDriver:
             self.todo = collections.deque(loop.engine.groups())
             self.behind.clear()
             self.asked_again.clear()
+            self.stalled.clear()
         self._reenter(loop)
         # Messages go to the table's nodes at once, and still to a node it dropped until every group here has
         # adopted the voters that leave it out: until then it may vote (or lead) in some group, and it learns
@@ -243,7 +246,7 @@ class MembershipDriver:
         epoch = self.epoch
         budget = self.adopt_per_turn
         todo = self.todo if self.todo else self.sweep
-        while todo and budget > 0 and len(self.behind) < self.max_adopting:
+        while todo and budget > 0 and len(self.behind) - len(self.stalled) < self.max_adopting:
             group = todo.popleft()
             budget -= 1
             if not engine.hosts(group):
@@ -269,8 +272,7 @@ class MembershipDriver:
             # idle one nudged) every retry_ticks otherwise. Looked at in turn: one not done goes to the back.
             for group, asked in list(itertools.islice(self.behind.items(), budget)):
                 if not engine.hosts(group):
-                    del self.behind[group]
-                    self.asked_again.pop(group, None)
+                    self._done(group)
                     continue
                 config = engine.config_of(group, engine.learned(group)[0])
                 want = self.voters_for(group)
@@ -279,8 +281,7 @@ class MembershipDriver:
                 # (an ADOPT chosen after the table moved on: see adopt_chosen).
                 if (config.voters == want and (latest_voters == want or latest_epoch >= epoch)) \
                         or config.epoch > epoch:
-                    del self.behind[group]
-                    self.asked_again.pop(group, None)
+                    self._done(group)
                 else:
                     del self.behind[group]
                     self.behind[group] = asked
@@ -289,8 +290,18 @@ class MembershipDriver:
                     again = self.asked_again.get(group, 0)
                     if now - asked >= self.retry_ticks << min(again, 3):
                         self.asked_again[group] = again + 1
+                        if again + 1 >= STALLED_AFTER:
+                            # Not done after about 15 s of asking (no quorum of its voters answers, or it is
+                            # stopped): still asked, but it no longer keeps another group from its turn.
+                            self.stalled.add(group)
                         self._ask(loop, group, now)
         self._retire(loop)
+
+    def _done(self, group):
+        """`group` is no longer watched (adopted, gone, or it cannot adopt)."""
+        self.behind.pop(group, None)
+        self.asked_again.pop(group, None)
+        self.stalled.discard(group)
 
     def adopt_chosen(self, loop, group) -> None:
         """An ADOPT of `group` was chosen (the loop sees every one). If it names voters the table does not want
@@ -352,8 +363,7 @@ class MembershipDriver:
         except ValueError as exc:             # BadAdopt: a table this build cannot follow; never stop the worker
             log.error("membership: group %d cannot adopt epoch %d's voters %s: %s", group, self.epoch,
                       self.voters_for(group), exc)
-            self.behind.pop(group, None)
-            self.asked_again.pop(group, None)
+            self._done(group)
             return
         self.adopts += 1
         self.behind[group] = now
@@ -387,7 +397,8 @@ class MembershipDriver:
     def status(self, loop) -> dict:
         """What this worker knows of the table and how far its groups are in adopting it."""
         out = {"epoch": self.epoch, "voters": list(self.voters), "members": list(self.members),
-               "groups_to_check": len(self.todo), "groups_adopting": len(self.behind), "adopts": self.adopts,
+               "groups_to_check": len(self.todo), "groups_adopting": len(self.behind),
+               "groups_stalled": len(self.stalled), "adopts": self.adopts,
                "nudges": self.nudges, "pokes": self.pokes, "catch_up_passes": self.catch_up_passes,
                "handing_over": len(self.handing), "handed_over": self.handed_over, "reentered": self.reentered,
                "groups_vacated": len(loop.vacated)}
