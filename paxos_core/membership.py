@@ -112,17 +112,17 @@ class Membership:
         raw = self.client.read(SYSTEM_GROUP, b"history", "linearizable", timeout)
         return json.loads(decode_user_result(raw))
 
-    def _rows(self, timeout, table=None):
+    def _rows(self, timeout, table):
         """{node: [worker status rows]} of the nodes that answer: the client's, and the table's that the client
         does not know (a node that joined after its node files were written, asked at the table's address with
         the table's key); a node that does not answer is left out, and a node the table removed is not asked (it
         has left: waiting for its answer made every progress call after a removal take the whole timeout)."""
         out = {}
-        removed = {n["id"] for n in (table or {}).get("nodes", ()) if n["role"] == "removed"}
+        removed = {n["id"] for n in table["nodes"] if n["role"] == "removed"}
         for row in self.client._status_of([n for n in self.client.nodes if n not in removed], timeout):
             if "error" not in row:
                 out.setdefault(row["node"], []).append(row)
-        others = [n for n in (table or {}).get("nodes", ()) if n["role"] != "removed" and n["id"] not in self.client.endpoints]
+        others = [n for n in table["nodes"] if n["id"] not in removed and n["id"] not in self.client.endpoints]
         if others:
             from .client import Client
 
@@ -145,12 +145,9 @@ class Membership:
         removed excepted), and ``waiting`` lists who is not."""
         table = self.table(timeout)
         voters = table["voters"]
-        removed = {n["id"] for n in table["nodes"] if n["role"] == "removed"}
-        rows = self._rows(timeout, table)
+        rows = self._rows(timeout, table)        # never a node the table removed
         waiting, workers = [], []
         for node, node_rows in sorted(rows.items()):
-            if node in removed:
-                continue
             for row in node_rows:
                 m = row.get("membership", {})
                 placements = table.get("placements", {})
