@@ -644,3 +644,37 @@ def test_soak_finding_our_own_older_proposal_relayed_back_is_queued_before_our_l
     order = [e[1] for i in sorted(pg.inflight) for e in decode_batch(pg.inflight[i].value) if e[0] == 1]
     order += [e[1] for e in pg.pending if e[0] == 1]
     assert order == ([newer, older] if plant else [older, newer]), order     # the plant: the check sees it
+
+
+# ---------------------------------------------------------------------------------------------------- soak
+def _three_node_loop(clock):
+    core = CoreConfig(node_id=1, members=(1, 2, 3), n_groups=1, sticky_ticks=30)
+    settings = LoopSettings(node_id=1, tick_s=0.01, lease_ticks=30, lease_margin=0.3)
+    log = MemoryLog(1)
+    sent = _Capture()
+    loop = ReplicaLoop(settings, core, clock=clock, log=log, store=MemoryStore(), send=sent, hosted=[0],
+                       recovery=log.recover(), rng=random.Random(7))
+    return loop, sent
+
+
+@pytest.mark.parametrize("master", [0, 1], ids=["no-master", "master-by-the-table"])
+def test_soak_finding_a_node_rebuilding_a_group_neither_claims_nor_serves_its_mastership(master):
+    """Soak seed 4,100,239 (at 8eaf429): node 3 of five was rebuilding group 6 (a damaged record) when a client
+    write came to it and no master's lease was alive in its view. It claimed mastership, the leader got the
+    claim chosen, and leadership followed mastership to a node that votes nowhere until its rebuild ends: the
+    leader resigned, the rebuild waited for instances nobody drove, and no write was accepted for the 4 s
+    after the heal. A node rebuilding a group now never claims it, and as its master by the table it serves
+    nothing (its lease runs out) and sends clients to a voter."""
+    clock = _Clock()
+    loop, sent = _three_node_loop(clock)
+    slot = loop.slot_of(0)
+    loop.masters.master[slot] = master
+    loop.engine.begin_repair(0, "storage damaged (test)")
+    put = rpc.propose_request(1, 0, 1000, 77, 1, kv.encode_put(b"k", b"v1"))
+    read = rpc.read_request(2, 0, rpc.READ_LEASE, 1000, kv.encode_get(b"k"))
+    replies = _turns(loop, clock, [(b"c", put), (b"c", read)], n=5)
+    assert sorted((status, req_id) for status, req_id, _ in replies) == [(rpc.NOT_MASTER, 1), (rpc.NOT_MASTER, 2)]
+    assert all(rpc.decode_not_master(body)[0] in (2, 3) for _, _, body in replies), "sent to another voter"
+    assert not loop.masters.pending.get(slot), "no claim proposed"
+    assert loop.preferred[slot] == 0, "nobody waits for this node to lead"
+    assert not [m for _, m in sent.messages if m.kind in (Kind.PREPARE, Kind.ACCEPT)]

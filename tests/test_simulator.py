@@ -276,6 +276,15 @@ def test_soak_finding_a_group_re_added_after_a_removal_that_crashed_half_way():
     assert result.ok, result.violations
 
 
+def test_soak_finding_a_node_rebuilding_a_group_does_not_take_its_mastership():
+    """Soak seed 4,100,239 (at 8eaf429; 5 nodes, 64 groups, every fault): node 3, rebuilding group 6 after a
+    damaged record, claimed the group's mastership for a client's write; the claim was chosen, the leader
+    resigned to it, and nobody led the group: its rebuild and every write waited until the seed ended ("group
+    6 accepted no write within 4000 ms of the heal"). tests/test_safety_findings.py has the loop-level test."""
+    result = run_seed(SimConfig(seed=4100239, nodes=5, groups=64))
+    assert result.ok, result.violations
+
+
 def test_finding_a_group_removed_in_the_turn_that_learned_its_last_values():
     """An operator's REMOVE_GROUP arrives in the same poll as peer messages that chose values of the group (or
     that it must vote on). The removal dropped the group from the engine first and then ran the cycle: the

@@ -645,6 +645,8 @@ class ReplicaLoop:
         want = self.masters.known_master(slot, self.ticks)
         if want and not self.engine.votes_in(group, want):
             want = 0                # a master that does not vote (removed, or a learner) cannot lead
+        elif want == self.node_id and self.engine.group_status(group) != GROUP_OK:
+            want = 0                # nor can we while the group rebuilds here: whoever leads may drive it
         if self.preferred[slot] != want:
             self.preferred[slot] = want
             self.engine.prefer(group, want)
@@ -663,11 +665,11 @@ class ReplicaLoop:
             self.engine.poke(group)
             return
         self._sync_preference(group, slot)
-        if masters.is_master(slot) and (not self.engine.votes_in(group, self.node_id)
-                                        or self.membership.removed_epoch is not None):
-            # Master by the table, but it votes no more (removed, or the group moved): it serves nothing, so
-            # its lease runs out (its commands, forwarded to the leader, would renew it on every node:
-            # simulator seed 1,183) and a voter takes over. The client goes to a voter meanwhile.
+        if masters.is_master(slot) and not self._may_master(group):
+            # Master by the table, but it votes no more (removed, or the group moved) or not yet (the group
+            # rebuilds here): it serves nothing, so its lease runs out (its commands, forwarded to the leader,
+            # would renew it on every node: simulator seed 1,183) and a voter takes over. The client goes to a
+            # voter meanwhile.
             self._reply_frame(req, rpc.not_master(req.req_id, self.engine.some_voter(group),
                                                   int(masters.epoch[slot])))
             return
@@ -683,8 +685,9 @@ class ReplicaLoop:
         if master and master != self.node_id:
             self._reply_frame(req, rpc.not_master(req.req_id, master, int(masters.epoch[slot])))
             return
-        if not self.engine.votes_in(group, self.node_id):
-            # Not a voter of the group (a learner, or removed): it never becomes master. Send the client to a voter.
+        if not self._may_master(group):
+            # Not a voter of the group (a learner, or removed), or rebuilding it: it does not become master.
+            # Send the client to a voter.
             voter = self.engine.some_voter(group)
             if voter:
                 self._reply_frame(req, rpc.not_master(req.req_id, voter, int(masters.epoch[slot])))
@@ -729,14 +732,19 @@ class ReplicaLoop:
         ballot, active = self.engine.ballot_of(group)
         return ballot if active else 0
 
+    def _may_master(self, group):
+        """May this node be the group's master? Only a node that can lead it: a voter where the group's next
+        instance is decided, not rebuilding the group (a rebuilding node votes nowhere, so it cannot lead), and
+        not removed from the cluster (it may still take itself for a voter of a group it is behind in: its
+        peers stopped sending to it). A claim from any other would be chosen by the group's leader, and every
+        node would then wait for a master that cannot lead (simulator seed 1,183: a removed master kept every
+        node redirecting clients to it; seed 4,100,239: a master whose group was rebuilding held up its own
+        rebuild and every write until its lease ran out)."""
+        return (self.engine.votes_in(group, self.node_id) and self.engine.group_status(group) == GROUP_OK
+                and self.membership.removed_epoch is None)
+
     def _claim(self, group):
-        if not self.engine.votes_in(group, self.node_id):
-            return                  # only a voter may be master (it must lead to serve lease reads)
-        if self.membership.removed_epoch is not None:
-            # Removed from the cluster: it may still take itself for a voter of a group it is behind in (its
-            # peers stopped sending to it), and a claim it forwards would be chosen by the group's leader and
-            # renew a mastership nobody can use (simulator seed 1,183: a removed master kept every node
-            # redirecting clients to it). It never claims again.
+        if not self._may_master(group):
             return
         slot = self.slot_of(group)
         self._sync_preference(group, slot)
@@ -824,7 +832,7 @@ class ReplicaLoop:
             if req.deadline < self.ticks:
                 self._reply_error(req, rpc.TIMEOUT, "no lease read within the timeout")
                 continue
-            if not masters.is_master(slot):
+            if not masters.is_master(slot) or not self._may_master(group):
                 self._route(req)
                 continue
             if (masters.has_lease(slot, now) and engine.is_leading(group)
