@@ -678,3 +678,29 @@ def test_soak_finding_a_node_rebuilding_a_group_neither_claims_nor_serves_its_ma
     assert not loop.masters.pending.get(slot), "no claim proposed"
     assert loop.preferred[slot] == 0, "nobody waits for this node to lead"
     assert not [m for _, m in sent.messages if m.kind in (Kind.PREPARE, Kind.ACCEPT)]
+
+
+def test_soak_finding_a_node_that_sends_a_client_to_a_voter_asks_whether_it_is_behind():
+    """Simulator seed 4,100,027 (with the fix above): node 3, master by the table of a group that no longer
+    counted it as a voter, sent a client to node 2; node 2, 19 instances behind (cut off while a configuration
+    made it a voter), took itself for a learner and sent the client back to node 3, until the run ended: in a
+    group with no leader nobody sent node 2 anything that showed it was behind. A node that sends a client to a
+    voter now also asks a peer for what it misses."""
+    clock = _Clock()
+    core = CoreConfig(node_id=1, members=(1, 2, 3, 4), voters=(2, 3, 4), n_groups=1, sticky_ticks=30)
+    settings = LoopSettings(node_id=1, tick_s=0.01, lease_ticks=30, lease_margin=0.3)
+    log = MemoryLog(1)
+    sent = _Capture()
+    loop = ReplicaLoop(settings, core, clock=clock, log=log, store=MemoryStore(), send=sent, hosted=[0],
+                       recovery=log.recover(), rng=random.Random(7))
+    _turns(loop, clock, n=3)             # the start's catch-up pass
+    clock.t += 5.0
+    _turns(loop, clock, n=3)
+    sent.messages.clear()
+    _turns(loop, clock, n=3)
+    assert not _sent(sent.messages, Kind.CATCHUP_REQ), "a quiet node asks nothing"
+    put = rpc.propose_request(1, 0, 1000, 77, 1, kv.encode_put(b"k", b"v1"))
+    replies = _turns(loop, clock, [(b"c", put)])
+    assert [(status, rpc.decode_not_master(body)[0] in (2, 3, 4)) for status, _, body in replies] == [
+        (rpc.NOT_MASTER, True)]
+    assert _sent(sent.messages, Kind.CATCHUP_REQ), "it asks a peer whether it is behind"

@@ -285,6 +285,14 @@ def test_soak_finding_a_node_rebuilding_a_group_does_not_take_its_mastership():
     assert result.ok, result.violations
 
 
+def test_finding_a_node_that_redirects_a_client_to_a_voter_asks_whether_it_is_behind():
+    """Seed 4,100,027 (5 nodes, 1 group, every fault), found with the fix of seed 4,100,239: a master by the
+    table that no longer voted and a voter 19 instances behind, taking itself for a learner, sent the probe to
+    each other until the run ended. tests/test_safety_findings.py has the loop-level test."""
+    result = run_seed(SimConfig(seed=4100027, nodes=5, groups=1))
+    assert result.ok, result.violations
+
+
 def test_finding_a_group_removed_in_the_turn_that_learned_its_last_values():
     """An operator's REMOVE_GROUP arrives in the same poll as peer messages that chose values of the group (or
     that it must vote on). The removal dropped the group from the engine first and then ran the cycle: the

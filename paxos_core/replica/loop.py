@@ -670,8 +670,7 @@ class ReplicaLoop:
             # rebuilds here): it serves nothing, so its lease runs out (its commands, forwarded to the leader,
             # would renew it on every node: simulator seed 1,183) and a voter takes over. The client goes to a
             # voter meanwhile.
-            self._reply_frame(req, rpc.not_master(req.req_id, self.engine.some_voter(group),
-                                                  int(masters.epoch[slot])))
+            self._redirect_to_voter(req, slot)
             return
         if masters.is_master(slot):
             if req.op == rpc.READ:
@@ -688,9 +687,7 @@ class ReplicaLoop:
         if not self._may_master(group):
             # Not a voter of the group (a learner, or removed), or rebuilding it: it does not become master.
             # Send the client to a voter.
-            voter = self.engine.some_voter(group)
-            if voter:
-                self._reply_frame(req, rpc.not_master(req.req_id, voter, int(masters.epoch[slot])))
+            if self._redirect_to_voter(req, slot):
                 return
         self.parked.setdefault(group, []).append(req)
         if masters.claim_due(slot, self.ticks):
@@ -731,6 +728,21 @@ class ReplicaLoop:
         """The ballot our own Accept will carry this proposal under (0 if we do not lead: it is forwarded)."""
         ballot, active = self.engine.ballot_of(group)
         return ballot if active else 0
+
+    def _redirect_to_voter(self, req, slot):
+        """Send the client to a voter of the group (False if we know none). We may be behind in the group: a
+        node cut off while a configuration made it a voter takes itself for a learner, and nobody sends to it in
+        a group with no leader; the voter we name may take us for one, and name us back (simulator seed
+        4,100,027: a deposed master, no longer a voter, and a voter 19 instances behind sent one client to each
+        other until the run ended). So we also ask a peer for what we miss (at most once per catch-up
+        interval)."""
+        group = req.group
+        voter = self.engine.some_voter(group)
+        self.engine.poke(group)
+        if not voter:
+            return False
+        self._reply_frame(req, rpc.not_master(req.req_id, voter, int(self.masters.epoch[slot])))
+        return True
 
     def _may_master(self, group):
         """May this node be the group's master? Only a node that can lead it: a voter where the group's next
