@@ -704,3 +704,49 @@ def test_soak_finding_a_node_that_sends_a_client_to_a_voter_asks_whether_it_is_b
     assert [(status, rpc.decode_not_master(body)[0] in (2, 3, 4)) for status, _, body in replies] == [
         (rpc.NOT_MASTER, True)]
     assert _sent(sent.messages, Kind.CATCHUP_REQ), "it asks a peer whether it is behind"
+
+
+def _snapshot_offer(loop, src, snap_id, applied=100, size=10_000):
+    from paxos_core.replica import snapshots as S
+    incarnation = loop.engine.incarnation_of(0)
+    header = S.HEADER.pack(S.HEADER_MAGIC, 1, S.KEYED, 0, incarnation, applied, 0xABC, 0, False, S._MASTER_NONE,
+                           src, snap_id)
+    m = Message(Kind.SNAP_OFFER, 0, applied, snap_id, size, 0, 0xABC, header, 0)
+    m.src, m.inc = src, incarnation
+    return m
+
+
+def test_soak_finding_a_snapshot_staging_whose_source_went_silent_gives_way_to_another_peers_offer():
+    """Simulator seed 1,666 (found with 026824a): a wiped node rebuilding a group staged a snapshot offered by a
+    node that was then removed from the cluster; it asked that node again every 500 ms until the run ended and
+    turned down every other peer's offer, so the group stayed rebuilding. A staging whose source has sent
+    nothing through four asks now gives way to another peer's offer; a source that sends is kept."""
+    from paxos_core.wire.checksum import crc32c
+    clock = _Clock()
+    loop, sent = _three_node_loop(clock)
+    snaps = loop.snapshots
+
+    def deliver(m):
+        snaps.queue.append(("msg", m))
+        snaps.before_cycle()
+
+    deliver(_snapshot_offer(loop, 2, 11))
+    assert snaps.incoming[0].src == 2
+    clock.t += 1.0
+    deliver(_snapshot_offer(loop, 3, 22))
+    assert snaps.incoming[0].src == 2, "a source silent for a moment is kept"
+    clock.t += 1.5
+    inc = snaps.incoming[0]
+    chunk = b"\x00" * 64
+    m = Message(Kind.SNAP_CHUNK, 0, 100, 11, inc.next + 4096, 0, crc32c(chunk), chunk, 0)
+    m.src, m.inc = 2, loop.engine.incarnation_of(0)
+    deliver(m)
+    clock.t += 1.5
+    deliver(_snapshot_offer(loop, 3, 22))
+    assert snaps.incoming[0].src == 2, "a source that sends is kept"
+    sent.messages.clear()
+    clock.t += 2.5
+    deliver(_snapshot_offer(loop, 3, 22))
+    assert snaps.incoming[0].src == 3 and snaps.incoming[0].snap_id == 22
+    assert snaps.stats["snapshot_sources_switched"] == 1
+    assert [(dest, m.ballot) for dest, m in _sent(sent.messages, Kind.SNAP_ABORT)] == [(2, 11)]

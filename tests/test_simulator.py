@@ -295,6 +295,15 @@ def test_finding_a_node_that_redirects_a_client_to_a_voter_asks_whether_it_is_be
     assert result.ok, result.violations
 
 
+def test_finding_a_rebuilding_node_stages_another_peers_snapshot_when_its_source_goes_silent():
+    """Seed 1,666 (5 nodes, 1 group, every fault), found with 026824a: node 1, wiped, staged the snapshot of a
+    node that was then removed from the cluster, asked it again every 500 ms until the run ended and turned
+    down the other peers' offers: group 0 was still rebuilding at the end. tests/test_safety_findings.py has
+    the loop-level test."""
+    result = run_seed(SimConfig(seed=1666, nodes=5, groups=1))
+    assert result.ok, result.violations
+
+
 def test_finding_a_group_removed_in_the_turn_that_learned_its_last_values():
     """An operator's REMOVE_GROUP arrives in the same poll as peer messages that chose values of the group (or
     that it must vote on). The removal dropped the group from the engine first and then ran the cycle: the

@@ -85,6 +85,8 @@ PROGRESS = struct.Struct("<BBHQQIQQQIQB28s")  # version, half, source, id, A, ch
                                               # version 2: then the configuration state at A, as the header's
 
 ABORT_UNKNOWN, ABORT_BUSY, ABORT_DAMAGED_AT_SOURCE, ABORT_DAMAGED_AT_RECEIVER, ABORT_NOT_NEEDED = 1, 2, 3, 4, 5
+# A staging whose source sent nothing for this many retry intervals gives way to another peer's offer.
+SOURCE_SILENCE_RETRIES = 4
 ABORT_REASONS = {ABORT_UNKNOWN: "unknown snapshot", ABORT_BUSY: "busy", ABORT_DAMAGED_AT_SOURCE: "damaged at source",
                  ABORT_DAMAGED_AT_RECEIVER: "damaged at receiver", ABORT_NOT_NEEDED: "not needed"}
 MAX_REFETCH = 3
@@ -169,7 +171,7 @@ class Incoming:
     """A snapshot this node is receiving for one group (mirrored in the group's CHECKPOINT record)."""
     __slots__ = ("group", "src", "snap_id", "applied", "chain", "bytes_below", "size", "next", "digest",
                  "entries", "half", "master", "state", "chunks", "refetches", "asked", "ask_after", "fresh",
-                 "started", "entry_bytes", "requested", "config")
+                 "started", "entry_bytes", "requested", "config", "heard")
 
     def __init__(self, group, src, snap_id, applied, chain, bytes_below, size, next_offset, half, master, now):
         self.group = group
@@ -193,6 +195,7 @@ class Incoming:
         self.ask_after = False        # send SNAP_REQ once this turn's write is durable
         self.fresh = True             # accepted this turn: clear the half and write the record first
         self.started = now
+        self.heard = now              # when its source last sent us a chunk of it
         self.config = b""             # the membership configuration state at A (empty: the first one)
 
     def progress_record(self, flags):
@@ -270,7 +273,7 @@ class Snapshots:
         self.plant_cleared = {}       # plant "install-non-atomic": group -> when its old state was deleted
         self.stats = {"snapshots_sent": 0, "snapshot_bytes_sent": 0, "snapshots_installed": 0,
                       "snapshot_bytes_installed": 0, "snapshot_chunks_refetched": 0, "snapshots_aborted": 0,
-                      "snapshot_chunks_duplicate": 0,
+                      "snapshot_chunks_duplicate": 0, "snapshot_sources_switched": 0,
                       "snapshot_install_seconds": 0.0, "snapshot_send_seconds": 0.0, "stagings_discarded": 0}
         self.install_hook = None      # the simulator's oracle: called (group, A, chain) after a durable swap
         now = clock()
@@ -612,6 +615,7 @@ class Snapshots:
                     inc.asked = now
                     self._ask(inc, out_msgs, again=True)
                 return
+            inc.heard = now
             if m.mark < inc.next or m.mark in inc.chunks:
                 self.stats["snapshot_chunks_duplicate"] += 1      # sent twice: wasted bytes
             elif m.mark < inc.next + self.settings.window_bytes:
@@ -636,21 +640,29 @@ class Snapshots:
         if not self.keyed:
             return
         inc = self.incoming.get(group)
+        silent = None
         if inc is not None:
-            if (inc.snap_id == m.ballot and inc.src == m.src and inc.state == STAGING and not inc.fresh
-                    and now - inc.asked > self.settings.retry_s):
-                # Offered again after a silence (the sender lost our request): ask again from the first gap.
-                # A repeated offer while chunks flow (the engine offers at every catch-up request of ours)
-                # changes nothing: starting over then sent the chunks in flight twice.
-                inc.asked = now
-                self._ask(inc, out_msgs, again=True)
-            return
+            if inc.snap_id == m.ballot and inc.src == m.src:
+                if (inc.state == STAGING and not inc.fresh and now - inc.asked > self.settings.retry_s):
+                    # Offered again after a silence (the sender lost our request): ask again from the first
+                    # gap. A repeated offer while chunks flow (the engine offers at every catch-up request of
+                    # ours) changes nothing: starting over then sent the chunks in flight twice.
+                    inc.asked = now
+                    self._ask(inc, out_msgs, again=True)
+                return
+            if inc.state != STAGING or inc.fresh or now - inc.heard <= SOURCE_SILENCE_RETRIES * self.settings.retry_s:
+                return
+            # Another peer offers while our source has sent nothing through several asks: it may be gone for
+            # good (crashed, replaced, removed from the cluster). Asked again for ever, it kept the group
+            # rebuilding to the end (simulator seed 1,666: a wiped node staged from a removed node). This
+            # offer replaces it, below, if it is one we take.
+            silent = inc
         if self.engine.group_status(group) == GROUP_STOPPED:
             return
         if applied <= self.engine.learned(group)[0] or applied < self.sm.applied_next(group):
             out_msgs.append((m.src, self._msg(SNAP_ABORT, group, applied, m.ballot, 0, ABORT_NOT_NEEDED, 0, b"")))
             return
-        if len(self.incoming) >= self.settings.max_incoming:
+        if silent is None and len(self.incoming) >= self.settings.max_incoming:
             return
         try:
             head = HEADER.unpack(m.value[:HEADER.size])
@@ -665,6 +677,14 @@ class Snapshots:
             log.warning("node %d: group %d: a snapshot offer from node %d does not match its header: ignored",
                         self.node_id, group, m.src)
             return
+        if silent is not None:
+            # Dropped here and now: the new staging's first write clears the half and rewrites the record.
+            del self.incoming[group]
+            self.stats["snapshot_sources_switched"] += 1
+            out_msgs.append((silent.src, self._msg(SNAP_ABORT, group, silent.applied, silent.snap_id, 0, ABORT_UNKNOWN,
+                                                   0, b"")))
+            log.info("node %d: group %d: node %d sent nothing of its snapshot for %.1f s; staging node %d's instead",
+                     self.node_id, group, silent.src, now - silent.heard, m.src)
         inc = Incoming(group, m.src, snap_id, applied, chain, nbytes, m.mark, FRAME_HEADER + len(m.value),
                        self.sm.inactive_half(group), master if has_master else None, now)
         inc.config = config

@@ -101,6 +101,8 @@ class WorkerCollector:
         yield counter("snapshot_chunks_duplicate", "snapshot chunks received twice (sent again after a silence)",
                       st["snapshot_chunks_duplicate"])
         yield counter("snapshots_aborted", "snapshot transfers dropped", st["snapshots_aborted"])
+        yield counter("snapshot_sources_switched", "snapshot stagings given up for another peer's offer (their "
+                      "source went silent)", st["snapshot_sources_switched"])
         yield gauge("snapshots_in_progress_incoming", "snapshots being received", len(snaps.incoming))
         yield gauge("snapshots_in_progress_outgoing", "snapshot files being built or held for peers",
                     len(snaps.outgoing))
