@@ -534,3 +534,32 @@ def test_a_node_held_again_never_lets_a_value_be_chosen_twice(plant):
     else:
         assert all(v == first for v in at_zero.values()), at_zero
         assert b"second" not in b"".join(chosen_values(cluster, 3))
+
+
+def test_a_node_hands_a_group_over_only_once_the_group_runs_on_its_placement():
+    """Simulator seed 4,200,513: node 1, a learner of a group, dropped its copy once a majority of the voters
+    had learned what it had, while the group still ran on its old voters; an ADOPT of an older table epoch that
+    counted node 1, accepted but not chosen, was then chosen by the next leader, and the group's four voters,
+    one of them wiped, never chose again. With the placement given, a reply counts only once the replier's
+    current configuration is the placement (an older epoch's ADOPT then changes nothing, rule R5)."""
+    cluster, _ = five_nodes_three_voters()
+    for k in range(5):
+        cluster.propose(1, 0, b"v%d" % k)
+    cluster.tick(3)
+    e5 = cluster.engines[5]
+    placement = (2, 3, 4)
+    for _ in range(20):
+        assert not e5.handoff(0, placement), "the group still runs on 1,2,3: not yet"
+        cluster.tick(1)
+    adopt_everywhere(cluster, 2, placement)
+    cluster.propose(1, 0, b"fill")
+    for k in range(ALPHA + 2):
+        cluster.propose(2, 0, b"w%d" % k)
+    cluster.tick(3)
+    ready = False
+    for _ in range(40):
+        ready = e5.handoff(0, placement)
+        if ready:
+            break
+        cluster.tick(1)
+    assert ready, "the group runs on its placement, which does not name node 5"

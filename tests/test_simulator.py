@@ -312,6 +312,15 @@ def test_finding_a_rebuilding_node_stages_another_peers_snapshot_when_its_source
     assert result.ok, result.violations
 
 
+def test_soak_finding_a_learner_hands_a_group_over_only_once_it_runs_on_its_placement():
+    """Soak seed 4,200,513 (at 8d8d636; 5 nodes, 1 group, every fault): node 1 handed group 0 over while the
+    group still ran on its first voters; an older epoch's ADOPT counting node 1, accepted but not chosen, was
+    chosen afterwards, and with node 3 wiped the group's four voters never had a majority again.
+    tests/test_engine_membership.py has the engine-level test."""
+    result = run_seed(SimConfig(seed=4200513, nodes=5, groups=1))
+    assert result.ok, result.violations
+
+
 def test_finding_a_group_removed_in_the_turn_that_learned_its_last_values():
     """An operator's REMOVE_GROUP arrives in the same poll as peer messages that chose values of the group (or
     that it must vote on). The removal dropped the group from the engine first and then ran the cycle: the

@@ -660,7 +660,7 @@ cdef class Engine:
         self._drain()
         return seq
 
-    def handoff(self, uint32_t group):
+    def handoff(self, uint32_t group, placement=None):
         """May this node stop holding `group` (it is placed on other nodes)? True once it may; until then each
         call (the membership driver polls) keeps asking.
 
@@ -671,7 +671,14 @@ cdef class Engine:
         it holds is then held by a majority of the voters that carry the group on, so dropping its copy loses
         nothing, and a node that holds a group again only after rebuilding it from its peers (ReplicaLoop.
         reenter_group) never answers with a memory it lost. A configuration chosen later that counts it again
-        finds it absent, as if down, until it is placed here again and rebuilt."""
+        finds it absent, as if down, until it is placed here again and rebuilt.
+
+        `placement` (the voters the membership table places the group on): a voter's reply counts only once its
+        current configuration is that one, and no configuration it knows names us. Until the group has adopted
+        the placement, an ADOPT of an older epoch still in flight (accepted, not chosen, so re-proposed by the
+        next leader) may be chosen after we dropped our copy and count us again; its voters were then one short
+        for good (simulator seed 4,200,513: four voters, one of them wiped, never chose again). Once the
+        placement is current, an older epoch's ADOPT changes nothing (rule R5)."""
         cdef Py_ssize_t slot = self.slot_of(group)
         if slot < 0:
             raise UnknownGroup(group)
@@ -684,7 +691,8 @@ cdef class Engine:
         h = self.handoffs.get(slot)
         if h is None:
             voters = self.voters.config_at(slot, self.learner.chosen_next[slot]).voters
-            h = [self.learner.chosen_next[slot], voters, set(), -(1 << 62)]
+            h = [self.learner.chosen_next[slot], voters, set(), -(1 << 62),
+                 tuple(placement) if placement is not None else None]
             self.handoffs[slot] = h
         if len(<set>h[2]) >= len(<tuple>h[1]) // 2 + 1:
             return True
@@ -2005,6 +2013,19 @@ cdef class Engine:
                                      self.learner.chosen_next[slot], 0 if self.status[slot] == GROUP_OK else 1,
                                      0, self.voters.compact_state(slot)), True)
 
+    def _hands_over_to(self, value, placement):
+        """Does a voter's STATE_REPLY configuration state let us hand the group over (Engine.handoff)? No
+        configuration in it names us, and with `placement`, its current configuration's voters are those."""
+        if placement is None and not value:
+            return True
+        try:
+            configs = state_configs(value) if value else [(0, self.voters.by_index(0).voters)]
+        except BadAdopt:
+            return False
+        if any(self.node_id in config[1] for config in configs):
+            return False
+        return placement is None or tuple(configs[0][1]) == placement
+
     def _repair_covered(self, Py_ssize_t slot, Repair rep, bint own):
         """The rebuild rule under changing voters: for every configuration that any reply names (current or
         pending), and with `own` every one our table names, a majority of its voters other than us has replied.
@@ -2028,7 +2049,8 @@ cdef class Engine:
 
     cdef void _on_state_reply(self, Py_ssize_t slot, Message m, int src):
         handoff = self.handoffs.get(slot)
-        if handoff is not None and m.aux == 0 and src in <tuple>handoff[1] and m.mark >= <uint64_t>handoff[0]:
+        if (handoff is not None and m.aux == 0 and src in <tuple>handoff[1] and m.mark >= <uint64_t>handoff[0]
+                and self._hands_over_to(m.value, handoff[4])):
             (<set>handoff[2]).add(src)      # a voter carrying the group on learned all we had (Engine.handoff)
         cdef Repair rep = self.repairs.get(slot)
         if rep is None or rep.phase != REPAIR_QUERY or m.aux != 0 or src == self.node_id:

@@ -337,7 +337,7 @@ class MembershipDriver:
         for group in list(self.handing)[:self.adopt_per_turn]:
             if not engine.hosts(group) or not self.placed_elsewhere(loop.node_id, group):
                 del self.handing[group]
-            elif engine.handoff(group):
+            elif engine.handoff(group, self.voters_for(group)):
                 del self.handing[group]
                 ready.append(group)
             else:
