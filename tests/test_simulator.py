@@ -321,6 +321,15 @@ def test_soak_finding_a_learner_hands_a_group_over_only_once_it_runs_on_its_plac
     assert result.ok, result.violations
 
 
+def test_finding_a_handoff_begun_under_one_placement_completes_under_the_next():
+    """Seed 1,666 of 5 nodes and 8 groups (every fault), found by the 2,000-seed run with the fix of seed
+    4,200,513: node 4 began to hand group 2 over while the table placed it on 1,2,3, and kept counting replies
+    against that placement after the table moved it to 1,3,5: it held the group to the end. tests/
+    test_engine_membership.py has the engine-level test."""
+    result = run_seed(SimConfig(seed=1666, nodes=5, groups=8))
+    assert result.ok, result.violations
+
+
 def test_finding_a_group_removed_in_the_turn_that_learned_its_last_values():
     """An operator's REMOVE_GROUP arrives in the same poll as peer messages that chose values of the group (or
     that it must vote on). The removal dropped the group from the engine first and then ran the cycle: the

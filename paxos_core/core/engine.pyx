@@ -673,8 +673,9 @@ cdef class Engine:
         reenter_group) never answers with a memory it lost. A configuration chosen later that counts it again
         finds it absent, as if down, until it is placed here again and rebuilt.
 
-        `placement` (the voters the membership table places the group on): a voter's reply counts only once its
-        current configuration is that one, and no configuration it knows names us. Until the group has adopted
+        `placement` (the voters the membership table places the group on): its voters are the ones asked, a
+        reply counts only once the replier's current configuration is that one and no configuration it knows
+        names us, and a new placement starts the count over. Until the group has adopted
         the placement, an ADOPT of an older epoch still in flight (accepted, not chosen, so re-proposed by the
         next leader) may be chosen after we dropped our copy and count us again; its voters were then one short
         for good (simulator seed 4,200,513: four voters, one of them wiped, never chose again). Once the
@@ -688,11 +689,15 @@ cdef class Engine:
             return False
         if self.plant_handoff_early:
             return True         # planted bug: no voter carrying the group on is asked what it has learned
+        placed = tuple(placement) if placement is not None else None
         h = self.handoffs.get(slot)
-        if h is None:
-            voters = self.voters.config_at(slot, self.learner.chosen_next[slot]).voters
-            h = [self.learner.chosen_next[slot], voters, set(), -(1 << 62),
-                 tuple(placement) if placement is not None else None]
+        if h is None or h[4] != placed:
+            # With a placement, its voters are the ones asked (the group's current configuration may still be an
+            # older one), and a new placement starts the count over: replies counted for the last one would
+            # never match it again (simulator seed 1,666: placed on 1,2,3 then on 1,3,5, a node waited for
+            # ever for voters of 1,2,3 whose current configuration was 1,2,3).
+            voters = placed if placed is not None else self.voters.config_at(slot, self.learner.chosen_next[slot]).voters
+            h = [self.learner.chosen_next[slot], voters, set(), -(1 << 62), placed]
             self.handoffs[slot] = h
         if len(<set>h[2]) >= len(<tuple>h[1]) // 2 + 1:
             return True
