@@ -647,9 +647,9 @@ def test_soak_finding_our_own_older_proposal_relayed_back_is_queued_before_our_l
 
 
 # ---------------------------------------------------------------------------------------------------- soak
-def _three_node_loop(clock):
+def _three_node_loop(clock, plant=""):
     core = CoreConfig(node_id=1, members=(1, 2, 3), n_groups=1, sticky_ticks=30)
-    settings = LoopSettings(node_id=1, tick_s=0.01, lease_ticks=30, lease_margin=0.3)
+    settings = LoopSettings(node_id=1, tick_s=0.01, lease_ticks=30, lease_margin=0.3, plant=plant)
     log = MemoryLog(1)
     sent = _Capture()
     loop = ReplicaLoop(settings, core, clock=clock, log=log, store=MemoryStore(), send=sent, hosted=[0],
@@ -657,38 +657,50 @@ def _three_node_loop(clock):
     return loop, sent
 
 
+@pytest.mark.parametrize("plant", ["", "claim-while-rebuilding"])
 @pytest.mark.parametrize("master", [0, 1], ids=["no-master", "master-by-the-table"])
-def test_soak_finding_a_node_rebuilding_a_group_neither_claims_nor_serves_its_mastership(master):
+def test_soak_finding_a_node_rebuilding_a_group_neither_claims_nor_serves_its_mastership(master, plant):
     """Soak seed 4,100,239 (at 8eaf429): node 3 of five was rebuilding group 6 (a damaged record) when a client
     write came to it and no master's lease was alive in its view. It claimed mastership, the leader got the
     claim chosen, and leadership followed mastership to a node that votes nowhere until its rebuild ends: the
     leader resigned, the rebuild waited for instances nobody drove, and no write was accepted for the 4 s
     after the heal. A node rebuilding a group now never claims it, and as its master by the table it serves
-    nothing (its lease runs out) and sends clients to a voter."""
+    nothing (its lease runs out) and sends clients to a voter. With the plant claim-while-rebuilding (the code
+    before c3abbdb) the checks below see the bug."""
     clock = _Clock()
-    loop, sent = _three_node_loop(clock)
+    loop, sent = _three_node_loop(clock, plant)
     slot = loop.slot_of(0)
     loop.masters.master[slot] = master
     loop.engine.begin_repair(0, "storage damaged (test)")
     put = rpc.propose_request(1, 0, 1000, 77, 1, kv.encode_put(b"k", b"v1"))
     read = rpc.read_request(2, 0, rpc.READ_LEASE, 1000, kv.encode_get(b"k"))
     replies = _turns(loop, clock, [(b"c", put), (b"c", read)], n=5)
-    assert sorted((status, req_id) for status, req_id, _ in replies) == [(rpc.NOT_MASTER, 1), (rpc.NOT_MASTER, 2)]
-    assert all(rpc.decode_not_master(body)[0] in (2, 3) for _, _, body in replies), "sent to another voter"
-    assert not loop.masters.pending.get(slot), "no claim proposed"
-    assert loop.preferred[slot] == 0, "nobody waits for this node to lead"
-    assert not [m for _, m in sent.messages if m.kind in (Kind.PREPARE, Kind.ACCEPT)]
+    checks = {
+        "both sent elsewhere": sorted((status, req_id) for status, req_id, _ in replies) == [
+            (rpc.NOT_MASTER, 1), (rpc.NOT_MASTER, 2)],
+        "sent to another voter": all(rpc.decode_not_master(body)[0] in (2, 3) for status, _, body in replies
+                                     if status == rpc.NOT_MASTER),
+        "no claim proposed": not loop.masters.pending.get(slot),
+        "nobody waits for this node to lead": loop.preferred[slot] == 0,
+        "no ballot of its own": not [m for _, m in sent.messages if m.kind in (Kind.PREPARE, Kind.ACCEPT)],
+    }
+    if plant:
+        assert not all(checks.values()), "the planted bug must be seen"
+    else:
+        assert all(checks.values()), checks
 
 
-def test_soak_finding_a_node_that_sends_a_client_to_a_voter_asks_whether_it_is_behind():
+@pytest.mark.parametrize("plant", ["", "redirect-without-catchup"])
+def test_soak_finding_a_node_that_sends_a_client_to_a_voter_asks_whether_it_is_behind(plant):
     """Simulator seed 4,100,027 (with the fix above): node 3, master by the table of a group that no longer
     counted it as a voter, sent a client to node 2; node 2, 19 instances behind (cut off while a configuration
     made it a voter), took itself for a learner and sent the client back to node 3, until the run ended: in a
     group with no leader nobody sent node 2 anything that showed it was behind. A node that sends a client to a
-    voter now also asks a peer for what it misses."""
+    voter now also asks a peer for what it misses (with the plant redirect-without-catchup it does not, and the
+    last check sees it)."""
     clock = _Clock()
     core = CoreConfig(node_id=1, members=(1, 2, 3, 4), voters=(2, 3, 4), n_groups=1, sticky_ticks=30)
-    settings = LoopSettings(node_id=1, tick_s=0.01, lease_ticks=30, lease_margin=0.3)
+    settings = LoopSettings(node_id=1, tick_s=0.01, lease_ticks=30, lease_margin=0.3, plant=plant)
     log = MemoryLog(1)
     sent = _Capture()
     loop = ReplicaLoop(settings, core, clock=clock, log=log, store=MemoryStore(), send=sent, hosted=[0],
@@ -703,7 +715,7 @@ def test_soak_finding_a_node_that_sends_a_client_to_a_voter_asks_whether_it_is_b
     replies = _turns(loop, clock, [(b"c", put)])
     assert [(status, rpc.decode_not_master(body)[0] in (2, 3, 4)) for status, _, body in replies] == [
         (rpc.NOT_MASTER, True)]
-    assert _sent(sent.messages, Kind.CATCHUP_REQ), "it asks a peer whether it is behind"
+    assert bool(_sent(sent.messages, Kind.CATCHUP_REQ)) == (not plant), "it asks a peer whether it is behind"
 
 
 def _snapshot_offer(loop, src, snap_id, applied=100, size=10_000):
@@ -716,14 +728,16 @@ def _snapshot_offer(loop, src, snap_id, applied=100, size=10_000):
     return m
 
 
-def test_soak_finding_a_snapshot_staging_whose_source_went_silent_gives_way_to_another_peers_offer():
+@pytest.mark.parametrize("plant", ["", "stage-silent-source"])
+def test_soak_finding_a_snapshot_staging_whose_source_went_silent_gives_way_to_another_peers_offer(plant):
     """Simulator seed 1,666 (found with 026824a): a wiped node rebuilding a group staged a snapshot offered by a
     node that was then removed from the cluster; it asked that node again every 500 ms until the run ended and
     turned down every other peer's offer, so the group stayed rebuilding. A staging whose source has sent
-    nothing through four asks now gives way to another peer's offer; a source that sends is kept."""
+    nothing through four asks now gives way to another peer's offer; a source that sends is kept (with the
+    plant stage-silent-source it never gives way, and the last checks see it)."""
     from paxos_core.wire.checksum import crc32c
     clock = _Clock()
-    loop, sent = _three_node_loop(clock)
+    loop, sent = _three_node_loop(clock, plant)
     snaps = loop.snapshots
 
     def deliver(m):
@@ -747,6 +761,9 @@ def test_soak_finding_a_snapshot_staging_whose_source_went_silent_gives_way_to_a
     sent.messages.clear()
     clock.t += 2.5
     deliver(_snapshot_offer(loop, 3, 22))
+    if plant:
+        assert snaps.incoming[0].src == 2 and not snaps.stats["snapshot_sources_switched"], "the plant is seen"
+        return
     assert snaps.incoming[0].src == 3 and snaps.incoming[0].snap_id == 22
     assert snaps.stats["snapshot_sources_switched"] == 1
     assert [(dest, m.ballot) for dest, m in _sent(sent.messages, Kind.SNAP_ABORT)] == [(2, 11)]

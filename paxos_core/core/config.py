@@ -36,7 +36,10 @@ from ..errors import ConfigError
 # votes no more: simulator seed 897). Replica groups: remove-before-cycle (a removal drops the group from the
 # engine before the cycle that carries out its pending effects: votes leave for a group no longer hosted).
 # Forwarding: relay-appends (our own proposal relayed back by a former leader is queued after our own later ones;
-# soak seed 3,154,073).
+# soak seed 3,154,073). Mastership: claim-while-rebuilding (a node rebuilding a group may claim and hold its
+# mastership: soak seed 4,100,239), redirect-without-catchup (a node that sends a client to a voter does not ask
+# whether it is behind: soak seed 4,100,027). Snapshots: stage-silent-source (a staging waits for its source for
+# ever, turning down every other peer's offer: simulator seed 1,666).
 #: The system group's id (issue 14): the cluster's node table and membership epochs (statemachine/membership.py)
 #: are a group like the others, hosted by worker 0 of every node in the slot before its data groups. Data groups
 #: never use this id (nor 0xFFFFFFFF).
@@ -55,7 +58,8 @@ PLANTS = ("ignore-promise", "reply-before-sync", "promise-not-persisted", "learn
           "remove-keeps-state", "weigh-short", "fill-reverse", "reprepare-uncapped",
           "config-at-i", "count-any-vote", "no-reprepare-at-activation", "retire-early",
           "snapshot-drops-config", "handoff-early", "reenter-without-learning", "ignore-late-adopt",
-          "renew-non-voter", "remove-before-cycle", "relay-appends")
+          "renew-non-voter", "remove-before-cycle", "relay-appends", "claim-while-rebuilding",
+          "redirect-without-catchup", "stage-silent-source")
 
 
 @dataclass(frozen=True)

@@ -645,7 +645,8 @@ class ReplicaLoop:
         want = self.masters.known_master(slot, self.ticks)
         if want and not self.engine.votes_in(group, want):
             want = 0                # a master that does not vote (removed, or a learner) cannot lead
-        elif want == self.node_id and self.engine.group_status(group) != GROUP_OK:
+        elif (want == self.node_id and self.engine.group_status(group) != GROUP_OK
+              and self.plant != "claim-while-rebuilding"):
             want = 0                # nor can we while the group rebuilds here: whoever leads may drive it
         if self.preferred[slot] != want:
             self.preferred[slot] = want
@@ -738,7 +739,8 @@ class ReplicaLoop:
         interval)."""
         group = req.group
         voter = self.engine.some_voter(group)
-        self.engine.poke(group)
+        if self.plant != "redirect-without-catchup":   # planted bug: a redirecting node never asks what it misses
+            self.engine.poke(group)
         if not voter:
             return False
         self._reply_frame(req, rpc.not_master(req.req_id, voter, int(self.masters.epoch[slot])))
@@ -752,6 +754,8 @@ class ReplicaLoop:
         node would then wait for a master that cannot lead (simulator seed 1,183: a removed master kept every
         node redirecting clients to it; seed 4,100,239: a master whose group was rebuilding held up its own
         rebuild and every write until its lease ran out)."""
+        if self.plant == "claim-while-rebuilding":     # planted bug: a node rebuilding the group may be master
+            return self.engine.votes_in(group, self.node_id) and self.membership.removed_epoch is None
         return (self.engine.votes_in(group, self.node_id) and self.engine.group_status(group) == GROUP_OK
                 and self.membership.removed_epoch is None)
 

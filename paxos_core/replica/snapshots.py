@@ -650,7 +650,8 @@ class Snapshots:
                     inc.asked = now
                     self._ask(inc, out_msgs, again=True)
                 return
-            if inc.state != STAGING or inc.fresh or now - inc.heard <= SOURCE_SILENCE_RETRIES * self.settings.retry_s:
+            if (inc.state != STAGING or inc.fresh or now - inc.heard <= SOURCE_SILENCE_RETRIES * self.settings.retry_s
+                    or self.plant == "stage-silent-source"):     # planted bug: a silent source is waited for ever
                 return
             # Another peer offers while our source has sent nothing through several asks: it may be gone for
             # good (crashed, replaced, removed from the cluster). Asked again for ever, it kept the group
