@@ -3,6 +3,8 @@
 The driver is sans-I/O: it reads the engine's view of each group and calls Engine.adopt. These tests hold the
 engine's answers still and watch what the driver asks, where the simulator only sees the end result.
 """
+import pytest
+
 from paxos_core.replica.membership_driver import MembershipDriver
 
 GROUP = 7
@@ -54,6 +56,9 @@ class StandInEngine:
 
     def votes_in(self, group, node):
         return node in self.current[1]
+
+    def votes_anywhere(self, group, node):
+        return node in self.current[1] or node in self.latest[1]
 
     def ballot_of(self, group):
         return 0, False
@@ -136,6 +141,28 @@ def test_an_adopt_of_the_tables_voters_or_a_newer_epoch_changes_nothing():
     assert not driver.todo
     run(driver, loop, 5)
     assert engine.adopts == []
+
+
+@pytest.mark.parametrize("plant", ["", "leave-at-adoption"])
+def test_a_removed_node_leaves_only_once_voters_without_it_govern_its_groups(plant):
+    """Nemesis seed 346: node 4, removed, left as soon as its groups had adopted voters without it. Those govern
+    only from their activation, alpha instances after the ADOPT; the system group's master was then killed, and
+    the two voters left of the four that still governed could not choose for three minutes. A removed node
+    leaves once no current or pending configuration of its groups names it (with the plant leave-at-adoption,
+    the code before, it leaves at the adoption)."""
+    engine = StandInEngine(current=(1, (1, 2, 3, 4)))
+    loop = StandInLoop(engine)
+    driver = MembershipDriver(sweep_ticks=10**9, catch_up_ticks=10**9, plant=plant)
+    driver.on_table(loop, table(2, (2, 3, 4), removed=(1,)))
+    assert driver.removed_epoch == 2
+    engine.latest = (2, (2, 3, 4))               # adopted: pending until its activation
+    run(driver, loop, 200)
+    assert driver.left == bool(plant)
+    if plant:
+        return
+    engine.current = engine.latest               # in force: node 1 votes nowhere any more
+    run(driver, loop, 40)
+    assert driver.left
 
 
 class StandInEngineOfMany(StandInEngine):

@@ -39,7 +39,8 @@ from ..errors import ConfigError
 # soak seed 3,154,073). Mastership: claim-while-rebuilding (a node rebuilding a group may claim and hold its
 # mastership: soak seed 4,100,239), redirect-without-catchup (a node that sends a client to a voter does not ask
 # whether it is behind: soak seed 4,100,027). Snapshots: stage-silent-source (a staging waits for its source for
-# ever, turning down every other peer's offer: simulator seed 1,666).
+# ever, turning down every other peer's offer: simulator seed 1,666). Membership: leave-at-adoption (a removed node
+# leaves once its groups adopted voters without it, before those govern: nemesis seed 346).
 #: The system group's id (issue 14): the cluster's node table and membership epochs (statemachine/membership.py)
 #: are a group like the others, hosted by worker 0 of every node in the slot before its data groups. Data groups
 #: never use this id (nor 0xFFFFFFFF).
@@ -59,7 +60,7 @@ PLANTS = ("ignore-promise", "reply-before-sync", "promise-not-persisted", "learn
           "config-at-i", "count-any-vote", "no-reprepare-at-activation", "retire-early",
           "snapshot-drops-config", "handoff-early", "reenter-without-learning", "ignore-late-adopt",
           "renew-non-voter", "remove-before-cycle", "relay-appends", "claim-while-rebuilding",
-          "redirect-without-catchup", "stage-silent-source")
+          "redirect-without-catchup", "stage-silent-source", "leave-at-adoption")
 
 
 @dataclass(frozen=True)

@@ -606,6 +606,15 @@ cdef class Engine:
             return False
         return self.voters.config_at(slot, self.learner.chosen_next[slot]).position(node) >= 0
 
+    def votes_anywhere(self, uint32_t group, int node):
+        """True when `node` is a voter of the group's current configuration or of a pending one: some instance
+        not yet chosen here may still count its vote (a configuration that leaves it out governs only from its
+        activation on, alpha instances after its ADOPT)."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            raise UnknownGroup(group)
+        return self.voters.votes_anywhere(slot, node)
+
     def some_voter(self, uint32_t group):
         """A voter of the group other than this node, to send a client to: the one we believe leads if it
         votes, else the first voter (0 when there is none)."""

@@ -50,6 +50,7 @@ class MembershipDriver:
         self.seed = seed
         self.plant_retire_early = plant == "retire-early"
         self.plant_ignore_late_adopt = plant == "ignore-late-adopt"
+        self.plant_leave_at_adoption = plant == "leave-at-adoption"
         self.retry_ticks = retry_ticks
         self.adopt_per_turn = adopt_per_turn
         # At most this many groups adopting at once (asked, not done): each one asked costs an election when
@@ -168,12 +169,19 @@ class MembershipDriver:
                 engine.poke(group)
 
     def _leave(self, loop, now):
-        """This node was removed: it has left once no group here counts it as a voter any more (every group
-        adopted voters without it), or leave_after_ticks after it learned of it (the other nodes stop sending to
-        it once their groups adopted: it may never hear the last of them)."""
+        """This node was removed: it has left once no group here counts it as a voter any more (in every group
+        the voters without it are in force: no current or pending configuration names it), or leave_after_ticks
+        after it learned of it (the other nodes stop sending to it once their groups adopted: it may never hear
+        the last of them). Voters without it merely adopted govern only alpha instances later; until then its
+        vote may be needed (nemesis seed 346: node 4 left as soon as the system group adopted the table that
+        removed it, the system group's master was killed, and the two voters left of four could not choose
+        the instances before the activation for three minutes)."""
         engine = loop.engine
-        if now - self.removed_at >= self.leave_after_ticks or all(
-                loop.node_id not in engine.latest_config(g)[1] for g in engine.groups()):
+        if self.plant_leave_at_adoption:
+            still = [g for g in engine.groups() if loop.node_id in engine.latest_config(g)[1]]
+        else:
+            still = [g for g in engine.groups() if engine.votes_anywhere(g, loop.node_id)]
+        if now - self.removed_at >= self.leave_after_ticks or not still:
             self.left = True
 
     def on_table(self, loop, table: dict) -> None:

@@ -43,6 +43,7 @@ class SimNode:
         self.crash_times = []        # planned crashes (µs), ascending
         self.pause = None            # (from µs, length µs): a pause that strikes at a port call after `from`
         self.down_since = None
+        self.left = False            # removed from the cluster, it left (stopped for good, as production's does)
         self.marker_pending = False  # the identity marker is written back after the first synced write
         self.lost_state = False      # its storage was damaged or wiped and it has not rebuilt yet
         self.regroup_ops = []        # admin operations for it: ("remove" | "add", group), done at its next turn

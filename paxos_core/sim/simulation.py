@@ -269,6 +269,8 @@ class Simulation:
 
     # ------------------------------------------------------------------ node life cycle
     def start_node(self, node, at):
+        if node.left:
+            return                   # a node that left after its removal never starts again
         node.incarnation += 1
         node.snapfiles.restart()
         if "damage" in self.faults and node.snapfiles.files and self.rc.random() < 0.3:
@@ -467,6 +469,19 @@ class Simulation:
         self._check_queue_order(node)
         if node.lost_state and not loop.engine.repairs:
             node.lost_state = False
+        if loop.membership.left:
+            # Removed, its groups go on without it: it stops for good, as a production node does (its workers
+            # report "removed" and the supervisor exits with code 4). Its vote is gone from then on: a node
+            # that left while some instance could still count it cuts the group's voters short.
+            self._trace("left", node.id)
+            node.left = True
+            node.loop = None
+            node.pause = None
+            node.down_since = self.now
+            node.next_wake = None
+            node.inbox = []
+            node.client_inbox = []
+            return
         if timeout <= 0 or node.regroup_ops:
             self._wake(node, node.busy_until)
         else:
@@ -804,6 +819,8 @@ class Simulation:
 
     def _damage(self, node, kind):
         """Kill the node, then damage its storage (it restarts later)."""
+        if node.left:
+            return
         self._crashed(node, tear=False)
         disk = node.disk
         node.lost_state = True
