@@ -83,6 +83,24 @@ def test_after_a_quiet_while_the_node_that_announced_the_mark_is_asked_first():
         assert [dest for dest, _ in capture.take(Kind.CATCHUP_REQ)] == [source]
 
 
+def test_the_node_asked_last_to_no_avail_is_not_asked_again_after_a_quiet_while():
+    """Soak seed 4,401,544: a learner restarted behind in an idle group asked the node its promise named as
+    leader, a node that had since left the cluster, and asked it again at the next catch-up pass, more than two
+    intervals later, and stayed behind. The node asked last, if nothing came of it, is passed over for another."""
+    engine = _engine(2, (1, 2, 3, 4, 5), catchup_interval_ticks=3)
+    log = MemoryLog(2)
+    capture = _Capture()
+    engine.receive([Message(Kind.CHOSEN, 0, 10, pack(1, 1), 10, 0, 0, b"", src=1)])
+    engine.tick(1)
+    run_cycle(engine, log, capture)
+    assert [dest for dest, _ in capture.take(Kind.CATCHUP_REQ)] == [1]
+    engine.tick(engine.now + 20)          # nothing came back; long after, node 1 is named again
+    engine.receive([Message(Kind.CHOSEN, 0, 10, pack(1, 1), 10, 0, 0, b"", src=1)])
+    run_cycle(engine, log, capture)
+    asked = [dest for dest, _ in capture.take(Kind.CATCHUP_REQ)]
+    assert len(asked) == 1 and asked[0] in (3, 4, 5), asked
+
+
 def test_a_reply_that_ends_at_a_damaged_chain_record_is_served_with_the_chain_from_a_lower_one():
     values = [encode_batch([(1, k, b"value %d" % k)]) for k in range(130)]
     for damage in ("flip", "delete", None):

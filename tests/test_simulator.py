@@ -351,6 +351,14 @@ def test_finding_a_handoff_begun_under_one_placement_completes_under_the_next():
     assert result.ok, result.violations
 
 
+def test_finding_a_restarted_learner_does_not_ask_a_node_that_left_for_ever():
+    """Soak seed 4,401,544 (5 nodes, 8 groups, every fault), found once the simulator stopped a node that left:
+    node 3, restarted behind in the idle system group, asked node 5, which had been swapped out and had left,
+    for catch-up twice, and stayed on the old table to the end. tests/test_catchup.py has the engine test."""
+    result = run_seed(SimConfig(seed=4401544, nodes=5, groups=8))
+    assert result.ok, result.violations
+
+
 def test_finding_a_group_removed_in_the_turn_that_learned_its_last_values():
     """An operator's REMOVE_GROUP arrives in the same poll as peer messages that chose values of the group (or
     that it must vote on). The removal dropped the group from the engine first and then ran the cycle: the

@@ -191,6 +191,7 @@ cdef class Engine:
         self.peer_live = config.peer_live_ticks
         self.repairs = {}
         self.handoffs = {}
+        self.catchup_asked = {}
         self.plant_requeue_reverse = plant == "requeue-reverse"
         self.plant_amnesia_votes = plant == "amnesia-votes"
         self.plant_readd_amnesia = plant == "readd-amnesia"
@@ -322,6 +323,7 @@ cdef class Engine:
         self.learner.repair_upto[slot] = 0
         self.learner.catchup_at[slot] = -(1 << 62)
         self.learner.catchup_src[slot] = 0
+        self.catchup_asked.pop(slot, None)
         self.learner.low[slot] = 0
         self.learner.learned_bytes[slot] = 0
         self.learner.low_bytes[slot] = 0
@@ -1724,6 +1726,15 @@ cdef class Engine:
             if not self.peers:
                 return
             src = self.peers[self.rng.randrange(len(self.peers))]
+        elif self.learner.catchup_at[slot] != -(1 << 62) and src == self.catchup_asked.get(slot, 0):
+            # The peer we asked last, and nothing came of it since (progress resets catchup_at): it may be gone
+            # for good (a node removed from the cluster leaves). Another peer, at random (soak seed 4,401,544: a
+            # restarted learner of an idle group asked the node its promise named, which had left, again and
+            # again, and stayed behind).
+            others = [p for p in self.peers if p != src]
+            if others:
+                src = others[self.rng.randrange(len(others))]
+        self.catchup_asked[slot] = src
         self.learner.catchup_at[slot] = self.now
         self.counters[C_CATCHUP_REQUESTS] += 1
         self._send(src, make_message(CATCHUP_REQ, self.group_of(slot), self.learner.chosen_next[slot], 0, 0,
