@@ -178,10 +178,10 @@ class MembershipDriver:
         the instances before the activation for three minutes)."""
         engine = loop.engine
         if self.plant_leave_at_adoption:
-            still = [g for g in engine.groups() if loop.node_id in engine.latest_config(g)[1]]
+            counts_us = lambda g: loop.node_id in engine.latest_config(g)[1]    # noqa: E731 (planted bug)
         else:
-            still = [g for g in engine.groups() if engine.votes_anywhere(g, loop.node_id)]
-        if now - self.removed_at >= self.leave_after_ticks or not still:
+            counts_us = lambda g: engine.votes_anywhere(g, loop.node_id)        # noqa: E731
+        if now - self.removed_at >= self.leave_after_ticks or not any(counts_us(g) for g in engine.groups()):
             self.left = True
 
     def on_table(self, loop, table: dict) -> None:

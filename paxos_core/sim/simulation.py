@@ -383,17 +383,22 @@ class Simulation:
         if node.loop is None and node.down_since is not None:
             return
         self.crashes += 1
-        node.loop = None
-        node.pause = None            # the process is gone, and with it whatever stopped it
-        node.down_since = self.now
-        node.next_wake = None
-        node.inbox = []
-        node.client_inbox = []
+        self._process_gone(node)
         if tear is None:
             tear = "torn" in self.faults and self.rng.random() < 0.7
         lost = node.disk.crash(tear=tear, rng=self.rng)
         self.stats["torn_batches"] = sum(n.disk.torn_batches for n in self.nodes.values())
         self._trace("crash", node.id, lost)
+
+    def _process_gone(self, node):
+        """The node's process is gone (crashed, or left after its removal): whatever stopped it and whatever
+        it had not read go with it."""
+        node.loop = None
+        node.pause = None
+        node.down_since = self.now
+        node.next_wake = None
+        node.inbox = []
+        node.client_inbox = []
 
     # ------------------------------------------------------------------ turns
     def _wake(self, node, when):
@@ -475,12 +480,7 @@ class Simulation:
             # that left while some instance could still count it cuts the group's voters short.
             self._trace("left", node.id)
             node.left = True
-            node.loop = None
-            node.pause = None
-            node.down_since = self.now
-            node.next_wake = None
-            node.inbox = []
-            node.client_inbox = []
+            self._process_gone(node)
             return
         if timeout <= 0 or node.regroup_ops:
             self._wake(node, node.busy_until)
