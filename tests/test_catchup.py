@@ -100,6 +100,17 @@ def test_the_node_asked_last_to_no_avail_is_not_asked_again_after_a_quiet_while(
     asked = [dest for dest, _ in capture.take(Kind.CATCHUP_REQ)]
     assert len(asked) == 1 and asked[0] in (3, 4, 5), asked
 
+    # Values came (from whichever node): progress forgets the peer asked, so a group caught up keeps no entry,
+    # and the node that announces the next mark is asked first again.
+    values = [encode_batch([(1, k, b"v%d" % k)]) for k in range(10)]
+    engine.receive([Message(Kind.CATCHUP_REPLY, 0, 0, 0, 10, 10, chain_of(values),
+                            encode_entries([(i, pack(1, 1), v) for i, v in enumerate(values)]), src=asked[0])])
+    run_cycle(engine, log, capture)
+    assert engine.learned(0)[0] == 10 and engine.catchup_asked == {}
+    engine.receive([Message(Kind.CHOSEN, 0, 12, pack(1, 1), 12, 0, 0, b"", src=1)])
+    run_cycle(engine, log, capture)
+    assert [dest for dest, _ in capture.take(Kind.CATCHUP_REQ)] == [1]
+
 
 def test_a_reply_that_ends_at_a_damaged_chain_record_is_served_with_the_chain_from_a_lower_one():
     values = [encode_batch([(1, k, b"value %d" % k)]) for k in range(130)]

@@ -132,7 +132,8 @@ cdef class Engine:
     cdef uint64_t peer_lag           # peers' floor: a live peer at most this far behind pins the log (0: off)
     cdef int64_t peer_live           # ... if heard within this many ticks
     cdef readonly dict repairs      # slot -> Repair, only while a group rebuilds
-    cdef readonly dict catchup_asked    # slot -> the peer our last catch-up request went to
+    cdef readonly dict catchup_asked    # slot -> the peer our last catch-up request went to, while it is
+                                        # unanswered (progress clears it)
     cdef readonly dict handoffs     # slot -> [mark, voters, heard set, asked_at], while this node hands the group
                                     # over (Engine.handoff)
     cdef bint plant_requeue_reverse

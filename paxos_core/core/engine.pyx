@@ -1920,6 +1920,7 @@ cdef class Engine:
         if src:
             self.learner.catchup_src[slot] = src
         self.learner.catchup_at[slot] = -(1 << 62)
+        self.catchup_asked.pop(slot, None)
         fx.deletes.append((INSTANCE_RECORD, group, 0, applied))
         fx.deletes.append((CHAIN_RECORD, group, 0, applied))
         self._record(low_record(group, applied, chain, bytes_below, config))
@@ -1990,6 +1991,8 @@ cdef class Engine:
         cdef uint64_t now_next = self.learner.chosen_next[slot]
         if now_next > before:
             self.learner.catchup_at[slot] = -(1 << 62)     # progress: ask again at once if still behind
+            if self.catchup_asked:
+                self.catchup_asked.pop(slot, None)
         if now_next < self.learner.known_mark[slot]:
             self._request_catchup(slot)
         cdef ProposerGroup pg
