@@ -112,6 +112,31 @@ def test_the_node_asked_last_to_no_avail_is_not_asked_again_after_a_quiet_while(
     assert [dest for dest, _ in capture.take(Kind.CATCHUP_REQ)] == [1]
 
 
+def test_a_peer_drawn_to_ask_is_one_heard_from_lately():
+    """Simulator seed 525: a learner of an idle group, cut off while the group changed, had one refresh in the
+    four seconds after the heal, and drew a node that had left the cluster. Drawn peers are those heard from
+    within peer_live ticks, if any."""
+    engine = _engine(2, (1, 2, 3, 4, 5), catchup_interval_ticks=3, peer_live_ticks=50)
+    log = MemoryLog(2)
+    capture = _Capture()
+    engine.receive([Message(Kind.CHOSEN, 0, 10, pack(1, 1), 10, 0, 0, b"", src=1)])
+    engine.tick(1)
+    run_cycle(engine, log, capture)
+    assert [dest for dest, _ in capture.take(Kind.CATCHUP_REQ)] == [1]
+    to_heard = 0
+    for turn in range(12):
+        # One node was heard from 40 ticks ago (a message for a group not hosted here), the one before it 80
+        # ticks ago, node 1, the source, long ago: the source and the one live peer take turns.
+        heard = 3 + turn % 3
+        engine.receive([Message(Kind.CATCHUP_REQ, 99, 0, 0, 0, 0, 0, b"", src=heard)])
+        engine.tick(engine.now + 40)
+        run_cycle(engine, log, capture)
+        asked = [dest for dest, _ in capture.take(Kind.CATCHUP_REQ)]
+        assert len(asked) == 1 and asked[0] in (1, heard), (turn, heard, asked)
+        to_heard += asked[0] == heard
+    assert to_heard == 6
+
+
 def test_a_reply_that_ends_at_a_damaged_chain_record_is_served_with_the_chain_from_a_lower_one():
     values = [encode_batch([(1, k, b"value %d" % k)]) for k in range(130)]
     for damage in ("flip", "delete", None):

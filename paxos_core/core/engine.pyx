@@ -192,6 +192,7 @@ cdef class Engine:
         self.repairs = {}
         self.handoffs = {}
         self.catchup_asked = {}
+        self.peer_heard = {}
         self.plant_requeue_reverse = plant == "requeue-reverse"
         self.plant_amnesia_votes = plant == "amnesia-votes"
         self.plant_readd_amnesia = plant == "readd-amnesia"
@@ -735,6 +736,8 @@ cdef class Engine:
         cdef Message m
         for m in messages:
             self.counters[C_MSG_IN] += 1
+            if m.src in self.member_index:
+                self.peer_heard[m.src] = self.now      # for catch-up: ask a peer that is there (_catchup_peer)
             self._dispatch(m)
         self._drain()
 
@@ -1715,30 +1718,37 @@ cdef class Engine:
         if self.now - self.learner.catchup_at[slot] < self.catchup_interval:
             return
         cdef int src = self.learner.catchup_src[slot]
-        if src == 0 or src == self.node_id or src not in self.member_index or (
-                self.learner.catchup_at[slot] != -(1 << 62)
-                and self.now - self.learner.catchup_at[slot] < 2 * self.catchup_interval):
+        cdef int asked = self.catchup_asked.get(slot, 0)     # our last request, while nothing came of it
+        if src == 0 or src == self.node_id or src not in self.member_index or asked and (
+                src == asked or self.now - self.learner.catchup_at[slot] < 2 * self.catchup_interval):
             # No known source, or the request of the last interval brought nothing (lost, or the peer cannot
-            # serve the range: its own records damaged or truncated): a peer drawn at random. The source is
-            # set again by every message from the leader, so without this a node whose leader cannot serve it
-            # would ask the leader alone for ever. A request from longer ago does not count: after a quiet
-            # while the node that announced the mark is asked first.
-            if not self.peers:
+            # serve the range: its own records damaged or truncated), or went to the source, long ago, to no
+            # avail (it may be gone for good: soak seed 4,401,544, a restarted learner of an idle group asked
+            # the node its promise named, which had left the cluster, again and again): another peer. The
+            # source is set again by every message from the leader, so without this a node whose leader cannot
+            # serve it would ask the leader alone for ever. A request from longer ago to another node does not
+            # count: after a quiet while the node that announced the mark is asked first.
+            src = self._catchup_peer(asked)
+            if src == 0:
                 return
-            src = self.peers[self.rng.randrange(len(self.peers))]
-        elif self.learner.catchup_at[slot] != -(1 << 62) and src == self.catchup_asked.get(slot, 0):
-            # The peer we asked last, and nothing came of it since (progress resets catchup_at): it may be gone
-            # for good (a node removed from the cluster leaves). Another peer, at random (soak seed 4,401,544: a
-            # restarted learner of an idle group asked the node its promise named, which had left, again and
-            # again, and stayed behind).
-            others = [p for p in self.peers if p != src]
-            if others:
-                src = others[self.rng.randrange(len(others))]
         self.catchup_asked[slot] = src
         self.learner.catchup_at[slot] = self.now
         self.counters[C_CATCHUP_REQUESTS] += 1
         self._send(src, make_message(CATCHUP_REQ, self.group_of(slot), self.learner.chosen_next[slot], 0, 0,
                                      self.catchup_max, 0, NOOP), False)
+
+    cdef int _catchup_peer(self, int asked):
+        """A peer drawn at random to ask for chosen values (0 if none): one heard from within peer_live ticks if
+        any, so that a node gone for good (removed from the cluster, or down) is passed over while a live one
+        exists (simulator seed 525: a learner of an idle group, cut off while it changed, had one refresh in the
+        four seconds after the heal and drew the node that had left); not the peer asked last to no avail if
+        another will do."""
+        cdef list live = [p for p in self.peers
+                          if p != asked and self.now - <int64_t>self.peer_heard.get(p, -(1 << 62)) <= self.peer_live]
+        if live:
+            return live[self.rng.randrange(len(live))]
+        cdef list others = [p for p in self.peers if p != asked] or list(self.peers)
+        return others[self.rng.randrange(len(others))] if others else 0
 
     cdef void _serve(self, int dest, Py_ssize_t slot, uint64_t first, uint64_t limit=0):
         """Ask the caller to send chosen values from `first`, read from durable storage after this cycle's
