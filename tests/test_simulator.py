@@ -362,6 +362,16 @@ def test_finding_a_restarted_learner_does_not_ask_a_node_that_left_for_ever():
     assert result.ok, result.violations
 
 
+def test_finding_a_learner_cut_off_while_the_table_changed_asks_a_peer_that_is_there():
+    """Simulator seed 525 (5 nodes, one group; member, amnesia, crash, partition, loss, damage), found with the
+    first fix of the seed above: node 5, cut off while the system group changed the table, had one refresh in
+    the four seconds after the heal and drew node 2, which had left; it ended on the old table. A peer drawn is
+    one heard from lately."""
+    result = run_seed(SimConfig(seed=525, nodes=5, groups=1,
+                                faults=("member", "amnesia", "crash", "partition", "loss", "damage")))
+    assert result.ok, result.violations
+
+
 def test_finding_a_group_removed_in_the_turn_that_learned_its_last_values():
     """An operator's REMOVE_GROUP arrives in the same poll as peer messages that chose values of the group (or
     that it must vote on). The removal dropped the group from the engine first and then ran the cycle: the

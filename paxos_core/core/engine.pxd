@@ -138,6 +138,7 @@ cdef class Engine:
     cdef readonly dict handoffs     # slot -> [mark, voters, heard set, asked_at], while this node hands the group
                                     # over (Engine.handoff)
     cdef bint plant_requeue_reverse
+    cdef bint plant_config_forgets_history
     cdef bint plant_amnesia_votes
     cdef bint plant_readd_amnesia
     cdef bint plant_reply_before_sync

@@ -194,6 +194,7 @@ cdef class Engine:
         self.catchup_asked = {}
         self.peer_heard = {}
         self.plant_requeue_reverse = plant == "requeue-reverse"
+        self.plant_config_forgets_history = plant == "config-forgets-history"
         self.plant_amnesia_votes = plant == "amnesia-votes"
         self.plant_readd_amnesia = plant == "readd-amnesia"
         self.plant_reply_before_sync = plant == "reply-before-sync"
@@ -595,11 +596,16 @@ cdef class Engine:
 
     def config_of(self, uint32_t group, uint64_t instance):
         """The configuration (core/voters.pyx Config) that governs `instance` of the group, as this node knows
-        it: defined below its chosen mark + alpha."""
+        it: defined from the truncation mark to the chosen mark + alpha, the same on every node for a chosen
+        instance however far each learned since (simulator seed 1,686: nodes that had learned past an
+        activation answered for an instance before it with the configuration after it, and the applier's
+        lease renewal, replica/applier.py, differed from node to node)."""
         cdef Py_ssize_t slot = self.slot_of(group)
         if slot < 0:
             raise UnknownGroup(group)
-        return self.voters.config_at(slot, instance)
+        if self.plant_config_forgets_history:       # planted bug: the configuration at our chosen mark
+            return self.voters.config_at(slot, instance)
+        return self.voters.config_of_chosen(slot, instance)
 
     def votes_in(self, uint32_t group, int node):
         """True when `node` is a voter where the group's next instance is decided (at our chosen mark): only
@@ -1837,6 +1843,7 @@ cdef class Engine:
                              % (group, below, low, self.learner.chosen_next[slot]))
         self.learner.low[slot] = below
         self.learner.low_bytes[slot] = 0 if bytes_below == BYTES_UNKNOWN else bytes_below
+        self.voters.forget_below(slot, below)
         self.fx.deletes.append((INSTANCE_RECORD, group, low, below))
         self.fx.deletes.append((CHAIN_RECORD, group, 0, below))
         self._record(low_record(group, below, chain, bytes_below, config))
