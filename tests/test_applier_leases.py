@@ -29,12 +29,12 @@ class StandInStore:
         pass
 
 
-def observer(voters_at):
+def observer(voters_at, plant=""):
     """Node 3's applier, node 2 master of the group at epoch 1 (its lease seen as running out at tick 10)."""
     masters = MasterTable(3, 1, LEASE, 0.25)
     masters.restore(0, 2, 1, 5, 0, 0)
     masters.lease_until[0] = 10
-    applier = Applier(3, StandInStateMachine(), masters, StandInStore(), lambda group: 0,
+    applier = Applier(3, StandInStateMachine(), masters, StandInStore(), lambda group: 0, plant=plant,
                       votes_at=lambda group, instance, node: node in voters_at(instance))
     return applier, masters
 
@@ -56,10 +56,14 @@ def test_a_master_that_votes_renews_its_lease_with_every_command(batch):
 
 
 @pytest.mark.parametrize("batch", [False, True])
-def test_a_master_that_votes_no_more_is_not_renewed_by_its_commands_but_the_version_counts_them(batch):
+@pytest.mark.parametrize("plant", ["", "renew-non-voter"])
+def test_a_master_that_votes_no_more_is_not_renewed_by_its_commands_but_the_version_counts_them(batch, plant):
     # The group's voters changed from (1, 2, 3) to (1, 3, 4) at instance 4: node 2 votes no more there.
-    applier, masters = observer(lambda instance: (1, 2, 3) if instance < 4 else (1, 3, 4))
+    applier, masters = observer(lambda instance: (1, 2, 3) if instance < 4 else (1, 3, 4), plant)
     applier.apply([(GROUP, 4, command_of_node_2(1, batch)), (GROUP, 5, command_of_node_2(1, batch))], now=100)
+    if plant:                                         # the planted bug renews it: the check below sees it
+        assert int(masters.lease_until[0]) == 100 + LEASE
+        return
     assert int(masters.lease_until[0]) == 10          # not renewed: a voter may claim once it runs out
     assert int(masters.version[0]) == 7               # the same version as on a node that renewed it
     assert masters.known_master(0, 100) == 0          # nobody holds the group's lease in this node's view

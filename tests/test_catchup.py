@@ -83,6 +83,60 @@ def test_after_a_quiet_while_the_node_that_announced_the_mark_is_asked_first():
         assert [dest for dest, _ in capture.take(Kind.CATCHUP_REQ)] == [source]
 
 
+def test_the_node_asked_last_to_no_avail_is_not_asked_again_after_a_quiet_while():
+    """Soak seed 4,401,544: a learner restarted behind in an idle group asked the node its promise named as
+    leader, a node that had since left the cluster, and asked it again at the next catch-up pass, more than two
+    intervals later, and stayed behind. The node asked last, if nothing came of it, is passed over for another."""
+    engine = _engine(2, (1, 2, 3, 4, 5), catchup_interval_ticks=3)
+    log = MemoryLog(2)
+    capture = _Capture()
+    engine.receive([Message(Kind.CHOSEN, 0, 10, pack(1, 1), 10, 0, 0, b"", src=1)])
+    engine.tick(1)
+    run_cycle(engine, log, capture)
+    assert [dest for dest, _ in capture.take(Kind.CATCHUP_REQ)] == [1]
+    engine.tick(engine.now + 20)          # nothing came back; long after, node 1 is named again
+    engine.receive([Message(Kind.CHOSEN, 0, 10, pack(1, 1), 10, 0, 0, b"", src=1)])
+    run_cycle(engine, log, capture)
+    asked = [dest for dest, _ in capture.take(Kind.CATCHUP_REQ)]
+    assert len(asked) == 1 and asked[0] in (3, 4, 5), asked
+
+    # Values came (from whichever node): progress forgets the peer asked, so a group caught up keeps no entry,
+    # and the node that announces the next mark is asked first again.
+    values = [encode_batch([(1, k, b"v%d" % k)]) for k in range(10)]
+    engine.receive([Message(Kind.CATCHUP_REPLY, 0, 0, 0, 10, 10, chain_of(values),
+                            encode_entries([(i, pack(1, 1), v) for i, v in enumerate(values)]), src=asked[0])])
+    run_cycle(engine, log, capture)
+    assert engine.learned(0)[0] == 10 and engine.catchup_asked == {}
+    engine.receive([Message(Kind.CHOSEN, 0, 12, pack(1, 1), 12, 0, 0, b"", src=1)])
+    run_cycle(engine, log, capture)
+    assert [dest for dest, _ in capture.take(Kind.CATCHUP_REQ)] == [1]
+
+
+def test_a_peer_drawn_to_ask_is_one_heard_from_lately():
+    """Simulator seed 525: a learner of an idle group, cut off while the group changed, had one refresh in the
+    four seconds after the heal, and drew a node that had left the cluster. Drawn peers are those heard from
+    within peer_live ticks, if any."""
+    engine = _engine(2, (1, 2, 3, 4, 5), catchup_interval_ticks=3, peer_live_ticks=50)
+    log = MemoryLog(2)
+    capture = _Capture()
+    engine.receive([Message(Kind.CHOSEN, 0, 10, pack(1, 1), 10, 0, 0, b"", src=1)])
+    engine.tick(1)
+    run_cycle(engine, log, capture)
+    assert [dest for dest, _ in capture.take(Kind.CATCHUP_REQ)] == [1]
+    to_heard = 0
+    for turn in range(12):
+        # One node was heard from 40 ticks ago (a message for a group not hosted here), the one before it 80
+        # ticks ago, node 1, the source, long ago: the source and the one live peer take turns.
+        heard = 3 + turn % 3
+        engine.receive([Message(Kind.CATCHUP_REQ, 99, 0, 0, 0, 0, 0, b"", src=heard)])
+        engine.tick(engine.now + 40)
+        run_cycle(engine, log, capture)
+        asked = [dest for dest, _ in capture.take(Kind.CATCHUP_REQ)]
+        assert len(asked) == 1 and asked[0] in (1, heard), (turn, heard, asked)
+        to_heard += asked[0] == heard
+    assert to_heard == 6
+
+
 def test_a_reply_that_ends_at_a_damaged_chain_record_is_served_with_the_chain_from_a_lower_one():
     values = [encode_batch([(1, k, b"value %d" % k)]) for k in range(130)]
     for damage in ("flip", "delete", None):

@@ -767,3 +767,30 @@ def test_soak_finding_a_snapshot_staging_whose_source_went_silent_gives_way_to_a
     assert snaps.incoming[0].src == 3 and snaps.incoming[0].snap_id == 22
     assert snaps.stats["snapshot_sources_switched"] == 1
     assert [(dest, m.ballot) for dest, m in _sent(sent.messages, Kind.SNAP_ABORT)] == [(2, 11)]
+
+
+@pytest.mark.parametrize("plant", ["", "renew-own-non-voter"])
+def test_finding_a_master_renews_its_own_lease_only_where_it_votes(plant):
+    """Simulator seed 1,686: the others' views of a master's lease are renewed by its commands only where it
+    votes (replica/applier.py), so its own lease must follow the same rule, or it outlives every other view of
+    it and another node claims while it still serves lease reads (with the plant renew-own-non-voter, a command
+    chosen where the master votes no more renews its own lease anyway, and the check below sees it)."""
+    clock = _Clock()
+    loop = _one_node_loop(clock, plant)
+    put = rpc.propose_request(1, 0, 1000, 77, 1, kv.encode_put(b"k", b"v1"))
+    assert [r[0] for r in _turns(loop, clock, [(b"c", put)], n=20)] == [rpc.OK]
+    assert loop.masters.has_lease(0, loop.now_ticks())
+    held = int(loop.masters.lease_until[0])
+    # From here on, the configuration of every instance leaves this node out (as a node that learned an ADOPT
+    # of other voters would answer); the lease it holds runs out, and a later write renews nothing.
+    first = loop.engine.learned(0)[0]
+    votes_at = loop._votes_at
+    loop._votes_at = lambda group, instance, node: votes_at(group, instance, node) if instance < first else False
+    _turns(loop, clock, (), n=40)
+    put = rpc.propose_request(2, 0, 1000, 77, 2, kv.encode_put(b"k", b"v2"))
+    _turns(loop, clock, [(b"c", put)], n=20)
+    assert loop.engine.learned(0)[0] > first
+    if plant:
+        assert int(loop.masters.lease_until[0]) > held, "the plant must renew the lease, or this test sees nothing"
+    else:
+        assert int(loop.masters.lease_until[0]) <= held

@@ -50,14 +50,6 @@ PLANT_RUNS["stale-lease-clock"] = ("--seeds", "500", "--nodes", "3", "--groups",
 PLANT_RUNS["serve-before-write"] = ("--seeds", "1000", "--nodes", "3", "--groups", "8", "--faults",
                                    "loss,duplicate,delay,reorder,partition,crash,pause")
 
-# Entries of one batch proposed at once came out of order mostly through a node rebuilding its group that took
-# mastership and relayed them to whoever led (every seed from 0 caught it that way); since c3abbdb such a node
-# sends the client elsewhere, and the plant needs a leader change among forwarded entries: 1,500 seeds of the
-# default mix pass; of 3 nodes, one group, network faults, crashes and pauses, seed 1,268 is the first to
-# catch it (it passes without the plant).
-PLANT_RUNS["batch-together"] = ("--seeds", "1", "--seed-base", "1268", "--nodes", "3", "--groups", "1", "--faults",
-                                "loss,duplicate,delay,reorder,partition,crash,pause")
-
 # Checkpoints (the plants force truncation on): truncating past the durable applied mark shows when a crash
 # strikes right after such a truncation (the simulator aims some crashes there: first caught at seed 8);
 # a swap done in two writes shows when a crash falls between them on a node whose old state was not empty
@@ -82,7 +74,30 @@ DIRECTED = {"reprepare-uncapped": "tests/test_window_cap.py::test_the_planted_un
             # its path; since, none of 300 seeds of the default mix (3 and 5 nodes, 1 and 8 groups) nor 100 of 5
             # nodes and 64 groups from 4,100,200 catch it.
             "claim-while-rebuilding": "tests/test_safety_findings.py::"
-                                      "test_soak_finding_a_node_rebuilding_a_group_neither_claims_nor_serves_its_mastership"}
+                                      "test_soak_finding_a_node_rebuilding_a_group_neither_claims_nor_serves_its_mastership",
+            # Entries of one batch proposed at once came out of order mostly through a node rebuilding its group
+            # that took mastership and relayed them to whoever led (every seed from 0 caught it that way); since
+            # c3abbdb such a node sends the client elsewhere, and the plant needs a leader change among forwarded
+            # entries. Seed 1,268 of 3 nodes, one group, network faults, crashes and pauses caught it until the
+            # catch-up fix of soak seed 4,401,544 moved its path; since, none of seeds 0-3,268 of that mix does.
+            "batch-together": "tests/test_safety_findings.py::"
+                              "test_soak_finding_a_batch_of_several_entries_is_proposed_one_entry_after_another",
+            # A master whose own command renews its own lease where it votes no more: it needs the master to
+            # lead an instance whose configuration leaves it out; seed 1,686 showed the lease overlap through
+            # config-forgets-history instead, and none of seeds 1,000-1,549 (5 nodes, 1 and 8 groups, member,
+            # crash, partition, loss, amnesia) catches this one.
+            "renew-own-non-voter": "tests/test_safety_findings.py::"
+                                   "test_finding_a_master_renews_its_own_lease_only_where_it_votes",
+            # A node that drops its copy of a group as soon as it votes in none of its configurations leaves
+            # the new voters to learn from the one old voter left, and amnesia or a crash there loses the
+            # group's history: seeds 1,068 and then 1,347 (5 nodes, 1 and 8 groups, member, crash, partition,
+            # loss, amnesia) caught it; since the fixes of session 36 none of 1,300-1,999 does.
+            "handoff-early": "tests/test_engine_membership.py::test_handoff_early_plant_drops_the_copy_without_asking",
+            # A master that votes no more (its group moved) renewed by its own commands still being chosen
+            # (relayed from leader to leader) keeps every voter from claiming: seeds 897, then 598, caught it
+            # (5 nodes, 1 group, every fault); since the fixes of session 36 none of 897-1,896 does.
+            "renew-non-voter": "tests/test_applier_leases.py::"
+                               "test_a_master_that_votes_no_more_is_not_renewed_by_its_commands_but_the_version_counts_them"}
 
 
 # Membership (issue 14): 5 nodes, each group voting on 3 of them, a driver changing voters under load; the oracle
@@ -101,47 +116,46 @@ PLANT_RUNS["retire-early"] = ("--seeds", "200", "--seed-base", "1000", "--nodes"
                               "member,loss,partition,crash")
 # An older epoch's ADOPT chosen after the driver found its group done (the table moved on while it was in
 # flight) leaves the group on voters the table dropped until the next sweep, past the run's end: simulator seed
-# 2092 found it (116 groups at the end); the same seeds pass without the plant.
-PLANT_RUNS["ignore-late-adopt"] = ("--seeds", "4", "--seed-base", "2090", "--nodes", "5", "--groups", "64",
+# 2092 found it (116 groups at the end); the same seeds pass without the plant. Since the catch-up fix of soak
+# seed 4,401,544 the first from 2,094 to catch it is 2,296 (it passes without the plant).
+PLANT_RUNS["ignore-late-adopt"] = ("--seeds", "10", "--seed-base", "2296", "--nodes", "5", "--groups", "64",
                                    "--faults", "all")
-# A master that votes no more (its group moved) renewed by its own commands still being chosen (relayed from
-# leader to leader) keeps every voter from claiming: seed 897 found it (no write for 4 s after the heal). Since
-# 026824a (a node that redirects a client asks whether it is behind; only a node that can lead claims) seed 897
-# takes another path; seed 598 is the first of 0-597 to catch it there; both pass without the plant.
-PLANT_RUNS["renew-non-voter"] = ("--seeds", "1", "--seed-base", "598", "--nodes", "5", "--groups", "1",
-                                 "--faults", "all")
 # A removal that drops the group from the engine before the cycle carrying out its pending effects (the code
-# before 70eb554) sends votes for a group no longer hosted: seed 170 of these faults finds it (a test below).
-PLANT_RUNS["remove-before-cycle"] = ("--seeds", "1", "--seed-base", "170", "--nodes", "3", "--groups", "8",
+# before 70eb554) sends votes for a group no longer hosted: seed 170 of these faults found it (a test below);
+# since the catch-up and configuration fixes of session 36 the first from 171 is 249 (it passes without).
+PLANT_RUNS["remove-before-cycle"] = ("--seeds", "20", "--seed-base", "249", "--nodes", "3", "--groups", "8",
                                      "--faults", "regroup,loss,delay,crash")
 # A snapshot installed without its configuration puts the node back on the first voters: it needs a node to fall
 # behind a truncation while the voters change, so crashes, amnesia and partitions with the member fault (first
 # caught at seed 1029; the same 100 seeds pass without the plant).
 PLANT_RUNS["snapshot-drops-config"] = ("--seeds", "200", "--seed-base", "1000", "--nodes", "5", "--groups", "1,8",
                                        "--faults", "member,partition,crash,amnesia")
-# A node that drops its copy of a group as soon as it votes in none of its configurations leaves the new voters
-# to learn from the one old voter left, and amnesia or a crash there loses the group's history (first caught at
-# seed 1068; since 026824a, whose redirects also ask for catch-up, first at seed 1347 of 1000-1347; seeds
-# 1300-1399 pass without the plant).
-PLANT_RUNS["handoff-early"] = ("--seeds", "100", "--seed-base", "1300", "--nodes", "5", "--groups", "1,8",
-                               "--faults", "member,crash,partition,loss,amnesia")
 
 # A node that sends a client to a voter without asking whether it is behind: a deposed master that votes no
 # more and a voter behind, taking itself for a learner, sent one client to each other to the end (soak seed
-# 4,100,027; it passes without the plant).
-PLANT_RUNS["redirect-without-catchup"] = ("--seeds", "1", "--seed-base", "4100027", "--nodes", "5", "--groups",
+# 4,100,027; it passes without the plant). Since the catch-up fix of soak seed 4,401,544 the first from
+# 4,100,028 is 4,100,415 (it passes without the plant).
+PLANT_RUNS["redirect-without-catchup"] = ("--seeds", "20", "--seed-base", "4100415", "--nodes", "5", "--groups",
                                           "1", "--faults", "all")
 # A staging that waits for its source for ever: a wiped node staged the snapshot of a node then removed from the
-# cluster and turned down the other peers' offers to the end (simulator seed 1,666 of one group; it passes
-# without the plant).
-PLANT_RUNS["stage-silent-source"] = ("--seeds", "1", "--seed-base", "1666", "--nodes", "5", "--groups", "1",
-                                     "--faults", "all")
+# cluster and turned down the other peers' offers to the end (simulator seed 1,666 of one group, every fault).
+# Since the catch-up fix of soak seed 4,401,544 none of 1,667-3,666 of that mix catches it; of wipes, damage,
+# removals, crashes, partitions and loss, seed 1,114 does (it passes without the plant).
+PLANT_RUNS["stage-silent-source"] = ("--seeds", "20", "--seed-base", "1114", "--nodes", "5", "--groups", "1",
+                                     "--faults", "member,amnesia,crash,partition,loss,damage")
 # A removed node that leaves once its groups adopted voters without it, before those govern (nemesis seed 346:
 # the system group then lacked a majority of the voters still in force when its master was killed). The
-# simulator stops a node for good once it left, as production does; seed 1,045 of these faults catches it
-# (200 seeds from 1,000 pass without the plant).
-PLANT_RUNS["leave-at-adoption"] = ("--seeds", "1", "--seed-base", "1045", "--nodes", "5", "--groups", "8",
+# simulator stops a node for good once it left, as production does; seed 1,045 of these faults caught it
+# (200 seeds from 1,000 pass without the plant); since the catch-up fix of soak seed 4,401,544 the first from
+# 1,046 is 1,693 (it passes without the plant).
+PLANT_RUNS["leave-at-adoption"] = ("--seeds", "20", "--seed-base", "1693", "--nodes", "5", "--groups", "8",
                                    "--faults", "member,crash,partition,loss")
+
+# The configuration of a chosen instance answered with the one at the node's chosen mark: nodes that learned
+# further answer differently, and a master's lease outlives the others' views of it (simulator seed 1,686, two
+# lease holders; it passes without the plant).
+PLANT_RUNS["config-forgets-history"] = ("--seeds", "20", "--seed-base", "1686", "--nodes", "5", "--groups", "1",
+                                        "--faults", "member,crash,partition,loss,amnesia")
 
 def test_every_plant_the_simulator_does_not_run_has_a_directed_test():
     import pathlib
@@ -348,6 +362,36 @@ def test_finding_a_handoff_begun_under_one_placement_completes_under_the_next():
     against that placement after the table moved it to 1,3,5: it held the group to the end. tests/
     test_engine_membership.py has the engine-level test."""
     result = run_seed(SimConfig(seed=1666, nodes=5, groups=8))
+    assert result.ok, result.violations
+
+
+def test_finding_a_restarted_learner_does_not_ask_a_node_that_left_for_ever():
+    """Soak seed 4,401,544 (5 nodes, 8 groups, every fault), found once the simulator stopped a node that left:
+    node 3, restarted behind in the idle system group, asked node 5, which had been swapped out and had left,
+    for catch-up twice, and stayed on the old table to the end. tests/test_catchup.py has the engine test."""
+    result = run_seed(SimConfig(seed=4401544, nodes=5, groups=8))
+    assert result.ok, result.violations
+
+
+def test_finding_a_learner_cut_off_while_the_table_changed_asks_a_peer_that_is_there():
+    """Simulator seed 525 (5 nodes, one group; member, amnesia, crash, partition, loss, damage), found with the
+    first fix of the seed above: node 5, cut off while the system group changed the table, had one refresh in
+    the four seconds after the heal and drew node 2, which had left; it ended on the old table. A peer drawn is
+    one heard from lately."""
+    result = run_seed(SimConfig(seed=525, nodes=5, groups=1,
+                                faults=("member", "amnesia", "crash", "partition", "loss", "damage")))
+    assert result.ok, result.violations
+
+
+def test_finding_two_lease_holders_when_nodes_answered_a_chosen_instance_s_voters_differently():
+    """Simulator seed 1,686 (5 nodes, one group; member, crash, partition, loss, amnesia), found while looking
+    for a seed that catches handoff-early again: node 2, master, restarted behind and renewed its own lease by
+    a command chosen where the configuration before an activation still counted it; nodes that had learned
+    past the activation answered with the configuration after it, did not renew node 2 in their views, and
+    node 4 claimed: nodes 2 and 4 held the lease at once. Engine.config_of now answers alike on every node
+    (tests/test_voters.py), and a master renews its own lease only where it votes."""
+    result = run_seed(SimConfig(seed=1686, nodes=5, groups=1,
+                                faults=("member", "crash", "partition", "loss", "amnesia")))
     assert result.ok, result.violations
 
 

@@ -134,6 +134,51 @@ def _definition(table, log, alpha, j):
     return config if (config.epoch, config.voters) == (epoch, voters) else None
 
 
+def _defined(log, alpha, j):
+    epoch, voters = 1, (1, 2, 3)
+    for value in (log[:j - alpha + 1] if j >= alpha else []):
+        if is_adopt(value):
+            e, v = decode_adopt(value)
+            if e > epoch:
+                epoch, voters = e, v
+    return epoch, voters
+
+
+def test_a_chosen_instance_has_the_same_configuration_however_far_the_node_learned_since():
+    """Simulator seed 1,686: the applier asks the configuration of each instance it applies, and a node that
+    had learned past an activation answered for an instance before it with the configuration after it (the
+    current one), where a node that had not answered with the one before: lease renewals differed from node to
+    node. config_of_chosen answers by the definition for chosen instances too, on the live table and on one
+    rebuilt by replay (a restart), until truncation passes them."""
+    rng = random.Random(1686)
+    for alpha in (1, 3, 8):
+        table = VoterTable(1, alpha, 1, (1, 2, 3))
+        log, adopts = [], []
+        epoch = 1
+        for i in range(300):
+            if rng.random() < 0.08:
+                epoch_drawn = epoch + rng.choice((-1, 0, 1, 1, 2))
+                value = encode_adopt(max(1, epoch_drawn), rng.sample(range(1, 8), rng.choice((1, 3, 5))))
+                adopts.append((i, value))
+            else:
+                value = encode_batch([(1, i, b"v")])
+            log.append(value)
+            table.learned(0, i, value)
+            table.advance(0, i + 1)
+            epoch = max(epoch, decode_adopt(value)[0]) if is_adopt(value) else epoch
+            for j in range(max(0, i - 30), i + 1 + alpha):
+                config = table.config_of_chosen(0, j)
+                assert (config.epoch, config.voters) == _defined(log, alpha, j), (alpha, i, j)
+        rebuilt = VoterTable(1, alpha, 1, (1, 2, 3))
+        rebuilt.replay(0, b"", adopts, 300, alpha)
+        for j in range(270, 300 + alpha):
+            config = rebuilt.config_of_chosen(0, j)
+            assert (config.epoch, config.voters) == _defined(log, alpha, j), (alpha, j)
+        assert table.history.get(0)
+        table.forget_below(0, 300)
+        assert 0 not in table.history          # truncated past every activation: nothing kept
+
+
 def test_configurations_are_interned_and_an_idle_group_costs_two_bytes():
     table = VoterTable(1000, 8, 1, (1, 2, 3))
     assert table.config_array.nbytes == 2000

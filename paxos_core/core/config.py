@@ -40,7 +40,11 @@ from ..errors import ConfigError
 # mastership: soak seed 4,100,239), redirect-without-catchup (a node that sends a client to a voter does not ask
 # whether it is behind: soak seed 4,100,027). Snapshots: stage-silent-source (a staging waits for its source for
 # ever, turning down every other peer's offer: simulator seed 1,666). Membership: leave-at-adoption (a removed node
-# leaves once its groups adopted voters without it, before those govern: nemesis seed 346).
+# leaves once its groups adopted voters without it, before those govern: nemesis seed 346). Leases:
+# renew-own-non-voter (a master's own command renews its own lease where it votes no more, while the others'
+# views of it are not renewed), config-forgets-history (the configuration of a chosen instance is answered with
+# the one in force at the node's chosen mark: nodes that learned further than others answer differently; both
+# simulator seed 1,686).
 #: The system group's id (issue 14): the cluster's node table and membership epochs (statemachine/membership.py)
 #: are a group like the others, hosted by worker 0 of every node in the slot before its data groups. Data groups
 #: never use this id (nor 0xFFFFFFFF).
@@ -60,7 +64,8 @@ PLANTS = ("ignore-promise", "reply-before-sync", "promise-not-persisted", "learn
           "config-at-i", "count-any-vote", "no-reprepare-at-activation", "retire-early",
           "snapshot-drops-config", "handoff-early", "reenter-without-learning", "ignore-late-adopt",
           "renew-non-voter", "remove-before-cycle", "relay-appends", "claim-while-rebuilding",
-          "redirect-without-catchup", "stage-silent-source", "leave-at-adoption")
+          "redirect-without-catchup", "stage-silent-source", "leave-at-adoption", "renew-own-non-voter",
+          "config-forgets-history")
 
 
 @dataclass(frozen=True)

@@ -132,9 +132,13 @@ cdef class Engine:
     cdef uint64_t peer_lag           # peers' floor: a live peer at most this far behind pins the log (0: off)
     cdef int64_t peer_live           # ... if heard within this many ticks
     cdef readonly dict repairs      # slot -> Repair, only while a group rebuilds
+    cdef readonly dict catchup_asked    # slot -> the peer our last catch-up request went to, while it is
+                                        # unanswered (progress clears it)
+    cdef readonly dict peer_heard       # node -> the tick we last received a message from it
     cdef readonly dict handoffs     # slot -> [mark, voters, heard set, asked_at], while this node hands the group
                                     # over (Engine.handoff)
     cdef bint plant_requeue_reverse
+    cdef bint plant_config_forgets_history
     cdef bint plant_amnesia_votes
     cdef bint plant_readd_amnesia
     cdef bint plant_reply_before_sync
@@ -199,6 +203,7 @@ cdef class Engine:
     cdef void _learn_one(self, Py_ssize_t slot, bytes value)
     cdef void _learn_by_mark(self, Py_ssize_t slot, uint64_t ballot, uint64_t mark, int src)
     cdef void _request_catchup(self, Py_ssize_t slot)
+    cdef int _catchup_peer(self, int asked)
     cdef void _serve(self, int dest, Py_ssize_t slot, uint64_t first, uint64_t limit=*)
     cdef void _offer(self, int dest, Py_ssize_t slot, uint64_t first)
     cdef void _check_chain(self, Py_ssize_t slot, uint64_t mark, uint32_t chain, int src)

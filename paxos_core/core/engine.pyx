@@ -191,7 +191,10 @@ cdef class Engine:
         self.peer_live = config.peer_live_ticks
         self.repairs = {}
         self.handoffs = {}
+        self.catchup_asked = {}
+        self.peer_heard = {}
         self.plant_requeue_reverse = plant == "requeue-reverse"
+        self.plant_config_forgets_history = plant == "config-forgets-history"
         self.plant_amnesia_votes = plant == "amnesia-votes"
         self.plant_readd_amnesia = plant == "readd-amnesia"
         self.plant_reply_before_sync = plant == "reply-before-sync"
@@ -322,6 +325,7 @@ cdef class Engine:
         self.learner.repair_upto[slot] = 0
         self.learner.catchup_at[slot] = -(1 << 62)
         self.learner.catchup_src[slot] = 0
+        self.catchup_asked.pop(slot, None)
         self.learner.low[slot] = 0
         self.learner.learned_bytes[slot] = 0
         self.learner.low_bytes[slot] = 0
@@ -592,11 +596,16 @@ cdef class Engine:
 
     def config_of(self, uint32_t group, uint64_t instance):
         """The configuration (core/voters.pyx Config) that governs `instance` of the group, as this node knows
-        it: defined below its chosen mark + alpha."""
+        it: defined from the truncation mark to the chosen mark + alpha, the same on every node for a chosen
+        instance however far each learned since (simulator seed 1,686: nodes that had learned past an
+        activation answered for an instance before it with the configuration after it, and the applier's
+        lease renewal, replica/applier.py, differed from node to node)."""
         cdef Py_ssize_t slot = self.slot_of(group)
         if slot < 0:
             raise UnknownGroup(group)
-        return self.voters.config_at(slot, instance)
+        if self.plant_config_forgets_history:       # planted bug: the configuration at our chosen mark
+            return self.voters.config_at(slot, instance)
+        return self.voters.config_of_chosen(slot, instance)
 
     def votes_in(self, uint32_t group, int node):
         """True when `node` is a voter where the group's next instance is decided (at our chosen mark): only
@@ -733,6 +742,8 @@ cdef class Engine:
         cdef Message m
         for m in messages:
             self.counters[C_MSG_IN] += 1
+            if m.src in self.member_index:
+                self.peer_heard[m.src] = self.now      # for catch-up: ask a peer that is there (_catchup_peer)
             self._dispatch(m)
         self._drain()
 
@@ -1713,21 +1724,37 @@ cdef class Engine:
         if self.now - self.learner.catchup_at[slot] < self.catchup_interval:
             return
         cdef int src = self.learner.catchup_src[slot]
-        if src == 0 or src == self.node_id or src not in self.member_index or (
-                self.learner.catchup_at[slot] != -(1 << 62)
-                and self.now - self.learner.catchup_at[slot] < 2 * self.catchup_interval):
+        cdef int asked = self.catchup_asked.get(slot, 0)     # our last request, while nothing came of it
+        if src == 0 or src == self.node_id or src not in self.member_index or asked and (
+                src == asked or self.now - self.learner.catchup_at[slot] < 2 * self.catchup_interval):
             # No known source, or the request of the last interval brought nothing (lost, or the peer cannot
-            # serve the range: its own records damaged or truncated): a peer drawn at random. The source is
-            # set again by every message from the leader, so without this a node whose leader cannot serve it
-            # would ask the leader alone for ever. A request from longer ago does not count: after a quiet
-            # while the node that announced the mark is asked first.
-            if not self.peers:
+            # serve the range: its own records damaged or truncated), or went to the source, long ago, to no
+            # avail (it may be gone for good: soak seed 4,401,544, a restarted learner of an idle group asked
+            # the node its promise named, which had left the cluster, again and again): another peer. The
+            # source is set again by every message from the leader, so without this a node whose leader cannot
+            # serve it would ask the leader alone for ever. A request from longer ago to another node does not
+            # count: after a quiet while the node that announced the mark is asked first.
+            src = self._catchup_peer(asked)
+            if src == 0:
                 return
-            src = self.peers[self.rng.randrange(len(self.peers))]
+        self.catchup_asked[slot] = src
         self.learner.catchup_at[slot] = self.now
         self.counters[C_CATCHUP_REQUESTS] += 1
         self._send(src, make_message(CATCHUP_REQ, self.group_of(slot), self.learner.chosen_next[slot], 0, 0,
                                      self.catchup_max, 0, NOOP), False)
+
+    cdef int _catchup_peer(self, int asked):
+        """A peer drawn at random to ask for chosen values (0 if none): one heard from within peer_live ticks if
+        any, so that a node gone for good (removed from the cluster, or down) is passed over while a live one
+        exists (simulator seed 525: a learner of an idle group, cut off while it changed, had one refresh in the
+        four seconds after the heal and drew the node that had left); not the peer asked last to no avail if
+        another will do."""
+        cdef list live = [p for p in self.peers
+                          if p != asked and self.now - <int64_t>self.peer_heard.get(p, -(1 << 62)) <= self.peer_live]
+        if live:
+            return live[self.rng.randrange(len(live))]
+        cdef list others = [p for p in self.peers if p != asked] or list(self.peers)
+        return others[self.rng.randrange(len(others))] if others else 0
 
     cdef void _serve(self, int dest, Py_ssize_t slot, uint64_t first, uint64_t limit=0):
         """Ask the caller to send chosen values from `first`, read from durable storage after this cycle's
@@ -1816,6 +1843,7 @@ cdef class Engine:
                              % (group, below, low, self.learner.chosen_next[slot]))
         self.learner.low[slot] = below
         self.learner.low_bytes[slot] = 0 if bytes_below == BYTES_UNKNOWN else bytes_below
+        self.voters.forget_below(slot, below)
         self.fx.deletes.append((INSTANCE_RECORD, group, low, below))
         self.fx.deletes.append((CHAIN_RECORD, group, 0, below))
         self._record(low_record(group, below, chain, bytes_below, config))
@@ -1909,6 +1937,7 @@ cdef class Engine:
         if src:
             self.learner.catchup_src[slot] = src
         self.learner.catchup_at[slot] = -(1 << 62)
+        self.catchup_asked.pop(slot, None)
         fx.deletes.append((INSTANCE_RECORD, group, 0, applied))
         fx.deletes.append((CHAIN_RECORD, group, 0, applied))
         self._record(low_record(group, applied, chain, bytes_below, config))
@@ -1979,6 +2008,8 @@ cdef class Engine:
         cdef uint64_t now_next = self.learner.chosen_next[slot]
         if now_next > before:
             self.learner.catchup_at[slot] = -(1 << 62)     # progress: ask again at once if still behind
+            if self.catchup_asked:
+                self.catchup_asked.pop(slot, None)
         if now_next < self.learner.known_mark[slot]:
             self._request_catchup(slot)
         cdef ProposerGroup pg

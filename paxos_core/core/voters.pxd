@@ -17,6 +17,8 @@ cdef class VoterTable:
     cdef public dict pending            # slot -> [(activation instance, configuration index), ...] ascending
     cdef list configs                   # index -> Config (interned: one object per epoch and voter set)
     cdef dict index_of                  # (epoch, voters) -> index
+    cdef public dict history            # slot -> [(activation, index of the configuration before it), ...]
+                                        # ascending, for the activations above the group's truncation mark
 
     cdef Config config_at(self, Py_ssize_t slot, uint64_t instance)
     cdef uint16_t index_at(self, Py_ssize_t slot, uint64_t instance)

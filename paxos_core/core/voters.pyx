@@ -30,6 +30,9 @@ MAX_NODE_ID = 0xFFFE                 # as config.py: ballots keep a node id in 1
 CONFIG_STATE_VERSION = 1
 _NO_CONFIG = 0xFFFF                     # configuration indexes stop below it
 cdef unsigned char ADOPT_TAG_C = 0xC0
+# Configurations remembered below the current one per group (VoterTable.history): an applier behind by more
+# activations than this, above the truncation mark, gets the oldest of them (only after a restart far behind).
+_HISTORY = 16
 
 
 class BadAdopt(ValueError):
@@ -112,6 +115,7 @@ cdef class VoterTable:
         self.config_array = np.full(n_slots, first, np.uint16)
         self.current = self.config_array
         self.pending = {}
+        self.history = {}
 
     cdef uint16_t _intern(self, uint64_t epoch, tuple voters) except? 65535:
         key = (epoch, voters)
@@ -192,6 +196,30 @@ cdef class VoterTable:
         group's chosen mark + alpha (what a node that learned up to that mark can know)."""
         return self.config_at(slot, instance)
 
+    def config_of_chosen(self, Py_ssize_t slot, uint64_t instance):
+        """As config(), for any instance from the group's truncation mark on, chosen ones included: a
+        configuration that became current is remembered with its activation until truncation passes it, so
+        the answer for an instance is the same on every node, however far each has learned since (the
+        applier asks it of the instances it applies: replica/applier.py)."""
+        cdef uint16_t index = self.index_at(slot, instance)
+        cdef list past = self.history.get(slot)
+        if past is not None:
+            for activation, before in reversed(past):
+                if instance >= <uint64_t>activation:
+                    break
+                index = before
+        return <Config>self.configs[index]
+
+    def forget_below(self, Py_ssize_t slot, uint64_t low):
+        """The group's log was truncated below `low`: nothing below it is asked about any more."""
+        past = self.history.get(slot)
+        if past is None:
+            return
+        while past and past[0][0] <= low:
+            past.pop(0)
+        if not past:
+            del self.history[slot]
+
     def position(self, Py_ssize_t slot, uint64_t instance, int node):
         return self.config_at(slot, instance).position(node)
 
@@ -221,7 +249,12 @@ cdef class VoterTable:
             return 0
         cdef int moved = 0
         while queue and queue[0][0] <= chosen_next:
-            self.current[slot] = queue.pop(0)[1]
+            activation, index = queue.pop(0)
+            past = self.history.setdefault(slot, [])
+            past.append((activation, self.current[slot]))
+            if len(past) > _HISTORY:
+                past.pop(0)
+            self.current[slot] = index
             moved += 1
         if not queue:
             del self.pending[slot]
@@ -232,6 +265,7 @@ cdef class VoterTable:
         in the table's first configuration when none is given."""
         self.current[slot] = self._intern(epoch, _check_voters(voters)) if voters is not None else 0
         self.pending.pop(slot, None)
+        self.history.pop(slot, None)
 
     def state(self, Py_ssize_t slot):
         """The slot's configurations as bytes (for a CONFIG record, a LOW record or a snapshot): version
@@ -250,6 +284,7 @@ cdef class VoterTable:
         """Set the slot from `state()` bytes; BadAdopt (and nothing changed) if they are not well formed."""
         current, queue = _parse_state(state)
         self.current[slot] = self._intern(current[0], current[1])
+        self.history.pop(slot, None)
         if queue:
             self.pending[slot] = [(a, self._intern(c[0], c[1])) for a, c in queue]
         else:

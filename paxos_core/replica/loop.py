@@ -780,8 +780,13 @@ class ReplicaLoop:
             return                         # answered already (timeout), or a duplicate
         if kind == APPLIED:
             slot = self.slot_of(group)
-            if req.lease_ballot and req.lease_ballot == self._leading_ballot(group):
-                self.masters.extend_own(slot, req.proposed_tick)   # our command renews our lease
+            if (req.lease_ballot and req.lease_ballot == self._leading_ballot(group)
+                    and (self._votes_at(group, instance, self.node_id) or self.plant == "renew-own-non-voter")):
+                # Our command renews our lease as it renews it in the others' views, so not where we vote no
+                # more (replica/applier.py, the same answer on every node): there our lease would outlive the
+                # others' views of it, and another node may claim while we serve lease reads (simulator seed
+                # 1,686, where the answer also differed from node to node: Engine.config_of).
+                self.masters.extend_own(slot, req.proposed_tick)
             batch = req.batch
             if batch is not None:
                 if not batch.done:
