@@ -36,6 +36,18 @@ class _Capture:
         return found
 
 
+def _asked_node_1_for_ten_values(**config):
+    """Node 2 of five, told by node 1 (its leader) that 10 instances are chosen, has asked node 1 for them."""
+    engine = _engine(2, (1, 2, 3, 4, 5), catchup_interval_ticks=3, **config)
+    log = MemoryLog(2)
+    capture = _Capture()
+    engine.receive([Message(Kind.CHOSEN, 0, 10, pack(1, 1), 10, 0, 0, b"", src=1)])
+    engine.tick(1)
+    run_cycle(engine, log, capture)
+    assert [dest for dest, _ in capture.take(Kind.CATCHUP_REQ)] == [1]
+    return engine, log, capture
+
+
 def test_an_unanswered_catchup_request_is_followed_by_one_to_another_peer():
     engine = _engine(2, (1, 2, 3, 4, 5), catchup_interval_ticks=3)
     log = MemoryLog(2)
@@ -67,13 +79,7 @@ def test_an_unanswered_catchup_request_is_followed_by_one_to_another_peer():
 def test_after_a_quiet_while_the_node_that_announced_the_mark_is_asked_first():
     """A request long past (more than two intervals) does not count as unanswered: when the group is heard of
     again, the node that says the values are chosen is asked, not a peer drawn at random."""
-    engine = _engine(2, (1, 2, 3, 4, 5), catchup_interval_ticks=3)
-    log = MemoryLog(2)
-    capture = _Capture()
-    engine.receive([Message(Kind.CHOSEN, 0, 10, pack(1, 1), 10, 0, 0, b"", src=1)])
-    engine.tick(1)
-    run_cycle(engine, log, capture)
-    assert [dest for dest, _ in capture.take(Kind.CATCHUP_REQ)] == [1]
+    engine, log, capture = _asked_node_1_for_ten_values()
     for source in (3, 4, 5, 3, 4):
         # Long after the unanswered request, another node says more is chosen: it is asked.
         now = engine.now + 20
@@ -87,13 +93,7 @@ def test_the_node_asked_last_to_no_avail_is_not_asked_again_after_a_quiet_while(
     """Soak seed 4,401,544: a learner restarted behind in an idle group asked the node its promise named as
     leader, a node that had since left the cluster, and asked it again at the next catch-up pass, more than two
     intervals later, and stayed behind. The node asked last, if nothing came of it, is passed over for another."""
-    engine = _engine(2, (1, 2, 3, 4, 5), catchup_interval_ticks=3)
-    log = MemoryLog(2)
-    capture = _Capture()
-    engine.receive([Message(Kind.CHOSEN, 0, 10, pack(1, 1), 10, 0, 0, b"", src=1)])
-    engine.tick(1)
-    run_cycle(engine, log, capture)
-    assert [dest for dest, _ in capture.take(Kind.CATCHUP_REQ)] == [1]
+    engine, log, capture = _asked_node_1_for_ten_values()
     engine.tick(engine.now + 20)          # nothing came back; long after, node 1 is named again
     engine.receive([Message(Kind.CHOSEN, 0, 10, pack(1, 1), 10, 0, 0, b"", src=1)])
     run_cycle(engine, log, capture)
@@ -116,13 +116,7 @@ def test_a_peer_drawn_to_ask_is_one_heard_from_lately():
     """Simulator seed 525: a learner of an idle group, cut off while the group changed, had one refresh in the
     four seconds after the heal, and drew a node that had left the cluster. Drawn peers are those heard from
     within peer_live ticks, if any."""
-    engine = _engine(2, (1, 2, 3, 4, 5), catchup_interval_ticks=3, peer_live_ticks=50)
-    log = MemoryLog(2)
-    capture = _Capture()
-    engine.receive([Message(Kind.CHOSEN, 0, 10, pack(1, 1), 10, 0, 0, b"", src=1)])
-    engine.tick(1)
-    run_cycle(engine, log, capture)
-    assert [dest for dest, _ in capture.take(Kind.CATCHUP_REQ)] == [1]
+    engine, log, capture = _asked_node_1_for_ten_values(peer_live_ticks=50)
     to_heard = 0
     for turn in range(12):
         # One node was heard from 40 ticks ago (a message for a group not hosted here), the one before it 80
