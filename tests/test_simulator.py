@@ -39,24 +39,28 @@ def test_each_fault_kind_alone(fault):
 
 
 # Each plant with the seed budget and fault mix the suite gives it (the faults that bring its bug out).
-PLANT_RUNS = {plant: ("--seeds", "500", "--nodes", "3,5", "--groups", "1,8") for plant in PLANTS}
+def _run(seeds, nodes, groups, faults=None, base=None):
+    """The simulator's arguments for a plant's run: its seed budget (from `base`), cluster shapes and faults."""
+    return (("--seeds", str(seeds)) + (("--seed-base", str(base)) if base is not None else ())
+            + ("--nodes", nodes, "--groups", groups) + (("--faults", faults) if faults is not None else ()))
+
+
+PLANT_RUNS = {plant: _run(500, "3,5", "1,8") for plant in PLANTS}
 # A lease decided on a stale clock only shows when a master is frozen and cut off while another takes over:
 # the run that brings that out most is partitions and pauses alone, on one group.
-PLANT_RUNS["stale-lease-clock"] = ("--seeds", "500", "--nodes", "3", "--groups", "1", "--faults", "partition,pause")
+PLANT_RUNS["stale-lease-clock"] = _run(500, "3", "1", faults="partition,pause")
 # Catch-up served from a losing vote needs two leaders at one instance and a lagging node asking for it in
 # the cycle that learns it; with leadership following mastership that is rare (with every fault kind, 3 and 5
 # nodes, 1 and 8 groups: first caught at seed 670). Eight groups of three nodes under network faults, pauses
 # and crashes bring it out sooner (first caught at seed 41 at ed6d43f).
-PLANT_RUNS["serve-before-write"] = ("--seeds", "1000", "--nodes", "3", "--groups", "8", "--faults",
-                                   "loss,duplicate,delay,reorder,partition,crash,pause")
+PLANT_RUNS["serve-before-write"] = _run(1000, "3", "8", faults="loss,duplicate,delay,reorder,partition,crash,pause")
 
 # Checkpoints (the plants force truncation on): truncating past the durable applied mark shows when a crash
 # strikes right after such a truncation (the simulator aims some crashes there: first caught at seed 8);
 # a swap done in two writes shows when a crash falls between them on a node whose old state was not empty
 # (first caught at seed 3).
-PLANT_RUNS["truncate-too-far"] = ("--seeds", "200", "--nodes", "3", "--groups", "8", "--faults", "crash,torn")
-PLANT_RUNS["install-non-atomic"] = ("--seeds", "400", "--nodes", "3", "--groups", "8", "--faults",
-                                   "amnesia,crash,torn")
+PLANT_RUNS["truncate-too-far"] = _run(200, "3", "8", faults="crash,torn")
+PLANT_RUNS["install-non-atomic"] = _run(400, "3", "8", faults="amnesia,crash,torn")
 
 # Plants the simulator's random runs cannot bring out yet, each caught by a directed test instead:
 # reprepare-uncapped needs a new leader behind both the old leader's chosen mark and its own voters' votes
@@ -107,55 +111,46 @@ DIRECTED = {"reprepare-uncapped": "tests/test_window_cap.py::test_the_planted_un
 # A driver that stops sending to a node the membership table dropped before every group adopted voters without
 # it leaves groups that node leads, or votes in, to fall behind (a liveness check at the end catches it).
 for _plant in ("count-any-vote", "config-at-i", "no-reprepare-at-activation"):
-    PLANT_RUNS[_plant] = ("--seeds", "200", "--seed-base", "1000", "--nodes", "5", "--groups", "1,8", "--faults",
-                          "member")
+    PLANT_RUNS[_plant] = _run(200, "5", "1,8", faults="member", base=1000)
 # Since the driver asks a peer about groups behind (and every group at start), a node dropped early catches up by
 # itself when the network is kind: lost messages, partitions and crashes bring the plant out (first caught at seed
 # 1045; the same seeds pass without it).
-PLANT_RUNS["retire-early"] = ("--seeds", "200", "--seed-base", "1000", "--nodes", "5", "--groups", "1,8", "--faults",
-                              "member,loss,partition,crash")
+PLANT_RUNS["retire-early"] = _run(200, "5", "1,8", faults="member,loss,partition,crash", base=1000)
 # An older epoch's ADOPT chosen after the driver found its group done (the table moved on while it was in
 # flight) leaves the group on voters the table dropped until the next sweep, past the run's end: simulator seed
 # 2092 found it (116 groups at the end); the same seeds pass without the plant. Since the catch-up fix of soak
 # seed 4,401,544 the first from 2,094 to catch it is 2,296 (it passes without the plant).
-PLANT_RUNS["ignore-late-adopt"] = ("--seeds", "10", "--seed-base", "2296", "--nodes", "5", "--groups", "64",
-                                   "--faults", "all")
+PLANT_RUNS["ignore-late-adopt"] = _run(10, "5", "64", faults="all", base=2296)
 # A removal that drops the group from the engine before the cycle carrying out its pending effects (the code
 # before 70eb554) sends votes for a group no longer hosted: seed 170 of these faults found it (a test below);
 # since the catch-up and configuration fixes of session 36 the first from 171 is 249 (it passes without).
-PLANT_RUNS["remove-before-cycle"] = ("--seeds", "20", "--seed-base", "249", "--nodes", "3", "--groups", "8",
-                                     "--faults", "regroup,loss,delay,crash")
+PLANT_RUNS["remove-before-cycle"] = _run(20, "3", "8", faults="regroup,loss,delay,crash", base=249)
 # A snapshot installed without its configuration puts the node back on the first voters: it needs a node to fall
 # behind a truncation while the voters change, so crashes, amnesia and partitions with the member fault (first
 # caught at seed 1029; the same 100 seeds pass without the plant).
-PLANT_RUNS["snapshot-drops-config"] = ("--seeds", "200", "--seed-base", "1000", "--nodes", "5", "--groups", "1,8",
-                                       "--faults", "member,partition,crash,amnesia")
+PLANT_RUNS["snapshot-drops-config"] = _run(200, "5", "1,8", faults="member,partition,crash,amnesia", base=1000)
 
 # A node that sends a client to a voter without asking whether it is behind: a deposed master that votes no
 # more and a voter behind, taking itself for a learner, sent one client to each other to the end (soak seed
 # 4,100,027; it passes without the plant). Since the catch-up fix of soak seed 4,401,544 the first from
 # 4,100,028 is 4,100,415 (it passes without the plant).
-PLANT_RUNS["redirect-without-catchup"] = ("--seeds", "20", "--seed-base", "4100415", "--nodes", "5", "--groups",
-                                          "1", "--faults", "all")
+PLANT_RUNS["redirect-without-catchup"] = _run(20, "5", "1", faults="all", base=4100415)
 # A staging that waits for its source for ever: a wiped node staged the snapshot of a node then removed from the
 # cluster and turned down the other peers' offers to the end (simulator seed 1,666 of one group, every fault).
 # Since the catch-up fix of soak seed 4,401,544 none of 1,667-3,666 of that mix catches it; of wipes, damage,
 # removals, crashes, partitions and loss, seed 1,114 does (it passes without the plant).
-PLANT_RUNS["stage-silent-source"] = ("--seeds", "20", "--seed-base", "1114", "--nodes", "5", "--groups", "1",
-                                     "--faults", "member,amnesia,crash,partition,loss,damage")
+PLANT_RUNS["stage-silent-source"] = _run(20, "5", "1", faults="member,amnesia,crash,partition,loss,damage", base=1114)
 # A removed node that leaves once its groups adopted voters without it, before those govern (nemesis seed 346:
 # the system group then lacked a majority of the voters still in force when its master was killed). The
 # simulator stops a node for good once it left, as production does; seed 1,045 of these faults caught it
 # (200 seeds from 1,000 pass without the plant); since the catch-up fix of soak seed 4,401,544 the first from
 # 1,046 is 1,693 (it passes without the plant).
-PLANT_RUNS["leave-at-adoption"] = ("--seeds", "20", "--seed-base", "1693", "--nodes", "5", "--groups", "8",
-                                   "--faults", "member,crash,partition,loss")
+PLANT_RUNS["leave-at-adoption"] = _run(20, "5", "8", faults="member,crash,partition,loss", base=1693)
 
 # The configuration of a chosen instance answered with the one at the node's chosen mark: nodes that learned
 # further answer differently, and a master's lease outlives the others' views of it (simulator seed 1,686, two
 # lease holders; it passes without the plant).
-PLANT_RUNS["config-forgets-history"] = ("--seeds", "20", "--seed-base", "1686", "--nodes", "5", "--groups", "1",
-                                        "--faults", "member,crash,partition,loss,amnesia")
+PLANT_RUNS["config-forgets-history"] = _run(20, "5", "1", faults="member,crash,partition,loss,amnesia", base=1686)
 
 def test_every_plant_the_simulator_does_not_run_has_a_directed_test():
     import pathlib
