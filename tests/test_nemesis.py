@@ -379,3 +379,45 @@ def test_a_run_stopped_by_a_signal_stops_its_nodes_unmounts_and_deletes_its_name
     assert "stopped by %s" % signal.Signals(signum).name in err, err[-3000:]
     assert left == [], "".join(out)[-2000:] + rest[-2000:]
     assert os.path.isdir(os.path.join(run_dir, "logs")), "the run's files are kept"
+
+
+def test_a_client_task_follows_its_node_out_of_the_cluster(monkeypatch):
+    """Seeds 341 and 347 of the member nemesis did about a fifth of the usual operations: tasks whose node
+    had been replaced kept sending it their stale reads, and each waited the whole operation timeout. A task
+    whose node left now takes a current member as its node (for stale reads and as its client's preferred
+    node), and sends the first attempt of other reads to current members only."""
+    from paxos_core.nemesis import workload as workload_module
+
+    class FakeClient:
+        def __init__(self, endpoints, workers, groups, prefer=None, **_):
+            self.prefer = prefer
+
+        def close(self):
+            pass
+
+    members = [1, 2, 3]
+    calls = []
+
+    def fake_do_op(client, groups, history, task, kind, key, *, mode="linearizable", node=None, **_):
+        calls.append((kind, mode, node, client.prefer))
+        if len(calls) == 20:
+            members[:] = [2, 3, 4]            # node 1 replaced by node 4
+        if len(calls) == 400:
+            wl.stop.set()
+        return workload_module.Op(len(calls), key, kind, client=task)
+
+    monkeypatch.setattr(workload_module, "Client", FakeClient)
+    monkeypatch.setattr(workload_module, "do_op", fake_do_op)
+    monkeypatch.setattr(workload_module.time, "sleep", lambda s: None)
+    wl = workload_module.Workload({n: ["tcp://127.0.0.1:1"] for n in range(1, 5)}, 1, 4,
+                                  workload_module.History(), read_modes=("linearizable", "stale"), seed=341,
+                                  members=lambda: list(members))
+    wl._task(0)
+    before, after = calls[:20], calls[20:]
+    assert any(mode == "stale" and node == 1 for kind, mode, node, _ in before if kind == "read")
+    assert {prefer for *_, prefer in before} == {1}
+    reads = [(mode, node) for kind, mode, node, _ in after if kind == "read"]
+    assert any(mode == "stale" for mode, _ in reads) and any(mode == "linearizable" for mode, _ in reads)
+    assert all(node == 2 for mode, node in reads if mode == "stale")
+    assert {node for mode, node in reads if mode == "linearizable"} == {2, 3, 4}
+    assert {prefer for *_, prefer in after} == {2}

@@ -265,7 +265,8 @@ def _run(opts, say):
                                  % (late, os.path.join(directory, "logs")))
             workload = Workload(cluster.endpoints(), cluster.workers, cluster.groups, history,
                                 clients=opts.clients, keys=opts.keys, read_modes=opts.read_modes, seed=opts.seed,
-                                node_ids=node_ids, writes=opts.writes, client_options=cluster.client_keys())
+                                node_ids=node_ids, writes=opts.writes, client_options=cluster.client_keys(),
+                                members=lambda: list(cluster.nodes))
             nemesis = Nemesis(cluster, opts.faults, opts.seed, say=say,
                               key_groups=[key_group(key, cluster.groups) for key in workload.keys], history=history)
             started = time.monotonic()

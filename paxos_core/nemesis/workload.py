@@ -1,6 +1,7 @@
 """Client tasks that run put / get / cas on a few keys and record every operation.
 
-Each task is a thread with a Client of its own that prefers a different node (task i: node i mod n). Every
+Each task is a thread with a Client of its own that prefers a different node (task i: node i mod n; when that
+node leaves the cluster, the current member i mod n, so a task does not wait on a node that is gone). Every
 written value is unique (``c<task>-<n>``). An operation is recorded as a :class:`paxos_core.check.Op`: invoke
 and complete on ONE monotonic clock (``time.monotonic`` of this process), outcome
 
@@ -110,7 +111,7 @@ def do_op(client, groups, history, task, kind, key, *, value=None, expected=None
 
 class Workload:
     def __init__(self, endpoints, workers, groups, history, *, clients=5, keys=4, read_modes=("lease",),
-                 seed=0, node_ids=(1, 2, 3), writes=0.55, client_options=None):
+                 seed=0, node_ids=(1, 2, 3), writes=0.55, client_options=None, members=None):
         self.endpoints = endpoints
         self.client_options = dict(client_options or {})     # e.g. the cluster's CURVE server keys
         self.workers = workers
@@ -121,6 +122,8 @@ class Workload:
         self.read_modes = tuple(read_modes)
         self.seed = seed
         self.node_ids = list(node_ids)
+        # () -> the current members' ids (the member nemesis changes them); by default the fixed node_ids
+        self.members = members or (lambda: self.node_ids)
         self.writes = writes              # the fraction of operations that write (2/3 put, 1/3 cas)
         self.stop = threading.Event()
         self.threads = []
@@ -146,13 +149,17 @@ class Workload:
         n = 0
         try:
             while not self.stop.is_set():
+                current = sorted(self.members())
+                if node not in current:
+                    node = current[task % len(current)]
+                    client.prefer = node
                 key = rng.choice(self.keys)
                 roll = rng.random()
                 if roll >= self.writes:
                     mode = rng.choice(self.read_modes)
-                    # A read's first attempt goes to a random node (a stale read: to the task's own), which
-                    # redirects it to the master if it is not: clients are spread over the nodes.
-                    to = node if mode == "stale" else rng.choice(self.node_ids)
+                    # A read's first attempt goes to a random member (a stale read: to the task's own node),
+                    # which redirects it to the master if it is not: clients are spread over the nodes.
+                    to = node if mode == "stale" else rng.choice(current)
                     op = do_op(client, self.groups, self.history, task, "read", key, mode=mode, node=to)
                     if op.outcome == "ok":
                         last[key] = op.result
