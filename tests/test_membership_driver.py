@@ -20,6 +20,8 @@ class StandInEngine:
         self.adopts = []                       # (group, epoch, voters) asked
         self.withdrawn = []
         self.pokes = []
+        self.carried_on = True                 # a majority of the voters carrying a group on learned all we had
+        self.handoffs_asked = []               # (group, placement) of each Engine.handoff call
 
     def hosts(self, group):
         return group == GROUP
@@ -59,6 +61,12 @@ class StandInEngine:
 
     def votes_anywhere(self, group, node):
         return node in self.current[1] or node in self.latest[1]
+
+    def handoff(self, group, placement=None):
+        """Engine.handoff as the driver sees it (node 1's view): True once node 1 votes in no configuration of
+        the group and the voters carrying it on told it they learned all it had (`carried_on`)."""
+        self.handoffs_asked.append((group, tuple(placement or ())))
+        return not self.votes_anywhere(group, 1) and self.carried_on
 
     def ballot_of(self, group):
         return 0, False
@@ -165,6 +173,40 @@ def test_a_removed_node_leaves_only_once_voters_without_it_govern_its_groups(pla
     assert driver.left
 
 
+@pytest.mark.parametrize("plant", ["", "leave-unhanded"])
+def test_a_removed_node_leaves_only_once_the_voters_carrying_its_groups_on_learned_all_it_had(plant):
+    """Soak seed 4,514,976: node 1, removed, had learned group 0 up to 18 and left, as no configuration there
+    counted it any more; the others had learned up to 14, and the voters of 14-17 were 1, 2 and 5, of which
+    node 5 was rebuilding after losing its log and needed node 1 to finish: the group never chose again. A
+    removed node leaves once it has handed each group over (Engine.handoff: a majority of the voters carrying
+    it on, the table's, told it they learned every instance it had), or leave_after_ticks after it learned of
+    its removal (with the plant leave-unhanded, the code before, it leaves as soon as it votes nowhere)."""
+    engine = StandInEngine(current=(2, (2, 3, 4)))       # in force already: node 1 votes nowhere
+    engine.carried_on = False                            # ... but no voter said it learned all node 1 had
+    loop = StandInLoop(engine)
+    driver = MembershipDriver(sweep_ticks=10**9, catch_up_ticks=10**9, plant=plant, leave_after_ticks=500)
+    driver.on_table(loop, table(2, (2, 3, 4), removed=(1,)))
+    run(driver, loop, 200)
+    assert driver.left == bool(plant)
+    if plant:
+        return
+    assert (GROUP, (2, 3, 4)) in engine.handoffs_asked, "the table's voters are the ones asked"
+    engine.carried_on = True
+    run(driver, loop, 40)
+    assert driver.left
+
+    # Voters that never answer (they dropped the node, or are down) do not keep it for ever.
+    engine = StandInEngine(current=(2, (2, 3, 4)))
+    engine.carried_on = False
+    loop = StandInLoop(engine)
+    driver = MembershipDriver(sweep_ticks=10**9, catch_up_ticks=10**9, leave_after_ticks=500)
+    driver.on_table(loop, table(2, (2, 3, 4), removed=(1,)))
+    run(driver, loop, 400)
+    assert not driver.left
+    run(driver, loop, 200)
+    assert driver.left
+
+
 class StandInEngineOfMany(StandInEngine):
     """Groups 0 .. n-1, each at its own configuration (`done` ones have the newest voters in force)."""
 
@@ -254,3 +296,29 @@ def test_groups_that_cannot_adopt_do_not_keep_the_others_from_their_turn_for_eve
     engine.done |= {0, 1, 2, 3}                              # they can at last
     run(driver, loop, 40)
     assert not driver.behind and not driver.stalled
+
+
+def test_a_dropped_node_gets_messages_until_its_groups_have_other_voters_in_force_and_a_while_after():
+    """The other side of the handoff above: a node the table dropped is still a peer (its messages answered,
+    ours sent to it) until every group here has voters without it in force, and leave_after_ticks after this
+    node learned the table, the time it has to hand its groups over: only a peer that talks to it can tell it
+    that it has learned all it had (soak seed 4,514,976)."""
+    engine = StandInEngine(current=(1, (1, 2, 3, 5)), latest=(2, (1, 2, 3)))     # adopted, not in force yet
+    loop = StandInLoop(engine)
+    driver = MembershipDriver(sweep_ticks=10**9, catch_up_ticks=10**9, leave_after_ticks=300)
+    driver.on_table(loop, table(2, (1, 2, 3), removed=(5,)))
+    run(driver, loop, 400)
+    assert 5 in engine.members, "the group still counts node 5 here"
+    engine.current = engine.latest                     # in force: node 5 votes nowhere here any more
+    run(driver, loop, 20)
+    assert 5 not in engine.members and driver.members == (1, 2, 3)
+
+    # In force at once, but the table is new: node 5 stays a peer for leave_after_ticks.
+    engine = StandInEngine(current=(2, (1, 2, 3)))
+    loop = StandInLoop(engine)
+    driver = MembershipDriver(sweep_ticks=10**9, catch_up_ticks=10**9, leave_after_ticks=300)
+    driver.on_table(loop, table(2, (1, 2, 3), removed=(5,)))
+    run(driver, loop, 250)
+    assert 5 in engine.members
+    run(driver, loop, 100)
+    assert 5 not in engine.members
