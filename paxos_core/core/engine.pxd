@@ -139,6 +139,8 @@ cdef class Engine:
                                     # over (Engine.handoff)
     cdef bint plant_requeue_reverse
     cdef bint plant_config_forgets_history
+    cdef bint plant_catchup_any_peer
+    cdef bint plant_catchup_source_only
     cdef bint plant_amnesia_votes
     cdef bint plant_readd_amnesia
     cdef bint plant_reply_before_sync

@@ -195,6 +195,8 @@ cdef class Engine:
         self.peer_heard = {}
         self.plant_requeue_reverse = plant == "requeue-reverse"
         self.plant_config_forgets_history = plant == "config-forgets-history"
+        self.plant_catchup_any_peer = plant == "catchup-any-peer"
+        self.plant_catchup_source_only = plant == "catchup-source-only"
         self.plant_amnesia_votes = plant == "amnesia-votes"
         self.plant_readd_amnesia = plant == "readd-amnesia"
         self.plant_reply_before_sync = plant == "reply-before-sync"
@@ -1726,7 +1728,8 @@ cdef class Engine:
         cdef int src = self.learner.catchup_src[slot]
         cdef int asked = self.catchup_asked.get(slot, 0)     # our last request, while nothing came of it
         if src == 0 or src == self.node_id or src not in self.member_index or asked and (
-                src == asked or self.now - self.learner.catchup_at[slot] < 2 * self.catchup_interval):
+                src == asked or self.now - self.learner.catchup_at[slot] < 2 * self.catchup_interval) and (
+                not self.plant_catchup_source_only):   # planted bug: the source is asked again and again
             # No known source, or the request of the last interval brought nothing (lost, or the peer cannot
             # serve the range: its own records damaged or truncated), or went to the source, long ago, to no
             # avail (it may be gone for good: soak seed 4,401,544, a restarted learner of an idle group asked
@@ -1750,7 +1753,8 @@ cdef class Engine:
         four seconds after the heal and drew the node that had left); not the peer asked last to no avail if
         another will do."""
         cdef list live = [p for p in self.peers
-                          if p != asked and self.now - <int64_t>self.peer_heard.get(p, -(1 << 62)) <= self.peer_live]
+                          if p != asked and self.now - <int64_t>self.peer_heard.get(p, -(1 << 62)) <= self.peer_live
+                          and not self.plant_catchup_any_peer]     # planted bug: any peer, gone or not
         if live:
             return live[self.rng.randrange(len(live))]
         cdef list others = [p for p in self.peers if p != asked] or list(self.peers)
