@@ -100,6 +100,10 @@ DIRECTED = {"reprepare-uncapped": "tests/test_window_cap.py::test_the_planted_un
             # A master that votes no more (its group moved) renewed by its own commands still being chosen
             # (relayed from leader to leader) keeps every voter from claiming: seeds 897, then 598, caught it
             # (5 nodes, 1 group, every fault); since the fixes of session 36 none of 897-1,896 does.
+            # A learner that asks any peer, gone or not, when its catch-up source does not answer: simulator
+            # seed 525 caught the draw of a node that had left before session 36's fix, and none of 526-1,125
+            # of its mix (5 nodes, one group; member, amnesia, crash, partition, loss, damage) catches it since.
+            "catchup-any-peer": "tests/test_catchup.py::test_a_peer_drawn_to_ask_is_one_heard_from_lately",
             "renew-non-voter": "tests/test_applier_leases.py::"
                                "test_a_master_that_votes_no_more_is_not_renewed_by_its_commands_but_the_version_counts_them"}
 
@@ -155,6 +159,9 @@ PLANT_RUNS["config-forgets-history"] = _run(20, "5", "1", faults="member,crash,p
 # A removed node that leaves as soon as no configuration of its groups counts it, though the voters carrying
 # them on have not learned all it had: soak seed 4,514,976 (it passes without the plant).
 PLANT_RUNS["leave-unhanded"] = _run(1, "5", "8", faults="all", base=4514976)
+# A learner that asks its catch-up source again and again, however often nothing comes of it (the rule before
+# soak seed 4,401,544): seed 334 of one group on five nodes, every fault, catches it (it passes without).
+PLANT_RUNS["catchup-source-only"] = _run(1, "5", "1", faults="all", base=334)
 
 
 def test_every_plant_the_simulator_does_not_run_has_a_directed_test():
