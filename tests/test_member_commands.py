@@ -23,6 +23,15 @@ def _seeded(client):
         return False
 
 
+def _dropped_by(client, node, peers):
+    """Every worker of `peers` no longer talks to `node` (its groups there went on without it, and the
+    membership driver's grace for a removed node to hand its groups over has passed)."""
+    try:
+        return all(node not in worker["membership"]["members"] for peer in peers for worker in client.status(peer))
+    except Exception:
+        return False
+
+
 def _member_cli(cluster, *args):
     proc = subprocess.run([sys.executable, "-m", "paxos_core", "member", *map(str, args), "--cluster",
                            str(cluster.dir)], capture_output=True, text=True, timeout=180, env=package_env())
@@ -167,15 +176,17 @@ def test_a_removed_node_leaves_says_so_and_never_starts_again(tmp_path):
 
 
 def test_a_node_down_while_it_was_removed_hears_of_it_when_it_comes_back_and_leaves(tmp_path, monkeypatch):
-    """Its peers refuse its key once every group went on without it, so nothing tells it through the groups:
-    the node asks the cluster now and then, as a client, whether the table removed it (the supervisor's
-    removal watch; every second here, 30 s by default), then leaves as a removed node does."""
+    """Its peers refuse its key once every group went on without it (and the grace a removed node has to
+    hand its groups over has passed), so nothing tells it through the groups: the node asks the cluster now
+    and then, as a client, whether the table removed it (the supervisor's removal watch; every second here,
+    30 s by default), then leaves as a removed node does."""
     monkeypatch.setenv("PAXOS_CORE_REMOVAL_WATCH_S", "1")
     with LocalCluster(tmp_path, nodes=4, workers=2, groups=4) as cluster:
         admin = cluster.client()
         wait_for(lambda: _seeded(admin), 60, message="the table seeded")
         cluster.kill(4)
         admin.membership.remove(4).wait(timeout=90)
+        wait_for(lambda: _dropped_by(admin, 4, (1, 2, 3)), 60, message="nodes 1-3 no longer talk to node 4")
         cluster.start(4, wait=False)
         code = cluster.procs[4].popen.wait(90)
         cluster.down.add(4)
