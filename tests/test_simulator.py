@@ -104,6 +104,11 @@ DIRECTED = {"reprepare-uncapped": "tests/test_window_cap.py::test_the_planted_un
             # seed 525 caught the draw of a node that had left before session 36's fix, and none of 526-1,125
             # of its mix (5 nodes, one group; member, amnesia, crash, partition, loss, damage) catches it since.
             "catchup-any-peer": "tests/test_catchup.py::test_a_peer_drawn_to_ask_is_one_heard_from_lately",
+            # See the comments at their former seeds below.
+            "ignore-late-adopt": "tests/test_membership_driver.py::test_an_older_epochs_adopt_chosen_after_the_group_"
+                                 "was_found_done_is_followed_by_the_newest_epochs",
+            "redirect-without-catchup": "tests/test_safety_findings.py::test_soak_finding_a_node_that_sends_a_client_"
+                                        "to_a_voter_asks_whether_it_is_behind",
             "renew-non-voter": "tests/test_applier_leases.py::"
                                "test_a_master_that_votes_no_more_is_not_renewed_by_its_commands_but_the_version_counts_them"}
 
@@ -124,7 +129,8 @@ PLANT_RUNS["retire-early"] = _run(200, "5", "1,8", faults="member,loss,partition
 # flight) leaves the group on voters the table dropped until the next sweep, past the run's end: simulator seed
 # 2092 found it (116 groups at the end); the same seeds pass without the plant. Since the catch-up fix of soak
 # seed 4,401,544 the first from 2,094 to catch it is 2,296 (it passes without the plant).
-PLANT_RUNS["ignore-late-adopt"] = _run(10, "5", "64", faults="all", base=2296)
+# Since the leave fix of soak seed 4,514,976 none of 2,296-2,396 catches it: tests/test_membership_driver.py
+# drives the case directly (DIRECTED).
 # A removal that drops the group from the engine before the cycle carrying out its pending effects (the code
 # before 70eb554) sends votes for a group no longer hosted: seed 170 of these faults found it (a test below);
 # since the catch-up and configuration fixes of session 36 the first from 171 is 249 (it passes without).
@@ -138,7 +144,8 @@ PLANT_RUNS["snapshot-drops-config"] = _run(200, "5", "1,8", faults="member,parti
 # more and a voter behind, taking itself for a learner, sent one client to each other to the end (soak seed
 # 4,100,027; it passes without the plant). Since the catch-up fix of soak seed 4,401,544 the first from
 # 4,100,028 is 4,100,415 (it passes without the plant).
-PLANT_RUNS["redirect-without-catchup"] = _run(20, "5", "1", faults="all", base=4100415)
+# Since the leave fix of soak seed 4,514,976 none of 4,100,415-4,100,695 catches it: tests/test_safety_findings.py
+# builds the case (DIRECTED).
 # A staging that waits for its source for ever: a wiped node staged the snapshot of a node then removed from the
 # cluster and turned down the other peers' offers to the end (simulator seed 1,666 of one group, every fault).
 # Since the catch-up fix of soak seed 4,401,544 none of 1,667-3,666 of that mix catches it; of wipes, damage,
