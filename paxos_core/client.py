@@ -16,13 +16,16 @@ What the client does for you:
     applied at most once (the state machine remembers each session's latest result).
 
 A Timeout means the OUTCOME IS UNKNOWN. The exception carries ``request_id``; pass it back as
-``propose(..., request_id=...)`` to retry the same request: it is applied at most once.
+``propose(..., request_id=...)`` to retry the same request: it is applied at most once. Every other error of a
+proposal means that nothing of it was applied, so a request that an earlier attempt may have proposed (the
+retry flag below) ends in Timeout whatever refused its last attempt (Overloaded, GroupStopped, STALE, ...):
+the refusal is the Timeout's ``__cause__``.
 
 Results that applied nothing are never returned as a success (with the KV state machine; see
 ``session_refusal`` below): STALE raises :class:`~paxos_core.errors.StaleRequest` (the session already
-applied a newer request; nothing was applied for this one), SESSION_UNKNOWN raises
-:class:`~paxos_core.errors.SessionExpired` (a Timeout: the session expired or never started, nothing was
-applied by this attempt, an earlier attempt's outcome is unknown).
+applied a newer request; nothing was applied for this one; on a retry: a Timeout caused by it),
+SESSION_UNKNOWN raises :class:`~paxos_core.errors.SessionExpired` (a Timeout: the session expired or never
+started, nothing was applied by this attempt, an earlier attempt's outcome is unknown).
 
 The retry flag (bit 63 of the request seq on the wire, ``statemachine.kv.RETRY_FLAG``). It tells the state
 machine "an earlier attempt of this request may have been proposed", so that a retry of a session it no longer
@@ -385,9 +388,10 @@ class Client:
 
         The operations share one session with consecutive sequence numbers (`request_id` names the first),
         so a retry of the whole batch applies each at most once. If any operation applied nothing for a
-        session reason - the first ones of a re-sent batch whose earlier attempt had applied them come back
-        STALE - the batch raises StaleRequest (or SessionExpired if any came back SESSION_UNKNOWN) with
-        ``results``: every operation's ProposeResult, so the caller sees which ones did apply.
+        session reason the batch raises, with ``results`` (every operation's ProposeResult): StaleRequest when
+        no earlier attempt may have been proposed (nothing was applied for the STALE ones), SessionExpired if
+        any came back SESSION_UNKNOWN, and Timeout (outcome unknown) on a retry, whose STALE operations may
+        have been applied by the earlier attempt (the first ones of a re-sent batch come back STALE).
         """
         if isinstance(ops, (bytes, bytearray, memoryview, str)):
             raise TypeError("ops must be an iterable of operations (bytes), not one %s" % type(ops).__name__)
@@ -420,8 +424,9 @@ class Client:
         `request_id` (client id, seq): retry a request (from a Timeout's ``request_id``); it is then sent with
         the retry flag, unless `retry=False` says that no attempt under this id was ever sent (a caller's own
         id for a first attempt; a new session starts at seq 1). Raises Timeout or SessionExpired (outcome
-        unknown), StaleRequest (nothing applied), GroupStopped (every node has the group stopped), NotMaster,
-        Overloaded, ValueTooLarge.
+        unknown: also every refusal of a request that an earlier attempt may have proposed, with the refusal as
+        its ``__cause__``), StaleRequest (nothing applied), GroupStopped (every node has the group stopped),
+        Overloaded, ValueTooLarge, UnknownGroupError. A NotMaster answer is followed, never raised.
         """
         return self.propose_future(group, op, timeout, request_id, node, retry).result()
 
@@ -649,11 +654,21 @@ class Client:
         if self._closed:
             raise errors.PaxosError("client is closed")
         self._inbox.append(req)
+        if self._closed:
+            # close() ran meanwhile: its I/O thread fails what it finds in the inbox, but may have looked already.
+            try:
+                self._inbox.remove(req)
+            except ValueError:
+                return                    # the I/O thread took it: it ends the request
+            raise errors.PaxosError("client is closed")
         # One wake-up per burst, not per request: the I/O thread clears the flag BEFORE it drains the inbox,
         # so a request appended after the drain always finds the flag clear and wakes it again.
         if not self._wake_pending or not _WAKE_COALESCE:
             self._wake_pending = True
-            os.write(self._wake_w, b"x")
+            try:
+                os.write(self._wake_w, b"x")
+            except OSError:
+                pass                      # closed meanwhile: its I/O thread failed the request on its way out
 
     def _socket(self, node, worker):
         key = (node, worker)
@@ -775,16 +790,31 @@ class Client:
             return
         if exc is not None:
             if req.session is not None:
+                if req.retry and not isinstance(exc, (errors.Timeout, errors.CommandError)):
+                    # This answer refused (or found stale) one attempt, but an earlier one may have been proposed
+                    # and may be applied yet: the outcome is unknown, whatever this attempt was told. Overloaded,
+                    # GroupStopped, StaleRequest ... say "nothing was applied": raised here they would be wrong.
+                    # (A CommandError is the request's remembered outcome: it was applied, and changed nothing.)
+                    exc = self._unknown_after_retry(req, exc)
                 exc.request_id = req.session       # the request id to retry with (a batch: its first seq)
-                if req.retry and not isinstance(exc, errors.Timeout) and exc.args and isinstance(exc.args[0], str):
-                    # This answer refused one attempt, but an earlier one may have been proposed: say so.
-                    exc.args = ("%s (an earlier attempt may have been applied: the outcome is unknown; retry "
-                                "with request_id=%r)" % (exc.args[0], req.session),) + exc.args[1:]
             req.future.set_exception(exc)
         else:
             if req.own_session:
                 self._return_session(req.group, req.session[0], req.session[1] + req.count)
             req.future.set_result(value)
+
+    @staticmethod
+    def _unknown_after_retry(req, refusal):
+        """The Timeout a retried request ends in when its last attempt was refused: `refusal` is its cause
+        (``__cause__``), and a batch's ``results`` come along."""
+        exc = errors.Timeout("group %s: %s: %s after an earlier attempt that may have been applied: the outcome "
+                             "is unknown; retry with request_id=%r" % (req.group, type(refusal).__name__, refusal,
+                                                                         req.session))
+        exc.__cause__ = refusal
+        results = getattr(refusal, "results", None)
+        if results is not None:
+            exc.results = results
+        return exc
 
     def _session_outcome(self, req, results):
         """Finish a proposal whose state-machine results arrived; results that applied nothing for a session

@@ -80,8 +80,13 @@ class ProposalError(PaxosError):
 class Timeout(ProposalError):
     """No answer in time. The OUTCOME IS UNKNOWN: the value may still be chosen later.
 
-    Retry with the same request id to get exactly-once behaviour.
+    Retry with the same request id to get exactly-once behaviour. A request whose earlier attempt may have been
+    proposed (it timed out at one node, or the caller passed its ``request_id`` to retry it) ends in Timeout too
+    when a later attempt is refused (Overloaded, GroupStopped, StaleRequest, ...): that refusal is its
+    ``__cause__``, and a batch's ``results`` come along.
     """
+
+    results: list[Any] | None = None
 
 
 class NotMaster(ProposalError):
@@ -124,10 +129,11 @@ class SessionExpired(Timeout):
 class StaleRequest(ProposalError):
     """The session has already applied a newer request than this one: NOTHING was applied for this request.
 
-    The state machine keeps only each session's latest result, so what an earlier attempt of this request did
-    (if there was one) is not known from this answer. Seen when a request id is reused after a newer request of
-    the same session, or for the first operations of a re-sent batch. ``request_id`` names the request.
-    A batch's error has ``results``: every operation's ProposeResult, so the caller sees which ones applied.
+    Raised only when no earlier attempt of the request may have been proposed (a request id reused with
+    ``retry=False`` after a newer request of the same session): a retry that finds its session past it ends in
+    Timeout instead (caused by this), since the state machine keeps only each session's latest result and what
+    the earlier attempt did is not known from this answer. ``request_id`` names the request. A batch's error
+    has ``results``: every operation's ProposeResult, so the caller sees which ones applied.
     """
 
     results: list[Any] | None = None

@@ -6,6 +6,7 @@ stopped on one node is routed around, and re-sends carry the retry flag exactly 
 have been proposed.
 """
 import asyncio
+import collections
 import threading
 import time
 
@@ -172,9 +173,16 @@ def test_stale_result_of_a_real_state_machine_raises_stale_request(fake):
     second = client.propose(0, ops.encode_put(b"a", b"2"))
     assert second.request_id == (first.request_id[0], 2)            # the pooled session, next seq
     with pytest.raises(errors.StaleRequest) as info:
-        client.propose(0, ops.encode_put(b"a", b"old"), request_id=first.request_id)
+        client.propose(0, ops.encode_put(b"a", b"old"), request_id=first.request_id, retry=False)
     assert info.value.request_id == first.request_id
     assert KV(client, 1).get(b"a") == b"2"                              # nothing applied
+    # A retry (the caller's request id, flagged): its earlier attempt may have been applied, so STALE says
+    # nothing about the request's outcome: a Timeout, caused by the StaleRequest.
+    with pytest.raises(errors.Timeout, match="StaleRequest.*outcome is unknown") as info:
+        client.propose(0, ops.encode_put(b"a", b"old"), request_id=first.request_id)
+    assert isinstance(info.value.__cause__, errors.StaleRequest)
+    assert info.value.request_id == first.request_id
+    assert KV(client, 1).get(b"a") == b"2"
 
 
 def test_session_unknown_result_raises_session_expired(fake):
@@ -209,11 +217,17 @@ def test_batch_with_stale_items_raises_with_every_result(fake):
     done = client.propose_batch(0, batch)
     rid = done[0].request_id
     assert [r.request_id for r in done] == [(rid[0], 1), (rid[0], 2), (rid[0], 3)]
-    # The whole batch again (a retry): the first two are STALE, the last one the remembered result.
-    with pytest.raises(errors.StaleRequest) as info:
+    # The whole batch again (a retry): the first two are STALE, the last one the remembered result. The
+    # earlier attempt may have applied the STALE ones (it did): the outcome is unknown, not "nothing applied".
+    with pytest.raises(errors.Timeout) as info:
         client.propose_batch(0, batch, request_id=rid)
     assert [ops.decode_result(r.result).status for r in info.value.results] == [ops.STALE, ops.STALE, ops.OK]
     assert info.value.request_id == rid
+    assert isinstance(info.value.__cause__, errors.StaleRequest)
+    # The same ids sent as a first attempt (retry=False): nothing was applied for the STALE ones.
+    with pytest.raises(errors.StaleRequest) as info:
+        client.propose_batch(0, batch, request_id=rid, retry=False)
+    assert [ops.decode_result(r.result).status for r in info.value.results] == [ops.STALE, ops.STALE, ops.OK]
 
 
 def test_unflagged_session_unknown_is_resent_once_under_a_fresh_session(fake):
@@ -351,6 +365,62 @@ def test_a_callers_request_id_is_a_retry_unless_it_says_otherwise(fake):
     assert again.result == first.result and again.request_id == (99, 1)
     with pytest.raises(ValueError):
         client.propose(0, b"", retry=True)
+
+
+def _apply_unanswered_then_refuse(fake, status):
+    """A handler that applies the first proposal and never answers it (a node that proposed it, then went
+    silent for a while), and refuses everything after with `status`."""
+    refuse = fake.refuse(status, "refused (group %(group)d)")
+    applied = []
+
+    def handler(node, request):
+        if applied:
+            return refuse(node, request)
+        applied.append(request)
+        fake.apply(node, request)
+        return None
+    return handler
+
+
+@pytest.mark.parametrize("status, refusal", [(rpc.OVERLOADED, errors.Overloaded),
+                                             (rpc.GROUP_STOPPED, errors.GroupStopped),
+                                             (rpc.VALUE_TOO_LARGE, errors.ValueTooLarge)])
+def test_a_refusal_after_an_attempt_that_may_have_been_proposed_is_an_unknown_outcome(fake, status, refusal):
+    # Node 1 applies the write and its answer is lost; the re-sends are refused. "Overloaded" (or any
+    # refusal) would say that nothing was applied: the write was, so the outcome can only be unknown.
+    client = _connected(fake, 1, attempt_timeout=0.3)
+    warm = client.propose(0, ops.encode_put(b"k", b"0"))
+    fake.handlers[1] = _apply_unanswered_then_refuse(fake, status)
+    for node in (2, 3):
+        fake.handlers[node] = fake.refuse(status, "refused by node %d" % node)
+    with pytest.raises(errors.Timeout, match="outcome is unknown") as info:
+        client.propose(0, ops.encode_put(b"k", b"v"), timeout=2.0)
+    assert isinstance(info.value.__cause__, refusal)
+    assert info.value.request_id == (warm.request_id[0], 2)
+    fake.handlers = {node: fake.apply for node in fake.handlers}
+    assert KV(client, 1).get(b"k", mode="stale") == b"v"       # it was applied
+    # The same refusal of a first attempt is definite: nothing was proposed.
+    for node in fake.handlers:
+        fake.handlers[node] = fake.refuse(status, "refused by node %d" % node)
+    with pytest.raises(refusal):
+        client.propose(0, ops.encode_put(b"k", b"w"), timeout=2.0)
+
+
+def test_a_request_submitted_while_the_client_closes_never_hangs(fake):
+    # close() runs between the caller's check that the client is open and its request reaching the inbox (here
+    # made certain: the inbox closes the client first): the I/O thread's last sweep found the inbox empty, so
+    # nobody would ever end the request. It must be refused instead, at once.
+    client = fake.make_client()
+
+    class ClosingInbox(collections.deque):
+        def append(self, req):
+            client.close()
+            super().append(req)
+
+    client._inbox = ClosingInbox()
+    with pytest.raises(errors.PaxosError, match="closed"):
+        client.propose_future(0, ops.encode_put(b"k", b"v"))
+    assert not client._inbox
 
 
 def test_batch_timeout_names_the_first_seq_and_its_retry_is_flagged(fake):

@@ -660,13 +660,15 @@ def test_retry_flag_travels_to_the_state_machine_and_refuses_unknown_sessions(sh
     with pytest.raises(errors.SessionExpired):
         client.propose_batch(group, [ops.encode_put(key, b"y"), ops.encode_put(key, b"z")], request_id=(777002, 1))
     assert kv.get(key, mode="linearizable") is None
-    # A flagged retry of a known session gets the remembered result; a flagged older one is STALE.
+    # A flagged retry of a known session gets the remembered result; a flagged older one is STALE, which on a
+    # retry says nothing of what its earlier attempt did: a Timeout caused by it.
     first = client.propose(group, ops.encode_cas(key, None, b"1"), request_id=(777003, 1), retry=False)
     second = client.propose(group, ops.encode_cas(key, b"1", b"2"), request_id=(777003, 2), retry=False)
     again = client.propose(group, ops.encode_cas(key, b"1", b"2"), request_id=(777003, 2))
     assert again.result == second.result and ops.decode_result(again.result) == (ops.OK, None)
-    with pytest.raises(errors.StaleRequest):
+    with pytest.raises(errors.Timeout) as info:
         client.propose(group, ops.encode_cas(key, None, b"1"), request_id=first.request_id)
+    assert isinstance(info.value.__cause__, errors.StaleRequest)
     assert kv.get(key, mode="linearizable") == b"2"
 
 

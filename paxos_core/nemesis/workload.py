@@ -7,7 +7,8 @@ and complete on ONE monotonic clock (``time.monotonic`` of this process), outcom
 
 * ``ok``: an answer came back;
 * ``fail``: an error that says nothing was applied (StaleRequest, GroupStopped, UnknownGroupError, Overloaded,
-  BadRequest, ValueTooLarge, NotMaster), or any error of a read;
+  BadRequest, ValueTooLarge, NotMaster: the Client raises these only when no earlier attempt of the request
+  may have been proposed, else a Timeout), or any error of a read;
 * ``unknown``: a Timeout (SessionExpired included), or any other error of a write: it may take effect at any
   time after its invocation, or never.
 
