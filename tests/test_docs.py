@@ -20,3 +20,11 @@ def test_quick_start_has_exactly_two_commands():
 def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert _quick_start_commands()[1] in ci
+
+
+def test_readme_names_the_system_packages_ci_installs():
+    ci = (ROOT / ".ci" / "run").read_text().replace("\\\n", " ")
+    installed = re.search(r"apt-get install -y -qq --no-install-recommends ([^>\n]+?)\s*>", ci).group(1).split()
+    readme = (ROOT / "README.md").read_text()
+    named = re.search(r"`apt-get install ([^`]+)`", readme).group(1).split()
+    assert named == installed, (named, installed)
