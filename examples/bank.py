@@ -5,7 +5,9 @@ Each group is one ledger. Money is conserved (a transfer moves it, nothing else 
 refused, deterministically, on every node.
 
 Run a cluster whose nodes use it (every node the same; the module must be importable by the node's process,
-e.g. run from this directory or put it on PYTHONPATH):
+e.g. run from this directory or put it on PYTHONPATH). Create the Node in a script of your own or under
+`if __name__ == "__main__":`, never at the top level of this module: every worker imports it to load
+bank:Ledger, and would start a second node.
 
     node = paxos_core.Node("cluster/node1.toml", state_machine="bank:Ledger")
     bank = BankClient(node.sm, group=0)
