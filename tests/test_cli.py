@@ -225,6 +225,22 @@ def test_every_help_shows_the_default_of_every_option_that_has_one():
     assert checked > 40           # every command's options, not a few
 
 
+def _help_of(*path):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        main(list(path) + ["--help"])
+    return " ".join(out.getvalue().split())
+
+
+def test_keygen_says_where_the_public_key_goes_with_and_without_node(tmp_path, capsys):
+    assert main(["keygen", str(tmp_path / "joining")]) == 0
+    joining = capsys.readouterr().out
+    assert "member add --key-file" in joining and "--public-keys" not in joining, joining
+    assert main(["keygen", str(tmp_path / "seed"), "--node", "2"]) == 0
+    seed = capsys.readouterr().out
+    assert "--public-keys" in seed and "member add" not in seed, seed
+
+
 # ---------------------------------------------------------------------------------------------- 6: progress
 
 

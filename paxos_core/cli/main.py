@@ -287,8 +287,13 @@ def cmd_keygen(args):
     from ..config import write_node_keys
 
     public, secret = write_node_keys(args.dir, args.node if args.node is not None else "new")
-    print("wrote %s (public: copy it to where `paxos-core init --node ... --public-keys` runs)" % public)
-    print("wrote %s (secret, mode 0600: it stays on this host, in the node folder's keys/)" % secret)
+    if args.node is not None:
+        print("wrote %s (public: copy it to where `paxos-core init --node ... --public-keys` runs)" % public)
+        print("wrote %s (secret, mode 0600: it stays on this host, in the node folder's keys/)" % secret)
+    else:
+        print("wrote %s (public: copy it to the member where `paxos-core member add --key-file` runs)" % public)
+        print("wrote %s (secret, mode 0600: it stays on this host, in FOLDER/keys/ of `paxos-core node --join "
+              "BUNDLE --dir FOLDER`)" % secret)
     return 0
 
 
