@@ -241,6 +241,20 @@ def test_keygen_says_where_the_public_key_goes_with_and_without_node(tmp_path, c
     assert "--public-keys" in seed and "member add" not in seed, seed
 
 
+def test_help_texts_state_the_limits_and_fault_kinds_the_code_has():
+    from paxos_core.config import DEFAULTS
+    from paxos_core.nemesis.faults import FAULT_KINDS
+
+    for action in ("add", "move", "remove"):
+        text = _help_of("group", action)
+        assert "limits.max_group_id" in text and "%d" % DEFAULTS["limits"]["max_group_id"] in text, text
+        assert "4294967293" not in text, text
+    text = _help_of("kv", "put")
+    assert "paxos.max_value_bytes" in text and "1 MiB" in text and "10 MB" not in text, text
+    listed = _help_of("nemesis").split("comma list of ", 1)[1].split("; or all", 1)[0]
+    assert tuple(k.strip() for k in listed.split(",")) == FAULT_KINDS, listed
+
+
 # ---------------------------------------------------------------------------------------------- 6: progress
 
 

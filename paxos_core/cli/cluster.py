@@ -255,7 +255,7 @@ def cluster_opts(p, shared=False, write_out=False):
 
 
 def register(sub):
-    from ..config import MAX_NODE_ID
+    from ..config import DEFAULTS, MAX_NODE_ID
     from . import member
 
     member.register(sub, cluster_opts, int_range(1, MAX_NODE_ID, "a node id"), int_range(1, 65535, "a port"))
@@ -296,7 +296,9 @@ def register(sub):
     actions = p.add_subparsers(dest="action", required=True, metavar="{add,remove,move}")
     def action(name, help, description):
         q = actions.add_parser(name, help=help, description=description)
-        q.add_argument("group", metavar="G", type=GROUP_ID, help="group id, 0..%d" % (SYSTEM_GROUP - 1))
+        q.add_argument("group", metavar="G", type=GROUP_ID,
+                       help="group id, 0..limits.max_group_id of the node files (%d by default, or cluster.groups - 1 "
+                            "if that is larger); the nodes refuse a higher one" % DEFAULTS["limits"]["max_group_id"])
         return q
 
     q = action("add", "create group G on every node (a new, empty incarnation)",

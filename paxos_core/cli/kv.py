@@ -186,8 +186,8 @@ def register(sub, cluster_opts):
     ops = p.add_subparsers(dest="op", required=True, metavar="{put,get,delete,cas}")
 
     q = ops.add_parser("put", help="set KEY to VALUE", description="Set KEY to VALUE (replicated, then applied). "
-                       "VALUE: TEXT, '-' (stdin), '@FILE' (a file's bytes, e.g. 10 MB), '@@TEXT' (TEXT that "
-                       "starts with '@'). Prints OK.")
+                       "VALUE: TEXT, '-' (stdin), '@FILE' (a file's bytes, up to paxos.max_value_bytes: 1 MiB by "
+                       "default), '@@TEXT' (TEXT that starts with '@'). Prints OK.")
     q.add_argument("key", metavar="KEY")
     q.add_argument("value", metavar="VALUE", help=VALUE_HELP)
     cluster_opts(q, shared=True, write_out=True)
