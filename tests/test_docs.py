@@ -28,3 +28,14 @@ def test_readme_names_the_system_packages_ci_installs():
     readme = (ROOT / "README.md").read_text()
     named = re.search(r"`apt-get install ([^`]+)`", readme).group(1).split()
     assert named == installed, (named, installed)
+
+
+def test_the_errors_the_readme_says_are_proposal_errors_are():
+    import paxos_core
+
+    readme = (ROOT / "README.md").read_text()
+    listed = readme[readme.index("Errors are distinct classes"):readme.index("`ProposalError` is the base")]
+    names = {name for name in re.findall(r"`(\w+)`", listed) if isinstance(getattr(paxos_core, name, None), type)}
+    assert {"Timeout", "NotMaster", "Overloaded", "UnknownGroupError"} <= names, names
+    for name in names:
+        assert issubclass(getattr(paxos_core, name), paxos_core.ProposalError), name
