@@ -261,7 +261,9 @@ def register(sub):
     member.register(sub, cluster_opts, int_range(1, MAX_NODE_ID, "a node id"), int_range(1, 65535, "a port"))
     p = sub.add_parser("node", help="run a node in the foreground until SIGTERM/SIGINT",
                        description="Run the node of FILE (its supervisor and worker processes) in the "
-                                   "foreground until SIGTERM or SIGINT, then stop cleanly.")
+                                   "foreground until SIGTERM or SIGINT, then stop cleanly (exit code 0). Exit codes "
+                                   "otherwise: 1 it failed to start or stopped on a failure (the reason on stderr), "
+                                   "2 a bad node file or join bundle, 4 the cluster removed this node.")
     p.add_argument("config", metavar="FILE", nargs="?", default=None,
                    help="the node's TOML file (from paxos-core init, or written by --join)")
     p.add_argument("--join", metavar="BUNDLE", default=None,

@@ -9,6 +9,9 @@ Every mistake and every expected failure is ONE line on stderr, never a tracebac
        file or cluster directory
     3  the operation failed: a paxos-core error (Timeout, ValueTooLarge, GroupStopped, ...), an I/O error
   130  interrupted (Ctrl-C)
+
+`paxos-core node` (cli/cluster.py): 0 once stopped by SIGTERM or SIGINT, 1 it failed to start or stopped on a
+failure, 2 a bad node file or join bundle, 4 the membership table removed this node.
 """
 import argparse
 import json
@@ -301,7 +304,8 @@ def build_parser():
     from ..config import DEFAULT_ALPHA, MAX_ALPHA, MAX_GROUPS, MAX_MEMBERS, MAX_NODE_ID, MAX_WORKERS, U64_MAX
 
     parser = Parser(prog="paxos-core", description="Multi-Paxos for Python. Errors are one line on stderr; exit "
-                    "codes: 0 done, 1 the answer is no, 2 usage or configuration error, 3 the operation failed.")
+                    "codes: 0 done, 1 the answer is no, 2 usage or configuration error, 3 the operation failed "
+                    "(`node`: 1 it failed to start or stopped on a failure, 4 it was removed from the cluster).")
     parser.add_argument("--version", action="version", version="paxos-core " + __version__)
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of an error too (or set %s=1)" % DEBUG_ENV)
