@@ -50,7 +50,9 @@ cdef enum:  # counter indexes (names in engine.COUNTER_NAMES)
     C_STRANGERS = 34      # Prepares and Accepts refused because their sender votes in no configuration we know
     C_ADOPTS = 35         # configurations adopted (an ADOPT learned)
     C_ACTIVATIONS = 36    # configurations that took effect (the chosen mark reached their activation)
-    C_COUNT = 37
+    C_MALFORMED = 37      # messages refused whole: their value does not decode (Engine.receive)
+    C_FORGED_BALLOTS = 38 # Prepares and Accepts refused: their ballot names another node than their sender
+    C_COUNT = 39
 
 cdef class Effects:
     cdef public list records        # record tuples to persist, in order (see paxos_core.storage.records)

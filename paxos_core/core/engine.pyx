@@ -45,7 +45,7 @@ from paxos_core.wire.message cimport (ACCEPT, ACCEPTED as MSG_ACCEPTED, CATCHUP_
                                       STATE_REPLY, STATE_REQ, make_message)
 
 from paxos_core.core.config import SYSTEM_GROUP as _SYSTEM_GROUP
-from paxos_core.errors import ConfigError, GroupStopped, PaxosError, ValueTooLarge
+from paxos_core.errors import ConfigError, FrameError, GroupStopped, PaxosError, ValueTooLarge
 from paxos_core.storage.records cimport (CHAIN_EVERY, CHAIN_RECORD, INSTANCE_RECORD, PROMISE_RECORD, RECORD_CHOSEN,
                                          REPAIR_PENDING, REPAIR_RECORD)
 from paxos_core.wire.message cimport SNAP_OFFER
@@ -67,6 +67,7 @@ COUNTER_NAMES = (
     "accepted_sent", "chosen_sent", "batched_proposals", "catchup_rejected", "sticky_rejects", "resigns",
     "repairs_started", "repairs_done", "stale_votes", "wrong_incarnation", "truncations", "truncated_instances",
     "installs", "snapshot_offers", "strangers_refused", "configs_adopted", "configs_activated",
+    "malformed_refused", "forged_ballots_refused",
 )
 
 # Phases of a group's rebuild (see Engine.begin_repair).
@@ -740,13 +741,21 @@ cdef class Engine:
         self._request_catchup(slot)
 
     def receive(self, messages):
-        """Handle messages from peers (any groups, any order)."""
+        """Handle messages from peers (any groups, any order).
+
+        A message whose value does not decode (an entry list or batch in a format this build does not read, a
+        damaged one that passed its frame's checksum: a newer peer, a buggy or hostile one) is refused whole
+        and counted: every handler decodes its value before it changes anything."""
         cdef Message m
         for m in messages:
             self.counters[C_MSG_IN] += 1
             if m.src in self.member_index:
                 self.peer_heard[m.src] = self.now      # for catch-up: ask a peer that is there (_catchup_peer)
-            self._dispatch(m)
+            try:
+                self._dispatch(m)
+            except FrameError as exc:
+                self.counters[C_MALFORMED] += 1
+                log.warning("group %d: refused a message (kind %d) from node %d: %s", m.group, m.kind, m.src, exc)
         self._drain()
 
     def tick(self, int64_t now):
@@ -901,6 +910,11 @@ cdef class Engine:
     cdef void _on_prepare(self, Py_ssize_t slot, Message m, int src):
         if self.status[slot] != GROUP_OK:
             return   # a repairing acceptor does not vouch for anything
+        if <int>ballot_node(m.ballot) != src:
+            # Only a ballot's own node runs phase 1 under it (and leads with it): a Prepare under another's
+            # would promise its rounds away (with the transport's check of the sender, a member cannot).
+            self.counters[C_FORGED_BALLOTS] += 1
+            return
         self._see_ballot(slot, m.ballot)
         cdef uint64_t promised = self.acceptor.promised[slot]
         cdef uint32_t group = m.group
@@ -960,6 +974,9 @@ cdef class Engine:
             self._serve(src, slot, m.instance)
 
     cdef void _on_accept(self, Py_ssize_t slot, Message m, int src):
+        if <int>ballot_node(m.ballot) != src:
+            self.counters[C_FORGED_BALLOTS] += 1     # see _on_prepare
+            return
         if self.status[slot] != GROUP_OK:
             # Still learn what the leader says is chosen: that is how a repairing node catches up.
             if self.status[slot] == GROUP_REPAIRING:
@@ -1564,8 +1581,8 @@ cdef class Engine:
         # A follower with no master known takes the forward too, and leads if nobody does: the origin may be
         # a node that cannot lead (rebuilding, or not a voter) with no one else to send it to, in a group
         # nobody else writes to (its rebuild would wait for ever for an instance nobody finishes).
+        entries = decode_batch(m.value)      # before anything changes: it may refuse the message
         cdef ProposerGroup pg = self.proposer.group(slot)
-        entries = decode_batch(m.value)
         cdef dict out = self.learner.outstanding.get(slot)
         cdef set held = {(e[0], e[1]) for e in pg.pending}
         held.update([(e[0], e[1]) for e in pg.forwarded])
@@ -1969,6 +1986,7 @@ cdef class Engine:
         cdef uint64_t before = self.learner.chosen_next[slot]
         cdef uint64_t end = m.mark
         cdef uint32_t group = m.group
+        entries = decode_entries(m.value) if end > before and m.value else []    # first: it may refuse the reply
         if m.aux > self.learner.known_mark[slot]:
             self.learner.known_mark[slot] = m.aux
             self.learner.catchup_src[slot] = src
@@ -1976,7 +1994,7 @@ cdef class Engine:
         cdef uint64_t expect = before
         cdef uint32_t chain = self.learner.chain[slot]
         if end > before:
-            for instance, ballot, value in (decode_entries(m.value) if m.value else []):
+            for instance, ballot, value in entries:
                 if instance < expect:
                     continue
                 if instance != expect or instance >= end:

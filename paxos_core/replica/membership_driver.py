@@ -147,8 +147,7 @@ class MembershipDriver:
         if self.handing and now >= self.next_handover:
             self.next_handover = now + 8
             self._hand_over(loop)
-        if self.members != self.wanted_members and not self.todo and not self.behind:
-            self._retire(loop)
+        self._retire(loop)
         if self.removed_epoch is not None and not self.left and now >= self.next_leave_check:
             self.next_leave_check = now + 16
             self._leave(loop, now)
