@@ -57,3 +57,43 @@ def test_process_gc_build_info_and_master_changes_on_every_worker(cluster):
                               "python": platform.python_version(), "compiled": "true"}, 1.0)], where
             master = [labels for name, labels, _ in samples if name == "paxos_core_master_changes_total"]
             assert master == [{"node": str(node), "worker": str(worker)}], where    # no per-group label
+
+
+def test_the_endpoint_bounds_what_idle_connections_hold():
+    # Connections that send nothing (slowloris) once held a thread and a descriptor each, for ever: now at most
+    # METRICS_CONNECTIONS are served at once, each closed after METRICS_IDLE_S, and a scrape still gets through.
+    import socket
+    import time
+
+    from prometheus_client import CollectorRegistry, Counter
+    from paxos_core.runtime import metrics
+
+    registry = CollectorRegistry()
+    Counter("probe", "a probe", registry=registry).inc()
+    server = metrics.serve_metrics("127.0.0.1", 0, registry)
+    port = server.server_address[1]
+    idle = []
+    try:
+        for _ in range(metrics.METRICS_CONNECTIONS * 4):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        # The server refuses what is beyond its bound (closes it at once, unanswered).
+        wait_for(lambda: server.refused >= metrics.METRICS_CONNECTIONS * 3, 10, message="extra connections closed")
+        assert idle[-1].recv(1) == b""                 # closed by the server, unanswered
+        # The idle ones are closed after METRICS_IDLE_S; then a scrape is served.
+        t0 = time.monotonic()
+        body = wait_for(lambda: _try_scrape(port), metrics.METRICS_IDLE_S * 4, message="a scrape served")
+        assert b"probe_total 1.0" in body
+        assert time.monotonic() - t0 < metrics.METRICS_IDLE_S * 4
+    finally:
+        for s in idle:
+            s.close()
+        server.shutdown()
+        server.server_close()
+
+
+def _try_scrape(port):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=1) as response:
+            return response.read()
+    except OSError:
+        return None

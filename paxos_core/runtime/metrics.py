@@ -9,8 +9,12 @@ files), ``python_gc_*`` and ``python_info`` (prometheus_client's collectors, rea
 ``paxos_core_build_info``.
 """
 import platform
+import socket
+import socketserver
+import threading
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from .._version import __version__
@@ -117,3 +121,57 @@ class WorkerCollector:
             self._build_info = build_info(labels, values)
         yield self._build_info
         yield from self.process.collect()
+
+
+# The endpoint is plain HTTP, reachable by anyone who reaches the port: what a connection may hold is bounded.
+METRICS_CONNECTIONS = 16        # connections served at once; more are closed at once, unanswered
+METRICS_IDLE_S = 5.0            # a connection silent (or reading nothing) this long is closed
+
+
+class _Handler(WSGIRequestHandler):
+    timeout = METRICS_IDLE_S    # StreamRequestHandler: a socket timeout for every read and write
+
+    def log_message(self, format, *args):   # noqa: A002 (the base class's name): scrapes are not logged
+        pass
+
+
+class MetricsServer(socketserver.ThreadingMixIn, WSGIServer):
+    """prometheus_client's endpoint with bounds: at most METRICS_CONNECTIONS connections at once (a thread
+    each), each closed after METRICS_IDLE_S without progress. prometheus_client's own server has neither, so
+    connections that send nothing (slowloris) piled up threads and file descriptors in the worker without
+    end, and the worker's own sockets and files need those descriptors."""
+
+    daemon_threads = True
+    request_queue_size = METRICS_CONNECTIONS
+
+    def __init__(self, *args, **kwargs):
+        self._slots = threading.BoundedSemaphore(METRICS_CONNECTIONS)
+        self.refused = 0
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def serve_metrics(host, port, registry):
+    """Serve `registry` at http://host:port/ (any path) from a daemon thread; returns the server (its
+    ``shutdown()`` and ``server_close()`` stop it). OSError if the address cannot be bound."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]       # an IPv6 host too
+    server_class = type("MetricsServer", (MetricsServer,), {"address_family": family})
+    server = make_server(host, port, make_wsgi_app(registry), server_class=server_class, handler_class=_Handler)
+    threading.Thread(target=server.serve_forever, name="paxos-metrics", daemon=True).start()
+    return server

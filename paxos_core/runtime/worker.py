@@ -29,7 +29,7 @@ from ..storage.log import RocksLog, is_damage
 from ..storage.snapfiles import SnapshotFiles
 from . import trace
 from .channel import EXIT_START_FAILED, ParentChannel, ParentLogHandler, set_parent_death_signal
-from .metrics import WorkerCollector
+from .metrics import WorkerCollector, serve_metrics
 from .transport import ADMIN_USER, CLIENT_ZAP_DOMAIN, PeerTransport, bind
 
 log = logging.getLogger("paxos_core.worker")
@@ -344,12 +344,12 @@ class Worker:
         return self.loop.pending_count()
 
     def _start_metrics(self, address):
-        from prometheus_client import CollectorRegistry, start_http_server
+        from prometheus_client import CollectorRegistry
 
         registry = CollectorRegistry()
         registry.register(WorkerCollector(self))
         try:
-            self.metrics_server = start_http_server(address[1], addr=address[0], registry=registry)
+            self.metrics_server = serve_metrics(address[0], address[1], registry)
         except OSError as exc:
             log.error("metrics endpoint %s:%d not started: %s", address[0], address[1], exc)
 
@@ -505,9 +505,9 @@ class Worker:
 
     def close(self):
         if self.metrics_server is not None:
-            server = self.metrics_server[0] if isinstance(self.metrics_server, tuple) else self.metrics_server
             try:
-                server.shutdown()
+                self.metrics_server.shutdown()
+                self.metrics_server.server_close()
             except Exception:
                 pass
         self.transport.close()
