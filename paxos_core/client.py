@@ -392,10 +392,15 @@ class Client:
         no earlier attempt may have been proposed (nothing was applied for the STALE ones), SessionExpired if
         any came back SESSION_UNKNOWN, and Timeout (outcome unknown) on a retry, whose STALE operations may
         have been applied by the earlier attempt (the first ones of a re-sent batch come back STALE).
+        At most ``rpc.MAX_BATCH_OPS`` operations (ValueError), and a worker answers Overloaded to a batch of
+        more than its ``limits.max_pending``.
         """
         if isinstance(ops, (bytes, bytearray, memoryview, str)):
             raise TypeError("ops must be an iterable of operations (bytes), not one %s" % type(ops).__name__)
         ops = [as_bytes(op, "ops[%d]" % k) for k, op in enumerate(ops)]
+        if len(ops) > rpc.MAX_BATCH_OPS:
+            raise ValueError("a batch holds at most %d operations (rpc.MAX_BATCH_OPS; a worker also refuses more "
+                             "than its limits.max_pending with Overloaded), got %d" % (rpc.MAX_BATCH_OPS, len(ops)))
 
         def body(req, req_id, remaining_ms, min_epoch):
             return rpc.propose_batch_request(req_id, group, remaining_ms, req.session[0], req.wire_seq(), ops,
@@ -753,7 +758,10 @@ class Client:
         req.req_id = next(self._req_ids)
         req.sent_at = now
         self._pending[req.req_id] = req
-        frame = req.body(req, req.req_id, max(1, int(remaining * 1000)), self._epoch_hint.get(req.group, 0))
+        # The wire's timeout is a u32 of ms (a worker caps it further, limits.max_request_timeout_ms); the
+        # client keeps its own deadline and tries again after attempt_timeout anyway.
+        remaining_ms = min(U32_MAX, max(1, int(remaining * 1000)))
+        frame = req.body(req, req.req_id, remaining_ms, self._epoch_hint.get(req.group, 0))
         try:
             self._socket(node, self._worker_of(req)).send(frame, zmq.NOBLOCK)
         except zmq.Again:                 # no connection to that node (yet): try another one soon

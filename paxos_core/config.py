@@ -59,6 +59,8 @@ Layout of a node's file (paths are relative to the file's own directory)::
     max_group_id = 1048575  # the highest group id `group add` may create (each worker keeps arrays of
                             # per-group state up to its highest group id); default: the larger of this and
                             # cluster.groups - 1
+    max_request_timeout_ms = 60000  # the longest a client request may ask to wait (its timeout is capped at
+                            # this; a request that gives none waits paxos.proposal_timeout_ticks)
 
 Required: ``cluster.id``, ``cluster.groups``, ``cluster.workers``, ``cluster.keys_dir``, ``cluster.nodes``
 (each with ``id``, ``host``, ``peer_port``, ``client_port``), ``node.id``, ``node.data_dir``.
@@ -150,6 +152,7 @@ DEFAULTS = {
         "max_pending": 20000,
         "max_frame_bytes": 64 << 20,
         "max_group_id": (1 << 20) - 1,
+        "max_request_timeout_ms": 60000,
     },
 }
 
@@ -458,6 +461,7 @@ class NodeConfig:
     max_pending: int = DEFAULTS["limits"]["max_pending"]
     max_frame_bytes: int = DEFAULTS["limits"]["max_frame_bytes"]
     max_group_id: int = DEFAULTS["limits"]["max_group_id"]
+    max_request_timeout_ms: int = DEFAULTS["limits"]["max_request_timeout_ms"]
     state_machine: str = ""         # "package.module:Factory" of the workers' state machine; "" = the KV store
     alpha: int = DEFAULT_ALPHA      # membership changes take effect alpha instances after they are chosen
     first_voters: tuple = ()        # cluster.first_voters: the groups' first configuration when it is not every
@@ -693,6 +697,9 @@ class NodeConfig:
         if max_group_id < groups - 1:
             c.fail("limits.max_group_id", "must be at least cluster.groups - 1 = %d (the groups that exist at "
                                           "start), got %d" % (groups - 1, max_group_id))
+        # (A request's timeout is a u32 of milliseconds on the wire.)
+        max_request_timeout_ms = c.integer(limits, "max_request_timeout_ms", "limits.max_request_timeout_ms", 1,
+                                           U32_MAX, default=lim["max_request_timeout_ms"])
         # One Accept (or catch-up reply) carrying a full instance must fit in a frame: a batch holds up to
         # max_batch_count proposals and max_batch_bytes of payload (or one proposal of max_value_bytes,
         # whichever is larger).
@@ -757,6 +764,7 @@ class NodeConfig:
             max_pending=max_pending,
             max_frame_bytes=max_frame_bytes,
             max_group_id=max_group_id,
+            max_request_timeout_ms=max_request_timeout_ms,
             state_machine=state_machine,
             alpha=alpha,
             first_voters=tuple(sorted(first_voters)),

@@ -60,7 +60,7 @@ def test_every_optional_setting_is_read():
                   "tick_ms": 5, "lease_ticks": 100, "lease_margin": 0.25, "proposal_timeout_ticks": 50}
     d["storage"] = {"durability": "unsafe-no-sync", "retain_instances": 500, "retain_bytes": 1 << 20,
                     "peer_lag_instances": 700, "peer_lag_bytes": 1 << 22}
-    d["limits"] = {"max_pending": 7, "max_frame_bytes": 1 << 16}
+    d["limits"] = {"max_pending": 7, "max_frame_bytes": 1 << 16, "max_request_timeout_ms": 1500}
     d["snapshot"] = {"chunk_bytes": 8192, "window_bytes": 65536, "max_outgoing": 2, "max_incoming": 3,
                      "idle_timeout_ms": 5000, "retry_ms": 100}
     cfg = load(d)
@@ -295,6 +295,9 @@ BROKEN = [
     (_set(("storage",), {"durability": "fsync"}), "storage.durability", "'sync', 'unsafe-no-sync'"),
     (_set(("storage",), {"durability": 1}), "storage.durability", "must be a string"),
     (_set(("limits",), {"max_pending": 0}), "limits.max_pending", ">= 1"),
+    (_set(("limits",), {"max_request_timeout_ms": 0}), "limits.max_request_timeout_ms", ">= 1"),
+    (_set(("limits",), {"max_request_timeout_ms": 1 << 32}), "limits.max_request_timeout_ms", "<= 4294967295"),
+    (_set(("limits",), {"max_request_timeout_ms": 1.5}), "limits.max_request_timeout_ms", "must be an integer"),
     (_set(("limits",), {"max_frame_bytes": 1 << 20}), "limits.max_frame_bytes", "one full instance"),
     (_set(("limits",), {"max_frame_bytes": 1 << 32}), "limits.max_frame_bytes", "<= 4294967295"),
     # typos: unknown keys in every table

@@ -135,12 +135,17 @@ def test_entries_and_batch_huge_counts(value):
         codec.decode_batch(bytes(batch))
 
 
-def test_batch_request_huge_count_is_refused_before_allocation():
-    """A PROPOSE_BATCH declaring 2**32-1 operations in a few bytes: refused by comparing the count with the
-    bytes left, with a message that says so."""
+@pytest.mark.parametrize("count, message", [
+    (0xFFFFFFFF, "batch request of 4294967295 operations: at most %d" % rpc.MAX_BATCH_OPS),
+    (rpc.MAX_BATCH_OPS, "declares %d items" % rpc.MAX_BATCH_OPS),
+])
+def test_batch_request_huge_count_is_refused_before_allocation(count, message):
+    """A PROPOSE_BATCH declaring 2**32-1 operations in a few bytes: refused by its count alone (above
+    rpc.MAX_BATCH_OPS); one declaring MAX_BATCH_OPS in a few bytes: by comparing the count with the bytes
+    left. Each with a message that says so."""
     frame = rpc.propose_batch_request(1, 0, 100, 5, 1, [b"ab"])
-    frame = frame[:41] + struct.pack("<I", 0xFFFFFFFF) + frame[45:]        # the count, after 9 + 32 bytes
-    with memory_bound(), pytest.raises(errors.BadRequest, match="declares 4294967295 items"):
+    frame = frame[:41] + struct.pack("<I", count) + frame[45:]        # the count, after 9 + 32 bytes
+    with memory_bound(), pytest.raises(errors.BadRequest, match=message):
         rpc.decode_request(frame)
 
 

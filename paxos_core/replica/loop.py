@@ -63,6 +63,10 @@ log = logging.getLogger("paxos_core.worker")
 SLOW_WRITE_SECONDS = 0.1              # a synced write this long is counted and reported
 # Operations that change which groups exist: only a connection with the cluster's credentials may run them.
 ADMIN_OPS = {rpc.ADD_GROUP: "ADD_GROUP", rpc.REMOVE_GROUP: "REMOVE_GROUP"}
+# Connections that asked for master-change events (SUBSCRIBE) are kept up to this many, the most recent ones: a
+# client that connects and subscribes over and over (no credentials needed) costs bounded memory and bounded
+# work per event. Subscribing again refreshes a connection's place; the oldest is forgotten beyond the bound.
+MAX_SUBSCRIBERS = 1024
 ADMIN_REFUSED = ("%s refused: administrative operations need the cluster's credentials (a CURVE key of a "
                  "member, as Client.from_cluster_dir and the CLI use); nothing was changed")
 
@@ -77,11 +81,12 @@ class LoopSettings:
     lease_ticks: int = 300           # the master lease as other nodes count it
     lease_margin: float = 0.3        # the part of the lease the master gives up for clock-rate differences
     max_pending: int = 20000         # requests waiting per worker before new ones get Overloaded
-    max_value_bytes: int = 1 << 20
+    max_value_bytes: int = 1 << 20   # also the largest query a read may carry
     # The highest group id a request may add. Per-group state is arrays indexed by slot, so hosting group g
     # costs memory for every slot up to g's: without a bound, 13 bytes (ADD_GROUP 2**32-1) asked for 16 GiB.
     max_group_id: int = (1 << 20) - 1
     request_timeout_ticks: int = 500     # a request's deadline when the client gives none
+    max_request_timeout_ms: int = 60000  # a timeout a client gives is capped at this (limits.max_request_timeout_ms)
     max_stale_lag: int = 1000        # a stale read is refused (NotMaster) further behind than this (instances)
     batch_envelope: bool = True      # a PROPOSE_BATCH is ONE proposal (CLIENT_BATCH) when it fits
     renew_on_write: bool = False     # also claim to renew leases of written groups (old behaviour, to compare)
@@ -211,7 +216,7 @@ class ReplicaLoop:
         self.waiting = {}                 # (group, engine seq) -> Request
         self.parked = {}                  # group -> [Request] waiting for a master (or to catch up)
         self.lease_reads = []             # lease reads to answer in step 6
-        self.subscribers = set()
+        self.subscribers = {}             # identity -> None, oldest first (at most MAX_SUBSCRIBERS)
         self.next_expiry_scan = 0
         self.recent_reads = {}            # slot -> tick of the last lease read (renewal claims for read groups)
         self.effects_hook = None          # observers (the simulator's oracle) see each cycle's Effects
@@ -499,8 +504,16 @@ class ReplicaLoop:
         elif op == rpc.GROUP_INFO:
             self._send(identity, rpc.reply(rpc.OK, req_id, json.dumps(self.group_info(request[2])).encode()))
         elif op == rpc.SUBSCRIBE:
-            self.subscribers.add(identity)
+            self._subscribe(identity)
             self._send(identity, rpc.reply(rpc.OK, req_id))
+
+    def _subscribe(self, identity):
+        """Keep `identity` as the newest subscriber; forget the oldest beyond MAX_SUBSCRIBERS."""
+        subscribers = self.subscribers
+        subscribers.pop(identity, None)
+        subscribers[identity] = None
+        while len(subscribers) > MAX_SUBSCRIBERS:
+            del subscribers[next(iter(subscribers))]
 
     def status_hook(self):
         """The STATUS reply; the worker replaces it with one that adds its process and transport facts."""
@@ -514,8 +527,16 @@ class ReplicaLoop:
         self._route(req)
 
     def _new_request(self, identity, req_id, op, group, timeout_ms):
-        tick_ms = self.settings.tick_s * 1000.0
-        ticks = max(1, int(-(-int(timeout_ms) // tick_ms))) if timeout_ms else self.settings.request_timeout_ticks
+        """A request with its deadline: the client's timeout (0: none given, the default), at most
+        max_request_timeout_ms. Whatever it waits for (a master, an epoch the client named, a decision, a
+        lease), it is answered by then."""
+        s = self.settings
+        tick_ms = s.tick_s * 1000.0
+        if timeout_ms:
+            timeout_ms = min(int(timeout_ms), s.max_request_timeout_ms)
+            ticks = max(1, int(-(-timeout_ms // tick_ms)))
+        else:
+            ticks = s.request_timeout_ticks
         return Request(identity, req_id, op, group, self.ticks + ticks, self.clock())
 
     def _check_group(self, identity, req_id, group):
@@ -535,6 +556,15 @@ class ReplicaLoop:
     def pending_count(self):
         return len(self.waiting) + sum(len(v) for v in self.parked.values()) + len(self.lease_reads)
 
+    def _overloaded(self, identity, req_id, count=1):
+        """True (and the client told Overloaded) when `count` more requests would exceed max_pending."""
+        pending = self.pending_count()
+        if pending + count <= self.settings.max_pending:
+            return False
+        self.stats["overloaded"] += count
+        self._send(identity, rpc.error_reply(rpc.OVERLOADED, req_id, "worker has %d requests pending" % pending))
+        return True
+
     def _on_propose(self, identity, req_id, group, timeout_ms, client_id, request_seq, min_epoch, op):
         if not self._check_group(identity, req_id, group):
             return
@@ -542,10 +572,7 @@ class ReplicaLoop:
             self._send(identity, rpc.error_reply(rpc.VALUE_TOO_LARGE, req_id, "value of %d bytes exceeds "
                                                  "max_value_bytes=%d" % (len(op), self.settings.max_value_bytes)))
             return
-        if self.pending_count() >= self.settings.max_pending:
-            self.stats["overloaded"] += 1
-            self._send(identity, rpc.error_reply(rpc.OVERLOADED, req_id, "worker has %d requests pending"
-                                                 % self.pending_count()))
+        if self._overloaded(identity, req_id):
             return
         req = self._new_request(identity, req_id, rpc.PROPOSE, group, timeout_ms)
         req.client_id, req.request_seq, req.payload, req.min_epoch = client_id, request_seq, op, min_epoch
@@ -563,10 +590,7 @@ class ReplicaLoop:
         if not ops:
             self._send(identity, rpc.propose_batch_ok(req_id, []))
             return
-        if self.pending_count() + len(ops) > self.settings.max_pending:
-            self.stats["overloaded"] += len(ops)
-            self._send(identity, rpc.error_reply(rpc.OVERLOADED, req_id, "worker has %d requests pending"
-                                                 % self.pending_count()))
+        if self._overloaded(identity, req_id, len(ops)):
             return
         if self.settings.batch_envelope and sum(len(op) + 4 for op in ops) + 64 <= limit:
             req = self._new_request(identity, req_id, rpc.PROPOSE_BATCH, group, timeout_ms)
@@ -616,6 +640,10 @@ class ReplicaLoop:
     def _on_read(self, identity, req_id, group, mode, timeout_ms, min_epoch, query):
         if not self._check_group(identity, req_id, group):
             return
+        if len(query) > self.settings.max_value_bytes:
+            self._send(identity, rpc.error_reply(rpc.VALUE_TOO_LARGE, req_id, "query of %d bytes exceeds "
+                                                 "max_value_bytes=%d" % (len(query), self.settings.max_value_bytes)))
+            return
         if mode == rpc.READ_STALE:
             # The stated bound of a stale read: this node's log is at most max_stale_lag instances behind the
             # highest chosen mark it has heard of, and the group is not rebuilding here (a learner that just
@@ -629,6 +657,10 @@ class ReplicaLoop:
                                                     int(self.masters.epoch[slot])))
                 return
             self._send(identity, rpc.reply(rpc.OK, req_id, self.sm.read(group, query)))
+            return
+        # A lease or linearizable read waits (for the lease, a master, the epoch the client named, its
+        # barrier): it counts against max_pending like a proposal.
+        if self._overloaded(identity, req_id):
             return
         req = self._new_request(identity, req_id, rpc.READ, group, timeout_ms)
         req.mode, req.payload, req.min_epoch = mode, query, min_epoch
@@ -823,6 +855,8 @@ class ReplicaLoop:
                 self._reply_error(req, rpc.UNKNOWN_GROUP, "group %d was removed" % group)
             elif req.deadline >= self.ticks:
                 self._route(req)
+            else:
+                self._reply_error(req, rpc.TIMEOUT, "no master for group %d within the timeout" % group)
 
     def _master_changed(self, group, master, epoch):
         self.stats["master_changes"] += 1

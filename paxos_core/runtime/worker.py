@@ -230,6 +230,7 @@ class Worker:
             lease_ticks=config.lease_ticks, lease_margin=config.lease_margin, max_pending=config.max_pending,
             max_value_bytes=config.max_value_bytes, max_group_id=config.max_group_id,
             request_timeout_ticks=config.proposal_timeout_ticks, max_stale_lag=config.max_stale_lag,
+            max_request_timeout_ms=config.max_request_timeout_ms,
             # PAXOS_CORE_BATCH_ENVELOPE=0 proposes a batch's operations one by one; PAXOS_CORE_RENEW_ON_WRITE=1
             # also claims for written groups; PAXOS_CORE_COALESCE_REPLIES=0 sends every reply on its own (all
             # kept to measure what the default gains).

@@ -9,7 +9,8 @@ One ZeroMQ frame per request and per reply; little-endian integers.
                     an older one is behind, and catches up before it answers)
       STATUS        -
       PROPOSE_BATCH u32 group | u32 timeout ms | u64 client id | u64 first seq | u64 min epoch | u32 count
-                    | count x (u32 length | op)        (op k gets request seq first seq + k)
+                    | count x (u32 length | op)        (op k gets request seq first seq + k; count at most
+                    MAX_BATCH_OPS, checked before any op is read)
       ADD_GROUP     u32 group [| u16 incarnation]   (0 or absent: one newer than any this node removed)
       REMOVE_GROUP  u32 group
       GROUP_INFO    u32 group     (reply: JSON {"hosted", "incarnation", "removed", "status"})
@@ -43,6 +44,14 @@ READ_MODES = {"stale": READ_STALE, "lease": READ_LEASE, "linearizable": READ_LIN
 
 OK, TIMEOUT, NOT_MASTER, VALUE_TOO_LARGE, OVERLOADED, GROUP_STOPPED, UNKNOWN_GROUP, BAD_REQUEST, EVENT, BATCH = range(10)
 EVENT_MASTER_CHANGE = 1
+
+# The most operations one PROPOSE_BATCH may carry. A worker never accepts a batch of more than its
+# limits.max_pending operations (each counts as a pending request; Overloaded beyond), 20,000 by default, so
+# bigger batches are refused before anything is split: one frame of up to limits.max_frame_bytes (64 MiB) of
+# zero-length operations would otherwise be 16.7 million of them, seconds of the worker's loop and 100+ MB.
+# The bound leaves room above the default max_pending and keeps decoding one frame to about 20 ms. The
+# Client refuses a bigger batch in the caller's thread (ValueError).
+MAX_BATCH_OPS = 1 << 16
 
 _HEAD = struct.Struct("<BQ")
 _U32 = struct.Struct("<I")
@@ -119,7 +128,7 @@ def decode_request(frame):
     """(op, req_id, fields...) or BadRequest (with one line saying what is wrong).
 
     Only the frame's format is checked here, and nothing is allocated beyond the size of the frame itself
-    (a batch's count is checked against the bytes that follow it first). Limits that depend on the node
+    (a batch's count is checked against MAX_BATCH_OPS and the bytes that follow it first). Limits that depend on the node
     (hosted groups, paxos.max_value_bytes, limits.max_group_id, max_pending) are the worker's to check."""
     n = len(frame)
     if n < _HEAD.size:
@@ -142,6 +151,9 @@ def decode_request(frame):
         _need(body, _PROPOSE.size + 4, op)
         group, timeout_ms, client_id, first_seq, min_epoch = _PROPOSE.unpack_from(body)
         (count,) = _U32.unpack_from(body, _PROPOSE.size)
+        if count > MAX_BATCH_OPS:
+            raise BadRequest("batch request of %d operations: at most %d are accepted in one request (and no more "
+                             "than the worker's limits.max_pending); split it" % (count, MAX_BATCH_OPS))
         ops = _split(body[_PROPOSE.size + 4:], count, "batch request")
         return op, req_id, group, timeout_ms, client_id, first_seq, min_epoch, ops
     if op == ADD_GROUP:
