@@ -128,8 +128,9 @@ def decode_request(frame):
     """(op, req_id, fields...) or BadRequest (with one line saying what is wrong).
 
     Only the frame's format is checked here, and nothing is allocated beyond the size of the frame itself
-    (a batch's count is checked against MAX_BATCH_OPS and the bytes that follow it first). Limits that depend on the node
-    (hosted groups, paxos.max_value_bytes, limits.max_group_id, max_pending) are the worker's to check."""
+    (a batch's count is checked against MAX_BATCH_OPS and the bytes that follow it first). Limits that depend
+    on the node (hosted groups, paxos.max_value_bytes, limits.max_group_id, max_pending) are the worker's to
+    check."""
     n = len(frame)
     if n < _HEAD.size:
         raise BadRequest("request of %d bytes is shorter than its %d-byte header" % (n, _HEAD.size))
