@@ -73,3 +73,43 @@ def test_a_prepare_or_accept_under_another_nodes_ballot_is_refused(kind):
     # Under its own ballot, node 3 is answered as ever.
     engine.receive([Message(kind, 0, 0, pack(1, 3), 0, 0, 0, encode_batch([(3, 1, b"v")]), src=3)])
     assert engine.group_view(0)["promised"] == pack(1, 3)
+
+
+def _loop():
+    """Node 1 of 3's replica loop on a memory log (the loop a worker runs)."""
+    from paxos_core.replica.loop import LoopSettings, ReplicaLoop
+    from paxos_core.statemachine.store import MemoryStore
+    from paxos_core.storage.memory import MemoryLog
+
+    clock = [1000.0]
+    core = CoreConfig(node_id=1, members=(1, 2, 3), n_groups=2)
+    log = MemoryLog(1)
+    loop = ReplicaLoop(LoopSettings(node_id=1, index=0, workers=1, tick_s=0.01, lease_ticks=30), core,
+                       clock=lambda: clock[0], log=log, store=MemoryStore(), send=lambda m: None, hosted=[0, 1],
+                       recovery=log.recover(), rng=random.Random(7))
+    return loop, clock
+
+
+@pytest.mark.parametrize("value", [encode_batch([(2, 1, b"\x01short")]),            # a client entry cut short
+                                   encode_batch([(2, 1, b"\x02" + bytes(40))]),      # a client batch that lies
+                                   b"\x02" + bytes(8)])                              # a batch of a newer format
+def test_a_chosen_value_that_does_not_decode_stops_its_group_instead_of_killing_the_worker(value):
+    # Node 2 (a buggy or hostile member, or a newer build) gets such a value chosen with node 1's vote: node 1
+    # votes for what it cannot read (it does not decode values to vote) and learns it chosen from the mark of
+    # the next Accept. The old worker died applying it; the group stops here now, with the reason, and the
+    # other group goes on.
+    loop, clock = _loop()
+    ballot = pack(1, 2)
+    good = encode_batch([(2, 1, b"")])
+    from paxos_core.core.learner import chain_of
+    for instance, mark, chain, v in ((0, 0, 0, value), (1, 1, chain_of([value]), good)):
+        clock[0] += 0.02
+        loop.poll_timeout()
+        loop.turn([Message(Kind.ACCEPT, 0, instance, ballot, mark, 0, chain, v, src=2)], ())   # must not raise
+    clock[0] += 0.02
+    loop.poll_timeout()
+    loop.turn((), ())
+    view = loop.engine.group_view(0)
+    assert view["status"] == "stopped" and "does not decode" in view["stop_reason"]
+    assert loop.sm.applied_next(0) == 0                     # nothing of it applied
+    assert loop.engine.group_view(1)["status"] == "ok"

@@ -289,6 +289,90 @@ class WorkerTarget(Target):
             rpc.decode_reply(frame)
 
 
+class PeerTarget(Target):
+    """A peer frame through a worker's whole loop (node 1 of 3): a frame that does not decode raises its
+    FrameError; one that does is taken in by ``turn`` (the engine refuses what it cannot use), which never
+    raises. The seeds are protocol messages with well-formed values, so that mutations reach the handlers."""
+    name = "peer"
+    errors = (errors.FrameError,)
+    RESET_EVERY = 2000
+
+    def __init__(self):
+        self.loop = None
+        self.used = 0
+
+    def _fresh(self):
+        from paxos_core.core.config import CoreConfig
+        from paxos_core.replica.loop import LoopSettings, ReplicaLoop
+        from paxos_core.statemachine.store import MemoryStore
+
+        self.clock = _Clock()
+        core = CoreConfig(node_id=DEST, members=(1, 2, 3), n_groups=4)
+        settings = LoopSettings(node_id=DEST, index=0, workers=1, tick_s=0.01, lease_ticks=30)
+        log = MemoryLog(DEST)
+        self.loop = ReplicaLoop(settings, core, clock=self.clock, log=log, store=MemoryStore(),
+                                send=lambda m: None, hosted=[0, 1, 2, 3], recovery=log.recover(),
+                                rng=random.Random(6))
+        self.used = 0
+
+    def seeds(self):
+        from paxos_core.core.ballot import pack
+        from paxos_core.wire.message import Kind
+
+        batch = codec.encode_batch([(2, 1, kv_ops.encode_put(b"k", b"v"))])
+        entries = codec.encode_entries([(0, pack(1, 2), batch)])
+        out = []
+        for src in (2, 3):
+            b = pack(1, src)
+            messages = [Message(Kind.PREPARE, 0, 0, b, 0, 0, 0, b"", src=src),
+                        Message(Kind.ACCEPT, 1, 0, b, 0, 0, 0, batch, src=src),
+                        Message(Kind.PROMISE, 2, 0, b, 0, 0, 0, entries, src=src),
+                        Message(Kind.CATCHUP_REPLY, 3, 0, 0, 1, 1, 0, entries, src=src),
+                        Message(Kind.FORWARD, 0, 0, 0, 0, 0, 0, batch, src=src),
+                        Message(Kind.CATCHUP_REQ, 1, 0, 0, 0, 64, 0, b"", src=src),
+                        Message(Kind.STATE_REQ, 2, 0, 0, 0, 0, 0, b"", src=src)]
+            out.append(codec.encode_frame(CLUSTER, src, DEST, messages))
+            out.extend(codec.encode_frame(CLUSTER, src, DEST, [m]) for m in messages)
+        return out
+
+    def structured(self, rng):
+        """A valid frame of protocol messages with fields from the edges and values that may not decode."""
+        from paxos_core.core.ballot import pack
+
+        src = rng.choice((2, 3))          # the transport refuses frames from itself and from non-members
+        values = [b"", codec.encode_batch([(src, rng.randrange(9), b"v")]),
+                  codec.encode_entries([(rng.randrange(4), pack(1, src), b"")])]
+        messages = []
+        for _ in range(rng.randint(1, 6)):
+            value = rng.choice(values)
+            if rng.random() < 0.5:
+                value = mutate(rng, value, values)
+            ballot = pack(rng.choice((0, 1, 2, 1 << 20, (1 << 48) - 1)), rng.choice((src, src, 1, 2, 3, 0xFFFF)))
+            field = lambda: rng.choice((0, 1, 2, 5, 63, 64, 1 << 32) + INTERESTING)   # noqa: E731
+            messages.append(Message(kind=rng.randint(1, 15), group=rng.choice((0, 1, 2, 3, 3, 4, 0xFFFFFFFF)),
+                                    instance=field(), ballot=rng.choice((ballot, ballot, field())), mark=field(),
+                                    aux=field(), chain=rng.randrange(1 << 32), value=value,
+                                    flags=rng.randrange(256), inc=rng.choice((1, 1, 1, 0, 2, 0xFFFF)), src=src))
+        return codec.encode_frame(CLUSTER, src, DEST, messages)
+
+    def run(self, data):
+        src, messages = codec.decode_frame(data, CLUSTER, DEST, 1 << 20, 1 << 16)
+        if src not in (2, 3):
+            return                        # the transport refuses it (runtime/transport.py): not the loop's input
+        if self.loop is None or self.used >= self.RESET_EVERY:
+            self._fresh()
+        self.used += 1 + self.RESET_EVERY   # until the turn is over: a turn that raises leaves a fresh loop next
+        self.loop.poll_timeout()
+        self.clock.t += 0.01
+        try:
+            self.loop.turn(messages, ())
+        except Exception as exc:          # a FrameError too: only decode_frame may raise one (documented)
+            raise RuntimeError("the loop raised %s: %s" % (type(exc).__name__, exc)) from exc
+        self.used -= self.RESET_EVERY
+
+    fixup = FrameTarget.fixup
+
+
 class RecordTarget(Target):
     """14-byte key | value, as a worker's RocksDB hands them to recovery."""
     name = "record"
@@ -393,7 +477,7 @@ def _random_value(rng):
 
 
 TARGETS = {t.name: t for t in (FrameTarget, EntriesTarget, BatchTarget, RequestTarget, ReplyTarget, WorkerTarget,
-                               RecordTarget, ConfigTarget)}
+                               PeerTarget, RecordTarget, ConfigTarget)}
 
 
 # ---------------------------------------------------------------------------------------------- mutation

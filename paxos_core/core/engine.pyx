@@ -58,6 +58,15 @@ cdef extern from *:
     int __builtin_popcountll(unsigned long long) nogil
 
 cdef bytes NOOP = b""
+
+
+cdef list _entries_of(bytes value):
+    """proposals_of(value), or [] when it does not decode: no proposal of ours is in a value that no node built
+    (a buggy or hostile member's, a newer format); the replica layer stops the group if it is chosen."""
+    try:
+        return proposals_of(value)
+    except FrameError:
+        return []
 cdef uint32_t SYSTEM_GROUP = _SYSTEM_GROUP     # the system group's id (core/config.py)
 
 COUNTER_NAMES = (
@@ -1430,7 +1439,7 @@ cdef class Engine:
         cdef dict out = self.learner.outstanding.get(slot)
         if not out or not value:
             return []
-        return [e for e in proposals_of(value) if e[0] == self.node_id and e[1] in out]
+        return [e for e in _entries_of(value) if e[0] == self.node_id and e[1] in out]
 
     cdef void _requeue_front(self, ProposerGroup pg, list back):
         """Put entries back at the head of the queue, in the order given (they were proposed before it)."""
@@ -1569,7 +1578,7 @@ cdef class Engine:
         for inf in pg.inflight.values():
             value = (<InFlight>inf).value
             if value:
-                seqs.update([e[1] for e in proposals_of(value) if e[0] == self.node_id])
+                seqs.update([e[1] for e in _entries_of(value) if e[0] == self.node_id])
         return seqs
 
     cdef void _on_forward(self, Py_ssize_t slot, Message m, int src):
@@ -1679,7 +1688,7 @@ cdef class Engine:
                     self._step_down(slot, False, self._own_unanswered(slot, inf.value))
         cdef dict out = self.learner.outstanding.get(slot)
         if out and value:
-            for origin, seq, payload in proposals_of(value):
+            for origin, seq, payload in _entries_of(value):
                 if origin == self.node_id:
                     entry = out.pop(seq, None)
                     if entry is not None:
@@ -2045,6 +2054,13 @@ cdef class Engine:
         if mark != 0 and mark == self.learner.chosen_next[slot] and chain != self.learner.chain[slot]:
             self._stop(slot, "diverged: node %d's chain at instance %d is %08x, ours is %08x"
                        % (src, mark, chain, self.learner.chain[slot]))
+
+    def stop_group(self, uint32_t group, str reason):
+        """Stop `group` here, as a divergence does (its fx.stopped comes with the next take_effects): for what the
+        replica layer finds it cannot apply, a chosen value that does not decode."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot >= 0:
+            self._stop(slot, reason)
 
     cdef void _stop(self, Py_ssize_t slot, str reason):
         cdef uint32_t group = self.group_of(slot)

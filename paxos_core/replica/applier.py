@@ -13,11 +13,29 @@ fencing decisions as the first time.
 """
 import struct
 
+from ..errors import FrameError
 from ..wire.codec import proposals_of
 from . import envelope
 
 APPLIED, FENCED, CLAIMED, BARRIER = "applied", "fenced", "claimed", "barrier"
 _MASTER_STATE = struct.Struct("<iQQQ")
+
+
+def _decoded(value):
+    """[(origin, seq, envelope kind, decoded fields)] of a chosen value's entries (other kinds left out), all
+    decoded before any is applied; FrameError if any does not decode."""
+    out = []
+    for origin, seq, payload in proposals_of(value):
+        kind = payload[0] if payload else 0
+        if kind == envelope.CLIENT:
+            out.append((origin, seq, kind, envelope.decode_client(payload)))
+        elif kind == envelope.CLIENT_BATCH:
+            out.append((origin, seq, kind, envelope.decode_client_batch(payload)))
+        elif kind == envelope.CLAIM:
+            out.append((origin, seq, kind, envelope.decode_claim(payload)))
+        elif kind == envelope.BARRIER:
+            out.append((origin, seq, kind, None))
+    return out
 
 
 def master_key(group):
@@ -42,6 +60,9 @@ class Applier:
         self.slot_of = slot_of
         self.fenced = 0
         self.applied_commands = 0
+        # (group, instance, reason) of chosen values that do not decode, since the caller last emptied it: the
+        # group's values from there on are not applied (the caller stops the group).
+        self.unreadable = []
 
     def restore(self, group, now):
         raw = self.store.get(master_key(group))
@@ -71,15 +92,25 @@ class Applier:
                 k += 1
                 if instance < masters.next_claim_instance[slot]:
                     continue     # applied before a restart (master state and state machine are stored together)
+                try:
+                    entries = _decoded(value)
+                except FrameError as exc:
+                    # No node of ours built this value (a buggy or hostile member's, a newer format): applying
+                    # around it could make replicas differ, so nothing from here on is applied in this group.
+                    self.unreadable.append((group, instance, "the chosen value of instance %d does not decode "
+                                            "(%s): a buggy or hostile member, or a newer format than this build "
+                                            "reads" % (instance, exc)))
+                    while k < n and chosen[k][0] == group:
+                        k += 1
+                    break
                 masters.next_claim_instance[slot] = instance + 1
                 dirty.add(group)
                 commands = []
                 mine = []        # (seq, index in commands, count) for our own client entries
                 voter = (-1, False)   # (origin, votes at this instance?): asked once per instance and origin
-                for origin, seq, payload in proposals_of(value):
-                    kind = payload[0] if payload else 0
+                for origin, seq, kind, fields in entries:
                     if kind == envelope.CLIENT:
-                        epoch, client_id, request_seq, op = envelope.decode_client(payload)
+                        epoch, client_id, request_seq, op = fields
                         if (origin == masters.master[slot] and epoch == masters.epoch[slot]) or self.no_fencing:
                             # A master's commands keep its lease alive in every node's view, unless it votes
                             # no more (the group moved): it serves nothing then, and its commands still chosen
@@ -96,7 +127,7 @@ class Applier:
                             if origin == me:
                                 outcomes.append((group, seq, FENCED, masters.known_master(slot, now), instance))
                     elif kind == envelope.CLIENT_BATCH:
-                        epoch, client_id, first_seq, ops = envelope.decode_client_batch(payload)
+                        epoch, client_id, first_seq, ops = fields
                         if (origin == masters.master[slot] and epoch == masters.epoch[slot]) or self.no_fencing:
                             if voter[0] != origin:
                                 voter = (origin, self.votes_at(group, instance, origin))
@@ -109,7 +140,7 @@ class Applier:
                             if origin == me:
                                 outcomes.append((group, seq, FENCED, masters.known_master(slot, now), instance))
                     elif kind == envelope.CLAIM:
-                        node, version, lease, nonce = envelope.decode_claim(payload)
+                        node, version, lease, nonce = fields
                         before = int(masters.version[slot])
                         if masters.apply_claim(slot, node, version, lease, now, nonce,
                                                self.leading_ballot(group) if node == me else 0):

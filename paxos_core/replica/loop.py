@@ -302,6 +302,7 @@ class ReplicaLoop:
                 entries = self.log.read_chosen(group, start, end)
                 self.applier.apply([(group, i, v) for i, _, v in entries], 0)
                 replayed += len(entries)
+        self._stop_unreadable()
         self.sm.flush()
         self.store.commit()
         self.snapshots = Snapshots(self.node_id, engine, self.sm, self.store.inner, self.log, self.snapfiles,
@@ -441,6 +442,7 @@ class ReplicaLoop:
         self.snapshots.after_write(fx, self.ticks)
         if fx.chosen:
             outcomes, changes = self.applier.apply(fx.chosen, self.ticks)
+            self._stop_unreadable()
             self.sm.flush()
             self.store.commit()
             observe = self.batch_sizes.observe
@@ -456,6 +458,14 @@ class ReplicaLoop:
         for tag, group, reason in fx.expired:
             if isinstance(tag, Request) and self.waiting.pop((group, tag.seq), None) is tag:
                 self._reply_error(tag, rpc.TIMEOUT, "not chosen in time (%s): the outcome is unknown" % reason)
+
+    def _stop_unreadable(self):
+        """Stop the groups with a chosen value the applier could not decode (nothing of theirs from there on was
+        applied); the stop's effects come with the next cycle."""
+        for group, instance, reason in self.applier.unreadable:
+            log.error("node %d worker %d: group %d: %s", self.node_id, self.index, group, reason)
+            self.engine.stop_group(group, reason)
+        self.applier.unreadable = []
 
     def _observe_write(self, seconds):
         """A synced write that takes long holds up every reply of the worker: count it, and say so (at most
