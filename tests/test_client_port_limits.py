@@ -29,6 +29,7 @@ from paxos_core.storage.memory import MemoryLog
 from paxos_core.wire import rpc
 
 from cluster_harness import free_base_port
+from loop_harness import run_turns
 
 HUGE_EPOCH = (1 << 64) - 1
 U32_MAX = (1 << 32) - 1
@@ -55,22 +56,8 @@ def _loop(clock, **settings):
 
 
 def _turns(loop, clock, frames=(), n=1, step=0.01):
-    """Run n turns (frames in the first one); every reply decoded: [(identity, status, req_id, body)]."""
-    replies = []
-    for k in range(n):
-        loop.poll_timeout()
-        clock.t += step
-        loop.turn((), list(frames) if k == 0 else ())
-        replies.extend(loop.take_replies())
-    out = []
-    for identity, frame in replies:
-        status, req_id, body = rpc.decode_reply(frame)
-        if status == rpc.BATCH:
-            for inner in rpc.split_reply_batch(body):
-                out.append((identity,) + rpc.decode_reply(inner))
-        else:
-            out.append((identity, status, req_id, body))
-    return out
+    """Every reply decoded: [(identity, status, req_id, body)]."""
+    return run_turns(loop, clock, frames, n, step, identities=True)
 
 
 def _ready(loop, clock):

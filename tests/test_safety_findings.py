@@ -24,6 +24,8 @@ from paxos_core.storage.records import GROUP_REMOVED, INSTANCE_RECORD, decode_re
 from paxos_core.wire.codec import decode_batch, decode_entries, encode_batch, encode_entries
 from paxos_core.wire.message import Kind, Message
 
+from loop_harness import run_turns
+
 
 def _engine(node_id=2, members=(1, 2, 3), **config):
     return Engine(CoreConfig(node_id=node_id, members=members, n_groups=1, **config), random.Random(node_id))
@@ -130,22 +132,7 @@ def _one_node_loop(clock, plant=""):
                        hosted=[0], recovery=log.recover(), rng=random.Random(7))
 
 
-def _turns(loop, clock, frames=(), n=1, step=0.01):
-    replies = []
-    for k in range(n):
-        loop.poll_timeout()
-        clock.t += step
-        loop.turn((), list(frames) if k == 0 else ())
-        replies.extend(loop.take_replies())
-    out = []
-    for _, frame in replies:
-        status, req_id, body = rpc.decode_reply(frame)
-        if status == rpc.BATCH:
-            for inner in rpc.split_reply_batch(body):
-                out.append(rpc.decode_reply(inner))
-        else:
-            out.append((status, req_id, body))
-    return out
+_turns = run_turns
 
 
 class _StallingLog(MemoryLog):
