@@ -30,6 +30,13 @@ def _ask(port, line, timeout=15.0):
     return reply.decode().strip()
 
 
+def _ctrl_c_as_in_a_terminal():
+    # A test run in the background (nohup, `cmd &` in a script: CI) inherits SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt handler: the example would not see the test's Ctrl-C, and each service was
+    # killed after 30 s instead (90 s of every such run).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_asyncio_service_example_replicates_puts_and_serves_gets(tmp_path):
     cluster = tmp_path / "cluster"
     write_cluster(cluster, nodes=3, workers=1, groups=4, base_port=free_base_port(3, 1))
@@ -39,7 +46,8 @@ def test_asyncio_service_example_replicates_puts_and_serves_gets(tmp_path):
         for node, port in ports.items():
             err = open(tmp_path / ("service%d.err" % node), "wb")
             procs[node] = subprocess.Popen([sys.executable, str(EXAMPLE), str(cluster / ("node%d.toml" % node)),
-                                            str(port)], stdout=subprocess.PIPE, stderr=err, cwd=str(tmp_path))
+                                            str(port)], stdout=subprocess.PIPE, stderr=err, cwd=str(tmp_path),
+                                           preexec_fn=_ctrl_c_as_in_a_terminal)
             err.close()
             pids.add(procs[node].pid)
         for node, proc in procs.items():
