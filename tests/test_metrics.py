@@ -63,7 +63,6 @@ def test_the_endpoint_bounds_what_idle_connections_hold():
     # Connections that send nothing (slowloris) once held a thread and a descriptor each, for ever: now at most
     # METRICS_CONNECTIONS are served at once, each closed after METRICS_IDLE_S, and a scrape still gets through.
     import socket
-    import time
 
     from prometheus_client import CollectorRegistry, Counter
     from paxos_core.runtime import metrics
@@ -80,10 +79,8 @@ def test_the_endpoint_bounds_what_idle_connections_hold():
         wait_for(lambda: server.refused >= metrics.METRICS_CONNECTIONS * 3, 10, message="extra connections closed")
         assert idle[-1].recv(1) == b""                 # closed by the server, unanswered
         # The idle ones are closed after METRICS_IDLE_S; then a scrape is served.
-        t0 = time.monotonic()
         body = wait_for(lambda: _try_scrape(port), metrics.METRICS_IDLE_S * 4, message="a scrape served")
         assert b"probe_total 1.0" in body
-        assert time.monotonic() - t0 < metrics.METRICS_IDLE_S * 4
     finally:
         for s in idle:
             s.close()
