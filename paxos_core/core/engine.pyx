@@ -58,6 +58,7 @@ cdef extern from *:
     int __builtin_popcountll(unsigned long long) nogil
 
 cdef bytes NOOP = b""
+cdef uint32_t SYSTEM_GROUP = _SYSTEM_GROUP     # the system group's id (core/config.py)
 
 
 cdef list _entries_of(bytes value):
@@ -67,7 +68,6 @@ cdef list _entries_of(bytes value):
         return proposals_of(value)
     except FrameError:
         return []
-cdef uint32_t SYSTEM_GROUP = _SYSTEM_GROUP     # the system group's id (core/config.py)
 
 COUNTER_NAMES = (
     "msg_in", "msg_out", "records", "proposals", "instances_proposed", "chosen", "acks", "expired",

@@ -566,6 +566,15 @@ class ReplicaLoop:
     def pending_count(self):
         return len(self.waiting) + sum(len(v) for v in self.parked.values()) + len(self.lease_reads)
 
+    def _too_large(self, identity, req_id, size, what="value"):
+        """True (and the client told ValueTooLarge) when `size` bytes exceed max_value_bytes."""
+        limit = self.settings.max_value_bytes
+        if size <= limit:
+            return False
+        self._send(identity, rpc.error_reply(rpc.VALUE_TOO_LARGE, req_id, "%s of %d bytes exceeds max_value_bytes=%d"
+                                             % (what, size, limit)))
+        return True
+
     def _overloaded(self, identity, req_id, count=1):
         """True (and the client told Overloaded) when `count` more requests would exceed max_pending."""
         pending = self.pending_count()
@@ -578,9 +587,7 @@ class ReplicaLoop:
     def _on_propose(self, identity, req_id, group, timeout_ms, client_id, request_seq, min_epoch, op):
         if not self._check_group(identity, req_id, group):
             return
-        if len(op) > self.settings.max_value_bytes:
-            self._send(identity, rpc.error_reply(rpc.VALUE_TOO_LARGE, req_id, "value of %d bytes exceeds "
-                                                 "max_value_bytes=%d" % (len(op), self.settings.max_value_bytes)))
+        if self._too_large(identity, req_id, len(op)):
             return
         if self._overloaded(identity, req_id):
             return
@@ -592,10 +599,7 @@ class ReplicaLoop:
         if not self._check_group(identity, req_id, group):
             return
         limit = self.settings.max_value_bytes
-        too_big = [len(op) for op in ops if len(op) > limit]
-        if too_big:
-            self._send(identity, rpc.error_reply(rpc.VALUE_TOO_LARGE, req_id, "value of %d bytes exceeds "
-                                                 "max_value_bytes=%d" % (too_big[0], limit)))
+        if self._too_large(identity, req_id, next((len(op) for op in ops if len(op) > limit), 0)):
             return
         if not ops:
             self._send(identity, rpc.propose_batch_ok(req_id, []))
@@ -650,9 +654,7 @@ class ReplicaLoop:
     def _on_read(self, identity, req_id, group, mode, timeout_ms, min_epoch, query):
         if not self._check_group(identity, req_id, group):
             return
-        if len(query) > self.settings.max_value_bytes:
-            self._send(identity, rpc.error_reply(rpc.VALUE_TOO_LARGE, req_id, "query of %d bytes exceeds "
-                                                 "max_value_bytes=%d" % (len(query), self.settings.max_value_bytes)))
+        if self._too_large(identity, req_id, len(query), "query"):
             return
         if mode == rpc.READ_STALE:
             # The stated bound of a stale read: this node's log is at most max_stale_lag instances behind the
