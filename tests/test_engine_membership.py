@@ -569,3 +569,27 @@ def test_a_node_hands_a_group_over_only_once_the_group_runs_on_its_placement(ask
             break
         cluster.tick(1)
     assert ready, "the group runs on its placement, which does not name node 5"
+
+
+@pytest.mark.parametrize("plant", ["", "config-forgets-history"])
+def test_a_node_that_learned_past_an_activation_names_the_voters_before_it_as_one_that_did_not(plant):
+    """Simulator seed 1,686: a node that had learned past an activation answered Engine.config_of for an
+    instance before it with the configuration after it, where a node behind answered with the one before: the
+    applier renewed a master's lease on some nodes and not on others. Here node 1 goes past the activation of
+    (1, 2, 4) and must still name (1, 2, 3) for the instances before it; the plant config-forgets-history (the
+    code before session 36) answers with the configuration at its chosen mark."""
+    cluster, _ = five_nodes_three_voters(plant=plant)
+    cluster.propose(1, 0, b"first")
+    cluster.tick(3)
+    first = cluster.engines[1].learned(0)[0]            # the ADOPT goes here; it governs from first + ALPHA
+    adopt_everywhere(cluster, 2, (1, 2, 4))
+    for k in range(ALPHA + 2):
+        cluster.propose(1, 0, b"fill %d" % k)
+    cluster.tick(3)
+    engine = cluster.engines[1]
+    assert engine.learned(0)[0] > first + ALPHA
+    answers = [engine.config_of(0, j).voters for j in (first, first + ALPHA - 1, first + ALPHA)]
+    if plant:
+        assert answers[0] == (1, 2, 4), "the planted bug must be seen"
+    else:
+        assert answers == [(1, 2, 3), (1, 2, 3), (1, 2, 4)]

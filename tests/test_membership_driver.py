@@ -156,6 +156,28 @@ def test_an_adopt_of_the_tables_voters_or_a_newer_epoch_changes_nothing():
     assert engine.adopts == []
 
 
+@pytest.mark.parametrize("plant", ["", "same-voters-idle"])
+def test_a_node_that_missed_an_epoch_asks_its_groups_to_adopt_the_next_even_with_the_voters_it_knew(plant):
+    """Simulator seed 1,636: node 3 knew epoch 1 (voters 3, 4, 5), was down through epoch 2 (1, 3, 4, 5), and
+    learned epoch 3 (3, 4, 5 again) in the turn that it chose, as the group's leader, epoch 2's ADOPT. The ADOPT
+    was applied first (the driver still at epoch 1: nothing to do), and epoch 3's voters were the ones it knew:
+    it looked at no group, and the group stayed on epoch 2's voters, its master never asking it to adopt.
+    Every newer epoch now has every group looked at (with the plant same-voters-idle, the code before, none)."""
+    engine = StandInEngine(current=(1, (3, 4, 5)))
+    loop = StandInLoop(engine)
+    loop.node_id = 3
+    driver = MembershipDriver(sweep_ticks=10**9, catch_up_ticks=10**9, plant=plant)
+    driver.on_table(loop, table(1, (3, 4, 5)))
+    run(driver, loop, 5)
+    assert engine.adopts == [] and not driver.behind
+    engine.current = engine.latest = (2, (1, 3, 4, 5))     # epoch 2's ADOPT, chosen and applied ...
+    driver.adopt_chosen(loop, GROUP)                      # ... while this node knew only epoch 1
+    driver.on_table(loop, table(3, (3, 4, 5), removed=(1,)))
+    run(driver, loop, 5)
+    asked = (GROUP, 3, (3, 4, 5)) in engine.adopts
+    assert asked == (not plant)
+
+
 @pytest.mark.parametrize("plant", ["", "leave-at-adoption"])
 def test_a_removed_node_leaves_only_once_voters_without_it_govern_its_groups(plant):
     """Nemesis seed 346: node 4, removed, left as soon as its groups had adopted voters without it. Those govern

@@ -781,3 +781,35 @@ def test_finding_a_master_renews_its_own_lease_only_where_it_votes(plant):
         assert int(loop.masters.lease_until[0]) > held, "the plant must renew the lease, or this test sees nothing"
     else:
         assert int(loop.masters.lease_until[0]) <= held
+
+
+@pytest.mark.parametrize("plant", ["", "stale-preference"])
+def test_soak_finding_a_node_no_client_uses_forgets_a_master_whose_lease_ran_out(plant):
+    """Soak seed 4,704,713 (at 24266cc; 5 nodes, 64 groups, every fault): node 3, master of group 52, lost its
+    disk; rebuilding, it needed its peers' unfinished instances chosen, and forwarded its barrier to node 4,
+    the other voter up. Node 4, removed from the cluster (clients no longer used it), still preferred node 3 as
+    its leader: only client requests and master changes set the preference, and a lapsed lease is neither. It
+    dropped every FORWARD meant for whoever leads, and nobody led group 52 until its ADOPT came up, too late
+    for the heal. A preference now goes once the master's lease runs out. With the plant stale-preference (the
+    code before) node 1 below keeps node 2's and never leads."""
+    clock = _Clock()
+    loop, sent = _three_node_loop(clock, plant)
+    slot = loop.slot_of(0)
+    _turns(loop, clock, n=3)
+    loop.masters.master[slot] = 2                     # node 2 is master, its lease live in our view
+    loop.masters.lease_until[slot] = loop.ticks + 30
+    put = rpc.propose_request(1, 0, 1000, 77, 1, kv.encode_put(b"k", b"v1"))
+    replies = _turns(loop, clock, [(b"c", put)])
+    assert [(status, rpc.decode_not_master(body)[0]) for status, _, body in replies] == [(rpc.NOT_MASTER, 2)]
+    assert loop.preferred[slot] == 2
+    clock.t += 1.0                                   # the lease runs out; no client comes here any more
+    _turns(loop, clock, n=20)
+    sent.messages.clear()
+    # Node 3, rebuilding the group, forwards a barrier to whoever leads.
+    barrier = encode_batch([(3, 1, b"\x00" * 16)])
+    loop.turn([Message(Kind.FORWARD, 0, 0, 0, 0, 0, 0, barrier, src=3)], ())
+    _turns(loop, clock, n=40)
+    prepared = bool(_sent(sent.messages, Kind.PREPARE))
+    assert prepared == (not plant), "the node takes the forward and leads" if not plant else "the plant is seen"
+    if not plant:
+        assert loop.preferred[slot] == 0

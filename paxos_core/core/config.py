@@ -65,7 +65,8 @@ PLANTS = ("ignore-promise", "reply-before-sync", "promise-not-persisted", "learn
           "snapshot-drops-config", "handoff-early", "reenter-without-learning", "ignore-late-adopt",
           "renew-non-voter", "remove-before-cycle", "relay-appends", "claim-while-rebuilding",
           "redirect-without-catchup", "stage-silent-source", "leave-at-adoption", "renew-own-non-voter",
-          "config-forgets-history", "leave-unhanded", "catchup-any-peer", "catchup-source-only")
+          "config-forgets-history", "leave-unhanded", "catchup-any-peer", "catchup-source-only",
+          "stale-preference", "same-voters-idle")
 
 
 @dataclass(frozen=True)

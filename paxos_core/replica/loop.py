@@ -946,6 +946,22 @@ class ReplicaLoop:
         if now % 16 == 0:
             for group in self.engine.repair_waiting():
                 self.nudge(group)
+            if self.plant != "stale-preference":    # planted bug: a preference outlives the master's lease
+                self._expire_preferences(now)
+
+    def _expire_preferences(self, now):
+        """Forget the preferred leader of each group whose master's lease ran out here (or whose master changed
+        since): client requests and master changes set the preference, but a node that gets neither (one the
+        table removed, which clients no longer use) kept a lapsed master's, and the engine dropped every
+        FORWARD of the group meant for whoever leads (soak seed 4,704,713: node 3, rebuilding with its peers'
+        unfinished instances to learn, forwarded its barrier to node 4 for a second; node 4 still preferred
+        node 3, the master before node 3 lost its disk, and nobody led until the group's ADOPT came up)."""
+        n = len(self.preferred)
+        masters = self.masters
+        other = (self.preferred != 0) & (self.preferred != self.node_id)
+        stale = other & ((masters.lease_until[:n] <= now) | (masters.master[:n] != self.preferred))
+        for slot in np.flatnonzero(stale):
+            self._sync_preference(self.engine.group_at(int(slot)), int(slot))
 
     def nudge(self, group):
         """Propose a barrier to `group`: it gets the group a leader (ours or the master's) and an instance. The

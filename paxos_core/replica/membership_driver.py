@@ -52,6 +52,7 @@ class MembershipDriver:
         self.plant_leave_unhanded = plant == "leave-unhanded"
         self.plant_ignore_late_adopt = plant == "ignore-late-adopt"
         self.plant_leave_at_adoption = plant == "leave-at-adoption"
+        self.plant_same_voters_idle = plant == "same-voters-idle"
         self.retry_ticks = retry_ticks
         self.adopt_per_turn = adopt_per_turn
         # At most this many groups adopting at once (asked, not done): each one asked costs an election when
@@ -222,7 +223,12 @@ class MembershipDriver:
         self.wanted_members = tuple(sorted(set(table["voters"]) | set(table["learners"])))
         voters = tuple(sorted(table["voters"]))
         placements = {int(g): tuple(v) for g, v in table.get("placements", {}).items()}
-        if voters != self.voters or placements != self.placements:
+        # Every group is looked at again at each newer epoch, even one whose voters are those of the table this
+        # node knew before: it may have missed the epochs between, and its groups may be on their voters
+        # (simulator seed 1,636: node 3, down during epoch 2, went from epoch 1 to 3, both voters 3, 4, 5, and
+        # found nothing to do; the epoch-2 ADOPT it chose as leader, in the same turn, came before it knew epoch
+        # 3, and the group stayed on epoch 2's voters with its master never asking it to adopt).
+        if voters != self.voters or placements != self.placements or not self.plant_same_voters_idle:
             self.voters = voters
             self.placements = placements
             self.todo = collections.deque(loop.engine.groups())
