@@ -216,3 +216,50 @@ def test_a_placement_names_cluster_nodes_moves_with_a_swap_and_pins_its_nodes():
     epoch = table(sm)["epoch"]
     assert apply(sm, "place", epoch, group=3, voters=None)["changed"] is True
     assert table(sm)["placements"] == {}
+
+
+class _ClientOverTheTable:
+    """What paxos_core/membership.py uses of a Client, over the state machine: reads and changes go to `sm`, and
+    every node's status says it knows epoch `status_epoch` (behind the table, as right after a change)."""
+
+    def __init__(self, sm, status_epoch):
+        self.sm, self.status_epoch, self.status_asked = sm, status_epoch, 0
+        self.nodes = [1, 2, 3, 4, 5]
+        self.endpoints = {n: None for n in self.nodes}
+        self.workers = 1
+
+    def read(self, group, query, mode, timeout):
+        return self.sm.read(S, query)
+
+    def propose(self, group, command, timeout=None):
+        (result,) = self.sm.apply_batch(S, [(self.sm.applied_next(S), [(0, 0, command)])])[0]
+
+        class Reply:
+            pass
+        reply = Reply()
+        reply.result = result
+        return reply
+
+    def _status_of(self, nodes, timeout):
+        self.status_asked += 1
+        return [{"node": n, "worker": 0, "membership": {"epoch": self.status_epoch}, "max_lag": 0} for n in nodes]
+
+
+def test_a_change_against_an_epoch_the_table_passed_conflicts_without_asking_whether_it_is_safe():
+    """CI run of 11c2d68: two removals made at once against epoch 1; the second read the table after the first
+    (epoch 2) and, before proposing, asked the nodes whether it would keep a live quorum: nodes 2 and 3 had not
+    learned epoch 2 yet, so it failed with WouldLoseQuorum, where the change was bound to an EpochConflict (it
+    changes nothing either way). A change against a passed epoch is now proposed as it is (the state machine
+    refuses it, or finds it made already); one against the table's epoch is still checked."""
+    from paxos_core.errors import EpochConflict, WouldLoseQuorum
+    from paxos_core.membership import Membership
+    sm = seeded(5)
+    assert apply(sm, "remove", expect=1, id=4)["epoch"] == 2
+    client = _ClientOverTheTable(sm, status_epoch=1)
+    with pytest.raises(EpochConflict) as conflict:
+        Membership(client).remove(5, expect=1)
+    assert conflict.value.epoch == 2 and client.status_asked == 0
+    assert Membership(client).remove(4, expect=1).changed is False       # made already: unchanged, not refused
+    with pytest.raises(WouldLoseQuorum):
+        Membership(client).remove(5, expect=2)                            # the current epoch: the nodes are asked
+    assert client.status_asked == 1 and table(sm)["epoch"] == 2
