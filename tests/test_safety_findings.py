@@ -803,12 +803,15 @@ def test_soak_finding_a_node_no_client_uses_forgets_a_master_whose_lease_ran_out
     assert [(status, rpc.decode_not_master(body)[0]) for status, _, body in replies] == [(rpc.NOT_MASTER, 2)]
     assert loop.preferred[slot] == 2
     clock.t += 1.0                                   # the lease runs out; no client comes here any more
-    _turns(loop, clock, n=20)
+    if loop.ticks % 2 == 0:
+        clock.t += 0.01
+    # Busy turns: the ticks advance by two, all odd (periodic work keyed on `ticks % 16 == 0` never ran).
+    _turns(loop, clock, n=20, step=0.02)
     sent.messages.clear()
     # Node 3, rebuilding the group, forwards a barrier to whoever leads.
     barrier = encode_batch([(3, 1, b"\x00" * 16)])
     loop.turn([Message(Kind.FORWARD, 0, 0, 0, 0, 0, 0, barrier, src=3)], ())
-    _turns(loop, clock, n=40)
+    _turns(loop, clock, n=40, step=0.02)
     prepared = bool(_sent(sent.messages, Kind.PREPARE))
     assert prepared == (not plant), "the node takes the forward and leads" if not plant else "the plant is seen"
     if not plant:

@@ -217,7 +217,11 @@ class ReplicaLoop:
         self.parked = {}                  # group -> [Request] waiting for a master (or to catch up)
         self.lease_reads = []             # lease reads to answer in step 6
         self.subscribers = {}             # identity -> None, oldest first (at most MAX_SUBSCRIBERS)
+        # Periodic work runs once its tick has come (ticks may advance by several in one turn: a long turn, a
+        # pause; `ticks % k == 0` would skip it for as long as they do).
         self.next_expiry_scan = 0
+        self.next_behind_poke = 0         # parked requests behind the epoch a client named: ask a peer
+        self.next_repair_nudge = 0        # rebuilding groups' barriers, lapsed preferences
         self.recent_reads = {}            # slot -> tick of the last lease read (renewal claims for read groups)
         self.effects_hook = None          # observers (the simulator's oracle) see each cycle's Effects
         # Clock: ticks are whole tick_s periods since the loop started.
@@ -925,10 +929,13 @@ class ReplicaLoop:
                     self.engine.poke(group)
             del self.catchup_queue[-64:]
         # Groups waiting for a master: claim again when the last claim is overdue.
+        poke_behind = now >= self.next_behind_poke
+        if poke_behind:
+            self.next_behind_poke = now + 8
         for group in list(self.parked):
             slot = self.slot_of(group)
             if any(req.min_epoch > self.masters.epoch[slot] for req in self.parked[group]):
-                if now % 8 == 0:
+                if poke_behind:
                     self.engine.poke(group)          # still behind the epoch a client told us of
             elif self.masters.claim_due(slot, now):
                 self._claim(group)
@@ -943,7 +950,8 @@ class ReplicaLoop:
                 self._claim(group)
         self.membership.on_tick(self, now)
         # A rebuilding group waits for instances nobody may be driving: nudge its master with a barrier.
-        if now % 16 == 0:
+        if now >= self.next_repair_nudge:
+            self.next_repair_nudge = now + 16
             for group in self.engine.repair_waiting():
                 self.nudge(group)
             if self.plant != "stale-preference":    # planted bug: a preference outlives the master's lease
