@@ -228,7 +228,7 @@ class MembershipDriver:
         # (simulator seed 1,636: node 3, down during epoch 2, went from epoch 1 to 3, both voters 3, 4, 5, and
         # found nothing to do; the epoch-2 ADOPT it chose as leader, in the same turn, came before it knew epoch
         # 3, and the group stayed on epoch 2's voters with its master never asking it to adopt).
-        if voters != self.voters or placements != self.placements or not self.plant_same_voters_idle:
+        if not self.plant_same_voters_idle or voters != self.voters or placements != self.placements:
             self.voters = voters
             self.placements = placements
             self.todo = collections.deque(loop.engine.groups())
