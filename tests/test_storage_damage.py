@@ -6,9 +6,11 @@ paxos_core/storage/log.pyx for what RocksDB itself does in each case.
 """
 import glob
 import hashlib
+import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import time
 
@@ -177,6 +179,68 @@ def test_synced_damage_at_open_moves_the_db_aside_and_starts_empty(tmp_path, cap
     log = RocksLog(path, 1, CLUSTER)
     assert log.damage is None and not log.created and batches_in(log)[0] == [0]
     log.close()
+
+
+OPEN_IN_A_CHILD = """
+import json, sys
+from paxos_core.storage.log import RocksLog
+log = RocksLog(sys.argv[1], 1, %d)
+print(json.dumps([log.damage, log.amnesia, log.created, log.open_report]))
+log.close()
+""" % CLUSTER
+
+
+TYPE_FLIPS = {
+    "first WAL record": (lambda path: rd.flip_type_to_recyclable(path, "first"), {}, "000004.log"),
+    "middle WAL record": (lambda path: rd.flip_type_to_recyclable(path, "middle"), {}, "000004.log"),
+    "last WAL record": (lambda path: rd.flip_type_to_recyclable(path, "last"), {}, "000004.log"),
+    "last MANIFEST record": (rd.flip_type_in_manifest, {"flush_at": [20]}, "MANIFEST-"),
+}
+
+
+@pytest.mark.parametrize("case", list(TYPE_FLIPS))
+def test_a_flipped_type_byte_is_synced_damage_and_never_hangs_the_open(tmp_path, case):
+    """The nemesis corrupt fault flipped bit 2 of a WAL record's type byte (1 becomes 5, a recyclable FULL
+    record). RocksDB 9.8.4's open spun for ever on it (a later WAL record, the MANIFEST's last one), and the
+    worker never came up; on the first WAL record it read nothing after it and reported nothing: every synced
+    write lost in silence. The open runs in a child process, so that a hang fails this test instead of
+    stopping the run."""
+    damage, image, damaged_file = TYPE_FLIPS[case]
+    path = log_image(tmp_path, **image)
+    damage(path)
+    try:
+        child = subprocess.run([sys.executable, "-c", OPEN_IN_A_CHILD, path], capture_output=True, text=True,
+                               timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("opening a log with a flipped type byte did not return in 120 s")
+    assert child.returncode == 0, child.stderr
+    found, amnesia, created, report = json.loads(child.stdout)
+    assert (found, amnesia, created) == ("synced", True, True)
+    assert damaged_file in report and "is damaged at offset" in report and "recyclable type 5" in report
+    aside = moved_aside(path)
+    assert len(aside) == 1 and aside[0] in report and glob.glob(os.path.join(aside[0], "*.log"))
+    log = RocksLog(path, 1, CLUSTER)
+    assert log.damage is None and batches_in(log) == ([], [])
+    log.close()
+
+
+def test_wal_records_are_checked_by_type_and_checksum(tmp_path):
+    """Records RocksDB may write besides data (types 9 and 10, and from 128 on) pass when their checksum
+    does; a type it never writes is damage even with a good checksum, and so is a bad checksum."""
+    from paxos_core.storage.log import _wal_shape
+    wal = tmp_path / "000007.log"
+    good = rd.record_bytes(rd.FULL, b"a batch") + rd.record_bytes(9, b"\x01") + rd.record_bytes(10, b"ts") + \
+        rd.record_bytes(130, b"ignorable")
+    wal.write_bytes(good)
+    assert _wal_shape(str(wal)) == (1, None, None)
+    wal.write_bytes(good + rd.record_bytes(33, b"what is this"))
+    assert _wal_shape(str(wal)) == (1, None, "offset %d: a record of the unknown type 33" % len(good))
+    bad = bytearray(good)
+    bad[-1] ^= 1
+    wal.write_bytes(bytes(bad))
+    assert _wal_shape(str(wal))[2] == "offset %d: a record of 9 bytes fails its checksum" % (len(good) - 16)
+    wal.write_bytes(good + rd.record_bytes(rd.FULL, b"cut short")[:12])
+    assert _wal_shape(str(wal)) == (1, len(good), None), "a record cut short at the end is a tear, not damage"
 
 
 def test_leftovers_of_an_interrupted_creation_are_no_damage(tmp_path):

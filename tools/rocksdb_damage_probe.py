@@ -5,13 +5,15 @@
 For every damage case (tests/helpers/rocks_damage.py) and every DBRecoveryMode, a fresh copy of a small DB
 (N synced WriteBatches of 4 keys, rocksdict raw mode) is damaged and opened. The SST cases flush the first
 half into an SST first (g4: two flushes); case h uses two column families and two WAL files. Each line says
-whether the open failed (and RocksDB's message), how many batches came back, whether any came back in part,
-and whether a full iteration then failed (checked with the iterator's status: rocksdict's items() ends
-silently at a damaged block). The last line of each case is what RocksLog makes of it. The findings are
+whether the open failed (and RocksDB's message) or never returned (each trial runs in a child, killed after
+20 s), how many batches came back, whether any came back in part, and whether a full iteration then failed
+(checked with the iterator's status: rocksdict's items() ends silently at a damaged block). The last line of each case is what RocksLog makes of it. The findings are
 summarised in the module docstring of paxos_core/storage/log.pyx.
 """
 import argparse
+import functools
 import logging
+import multiprocessing
 import os
 import shutil
 import sys
@@ -39,6 +41,9 @@ CASES = {
     'b" full-length record, bad crc': (rd.append_forged_header, "wal"),
     "c  bit flip, last record": (rd.flip_in_last_record, "wal"),
     "d  bit flip, middle record": (rd.flip_in_middle_record, "wal"),
+    "d' type byte 1->5, first record": (functools.partial(rd.flip_type_to_recyclable, which="first"), "wal"),
+    'd" type byte 1->5, middle record': (functools.partial(rd.flip_type_to_recyclable, which="middle"), "wal"),
+    'd" type byte 1->5, last record': (functools.partial(rd.flip_type_to_recyclable, which="last"), "wal"),
     "e  bit flip, SST data block": (rd.flip_in_sst_data_block, "sst"),
     "e' bit flip, SST footer": (rd.flip_in_sst_footer, "sst"),
     "f  SST deleted": (rd.delete_sst, "sst"),
@@ -48,6 +53,7 @@ CASES = {
     'g" MANIFEST bit flip': (rd.flip_in_manifest, "sst"),
     "g3 MANIFEST last record cut": (rd.cut_manifest_tail, "sst"),
     "g4 MANIFEST cut in a flush edit": (rd.cut_manifest_flush_edit, "two-sst"),
+    "g6 MANIFEST type byte 1->5, last record": (rd.flip_type_in_manifest, "sst"),
     "h  older WAL cut short": (rd.cut_older_wal, "two-wal"),
     "h' older WAL cut short, newer empty": (rd.cut_older_wal_newer_never_written, "two-wal"),
 }
@@ -136,6 +142,17 @@ def rockslog_trial(image, path, damage):
         log.close()
 
 
+def bounded(fn, *args, seconds=20):
+    """fn(*args) in a child process, so that an open that never returns (d') is reported, not waited on.
+    (Spawned, not forked: a forked child can inherit a lock some RocksDB thread of the parent held.)"""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        result = pool.apply_async(fn, args)
+        try:
+            return result.get(seconds)
+        except multiprocessing.TimeoutError:
+            return "OPEN HANGS (no answer in %d s; the child is killed)" % seconds
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batches", type=int, default=40)
@@ -154,8 +171,8 @@ def main():
         for case, (damage, image) in CASES.items():
             print(case)
             for mode in MODES:
-                print("    %-14s %s" % (mode, trial(images[image], trial_path, damage, mode, args.batches)))
-            print("    %-14s %s" % ("RocksLog", rockslog_trial(images[image], trial_path, damage)))
+                print("    %-14s %s" % (mode, bounded(trial, images[image], trial_path, damage, mode, args.batches)))
+            print("    %-14s %s" % ("RocksLog", bounded(rockslog_trial, images[image], trial_path, damage)))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

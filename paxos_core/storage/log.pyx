@@ -44,6 +44,8 @@ b' garbage appended               fails        40/40          40/40          40/
 b" full-length record, bad crc    fails        fails          40/40          40/40        synced
 c  bit flip, last WAL record      fails        fails          39/40 silent   39/40        synced
 d  bit flip, middle WAL record    fails        fails          20/40 silent   20/40        synced
+d' type byte 1->5, first record   0/40 silent  0/40 silent    0/40 silent    0/40 silent  synced
+d" type byte 1->5, later record   HANGS        HANGS          HANGS          HANGS        synced
 e  bit flip, SST data block       read fails*  read fails*    read fails*    read fails*  synced
 e' bit flip, SST footer           fails        fails          fails          fails        synced
 f  SST deleted                    fails        fails          fails          fails        synced
@@ -52,6 +54,7 @@ g' CURRENT names no MANIFEST      fails***     fails***       fails***       fai
 g" MANIFEST bit flip              fails        fails          fails          fails        synced
 g3 MANIFEST last record cut       40/40        40/40          40/40          40/40        synced
 g4 MANIFEST cut in a flush edit   30/40 silent 30/40 silent   30/40 silent   30/40 silent synced
+g6 MANIFEST type byte 1->5, last  HANGS        HANGS          HANGS          HANGS        synced
 h  older WAL cut, newer intact    fails        40/40 + HOLE   fails****      40/40 + HOLE synced
 ================================  ===========  =============  =============  ===========  ==============
 
@@ -60,10 +63,17 @@ h  older WAL cut, newer intact    fails        40/40 + HOLE   fails****      40/
    the recovery scan it runs at open.
 \** "While creating a new Db, wal_dir contains existing log file". \*** an IO error, "No such file or
 directory". \**** "SST file is ahead of WALs". HOLE: the second column family lost batch 19 while
-batches 20-39 came back.
+batches 20-39 came back. HANGS: the open never returns (RocksDB spins reading the record,
+facebook/rocksdb#13333); d', d", g6 flip bit 2 of a record's type byte, making a FULL record (1) a
+"recyclable" one (5), as the nemesis corrupt fault once did.
 
 What follows:
 
+* Every WAL file and the MANIFEST are read and checked record by record (``_wal_shape``: the checksum, the
+  type, the length against its block) before RocksDB opens them. A complete record that fails is synced
+  damage, as RocksDB's own check says for b", c, d and g"; the check is there for d', d" and g6, which
+  RocksDB gets wrong in every mode. A record cut short by the end of its file is left to the classification
+  below.
 * ``tolerate_corrupted_tail_records`` is the mode that tells a torn write from damage in the WAL: it drops
   a record cut short at the end of a WAL file (a-b') and refuses a complete record whose checksum fails
   (b", c, d). ``point_in_time`` silently drops everything from the first bad record on (c, d), synced
@@ -98,6 +108,7 @@ import rocksdict
 from libc.stdint cimport uint32_t, uint64_t
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
+from paxos_core.wire.checksum cimport crc32c_buf
 from paxos_core.storage.records cimport (CHAIN_RECORD, CHECKPOINT_RECORD, GROUP_RECORD, INSTANCE_RECORD,
                                          LOW_RECORD, NODE_RECORD, RECORD_VOID, encode_record, group_key)
 
@@ -167,15 +178,25 @@ def _one_line(exc):
     return " ".join(str(exc).split())
 
 
-# ------------------------------------------------------------------------------------------ WAL tails
+# ------------------------------------------------------------------------------------------ WAL files
 #
-# RocksDB's WAL: 32 KiB blocks; a physical record is crc32c u32 | length u16 | type u8 | payload and never
-# crosses a block (a block tail too short for a header is padding). A logical record (one WriteBatch) is one
-# FULL record or FIRST, MIDDLE..., LAST. Only the shape is checked here; RocksDB checks the checksums.
+# RocksDB's log format (WALs and the MANIFEST): 32 KiB blocks; a physical record is masked crc32c u32 |
+# length u16 | type u8 | payload and never crosses a block (a block tail too short for a header is padding).
+# The crc32c covers the type byte and the payload. A logical record (a WriteBatch, a MANIFEST edit) is one
+# FULL record or FIRST, MIDDLE..., LAST. Every record is checked here, before RocksDB reads the file: a bit
+# flip in a type byte can make RocksDB 9.8.4 spin for ever at open (facebook/rocksdb#13333), or take a record
+# for the end of the log and drop every synced write after it without a word.
 
 WAL_BLOCK = 32 * 1024
 WAL_HEADER = 7
 _FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
+# Metadata records RocksDB may write between data records (WAL compression, user timestamp sizes); from 128
+# on, records newer RocksDB versions mark as safe to ignore. Checked like the others, then skipped.
+_METADATA = (9, 10)
+_IGNORABLE_FROM = 128
+# The recyclable types (5-8, 11: a longer header with a log number). These logs are never written that way
+# (set_recycle_log_file_num(0)), so such a record is a damaged one.
+_RECYCLABLE = (5, 6, 7, 8, 11)
 
 
 def _wal_files(path):
@@ -188,10 +209,24 @@ def _wal_files(path):
     return sorted(found)
 
 
+cdef inline uint32_t _unmask_crc(uint32_t masked) noexcept:
+    """RocksDB stores a record's crc32c rotated and offset ("masked")."""
+    cdef uint32_t delta = 0xa282ead8
+    cdef uint32_t rot = masked - delta
+    return (rot >> 17) | (rot << 15)
+
+
 def _wal_shape(filename):
-    """(complete logical records, offset of an incomplete record at the end of the file or None, offset of a
-    misshapen record or None) of one WAL file."""
+    """(complete logical records, offset of an incomplete record at the end of the file or None, the first
+    damaged record as "offset N: what is wrong" or None) of one log file.
+
+    Damaged: a record that runs past its block with more of the file after it, a complete record whose
+    checksum fails, or one of a type these logs never hold. A record cut short by the end of the file is not
+    damage here: it is what a torn write leaves (see _wal_tear)."""
     cdef Py_ssize_t pos, n, end
+    cdef const unsigned char *data
+    cdef uint32_t stored, actual
+    cdef int rtype, length
     complete = 0
     fragment_at = None
     offset = 0
@@ -201,6 +236,7 @@ def _wal_shape(filename):
             n = len(block)
             if not n:
                 break
+            data = block
             last = n < WAL_BLOCK            # RocksDB's end of file: a short block
             pos = 0
             while pos < n:
@@ -208,15 +244,23 @@ def _wal_shape(filename):
                     if last:
                         return complete, offset + pos, None      # a header cut short
                     break                                        # block padding
-                length = block[pos + 4] | block[pos + 5] << 8
-                rtype = block[pos + 6]
+                length = data[pos + 4] | data[pos + 5] << 8
+                rtype = data[pos + 6]
                 if rtype == 0 and length == 0:
                     break                                        # zeros: RocksDB skips the rest of the block
                 end = pos + WAL_HEADER + length
                 if end > n:
                     if last:
                         return complete, offset + pos, None      # a payload cut short
-                    return complete, None, offset + pos
+                    return complete, None, "offset %d: a record of %d bytes runs past its block" % (
+                        offset + pos, length)
+                if rtype in _RECYCLABLE:
+                    return complete, None, "offset %d: a record of the recyclable type %d" % (offset + pos, rtype)
+                stored = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16 | <uint32_t>data[pos + 3] << 24
+                actual = crc32c_buf(data + pos + 6, 1 + length, 0)
+                if _unmask_crc(stored) != actual:
+                    return complete, None, "offset %d: a record of %d bytes fails its checksum" % (
+                        offset + pos, length)
                 if rtype == _FULL:
                     complete += 1
                     fragment_at = None
@@ -225,11 +269,29 @@ def _wal_shape(filename):
                 elif rtype == _LAST and fragment_at is not None:
                     complete += 1
                     fragment_at = None
+                elif rtype != _MIDDLE and rtype not in _METADATA and rtype < _IGNORABLE_FROM:
+                    return complete, None, "offset %d: a record of the unknown type %d" % (offset + pos, rtype)
                 pos = end
             offset += n
             if last:
                 break
     return complete, fragment_at, None
+
+
+def _log_damage(path):
+    """A one-line finding on the first damaged record (see _wal_shape) of the DB's WAL files or of the
+    MANIFEST that CURRENT names, else "". Such a record is synced damage, wherever it is: a torn write
+    leaves a record cut short, not a complete one with wrong bytes (module docstring, b")."""
+    for number, filename in _wal_files(path):
+        damaged = _wal_shape(filename)[2]
+        if damaged is not None:
+            return "write-ahead log %s is damaged at %s" % (os.path.basename(filename), damaged)
+    manifest = _current_manifest(path)
+    if manifest is not None:
+        damaged = _wal_shape(manifest)[2]
+        if damaged is not None:
+            return "%s is damaged at %s" % (os.path.basename(manifest), damaged)
+    return ""
 
 
 def _wal_tear(path):
@@ -242,8 +304,8 @@ def _wal_tear(path):
     """
     tear = None
     for number, filename in _wal_files(path):
-        complete, cut_at, misshapen_at = _wal_shape(filename)
-        if misshapen_at is not None:
+        complete, cut_at, damaged = _wal_shape(filename)
+        if damaged is not None:
             return None
         if tear is not None and complete:
             return None
@@ -252,24 +314,32 @@ def _wal_tear(path):
     return tear
 
 
+def _current_manifest(path):
+    """The path of the MANIFEST that CURRENT names, or None (missing or unreadable: RocksDB reports it)."""
+    try:
+        with open(os.path.join(path, "CURRENT")) as f:
+            name = f.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    manifest = os.path.join(path, name)
+    if not name.startswith("MANIFEST-") or not os.path.isfile(manifest):
+        return None
+    return manifest
+
+
 def _manifest_cut(path):
     """A one-line finding if the MANIFEST that CURRENT names ends in a record cut short, else "".
 
     RocksDB reads a MANIFEST's tail leniently in every recovery mode: the last change to the set of files is
     dropped without a word, and the table it added is deleted as obsolete. After a flush whose WAL was
-    already deleted, that loses synced data. (Missing or unreadable CURRENT/MANIFEST: RocksDB reports it.)
+    already deleted, that loses synced data.
     """
-    try:
-        with open(os.path.join(path, "CURRENT")) as f:
-            name = f.read().strip()
-    except (OSError, UnicodeDecodeError):
+    manifest = _current_manifest(path)
+    if manifest is None:
         return ""
-    manifest = os.path.join(path, name)
-    if not name.startswith("MANIFEST-") or not os.path.isfile(manifest):
-        return ""
-    complete, cut_at, misshapen_at = _wal_shape(manifest)
+    complete, cut_at, damaged = _wal_shape(manifest)
     if cut_at is not None:
-        return "%s ends in a record cut short at offset %d" % (name, cut_at)
+        return "%s ends in a record cut short at offset %d" % (os.path.basename(manifest), cut_at)
     return ""
 
 
@@ -407,9 +477,9 @@ cdef class RocksLog:
                                              % (len(tables), len(wals)))
             self.created = True
             return _open(path, rocksdict.DBRecoveryMode.absolute_consistency(), create=True)
-        manifest_problem = _manifest_cut(path)
-        if manifest_problem:
-            return self._replace_damaged(manifest_problem)
+        problem = _manifest_cut(path) or _log_damage(path)
+        if problem:
+            return self._replace_damaged(problem)
         try:
             return _open(path, rocksdict.DBRecoveryMode.absolute_consistency())
         except Exception as exc:

@@ -233,6 +233,36 @@ def flip_in_last_record(db_path):
     flip_bit(wal, offset + HEADER + length - 3)
 
 
+def flip_type_to_recyclable(db_path, which="middle"):
+    """(d') Bit 2 of the type byte of a FULL WAL record flipped ("first", "middle" or "last" data record):
+    type 1 becomes 5, a recyclable FULL record, in a log never written that way. RocksDB 9.8.4's open then
+    spins for ever (middle, last) or stops reading there and reports nothing (first)."""
+    wal = live_wal(db_path)
+    records = [r for r in data_records(wal) if r[2] == FULL]
+    offset, _, _ = records[{"first": 0, "middle": len(records) // 2, "last": -1}[which]]
+    flip_bit(wal, offset + 6, 2)
+
+
+def flip_type_in_manifest(db_path):
+    """(g6) The same flip in the type byte of the MANIFEST's last record: RocksDB 9.8.4's open spins for ever."""
+    path = manifest(db_path)
+    offset, _, _ = wal_records(path)[-1]
+    flip_bit(path, offset + 6, 2)
+
+
+def masked_crc(rtype, payload):
+    """The checksum field of a record, as RocksDB writes it (crc32c of type and payload, masked)."""
+    from paxos_core.wire.checksum import crc32c
+    crc = crc32c(bytes([rtype]) + payload)
+    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def record_bytes(rtype, payload):
+    """One physical record with a correct checksum."""
+    return masked_crc(rtype, payload).to_bytes(4, "little") + len(payload).to_bytes(2, "little") + \
+        bytes([rtype]) + payload
+
+
 def flip_in_middle_record(db_path):
     """(d) One bit flipped in the payload of a WAL record in the middle."""
     wal = live_wal(db_path)
