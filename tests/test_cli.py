@@ -106,6 +106,10 @@ BAD_INVOCATIONS = [
     (["kv", "cas", "k", "-", "-", "--cluster", "{good}"], ["kv cas: error", "only one value"], 2),
     (["kv", "--cluster", "{good}", "get", "k" * (ops.MAX_KEY_BYTES + 1)], ["ValueTooLarge", "key of"], 3),
     (["kv", "--cluster", "{good}", "--timeout", "0.5", "get", "k"], ["Timeout"], 3),
+    (["kv", "--cluster", "{good}", "--timeout", "0.5", "put", "k", "v"],
+     ["outcome is unknown", "Timeout", "--request-id"], 4),
+    (["kv", "--cluster", "{good}", "put", "k", "v", "--request-id", "7"], ["--request-id", "CLIENT:SEQ"], 2),
+    (["kv", "--cluster", "{good}", "delete", "k", "--request-id", "0:1"], ["--request-id", "CLIENT:SEQ"], 2),
     (["group", "add", "-5"], ["group add: error", ">= 0", "-5"], 2),
     (["group", "--cluster", "{good}", "add", "-5"], ["group add: error", ">= 0", "-5"], 2),
     (["group", "add", str(1 << 32)], ["group add: error", "<= 4294967293"], 2),
@@ -420,6 +424,37 @@ def test_json_output_of_kv_and_status(running):
         rows = json.loads(r.stdout)                 # ONE JSON document
         assert sorted((row["node"], row["worker"]) for row in rows) == [(1, 0), (2, 0), (3, 0)]
         assert all("error" not in row and "group_detail" in row for row in rows)
+
+
+def test_a_write_of_unknown_outcome_exits_4_and_its_request_id_asks_again(running, stopped_cluster):
+    """Exit 4 (not 3) when a write's outcome is unknown, with the request id that `--request-id` takes back: a
+    retry of a write that landed answers its result and applies nothing more; one that never landed stays
+    unknown (exit 4 again) and is never applied."""
+    good = stopped_cluster[0]
+    r = cli("kv", "--cluster", good, "--timeout", "0.5", "-w", "json", "put", "k", "v")
+    assert r.returncode == 4 and "outcome is unknown" in r.stderr
+    record = json.loads(r.stdout)
+    assert (record["status"], record["ok"]) == ("UNKNOWN", None)
+    client_id, seq = map(int, record["request_id"].split(":"))
+    assert seq == 1 and "--request-id %d:1" % client_id in r.stderr
+
+    d = running.dir
+    client = running.client()
+    try:
+        landed = (0x5EED5, 1)
+        key = b"retried"
+        client.propose(key_group(key, 4), ops.encode_put(key, b"first"), request_id=landed, retry=False)
+        again = cli("kv", "put", key.decode(), "first", "--cluster", d, "--request-id", "%d:%d" % landed)
+        assert (again.returncode, again.stdout.strip()) == (0, "OK"), again.stderr
+        # The same id with another value: the remembered result of the write that landed, nothing applied.
+        other = cli("kv", "put", key.decode(), "second", "--cluster", d, "--request-id", "%d:%d" % landed)
+        assert other.returncode == 0, other.stderr
+        assert cli("kv", "get", key.decode(), "--cluster", d, "--mode", "linearizable").stdout == "first\n"
+        never = cli("kv", "put", "never", "x", "--cluster", d, "--request-id", "%d:1" % (landed[0] + 2))
+        assert never.returncode == 4 and "SessionExpired" in never.stderr, never.stderr
+        assert cli("kv", "get", "never", "--cluster", d, "--mode", "linearizable").returncode == 1
+    finally:
+        client.close()
 
 
 def _key_in(group, groups):

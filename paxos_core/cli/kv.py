@@ -3,17 +3,21 @@
 Values are bytes. A VALUE argument is the literal text, ``-`` for standard input, ``@FILE`` for a file's bytes,
 or ``@@TEXT`` for the literal ``@TEXT``. ``get`` prints the value and a newline; ``get -o FILE`` writes its
 exact bytes (``-o -``: to stdout, no newline). Exit codes: 0 done, 1 the answer is no (key not found, cas
-failed), 2 usage or configuration error, 3 the operation failed (the error's one line is on stderr).
+failed), 2 usage or configuration error, 3 the operation failed and changed nothing (the error's one line is on
+stderr), 4 the outcome of a write is unknown (a Timeout: it may be applied, now or later). Exit 4 names the
+write's request id on stderr; ``--request-id CLIENT:SEQ`` retries that very write, which is applied at most once.
 """
+import argparse
 import base64
 import json
 import os
 import sys
 
-from ..errors import ValueTooLarge
+from ..errors import Timeout, ValueTooLarge
 
 EXIT_NO = 1
 EXIT_FAILED = 3
+EXIT_UNKNOWN = 4
 
 VALUE_HELP = "the value: TEXT, '-' for stdin, '@FILE' for a file's bytes, '@@TEXT' for a TEXT that starts with '@'"
 
@@ -85,6 +89,19 @@ def _check_size(cfg, what, op):
                             "%d (set in its node files, e.g. %s)" % (what, size, cfg.max_value_bytes, cfg.path))
 
 
+def request_id(text):
+    """An argparse type: CLIENT:SEQ, the request id exit 4 printed."""
+    client, sep, seq = text.partition(":")
+    try:
+        client_id, seq_no = int(client), int(seq)
+    except ValueError:
+        client_id = seq_no = -1
+    if not sep or not 0 < client_id < 1 << 64 or not 0 < seq_no < 1 << 63:
+        raise argparse.ArgumentTypeError("expected CLIENT:SEQ (two positive integers, as exit 4 prints them), "
+                                         "got %r" % text)
+    return client_id, seq_no
+
+
 def prepare(args):
     """Read the command's values (stdin, files) before anything is sent: (key, expected, new) as bytes or None."""
     key = os.fsencode(args.key)
@@ -109,15 +126,20 @@ def run(args, client, cfg, key, expected, new):
     if args.op == "get":
         return _get(args, kv, key)
     if args.op == "put":
-        _check_size(cfg, "put of a %d-byte value" % len(new), ops.encode_put(key, new))
-        status, current = kv.put(key, new)
+        op = ops.encode_put(key, new)
+        _check_size(cfg, "put of a %d-byte value" % len(new), op)
     elif args.op == "delete":
-        status, current = kv.delete(key)
+        op = ops.encode_delete(key)
     else:
-        _check_size(cfg, "cas", ops.encode_cas(key, expected, new))
-        # KV.cas says only whether it swapped; the command line also shows the value that was there.
-        group = kv.group(key)
-        status, current = ops.decode_result(client.propose(group, ops.encode_cas(key, expected, new)).result)
+        op = ops.encode_cas(key, expected, new)
+        _check_size(cfg, "cas", op)
+    try:
+        # One proposal, put and delete as cas: the command line shows the value a failed cas found, and a
+        # --request-id retries the earlier attempt of exactly this write.
+        result = client.propose(kv.group(key), op, request_id=args.request_id)
+    except Timeout as exc:
+        return _unknown_outcome(args, key, exc)
+    status, current = ops.decode_result(result.result)
     name = ops.STATUS_NAMES.get(status, str(status))
     if status == ops.ERROR:
         # The store refused a malformed operation; the result carries its message.
@@ -141,6 +163,17 @@ def run(args, client, cfg, key, expected, new):
         return EXIT_NO
     print(name)
     return 0 if status == ops.OK else EXIT_NO
+
+
+def _unknown_outcome(args, key, exc):
+    """Exit 4: the write may or may not be applied. Names its request id, for `--request-id` to ask again."""
+    rid = getattr(exc, "request_id", None)
+    rid_text = "%d:%d" % tuple(rid) if rid is not None else None
+    print("paxos-core: kv %s: the outcome is unknown (%s: %s): the write may still be applied%s"
+          % (args.op, type(exc).__name__, " ".join(str(exc).split()),
+             "; to ask again, give the same command with --request-id %s" % rid_text if rid_text else ""), file=sys.stderr)
+    _emit(args, _record(args, key, status="UNKNOWN", ok=None, request_id=rid_text))
+    return EXIT_UNKNOWN
 
 
 def _get(args, kv, key):
@@ -190,6 +223,7 @@ def register(sub, cluster_opts):
                        "default), '@@TEXT' (TEXT that starts with '@'). Prints OK.")
     q.add_argument("key", metavar="KEY")
     q.add_argument("value", metavar="VALUE", help=VALUE_HELP)
+    _retry_opt(q)
     cluster_opts(q, shared=True, write_out=True)
 
     q = ops.add_parser("get", help="print KEY's value (a missing key exits 1)",
@@ -205,6 +239,7 @@ def register(sub, cluster_opts):
 
     q = ops.add_parser("delete", help="delete KEY (a missing key exits 1)")
     q.add_argument("key", metavar="KEY")
+    _retry_opt(q)
     cluster_opts(q, shared=True, write_out=True)
 
     q = ops.add_parser("cas", help="compare-and-set: set KEY to NEW if it holds EXPECTED",
@@ -217,9 +252,17 @@ def register(sub, cluster_opts):
     q.add_argument("values", metavar="VALUE", nargs="+", help="EXPECTED and/or NEW, as for put")
     q.add_argument("--absent", action="store_true", help="the key must be absent (no EXPECTED)")
     q.add_argument("--delete", action="store_true", help="delete the key instead of setting it (no NEW)")
+    _retry_opt(q)
     cluster_opts(q, shared=True, write_out=True)
     q.set_defaults(check=lambda args, q=q: _check_cas(q, args))
     return p
+
+
+def _retry_opt(parser):
+    parser.add_argument("--request-id", metavar="CLIENT:SEQ", type=request_id, default=None,
+                        help="ask again about a write whose outcome was unknown (exit 4): the same command with "
+                             "the request id exit 4 printed. It answers the write's result if the write was "
+                             "applied (never twice), and exits 4 again while no attempt of it has been")
 
 
 def _check_cas(parser, args):

@@ -8,6 +8,8 @@ Every mistake and every expected failure is ONE line on stderr, never a tracebac
     2  usage or configuration error: a bad argument (``paxos-core CMD: error: ...``), a bad or missing node
        file or cluster directory
     3  the operation failed: a paxos-core error (Timeout, ValueTooLarge, GroupStopped, ...), an I/O error
+    4  `kv put | delete | cas`: the write's outcome is unknown (a Timeout: it may be applied, now or later);
+       the line names its request id, and the same command with `--request-id CLIENT:SEQ` asks again
   130  interrupted (Ctrl-C)
 
 `paxos-core node` (cli/cluster.py): 0 once stopped by SIGTERM or SIGINT, 1 it failed to start or stopped on a
