@@ -239,6 +239,9 @@ def test_wal_records_are_checked_by_type_and_checksum(tmp_path):
     bad[-1] ^= 1
     wal.write_bytes(bytes(bad))
     assert _wal_shape(str(wal))[2] == "offset %d: a record of 9 bytes fails its checksum" % (len(good) - 16)
+    orphans = rd.record_bytes(rd.MIDDLE, b"m") + rd.record_bytes(rd.LAST, b"l")
+    wal.write_bytes(good + orphans)
+    assert _wal_shape(str(wal)) == (1, None, None), "fragments without their first: not counted, not a type error"
     wal.write_bytes(good + rd.record_bytes(rd.FULL, b"cut short")[:12])
     assert _wal_shape(str(wal)) == (1, len(good), None), "a record cut short at the end is a tear, not damage"
 

@@ -266,9 +266,10 @@ def _wal_shape(filename):
                     fragment_at = None
                 elif rtype == _FIRST:
                     fragment_at = offset + pos
-                elif rtype == _LAST and fragment_at is not None:
-                    complete += 1
-                    fragment_at = None
+                elif rtype == _LAST:
+                    if fragment_at is not None:
+                        complete += 1
+                        fragment_at = None
                 elif rtype != _MIDDLE and rtype not in _METADATA and rtype < _IGNORABLE_FROM:
                     return complete, None, "offset %d: a record of the unknown type %d" % (offset + pos, rtype)
                 pos = end
@@ -280,8 +281,8 @@ def _wal_shape(filename):
 
 def _log_damage(path):
     """A one-line finding on the first damaged record (see _wal_shape) of the DB's WAL files or of the
-    MANIFEST that CURRENT names, else "". Such a record is synced damage, wherever it is: a torn write
-    leaves a record cut short, not a complete one with wrong bytes (module docstring, b")."""
+    MANIFEST that CURRENT names, else "". Such a record is synced damage wherever it is, as RocksDB's own
+    check says in strict mode (module docstring: b", c, d, g")."""
     for number, filename in _wal_files(path):
         damaged = _wal_shape(filename)[2]
         if damaged is not None:
