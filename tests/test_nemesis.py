@@ -289,6 +289,56 @@ def test_a_power_cut_that_is_refused_is_reported_not_injected_and_the_node_resta
     assert Cluster.nodes[1].running and Cluster.nodes[1].starts == 1
 
 
+def test_a_power_cut_aimed_at_a_node_without_its_own_filesystem_is_not_injected_and_kills_nothing():
+    """Nemesis seed 601 (every fault): a power cut drawn for node 4, which the member fault had started on the
+    shared disk, killed it and then failed on its missing disk ("AttributeError: 'NoneType' object has no
+    attribute 'power_cut'"). It is refused before anything is done now."""
+    from paxos_core.nemesis.faults import Nemesis
+
+    class Node:
+        node_id = 4
+        disk = None
+        killed = False
+
+        def kill(self):
+            self.killed = True
+
+    class Topology:
+        can_partition = True
+
+    class Cluster:
+        topology = Topology()
+        nodes = {4: Node()}
+
+    nemesis = Nemesis(Cluster(), (), seed=1, say=lambda line: None)
+    record = nemesis._inject("powercut")
+    assert not record.injected and not Cluster.nodes[4].killed
+    assert record.detail == "not injected: RuntimeError: node 4 has no filesystem of its own to cut"
+
+
+def test_corrupt_check_reads_the_log_of_a_node_the_member_fault_removed_since(tmp_path):
+    """Nemesis seed 601 (every fault): node 3 was corrupted, restarted, then replaced by the member fault, and
+    the final check looked it up among the members: KeyError, a traceback instead of a verdict."""
+    from types import SimpleNamespace
+
+    from paxos_core.nemesis.faults import FaultRecord, corrupt_detected
+
+    def node(name, text):
+        path = tmp_path / name
+        path.write_text(text)
+        return SimpleNamespace(log_path=str(path))
+
+    record = FaultRecord("corrupt", "", 3, 1.0)
+    record.log_mark = len("started\n")
+    reported = node("reported.log", "started\nlog worker-0: synced state damaged: ...\n")
+    silent = node("silent.log", "started\nserving\n")
+    assert corrupt_detected(SimpleNamespace(nodes={3: reported}, removed={}), record)
+    assert not corrupt_detected(SimpleNamespace(nodes={3: silent}, removed={}), record)
+    assert corrupt_detected(SimpleNamespace(nodes={}, removed={3: reported}), record)
+    # Left before it said anything: its damaged disk went with it, nothing to check.
+    assert corrupt_detected(SimpleNamespace(nodes={}, removed={3: silent}), record)
+
+
 def test_corrupt_strikes_only_live_worker_directories_not_those_set_aside(tmp_path):
     """A worker directory set aside after earlier damage (worker-1.damaged-<time>) is never read again: a bit
     flipped there cannot be detected (seed 110, 5 nodes, reported "corruption not reported by the node")."""

@@ -373,6 +373,9 @@ class Nemesis:
 
     def _powercut(self, record):
         node = self.cluster.nodes[record.target]
+        if node.disk is None:
+            # A node the member fault started (a joiner, a replacement) runs on the shared disk: nothing to cut.
+            raise RuntimeError("node %d has no filesystem of its own to cut" % record.target)
         node.kill()
         self.cleanup.append(("start", node))     # restarted at heal, whether the cut could be made or not
         node.disk.power_cut(node.owns)
@@ -600,12 +603,19 @@ class Nemesis:
 
 
 def corrupt_detected(cluster, record):
-    """True if the node's log, after the restart that followed ``record`` (a corrupt fault), reports damage."""
-    node = cluster.nodes[record.target]
+    """True if the node's log, after the restart that followed ``record`` (a corrupt fault), reports damage.
+
+    A node the member fault has removed or replaced since is no longer in ``cluster.nodes``: its log is read
+    all the same (``cluster.removed``). If it says nothing, the node may have left before it restarted on the
+    damaged files, which went with its wiped disk: nothing can be checked, and that is not a miss (True)."""
+    node = cluster.nodes.get(record.target)
+    left = node is None
+    if left:
+        node = cluster.removed[record.target]
     with open(node.log_path, "rb") as f:
         f.seek(getattr(record, "log_mark", 0))
         text = f.read().decode("utf-8", "replace").lower()
-    return any(word in text for word in ("damage", "corrupt", "checksum", "set aside", "rebuild"))
+    return left or any(word in text for word in ("damage", "corrupt", "checksum", "set aside", "rebuild"))
 
 
 def have_tool(name):

@@ -322,7 +322,8 @@ def _run(opts, say):
             say("NOT CONVERGED: %s" % "; ".join(problems))
         for node_id, count in tracebacks.items():
             if count:
-                say("TRACEBACK in node %d's log (%s): %d" % (node_id, cluster.nodes[node_id].log_path, count))
+                node = cluster.nodes.get(node_id) or cluster.removed[node_id]      # removed: member fault
+                say("TRACEBACK in node %d's log (%s): %d" % (node_id, node.log_path, count))
         for detail in undetected:
             say("corruption not reported by the node: %s" % detail)
         for problem in member_problems:
