@@ -275,18 +275,19 @@ def test_a_power_cut_that_is_refused_is_reported_not_injected_and_the_node_resta
         def owns(self, cmdline):
             return False
 
-    class Topology:
-        can_partition = True
-
-    class Cluster:
-        topology = Topology()
-        nodes = {1: Node()}
-
-    nemesis = Nemesis(Cluster(), (), seed=1, say=lambda line: None)
+    cluster = _one_node_cluster(1, Node())
+    nemesis = Nemesis(cluster, (), seed=1, say=lambda line: None)
     record = nemesis._inject("powercut")
     assert not record.injected and record.detail.startswith("not injected: PowerCutRefused: the filesystem is busy")
     nemesis.heal()
-    assert Cluster.nodes[1].running and Cluster.nodes[1].starts == 1
+    assert cluster.nodes[1].running and cluster.nodes[1].starts == 1
+
+
+def _one_node_cluster(node_id, node):
+    """The little of a nemesis Cluster that injecting a power cut reads."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(topology=SimpleNamespace(can_partition=True), nodes={node_id: node})
 
 
 def test_a_power_cut_aimed_at_a_node_without_its_own_filesystem_is_not_injected_and_kills_nothing():
@@ -303,16 +304,10 @@ def test_a_power_cut_aimed_at_a_node_without_its_own_filesystem_is_not_injected_
         def kill(self):
             self.killed = True
 
-    class Topology:
-        can_partition = True
-
-    class Cluster:
-        topology = Topology()
-        nodes = {4: Node()}
-
-    nemesis = Nemesis(Cluster(), (), seed=1, say=lambda line: None)
+    cluster = _one_node_cluster(4, Node())
+    nemesis = Nemesis(cluster, (), seed=1, say=lambda line: None)
     record = nemesis._inject("powercut")
-    assert not record.injected and not Cluster.nodes[4].killed
+    assert not record.injected and not cluster.nodes[4].killed
     assert record.detail == "not injected: RuntimeError: node 4 has no filesystem of its own to cut"
 
 
