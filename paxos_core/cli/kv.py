@@ -169,9 +169,9 @@ def _unknown_outcome(args, key, exc):
     """Exit 4: the write may or may not be applied. Names its request id, for `--request-id` to ask again."""
     rid = getattr(exc, "request_id", None)
     rid_text = "%d:%d" % tuple(rid) if rid is not None else None
+    again = "; to ask again, give the same command with --request-id %s" % rid_text if rid_text else ""
     print("paxos-core: kv %s: the outcome is unknown (%s: %s): the write may still be applied%s"
-          % (args.op, type(exc).__name__, " ".join(str(exc).split()),
-             "; to ask again, give the same command with --request-id %s" % rid_text if rid_text else ""), file=sys.stderr)
+          % (args.op, type(exc).__name__, " ".join(str(exc).split()), again), file=sys.stderr)
     _emit(args, _record(args, key, status="UNKNOWN", ok=None, request_id=rid_text))
     return EXIT_UNKNOWN
 

@@ -279,19 +279,14 @@ def _wal_shape(filename):
     return complete, fragment_at, None
 
 
-def _log_damage(path):
-    """A one-line finding on the first damaged record (see _wal_shape) of the DB's WAL files or of the
-    MANIFEST that CURRENT names, else "". Such a record is synced damage wherever it is, as RocksDB's own
-    check says in strict mode (module docstring: b", c, d, g")."""
+def _wal_damage(path):
+    """A one-line finding on the first damaged record (see _wal_shape) of the DB's WAL files, else "". Such a
+    record is synced damage wherever it is, as RocksDB's own check says in strict mode (module docstring: b",
+    c, d)."""
     for number, filename in _wal_files(path):
         damaged = _wal_shape(filename)[2]
         if damaged is not None:
             return "write-ahead log %s is damaged at %s" % (os.path.basename(filename), damaged)
-    manifest = _current_manifest(path)
-    if manifest is not None:
-        damaged = _wal_shape(manifest)[2]
-        if damaged is not None:
-            return "%s is damaged at %s" % (os.path.basename(manifest), damaged)
     return ""
 
 
@@ -328,8 +323,9 @@ def _current_manifest(path):
     return manifest
 
 
-def _manifest_cut(path):
-    """A one-line finding if the MANIFEST that CURRENT names ends in a record cut short, else "".
+def _manifest_problem(path):
+    """A one-line finding if the MANIFEST that CURRENT names ends in a record cut short or holds a damaged
+    record (see _wal_shape), else "". Both are synced damage.
 
     RocksDB reads a MANIFEST's tail leniently in every recovery mode: the last change to the set of files is
     dropped without a word, and the table it added is deleted as obsolete. After a flush whose WAL was
@@ -339,8 +335,11 @@ def _manifest_cut(path):
     if manifest is None:
         return ""
     complete, cut_at, damaged = _wal_shape(manifest)
+    name = os.path.basename(manifest)
     if cut_at is not None:
-        return "%s ends in a record cut short at offset %d" % (os.path.basename(manifest), cut_at)
+        return "%s ends in a record cut short at offset %d" % (name, cut_at)
+    if damaged is not None:
+        return "%s is damaged at %s" % (name, damaged)
     return ""
 
 
@@ -478,7 +477,7 @@ cdef class RocksLog:
                                              % (len(tables), len(wals)))
             self.created = True
             return _open(path, rocksdict.DBRecoveryMode.absolute_consistency(), create=True)
-        problem = _manifest_cut(path) or _log_damage(path)
+        problem = _manifest_problem(path) or _wal_damage(path)
         if problem:
             return self._replace_damaged(problem)
         try:
