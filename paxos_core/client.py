@@ -65,6 +65,7 @@ import zmq
 
 from . import errors
 from .core.config import SYSTEM_GROUP, shard_of
+from .core.voters import config_state
 from .wire import rpc
 from .statemachine import kv as kv_ops
 
@@ -101,6 +102,24 @@ U64_MAX = (1 << 64) - 1
 # A bad argument fails its own call, in the caller's thread, before anything is queued to the I/O thread:
 # found there, it would fail every request in flight (and a Python object that is not bytes could be turned
 # into something else on the way: bytes(12) is twelve zero bytes).
+
+
+def _first_of_add(group: int, infos: Mapping[int, dict], hosted: Mapping[int, int]) -> bytes:
+    """The first configuration an add of `group` sends every node (core/voters.pyx config_state(); empty: the
+    table's first voters): the one the nodes holding the incarnation started it on, else the voters the newest
+    membership table among the nodes asked places the group on."""
+    if hosted:
+        held = {json.dumps(infos[n].get("first"), sort_keys=True) for n in hosted}
+        if len(held) > 1:
+            raise errors.ConfigError("group %d: nodes hold its incarnation on different first voters (%s); remove "
+                                     "the group everywhere first" % (group, ", ".join(sorted(held))))
+        first = infos[next(iter(hosted))].get("first")
+        return config_state(first["epoch"], first["voters"]) if first else b""
+    tables = [i["table"] for i in infos.values() if i.get("table") and i["table"]["epoch"] >= 1]
+    if not tables:
+        return b""                 # no membership table yet: the first voters of every group
+    newest = max(tables, key=lambda t: t["epoch"])
+    return config_state(newest["epoch"], newest["voters"])
 
 
 def as_bytes(value: Any, what: str) -> bytes:
@@ -541,15 +560,20 @@ class Client:
     def add_group(self, group: int, nodes: Iterable[int] | None = None, timeout: float = 5.0) -> int:
         """Create `group` on every node, in one incarnation newer than any a node holds or removed. Idempotent.
 
-        Refused (ConfigError) if a node cannot be asked or still hosts an earlier incarnation: a group id is
-        never added again where an earlier incarnation may live on (remove it there first). `nodes` limits
-        the nodes asked and changed (an operator's repair tool; every node of the group should be listed)."""
+        The group starts on the voters the newest membership table any node knows places it on (its epoch and
+        voters, sent to every node alike; an add that was interrupted finishes on the voters the nodes holding
+        the incarnation started it on), so a group added after a majority of the cluster's first voters left
+        still has a quorum. Refused (ConfigError) if a node cannot be asked or still hosts an earlier
+        incarnation: a group id is never added again where an earlier incarnation may live on (remove it there
+        first). `nodes` limits the nodes asked and changed (an operator's repair tool; every node of the group
+        should be listed)."""
         targets = self._check_admin(group, nodes, timeout)
         infos = self._group_infos(group, targets, timeout)
         hosted = {n: i["incarnation"] for n, i in infos.items() if i["hosted"]}
         if len(set(hosted.values())) > 1:
             raise errors.ConfigError("group %d: nodes host different incarnations of it (%s); remove the group "
                                      "everywhere first" % (group, hosted))
+        first = _first_of_add(group, infos, hosted)
         if hosted:
             incarnation = next(iter(hosted.values()))
             removed = sorted(n for n, i in infos.items() if i["removed"] >= incarnation)
@@ -564,7 +588,7 @@ class Client:
             # else: an add that was interrupted: finish it at the same incarnation
         else:
             incarnation = max(i["removed"] for i in infos.values()) + 1
-        futures = [self._admin_add(n, group, incarnation, timeout) for n in targets if n not in hosted]
+        futures = [self._admin_add(n, group, incarnation, first, timeout) for n in targets if n not in hosted]
         for f in futures:
             f.result()
         return incarnation
@@ -599,11 +623,11 @@ class Client:
                                          % (group, n, exc)) from None
         return infos
 
-    def _admin_add(self, node, group, incarnation, timeout):
+    def _admin_add(self, node, group, incarnation, first, timeout):
         future: concurrent.futures.Future[None] = concurrent.futures.Future()
 
         def body(req, req_id, remaining_ms, min_epoch):
-            return rpc.add_group_request(req_id, group, incarnation)
+            return rpc.add_group_request(req_id, group, incarnation, first)
 
         req = _Request(future, rpc.ADD_GROUP, group, body, time.monotonic() + timeout, node)
         self._submit(req)
@@ -679,6 +703,9 @@ class Client:
         key = (node, worker)
         sock = self._sockets.get(key)
         if sock is None:
+            if node not in self.endpoints:
+                # Checked before a socket exists: one made and left behind would keep close() waiting for ever.
+                raise errors.PaxosError("this client has no address for node %r" % (node,))
             sock = self._ctx.socket(zmq.DEALER)
             sock.linger = 0
             sock.sndhwm = 100000
@@ -724,7 +751,7 @@ class Client:
         if req.node is not None and req.node not in tried and req.node not in avoid:
             return req.node
         hint = self._master_hint.get(req.group)
-        if hint is not None and hint not in tried and hint not in avoid:
+        if hint in self.endpoints and hint not in tried and hint not in avoid:
             return hint
         order = [self.prefer] + [n for n in self.nodes if n != self.prefer]
         if all(n in tried for n in order):
@@ -891,7 +918,7 @@ class Client:
             self._events_seen[group] = epoch
             if epoch > self._epoch_hint.get(group, 0):
                 self._epoch_hint[group] = epoch
-            self._master_hint[group] = master
+            self._hint_master(group, master)
             for cb in list(self._callbacks):
                 try:
                     cb(group, master, epoch)
@@ -916,6 +943,16 @@ class Client:
                 self._retry.append(req)
             else:
                 self._fail_unknown(req, "undecodable reply from node %s (%s)" % (req.node, exc))
+
+    def _hint_master(self, group, master):
+        """A node named `master` the group's master: the next attempt goes there, if this client has its
+        address. A node that joined after the client was made (`member add`) is not one it can reach: kept as
+        the hint, every attempt went to it and failed in the client (a KeyError), the request ended unknown,
+        and the socket made for it kept close() waiting."""
+        if master in self.endpoints:
+            self._master_hint[group] = master
+        else:
+            self._master_hint.pop(group, None)
 
     def _on_answer(self, req, status, body):
         """The answer to one attempt of `req` (its entry in _pending is gone)."""
@@ -947,10 +984,7 @@ class Client:
             master, epoch = rpc.decode_not_master(body)
             if epoch > self._epoch_hint.get(req.group, 0):
                 self._epoch_hint[req.group] = epoch
-            if master:
-                self._master_hint[req.group] = master
-            else:
-                self._master_hint.pop(req.group, None)
+            self._hint_master(req.group, master)
             # Keep following redirects until the request's own deadline: a master that just died is still
             # named by the others until its lease runs out, and a new one is elected soon after. Pause now
             # and then so that a redirect loop between lagging nodes does not spin.

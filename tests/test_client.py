@@ -440,3 +440,35 @@ def test_batch_timeout_names_the_first_seq_and_its_retry_is_flagged(fake):
         client.propose_batch(0, batch, request_id=rid)
     assert [ops.decode_result(r.result).status for r in info.value.results] == [ops.SESSION_UNKNOWN] * 3
     assert KV(client, 1).get(b"b0") is None
+
+
+def test_a_redirect_to_a_master_the_client_has_no_address_for_goes_to_a_node_it_knows(fake):
+    """A node that joined after the Client was made (`member add`) can be named master by a NOT_MASTER reply
+    or a master-change event. The client kept it as its hint; the next attempt failed inside the client
+    (KeyError: no address), the request ended unknown, and the socket made for it kept close() from
+    returning. Hints now name only nodes the client can reach: the request goes to a node it knows."""
+    client = _connected(fake, 1)
+    fake.handlers[1] = fake.redirect(9)
+    del fake.seen[:]
+    result = client.propose(0, ops.encode_put(b"k", b"v"))
+    assert ops.decode_result(result.result).status == ops.OK
+    assert [node for node, _, _ in fake.proposals()][0] == 1 and 9 not in client._master_hint.values()
+    # A master-change event naming node 9 (the answer to a request, in place of it: that attempt times out).
+    events = []
+
+    def event_then_apply(node, request):
+        if not events:
+            events.append(request)
+            return rpc.master_event(0, 9, 7)
+        return fake.apply(node, request)
+    for node in fake.handlers:
+        fake.handlers[node] = event_then_apply
+    result = client.propose(0, ops.encode_put(b"k", b"w"))
+    assert events and ops.decode_result(result.result).status == ops.OK
+    assert 9 not in client._master_hint.values()
+    with pytest.raises(errors.PaxosError, match="no address for node 9"):
+        client._socket(9, 0)
+    assert (9, 0) not in client._sockets
+    started = time.monotonic()
+    client.close()
+    assert time.monotonic() - started < 5

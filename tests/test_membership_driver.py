@@ -349,3 +349,36 @@ def test_a_dropped_node_gets_messages_until_its_groups_have_other_voters_in_forc
     assert 5 in engine.members
     run(driver, loop, 100)
     assert 5 not in engine.members
+
+
+def test_a_removed_node_hands_over_a_group_added_after_it_learned_of_its_removal():
+    """Soak seed 4,910,844: node 2, removed, had built its list of groups to hand over; group 3 was removed
+    there (dropped from the list) and added again, and node 2 left without handing the new incarnation over,
+    which counted it. A group added on a node being removed now joins that list."""
+    class Engine(StandInEngineOfMany):
+        hosted = {1}
+        handed = set()
+
+        def hosts(self, group):
+            return group in self.hosted
+
+        def groups(self):
+            return sorted(self.hosted)
+
+        def handoff(self, group, placement=None):
+            return group in self.handed
+
+    engine = Engine(2, current=(2, (2, 3, 4)))
+    loop = StandInLoop(engine)
+    driver = MembershipDriver(sweep_ticks=10**9, catch_up_ticks=10**9, leave_after_ticks=10**6)
+    driver.on_table(loop, table(2, (2, 3, 4), removed=(1,)))
+    run(driver, loop, 40)
+    assert not driver.left, "group 1 is not handed over yet"
+    engine.hosted = {0, 1}
+    driver.group_added(0)
+    engine.handed = {1}
+    run(driver, loop, 40)
+    assert not driver.left, "group 0, added since, is not handed over yet"
+    engine.handed = {0, 1}
+    run(driver, loop, 40)
+    assert driver.left

@@ -10,6 +10,7 @@ import pytest
 
 from paxos_core.core.ballot import pack
 from paxos_core.core.config import CoreConfig
+from paxos_core.core.voters import config_state
 from paxos_core.core.engine import Engine
 from paxos_core.core.learner import chain_of
 from paxos_core.errors import GroupStopped
@@ -816,3 +817,71 @@ def test_soak_finding_a_node_no_client_uses_forgets_a_master_whose_lease_ran_out
     assert prepared == (not plant), "the node takes the forward and leads" if not plant else "the plant is seen"
     if not plant:
         assert loop.preferred[slot] == 0
+
+
+def _node_1_of_three(clock, plant="", log=None):
+    """Node 1 of a cluster whose first voters are 1, 2 and 3, with nodes 2 and 3 gone (its sends go nowhere)."""
+    core = CoreConfig(node_id=1, members=(1, 2, 3), n_groups=1, sticky_ticks=30)
+    settings = LoopSettings(node_id=1, tick_s=0.01, lease_ticks=30, lease_margin=0.3, plant=plant)
+    log = log or MemoryLog(1)
+    return ReplicaLoop(settings, core, clock=clock, log=log, store=MemoryStore(), send=lambda m: None,
+                       hosted=[0], recovery=log.recover(), rng=random.Random(7))
+
+
+@pytest.mark.parametrize("plant", ["", "add-first-voters"])
+def test_soak_finding_a_group_added_at_run_time_starts_on_the_voters_its_add_names(plant):
+    """Soak seed 4,910,844 (5 nodes, 8 groups, every fault): the table had swapped nodes 1 and 2 out of the
+    first voters (1, 2, 5) and both had left, then group 3 was removed and added again; the new incarnation
+    started on (1, 2, 5), and its ADOPT of the table's voters could never be chosen. An ADD_GROUP now names
+    the configuration the group starts on (Client.add_group: the voters the newest table places it on), kept
+    in its GROUP record across restarts. Here node 1 is all that is left of first voters 1, 2, 3, and the
+    table's voters are node 1 alone: a group added on them chooses; the plant (the first voters, the code
+    before) chooses nothing."""
+    clock = _Clock()
+    loop = _node_1_of_three(clock, plant)
+    first = config_state(2, (1,))
+    add = rpc.add_group_request(5, 7, 0, first)
+    assert _turns(loop, clock, [(b"admin", add)]) == [(rpc.OK, 5, b"")]
+    put = rpc.propose_request(6, 7, 1000, 77, 1, kv.encode_put(b"k", b"v"))
+    replies = _turns(loop, clock, [(b"c", put)], n=40)
+    if plant:
+        assert loop.engine.latest_config(7) == (1, (1, 2, 3)) and not replies, "no quorum of the first voters"
+        return
+    assert loop.engine.latest_config(7) == (2, (1,))
+    assert [r[:2] for r in replies] == [(rpc.OK, 6)]
+    info = loop.group_info(7)
+    assert info["first"] == {"epoch": 2, "voters": [1]} and info["incarnation"] == 1
+    # The same add again is a no-op; on other voters it is refused, and so is a malformed one: nothing changes.
+    assert _turns(loop, clock, [(b"admin", add)]) == [(rpc.OK, 5, b"")]
+    other = rpc.add_group_request(8, 7, 0, config_state(2, (1, 2, 3)))
+    [(status, _, why)] = _turns(loop, clock, [(b"admin", other)])
+    assert status == rpc.BAD_REQUEST and b"starting on epoch 2's voters [1]" in why
+    bad = rpc.add_group_request(9, 8, 0, first[:-1] + b"\x05")
+    [(status, _, why)] = _turns(loop, clock, [(b"admin", bad)])
+    assert status == rpc.BAD_REQUEST and not loop.engine.hosts(8)
+    # A restart starts the incarnation on the same voters, and it goes on choosing.
+    again = _node_1_of_three(clock, log=loop.log)
+    assert again.engine.latest_config(7) == (2, (1,)) and again.engine.first_state(7) == first
+    put = rpc.propose_request(10, 7, 1000, 77, 2, kv.encode_put(b"k", b"w"))
+    assert [r[:2] for r in _turns(again, clock, [(b"c", put)], n=40)] == [(rpc.OK, 10)]
+    assert kv.decode_result(again.sm.read(7, kv.encode_get(b"k"))).value == b"w"
+
+
+def test_a_group_handed_over_and_held_again_starts_its_incarnation_on_the_same_first_voters():
+    """A node that hands a group over (placed on other nodes) keeps the voters its incarnation started on in
+    the GROUP record, across a restart, and holds it again on them: re-learned from an empty base, its
+    configurations are replayed from that first one, as on the nodes that kept it."""
+    clock = _Clock()
+    loop = _node_1_of_three(clock)
+    first = config_state(2, (1,))
+    assert loop.add_group(7, 0, first) == 1
+    loop.vacate_groups([7])
+    assert not loop.engine.hosts(7) and loop.group_info(7)["first"] == {"epoch": 2, "voters": [1]}
+    with pytest.raises(ValueError, match="starting on epoch 2's voters"):
+        loop.add_group(7, 1, config_state(3, (1, 2)))
+    again = _node_1_of_three(clock, log=loop.log)
+    assert again.vacated == {7: 1} and again.vacated_first == {7: first}
+    again.reenter_group(7)
+    assert again.engine.first_state(7) == first and again.engine.latest_config(7) == (2, (1,))
+    third = _node_1_of_three(clock, log=loop.log)
+    assert third.engine.first_state(7) == first

@@ -182,6 +182,10 @@ PLANT_RUNS["leave-at-adoption"] = _run(20, "5", "8", faults="member,crash,partit
 # A removed node that leaves as soon as no configuration of its groups counts it, though the voters carrying
 # them on have not learned all it had: soak seed 4,514,976 (it passes without the plant).
 PLANT_RUNS["leave-unhanded"] = _run(1, "5", "8", faults="all", base=4514976)
+# A group added at run time on the first voters, not on those its add names: soak seed 4,910,844 (the table had
+# swapped two of the first voters out, and they left; it passes without the plant). The oracle also takes each
+# incarnation's voters from the operator's add, so nodes that start it elsewhere are seen at once.
+PLANT_RUNS["add-first-voters"] = _run(1, "5", "8", faults="all", base=4910844)
 # A learner that asks its catch-up source again and again, however often nothing comes of it (the rule before
 # soak seed 4,401,544): seed 334 of one group on five nodes, every fault, caught it; since session 39's fixes
 # the first from 334 is 660 (it passes without).
@@ -465,4 +469,15 @@ def test_finding_a_group_removed_in_the_turn_that_learned_its_last_values():
     request path inside the turn since f1102c7; this seed fails with either fault put back (and passed before
     f1102c7, when the simulator removed groups before the turn's messages reached the engine)."""
     result = run_seed(SimConfig(seed=170, nodes=3, groups=8, faults=("regroup", "loss", "delay", "crash")))
+    assert result.ok, result.violations
+
+
+def test_soak_finding_a_group_added_again_after_two_first_voters_left_starts_on_the_tables_voters():
+    """Soak seed 4,910,844 (at d8e8235; 5 nodes, 8 groups, every fault): epochs 2 and 3 swapped nodes 1 and 2
+    out of the first voters (1, 2, 5); group 3 was removed and added again, and its new incarnation started on
+    (1, 2, 5); nodes 1 and 2 left (node 2 without handing over the group added since it learned of its
+    removal), and the group never chose again. The add now names the voters the newest table places the group
+    on, and a removed node hands over what was added since (tests/test_safety_findings.py and
+    tests/test_membership_driver.py test each fix alone)."""
+    result = run_seed(SimConfig(seed=4910844, nodes=5, groups=8))
     assert result.ok, result.violations

@@ -312,3 +312,26 @@ def test_a_chain_record_at_a_mark_makes_that_mark_durable():
     assert state.chosen_next == 4 and not state.repair and not state.stop_reason
     wrong = records[:-1] + [chain_record(4, 4, chain ^ 1, 10)]
     assert recover(sorted(encode_record(r) for r in wrong)).groups[4].stop_reason, "a chain that does not match"
+
+
+def test_group_records_carry_the_first_configuration_of_a_group_added_on_other_voters():
+    """A group added at run time on the voters its ADD_GROUP named (soak seed 4,910,844) keeps them in its
+    GROUP record (version 3), held or handed over: recovery gives them back, and a restart or a re-entry
+    starts the incarnation there again. Without one, the record is the version older builds read."""
+    from paxos_core.core.voters import config_state
+
+    first = config_state(3, (3, 4, 5))
+    held = group_record(5, 2, first=first)
+    key, value = encode_record(held)
+    assert value[0] == 3 and decode_record(key, value) == held
+    assert encode_record(group_record(5, 2))[1][0] == 1
+    handed = group_record(6, 2, vacated=True, mark=77, first=first)
+    key6, value6 = encode_record(handed)
+    assert decode_record(key6, value6) == handed
+    for cut in (value[:-5] + value[-4:], value[:18] + value[-4:]):
+        with pytest.raises(RecordCorrupt):
+            decode_record(key, cut)
+    result = recover(sorted(encode_record(r) for r in (held, handed, instance(5, 0), group_record(7, 2))))
+    assert result.groups[5].first == first and result.groups[5].incarnation == 2
+    assert result.vacated == {6: (2, 77)} and result.vacated_first == {6: first}
+    assert result.groups[7].first == b""

@@ -96,7 +96,7 @@ def test_only_the_clusters_credentials_change_the_table(tmp_path):
         with pytest.raises(PaxosError, match="system group cannot be removed"):
             admin._admin(rpc.REMOVE_GROUP, 1, None, SYSTEM_GROUP, 5.0).result()
         with pytest.raises(PaxosError, match="reserved"):
-            admin._admin_add(1, SYSTEM_GROUP, 1, 5.0).result()
+            admin._admin_add(1, SYSTEM_GROUP, 1, b"", 5.0).result()
         # With the credentials, a command that is not a membership change is refused by the table (the same on every
         # node), and changes nothing.
         result = admin.propose(SYSTEM_GROUP, encode_put(b"k", b"v"), timeout=5.0).result
@@ -153,3 +153,48 @@ def _kv(client):
     def get(group, key):
         return kv_ops.decode_result(client.read(group, kv_ops.encode_get(key), "linearizable", 10.0)).value
     return put, get
+
+
+def test_a_group_added_after_the_first_voters_lost_their_majority_starts_on_the_tables_voters(tmp_path):
+    """Soak seed 4,910,844, with real processes: the table removes nodes 3 and then 2, so node 1 is the one
+    voter; both are killed. Group 5, added then through node 1, starts on the newest table's voters (the
+    client reads them from the nodes and names them in every ADD_GROUP), not on the first voters 1, 2, 3, of
+    which one is left: it takes writes at once."""
+    from paxos_core.wire import rpc
+
+    with LocalCluster(tmp_path, nodes=3, workers=1, groups=2) as cluster:
+        admin = cluster.client(prefer=1)
+        wait_for(lambda: _seeded(admin), 60, message="the system group's table seeded")
+        put, get = _kv(admin)
+        for expect, node in ((1, 3), (2, 2)):
+            result = admin.propose(SYSTEM_GROUP, encode_change("remove", expect=expect, id=node), timeout=10.0)
+            assert json.loads(decode_user_result(result.result))["changed"] is True
+        wait_for(lambda: _settled(cluster, 1, 3, [1]), 60, message="node 1: every group adopted voters 1")
+        for node in (2, 3):
+            if node in cluster.alive_nodes():
+                cluster.kill(node)
+        assert admin.add_group(5, nodes=[1]) == 1
+        put(5, b"k", b"v")
+        assert get(5, b"k") == b"v"
+        info = admin._admin(rpc.GROUP_INFO, 1, None, 5, 5.0).result()
+        assert info["first"] == {"epoch": 3, "voters": [1]} and info["hosted"]
+        cluster.restart(1)
+        put(5, b"k", b"w")
+        assert get(5, b"k") == b"w"
+
+
+def test_an_add_names_the_voters_the_nodes_holding_the_incarnation_started_on_else_the_newest_tables():
+    from paxos_core.client import _first_of_add
+    from paxos_core.core.voters import config_state
+
+    table = lambda epoch, voters: {"epoch": epoch, "voters": voters}          # noqa: E731
+    infos = {1: {"hosted": False, "first": None, "table": table(2, [1, 2, 3])},
+             2: {"hosted": False, "first": None, "table": table(4, [2, 3, 4])},
+             3: {"hosted": False, "first": None, "table": table(0, [])}}
+    assert _first_of_add(5, infos, {}) == config_state(4, (2, 3, 4)), "the newest table any node knows"
+    assert _first_of_add(5, {3: infos[3]}, {}) == b"", "no table yet: the first voters"
+    infos[1].update(hosted=True, first={"epoch": 2, "voters": [1, 2, 3]})
+    assert _first_of_add(5, infos, {1: 2}) == config_state(2, (1, 2, 3)), "an interrupted add ends as it began"
+    infos[2].update(hosted=True, first=None)
+    with pytest.raises(PaxosError, match="different first voters"):
+        _first_of_add(5, infos, {1: 2, 2: 2})

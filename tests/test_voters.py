@@ -222,3 +222,36 @@ def test_reset_puts_a_slot_in_a_given_configuration_with_nothing_pending():
     assert 1 not in table.pending and table.config(1, 100).epoch == 1
     table.reset(1, 5, (3, 4, 5))
     assert table.config(1, 0).voters == (3, 4, 5) and table.latest_epoch(1) == 5
+
+
+def test_a_group_added_at_run_time_starts_in_its_own_first_configuration():
+    """Soak seed 4,910,844: a group added at run time started on the table's first voters, two of which had
+    left the cluster; it could never choose again. Its ADD_GROUP now names the configuration it starts in, and
+    an empty configuration state (records, snapshots, STATE_REPLY) stands for that one, the same on every node
+    of the incarnation."""
+    table = VoterTable(3, 8, 1, (1, 2, 5))
+    first = voters_module.config_state(3, (3, 4, 5))
+    assert voters_module.first_config(first) == (3, (3, 4, 5))
+    table.set_first(1, first)
+    table.reset(1)
+    assert table.config(1, 0).voters == (3, 4, 5) and table.latest_epoch(1) == 3
+    assert table.compact_state(1) == b"" and table.first_state(1) == first
+    assert table.config(0, 0).voters == (1, 2, 5) and table.first_state(0) == b"", "the other slots: the table's"
+    table.learned(1, 4, encode_adopt(4, (2, 3, 4)))
+    assert voters_module.state_configs(table.compact_state(1)) == [(3, (3, 4, 5)), (4, (2, 3, 4))]
+    table.replay(1, b"", [(4, encode_adopt(4, (2, 3, 4)))], 20, 8)
+    assert table.config(1, 20).voters == (2, 3, 4) and table.config_of_chosen(1, 11).voters == (3, 4, 5), \
+        "a replay from an empty base starts from the group's first configuration"
+    table.set_first(1, b"")
+    table.reset(1)
+    assert table.config(1, 0).voters == (1, 2, 5)
+    table.grow(2)
+    assert table.first_state(4) == b""
+    pending = table.state(2)[:-1] + bytes([1]) + (9).to_bytes(8, "little") + voters_module.config_state(
+        2, (1, 2))[1:-1]
+    for bad in (b"\x01", first[:-1], first + b"\0", pending):
+        with pytest.raises(BadAdopt):
+            table.set_first(2, bad)
+        assert table.first_state(2) == b""
+    with pytest.raises(BadAdopt):
+        voters_module.config_state(0, (1, 2))

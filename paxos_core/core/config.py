@@ -44,7 +44,8 @@ from ..errors import ConfigError
 # renew-own-non-voter (a master's own command renews its own lease where it votes no more, while the others'
 # views of it are not renewed), config-forgets-history (the configuration of a chosen instance is answered with
 # the one in force at the node's chosen mark: nodes that learned further than others answer differently; both
-# simulator seed 1,686).
+# simulator seed 1,686). add-first-voters (a group added at run time starts on the first voters, not on those its
+# ADD_GROUP names: once a majority of them left the cluster it can never choose again; soak seed 4,910,844).
 #: The system group's id (issue 14): the cluster's node table and membership epochs (statemachine/membership.py)
 #: are a group like the others, hosted by worker 0 of every node in the slot before its data groups. Data groups
 #: never use this id (nor 0xFFFFFFFF).
@@ -66,7 +67,7 @@ PLANTS = ("ignore-promise", "reply-before-sync", "promise-not-persisted", "learn
           "renew-non-voter", "remove-before-cycle", "relay-appends", "claim-while-rebuilding",
           "redirect-without-catchup", "stage-silent-source", "leave-at-adoption", "renew-own-non-voter",
           "config-forgets-history", "leave-unhanded", "catchup-any-peer", "catchup-source-only",
-          "stale-preference", "same-voters-idle")
+          "stale-preference", "same-voters-idle", "add-first-voters")
 
 
 @dataclass(frozen=True)

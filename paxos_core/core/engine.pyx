@@ -39,7 +39,7 @@ from paxos_core.core.ballot cimport ballot_node, ballot_round, make_ballot
 from paxos_core.core.learner cimport LearnerState, chain_step
 from paxos_core.core.proposer cimport FOLLOWER, LEADING, PREPARING, InFlight, ProposerGroup, ProposerState
 from paxos_core.core.voters cimport Config, VoterTable
-from paxos_core.core.voters import BadAdopt, encode_adopt, state_configs
+from paxos_core.core.voters import BadAdopt, encode_adopt, first_config, state_configs
 from paxos_core.wire.message cimport (ACCEPT, ACCEPTED as MSG_ACCEPTED, CATCHUP_REPLY, CATCHUP_REQ, CHOSEN,
                                       FLAG_RESIGN, FLAG_STICKY, FORWARD, Message, PREPARE, PROMISE, REJECT,
                                       STATE_REPLY, STATE_REQ, make_message)
@@ -286,14 +286,22 @@ cdef class Engine:
         return ([self.group_of(s) for s in hosted[:first]], [self.group_of(s) for s in unwell],
                 int(np.count_nonzero(status == GROUP_REPAIRING)), max(0, behind))
 
-    def add_group(self, uint32_t group, int incarnation=1):
-        """Start hosting `group` (its state starts empty, as for a new group) in `incarnation`.
+    def add_group(self, uint32_t group, int incarnation=1, bytes first=b""):
+        """Start hosting `group` (its state starts empty, as for a new group) in `incarnation`, in the first
+        configuration `first` (VoterTable.set_first: empty, the table's; a group added at run time starts in
+        the one its ADD_GROUP names, the same on every node). ConfigError, and nothing changed, if `first` is
+        not a configuration.
 
         A group id removed and added again is a new incarnation: its messages carry it, and a node drops every
         message of another incarnation, so a re-added acceptor (which remembers nothing) never meets the votes
         and promises of the earlier one."""
         if self.plant_readd_amnesia:
             incarnation = 1          # planted bug: a re-added group is the same incarnation as before
+        if first:
+            try:
+                first_config(first)
+            except BadAdopt as exc:
+                raise ConfigError("group %d: its first configuration is not well formed: %s" % (group, exc))
         cdef Py_ssize_t slot = self.slot_for(group)
         if slot < 0:
             if group == SYSTEM_GROUP:
@@ -315,6 +323,7 @@ cdef class Engine:
             self.lead_config = self.lead_config_array
             self.n_slots = n
         if self.status[slot] == GROUP_ABSENT:
+            self.voters.set_first(slot, first)
             self._reset_slot(slot)
             self.status[slot] = GROUP_OK
             self.inc[slot] = incarnation
@@ -325,6 +334,13 @@ cdef class Engine:
         if slot < 0:
             raise UnknownGroup(group)
         return self.inc[slot]
+
+    def first_state(self, uint32_t group):
+        """The group's first configuration as add_group takes it (empty: the table's first configuration)."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            raise UnknownGroup(group)
+        return self.voters.first_state(slot)
 
     def _reset_slot(self, Py_ssize_t slot):
         """Empty state for a slot that (re)starts hosting a group."""
@@ -357,7 +373,7 @@ cdef class Engine:
         self.proposer.preferred[slot] = 0
         self.proposer.groups.pop(slot, None)
         self.voters.reset(slot)
-        self.lead_config[slot] = 0
+        self.lead_config[slot] = self.voters.first[slot]
         self.adopt_due.pop(slot, None)
         self.active.pop(slot, None)
         self.repairs.pop(slot, None)
@@ -389,7 +405,7 @@ cdef class Engine:
 
     def restore_group(self, uint32_t group, state):
         """Load one group's recovered state (see paxos_core.storage.recovery.RecoveredGroup)."""
-        cdef Py_ssize_t slot = self.add_group(group, state.incarnation)
+        cdef Py_ssize_t slot = self.add_group(group, state.incarnation, getattr(state, "first", b""))
         self.acceptor.restore(slot, state.promised, state.top, state.accepted)
         self.learner.restore(slot, state.chosen_next, state.chain, state.known_mark, state.repair_upto,
                              state.low, state.learned_bytes, state.low_bytes)
@@ -424,6 +440,9 @@ cdef class Engine:
         record and the ADOPT values [(instance, value)] between it and `end` (replica/cycle.py chain_at
         with_config). For a snapshot at `end`."""
         cdef VoterTable scratch = VoterTable(1, self.alpha, 1, self.config.voters)
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot >= 0:
+            scratch.set_first(0, self.voters.first_state(slot))
         scratch.replay(0, base, adopts, end, 1 if self.plant_config_at_i else self.alpha)
         return scratch.compact_state(0)
 
@@ -2096,13 +2115,13 @@ cdef class Engine:
                                      self.learner.chosen_next[slot], 0 if self.status[slot] == GROUP_OK else 1,
                                      0, self.voters.compact_state(slot)), True)
 
-    def _hands_over_to(self, value, placement):
+    def _hands_over_to(self, Py_ssize_t slot, value, placement):
         """Does a voter's STATE_REPLY configuration state let us hand the group over (Engine.handoff)? No
         configuration in it names us, and with `placement`, its current configuration's voters are those."""
         if placement is None and not value:
             return True
         try:
-            configs = state_configs(value) if value else [(0, self.voters.by_index(0).voters)]
+            configs = state_configs(value) if value else [(0, self.voters.first_of(slot).voters)]
         except BadAdopt:
             return False
         if any(self.node_id in config[1] for config in configs):
@@ -2133,7 +2152,7 @@ cdef class Engine:
     cdef void _on_state_reply(self, Py_ssize_t slot, Message m, int src):
         handoff = self.handoffs.get(slot)
         if (handoff is not None and m.aux == 0 and src in <tuple>handoff[1] and m.mark >= <uint64_t>handoff[0]
-                and self._hands_over_to(m.value, handoff[4])):
+                and self._hands_over_to(slot, m.value, handoff[4])):
             (<set>handoff[2]).add(src)      # a voter carrying the group on learned all we had (Engine.handoff)
         cdef Repair rep = self.repairs.get(slot)
         if rep is None or rep.phase != REPAIR_QUERY or m.aux != 0 or src == self.node_id:
@@ -2146,7 +2165,7 @@ cdef class Engine:
             except BadAdopt:
                 return          # a reply we cannot read does not count
         else:
-            named.add(self.voters.by_index(0).voters)     # the replier is in the first configuration
+            named.add(self.voters.first_of(slot).voters)     # the replier is in the group's first configuration
         # A replier's newer reply replaces its older one, configurations included: those an older reply named
         # governed instances below the newer one's chosen mark, which are chosen, and one may hold a node since
         # removed, which nobody asks any more: kept, it would block the rebuild for ever (simulator seed 11,

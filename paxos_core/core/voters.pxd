@@ -14,6 +14,9 @@ cdef class VoterTable:
     cdef readonly uint64_t alpha        # a configuration adopted at instance i governs from i + alpha on
     cdef public object config_array     # numpy uint16 per slot: index of the group's current configuration
     cdef uint16_t[::1] current
+    cdef public object first_array      # numpy uint16 per slot: index of the group's first configuration (0:
+                                        # the table's; a group added at run time may start in another one)
+    cdef uint16_t[::1] first
     cdef public dict pending            # slot -> [(activation instance, configuration index), ...] ascending
     cdef list configs                   # index -> Config (interned: one object per epoch and voter set)
     cdef dict index_of                  # (epoch, voters) -> index

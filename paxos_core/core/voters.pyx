@@ -3,7 +3,8 @@
 
 A group's voters change only through its own log. An ADOPT value chosen at instance i names an epoch and its
 voters; they govern every instance from i + alpha on, so `config(j)` is "the voters of the last ADOPT chosen
-at an instance <= j - alpha" (the group's first configuration where there is none). That is a function of
+at an instance <= j - alpha" (the group's first configuration where there is none: the table's, or for a
+group added at run time the one its ADD_GROUP named). That is a function of
 values chosen below j - alpha + 1, which never change, and a node acting on j has learned them (a leader acts
 below its chosen mark + window, and the window is at most alpha), so every node computes the same `config(j)`
 and each instance is single-decree Paxos over one fixed set of acceptors.
@@ -114,6 +115,8 @@ cdef class VoterTable:
         first = self._intern(epoch, _check_voters(voters))
         self.config_array = np.full(n_slots, first, np.uint16)
         self.current = self.config_array
+        self.first_array = np.full(n_slots, first, np.uint16)
+        self.first = self.first_array
         self.pending = {}
         self.history = {}
 
@@ -132,6 +135,32 @@ cdef class VoterTable:
         """Room for `extra` more slots, in the table's first configuration."""
         self.config_array = np.concatenate([self.config_array, np.zeros(extra, np.uint16)])
         self.current = self.config_array
+        self.first_array = np.concatenate([self.first_array, np.zeros(extra, np.uint16)])
+        self.first = self.first_array
+
+    def set_first(self, Py_ssize_t slot, bytes state=b""):
+        """The slot's group starts in the configuration of `state` (a state() with nothing pending, as
+        first_state() gives it; empty: the table's first configuration). Call before reset(slot). A group
+        added at run time starts in the configuration its ADD_GROUP names, the same on every node (a group
+        that started on the table's first voters could never choose again once a majority of them had left
+        the cluster: soak seed 4,910,844). BadAdopt, and nothing changed, if `state` is not well formed or
+        names a pending configuration."""
+        if not state:
+            self.first[slot] = 0
+            return
+        epoch, voters = first_config(state)
+        self.first[slot] = self._intern(epoch, voters)
+
+    def first_state(self, Py_ssize_t slot):
+        """The slot's first configuration as set_first() takes it: empty when it is the table's."""
+        if self.first[slot] == 0:
+            return b""
+        config = <Config>self.configs[self.first[slot]]
+        return config_state(config.epoch, config.voters)
+
+    def first_of(self, Py_ssize_t slot):
+        """The slot's first configuration (a Config): what an empty configuration state stands for."""
+        return self.configs[self.first[slot]]
 
     cdef uint16_t index_at(self, Py_ssize_t slot, uint64_t instance):
         """The index (into the interned configurations) of the one that governs `instance`."""
@@ -262,8 +291,8 @@ cdef class VoterTable:
 
     def reset(self, Py_ssize_t slot, uint64_t epoch=0, voters=None):
         """A fresh slot (a group added or removed), nothing pending: in configuration `epoch` of `voters`, or
-        in the table's first configuration when none is given."""
-        self.current[slot] = self._intern(epoch, _check_voters(voters)) if voters is not None else 0
+        in the group's first configuration when none is given."""
+        self.current[slot] = self._intern(epoch, _check_voters(voters)) if voters is not None else self.first[slot]
         self.pending.pop(slot, None)
         self.history.pop(slot, None)
 
@@ -302,9 +331,10 @@ cdef class VoterTable:
         self.advance(slot, end)
 
     def compact_state(self, Py_ssize_t slot):
-        """state(), or empty while the slot is in the table's first configuration with nothing pending (what
-        records, snapshots and STATE_REPLY carry: every node starts from the same first configuration)."""
-        if self.current[slot] == 0 and slot not in self.pending:
+        """state(), or empty while the slot is in its group's first configuration with nothing pending (what
+        records, snapshots and STATE_REPLY carry: every node holding an incarnation of the group starts it in
+        the same first configuration)."""
+        if self.current[slot] == self.first[slot] and slot not in self.pending:
             return b""
         return self.state(slot)
 
@@ -358,6 +388,26 @@ def _parse_state(bytes state):
     if at != len(state):
         raise BadAdopt("configuration state: %d bytes left over" % (len(state) - at))
     return current, queue
+
+
+def config_state(epoch, voters):
+    """The state() bytes of configuration `epoch` of `voters` with nothing pending (a group's first
+    configuration as ADD_GROUP, GROUP records and VoterTable.set_first carry it); BadAdopt if it is not one."""
+    voters = _check_voters(voters)
+    if not 1 <= epoch < (1 << 64):
+        raise BadAdopt("an epoch is 1 to 2**64 - 1, got %r" % (epoch,))
+    out = bytearray([CONFIG_STATE_VERSION])
+    _put_config(out, Config(epoch, voters))
+    out.append(0)
+    return bytes(out)
+
+
+def first_config(bytes state):
+    """(epoch, voters) of a config_state(); BadAdopt if `state` is not one configuration with nothing pending."""
+    current, queue = _parse_state(state)
+    if queue:
+        raise BadAdopt("a first configuration has nothing pending")
+    return current
 
 
 def state_configs(bytes state):

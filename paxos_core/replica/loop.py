@@ -41,7 +41,7 @@ import numpy as np
 
 from ..core.config import SYSTEM_GROUP, shard_of
 from ..core.engine import GROUP_OK, GROUP_REPAIRING, GROUP_STOPPED, Engine
-from ..core.voters import ADOPT_TAG
+from ..core.voters import ADOPT_TAG, first_config
 from ..errors import GroupStopped, ValueTooLarge
 from ..wire import rpc
 from ..histogram import BATCH_BUCKETS, LATENCY_BUCKETS, Histogram
@@ -262,15 +262,18 @@ class ReplicaLoop:
         # Handed over to the nodes it is placed on (vacate_groups): not held here, until placed here again.
         self.vacated = {g: inc for g, (inc, _) in recovery.vacated.items() if g not in self.tombstones}
         self.vacated_marks = {g: mark for g, (_, mark) in recovery.vacated.items() if g in self.vacated}
+        self.vacated_first = {g: first for g, first in recovery.vacated_first.items() if g in self.vacated}
         for group in self.vacated:
             incarnations.pop(group, None)
         hosted = set(incarnations)
+        # A group added at run time may start in another configuration than the table's first (its GROUP record).
+        firsts = {g: state.first for g, state in recovery.groups.items() if state.first}
         self.engine = engine = Engine(core_config, random.Random(self.rng.getrandbits(64)))
         for group in engine.groups():
-            if group not in hosted or incarnations[group] != 1:
+            if group not in hosted or incarnations[group] != 1 or group in firsts:
                 engine.remove_group(group)
         for group in sorted(hosted):
-            engine.add_group(group, incarnations[group])
+            engine.add_group(group, incarnations[group], firsts.get(group, b""))
         if recovery.corrupt_records:
             log.error("node %d worker %d: %d damaged records found at start: %s", self.node_id, self.index,
                       recovery.corrupt_records, recovery.problems()[:10])
@@ -512,7 +515,7 @@ class ReplicaLoop:
         elif op == rpc.STATUS:
             self._send(identity, rpc.reply(rpc.OK, req_id, json.dumps(self.status_hook()).encode()))
         elif op == rpc.ADD_GROUP:
-            self._on_add_group(identity, req_id, request[2], request[3])
+            self._on_add_group(identity, req_id, *request[2:])
         elif op == rpc.REMOVE_GROUP:
             self._on_remove_group(identity, req_id, request[2])
         elif op == rpc.GROUP_INFO:
@@ -1013,7 +1016,7 @@ class ReplicaLoop:
         return out
 
     # ------------------------------------------------------------------ groups at run time
-    def _on_add_group(self, identity, req_id, group, incarnation):
+    def _on_add_group(self, identity, req_id, group, incarnation, first=b""):
         if group >= SYSTEM_GROUP:
             self._send(identity, rpc.error_reply(rpc.BAD_REQUEST, req_id, "group ids %d and above are reserved "
                                                  "(the system group)" % SYSTEM_GROUP))
@@ -1023,43 +1026,60 @@ class ReplicaLoop:
                                                  % (group, shard_of(group, self.workers))))
             return
         try:
-            self.add_group(group, incarnation)
+            self.add_group(group, incarnation, first)
         except ValueError as exc:
             self._send(identity, rpc.error_reply(rpc.BAD_REQUEST, req_id, str(exc)))
             return
         self._send(identity, rpc.reply(rpc.OK, req_id))
 
     def group_info(self, group):
-        """What this node holds of `group`: hosted (and its incarnation, status) or removed (which one)."""
+        """What this node holds of `group`: hosted (and its incarnation, status, first configuration) or
+        removed (which one); and the configuration a new incarnation would start in by this node's membership
+        table (`table`: epoch and voters; epoch 0 before the table is known)."""
+        driver = self.membership
+        table = {"epoch": driver.epoch, "voters": list(driver.voters_for(group)) if driver.epoch >= 1 else []}
         if self.engine.hosts(group):
             return {"group": group, "hosted": True, "incarnation": self.engine.incarnation_of(group),
-                    "removed": 0, "status": self.engine.group_view(group)["status"]}
+                    "removed": 0, "status": self.engine.group_view(group)["status"],
+                    "first": _first_json(self.engine.first_state(group)), "table": table}
         return {"group": group, "hosted": False, "incarnation": self.vacated.get(group, 0),
-                "removed": self.tombstones.get(group, 0), "status": "vacated" if group in self.vacated else "absent"}
+                "removed": self.tombstones.get(group, 0), "status": "vacated" if group in self.vacated else "absent",
+                "first": _first_json(self.vacated_first.get(group, b"")) if group in self.vacated else None,
+                "table": table}
 
-    def add_group(self, group, incarnation=0):
-        """Host `group` in `incarnation` (0: one newer than any this node removed); its GROUP record is durable
-        before the group takes part in anything. A group id is never added back at an incarnation this node
-        removed or holds (ValueError), nor above `max_group_id` (ValueError, before anything is allocated).
-        Returns the incarnation."""
+    def add_group(self, group, incarnation=0, first=b""):
+        """Host `group` in `incarnation` (0: one newer than any this node removed), starting in the first
+        configuration `first` (core/voters.pyx config_state(); empty: the table's first one; every
+        node of an incarnation must be given the same: the client reads it from the membership table once and
+        sends it to all); its GROUP record is durable before the group takes part in anything. A group id is
+        never added back at an incarnation this node removed or holds (ValueError), nor in another first
+        configuration than the one it holds the incarnation in, nor above `max_group_id` (ValueError, before
+        anything is allocated). Returns the incarnation."""
         if group > self.settings.max_group_id and not self.engine.hosts(group):
             raise ValueError("group %d is above limits.max_group_id = %d (a worker keeps state for every group id "
                              "up to the highest it hosts)" % (group, self.settings.max_group_id))
+        if first:
+            first_config(first)     # BadAdopt (a ValueError) before anything changes
+        if self.plant == "add-first-voters":
+            first = b""             # planted bug: a group added at run time starts on the table's first voters
         if self.engine.hosts(group):
             current = self.engine.incarnation_of(group)
             if incarnation and incarnation != current:
                 raise ValueError("group %d is hosted here in incarnation %d, not %d: remove it first"
                                  % (group, current, incarnation))
+            self._check_first(group, current, self.engine.first_state(group), first)
             return current
         handed = self.vacated.get(group)
         if handed is not None:
             if not incarnation or incarnation == handed:
+                self._check_first(group, handed, self.vacated_first.get(group, b""), first)
                 return handed           # it exists, placed on other nodes: not held here
             if incarnation < handed:
                 raise ValueError("group %d exists in incarnation %d, not %d" % (group, handed, incarnation))
             # A newer incarnation: the one handed over was removed meanwhile.
             del self.vacated[group]
             self.vacated_marks.pop(group, None)
+            self.vacated_first.pop(group, None)
             self.tombstones[group] = handed
         removed = self.tombstones.get(group, 0)
         if not incarnation:
@@ -1074,12 +1094,21 @@ class ReplicaLoop:
             # every value the new one chose below it).
             self._drop_group_data(group)
         self.tombstones.pop(group, None)
-        self.engine.add_group(group, incarnation)
+        self.engine.add_group(group, incarnation, first)
         self._resize()
-        self.log.write([group_record(group, self.engine.incarnation_of(group))])
-        self.membership.group_added(group)      # it starts in the first configuration: it adopts the table's
+        self.log.write([group_record(group, self.engine.incarnation_of(group), first=self.engine.first_state(group))])
+        self.membership.group_added(group)      # it adopts the table's voters if they are not those it starts on
         log.info("node %d worker %d: group %d added (incarnation %d)", self.node_id, self.index, group, incarnation)
         return incarnation
+
+    @staticmethod
+    def _check_first(group, incarnation, held, asked):
+        """An add of an incarnation held here (or handed over) in another first configuration is refused: two
+        nodes of one incarnation that count different voters at its first instances could choose two values."""
+        if asked and asked != held:
+            raise ValueError("group %d is held here in incarnation %d starting on %s, not on %s: every node of an "
+                             "incarnation starts on the same voters" % (group, incarnation, _first_text(held),
+                                                                        _first_text(asked)))
 
     def _resize(self):
         n = self.engine.n_slots
@@ -1103,6 +1132,7 @@ class ReplicaLoop:
             # Handed over before, and now removed: its tombstone, so a later add makes a newer incarnation.
             incarnation = self.vacated.pop(group)
             self.vacated_marks.pop(group, None)
+            self.vacated_first.pop(group, None)
             self.log.write([group_record(group, incarnation, True)])
             self.tombstones[group] = incarnation
             return
@@ -1149,12 +1179,15 @@ class ReplicaLoop:
         self._cycle()
         incarnations = {g: self.engine.incarnation_of(g) for g in groups}
         marks = {g: self.engine.learned(g)[0] for g in groups}
+        firsts = {g: self.engine.first_state(g) for g in groups}
         for group in groups:
             self.engine.remove_group(group)
-        self.log.write([group_record(g, incarnations[g], vacated=True, mark=marks[g]) for g in groups])
+        self.log.write([group_record(g, incarnations[g], vacated=True, mark=marks[g], first=firsts[g]) for g in groups])
         for group in groups:
             self.vacated[group] = incarnations[group]
             self.vacated_marks[group] = marks[group]
+            if firsts[group]:
+                self.vacated_first[group] = firsts[group]
             self._drop_group_data(group)
             self._release(group, "group %d is not held by node %d (placed on other nodes)" % (group, self.node_id))
         log.info("node %d worker %d: handed over %d group(s) placed elsewhere: %s", self.node_id, self.index,
@@ -1167,10 +1200,11 @@ class ReplicaLoop:
         re-entry) go in one write, so a crash after it still finds what is left to learn."""
         incarnation = self.vacated.pop(group)
         mark = self.vacated_marks.pop(group, 0)
+        first = self.vacated_first.pop(group, b"")
         self._drop_group_data(group)             # what a crash during the handover may have left
-        self.engine.add_group(group, incarnation)
+        self.engine.add_group(group, incarnation, first)
         self._resize()
-        self.log.write([group_record(group, incarnation, mark=mark), repair_record(group, True, True)])
+        self.log.write([group_record(group, incarnation, mark=mark, first=first), repair_record(group, True, True)])
         self.engine.begin_reentry(group, mark)
         log.info("node %d worker %d: group %d placed here again (incarnation %d): learning up to %d before it "
                  "votes", self.node_id, self.index, group, incarnation, mark)
@@ -1303,6 +1337,19 @@ class ReplicaLoop:
     def close(self):
         self.sm.flush()
         self.store.commit()
+
+
+def _first_json(state):
+    """A group's first configuration for GROUP_INFO: None for the table's, else its epoch and voters."""
+    if not state:
+        return None
+    epoch, voters = first_config(state)
+    return {"epoch": epoch, "voters": list(voters)}
+
+
+def _first_text(state):
+    first = _first_json(state)
+    return "the table's first voters" if first is None else "epoch %d's voters %s" % (first["epoch"], first["voters"])
 
 
 def default_rng():

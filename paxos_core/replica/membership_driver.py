@@ -260,10 +260,14 @@ class MembershipDriver:
             self._set_members(loop, self.wanted_members)
 
     def group_added(self, group) -> None:
-        """A group added at run time starts in the first configuration (the node file's voters, the same on
-        every node): it adopts the table's voters like every other group."""
+        """A group added at run time starts in the configuration its ADD_GROUP named (the same on every node:
+        the voters the newest table the client read places it on, or the first configuration): it adopts the
+        table's voters like every other group if they are not those. On a node being removed, it is handed
+        over like the groups it held when it learned so (see _leave)."""
         if self.voters:
             self.todo.append(group)
+        if self.leaving is not None:
+            self.leaving.append(group)
 
     # ------------------------------------------------------------------ seeding
     def _seed(self, loop, now):

@@ -41,6 +41,8 @@ class Oracle:
         self.alpha = alpha
         self.first_voters = frozenset(voters or range(1, n_nodes + 1))
         self.adopts = {}          # group -> {instance: (epoch, voters)} of the chosen ADOPT values
+        self.firsts = {}          # group -> (epoch, voters) it starts on, when not the first voters (a group
+                                  # added at run time: what the operator's add named)
         self.prefix = {}          # group -> every instance below it is chosen (as far as the oracle saw)
         self.promisers = {}       # (group, ballot) -> nodes that sent a PROMISE for it
         self.values = {}          # (group, instance, ballot) -> value sent by the ballot's proposer
@@ -127,13 +129,22 @@ class Oracle:
         last = instance - self.alpha
         if last >= self.prefix.get(group, 0):
             return None
-        voters, epoch = self.first_voters, 1
+        epoch, voters = self.firsts.get(group, (1, self.first_voters))
         for i, (e, v) in sorted(self.adopts.get(group, {}).items()):
             if i > last:
                 break
             if e > epoch:
                 voters, epoch = frozenset(v), e
         return voters
+
+    def on_added(self, node, group, first):
+        """`node` holds `group` (an incarnation's oracle key) from now on, starting on `first` ((epoch, voters);
+        None: the first voters). Every node of an incarnation must start it on the same voters."""
+        first = (first[0], frozenset(first[1])) if first else (1, self.first_voters)
+        known = self.firsts.setdefault(group, first)
+        if known != first:
+            self.violate("node %d added %s on epoch %d's voters %s, another node on epoch %d's %s"
+                         % (node, group, first[0], sorted(first[1]), known[0], sorted(known[1])))
 
     def on_served(self, node, group, instance, value):
         """A node sent `value` as the chosen value of (group, instance) in a catch-up reply."""

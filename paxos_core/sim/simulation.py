@@ -41,6 +41,7 @@ import numpy as np
 from dataclasses import dataclass
 
 from ..core.config import SYSTEM_GROUP, CoreConfig
+from ..core.voters import config_state, first_config
 from ..errors import FrameError
 from ..replica import envelope
 from ..replica.applier import Applier
@@ -196,6 +197,7 @@ class Simulation:
         # No operation starts in the last second: the nodes must then converge on what was chosen.
         self.quiet_at = (cfg.fault_ms + cfg.heal_ms - 1000) * 1000
         self.regrouped = set()      # groups removed and added again (their data restarts: not history-checked)
+        self.regroup_first = {}     # group -> the first configuration its re-added incarnation starts on
         self._references = {}       # group -> [mark, reference state machine, its applier] (_reference_at)
         self.lease_checks = 0
         self.stats = {"frames": 0, "messages": 0, "torn_batches": 0, "frame_errors": 0, "pauses": 0, "stalls": 0,
@@ -432,7 +434,9 @@ class Simulation:
                 elif what == "system":
                     loop.propose_internal(SYSTEM_GROUP, node.regroup_ops[0][2], 200)
                 else:
-                    loop.add_group(group)
+                    incarnation = loop.add_group(group, 0, *node.regroup_ops[0][2:])
+                    first = node.regroup_ops[0][2] if len(node.regroup_ops[0]) > 2 else b""
+                    self.oracle.on_added(node.id, group_key(group, incarnation), first and first_config(first))
                     if loop.sm.applied_next(group) != 0:
                         self.oracle.violate("node %d group %d: added as a new incarnation, its state machine is "
                                             "already at %d (the removed one's data)"
@@ -744,6 +748,14 @@ class Simulation:
         for delay in (0, 200_000, 600_000):
             self.at(time_us + delay, REGROUP, 0, ("adopt-all", group, (epoch + 1, new)))
 
+    def _first_for_add(self, group):
+        """The first configuration an add of `group` names (Client.add_group): the voters the newest table
+        places it on; empty (the first voters) before there is a table or outside cluster mode."""
+        table = self.newest_table()
+        if self.member_mode != "cluster" or table["epoch"] < 1:
+            return b""
+        return config_state(table["epoch"], table.get("placements", {}).get(str(group), table["voters"]))
+
     def newest_table(self):
         """The system group's table as the node furthest ahead applied it."""
         tables = [n.loop.membership.table for n in self.nodes.values() if n.loop is not None]
@@ -996,9 +1008,17 @@ class Simulation:
                 what, group, targets = data
                 self._trace(time_us, kind, what, group, targets)
                 self.regrouped.add(group)
+                op = (what, group)
+                if what == "add":
+                    # The operator's add names the voters the group starts on, the same for every node of the
+                    # incarnation, as Client.add_group does: the seed's two adds (each on some of the nodes) make
+                    # one incarnation, so the second names the voters the first did.
+                    if group not in self.regroup_first:
+                        self.regroup_first[group] = self._first_for_add(group)
+                    op = (what, group, self.regroup_first[group])
                 for n in targets:
                     target = self.nodes[n]
-                    target.regroup_ops.append((what, group))
+                    target.regroup_ops.append(op)
                     if target.up:
                         self._wake(target, time_us)
             elif kind == MEMBER and self.member_mode == "cluster":

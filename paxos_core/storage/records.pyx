@@ -23,7 +23,9 @@ so a record that is damaged, torn, or found under the wrong key is detected:
                      (flags: GROUP_REMOVED, GROUP_VACATED; the record tuple carries the incarnation in its
                      promised slot; version 2, then mark u64 before the crc, in the tuple's ballot slot: the
                      chosen mark at which this node handed the group over, which it learns up to again before
-                     it votes when it holds the group again)
+                     it votes when it holds the group again; version 3, then first length u16 | first: the
+                     first configuration of a group added at run time in another one than the table's, a
+                     VoterTable state in the tuple's value slot)
     CHECKPOINT_RECORD ver u8=1 | type u8 | flags u8 | 0 u8 | body length u32 | body | crc u32
                      (instance 0: an incoming snapshot's progress, or the installed checkpoint; instances > 0:
                      staged pieces of a blob snapshot. The body's layout belongs to the snapshot module.)
@@ -60,6 +62,7 @@ FORMAT_VERSION = 1
 BYTES_FORMAT_VERSION = 2        # LOW and CHAIN records written by this build (they carry bytes_below)
 CONFIG_FORMAT_VERSION = 3       # ... and a group's membership configuration, when it is not its first one
 MARK_FORMAT_VERSION = 2         # GROUP records with a mark (a group handed over, or held again after it)
+FIRST_FORMAT_VERSION = 3        # ... and with a first configuration (a group added at run time: the one it named)
 BYTES_UNKNOWN = (1 << 64) - 1
 KEY_SIZE = 14
 NODE_KEY = b"N" + bytes(13)
@@ -259,14 +262,22 @@ cpdef tuple encode_record(tuple record):
     if rtype == GROUP_RECORD:
         key = group_key(rtype, group, 0)
         mark = record[5]
-        out = PyBytes_FromStringAndSize(NULL, _GROUP_SIZE_MARK if mark else _GROUP_SIZE)
+        value = record[8]
+        n = len(value)
+        if n > 0xFFFF:
+            raise ValueError("a first configuration of %d bytes" % n)
+        out = PyBytes_FromStringAndSize(NULL, _GROUP_SIZE_MARK + 2 + n if n else
+                                        (_GROUP_SIZE_MARK if mark else _GROUP_SIZE))
         p = <unsigned char *>PyBytes_AS_STRING(out)
-        p[0] = MARK_FORMAT_VERSION if mark else FORMAT_VERSION
+        p[0] = FIRST_FORMAT_VERSION if n else (MARK_FORMAT_VERSION if mark else FORMAT_VERSION)
         p[1] = GROUP_RECORD
         p[2] = <uint8_t>record[3]
         p[3] = 0
         _put_u32(p + 4, <uint32_t>(<uint64_t>record[4] & 0xFFFF))
-        if mark:
+        if n:
+            _put_u64(p + 8, <uint64_t>mark)
+            _seal_with_config(key, p, 16, value)
+        elif mark:
             _put_u64(p + 8, <uint64_t>mark)
             _seal(key, p, 16)
         else:
@@ -302,11 +313,13 @@ cdef void _seal_with_config(bytes key, unsigned char *p, Py_ssize_t fixed, bytes
     _seal(key, p, fixed)
 
 
-def group_record(uint32_t group, int incarnation, bint removed=False, bint vacated=False, uint64_t mark=0):
+def group_record(uint32_t group, int incarnation, bint removed=False, bint vacated=False, uint64_t mark=0,
+                 bytes first=b""):
     """`mark`: vacated, the chosen mark at which this node handed the group over; held again, the mark it
-    learns up to before it votes (0 once it did)."""
+    learns up to before it votes (0 once it did). `first`: the group's first configuration (Engine.first_state;
+    empty: the table's), kept while the group is held or handed over, so the incarnation starts there again."""
     return (GROUP_RECORD, group, 0, (GROUP_REMOVED if removed else 0) | (GROUP_VACATED if vacated else 0),
-            incarnation, mark, 0, 0, b"")
+            incarnation, mark, 0, 0, first)
 
 
 def chain_record(uint32_t group, uint64_t instance, uint32_t chain, uint64_t bytes_below=BYTES_UNKNOWN,
@@ -361,7 +374,7 @@ def decode_record(key, value):
     rtype = v[1]
     if v[0] != FORMAT_VERSION and not ((v[0] == BYTES_FORMAT_VERSION or v[0] == CONFIG_FORMAT_VERSION)
                                        and (rtype == LOW_RECORD or rtype == CHAIN_RECORD)) \
-            and not (v[0] == MARK_FORMAT_VERSION and rtype == GROUP_RECORD):
+            and not ((v[0] == MARK_FORMAT_VERSION or v[0] == FIRST_FORMAT_VERSION) and rtype == GROUP_RECORD):
         raise UnknownVersion("record format version %d under key %s (type %d); this build does not read it"
                              % (v[0], bytes(key).hex(), rtype))
     if k[0] == 0x4E:
@@ -415,6 +428,11 @@ def decode_record(key, value):
             raise RecordCorrupt("repair record of %d bytes, expected %d" % (n, _REPAIR_SIZE))
         return (REPAIR_RECORD, group, 0, v[2], 0, 0, 0, 0, b"")
     if rtype == GROUP_RECORD:
+        if v[0] == FIRST_FORMAT_VERSION:
+            if n < _GROUP_SIZE_MARK + 2 or n != _GROUP_SIZE_MARK + 2 + v[16] + (v[17] << 8):
+                raise RecordCorrupt("group record of %d bytes does not fit its first configuration" % n)
+            return (GROUP_RECORD, group, 0, v[2], _get_u32(&v[4]) & 0xFFFF, _get_u64(&v[8]), 0, 0,
+                    bytes(v[18:n - 4]))
         if v[0] == MARK_FORMAT_VERSION:
             if n != _GROUP_SIZE_MARK:
                 raise RecordCorrupt("group record of %d bytes, expected %d" % (n, _GROUP_SIZE_MARK))

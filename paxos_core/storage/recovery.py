@@ -75,6 +75,7 @@ class RecoveredGroup:
     repair_reason: str = ""
     reenter_upto: int = 0        # held again after a handover: learn up to here before voting (no rebuild rule)
     incarnation: int = 1         # the group's incarnation (GROUP record; 1 when there is none)
+    first: bytes = b""           # its first configuration (GROUP record; empty: the table's first one)
     stop_reason: str = ""        # non-empty: the group cannot be served
     corrupt: list = field(default_factory=list)    # [(instance or None, reason)]
 
@@ -88,6 +89,7 @@ class Recovery:
     records: int = 0
     removed: dict = field(default_factory=dict)     # group id -> incarnation removed here (tombstones)
     vacated: dict = field(default_factory=dict)     # group id -> (incarnation, chosen mark) handed over here
+    vacated_first: dict = field(default_factory=dict)   # ... -> its first configuration, when not the table's
     amnesia: bool = False        # the log's synced state was damaged and replaced by an empty log
     report: str = ""             # then: one line on what was found and where the damaged log now is
 
@@ -98,11 +100,12 @@ class Recovery:
 
 class _GroupScan:
     __slots__ = ("promised", "low", "low_chain", "low_config", "low_bytes", "instances", "corrupt", "stop", "chains", "repair",
-                 "incarnation", "removed", "vacated", "group_mark", "reentry", "checkpoint",
+                 "incarnation", "first", "removed", "vacated", "group_mark", "reentry", "checkpoint",
                  "checkpoint_damaged")
 
     def __init__(self):
         self.incarnation = 1
+        self.first = b""
         self.removed = False
         self.vacated = False
         self.group_mark = 0
@@ -186,6 +189,7 @@ def recover(items):
             scan.removed = bool(record[3] & GROUP_REMOVED)
             scan.vacated = bool(record[3] & GROUP_VACATED)
             scan.group_mark = record[5]
+            scan.first = record[8]
         elif rtype == REPAIR_RECORD:
             if record[3] & REPAIR_PENDING and record[3] & REPAIR_REENTRY:
                 scan.reentry = True
@@ -200,6 +204,8 @@ def recover(items):
         # loop deletes them before it ever holds the group again).
         scan = scans.pop(group)
         result.vacated[group] = (scan.incarnation, scan.group_mark)
+        if scan.first:
+            result.vacated_first[group] = scan.first
     for group, scan in scans.items():
         result.groups[group] = _rebuild(group, scan)
     return result
@@ -207,7 +213,8 @@ def recover(items):
 
 def _rebuild(group, scan):
     state = RecoveredGroup(promised=scan.promised, low=scan.low, corrupt=list(scan.corrupt), config=scan.low_config,
-                           stop_reason=scan.stop, incarnation=scan.incarnation, low_bytes=scan.low_bytes,
+                           stop_reason=scan.stop, incarnation=scan.incarnation, first=scan.first,
+                           low_bytes=scan.low_bytes,
                            checkpoint=scan.checkpoint, checkpoint_damaged=scan.checkpoint_damaged)
     by_instance = {}
     known_mark = scan.low

@@ -11,9 +11,11 @@ One ZeroMQ frame per request and per reply; little-endian integers.
       PROPOSE_BATCH u32 group | u32 timeout ms | u64 client id | u64 first seq | u64 min epoch | u32 count
                     | count x (u32 length | op)        (op k gets request seq first seq + k; count at most
                     MAX_BATCH_OPS, checked before any op is read)
-      ADD_GROUP     u32 group [| u16 incarnation]   (0 or absent: one newer than any this node removed)
+      ADD_GROUP     u32 group [| u16 incarnation [| first]]   (incarnation 0 or absent: one newer than any
+                    this node removed; first: the configuration the group starts in, core/voters.pyx
+                    config_state(), 1 to 7 voters; absent: the table's first configuration)
       REMOVE_GROUP  u32 group
-      GROUP_INFO    u32 group     (reply: JSON {"hosted", "incarnation", "removed", "status"})
+      GROUP_INFO    u32 group     (reply: JSON {"hosted", "incarnation", "removed", "status", "first", "table"})
       SUBSCRIBE     -            (master-change events are then pushed to this client)
     reply    u8 status | u64 request id | body
       OK            PROPOSE: u64 instance | result;  READ: result;  STATUS: JSON;  others: empty;
@@ -38,6 +40,8 @@ import struct
 from .. import errors
 from ..errors import BadRequest, UnknownGroupError  # noqa: F401  (public in paxos_core.errors; named here too)
 
+# A config_state() (core/voters.pyx): version, epoch u64, count u8, count x u16 voter, 0 pending (u8).
+_FIRST_SIZES = frozenset(1 + 8 + 1 + 2 * n + 1 for n in range(1, 8))
 PROPOSE, READ, STATUS, ADD_GROUP, REMOVE_GROUP, SUBSCRIBE, PROPOSE_BATCH, GROUP_INFO = 1, 2, 3, 4, 5, 6, 7, 8
 READ_STALE, READ_LEASE, READ_LINEARIZABLE = 0, 1, 2
 READ_MODES = {"stale": READ_STALE, "lease": READ_LEASE, "linearizable": READ_LINEARIZABLE}
@@ -109,8 +113,8 @@ def simple_request(op, req_id, group=None):
     return _HEAD.pack(op, req_id) + (b"" if group is None else _GROUP.pack(group))
 
 
-def add_group_request(req_id, group, incarnation=0):
-    return _HEAD.pack(ADD_GROUP, req_id) + _GROUP.pack(group) + _INC.pack(incarnation)
+def add_group_request(req_id, group, incarnation=0, first=b""):
+    return _HEAD.pack(ADD_GROUP, req_id) + _GROUP.pack(group) + _INC.pack(incarnation) + first
 
 
 _OP_NAMES = {PROPOSE: "PROPOSE", READ: "READ", STATUS: "STATUS", ADD_GROUP: "ADD_GROUP", REMOVE_GROUP: "REMOVE_GROUP",
@@ -158,12 +162,15 @@ def decode_request(frame):
         ops = _split(body[_PROPOSE.size + 4:], count, "batch request")
         return op, req_id, group, timeout_ms, client_id, first_seq, min_epoch, ops
     if op == ADD_GROUP:
-        if len(body) not in (_GROUP.size, _GROUP.size + _INC.size):
-            raise BadRequest("ADD_GROUP request body of %d bytes, expected %d or %d"
-                             % (len(body), _GROUP.size, _GROUP.size + _INC.size))
+        fixed = _GROUP.size + _INC.size
+        first = len(body) - fixed
+        if len(body) not in (_GROUP.size, fixed) and not (first in _FIRST_SIZES):
+            raise BadRequest("ADD_GROUP request body of %d bytes, expected %d, %d, or %d plus a first configuration "
+                             "of 1 to 7 voters (%d to %d bytes)" % (len(body), _GROUP.size, fixed, fixed,
+                                                                    min(_FIRST_SIZES), max(_FIRST_SIZES)))
         (group,) = _GROUP.unpack_from(body)
         incarnation = _INC.unpack_from(body, _GROUP.size)[0] if len(body) > _GROUP.size else 0
-        return op, req_id, group, incarnation
+        return op, req_id, group, incarnation, bytes(body[fixed:])
     if op in (REMOVE_GROUP, GROUP_INFO):
         _need(body, _GROUP.size, op, exact=True)
         (group,) = _GROUP.unpack_from(body)
