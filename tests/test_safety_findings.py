@@ -885,3 +885,8 @@ def test_a_group_handed_over_and_held_again_starts_its_incarnation_on_the_same_f
     assert again.engine.first_state(7) == first and again.engine.latest_config(7) == (2, (1,))
     third = _node_1_of_three(clock, log=loop.log)
     assert third.engine.first_state(7) == first
+    # The table's first voters named explicitly are the same first configuration as none named (an add that
+    # read the table at epoch 1, retried where the group is held): the add is a no-op, not a conflict.
+    assert third.add_group(0, 1, config_state(1, (1, 2, 3))) == 1 and third.add_group(0, 1) == 1
+    with pytest.raises(ValueError, match="starting on the table's first voters"):
+        third.add_group(0, 1, config_state(1, (1, 2)))

@@ -255,3 +255,5 @@ def test_a_group_added_at_run_time_starts_in_its_own_first_configuration():
         assert table.first_state(2) == b""
     with pytest.raises(BadAdopt):
         voters_module.config_state(0, (1, 2))
+    assert table.normal_first(voters_module.config_state(1, (5, 2, 1))) == b"", "the table's own: empty"
+    assert table.normal_first(first) == first and table.normal_first(b"") == b""

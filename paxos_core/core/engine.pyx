@@ -342,6 +342,11 @@ cdef class Engine:
             raise UnknownGroup(group)
         return self.voters.first_state(slot)
 
+    def normal_first(self, bytes state):
+        """A first configuration as first_state() would give it back (empty for the table's first one), so two
+        can be compared as bytes; BadAdopt (a ValueError) if `state` is not one."""
+        return self.voters.normal_first(state)
+
     def _reset_slot(self, Py_ssize_t slot):
         """Empty state for a slot that (re)starts hosting a group."""
         self.acceptor.promised[slot] = 0

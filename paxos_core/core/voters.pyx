@@ -158,6 +158,17 @@ cdef class VoterTable:
         config = <Config>self.configs[self.first[slot]]
         return config_state(config.epoch, config.voters)
 
+    def normal_first(self, bytes state):
+        """`state` as set_first() takes it, in the one form first_state() gives: empty for the table's first
+        configuration (compared by value). BadAdopt if it is not one configuration with nothing pending."""
+        if not state:
+            return b""
+        epoch, voters = first_config(state)
+        table_first = <Config>self.configs[0]
+        if epoch == table_first.epoch and voters == table_first.voters:
+            return b""
+        return config_state(epoch, voters)
+
     def first_of(self, Py_ssize_t slot):
         """The slot's first configuration (a Config): what an empty configuration state stands for."""
         return self.configs[self.first[slot]]

@@ -1058,8 +1058,7 @@ class ReplicaLoop:
         if group > self.settings.max_group_id and not self.engine.hosts(group):
             raise ValueError("group %d is above limits.max_group_id = %d (a worker keeps state for every group id "
                              "up to the highest it hosts)" % (group, self.settings.max_group_id))
-        if first:
-            first_config(first)     # BadAdopt (a ValueError) before anything changes
+        first = self.engine.normal_first(first)     # BadAdopt (a ValueError) before anything changes
         if self.plant == "add-first-voters":
             first = b""             # planted bug: a group added at run time starts on the table's first voters
         if self.engine.hosts(group):
