@@ -104,16 +104,18 @@ U64_MAX = (1 << 64) - 1
 # into something else on the way: bytes(12) is twelve zero bytes).
 
 
-def _first_of_add(group: int, infos: Mapping[int, dict], hosted: Mapping[int, int]) -> bytes:
-    """The first configuration an add of `group` sends every node (core/voters.pyx config_state(); empty: the
-    table's first voters): the one the nodes holding the incarnation started it on, else the voters the newest
-    membership table among the nodes asked places the group on."""
-    if hosted:
-        held = {json.dumps(infos[n].get("first"), sort_keys=True) for n in hosted}
+def _first_of_add(group: int, incarnation: int, infos: Mapping[Any, dict]) -> bytes:
+    """The first configuration an add of `group`'s `incarnation` sends every node (core/voters.pyx
+    config_state(); empty: the table's first voters): the one the nodes holding the incarnation (held, or
+    handed over) started it on, else the voters the newest membership table among the nodes asked places the
+    group on. `infos`: GROUP_INFO answers."""
+    holders = [i for i in infos.values() if i["incarnation"] == incarnation and (i["hosted"] or i["status"] == "vacated")]
+    if holders:
+        held = {json.dumps(i.get("first"), sort_keys=True) for i in holders}
         if len(held) > 1:
             raise errors.ConfigError("group %d: nodes hold its incarnation on different first voters (%s); remove "
                                      "the group everywhere first" % (group, ", ".join(sorted(held))))
-        first = infos[next(iter(hosted))].get("first")
+        first = holders[0].get("first")
         return config_state(first["epoch"], first["voters"]) if first else b""
     tables = [i["table"] for i in infos.values() if i.get("table") and i["table"]["epoch"] >= 1]
     if not tables:
@@ -565,15 +567,15 @@ class Client:
         the incarnation started it on), so a group added after a majority of the cluster's first voters left
         still has a quorum. Refused (ConfigError) if a node cannot be asked or still hosts an earlier
         incarnation: a group id is never added again where an earlier incarnation may live on (remove it there
-        first). `nodes` limits the nodes asked and changed (an operator's repair tool; every node of the group
-        should be listed)."""
+        first). `nodes` limits the nodes changed (an operator's repair tool; every node of the group should be
+        listed); the others are still asked which voters an incarnation they hold started on, and those that
+        do not answer within `timeout` are left out of that."""
         targets = self._check_admin(group, nodes, timeout)
         infos = self._group_infos(group, targets, timeout)
         hosted = {n: i["incarnation"] for n, i in infos.items() if i["hosted"]}
         if len(set(hosted.values())) > 1:
             raise errors.ConfigError("group %d: nodes host different incarnations of it (%s); remove the group "
                                      "everywhere first" % (group, hosted))
-        first = _first_of_add(group, infos, hosted)
         if hosted:
             incarnation = next(iter(hosted.values()))
             removed = sorted(n for n, i in infos.items() if i["removed"] >= incarnation)
@@ -588,6 +590,12 @@ class Client:
             # else: an add that was interrupted: finish it at the same incarnation
         else:
             incarnation = max(i["removed"] for i in infos.values()) + 1
+        # The voters it starts on: those of the nodes already holding the incarnation, the nodes not listed too
+        # (asked as well, those that answer: an add to some nodes, then to others, must name the same voters).
+        others = [n for n in self.nodes if n not in infos]
+        if others:
+            infos = {**infos, **self._group_infos(group, others, timeout, strict=False)}
+        first = _first_of_add(group, incarnation, infos)
         futures = [self._admin_add(n, group, incarnation, first, timeout) for n in targets if n not in hosted]
         for f in futures:
             f.result()
@@ -612,15 +620,17 @@ class Client:
             self._check_target(group, timeout, n)
         return targets
 
-    def _group_infos(self, group, nodes, timeout):
+    def _group_infos(self, group, nodes, timeout, strict=True):
+        """GROUP_INFO of each node; a node that cannot be asked is a ConfigError, or left out if not `strict`."""
         futures = {n: self._admin(rpc.GROUP_INFO, n, None, group, timeout) for n in nodes}
         infos = {}
         for n, f in futures.items():
             try:
                 infos[n] = f.result()
             except errors.PaxosError as exc:
-                raise errors.ConfigError("group %d: node %d cannot be asked (%s); nothing was changed"
-                                         % (group, n, exc)) from None
+                if strict:
+                    raise errors.ConfigError("group %d: node %d cannot be asked (%s); nothing was changed"
+                                             % (group, n, exc)) from None
         return infos
 
     def _admin_add(self, node, group, incarnation, first, timeout):

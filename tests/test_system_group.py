@@ -188,13 +188,15 @@ def test_an_add_names_the_voters_the_nodes_holding_the_incarnation_started_on_el
     from paxos_core.core.voters import config_state
 
     table = lambda epoch, voters: {"epoch": epoch, "voters": voters}          # noqa: E731
-    infos = {1: {"hosted": False, "first": None, "table": table(2, [1, 2, 3])},
-             2: {"hosted": False, "first": None, "table": table(4, [2, 3, 4])},
-             3: {"hosted": False, "first": None, "table": table(0, [])}}
-    assert _first_of_add(5, infos, {}) == config_state(4, (2, 3, 4)), "the newest table any node knows"
-    assert _first_of_add(5, {3: infos[3]}, {}) == b"", "no table yet: the first voters"
-    infos[1].update(hosted=True, first={"epoch": 2, "voters": [1, 2, 3]})
-    assert _first_of_add(5, infos, {1: 2}) == config_state(2, (1, 2, 3)), "an interrupted add ends as it began"
-    infos[2].update(hosted=True, first=None)
+    absent = dict(hosted=False, incarnation=0, status="absent", first=None)
+    infos = {1: dict(absent, table=table(2, [1, 2, 3])), 2: dict(absent, table=table(4, [2, 3, 4])),
+             3: dict(absent, table=table(0, []))}
+    assert _first_of_add(5, 1, infos) == config_state(4, (2, 3, 4)), "the newest table any node knows"
+    assert _first_of_add(5, 1, {3: infos[3]}) == b"", "no table yet: the first voters"
+    infos[3].update(incarnation=2, status="vacated", first={"epoch": 2, "voters": [1, 2, 3]})
+    assert _first_of_add(5, 2, infos) == config_state(2, (1, 2, 3)), \
+        "an add that was interrupted (or made on some nodes only) ends on the voters it began on"
+    assert _first_of_add(5, 3, infos) == config_state(4, (2, 3, 4)), "another incarnation's voters do not count"
+    infos[1].update(hosted=True, incarnation=2, status="ok", first=None)
     with pytest.raises(PaxosError, match="different first voters"):
-        _first_of_add(5, infos, {1: 2, 2: 2})
+        _first_of_add(5, 2, infos)
