@@ -545,7 +545,9 @@ class Client:
         return out
 
     def group_info(self, group: int, node: int, timeout: float = 5.0) -> dict[str, Any]:
-        """What `node` holds of `group` (a dict: hosted, incarnation, removed, status)."""
+        """What `node` holds of `group` (a dict: hosted, incarnation, removed, status, first: the voters the
+        incarnation it holds started on, None for the first voters; table: the epoch and voters its membership
+        table places the group on)."""
         self._check_target(group, timeout, node)
         if node is None:
             raise ValueError("group_info needs a node")

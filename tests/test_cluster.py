@@ -484,7 +484,8 @@ def test_a_group_is_never_added_again_where_an_earlier_incarnation_lives_on(clus
     client.propose(new, ops.encode_put(b"k", b"v1"))
     client.remove_group(new, nodes=[3])
     assert client.group_info(new, 3) == {"group": new, "hosted": False, "incarnation": 0, "removed": 1,
-                                         "status": "absent"}
+                                         "status": "absent", "first": None,
+                                         "table": {"epoch": 1, "voters": [1, 2, 3]}}
     with pytest.raises(errors.ConfigError, match="removed incarnation 1"):
         client.add_group(new)
     assert not client.group_info(new, 3)["hosted"], "nothing was changed"
