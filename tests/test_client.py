@@ -472,3 +472,21 @@ def test_a_redirect_to_a_master_the_client_has_no_address_for_goes_to_a_node_it_
     started = time.monotonic()
     client.close()
     assert time.monotonic() - started < 5
+
+
+def test_a_stale_read_pinned_to_a_node_that_cannot_serve_it_ends_in_not_master(fake):
+    """README: a node too far behind (or rebuilding) answers a stale read NotMaster, and an unpinned read goes
+    to the master instead. A pinned one was sent on to the master named, or, with none named, to node None:
+    the client's socket lookup failed (KeyError: None, seen in nemesis seed 603's client logs) and the read
+    ended as a Timeout. It now ends in NotMaster, naming the master when the node knows one, and nothing is
+    sent to another node."""
+    client = _connected(fake, 2)
+    for master in (0, 3):
+        fake.handlers[2] = fake.redirect(master)
+        del fake.seen[:]
+        with pytest.raises(errors.NotMaster) as caught:
+            client.read_stale(0, ops.encode_get(b"k"), node=2)
+        assert caught.value.master == (master or None)
+        assert [node for node, _ in fake.seen] == [2]
+    fake.handlers[2] = fake.apply
+    assert KV(client, 1).get(b"k", mode="stale") is None
