@@ -323,15 +323,23 @@ def test_corrupt_check_reads_the_log_of_a_node_the_member_fault_removed_since(tm
         path.write_text(text)
         return SimpleNamespace(log_path=str(path))
 
+    def cluster(nodes, removed):
+        """The two maps corrupt_detected reads, with Cluster's own lookup over them."""
+        from paxos_core.nemesis.cluster import Cluster
+
+        fake = SimpleNamespace(nodes=nodes, removed=removed)
+        fake.any_node = lambda node_id: Cluster.any_node(fake, node_id)
+        return fake
+
     record = FaultRecord("corrupt", "", 3, 1.0)
     record.log_mark = len("started\n")
     reported = node("reported.log", "started\nlog worker-0: synced state damaged: ...\n")
     silent = node("silent.log", "started\nserving\n")
-    assert corrupt_detected(SimpleNamespace(nodes={3: reported}, removed={}), record)
-    assert not corrupt_detected(SimpleNamespace(nodes={3: silent}, removed={}), record)
-    assert corrupt_detected(SimpleNamespace(nodes={}, removed={3: reported}), record)
+    assert corrupt_detected(cluster({3: reported}, {}), record)
+    assert not corrupt_detected(cluster({3: silent}, {}), record)
+    assert corrupt_detected(cluster({}, {3: reported}), record)
     # Left before it said anything: its damaged disk went with it, nothing to check.
-    assert corrupt_detected(SimpleNamespace(nodes={}, removed={3: silent}), record)
+    assert corrupt_detected(cluster({}, {3: silent}), record)
 
 
 def test_corrupt_strikes_only_live_worker_directories_not_those_set_aside(tmp_path):

@@ -417,6 +417,15 @@ class Cluster:
             if removed is not None:
                 self.removed = dict(removed)
 
+    def any_node(self, node_id):
+        """The node `node_id`, a member or one the member fault removed or replaced (KeyError if neither)."""
+        node = self.nodes.get(node_id)
+        return node if node is not None else self.removed[node_id]
+
+    def everyone(self):
+        """Every node process this cluster started: the members and those removed since."""
+        return list(self.nodes.values()) + list(self.removed.values())
+
     def endpoints(self):
         """Every host's client endpoints, spare hosts included."""
         return {n: list(eps) for n, eps in self.host_endpoints.items()}
@@ -436,7 +445,7 @@ class Cluster:
             node.start()
 
     def stop_all(self):
-        everyone = list(self.nodes.values()) + list(self.removed.values())
+        everyone = self.everyone()
         for node in everyone:
             if node.paused:
                 node.resume()
@@ -446,7 +455,7 @@ class Cluster:
     def close(self):
         """Stop every process by PID, then unmount the disks (the caller then deletes the namespaces)."""
         self.closing = True
-        everyone = list(self.nodes.values()) + list(self.removed.values())
+        everyone = self.everyone()
         try:
             for node in everyone:
                 if node.disk is not None:
@@ -467,7 +476,8 @@ class Cluster:
     def tracebacks(self):
         """{node id: number of 'Traceback' lines in its log}."""
         out = {}
-        for node_id, node in sorted({**self.nodes, **self.removed}.items()):
+        for node in sorted(self.everyone(), key=lambda n: n.node_id):
+            node_id = node.node_id
             try:
                 with open(node.log_path, "rb") as f:
                     out[node_id] = f.read().count(b"Traceback (most recent call last)")

@@ -608,10 +608,8 @@ def corrupt_detected(cluster, record):
     A node the member fault has removed or replaced since is no longer in ``cluster.nodes``: its log is read
     all the same (``cluster.removed``). If it says nothing, the node may have left before it restarted on the
     damaged files, which went with its wiped disk: nothing can be checked, and that is not a miss (True)."""
-    node = cluster.nodes.get(record.target)
-    left = node is None
-    if left:
-        node = cluster.removed[record.target]
+    left = record.target not in cluster.nodes
+    node = cluster.any_node(record.target)
     with open(node.log_path, "rb") as f:
         f.seek(getattr(record, "log_mark", 0))
         text = f.read().decode("utf-8", "replace").lower()

@@ -322,7 +322,7 @@ def _run(opts, say):
             say("NOT CONVERGED: %s" % "; ".join(problems))
         for node_id, count in tracebacks.items():
             if count:
-                node = cluster.nodes.get(node_id) or cluster.removed[node_id]      # removed: member fault
+                node = cluster.any_node(node_id)      # maybe removed since: the member fault
                 say("TRACEBACK in node %d's log (%s): %d" % (node_id, node.log_path, count))
         for detail in undetected:
             say("corruption not reported by the node: %s" % detail)
