@@ -474,3 +474,35 @@ def test_a_client_task_follows_its_node_out_of_the_cluster(monkeypatch):
     assert all(node == 2 for mode, node in reads if mode == "stale")
     assert {node for mode, node in reads if mode == "linearizable"} == {2, 3, 4}
     assert {prefer for *_, prefer in after} == {2}
+
+
+@pytest.mark.parametrize("kind", ["corrupt", "wipe"])
+def test_no_memory_is_taken_from_a_voter_while_one_wiped_for_a_replacement_is_still_a_member(kind):
+    """Nemesis seeds 601 and 603 (every fault, 3 nodes): the member fault killed and wiped node 1 to replace
+    it, and before the swap was chosen the corrupt fault damaged node 5's log; node 5 had to rebuild from a
+    majority of the other voters (1, 4), node 1 was gone, and the groups stood still to the end ("not
+    converged", node 5 repairing). Faults that take a node's memory now wait while a wiped voter awaits its
+    replacement, and are reported as not injected if it still does after 20 s."""
+    from types import SimpleNamespace
+
+    from paxos_core.nemesis.faults import Nemesis
+
+    class Node:
+        node_id = 5
+        killed = False
+
+        def kill(self):
+            self.killed = True
+
+    cluster = _one_node_cluster(5, Node())
+    now = [0.0]
+
+    def clock():
+        now[0] += 7.0           # the 20 s wait passes in a few looks
+        return now[0]
+    nemesis = Nemesis(cluster, (), seed=1, say=lambda line: None, clock=clock)
+    nemesis.repairing = lambda: 0
+    nemesis.operator = SimpleNamespace(wiped={1})
+    record = nemesis._inject(kind)
+    assert not record.injected and not cluster.nodes[5].killed
+    assert record.detail == "not injected: RuntimeError: node(s) 1 wiped by the member fault are not replaced yet"

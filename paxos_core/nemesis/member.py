@@ -42,6 +42,7 @@ class MemberOperator:
 
     def __init__(self, nemesis, rng, record_type):
         self.held = set()
+        self.wiped = set()                  # members killed and wiped by a replacement, until no table names them
         self.nemesis = nemesis
         self.cluster = nemesis.cluster
         self.rng = rng
@@ -121,6 +122,7 @@ class MemberOperator:
         except errors.PaxosError:
             return None
         voters, learners = table["voters"], table["learners"]
+        self.wiped &= set(voters + learners)
         spare = [n for n in self.cluster.spare_ids if n >= table["next_id"]]
         choices = []
         gone = [v for v in voters + learners if v not in self.cluster.nodes]
@@ -300,6 +302,7 @@ class MemberOperator:
         record.target = old
         self._hold(old)
         node = cluster.nodes[old]
+        self.wiped.add(old)                 # the other faults take no memory from a voter until it is replaced
         node.kill()
         shutil.rmtree(node.data_dir, ignore_errors=True)       # a dead disk: never started again
         members = dict(cluster.nodes)
@@ -308,5 +311,6 @@ class MemberOperator:
         record.injected = True
         new_id = self._join(record, table, deadline, replaces=old)
         change = self._until(lambda client: client.membership.replace(old, new_id), deadline)
+        self.wiped.discard(old)
         self._wait_adopted(change.epoch, deadline)
         record.detail = "killed -9 and wiped; node %d took its place" % new_id
