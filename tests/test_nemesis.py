@@ -9,10 +9,12 @@ PAXOS_CORE_REQUIRE_ALL=1, as in .ci/run, which installs them).
 """
 import json
 import os
+import random
 import re
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -506,3 +508,66 @@ def test_no_memory_is_taken_from_a_voter_while_one_wiped_for_a_replacement_is_st
     record = nemesis._inject(kind)
     assert not record.injected and not cluster.nodes[5].killed
     assert record.detail == "not injected: RuntimeError: node(s) 1 wiped by the member fault are not replaced yet"
+
+
+def test_a_wiped_voter_counts_as_lost_until_every_group_has_adopted_its_replacement(tmp_path):
+    """Nemesis seed 603 (every fault, 3 nodes): the swap that replaced wiped node 1 was chosen, so the guard of
+    the faults that take memory let a wipe through, but idle group 2 had not adopted the new epoch yet and still
+    voted on nodes 1, 2, 3: with node 1 gone and another voter wiped, it stood still to the end ("not
+    converged"). The wiped voter now leaves `MemberOperator.wiped` only once the epoch that replaced it is
+    adopted everywhere, both in the replacement step and when a later step finds it out of the table."""
+    from types import SimpleNamespace
+
+    from paxos_core import errors
+    from paxos_core.nemesis.member import MemberOperator
+
+    class Node:
+        paused = False
+
+        def __init__(self, node_id):
+            self.node_id, self.data_dir, self.killed = node_id, str(tmp_path / ("n%d" % node_id)), False
+
+        def alive(self):
+            return not self.killed
+
+        def kill(self):
+            self.killed = True
+
+    nodes = {n: Node(n) for n in (1, 2, 3)}
+
+    def set_members(members, removed=None):
+        cluster.nodes = dict(members)
+        cluster.removed = dict(removed or {})
+
+    cluster = SimpleNamespace(nodes=dict(nodes), removed={}, spare_ids=[4], set_members=set_members)
+    nemesis = SimpleNamespace(cluster=cluster, busy=set(), records=[], say=lambda line: None)
+    operator = MemberOperator(nemesis, random.Random(3), lambda *a: SimpleNamespace(
+        detail="", injected=False, target=None))
+    membership = SimpleNamespace(replace=lambda old, new: SimpleNamespace(epoch=7))
+    operator._until = lambda what, deadline: what(SimpleNamespace(membership=membership))
+
+    def join(record, table, deadline, replaces=None):
+        cluster.nodes[4] = Node(4)
+        return 4
+    operator._join = join
+    looked = []
+    adopted = {"now": False}
+
+    def is_adopted(epoch):
+        looked.append((epoch, set(operator.wiped)))
+        return adopted["now"]
+    operator._adopted = is_adopted
+    operator.held = set()
+    record = SimpleNamespace(detail="", injected=False, target=None)
+    with pytest.raises(errors.Timeout):
+        operator._replace(record, {"voters": [1, 2, 3]}, time.monotonic() + 0.01)
+    old = record.target
+    assert nodes[old].killed and operator.wiped == {old}, "not adopted yet: still counted as lost"
+    assert looked and all(epoch == 7 and wiped == {old} for epoch, wiped in looked)
+
+    # A later step reads a table without the wiped voter: still lost while that epoch is not adopted everywhere.
+    table = {"epoch": 7, "voters": sorted({1, 2, 3, 4} - {old}), "learners": [], "next_id": 5}
+    operator._until = lambda what, deadline: table          # no spare left: the step reads the table, no more
+    assert operator.step(None) is None and operator.wiped == {old}
+    adopted["now"] = True
+    assert operator.step(None) is None and operator.wiped == set() and looked[-1] == (7, {old})

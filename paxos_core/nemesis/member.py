@@ -42,7 +42,7 @@ class MemberOperator:
 
     def __init__(self, nemesis, rng, record_type):
         self.held = set()
-        self.wiped = set()                  # members killed and wiped by a replacement, until no table names them
+        self.wiped = set()                  # members killed and wiped for a replacement, until every group has left them
         self.nemesis = nemesis
         self.cluster = nemesis.cluster
         self.rng = rng
@@ -79,17 +79,22 @@ class MemberOperator:
             time.sleep(1.0)
         raise errors.Timeout("%s: not done in time (last: %r)" % (getattr(what, "__name__", what), last))
 
+    def _adopted(self, epoch):
+        """Whether every node that answers has every group on the voters of ``epoch`` now (Change.wait's test);
+        False if the question goes unanswered."""
+        client = self._client()
+        try:
+            return bool(client.membership.progress(epoch, timeout=5.0)["done"])
+        except errors.PaxosError:
+            return False
+        finally:
+            client.close()
+
     def _wait_adopted(self, epoch, deadline):
-        """Until every node that answers has every group on the voters of ``epoch`` (Change.wait's test)."""
+        """Until :meth:`_adopted` holds for ``epoch``."""
         while time.monotonic() < deadline:
-            client = self._client()
-            try:
-                if client.membership.progress(epoch, timeout=5.0)["done"]:
-                    return
-            except errors.PaxosError:
-                pass
-            finally:
-                client.close()
+            if self._adopted(epoch):
+                return
             time.sleep(0.5)
         raise errors.Timeout("epoch %d: not adopted everywhere in time" % epoch)
 
@@ -122,7 +127,11 @@ class MemberOperator:
         except errors.PaxosError:
             return None
         voters, learners = table["voters"], table["learners"]
-        self.wiped &= set(voters + learners)
+        replaced = self.wiped - set(voters + learners)
+        if replaced and self._adopted(table["epoch"]):
+            # Out of the table is not enough: an idle group may still vote on the old voters until it adopts
+            # the epoch that replaced them (nemesis seed 603).
+            self.wiped -= replaced
         spare = [n for n in self.cluster.spare_ids if n >= table["next_id"]]
         choices = []
         gone = [v for v in voters + learners if v not in self.cluster.nodes]
@@ -311,6 +320,6 @@ class MemberOperator:
         record.injected = True
         new_id = self._join(record, table, deadline, replaces=old)
         change = self._until(lambda client: client.membership.replace(old, new_id), deadline)
-        self.wiped.discard(old)
         self._wait_adopted(change.epoch, deadline)
+        self.wiped.discard(old)             # every group now votes on its replacement (nemesis seed 603)
         record.detail = "killed -9 and wiped; node %d took its place" % new_id
