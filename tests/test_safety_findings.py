@@ -471,6 +471,30 @@ def test_finding_8_a_flipped_bit_in_an_sst_makes_the_worker_rebuild_not_crash_lo
         log.close()
 
 
+def test_finding_8_a_group_record_whose_first_configuration_does_not_parse_stops_that_group_not_the_worker():
+    """A GROUP record whose checksum holds but whose first configuration is not one (only a bug can write it)
+    made Engine.add_group raise ConfigError in ReplicaLoop._open: the worker could not start at all. Recovery now
+    counts it as a damaged record, so the group stops with its reason and the worker's other groups serve."""
+    from paxos_core.storage.records import group_record
+
+    clock = _Clock()
+    core = CoreConfig(node_id=1, members=(1,), n_groups=2, sticky_ticks=30)
+    settings = LoopSettings(node_id=1, tick_s=0.01, lease_ticks=30, lease_margin=0.3)
+    log = MemoryLog(1)
+    log.write([group_record(1, 1, first=b"\x07not a configuration")])
+    recovery = log.recover()
+    assert recovery.corrupt_records == 1 and recovery.groups[1].first == b""
+    loop = ReplicaLoop(settings, core, clock=clock, log=log, store=MemoryStore(), send=lambda m: None,
+                       hosted=[0, 1], recovery=recovery, rng=random.Random(7))
+    view = loop.engine.group_view(1)
+    assert view["status"] == "stopped"
+    assert "first configuration is not well formed" in loop.engine.stop_reasons[1]
+    put = rpc.propose_request(1, 0, 1000, 77, 1, kv.encode_put(b"k", b"v1"))
+    assert [r[0] for r in _turns(loop, clock, [(b"c", put)], n=20)] == [rpc.OK], "group 0 serves"
+    put1 = rpc.propose_request(1, 1, 1001, 78, 1, kv.encode_put(b"k", b"v1"))
+    assert [r[0] for r in _turns(loop, clock, [(b"c", put1)], n=20)] == [rpc.GROUP_STOPPED]
+
+
 # ---------------------------------------------------------------------------------------------------- 9
 class _ProposeRecorder:
     """The loop's engine, with every propose() call recorded as (turn, request seq of each op proposed)."""

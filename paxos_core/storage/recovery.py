@@ -14,6 +14,8 @@ in core/engine.pyx and docs/architecture.md):
 * a damaged promise record: the acceptor cannot know what it promised;
 * a damaged truncation record: the values below it are gone here, so the group is REPAIRING and learns
   them again from its peers (a snapshot where their logs are truncated);
+* a damaged GROUP record (its incarnation, or a first configuration that does not parse although its checksum
+  holds) leaves the group's voters unknown: STOPPED, with the reason;
 * a chain that the records do not reproduce (a stored chain at a mark, or a CHAIN record) means the stored
   log is inconsistent: STOPPED;
 * a damaged CHECKPOINT record (an incoming snapshot's progress) is reported in ``checkpoint_damaged``: the
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 
 from ..errors import RecordCorrupt, UnknownVersion
 from ..core.learner import chain_next
+from ..core.voters import BadAdopt, first_config
 from .records import (
     BYTES_UNKNOWN,
     CHAIN_RECORD,
@@ -150,6 +153,8 @@ def recover(items):
             scan = scans[group] = _GroupScan()
         try:
             record = decode_record(key, value)
+            if rtype == GROUP_RECORD and record[8]:
+                _check_first(record[8])
         except (RecordCorrupt, UnknownVersion) as exc:
             result.corrupt_records += 1
             if rtype == INSTANCE_RECORD:
@@ -209,6 +214,16 @@ def recover(items):
     for group, scan in scans.items():
         result.groups[group] = _rebuild(group, scan)
     return result
+
+
+def _check_first(first):
+    """A GROUP record's first configuration that its checksum covers yet does not parse (a bug wrote it) makes
+    the record damaged: who votes at the group's first instances is unknown here, so the group stops with a
+    reason instead of failing the worker's start (finding 8's rule)."""
+    try:
+        first_config(first)
+    except BadAdopt as exc:
+        raise RecordCorrupt("its first configuration is not well formed: %s" % exc) from None
 
 
 def _rebuild(group, scan):
