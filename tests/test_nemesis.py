@@ -555,12 +555,16 @@ def test_a_wiped_voter_counts_as_lost_until_every_group_has_adopted_its_replacem
 
     def is_adopted(epoch):
         looked.append((epoch, set(operator.wiped)))
+        if adopted["now"] is None:
+            raise errors.Timeout("the replacement step ends here, its epoch not adopted")
         return adopted["now"]
     operator._adopted = is_adopted
     operator.held = set()
     record = SimpleNamespace(detail="", injected=False, target=None)
+    adopted["now"] = None
     with pytest.raises(errors.Timeout):
-        operator._replace(record, {"voters": [1, 2, 3]}, time.monotonic() + 0.01)
+        operator._replace(record, {"voters": [1, 2, 3]}, time.monotonic() + 60.0)
+    adopted["now"] = False
     old = record.target
     assert nodes[old].killed and operator.wiped == {old}, "not adopted yet: still counted as lost"
     assert looked and all(epoch == 7 and wiped == {old} for epoch, wiped in looked)
