@@ -510,15 +510,12 @@ def test_no_memory_is_taken_from_a_voter_while_one_wiped_for_a_replacement_is_st
     assert record.detail == "not injected: RuntimeError: node(s) 1 wiped by the member fault are not replaced yet"
 
 
-def test_a_wiped_voter_counts_as_lost_until_every_group_has_adopted_its_replacement(tmp_path):
-    """Nemesis seed 603 (every fault, 3 nodes): the swap that replaced wiped node 1 was chosen, so the guard of
-    the faults that take memory let a wipe through, but idle group 2 had not adopted the new epoch yet and still
-    voted on nodes 1, 2, 3: with node 1 gone and another voter wiped, it stood still to the end ("not
-    converged"). The wiped voter now leaves `MemberOperator.wiped` only once the epoch that replaced it is
-    adopted everywhere, both in the replacement step and when a later step finds it out of the table."""
+def _replacing_operator(tmp_path, repairing):
+    """A MemberOperator on a fake 3-node cluster (spare host 4) whose replacement step runs up to the swap: the
+    join is made up, the swap answers epoch 7; the Nemesis is real (its guard), `repairing` its status look."""
     from types import SimpleNamespace
 
-    from paxos_core import errors
+    from paxos_core.nemesis.faults import Nemesis
     from paxos_core.nemesis.member import MemberOperator
 
     class Node:
@@ -533,14 +530,19 @@ def test_a_wiped_voter_counts_as_lost_until_every_group_has_adopted_its_replacem
         def kill(self):
             self.killed = True
 
-    nodes = {n: Node(n) for n in (1, 2, 3)}
-
     def set_members(members, removed=None):
         cluster.nodes = dict(members)
         cluster.removed = dict(removed or {})
 
-    cluster = SimpleNamespace(nodes=dict(nodes), removed={}, spare_ids=[4], set_members=set_members)
-    nemesis = SimpleNamespace(cluster=cluster, busy=set(), records=[], say=lambda line: None)
+    cluster = SimpleNamespace(nodes={n: Node(n) for n in (1, 2, 3)}, removed={}, spare_ids=[4],
+                              set_members=set_members, topology=SimpleNamespace(can_partition=True))
+    now = [0.0]
+
+    def clock():
+        now[0] += 7.0           # the guard's 20 s wait passes in a few looks
+        return now[0]
+    nemesis = Nemesis(cluster, (), seed=1, say=lambda line: None, clock=clock)
+    nemesis.repairing = repairing
     operator = MemberOperator(nemesis, random.Random(3), lambda *a: SimpleNamespace(
         detail="", injected=False, target=None))
     membership = SimpleNamespace(replace=lambda old, new: SimpleNamespace(epoch=7))
@@ -550,6 +552,44 @@ def test_a_wiped_voter_counts_as_lost_until_every_group_has_adopted_its_replacem
         cluster.nodes[4] = Node(4)
         return 4
     operator._join = join
+    return operator, cluster
+
+
+def test_the_member_fault_replaces_no_voter_while_a_node_rebuilds(tmp_path):
+    """Nemesis seed 610 (every fault, 3 nodes): node 1 was wiped and rebuilt from its peers; before it was done,
+    the member fault killed and wiped node 4 of voters 1-4 to replace it. With one voter gone and one that
+    had lost its memory, no majority remembered: the add of node 4's replacement never got through, and node 1
+    rebuilt to the end ("not converged"). The replacement now waits (20 s, holding `quiet`) until no node is
+    rebuilding, and is not made if one still is."""
+    from types import SimpleNamespace
+
+    operator, cluster = _replacing_operator(tmp_path, repairing=lambda: 1)
+    record = SimpleNamespace(detail="", injected=False, target=None)
+    with pytest.raises(RuntimeError, match="a node is still rebuilding"):
+        operator._replace(record, {"voters": [1, 2, 3]}, time.monotonic() + 60.0)
+    assert not any(node.killed for node in cluster.nodes.values()) and sorted(cluster.nodes) == [1, 2, 3]
+    assert operator.wiped == set() and not record.injected
+    assert not operator.nemesis.quiet.locked()
+    rebuilt = iter([1, 1, 0])               # done within the wait: the step goes on
+    operator, cluster = _replacing_operator(tmp_path, repairing=lambda: next(rebuilt, 0))
+    operator._adopted = lambda epoch: True
+    operator._replace(record, {"voters": [1, 2, 3]}, time.monotonic() + 60.0)
+    assert record.injected and record.target not in cluster.nodes and cluster.removed[record.target].killed
+    assert 4 in cluster.nodes and operator.wiped == set()
+
+
+def test_a_wiped_voter_counts_as_lost_until_every_group_has_adopted_its_replacement(tmp_path):
+    """Nemesis seed 603 (every fault, 3 nodes): the swap that replaced wiped node 1 was chosen, so the guard of
+    the faults that take memory let a wipe through, but idle group 2 had not adopted the new epoch yet and still
+    voted on nodes 1, 2, 3: with node 1 gone and another voter wiped, it stood still to the end ("not
+    converged"). The wiped voter now leaves `MemberOperator.wiped` only once the epoch that replaced it is
+    adopted everywhere, both in the replacement step and when a later step finds it out of the table."""
+    from types import SimpleNamespace
+
+    from paxos_core import errors
+
+    operator, cluster = _replacing_operator(tmp_path, repairing=lambda: 0)
+    nodes = dict(cluster.nodes)
     looked = []
     adopted = {"now": False}
 

@@ -386,12 +386,13 @@ class Nemesis:
         """Members the member fault killed and wiped for a replacement that has not taken their place yet."""
         return self.operator.wiped if self.operator is not None else set()
 
-    def _wait_no_rebuild(self):
+    def wait_no_rebuild(self):
         """Wait (up to 20 s) until no node is rebuilding and no member is wiped and not yet replaced: two nodes
         of three that lost their memory cannot rebuild each other (nemesis seeds 601 and 603: a voter corrupted
         while the member fault's replacement of another, killed and wiped, was still under way; the group
-        stood still for good with one voter that remembered). RuntimeError (the fault is reported as not
-        injected) if that still holds."""
+        stood still for good with one voter that remembered; seed 610 the other way round, below). Called by
+        the faults that take a node's memory (corrupt, wipe) and by the member fault's replacement, each
+        holding ``quiet``. RuntimeError (the fault is reported as not injected) if that still holds."""
         deadline = self.clock() + 20
         while ((self.repairing() or self._wiped_voters()) and self.clock() < deadline
                and not self.stop.is_set()):
@@ -403,7 +404,7 @@ class Nemesis:
                                % ", ".join(map(str, sorted(self._wiped_voters()))))
 
     def _corrupt(self, record):
-        self._wait_no_rebuild()
+        self.wait_no_rebuild()
         node = self.cluster.nodes[record.target]
         node.kill()
         files = []
@@ -431,7 +432,7 @@ class Nemesis:
 
     def _wipe(self, record):
         node = self.cluster.nodes[record.target]
-        self._wait_no_rebuild()
+        self.wait_no_rebuild()
         node.kill()
         self.cleanup.append(("start", node))
         removed = 0
