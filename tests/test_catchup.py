@@ -180,3 +180,24 @@ def test_a_reply_that_ends_at_a_damaged_chain_record_is_served_with_the_chain_fr
         receiver.receive([reply])
         run_cycle(receiver, MemoryLog(3), _Capture())
         assert receiver.learned(0)[0] == 64
+
+
+def test_a_catchup_request_from_beyond_our_mark_makes_us_learn_from_its_sender():
+    """Soak seed 5,022,045: node 3, a new voter of the system group cut off while the swap that made it one was
+    chosen (the idle group's leader then left), never heard of it: its refreshes drew a rebuilding node and
+    the node that had left, while node 4's catch-up requests from instance 13 went unused. A request from
+    beyond our chosen mark says its sender learned everything below it: we take it as a known mark and ask
+    that sender, as for a CHOSEN mark. A request from at or below our mark asks nothing."""
+    engine = _engine(3, (1, 2, 3, 4, 5), catchup_interval_ticks=3)
+    log = MemoryLog(3)
+    capture = _Capture()
+    engine.receive([Message(Kind.CATCHUP_REQ, 0, 0, 0, 0, 64, 0, b"", src=4)])
+    engine.tick(1)
+    run_cycle(engine, log, capture)
+    assert capture.take(Kind.CATCHUP_REQ) == [] and engine.group_view(0)["known_mark"] == 0
+    engine.receive([Message(Kind.CATCHUP_REQ, 0, 13, 0, 0, 64, 0, b"", src=4)])
+    engine.tick(2)
+    run_cycle(engine, log, capture)
+    asked = capture.take(Kind.CATCHUP_REQ)
+    assert [(dest, m.instance) for dest, m in asked] == [(4, 0)]
+    assert engine.group_view(0)["known_mark"] == 13

@@ -1860,6 +1860,16 @@ cdef class Engine:
         if self.proposer.role[slot] == LEADING:
             self._heard_mark(slot, src, m.instance)
         self._serve(src, slot, m.instance, m.aux)
+        if m.instance > self.learner.chosen_next[slot]:
+            # The asker asks from its own chosen mark: it learned every instance below it, so they are chosen
+            # and it holds them. Learn them from it, as from a CHOSEN mark (soak seed 5,022,045: a new voter
+            # cut off while a swap was chosen in the idle system group, whose leader then left, never heard of
+            # it: its refreshes drew a rebuilding node and the node that had left, while a peer's requests
+            # from beyond its mark went unused).
+            if self.learner.known_mark[slot] < m.instance:
+                self.learner.known_mark[slot] = m.instance
+            self.learner.catchup_src[slot] = src
+            self._request_catchup(slot)
 
     # ------------------------------------------------------------------ checkpoints
 
