@@ -390,18 +390,21 @@ class Nemesis:
         """Wait (up to 20 s) until no node is rebuilding and no member is wiped and not yet replaced: two nodes
         of three that lost their memory cannot rebuild each other (nemesis seeds 601 and 603: a voter corrupted
         while the member fault's replacement of another, killed and wiped, was still under way; the group
-        stood still for good with one voter that remembered; seed 610 the other way round, below). Called by
-        the faults that take a node's memory (corrupt, wipe) and by the member fault's replacement, each
-        holding ``quiet``. RuntimeError (the fault is reported as not injected) if that still holds."""
+        stood still for good with one voter that remembered; seed 610 the other way round: see
+        MemberOperator._replace). Called by the faults that take a node's memory (corrupt, wipe) and by the
+        member fault's replacement, each holding ``quiet``. RuntimeError (the fault is reported as not
+        injected) if that still holds."""
         deadline = self.clock() + 20
-        while ((self.repairing() or self._wiped_voters()) and self.clock() < deadline
-               and not self.stop.is_set()):
+        while True:
+            rebuilding, wiped = self.repairing(), self._wiped_voters()
+            if not (rebuilding or wiped) or self.clock() >= deadline or self.stop.is_set():
+                break
             time.sleep(0.5)
-        if self.repairing():
+        if rebuilding:
             raise RuntimeError("a node is still rebuilding")
-        if self._wiped_voters():
+        if wiped:
             raise RuntimeError("node(s) %s wiped by the member fault are not replaced yet"
-                               % ", ".join(map(str, sorted(self._wiped_voters()))))
+                               % ", ".join(map(str, sorted(wiped))))
 
     def _corrupt(self, record):
         self.wait_no_rebuild()

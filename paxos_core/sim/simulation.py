@@ -418,7 +418,7 @@ class Simulation:
         loop = node.loop
         try:
             while node.regroup_ops:
-                what, group = node.regroup_ops[0][:2]
+                what, group, *args = node.regroup_ops[0]
                 if what == "remove":
                     # An operator's REMOVE_GROUP arrives as production gets it: a request in this turn, after
                     # the poll's peer messages went into the engine (which may have chosen values of the group
@@ -427,15 +427,15 @@ class Simulation:
                     self._trace("regroup", node.id, what, group)
                     requests.append((REGROUP_IDENTITY, rpc.simple_request(rpc.REMOVE_GROUP, 0, group), True))
                     break
-                self._trace("regroup", node.id, what, group, *node.regroup_ops[0][2:])
+                self._trace("regroup", node.id, what, group, *args)
                 if what == "adopt":
                     if loop.engine.hosts(group):
-                        loop.engine.adopt(group, *node.regroup_ops[0][2:])
+                        loop.engine.adopt(group, *args)
                 elif what == "system":
-                    loop.propose_internal(SYSTEM_GROUP, node.regroup_ops[0][2], 200)
+                    loop.propose_internal(SYSTEM_GROUP, args[0], 200)
                 else:
-                    incarnation = loop.add_group(group, 0, *node.regroup_ops[0][2:])
-                    first = node.regroup_ops[0][2] if len(node.regroup_ops[0]) > 2 else b""
+                    incarnation = loop.add_group(group, 0, *args)
+                    first = args[0] if args else b""
                     self.oracle.on_added(node.id, group_key(group, incarnation), first and first_config(first))
                     if loop.sm.applied_next(group) != 0:
                         self.oracle.violate("node %d group %d: added as a new incarnation, its state machine is "

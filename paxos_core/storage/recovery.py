@@ -168,7 +168,7 @@ def recover(items):
                 scan.corrupt.append((None, "chain record at %d: %s" % (instance, exc)))
             elif rtype == GROUP_RECORD:
                 scan.corrupt.append((None, "group record: %s" % exc))
-                scan.stop = "the group record (its incarnation) is damaged: %s" % exc
+                scan.stop = "the group record (its incarnation and first configuration) is damaged: %s" % exc
             elif rtype == CHECKPOINT_RECORD:
                 scan.corrupt.append((None, "checkpoint record at %d: %s" % (instance, exc)))
                 scan.checkpoint_damaged = True
