@@ -58,7 +58,7 @@ def read_bundle(path) -> dict:
     except (OSError, ValueError) as exc:
         raise ConfigError("%s: not a join bundle: %s" % (path, exc)) from None
     if not isinstance(bundle, dict) or bundle.get("version") != BUNDLE_VERSION:
-        raise ConfigError("%s: not a join bundle of version %d (from `paxos-core member add --out`)"
+        raise ConfigError("%s: not a bundle of version %d (from `paxos-core member add --out` or `member bundle`)"
                           % (path, BUNDLE_VERSION))
     for field in ("cluster_id", "node_id", "first_voters", "node_file", "public_keys"):
         if field not in bundle:
@@ -138,3 +138,84 @@ def _install(bundle, folder, node_id, node_file, data_dir, keys, written, rename
     written.append(data_dir / identity.FIRST_VOTERS_NAME)
     identity.write_marker(data_dir, node_id, config.cluster_id)
     return node_file
+
+
+def refresh(bundle: dict, config_path) -> tuple:
+    """Bring the node file of a member whose data directory was lost up to the cluster's table before it
+    rebuilds (``paxos-core node FILE --rebuild --bundle BUNDLE``, the bundle from ``paxos-core member bundle
+    ID --out BUNDLE`` on any member). The nodes a file lists are the cluster's of the day it was written: if
+    they were all replaced or removed since, the node knows no member to rebuild from, nor the keys of those
+    who call it (nemesis seed 622: node 1, wiped after nodes 2 and 3 were replaced, refused every peer's
+    connection and stayed repairing). With the node's data its table says who is who; without it the bundle
+    does: the file's ``cluster.nodes`` become the table's, ``cluster.first_voters`` the groups' first
+    configuration (the file's own list may no longer be it), and its keys directory gets every other member's
+    public key. The rest of the file and its own key pair stay as they are.
+
+    Refused with ConfigError, nothing written, unless the bundle is this cluster's and this node's, the data
+    directory lacks its identity marker (a node that has its data keeps its table), and this node's public key
+    is the one the table holds. Returns (the nodes the file listed, the nodes it lists now)."""
+    import tomli_w
+    import tomllib
+
+    from .config import load_config
+    from .storage import identity
+
+    config_path = Path(config_path)
+    config = load_config(config_path)
+    label = "%s (node %d of cluster %d)" % (config_path, config.node_id, config.cluster_id)
+    if int(bundle["cluster_id"]) != config.cluster_id or int(bundle["node_id"]) != config.node_id:
+        raise ConfigError("%s: the bundle is node %d's of cluster %d: nothing was written"
+                          % (label, int(bundle["node_id"]), int(bundle["cluster_id"])))
+    if identity.read_marker(config.data_dir) is not None:
+        raise ConfigError("%s: its data directory %s has its identity marker: a node that has its data knows the "
+                          "table, and --bundle is for a rebuild after the data directory was lost: nothing was "
+                          "written" % (label, config.data_dir))
+    nodes = bundle["node_file"]["cluster"]["nodes"]
+    if config.node_id not in [int(n["id"]) for n in nodes]:
+        raise ConfigError("%s: the bundle's table does not list this node: nothing was written" % label)
+    keys = Path(config.keys_dir) if config.keys_dir is not None else None
+    if keys is not None:
+        import zmq.auth
+
+        try:
+            own = zmq.auth.load_certificate(keys / ("node%d.key" % config.node_id))[0].decode()
+        except (OSError, ValueError) as exc:
+            raise ConfigError("%s: this node's public key: %s: nothing was written" % (label, exc)) from None
+        if own != bundle["public_keys"].get(str(config.node_id)):
+            raise ConfigError("%s: %s is not the public key the table holds for node %d: nothing was written"
+                              % (label, keys / ("node%d.key" % config.node_id), config.node_id))
+        for other, key in bundle["public_keys"].items():
+            path = keys / ("node%d.key" % int(other))
+            if (int(other) != config.node_id and path.exists()
+                    and zmq.auth.load_certificate(path)[0].decode() != key):
+                raise ConfigError("%s: %s holds another key than the table's for node %s: nothing was written"
+                                  % (label, path, other))
+    with open(config_path, "rb") as f:
+        node_file = tomllib.load(f)
+    before = tuple(int(n["id"]) for n in node_file["cluster"]["nodes"])
+    metrics = {int(n["id"]): n.get("metrics_port", 0) for n in node_file["cluster"]["nodes"]}
+    node_file["cluster"]["nodes"] = [dict(n, metrics_port=metrics.get(int(n["id"]), n.get("metrics_port", 0)))
+                                     for n in nodes]
+    node_file["cluster"]["first_voters"] = sorted(int(v) for v in bundle["first_voters"])
+    written = []
+    staged = config_path.with_name(config_path.name + ".refreshing")
+    try:
+        if keys is not None:
+            for other, key in bundle["public_keys"].items():
+                path = keys / ("node%d.key" % int(other))
+                if int(other) != config.node_id and not path.exists():
+                    _write_public_key(path, key)
+                    written.append(path)
+        with open(staged, "wb") as f:
+            written.append(staged)
+            tomli_w.dump(node_file, f)
+            f.flush()
+            os.fsync(f.fileno())
+        load_config(staged)                    # checks it all before it takes the file's place
+    except BaseException:
+        for path in reversed(written):         # a bundle that does not fit: the folder is as it was
+            with contextlib.suppress(OSError):
+                os.remove(path)
+        raise
+    os.replace(staged, config_path)
+    return before, tuple(int(n["id"]) for n in nodes)

@@ -416,6 +416,94 @@ def test_a_node_that_joined_is_wiped_and_rebuilt_from_its_node_file_with_the_clu
                     proc.wait(30)
 
 
+def test_a_wiped_node_whose_file_lists_no_member_left_rebuilds_from_a_bundle_of_the_table(tmp_path):
+    """Nemesis seed 622: node 1 was wiped after nodes 2 and 3 had been replaced (by 6 and 4); its node file named
+    no member left, it refused every peer's key ("key not in the cluster") and stayed repairing to the end
+    (with one listed peer left it learns the table, and the keys, from it). `member bundle 1 --out B` on a
+    member writes the table's nodes and keys, and `node FILE --rebuild --bundle B` brings the file up to them
+    first. Here nodes 4 and 5 replace nodes 3 and 2, node 1 is wiped and rebuilt that way (from nodes 4 and
+    5: it never counts itself), and then node 4 is killed: nodes 1 and 5 serve together."""
+    import os
+    import shutil
+    import signal
+
+    from paxos_core import Client
+    from paxos_core.config import load_config
+    from paxos_core.membership import Change
+    from paxos_core.storage import identity
+
+    with LocalCluster(tmp_path, nodes=3, workers=1, groups=2) as cluster:
+        admin = cluster.client(prefer=2)
+        wait_for(lambda: _seeded(admin), 60, message="the table seeded")
+        for group in (0, 1):
+            _put(admin, group, b"before", b"1")
+        procs, clients = [], []
+
+        def start(*extra):
+            log = open(tmp_path / ("started-%d.err" % len(procs)), "wb")
+            proc = subprocess.Popen([sys.executable, "-m", "paxos_core", "node", *extra], stdout=log, stderr=log,
+                                    stdin=subprocess.DEVNULL, cwd=str(tmp_path), env=package_env())
+            cluster.known_pids.add(proc.pid)
+            procs.append(proc)
+            return tmp_path / ("started-%d.err" % (len(procs) - 1))
+
+        def replace(old, new):
+            """keygen on node `new`'s host, `member add --out`, `node --join`, `member replace old new`."""
+            folder = tmp_path / ("node%d" % new)
+            code, out, err = _run(["keygen", str(folder / "keys")])
+            assert code == 0, err
+            base = free_base_port(1, 1)
+            bundle = tmp_path / ("join%d.json" % new)
+            code, out, err = _member_cli(cluster, "add", "--host", "127.0.0.1", "--peer-port", base,
+                                         "--client-port", base + 100, "--key-file", folder / "keys" / "new.key",
+                                         "--out", bundle)
+            assert code == 0 and "node %d added as a learner" % new in out, (out, err)
+            start("--join", str(bundle), "--dir", str(folder))
+            cluster.kill(old)
+            wait_for(lambda: _member_cli(cluster, "replace", old, new)[0] == 0, 120,
+                     message="node %d replaced node %d" % (new, old))
+            Change("swap", admin.membership.table()["epoch"], True, new, admin.membership).wait(timeout=120)
+
+        try:
+            replace(3, 4)
+            admin = Client.from_config(load_config(tmp_path / "node4" / "node4.toml"), prefer=4)
+            clients.append(admin)
+            replace(2, 5)
+            # Node 1's disk is lost. Its file lists nodes 1, 2, 3; the table 1, 4, 5.
+            path, data_dir = cluster.config_path(1), cluster.config(1).data_dir
+            cluster.kill(1)
+            shutil.rmtree(data_dir)
+            bundle = tmp_path / "node1.json"
+            code, out, err = _run(["member", "bundle", 1, "--out", bundle, "--cluster", tmp_path / "node4"])
+            assert code == 0 and "node 1's bundle" in out and "nodes 1,4,5" in out, (out, err)
+            log_path = start(str(path), "--rebuild", "--bundle", str(bundle))
+            wait_for(lambda: open(log_path).read().count("rebuilt from its peers on node 1") == 3, 120,
+                     message="node 1's groups rebuilt")
+            assert "its nodes were 1,2,3, now the table's 1,4,5" in open(log_path).read()
+            refreshed = load_config(path)
+            assert refreshed.members == (1, 4, 5) and refreshed.first_configuration == (1, 2, 3)
+            assert identity.read_first_voters(data_dir) == (1, 2, 3)
+            # Nodes 1 and 5 without node 4: a quorum of voters 1, 4, 5 only with node 1 voting again.
+            for pid in [procs[0].pid] + list(descendants(procs[0].pid)):
+                os.kill(pid, signal.SIGKILL)
+            procs[0].wait(30)
+            client = Client.from_config(refreshed, prefer=1)
+            clients.append(client)
+            for group in (0, 1):
+                wait_for(lambda: _put(client, group, b"after", b"2") or True, 90,   # again if the outcome was unknown
+                         message="group %d served by nodes 1 and 5" % group)
+                for key, value in ((b"before", b"1"), (b"after", b"2")):
+                    raw = client.read(group, kv_ops.encode_get(key), "linearizable", 20.0)
+                    assert kv_ops.decode_result(raw).value == value, (group, key)
+        finally:
+            for client in clients:
+                client.close()
+            for proc in procs:
+                if proc.poll() is None:
+                    os.kill(proc.pid, signal.SIGTERM)
+                    proc.wait(30)
+
+
 def test_the_busiest_master_removed_during_lease_reads_serves_no_stale_read(tmp_path):
     """Four voters; a writer and two lease readers on one key of group 0 while its master is removed: the
     history (every read and write, with its real-time interval) is linearizable, and the removed master

@@ -615,3 +615,41 @@ def test_a_wiped_voter_counts_as_lost_until_every_group_has_adopted_its_replacem
     assert operator.step(None) is None and operator.wiped == {old}
     adopted["now"] = True
     assert operator.step(None) is None and operator.wiped == set() and looked[-1] == (7, {old})
+
+
+def test_a_wiped_node_whose_file_lists_no_member_left_rebuilds_with_a_bundle_of_the_table(tmp_path):
+    """Nemesis seed 622 (every fault, 3 nodes): node 1 was wiped after the member fault had replaced nodes 3 and
+    2 by 4 and 6; its node file named no member left, it refused every peer's key and stayed repairing to the
+    end. The wipe fault now gives such a node the table's nodes and keys as an operator does (`member bundle`,
+    `node FILE --rebuild --bundle`); a node whose file lists a member left rebuilds from its file as before."""
+    from types import SimpleNamespace
+
+    from paxos_core.config import load_config, write_cluster
+    from paxos_core.join import read_bundle
+    from paxos_core.nemesis.faults import Nemesis
+    from paxos_core.nemesis.member import MemberOperator
+
+    files = write_cluster(tmp_path / "cluster", nodes=3, workers=1, groups=2, base_port=20000)
+    config = load_config(files[0])
+    cluster = SimpleNamespace(dir=str(tmp_path), configs=[config], topology=SimpleNamespace(can_partition=True),
+                              nodes={1: SimpleNamespace(path=str(files[0]))})
+    nemesis = Nemesis(cluster, (), seed=1, say=lambda line: None)
+    operator = MemberOperator(nemesis, random.Random(3), lambda *a: None)
+    public = {n: open(config.keys_dir / ("node%d.key" % n)).read().split('"')[1] for n in (1, 2, 3)}
+
+    def table(*ids):
+        nodes = [{"id": n, "role": "voter", "host": "127.0.0.1", "peer_port": 21000 + n, "client_port": 22000 + n,
+                  "public_key": public.get(n, public[1])} for n in ids]
+        return {"epoch": 7, "nodes": nodes + [{"id": 3, "role": "removed", "host": "127.0.0.1", "peer_port": 1,
+                                               "client_port": 2, "public_key": public[3]}]}
+    history = [{"voters": [1, 2, 3]}]
+    for ids, expected in (((1, 2, 4), None), ((1, 4, 6), (1, 4, 6))):
+        operator._until = lambda what, deadline: what(SimpleNamespace(membership=SimpleNamespace(
+            table=lambda: table(*ids), history=lambda: history)))
+        path = operator.rebuild_bundle(1, 0)
+        if expected is None:
+            assert path is None, "node 2, which its file lists, is still a member: it rebuilds from its file"
+            continue
+        bundle = read_bundle(path)
+        assert bundle["node_id"] == 1 and bundle["first_voters"] == [1, 2, 3]
+        assert [n["id"] for n in bundle["node_file"]["cluster"]["nodes"]] == list(expected)

@@ -45,6 +45,8 @@ def cmd_node(args):
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop.set())
     config_path = args.config
+    if args.bundle is not None and (args.join or not args.rebuild or config_path is None):
+        args._parser.error("--bundle goes with FILE --rebuild (a member whose data directory was lost)")
     try:
         if args.join:
             from ..join import install, read_bundle
@@ -56,6 +58,12 @@ def cmd_node(args):
                   flush=True)
         elif config_path is None:
             args._parser.error("give the node's FILE, or --join BUNDLE")
+        if args.bundle is not None:
+            from ..join import read_bundle, refresh
+
+            before, now = refresh(read_bundle(args.bundle), config_path)
+            print("%s: its nodes were %s, now the table's %s (from %s); it rebuilds" % (
+                config_path, ",".join(map(str, before)), ",".join(map(str, now)), args.bundle), flush=True)
         node = Node(config_path, log_level=level, rebuild=args.rebuild)
     except (ConfigError, StartError) as exc:
         root.removeHandler(held)
@@ -276,6 +284,10 @@ def register(sub):
     p.add_argument("--rebuild", action="store_true",
                    help="the node's data directory was lost (a replaced disk): rebuild every group from the peers "
                         "before voting again. Without it, a data directory lacking its identity marker is refused")
+    p.add_argument("--bundle", metavar="BUNDLE", default=None,
+                   help="with FILE --rebuild: first bring FILE's nodes and the keys up to the cluster's table, from "
+                        "the bundle of `paxos-core member bundle ID --out BUNDLE` (when the nodes FILE lists were "
+                        "replaced since)")
     p.set_defaults(func=cmd_node, _parser=p)
 
     kv_cli.register(sub, cluster_opts).set_defaults(func=cmd_kv, needs_cluster=True)

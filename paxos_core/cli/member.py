@@ -1,5 +1,5 @@
-"""`paxos-core member list|status|add|promote|remove|replace|update`: the cluster's members, through the system
-group (paxos_core/membership.py). Every change is compare-and-set on the epoch (--expect, default: the one just
+"""`paxos-core member list|status|bundle|add|promote|remove|replace|update`: the cluster's members, through the
+system group (paxos_core/membership.py). Every change is compare-and-set on the epoch (--expect, default: the one just
 read), idempotent (run it again after a failure: a change already made prints "unchanged"), and checked first
 (--force skips the checks: learner caught up, live quorum after the change)."""
 from __future__ import annotations
@@ -42,6 +42,20 @@ def cmd_member(args):
         if args.action == "list":
             table = m.table(args.timeout)
             print(json.dumps(table) if args.json else "\n".join(_table_lines(table)))
+            return 0
+        if args.action == "bundle":
+            from ..errors import ConfigError
+            from ..join import make_bundle, write_bundle
+
+            table = m.table(args.timeout)
+            if not any(n["id"] == args.id and n["role"] != "removed" for n in table["nodes"]):
+                raise ConfigError("node %d is not a member (epoch %d of the table)" % (args.id, table["epoch"]))
+            history = m.history(args.timeout)
+            write_bundle(args.out, make_bundle(cfg, table, args.id, history[0]["voters"]))
+            print("epoch %d: node %d's bundle is %s (nodes %s; on its host, after its data directory was lost: "
+                  "`paxos-core node FILE --rebuild --bundle %s`)" % (
+                      table["epoch"], args.id, args.out,
+                      ",".join(str(n["id"]) for n in table["nodes"] if n["role"] != "removed"), args.out))
             return 0
         if args.action == "status":
             status = m.status(args.timeout)
@@ -108,12 +122,14 @@ def cmd_member(args):
 
 
 def register(sub, cluster_opts, node_id, port):
-    p = sub.add_parser("member", help="the cluster's members: list, status, add, promote, remove, replace, update",
+    p = sub.add_parser("member", help="the cluster's members: list, status, bundle, add, promote, remove, replace, "
+                                      "update",
                        description="The cluster's members, kept by the system group (its table is the truth once "
                                    "the node files seeded it). Changes need the cluster's credentials, are "
                                    "compare-and-set on the epoch and idempotent.")
     cluster_opts(p)
-    actions = p.add_subparsers(dest="action", required=True, metavar="{list,status,add,promote,remove,replace,update}")
+    actions = p.add_subparsers(dest="action", required=True,
+                               metavar="{list,status,bundle,add,promote,remove,replace,update}")
 
     def common(q, change=True):
         cluster_opts(q, shared=True)
@@ -129,6 +145,12 @@ def register(sub, cluster_opts, node_id, port):
 
     common(actions.add_parser("list", help="the membership table"), change=False)
     common(actions.add_parser("status", help="the table and how each node stands"), change=False)
+    q = actions.add_parser("bundle", help="member ID's bundle of the table's nodes and keys, for its rebuild")
+    q.add_argument("id", type=node_id, metavar="ID")
+    q.add_argument("--out", metavar="FILE", required=True,
+                   help="write it here (no secrets in it): `paxos-core node FILE --rebuild --bundle BUNDLE` on "
+                        "its host, when its data directory was lost and the nodes its file lists were replaced")
+    common(q, change=False)
     q = actions.add_parser("add", help="a new node, as a learner (it gets a new id)")
     q.add_argument("--host", required=True)
     q.add_argument("--peer-port", type=port, required=True)

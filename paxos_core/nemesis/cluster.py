@@ -147,6 +147,7 @@ class NodeProcess:
         self.env_extra = {}            # e.g. libfaketime for the clock fault
         self.starts = 0
         self.rebuild_next = False       # the next start passes --rebuild (set by the wipe fault)
+        self.rebuild_bundle = None      # ... and --bundle this (the wipe fault, when its file lists no member left)
         self.join_bundle = None         # the first start is `node --join BUNDLE --dir FOLDER` (a joining node)
         self.log_path = os.path.join(cluster.dir, "logs", "node%d.log" % node_id)
         self.disk = None
@@ -170,10 +171,12 @@ class NodeProcess:
             # A joining node's first start writes its folder from the bundle (join.py), as an operator does.
             how = ["--join", self.join_bundle, "--dir", os.path.dirname(self.path)]
         else:
-            how = [self.path] + (["--rebuild"] if self.rebuild_next else [])
+            how = [self.path] + (["--rebuild"] if self.rebuild_next else []) + (
+                ["--bundle", self.rebuild_bundle] if self.rebuild_next and self.rebuild_bundle else [])
         cmd = self.cluster.topology.exec_prefix(self.node_id) + [
             sys.executable, "-m", "paxos_core", "node"] + how + ["--log-level", "info"]
         self.rebuild_next = False
+        self.rebuild_bundle = None
         with open(self.log_path, "ab") as log:
             log.write(b"=== nemesis: start %d of node %d (%s)\n" % (self.starts + 1, self.node_id,
                                                                   repr(sorted(self.env_extra.items())).encode()))

@@ -449,6 +449,14 @@ class Nemesis:
         node.rebuild_next = True              # a replaced disk: the operator restarts it with --rebuild
         record.detail = "%d entries of %s deleted" % (removed, node.data_dir)
         record.injected = True
+        if self.operator is not None:         # the nodes its file lists may have been replaced since
+            try:
+                node.rebuild_bundle = self.operator.rebuild_bundle(record.target, time.monotonic() + 30)
+            except Exception as exc:          # the table not read: it restarts from its file as it is
+                record.detail += "; no bundle of the table (%s: %s)" % (type(exc).__name__, exc)
+            else:
+                if node.rebuild_bundle:
+                    record.detail += "; its file lists no member left: it rebuilds with a bundle of the table"
 
     def _clock(self, record):
         node = self.cluster.nodes[record.target]

@@ -173,6 +173,24 @@ class MemberOperator:
             record.start - self.nemesis.t0, variant, record.target, " (%s)" % record.detail if record.detail else ""))
         return record
 
+    def rebuild_bundle(self, node_id, deadline):
+        """For member ``node_id``, wiped: the path of its bundle of the table's nodes and keys (what ``member
+        bundle ID --out`` writes), when the node file it restarts from lists no other member left, else None.
+        Such a node knows no peer to rebuild from and refuses every peer's key (nemesis seed 622: node 1,
+        wiped after nodes 2 and 3 were replaced); an operator restarts it with ``node FILE --rebuild --bundle``.
+        With one listed peer left it learns the table from it, so that path is left to run too."""
+        from ..config import load_config
+
+        cluster = self.cluster
+        table, history = self._until(lambda client: (client.membership.table(), client.membership.history()),
+                                     deadline)
+        members = {n["id"] for n in table["nodes"] if n["role"] != "removed"}
+        if set(load_config(cluster.nodes[node_id].path).members) & (members - {node_id}):
+            return None
+        path = os.path.join(cluster.dir, "rebuild-node%d-epoch%d.json" % (node_id, table["epoch"]))
+        write_bundle(path, make_bundle(cluster.configs[0], table, node_id, history[0]["voters"]))
+        return path
+
     # ------------------------------------------------------------------ steps
     def _join(self, record, table, deadline, replaces=None):
         """A spare host joins as a learner (a bundle, ``node --join``); returns the new id."""
