@@ -149,7 +149,7 @@ def refresh(bundle: dict, config_path) -> tuple:
     connection and stayed repairing). With the node's data its table says who is who; without it the bundle
     does: the file's ``cluster.nodes`` become the table's, ``cluster.first_voters`` the groups' first
     configuration (the file's own list may no longer be it), and its keys directory gets every other member's
-    public key. The rest of the file and its own key pair stay as they are.
+    public key. The rest of the file's settings (not its comments) and its own key pair stay as they are.
 
     Refused with ConfigError, nothing written, unless the bundle is this cluster's and this node's, the data
     directory lacks its identity marker (a node that has its data keeps its table), and this node's public key
@@ -186,8 +186,13 @@ def refresh(bundle: dict, config_path) -> tuple:
                               % (label, keys / ("node%d.key" % config.node_id), config.node_id))
         for other, key in bundle["public_keys"].items():
             path = keys / ("node%d.key" % int(other))
-            if (int(other) != config.node_id and path.exists()
-                    and zmq.auth.load_certificate(path)[0].decode() != key):
+            if int(other) == config.node_id or not path.exists():
+                continue
+            try:
+                held = zmq.auth.load_certificate(path)[0].decode()
+            except (OSError, ValueError) as exc:
+                raise ConfigError("%s: %s: %s: nothing was written" % (label, path, exc)) from None
+            if held != key:
                 raise ConfigError("%s: %s holds another key than the table's for node %s: nothing was written"
                                   % (label, path, other))
     with open(config_path, "rb") as f:

@@ -59,7 +59,7 @@ def test_a_bundle_brings_the_node_file_to_the_tables_nodes_and_keys_and_keeps_th
 
 
 @pytest.mark.parametrize("case", ["other node", "other cluster", "not listed", "data kept", "wrong own key",
-                                  "other key of a peer"])
+                                  "other key of a peer", "unreadable key of a peer"])
 def test_a_bundle_that_does_not_fit_is_refused_and_writes_nothing(tmp_path, case):
     path, key4 = _cluster(tmp_path)
     config = load_config(path)
@@ -68,7 +68,8 @@ def test_a_bundle_that_does_not_fit_is_refused_and_writes_nothing(tmp_path, case
     expected = {"other node": "the bundle is node 2's", "other cluster": "the bundle is node 1's of cluster 9",
                 "not listed": "does not list this node", "data kept": "has its identity marker",
                 "wrong own key": "is not the public key the table holds for node 1",
-                "other key of a peer": "holds another key than the table's for node 2"}[case]
+                "other key of a peer": "holds another key than the table's for node 2",
+                "unreadable key of a peer": "node4.key: No public key found"}[case]
     if case == "other node":
         bundle = make_bundle(config, table, 2, (1, 2, 3))
     elif case == "other cluster":
@@ -80,6 +81,8 @@ def test_a_bundle_that_does_not_fit_is_refused_and_writes_nothing(tmp_path, case
         identity.write_marker(config.data_dir, 1, config.cluster_id)
     elif case == "wrong own key":
         bundle["public_keys"]["1"] = key4
+    elif case == "unreadable key of a peer":
+        (config.keys_dir / "node4.key").write_text("not a certificate")
     else:
         bundle["public_keys"]["2"] = key4
     before = _state(path)
