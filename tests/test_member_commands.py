@@ -274,6 +274,18 @@ def _bundle_for_new_host(cluster, tmp_path, folder, workers):
     return bundle
 
 
+def _node_process(cluster, tmp_path, procs, stem, *extra):
+    """`paxos-core node EXTRA...` started in tmp_path, its output in tmp_path/STEM-<n>.err; its pid goes to the
+    cluster's final check and the process to `procs` (the test stops it by its PID). Returns the log's path."""
+    log_path = tmp_path / ("%s-%d.err" % (stem, len(procs)))
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "paxos_core", "node", *extra], stdout=log, stderr=log,
+                                stdin=subprocess.DEVNULL, cwd=str(tmp_path), env=package_env())
+    cluster.known_pids.add(proc.pid)
+    procs.append(proc)
+    return log_path
+
+
 def _alive(pid):
     import os
     try:
@@ -371,12 +383,7 @@ def test_a_node_that_joined_is_wiped_and_rebuilt_from_its_node_file_with_the_clu
         procs = []
 
         def start(*extra):
-            log = open(tmp_path / ("node4-%d.err" % len(procs)), "wb")
-            proc = subprocess.Popen([sys.executable, "-m", "paxos_core", "node", *extra], stdout=log, stderr=log,
-                                    stdin=subprocess.DEVNULL, cwd=str(tmp_path), env=package_env())
-            cluster.known_pids.add(proc.pid)
-            procs.append(proc)
-            return proc
+            return _node_process(cluster, tmp_path, procs, "node4", *extra)
 
         try:
             start("--join", str(bundle), "--dir", str(new))
@@ -393,8 +400,7 @@ def test_a_node_that_joined_is_wiped_and_rebuilt_from_its_node_file_with_the_clu
             procs[-1].wait(30)
             wait_for(lambda: not any(_alive(pid) for pid in doomed[1:]), 30, message="node 4's workers gone")
             shutil.rmtree(config.data_dir)
-            start(str(new / "node4.toml"), "--rebuild")
-            log_path = tmp_path / ("node4-%d.err" % (len(procs) - 1))
+            log_path = start(str(new / "node4.toml"), "--rebuild")
             # Its three groups (0, 1 and the system group) rebuilt: a wiped voter of four needs the three others
             # to answer (it cannot count itself), so this must finish before node 1 goes.
             wait_for(lambda: open(log_path).read().count("rebuilt from its peers on node 4") == 3, 120,
@@ -440,12 +446,7 @@ def test_a_wiped_node_whose_file_lists_no_member_left_rebuilds_from_a_bundle_of_
         procs, clients = [], []
 
         def start(*extra):
-            log = open(tmp_path / ("started-%d.err" % len(procs)), "wb")
-            proc = subprocess.Popen([sys.executable, "-m", "paxos_core", "node", *extra], stdout=log, stderr=log,
-                                    stdin=subprocess.DEVNULL, cwd=str(tmp_path), env=package_env())
-            cluster.known_pids.add(proc.pid)
-            procs.append(proc)
-            return tmp_path / ("started-%d.err" % (len(procs) - 1))
+            return _node_process(cluster, tmp_path, procs, "started", *extra)
 
         def replace(old, new):
             """keygen on node `new`'s host, `member add --out`, `node --join`, `member replace old new`."""
