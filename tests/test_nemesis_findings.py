@@ -293,3 +293,59 @@ def test_a_nodes_workers_restoring_its_identity_marker_at_once_both_start(tmp_pa
     assert [p.exitcode for p in procs] == [0, 0, 0]
     assert identity.check_marker(str(tmp_path), 3, CLUSTER) == "ok"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["IDENTITY"], "no temporary file left"
+
+
+def test_soak_finding_a_damaged_group_record_sets_the_log_aside_and_every_group_rebuilds(tmp_path):
+    """Soak seed 6,016,081 (the simulator's side is in tests/test_simulator.py): a flipped bit in a GROUP record
+    (the one a handover wrote: the group was not held there any more) stopped that group on the node for good:
+    whether the log holds the group at all, in which incarnation, on which first voters, was unknown. The log
+    can no longer say what it holds, so start_loop sets it aside as synced damage (as for a damaged table of the
+    state machine) and every group of the worker rebuilds from its peers; the old DB is kept aside."""
+    from paxos_core.runtime.worker import start_loop
+    from paxos_core.storage import identity
+    from paxos_core.storage.log import RocksLog
+    from paxos_core.storage.records import GROUP_RECORD, group_key, group_record
+
+    data_dir = tmp_path / "node1"
+    identity.write_marker(data_dir, 1, CLUSTER)
+    path = str(data_dir / "worker-0")
+    log = RocksLog(path, 1, CLUSTER)
+    loop, amnesia = start_loop(log, data_dir, 0, _make_loop(log))
+    assert not amnesia
+    log.write([group_record(2, 1, vacated=True, mark=9)])     # group 2 handed over, as in the seed
+    loop.close()
+    loop.store.close()
+    log.close()
+
+    log = RocksLog(path, 1, CLUSTER)
+    loop, amnesia = start_loop(log, data_dir, 0, _make_loop(log))
+    assert not amnesia and not loop.engine.hosts(2), "intact: the record says group 2 is handed over"
+    key = group_key(GROUP_RECORD, 2, 0)
+    damaged = bytearray(log.rdict[key])
+    damaged[6] ^= 0x10
+    log.rdict[key] = bytes(damaged)
+    loop.close()
+    loop.store.close()
+    log.close()
+
+    log = RocksLog(path, 1, CLUSTER)
+    recovery = log.recover()
+    assert "group 2's GROUP record" in recovery.registry_damage and "checksum" in recovery.registry_damage
+    assert recovery.groups[2].stop_reason, "a caller that kept this log would have to stop the group"
+    log.close()
+    log = RocksLog(path, 1, CLUSTER)
+    loop, amnesia = start_loop(log, data_dir, 0, _make_loop(log))
+    assert amnesia and "group 2's GROUP record" in amnesia, amnesia
+    assert {loop.engine.group_view(g)["status"] for g in range(4)} == {"repairing"}, "no group is stopped"
+    assert [p for p in data_dir.iterdir() if p.name.startswith("worker-0.damaged")], "set aside, never deleted"
+    assert identity.rebuilding(data_dir, 0)
+    loop.close()
+    loop.store.close()
+    log.close()
+    # A restart before the rebuild is done finds the rebuild again, on the fresh log.
+    log = RocksLog(path, 1, CLUSTER)
+    loop, amnesia = start_loop(log, data_dir, 0, _make_loop(log))
+    assert amnesia and {loop.engine.group_view(g)["status"] for g in range(4)} == {"repairing"}
+    loop.close()
+    loop.store.close()
+    log.close()

@@ -497,3 +497,14 @@ def test_soak_finding_a_new_voter_of_an_idle_group_whose_leader_left_learns_from
     (tests/test_catchup.py tests the rule alone)."""
     result = run_seed(SimConfig(seed=5022045, nodes=5, groups=1))
     assert result.ok, result.violations
+
+
+def test_soak_finding_a_damaged_group_record_makes_the_node_rebuild_not_stop_the_group():
+    """Soak seed 6,016,081 (at 7aef8fc; 5 nodes, 1 group, every fault): node 3 handed group 0 over (a GROUP
+    record marked vacated), then the damage fault flipped a bit in that record. Recovery stopped the group on
+    node 3 for good (its incarnation and first voters unknown), and the run counted the stop as a violation.
+    A damaged GROUP record now makes the node set its log aside as synced damage: every group rebuilds from
+    its peers (tests/test_nemesis_findings.py tests the worker's start on a real RocksDB)."""
+    result = run_seed(SimConfig(seed=6016081, nodes=5, groups=1))
+    assert result.ok, result.violations
+    assert result.stats["damage"] >= 1

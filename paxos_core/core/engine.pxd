@@ -206,6 +206,7 @@ cdef class Engine:
     cdef void _learn(self, Py_ssize_t slot, bytes value)
     cdef void _learn_one(self, Py_ssize_t slot, bytes value)
     cdef void _learn_by_mark(self, Py_ssize_t slot, uint64_t ballot, uint64_t mark, int src)
+    cdef void _learn_from(self, Py_ssize_t slot, int src, uint64_t mark)
     cdef void _request_catchup(self, Py_ssize_t slot)
     cdef int _catchup_peer(self, int asked)
     cdef void _serve(self, int dest, Py_ssize_t slot, uint64_t first, uint64_t limit=*)

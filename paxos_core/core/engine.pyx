@@ -956,9 +956,7 @@ cdef class Engine:
             # The proposer has learned further than we have, and by what we know one of us does not vote: we
             # may be behind an ADOPT that changed that (a new voter that does not know it yet would otherwise
             # refuse every Prepare, and learn nothing while no leader sends Accepts).
-            self.learner.known_mark[slot] = m.mark
-            self.learner.catchup_src[slot] = src
-            self._request_catchup(slot)
+            self._learn_from(slot, src, m.mark)
         if not self.voters.votes_anywhere(slot, self.node_id) and not self.plant_count_any_vote:
             # A learner here (in no configuration we know of): it promises nothing. It still serves what a
             # proposer behind it lacks.
@@ -1162,10 +1160,7 @@ cdef class Engine:
         cdef uint64_t chosen_next = self.learner.chosen_next[slot]
         if chosen_next < highest:
             # Some acceptor has learned further than we have: learn those instances first, then lead.
-            if self.learner.known_mark[slot] < highest:
-                self.learner.known_mark[slot] = highest
-            self.learner.catchup_src[slot] = ahead
-            self._request_catchup(slot)
+            self._learn_from(slot, ahead, highest)
             return
         if (self.voters.config_at(slot, chosen_next).voters != self.voters.by_index(self.lead_config[slot]).voters
                 and not self.plant_no_reprepare_at_activation):
@@ -1426,9 +1421,7 @@ cdef class Engine:
                 self._on_sticky_refusal(slot, src)
         if m.mark > self.learner.known_mark[slot]:
             # The rejecting acceptor has learned further than we have.
-            self.learner.known_mark[slot] = m.mark
-            self.learner.catchup_src[slot] = src
-            self._request_catchup(slot)
+            self._learn_from(slot, src, m.mark)
 
     cdef void _on_sticky_refusal(self, Py_ssize_t slot, int src):
         """A peer's acceptor refused our Prepare because it still hears its leader. Back off only once so many
@@ -1752,10 +1745,7 @@ cdef class Engine:
                 break
             self._learn(slot, <bytes>entry[1])
         if self.learner.chosen_next[slot] < mark:
-            if self.learner.known_mark[slot] < mark:
-                self.learner.known_mark[slot] = mark
-            self.learner.catchup_src[slot] = src
-            self._request_catchup(slot)
+            self._learn_from(slot, src, mark)
 
     cdef void _on_chosen(self, Py_ssize_t slot, Message m, int src):
         if m.ballot == self.acceptor.promised[slot]:
@@ -1770,6 +1760,14 @@ cdef class Engine:
                 self.learner.peer_floor[slot] = m.aux      # the leader's peers' floor
         self._learn_by_mark(slot, m.ballot, m.mark, src)
         self._check_chain(slot, m.mark, m.chain, src)
+
+    cdef void _learn_from(self, Py_ssize_t slot, int src, uint64_t mark):
+        """Peer `src` has learned every instance below `mark`: raise our known mark to it and ask that peer
+        for the chosen values we lack."""
+        if self.learner.known_mark[slot] < mark:
+            self.learner.known_mark[slot] = mark
+        self.learner.catchup_src[slot] = src
+        self._request_catchup(slot)
 
     cdef void _request_catchup(self, Py_ssize_t slot):
         self.active[slot] = True
@@ -1866,10 +1864,7 @@ cdef class Engine:
             # cut off while a swap was chosen in the idle system group, whose leader then left, never heard of
             # it: its refreshes drew a rebuilding node and the node that had left, while a peer's requests
             # from beyond its mark went unused).
-            if self.learner.known_mark[slot] < m.instance:
-                self.learner.known_mark[slot] = m.instance
-            self.learner.catchup_src[slot] = src
-            self._request_catchup(slot)
+            self._learn_from(slot, src, m.instance)
 
     # ------------------------------------------------------------------ checkpoints
 

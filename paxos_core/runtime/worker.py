@@ -106,10 +106,14 @@ def start_loop(log, data_dir, index, make_loop):
     log's own, never a crash loop: the DB goes aside (RocksLog.set_aside), the loop is built on the fresh one,
     and every group rebuilds from its peers before it votes. The same happens at the start after a run that
     met such damage in a read (identity.mark_damage_found, written by worker_main before the worker exits):
-    the damaged table would otherwise be met again at the next read of it, at every restart."""
+    the damaged table would otherwise be met again at the next read of it, at every restart. A damaged GROUP
+    record goes the same way (recovery.py: the log can no longer say which groups it holds, in which
+    incarnation: soak seed 6,016,081)."""
     finding = identity.damage_found(data_dir, index)
     if finding is None:
         recovery = log.recover()
+        finding = recovery.registry_damage or None
+    if finding is None:
         amnesia = lost_state_reason(data_dir, index, log, recovery)
         if amnesia:
             # Until the rebuild is on record, a restart must find it again (the flag goes after the loop has

@@ -16,6 +16,8 @@ Failures, each as RocksDB (with paranoid checks) and our open policy (storage/lo
 * ``damage_block()``: a table block no longer reads (RocksDB's block checksum): synced damage, as above.
 * ``lose_file()``: a table file vanished: synced damage, as above.
 * ``wipe()``: the whole data directory is gone, its identity marker with it.
+* ``set_aside()``: what the node does with synced damage: it starts on an empty log (RocksLog moves the DB
+  aside); also used when recovery finds a damaged GROUP record (``Recovery.registry_damage``).
 
 With the planted bug "wal-rollback" a damaged synced batch is instead recovered point-in-time: it and every
 batch after it are silently dropped.
@@ -124,12 +126,16 @@ class SimDisk:
             else:
                 damage = damage or "a synced write-ahead log batch fails its checksum"
         if damage:
-            # The old data is set aside; until the rebuild is on record (the node's first synced write) the
-            # marker stays away, so a crash before then finds the same amnesia again.
-            self.__init__()
-            self.marker = False
+            self.set_aside()
             return damage
         return ""
+
+    def set_aside(self):
+        """Synced damage: the old data is set aside and the node starts empty; until the rebuild is on record
+        (the node's first synced write) the marker stays away, so a crash before then finds the same amnesia
+        again."""
+        self.__init__()
+        self.marker = False
 
     # -------------------------------------------------------------- reads
     def get(self, key):

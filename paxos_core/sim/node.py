@@ -16,7 +16,7 @@ Ports given to the loop (the same ones the worker gives it, simulated):
 from ..statemachine.store import CopiedStoreView, Store
 from ..storage.records import (CHECKPOINT_RECORD, GROUP_RECORD, encode_records, group_key, log_range_deletes,
                                read_chain, read_chain_bytes, read_chosen, read_low)
-from ..storage.recovery import recover
+from ..storage.recovery import Recovery, recover
 from ..storage.snapfiles import MemorySnapshotFiles
 from .disk import DELETE_RANGE
 
@@ -142,6 +142,13 @@ class SimLog:
 
     def recover(self):
         return recover([(k, v) for k, v in self.disk.items(durable=True) if not k.startswith(STORE_PREFIX)])
+
+    def set_aside(self, finding):
+        """As RocksLog.set_aside: the whole disk (log and store) is synced damage; the node starts empty.
+        Returns the empty Recovery with ``amnesia`` set and the one-line ``report``."""
+        self.disk.set_aside()
+        return Recovery(amnesia=True, report="synced state damaged: %s; set aside, an empty log started in its "
+                                             "place" % finding)
 
     def delete_group(self, group):
         """Every record of the group but its GROUP record (the tombstone), as RocksLog.delete_group."""

@@ -289,10 +289,14 @@ class Simulation:
         node.next_wake = None
         node.down_since = None
         damage = node.disk.open(self.cfg.plant)
-        amnesia = damage or ("" if node.disk.marker else "the data directory lacks its identity marker")
-        node.marker_pending = bool(amnesia)
         log = SimLog(node)
         recovery = log.recover()
+        if recovery.registry_damage:
+            # As runtime/worker.start_loop: the log cannot say which groups it holds: it goes aside whole.
+            recovery = log.set_aside(recovery.registry_damage)
+            damage = recovery.report
+        amnesia = damage or ("" if node.disk.marker else "the data directory lacks its identity marker")
+        node.marker_pending = bool(amnesia)
         settings = LoopSettings(node_id=node.id, tick_s=self.cfg.tick_us / 1e6, lease_ticks=self.cfg.lease_ticks,
                                 lease_margin=self.lease_margin, max_pending=100_000,
                                 request_timeout_ticks=self.core_config.proposal_timeout_ticks,

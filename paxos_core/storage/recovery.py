@@ -15,7 +15,11 @@ in core/engine.pyx and docs/architecture.md):
 * a damaged truncation record: the values below it are gone here, so the group is REPAIRING and learns
   them again from its peers (a snapshot where their logs are truncated);
 * a damaged GROUP record (its incarnation, or a first configuration that does not parse although its checksum
-  holds) leaves the group's voters unknown: STOPPED, with the reason;
+  holds) leaves unknown whether the log holds the group at all (hosted, handed over or removed), in which
+  incarnation and on which first voters: the log as a whole cannot say what it holds. ``registry_damage``
+  says so, and the caller sets the whole log aside as synced damage (runtime/worker.py ``start_loop``; the
+  simulator the same way): every group rebuilds from its peers. A caller that does not gets the group
+  STOPPED, with the reason;
 * a chain that the records do not reproduce (a stored chain at a mark, or a CHAIN record) means the stored
   log is inconsistent: STOPPED;
 * a damaged CHECKPOINT record (an incoming snapshot's progress) is reported in ``checkpoint_damaged``: the
@@ -94,6 +98,7 @@ class Recovery:
     vacated: dict = field(default_factory=dict)     # group id -> (incarnation, chosen mark) handed over here
     vacated_first: dict = field(default_factory=dict)   # ... -> its first configuration, when not the table's
     amnesia: bool = False        # the log's synced state was damaged and replaced by an empty log
+    registry_damage: str = ""    # a GROUP record is damaged: what this log holds is unknown (set it aside)
     report: str = ""             # then: one line on what was found and where the damaged log now is
 
     def problems(self):
@@ -169,6 +174,9 @@ def recover(items):
             elif rtype == GROUP_RECORD:
                 scan.corrupt.append((None, "group record: %s" % exc))
                 scan.stop = "the group record (its incarnation and first configuration) is damaged: %s" % exc
+                result.registry_damage = result.registry_damage or (
+                    "group %d's GROUP record (whether this log holds the group, in which incarnation, on which "
+                    "first voters) is damaged: %s" % (group, exc))
             elif rtype == CHECKPOINT_RECORD:
                 scan.corrupt.append((None, "checkpoint record at %d: %s" % (instance, exc)))
                 scan.checkpoint_damaged = True
