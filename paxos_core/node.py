@@ -35,14 +35,28 @@ log = logging.getLogger("paxos_core.node")
 class Node:
     def __init__(self, config: str | os.PathLike[str] | NodeConfig, start: bool = True, log_level: int = logging.INFO,
                  ready_timeout: float = 30.0, state_machine: str | None = None, rebuild: bool = False,
-                 **client_options: Any) -> None:
+                 bundle: str | os.PathLike[str] | None = None, **client_options: Any) -> None:
         """`state_machine`: "package.module:Factory", your own state machine (see
         paxos_core/statemachine/user.py); it overrides ``cluster.state_machine`` of the node file. Every node
         of the cluster must run the same one. Default: the file's, else the built-in key-value store.
 
         `rebuild`: the node's data directory was lost (a replaced disk): start anyway and rebuild every group
         from the peers before voting. Without it a data directory without its identity marker is refused
-        (StartError), since it may as well be a wrong path or a disk that did not mount."""
+        (StartError), since it may as well be a wrong path or a disk that did not mount.
+
+        `bundle`: with `rebuild` and a node file, a bundle of the membership table for this node (``paxos-core
+        member bundle ID --out BUNDLE`` on any member), for a node whose file lists no member left: the file's
+        nodes and keys are brought to the table's first (join.refresh; ``paxos-core node FILE --rebuild
+        --bundle BUNDLE`` does the same). A bundle that does not fit raises ConfigError and writes nothing."""
+        if bundle is not None:
+            if not rebuild or isinstance(config, NodeConfig):
+                raise errors.ConfigError("bundle= goes with rebuild=True and the node's file (a member whose data "
+                                         "directory was lost)")
+            from .join import read_bundle, refresh
+
+            before, now = refresh(read_bundle(bundle), config)
+            log.warning("%s: its nodes were %s, now the table's %s (from %s); it rebuilds", config,
+                        ",".join(map(str, before)), ",".join(map(str, now)), bundle)
         if isinstance(config, NodeConfig):
             self.config = config
             source: str | dict[str, Any] = config.to_dict()

@@ -112,3 +112,27 @@ def test_the_cli_takes_a_bundle_only_with_a_file_and_rebuild(tmp_path):
         proc = subprocess.run([sys.executable, "-m", "paxos_core", "node", *args], capture_output=True, text=True,
                               timeout=60, env=package_env(), cwd=str(tmp_path))
         assert proc.returncode == 2 and "--bundle goes with FILE --rebuild" in proc.stderr, proc.stderr
+
+
+def test_an_embedded_node_takes_the_bundle_as_the_cli_does(tmp_path):
+    """``Node(FILE, rebuild=True, bundle=B)`` is the embedded twin of ``paxos-core node FILE --rebuild --bundle
+    B``: the file is refreshed before the node is built; without rebuild=True, or with a NodeConfig in place
+    of the file, it is refused and nothing is written."""
+    from paxos_core.join import write_bundle
+    from paxos_core.node import Node
+
+    path, key4 = _cluster(tmp_path)
+    config = load_config(path)
+    bundle_path = tmp_path / "node1.json"
+    write_bundle(bundle_path, make_bundle(config, _table(config, key4), 1, (1, 2, 3)))
+    before = _state(path)
+    for kwargs in ({"config": path}, {"config": config, "rebuild": True}):
+        with pytest.raises(ConfigError, match="bundle= goes with rebuild=True and the node's file"):
+            Node(bundle=bundle_path, start=False, **kwargs)
+    assert _state(path) == before
+    node = Node(path, start=False, rebuild=True, bundle=bundle_path)
+    try:
+        assert node.config.members == (1, 2, 4) and node.config.first_configuration == (1, 2, 3)
+    finally:
+        node.close()
+    assert load_config(path).members == (1, 2, 4)

@@ -58,13 +58,7 @@ def cmd_node(args):
                   flush=True)
         elif config_path is None:
             args._parser.error("give the node's FILE, or --join BUNDLE")
-        if args.bundle is not None:
-            from ..join import read_bundle, refresh
-
-            before, now = refresh(read_bundle(args.bundle), config_path)
-            print("%s: its nodes were %s, now the table's %s (from %s); it rebuilds" % (
-                config_path, ",".join(map(str, before)), ",".join(map(str, now)), args.bundle), flush=True)
-        node = Node(config_path, log_level=level, rebuild=args.rebuild)
+        node = Node(config_path, log_level=level, rebuild=args.rebuild, bundle=args.bundle)
     except (ConfigError, StartError) as exc:
         root.removeHandler(held)
         if level <= logging.DEBUG:
