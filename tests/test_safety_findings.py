@@ -917,3 +917,61 @@ def test_a_group_handed_over_and_held_again_starts_its_incarnation_on_the_same_f
     assert third.add_group(0, 1, config_state(1, (1, 2, 3))) == 1 and third.add_group(0, 1) == 1
     with pytest.raises(ValueError, match="starting on the table's first voters"):
         third.add_group(0, 1, config_state(1, (1, 2)))
+
+
+@pytest.mark.parametrize("plant", ["", "add-after-amnesia-votes"])
+def test_a_group_added_to_a_worker_that_lost_its_state_rebuilds_before_it_votes(plant):
+    """A group added at run time leaves no trace in a wiped log (nor in one set aside as damaged): the wiped node
+    does not hold it, the others go on in its incarnation, and an operator's ``group add`` (Client.add_group,
+    idempotent) adds it back on the wiped node in that incarnation. Voting at once there is the acceptor with
+    no memory of issue 9 (finding 6, in one incarnation): before the wipe this node may have voted for v at
+    instance i with one peer while the other missed it, and a new proposer with that other peer and this node,
+    now empty, could choose another value at i. A worker that lost its state keeps that fact (LOST_STATE_KEY in
+    its store, across restarts), and a group added to it later rebuilds from its peers first, with its REPAIR
+    record in the GROUP record's write. With the plant it votes at once: it promises a peer's Prepare."""
+    from paxos_core.replica.loop import LOST_STATE_KEY
+    from paxos_core.storage.records import REPAIR_RECORD
+
+    clock = _Clock()
+    core = CoreConfig(node_id=1, members=(1, 2, 3), n_groups=8)
+    settings = LoopSettings(node_id=1, tick_s=0.01, lease_ticks=30, lease_margin=0.3, plant=plant)
+    log, store = MemoryLog(1), MemoryStore()
+
+    def start(amnesia=""):
+        sent = []
+        loop = ReplicaLoop(settings, core, clock=clock, log=log, store=store, send=sent.extend, hosted=[0],
+                           recovery=log.recover(), rng=random.Random(7), amnesia=amnesia)
+        return loop, sent
+
+    def promised(loop, sent, group, incarnation, round_):
+        """Node 2's Prepare for `group`; True if the loop answered it with a promise."""
+        del sent[:]
+        clock.t += 0.01
+        loop.turn([Message(Kind.PREPARE, group, 0, pack(round_, 2), 0, 0, 0, b"", src=2, inc=incarnation)], [])
+        return any(m.kind == Kind.PROMISE and m.group == group for _, m in sent)
+
+    # A worker that never lost its state: an added group votes at once (it cannot have voted in it before).
+    loop, sent = start()
+    assert not loop.lost_state and loop.add_group(5, 3) == 3
+    assert loop.engine.group_view(5)["status"] == "ok" and promised(loop, sent, 5, 3, 1)
+
+    # Wiped (here: a fresh log and store with the rebuild reason), then group 2 added back in incarnation 3.
+    log, store = MemoryLog(1), MemoryStore()
+    loop, sent = start(amnesia="worker 0's log is gone although the worker had created it before")
+    assert loop.lost_state and store.get(LOST_STATE_KEY) is not None
+    assert loop.add_group(2, 3) == 3
+    repair_keys = [k for k in log.store if k == group_key(REPAIR_RECORD, 2, 0)]
+    if plant:
+        assert loop.engine.group_view(2)["status"] == "ok"
+        assert promised(loop, sent, 2, 3, 1), "the planted bug: it promises with no memory of its votes"
+        return
+    assert repair_keys, "the REPAIR record is written with the GROUP record"
+    assert loop.engine.group_view(2)["status"] == "repairing"
+    assert not promised(loop, sent, 2, 3, 1), "no promise while it rebuilds"
+    # A restart before the rebuild is done: still rebuilding; and the fact outlives the rebuild of the first
+    # loss: a group added after the restart (no amnesia now) rebuilds too.
+    loop, sent = start()
+    assert loop.lost_state and loop.engine.group_view(2)["status"] == "repairing"
+    assert not promised(loop, sent, 2, 3, 2)
+    loop.add_group(6, 1)
+    assert loop.engine.group_view(6)["status"] == "repairing" and not promised(loop, sent, 6, 1, 1)

@@ -69,6 +69,10 @@ PLANT_RUNS["install-non-atomic"] = _run(400, "3", "8", faults="amnesia,crash,tor
 # reprepare-uncapped needs a new leader behind both the old leader's chosen mark and its own voters' votes
 # (membership's config(j) will make it unsafe, and the simulator's quorum check will see it then).
 DIRECTED = {"reprepare-uncapped": "tests/test_window_cap.py::test_the_planted_uncapped_re_proposal_is_seen",
+            # A seed runs regroup or the storage-loss faults, never both (a wiped node forgets the groups changed
+            # at run time), so no random run adds a group to a worker that lost its state.
+            "add-after-amnesia-votes": "tests/test_safety_findings.py::"
+                                       "test_a_group_added_to_a_worker_that_lost_its_state_rebuilds_before_it_votes",
             # A node held again that votes before it learned needs a lagging node to lead a quorum with it
             # while the node that chose with it is down, over an instance it handed over.
             "reenter-without-learning":

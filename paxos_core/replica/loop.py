@@ -175,6 +175,11 @@ class Batch:
         return self.next_chunk > 1
 
 
+# In the store beside the master table's keys (b"\xffM..."): present once this worker's synced state was lost
+# (wiped, or damaged and set aside); it is never cleared (ReplicaLoop.add_group).
+LOST_STATE_KEY = b"\xffW" + b"lost-state"
+
+
 class ReplicaLoop:
     """One worker's replica logic. See the module docstring for the turn and the ports."""
 
@@ -280,13 +285,19 @@ class ReplicaLoop:
         for group, state in recovery.groups.items():
             if group in hosted:
                 engine.restore_group(group, state)
+        # A worker that lost its synced state may have voted, before, in groups it has no record of now (added
+        # at run time, then forgotten): any group added to it later rebuilds before it votes (add_group).
+        self.lost_state = bool(amnesia) or self.store.get(LOST_STATE_KEY) is not None
         if amnesia:
             log.error("node %d worker %d: %s; its %d groups rebuild from their peers before they vote again",
                       self.node_id, self.index, amnesia, len(hosted))
             for group in sorted(hosted):
                 engine.begin_repair(group, amnesia)
-            # Put the rebuild on record now (one synced write of every group's REPAIR record): from here on a
-            # restart finds it in the log itself, and the caller may put its markers back.
+            # Put the rebuild on record now (one synced write of every group's REPAIR record, and the mark that
+            # this worker lost its state): from here on a restart finds it in the log itself, and the caller may
+            # put its markers back.
+            self.store.write([(LOST_STATE_KEY, amnesia.encode("utf-8", "replace")[:200])], [])
+            self.store.commit()                  # unsynced: the synced write below covers it
             fx = engine.take_effects()
             self.log.write(fx.records)
             engine.persisted(fx.token)
@@ -1054,7 +1065,13 @@ class ReplicaLoop:
         sends it to all); its GROUP record is durable before the group takes part in anything. A group id is
         never added back at an incarnation this node removed or holds (ValueError), nor in another first
         configuration than the one it holds the incarnation in, nor above `max_group_id` (ValueError, before
-        anything is allocated). Returns the incarnation."""
+        anything is allocated). Returns the incarnation.
+
+        On a worker that lost its synced state before (wiped, or damaged and set aside: ``lost_state``), a group
+        it does not hold is added REPAIRING: it may have held this very incarnation then and voted in it (a
+        group added at run time leaves no trace in a wiped log, and an operator's ``group add`` brings it
+        back in the incarnation the other nodes hold), so it rebuilds from its peers before it votes, as after
+        the loss itself. Its REPAIR record goes in the same write as its GROUP record."""
         if group > self.settings.max_group_id and not self.engine.hosts(group):
             raise ValueError("group %d is above limits.max_group_id = %d (a worker keeps state for every group id "
                              "up to the highest it hosts)" % (group, self.settings.max_group_id))
@@ -1095,7 +1112,12 @@ class ReplicaLoop:
         self.tombstones.pop(group, None)
         self.engine.add_group(group, incarnation, first)
         self._resize()
-        self.log.write([group_record(group, self.engine.incarnation_of(group), first=self.engine.first_state(group))])
+        rebuild = self.lost_state and self.plant != "add-after-amnesia-votes"     # the plant: it votes at once
+        records = [group_record(group, self.engine.incarnation_of(group), first=self.engine.first_state(group))]
+        self.log.write(records + ([repair_record(group, True)] if rebuild else []))
+        if rebuild:
+            self.engine.begin_repair(group, "added to a worker that lost its synced state before (it may have "
+                                            "voted in this incarnation then)")
         self.membership.group_added(group)      # it adopts the table's voters if they are not those it starts on
         log.info("node %d worker %d: group %d added (incarnation %d)", self.node_id, self.index, group, incarnation)
         return incarnation
