@@ -497,6 +497,39 @@ def test_a_group_is_never_added_again_where_an_earlier_incarnation_lives_on(clus
     assert ops.decode_result(client.read(new, ops.encode_get(b"k"), mode="linearizable")) == (ops.OK, b"v2")
 
 
+def test_a_group_added_at_run_time_comes_back_on_a_wiped_node_by_group_add_and_rebuilds_first(cluster_factory):
+    """A wiped node does not hold the groups added at run time (its log was their only trace); the other two go
+    on with them. `group add` puts such a group back on it in the incarnation they hold, and there it rebuilds
+    from them before it votes (it may have voted in that incarnation before the wipe: ReplicaLoop.add_group),
+    then holds every acknowledged value of it."""
+    import shutil
+
+    cluster = cluster_factory(nodes=3, workers=1, groups=GROUPS)
+    client = cluster.client(prefer=1)
+    new = GROUPS + 3
+    assert client.add_group(new) == 1
+    for i in range(10):
+        client.propose(new, ops.encode_put(b"a%d" % i, b"v%d" % i))
+    cluster.kill(3)
+    data_dir = cluster.config(3).data_dir
+    shutil.rmtree(data_dir)
+    os.makedirs(data_dir)
+    cluster.start(3, rebuild=True)
+    wait_for(lambda: sum(r.get("repairing", 0) for r in cluster.status(3)) == 0, 60,
+             message="node 3's configured groups rebuilt")
+    assert new not in cluster.group_detail(3), "the wiped node does not hold the group added at run time"
+    client.propose(new, ops.encode_put(b"a10", b"v10"))            # the other two go on
+    assert client.add_group(new) == 1, "back on node 3 in the incarnation the others hold"
+    info = client.group_info(new, 3)
+    assert info["hosted"] and info["incarnation"] == 1
+    assert info["status"] == "repairing", "it rebuilds before it votes: %s" % info
+    wait_for(lambda: client.group_info(new, 3)["status"] == "ok", 60, message="node 3's copy rebuilt")
+    wait_for(lambda: cluster.converged(nodes=[1, 2, 3], groups=[new]), 60, message="node 3 caught up")
+    for i in range(11):
+        raw = client.read(new, ops.encode_get(b"a%d" % i), mode="stale", node=3)
+        assert ops.decode_result(raw) == (ops.OK, b"v%d" % i), i
+
+
 def test_a_restarted_node_catches_up_on_groups_nobody_writes_to_any_more(cluster_factory):
     cluster = cluster_factory(nodes=3, workers=2, groups=GROUPS)
     kv = cluster.kv(prefer=1)
