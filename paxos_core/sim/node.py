@@ -47,6 +47,7 @@ class SimNode:
         self.marker_pending = False  # the identity marker is written back after the first synced write
         self.lost_state = False      # its storage was damaged or wiped and it has not rebuilt yet
         self.regroup_ops = []        # admin operations for it: ("remove" | "add", group), done at its next turn
+        self.regrouped = set()       # groups removed here by the operator (regroup): put back if it loses them
         from .disk import SimDisk
         self.disk = SimDisk()
         self.snapfiles = MemorySnapshotFiles()    # snapshot files for peers (not fsynced: checked on read)

@@ -17,7 +17,8 @@ Faults (``FAULT_KINDS``): message loss, duplication, long delays, reordering (ji
 both ways), crashes that lose unsynced writes and may tear the last one, clock skew (bounded rate drift),
 process pauses longer than the lease, fsync stalls, damage to synced data (a flipped bit in the write-ahead
 log or in a table, an unreadable block, a lost file), wiped data directories (amnesia), a group removed
-and added again on some nodes first and the others later (regroup), and membership changes under load
+and added again on some nodes first and the others later (regroup; a node that loses its storage after its
+part of it gets the group put back by the operator), and membership changes under load
 (member, on 5 nodes: each group votes on 3 of them, and a driver makes groups adopt other voters, replacing one
 or two at a time, through every node, while the other faults go on; the oracle derives each instance's voters
 from its own view of the chosen log). At ``fault_ms``
@@ -334,6 +335,7 @@ class Simulation:
         self._trace("start", node.id, node.incarnation, amnesia)
         if amnesia:
             self.oracle.on_amnesia(node.id)
+            self._restore_regrouped(node)
         for group in loop.engine.groups():
             self.oracle.set_learned_start(node.id, group_key(group, loop.engine.incarnation_of(group)),
                                           loop.engine.learned(group)[0])
@@ -381,6 +383,21 @@ class Simulation:
                 continue
             self.oracle.on_restart_state(node.id, group_key(group, view["incarnation"]), view["promised"],
                                          view["accepted"], view["chosen_next"])
+
+    def _restore_regrouped(self, node):
+        """`node` lost its storage, and with it what the operator did to its groups (removed, added anew): it
+        holds each again in its first incarnation, as configured. For each group removed here before, the
+        operator removes that and adds the group back (once the add is due), as ``group remove G --nodes N``
+        and ``group add G --nodes N`` do; added there, it rebuilds from its peers before it votes
+        (ReplicaLoop.add_group on a worker that lost its state). A group not removed here yet needs nothing:
+        its operations come as scheduled."""
+        for group in sorted(node.regrouped):
+            ops = [op for op in node.regroup_ops if op[1] == group and op[0] in ("remove", "add")]
+            node.regroup_ops = [op for op in node.regroup_ops if op not in ops]
+            node.regroup_ops.append(("remove", group))
+            if group in self.regroup_first:          # the add is due (or done): it comes back now
+                node.regroup_ops.append(("add", group, self.regroup_first[group]))
+            self._trace("restore", node.id, group)
 
     def _crashed(self, node, tear=None):
         """The node's process is dead (a planned crash struck, maybe inside a write)."""
@@ -441,6 +458,9 @@ class Simulation:
                     incarnation = loop.add_group(group, 0, *args)
                     first = args[0] if args else b""
                     self.oracle.on_added(node.id, group_key(group, incarnation), first and first_config(first))
+                    # What it learns starts where it holds the group now (0: an add put back after a wipe learns
+                    # the incarnation again from its start).
+                    self.oracle.set_learned_start(node.id, group_key(group, incarnation), loop.engine.learned(group)[0])
                     if loop.sm.applied_next(group) != 0:
                         self.oracle.violate("node %d group %d: added as a new incarnation, its state machine is "
                                             "already at %d (the removed one's data)"
@@ -467,7 +487,7 @@ class Simulation:
                     if answer[0] != rpc.OK:
                         self.oracle.violate("node %d: REMOVE_GROUP %d answered %r" % (node.id, node.regroup_ops[0][1],
                                                                                       answer))
-                    node.regroup_ops.pop(0)          # the removal at the head is done
+                    node.regrouped.add(node.regroup_ops.pop(0)[1])       # the removal at the head is done
                     continue
                 self._to_client(node, identity, frame)
             timeout = loop.poll_timeout()
@@ -688,9 +708,10 @@ class Simulation:
                     self.at(t, PAUSE, 0, (length, r.choice(self.group_ids)))
         damage_kinds = [k for k in ("damage", "amnesia") if k in self.faults]
         if "regroup" in self.faults and (not damage_kinds or r.random() < 0.3):
-            # A node whose storage is lost forgets groups changed at run time (their registry lives with the
-            # data), so a seed does one or the other.
-            damage_kinds = []
+            # A node whose storage is lost forgets the groups changed at run time (their registry lives with the
+            # data): in half these seeds it does, and the operator puts them back on it (_restore_regrouped).
+            if damage_kinds and r.random() < 0.5:
+                damage_kinds = []
             group = r.choice(self.group_ids)
             first = [n for n in self.node_ids if r.random() < 0.6] or [r.choice(self.node_ids)]
             rest = [n for n in self.node_ids if n not in first]
