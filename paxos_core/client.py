@@ -598,7 +598,11 @@ class Client:
         if others:
             infos = {**infos, **self._group_infos(group, others, timeout, strict=False)}
         first = _first_of_add(group, incarnation, infos)
-        futures = [self._admin_add(n, group, incarnation, first, timeout) for n in targets if n not in hosted]
+        # Held somewhere already (an add interrupted, or a node that lost its data getting the group back): a node
+        # that lost its synced state may have held the incarnation too, and rebuilds it before it votes.
+        join = any(i["incarnation"] == incarnation and (i["hosted"] or i["status"] == "vacated")
+                   for i in infos.values())
+        futures = [self._admin_add(n, group, incarnation, first, join, timeout) for n in targets if n not in hosted]
         for f in futures:
             f.result()
         return incarnation
@@ -635,11 +639,11 @@ class Client:
                                              % (group, n, exc)) from None
         return infos
 
-    def _admin_add(self, node, group, incarnation, first, timeout):
+    def _admin_add(self, node, group, incarnation, first, join, timeout):
         future: concurrent.futures.Future[None] = concurrent.futures.Future()
 
         def body(req, req_id, remaining_ms, min_epoch):
-            return rpc.add_group_request(req_id, group, incarnation, first)
+            return rpc.add_group_request(req_id, group, incarnation, first, join)
 
         req = _Request(future, rpc.ADD_GROUP, group, body, time.monotonic() + timeout, node)
         self._submit(req)

@@ -151,6 +151,7 @@ def test_batch_request_huge_count_is_refused_before_allocation(count, message):
 
 @pytest.mark.parametrize("frame", [
     rpc.add_group_request(1, 5) + b"\x00",                                  # trailing byte
+    rpc.add_group_request(1, 5)[:-1] + b"\x02",                             # an unknown flag
     rpc.simple_request(rpc.REMOVE_GROUP, 1, 5)[:-1],                        # truncated group id
     rpc.simple_request(rpc.STATUS, 1) + b"junk",
     rpc.propose_request(1, 0, 1, 2, 3, b"")[:20],
@@ -160,6 +161,18 @@ def test_malformed_requests_get_one_line_bad_request(frame):
     with pytest.raises(errors.BadRequest) as info:
         rpc.decode_request(frame)
     assert fuzz.unclear(info.value) is None and "request" in str(info.value)
+
+
+def test_add_group_request_carries_the_join_flag_and_its_first_configuration():
+    from paxos_core.core.voters import config_state
+
+    first = config_state(2, (1, 2, 4))
+    assert rpc.decode_request(rpc.add_group_request(3, 9, 2, first, join=True)) == (rpc.ADD_GROUP, 3, 9, 2, first,
+                                                                                     True)
+    assert rpc.decode_request(rpc.add_group_request(3, 9, 2)) == (rpc.ADD_GROUP, 3, 9, 2, b"", False)
+    # A group alone, or a group and an incarnation (no flags): as before.
+    assert rpc.decode_request(rpc.add_group_request(3, 9)[:13]) == (rpc.ADD_GROUP, 3, 9, 0, b"", False)
+    assert rpc.decode_request(rpc.add_group_request(3, 9, 4)[:15]) == (rpc.ADD_GROUP, 3, 9, 4, b"", False)
 
 
 @pytest.mark.parametrize("body,decode", [

@@ -382,3 +382,54 @@ def test_a_removed_node_hands_over_a_group_added_after_it_learned_of_its_removal
     engine.handed = {0, 1}
     run(driver, loop, 40)
     assert driver.left
+
+
+def test_a_refresh_of_the_system_group_that_brought_nothing_asks_once_more():
+    """Soak seed 7,000,027: a voter cut off while a swap was chosen in the idle system group, whose leader had
+    announced it and then left, had one refresh in the heal window, and the peer the engine drew for it was the
+    node that had left (heard from lately, so it still counted as live): the node kept the old table to the
+    end. A refresh whose request brought nothing asks once more, refresh_ticks // 8 later (the engine then asks
+    another peer than the one that brought nothing); a refresh that brought news asks nothing more."""
+    from paxos_core.core.config import SYSTEM_GROUP
+
+    class SystemEngine(StandInEngine):
+        def __init__(self):
+            super().__init__((1, (1, 2, 3)))
+            self.system_mark = 3
+
+        def hosts(self, group):
+            return group in (GROUP, SYSTEM_GROUP)
+
+        def learned(self, group):
+            return (self.system_mark, 0) if group == SYSTEM_GROUP else (10, 0)
+
+        def group_view(self, group):
+            return {"top": self.system_mark, "chosen_next": self.system_mark, "active": False}
+
+    class SM:
+        def applied_next(self, group):
+            return 0
+
+        def membership_table(self):
+            return {"epoch": 0}
+
+    engine = SystemEngine()
+    loop = StandInLoop(engine)
+    loop.sm = SM()
+    driver = MembershipDriver(b"", refresh_ticks=64)
+    driver.seeded = True
+    run(driver, loop, 63)
+    assert engine.pokes.count(SYSTEM_GROUP) == 0
+    run(driver, loop, 1)
+    assert engine.pokes.count(SYSTEM_GROUP) == 1, "the refresh"
+    run(driver, loop, 7)
+    assert engine.pokes.count(SYSTEM_GROUP) == 1
+    run(driver, loop, 1)
+    assert engine.pokes.count(SYSTEM_GROUP) == 2, "nothing came of it: once more, 64 // 8 ticks later"
+    run(driver, loop, 64 - 8)
+    assert engine.pokes.count(SYSTEM_GROUP) == 3, "the next refresh"
+    engine.system_mark = 21                  # its request brought the values chosen meanwhile
+    run(driver, loop, 63)
+    assert engine.pokes.count(SYSTEM_GROUP) == 3, "news: no second request"
+    run(driver, loop, 1)
+    assert engine.pokes.count(SYSTEM_GROUP) == 4, "the next refresh"

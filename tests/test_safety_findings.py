@@ -927,8 +927,9 @@ def test_a_group_added_to_a_worker_that_lost_its_state_rebuilds_before_it_votes(
     no memory of issue 9 (finding 6, in one incarnation): before the wipe this node may have voted for v at
     instance i with one peer while the other missed it, and a new proposer with that other peer and this node,
     now empty, could choose another value at i. A worker that lost its state keeps that fact (LOST_STATE_KEY in
-    its store, across restarts), and a group added to it later rebuilds from its peers first, with its REPAIR
-    record in the GROUP record's write. With the plant it votes at once: it promises a peer's Prepare."""
+    its store, across restarts), and a group added to it later in an incarnation other nodes hold (ADD_GROUP's
+    join flag) rebuilds from its peers first, with its REPAIR record in the GROUP record's write. With the
+    plant it votes at once: it promises a peer's Prepare."""
     from paxos_core.replica.loop import LOST_STATE_KEY
     from paxos_core.storage.records import REPAIR_RECORD
 
@@ -955,11 +956,15 @@ def test_a_group_added_to_a_worker_that_lost_its_state_rebuilds_before_it_votes(
     assert not loop.lost_state and loop.add_group(5, 3) == 3
     assert loop.engine.group_view(5)["status"] == "ok" and promised(loop, sent, 5, 3, 1)
 
-    # Wiped (here: a fresh log and store with the rebuild reason), then group 2 added back in incarnation 3.
+    # Wiped (here: a fresh log and store with the rebuild reason). A group no node holds yet (an incarnation
+    # created now) votes at once: nobody voted in it. Group 2, which the others hold in incarnation 3, is added
+    # back (join: Client.add_group found it there).
     log, store = MemoryLog(1), MemoryStore()
     loop, sent = start(amnesia="worker 0's log is gone although the worker had created it before")
     assert loop.lost_state and store.get(LOST_STATE_KEY) is not None
-    assert loop.add_group(2, 3) == 3
+    assert loop.add_group(4, 1) == 1 and loop.engine.group_view(4)["status"] == "ok"
+    assert promised(loop, sent, 4, 1, 1)
+    assert loop.add_group(2, 3, join=True) == 3
     repair_keys = [k for k in log.store if k == group_key(REPAIR_RECORD, 2, 0)]
     if plant:
         assert loop.engine.group_view(2)["status"] == "ok"
@@ -973,5 +978,5 @@ def test_a_group_added_to_a_worker_that_lost_its_state_rebuilds_before_it_votes(
     loop, sent = start()
     assert loop.lost_state and loop.engine.group_view(2)["status"] == "repairing"
     assert not promised(loop, sent, 2, 3, 2)
-    loop.add_group(6, 1)
+    loop.add_group(6, 1, join=True)
     assert loop.engine.group_view(6)["status"] == "repairing" and not promised(loop, sent, 6, 1, 1)

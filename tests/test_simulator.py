@@ -512,3 +512,13 @@ def test_soak_finding_a_damaged_group_record_makes_the_node_rebuild_not_stop_the
     result = run_seed(SimConfig(seed=6016081, nodes=5, groups=1))
     assert result.ok, result.violations
     assert result.stats["damage"] >= 1
+
+
+def test_soak_finding_a_voter_cut_off_while_a_swap_was_chosen_learns_it_though_the_leader_left():
+    """Seed 7,000,027 (5 nodes, 1 group, every fault; found on f12c8a5 and on main before it): node 2, a voter of
+    the system group cut off while a swap was chosen, missed the leader's notice; the leader (node 1, swapped
+    out) then left, and the group was idle. Node 2's one refresh after the heal drew node 1, which had left but
+    had been heard from lately, and node 2 ended on epoch 1 of the table, not 2. A refresh that brought
+    nothing now asks once more (tests/test_membership_driver.py tests the rule alone)."""
+    result = run_seed(SimConfig(seed=7000027, nodes=5, groups=1))
+    assert result.ok, result.violations

@@ -1027,7 +1027,7 @@ class ReplicaLoop:
         return out
 
     # ------------------------------------------------------------------ groups at run time
-    def _on_add_group(self, identity, req_id, group, incarnation, first=b""):
+    def _on_add_group(self, identity, req_id, group, incarnation, first=b"", join=False):
         if group >= SYSTEM_GROUP:
             self._send(identity, rpc.error_reply(rpc.BAD_REQUEST, req_id, "group ids %d and above are reserved "
                                                  "(the system group)" % SYSTEM_GROUP))
@@ -1037,7 +1037,7 @@ class ReplicaLoop:
                                                  % (group, shard_of(group, self.workers))))
             return
         try:
-            self.add_group(group, incarnation, first)
+            self.add_group(group, incarnation, first, join)
         except ValueError as exc:
             self._send(identity, rpc.error_reply(rpc.BAD_REQUEST, req_id, str(exc)))
             return
@@ -1058,7 +1058,7 @@ class ReplicaLoop:
                 "first": _first_json(self.vacated_first.get(group, b"")) if group in self.vacated else None,
                 "table": table}
 
-    def add_group(self, group, incarnation=0, first=b""):
+    def add_group(self, group, incarnation=0, first=b"", join=False):
         """Host `group` in `incarnation` (0: one newer than any this node removed), starting in the first
         configuration `first` (core/voters.pyx config_state(); empty: the table's first one; every
         node of an incarnation must be given the same: the client reads it from the membership table once and
@@ -1067,11 +1067,14 @@ class ReplicaLoop:
         configuration than the one it holds the incarnation in, nor above `max_group_id` (ValueError, before
         anything is allocated). Returns the incarnation.
 
-        On a worker that lost its synced state before (wiped, or damaged and set aside: ``lost_state``), a group
-        it does not hold is added REPAIRING: it may have held this very incarnation then and voted in it (a
-        group added at run time leaves no trace in a wiped log, and an operator's ``group add`` brings it
-        back in the incarnation the other nodes hold), so it rebuilds from its peers before it votes, as after
-        the loss itself. Its REPAIR record goes in the same write as its GROUP record."""
+        `join`: other nodes hold this incarnation already (Client.add_group found it there; ADD_GROUP's flag).
+        On a worker that lost its synced state before (wiped, or damaged and set aside: ``lost_state``), such a
+        group is added REPAIRING: this node may have held that very incarnation then and voted in it (a group
+        added at run time leaves no trace in a wiped log, and an operator's ``group add`` brings it back in the
+        incarnation the other nodes hold), so it rebuilds from its peers before it votes, as after the loss
+        itself; its REPAIR record goes in the same write as its GROUP record. An incarnation no node holds yet
+        is new: nobody voted in it, and it starts voting at once everywhere (were it to rebuild on two nodes of
+        three that once lost their state, neither could rebuild: simulator seed 7,000,746)."""
         if group > self.settings.max_group_id and not self.engine.hosts(group):
             raise ValueError("group %d is above limits.max_group_id = %d (a worker keeps state for every group id "
                              "up to the highest it hosts)" % (group, self.settings.max_group_id))
@@ -1112,7 +1115,7 @@ class ReplicaLoop:
         self.tombstones.pop(group, None)
         self.engine.add_group(group, incarnation, first)
         self._resize()
-        rebuild = self.lost_state and self.plant != "add-after-amnesia-votes"     # the plant: it votes at once
+        rebuild = join and self.lost_state and self.plant != "add-after-amnesia-votes"    # the plant: votes at once
         records = [group_record(group, self.engine.incarnation_of(group), first=self.engine.first_state(group))]
         self.log.write(records + ([repair_record(group, True)] if rebuild else []))
         if rebuild:

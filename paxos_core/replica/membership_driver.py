@@ -85,6 +85,8 @@ class MembershipDriver:
         self.refresh_ticks = refresh_ticks
         # Ticks may advance by several at once (a long poll, a pause): periodic work runs when its time passed.
         self.next_refresh = refresh_ticks
+        self.refresh_again = 0            # the tick of a refresh's second request (0: none due)
+        self.refresh_from = 0             # the system group's chosen mark when the refresh asked
         self.stuck_before = False         # the system group had an accepted instance above its chosen mark
         self.next_stuck_check = 0
         self.sweep_ticks = sweep_ticks
@@ -119,7 +121,17 @@ class MembershipDriver:
                 self.next_refresh = now + self.refresh_ticks
                 # The system group is idle between changes, and a node that missed the last chosen mark of a
                 # change (a lost notice) would keep an old table until the next one: ask a peer now and then.
+                self.refresh_from = engine.learned(SYSTEM_GROUP)[0]
+                self.refresh_again = now + self.refresh_ticks // 8
                 engine.poke(SYSTEM_GROUP)
+            elif self.refresh_again and now >= self.refresh_again:
+                self.refresh_again = 0
+                if engine.learned(SYSTEM_GROUP)[0] == self.refresh_from:
+                    # Nothing came of it: the peer asked may be gone (left, or down) while it still counts as
+                    # heard from lately. Ask once more: the engine asks another peer than the one that brought
+                    # nothing (soak seed 7,000,027: a voter cut off while a swap was chosen, the leader that
+                    # announced it gone, drew the node that had left at its one refresh after the heal).
+                    engine.poke(SYSTEM_GROUP)
             if now >= self.next_stuck_check:
                 self.next_stuck_check = now + self.refresh_ticks // 4
                 # An instance this node accepted may be chosen without any voter knowing (its leader crashed

@@ -46,6 +46,7 @@ class SimNode:
         self.left = False            # removed from the cluster, it left (stopped for good, as production's does)
         self.marker_pending = False  # the identity marker is written back after the first synced write
         self.lost_state = False      # its storage was damaged or wiped and it has not rebuilt yet
+        self.ever_lost = False       # ... at any time in the run
         self.regroup_ops = []        # admin operations for it: ("remove" | "add", group), done at its next turn
         self.regrouped = set()       # groups removed here by the operator (regroup): put back if it loses them
         from .disk import SimDisk

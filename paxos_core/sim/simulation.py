@@ -199,6 +199,7 @@ class Simulation:
         self.quiet_at = (cfg.fault_ms + cfg.heal_ms - 1000) * 1000
         self.regrouped = set()      # groups removed and added again (their data restarts: not history-checked)
         self.regroup_first = {}     # group -> the first configuration its re-added incarnation starts on
+        self.regroup_after_loss = False     # the seed regroups and damages storage too (see _may_lose_memory)
         self._references = {}       # group -> [mark, reference state machine, its applier] (_reference_at)
         self.lease_checks = 0
         self.stats = {"frames": 0, "messages": 0, "torn_batches": 0, "frame_errors": 0, "pauses": 0, "stalls": 0,
@@ -384,6 +385,22 @@ class Simulation:
             self.oracle.on_restart_state(node.id, group_key(group, view["incarnation"]), view["promised"],
                                          view["accepted"], view["chosen_next"])
 
+    def _add_joins(self, node, group):
+        """Whether an add of `group` on `node` joins an incarnation another node holds already (hosted or handed
+        over): Client.add_group asks every node, and sets ADD_GROUP's join flag then."""
+        loop = node.loop
+        if loop.engine.hosts(group) or group in loop.vacated:
+            return False                 # held here already: the add changes nothing
+        incarnation = loop.tombstones.get(group, 0) + 1
+        for other in self.nodes.values():
+            held = other.loop
+            if other is node or held is None:
+                continue
+            if (held.engine.hosts(group) and held.engine.incarnation_of(group) == incarnation
+                    or held.vacated.get(group) == incarnation):
+                return True
+        return False
+
     def _restore_regrouped(self, node):
         """`node` lost its storage, and with it what the operator did to its groups (removed, added anew): it
         holds each again in its first incarnation, as configured. For each group removed here before, the
@@ -455,8 +472,10 @@ class Simulation:
                 elif what == "system":
                     loop.propose_internal(SYSTEM_GROUP, args[0], 200)
                 else:
-                    incarnation = loop.add_group(group, 0, *args)
                     first = args[0] if args else b""
+                    incarnation = loop.add_group(group, 0, first, self._add_joins(node, group))
+                    if loop.engine.group_view(group)["status"] == "repairing":
+                        node.lost_state = True       # it forgot that incarnation: it rebuilds it (the fault budget)
                     self.oracle.on_added(node.id, group_key(group, incarnation), first and first_config(first))
                     # What it learns starts where it holds the group now (0: an add put back after a wipe learns
                     # the incarnation again from its start).
@@ -712,6 +731,7 @@ class Simulation:
             # data): in half these seeds it does, and the operator puts them back on it (_restore_regrouped).
             if damage_kinds and r.random() < 0.5:
                 damage_kinds = []
+            self.regroup_after_loss = bool(damage_kinds)
             group = r.choice(self.group_ids)
             first = [n for n in self.node_ids if r.random() < 0.6] or [r.choice(self.node_ids)]
             rest = [n for n in self.node_ids if n not in first]
@@ -842,8 +862,11 @@ class Simulation:
     def _may_lose_memory(self, node):
         """Storage damage may strike a node only while every other node that lost state has rebuilt, or a
         minority is in that state: a majority that lost its memory at once may have lost chosen values, and
-        then the cluster must stop rather than go on (no liveness can be asked of it)."""
-        forgetful = {n.id for n in self.nodes.values() if n.lost_state}
+        then the cluster must stop rather than go on (no liveness can be asked of it). In a seed that regroups
+        too, a node that ever lost its state stays forgetful: a group added to it later in an incarnation
+        others hold rebuilds there (it may have held it before), and a majority of such nodes cannot rebuild
+        it (ReplicaLoop.add_group; simulator seed 7,000,746)."""
+        forgetful = {n.id for n in self.nodes.values() if n.lost_state or self.regroup_after_loss and n.ever_lost}
         forgetful.add(node.id)
         if self.member:
             return len(forgetful) <= 1          # groups vote on 3 nodes: one of them at most
@@ -860,7 +883,7 @@ class Simulation:
             return
         self._crashed(node, tear=False)
         disk = node.disk
-        node.lost_state = True
+        node.lost_state = node.ever_lost = True
         if kind == "amnesia":
             disk.wipe()
             node.snapfiles = MemorySnapshotFiles()

@@ -11,9 +11,11 @@ One ZeroMQ frame per request and per reply; little-endian integers.
       PROPOSE_BATCH u32 group | u32 timeout ms | u64 client id | u64 first seq | u64 min epoch | u32 count
                     | count x (u32 length | op)        (op k gets request seq first seq + k; count at most
                     MAX_BATCH_OPS, checked before any op is read)
-      ADD_GROUP     u32 group [| u16 incarnation [| first]]   (incarnation 0 or absent: one newer than any
-                    this node removed; first: the configuration the group starts in, core/voters.pyx
-                    config_state(), 1 to 7 voters; absent: the table's first configuration)
+      ADD_GROUP     u32 group [| u16 incarnation [| u8 flags [| first]]]   (incarnation 0 or absent: one newer
+                    than any this node removed; flags: ADD_JOIN, other nodes hold this incarnation already (a
+                    worker that lost its synced state may have held it too, and rebuilds it before it votes);
+                    first: the configuration the group starts in, core/voters.pyx config_state(), 1 to 7
+                    voters; absent: the table's first configuration)
       REMOVE_GROUP  u32 group
       GROUP_INFO    u32 group     (reply: JSON {"hosted", "incarnation", "removed", "status", "first", "table"})
       SUBSCRIBE     -            (master-change events are then pushed to this client)
@@ -113,8 +115,12 @@ def simple_request(op, req_id, group=None):
     return _HEAD.pack(op, req_id) + (b"" if group is None else _GROUP.pack(group))
 
 
-def add_group_request(req_id, group, incarnation=0, first=b""):
-    return _HEAD.pack(ADD_GROUP, req_id) + _GROUP.pack(group) + _INC.pack(incarnation) + first
+ADD_JOIN = 1      # ADD_GROUP flag: the incarnation is held on other nodes already (Client.add_group found it)
+
+
+def add_group_request(req_id, group, incarnation=0, first=b"", join=False):
+    return (_HEAD.pack(ADD_GROUP, req_id) + _GROUP.pack(group) + _INC.pack(incarnation)
+            + bytes([ADD_JOIN if join else 0]) + first)
 
 
 _OP_NAMES = {PROPOSE: "PROPOSE", READ: "READ", STATUS: "STATUS", ADD_GROUP: "ADD_GROUP", REMOVE_GROUP: "REMOVE_GROUP",
@@ -162,15 +168,19 @@ def decode_request(frame):
         ops = _split(body[_PROPOSE.size + 4:], count, "batch request")
         return op, req_id, group, timeout_ms, client_id, first_seq, min_epoch, ops
     if op == ADD_GROUP:
-        fixed = _GROUP.size + _INC.size
+        fixed = _GROUP.size + _INC.size + 1
         first = len(body) - fixed
-        if len(body) not in (_GROUP.size, fixed) and not (first in _FIRST_SIZES):
-            raise BadRequest("ADD_GROUP request body of %d bytes, expected %d, %d, or %d plus a first configuration "
-                             "of 1 to 7 voters (%d to %d bytes)" % (len(body), _GROUP.size, fixed, fixed,
-                                                                    min(_FIRST_SIZES), max(_FIRST_SIZES)))
+        if len(body) not in (_GROUP.size, fixed - 1, fixed) and not (first in _FIRST_SIZES):
+            raise BadRequest("ADD_GROUP request body of %d bytes, expected %d, %d, %d, or %d plus a first "
+                             "configuration of 1 to 7 voters (%d to %d bytes)"
+                             % (len(body), _GROUP.size, fixed - 1, fixed, fixed, min(_FIRST_SIZES), max(_FIRST_SIZES)))
         (group,) = _GROUP.unpack_from(body)
         incarnation = _INC.unpack_from(body, _GROUP.size)[0] if len(body) > _GROUP.size else 0
-        return op, req_id, group, incarnation, bytes(body[fixed:])
+        flags = body[fixed - 1] if len(body) >= fixed else 0
+        if flags & ~ADD_JOIN:
+            raise BadRequest("ADD_GROUP request flags 0x%02x: unknown bits (only 0x%02x, join, is defined)"
+                             % (flags, ADD_JOIN))
+        return op, req_id, group, incarnation, bytes(body[fixed:]), bool(flags & ADD_JOIN)
     if op in (REMOVE_GROUP, GROUP_INFO):
         _need(body, _GROUP.size, op, exact=True)
         (group,) = _GROUP.unpack_from(body)
