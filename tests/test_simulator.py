@@ -522,3 +522,13 @@ def test_soak_finding_a_voter_cut_off_while_a_swap_was_chosen_learns_it_though_t
     nothing now asks once more (tests/test_membership_driver.py tests the rule alone)."""
     result = run_seed(SimConfig(seed=7000027, nodes=5, groups=1))
     assert result.ok, result.violations
+
+
+def test_finding_a_group_created_on_one_node_then_added_on_two_that_once_lost_their_state_gets_written():
+    """Seed 7,000,746 (3 nodes, 64 groups, every fault), under the first version of the rule that a group added
+    to a worker that lost its state rebuilds: group 17 was added anew on node 3, then on nodes 1 and 2, both
+    wiped earlier; both rebuilt it, each waiting for the other, and no write was taken after the heal. Only an
+    add that joins an incarnation other nodes hold rebuilds now (ADD_GROUP's join flag), and in seeds that
+    regroup and lose storage a node that ever lost its state counts against the budget of forgetful nodes."""
+    result = run_seed(SimConfig(seed=7000746, nodes=3, groups=64))
+    assert result.ok, result.violations
