@@ -286,7 +286,8 @@ class ReplicaLoop:
             if group in hosted:
                 engine.restore_group(group, state)
         # A worker that lost its synced state may have voted, before, in groups it has no record of now (added
-        # at run time, then forgotten): any group added to it later rebuilds before it votes (add_group).
+        # at run time, then forgotten): a group added to it later in an incarnation other nodes hold rebuilds
+        # before it votes (add_group).
         self.lost_state = bool(amnesia) or self.store.get(LOST_STATE_KEY) is not None
         if amnesia:
             log.error("node %d worker %d: %s; its %d groups rebuild from their peers before they vote again",
