@@ -117,6 +117,28 @@ def _make_loop(log, clock=lambda: 0.0):
     return make
 
 
+def _first_start(tmp_path):
+    """Node 1's worker 0 started for the first time on a RocksLog, its identity marker written: (data_dir, DB
+    path, log, loop)."""
+    from paxos_core.runtime.worker import start_loop
+    from paxos_core.storage import identity
+    from paxos_core.storage.log import RocksLog
+
+    data_dir = tmp_path / "node1"
+    identity.write_marker(data_dir, 1, CLUSTER)
+    path = str(data_dir / "worker-0")
+    log = RocksLog(path, 1, CLUSTER)
+    loop, amnesia = start_loop(log, data_dir, 0, _make_loop(log))
+    assert not amnesia
+    return data_dir, path, log, loop
+
+
+def _stop(loop, log):
+    loop.close()
+    loop.store.close()
+    log.close()
+
+
 def test_nemesis_finding_a_flipped_bit_in_the_state_machines_tables_makes_the_worker_rebuild(tmp_path):
     """Seed 211 (3 nodes): the corrupt fault flipped a bit in a table of the state machine's column family
     (the log's own tables were intact). The log opened clean, then building the replica loop read a group's
@@ -126,17 +148,11 @@ def test_nemesis_finding_a_flipped_bit_in_the_state_machines_tables_makes_the_wo
     from paxos_core.replica.applier import master_key
     from paxos_core.runtime.worker import start_loop
     from paxos_core.statemachine.store import RocksStore
-    from paxos_core.storage import identity
     from paxos_core.storage.log import RocksLog
 
     from tests.helpers import rocks_damage
 
-    data_dir = tmp_path / "node1"
-    identity.write_marker(data_dir, 1, CLUSTER)
-    path = str(data_dir / "worker-0")
-    log = RocksLog(path, 1, CLUSTER)
-    loop, amnesia = start_loop(log, data_dir, 0, _make_loop(log))
-    assert not amnesia
+    data_dir, path, log, loop = _first_start(tmp_path)
     loop.close()
     loop.store.close()
     store = RocksStore(log.rdict, "sm")
@@ -306,16 +322,9 @@ def test_soak_finding_a_damaged_group_record_sets_the_log_aside_and_every_group_
     from paxos_core.storage.log import RocksLog
     from paxos_core.storage.records import GROUP_RECORD, group_key, group_record
 
-    data_dir = tmp_path / "node1"
-    identity.write_marker(data_dir, 1, CLUSTER)
-    path = str(data_dir / "worker-0")
-    log = RocksLog(path, 1, CLUSTER)
-    loop, amnesia = start_loop(log, data_dir, 0, _make_loop(log))
-    assert not amnesia
+    data_dir, path, log, loop = _first_start(tmp_path)
     log.write([group_record(2, 1, vacated=True, mark=9)])     # group 2 handed over, as in the seed
-    loop.close()
-    loop.store.close()
-    log.close()
+    _stop(loop, log)
 
     log = RocksLog(path, 1, CLUSTER)
     loop, amnesia = start_loop(log, data_dir, 0, _make_loop(log))
@@ -324,9 +333,7 @@ def test_soak_finding_a_damaged_group_record_sets_the_log_aside_and_every_group_
     damaged = bytearray(log.rdict[key])
     damaged[6] ^= 0x10
     log.rdict[key] = bytes(damaged)
-    loop.close()
-    loop.store.close()
-    log.close()
+    _stop(loop, log)
 
     log = RocksLog(path, 1, CLUSTER)
     recovery = log.recover()
@@ -339,13 +346,9 @@ def test_soak_finding_a_damaged_group_record_sets_the_log_aside_and_every_group_
     assert {loop.engine.group_view(g)["status"] for g in range(4)} == {"repairing"}, "no group is stopped"
     assert [p for p in data_dir.iterdir() if p.name.startswith("worker-0.damaged")], "set aside, never deleted"
     assert identity.rebuilding(data_dir, 0)
-    loop.close()
-    loop.store.close()
-    log.close()
+    _stop(loop, log)
     # A restart before the rebuild is done finds the rebuild again, on the fresh log.
     log = RocksLog(path, 1, CLUSTER)
     loop, amnesia = start_loop(log, data_dir, 0, _make_loop(log))
     assert amnesia and {loop.engine.group_view(g)["status"] for g in range(4)} == {"repairing"}
-    loop.close()
-    loop.store.close()
-    log.close()
+    _stop(loop, log)
