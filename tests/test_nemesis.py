@@ -29,6 +29,7 @@ TOOLS = {
     "stall": (), "corrupt": (), "clock": (("faketime", "faketime"),),
     "slowdisk": (("mkfs.xfs", "xfsprogs"), ("fsfreeze", "util-linux"), ("losetup", "mount")),
     "wipe": (),
+    "regroup": (),
 }
 
 
@@ -49,7 +50,7 @@ def _requirements(kind):
 
 
 @pytest.mark.parametrize("kind", ["kill", "pause", "stall", "partition", "powercut", "corrupt", "clock", "slowdisk",
-                                  "wipe"])
+                                  "wipe", "regroup"])
 def test_fault_kind_injected_and_history_linearizable(tmp_path, kind):
     _requirements(kind)
     modes = "lease,stale" if kind in ("pause", "clock", "corrupt") else "lease,linearizable"
@@ -65,6 +66,9 @@ def test_fault_kind_injected_and_history_linearizable(tmp_path, kind):
     assert summary["ok"] > 100, out[-3000:]
     if kind == "corrupt":
         assert summary["corrupt_undetected"] == 0, out[-3000:]
+    if kind == "regroup":                   # every group back, in a newer incarnation, empty, and writable
+        assert summary["fault_check_problems"] == 0, out[-3000:]
+        assert "removed and added back: incarnation" in out, out[-3000:]
     if kind == "wipe":                      # truncation is on: the wiped node came back through snapshots
         logs = "".join(p.read_text(errors="replace") for p in (tmp_path / "run" / "logs").glob("*"))
         assert "installed a snapshot" in logs, out[-3000:]
@@ -124,6 +128,24 @@ def test_planted_stale_lease_clock_is_caught(tmp_path):
     assert "ANOMALY not-linearizable on key probe" in out
     run_dir = tmp_path / ("try%d" % attempt) / "run"
     assert (run_dir / "anomalies.html").exists() and (run_dir / "anomalies.txt").exists()
+
+
+@pytest.mark.parametrize("plant,problem", [
+    ("remove-keeps-state", "holds the removed one's value"),
+    ("readd-amnesia", "is not held in incarnation 2 everywhere"),
+])
+def test_a_group_removed_and_added_back_with_a_planted_bug_fails_the_regroup_check(tmp_path, plant, problem):
+    """The regroup fault on real nodes with the simulator's plants of that path: a removed group's state machine
+    data that outlives it (the probe written before the removal reads back), and a re-added group in the same
+    incarnation (the nodes hold incarnation 1 again). Either fails the run with a FAULT CHECK line. The
+    unplanted twin is test_fault_kind_injected_and_history_linearizable[regroup]."""
+    _requirements("regroup")
+    result, summary, out = nemesis(tmp_path, "--duration", DURATION, "--faults", "regroup", "--seed", "1",
+                                   "--plant", plant)
+    assert summary["plant"] == plant and summary["faults"].get("regroup", 0) >= 1, out[-3000:]
+    assert summary["fault_check_problems"] >= 1 and "FAULT CHECK: regroup: group" in out and problem in out, \
+        out[-3000:]
+    assert result.returncode == 1
 
 
 def test_loopback_run_says_so_and_checks_the_history_the_same_way(tmp_path):

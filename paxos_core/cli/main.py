@@ -360,7 +360,7 @@ def build_parser():
     p.add_argument("--duration", type=positive_float, default=30.0, help="seconds of faults and load")
     p.add_argument("--faults", default="kill,pause,partition",
                    help="comma list of kill, pause, stall, partition, powercut, corrupt, clock, slowdisk, wipe, "
-                        "member; or all")
+                        "member, regroup; or all")
     p.add_argument("--seed", type=int_range(0, U64_MAX, "a seed"), default=0, help="seed of the fault schedule")
     p.add_argument("--clients", type=int_range(1, 64, "a number of clients"), default=5, help="client tasks")
     p.add_argument("--keys", type=int_range(1, 1000, "a number of keys"), default=4, help="keys")

@@ -47,6 +47,14 @@ wipe       a node is stopped (kill -9), everything in its data directory is dele
 member     membership changes all through the run, under the other kinds: 3 voters grow to 5 and shrink back
            (add by join bundle and promote, remove, replace a killed and wiped voter, a removal whose driver
            is killed): member.py. Not a turn of the schedule: it runs beside it.
+regroup    a group no client key maps to is removed from the cluster (``Client.remove_group``: every node
+           asked first, then each deletes it) and added back (``Client.add_group``: a newer incarnation on every
+           node, on the voters the membership table places it on), under the clients' load on the other groups.
+           Checked at once (a failed check fails the run): every node holds the new incarnation, which starts
+           empty (a value written to the old one just before the removal reads as absent, linearizably) and
+           takes a write that reads back. The end-of-run convergence covers the group like every other. Needs
+           a group without client keys (more groups than the keys use); retried while a node cannot be asked
+           (a removal needs them all), and an add left undone is finished at heal.
 slowdisk   fsync stalls: the node's XFS filesystem is frozen (``fsfreeze -f``: every synced write blocks) for
            50-400 ms at a time, again and again, for the fault's duration. Needs the XFS disks (root,
            xfsprogs); without them, SIGSTOP/SIGCONT bursts of one worker of the same lengths (a stalled synced
@@ -63,10 +71,13 @@ import time
 
 from ..client import Client
 from ..kv import key_group
+from ..statemachine import kv as kv_ops
 from .cluster import ThreadStop
 from .workload import History, do_op
 
-FAULT_KINDS = ("kill", "pause", "stall", "partition", "powercut", "corrupt", "clock", "slowdisk", "wipe", "member")
+FAULT_KINDS = ("kill", "pause", "stall", "partition", "powercut", "corrupt", "clock", "slowdisk", "wipe", "member",
+               "regroup")
+REGROUP_PROBE = b"regroup-probe"          # written to the group just before its removal: gone once it is back
 NEEDS_XFS = ("powercut", "slowdisk")
 FAKETIME_PATHS = ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1",
                   "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1", "/usr/local/lib/faketime/libfaketime.so.1")
@@ -117,12 +128,15 @@ def check_faketime(rate=4.0, span=2.0):
 
 class FaultRecord:
     def __init__(self, kind, variant, target, start):
-        self.kind, self.variant, self.target = kind, variant, target
+        self.kind, self.variant, self.target = kind, variant, target     # target: a node id, None for a group's
         self.start = start
         self.healed = None
         self.injected = False
         self.detail = ""
         self.recovery_s = None
+
+    def where(self):
+        return " node %s" % self.target if self.target is not None else ""
 
     def as_dict(self):
         return {"kind": self.kind, "variant": self.variant, "target": self.target, "injected": self.injected,
@@ -170,6 +184,7 @@ class Nemesis:
         self.thread = None
         self.t0 = clock()
         self.cleanup = []                 # what heal() must undo
+        self.problems = []                # checks of a fault that failed (the regroup fault's): the run fails
 
     def _unavailable(self, kind):
         if kind == "partition" and not self.topology.can_partition:
@@ -181,7 +196,12 @@ class Nemesis:
             return why
         if kind == "stall" and os.geteuid() != 0:
             return "stopping one thread (ptrace) of a node's worker needs root here"
+        if kind == "regroup" and not self._free_groups():
+            return "every group holds client keys: give more groups than the keys use (--groups)"
         return None
+
+    def _free_groups(self):
+        return [g for g in range(self.cluster.groups) if g not in self.key_groups]
 
     # ------------------------------------------------------------------ status of the running cluster
     def _status(self, timeout=2.0):
@@ -276,7 +296,7 @@ class Nemesis:
         except Exception as exc:                         # a fault that could not be injected is reported
             record.detail = "not injected: %s: %s" % (type(exc).__name__, exc)
             record.injected = False
-        self.say("nemesis: %.1f s %s %s node %s%s" % (record.start - self.t0, kind, variant, record.target,
+        self.say("nemesis: %.1f s %s %s%s%s" % (record.start - self.t0, kind, variant, record.where(),
                                                       " (%s)" % record.detail if record.detail else ""))
         return record
 
@@ -504,6 +524,65 @@ class Nemesis:
         self.cleanup.append(("slowdisk", (stop, thread, stalls, record)))
         record.injected = True
 
+    def _admin_until(self, what, deadline):
+        """``what(client)`` with a fresh admin client (the members change under the member fault), retried on
+        errors until it returns or ``deadline`` (then the last error is raised)."""
+        from .member import RETRIED
+        from ..errors import ConfigError
+
+        cluster = self.cluster
+        while True:
+            client = Client(cluster.endpoints(), cluster.workers, cluster.groups, default_timeout=5.0,
+                            **cluster.client_keys(admin=True, avoid=self.busy))
+            try:
+                return what(client)
+            except (ConfigError,) + RETRIED:
+                if time.monotonic() >= deadline:
+                    raise
+            finally:
+                client.close()
+            time.sleep(0.5)
+
+    def _regroup(self, record):
+        group = self.rng.choice(self._free_groups())
+        number = len(self.records) + 1
+        old, new = b"regroup%d-old" % number, b"regroup%d-new" % number
+        record.target = None
+        deadline = time.monotonic() + 40
+
+        def put(value):
+            def write(client):
+                status = kv_ops.decode_result(client.propose(group, kv_ops.encode_put(REGROUP_PROBE, value)).result)
+                if status[0] != kv_ops.OK:
+                    raise RuntimeError("group %d: the probe write answered %r" % (group, status))
+            return write
+
+        def read(client):
+            return kv_ops.decode_result(client.read(group, kv_ops.encode_get(REGROUP_PROBE), mode="linearizable"))
+
+        self._admin_until(put(old), deadline)
+        self._admin_until(lambda client: client.remove_group(group), deadline)
+        record.injected = True
+        self.cleanup.append(("add-group", group))          # until it is back (heal finishes an add left undone)
+        incarnation = self._admin_until(lambda client: client.add_group(group), deadline)
+        self.cleanup.remove(("add-group", group))
+        record.detail = "group %d removed and added back: incarnation %d" % (group, incarnation)
+        infos = self._admin_until(lambda client: {n: client.group_info(group, n) for n in sorted(self.cluster.nodes)},
+                                  deadline)
+        held = {n: (i["hosted"], i["incarnation"]) for n, i in infos.items()}
+        if set(held.values()) != {(True, incarnation)}:
+            self.problems.append("regroup: group %d is not held in incarnation %d everywhere: %s"
+                                 % (group, incarnation, held))
+        found = self._admin_until(read, deadline)
+        if found[0] != kv_ops.NOT_FOUND:
+            self.problems.append("regroup: group %d incarnation %d holds the removed one's value: %r"
+                                 % (group, incarnation, found))
+        self._admin_until(put(new), deadline)
+        found = self._admin_until(read, deadline)
+        if found != (kv_ops.OK, new):
+            self.problems.append("regroup: group %d incarnation %d read %r after writing %r" % (group, incarnation,
+                                                                                               found, new))
+
     def _probe_key(self, group):
         """A key of ``group`` that no client task uses (they use k0, k1, ...)."""
         n = 0
@@ -616,6 +695,12 @@ class Nemesis:
                 arg.stop()
                 arg.env_extra = {}
                 arg.start()
+            elif what == "add-group":
+                try:
+                    self._admin_until(lambda client: client.add_group(arg), time.monotonic() + 60)
+                except Exception as exc:
+                    self.problems.append("regroup: group %d was removed and could not be added back: %s: %s"
+                                         % (arg, type(exc).__name__, exc))
             elif what == "slowdisk":
                 stop, thread, stalls, record = arg
                 stop.set()

@@ -328,6 +328,8 @@ def _run(opts, say):
             say("corruption not reported by the node: %s" % detail)
         for problem in member_problems:
             say("MEMBERSHIP: %s" % problem)
+        for problem in nemesis.problems:
+            say("FAULT CHECK: %s" % problem)
         for r in nemesis.records:
             if not r.injected and r.detail.startswith("not injected"):
                 outcome = r.detail                # "not injected: why"
@@ -335,7 +337,7 @@ def _run(opts, say):
                 outcome = ("recovered in %.2f s" % r.recovery_s if r.recovery_s is not None
                            else ("no ok operation after it" if r.injected else "not injected"))
                 outcome += "; " + r.detail if r.detail else ""
-            say("fault %s %s node %s: %s" % (r.kind, r.variant, r.target, outcome))
+            say("fault %s %s%s: %s" % (r.kind, r.variant, r.where(), outcome))
         if history.unexpected:
             say("write errors taken as unknown outcome: %s" % history.unexpected)
         summary = {
@@ -350,11 +352,11 @@ def _run(opts, say):
             "read_modes": list(opts.read_modes), "plant": opts.plant or None, "dir": directory,
             "member_changes": nemesis.operator.changes if nemesis.operator is not None else 0,
             "voter_counts": nemesis.operator.sizes if nemesis.operator is not None else [],
-            "member_problems": len(member_problems),
+            "member_problems": len(member_problems), "fault_check_problems": len(nemesis.problems),
             "final_members": sorted(cluster.nodes),
         }
         bad = (summary["anomalies"] or summary["lost_acked_writes"] or summary["undecided_keys"] or not converged
-               or summary["tracebacks"] or unrecovered or undetected or down or member_problems)
+               or summary["tracebacks"] or unrecovered or undetected or down or member_problems or nemesis.problems)
         passed = not bad
         return (1 if bad else 0), summary
     except Interrupted as exc:
