@@ -54,7 +54,8 @@ regroup    a group no client key maps to is removed from the cluster (``Client.r
            empty (a value written to the old one just before the removal reads as absent, linearizably) and
            takes a write that reads back. The end-of-run convergence covers the group like every other. Needs
            a group without client keys (more groups than the keys use); retried while a node cannot be asked
-           (a removal needs them all), and an add left undone is finished at heal.
+           (a removal needs them all), and an add left undone is finished at heal. Not with ``member``: a node
+           that joins holds the node files' groups in their first incarnation (open, docs/RELIABILITY.md).
 slowdisk   fsync stalls: the node's XFS filesystem is frozen (``fsfreeze -f``: every synced write blocks) for
            50-400 ms at a time, again and again, for the fault's duration. Needs the XFS disks (root,
            xfsprogs); without them, SIGSTOP/SIGCONT bursts of one worker of the same lengths (a stalled synced
@@ -163,7 +164,7 @@ class Nemesis:
         self.faketime = None
         self.kinds = []
         for kind in kinds:
-            why = self._unavailable(kind)
+            why = self._unavailable(kind, kinds)
             if why:
                 self.skipped[kind] = why
                 say("nemesis: fault kind %s skipped: %s" % (kind, why))
@@ -186,7 +187,7 @@ class Nemesis:
         self.cleanup = []                 # what heal() must undo
         self.problems = []                # checks of a fault that failed (the regroup fault's): the run fails
 
-    def _unavailable(self, kind):
+    def _unavailable(self, kind, kinds):
         if kind == "partition" and not self.topology.can_partition:
             return "partitions need network namespaces (%s)" % self.topology.fallback_reason
         if kind in ("powercut",) and not any(n.disk for n in self.cluster.nodes.values()):
@@ -198,6 +199,11 @@ class Nemesis:
             return "stopping one thread (ptrace) of a node's worker needs root here"
         if kind == "regroup" and not self._free_groups():
             return "every group holds client keys: give more groups than the keys use (--groups)"
+        if kind == "regroup" and "member" in kinds:
+            # Seen in a run of both (seed 636): a node that joins after a group of the node files was removed and
+            # added again holds it in its first incarnation, which the others no longer answer.
+            return ("not with member: a node that joins holds the node files' groups in their first incarnation, "
+                    "not one added again since (open: docs/RELIABILITY.md)")
         return None
 
     def _free_groups(self):
@@ -525,14 +531,16 @@ class Nemesis:
         record.injected = True
 
     def _admin_until(self, what, deadline):
-        """``what(client)`` with a fresh admin client (the members change under the member fault), retried on
-        errors until it returns or ``deadline`` (then the last error is raised)."""
+        """``what(client)`` with a fresh admin client of the current members (the member fault changes them: a
+        group's removal and add ask every node the client knows, and a node that left answers nothing), retried
+        on errors until it returns or ``deadline`` (then the last error is raised)."""
         from .member import RETRIED
         from ..errors import ConfigError
 
         cluster = self.cluster
         while True:
-            client = Client(cluster.endpoints(), cluster.workers, cluster.groups, default_timeout=5.0,
+            members = {n: eps for n, eps in cluster.endpoints().items() if n in cluster.nodes}
+            client = Client(members, cluster.workers, cluster.groups, default_timeout=5.0,
                             **cluster.client_keys(admin=True, avoid=self.busy))
             try:
                 return what(client)
@@ -548,7 +556,7 @@ class Nemesis:
         number = len(self.records) + 1
         old, new = b"regroup%d-old" % number, b"regroup%d-new" % number
         record.target = None
-        deadline = time.monotonic() + 40
+        deadline = time.monotonic() + 20          # the schedule waits meanwhile: a removal needs every node
 
         def put(value):
             def write(client):
