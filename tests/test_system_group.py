@@ -96,7 +96,7 @@ def test_only_the_clusters_credentials_change_the_table(tmp_path):
         with pytest.raises(PaxosError, match="system group cannot be removed"):
             admin._admin(rpc.REMOVE_GROUP, 1, None, SYSTEM_GROUP, 5.0).result()
         with pytest.raises(PaxosError, match="reserved"):
-            admin._admin_add(1, SYSTEM_GROUP, 1, b"", 5.0).result()
+            admin._admin_add(1, SYSTEM_GROUP, 1, b"", False, 5.0).result()
         # With the credentials, a command that is not a membership change is refused by the table (the same on every
         # node), and changes nothing.
         result = admin.propose(SYSTEM_GROUP, encode_put(b"k", b"v"), timeout=5.0).result
