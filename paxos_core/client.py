@@ -598,10 +598,12 @@ class Client:
         if others:
             infos = {**infos, **self._group_infos(group, others, timeout, strict=False)}
         first = _first_of_add(group, incarnation, infos)
-        # Held somewhere already (an add interrupted, or a node that lost its data getting the group back): a node
-        # that lost its synced state may have held the incarnation too, and rebuilds it before it votes.
+        # Held somewhere already (an add interrupted, or a node that lost its data getting the group back), or
+        # held perhaps by a node that did not answer: a node that lost its synced state may have held the
+        # incarnation too, and rebuilds it before it votes. Only an incarnation no node holds, every node
+        # answering, is new.
         join = any(i["incarnation"] == incarnation and (i["hosted"] or i["status"] == "vacated")
-                   for i in infos.values())
+                   for i in infos.values()) or any(n not in infos for n in self.nodes)
         futures = [self._admin_add(n, group, incarnation, first, join, timeout) for n in targets if n not in hosted]
         for f in futures:
             f.result()

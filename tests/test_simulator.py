@@ -532,3 +532,13 @@ def test_finding_a_group_created_on_one_node_then_added_on_two_that_once_lost_th
     regroup and lose storage a node that ever lost its state counts against the budget of forgetful nodes."""
     result = run_seed(SimConfig(seed=7000746, nodes=3, groups=64))
     assert result.ok, result.violations
+
+
+def test_soak_finding_a_wiped_node_gets_its_group_back_while_the_holders_are_down_and_still_rebuilds():
+    """Soak seed 7,004,925 (3 nodes, 8 groups, every fault; on c675129): node 3, wiped, got group 3 back in
+    incarnation 2 (the operator's remove and add) while the nodes holding it were down, so the add did not count
+    as joining it, and node 3 voted at once: after a crash its promise of that incarnation from before the wipe
+    was gone. An add counts as a join also when a node that may hold the incarnation cannot say
+    (Client.add_group: a node that did not answer)."""
+    result = run_seed(SimConfig(seed=7004925, nodes=3, groups=8))
+    assert result.ok, result.violations

@@ -387,15 +387,18 @@ class Simulation:
 
     def _add_joins(self, node, group):
         """Whether an add of `group` on `node` joins an incarnation another node holds already (hosted or handed
-        over): Client.add_group asks every node, and sets ADD_GROUP's join flag then."""
+        over), or may (a node that is down cannot say): Client.add_group asks every node, and sets ADD_GROUP's
+        join flag then (soak seed 7,004,925: the only holders were down when a wiped node got its group back)."""
         loop = node.loop
         if loop.engine.hosts(group) or group in loop.vacated:
             return False                 # held here already: the add changes nothing
         incarnation = loop.tombstones.get(group, 0) + 1
         for other in self.nodes.values():
             held = other.loop
-            if other is node or held is None:
+            if other is node or other.left:
                 continue
+            if held is None:
+                return True
             if (held.engine.hosts(group) and held.engine.incarnation_of(group) == incarnation
                     or held.vacated.get(group) == incarnation):
                 return True
