@@ -110,10 +110,10 @@ def test_every_node_takes_proposals_and_reads_in_every_mode(shared):
             assert kv.get(key, mode="lease") == value
             assert kv.get(key, mode="linearizable") == value
     # Stale reads are this node's own state: once it has applied everything chosen, it has every value.
+    # (Not asserted again per node below: the lease reads above make masters renew their leases by claims
+    # for a while, so a later status may show a claim chosen and not yet applied.)
     wait_for(lambda: shared.converged(groups=range(GROUPS)), 15, message="every node applied every chosen instance")
     for node in shared.node_ids:
-        detail = shared.group_detail(node)
-        assert all(detail[g]["applied"] == detail[g]["chosen"] for g in range(GROUPS))
         client = shared.client(prefer=node)
         for key, value in expected.items():
             raw = client.read(key_group(key, GROUPS), ops.encode_get(key), mode="stale", node=node)
