@@ -675,3 +675,42 @@ def test_a_wiped_node_whose_file_lists_no_member_left_rebuilds_with_a_bundle_of_
         bundle = read_bundle(path)
         assert bundle["node_id"] == 1 and bundle["first_voters"] == [1, 2, 3]
         assert [n["id"] for n in bundle["node_file"]["cluster"]["nodes"]] == list(expected)
+
+
+def test_an_operator_call_is_retried_with_a_fresh_client_until_done_refused_or_out_of_time():
+    from paxos_core import errors
+    from paxos_core.nemesis.retry import until_done
+
+    made, closed = [], []
+
+    class FakeClient:
+        def __init__(self):
+            made.append(self)
+
+        def close(self):
+            closed.append(self)
+
+    def failing(outcomes):
+        outcomes = list(outcomes)
+
+        def what(client):
+            outcome = outcomes.pop(0)
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return outcome
+        return what
+
+    # "Not now" errors are retried, each try with a client of its own, every one closed.
+    far = time.monotonic() + 60
+    assert until_done(FakeClient, failing([errors.NotMaster("x"), errors.Timeout("y"), "done"]), far, 0) == "done"
+    assert len(made) == 3 and closed == made and len(set(map(id, made))) == 3
+    # An error the caller calls final is raised at once, and so is anything that is not a PaxosError.
+    final = errors.MembershipError("refused")
+    with pytest.raises(errors.MembershipError):
+        until_done(FakeClient, failing([final, "never"]), far, 0, final=lambda exc: exc is final)
+    with pytest.raises(RuntimeError):
+        until_done(FakeClient, failing([RuntimeError("a failed check"), "never"]), far, 0)
+    # Out of time: tried once all the same, then Timeout naming the last error.
+    with pytest.raises(errors.Timeout, match="ConfigError: node 2 cannot be asked"):
+        until_done(FakeClient, failing([errors.ConfigError("node 2 cannot be asked")]), time.monotonic() - 1, 0)
+    assert closed == made

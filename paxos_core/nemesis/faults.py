@@ -74,6 +74,7 @@ from ..client import Client
 from ..kv import key_group
 from ..statemachine import kv as kv_ops
 from .cluster import ThreadStop
+from .retry import until_done
 from .workload import History, do_op
 
 FAULT_KINDS = ("kill", "pause", "stall", "partition", "powercut", "corrupt", "clock", "slowdisk", "wipe", "member",
@@ -533,23 +534,15 @@ class Nemesis:
     def _admin_until(self, what, deadline):
         """``what(client)`` with a fresh admin client of the current members (the member fault changes them: a
         group's removal and add ask every node the client knows, and a node that left answers nothing), retried
-        on errors until it returns or ``deadline`` (then the last error is raised)."""
-        from .member import RETRIED
-        from ..errors import ConfigError
-
+        on errors until it returns or ``deadline``."""
         cluster = self.cluster
-        while True:
+
+        def members_client():
             members = {n: eps for n, eps in cluster.endpoints().items() if n in cluster.nodes}
-            client = Client(members, cluster.workers, cluster.groups, default_timeout=5.0,
-                            **cluster.client_keys(admin=True, avoid=self.busy))
-            try:
-                return what(client)
-            except (ConfigError,) + RETRIED:
-                if time.monotonic() >= deadline:
-                    raise
-            finally:
-                client.close()
-            time.sleep(0.5)
+            return Client(members, cluster.workers, cluster.groups, default_timeout=5.0,
+                          **cluster.client_keys(admin=True, avoid=self.busy))
+
+        return until_done(members_client, what, deadline, 0.5)
 
     def _regroup(self, record):
         group = self.rng.choice(self._free_groups())

@@ -32,10 +32,16 @@ from .. import errors
 from ..cli.cluster import EXIT_REMOVED
 from ..client import Client
 from ..join import make_bundle, write_bundle
+from .retry import until_done
 
 STEP_TIMEOUT = 150.0          # a join catches up from snapshots while faults strike: give it time
-RETRIED = (errors.Timeout, errors.NotMaster, errors.Overloaded, errors.WouldLoseQuorum, errors.LearnerNotReady,
-           errors.PaxosError)
+
+
+def _refused(exc):
+    """A membership change refused for good (not one that may pass later: the table changed meanwhile, the
+    learner is not caught up yet, or the live quorum would be lost now)."""
+    return isinstance(exc, errors.MembershipError) and not isinstance(
+        exc, (errors.EpochConflict, errors.LearnerNotReady, errors.WouldLoseQuorum))
 
 
 class MemberOperator:
@@ -61,24 +67,11 @@ class MemberOperator:
         return Client(cluster.endpoints(), cluster.workers, cluster.groups, default_timeout=10.0,
                       **cluster.client_keys(admin=True, avoid=self.held))
 
-    def _until(self, what, deadline, *args, **kw):
-        """``what(client, ...)`` retried (a fresh client each time: the node whose key it uses may have left)
-        on errors that say nothing or not yet, until it returns or ``deadline``."""
-        last = None
-        while time.monotonic() < deadline:
-            client = self._client()
-            try:
-                return what(client, *args, **kw)
-            except (errors.EpochConflict, errors.LearnerNotReady, errors.WouldLoseQuorum) as exc:
-                last = exc                          # not yet (or changed meanwhile): the next try reads the table again
-            except errors.MembershipError:
-                raise
-            except RETRIED as exc:
-                last = exc
-            finally:
-                client.close()
-            time.sleep(1.0)
-        raise errors.Timeout("%s: not done in time (last: %r)" % (getattr(what, "__name__", what), last))
+    def _until(self, what, deadline):
+        """``what(client)`` retried with a fresh client (the node whose key it uses may have left) on errors that
+        say nothing or not yet, until it returns or ``deadline``; a MembershipError that is not one of those
+        (the change is refused) is raised at once."""
+        return until_done(self._client, what, deadline, 1.0, final=_refused)
 
     def _adopted(self, epoch):
         """Whether every node that answers has every group on the voters of ``epoch`` now (Change.wait's test);
