@@ -569,15 +569,19 @@ class Client:
         the incarnation started it on), so a group added after a majority of the cluster's first voters left
         still has a quorum. Refused (ConfigError) if a node cannot be asked or still hosts an earlier
         incarnation: a group id is never added again where an earlier incarnation may live on (remove it there
-        first). `nodes` limits the nodes changed (an operator's repair tool; every node of the group should be
+        first). An earlier incarnation held only rebuilding, where the newest is held elsewhere (left over on a
+        node that lost its data: it holds the groups of its node file again), is replaced by the newest there. `nodes` limits the nodes changed (an operator's repair tool; every node of the group should be
         listed); the others are still asked which voters an incarnation they hold started on, and those that
         do not answer within `timeout` are left out of that."""
         targets = self._check_admin(group, nodes, timeout)
         infos = self._group_infos(group, targets, timeout)
         hosted = {n: i["incarnation"] for n, i in infos.items() if i["hosted"]}
         if len(set(hosted.values())) > 1:
-            raise errors.ConfigError("group %d: nodes host different incarnations of it (%s); remove the group "
-                                     "everywhere first" % (group, hosted))
+            leftovers = self._left_over(group, infos, hosted)
+            for f in [self._admin(rpc.REMOVE_GROUP, n, None, group, timeout) for n in leftovers]:
+                f.result()
+            infos.update(self._group_infos(group, leftovers, timeout))
+            hosted = {n: i["incarnation"] for n, i in infos.items() if i["hosted"]}
         if hosted:
             incarnation = next(iter(hosted.values()))
             removed = sorted(n for n, i in infos.items() if i["removed"] >= incarnation)
@@ -608,6 +612,26 @@ class Client:
         for f in futures:
             f.result()
         return incarnation
+
+    @staticmethod
+    def _left_over(group, infos, hosted):
+        """The nodes holding an incarnation of `group` older than the newest one held, when each of them holds it
+        rebuilding: a node that lost its data holds the groups of its node file again, in their first
+        incarnation, and rebuilds them; one removed and added again since cannot rebuild there (the others drop
+        the messages of another incarnation). Such a copy votes in nothing and holds nothing yet, so removing it
+        loses nothing, and the add then puts the newest incarnation there, where it rebuilds before it votes
+        (a join: others hold it). An older copy that votes (a node that kept an incarnation the others removed)
+        is refused (ConfigError): its data would go, which only the operator may decide."""
+        newest = max(hosted.values())
+        older = sorted(n for n, incarnation in hosted.items() if incarnation < newest)
+        voting = [n for n in older if infos[n]["status"] != "repairing"]
+        if voting:
+            raise errors.ConfigError(
+                "group %d: nodes host different incarnations of it (%s): node(s) %s hold an earlier one than "
+                "incarnation %d and vote in it; if its data may go, remove it there first "
+                "(Client.remove_group(%d, nodes=[%s])), then add the group again"
+                % (group, hosted, ", ".join(map(str, voting)), newest, group, ", ".join(map(str, voting))))
+        return older
 
     def remove_group(self, group: int, nodes: Iterable[int] | None = None, timeout: float = 5.0) -> None:
         """Delete `group` and its data on every node. Idempotent; two phases: every node is asked first (any

@@ -495,6 +495,14 @@ def test_a_group_is_never_added_again_where_an_earlier_incarnation_lives_on(clus
     result = client.propose(new, ops.encode_put(b"k", b"v2"), timeout=10.0)
     assert ops.decode_result(result.result).status == ops.OK
     assert ops.decode_result(client.read(new, ops.encode_get(b"k"), mode="linearizable")) == (ops.OK, b"v2")
+    # An operator's repair tool misused: a newer incarnation made on nodes 1 and 2 only, while node 3 still
+    # votes in incarnation 2. The cluster-wide add does not replace a copy that votes: its data would go.
+    client.remove_group(new, nodes=[1, 2])
+    assert client.add_group(new, nodes=[1, 2]) == 3
+    with pytest.raises(errors.ConfigError, match=r"node\(s\) 3 hold an earlier one than incarnation 3 and vote"):
+        client.add_group(new)
+    info = client.group_info(new, 3)
+    assert info["hosted"] and info["incarnation"] == 2 and info["status"] == "ok", "nothing was changed"
 
 
 def test_a_group_added_at_run_time_comes_back_on_a_wiped_node_by_group_add_and_rebuilds_first(cluster_factory):
@@ -528,6 +536,44 @@ def test_a_group_added_at_run_time_comes_back_on_a_wiped_node_by_group_add_and_r
     for i in range(11):
         raw = client.read(new, ops.encode_get(b"a%d" % i), mode="stale", node=3)
         assert ops.decode_result(raw) == (ops.OK, b"v%d" % i), i
+
+
+def test_a_wiped_node_left_with_an_earlier_incarnation_of_a_configured_group_gets_the_current_one_by_group_add(
+        cluster_factory):
+    """A group of the node files removed and added again (incarnation 2); then a node's data directory is lost:
+    it holds that group again in incarnation 1, as configured, rebuilding, and the others drop its messages (a
+    different group to them), so that copy cannot rebuild. `group add G` replaces the leftover by the
+    incarnation the others hold, where it rebuilds before it votes, then holds every acknowledged value of it."""
+    import shutil
+
+    cluster = cluster_factory(nodes=3, workers=1, groups=GROUPS)
+    client = cluster.client(prefer=1)
+    group = 2
+    client.propose(group, ops.encode_put(b"old", b"gone"))
+    client.remove_group(group)
+    assert client.add_group(group) == 2
+    for i in range(10):
+        client.propose(group, ops.encode_put(b"b%d" % i, b"v%d" % i))
+    cluster.kill(3)
+    data_dir = cluster.config(3).data_dir
+    shutil.rmtree(data_dir)
+    os.makedirs(data_dir)
+    cluster.start(3, rebuild=True)
+    wait_for(lambda: all(d["status"] == "ok" for g, d in cluster.group_detail(3).items() if g != group), 60,
+             message="node 3's other groups rebuilt")
+    info = client.group_info(group, 3)
+    assert info["hosted"] and info["incarnation"] == 1 and info["status"] == "repairing", info
+    assert client.add_group(group) == 2, "the incarnation the others hold"
+    info = client.group_info(group, 3)
+    assert info["hosted"] and info["incarnation"] == 2
+    assert info["status"] == "repairing", "it rebuilds before it votes: %s" % info
+    wait_for(lambda: client.group_info(group, 3)["status"] == "ok", 60, message="node 3's copy rebuilt")
+    wait_for(lambda: cluster.converged(nodes=[1, 2, 3], groups=[group]), 60, message="node 3 caught up")
+    for i in range(10):
+        raw = client.read(group, ops.encode_get(b"b%d" % i), mode="stale", node=3)
+        assert ops.decode_result(raw) == (ops.OK, b"v%d" % i), i
+    assert ops.decode_result(client.read(group, ops.encode_get(b"old"), mode="stale", node=3))[0] == ops.NOT_FOUND
+    client.propose(group, ops.encode_put(b"after", b"x"), node=3)
 
 
 def test_a_restarted_node_catches_up_on_groups_nobody_writes_to_any_more(cluster_factory):

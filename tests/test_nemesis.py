@@ -78,6 +78,26 @@ def test_fault_kind_injected_and_history_linearizable(tmp_path, kind):
     assert result.returncode == 0, out[-3000:]
 
 
+def test_a_wiped_node_gets_a_regrouped_group_back_by_the_operators_group_add_and_the_run_converges(tmp_path):
+    """regroup, then wipe (seed 5 orders them so): group 2 is removed and added back (incarnation 2), then node 3
+    loses its data directory and holds group 2 again in incarnation 1, rebuilding, which nodes 1 and 2 do not
+    answer. The nemesis, as the README tells an operator, runs `group add` for the regrouped groups (before the
+    next fault that takes a node's memory, and after the run): node 3 gets incarnation 2, rebuilds it, and the
+    run converges (before Client.add_group replaced such a leftover, it refused and the run ended not
+    converged: nemesis seeds 642, 643, 645 of docs/RELIABILITY.md)."""
+    _requirements("wipe")
+    result, summary, out = nemesis(tmp_path, "--duration", "25", "--faults", "regroup,wipe", "--seed", "5",
+                                   "--read-modes", "lease,linearizable")
+    assert summary["faults"].get("regroup", 0) >= 1 and summary["faults"].get("wipe", 0) >= 1, out[-3000:]
+    assert summary["regroups_mended"] >= 1, out[-3000:]
+    assert re.search(r"OPERATOR group add: group \d+: incarnation 2 put back on node\(s\) \d \(held there: "
+                     r"\{\d: 1\}\)", out), out[-3000:]
+    assert summary["fault_check_problems"] == 0 and summary["anomalies"] == 0, out[-3000:]
+    assert summary["lost_acked_writes"] == 0, out[-3000:]
+    assert summary["converged"] and summary["tracebacks"] == 0 and summary["nodes_down"] == 0, out[-3000:]
+    assert result.returncode == 0, out[-3000:]
+
+
 def test_member_fault_changes_the_members_under_load_and_every_check_holds(tmp_path):
     """The member fault alone, one short run: the operator's first step on 3 voters adds a node by join bundle
     and promotes it (or replaces a killed and wiped voter): the table's members are the nodes running at the

@@ -183,6 +183,21 @@ def test_a_group_added_after_the_first_voters_lost_their_majority_starts_on_the_
         assert get(5, b"k") == b"w"
 
 
+def test_an_add_replaces_an_earlier_incarnation_only_where_it_is_held_rebuilding():
+    """Client.add_group over nodes holding different incarnations: the older ones held rebuilding (left over on
+    a node that lost its data) are removed and replaced by the newest; an older one that votes is refused,
+    naming the node."""
+    from paxos_core.errors import ConfigError
+
+    info = lambda incarnation, status: dict(hosted=True, incarnation=incarnation, status=status)   # noqa: E731
+    infos = {1: info(3, "ok"), 2: info(3, "repairing"), 3: info(1, "repairing"), 4: info(2, "repairing")}
+    hosted = {n: i["incarnation"] for n, i in infos.items()}
+    assert Client._left_over(7, infos, hosted) == [3, 4]
+    infos[4] = info(2, "ok")
+    with pytest.raises(ConfigError, match=r"node\(s\) 4 hold an earlier one than incarnation 3 and vote in it"):
+        Client._left_over(7, infos, {n: i["incarnation"] for n, i in infos.items()})
+
+
 def test_an_add_names_the_voters_the_nodes_holding_the_incarnation_started_on_else_the_newest_tables():
     from paxos_core.client import _first_of_add
     from paxos_core.core.voters import config_state

@@ -187,6 +187,8 @@ class Nemesis:
         self.t0 = clock()
         self.cleanup = []                 # what heal() must undo
         self.problems = []                # checks of a fault that failed (the regroup fault's): the run fails
+        self.regrouped = set()            # groups the regroup fault removed and added back
+        self.mended = []                  # what mend_regrouped changed, one line per group and time
 
     def _unavailable(self, kind, kinds):
         if kind == "partition" and not self.topology.can_partition:
@@ -421,6 +423,7 @@ class Nemesis:
         MemberOperator._replace). Called by the faults that take a node's memory (corrupt, wipe) and by the
         member fault's replacement, each holding ``quiet``. RuntimeError (the fault is reported as not
         injected) if that still holds."""
+        self.mend_regrouped()
         deadline = self.clock() + 20
         while True:
             rebuilding, wiped = self.repairing(), self._wiped_voters()
@@ -564,6 +567,7 @@ class Nemesis:
         self._admin_until(put(old), deadline)
         self._admin_until(lambda client: client.remove_group(group), deadline)
         record.injected = True
+        self.regrouped.add(group)
         self.cleanup.append(("add-group", group))          # until it is back (heal finishes an add left undone)
         incarnation = self._admin_until(lambda client: client.add_group(group), deadline)
         self.cleanup.remove(("add-group", group))
@@ -583,6 +587,35 @@ class Nemesis:
         if found != (kv_ops.OK, new):
             self.problems.append("regroup: group %d incarnation %d read %r after writing %r" % (group, incarnation,
                                                                                                found, new))
+
+    def mend_regrouped(self):
+        """`group add G` for each group the regroup fault added back, as the README tells an operator once a
+        node lost its data (wipe, corrupt): that node holds the groups of its node file again in their first
+        incarnation, rebuilding, which the others do not answer; the add puts the incarnation they hold back
+        there. Elsewhere it changes nothing (idempotent). Run before a fault that takes a node's memory (it waits
+        for no node to be rebuilding) and after the run. A failure is a FAULT CHECK problem; what it changed goes
+        to ``mended`` and the output."""
+        for group in sorted(self.regrouped):
+            nodes = sorted(self.cluster.nodes)
+
+            def held(client):
+                return {n: client.group_info(group, n) for n in nodes}
+
+            deadline = time.monotonic() + 60
+            try:
+                before = self._admin_until(held, deadline)
+                incarnation = self._admin_until(lambda client: client.add_group(group), deadline)
+            except Exception as exc:
+                self.problems.append("regroup: `group add %d` after the run failed: %s: %s"
+                                     % (group, type(exc).__name__, exc))
+                continue
+            changed = {n: i["incarnation"] if i["hosted"] else None for n, i in before.items()
+                       if not i["hosted"] or i["incarnation"] != incarnation}
+            if changed:
+                line = ("group %d: incarnation %d put back on node(s) %s (held there: %s)"
+                        % (group, incarnation, ", ".join(map(str, sorted(changed))), changed))
+                self.mended.append(line)
+                self.say("nemesis: %.1f s OPERATOR group add: %s" % (self.clock() - self.t0, line))
 
     def _probe_key(self, group):
         """A key of ``group`` that no client task uses (they use k0, k1, ...)."""

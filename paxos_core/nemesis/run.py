@@ -284,6 +284,7 @@ def _run(opts, say):
             for node_id in down:
                 say("NODE DOWN: node %d does not answer after the heal; see %s"
                     % (node_id, cluster.nodes[node_id].log_path))
+            nemesis.mend_regrouped()
             keys = workload.keys + sorted(nemesis.probe_keys)
             final = final_reads(admin, cluster.groups, history, keys, opts.settle_s)
             converged, problems = converge(cluster, admin, keys, final, opts.settle_s)
@@ -353,6 +354,7 @@ def _run(opts, say):
             "member_changes": nemesis.operator.changes if nemesis.operator is not None else 0,
             "voter_counts": nemesis.operator.sizes if nemesis.operator is not None else [],
             "member_problems": len(member_problems), "fault_check_problems": len(nemesis.problems),
+            "regroups_mended": len(nemesis.mended),
             "final_members": sorted(cluster.nodes),
         }
         bad = (summary["anomalies"] or summary["lost_acked_writes"] or summary["undecided_keys"] or not converged
