@@ -570,7 +570,8 @@ class Client:
         still has a quorum. Refused (ConfigError) if a node cannot be asked or still hosts an earlier
         incarnation: a group id is never added again where an earlier incarnation may live on (remove it there
         first). An earlier incarnation held only rebuilding, where the newest is held elsewhere (left over on a
-        node that lost its data: it holds the groups of its node file again), is replaced by the newest there. `nodes` limits the nodes changed (an operator's repair tool; every node of the group should be
+        node that lost its data: it holds the groups of its node file again), is replaced by the newest there.
+        `nodes` limits the nodes changed (an operator's repair tool; every node of the group should be
         listed); the others are still asked which voters an incarnation they hold started on, and those that
         do not answer within `timeout` are left out of that."""
         targets = self._check_admin(group, nodes, timeout)

@@ -422,7 +422,8 @@ class Nemesis:
         stood still for good with one voter that remembered; seed 610 the other way round: see
         MemberOperator._replace). Called by the faults that take a node's memory (corrupt, wipe) and by the
         member fault's replacement, each holding ``quiet``. RuntimeError (the fault is reported as not
-        injected) if that still holds."""
+        injected) if that still holds. A group the regroup fault added back is first put back where a node
+        that lost its data holds it in an earlier incarnation (mend_regrouped): that copy never rebuilds."""
         self.mend_regrouped()
         deadline = self.clock() + 20
         while True:
@@ -606,7 +607,7 @@ class Nemesis:
                 before = self._admin_until(held, deadline)
                 incarnation = self._admin_until(lambda client: client.add_group(group), deadline)
             except Exception as exc:
-                self.problems.append("regroup: `group add %d` after the run failed: %s: %s"
+                self.problems.append("regroup: `group add %d` after a node lost its data failed: %s: %s"
                                      % (group, type(exc).__name__, exc))
                 continue
             changed = {n: i["incarnation"] if i["hosted"] else None for n, i in before.items()
