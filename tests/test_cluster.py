@@ -8,6 +8,7 @@ import collections
 import concurrent.futures
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -80,6 +81,28 @@ def retry(fn, timeout=10.0, retry_on=(errors.Timeout, errors.NotMaster)):
             if time.monotonic() >= deadline:
                 raise
             time.sleep(0.05)
+
+
+def wipe(cluster, node):
+    """Kill `node` and empty its data directory (a replaced disk); returns the directory."""
+    cluster.kill(node)
+    data_dir = cluster.config(node).data_dir
+    shutil.rmtree(data_dir)
+    os.makedirs(data_dir)
+    return data_dir
+
+
+def rebuilds_then_holds(client, cluster, group, node, values):
+    """`group`, just put back on `node`, rebuilds there before it votes, finishes by itself, catches up, and
+    then holds `values` (key -> value, read locally there)."""
+    info = client.group_info(group, node)
+    assert info["status"] == "repairing", "it rebuilds before it votes: %s" % info
+    wait_for(lambda: client.group_info(group, node)["status"] == "ok", 60, message="node %d's copy rebuilt" % node)
+    wait_for(lambda: cluster.converged(nodes=cluster.node_ids, groups=[group]), 60,
+             message="node %d caught up" % node)
+    for key, value in values.items():
+        raw = client.read(group, ops.encode_get(key), mode="stale", node=node)
+        assert ops.decode_result(raw) == (ops.OK, value), key
 
 
 # ---------------------------------------------------------------------------------------------- 1
@@ -204,8 +227,6 @@ def test_a_node_whose_data_directory_was_wiped_rebuilds_before_it_votes_and_show
     """A node the cluster knows comes back with nothing: no identity marker, no logs. It refuses to start
     until told (--rebuild); then every group of it rebuilds from the other two (status says repairing, with the reason) and finishes by itself; meanwhile the
     cluster serves, and afterwards node 3 holds every acknowledged value."""
-    import shutil
-
     cluster = cluster_factory(nodes=3, workers=2, groups=GROUPS)
     kv = cluster.kv(prefer=1)
     acked = {}
@@ -214,10 +235,7 @@ def test_a_node_whose_data_directory_was_wiped_rebuilds_before_it_votes_and_show
         kv.put(key, b"v%d" % i)
         acked[key] = b"v%d" % i
     wait_for(lambda: cluster.converged(groups=range(GROUPS)), 20, message="converged before the wipe")
-    cluster.kill(3)
-    data_dir = cluster.config(3).data_dir
-    shutil.rmtree(data_dir)
-    os.makedirs(data_dir)
+    data_dir = wipe(cluster, 3)
     # Started as before, it refuses: an empty data directory may be a wrong path or an unmounted disk. One
     # line, exit 1, nothing written.
     refused = subprocess.run(cluster.command + ["node", str(cluster.config_path(3))], capture_output=True,
@@ -510,18 +528,13 @@ def test_a_group_added_at_run_time_comes_back_on_a_wiped_node_by_group_add_and_r
     on with them. `group add` puts such a group back on it in the incarnation they hold, and there it rebuilds
     from them before it votes (it may have voted in that incarnation before the wipe: ReplicaLoop.add_group),
     then holds every acknowledged value of it."""
-    import shutil
-
     cluster = cluster_factory(nodes=3, workers=1, groups=GROUPS)
     client = cluster.client(prefer=1)
     new = GROUPS + 3
     assert client.add_group(new) == 1
     for i in range(10):
         client.propose(new, ops.encode_put(b"a%d" % i, b"v%d" % i))
-    cluster.kill(3)
-    data_dir = cluster.config(3).data_dir
-    shutil.rmtree(data_dir)
-    os.makedirs(data_dir)
+    wipe(cluster, 3)
     cluster.start(3, rebuild=True)
     wait_for(lambda: sum(r.get("repairing", 0) for r in cluster.status(3)) == 0, 60,
              message="node 3's configured groups rebuilt")
@@ -530,12 +543,7 @@ def test_a_group_added_at_run_time_comes_back_on_a_wiped_node_by_group_add_and_r
     assert client.add_group(new) == 1, "back on node 3 in the incarnation the others hold"
     info = client.group_info(new, 3)
     assert info["hosted"] and info["incarnation"] == 1
-    assert info["status"] == "repairing", "it rebuilds before it votes: %s" % info
-    wait_for(lambda: client.group_info(new, 3)["status"] == "ok", 60, message="node 3's copy rebuilt")
-    wait_for(lambda: cluster.converged(nodes=[1, 2, 3], groups=[new]), 60, message="node 3 caught up")
-    for i in range(11):
-        raw = client.read(new, ops.encode_get(b"a%d" % i), mode="stale", node=3)
-        assert ops.decode_result(raw) == (ops.OK, b"v%d" % i), i
+    rebuilds_then_holds(client, cluster, new, 3, {b"a%d" % i: b"v%d" % i for i in range(11)})
 
 
 def test_a_wiped_node_left_with_an_earlier_incarnation_of_a_configured_group_gets_the_current_one_by_group_add(
@@ -544,8 +552,6 @@ def test_a_wiped_node_left_with_an_earlier_incarnation_of_a_configured_group_get
     it holds that group again in incarnation 1, as configured, rebuilding, and the others drop its messages (a
     different group to them), so that copy cannot rebuild. `group add G` replaces the leftover by the
     incarnation the others hold, where it rebuilds before it votes, then holds every acknowledged value of it."""
-    import shutil
-
     cluster = cluster_factory(nodes=3, workers=1, groups=GROUPS)
     client = cluster.client(prefer=1)
     group = 2
@@ -554,10 +560,7 @@ def test_a_wiped_node_left_with_an_earlier_incarnation_of_a_configured_group_get
     assert client.add_group(group) == 2
     for i in range(10):
         client.propose(group, ops.encode_put(b"b%d" % i, b"v%d" % i))
-    cluster.kill(3)
-    data_dir = cluster.config(3).data_dir
-    shutil.rmtree(data_dir)
-    os.makedirs(data_dir)
+    wipe(cluster, 3)
     cluster.start(3, rebuild=True)
     wait_for(lambda: all(d["status"] == "ok" for g, d in cluster.group_detail(3).items() if g != group), 60,
              message="node 3's other groups rebuilt")
@@ -566,12 +569,7 @@ def test_a_wiped_node_left_with_an_earlier_incarnation_of_a_configured_group_get
     assert client.add_group(group) == 2, "the incarnation the others hold"
     info = client.group_info(group, 3)
     assert info["hosted"] and info["incarnation"] == 2
-    assert info["status"] == "repairing", "it rebuilds before it votes: %s" % info
-    wait_for(lambda: client.group_info(group, 3)["status"] == "ok", 60, message="node 3's copy rebuilt")
-    wait_for(lambda: cluster.converged(nodes=[1, 2, 3], groups=[group]), 60, message="node 3 caught up")
-    for i in range(10):
-        raw = client.read(group, ops.encode_get(b"b%d" % i), mode="stale", node=3)
-        assert ops.decode_result(raw) == (ops.OK, b"v%d" % i), i
+    rebuilds_then_holds(client, cluster, group, 3, {b"b%d" % i: b"v%d" % i for i in range(10)})
     assert ops.decode_result(client.read(group, ops.encode_get(b"old"), mode="stale", node=3))[0] == ops.NOT_FOUND
     client.propose(group, ops.encode_put(b"after", b"x"), node=3)
 
