@@ -542,3 +542,14 @@ def test_soak_finding_a_wiped_node_gets_its_group_back_while_the_holders_are_dow
     (Client.add_group: a node that did not answer)."""
     result = run_seed(SimConfig(seed=7004925, nodes=3, groups=8))
     assert result.ok, result.violations
+
+
+def test_soak_finding_an_add_that_finds_the_group_held_already_is_not_checked_as_a_new_one():
+    """Soak seed 7,103,957 (5 nodes, 1 group, every fault; on ff7cf2b): node 2 removed group 0, lost its
+    storage, and at its restart the simulator's operator put the group back (remove, then add: incarnation 2,
+    rebuilding); the add of the seed's schedule for node 2 came 24 ms later and found it held, rebuilt up to
+    11. That add is idempotent and changes nothing, but the simulator checked it as a new incarnation ("its
+    state machine is already at 11 (the removed one's data)"): a false report, no fault of the node. The
+    check (and the oracle's start of what the node learns) now applies to an add that starts the group."""
+    result = run_seed(SimConfig(seed=7103957, nodes=5, groups=1))
+    assert result.ok, result.violations

@@ -404,6 +404,20 @@ class Simulation:
                 return True
         return False
 
+    def _added(self, node, group, incarnation, first):
+        """An operator's add started `group` on `node`, empty, in `incarnation` and first configuration `first`:
+        the oracle learns of it, and checks that nothing of a removed incarnation is left."""
+        loop = node.loop
+        if loop.engine.group_view(group)["status"] == "repairing":
+            node.lost_state = True       # it forgot that incarnation: it rebuilds it (the fault budget)
+        self.oracle.on_added(node.id, group_key(group, incarnation), first and first_config(first))
+        # What it learns starts where it holds the group now (0: an add put back after a wipe learns the
+        # incarnation again from its start).
+        self.oracle.set_learned_start(node.id, group_key(group, incarnation), loop.engine.learned(group)[0])
+        if loop.sm.applied_next(group) != 0:
+            self.oracle.violate("node %d group %d: added as a new incarnation, its state machine is already at %d "
+                                "(the removed one's data)" % (node.id, group, loop.sm.applied_next(group)))
+
     def _restore_regrouped(self, node):
         """`node` lost its storage, and with it what the operator did to its groups (removed, added anew): it
         holds each again in its first incarnation, as configured. For each group removed here before, the
@@ -476,17 +490,13 @@ class Simulation:
                     loop.propose_internal(SYSTEM_GROUP, args[0], 200)
                 else:
                     first = args[0] if args else b""
+                    # Held here already (the operator put it back after a wipe before this add came, soak seed
+                    # 7,103,957): the add is idempotent, changes nothing, and the copy may have rebuilt part
+                    # of the incarnation meanwhile. Otherwise the group starts here, empty.
+                    new = not loop.engine.hosts(group)
                     incarnation = loop.add_group(group, 0, first, self._add_joins(node, group))
-                    if loop.engine.group_view(group)["status"] == "repairing":
-                        node.lost_state = True       # it forgot that incarnation: it rebuilds it (the fault budget)
-                    self.oracle.on_added(node.id, group_key(group, incarnation), first and first_config(first))
-                    # What it learns starts where it holds the group now (0: an add put back after a wipe learns
-                    # the incarnation again from its start).
-                    self.oracle.set_learned_start(node.id, group_key(group, incarnation), loop.engine.learned(group)[0])
-                    if loop.sm.applied_next(group) != 0:
-                        self.oracle.violate("node %d group %d: added as a new incarnation, its state machine is "
-                                            "already at %d (the removed one's data)"
-                                            % (node.id, group, loop.sm.applied_next(group)))
+                    if new:
+                        self._added(node, group, incarnation, first)
                 node.regroup_ops.pop(0)       # done (a crash half-way leaves it to do again: both are idempotent)
         except SimCrash:
             self._crashed(node)
