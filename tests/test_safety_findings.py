@@ -980,3 +980,69 @@ def test_a_group_added_to_a_worker_that_lost_its_state_rebuilds_before_it_votes(
     assert not promised(loop, sent, 2, 3, 2)
     loop.add_group(6, 1, join=True)
     assert loop.engine.group_view(6)["status"] == "repairing" and not promised(loop, sent, 6, 1, 1)
+
+
+def test_a_leftover_copy_of_an_earlier_incarnation_is_told_of_the_newer_one_and_a_voting_copy_is_not():
+    """Group 0 removed and added again on nodes 1 and 2 (incarnation 2). Node 3 still holds incarnation 1
+    with its data and votes: it is told nothing that would replace it (only an operator removes an
+    incarnation). Node 3 then loses its data and holds incarnation 1 again, rebuilding: its STATE_REQs reach
+    nodes 1 and 2, which answer with their incarnation and first configuration (INC_NOTICE), and node 3
+    reports the newer incarnation to its replica layer (Effects.superseded). An empty copy (a node that joins)
+    is told too; traffic of its own incarnation is not affected."""
+    cluster = LoopbackCluster(nodes=3, groups=1, window=1)
+    for k in range(3):
+        cluster.propose(1, 0, b"v%d" % k)
+    for n in (1, 2):
+        cluster.engines[n].remove_group(0)
+        cluster.engines[n].add_group(0, 2)
+    cluster.propose(1, 0, b"new")
+    cluster.tick(40)
+    third = cluster.engines[3]
+    assert third.incarnation_of(0) == 1 and third.learned(0)[0] > 0
+    assert cluster.superseded[3] == [] and not third.replaceable(0), "a copy that votes is never replaced"
+    assert cluster.engines[1].counters_dict()["incarnation_notices"] == 0
+    # Node 3 loses its data: incarnation 1 again (its node file's), rebuilding.
+    third.remove_group(0)
+    third.add_group(0, 1)
+    third.begin_repair(0, "wiped")
+    assert third.replaceable(0)
+    cluster.tick(1000)                      # past the rebuild's wait: then it asks its peers (STATE_REQ)
+    assert (0, 2, b"") in cluster.superseded[3]
+    assert all(entry == (0, 2, b"") for entry in cluster.superseded[3])
+    # An empty copy (never promised, accepted or learned anything) is told as well, on its peers' traffic.
+    cluster.superseded[3].clear()
+    third.remove_group(0)
+    third.add_group(0, 1)
+    assert third.group_view(0)["status"] == "ok" and third.replaceable(0)
+    cluster.tick(10)                        # (notices go at most once per retransmit interval per peer)
+    cluster.propose(1, 0, b"more")
+    cluster.tick(10)
+    assert (0, 2, b"") in cluster.superseded[3]
+
+
+@pytest.mark.parametrize("plant", ["", "join-newer-votes"])
+def test_a_leftover_copy_takes_the_newer_incarnation_and_rebuilds_it_if_its_worker_lost_its_state(plant):
+    """ReplicaLoop.join_newer: the engine said a peer holds incarnation 3 of group 0, whose copy here (the node
+    file's incarnation 1, rebuilding after the worker lost its state) is a leftover. The loop removes it (a
+    GROUP record of 3 replaces its tombstone of 1) and adds incarnation 3 as a join: rebuilding first, since this worker may have voted in
+    it before the loss. With the plant it votes at once."""
+    from paxos_core.storage.records import REPAIR_RECORD
+
+    clock = _Clock()
+    core = CoreConfig(node_id=1, members=(1, 2, 3), n_groups=1)
+    settings = LoopSettings(node_id=1, tick_s=0.01, lease_ticks=30, lease_margin=0.3, plant=plant)
+    log = MemoryLog(1)
+    loop = ReplicaLoop(settings, core, clock=clock, log=log, store=MemoryStore(), send=lambda m: None,
+                       hosted=[0], recovery=log.recover(), rng=random.Random(7), amnesia="its log is gone")
+    assert loop.lost_state and loop.engine.group_view(0)["status"] == "repairing"
+    loop.superseded = [(0, 3, b"")]
+    loop.join_newer()
+    assert loop.engine.incarnation_of(0) == 3 and loop.stats["incarnations_joined"] == 1
+    recovery = log.recover()
+    assert recovery.groups[0].incarnation == 3, "on record before it takes part in anything"
+    assert loop.engine.group_view(0)["status"] == ("ok" if plant else "repairing")
+    assert (group_key(REPAIR_RECORD, 0, 0) in log.store) == (not plant)
+    # Told again (a late notice), or of an older one: nothing changes.
+    loop.superseded = [(0, 3, b""), (0, 2, b"")]
+    loop.join_newer()
+    assert loop.engine.incarnation_of(0) == 3 and loop.stats["incarnations_joined"] == 1

@@ -168,6 +168,11 @@ PLANT_RUNS["remove-before-cycle"] = _run(20, "3", "8", faults="regroup,loss,dela
 # made it forget): seed 28 of this mix, 3 nodes, one group, gets two values chosen at one instance (seeds 0-299
 # pass without the plant). tests/test_safety_findings.py tests the rule directly.
 PLANT_RUNS["add-after-amnesia-votes"] = _run(40, "3,5", "1,8", faults="regroup,amnesia,damage,crash,partition,loss")
+# A leftover copy (the node file's incarnation, rebuilding after a wipe) that takes the newer incarnation its
+# peers hold and votes in it at once, though it may have voted in it before the wipe: the oracle's check that a
+# node rebuilds every incarnation it took part in before it votes there again catches it at seed 43 of this mix
+# (seeds 0-299 pass without the plant).
+PLANT_RUNS["join-newer-votes"] = _run(60, "3,5", "1,8", faults="regroup,amnesia,damage,crash,partition,loss")
 # A snapshot installed without its configuration puts the node back on the first voters: it needs a node to fall
 # behind a truncation while the voters change, so crashes, amnesia and partitions with the member fault (first
 # caught at seed 1029; the same 100 seeds pass without the plant).

@@ -52,7 +52,8 @@ cdef enum:  # counter indexes (names in engine.COUNTER_NAMES)
     C_ACTIVATIONS = 36    # configurations that took effect (the chosen mark reached their activation)
     C_MALFORMED = 37      # messages refused whole: their value does not decode (Engine.receive)
     C_FORGED_BALLOTS = 38 # Prepares and Accepts refused: their ballot names another node than their sender
-    C_COUNT = 39
+    C_INC_NOTICES = 39    # INC_NOTICEs sent (Engine._on_other_incarnation)
+    C_COUNT = 40
 
 cdef class Effects:
     cdef public list records        # record tuples to persist, in order (see paxos_core.storage.records)
@@ -74,6 +75,8 @@ cdef class Effects:
                                     # replica layer; already checked for group and incarnation
     cdef public list stopped        # [(group, reason)] groups that stopped themselves
     cdef public list self_votes     # [(group, instance, ballot)] our own acceptor's votes as our proposer counts them (for observers)
+    cdef public list superseded     # [(group, incarnation, first)] a peer holds a newer incarnation of a group whose
+                                    # copy here may be replaced by it (Engine._on_other_incarnation)
     cdef public long token          # pass to Engine.persisted() once the records are durable
 
 cdef class Engine:
@@ -139,6 +142,7 @@ cdef class Engine:
     cdef readonly dict peer_heard       # node -> the tick we last received a message from it
     cdef readonly dict handoffs     # slot -> [mark, voters, heard set, asked_at], while this node hands the group
                                     # over (Engine.handoff)
+    cdef dict notice_at             # (slot, node) -> tick of our last INC_NOTICE to it (only for mismatches)
     cdef bint plant_requeue_reverse
     cdef bint plant_config_forgets_history
     cdef bint plant_catchup_any_peer
@@ -169,6 +173,9 @@ cdef class Engine:
     cdef void _record(self, tuple record)
     cdef void _reply(self, int dest, Message m)
     cdef void _dispatch(self, Message m)
+    cdef void _on_other_incarnation(self, Py_ssize_t slot, Message m)
+    cdef bint _replaceable(self, Py_ssize_t slot)
+    cdef void _notice(self, Py_ssize_t slot, int dest, bytes first)
     cdef void _drain(self)
     cdef void _on_prepare(self, Py_ssize_t slot, Message m, int src)
     cdef void _on_promise(self, Py_ssize_t slot, Message m, int src)

@@ -42,7 +42,7 @@ from paxos_core.core.voters cimport Config, VoterTable
 from paxos_core.core.voters import BadAdopt, encode_adopt, first_config, state_configs
 from paxos_core.wire.message cimport (ACCEPT, ACCEPTED as MSG_ACCEPTED, CATCHUP_REPLY, CATCHUP_REQ, CHOSEN,
                                       FLAG_RESIGN, FLAG_STICKY, FORWARD, Message, PREPARE, PROMISE, REJECT,
-                                      STATE_REPLY, STATE_REQ, make_message)
+                                      STATE_REPLY, STATE_REQ, INC_NOTICE, make_message)
 
 from paxos_core.core.config import SYSTEM_GROUP as _SYSTEM_GROUP
 from paxos_core.errors import ConfigError, FrameError, GroupStopped, PaxosError, ValueTooLarge
@@ -76,7 +76,7 @@ COUNTER_NAMES = (
     "accepted_sent", "chosen_sent", "batched_proposals", "catchup_rejected", "sticky_rejects", "resigns",
     "repairs_started", "repairs_done", "stale_votes", "wrong_incarnation", "truncations", "truncated_instances",
     "installs", "snapshot_offers", "strangers_refused", "configs_adopted", "configs_activated",
-    "malformed_refused", "forged_ballots_refused",
+    "malformed_refused", "forged_ballots_refused", "incarnation_notices",
 )
 
 # Phases of a group's rebuild (see Engine.begin_repair).
@@ -127,11 +127,13 @@ cdef class Effects:
         self.foreign = []
         self.stopped = []
         self.self_votes = []
+        self.superseded = []
         self.token = 0
 
     def __bool__(self):
         return bool(self.records or self.send_now or self.send_after or self.chosen or self.acks
-                    or self.expired or self.serve or self.stopped or self.offers or self.deletes or self.foreign)
+                    or self.expired or self.serve or self.stopped or self.offers or self.deletes or self.foreign
+                    or self.superseded)
 
     def __repr__(self):
         return ("Effects(token=%d records=%d now=%d after=%d chosen=%d acks=%d expired=%d serve=%d stopped=%d)"
@@ -201,6 +203,7 @@ cdef class Engine:
         self.peer_live = config.peer_live_ticks
         self.repairs = {}
         self.handoffs = {}
+        self.notice_at = {}
         self.catchup_asked = {}
         self.peer_heard = {}
         self.plant_requeue_reverse = plant == "requeue-reverse"
@@ -334,6 +337,14 @@ cdef class Engine:
         if slot < 0:
             raise UnknownGroup(group)
         return self.inc[slot]
+
+    def replaceable(self, uint32_t group):
+        """Whether the copy here holds nothing that removing it could lose (rebuilding, or empty): a leftover
+        that a newer incarnation held by the peers may replace (_on_other_incarnation)."""
+        cdef Py_ssize_t slot = self.slot_of(group)
+        if slot < 0:
+            raise UnknownGroup(group)
+        return self._replaceable(slot)
 
     def first_state(self, uint32_t group):
         """The group's first configuration as add_group takes it (empty: the table's first configuration)."""
@@ -896,6 +907,53 @@ cdef class Engine:
             for m in batch:
                 self._dispatch(m)
 
+    cdef void _on_other_incarnation(self, Py_ssize_t slot, Message m):
+        """A message of another incarnation of a group id we host: a different group, never handled as ours.
+        But a copy that cannot go on may be a leftover: a node that lost its data holds its node file's groups
+        again in their first incarnation, rebuilding, while the cluster removed and added one of them again (the
+        others drop that incarnation's messages, so it would never rebuild); a node that joins holds them in
+        their first incarnation too, empty. The two holders tell each other their incarnations (INC_NOTICE):
+        the newer one sends its first configuration, and a copy here that is REPLACEABLE (_replaceable: it
+        votes in nothing, or never took part in anything) reports the newer incarnation (Effects.superseded);
+        the replica layer then removes it here and joins the newer one, rebuilding first if this worker lost
+        its state (ReplicaLoop.join_newer). Safe because an intact node that holds incarnation k never held a
+        later one (its records would say so), and a node that lost its state rebuilds before it votes. A copy
+        that votes and holds data is never replaced: only an operator removes an incarnation."""
+        cdef uint16_t ours = self.inc[slot]
+        if m.inc < ours:
+            self._notice(slot, m.src, self.voters.first_state(slot))     # it holds an older one: ours, with
+            return                                                        # the voters it starts on
+        if not self._replaceable(slot):
+            return
+        if m.kind != INC_NOTICE:
+            self._notice(slot, m.src, NOOP)           # a newer one: ask its holder for its first voters
+            return
+        if m.value:
+            try:
+                first_config(m.value)
+            except BadAdopt:
+                self.counters[C_MALFORMED] += 1
+                return
+        self.fx.superseded.append((m.group, m.inc, m.value))
+
+    cdef bint _replaceable(self, Py_ssize_t slot):
+        """Does the copy here hold nothing that removing it could lose: rebuilding (it votes in nothing and
+        serves nothing), or empty (it never promised, accepted or learned anything)?"""
+        if self.status[slot] == GROUP_REPAIRING:
+            return True
+        return (self.status[slot] == GROUP_OK and self.acceptor.promised[slot] == 0 and self.acceptor.top[slot] == 0
+                and self.learner.chosen_next[slot] == 0 and self.learner.low[slot] == 0)
+
+    cdef void _notice(self, Py_ssize_t slot, int dest, bytes first):
+        """INC_NOTICE to `dest` (our incarnation, `first`), at most once per retransmit interval per peer."""
+        key = (slot, dest)
+        cdef int64_t last = self.notice_at.get(key, -(1 << 62))
+        if self.now - last < self.retransmit_ticks:
+            return
+        self.notice_at[key] = self.now
+        self.counters[C_INC_NOTICES] += 1
+        self._send(dest, make_message(INC_NOTICE, self.group_of(slot), 0, 0, 0, 0, 0, first), False)
+
     cdef void _dispatch(self, Message m):
         cdef Py_ssize_t slot = self.slot_of(m.group)
         if slot < 0:
@@ -905,6 +963,7 @@ cdef class Engine:
             return
         if m.inc != self.inc[slot] and m.src != self.node_id:
             self.counters[C_WRONG_INCARNATION] += 1
+            self._on_other_incarnation(slot, m)
             return              # another incarnation of the group id: a different group
         cdef int src = m.src
         cdef int kind = m.kind
@@ -930,6 +989,8 @@ cdef class Engine:
             self._on_state_req(slot, m, src)
         elif kind == STATE_REPLY:
             self._on_state_reply(slot, m, src)
+        elif kind == INC_NOTICE:
+            pass                # of our own incarnation: the sender caught up with it meanwhile
         elif kind >= SNAP_OFFER:
             self.fx.foreign.append(m)
 

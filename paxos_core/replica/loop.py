@@ -200,6 +200,7 @@ class ReplicaLoop:
         self.send = send
         self.rng = rng
         self.stats = {"proposals": 0, "timeouts": 0, "overloaded": 0, "requests": 0, "late_resumes": 0,
+                      "incarnations_joined": 0,
                       "leases_dropped": 0, "lease_replies_withdrawn": 0, "master_changes": 0,
                       "admin_refused": 0, "stale_reads_refused": 0}
         self.latency = Histogram(LATENCY_BUCKETS)
@@ -228,6 +229,7 @@ class ReplicaLoop:
         self.next_behind_poke = 0         # parked requests behind the epoch a client named: ask a peer
         self.next_repair_nudge = 0        # rebuilding groups' barriers, lapsed preferences
         self.recent_reads = {}            # slot -> tick of the last lease read (renewal claims for read groups)
+        self.superseded = []              # (group, incarnation, first): newer incarnations to join (join_newer)
         self.effects_hook = None          # observers (the simulator's oracle) see each cycle's Effects
         # Clock: ticks are whole tick_s periods since the loop started.
         self.origin = clock()
@@ -364,6 +366,8 @@ class ReplicaLoop:
             self.retention.run()                             # 4a
         records, ops = self.snapshots.before_cycle()
         self._cycle(records, ops)                            # 5
+        if self.superseded:
+            self.join_newer()                                # 5a
         if self.ticked:
             self._expire()
         if self.lease_reads:
@@ -477,6 +481,7 @@ class ReplicaLoop:
         for tag, group, reason in fx.expired:
             if isinstance(tag, Request) and self.waiting.pop((group, tag.seq), None) is tag:
                 self._reply_error(tag, rpc.TIMEOUT, "not chosen in time (%s): the outcome is unknown" % reason)
+        self.superseded.extend(fx.superseded)
 
     def _stop_unreadable(self):
         """Stop the groups with a chosen value the applier could not decode (nothing of theirs from there on was
@@ -1125,6 +1130,30 @@ class ReplicaLoop:
         self.membership.group_added(group)      # it adopts the table's voters if they are not those it starts on
         log.info("node %d worker %d: group %d added (incarnation %d)", self.node_id, self.index, group, incarnation)
         return incarnation
+
+    def join_newer(self):
+        """Replace leftover copies by the newer incarnation a peer holds (Engine._on_other_incarnation says why
+        a copy may be replaced, and when): remove it here, as `group remove` does, and add the newer one as a
+        join, so a worker that lost its state rebuilds it before it votes (add_group). Re-checked here: the
+        turn may have changed the copy since the engine reported it."""
+        todo, self.superseded = self.superseded, []
+        engine = self.engine
+        for group, incarnation, first in todo:
+            if (not engine.hosts(group) or engine.incarnation_of(group) >= incarnation
+                    or not engine.replaceable(group)):
+                continue
+            held = engine.incarnation_of(group)
+            try:
+                engine.normal_first(first)
+            except ValueError:
+                continue                    # the engine checked it: not reached
+            log.warning("node %d worker %d: group %d: its peers hold incarnation %d, this node a leftover of %d "
+                        "(%s): it takes the newer one%s", self.node_id, self.index, group, incarnation, held,
+                        engine.group_view(group)["status"],
+                        ", rebuilding it first (this worker lost its state)" if self.lost_state else "")
+            self.remove_group(group)
+            self.add_group(group, incarnation, first, join=self.plant != "join-newer-votes")
+            self.stats["incarnations_joined"] += 1
 
     @staticmethod
     def _check_first(group, incarnation, held, asked):

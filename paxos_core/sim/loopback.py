@@ -33,6 +33,7 @@ class LoopbackCluster:
         self.acks = []
         self.expired = []
         self.offers = {n: [] for n in self.node_ids}     # [(dest, group, first)] snapshot offers asked for
+        self.superseded = {n: [] for n in self.node_ids}  # [(group, incarnation, first)] newer incarnations told
         self.now = 0
         self.drop = None         # drop(src, dest, message) -> True: that message is lost (tests that cut a link)
         for n in self.node_ids:
@@ -76,6 +77,7 @@ class LoopbackCluster:
                 self.acks.extend(fx.acks)
                 self.expired.extend(fx.expired)
                 self.offers[n].extend(fx.offers)
+                self.superseded[n].extend(fx.superseded)
             if not moved:
                 return
         raise RuntimeError("loopback cluster did not settle")

@@ -47,6 +47,7 @@ class SimNode:
         self.marker_pending = False  # the identity marker is written back after the first synced write
         self.lost_state = False      # its storage was damaged or wiped and it has not rebuilt yet
         self.ever_lost = False       # ... at any time in the run
+        self.seen_rebuilding = set()  # group incarnations seen rebuilding here since it last lost its state
         self.regroup_ops = []        # admin operations for it: ("remove" | "add", group), done at its next turn
         self.regrouped = set()       # groups removed here by the operator (regroup): put back if it loses them
         from .disk import SimDisk

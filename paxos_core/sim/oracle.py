@@ -34,6 +34,14 @@ def group_key(group, incarnation):
     return group if incarnation == 1 else "%d@%d" % (group, incarnation)
 
 
+def key_parts(key):
+    """(group, incarnation) of an oracle's group name (group_key)."""
+    if isinstance(key, int):
+        return key, 1
+    group, incarnation = key.split("@")
+    return int(group), int(incarnation)
+
+
 class Oracle:
     def __init__(self, n_nodes, alpha=None, voters=None):
         """`alpha` None: no membership (every node votes at every instance, nothing else is checked)."""
@@ -52,6 +60,9 @@ class Oracle:
         self.logs = {}            # group -> list of chosen values in order, as learned (for prefix checks)
         self.replied_promise = {}     # (node, group) -> highest ballot the node vouched for in a reply
         self.replied_accept = {}      # (node, group, instance) -> ballot of the node's released vote
+        # node -> group incarnations it promised or voted in before it lost its state, until it rebuilt each
+        # (the simulator calls rebuilt()): a promise or vote there before that is an acceptor that forgot.
+        self.must_rebuild = {}
         self.acked = 0
         self.violations = []
         self.now = 0
@@ -198,7 +209,10 @@ class Oracle:
         """`node` lost (or may have lost) its synced state and rebuilds. The rebuild rule keeps every promise it
         gave that a quorum counted (docs/architecture.md, "the rebuild rule"): one that no other node backs up
         to a majority may be forgotten. So from here on the node is held to the highest ballot it promised
-        that a majority (it and peers whose own promises reached that ballot) backs."""
+        that a majority (it and peers whose own promises reached that ballot) backs. And in every group
+        incarnation it took part in, it must rebuild before it promises or votes again (check_rebuilt)."""
+        self.must_rebuild.setdefault(node, set()).update(
+            {g for (n, g) in self.replied_promise if n == node} | {g for (n, g, _) in self.replied_accept if n == node})
         for (n, group), ballot in list(self.replied_promise.items()):
             if n != node:
                 continue
@@ -212,6 +226,17 @@ class Oracle:
         # rebuild waits out). A later plain restart is held to the votes it gives from here on.
         for key in [k for k in self.replied_accept if k[0] == node]:
             del self.replied_accept[key]
+
+    def check_rebuilt(self, node, group, what, rebuilt):
+        """`node` sends `what` (a promise, a vote) in `group`; `rebuilt`: whether the node's copy of it rebuilt
+        since the node last lost its state."""
+        if group not in self.must_rebuild.get(node, ()):
+            return
+        if rebuilt:
+            self.must_rebuild[node].discard(group)
+        else:
+            self.violate("node %d sent %s in group %s, in which it took part before it lost its state, without "
+                         "having rebuilt it" % (node, what, group))
 
     def on_restart_state(self, node, group, promised, accepted, chosen_next):
         """Right after a restart: nothing the node vouched for may be forgotten."""

@@ -61,7 +61,7 @@ from ..wire.message import ACCEPT, ACCEPTED, CATCHUP_REPLY, FORWARD, PREPARE, PR
 from .clients import _UNSEEN, KEYS_PER_GROUP, HistoryOp, Operation, SimClient
 from .network import NetworkFaults, SimNetwork
 from .node import SimCrash, SimLog, SimNode, SimStore
-from .oracle import Oracle, group_key
+from .oracle import Oracle, group_key, key_parts
 
 FAULT_KINDS = ("loss", "duplicate", "delay", "reorder", "partition", "crash", "torn", "skew", "pause", "stall",
                "damage", "amnesia", "regroup", "member")
@@ -336,7 +336,9 @@ class Simulation:
         self._trace("start", node.id, node.incarnation, amnesia)
         if amnesia:
             self.oracle.on_amnesia(node.id)
+            node.seen_rebuilding = set()
             self._restore_regrouped(node)
+        self._note_rebuilding(node)
         for group in loop.engine.groups():
             self.oracle.set_learned_start(node.id, group_key(group, loop.engine.incarnation_of(group)),
                                           loop.engine.learned(group)[0])
@@ -404,6 +406,17 @@ class Simulation:
                 return True
         return False
 
+    def _note_rebuilding(self, node):
+        """Which of the group incarnations the node must rebuild (it took part in them before it lost its
+        state) it has been seen rebuilding: once one is no longer rebuilding, it rebuilt it (Oracle.check_rebuilt).
+        Called when it starts and after every turn and group operation."""
+        engine = node.loop.engine
+        for key in self.oracle.must_rebuild.get(node.id, ()):
+            group, incarnation = key_parts(key)
+            if (engine.hosts(group) and engine.incarnation_of(group) == incarnation
+                    and engine.group_view(group)["status"] == "repairing"):
+                node.seen_rebuilding.add(key)
+
     def _added(self, node, group, incarnation, first):
         """An operator's add started `group` on `node`, empty, in `incarnation` and first configuration `first`:
         the oracle learns of it, and checks that nothing of a removed incarnation is left."""
@@ -426,6 +439,16 @@ class Simulation:
         (ReplicaLoop.add_group on a worker that lost its state). A group not removed here yet needs nothing:
         its operations come as scheduled."""
         for group in sorted(node.regrouped):
+            if (group in self.regroup_first and self.rng.random() < 0.5
+                    and all(group in n.regrouped for n in self.nodes.values() if n is not node and not n.left)):
+                # Removed everywhere and added back: no node holds the first incarnation any more, so the
+                # node's copy of it (rebuilding) cannot rebuild; a peer holding the new one tells it, and it
+                # takes that one by itself (ReplicaLoop.join_newer), rebuilding first.
+                self._trace("restore-by-itself", node.id, group)
+                # An add still due here would meet its copy of the first incarnation (a different first
+                # configuration): the operator leaves the node to it.
+                node.regroup_ops = [op for op in node.regroup_ops if not (op[1] == group and op[0] == "add")]
+                continue
             ops = [op for op in node.regroup_ops if op[1] == group and op[0] in ("remove", "add")]
             node.regroup_ops = [op for op in node.regroup_ops if op not in ops]
             node.regroup_ops.append(("remove", group))
@@ -474,6 +497,12 @@ class Simulation:
         try:
             while node.regroup_ops:
                 what, group, *args = node.regroup_ops[0]
+                if what == "remove" and loop.engine.hosts(group) and loop.engine.incarnation_of(group) > 1:
+                    # It took the newer incarnation by itself already (a leftover copy, rebuilding after a
+                    # wipe, told by a peer: ReplicaLoop.join_newer): nothing of the old one is left here.
+                    self._trace("regroup", node.id, "joined-already", group)
+                    node.regrouped.add(node.regroup_ops.pop(0)[1])
+                    continue
                 if what == "remove":
                     # An operator's REMOVE_GROUP arrives as production gets it: a request in this turn, after
                     # the poll's peer messages went into the engine (which may have chosen values of the group
@@ -501,6 +530,7 @@ class Simulation:
         except SimCrash:
             self._crashed(node)
             return
+        self._note_rebuilding(node)
         messages = []
         for frame in frames:
             try:
@@ -510,8 +540,16 @@ class Simulation:
         self.stats["turns"] += 1
         self._trace("turn", node.id, node.local_now, len(messages), len(requests))
         marks = (loop.retention.truncations, loop.snapshots.writes)
+        held = {g: loop.engine.incarnation_of(g) for g in self.regrouped if loop.engine.hosts(g)}
         try:
             loop.turn(messages, requests)
+            self._note_rebuilding(node)
+            for group in self.regrouped:
+                if loop.engine.hosts(group) and loop.engine.incarnation_of(group) > held.get(group, 0) > 0:
+                    # A leftover copy replaced by the newer incarnation its peers hold (ReplicaLoop.join_newer).
+                    incarnation = loop.engine.incarnation_of(group)
+                    self._trace("joined-newer", node.id, group, incarnation)
+                    self._added(node, group, incarnation, loop.engine.first_state(group))
             replies = loop.take_replies()
             for identity, frame in replies:
                 if identity == REGROUP_IDENTITY:
@@ -607,6 +645,8 @@ class Simulation:
                     oracle.violate("node %d sent %s for group %s while it was not a voter (%s)"
                                    % (node.id, "a vote" if kind == ACCEPTED else "a promise", group,
                                       engine.group_view(msg.group)["status"]))
+                oracle.check_rebuilt(node.id, group, "a vote" if kind == ACCEPTED else "a promise",
+                                     group in node.seen_rebuilding)
                 if kind == ACCEPTED:
                     oracle.on_vote(node.id, group, msg.instance, msg.ballot)
                 else:
@@ -677,7 +717,9 @@ class Simulation:
                 self.oracle.on_install(node.id, group_key(group, incarnation(group)), inc.applied)
         for group, instance, ballot in fx.self_votes:
             if engine.hosts(group):
-                self.oracle.on_vote(node.id, group_key(group, incarnation(group)), instance, ballot)
+                key = group_key(group, incarnation(group))
+                self.oracle.check_rebuilt(node.id, key, "a vote", key in node.seen_rebuilding)
+                self.oracle.on_vote(node.id, key, instance, ballot)
         for group, instance, value in fx.chosen:
             if engine.hosts(group):
                 self.oracle.on_learn(node.id, group_key(group, incarnation(group)), instance, value)

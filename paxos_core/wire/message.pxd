@@ -25,7 +25,11 @@ cpdef enum Kind:
     SNAP_CHUNK = 14    # holder -> receiver: instance = A, ballot = id, mark = offset, chain = crc32c(value);
                        # with FLAG_LAST the stream's last chunk, aux = stream bytes
     SNAP_ABORT = 15    # either way: instance = A, ballot = id, aux = reason (replica/snapshots.py)
-    KIND_MAX = 15
+    INC_NOTICE = 16    # between holders of different incarnations of a group id: the sender holds `inc`;
+                       # from the newer one, value = its first configuration (core/voters.pyx config state,
+                       # empty: the table's first); from the older one, empty: it asks for that
+                       # (Engine._on_other_incarnation)
+    KIND_MAX = 16
 
 # Message flags.
 cpdef enum MessageFlag:
