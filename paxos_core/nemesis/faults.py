@@ -202,11 +202,6 @@ class Nemesis:
             return "stopping one thread (ptrace) of a node's worker needs root here"
         if kind == "regroup" and not self._free_groups():
             return "every group holds client keys: give more groups than the keys use (--groups)"
-        if kind == "regroup" and "member" in kinds:
-            # Seen in a run of both (seed 636): a node that joins after a group of the node files was removed and
-            # added again holds it in its first incarnation, which the others no longer answer.
-            return ("not with member: a node that joins holds the node files' groups in their first incarnation, "
-                    "not one added again since (open: docs/RELIABILITY.md)")
         return None
 
     def _free_groups(self):
