@@ -119,9 +119,17 @@ def test_fsync_probe_reports_latency_and_stalls(tmp_path):
     rows = json.loads(lines[-1])["fsync"]
     assert len(rows) == 2
     for row in rows:
-        assert row["fsyncs"] > 0 and row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
+        assert row["fsyncs"] > 0 and row["p50_ms"] <= row["p99_ms"] <= row["p999_ms"] <= row["max_ms"]
         assert 0.0 <= row["stall_time_share"] <= 1.0 and row["cpu_us_per_fsync"] > 0
     assert list(tmp_path.iterdir()) == []            # the probe files are removed
+
+
+def test_fsync_summary_rounds_the_maximum_like_the_percentiles():
+    from paxos_core.bench.fsync import summarise
+    # 241 samples whose slowest is 4.003 ms: p99.9 is that sample, so max must not be rounded below it
+    row = summarise([0.001] * 240 + [0.004003], wall=1.0, cpu=0.01)
+    assert row["p999_ms"] == row["max_ms"] == 4.003 and row["p50_ms"] == 1.0
+    assert row["fsyncs"] == 241 and row["stalls_10ms"] == 0
 
 
 def test_member_bench_times_the_adoption_of_a_removal_by_every_group(tmp_path):
