@@ -544,6 +544,42 @@ class Client:
                 out.append({"node": n, "worker": w, "error": str(exc)})
         return out
 
+    def members(self, timeout: float = 5.0) -> list[int]:
+        """The cluster's members now: the ids of the membership table's nodes that were not removed (read
+        through the system group's log). Members this client has no address for (nodes that joined after its
+        node files were written) become addressable for the calls that name a node (status, group_info, the
+        group admin calls), at the table's address and CURVE key; requests that name no node still go to this
+        client's own nodes."""
+        return self._learn_members(self.membership.table(timeout))
+
+    def admin_nodes(self, timeout: float = 5.0) -> list[int]:
+        """The nodes that add_group and remove_group ask when given none: the table's members (`members`), or
+        this client's nodes if the table cannot be read (no majority of the system group answers) or is not
+        seeded yet (a cluster just started)."""
+        try:
+            return self.members(timeout) or list(self.nodes)
+        except errors.PaxosError:
+            return list(self.nodes)
+
+    def _learn_members(self, table: dict[str, Any]) -> list[int]:
+        """The ids of `table`'s members (not removed), ascending; an address for each one this client lacks."""
+        from .membership import client_endpoints
+
+        members = []
+        for row in table["nodes"]:
+            if row["role"] == "removed":
+                continue
+            node = int(row["id"])
+            members.append(node)
+            if node in self.endpoints:
+                continue
+            if self._curve_server_keys is not None:
+                if row.get("public_key", "-") == "-":
+                    continue                    # no key to connect with: calls naming it fail as for any node
+                self._curve_server_keys[node] = row["public_key"].encode()
+            self.endpoints[node] = client_endpoints(row, self.workers)     # after its key: the I/O thread reads both
+        return sorted(members)
+
     def group_info(self, group: int, node: int, timeout: float = 5.0) -> dict[str, Any]:
         """What `node` holds of `group` (a dict: hosted, incarnation, removed, status, first: the voters the
         incarnation it holds started on, None for the first voters; table: the epoch and voters its membership
@@ -573,8 +609,11 @@ class Client:
         node that lost its data: it holds the groups of its node file again), is replaced by the newest there.
         `nodes` limits the nodes changed (an operator's repair tool; every node of the group should be
         listed); the others are still asked which voters an incarnation they hold started on, and those that
-        do not answer within `timeout` are left out of that."""
+        do not answer within `timeout` are left out of that. Every node: the members of the membership table
+        (`admin_nodes`), so a node that joined after this client's node files were written gets the group too,
+        and a node removed from the cluster is not asked."""
         targets = self._check_admin(group, nodes, timeout)
+        members = self.admin_nodes(timeout) if nodes else targets
         infos = self._group_infos(group, targets, timeout)
         hosted = {n: i["incarnation"] for n, i in infos.items() if i["hosted"]}
         if len(set(hosted.values())) > 1:
@@ -599,7 +638,7 @@ class Client:
             incarnation = max(i["removed"] for i in infos.values()) + 1
         # The voters it starts on: those of the nodes already holding the incarnation, the nodes not listed too
         # (asked as well, those that answer: an add to some nodes, then to others, must name the same voters).
-        others = [n for n in self.nodes if n not in infos]
+        others = [n for n in members if n not in infos]
         if others:
             infos = {**infos, **self._group_infos(group, others, timeout, strict=False)}
         first = _first_of_add(group, incarnation, infos)
@@ -608,7 +647,7 @@ class Client:
         # incarnation too, and rebuilds it before it votes. Only an incarnation no node holds, every node
         # answering, is new.
         join = any(i["incarnation"] == incarnation and (i["hosted"] or i["status"] == "vacated")
-                   for i in infos.values()) or any(n not in infos for n in self.nodes)
+                   for i in infos.values()) or any(n not in infos for n in members)
         futures = [self._admin_add(n, group, incarnation, first, join, timeout) for n in targets if n not in hosted]
         for f in futures:
             f.result()
@@ -637,18 +676,20 @@ class Client:
     def remove_group(self, group: int, nodes: Iterable[int] | None = None, timeout: float = 5.0) -> None:
         """Delete `group` and its data on every node. Idempotent; two phases: every node is asked first (any
         node that cannot be asked refuses the removal, ConfigError), then every node removes it (a node that
-        fails leaves the removal to be run again; the group is added back only once no node holds it)."""
+        fails leaves the removal to be run again; the group is added back only once no node holds it). Every
+        node: the members of the membership table (`admin_nodes`), as for add_group."""
         targets = self._check_admin(group, nodes, timeout)
         self._group_infos(group, targets, timeout)
         for f in [self._admin(rpc.REMOVE_GROUP, n, None, group, timeout) for n in targets]:
             f.result()
 
     def _check_admin(self, group, nodes, timeout):
-        """The nodes a group admin call goes to, once its arguments are checked."""
+        """The nodes a group admin call goes to (`nodes`, else admin_nodes), once its arguments are checked."""
         if isinstance(group, int) and group >= SYSTEM_GROUP:
             raise errors.ConfigError("group ids %d and above are reserved: %d is the system group (membership), "
                                      "which is never added or removed" % (SYSTEM_GROUP, SYSTEM_GROUP))
-        targets = list(nodes or self.nodes)
+        self._check_target(group, timeout, None)        # before the table is read: a refused call reads nothing
+        targets = list(nodes) if nodes else self.admin_nodes(timeout)
         for n in targets:
             self._check_target(group, timeout, n)
         return targets
@@ -689,6 +730,12 @@ class Client:
     # several nodes in turn.
     async def status_async(self, node: int | None = None, timeout: float = 5.0) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self.status, node, timeout)
+
+    async def members_async(self, timeout: float = 5.0) -> list[int]:
+        return await asyncio.to_thread(self.members, timeout)
+
+    async def admin_nodes_async(self, timeout: float = 5.0) -> list[int]:
+        return await asyncio.to_thread(self.admin_nodes, timeout)
 
     async def group_info_async(self, group: int, node: int, timeout: float = 5.0) -> dict[str, Any]:
         return await asyncio.to_thread(self.group_info, group, node, timeout)

@@ -18,8 +18,10 @@ changes made against one epoch, exactly one is applied and the other raises :cla
 
 Before proposing, a change is checked against what the nodes report (``force=True`` skips it):
 
-* promote / replace: the learner answers and is caught up: every worker knows the table's epoch, rebuilds
-  nothing and lags at most ``max_lag`` instances (else :class:`LearnerNotReady`);
+* promote / replace: the learner answers and is caught up: it holds every group the other members hold,
+  and every worker knows the table's epoch, rebuilds nothing and lags at most ``max_lag`` instances (else
+  :class:`LearnerNotReady`). Groups added while the cluster ran that it lacks (a node that joins gets its node
+  file's groups only) are added there first, and it learns them like any group it rebuilds;
 * remove / replace / promote: the voters after the change that answer (and, but for the one promoted, vote
   now) are a majority of them (else :class:`WouldLoseQuorum`).
 """
@@ -113,31 +115,27 @@ class Membership:
         return json.loads(decode_user_result(raw))
 
     def _rows(self, timeout, table):
-        """{node: [worker status rows]} of the nodes that answer: the client's, and the table's that the client
-        does not know (a node that joined after its node files were written, asked at the table's address with
-        the table's key); a node that does not answer is left out, and a node the table removed is not asked (it
-        has left: waiting for its answer made every progress call after a removal take the whole timeout)."""
+        """{node: [worker status rows]} of the table's members and the client's nodes that answer (the client
+        learns the addresses of those it does not know: nodes that joined after its node files were written);
+        a node that does not answer is left out, and a node the table removed is not asked (it has left:
+        waiting for its answer made every progress call after a removal take the whole timeout)."""
         out = {}
         removed = {n["id"] for n in table["nodes"] if n["role"] == "removed"}
-        for row in self.client._status_of([n for n in self.client.nodes if n not in removed], timeout):
+        asked = set(self.client._learn_members(table)) | {n for n in self.client.nodes if n not in removed}
+        for row in self.client._status_of(sorted(asked), timeout):
             if "error" not in row:
                 out.setdefault(row["node"], []).append(row)
-        others = [n for n in table["nodes"] if n["id"] not in removed and n["id"] not in self.client.endpoints]
-        if others:
-            from .client import Client
-
-            client = self.client
-            keys = {n["id"]: n["public_key"].encode() for n in others} if client._curve_server_keys else None
-            endpoints = {n["id"]: client_endpoints(n, client.workers) for n in others}
-            extra = Client(endpoints, client.workers, client.groups, curve_server_keys=keys,
-                           curve_keypair=client._curve_keypair if keys else None, default_timeout=timeout)
-            try:
-                for row in extra.status(timeout=timeout):
-                    if "error" not in row:
-                        out.setdefault(row["node"], []).append(row)
-            finally:
-                extra.close()
         return out
+
+    @staticmethod
+    def _missing(node, rows):
+        """The groups added while the cluster ran (beyond the node files') that some member answering holds and
+        `node` does not: a node that joins gets its node file's groups only (worker.py `added_groups`)."""
+        def held(node_rows):
+            return {g for r in node_rows for g in r.get("added_groups", ())}
+
+        wanted = set().union(*(held(node_rows) for other, node_rows in rows.items() if other != node))
+        return sorted(wanted - held(rows.get(node, ())))
 
     def progress(self, epoch: int, timeout: float = 5.0) -> dict[str, Any]:
         """How far the nodes are in adopting `epoch`: per node and worker, the epoch it knows and how many of its
@@ -176,6 +174,7 @@ class Membership:
         for n in table["nodes"]:
             node_rows = rows.get(n["id"], [])
             nodes.append(dict(n, answers=bool(node_rows), ready=self._ready(n["id"], table, rows),
+                              groups_missing=self._missing(n["id"], rows) if node_rows else [],
                               epoch_known=min((r.get("membership", {}).get("epoch", 0) for r in node_rows), default=0),
                               max_lag=max((r.get("max_lag", 0) for r in node_rows), default=None),
                               repairing=sum(r.get("repairing", 0) for r in node_rows)))
@@ -189,10 +188,10 @@ class Membership:
                 "mismatch": None if in_file == in_table else {"node_files": in_file, "table": in_table}}
 
     def _ready(self, node, table, rows):
-        """The node answers, and every worker knows the table's epoch, rebuilds nothing and lags at most
-        max_lag instances."""
+        """The node answers, holds every group the other members hold, and every worker knows the table's epoch,
+        rebuilds nothing and lags at most max_lag instances."""
         node_rows = rows.get(node)
-        if not node_rows or len(node_rows) < self.client.workers:
+        if not node_rows or len(node_rows) < self.client.workers or self._missing(node, rows):
             return False
         return all(r.get("membership", {}).get("epoch", 0) >= table["epoch"] and not r.get("repairing", 0)
                    and r.get("max_lag", 0) <= self.max_lag for r in node_rows)
@@ -294,6 +293,16 @@ class Membership:
         if gone is not None and roles.get(gone) == "removed":
             return                                          # removed already
         rows = self._rows(timeout, table)
+        missing = self._missing(new, rows) if new is not None and new in rows else []
+        if roles.get(new) == "learner" and missing:
+            # Groups added after its node file was written: put them there now (it learns them before it votes,
+            # as every node that joins does); the operator promotes it once it has caught up.
+            for group in missing:
+                self.client.add_group(group, timeout=timeout)
+            raise errors.LearnerNotReady("node %d did not hold group(s) %s, which the other members hold (added "
+                                         "while the cluster ran): they were added there now, and it learns them; "
+                                         "run the change again once it caught up (status shows where it is); "
+                                         "nothing else was changed" % (new, ", ".join(map(str, missing))))
         if new is not None and roles.get(new) == "learner" and not self._ready(new, table, rows):
             raise errors.LearnerNotReady("node %d is not caught up: it must answer, know epoch %d, rebuild nothing "
                                          "and lag at most %d instances (status shows where it is); nothing was "

@@ -706,3 +706,48 @@ def test_a_bad_join_bundle_is_refused_with_one_line_and_writes_nothing(tmp_path)
     assert code == 2 and "is not the public key the cluster admitted for node 9" in err, err
     assert sorted(p.name for p in (tmp_path / "n" / "keys").iterdir()) == before
     assert not (tmp_path / "n" / "node9.toml").exists() and not (tmp_path / "n" / "data").exists()
+
+
+def test_a_node_that_joins_gets_the_groups_added_at_run_time_before_it_is_promoted(tmp_path):
+    """A node that joins gets its node file's groups only. Before, `member promote` made it a voter of a group
+    added while the cluster ran that it did not hold (the table places every group on every voter), and
+    `group add` (the client's node files list nodes 1-3) never reached it: each such replacement took a live
+    copy from that group for good. Now promote puts the missing groups there first (LearnerNotReady until it
+    learned them), and the group admin calls ask the table's members: the new node, not the removed one."""
+    import os
+    import signal
+
+    from paxos_core import LearnerNotReady
+
+    with LocalCluster(tmp_path, nodes=3, workers=2, groups=4) as cluster:
+        admin = cluster.client()
+        wait_for(lambda: _seeded(admin), 60, message="the table seeded")
+        assert admin.add_group(100) == 1
+        _put(admin, 100, b"before", b"the join")
+        new = tmp_path / "node4"
+        procs = []
+        try:
+            _node_process(cluster, tmp_path, procs, "node4", "--join",
+                          str(_bundle_for_new_host(cluster, tmp_path, new, workers=2)), "--dir", str(new))
+            wait_for(lambda: admin.membership.status()["nodes"][3]["answers"], 60, message="node 4 answers")
+            assert admin.membership.status()["nodes"][3]["groups_missing"] == [100]
+            with pytest.raises(LearnerNotReady, match="did not hold group.s. 100"):
+                admin.membership.promote(4)
+            assert admin.group_info(100, 4)["hosted"]            # added there by the refused promote
+            wait_for(lambda: _member_cli(cluster, "promote", 4)[0] == 0, 120, message="node 4 promoted")
+            read = admin.read(100, kv_ops.encode_get(b"before"), "stale", 10.0, node=4)
+            assert kv_ops.decode_result(read).value == b"the join"
+            assert admin.add_group(101) == 1 and admin.group_info(101, 4)["hosted"]
+            admin.membership.remove(1).wait(timeout=120)
+            assert cluster.procs[1].popen.wait(60) == 4
+            cluster.down.add(1)
+            # Node 1 left: the admin calls no longer ask it (before: "node 1 cannot be asked").
+            admin.remove_group(101)
+            assert [admin.group_info(101, n)["hosted"] for n in (2, 3, 4)] == [False, False, False]
+            assert admin.add_group(102) == 1
+            assert admin.members() == [2, 3, 4] and admin.membership.status()["nodes"][3]["groups_missing"] == []
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    os.kill(proc.pid, signal.SIGTERM)
+                    proc.wait(30)

@@ -173,11 +173,12 @@ def cmd_status(args):
 
 
 def _group_infos(client, group, timeout):
-    """{node: group_info} from every node; a node that cannot be asked fails the command (nothing changed)."""
+    """{node: group_info} from every member (Client.admin_nodes); a node that cannot be asked fails the command
+    (nothing changed)."""
     from ..errors import PaxosError
 
     infos = {}
-    for n in client.nodes:
+    for n in client.admin_nodes(timeout):
         try:
             infos[n] = client.group_info(group, n, timeout=timeout)
         except PaxosError as exc:

@@ -78,6 +78,11 @@ def cmd_member(args):
                 for w in progress["waiting"]:
                     print("node %d worker %d: knows epoch %d, %d groups still adopting" % (
                         w["node"], w["worker"], w["epoch"], w["groups_to_check"] + w["groups_adopting"]))
+            for n in status["nodes"]:
+                if n["groups_missing"]:
+                    print("node %d lacks group(s) %s, which other members hold: `paxos-core group add G` puts each "
+                          "there (`member promote` does so for a learner)"
+                          % (n["id"], ",".join(map(str, n["groups_missing"]))))
             if status["mismatch"]:
                 print("the node files list nodes %s; the table (the truth since epoch 1) has %s" % (
                     ",".join(map(str, status["mismatch"]["node_files"])),

@@ -14,10 +14,12 @@ import signal
 import sys
 import time
 
+import numpy as np
 import zmq
 
 from ..config import NodeAddress, NodeConfig, load_config
 from ..core.config import SYSTEM_GROUP
+from ..core.engine import GROUP_ABSENT
 from ..errors import ConfigError, PaxosError, StartError
 from ..replica.loop import LoopSettings, ReplicaLoop, default_rng
 from ..replica.membership_driver import seed_command
@@ -499,7 +501,7 @@ class Worker:
     def status(self, max_groups=64):
         out = self.loop.status(max_groups)
         out.update({
-            "pid": os.getpid(), "log": self.log.stats(),
+            "pid": os.getpid(), "log": self.log.stats(), "added_groups": self.added_groups(),
             "transport": {"sent_frames": self.transport.sent_frames, "dropped_frames": self.transport.dropped_frames,
                           "received_frames": self.transport.received_frames, "rejected": dict(self.transport.rejected),
                           "auth_denied": self.transport.auth_denied(),
@@ -507,6 +509,19 @@ class Worker:
                           "reconnects": self.transport.reconnects},
         })
         return out
+
+    def added_groups(self):
+        """Ids of the groups hosted here beyond those of the node file (added while the cluster ran), ascending.
+        A node that joins gets its node file's groups only: `member promote` compares these lists to find the
+        groups a learner lacks (membership.py). Array operations from this worker's first id past the node
+        file's: cheap with a million groups."""
+        engine, config = self.loop.engine, self.config
+        first = config.groups + (self.index - config.groups) % config.workers
+        start = engine.slot_index(first)
+        if start < 0 or start >= engine.n_slots:
+            return []
+        hosted = np.flatnonzero(engine.status_array[start:] != int(GROUP_ABSENT))
+        return [int(engine.group_at(start + slot)) for slot in hosted]
 
     def close(self):
         if self.metrics_server is not None:
