@@ -240,6 +240,9 @@ class _ClientOverTheTable:
         reply.result = result
         return reply
 
+    def _learn_members(self, table):
+        return sorted(n["id"] for n in table["nodes"] if n["role"] != "removed")
+
     def _status_of(self, nodes, timeout):
         self.status_asked += 1
         return [{"node": n, "worker": 0, "membership": {"epoch": self.status_epoch}, "max_lag": 0} for n in nodes]
