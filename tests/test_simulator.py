@@ -173,6 +173,11 @@ PLANT_RUNS["add-after-amnesia-votes"] = _run(40, "3,5", "1,8", faults="regroup,a
 # node rebuilds every incarnation it took part in before it votes there again catches it at seed 43 of this mix
 # (seeds 0-299 pass without the plant).
 PLANT_RUNS["join-newer-votes"] = _run(60, "3,5", "1,8", faults="regroup,amnesia,damage,crash,partition,loss")
+# Such a copy's tombstone without the incarnation it makes way for: a crash between the removal and the add
+# leaves the node without the group for good (soak seed 7,305,234, the one seed run here; it passes without the
+# plant).
+PLANT_RUNS["join-intent-lost"] = _run(1, "3", "1", base=7305234, faults="loss,duplicate,delay,reorder,partition,crash,"
+                                      "torn,skew,pause,stall,damage,amnesia,regroup,member")
 # A snapshot installed without its configuration puts the node back on the first voters: it needs a node to fall
 # behind a truncation while the voters change, so crashes, amnesia and partitions with the member fault (first
 # caught at seed 1029; the same 100 seeds pass without the plant).
@@ -557,4 +562,14 @@ def test_soak_finding_an_add_that_finds_the_group_held_already_is_not_checked_as
     state machine is already at 11 (the removed one's data)"): a false report, no fault of the node. The
     check (and the oracle's start of what the node learns) now applies to an add that starts the group."""
     result = run_seed(SimConfig(seed=7103957, nodes=5, groups=1))
+    assert result.ok, result.violations
+
+
+def test_soak_finding_a_crash_between_the_removal_and_the_add_of_a_join_does_not_lose_the_group():
+    """Soak seed 7,305,234 (3 nodes, 1 group, every fault; on 03d2ad6): node 1, wiped, held group 0 again in
+    incarnation 1, rebuilding; told its peers hold 2, it removed its copy (the tombstone durable) and crashed in
+    the add of incarnation 2. It restarted holding the group nowhere, and nothing told it of the group again:
+    group 0 was absent on node 1 at the end. The tombstone now names the incarnation the removal makes way for,
+    and the first turn after a restart takes it (ReplicaLoop.join_newer; plant `join-intent-lost`)."""
+    result = run_seed(SimConfig(seed=7305234, nodes=3, groups=1))
     assert result.ok, result.violations

@@ -17,7 +17,8 @@ from ..errors import ConfigError
 # re-added with the same incarnation, as an acceptor with no memory), add-after-amnesia-votes (a group added to a
 # worker that lost its synced state before votes at once: it may have voted in that incarnation then),
 # join-newer-votes (a leftover copy replaced by the newer incarnation its peers hold joins it as a voter at once,
-# even on a worker that lost its state). Forwarding: forward-twice (a proposal
+# even on a worker that lost its state), join-intent-lost (the tombstone of such a copy does not name the
+# incarnation it makes way for: a crash before the add leaves the node without the group for good). Forwarding: forward-twice (a proposal
 # relayed back while mastership moves is held again, so forwards grow with every move). Elections:
 # prepare-unpromised (a proposer whose own acceptor refused its ballot campaigns on the peers' promises alone).
 # Replica groups: remove-keeps-state (a removed group's state machine data outlives it, into the next incarnation).
@@ -71,7 +72,7 @@ PLANTS = ("ignore-promise", "reply-before-sync", "promise-not-persisted", "learn
           "redirect-without-catchup", "stage-silent-source", "leave-at-adoption", "renew-own-non-voter",
           "config-forgets-history", "leave-unhanded", "catchup-any-peer", "catchup-source-only",
           "stale-preference", "same-voters-idle", "add-first-voters", "add-after-amnesia-votes",
-          "join-newer-votes")
+          "join-newer-votes", "join-intent-lost")
 
 
 @dataclass(frozen=True)

@@ -541,11 +541,13 @@ class Simulation:
         self._trace("turn", node.id, node.local_now, len(messages), len(requests))
         marks = (loop.retention.truncations, loop.snapshots.writes)
         held = {g: loop.engine.incarnation_of(g) for g in self.regrouped if loop.engine.hosts(g)}
+        # Removed to take a newer incarnation, then a crash before the add: the turn takes it (0: not held now).
+        held.update((g, 0) for g, _, _ in loop.unfinished_joins if not loop.engine.hosts(g))
         try:
             loop.turn(messages, requests)
             self._note_rebuilding(node)
             for group in self.regrouped:
-                if loop.engine.hosts(group) and loop.engine.incarnation_of(group) > held.get(group, 0) > 0:
+                if loop.engine.hosts(group) and loop.engine.incarnation_of(group) > held.get(group, -1) >= 0:
                     # A leftover copy replaced by the newer incarnation its peers hold (ReplicaLoop.join_newer).
                     incarnation = loop.engine.incarnation_of(group)
                     self._trace("joined-newer", node.id, group, incarnation)

@@ -95,6 +95,8 @@ class Recovery:
     corrupt_records: int = 0
     records: int = 0
     removed: dict = field(default_factory=dict)     # group id -> incarnation removed here (tombstones)
+    joining: dict = field(default_factory=dict)     # group id -> (incarnation, first) a tombstone says it was
+    #                                                 removed to take (ReplicaLoop.join_newer), not taken yet
     vacated: dict = field(default_factory=dict)     # group id -> (incarnation, chosen mark) handed over here
     vacated_first: dict = field(default_factory=dict)   # ... -> its first configuration, when not the table's
     amnesia: bool = False        # the log's synced state was damaged and replaced by an empty log
@@ -211,7 +213,10 @@ def recover(items):
         elif not record[3] & RECORD_VOID:
             scan.instances.append(record)
     for group in [g for g, scan in scans.items() if scan.removed]:
-        result.removed[group] = scans.pop(group).incarnation
+        scan = scans.pop(group)
+        result.removed[group] = scan.incarnation
+        if scan.group_mark:
+            result.joining[group] = (scan.group_mark, scan.first)
     for group in [g for g, scan in scans.items() if scan.vacated]:
         # Handed over: whatever records of it survived a crash before their deletion are not its state (the
         # loop deletes them before it ever holds the group again).
