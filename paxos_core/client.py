@@ -611,7 +611,8 @@ class Client:
         listed); the others are still asked which voters an incarnation they hold started on, and those that
         do not answer within `timeout` are left out of that. Every node: the members of the membership table
         (`admin_nodes`), so a node that joined after this client's node files were written gets the group too,
-        and a node removed from the cluster is not asked."""
+        and a node removed from the cluster is not asked; the table is read again once the group is added,
+        and a member that joined meanwhile gets it as well."""
         targets = self._check_admin(group, nodes, timeout)
         members = self.admin_nodes(timeout) if nodes else targets
         infos = self._group_infos(group, targets, timeout)
@@ -651,7 +652,18 @@ class Client:
         futures = [self._admin_add(n, group, incarnation, first, join, timeout) for n in targets if n not in hosted]
         for f in futures:
             f.result()
+        if not nodes and self._joined_since(targets, timeout):
+            # A node joined meanwhile: it holds its node file's groups only, and a `member promote` that ran
+            # before any node held this group found nothing missing there. It gets the group now.
+            return self.add_group(group, None, timeout)
         return incarnation
+
+    def _joined_since(self, targets, timeout):
+        """Whether the table now has a member outside `targets` (False if it cannot be read)."""
+        try:
+            return any(n not in targets for n in self.members(timeout))
+        except errors.PaxosError:
+            return False
 
     @staticmethod
     def _left_over(group, infos, hosted):

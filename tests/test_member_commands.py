@@ -713,7 +713,8 @@ def test_a_node_that_joins_gets_the_groups_added_at_run_time_before_it_is_promot
     added while the cluster ran that it did not hold (the table places every group on every voter), and
     `group add` (the client's node files list nodes 1-3) never reached it: each such replacement took a live
     copy from that group for good. Now promote puts the missing groups there first (LearnerNotReady until it
-    learned them), and the group admin calls ask the table's members: the new node, not the removed one."""
+    learned them), and the group admin calls ask the table's members: the new node, not the removed one, and
+    a node that joined while a group was added."""
     import os
     import signal
 
@@ -734,6 +735,19 @@ def test_a_node_that_joins_gets_the_groups_added_at_run_time_before_it_is_promot
             with pytest.raises(LearnerNotReady, match="did not hold group.s. 100"):
                 admin.membership.promote(4)
             assert admin.group_info(100, 4)["hosted"]            # added there by the refused promote
+            # A group added by a client that read the members before node 4 joined: the table is read again
+            # once the group is added, and node 4 gets it too (before: it lacked it, and a promote run before
+            # any node held it found nothing missing there).
+            members_now, asked = admin.admin_nodes, []
+
+            def before_the_join(timeout=5.0):
+                asked.append(timeout)
+                return [1, 2, 3] if len(asked) == 1 else members_now(timeout)
+
+            admin.admin_nodes = before_the_join
+            assert admin.add_group(103) == 1 and asked
+            del admin.admin_nodes
+            assert admin.group_info(103, 4)["hosted"]
             wait_for(lambda: _member_cli(cluster, "promote", 4)[0] == 0, 120, message="node 4 promoted")
             read = admin.read(100, kv_ops.encode_get(b"before"), "stale", 10.0, node=4)
             assert kv_ops.decode_result(read).value == b"the join"

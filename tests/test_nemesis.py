@@ -101,14 +101,17 @@ def test_a_wiped_node_gets_a_regrouped_group_back_and_the_run_converges(tmp_path
 
 
 def test_member_fault_changes_the_members_under_load_and_every_check_holds(tmp_path):
-    """The member fault alone, one short run: the operator's first step on 3 voters adds a node by join bundle
-    and promotes it (or replaces a killed and wiped voter): the table's members are the nodes running at the
-    end, every group on every node votes on the table's voters, and the history is linearizable."""
+    """The member fault alone, one short run: it adds group 4 beyond the node files', then its first step on 3
+    voters adds a node by join bundle and promotes it (or replaces a killed and wiped voter), which puts group 4
+    there first (a node that joins holds its node file's groups only): the table's members are the nodes
+    running at the end, every group on every node votes on the table's voters, and the history is
+    linearizable."""
     _requirements("kill")
     result, summary, out = nemesis(tmp_path, "--duration", DURATION, "--faults", "member", "--seed", "1",
                                    "--read-modes", "lease,linearizable")
     assert summary["topology"] == "netns", out[-3000:]
     assert summary["member_changes"] >= 1 and summary["faults"].get("member", 0) >= 1, out[-3000:]
+    assert summary["groups_added"] == [4] and summary["groups_filled"] >= 1, out[-3000:]
     assert summary["member_problems"] == 0, out[-3000:]
     assert summary["final_members"] != [1, 2, 3], out[-3000:]
     assert summary["anomalies"] == 0 and summary["lost_acked_writes"] == 0, out[-3000:]
@@ -116,6 +119,19 @@ def test_member_fault_changes_the_members_under_load_and_every_check_holds(tmp_p
     logs = "".join(p.read_text(errors="replace") for p in (tmp_path / "run" / "logs").glob("*"))
     assert "joins cluster" in logs, out[-3000:]
     assert result.returncode == 0, out[-3000:]
+
+
+def test_a_node_promoted_without_a_group_added_at_run_time_fails_the_member_check(tmp_path):
+    """The member fault with a planted worker status that omits the groups added at run time: `member promote`
+    finds nothing missing on the node that joined and makes it a voter of group 4, which it does not hold. The
+    member fault's check at the promotion fails the run. The unplanted twin is the test above."""
+    _requirements("kill")
+    result, summary, out = nemesis(tmp_path, "--duration", DURATION, "--faults", "member", "--seed", "1",
+                                   "--plant", "status-omits-added-groups")
+    assert summary["plant"] == "status-omits-added-groups" and summary["groups_filled"] == 0, out[-3000:]
+    assert summary["member_problems"] >= 1, out[-3000:]
+    assert re.search(r"MEMBERSHIP: node \d became a voter without group\(s\) \[4\]", out), out[-3000:]
+    assert result.returncode == 1
 
 
 def test_planted_stale_lease_clock_is_caught(tmp_path):

@@ -72,7 +72,7 @@ PLANTS = ("ignore-promise", "reply-before-sync", "promise-not-persisted", "learn
           "redirect-without-catchup", "stage-silent-source", "leave-at-adoption", "renew-own-non-voter",
           "config-forgets-history", "leave-unhanded", "catchup-any-peer", "catchup-source-only",
           "stale-preference", "same-voters-idle", "add-first-voters", "add-after-amnesia-votes",
-          "join-newer-votes", "join-intent-lost")
+          "join-newer-votes", "join-intent-lost", "status-omits-added-groups")
 
 
 @dataclass(frozen=True)

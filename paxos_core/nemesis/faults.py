@@ -46,7 +46,9 @@ wipe       a node is stopped (kill -9), everything in its data directory is dele
            again, with nothing lost. Strikes only when no node is rebuilding, as `corrupt`.
 member     membership changes all through the run, under the other kinds: 3 voters grow to 5 and shrink back
            (add by join bundle and promote, remove, replace a killed and wiped voter, a removal whose driver
-           is killed): member.py. Not a turn of the schedule: it runs beside it.
+           is killed): member.py. Not a turn of the schedule: it runs beside it. Its first change adds a group
+           beyond the node files' (id = --groups, no client key on it): a node that joins holds its node file's
+           groups only, so each promotion and replacement must put that one there first (checked at each).
 regroup    a group no client key maps to is removed from the cluster (``Client.remove_group``: every node
            asked first, then each deletes it) and added back (``Client.add_group``: a newer incarnation on every
            node, on the voters the membership table places it on), under the clients' load on the other groups.
@@ -54,8 +56,7 @@ regroup    a group no client key maps to is removed from the cluster (``Client.r
            empty (a value written to the old one just before the removal reads as absent, linearizably) and
            takes a write that reads back. The end-of-run convergence covers the group like every other. Needs
            a group without client keys (more groups than the keys use); retried while a node cannot be asked
-           (a removal needs them all), and an add left undone is finished at heal. Not with ``member``: a node
-           that joins holds the node files' groups in their first incarnation (open, docs/RELIABILITY.md).
+           (a removal needs them all), and an add left undone is finished at heal.
 slowdisk   fsync stalls: the node's XFS filesystem is frozen (``fsfreeze -f``: every synced write blocks) for
            50-400 ms at a time, again and again, for the fault's duration. Needs the XFS disks (root,
            xfsprogs); without them, SIGSTOP/SIGCONT bursts of one worker of the same lengths (a stalled synced
@@ -187,7 +188,10 @@ class Nemesis:
         self.t0 = clock()
         self.cleanup = []                 # what heal() must undo
         self.problems = []                # checks of a fault that failed (the regroup fault's): the run fails
-        self.regrouped = set()            # groups the regroup fault removed and added back
+        self.regrouped = set()            # groups the regroup fault removed and added back, and the member
+                                          # fault's group added beyond the node files': mend_regrouped's
+        self.added = {}                   # the member fault's group added beyond the node files': its
+                                          # incarnation once the add completed (None until then)
         self.mended = []                  # what mend_regrouped changed, one line per group and time
 
     def _unavailable(self, kind, kinds):
@@ -546,21 +550,9 @@ class Nemesis:
     def _regroup(self, record):
         group = self.rng.choice(self._free_groups())
         number = len(self.records) + 1
-        old, new = b"regroup%d-old" % number, b"regroup%d-new" % number
         record.target = None
         deadline = time.monotonic() + 20          # the schedule waits meanwhile: a removal needs every node
-
-        def put(value):
-            def write(client):
-                status = kv_ops.decode_result(client.propose(group, kv_ops.encode_put(REGROUP_PROBE, value)).result)
-                if status[0] != kv_ops.OK:
-                    raise RuntimeError("group %d: the probe write answered %r" % (group, status))
-            return write
-
-        def read(client):
-            return kv_ops.decode_result(client.read(group, kv_ops.encode_get(REGROUP_PROBE), mode="linearizable"))
-
-        self._admin_until(put(old), deadline)
+        self._admin_until(self._probe_put(group, b"regroup%d-old" % number), deadline)
         self._admin_until(lambda client: client.remove_group(group), deadline)
         record.injected = True
         self.regrouped.add(group)
@@ -568,6 +560,23 @@ class Nemesis:
         incarnation = self._admin_until(lambda client: client.add_group(group), deadline)
         self.cleanup.remove(("add-group", group))
         record.detail = "group %d removed and added back: incarnation %d" % (group, incarnation)
+        self.check_group_back(group, incarnation, b"regroup%d-new" % number, deadline)
+
+    @staticmethod
+    def _probe_put(group, value):
+        def write(client):
+            status = kv_ops.decode_result(client.propose(group, kv_ops.encode_put(REGROUP_PROBE, value)).result)
+            if status[0] != kv_ops.OK:
+                raise RuntimeError("group %d: the probe write answered %r" % (group, status))
+        return write
+
+    def check_group_back(self, group, incarnation, value, deadline):
+        """A group just added (again): every member holds ``incarnation``, which starts empty (a value written
+        to a removed one reads as absent, linearizably) and takes a write of ``value`` that reads back. Each
+        check that fails is a problem of the run."""
+        def read(client):
+            return kv_ops.decode_result(client.read(group, kv_ops.encode_get(REGROUP_PROBE), mode="linearizable"))
+
         infos = self._admin_until(lambda client: {n: client.group_info(group, n) for n in sorted(self.cluster.nodes)},
                                   deadline)
         held = {n: (i["hosted"], i["incarnation"]) for n, i in infos.items()}
@@ -576,20 +585,21 @@ class Nemesis:
                                  % (group, incarnation, held))
         found = self._admin_until(read, deadline)
         if found[0] != kv_ops.NOT_FOUND:
-            self.problems.append("regroup: group %d incarnation %d holds the removed one's value: %r"
-                                 % (group, incarnation, found))
-        self._admin_until(put(new), deadline)
+            self.problems.append("regroup: group %d incarnation %d holds %s: %r" % (
+                group, incarnation, "the removed one's value" if incarnation > 1 else "a value before any write", found))
+        self._admin_until(self._probe_put(group, value), deadline)
         found = self._admin_until(read, deadline)
-        if found != (kv_ops.OK, new):
+        if found != (kv_ops.OK, value):
             self.problems.append("regroup: group %d incarnation %d read %r after writing %r" % (group, incarnation,
-                                                                                               found, new))
+                                                                                               found, value))
 
     def mend_regrouped(self):
-        """`group add G` for each group the regroup fault added back, as the README tells an operator once a
-        node lost its data (wipe, corrupt): that node holds the groups of its node file again in their first
-        incarnation, rebuilding, which the others do not answer; the add puts the incarnation they hold back
-        there. Elsewhere it changes nothing (idempotent). Run before a fault that takes a node's memory (it waits
-        for no node to be rebuilding) and after the run. A failure is a FAULT CHECK problem; what it changed goes
+        """`group add G` for each group the regroup fault added back (and the member fault's group added beyond
+        the node files'), as the README tells an operator once a node lost its data (wipe, corrupt): that node
+        holds the groups of its node file again in their first incarnation, rebuilding, which the others do not
+        answer, and lacks the groups added beyond them; the add puts the incarnation the others hold there.
+        Elsewhere it changes nothing (idempotent). Run before a fault that takes a node's memory (it waits for no
+        node to be rebuilding) and after the run. A failure is a FAULT CHECK problem; what it changed goes
         to ``mended`` and the output."""
         for group in sorted(self.regrouped):
             nodes = sorted(self.cluster.nodes)

@@ -60,6 +60,7 @@ class MemberOperator:
         self.changes = 0
         self.growing = True                 # toward max_voters (else toward min_voters)
         self.sizes = [len(self.cluster.nodes)]   # the voters' count after each change made
+        self.filled = 0                     # groups added at run time that a joined node got at its promotion
 
     # ------------------------------------------------------------------ helpers
     def _client(self):
@@ -108,6 +109,7 @@ class MemberOperator:
 
     # ------------------------------------------------------------------ the loop
     def run(self, stop):
+        self._add_group()
         while not stop.is_set():
             record = self.step(stop)
             if record is not None:
@@ -166,6 +168,25 @@ class MemberOperator:
             record.start - self.nemesis.t0, variant, record.target, " (%s)" % record.detail if record.detail else ""))
         return record
 
+    def _add_group(self):
+        """The first change: group ``groups`` added while the cluster runs (no node file lists it, no client key
+        maps to it). A node that joins holds its node file's groups only: each promotion and replacement must put
+        this one there first (``_check_filled``). Checked like the regroup fault's groups (held by every member,
+        empty, writable); where a node loses its data, Nemesis.mend_regrouped puts it back."""
+        nemesis, group = self.nemesis, self.cluster.groups
+        nemesis.added[group] = None
+        nemesis.regrouped.add(group)
+        deadline = time.monotonic() + 60
+        try:
+            incarnation = nemesis.added[group] = self._until(lambda client: client.add_group(group), deadline)
+            nemesis.check_group_back(group, incarnation, b"added", deadline)
+        except Exception as exc:
+            self.problems.append("group %d could not be added at the start: %s: %s" % (group, type(exc).__name__,
+                                                                                      exc))
+            return
+        nemesis.say("nemesis: %.1f s member: group %d added beyond the node files (incarnation %d)"
+                    % (time.monotonic() - nemesis.t0, group, incarnation))
+
     def rebuild_bundle(self, node_id, deadline):
         """For member ``node_id``, wiped: the path of its bundle of the table's nodes and keys (what ``member
         bundle ID --out`` writes), when the node file it restarts from lists no other member left, else None.
@@ -212,20 +233,41 @@ class MemberOperator:
     def _add(self, record, table, deadline):
         new_id = self._join(record, table, deadline)
         record.target = new_id
-        self._promote_one(new_id, deadline)
-        record.detail = "joined by bundle and promoted"
+        record.detail = "joined by bundle and promoted" + self._promote_one(new_id, deadline)
 
     def _promote(self, record, table, deadline):
         learner = table["learners"][0]
         record.target = learner
         record.injected = True
-        self._promote_one(learner, deadline)
-        record.detail = "a learner left by an earlier step, promoted"
+        record.detail = "a learner left by an earlier step, promoted" + self._promote_one(learner, deadline)
 
     def _promote_one(self, node_id, deadline):
         self._hold(node_id)
+        lacked = self._lacks(node_id, deadline)
         change = self._until(lambda client: client.membership.promote(node_id), deadline)
         self._wait_adopted(change.epoch, deadline)
+        return self._check_filled(node_id, lacked, deadline)
+
+    def _lacks(self, node_id, deadline):
+        """The groups the regroup fault added beyond the node files (Nemesis.added, those whose add completed)
+        that ``node_id`` does not hold now."""
+        added = sorted(g for g, incarnation in list(self.nemesis.added.items()) if incarnation is not None)
+        if not added:
+            return []
+        return self._until(lambda client: [g for g in added if not client.group_info(g, node_id)["hosted"]],
+                           deadline)
+
+    def _check_filled(self, node_id, lacked, deadline):
+        """After ``node_id`` became a voter: it must hold every group added at run time (the table places every
+        group on every voter; one it lacks would vote short of a copy for good). ``lacked``: those it did not
+        hold before, which its promotion put there. A detail for the record."""
+        still = self._lacks(node_id, deadline)
+        if still:
+            self.problems.append("node %d became a voter without group(s) %s, added while the cluster ran"
+                                 % (node_id, still))
+            return "; it lacks group(s) %s added at run time" % still
+        self.filled += len(lacked)
+        return "; group(s) %s added at run time put there first" % lacked if lacked else ""
 
     def _forget(self, record, table, deadline):
         gone = [v for v in table["voters"] + table["learners"] if v not in self.cluster.nodes][0]
@@ -337,7 +379,9 @@ class MemberOperator:
             cluster.set_members(members, {**cluster.removed, old: node})
             record.injected = True
         new_id = self._join(record, table, deadline, replaces=old)
+        lacked = self._lacks(new_id, deadline)
         change = self._until(lambda client: client.membership.replace(old, new_id), deadline)
         self._wait_adopted(change.epoch, deadline)
         self.wiped.discard(old)             # every group now votes on its replacement (nemesis seed 603)
-        record.detail = "killed -9 and wiped; node %d took its place" % new_id
+        record.detail = "killed -9 and wiped; node %d took its place%s" % (new_id,
+                                                                          self._check_filled(new_id, lacked, deadline))

@@ -87,9 +87,10 @@ def final_reads(client, groups, history, keys, timeout):
     return final
 
 
-def converge(cluster, client, keys, final, timeout):
-    """Wait until every node reports, for every group, the same chosen mark and chain with everything applied,
-    and a stale read of every key on every node returns its final value. Returns (converged, details)."""
+def converge(cluster, client, keys, final, timeout, added=()):
+    """Wait until every node reports, for every group (the node files' and those ``added`` at run time), the same
+    chosen mark and chain with everything applied, and a stale read of every key on every node returns its final
+    value. Returns (converged, details)."""
     deadline = time.monotonic() + timeout
     problems = ["no status yet"]
     while time.monotonic() < deadline:
@@ -106,7 +107,7 @@ def converge(cluster, client, keys, final, timeout):
                                                                      d["status"])
             except Exception as exc:
                 problems.append("node %d: status failed: %s" % (node_id, type(exc).__name__))
-        for group in range(cluster.groups):
+        for group in list(range(cluster.groups)) + sorted(added):
             seen = views.get(group, {})
             if len(seen) != len(cluster.nodes):
                 problems.append("group %d: reported by %d of %d nodes" % (group, len(seen), len(cluster.nodes)))
@@ -202,8 +203,8 @@ MEMBER_SPARES = 12
 
 
 def member_settled(cluster, client, timeout):
-    """After a run with the `member` fault: the table's members are the nodes running, and every one of them has
-    every group on the table's voters. Returns (settled, problems)."""
+    """After a run with the `member` fault: the table's members are the nodes running, every one of them has
+    every group on the table's voters, and none lacks a group the others hold. Returns (settled, problems)."""
     deadline = time.monotonic() + timeout
     problems = ["no answer"]
     while time.monotonic() < deadline:
@@ -217,6 +218,10 @@ def member_settled(cluster, client, timeout):
             if progress["waiting"] or progress["silent"]:
                 problems.append("epoch %d not adopted everywhere: waiting %s, silent %s"
                                 % (table["epoch"], progress["waiting"][:5], progress["silent"]))
+            for row in client.membership.status(timeout=5.0)["nodes"]:
+                if row["groups_missing"]:
+                    problems.append("node %d lacks group(s) %s, which other members hold (added at run time)"
+                                    % (row["id"], row["groups_missing"]))
         except Exception as exc:
             problems.append("membership: %s: %s" % (type(exc).__name__, exc))
         if not problems:
@@ -287,7 +292,7 @@ def _run(opts, say):
             nemesis.mend_regrouped()
             keys = workload.keys + sorted(nemesis.probe_keys)
             final = final_reads(admin, cluster.groups, history, keys, opts.settle_s)
-            converged, problems = converge(cluster, admin, keys, final, opts.settle_s)
+            converged, problems = converge(cluster, admin, keys, final, opts.settle_s, nemesis.added)
             member_problems = []
             if nemesis.operator is not None:
                 member_problems = list(nemesis.operator.problems)
@@ -354,7 +359,8 @@ def _run(opts, say):
             "member_changes": nemesis.operator.changes if nemesis.operator is not None else 0,
             "voter_counts": nemesis.operator.sizes if nemesis.operator is not None else [],
             "member_problems": len(member_problems), "fault_check_problems": len(nemesis.problems),
-            "regroups_mended": len(nemesis.mended),
+            "regroups_mended": len(nemesis.mended), "groups_added": sorted(nemesis.added),
+            "groups_filled": nemesis.operator.filled if nemesis.operator is not None else 0,
             "final_members": sorted(cluster.nodes),
         }
         bad = (summary["anomalies"] or summary["lost_acked_writes"] or summary["undecided_keys"] or not converged

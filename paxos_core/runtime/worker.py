@@ -516,6 +516,8 @@ class Worker:
         groups a learner lacks (membership.py). Array operations from this worker's first id past the node
         file's: cheap with a million groups."""
         engine, config = self.loop.engine, self.config
+        if self.loop.settings.plant == "status-omits-added-groups":
+            return []                   # planted: promote then finds nothing missing on a learner
         first = config.groups + (self.index - config.groups) % config.workers
         start = engine.slot_index(first)
         if start < 0 or start >= engine.n_slots:
