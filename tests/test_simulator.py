@@ -578,3 +578,15 @@ def test_soak_finding_a_crash_between_the_removal_and_the_add_of_a_join_does_not
     and the first turn after a restart takes it (ReplicaLoop.join_newer; plant `join-intent-lost`)."""
     result = run_seed(SimConfig(seed=7305234, nodes=3, groups=1))
     assert result.ok, result.violations
+
+
+def test_soak_finding_an_add_on_some_nodes_that_meets_a_copy_left_over_by_a_wipe_is_refused():
+    """Soak seed 7,408,568 (5 nodes, 8 groups, every fault; on 51339ea): group 4 was removed everywhere and
+    added back (incarnation 2) on nodes 1 and 2; node 3, wiped, held it again in incarnation 1 (rebuilding),
+    and the simulator left it to take incarnation 2 by itself. The seed's add of the group on nodes 3 and 5 came
+    after that and met the leftover copy: the simulator's operator called the add all the same, which the
+    replica loop refused ("every node of an incarnation starts on the same voters") and the run reported as an
+    exception. Client.add_group refuses such an add (another node removed the incarnation held there); the
+    simulator's operator now does too, and node 3 takes incarnation 2 by itself (ReplicaLoop.join_newer)."""
+    result = run_seed(SimConfig(seed=7408568, nodes=5, groups=8))
+    assert result.ok, result.violations

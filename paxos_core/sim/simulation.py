@@ -406,6 +406,16 @@ class Simulation:
                 return True
         return False
 
+    def _left_over_here(self, node, group):
+        """Whether `node` holds `group` in an incarnation another node has removed: a copy of its node file's
+        group that a wipe brought back (the tombstone went with the storage)."""
+        engine = node.loop.engine
+        if not engine.hosts(group):
+            return False
+        held = engine.incarnation_of(group)
+        return any(other is not node and other.loop is not None and other.loop.tombstones.get(group, 0) >= held
+                   for other in self.nodes.values())
+
     def _note_rebuilding(self, node):
         """Which of the group incarnations the node must rebuild (it took part in them before it lost its
         state) it has been seen rebuilding: once one is no longer rebuilding, it rebuilt it (Oracle.check_rebuilt).
@@ -517,6 +527,13 @@ class Simulation:
                         loop.engine.adopt(group, *args)
                 elif what == "system":
                     loop.propose_internal(SYSTEM_GROUP, args[0], 200)
+                elif self._left_over_here(node, group):
+                    # An add on some nodes (`group add G --nodes ...`) that meets a copy left over by a wipe, of
+                    # an incarnation another node removed: Client.add_group refuses it ("remove the group
+                    # everywhere first"), and the node takes the newer incarnation by itself once a peer tells
+                    # it (ReplicaLoop.join_newer), as after the restore that leaves it to that (soak seed
+                    # 7,408,568: the seed's add came after such a restore).
+                    self._trace("regroup", node.id, "add-refused-left-over", group)
                 else:
                     first = args[0] if args else b""
                     # Held here already (the operator put it back after a wipe before this add came, soak seed
