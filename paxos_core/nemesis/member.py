@@ -174,11 +174,11 @@ class MemberOperator:
         this one there first (``_check_filled``). Checked like the regroup fault's groups (held by every member,
         empty, writable); where a node loses its data, Nemesis.mend_regrouped puts it back."""
         nemesis, group = self.nemesis, self.cluster.groups
-        nemesis.added[group] = None
-        nemesis.regrouped.add(group)
+        nemesis.added[group] = None                 # the end's convergence covers it, whatever comes of the add
         deadline = time.monotonic() + 60
         try:
             incarnation = nemesis.added[group] = self._until(lambda client: client.add_group(group), deadline)
+            nemesis.regrouped.add(group)
             nemesis.check_group_back(group, incarnation, b"added", deadline)
         except Exception as exc:
             self.problems.append("group %d could not be added at the start: %s: %s" % (group, type(exc).__name__,
@@ -249,8 +249,8 @@ class MemberOperator:
         return self._check_filled(node_id, lacked, deadline)
 
     def _lacks(self, node_id, deadline):
-        """The groups the regroup fault added beyond the node files (Nemesis.added, those whose add completed)
-        that ``node_id`` does not hold now."""
+        """The groups added beyond the node files (``_add_group``; Nemesis.added, once the add completed) that
+        ``node_id`` does not hold now."""
         added = sorted(g for g, incarnation in list(self.nemesis.added.items()) if incarnation is not None)
         if not added:
             return []
