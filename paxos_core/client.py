@@ -665,6 +665,25 @@ class Client:
         except errors.PaxosError:
             return False
 
+    def _add_to_learner(self, group: int, node: int, timeout: float) -> int | None:
+        """Put `group` on `node`, a learner that lacks it, in the incarnation the other members hold, on the
+        voters that incarnation started on: what `member promote` and `replace` do for the groups added while
+        the cluster ran (membership.py). Unlike add_group, members that do not answer are left out: `member
+        replace` takes the place of a member that is gone for good, and still listed until then. The incarnation
+        put there (None if no member that answers holds the group; `node`'s own if it holds it already)."""
+        self._check_target(group, timeout, node)
+        infos = self._group_infos(group, [n for n in self.admin_nodes(timeout) if n != node], timeout, strict=False)
+        held = [i["incarnation"] for i in infos.values() if i["hosted"]]
+        mine = self._group_infos(group, [node], timeout)[node]
+        if mine["hosted"] or not held:
+            return mine["incarnation"] if mine["hosted"] else None
+        incarnation = max(held)
+        if mine["removed"] >= incarnation:
+            raise errors.ConfigError("group %d: node %d removed incarnation %d, which the other members hold; it "
+                                     "cannot hold it again" % (group, node, incarnation))
+        self._admin_add(node, group, incarnation, _first_of_add(group, incarnation, infos), True, timeout).result()
+        return incarnation
+
     @staticmethod
     def _left_over(group, infos, hosted):
         """The nodes holding an incarnation of `group` older than the newest one held, when each of them holds it

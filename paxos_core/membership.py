@@ -298,7 +298,7 @@ class Membership:
             # Groups added after its node file was written: put them there now (it learns them before it votes,
             # as every node that joins does); the operator promotes it once it has caught up.
             for group in missing:
-                self.client.add_group(group, timeout=timeout)
+                self.client._add_to_learner(group, new, timeout)
             raise errors.LearnerNotReady("node %d did not hold group(s) %s, which the other members hold (added "
                                          "while the cluster ran): they were added there now, and it learns them; "
                                          "run the change again once it caught up (status shows where it is); "

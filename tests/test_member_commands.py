@@ -304,7 +304,9 @@ def _run(args):
 def test_a_wiped_node_is_replaced_by_a_new_id_on_the_same_host_and_the_cluster_survives_another_loss(tmp_path):
     """kill -9 node 3 and wipe it; it refuses to start as it was; a new node (id 4) takes its address through
     a join bundle (`member add --replaces 3`) and its place (`member replace 3 4`); then node 1 is killed too
-    and the cluster still serves (voters 1, 2, 4: two of them up)."""
+    and the cluster still serves (voters 1, 2, 4: two of them up), group 100 too, added while the cluster ran:
+    the replace put it on node 4 first, though node 3, a member until then, could not be asked (before, the
+    replace failed for good: "node 3 cannot be asked", nemesis seed 655)."""
     import os
     import shutil
     import signal
@@ -312,7 +314,8 @@ def test_a_wiped_node_is_replaced_by_a_new_id_on_the_same_host_and_the_cluster_s
     with LocalCluster(tmp_path, nodes=3, workers=1, groups=2) as cluster:
         admin = cluster.client(prefer=2)
         wait_for(lambda: _seeded(admin), 60, message="the table seeded")
-        for group in (0, 1):
+        assert admin.add_group(100) == 1
+        for group in (0, 1, 100):
             _put(admin, group, b"before", b"1")
         old = cluster.config(3)
         cluster.kill(3)
@@ -347,11 +350,12 @@ def test_a_wiped_node_is_replaced_by_a_new_id_on_the_same_host_and_the_cluster_s
             table = admin.membership.table()
             assert table["voters"] == [1, 2, 4] and table["learners"] == []
             assert admin.membership.history()[-1]["change"] == {"op": "swap", "old": 3, "new": 4}
+            assert admin.members() == [1, 2, 4] and admin.group_info(100, 4)["hosted"]
             from paxos_core.membership import Change
 
             Change("swap", table["epoch"], True, 4, admin.membership).wait(timeout=120)
             cluster.kill(1)
-            for group in (0, 1):
+            for group in (0, 1, 100):
                 _put(admin, group, b"after", b"2")
                 assert kv_ops.decode_result(admin.read(group, kv_ops.encode_get(b"before"), "linearizable",
                                                        20.0)).value == b"1"

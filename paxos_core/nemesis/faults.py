@@ -422,9 +422,12 @@ class Nemesis:
         MemberOperator._replace). Called by the faults that take a node's memory (corrupt, wipe) and by the
         member fault's replacement, each holding ``quiet``. RuntimeError (the fault is reported as not
         injected) if that still holds. A group the regroup fault added back is first put back where a node
-        that lost its data holds it in an earlier incarnation (mend_regrouped): that copy never rebuilds."""
-        self.mend_regrouped()
+        that lost its data holds it in an earlier incarnation (mend_regrouped): that copy never rebuilds; that
+        needs every member to answer, so a member the member fault wiped is waited for first."""
         deadline = self.clock() + 20
+        while self._wiped_voters() and self.clock() < deadline and not self.stop.is_set():
+            time.sleep(0.5)
+        self.mend_regrouped()
         while True:
             rebuilding, wiped = self.repairing(), self._wiped_voters()
             if not (rebuilding or wiped) or self.clock() >= deadline or self.stop.is_set():
@@ -600,7 +603,14 @@ class Nemesis:
         answer, and lacks the groups added beyond them; the add puts the incarnation the others hold there.
         Elsewhere it changes nothing (idempotent). Run before a fault that takes a node's memory (it waits for no
         node to be rebuilding) and after the run. A failure is a FAULT CHECK problem; what it changed goes
-        to ``mended`` and the output."""
+        to ``mended`` and the output. Not while a member the member fault wiped is not replaced yet: `group
+        add` needs every member to answer, as an operator knows (the end's membership check fails the run if
+        the replacement never completed)."""
+        wiped = self._wiped_voters()
+        if wiped and self.regrouped:
+            self.say("nemesis: %.1f s OPERATOR group add: not now, node(s) %s wiped and not replaced yet"
+                     % (self.clock() - self.t0, ", ".join(map(str, sorted(wiped)))))
+            return
         for group in sorted(self.regrouped):
             nodes = sorted(self.cluster.nodes)
 
