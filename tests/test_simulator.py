@@ -590,3 +590,17 @@ def test_soak_finding_an_add_on_some_nodes_that_meets_a_copy_left_over_by_a_wipe
     simulator's operator now does too, and node 3 takes incarnation 2 by itself (ReplicaLoop.join_newer)."""
     result = run_seed(SimConfig(seed=7408568, nodes=5, groups=8))
     assert result.ok, result.violations
+
+
+def test_soak_finding_an_add_on_some_nodes_that_meets_a_left_over_copy_after_another_node_of_it_added_is_refused():
+    """Soak seed 7,512,725 (5 nodes, 64 groups, every fault; on c2f85f8): group 12 was removed and added back
+    (incarnation 2) on nodes 1, 4 and 5, then removed on nodes 2 and 3; node 3's storage was damaged and set
+    aside, so it held the group again in incarnation 1 (rebuilding). The seed's add on nodes 2 and 3 reached
+    node 2 first, which took incarnation 2 and dropped its tombstone of 1; at node 3 no node had a tombstone of
+    1 any more, so the simulator's operator called the add over the leftover copy and the replica loop refused
+    it ("every node of an incarnation starts on the same voters"): an exception in the run. Client.add_group
+    reads both nodes before it adds to either and refuses that add (node 2 removed incarnation 1, which node 3
+    holds). The simulator's operator now also refuses an add on a node holding an earlier incarnation than
+    another node holds, and node 3 takes incarnation 2 by itself (ReplicaLoop.join_newer)."""
+    result = run_seed(SimConfig(seed=7512725, nodes=5, groups=64))
+    assert result.ok, result.violations

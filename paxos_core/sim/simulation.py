@@ -407,14 +407,23 @@ class Simulation:
         return False
 
     def _left_over_here(self, node, group):
-        """Whether `node` holds `group` in an incarnation another node has removed: a copy of its node file's
-        group that a wipe brought back (the tombstone went with the storage)."""
+        """Whether `node` holds `group` in an incarnation another node has removed, or an earlier one than
+        another node holds: a copy of its node file's group that a wipe brought back (the tombstone went with
+        the storage). Another node's tombstone goes once the add reaches it, and the seed's add on some nodes
+        reaches them one by one; Client.add_group reads every node it adds to before it adds anywhere, so a
+        node of that add that holds the newer incarnation by now was one without it then (soak seed 7,512,725)."""
         engine = node.loop.engine
         if not engine.hosts(group):
             return False
         held = engine.incarnation_of(group)
-        return any(other is not node and other.loop is not None and other.loop.tombstones.get(group, 0) >= held
-                   for other in self.nodes.values())
+        for other in self.nodes.values():
+            if other is node or other.loop is None:
+                continue
+            if other.loop.tombstones.get(group, 0) >= held:
+                return True
+            if other.loop.engine.hosts(group) and other.loop.engine.incarnation_of(group) > held:
+                return True
+        return False
 
     def _note_rebuilding(self, node):
         """Which of the group incarnations the node must rebuild (it took part in them before it lost its
