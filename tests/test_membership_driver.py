@@ -22,6 +22,7 @@ class StandInEngine:
         self.pokes = []
         self.carried_on = True                 # a majority of the voters carrying a group on learned all we had
         self.handoffs_asked = []               # (group, placement) of each Engine.handoff call
+        self.min_epochs = []                   # the min_epoch of each Engine.handoff call
 
     def hosts(self, group):
         return group == GROUP
@@ -62,11 +63,13 @@ class StandInEngine:
     def votes_anywhere(self, group, node):
         return node in self.current[1] or node in self.latest[1]
 
-    def handoff(self, group, placement=None):
+    def handoff(self, group, placement=None, min_epoch=0):
         """Engine.handoff as the driver sees it (node 1's view): True once node 1 votes in no configuration of
-        the group and the voters carrying it on told it they learned all it had (`carried_on`)."""
+        the group, the voters carrying it on told it they learned all it had (`carried_on`), and their current
+        configuration is of `min_epoch` or newer."""
         self.handoffs_asked.append((group, tuple(placement or ())))
-        return not self.votes_anywhere(group, 1) and self.carried_on
+        self.min_epochs.append(min_epoch)
+        return not self.votes_anywhere(group, 1) and self.carried_on and self.current[0] >= min_epoch
 
     def ballot_of(self, group):
         return 0, False
@@ -95,8 +98,12 @@ class StandInLoop:
         self.nudged.append(group)
 
 
-def table(epoch, voters, removed=()):
+def table(epoch, voters, removed=(), voter_until=None):
     nodes = [{"id": n, "role": "voter"} for n in voters] + [{"id": n, "role": "removed"} for n in removed]
+    if voter_until is not None:
+        for node in nodes:
+            if node["role"] == "removed":
+                node["voter_until"] = voter_until
     return {"epoch": epoch, "voters": list(voters), "learners": [], "nodes": nodes}
 
 
@@ -196,6 +203,29 @@ def test_a_removed_node_leaves_only_once_voters_without_it_govern_its_groups(pla
     if plant:
         return
     engine.current = engine.latest               # in force: node 1 votes nowhere any more
+    run(driver, loop, 40)
+    assert driver.left
+
+
+@pytest.mark.parametrize("plant", ["", "leave-voters-only"])
+def test_a_removed_node_whose_table_came_back_to_earlier_voters_leaves_once_its_last_epoch_is_passed(plant):
+    """Simulator seed 8,002,243: epoch 1 had voters 2, 3, 4 (here), epoch 2 promoted node 1, epoch 3 removed it
+    again. The group was still in epoch 1's configuration, 2, 3, 4 (the very voters epoch 3 wants), while epoch
+    2's ADOPT, counting node 1, could still be chosen; node 1 left, the ADOPT was chosen after, and the group had
+    a voter gone for good. The table keeps the last epoch node 1 voted in (`voter_until`), and the driver asks
+    Engine.handoff for a configuration of that epoch or newer (with the plant leave-voters-only, the code
+    before, any epoch)."""
+    engine = StandInEngine(current=(1, (2, 3, 4)))
+    loop = StandInLoop(engine)
+    driver = MembershipDriver(sweep_ticks=10**9, catch_up_ticks=10**9, plant=plant, leave_after_ticks=10**6)
+    driver.on_table(loop, table(3, (2, 3, 4), removed=(1,), voter_until=2))
+    assert driver.voter_until(1) == 2
+    run(driver, loop, 200)
+    assert engine.min_epochs and set(engine.min_epochs) == {0 if plant else 2}
+    assert driver.left == bool(plant)
+    if plant:
+        return
+    engine.current = engine.latest = (3, (2, 3, 4))    # the group's configuration reached epoch 3
     run(driver, loop, 40)
     assert driver.left
 
@@ -365,7 +395,7 @@ def test_a_removed_node_hands_over_a_group_added_after_it_learned_of_its_removal
         def groups(self):
             return sorted(self.hosted)
 
-        def handoff(self, group, placement=None):
+        def handoff(self, group, placement=None, min_epoch=0):
             return group in self.handed
 
     engine = Engine(2, current=(2, (2, 3, 4)))

@@ -115,6 +115,25 @@ def test_every_change_run_again_after_it_happened_succeeds_unchanged_whatever_ep
     assert table(sm)["voters"] == [3, 4, 5]
 
 
+def test_a_voter_that_stops_being_one_keeps_the_last_epoch_it_voted_in():
+    """Simulator seed 8,002,243: a node leaving the cluster hands its groups over only once their configuration
+    is at least as new as the last table it voted in (MembershipDriver._leave); the table keeps that epoch in
+    the node's entry, `voter_until`. A learner removed never voted: it has none."""
+    sm = seeded()
+    apply(sm, "add", 1, host="10.0.0.4", peer_port=7000, client_port=7100, public_key="key4")     # epoch 2
+    apply(sm, "add", 2, host="10.0.0.5", peer_port=7000, client_port=7100, public_key="key5")     # epoch 3
+    apply(sm, "promote", 3, id=4)                                                                 # epoch 4
+    assert apply(sm, "remove", 4, id=4)["epoch"] == 5
+    assert apply(sm, "swap", 5, old=1, new=5)["epoch"] == 6
+    nodes = {n["id"]: n for n in table(sm)["nodes"]}
+    assert nodes[4]["role"] == "removed" and nodes[4]["voter_until"] == 4
+    assert nodes[1]["role"] == "removed" and nodes[1]["voter_until"] == 5
+    assert all("voter_until" not in nodes[n] for n in (2, 3, 5))
+    apply(sm, "add", 6, host="10.0.0.6", peer_port=7000, client_port=7100, public_key="key6")     # epoch 7
+    apply(sm, "remove", 7, id=6)
+    assert "voter_until" not in {n["id"]: n for n in table(sm)["nodes"]}[6], "a learner never voted"
+
+
 def test_replace_adds_a_learner_at_the_dead_nodes_address_then_swaps_in_one_epoch():
     sm = seeded()
     clash = apply(sm, "add", None, host="10.0.0.3", peer_port=7000, client_port=7100, public_key="key9")

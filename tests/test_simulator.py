@@ -210,6 +210,11 @@ PLANT_RUNS["leave-at-adoption"] = _run(20, "5", "8", faults="member,crash,partit
 # swapped two of the first voters out, and they left; it passes without the plant). The oracle also takes each
 # incarnation's voters from the operator's add, so nodes that start it elsewhere are seen at once.
 PLANT_RUNS["add-first-voters"] = _run(1, "5", "8", faults="all", base=4910844)
+# A removed node that counts a voter's handover reply whatever its configuration's epoch: simulator seed
+# 8,002,243 (the table went 2,3,5 -> 1,2,3,5 -> 2,3,5; the node left while epoch 2's ADOPT could still be
+# chosen; the one seed run here, of a targeted run; it passes without the plant).
+PLANT_RUNS["leave-voters-only"] = _run(1, "5", "64", base=8002243,
+                                       faults="crash,torn,damage,amnesia,regroup,member,partition,pause")
 # A learner that asks its catch-up source again and again, however often nothing comes of it (the rule before
 # soak seed 4,401,544): seed 334 of one group on five nodes, every fault, caught it; since session 39's fixes
 # the first from 334 is 660 (it passes without).
@@ -589,6 +594,20 @@ def test_soak_finding_an_add_on_some_nodes_that_meets_a_copy_left_over_by_a_wipe
     exception. Client.add_group refuses such an add (another node removed the incarnation held there); the
     simulator's operator now does too, and node 3 takes incarnation 2 by itself (ReplicaLoop.join_newer)."""
     result = run_seed(SimConfig(seed=7408568, nodes=5, groups=8))
+    assert result.ok, result.violations
+
+
+def test_finding_a_removed_node_leaves_only_once_its_groups_passed_the_last_epoch_it_voted_in():
+    """Simulator seed 8,002,243 (5 nodes, 64 groups; crash, torn, damage, amnesia, regroup, member, partition,
+    pause; a targeted run on f3316ae): epoch 1's voters were 2, 3 and 5, epoch 2 promoted node 1, epoch 3
+    removed it. Node 1, down through epoch 2, counted the handover replies of nodes 2 and 3, whose groups 3 and
+    4 were still in epoch 1's configuration (the voters epoch 3 wants), and left; epoch 2's ADOPT, accepted but
+    not chosen then, was chosen after: the groups had four voters, node 1 gone and node 5 rebuilding, and could
+    neither choose nor adopt epoch 3. A removed node now waits for a configuration of the last epoch it voted
+    in or newer (the table's `voter_until`; plant `leave-voters-only`)."""
+    result = run_seed(SimConfig(seed=8002243, nodes=5, groups=64,
+                                faults=("crash", "torn", "damage", "amnesia", "regroup", "member", "partition",
+                                        "pause")))
     assert result.ok, result.violations
 
 

@@ -50,6 +50,9 @@ from ..errors import ConfigError
 # the one in force at the node's chosen mark: nodes that learned further than others answer differently; both
 # simulator seed 1,686). add-first-voters (a group added at run time starts on the first voters, not on those its
 # ADD_GROUP names: once a majority of them left the cluster it can never choose again; soak seed 4,910,844).
+# leave-voters-only (a removed node counts a voter's handover reply once that voter's current configuration has
+# the table's voters, whatever its epoch: an earlier epoch's with the same voters, while an ADOPT that counts the
+# node again may still be chosen; simulator seed 8,002,243).
 #: The system group's id (issue 14): the cluster's node table and membership epochs (statemachine/membership.py)
 #: are a group like the others, hosted by worker 0 of every node in the slot before its data groups. Data groups
 #: never use this id (nor 0xFFFFFFFF).
@@ -72,7 +75,7 @@ PLANTS = ("ignore-promise", "reply-before-sync", "promise-not-persisted", "learn
           "redirect-without-catchup", "stage-silent-source", "leave-at-adoption", "renew-own-non-voter",
           "config-forgets-history", "leave-unhanded", "catchup-any-peer", "catchup-source-only",
           "stale-preference", "same-voters-idle", "add-first-voters", "add-after-amnesia-votes",
-          "join-newer-votes", "join-intent-lost", "status-omits-added-groups")
+          "join-newer-votes", "join-intent-lost", "status-omits-added-groups", "leave-voters-only")
 
 
 @dataclass(frozen=True)

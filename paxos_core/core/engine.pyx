@@ -725,7 +725,7 @@ cdef class Engine:
         self._drain()
         return seq
 
-    def handoff(self, uint32_t group, placement=None):
+    def handoff(self, uint32_t group, placement=None, uint64_t min_epoch=0):
         """May this node stop holding `group` (it is placed on other nodes)? True once it may; until then each
         call (the membership driver polls) keeps asking.
 
@@ -744,7 +744,13 @@ cdef class Engine:
         the placement, an ADOPT of an older epoch still in flight (accepted, not chosen, so re-proposed by the
         next leader) may be chosen after we dropped our copy and count us again; its voters were then one short
         for good (simulator seed 4,200,513: four voters, one of them wiped, never chose again). Once the
-        placement is current, an older epoch's ADOPT changes nothing (rule R5)."""
+        placement is current, an older epoch's ADOPT changes nothing (rule R5).
+
+        `min_epoch` (a node leaving the cluster: the last epoch of the table it voted in, MembershipDriver.
+        voter_until): a reply counts only once the replier's current configuration is of that epoch or newer.
+        Voters alone do not tell: a table that comes back to an earlier epoch's voters (A, B, A) finds the group
+        still in A's configuration while B's ADOPT, counting us, may yet be chosen (simulator seed 8,002,243:
+        the removed node left, B's ADOPT was chosen after, and the group had a voter gone for good)."""
         cdef Py_ssize_t slot = self.slot_of(group)
         if slot < 0:
             raise UnknownGroup(group)
@@ -756,13 +762,13 @@ cdef class Engine:
             return True         # planted bug: no voter carrying the group on is asked what it has learned
         placed = tuple(placement) if placement is not None else None
         h = self.handoffs.get(slot)
-        if h is None or h[4] != placed:
+        if h is None or h[4] != placed or h[5] != min_epoch:
             # With a placement, its voters are the ones asked (the group's current configuration may still be an
             # older one), and a new placement starts the count over: replies counted for the last one would
             # never match it again (simulator seed 1,666: placed on 1,2,3 then on 1,3,5, a node waited for
             # ever for voters of 1,2,3 whose current configuration was 1,2,3).
             voters = placed if placed is not None else self.voters.config_at(slot, self.learner.chosen_next[slot]).voters
-            h = [self.learner.chosen_next[slot], voters, set(), -(1 << 62), placed]
+            h = [self.learner.chosen_next[slot], voters, set(), -(1 << 62), placed, min_epoch]
             self.handoffs[slot] = h
         if len(<set>h[2]) >= len(<tuple>h[1]) // 2 + 1:
             return True
@@ -2186,16 +2192,18 @@ cdef class Engine:
                                      self.learner.chosen_next[slot], 0 if self.status[slot] == GROUP_OK else 1,
                                      0, self.voters.compact_state(slot)), True)
 
-    def _hands_over_to(self, Py_ssize_t slot, value, placement):
+    def _hands_over_to(self, Py_ssize_t slot, value, placement, uint64_t min_epoch):
         """Does a voter's STATE_REPLY configuration state let us hand the group over (Engine.handoff)? No
-        configuration in it names us, and with `placement`, its current configuration's voters are those."""
-        if placement is None and not value:
+        configuration in it names us, its current configuration is of `min_epoch` or newer, and with
+        `placement`, its current configuration's voters are those."""
+        if placement is None and not value and min_epoch == 0:
             return True
+        cdef Config first = self.voters.first_of(slot)
         try:
-            configs = state_configs(value) if value else [(0, self.voters.first_of(slot).voters)]
+            configs = state_configs(value) if value else [(first.epoch, first.voters)]
         except BadAdopt:
             return False
-        if any(self.node_id in config[1] for config in configs):
+        if any(self.node_id in config[1] for config in configs) or configs[0][0] < min_epoch:
             return False
         return placement is None or tuple(configs[0][1]) == placement
 
@@ -2223,7 +2231,7 @@ cdef class Engine:
     cdef void _on_state_reply(self, Py_ssize_t slot, Message m, int src):
         handoff = self.handoffs.get(slot)
         if (handoff is not None and m.aux == 0 and src in <tuple>handoff[1] and m.mark >= <uint64_t>handoff[0]
-                and self._hands_over_to(slot, m.value, handoff[4])):
+                and self._hands_over_to(slot, m.value, handoff[4], handoff[5])):
             (<set>handoff[2]).add(src)      # a voter carrying the group on learned all we had (Engine.handoff)
         cdef Repair rep = self.repairs.get(slot)
         if rep is None or rep.phase != REPAIR_QUERY or m.aux != 0 or src == self.node_id:

@@ -53,6 +53,7 @@ class MembershipDriver:
         self.plant_ignore_late_adopt = plant == "ignore-late-adopt"
         self.plant_leave_at_adoption = plant == "leave-at-adoption"
         self.plant_same_voters_idle = plant == "same-voters-idle"
+        self.plant_leave_voters_only = plant == "leave-voters-only"
         self.retry_ticks = retry_ticks
         self.adopt_per_turn = adopt_per_turn
         # At most this many groups adopting at once (asked, not done): each one asked costs an election when
@@ -206,7 +207,12 @@ class MembershipDriver:
         elif self.plant_leave_unhanded:
             done = lambda g: not engine.votes_anywhere(g, loop.node_id)        # noqa: E731 (planted bug)
         else:
-            done = lambda g: engine.handoff(g, self.voters_for(g))             # noqa: E731
+            # The voters carrying a group on must be in a configuration at least as new as the last epoch this
+            # node voted in: the table may have come back to an earlier epoch's voters (A, B, A), and an ADOPT
+            # of B's epoch that counts this node may still be chosen where the group is in A's configuration
+            # (simulator seed 8,002,243); from the epoch on, rule R5 voids it.
+            floor = 0 if self.plant_leave_voters_only else self.voter_until(loop.node_id)
+            done = lambda g: engine.handoff(g, self.voters_for(g), floor)     # noqa: E731
         if self.leaving is None:
             self.leaving = collections.deque(engine.groups())
         # Up to adopt_per_turn groups a check, in turn (each handoff asks the voters again while it waits).
@@ -369,6 +375,13 @@ class MembershipDriver:
         latest_epoch, latest_voters = loop.engine.latest_config(group)
         if latest_epoch < self.epoch and latest_voters != self.voters_for(group):
             self.todo.append(group)
+
+    def voter_until(self, node_id):
+        """The last epoch of the table in which `node_id` was a voter, once it is one no more (0: not known)."""
+        for node in self.table.get("nodes", ()):
+            if node["id"] == node_id:
+                return int(node.get("voter_until", 0))
+        return 0
 
     def voters_for(self, group):
         """The voters the table wants `group` to have: its placement's, else the cluster's."""

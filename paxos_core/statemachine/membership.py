@@ -179,6 +179,11 @@ class MembershipStateMachine(UserStateMachine):
     def _commit(self, group, meta, nodes, change, **extra):
         """Write the changed nodes and a new epoch."""
         table = {n["id"]: n for n in self._nodes(group)}
+        # A voter that stops being one keeps the last epoch it voted in (`voter_until`): a group may still
+        # choose an ADOPT of that epoch which counts it, until its configuration's epoch reaches it (rule R5), and
+        # a node leaving the cluster hands its groups over only then (MembershipDriver._leave).
+        nodes = [dict(n, voter_until=meta["epoch"]) if table.get(n["id"], {}).get("role") == "voter"
+                 and n["role"] != "voter" else n for n in nodes]
         table.update({n["id"]: n for n in nodes})
         voters = sorted(i for i, n in table.items() if n["role"] == "voter")
         learners = sorted(i for i, n in table.items() if n["role"] == "learner")
