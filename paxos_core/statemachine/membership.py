@@ -13,7 +13,8 @@ bytes):
     m              {"epoch", "alpha", "next_id"}: the current epoch, the cluster's alpha, the next node id
     n/<id:05d>     a node: {"id", "host", "peer_port", "client_port", "public_key", "role", "replaces"}
                    role: "voter", "learner" or "removed"; removed nodes stay, so an id is never reused and a
-                   removed node's key is never accepted again
+                   removed node's key is never accepted again; a node that stopped being a voter also has
+                   "voter_until", the last epoch it was one (a leaving node's handover waits for it)
     e/<epoch:020d> an epoch: {"epoch", "voters", "learners", "change"}, the history
     p/<group:010d> a group's placement: the list of its voters, where they are not the cluster's voters
 
